@@ -1,0 +1,3 @@
+module github.com/cairnlog/cairn
+
+go 1.26.8

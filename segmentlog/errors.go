@@ -1,0 +1,23 @@
+package segmentlog
+
+import "errors"
+
+// Sentinel errors of the WAL. Callers test with errors.Is.
+var (
+	// ErrCorrupt: a batch object does not decode (bad magic, unknown
+	// version, CRC mismatch, truncated or inconsistent fields).
+	ErrCorrupt = errors.New("segmentlog: corrupt batch")
+	// ErrInvalidName: a pchannel or vchannel name fails ValidateName.
+	ErrInvalidName = errors.New("segmentlog: invalid name")
+	// ErrFenced: a writer of a higher term has taken the pchannel; this
+	// writer has stopped. Appends that failed with it were not acknowledged
+	// and will never be delivered.
+	ErrFenced = errors.New("segmentlog: fenced by a newer term")
+	// ErrClosed: the writer or scanner was closed.
+	ErrClosed = errors.New("segmentlog: closed")
+	// ErrInvariant: the WAL breaks a protocol invariant (for example a
+	// lower-term batch at or beyond a fence window). Fatal; never retried.
+	ErrInvariant = errors.New("segmentlog: protocol invariant violated")
+	// ErrTooLarge: a message or batch exceeds the configured limit.
+	ErrTooLarge = errors.New("segmentlog: too large")
+)
