@@ -3,6 +3,7 @@ package objstore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -90,7 +91,7 @@ func (m *Memory) PutIfMatch(ctx context.Context, key string, body []byte, etag s
 	if !ok || o.etag != etag {
 		return "", fmt.Errorf("put-if-match %s: %w", key, ErrConflict)
 	}
-	return m.storeLocked(key, body, o.meta), nil
+	return m.storeLocked(key, body, nil), nil
 }
 
 func (m *Memory) Put(ctx context.Context, key string, body []byte) (string, error) {
@@ -120,7 +121,7 @@ func (m *Memory) List(ctx context.Context, prefix, startAfter string, fn func(At
 			return err
 		}
 		if err := fn(a); err != nil {
-			if err == ErrStopList {
+			if errors.Is(err, ErrStopList) {
 				return nil
 			}
 			return err

@@ -84,7 +84,8 @@ type Store interface {
 	// exists under key (If-None-Match: *). ErrExists if one does.
 	PutIfAbsent(ctx context.Context, key string, body []byte, meta map[string]string) (etag string, err error)
 	// PutIfMatch replaces key only if its current ETag is etag (If-Match).
-	// ErrConflict if the ETag differs or the object is absent.
+	// ErrConflict if the ETag differs or the object is absent. Like Put, it
+	// replaces the whole object: the new version has no user metadata.
 	PutIfMatch(ctx context.Context, key string, body []byte, etag string) (newETag string, err error)
 	// Put writes key unconditionally.
 	Put(ctx context.Context, key string, body []byte) (etag string, err error)

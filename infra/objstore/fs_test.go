@@ -1,0 +1,285 @@
+package objstore_test
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/objstore/objstoretest"
+)
+
+func newFS(t *testing.T, root string) *objstore.FS {
+	t.Helper()
+	s, err := objstore.NewFS(root)
+	if err != nil {
+		t.Fatalf("NewFS: %v", err)
+	}
+	return s
+}
+
+func TestFSAcceptance(t *testing.T) {
+	objstoretest.Run(t, func(t *testing.T) objstore.Store { return newFS(t, t.TempDir()) })
+}
+
+func TestFSLayout(t *testing.T) {
+	ctx := t.Context()
+	root := t.TempDir()
+	s := newFS(t, root)
+	for _, k := range []string{"a/b", "a/b/c", "x.obj/y", "x"} {
+		if _, err := s.Put(ctx, k, []byte(k)); err != nil {
+			t.Fatalf("Put %s: %v", k, err)
+		}
+	}
+	for _, p := range []string{"a.d/b.obj", "a.d/b.d/c.obj", "x.obj.d/y.obj", "x.obj"} {
+		if st, err := os.Stat(filepath.Join(root, p)); err != nil || !st.Mode().IsRegular() {
+			t.Errorf("object file %s: %v", p, err)
+		}
+	}
+	// Leftovers of a crash and foreign files are invisible.
+	for _, p := range []string{"a.d/.123.tmp", "a.d/notes.txt"} {
+		if err := os.WriteFile(filepath.Join(root, p), []byte("junk"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var keys []string
+	if err := s.List(ctx, "", "", func(a objstore.Attrs) error { keys = append(keys, a.Key); return nil }); err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	if want := []string{"a/b", "a/b/c", "x", "x.obj/y"}; fmt.Sprint(keys) != fmt.Sprint(want) {
+		t.Fatalf("List = %q, want %q", keys, want)
+	}
+	// Delete prunes the directories it empties, never the root.
+	for _, k := range []string{"a/b/c", "a/b", "x.obj/y", "x"} {
+		if err := s.Delete(ctx, k); err != nil {
+			t.Fatalf("Delete %s: %v", k, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "a.d/b.d")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a.d/b.d not pruned: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "x.obj.d")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("x.obj.d not pruned: %v", err)
+	}
+	if _, err := os.Stat(root); err != nil {
+		t.Errorf("root removed: %v", err)
+	}
+}
+
+func TestFSReopen(t *testing.T) {
+	ctx := t.Context()
+	root := t.TempDir()
+	etag, err := newFS(t, root).PutIfAbsent(ctx, "k", []byte("durable"), map[string]string{"term": "3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := newFS(t, root).Get(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(o.Body) != "durable" || o.ETag != etag || o.Meta["term"] != "3" {
+		t.Fatalf("reopened store read %q (ETag %s, meta %v)", o.Body, o.ETag, o.Meta)
+	}
+}
+
+func TestFSKeyElementTooLong(t *testing.T) {
+	s := newFS(t, t.TempDir())
+	long := strings.Repeat("x", 252)
+	if _, err := s.Put(t.Context(), "a/"+long, nil); !errors.Is(err, objstore.ErrInvalidKey) {
+		t.Fatalf("Put of a %d-byte element: err = %v, want ErrInvalidKey", len(long), err)
+	}
+	if _, err := s.Put(t.Context(), "a/"+long[:251], nil); err != nil {
+		t.Fatalf("Put of a 251-byte element: %v", err)
+	}
+}
+
+// TestFSCorruption damages object files and expects errors, never panics
+// or silently wrong bytes.
+func TestFSCorruption(t *testing.T) {
+	ctx := t.Context()
+	root := t.TempDir()
+	s := newFS(t, root)
+	for _, tc := range []struct {
+		name   string
+		damage func(b []byte) []byte
+	}{
+		{"body bit flip", func(b []byte) []byte { b[len(b)-1] ^= 1; return b }},
+		{"header bit flip", func(b []byte) []byte { b[20] ^= 1; return b }},
+		{"truncated", func(b []byte) []byte { return b[:len(b)-1] }},
+		{"bad magic", func(b []byte) []byte { b[0] = 'X'; return b }},
+		{"future version", func(b []byte) []byte { b[9] = 2; return b }},
+		{"huge header length", func(b []byte) []byte { b[10] = 0xff; return b }},
+		{"empty file", func([]byte) []byte { return nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			key := "corrupt/" + strings.ReplaceAll(tc.name, " ", "-")
+			if _, err := s.Put(ctx, key, []byte("some body bytes")); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(root, "corrupt.d", filepath.Base(key)+".obj")
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, tc.damage(b), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if o, err := s.Get(ctx, key); err == nil {
+				t.Fatalf("Get of a damaged file returned %q", o.Body)
+			} else if errors.Is(err, objstore.ErrNotFound) || objstore.IsRetryable(err) {
+				t.Fatalf("Get of a damaged file: %v; want a corruption error", err)
+			}
+		})
+	}
+}
+
+// The cross-process test re-executes this test binary as fsChildren
+// processes that race PutIfAbsent and PutIfMatch on shared keys in one root.
+const (
+	fsChildEnv   = "CAIRN_FS_CHILD"
+	fsChildren   = 6
+	fsChildKeys  = 20
+	fsChildStart = "start"
+)
+
+func TestFSCrossProcess(t *testing.T) {
+	ctx := t.Context()
+	root := t.TempDir()
+	s := newFS(t, root)
+	etags := make([]string, fsChildKeys)
+	for i := range etags {
+		e, err := s.PutIfAbsent(ctx, fmt.Sprintf("cas/%02d", i), []byte("base"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		etags[i] = e
+	}
+	barrier := t.TempDir()
+	outs := make([]bytes.Buffer, fsChildren)
+	cmds := make([]*exec.Cmd, fsChildren)
+	for c := range fsChildren {
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestFSCrossProcessChild$", "-test.count=1")
+		cmd.Env = append(os.Environ(),
+			fsChildEnv+"="+strconv.Itoa(c),
+			"CAIRN_FS_ROOT="+root,
+			"CAIRN_FS_BARRIER="+barrier,
+			"CAIRN_FS_ETAGS="+strings.Join(etags, ","))
+		cmd.Stdout, cmd.Stderr = &outs[c], &outs[c]
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start child %d: %v", c, err)
+		}
+		cmds[c] = cmd
+	}
+	// Release the children together once all of them are ready, so that
+	// their writes overlap instead of running one process after another.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		ready, _ := filepath.Glob(filepath.Join(barrier, "ready-*"))
+		if len(ready) == fsChildren {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d children became ready", len(ready), fsChildren)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := os.WriteFile(filepath.Join(barrier, fsChildStart), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, fsChildren)
+	for c, cmd := range cmds {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[c] = cmd.Wait() }()
+	}
+	wg.Wait()
+
+	// Each child prints "absent|cas <i> won|lost"; one winner per key.
+	winners := map[string][]int{}
+	for c := range fsChildren {
+		if errs[c] != nil {
+			t.Fatalf("child %d: %v\n%s", c, errs[c], outs[c].String())
+		}
+		sc := bufio.NewScanner(&outs[c])
+		lines := 0
+		for sc.Scan() {
+			var kind, outcome string
+			var i int
+			if n, _ := fmt.Sscanf(sc.Text(), "%s %d %s", &kind, &i, &outcome); n != 3 || (kind != "absent" && kind != "cas") {
+				continue
+			}
+			lines++
+			if outcome == "won" {
+				key := fmt.Sprintf("%s/%02d", kind, i)
+				winners[key] = append(winners[key], c)
+			}
+		}
+		if lines != 2*fsChildKeys {
+			t.Fatalf("child %d reported %d outcomes, want %d:\n%s", c, lines, 2*fsChildKeys, outs[c].String())
+		}
+	}
+	for _, kind := range []string{"absent", "cas"} {
+		for i := range fsChildKeys {
+			key := fmt.Sprintf("%s/%02d", kind, i)
+			w := winners[key]
+			if len(w) != 1 {
+				t.Fatalf("%s: winners %v, want exactly one", key, w)
+			}
+			o, err := s.Get(ctx, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := fmt.Sprintf("child %d", w[0]); string(o.Body) != want {
+				t.Fatalf("%s holds %q, want the winner's %q", key, o.Body, want)
+			}
+		}
+	}
+}
+
+// TestFSCrossProcessChild is one racer of TestFSCrossProcess; run directly,
+// it does nothing.
+func TestFSCrossProcessChild(t *testing.T) {
+	id := os.Getenv(fsChildEnv)
+	if id == "" {
+		return
+	}
+	ctx := t.Context()
+	s := newFS(t, os.Getenv("CAIRN_FS_ROOT"))
+	etags := strings.Split(os.Getenv("CAIRN_FS_ETAGS"), ",")
+	barrier := os.Getenv("CAIRN_FS_BARRIER")
+	if err := os.WriteFile(filepath.Join(barrier, "ready-"+id), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(barrier, fsChildStart)); err == nil {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	body := []byte("child " + id)
+	outcome := func(err error, lose error) string {
+		switch {
+		case err == nil:
+			return "won"
+		case errors.Is(err, lose):
+			return "lost"
+		}
+		t.Fatalf("unexpected error: %v", err)
+		return ""
+	}
+	for i := range fsChildKeys {
+		_, err := s.PutIfAbsent(ctx, fmt.Sprintf("absent/%02d", i), body, nil)
+		fmt.Printf("absent %d %s\n", i, outcome(err, objstore.ErrExists))
+		_, err = s.PutIfMatch(ctx, fmt.Sprintf("cas/%02d", i), body, etags[i])
+		fmt.Printf("cas %d %s\n", i, outcome(err, objstore.ErrConflict))
+	}
+}
