@@ -236,7 +236,7 @@ func testListPagination(t *testing.T, ctx context.Context, s objstore.Store) {
 	}
 	check("page/", "page/12/0049", keys[12*perDir+50:])
 	check("page/", "page/12/0049x", keys[12*perDir+50:]) // not a key itself
-	check("page/", "page/12", keys[12*perDir:])           // a "directory"
+	check("page/", "page/12", keys[12*perDir:])          // a "directory"
 	check("page/", "page/12/", keys[12*perDir:])
 	check("page/", "page/12/9", keys[13*perDir:])
 	check("page/", "page/24/0099", nil)
