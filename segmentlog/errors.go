@@ -21,3 +21,12 @@ var (
 	// ErrTooLarge: a message or batch exceeds the configured limit.
 	ErrTooLarge = errors.New("segmentlog: too large")
 )
+
+var (
+	// ErrLeaseExpired: the writer could not renew its lease in time; it has
+	// stopped. Unacknowledged appends have an unknown outcome.
+	ErrLeaseExpired = errors.New("segmentlog: lease expired")
+	// ErrOutcomeUnknown: the append may or may not have landed; it may be
+	// delivered later. Retry with the same idempotency key to learn its ID.
+	ErrOutcomeUnknown = errors.New("segmentlog: append outcome unknown")
+)

@@ -1,0 +1,97 @@
+package segmentlog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cairnlog/cairn/infra/objstore"
+)
+
+// CheckpointFormat is the version of the checkpoint record's JSON form.
+const CheckpointFormat = 1
+
+// Checkpoint is the flush checkpoint record of a pchannel (PROTOCOL.md,
+// "Records"): every slot below C is flushed to segments. It moves only
+// forward and is updated only by CAS. The zero value (no record yet) means
+// nothing is flushed.
+type Checkpoint struct {
+	Format   int    `json:"format"`
+	PChannel string `json:"pchannel"`
+	// C: every slot below it is flushed; readers below it use segments.
+	C uint64 `json:"c"`
+	// MaxTerm is the highest term of any slot below C: it seeds the reading
+	// rule "deliver only if term ≥ every earlier slot's term".
+	MaxTerm uint64 `json:"max_term"`
+	// TermChanges lists, ascending, the first slot of every higher term seen
+	// below C. GC never deletes the W slots starting at each.
+	TermChanges []TermChange `json:"term_changes,omitempty"`
+	// LastTimeTick is the highest timetick delivered below C.
+	LastTimeTick uint64 `json:"last_timetick"`
+	// Dedup is the idempotency window as of C.
+	Dedup []DedupEntry `json:"dedup,omitempty"`
+	// Segments is the manifest: the only way to reach flushed data.
+	Segments []SegmentRef `json:"segments,omitempty"`
+	// Version increments on every write.
+	Version   uint64    `json:"version"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// TermChange records the first slot Offset of Term.
+type TermChange struct {
+	Offset uint64 `json:"offset"`
+	Term   uint64 `json:"term"`
+}
+
+// DedupEntry is one remembered idempotency key and the ID it was acked at.
+type DedupEntry struct {
+	Key      IdemKey   `json:"key"`
+	ID       MessageID `json:"id"`
+	TimeTick uint64    `json:"timetick"`
+}
+
+// SegmentRef names one flushed Arrow segment of a vchannel.
+type SegmentRef struct {
+	VChannel    string `json:"vchannel"`
+	Key         string `json:"key"`
+	FirstOffset uint64 `json:"first_offset"`
+	LastOffset  uint64 `json:"last_offset"`
+	Messages    int64  `json:"messages"`
+	Bytes       int64  `json:"bytes"`
+}
+
+// MessageID is the position of a message: its batch's offset in the
+// pchannel and its index in the batch. IDs are totally ordered.
+type MessageID struct {
+	Offset uint64 `json:"offset"`
+	Index  uint32 `json:"index"`
+}
+
+// Less orders IDs.
+func (a MessageID) Less(b MessageID) bool {
+	return a.Offset < b.Offset || a.Offset == b.Offset && a.Index < b.Index
+}
+
+func (a MessageID) String() string { return fmt.Sprintf("%d.%d", a.Offset, a.Index) }
+
+// ReadCheckpoint reads the checkpoint of pchannel p with its ETag. A missing
+// record is the zero checkpoint and an empty ETag.
+func ReadCheckpoint(ctx context.Context, store objstore.Store, layout Layout, p string) (Checkpoint, string, error) {
+	obj, err := store.Get(ctx, layout.Checkpoint(p))
+	if errors.Is(err, objstore.ErrNotFound) {
+		return Checkpoint{Format: CheckpointFormat, PChannel: p}, "", nil
+	}
+	if err != nil {
+		return Checkpoint{}, "", fmt.Errorf("read checkpoint %s: %w", p, err)
+	}
+	var cp Checkpoint
+	if err := json.Unmarshal(obj.Body, &cp); err != nil {
+		return Checkpoint{}, "", fmt.Errorf("read checkpoint %s: %w: %v", p, ErrCorrupt, err)
+	}
+	if cp.Format != CheckpointFormat {
+		return Checkpoint{}, "", fmt.Errorf("read checkpoint %s: %w: unsupported format %d", p, ErrCorrupt, cp.Format)
+	}
+	return cp, obj.ETag, nil
+}

@@ -1,0 +1,155 @@
+package segmentlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cairnlog/cairn/infra/objstore"
+)
+
+// slotResult is one WAL slot as read from the store.
+type slotResult struct {
+	offset  uint64
+	batch   Batch
+	size    int  // encoded bytes
+	missing bool // no object at this slot (yet, or any more)
+	err     error
+}
+
+// readSlot reads and decodes the batch at offset, retrying transient
+// failures with per-attempt timeouts until ctx ends. A missing slot is
+// reported as missing, not as an error. A batch that does not decode, or
+// whose header names another offset, is an error wrapping ErrCorrupt.
+func readSlot(ctx context.Context, store objstore.Store, layout Layout, p string, offset uint64, timeout time.Duration) slotResult {
+	key := layout.WAL(p, offset)
+	res := slotResult{offset: offset}
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		obj, err := store.Get(actx, key)
+		cancel()
+		switch {
+		case err == nil:
+			b, derr := DecodeBatch(obj.Body)
+			if derr == nil && b.Offset != offset {
+				derr = fmt.Errorf("%w: batch at slot %d says offset %d", ErrCorrupt, offset, b.Offset)
+			}
+			if derr != nil {
+				res.err = fmt.Errorf("read %s: %w", key, derr)
+				return res
+			}
+			res.batch, res.size = b, len(obj.Body)
+			return res
+		case errors.Is(err, objstore.ErrNotFound):
+			res.missing = true
+			return res
+		case ctx.Err() != nil:
+			res.err = fmt.Errorf("read %s: %w", key, ctx.Err())
+			return res
+		case objstore.IsRetryable(err):
+			if !sleepCtx(ctx, backoff(attempt, 5*time.Millisecond, 500*time.Millisecond)) {
+				res.err = fmt.Errorf("read %s: %w", key, ctx.Err())
+				return res
+			}
+		default:
+			res.err = fmt.Errorf("read %s: %w", key, err)
+			return res
+		}
+	}
+}
+
+// prefetcher reads consecutive slots in order with bounded, adaptive
+// read-ahead: the depth doubles after each slot found (up to max) and drops
+// back to 1 at a missing slot, so catching up runs up to max GETs in
+// parallel while waiting at the tail costs one GET per probe. Not safe for
+// concurrent use.
+type prefetcher struct {
+	store   objstore.Store
+	layout  Layout
+	p       string
+	timeout time.Duration
+	max     int
+
+	next    uint64 // the offset the next call to next returns
+	depth   int
+	pending []chan slotResult // futures for next, next+1, ...
+	cancel  []context.CancelFunc
+}
+
+func newPrefetcher(store objstore.Store, layout Layout, p string, from uint64, maxAhead int, timeout time.Duration) *prefetcher {
+	return &prefetcher{store: store, layout: layout, p: p, timeout: timeout, max: max(1, maxAhead), next: from, depth: 1}
+}
+
+// nextSlot returns the slot at f.next and advances past it unless it is
+// missing (a missing slot is returned again on the next call, re-read).
+func (f *prefetcher) nextSlot(ctx context.Context) slotResult {
+	f.fill(ctx)
+	res := <-f.pending[0]
+	f.cancel[0]()
+	f.pending, f.cancel = f.pending[1:], f.cancel[1:]
+	if res.missing || res.err != nil {
+		// Whatever was read beyond a gap is re-read later.
+		f.reset(res.offset)
+		return res
+	}
+	f.next++
+	f.depth = min(f.max, f.depth*2)
+	return res
+}
+
+// skip passes over the slot at f.next without reading it (it was served
+// from the cache), keeping the read-ahead beyond it.
+func (f *prefetcher) skip() {
+	if len(f.pending) > 0 {
+		f.cancel[0]()
+		f.pending, f.cancel = f.pending[1:], f.cancel[1:]
+	}
+	f.next++
+}
+
+// seek drops read-ahead and continues from offset.
+func (f *prefetcher) seek(offset uint64) { f.reset(offset) }
+
+func (f *prefetcher) reset(offset uint64) {
+	for _, c := range f.cancel {
+		c()
+	}
+	f.pending, f.cancel = nil, nil
+	f.next, f.depth = offset, 1
+}
+
+// close stops all read-ahead.
+func (f *prefetcher) close() { f.reset(f.next) }
+
+func (f *prefetcher) fill(ctx context.Context) {
+	for len(f.pending) < f.depth {
+		off := f.next + uint64(len(f.pending))
+		fctx, cancel := context.WithCancel(ctx)
+		ch := make(chan slotResult, 1)
+		go func() { ch <- readSlot(fctx, f.store, f.layout, f.p, off, f.timeout) }()
+		f.pending = append(f.pending, ch)
+		f.cancel = append(f.cancel, cancel)
+	}
+}
+
+// backoff is the delay before retry attempt n (0-based): base·2ⁿ capped.
+func backoff(n int, base, limit time.Duration) time.Duration {
+	d := base
+	for i := 0; i < n && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
+}
+
+// sleepCtx sleeps d or until ctx ends; it reports whether it slept fully.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
