@@ -1,0 +1,376 @@
+package segmentlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cairnlog/cairn/infra/objstore"
+)
+
+// StartKind says where a scanner starts.
+type StartKind uint8
+
+const (
+	StartEarliest   StartKind = iota // the oldest message still kept
+	StartLatest                      // only messages appended from now on
+	StartAtID                        // the message with this ID and after
+	StartAtTimeTick                  // the first message whose timetick ≥ TimeTick
+)
+
+// Position is a scanner's start.
+type Position struct {
+	Kind     StartKind
+	ID       MessageID
+	TimeTick uint64
+}
+
+// Earliest, Latest, AtID and AtTimeTick build positions.
+func Earliest() Position              { return Position{Kind: StartEarliest} }
+func Latest() Position                { return Position{Kind: StartLatest} }
+func AtID(id MessageID) Position      { return Position{Kind: StartAtID, ID: id} }
+func AtTimeTick(tick uint64) Position { return Position{Kind: StartAtTimeTick, TimeTick: tick} }
+func (p Position) String() string {
+	switch p.Kind {
+	case StartEarliest:
+		return "earliest"
+	case StartLatest:
+		return "latest"
+	case StartAtID:
+		return "id:" + p.ID.String()
+	default:
+		return fmt.Sprintf("timetick:%d", p.TimeTick)
+	}
+}
+
+// ErrTail: the scanner reached the tail and was configured not to wait.
+var ErrTail = errors.New("segmentlog: at the tail")
+
+// ErrTruncated: the start position lies below the flush checkpoint, in data
+// the scanner cannot read from the WAL any more.
+var ErrTruncated = errors.New("segmentlog: position is below the flush checkpoint")
+
+// ScannerConfig configures a Scanner. Zero fields take the documented
+// defaults.
+type ScannerConfig struct {
+	PChannel string // required
+	Layout   Layout
+	From     Position
+	// VChannels, if not empty, keeps only messages of these vchannels.
+	VChannels []string
+	// Types, if not empty, keeps only these message types. Default: the
+	// data types (data, insert, delete).
+	Types []MessageType
+	// MinTimeTick keeps only messages with a timetick ≥ it.
+	MinTimeTick uint64
+	// ReadAhead bounds parallel GETs while catching up. Default 16.
+	ReadAhead int
+	// Window is the pchannel's fence window W (WriterConfig.Window).
+	// Default 8.
+	Window int
+	// GetTimeout bounds one GET attempt. Default 1 s.
+	GetTimeout time.Duration
+	// PollMin and PollMax bound the backoff between probes of the next slot
+	// while waiting at the tail without an in-process writer. Defaults 5 ms
+	// and 250 ms: an idle tail reader makes at most 4 GETs a second.
+	PollMin, PollMax time.Duration
+	// Cache is read before the store; Tail wakes a reader at the tail when
+	// the writer is in this process. Both optional.
+	Cache BatchCache
+	Tail  TailWaiter
+	// NoWait makes Next return ErrTail at the tail instead of waiting.
+	NoWait bool
+}
+
+// TailWaiter blocks until the ack frontier of a pchannel passes after;
+// cache.Tail implements it. It fails with an error when no writer of the
+// pchannel runs in this process.
+type TailWaiter interface {
+	Wait(ctx context.Context, pchannel string, after uint64) (uint64, error)
+}
+
+// Delivery is one delivered message.
+type Delivery struct {
+	ID   MessageID
+	Term uint64
+	Message
+}
+
+// ScannerStats counts a scanner's reads.
+type ScannerStats struct {
+	Delivered  int64
+	Batches    int64 // delivered batches
+	CacheHits  int64
+	StoreReads int64 // slot GETs issued, found or not
+	TailWaits  int64 // in-process tail waits
+	TailProbes int64 // store probes of an empty next slot
+	Skipped    int64 // batches the reading rule held back (fence, filler, garbage)
+}
+
+// Scanner reads one pchannel in offset order, applying the reading rule of
+// PROTOCOL.md: it delivers a batch only if its term is at least the highest
+// term of every earlier slot, never delivers fence or filler batches, and
+// returns a clear error on a corrupt batch instead of skipping it. At the
+// tail it waits (woken by an in-process writer, or probing the next slot
+// with bounded backoff). A Scanner is not safe for concurrent use.
+type Scanner struct {
+	cfg    ScannerConfig
+	store  objstore.Store
+	types  map[MessageType]bool
+	vchans map[string]bool
+
+	offset   uint64 // next slot to read
+	skipIdx  uint32 // messages of the slot at offset below this index are skipped
+	filter   TermFilter
+	pf       *prefetcher
+	buf      []Delivery
+	pollWait time.Duration
+	atTail   bool // the checkpoint was checked since the last slot read
+	stats    ScannerStats
+}
+
+// NewScanner resolves cfg.From against the pchannel and returns a scanner
+// positioned there.
+func NewScanner(ctx context.Context, cfg ScannerConfig, store objstore.Store) (*Scanner, error) {
+	if err := ValidateName("pchannel", cfg.PChannel); err != nil {
+		return nil, err
+	}
+	if cfg.ReadAhead == 0 {
+		cfg.ReadAhead = 16
+	}
+	if cfg.GetTimeout == 0 {
+		cfg.GetTimeout = time.Second
+	}
+	if cfg.Window == 0 {
+		cfg.Window = 8
+	}
+	if cfg.PollMin == 0 {
+		cfg.PollMin = 5 * time.Millisecond
+	}
+	if cfg.PollMax == 0 {
+		cfg.PollMax = 250 * time.Millisecond
+	}
+	s := &Scanner{cfg: cfg, store: store, types: map[MessageType]bool{}, vchans: map[string]bool{}}
+	if len(cfg.Types) == 0 {
+		s.types = map[MessageType]bool{TypeData: true, TypeInsert: true, TypeDelete: true}
+	}
+	for _, t := range cfg.Types {
+		s.types[t] = true
+	}
+	for _, v := range cfg.VChannels {
+		if err := ValidateName("vchannel", v); err != nil {
+			return nil, err
+		}
+		s.vchans[v] = true
+	}
+	cp, _, err := ReadCheckpoint(ctx, store, cfg.Layout, cfg.PChannel)
+	if err != nil {
+		return nil, err
+	}
+	var start uint64
+	switch cfg.From.Kind {
+	case StartEarliest:
+		start = cp.C
+	case StartAtTimeTick:
+		start = cp.C
+		s.cfg.MinTimeTick = max(s.cfg.MinTimeTick, cfg.From.TimeTick)
+	case StartAtID:
+		start, s.skipIdx = cfg.From.ID.Offset, cfg.From.ID.Index
+	case StartLatest:
+		if start, err = s.findTail(ctx, cp.C); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("segmentlog: unknown start kind %d", cfg.From.Kind)
+	}
+	// Segment reading arrives with the flusher; until then data below the
+	// checkpoint cannot be served, and starting above it would skip it.
+	if start < cp.C || cp.C > 0 && (cfg.From.Kind == StartEarliest || cfg.From.Kind == StartAtTimeTick) {
+		return nil, fmt.Errorf("scan %s from %v: %w (checkpoint %d)", cfg.PChannel, cfg.From, ErrTruncated, cp.C)
+	}
+	if err := s.seedFilter(ctx, cp, start); err != nil {
+		return nil, err
+	}
+	s.offset = start
+	s.pf = newPrefetcher(store, cfg.Layout, cfg.PChannel, start, cfg.ReadAhead, cfg.GetTimeout)
+	s.pollWait = cfg.PollMin
+	return s, nil
+}
+
+// seedFilter sets the highest term of every slot before start: the
+// checkpoint's max_term covers the slots below c, and the W slots before
+// start cover the rest, since a lower-term batch never lands W or more slots
+// past a newer term's first slot (PROTOCOL.md "Reading" rule 1).
+func (s *Scanner) seedFilter(ctx context.Context, cp Checkpoint, start uint64) error {
+	s.filter.Max = cp.MaxTerm
+	from := cp.C
+	if w := uint64(s.cfg.Window); start > w && start-w > from {
+		from = start - w
+	}
+	for off := from; off < start; off++ {
+		r := readSlot(ctx, s.store, s.cfg.Layout, s.cfg.PChannel, off, s.cfg.GetTimeout)
+		if r.err != nil {
+			return r.err
+		}
+		if !r.missing && r.batch.Kind != KindTombstone {
+			s.filter.Max = max(s.filter.Max, r.batch.Term)
+		}
+	}
+	return nil
+}
+
+// findTail returns the first empty slot at or after from: it gallops
+// forward with HEADs, then walks.
+func (s *Scanner) findTail(ctx context.Context, from uint64) (uint64, error) {
+	exists := func(off uint64) (bool, error) {
+		r := readSlot(ctx, s.store, s.cfg.Layout, s.cfg.PChannel, off, s.cfg.GetTimeout)
+		return !r.missing, r.err
+	}
+	lo, step := from, uint64(1)
+	for {
+		ok, err := exists(lo)
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			break
+		}
+		from = lo + 1
+		lo += step
+		step *= 2
+	}
+	// The first empty slot is in [from, lo]; holes only exist in the last
+	// window, so a binary search then a short walk finds it.
+	hi := lo
+	for from < hi {
+		mid := from + (hi-from)/2
+		ok, err := exists(mid)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			from = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return from, nil
+}
+
+// Stats returns the scanner's counters.
+func (s *Scanner) Stats() ScannerStats { return s.stats }
+
+// Next returns the next message, waiting at the tail until one is appended
+// or ctx ends (then it returns ctx's error).
+func (s *Scanner) Next(ctx context.Context) (Delivery, error) {
+	for len(s.buf) == 0 {
+		if err := s.advance(ctx); err != nil {
+			return Delivery{}, err
+		}
+	}
+	d := s.buf[0]
+	s.buf = s.buf[1:]
+	s.stats.Delivered++
+	return d, nil
+}
+
+// Resume is the position that resumes this scan after the last message
+// Next returned.
+func (s *Scanner) Resume() Position {
+	if len(s.buf) > 0 {
+		return AtID(s.buf[0].ID)
+	}
+	return AtID(MessageID{Offset: s.offset, Index: s.skipIdx})
+}
+
+// Close stops read-ahead.
+func (s *Scanner) Close() { s.pf.close() }
+
+// advance reads the slot at s.offset into buf, or waits at the tail.
+func (s *Scanner) advance(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var b *Batch
+	if s.cfg.Cache != nil {
+		if cb, _, ok := s.cfg.Cache.Get(s.cfg.PChannel, s.offset); ok {
+			b = cb
+			s.stats.CacheHits++
+			s.pf.skip()
+		}
+	}
+	if b == nil {
+		r := s.pf.nextSlot(ctx)
+		s.stats.StoreReads++
+		if r.err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("scan %s: %w", s.cfg.PChannel, r.err)
+		}
+		if r.missing {
+			return s.waitTail(ctx)
+		}
+		b = &r.batch
+	}
+	s.pollWait, s.atTail = s.cfg.PollMin, false
+	off, skip := s.offset, s.skipIdx
+	s.offset, s.skipIdx = s.offset+1, 0
+	if !s.filter.Observe(b) {
+		s.stats.Skipped++
+		return nil
+	}
+	s.stats.Batches++
+	for i := range b.Messages {
+		m := &b.Messages[i]
+		if uint32(i) < skip || !s.keep(m) {
+			continue
+		}
+		s.buf = append(s.buf, Delivery{ID: MessageID{Offset: off, Index: uint32(i)}, Term: b.Term, Message: *m})
+	}
+	return nil
+}
+
+func (s *Scanner) keep(m *Message) bool {
+	if !s.types[m.Type] || m.TimeTick < s.cfg.MinTimeTick {
+		return false
+	}
+	return len(s.vchans) == 0 || s.vchans[m.VChannel]
+}
+
+// waitTail waits for the slot at s.offset to fill: woken by an in-process
+// writer when there is one, else after a bounded backoff before the next
+// probe (PROTOCOL.md "Reading" rule 3: a missing slot below the checkpoint
+// is truncated data, not the tail).
+func (s *Scanner) waitTail(ctx context.Context) error {
+	if s.cfg.NoWait {
+		return ErrTail
+	}
+	if !s.atTail {
+		// Checked once per arrival at the tail: the checkpoint cannot pass
+		// an empty slot, so it cannot move past us while we wait on it.
+		cp, _, err := ReadCheckpoint(ctx, s.store, s.cfg.Layout, s.cfg.PChannel)
+		if err != nil {
+			return err
+		}
+		if s.offset < cp.C {
+			return fmt.Errorf("scan %s at %d: %w (checkpoint %d)", s.cfg.PChannel, s.offset, ErrTruncated, cp.C)
+		}
+		s.atTail = true
+	}
+	if s.cfg.Tail != nil {
+		s.stats.TailWaits++
+		if _, err := s.cfg.Tail.Wait(ctx, s.cfg.PChannel, s.offset); err == nil {
+			return nil
+		} else if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	s.stats.TailProbes++
+	if !sleepCtx(ctx, s.pollWait) {
+		return ctx.Err()
+	}
+	s.pollWait = min(s.cfg.PollMax, s.pollWait*2)
+	return nil
+}

@@ -1,0 +1,607 @@
+package segmentlog_test
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/infra/objstore"
+	sl "github.com/cairnlog/cairn/segmentlog"
+)
+
+// The torture test (PROTOCOL.md, "Invariants the torture checker
+// verifies"): several actors contend for one pchannel; each takes the lease,
+// appends through its own faulty store (errors, lost replies, PUTs applied
+// after the client timed out, latency) with a skewed clock, and ends its turn
+// by closing, crashing, or freezing well past its lease and then sending its
+// queued PUTs as a zombie. Readers scan concurrently. At the end the checker
+// reads the pchannel back on several paths and verifies I1–I7.
+//
+// make test runs a few rounds; -torture.rounds runs more, -torture.seed
+// replays the fault decisions of a failing round (goroutine interleavings
+// still vary).
+var (
+	tortureRounds = flag.Int("torture.rounds", 0, "torture rounds per store (0: the default for make test)")
+	tortureSeed   = flag.Uint64("torture.seed", 0, "torture seed (0: time-based)")
+	tortureTime   = flag.Duration("torture.duration", 0, "length of one round's contention (0: default)")
+)
+
+// tortureTimings are scaled to the store: fast for memory, slower for MinIO.
+type tortureTimings struct {
+	ttl, margin, renew, put, get time.Duration
+	skew                         time.Duration // per-actor clock skew bound
+	round                        time.Duration
+}
+
+type tortureConfig struct {
+	name    string
+	rounds  int
+	timings tortureTimings
+	store   func(t *testing.T) objstore.Store
+}
+
+func runTorture(t *testing.T, tc tortureConfig) {
+	rounds := tc.rounds
+	if *tortureRounds > 0 {
+		rounds = *tortureRounds
+	}
+	if *tortureTime > 0 {
+		tc.timings.round = *tortureTime
+	}
+	seed := *tortureSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	var total tortureTotals
+	for r := 0; r < rounds; r++ {
+		rs := seed + uint64(r)
+		res := tortureRound(t, tc, rs, fmt.Sprintf("torture-%d", r))
+		total.add(res)
+		if t.Failed() {
+			t.Fatalf("%s round %d failed; replay with -torture.seed=%d -torture.rounds=1", tc.name, r, rs)
+		}
+	}
+	t.Logf("torture %s: seed %d, %d rounds, %d appends acked (%d messages delivered), %d outcome-unknown, %d writers (%d zombies, %d crashes), %d store ops, %d faults injected, %d garbage slots, violations 0",
+		tc.name, seed, rounds, total.acked, total.delivered, total.unknown, total.writers, total.zombies, total.crashes, total.storeOps, total.faults, total.garbage)
+}
+
+type tortureTotals struct {
+	acked, delivered, unknown, writers, zombies, crashes, storeOps, faults, garbage int64
+}
+
+func (t *tortureTotals) add(o tortureTotals) {
+	t.acked += o.acked
+	t.delivered += o.delivered
+	t.unknown += o.unknown
+	t.writers += o.writers
+	t.zombies += o.zombies
+	t.crashes += o.crashes
+	t.storeOps += o.storeOps
+	t.faults += o.faults
+	t.garbage += o.garbage
+}
+
+// msgRecord is everything the producers learned about one logical message.
+type msgRecord struct {
+	producer string
+	seq      uint64
+	acks     []sl.Ack // every successful answer (first and retries)
+	unknown  int      // attempts with an unknown outcome
+	failed   int      // attempts that definitely did not write
+	startSeq int64    // event order of the first attempt's start
+}
+
+type history struct {
+	mu    sync.Mutex
+	msgs  map[sl.IdemKey]*msgRecord
+	syncs []syncRecord
+	clock atomic.Int64 // event order
+}
+
+type syncRecord struct {
+	tick      uint64
+	returnSeq int64
+}
+
+func (h *history) record(key sl.IdemKey, f func(*msgRecord)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r, ok := h.msgs[key]
+	if !ok {
+		r = &msgRecord{producer: key.Producer, seq: key.Seq, startSeq: h.clock.Add(1)}
+		h.msgs[key] = r
+	}
+	f(r)
+}
+
+func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string) tortureTotals {
+	t.Helper()
+	base := tc.store(t)
+	tm := tc.timings
+	layout := sl.Layout{Prefix: "t"}
+	leaseCfg := coordinator.LeaseConfig{TTL: tm.ttl, Margin: tm.margin}
+	rng := rand.New(rand.NewPCG(seed, 0x7071))
+	hist := &history{msgs: make(map[sl.IdemKey]*msgRecord)}
+	var totals tortureTotals
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	deadline := time.Now().Add(tm.round)
+
+	// Concurrent readers, tailing from the start; compared at the end.
+	type readerLog struct {
+		got []sl.Delivery
+		err error
+	}
+	readers := make([]*readerLog, 2)
+	var rwg sync.WaitGroup
+	rctx, rcancel := context.WithCancel(ctx)
+	for i := range readers {
+		readers[i] = &readerLog{}
+		rwg.Add(1)
+		go func(rl *readerLog) {
+			defer rwg.Done()
+			sc, err := sl.NewScanner(rctx, sl.ScannerConfig{PChannel: pch, Layout: layout, From: sl.Earliest(), GetTimeout: tm.get, PollMax: 20 * time.Millisecond}, base)
+			if err != nil {
+				rl.err = err
+				return
+			}
+			defer sc.Close()
+			for {
+				d, err := sc.Next(rctx)
+				if err != nil {
+					if rctx.Err() == nil {
+						rl.err = err
+					}
+					return
+				}
+				rl.got = append(rl.got, d)
+			}
+		}(readers[i])
+	}
+
+	const actors = 3
+	var faults []*objstore.Fault
+	var fmu sync.Mutex
+	var awg sync.WaitGroup
+	var zombies sync.WaitGroup
+	for a := 0; a < actors; a++ {
+		aseed := rng.Uint64()
+		skew := time.Duration(rng.Int64N(int64(2*tm.skew+1))) - tm.skew
+		awg.Add(1)
+		go func() {
+			defer awg.Done()
+			arng := rand.New(rand.NewPCG(aseed, 1))
+			producers := []*producer{
+				{name: fmt.Sprintf("%s-a%d-p0", pch, a)},
+				{name: fmt.Sprintf("%s-a%d-p1", pch, a)},
+				{name: fmt.Sprintf("%s-a%d-p2", pch, a)},
+			}
+			for turn := 0; time.Now().Before(deadline); turn++ {
+				fault := objstore.NewFault(base, objstore.FaultConfig{
+					Seed: arng.Uint64(), ErrorRate: 0.03, LostReplyRate: 0.02, DelayedApplyRate: 0.01,
+					DelayedApply: tm.put * 2, Jitter: time.Millisecond,
+				})
+				fmu.Lock()
+				faults = append(faults, fault)
+				fmu.Unlock()
+				fz := &freezable{Store: fault}
+				now := func() time.Time { return time.Now().Add(skew) }
+				leases, err := coordinator.NewLeases(fz, layout, leaseCfg, coordinator.WithClock(now), coordinator.WithRequestTimeout(tm.get))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				w, err := sl.OpenWriter(ctx, sl.WriterConfig{
+					PChannel: pch, Layout: layout, Holder: fmt.Sprintf("actor%d", a), Window: 8,
+					PutTimeout: tm.put, GetTimeout: tm.get, RenewInterval: tm.renew, Now: now, Logger: quietLog,
+					MaxBatchBytes: 4 << 10, Linger: time.Duration(arng.IntN(2)) * time.Millisecond,
+				}, fz, leases)
+				if err != nil {
+					if errors.Is(err, sl.ErrInvariant) {
+						t.Errorf("actor %d: open: %v", a, err)
+						return
+					}
+					if testing.Verbose() {
+						t.Logf("actor %d: open: %v", a, err)
+					}
+					time.Sleep(tm.renew)
+					continue
+				}
+				atomic.AddInt64(&totals.writers, 1)
+				turnEnd := time.Now().Add(time.Duration(arng.Int64N(int64(tm.round/5))) + tm.renew)
+				var pwg sync.WaitGroup
+				for _, p := range producers {
+					pwg.Add(1)
+					go func() {
+						defer pwg.Done()
+						p.run(ctx, t, w, hist, turnEnd)
+					}()
+				}
+				// Sync now and then, concurrently with the appends.
+				for time.Now().Before(turnEnd) && w.Err() == nil {
+					time.Sleep(tm.renew / 2)
+					if tk, err := w.Sync(ctx); err == nil {
+						hist.mu.Lock()
+						hist.syncs = append(hist.syncs, syncRecord{tick: tk, returnSeq: hist.clock.Add(1)})
+						hist.mu.Unlock()
+					}
+				}
+				switch end := arng.IntN(10); {
+				case end < 5: // graceful
+					pwg.Wait()
+					_ = w.Close(ctx)
+				case end < 7: // crash: every call from now on fails, nothing more lands
+					fz.crash(arng.Uint64())
+					atomic.AddInt64(&totals.crashes, 1)
+					pwg.Wait()
+					_ = w.Close(ctx)
+				default: // zombie: frozen past its lease, then its queued PUTs go out
+					fz.freeze()
+					atomic.AddInt64(&totals.zombies, 1)
+					zombies.Add(1)
+					go func() {
+						defer zombies.Done()
+						time.Sleep(tm.ttl*2 + tm.margin)
+						fz.thaw()
+						pwg.Wait()
+						_ = w.Close(ctx)
+					}()
+				}
+				if err := w.Err(); err != nil && errors.Is(err, sl.ErrInvariant) {
+					t.Errorf("actor %d: writer: %v", a, err)
+				}
+			}
+		}()
+	}
+	awg.Wait()
+	zombies.Wait()
+	for _, f := range faults {
+		f.Drain()
+		s := f.Stats()
+		for op, n := range s.Calls {
+			totals.storeOps += n
+			totals.faults += s.Injected[op]
+		}
+		totals.faults += s.LostReplies + s.DelayedWrites
+	}
+
+	// A last clean writer fences whatever the actors left behind.
+	leases, err := coordinator.NewLeases(base, layout, leaseCfg, coordinator.WithRequestTimeout(tm.get))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var final *sl.Writer
+	for i := 0; ; i++ {
+		final, err = sl.OpenWriter(ctx, sl.WriterConfig{PChannel: pch, Layout: layout, Holder: "final", Logger: quietLog, PutTimeout: tm.put * 4, GetTimeout: tm.get * 4, RenewInterval: tm.renew}, base, leases)
+		if err == nil {
+			break
+		}
+		if i > 200 || errors.Is(err, sl.ErrInvariant) {
+			t.Fatalf("final writer: %v", err)
+		}
+		time.Sleep(tm.renew)
+	}
+	totals.garbage = final.Stats().GarbageSlots
+	if err := final.Close(ctx); err != nil {
+		t.Fatalf("final close: %v", err)
+	}
+	tail := final.Stats().Frontier
+	time.Sleep(50 * time.Millisecond) // let tailing readers catch up a little
+	rcancel()
+	rwg.Wait()
+
+	// Read everything back and check.
+	all := scanAll(t, base, layout, pch, sl.Earliest(), tm.get)
+	checkInvariants(t, hist, all, &totals)
+	checkSlots(t, base, layout, pch, tail)
+	for i, rl := range readers {
+		if rl.err != nil {
+			t.Errorf("I1: concurrent reader %d: %v", i, rl.err)
+		}
+		if !isPrefix(rl.got, all) {
+			t.Errorf("I1: concurrent reader %d delivered %d messages that are not a prefix of the final scan", i, len(rl.got))
+		}
+	}
+	// Other read paths: from IDs and from timeticks.
+	if len(all) > 0 {
+		for k := 0; k < 4; k++ {
+			i := rng.IntN(len(all))
+			from := scanAll(t, base, layout, pch, sl.AtID(all[i].ID), tm.get)
+			if !sameDeliveries(from, all[i:]) {
+				t.Errorf("I1: scan from ID %v delivered %d messages, want the %d after it in the full scan", all[i].ID, len(from), len(all)-i)
+			}
+			tick := all[i].TimeTick
+			fromTick := scanAll(t, base, layout, pch, sl.AtTimeTick(tick), tm.get)
+			if !sameDeliveries(fromTick, all[i:]) {
+				t.Errorf("I1: scan from timetick %d delivered %d messages, want %d", tick, len(fromTick), len(all)-i)
+			}
+		}
+	}
+	return totals
+}
+
+// producer sends sequential appends with idempotency keys; an append whose
+// outcome is unknown (or that failed) is retried with the same key on the
+// next writer.
+type producer struct {
+	name    string
+	seq     uint64
+	pending bool // seq has not been acked yet
+}
+
+func (p *producer) run(ctx context.Context, t *testing.T, w *sl.Writer, h *history, until time.Time) {
+	for time.Now().Before(until) {
+		if !p.pending {
+			p.seq++
+			p.pending = true
+		}
+		key := sl.IdemKey{Producer: p.name, Epoch: 1, Seq: p.seq}
+		h.record(key, func(*msgRecord) {})
+		acks, err := w.Append(ctx, sl.Message{Type: sl.TypeData, VChannel: "v" + p.name[len(p.name)-1:], Key: key, Payload: fmt.Appendf(nil, "%s/%d", p.name, p.seq)})
+		switch {
+		case err == nil:
+			h.record(key, func(r *msgRecord) { r.acks = append(r.acks, acks[0]) })
+			p.pending = false
+		case errors.Is(err, sl.ErrOutcomeUnknown):
+			if testing.Verbose() {
+				t.Logf("producer %s seq %d: %v", p.name, p.seq, err)
+			}
+			h.record(key, func(r *msgRecord) { r.unknown++ })
+			return
+		default:
+			if errors.Is(err, sl.ErrInvariant) {
+				t.Errorf("producer %s: %v", p.name, err)
+			}
+			if testing.Verbose() {
+				t.Logf("producer %s seq %d: %v", p.name, p.seq, err)
+			}
+			h.record(key, func(r *msgRecord) { r.failed++ })
+			return
+		}
+	}
+}
+
+// checkInvariants verifies I1–I5 and I7 over the full scan.
+func checkInvariants(t *testing.T, h *history, all []sl.Delivery, totals *tortureTotals) {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	seen := make(map[sl.IdemKey]sl.Delivery)
+	lastSeq := make(map[string]uint64)
+	var prev sl.Delivery
+	for i, d := range all {
+		rec, ok := h.msgs[d.Key]
+		if !ok {
+			t.Errorf("I2: delivered %v key %+v that no producer sent", d.ID, d.Key)
+			continue
+		}
+		if len(rec.acks) == 0 && rec.unknown == 0 {
+			t.Errorf("I2: delivered %v key %+v, whose every attempt failed definitively", d.ID, d.Key)
+		}
+		if first, dup := seen[d.Key]; dup {
+			t.Errorf("I7: key %+v delivered twice, at %v and %v", d.Key, first.ID, d.ID)
+		}
+		seen[d.Key] = d
+		if want := fmt.Sprintf("%s/%d", d.Key.Producer, d.Key.Seq); string(d.Payload) != want {
+			t.Errorf("I1: %v carries payload %q, want %q", d.ID, d.Payload, want)
+		}
+		if i > 0 {
+			if !prev.ID.Less(d.ID) {
+				t.Errorf("I3: ID %v after %v", d.ID, prev.ID)
+			}
+			if d.TimeTick <= prev.TimeTick {
+				t.Errorf("I4: timetick %d at %v after %d at %v", d.TimeTick, d.ID, prev.TimeTick, prev.ID)
+			}
+			if d.Term < prev.Term {
+				t.Errorf("I5: term %d at %v after term %d", d.Term, d.ID, prev.Term)
+			}
+		}
+		if d.Key.Seq <= lastSeq[d.Key.Producer] {
+			t.Errorf("I3: producer %s: seq %d delivered after seq %d", d.Key.Producer, d.Key.Seq, lastSeq[d.Key.Producer])
+		}
+		lastSeq[d.Key.Producer] = d.Key.Seq
+		prev = d
+	}
+	for key, rec := range h.msgs {
+		if len(rec.acks) == 0 {
+			if rec.unknown > 0 {
+				totals.unknown++
+			}
+			continue
+		}
+		totals.acked++
+		d, ok := seen[key]
+		if !ok {
+			t.Errorf("I1: acked key %+v (ID %v) never delivered", key, rec.acks[0].ID)
+			continue
+		}
+		for _, a := range rec.acks {
+			if a.ID != d.ID || a.TimeTick != d.TimeTick {
+				t.Errorf("I1/I7: key %+v acked at %v tick %d, delivered at %v tick %d", key, a.ID, a.TimeTick, d.ID, d.TimeTick)
+			}
+		}
+	}
+	// I4: after Sync returned t, no message appended later has a tick ≤ t.
+	for _, s := range h.syncs {
+		for key, rec := range h.msgs {
+			if rec.startSeq > s.returnSeq {
+				if d, ok := seen[key]; ok && d.TimeTick <= s.tick {
+					t.Errorf("I4: %v appended after Sync returned %d has timetick %d", d.ID, s.tick, d.TimeTick)
+				}
+			}
+		}
+	}
+	totals.delivered = int64(len(all))
+}
+
+// checkSlots reads every slot below the final tail: no holes (I6) and one
+// nonce per term (I5).
+func checkSlots(t *testing.T, store objstore.Store, layout sl.Layout, pch string, tail uint64) {
+	t.Helper()
+	nonces := make(map[uint64][16]byte)
+	for off := uint64(0); off < tail; off++ {
+		obj, err := store.Get(context.Background(), layout.WAL(pch, off))
+		if err != nil {
+			t.Errorf("I6: slot %d below the tail %d: %v", off, tail, err)
+			continue
+		}
+		b, err := sl.DecodeBatch(obj.Body)
+		if err != nil {
+			t.Errorf("slot %d: %v", off, err)
+			continue
+		}
+		if n, ok := nonces[b.Term]; ok && n != b.Nonce {
+			t.Errorf("I5: term %d has two nonces (slot %d)", b.Term, off)
+		}
+		nonces[b.Term] = b.Nonce
+	}
+}
+
+func scanAll(t *testing.T, store objstore.Store, layout sl.Layout, pch string, from sl.Position, get time.Duration) []sl.Delivery {
+	t.Helper()
+	ctx := context.Background()
+	sc, err := sl.NewScanner(ctx, sl.ScannerConfig{PChannel: pch, Layout: layout, From: from, NoWait: true, GetTimeout: get * 4}, store)
+	if err != nil {
+		t.Fatalf("scan %v: %v", from, err)
+	}
+	defer sc.Close()
+	var out []sl.Delivery
+	for {
+		d, err := sc.Next(ctx)
+		if errors.Is(err, sl.ErrTail) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("scan %v: %v", from, err)
+		}
+		out = append(out, d)
+	}
+}
+
+func isPrefix(a, b []sl.Delivery) bool {
+	return len(a) <= len(b) && sameDeliveries(a, b[:len(a)])
+}
+
+func sameDeliveries(a, b []sl.Delivery) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].ID != b[i].ID || a[i].Key != b[i].Key || a[i].TimeTick != b[i].TimeTick {
+			return false
+		}
+	}
+	return true
+}
+
+// freezable models a process the OS stops: while frozen every store call
+// blocks; on thaw the blocked calls go out with no deadline (the process
+// already decided to send them). After crash the process is dying: each call
+// is sent or not, at random, and its caller never hears back (a transient
+// error), so the writer's outcomes become unknown.
+type freezable struct {
+	objstore.Store
+	mu      sync.Mutex
+	frozen  chan struct{}
+	crashed bool
+	rng     *rand.Rand
+}
+
+var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+var errCrashed = fmt.Errorf("torture: process dying, no reply: %w", objstore.ErrTransient)
+
+func (f *freezable) freeze() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.frozen == nil {
+		f.frozen = make(chan struct{})
+	}
+}
+
+func (f *freezable) thaw() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.frozen != nil {
+		close(f.frozen)
+		f.frozen = nil
+	}
+}
+
+func (f *freezable) crash(seed uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.crashed = true
+	f.rng = rand.New(rand.NewPCG(seed, 3))
+}
+
+// gate returns the context to send with; send=false means the call is
+// dropped; lost=true means the caller must not learn the result.
+func (f *freezable) gate(ctx context.Context) (_ context.Context, send, lost bool) {
+	f.mu.Lock()
+	ch, crashed := f.frozen, f.crashed
+	coin := crashed && f.rng.IntN(2) == 0
+	f.mu.Unlock()
+	if crashed {
+		return context.Background(), coin, true
+	}
+	if ch != nil {
+		<-ch
+		return context.Background(), true, false
+	}
+	return ctx, true, false
+}
+
+func (f *freezable) Get(ctx context.Context, key string) (objstore.Object, error) {
+	ctx, send, lost := f.gate(ctx)
+	if lost || !send {
+		return objstore.Object{}, errCrashed
+	}
+	return f.Store.Get(ctx, key)
+}
+
+func (f *freezable) PutIfAbsent(ctx context.Context, key string, body []byte, meta map[string]string) (string, error) {
+	ctx, send, lost := f.gate(ctx)
+	if send {
+		etag, err := f.Store.PutIfAbsent(ctx, key, body, meta)
+		if !lost {
+			return etag, err
+		}
+	}
+	return "", errCrashed
+}
+
+func (f *freezable) PutIfMatch(ctx context.Context, key string, body []byte, etag string) (string, error) {
+	ctx, send, lost := f.gate(ctx)
+	if send {
+		etag, err := f.Store.PutIfMatch(ctx, key, body, etag)
+		if !lost {
+			return etag, err
+		}
+	}
+	return "", errCrashed
+}
+
+func TestTortureMemory(t *testing.T) {
+	runTorture(t, tortureConfig{
+		name:   "memory",
+		rounds: 4,
+		timings: tortureTimings{
+			ttl: 300 * time.Millisecond, margin: 100 * time.Millisecond, renew: 60 * time.Millisecond,
+			put: 40 * time.Millisecond, get: 40 * time.Millisecond, skew: 30 * time.Millisecond,
+			round: 2500 * time.Millisecond,
+		},
+		store: func(*testing.T) objstore.Store { return objstore.NewMemory() },
+	})
+}
+

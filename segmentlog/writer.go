@@ -1,0 +1,343 @@
+package segmentlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/cairnlog/cairn/infra/objstore"
+)
+
+// WriterConfig configures a Writer. Zero fields take the documented
+// defaults.
+type WriterConfig struct {
+	PChannel string // required
+	Layout   Layout
+	// Holder names this process in the lease record. Default: host-pid.
+	Holder string
+	// Window is W, the fence window and the bound on PUTs in flight beyond
+	// the ack frontier. Fixed per pchannel. Default 8.
+	Window int
+	// MaxBatchBytes bounds the payload bytes group commit puts in one batch
+	// object. Default 1 MiB. One Append larger than this is refused.
+	MaxBatchBytes int
+	// Linger is how long group commit waits for more appends before sending
+	// a batch that is not full. 0 (the default) sends at once.
+	Linger time.Duration
+	// PutTimeout bounds one PUT attempt (PROTOCOL.md R). Default 1.5 s.
+	PutTimeout time.Duration
+	// GetTimeout bounds one GET attempt. Default 1 s.
+	GetTimeout time.Duration
+	// RenewInterval is how often the lease is renewed (I). Default 3 s.
+	RenewInterval time.Duration
+	// DedupWindow and DedupMaxKeys bound the idempotency window D.
+	// Defaults 10 min and 100,000 keys.
+	DedupWindow  time.Duration
+	DedupMaxKeys int
+	// ReadAhead bounds parallel GETs during recovery. Default 16.
+	ReadAhead int
+
+	// Cache, if set, is filled with every acked batch and dropped on lease
+	// loss. Tail, if set, is told the ack frontier.
+	Cache BatchCache
+	Tail  TailPublisher
+
+	Now      func() time.Time // default time.Now
+	NewNonce func() string    // default UUIDv7
+	Logger   *slog.Logger     // default slog.Default()
+}
+
+// BatchCache is the write-ahead cache as the Writer and Scanner use it;
+// cache.Cache[*Batch] implements it. Entries are only ever the content of a
+// landed slot, so a hit is always correct; a miss reads the store.
+type BatchCache interface {
+	Put(pchannel string, offset, term uint64, b *Batch, cost int64) bool
+	Get(pchannel string, offset uint64) (*Batch, uint64, bool)
+	DropTerm(pchannel string, term uint64)
+}
+
+// TailPublisher wakes in-process tail readers; cache.Tail implements it.
+type TailPublisher interface {
+	Publish(pchannel string, frontier uint64)
+	Forget(pchannel string)
+}
+
+func (c *WriterConfig) withDefaults() {
+	if c.Holder == "" {
+		h, _ := os.Hostname()
+		c.Holder = h + "-" + strconv.Itoa(os.Getpid())
+	}
+	if c.Window == 0 {
+		c.Window = 8
+	}
+	if c.MaxBatchBytes == 0 {
+		c.MaxBatchBytes = 1 << 20
+	}
+	if c.PutTimeout == 0 {
+		c.PutTimeout = 1500 * time.Millisecond
+	}
+	if c.GetTimeout == 0 {
+		c.GetTimeout = time.Second
+	}
+	if c.RenewInterval == 0 {
+		c.RenewInterval = 3 * time.Second
+	}
+	if c.DedupWindow == 0 {
+		c.DedupWindow = 10 * time.Minute
+	}
+	if c.DedupMaxKeys == 0 {
+		c.DedupMaxKeys = 100_000
+	}
+	if c.ReadAhead == 0 {
+		c.ReadAhead = 16
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.NewNonce == nil {
+		c.NewNonce = func() string { return uuid.Must(uuid.NewV7()).String() }
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports a configuration the Writer cannot run with.
+func (c *WriterConfig) Validate() error {
+	if err := ValidateName("pchannel", c.PChannel); err != nil {
+		return err
+	}
+	switch {
+	case c.Window < 1 || c.Window > 1024:
+		return fmt.Errorf("segmentlog: window %d out of range 1..1024", c.Window)
+	case c.MaxBatchBytes < 1 || c.MaxBatchBytes > MaxBatchBytes/2:
+		return fmt.Errorf("segmentlog: max batch bytes %d out of range 1..%d", c.MaxBatchBytes, MaxBatchBytes/2)
+	case c.Linger < 0 || c.PutTimeout <= 0 || c.GetTimeout <= 0 || c.RenewInterval <= 0:
+		return errors.New("segmentlog: linger must be ≥ 0 and timeouts and renew interval > 0")
+	case c.DedupWindow < 0 || c.DedupMaxKeys < 1:
+		return errors.New("segmentlog: dedup window must be ≥ 0 and max keys ≥ 1")
+	}
+	return nil
+}
+
+// Writer is the lease holder of one pchannel: the only process that appends
+// to it (PROTOCOL.md, "Fence" and "Append"). OpenWriter acquires the lease,
+// recovers and fences; Append and Sync may then be called concurrently from
+// any number of goroutines; Close releases the lease. Once the Writer stops
+// (fenced, lease lost, closed) every later call fails with the cause.
+//
+// Appends are acknowledged strictly in offset order, with at most Window
+// batch PUTs in flight beyond the ack frontier; group commit coalesces
+// concurrent appends into one batch object.
+type Writer struct {
+	cfg    WriterConfig
+	store  objstore.Store
+	leases Leases
+	log    *slog.Logger
+	nonce  string
+	nonceB [16]byte
+
+	wake      chan struct{} // batcher wake-up, capacity 1
+	done      chan struct{} // closed when the batcher has exited
+	stopRenew context.CancelFunc
+	renewDone chan struct{}
+
+	mu       sync.Mutex
+	grant    LeaseGrant
+	clock    tickClock
+	next     uint64 // next slot to assign
+	frontier uint64 // every slot below is acked
+	inflight []*putJob
+	queue    []*appendReq
+	queued   int           // payload bytes in queue
+	blocked  error         // first failure at the frontier; nothing after is acked
+	err      error         // terminal: why the writer stopped taking appends
+	closing  bool          // Close called: drain, then release
+	progress chan struct{} // closed and replaced whenever frontier or err changes
+	dedup    *dedupWindow
+	stats    WriterStats
+}
+
+// WriterStats counts what a Writer did. Read with Writer.Stats.
+type WriterStats struct {
+	Term           uint64
+	FenceOffset    uint64 // first slot of this term
+	Frontier       uint64
+	BatchesAcked   int64
+	MessagesAcked  int64
+	BytesAcked     int64
+	PutAttempts    int64
+	DedupHits      int64
+	RecoveredSlots int64 // slots read during recovery
+	GarbageSlots   int64 // lower-term batches skipped (recovery and window)
+}
+
+// OpenWriter acquires the lease of cfg.PChannel, recovers the pchannel's
+// state and places the fence window, then returns a Writer ready to append.
+// It fails with an error wrapping the lease service's "held" error while
+// another holder's lease is live; it never takes a live lease over.
+func OpenWriter(ctx context.Context, cfg WriterConfig, store objstore.Store, leases Leases) (*Writer, error) {
+	cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	w := &Writer{
+		cfg: cfg, store: store, leases: leases, log: cfg.Logger.With("pchannel", cfg.PChannel),
+		nonce: cfg.NewNonce(),
+		wake:  make(chan struct{}, 1), done: make(chan struct{}), renewDone: make(chan struct{}),
+		progress: make(chan struct{}),
+		dedup:    newDedupWindow(cfg.DedupWindow, cfg.DedupMaxKeys),
+	}
+	if u, err := uuid.Parse(w.nonce); err == nil {
+		w.nonceB = u
+	} else {
+		copy(w.nonceB[:], w.nonce)
+	}
+	grant, err := leases.Acquire(ctx, cfg.PChannel, cfg.Holder, w.nonce)
+	if err != nil {
+		return nil, fmt.Errorf("open writer %s: %w", cfg.PChannel, err)
+	}
+	if grant.Nonce != w.nonce {
+		return nil, fmt.Errorf("open writer %s: %w: lease service granted nonce %q, want %q", cfg.PChannel, ErrInvariant, grant.Nonce, w.nonce)
+	}
+	w.grant = grant
+	w.clock = tickClock{last: grant.TickFloor, max: grant.TickMax}
+	w.stats.Term = grant.Term
+
+	renewCtx, stop := context.WithCancel(context.Background())
+	w.stopRenew = stop
+	go w.renewLoop(renewCtx)
+
+	start, err := w.recover(ctx)
+	if err != nil {
+		w.abandon(err)
+		return nil, fmt.Errorf("open writer %s term %d: %w", cfg.PChannel, grant.Term, err)
+	}
+	w.mu.Lock()
+	w.next, w.frontier = start, start
+	w.stats.Frontier = start
+	w.mu.Unlock()
+	if cfg.Tail != nil {
+		cfg.Tail.Publish(cfg.PChannel, start)
+	}
+	go w.batcher()
+	w.log.Info("writer open", "term", grant.Term, "fence", w.stats.FenceOffset, "first_data_slot", start)
+	return w, nil
+}
+
+// Term is the writer's lease term.
+func (w *Writer) Term() uint64 { return w.grant.Term }
+
+// Stats returns a copy of the writer's counters.
+func (w *Writer) Stats() WriterStats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := w.stats
+	s.Frontier = w.frontier
+	return s
+}
+
+// Err returns why the writer stopped, or nil while it runs.
+func (w *Writer) Err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// abandon stops a writer that never started appending.
+func (w *Writer) abandon(cause error) {
+	w.stopRenew()
+	<-w.renewDone
+	if !errors.Is(cause, ErrFenced) {
+		rctx, cancel := context.WithTimeout(context.Background(), w.cfg.GetTimeout*2)
+		defer cancel()
+		_ = w.leases.Release(rctx, w.cfg.PChannel, w.grant.Term, w.nonce, w.grant.TailHint, w.clock.last)
+	}
+}
+
+// renewLoop renews the lease every RenewInterval and raises tt_max. A lost
+// lease stops the writer; a failing renew is retried until the lease
+// deadline, after which the putters stop by themselves.
+func (w *Writer) renewLoop(ctx context.Context) {
+	defer close(w.renewDone)
+	t := time.NewTicker(w.cfg.RenewInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		w.mu.Lock()
+		term, dl := w.grant.Term, w.grant.Deadline
+		w.mu.Unlock()
+		rctx, cancel := context.WithTimeout(ctx, w.cfg.GetTimeout*2)
+		g, err := w.leases.Renew(rctx, w.cfg.PChannel, term, w.nonce)
+		cancel()
+		switch {
+		case err == nil:
+			w.mu.Lock()
+			w.grant.Deadline = g.Deadline
+			w.clock.max = max(w.clock.max, g.TickMax)
+			w.mu.Unlock()
+		case ctx.Err() != nil:
+			return
+		default:
+			if !w.cfg.Now().Before(dl) {
+				w.stop(fmt.Errorf("%w: renew failed until the deadline: %v", ErrLeaseExpired, err))
+				return
+			}
+			if !objstore.IsRetryable(err) && !errors.Is(err, context.DeadlineExceeded) {
+				// The lease is gone (taken or released): a newer term may
+				// already be fencing us.
+				w.stop(fmt.Errorf("%w: renew: %v", ErrFenced, err))
+				return
+			}
+			w.log.Warn("lease renew failed; retrying", "err", err)
+		}
+	}
+}
+
+// stop records the terminal cause and wakes everyone. Batches in flight keep
+// resolving; queued appends fail.
+func (w *Writer) stop(cause error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stopLocked(cause)
+}
+
+func (w *Writer) stopLocked(cause error) {
+	if w.err == nil {
+		w.err = cause
+		if errors.Is(cause, ErrFenced) || errors.Is(cause, ErrLeaseExpired) {
+			w.dropCacheLocked()
+		}
+	}
+	w.signalLocked()
+}
+
+func (w *Writer) dropCacheLocked() {
+	if w.cfg.Cache != nil {
+		w.cfg.Cache.DropTerm(w.cfg.PChannel, w.grant.Term)
+	}
+	if w.cfg.Tail != nil {
+		w.cfg.Tail.Forget(w.cfg.PChannel)
+	}
+}
+
+// signalLocked wakes the batcher and every waiter on progress.
+func (w *Writer) signalLocked() {
+	close(w.progress)
+	w.progress = make(chan struct{})
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}

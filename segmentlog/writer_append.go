@@ -1,0 +1,441 @@
+package segmentlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Ack is the outcome of one appended message.
+type Ack struct {
+	ID       MessageID
+	TimeTick uint64
+	// Duplicate: the message carried an idempotency key already acked
+	// within the window; ID and TimeTick are those of the first copy.
+	Duplicate bool
+}
+
+// appendReq is one Append call's fresh messages on their way to a batch.
+type appendReq struct {
+	msgs  []Message
+	bytes int
+	enq   time.Time
+	done  chan struct{} // closed when acks or err is set
+	acks  []Ack
+	err   error
+}
+
+// putJob is one batch object from assignment of its slot to its ack.
+type putJob struct {
+	batch    Batch
+	reqs     []*appendReq
+	size     int
+	resolved bool
+	landed   bool
+	err      error // why it did not land (when resolved && !landed)
+}
+
+// messageBytes is what a message counts against MaxBatchBytes.
+func messageBytes(m *Message) int {
+	n := len(m.Payload) + len(m.VChannel) + len(m.Key.Producer) + len(m.BroadcastID) + 32
+	for k, v := range m.Properties {
+		n += len(k) + len(v) + 2
+	}
+	return n
+}
+
+// Append appends msgs as one unit: they land in one batch object, in order,
+// each with its own timetick. It returns when they are acknowledged (the
+// batch and every earlier one landed) or have failed. Messages carrying an
+// idempotency key already acked within the window are not appended again:
+// their Ack names the first copy. On ErrOutcomeUnknown (including a
+// cancelled ctx) the messages may still be delivered; retry with the same
+// keys to learn their IDs. Safe for concurrent use.
+func (w *Writer) Append(ctx context.Context, msgs ...Message) ([]Ack, error) {
+	if len(msgs) == 0 {
+		return nil, errors.New("segmentlog: append of no messages")
+	}
+	size := 0
+	for i := range msgs {
+		if err := validateAppend(&msgs[i]); err != nil {
+			return nil, fmt.Errorf("append %s: message %d: %w", w.cfg.PChannel, i, err)
+		}
+		size += messageBytes(&msgs[i])
+	}
+	if size > w.cfg.MaxBatchBytes {
+		return nil, fmt.Errorf("append %s: %w: %d bytes, the batch limit is %d", w.cfg.PChannel, ErrTooLarge, size, w.cfg.MaxBatchBytes)
+	}
+
+	acks := make([]Ack, len(msgs))
+	type dup struct {
+		i int
+		e *dedupEntry
+	}
+	var dups []dup
+	var fresh []Message
+	var freshIdx []int
+
+	w.mu.Lock()
+	if err := w.acceptingLocked(); err != nil {
+		w.mu.Unlock()
+		return nil, err
+	}
+	for i, m := range msgs {
+		if !m.Key.IsZero() {
+			if e, ok := w.dedup.lookup(m.Key); ok {
+				if e.done {
+					acks[i] = Ack{ID: e.id, TimeTick: e.tick, Duplicate: true}
+					w.stats.DedupHits++
+				} else {
+					dups = append(dups, dup{i, e})
+				}
+				continue
+			}
+			w.dedup.begin(m.Key)
+		}
+		m.TimeTick = 0
+		fresh = append(fresh, m)
+		freshIdx = append(freshIdx, i)
+	}
+	var req *appendReq
+	if len(fresh) > 0 {
+		req = &appendReq{msgs: fresh, bytes: size, enq: w.cfg.Now(), done: make(chan struct{})}
+		w.queue = append(w.queue, req)
+		w.queued += size
+		w.signalLocked()
+	}
+	w.mu.Unlock()
+
+	if req != nil {
+		select {
+		case <-req.done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("append %s: %w: %w", w.cfg.PChannel, ErrOutcomeUnknown, ctx.Err())
+		}
+		if req.err != nil {
+			return nil, fmt.Errorf("append %s: %w", w.cfg.PChannel, req.err)
+		}
+		for k, i := range freshIdx {
+			acks[i] = req.acks[k]
+		}
+	}
+	for _, d := range dups {
+		select {
+		case <-d.e.wait:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("append %s: %w: %w", w.cfg.PChannel, ErrOutcomeUnknown, ctx.Err())
+		}
+		if d.e.err != nil {
+			return nil, fmt.Errorf("append %s: first copy of idempotency key: %w", w.cfg.PChannel, d.e.err)
+		}
+		acks[d.i] = Ack{ID: d.e.id, TimeTick: d.e.tick, Duplicate: true}
+	}
+	return acks, nil
+}
+
+// validateAppend checks a message a user may append.
+func validateAppend(m *Message) error {
+	if !m.Type.IsData() {
+		return fmt.Errorf("message type %v cannot be appended directly", m.Type)
+	}
+	if err := ValidateName("vchannel", m.VChannel); err != nil {
+		return err
+	}
+	if m.TxnID != 0 || m.BroadcastID != "" {
+		return errors.New("transaction and broadcast messages go through their own calls")
+	}
+	if m.Key.IsZero() && (m.Key.Epoch != 0 || m.Key.Seq != 0) {
+		return errors.New("idempotency key has an epoch or seq but no producer")
+	}
+	if len(m.Key.Producer) > MaxStringLen {
+		return fmt.Errorf("%w: producer name", ErrTooLarge)
+	}
+	for k, v := range m.Properties {
+		if k == "" || len(k) > MaxStringLen || len(v) > MaxStringLen {
+			return fmt.Errorf("property %q: keys must be 1..%d bytes, values at most %d", k, MaxStringLen, MaxStringLen)
+		}
+	}
+	return nil
+}
+
+// acceptingLocked reports why new appends are refused, if they are.
+func (w *Writer) acceptingLocked() error {
+	if w.err != nil {
+		return fmt.Errorf("writer stopped, nothing was written: %w", w.err)
+	}
+	if w.closing {
+		return fmt.Errorf("writer closing, nothing was written: %w", ErrClosed)
+	}
+	return nil
+}
+
+// Sync returns a timetick t such that every message appended later gets a
+// larger timetick, and every batch with a smaller one is acknowledged
+// (PROTOCOL.md "Append" rule 4). Empty timeticks are not persisted: t is
+// reserved in memory and bounded by the lease's tt_max, which the next
+// holder starts above.
+func (w *Writer) Sync(ctx context.Context) (uint64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.acceptingLocked(); err != nil {
+		return 0, err
+	}
+	t, err := w.clock.next(w.cfg.Now())
+	if err != nil {
+		w.stopLocked(err)
+		return 0, err
+	}
+	target := w.next
+	for w.frontier < target {
+		if w.blocked != nil {
+			return 0, fmt.Errorf("sync %s: %w", w.cfg.PChannel, w.blocked)
+		}
+		ch := w.progress
+		w.mu.Unlock()
+		select {
+		case <-ch:
+			w.mu.Lock()
+		case <-ctx.Done():
+			w.mu.Lock()
+			return 0, ctx.Err()
+		}
+	}
+	return t, nil
+}
+
+// batcher is group commit: it turns queued appends into batch objects, at
+// most Window beyond the ack frontier, and starts a PUT for each.
+func (w *Writer) batcher() {
+	defer close(w.done)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	for {
+		w.mu.Lock()
+		if w.err != nil {
+			w.failQueueLocked(w.err)
+			w.mu.Unlock()
+			return
+		}
+		if len(w.queue) == 0 && w.closing {
+			w.mu.Unlock()
+			return
+		}
+		if len(w.queue) == 0 || len(w.inflight) >= w.cfg.Window {
+			w.mu.Unlock()
+			<-w.wake
+			continue
+		}
+		if w.cfg.Linger > 0 && w.queued < w.cfg.MaxBatchBytes && !w.closing {
+			if wait := w.queue[0].enq.Add(w.cfg.Linger).Sub(w.cfg.Now()); wait > 0 {
+				w.mu.Unlock()
+				linger.Reset(wait)
+				select {
+				case <-w.wake:
+					linger.Stop()
+				case <-linger.C:
+				}
+				continue
+			}
+		}
+		job, err := w.buildLocked()
+		if err != nil {
+			w.stopLocked(err)
+			w.mu.Unlock()
+			continue
+		}
+		w.inflight = append(w.inflight, job)
+		w.mu.Unlock()
+		go w.put(job)
+	}
+}
+
+// buildLocked takes queued appends up to MaxBatchBytes into one batch at the
+// next slot and stamps their timeticks.
+func (w *Writer) buildLocked() (*putJob, error) {
+	now := w.cfg.Now()
+	job := &putJob{batch: Batch{Kind: KindData, Term: w.grant.Term, Offset: w.next, Nonce: w.nonceB}}
+	total, n := 0, 0
+	for n < len(w.queue) && (n == 0 || total+w.queue[n].bytes <= w.cfg.MaxBatchBytes) &&
+		len(job.batch.Messages)+len(w.queue[n].msgs) <= MaxMessages {
+		req := w.queue[n]
+		req.acks = make([]Ack, len(req.msgs))
+		for i := range req.msgs {
+			t, err := w.clock.next(now)
+			if err != nil {
+				return nil, err
+			}
+			req.msgs[i].TimeTick = t
+			req.acks[i] = Ack{ID: MessageID{Offset: w.next, Index: uint32(len(job.batch.Messages))}, TimeTick: t}
+			job.batch.Messages = append(job.batch.Messages, req.msgs[i])
+		}
+		job.reqs = append(job.reqs, req)
+		total += req.bytes
+		n++
+	}
+	w.queue = w.queue[n:]
+	w.queued -= total
+	w.next++
+	return job, nil
+}
+
+// failQueueLocked fails every append that was never sent.
+func (w *Writer) failQueueLocked(cause error) {
+	for _, req := range w.queue {
+		w.finishLocked(req, fmt.Errorf("writer stopped, nothing was written: %w", cause))
+	}
+	w.queue, w.queued = nil, 0
+}
+
+// put sends one batch and resolves it.
+func (w *Writer) put(job *putJob) {
+	data, err := job.batch.Encode()
+	if err == nil {
+		job.size = len(data)
+		var landed bool
+		var existing []byte
+		landed, existing, err = w.putSlot(context.Background(), job.batch.Offset, data)
+		if err == nil && !landed {
+			err = w.classifyTaken(job.batch.Offset, existing)
+		}
+	}
+	w.resolve(job, err)
+}
+
+// classifyTaken explains why our data slot holds another batch (PROTOCOL.md
+// "Append" rule 2 and "Fence" rule 5).
+func (w *Writer) classifyTaken(off uint64, existing []byte) error {
+	b, err := DecodeBatch(existing)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: slot %d: %w", ErrInvariant, off, err)
+	case b.Term > w.grant.Term:
+		return fmt.Errorf("%w: slot %d holds term %d", ErrFenced, off, b.Term)
+	case b.Term < w.grant.Term:
+		return fmt.Errorf("%w: slot %d, past our fence window, holds older term %d", ErrInvariant, off, b.Term)
+	default:
+		return fmt.Errorf("%w: slot %d holds other bytes of our own term %d", ErrInvariant, off, b.Term)
+	}
+}
+
+// resolve records a job's outcome and acks, in offset order, every job at
+// the frontier whose outcome is known. The first job that did not land
+// blocks every later one: those fail with ErrFenced when a newer term holds
+// the blocking slot (they can never pass the reading rule), and with
+// ErrOutcomeUnknown otherwise (the blocking slot may still fill).
+func (w *Writer) resolve(job *putJob, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	job.resolved, job.landed, job.err = true, err == nil, err
+	acked := false
+	for len(w.inflight) > 0 && w.inflight[0].resolved {
+		j := w.inflight[0]
+		w.inflight[0] = nil
+		w.inflight = w.inflight[1:]
+		switch {
+		case j.landed && w.blocked == nil:
+			w.ackLocked(j)
+			acked = true
+		case w.blocked == nil:
+			w.blocked = j.err
+			w.log.Error("append failed; writer stops", "offset", j.batch.Offset, "err", j.err)
+			w.stopLocked(j.err)
+			w.failJobLocked(j, j.err)
+		case j.landed && errors.Is(w.blocked, ErrFenced):
+			w.failJobLocked(j, fmt.Errorf("%w: landed behind a newer term's slot, never delivered", ErrFenced))
+		case j.landed || !errors.Is(j.err, ErrFenced):
+			w.failJobLocked(j, fmt.Errorf("%w: an earlier slot failed: %w", ErrOutcomeUnknown, w.blocked))
+		default:
+			w.failJobLocked(j, j.err)
+		}
+	}
+	if acked && w.cfg.Tail != nil && w.err == nil {
+		w.cfg.Tail.Publish(w.cfg.PChannel, w.frontier)
+	}
+	w.signalLocked()
+}
+
+func (w *Writer) ackLocked(j *putJob) {
+	now := w.cfg.Now()
+	w.frontier = j.batch.Offset + 1
+	w.stats.BatchesAcked++
+	w.stats.MessagesAcked += int64(len(j.batch.Messages))
+	w.stats.BytesAcked += int64(j.size)
+	if w.cfg.Cache != nil && w.err == nil {
+		b := j.batch
+		w.cfg.Cache.Put(w.cfg.PChannel, b.Offset, b.Term, &b, int64(j.size))
+	}
+	for _, req := range j.reqs {
+		for i, m := range req.msgs {
+			if !m.Key.IsZero() {
+				w.dedup.commit(m.Key, req.acks[i].ID, req.acks[i].TimeTick, now)
+			}
+		}
+		close(req.done)
+	}
+}
+
+func (w *Writer) failJobLocked(j *putJob, err error) {
+	for _, req := range j.reqs {
+		w.finishLocked(req, err)
+	}
+}
+
+// finishLocked fails one append and frees its idempotency keys.
+func (w *Writer) finishLocked(req *appendReq, err error) {
+	for _, m := range req.msgs {
+		if !m.Key.IsZero() {
+			w.dedup.fail(m.Key, err)
+		}
+	}
+	req.acks, req.err = nil, err
+	close(req.done)
+}
+
+// Close stops taking appends, waits for those already taken to resolve, and
+// releases the lease with the ack frontier as the tail. It returns the
+// writer's terminal error if it had stopped for another reason.
+func (w *Writer) Close(ctx context.Context) error {
+	w.mu.Lock()
+	w.closing = true
+	w.signalLocked()
+	w.mu.Unlock()
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+		w.stop(fmt.Errorf("%w: close: %w", ErrClosed, ctx.Err()))
+		<-w.done
+	}
+	// Batches already sent resolve by themselves, by the lease deadline at
+	// the latest.
+	w.mu.Lock()
+	for len(w.inflight) > 0 {
+		ch := w.progress
+		w.mu.Unlock()
+		<-ch
+		w.mu.Lock()
+	}
+	cause := w.err
+	if cause == nil {
+		w.err = ErrClosed
+	}
+	tail, lastTick, term := w.frontier, w.clock.last, w.grant.Term
+	w.dropCacheLocked()
+	w.signalLocked()
+	w.mu.Unlock()
+
+	w.stopRenew()
+	<-w.renewDone
+	if cause == nil || !errors.Is(cause, ErrFenced) {
+		rctx, cancel := context.WithTimeout(context.Background(), 4*w.cfg.GetTimeout)
+		err := w.leases.Release(rctx, w.cfg.PChannel, term, w.nonce, tail, lastTick)
+		cancel()
+		if err != nil && cause == nil {
+			return fmt.Errorf("close %s: release lease: %w", w.cfg.PChannel, err)
+		}
+	}
+	if cause != nil && !errors.Is(cause, ErrClosed) {
+		return fmt.Errorf("close %s: writer had stopped: %w", w.cfg.PChannel, cause)
+	}
+	return nil
+}

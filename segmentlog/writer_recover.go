@@ -1,0 +1,320 @@
+package segmentlog
+
+import (
+	"bytes"
+
+	"context"
+	"errors"
+	"fmt"
+	"github.com/cairnlog/cairn/infra/objstore"
+	"time"
+)
+
+// maxRecoverRounds bounds how often recovery restarts because the
+// checkpoint moved past the fence it placed (PROTOCOL.md "Fence" rule 4).
+const maxRecoverRounds = 8
+
+// recover replays the WAL from the checkpoint through the reading rule,
+// rebuilding the recovered state (last timetick, idempotency window), then
+// claims the fence window. It returns the first data slot, s+W, where s is
+// the first slot of this term (PROTOCOL.md, "Fence").
+func (w *Writer) recover(ctx context.Context) (uint64, error) {
+	for round := 0; round < maxRecoverRounds; round++ {
+		cp, err := w.readCheckpoint(ctx)
+		if err != nil {
+			return 0, err
+		}
+		now := w.cfg.Now()
+		w.mu.Lock()
+		w.dedup = newDedupWindow(w.cfg.DedupWindow, w.cfg.DedupMaxKeys)
+		w.dedup.restore(cp.Dedup, now)
+		w.clock.last = max(w.clock.last, cp.LastTimeTick)
+		w.mu.Unlock()
+
+		filter := TermFilter{Max: cp.MaxTerm}
+		// Rule 1: never probe below the checkpoint. The tail hint only
+		// bounds where the first empty slot may be: we replay from c because
+		// the idempotency window and the last timetick need every batch
+		// above it.
+		f, err := w.replay(ctx, cp.C, &filter)
+		if err != nil {
+			return 0, err
+		}
+		if f < w.grant.TailHint {
+			return 0, fmt.Errorf("%w: slot %d is empty below the released tail %d (a hole below a fence)", ErrInvariant, f, w.grant.TailHint)
+		}
+		s, err := w.claimWindow(ctx, f, &filter)
+		if err != nil {
+			return 0, err
+		}
+		// Rule 4: if the checkpoint passed our fence while we probed, GC may
+		// have emptied the slots we took for the tail: start again.
+		cp2, err := w.readCheckpoint(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if s < cp2.C {
+			w.log.Warn("checkpoint passed the fence during recovery; recovering again", "fence", s, "checkpoint", cp2.C)
+			continue
+		}
+		w.mu.Lock()
+		w.stats.FenceOffset = s
+		w.mu.Unlock()
+		return s + uint64(w.cfg.Window), nil
+	}
+	return 0, fmt.Errorf("recover: the checkpoint kept passing the fence after %d rounds", maxRecoverRounds)
+}
+
+func (w *Writer) readCheckpoint(ctx context.Context) (Checkpoint, error) {
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, w.cfg.GetTimeout)
+		cp, _, err := ReadCheckpoint(actx, w.store, w.cfg.Layout, w.cfg.PChannel)
+		cancel()
+		if err == nil {
+			return cp, nil
+		}
+		if ctx.Err() != nil || !objstore.IsRetryable(err) {
+			return Checkpoint{}, err
+		}
+		if !sleepCtx(ctx, backoff(attempt, 5*time.Millisecond, 200*time.Millisecond)) {
+			return Checkpoint{}, ctx.Err()
+		}
+	}
+}
+
+// replay reads slots from `from` up to the first empty one, which it
+// returns, folding every delivered batch into the recovered state.
+func (w *Writer) replay(ctx context.Context, from uint64, filter *TermFilter) (uint64, error) {
+	pf := newPrefetcher(w.store, w.cfg.Layout, w.cfg.PChannel, from, w.cfg.ReadAhead, w.cfg.GetTimeout)
+	defer pf.close()
+	for {
+		r := pf.nextSlot(ctx)
+		if r.err != nil {
+			return 0, r.err
+		}
+		if r.missing {
+			return r.offset, nil
+		}
+		w.mu.Lock()
+		w.stats.RecoveredSlots++
+		w.mu.Unlock()
+		if err := w.fold(&r.batch, filter); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// fold applies one slot met before this term's window (PROTOCOL.md "Fence"
+// rule 2): a delivered batch of a lower term is valid data; it feeds the
+// last timetick and the idempotency window.
+func (w *Writer) fold(b *Batch, filter *TermFilter) error {
+	switch {
+	case b.Term > w.grant.Term:
+		return fmt.Errorf("%w: slot %d holds term %d, ours is %d", ErrFenced, b.Offset, b.Term, w.grant.Term)
+	case b.Term == w.grant.Term && b.Nonce != w.nonceB:
+		return fmt.Errorf("%w: slot %d holds term %d with another nonce", ErrInvariant, b.Offset, b.Term)
+	}
+	if !filter.Observe(b) {
+		if b.Kind == KindData && b.Term < filter.Max {
+			w.mu.Lock()
+			w.stats.GarbageSlots++
+			w.mu.Unlock()
+		}
+		return nil
+	}
+	now := w.cfg.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i, m := range b.Messages {
+		w.clock.last = max(w.clock.last, m.TimeTick)
+		if !m.Key.IsZero() {
+			w.dedup.commit(m.Key, MessageID{Offset: b.Offset, Index: uint32(i)}, m.TimeTick, now)
+		}
+	}
+	return nil
+}
+
+// claimWindow places this term's window of W slots at the first empty slot
+// f: a fence at f and fillers after it, all with PutIfAbsent, in parallel.
+// A lower-term batch that wins the first slot of the window landed before
+// any batch of ours, so it is valid data: it is folded and the window moves
+// one slot on (and grows by one slot at its end), so that it always spans W
+// slots from our first one — the bound on a zombie's outstanding PUTs
+// (PROTOCOL.md "Fence" rule 3). A lower-term batch that wins a later slot of
+// the window is garbage. It returns s, the first slot holding our term.
+func (w *Writer) claimWindow(ctx context.Context, f uint64, filter *TermFilter) (uint64, error) {
+	W := uint64(w.cfg.Window)
+	type outcome struct {
+		ours  bool
+		other Batch // when !ours
+		err   error
+	}
+	resolved := make(map[uint64]outcome)
+	s := f
+	for {
+		// Claim every slot of [s, s+W) not claimed yet.
+		var todo []uint64
+		for off := s; off < s+W; off++ {
+			if _, ok := resolved[off]; !ok {
+				todo = append(todo, off)
+			}
+		}
+		results := make([]outcome, len(todo))
+		done := make(chan struct{}, len(todo))
+		for i, off := range todo {
+			go func() {
+				kind := KindFiller
+				if off == f {
+					kind = KindFence
+				}
+				ours, other, err := w.claimSlot(ctx, off, kind)
+				results[i] = outcome{ours, other, err}
+				done <- struct{}{}
+			}()
+		}
+		for range todo {
+			<-done
+		}
+		for i, off := range todo {
+			if results[i].err != nil {
+				return 0, results[i].err
+			}
+			resolved[off] = results[i]
+		}
+		first := resolved[s]
+		if !first.ours {
+			// A batch that landed before any of ours: valid data (or
+			// garbage of an older term, as the reading rule decides).
+			if err := w.fold(&first.other, filter); err != nil {
+				return 0, err
+			}
+			s++
+			continue
+		}
+		filter.Max = w.grant.Term
+		for off := s + 1; off < s+W; off++ {
+			o := resolved[off]
+			if o.ours {
+				continue
+			}
+			if o.other.Term > w.grant.Term {
+				return 0, fmt.Errorf("%w: window slot %d holds term %d", ErrFenced, off, o.other.Term)
+			}
+			// A zombie's PUT that landed inside our window: garbage, never
+			// delivered (its term is below ours at s).
+			w.mu.Lock()
+			w.stats.GarbageSlots++
+			w.mu.Unlock()
+		}
+		return s, nil
+	}
+}
+
+// claimSlot writes a fence or filler batch of this term at off. It reports
+// ours=true if the slot holds our batch (written now or by an earlier
+// attempt whose reply was lost), else the batch that is there.
+func (w *Writer) claimSlot(ctx context.Context, off uint64, kind BatchKind) (bool, Batch, error) {
+	b := Batch{Kind: kind, Term: w.grant.Term, Offset: off, Nonce: w.nonceB}
+	data, err := b.Encode()
+	if err != nil {
+		return false, Batch{}, err
+	}
+	landed, existing, err := w.putSlot(ctx, off, data)
+	if err != nil {
+		return false, Batch{}, err
+	}
+	if landed {
+		return true, Batch{}, nil
+	}
+	eb, derr := DecodeBatch(existing)
+	if derr != nil {
+		return false, Batch{}, fmt.Errorf("claim slot %d: %w", off, derr)
+	}
+	if eb.Term == w.grant.Term && eb.Nonce == w.nonceB {
+		return true, Batch{}, nil // ours, e.g. a filler of an earlier recovery round
+	}
+	return false, eb, nil
+}
+
+// putSlot writes data at slot off with PutIfAbsent, resending identical
+// bytes on transient failures until the lease deadline (PROTOCOL.md "Append"
+// rule 2). It returns landed=true if the slot now holds exactly data, or the
+// bytes of the other object that holds the slot. An error means the outcome
+// is unknown (ErrOutcomeUnknown) or the writer must stop.
+func (w *Writer) putSlot(ctx context.Context, off uint64, data []byte) (landed bool, existing []byte, err error) {
+	key := w.cfg.Layout.WAL(w.cfg.PChannel, off)
+	meta := map[string]string{"term": fmt.Sprint(w.grant.Term)}
+	ambiguous := false
+	for attempt := 0; ; attempt++ {
+		w.mu.Lock()
+		deadline := w.grant.Deadline
+		w.stats.PutAttempts++
+		w.mu.Unlock()
+		now := w.cfg.Now()
+		if !now.Before(deadline) || ctx.Err() != nil {
+			cause := fmt.Errorf("%w: lease deadline passed before slot %d landed", ErrLeaseExpired, off)
+			if ctx.Err() != nil {
+				cause = ctx.Err()
+			}
+			if ambiguous {
+				return false, nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, cause)
+			}
+			return false, nil, cause
+		}
+		actx, cancel := context.WithDeadline(ctx, earliest(now.Add(w.cfg.PutTimeout), deadline))
+		_, err := w.store.PutIfAbsent(actx, key, data, meta)
+		cancel()
+		switch {
+		case err == nil:
+			return true, nil, nil
+		case errors.Is(err, objstore.ErrExists):
+			cur, gerr := w.readBack(ctx, key, deadline)
+			if gerr != nil {
+				return false, nil, fmt.Errorf("%w: slot %d exists but cannot be read back: %w", ErrOutcomeUnknown, off, gerr)
+			}
+			if cur == nil {
+				continue // deleted meanwhile (GC of garbage): try again
+			}
+			if bytes.Equal(cur, data) {
+				return true, nil, nil // our earlier attempt landed
+			}
+			return false, cur, nil
+		case objstore.IsRetryable(err):
+			ambiguous = true
+			sleepCtx(ctx, backoff(attempt, 2*time.Millisecond, 100*time.Millisecond))
+		default:
+			if ambiguous {
+				return false, nil, fmt.Errorf("%w: slot %d: %w", ErrOutcomeUnknown, off, err)
+			}
+			return false, nil, fmt.Errorf("put slot %d: %w", off, err)
+		}
+	}
+}
+
+// readBack reads an existing slot's bytes, retrying transient errors until
+// deadline; nil bytes mean the slot is empty again.
+func (w *Writer) readBack(ctx context.Context, key string, deadline time.Time) ([]byte, error) {
+	for attempt := 0; ; attempt++ {
+		now := w.cfg.Now()
+		actx, cancel := context.WithDeadline(ctx, earliest(now.Add(w.cfg.GetTimeout), deadline.Add(w.cfg.GetTimeout)))
+		obj, err := w.store.Get(actx, key)
+		cancel()
+		switch {
+		case err == nil:
+			return obj.Body, nil
+		case errors.Is(err, objstore.ErrNotFound):
+			return nil, nil
+		case objstore.IsRetryable(err) && now.Before(deadline):
+			sleepCtx(ctx, backoff(attempt, 2*time.Millisecond, 100*time.Millisecond))
+		default:
+			return nil, err
+		}
+	}
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
