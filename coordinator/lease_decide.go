@@ -68,7 +68,7 @@ func decideAcquire(cur *Lease, pchannel, holder, nonce string, now time.Time, cf
 	// tt_max covers the TTL by this clock, and at least a TTL's worth of
 	// ticks above the floor even if this clock is behind the previous
 	// holder's.
-	next.TTMax = max(tickOf(next.Expires), next.TickFloor+tickSpan(cfg.TTL))
+	next.TTMax = max(segmentlog.TickOf(next.Expires), next.TickFloor+segmentlog.TickSpan(cfg.TTL))
 	return next, nil
 }
 
@@ -97,7 +97,7 @@ func decideRenew(cur Lease, term uint64, nonce string, now time.Time, cfg LeaseC
 	}
 	next := cur
 	next.Expires = later(cur.Expires, now.Add(cfg.TTL))
-	next.TTMax = max(cur.TTMax, tickOf(now.Add(cfg.TTL)))
+	next.TTMax = max(cur.TTMax, segmentlog.TickOf(now.Add(cfg.TTL)))
 	next.Version = cur.Version + 1
 	return next, nil
 }

@@ -22,9 +22,9 @@ func heldAt(at time.Time) Lease {
 		Holder:     "node-a",
 		Expires:    at.Add(testCfg.TTL),
 		Tail:       100,
-		TTMax:      tickOf(at.Add(testCfg.TTL)),
-		LastTick:   tickOf(at.Add(-2 * time.Minute)), // the last release before the term that expired
-		TickFloor:  tickOf(at.Add(-time.Minute)),
+		TTMax:      segmentlog.TickOf(at.Add(testCfg.TTL)),
+		LastTick:   segmentlog.TickOf(at.Add(-2 * time.Minute)), // the last release before the term that expired
+		TickFloor:  segmentlog.TickOf(at.Add(-time.Minute)),
 		Version:    9,
 		AcquiredAt: at,
 	}
@@ -42,11 +42,11 @@ func released(l Lease, tail, lastTick uint64, at time.Time) Lease {
 func TestDecideAcquire(t *testing.T) {
 	live := heldAt(t0)
 	expiredAt := live.Expires.Add(testCfg.Margin) // taken over strictly after this
-	rel := released(live, 150, tickOf(t0.Add(3*time.Second)), t0.Add(4*time.Second))
+	rel := released(live, 150, segmentlog.TickOf(t0.Add(3*time.Second)), t0.Add(4*time.Second))
 	// A clock far behind: the expired holder's tt_max is above what this
 	// clock would give a new holder.
 	ahead := live
-	ahead.TTMax = tickOf(t0.Add(time.Hour))
+	ahead.TTMax = segmentlog.TickOf(t0.Add(time.Hour))
 
 	tests := []struct {
 		name    string
@@ -61,7 +61,7 @@ func TestDecideAcquire(t *testing.T) {
 		{
 			name: "no record: term 1", cur: nil, holder: "node-b", nonce: "n1", now: t0,
 			want: Lease{PChannel: "p0", Term: 1, Nonce: "n1", Holder: "node-b", Expires: t0.Add(testCfg.TTL),
-				TTMax: tickOf(t0.Add(testCfg.TTL)), Version: 1, AcquiredAt: t0},
+				TTMax: segmentlog.TickOf(t0.Add(testCfg.TTL)), Version: 1, AcquiredAt: t0},
 		},
 		{
 			name: "live lease is held", cur: &live, holder: "node-b", nonce: "n5", now: t0.Add(time.Second),
@@ -80,7 +80,7 @@ func TestDecideAcquire(t *testing.T) {
 			now: expiredAt.Add(time.Millisecond),
 			want: Lease{PChannel: "p0", Term: 5, Nonce: "n5", Holder: "node-b",
 				Expires: expiredAt.Add(time.Millisecond + testCfg.TTL), Tail: 100,
-				TTMax:    max(tickOf(expiredAt.Add(time.Millisecond+testCfg.TTL)), live.TTMax+tickSpan(testCfg.TTL)),
+				TTMax:    max(segmentlog.TickOf(expiredAt.Add(time.Millisecond+testCfg.TTL)), live.TTMax+segmentlog.TickSpan(testCfg.TTL)),
 				LastTick: live.LastTick, TickFloor: live.TTMax, Version: 10, AcquiredAt: expiredAt.Add(time.Millisecond)},
 		},
 		{
@@ -88,7 +88,7 @@ func TestDecideAcquire(t *testing.T) {
 			now: expiredAt.Add(time.Millisecond),
 			want: Lease{PChannel: "p0", Term: 5, Nonce: "n5", Holder: "node-b",
 				Expires: expiredAt.Add(time.Millisecond + testCfg.TTL), Tail: 100,
-				TTMax:    ahead.TTMax + tickSpan(testCfg.TTL),
+				TTMax:    ahead.TTMax + segmentlog.TickSpan(testCfg.TTL),
 				LastTick: ahead.LastTick, TickFloor: ahead.TTMax, Version: 10, AcquiredAt: expiredAt.Add(time.Millisecond)},
 		},
 		{
@@ -96,7 +96,7 @@ func TestDecideAcquire(t *testing.T) {
 			now: t0.Add(5 * time.Second),
 			want: Lease{PChannel: "p0", Term: 5, Nonce: "n5", Holder: "node-b",
 				Expires: t0.Add(5*time.Second + testCfg.TTL), Tail: 150,
-				TTMax:    max(tickOf(t0.Add(5*time.Second+testCfg.TTL)), rel.LastTick+tickSpan(testCfg.TTL)),
+				TTMax:    max(segmentlog.TickOf(t0.Add(5*time.Second+testCfg.TTL)), rel.LastTick+segmentlog.TickSpan(testCfg.TTL)),
 				LastTick: rel.LastTick, TickFloor: rel.LastTick, Version: 11, AcquiredAt: t0.Add(5 * time.Second)},
 		},
 		{
@@ -104,7 +104,7 @@ func TestDecideAcquire(t *testing.T) {
 			now: t0.Add(5 * time.Second),
 			want: Lease{PChannel: "p0", Term: 5, Nonce: "n5", Holder: "node-a",
 				Expires: t0.Add(5*time.Second + testCfg.TTL), Tail: 150,
-				TTMax:    max(tickOf(t0.Add(5*time.Second+testCfg.TTL)), rel.LastTick+tickSpan(testCfg.TTL)),
+				TTMax:    max(segmentlog.TickOf(t0.Add(5*time.Second+testCfg.TTL)), rel.LastTick+segmentlog.TickSpan(testCfg.TTL)),
 				LastTick: rel.LastTick, TickFloor: rel.LastTick, Version: 11, AcquiredAt: t0.Add(5 * time.Second)},
 		},
 		{
@@ -160,11 +160,11 @@ func TestDecideAcquire(t *testing.T) {
 
 func TestDecideRenew(t *testing.T) {
 	live := heldAt(t0)
-	rel := released(live, 150, tickOf(t0.Add(3*time.Second)), t0.Add(4*time.Second))
+	rel := released(live, 150, segmentlog.TickOf(t0.Add(3*time.Second)), t0.Add(4*time.Second))
 	renewed := func(now time.Time) Lease {
 		l := live
 		l.Expires = now.Add(testCfg.TTL)
-		l.TTMax = tickOf(now.Add(testCfg.TTL))
+		l.TTMax = segmentlog.TickOf(now.Add(testCfg.TTL))
 		l.Version++
 		return l
 	}
@@ -206,7 +206,7 @@ func TestDecideRenew(t *testing.T) {
 func TestDecideRelease(t *testing.T) {
 	live := heldAt(t0)
 	now := t0.Add(4 * time.Second)
-	tick := tickOf(t0.Add(3 * time.Second))
+	tick := segmentlog.TickOf(t0.Add(3 * time.Second))
 	rel := released(live, 150, tick, now)
 	tests := []struct {
 		name     string
@@ -335,18 +335,5 @@ func TestLeaseConfig(t *testing.T) {
 	}
 	if d := (LeaseConfig{}).withDefaults(); d.TTL != 10*time.Second || d.Margin != 2500*time.Millisecond {
 		t.Fatalf("defaults %+v", d)
-	}
-}
-
-func TestTick(t *testing.T) {
-	at := time.UnixMilli(1_700_000_000_123).Add(999 * time.Microsecond)
-	if got, want := tickOf(at), uint64(1_700_000_000_123)<<18; got != want {
-		t.Fatalf("tickOf = %d, want %d", got, want)
-	}
-	if tickOf(time.Unix(-5, 0)) != 0 || tickSpan(-time.Second) != 0 {
-		t.Fatal("negative times and spans must map to 0")
-	}
-	if tickSpan(10*time.Second) != 10_000<<18 {
-		t.Fatal("tickSpan")
 	}
 }

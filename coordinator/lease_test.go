@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cairnlog/cairn/segmentlog"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
@@ -22,9 +24,9 @@ func goldenLease() Lease {
 		Expires:    time.Date(2026, 3, 1, 12, 0, 10, 250_000_000, time.UTC),
 		Released:   true,
 		Tail:       4096,
-		TTMax:      tickOf(time.Date(2026, 3, 1, 12, 0, 10, 250_000_000, time.UTC)),
-		LastTick:   tickOf(time.Date(2026, 3, 1, 12, 0, 5, 0, time.UTC)) + 3,
-		TickFloor:  tickOf(time.Date(2026, 3, 1, 11, 59, 58, 0, time.UTC)),
+		TTMax:      segmentlog.TickOf(time.Date(2026, 3, 1, 12, 0, 10, 250_000_000, time.UTC)),
+		LastTick:   segmentlog.TickOf(time.Date(2026, 3, 1, 12, 0, 5, 0, time.UTC)) + 3,
+		TickFloor:  segmentlog.TickOf(time.Date(2026, 3, 1, 11, 59, 58, 0, time.UTC)),
 		Version:    31,
 		AcquiredAt: time.Date(2026, 3, 1, 12, 0, 0, 250_000_000, time.UTC),
 	}
