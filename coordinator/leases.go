@@ -1,0 +1,294 @@
+package coordinator
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/segmentlog"
+)
+
+// DefaultRequestTimeout bounds each GET and CAS request of a lease operation
+// (PROTOCOL.md, "Parameters": R for CAS/GET).
+const DefaultRequestTimeout = time.Second
+
+// maxAttempts bounds the read–decide–write rounds of one operation. A round
+// is lost only to a concurrent writer (which made progress) or to a
+// transient store failure.
+const maxAttempts = 16
+
+// Leases hands out pchannel leases over lease records in an object store
+// (see the package documentation). It implements segmentlog.Leases.
+//
+// Leases is safe for concurrent use, and any number of Leases values, in any
+// number of processes, may serve the same store at once: every change is a
+// compare-and-swap on the record, decided afresh from what was read. It keeps
+// no state between calls.
+type Leases struct {
+	store   objstore.Store
+	layout  segmentlog.Layout
+	cfg     LeaseConfig
+	now     func() time.Time
+	timeout time.Duration
+}
+
+var _ segmentlog.Leases = (*Leases)(nil)
+
+// Option configures Leases.
+type Option func(*Leases)
+
+// WithClock sets the clock lease times are read from. Default time.Now.
+func WithClock(now func() time.Time) Option { return func(l *Leases) { l.now = now } }
+
+// WithRequestTimeout bounds each store request (GET, CAS) of an operation.
+// Default DefaultRequestTimeout (1s). It must be below the lease margin.
+func WithRequestTimeout(d time.Duration) Option { return func(l *Leases) { l.timeout = d } }
+
+// NewLeases returns a lease service over store. Zero fields of cfg take their
+// defaults (LeaseConfig).
+func NewLeases(store objstore.Store, layout segmentlog.Layout, cfg LeaseConfig, opts ...Option) (*Leases, error) {
+	l := &Leases{store: store, layout: layout, cfg: cfg.withDefaults(), now: time.Now, timeout: DefaultRequestTimeout}
+	for _, o := range opts {
+		o(l)
+	}
+	if store == nil {
+		return nil, errors.New("coordinator: new leases: nil store")
+	}
+	if l.now == nil {
+		return nil, errors.New("coordinator: new leases: nil clock")
+	}
+	if err := l.cfg.Validate(); err != nil {
+		return nil, err
+	}
+	// PROTOCOL.md, "Parameters": skew + drift·TTL + R ≤ m.
+	if l.timeout <= 0 || l.timeout >= l.cfg.Margin {
+		return nil, fmt.Errorf("coordinator: new leases: request timeout %v must be in (0, margin %v)", l.timeout, l.cfg.Margin)
+	}
+	return l, nil
+}
+
+// Acquire takes the lease of pchannel for holder. nonce must be fresh for
+// every new attempt to take the lease (a UUIDv7); a retry of the same attempt
+// with the same nonce and holder returns the same term. A live lease of
+// another holder is never taken over: the error is then a *HeldError
+// (errors.Is ErrLeaseHeld).
+func (l *Leases) Acquire(ctx context.Context, pchannel, holder, nonce string) (segmentlog.LeaseGrant, error) {
+	sentAt := l.now()
+	if err := segmentlog.ValidateName("pchannel", pchannel); err != nil {
+		return segmentlog.LeaseGrant{}, fmt.Errorf("coordinator: acquire: %w", err)
+	}
+	if holder == "" || nonce == "" {
+		return segmentlog.LeaseGrant{}, fmt.Errorf("coordinator: acquire %s: empty holder or nonce", pchannel)
+	}
+	rec, err := l.update(ctx, pchannel, func(cur *Lease, now time.Time) (Lease, error) {
+		return decideAcquire(cur, pchannel, holder, nonce, now, l.cfg)
+	})
+	if err != nil {
+		return segmentlog.LeaseGrant{}, fmt.Errorf("coordinator: acquire %s for %q: %w", pchannel, holder, err)
+	}
+	return grantOf(rec, sentAt, l.cfg), nil
+}
+
+// Renew extends the lease of (term, nonce) by a TTL from now and raises its
+// TickMax. It fails with ErrLeaseLost once another holder has acquired the
+// pchannel or the lease was released. A renew that comes after the lease
+// expired still succeeds if nobody acquired meanwhile.
+func (l *Leases) Renew(ctx context.Context, pchannel string, term uint64, nonce string) (segmentlog.LeaseGrant, error) {
+	sentAt := l.now()
+	if err := segmentlog.ValidateName("pchannel", pchannel); err != nil {
+		return segmentlog.LeaseGrant{}, fmt.Errorf("coordinator: renew: %w", err)
+	}
+	rec, err := l.update(ctx, pchannel, func(cur *Lease, now time.Time) (Lease, error) {
+		if cur == nil {
+			return Lease{}, fmt.Errorf("%w: %w", ErrLeaseLost, ErrNoLease)
+		}
+		return decideRenew(*cur, term, nonce, now, l.cfg)
+	})
+	if err != nil {
+		return segmentlog.LeaseGrant{}, fmt.Errorf("coordinator: renew %s term %d: %w", pchannel, term, err)
+	}
+	return grantOf(rec, sentAt, l.cfg), nil
+}
+
+// Release gives up the lease of (term, nonce), recording tail (the holder's
+// ack frontier: every slot below it is filled) and lastTick (the highest
+// timetick it used). The next acquire is granted at once. Releasing twice is
+// not an error; a release by anyone but the holder of (term, nonce) fails
+// with ErrLeaseLost.
+func (l *Leases) Release(ctx context.Context, pchannel string, term uint64, nonce string, tail, lastTick uint64) error {
+	if err := segmentlog.ValidateName("pchannel", pchannel); err != nil {
+		return fmt.Errorf("coordinator: release: %w", err)
+	}
+	_, err := l.update(ctx, pchannel, func(cur *Lease, now time.Time) (Lease, error) {
+		if cur == nil {
+			return Lease{}, fmt.Errorf("%w: %w", ErrLeaseLost, ErrNoLease)
+		}
+		return decideRelease(*cur, term, nonce, tail, lastTick, now)
+	})
+	if err != nil {
+		return fmt.Errorf("coordinator: release %s term %d: %w", pchannel, term, err)
+	}
+	return nil
+}
+
+// Describe returns the lease record of pchannel; ErrNoLease if it has none.
+func (l *Leases) Describe(ctx context.Context, pchannel string) (Lease, error) {
+	if err := segmentlog.ValidateName("pchannel", pchannel); err != nil {
+		return Lease{}, fmt.Errorf("coordinator: describe: %w", err)
+	}
+	var err error
+	for attempt := range maxAttempts {
+		if attempt > 0 {
+			if err := sleep(ctx, backoff(attempt)); err != nil {
+				return Lease{}, fmt.Errorf("coordinator: describe %s: %w", pchannel, err)
+			}
+		}
+		var cur *Lease
+		cur, _, err = l.read(ctx, pchannel)
+		switch {
+		case err == nil && cur == nil:
+			return Lease{}, fmt.Errorf("coordinator: describe %s: %w", pchannel, ErrNoLease)
+		case err == nil:
+			return *cur, nil
+		case !objstore.IsRetryable(err) || ctx.Err() != nil:
+			return Lease{}, fmt.Errorf("coordinator: describe %s: %w", pchannel, err)
+		}
+	}
+	return Lease{}, fmt.Errorf("coordinator: describe %s: gave up after %d attempts: %w", pchannel, maxAttempts, err)
+}
+
+// List returns every lease record, in pchannel order.
+func (l *Leases) List(ctx context.Context) ([]Lease, error) {
+	prefix := l.layout.LeasePrefix()
+	var names []string
+	err := l.store.List(ctx, prefix, "", func(a objstore.Attrs) error {
+		name, ok := strings.CutSuffix(strings.TrimPrefix(a.Key, prefix), ".json")
+		if ok && segmentlog.ValidateName("pchannel", name) == nil && l.layout.Lease(name) == a.Key {
+			names = append(names, name)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: list leases: %w", err)
+	}
+	out := make([]Lease, 0, len(names))
+	for _, p := range names {
+		rec, err := l.Describe(ctx, p)
+		if errors.Is(err, ErrNoLease) {
+			continue // records are never deleted; tolerate a store that did
+		}
+		if err != nil {
+			return nil, fmt.Errorf("coordinator: list leases: %w", err)
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}
+
+// update runs read–decide–write rounds on the record of pchannel until a
+// decision is stored, needs no write, or fails.
+//
+// A write whose reply is lost (a retryable error: it may or may not have
+// been applied) is remembered; if a later read finds exactly the bytes of one
+// of those writes, it landed and its record is the outcome. Otherwise the
+// next round decides again from what it read, never resending a stale
+// decision blindly.
+func (l *Leases) update(ctx context.Context, pchannel string, decide func(cur *Lease, now time.Time) (Lease, error)) (Lease, error) {
+	key := l.layout.Lease(pchannel)
+	var unknown [][]byte // bodies of writes with an unknown outcome
+	var lastErr error
+	for attempt := range maxAttempts {
+		if attempt > 0 {
+			if err := sleep(ctx, backoff(attempt)); err != nil {
+				return Lease{}, err
+			}
+		}
+		cur, obj, err := l.read(ctx, pchannel)
+		if err != nil {
+			if objstore.IsRetryable(err) && ctx.Err() == nil {
+				lastErr = err
+				continue
+			}
+			return Lease{}, err
+		}
+		if cur != nil {
+			for _, body := range unknown {
+				if bytes.Equal(obj.Body, body) {
+					return *cur, nil // our write landed after all
+				}
+			}
+		}
+		next, err := decide(cur, l.now())
+		if err != nil {
+			return Lease{}, err
+		}
+		if cur != nil && next.Version == cur.Version {
+			return next, nil // nothing to change: an idempotent retry
+		}
+		body, err := encodeLease(next)
+		if err != nil {
+			return Lease{}, err
+		}
+		rctx, cancel := context.WithTimeout(ctx, l.timeout)
+		if cur == nil {
+			_, err = l.store.PutIfAbsent(rctx, key, body, nil)
+		} else {
+			_, err = l.store.PutIfMatch(rctx, key, body, obj.ETag)
+		}
+		cancel()
+		switch {
+		case err == nil:
+			return next, nil
+		case errors.Is(err, objstore.ErrExists) || errors.Is(err, objstore.ErrConflict):
+			lastErr = err // another writer won this round: read and decide again
+		case objstore.IsRetryable(err) && ctx.Err() == nil:
+			unknown = append(unknown, body)
+			lastErr = err
+		default:
+			return Lease{}, err
+		}
+	}
+	return Lease{}, fmt.Errorf("gave up after %d attempts: %w", maxAttempts, lastErr)
+}
+
+// read returns the record of pchannel and the object it came from; a nil
+// record if there is none.
+func (l *Leases) read(ctx context.Context, pchannel string) (*Lease, objstore.Object, error) {
+	rctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	obj, err := l.store.Get(rctx, l.layout.Lease(pchannel))
+	if errors.Is(err, objstore.ErrNotFound) {
+		return nil, objstore.Object{}, nil
+	}
+	if err != nil {
+		return nil, objstore.Object{}, err
+	}
+	rec, err := decodeLease(pchannel, obj.Body)
+	if err != nil {
+		return nil, objstore.Object{}, err
+	}
+	return &rec, obj, nil
+}
+
+// backoff is a jittered pause before round attempt (≥ 1): up to 2ms, 4ms, …
+// 64ms, so racing coordinators spread out.
+func backoff(attempt int) time.Duration {
+	ceiling := 2 * time.Millisecond << min(attempt-1, 5)
+	return time.Duration(rand.Int64N(int64(ceiling))) + time.Millisecond/2
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
