@@ -597,6 +597,7 @@ func TestTortureMemory(t *testing.T) {
 		name:   "memory",
 		rounds: 4,
 		timings: tortureTimings{
+			// skew + R ≤ m and I + 2R ≤ TTL − m, as PROTOCOL.md requires.
 			ttl: 300 * time.Millisecond, margin: 100 * time.Millisecond, renew: 60 * time.Millisecond,
 			put: 40 * time.Millisecond, get: 40 * time.Millisecond, skew: 30 * time.Millisecond,
 			round: 2500 * time.Millisecond,
@@ -605,3 +606,17 @@ func TestTortureMemory(t *testing.T) {
 	})
 }
 
+
+func TestTortureMinIO(t *testing.T) {
+	runTorture(t, tortureConfig{
+		name:   "minio",
+		rounds: 2,
+		timings: tortureTimings{
+			// skew + R ≤ m and I + 2R ≤ TTL − m, as PROTOCOL.md requires.
+			ttl: time.Second, margin: 350 * time.Millisecond, renew: 200 * time.Millisecond,
+			put: 200 * time.Millisecond, get: 200 * time.Millisecond, skew: 50 * time.Millisecond,
+			round: 5 * time.Second,
+		},
+		store: func(t *testing.T) objstore.Store { return minioStore(t) },
+	})
+}
