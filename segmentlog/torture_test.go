@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
-	"fmt"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -605,7 +605,6 @@ func TestTortureMemory(t *testing.T) {
 		store: func(*testing.T) objstore.Store { return objstore.NewMemory() },
 	})
 }
-
 
 func TestTortureMinIO(t *testing.T) {
 	runTorture(t, tortureConfig{
