@@ -83,6 +83,22 @@ type ScannerConfig struct {
 	NoWait bool
 }
 
+// SegmentReader serves the flushed part of a pchannel, below the
+// checkpoint, from segments (the snapshot package implements it over Arrow
+// files reached through the checkpoint's manifest).
+type SegmentReader interface {
+	// Open iterates, in ID order, the delivered messages of the pchannel
+	// below cp.C with an ID ≥ from, of the given vchannels (all if empty).
+	Open(ctx context.Context, cp Checkpoint, from MessageID, vchannels []string) (SegmentIterator, error)
+}
+
+// SegmentIterator is one pass over segments; Next returns io.EOF after the
+// last message.
+type SegmentIterator interface {
+	Next(ctx context.Context) (Delivery, error)
+	Close() error
+}
+
 // TailWaiter blocks until the ack frontier of a pchannel passes after;
 // cache.Tail implements it. It fails with an error when no writer of the
 // pchannel runs in this process.

@@ -53,12 +53,24 @@ func messageBytes(m *Message) int {
 // cancelled ctx) the messages may still be delivered; retry with the same
 // keys to learn their IDs. Safe for concurrent use.
 func (w *Writer) Append(ctx context.Context, msgs ...Message) ([]Ack, error) {
+	return w.appendChecked(ctx, validateAppend, msgs)
+}
+
+// AppendControl appends control messages (create or drop vchannel, flush,
+// broadcast, timetick) exactly like Append. It is for Cairn's own
+// components (the coordinator, the flusher); transactions have their own
+// calls.
+func (w *Writer) AppendControl(ctx context.Context, msgs ...Message) ([]Ack, error) {
+	return w.appendChecked(ctx, validateControl, msgs)
+}
+
+func (w *Writer) appendChecked(ctx context.Context, validate func(*Message) error, msgs []Message) ([]Ack, error) {
 	if len(msgs) == 0 {
 		return nil, errors.New("segmentlog: append of no messages")
 	}
 	size := 0
 	for i := range msgs {
-		if err := validateAppend(&msgs[i]); err != nil {
+		if err := validate(&msgs[i]); err != nil {
 			return nil, fmt.Errorf("append %s: message %d: %w", w.cfg.PChannel, i, err)
 		}
 		size += messageBytes(&msgs[i])
@@ -139,11 +151,33 @@ func validateAppend(m *Message) error {
 	if !m.Type.IsData() {
 		return fmt.Errorf("message type %v cannot be appended directly", m.Type)
 	}
+	if m.BroadcastID != "" {
+		return errors.New("broadcast messages go through the broadcast call")
+	}
+	return validateCommon(m)
+}
+
+// validateControl checks a control message of Cairn's own components.
+func validateControl(m *Message) error {
+	switch m.Type {
+	case TypeCreateVChannel, TypeDropVChannel, TypeFlush, TypeBroadcast:
+		return validateCommon(m)
+	case TypeTimeTick:
+		if m.TxnID != 0 || m.VChannel != "" {
+			return errors.New("a timetick message carries no vchannel and no transaction")
+		}
+		return nil
+	default:
+		return fmt.Errorf("message type %v is not a control message for AppendControl", m.Type)
+	}
+}
+
+func validateCommon(m *Message) error {
 	if err := ValidateName("vchannel", m.VChannel); err != nil {
 		return err
 	}
-	if m.TxnID != 0 || m.BroadcastID != "" {
-		return errors.New("transaction and broadcast messages go through their own calls")
+	if m.TxnID != 0 {
+		return errors.New("transaction messages go through the transaction calls")
 	}
 	if m.Key.IsZero() && (m.Key.Epoch != 0 || m.Key.Seq != 0) {
 		return errors.New("idempotency key has an epoch or seq but no producer")
