@@ -71,6 +71,10 @@ type Object struct {
 //     PutIfMatch succeeds only against the ETag current at that instant;
 //   - List yields keys in ascending byte order.
 //
+// Portable key sets have no key that is a whole-element prefix of another
+// ("a/b" beside "a/b/c"): MinIO stores and reads both but lists only
+// "a/b". Cairn's bucket layout never needs such pairs.
+//
 // Implementations are safe for concurrent use.
 type Store interface {
 	// Get reads a whole object. ErrNotFound if absent.

@@ -6,11 +6,12 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Probe checks at start-up that s honours the conditions Cairn relies on,
-// using two fresh keys under scratchPrefix (for example "{prefix}/probe/"),
-// which it deletes again:
+// using two fresh keys under the "directory" scratchPrefix (for example
+// "probe", "" for the top level), which it deletes again:
 //
 //   - PutIfAbsent creates a key, and a second PutIfAbsent fails with ErrExists;
 //   - a write is visible to the next Get (read-after-write, ETag included);
@@ -26,6 +27,9 @@ import (
 // wrapped as is (IsRetryable tells whether to probe again). Safe to run
 // concurrently, also from several processes: every run uses its own keys.
 func Probe(ctx context.Context, s Store, scratchPrefix string) error {
+	if scratchPrefix != "" && !strings.HasSuffix(scratchPrefix, "/") {
+		scratchPrefix += "/"
+	}
 	base := scratchPrefix + "cairn-probe-" + rand.Text()
 	key, missing := base+"/cas", base+"/missing"
 	if err := ValidateKey(key); err != nil {
