@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
@@ -81,6 +82,9 @@ type ScannerConfig struct {
 	Tail  TailWaiter
 	// NoWait makes Next return ErrTail at the tail instead of waiting.
 	NoWait bool
+	// Segments serves positions below the flush checkpoint. Without it such
+	// positions fail with ErrTruncated.
+	Segments SegmentReader
 }
 
 // SegmentReader serves the flushed part of a pchannel, below the
@@ -141,6 +145,9 @@ type Scanner struct {
 	filter   TermFilter
 	pf       *prefetcher
 	buf      []Delivery
+	seg      SegmentIterator // non-nil while reading below the checkpoint
+	segCP    Checkpoint      // the checkpoint seg reads below
+	resume   Position        // right after the last delivered message
 	pollWait time.Duration
 	atTail   bool // the checkpoint was checked since the last slot read
 	stats    ScannerStats
@@ -200,18 +207,61 @@ func NewScanner(ctx context.Context, cfg ScannerConfig, store objstore.Store) (*
 	default:
 		return nil, fmt.Errorf("segmentlog: unknown start kind %d", cfg.From.Kind)
 	}
-	// Segment reading arrives with the flusher; until then data below the
-	// checkpoint cannot be served, and starting above it would skip it.
-	if start < cp.C || cp.C > 0 && (cfg.From.Kind == StartEarliest || cfg.From.Kind == StartAtTimeTick) {
-		return nil, fmt.Errorf("scan %s from %v: %w (checkpoint %d)", cfg.PChannel, cfg.From, ErrTruncated, cp.C)
+	s.resume = cfg.From
+	if cfg.From.Kind == StartEarliest || cfg.From.Kind == StartAtTimeTick {
+		start, s.skipIdx = 0, 0 // everything: segments first, if any
+	}
+	s.pf = newPrefetcher(store, cfg.Layout, cfg.PChannel, start, cfg.ReadAhead, cfg.GetTimeout)
+	s.pollWait = cfg.PollMin
+	if start < cp.C {
+		if err := s.openSegments(ctx, cp, MessageID{Offset: start, Index: s.skipIdx}); err != nil {
+			return nil, err
+		}
+		return s, nil
 	}
 	if err := s.seedFilter(ctx, cp, start); err != nil {
 		return nil, err
 	}
 	s.offset = start
-	s.pf = newPrefetcher(store, cfg.Layout, cfg.PChannel, start, cfg.ReadAhead, cfg.GetTimeout)
-	s.pollWait = cfg.PollMin
+	s.pf.seek(start)
 	return s, nil
+}
+
+// openSegments continues the scan below cp.C from segments; the WAL takes
+// over at cp.C, where the checkpoint's max_term seeds the reading rule, so
+// the handover has no gap and no duplicate.
+func (s *Scanner) openSegments(ctx context.Context, cp Checkpoint, from MessageID) error {
+	if s.cfg.Segments == nil {
+		return fmt.Errorf("scan %s from %v: %w (checkpoint %d) and no segment reader", s.cfg.PChannel, from, ErrTruncated, cp.C)
+	}
+	it, err := s.cfg.Segments.Open(ctx, cp, from, s.cfg.VChannels)
+	if err != nil {
+		return fmt.Errorf("scan %s: open segments below %d: %w", s.cfg.PChannel, cp.C, err)
+	}
+	s.seg, s.segCP, s.buf = it, cp, nil
+	return nil
+}
+
+// nextSegment delivers from segments, switching to the WAL at the end.
+func (s *Scanner) nextSegment(ctx context.Context) error {
+	for {
+		d, err := s.seg.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			s.seg.Close()
+			s.seg = nil
+			s.offset, s.skipIdx = s.segCP.C, 0
+			s.filter.Max = max(s.filter.Max, s.segCP.MaxTerm)
+			s.pf.seek(s.offset)
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("scan %s: segments: %w", s.cfg.PChannel, err)
+		}
+		if s.keep(&d.Message) {
+			s.buf = append(s.buf, d)
+			return nil
+		}
+	}
 }
 
 // seedFilter sets the highest term of every slot before start: the
@@ -281,27 +331,35 @@ func (s *Scanner) Stats() ScannerStats { return s.stats }
 // or ctx ends (then it returns ctx's error).
 func (s *Scanner) Next(ctx context.Context) (Delivery, error) {
 	for len(s.buf) == 0 {
-		if err := s.advance(ctx); err != nil {
+		var err error
+		if s.seg != nil {
+			err = s.nextSegment(ctx)
+		} else {
+			err = s.advance(ctx)
+		}
+		if err != nil {
 			return Delivery{}, err
 		}
 	}
 	d := s.buf[0]
 	s.buf = s.buf[1:]
 	s.stats.Delivered++
+	s.resume = AtID(MessageID{Offset: d.ID.Offset, Index: d.ID.Index + 1})
 	return d, nil
 }
 
-// Resume is the position that resumes this scan after the last message
-// Next returned.
-func (s *Scanner) Resume() Position {
-	if len(s.buf) > 0 {
-		return AtID(s.buf[0].ID)
-	}
-	return AtID(MessageID{Offset: s.offset, Index: s.skipIdx})
-}
+// Resume is the position that resumes this scan right after the last
+// message Next returned (or at the start, if none).
+func (s *Scanner) Resume() Position { return s.resume }
 
-// Close stops read-ahead.
-func (s *Scanner) Close() { s.pf.close() }
+// Close stops read-ahead and any segment read.
+func (s *Scanner) Close() {
+	s.pf.close()
+	if s.seg != nil {
+		s.seg.Close()
+		s.seg = nil
+	}
+}
 
 // advance reads the slot at s.offset into buf, or waits at the tail.
 func (s *Scanner) advance(ctx context.Context) error {
@@ -371,7 +429,8 @@ func (s *Scanner) waitTail(ctx context.Context) error {
 			return err
 		}
 		if s.offset < cp.C {
-			return fmt.Errorf("scan %s at %d: %w (checkpoint %d)", s.cfg.PChannel, s.offset, ErrTruncated, cp.C)
+			// Flushed and collected while we were away: read segments.
+			return s.openSegments(ctx, cp, MessageID{Offset: s.offset, Index: s.skipIdx})
 		}
 		s.atTail = true
 	}
