@@ -1,0 +1,119 @@
+// Package segmentlog is Cairn's write-ahead log: the binary format of a WAL
+// batch object, the Writer that appends batches to a pchannel as its lease
+// holder, the Scanner that reads them back, the timetick clock that stamps
+// messages, and the idempotency-key dedup window. The rules it implements
+// are in PROTOCOL.md; this comment is the specification of the bytes.
+//
+// # Concurrency
+//
+// Batch, Message, Header and IdemKey are plain values: safe for concurrent
+// reads, and they need outside synchronization for writes. Encode,
+// AppendEncode, DecodeBatch and DecodeHeader keep no shared state and may
+// be called from any number of goroutines (AppendEncode writes only into
+// the dst it is given). Writer and Scanner state their own contracts in
+// their documentation.
+//
+// # Batch object, format version 1
+//
+// A pchannel is a sequence of slots wal/{pchannel}/{offset}; each holds one
+// immutable batch object: a fixed 64-byte header, a body of Count messages,
+// and a CRC32C trailer. Fixed-width integers are little-endian; "uvarint" is
+// encoding/binary's unsigned varint in its shortest form; "str" is a uvarint
+// byte length followed by that many bytes of UTF-8.
+//
+//	0      4     5      6       8        16       24                40         48        56      60         64
+//	+------+-----+------+-------+--------+--------+-----------------+----------+---------+-------+----------+
+//	|"CWAL"| ver | kind | flags |  term  | offset |      nonce      | first_tt | last_tt | count | body_len |
+//	+------+-----+------+-------+--------+--------+-----------------+----------+---------+-------+----------+
+//	| body: count messages, back to back                                                       | crc32c (4) |
+//	+------------------------------------------------------------------------------------------+------------+
+//	64                                                                                         64+body_len  68+body_len = object size
+//
+//	offset size field     meaning
+//	     0    4 magic     "CWAL" (43 57 41 4c)
+//	     4    1 version   1; bytes 0-4 mean the same in every version
+//	     5    1 kind      1 data, 2 fence, 3 filler, 4 tombstone (BatchKind)
+//	     6    2 flags     0 in version 1; any other value is corruption
+//	     8    8 term      lease term of the writer
+//	    16    8 offset    the slot this object was written to
+//	    24   16 nonce     the writer's lease nonce (UUID bytes); one per term
+//	    40    8 first_tt  timetick of the first message; 0 if count is 0
+//	    48    8 last_tt   timetick of the last message; 0 if count is 0
+//	    56    4 count     number of messages
+//	    60    4 body_len  length of the body in bytes
+//	    64    * body      count messages, back to back, nothing after them
+//	     *    4 crc       CRC-32C (Castagnoli) of every byte before it
+//
+// The header repeats first_tt, last_tt and count so that readers can filter
+// batches by timetick, and skip fences and fillers, from the header alone
+// (DecodeHeader, for instance on a ranged GET of the first 64 bytes).
+//
+// A message:
+//
+//	+------+-------+----------+----------+--------+----------+---------+---------+--------------+------------+-----------+
+//	| type | flags | timetick | vchannel | txn_id | producer |  epoch  |   seq   | broadcast_id | properties |  payload  |
+//	|  u8  |   u8  |   u64    |   str    |  u64   |   str    | uvarint | uvarint |     str      | see below  | see below |
+//	+------+-------+----------+----------+--------+----------+---------+---------+--------------+------------+-----------+
+//	                                     \ bit 0 /\ flags bit 1: idempotency key \ flags bit 2 /
+//	                                     optional fields, present when their flag bit is set
+//
+//	properties = uvarint n, then n × (key str, value str), keys strictly increasing (bytewise)
+//	payload    = uvarint length, then that many bytes
+//
+//	type      1 data, 2 insert, 3 delete (data messages); 16 timetick,
+//	          17 txn_begin, 18 txn_commit, 19 txn_rollback, 20 broadcast,
+//	          21 flush, 22 create_vchannel, 23 drop_vchannel (control messages)
+//	flags     bit 0: txn_id present, bit 1: idempotency key present,
+//	          bit 2: broadcast ID present; other bits must be 0
+//
+// # Rules
+//
+// Encoding checks these rules and refuses to write a batch that breaks one
+// (the error wraps ErrTooLarge for a limit, and describes the rule
+// otherwise); decoding checks them again and reports a breach as ErrCorrupt.
+// Whatever decodes therefore re-encodes to the very same bytes: every batch
+// has exactly one encoding.
+//
+//   - kind is one of the four kinds; fence, filler and tombstone batches
+//     have count 0, body_len 0 and both timeticks 0. A data batch has 1 to
+//     MaxMessages messages.
+//   - The object is at most MaxBatchBytes; its length is exactly
+//     68+body_len (a truncated object or trailing bytes are corruption), and
+//     the CRC matches.
+//   - Message timeticks are non-zero and strictly increase within a batch;
+//     first_tt and last_tt equal the first and last message's.
+//   - type is one of the types above. vchannel is non-empty except for
+//     timetick messages. txn_begin, txn_commit and txn_rollback carry a
+//     transaction ID; a broadcast message carries a broadcast ID.
+//   - An optional field is present exactly when its flag is set, and a
+//     present field is non-zero (txn_id != 0, producer and broadcast ID
+//     non-empty). So a Message with TxnID 0, a zero Key or an empty
+//     BroadcastID encodes without the field. A Key with no Producer must
+//     have Epoch and Seq 0.
+//   - Every str is valid UTF-8 of at most MaxStringLen bytes; property keys
+//     are non-empty, unique, and sorted in the bytes (Encode sorts them).
+//   - Uvarints are in their shortest form.
+//
+// Decoding normalizes: empty Properties and an empty Payload decode as nil
+// (nil and empty encode alike), and a batch without messages has nil
+// Messages.
+//
+// # Versions
+//
+// The version 1 format above never changes in place: the golden files in
+// testdata/ hold canonical objects, and TestGolden fails if a byte of their
+// encoding changes. A new format gets a new version number and a decoder
+// beside version 1's, which stays able to read every object already in a
+// bucket. A decoder given a version it does not know fails with an error
+// that wraps ErrCorrupt and says "unsupported version N".
+//
+// # Example
+//
+//	b := segmentlog.Batch{Kind: segmentlog.KindData, Term: 3, Offset: 17, Nonce: nonce,
+//		Messages: []segmentlog.Message{{
+//			Type: segmentlog.TypeInsert, VChannel: "coll-1-v0", TimeTick: tt, Payload: rows,
+//		}}}
+//	buf, err := b.AppendEncode(buf[:0]) // reuse buf across appends
+//	...
+//	got, err := segmentlog.DecodeBatch(buf) // errors.Is(err, segmentlog.ErrCorrupt) on bad bytes
+package segmentlog
