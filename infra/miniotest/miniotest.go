@@ -1,21 +1,3 @@
-// Package miniotest runs a real MinIO server for tests: the pinned binary
-// that `make test` builds, on a free loopback port with a fresh data
-// directory.
-//
-// One server per test binary is the usual shape:
-//
-//	func TestMain(m *testing.M) { os.Exit(miniotest.RunMain(m)) }
-//
-//	func TestSomething(t *testing.T) {
-//		store, err := miniotest.Get(t).NewStore(t.Context(), "bucket", t.Name())
-//		...
-//	}
-//
-// A missing binary or a server that does not come up fails the tests that
-// need it, with the reason and the fix; nothing is skipped.
-//
-// A Server is safe for concurrent use; Kill and Restart must not race with
-// each other.
 package miniotest
 
 import (
@@ -28,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -88,8 +71,14 @@ func Start() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp(dataParent(), "cairn-minio-")
+	parent := dataParent()
+	sweep(parent)
+	tmp, err := os.MkdirTemp(parent, tmpPattern)
 	if err != nil {
+		return nil, fmt.Errorf("miniotest: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		os.RemoveAll(tmp)
 		return nil, fmt.Errorf("miniotest: %w", err)
 	}
 	s := &Server{bin: bin, tmp: tmp, user: "cairn-test", password: rand.Text()}
@@ -257,6 +246,27 @@ func dataParent() string {
 		}
 	}
 	return os.TempDir()
+}
+
+const (
+	tmpPattern = "cairn-minio-"
+	ownerFile  = "owner.pid" // the test binary that created the directory
+)
+
+// sweep removes data directories whose test binary has died without Stop
+// (killed at a timeout, say): on /dev/shm they would hold memory until
+// reboot. MinIO itself died with its parent (see sysProcAttr).
+func sweep(parent string) {
+	dirs, _ := filepath.Glob(filepath.Join(parent, tmpPattern+"*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, ownerFile))
+		if err != nil {
+			continue
+		}
+		if pid, err := strconv.Atoi(string(b)); err == nil && !processAlive(pid) {
+			os.RemoveAll(d)
+		}
+	}
 }
 
 func freePort() (string, error) {

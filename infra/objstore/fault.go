@@ -160,8 +160,8 @@ func (f *Fault) Stats() FaultStats {
 	return s
 }
 
-// Drain waits until every held-back write has been applied to the inner
-// store (or refused by it).
+// Drain waits until every write held back before the call has been applied
+// to the inner store (or refused by it).
 func (f *Fault) Drain() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -207,9 +207,6 @@ func (f *Fault) plan(op Op) faultPlan {
 		f.stats.Injected[op]++
 	case p.lost:
 		f.stats.LostReplies++
-	case p.delayed:
-		f.stats.DelayedWrites++
-		f.pending++
 	}
 	return p
 }
@@ -224,9 +221,6 @@ func (f *Fault) begin(ctx context.Context, op Op, key string) (faultPlan, error)
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			if p.delayed {
-				f.applied(false) // never scheduled
-			}
 			return p, fmt.Errorf("fault: %s %s: %w", op, key, ctx.Err())
 		}
 	}
@@ -251,6 +245,7 @@ func (f *Fault) write(ctx context.Context, op Op, key string, body []byte, apply
 		return "", lost
 	case p.delayed:
 		late, body := context.WithoutCancel(ctx), bytes.Clone(body)
+		f.hold()
 		go func() {
 			time.Sleep(f.cfg.DelayedApply)
 			_, err := apply(late, body)
@@ -259,6 +254,14 @@ func (f *Fault) write(ctx context.Context, op Op, key string, body []byte, apply
 		return "", lost
 	}
 	return apply(ctx, body)
+}
+
+// hold records a write being held back.
+func (f *Fault) hold() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stats.DelayedWrites++
+	f.pending++
 }
 
 // applied records the end of a held-back write.

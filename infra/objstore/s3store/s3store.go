@@ -1,34 +1,3 @@
-// Package s3store is the objstore.Store adapter for S3 and S3-compatible
-// stores (MinIO), over aws-sdk-go-v2. AWS and MinIO run the same code: an
-// endpoint and path-style addressing are all that differ.
-//
-// Conditional writes map onto S3's: PutIfAbsent sends If-None-Match: *,
-// PutIfMatch sends If-Match: <etag>. A 412 becomes objstore.ErrExists or
-// objstore.ErrConflict; a 404 on If-Match becomes ErrConflict; a 409
-// ConditionalRequestConflict, 5xx, throttling, timeouts and broken
-// connections wrap objstore.ErrTransient, so objstore.IsRetryable is the
-// only retry rule callers need.
-//
-// Retries. Reads, List, Put and Delete keep the SDK's standard retryer: they
-// are idempotent. The two conditional PUTs are sent exactly once: if the
-// SDK retried a PutIfMatch whose first attempt landed but whose reply was
-// lost, the retry would meet the new ETag and report ErrConflict for a write
-// that in fact succeeded; a retried PutIfAbsent would likewise turn success
-// into ErrExists without the caller knowing a retry happened. Sent once, a
-// lost reply surfaces as a retryable error and the caller, which knows the
-// protocol, retries and reads back.
-//
-// ETags are S3's: for single-part PUTs, the MD5 of the body. Unlike the
-// filesystem and memory stores, writing the same bytes again therefore
-// yields the same ETag; Cairn's CAS records carry a monotone version, so
-// successive versions never have equal bytes.
-//
-// Example:
-//
-//	cfg := s3store.ConfigFromEnv()
-//	s, err := s3store.New(ctx, cfg)
-//	if err != nil { ... }
-//	if err := objstore.Probe(ctx, s, "probe"); err != nil { ... }
 package s3store
 
 import (
@@ -234,7 +203,7 @@ func (s *Store) GetRange(ctx context.Context, key string, off, n int64) (io.Read
 		return io.NopCloser(bytes.NewReader(nil)), nil
 	}
 	rng := fmt.Sprintf("bytes=%d-", off)
-	if n > 0 {
+	if n > 0 && off+n-1 >= off { // else n reaches past any object: to the end
 		rng = fmt.Sprintf("bytes=%d-%d", off, off+n-1)
 	}
 	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.prefix + key), Range: aws.String(rng)})
