@@ -60,7 +60,8 @@ const (
 // body; Get verifies the CRC, GetRange reads only the requested bytes.
 //
 // A crash may leave "*.tmp" files behind; they are invisible to every
-// operation. FS is safe for concurrent use.
+// operation. On a case-insensitive filesystem (macOS's default) keys that
+// differ only in case name one file. FS is safe for concurrent use.
 type FS struct {
 	root string
 	// stripes are the in-process half of the stripe locks: flock(2) is held

@@ -233,11 +233,15 @@ func (s *Store) Head(ctx context.Context, key string) (objstore.Attrs, error) {
 	}, nil
 }
 
-// PutIfAbsent sends If-None-Match: *, once. Metadata keys are sent
-// lower-cased (S3 does not preserve their case).
+// PutIfAbsent sends If-None-Match: *, once. Metadata travels in HTTP
+// headers: keys are sent lower-cased (S3 does not preserve their case), and
+// keys and values must be printable ASCII.
 func (s *Store) PutIfAbsent(ctx context.Context, key string, body []byte, meta map[string]string) (string, error) {
 	if err := objstore.ValidateKey(key); err != nil {
 		return "", err
+	}
+	if err := checkMeta(meta); err != nil {
+		return "", fmt.Errorf("s3store: put-if-absent %s: %w", key, err)
 	}
 	in := s.putInput(key, body)
 	in.IfNoneMatch = aws.String("*")
@@ -351,6 +355,24 @@ func lowerKeys(meta map[string]string) map[string]string {
 		out[strings.ToLower(k)] = v
 	}
 	return out
+}
+
+// checkMeta rejects metadata that cannot travel as x-amz-meta-* headers.
+func checkMeta(meta map[string]string) error {
+	printable := func(s string) bool {
+		for i := range len(s) {
+			if s[i] < 0x20 || s[i] > 0x7e {
+				return false
+			}
+		}
+		return true
+	}
+	for k, v := range meta {
+		if k == "" || strings.ContainsAny(k, " :") || !printable(k) || !printable(v) {
+			return fmt.Errorf("metadata %q=%q: keys and values must be printable ASCII, keys non-empty without spaces or colons", k, v)
+		}
+	}
+	return nil
 }
 
 // transientBody maps failures while streaming a body onto ErrTransient.

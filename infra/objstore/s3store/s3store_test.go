@@ -134,3 +134,16 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Fatal("path-style without an endpoint")
 	}
 }
+
+func TestMetadataMustBeASCII(t *testing.T) {
+	ctx := t.Context()
+	s := newStore(t)
+	for _, meta := range []map[string]string{{"k": "caf\u00e9"}, {"a b": "v"}, {"k": "line\nbreak"}, {"": "v"}} {
+		if _, err := s.PutIfAbsent(ctx, "meta", []byte("x"), meta); err == nil || objstore.IsRetryable(err) {
+			t.Errorf("PutIfAbsent with metadata %q: err = %v, want a permanent error", meta, err)
+		}
+	}
+	if _, err := s.Head(ctx, "meta"); !errors.Is(err, objstore.ErrNotFound) {
+		t.Fatalf("refused metadata still created the object: %v", err)
+	}
+}
