@@ -162,6 +162,8 @@ type Writer struct {
 	closing  bool          // Close called: drain, then release
 	progress chan struct{} // closed and replaced whenever frontier or err changes
 	dedup    *dedupWindow
+	txns     map[uint64]*txnState // open transactions (txn.go)
+	txnSeq   uint64
 	stats    WriterStats
 }
 
@@ -194,6 +196,7 @@ func OpenWriter(ctx context.Context, cfg WriterConfig, store objstore.Store, lea
 		wake:  make(chan struct{}, 1), done: make(chan struct{}), renewDone: make(chan struct{}),
 		progress: make(chan struct{}),
 		dedup:    newDedupWindow(cfg.DedupWindow, cfg.DedupMaxKeys),
+		txns:     make(map[uint64]*txnState),
 	}
 	if u, err := uuid.Parse(w.nonce); err == nil {
 		w.nonceB = u

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -184,6 +185,9 @@ func validateCommon(m *Message) error {
 	}
 	if len(m.Key.Producer) > MaxStringLen {
 		return fmt.Errorf("%w: producer name", ErrTooLarge)
+	}
+	if strings.HasPrefix(m.Key.Producer, "@") {
+		return errors.New("idempotency key producers starting with '@' are reserved for Cairn")
 	}
 	for k, v := range m.Properties {
 		if k == "" || len(k) > MaxStringLen || len(v) > MaxStringLen {
