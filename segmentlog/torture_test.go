@@ -70,12 +70,12 @@ func runTorture(t *testing.T, tc tortureConfig) {
 			t.Fatalf("%s round %d failed; replay with -torture.seed=%d -torture.rounds=1", tc.name, r, rs)
 		}
 	}
-	t.Logf("torture %s: seed %d, %d rounds, %d appends acked (%d messages delivered), %d outcome-unknown, %d writers (%d zombies, %d crashes), %d store ops, %d faults injected, %d garbage slots, violations 0",
-		tc.name, seed, rounds, total.acked, total.delivered, total.unknown, total.writers, total.zombies, total.crashes, total.storeOps, total.faults, total.garbage)
+	t.Logf("torture %s: seed %d, %d rounds, %d appends acked, %d txns committed (%d messages delivered), %d outcome-unknown, %d writers (%d zombies, %d crashes), %d store ops, %d faults injected, %d garbage slots, violations 0",
+		tc.name, seed, rounds, total.acked, total.txns, total.delivered, total.unknown, total.writers, total.zombies, total.crashes, total.storeOps, total.faults, total.garbage)
 }
 
 type tortureTotals struct {
-	acked, delivered, unknown, writers, zombies, crashes, storeOps, faults, garbage int64
+	acked, delivered, unknown, writers, zombies, crashes, storeOps, faults, garbage, txns int64
 }
 
 func (t *tortureTotals) add(o tortureTotals) {
@@ -88,6 +88,7 @@ func (t *tortureTotals) add(o tortureTotals) {
 	t.storeOps += o.storeOps
 	t.faults += o.faults
 	t.garbage += o.garbage
+	t.txns += o.txns
 }
 
 // msgRecord is everything the producers learned about one logical message.
@@ -103,8 +104,24 @@ type msgRecord struct {
 type history struct {
 	mu    sync.Mutex
 	msgs  map[sl.IdemKey]*msgRecord
+	txns  map[uint64]*txnRecord
 	syncs []syncRecord
 	clock atomic.Int64 // event order
+}
+
+// txnRecord is what a transaction producer learned about one transaction.
+type txnRecord struct {
+	producer  string
+	seq, size uint64
+	commit    []sl.Ack // commit answers: the commit's ack (last ack)
+	notFound  bool     // a commit answered ErrTxnNotFound
+	failed    bool     // the commit definitely did not write
+}
+
+func (h *history) txn(id uint64, f func(*txnRecord)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	f(h.txns[id])
 }
 
 type syncRecord struct {
@@ -130,7 +147,7 @@ func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string) tortu
 	layout := sl.Layout{Prefix: "t"}
 	leaseCfg := coordinator.LeaseConfig{TTL: tm.ttl, Margin: tm.margin}
 	rng := rand.New(rand.NewPCG(seed, 0x7071))
-	hist := &history{msgs: make(map[sl.IdemKey]*msgRecord)}
+	hist := &history{msgs: make(map[sl.IdemKey]*msgRecord), txns: make(map[uint64]*txnRecord)}
 	var totals tortureTotals
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -186,6 +203,7 @@ func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string) tortu
 				{name: fmt.Sprintf("%s-a%d-p1", pch, a)},
 				{name: fmt.Sprintf("%s-a%d-p2", pch, a)},
 			}
+			txp := &txnProducer{name: fmt.Sprintf("%s-a%d-tx", pch, a)}
 			for turn := 0; time.Now().Before(deadline); turn++ {
 				fault := objstore.NewFault(base, objstore.FaultConfig{
 					Seed: arng.Uint64(), ErrorRate: 0.03, LostReplyRate: 0.02, DelayedApplyRate: 0.01,
@@ -227,6 +245,11 @@ func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string) tortu
 						p.run(ctx, t, w, hist, turnEnd)
 					}()
 				}
+				pwg.Add(1)
+				go func() {
+					defer pwg.Done()
+					txp.run(ctx, t, w, hist, turnEnd)
+				}()
 				// Sync now and then, concurrently with the appends.
 				for time.Now().Before(turnEnd) && w.Err() == nil {
 					time.Sleep(tm.renew / 2)
@@ -303,6 +326,7 @@ func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string) tortu
 	// Read everything back and check.
 	all := scanAll(t, base, layout, pch, sl.Earliest(), tm.get)
 	checkInvariants(t, hist, all, &totals)
+	totals.txns = int64(checkTxns(t, hist, all))
 	checkSlots(t, base, layout, pch, tail)
 	for i, rl := range readers {
 		if rl.err != nil {
@@ -371,6 +395,138 @@ func (p *producer) run(ctx context.Context, t *testing.T, w *sl.Writer, h *histo
 	}
 }
 
+// txnProducer runs transactions of 1–3 messages on its own vchannel. A
+// commit whose outcome is unknown is retried, by ID, on the next writer;
+// a transaction found not committed is redone under a new ID.
+type txnProducer struct {
+	name    string
+	seq     uint64
+	pending uint64 // a transaction whose commit outcome is unknown
+}
+
+func (p *txnProducer) run(ctx context.Context, t *testing.T, w *sl.Writer, h *history, until time.Time) {
+	commit := func(id uint64) bool {
+		acks, err := w.CommitTxn(ctx, id)
+		switch {
+		case err == nil:
+			h.txn(id, func(r *txnRecord) { r.commit = append(r.commit, acks[len(acks)-1]) })
+			p.pending = 0
+			return true
+		case errors.Is(err, sl.ErrTxnNotFound):
+			h.txn(id, func(r *txnRecord) { r.notFound = true })
+			p.pending = 0
+			return true
+		case errors.Is(err, sl.ErrOutcomeUnknown):
+			p.pending = id
+		case errors.Is(err, sl.ErrInvariant):
+			t.Errorf("txn producer %s: %v", p.name, err)
+		default:
+			if p.pending == 0 {
+				h.txn(id, func(r *txnRecord) { r.failed = true })
+			}
+		}
+		return false
+	}
+	for time.Now().Before(until) {
+		if p.pending != 0 {
+			if !commit(p.pending) {
+				return
+			}
+			continue
+		}
+		if p.seq == 0 || h.txnDone(p.name, p.seq) {
+			p.seq++
+		}
+		id, err := w.BeginTxn(ctx, "vtx", time.Minute)
+		if err != nil {
+			return
+		}
+		size := 1 + p.seq%3
+		h.mu.Lock()
+		h.txns[id] = &txnRecord{producer: p.name, seq: p.seq, size: size}
+		h.mu.Unlock()
+		for j := uint64(0); j < size; j++ {
+			if err := w.AppendTxn(ctx, id, sl.Message{Type: sl.TypeData, VChannel: "vtx", Payload: fmt.Appendf(nil, "%s/%d/%d", p.name, p.seq, j)}); err != nil {
+				h.txn(id, func(r *txnRecord) { r.failed = true })
+				return
+			}
+		}
+		if !commit(id) {
+			return
+		}
+	}
+}
+
+// txnDone reports whether producer's transaction seq was committed.
+func (h *history) txnDone(producer string, seq uint64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range h.txns {
+		if r.producer == producer && r.seq == seq && len(r.commit) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// checkTxns verifies I8: delivered transactions are exactly the committed
+// ones, all or nothing, contiguous, and a commit's answer never changes.
+func checkTxns(t *testing.T, h *history, all []sl.Delivery) int {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	type seen struct{ first, n int }
+	got := make(map[uint64]*seen)
+	for i, d := range all {
+		if d.TxnID == 0 {
+			continue
+		}
+		s, ok := got[d.TxnID]
+		if !ok {
+			s = &seen{first: i}
+			got[d.TxnID] = s
+		}
+		if s.first+s.n != i {
+			t.Errorf("I8: txn %d is not delivered contiguously (message %v)", d.TxnID, d.ID)
+		}
+		s.n++
+	}
+	committed := 0
+	for id, r := range h.txns {
+		s, delivered := got[id]
+		switch {
+		case len(r.commit) > 0 && r.notFound:
+			t.Errorf("I8: txn %d was answered both committed and not found", id)
+		case len(r.commit) > 0 && !delivered:
+			t.Errorf("I8: committed txn %d (%s seq %d) never delivered", id, r.producer, r.seq)
+		case (r.notFound || r.failed) && delivered:
+			t.Errorf("I8: txn %d delivered though its commit was answered not committed", id)
+		}
+		if delivered {
+			committed++
+			if uint64(s.n) != r.size {
+				t.Errorf("I8: txn %d delivered %d of its %d messages", id, s.n, r.size)
+			}
+			for j := 0; j < s.n; j++ {
+				if want := fmt.Sprintf("%s/%d/%d", r.producer, r.seq, j); string(all[s.first+j].Payload) != want {
+					t.Errorf("I8: txn %d message %d is %q, want %q", id, j, all[s.first+j].Payload, want)
+				}
+			}
+			for _, a := range r.commit {
+				if last := all[s.first+s.n-1]; !last.ID.Less(a.ID) || a.ID.Offset != last.ID.Offset {
+					t.Errorf("I8: txn %d commit acked at %v, its messages delivered at %v", id, a.ID, last.ID)
+				}
+			}
+		}
+	}
+	for id := range got {
+		if _, ok := h.txns[id]; !ok {
+			t.Errorf("I8: delivered txn %d that no producer began", id)
+		}
+	}
+	return committed
+}
+
 // checkInvariants verifies I1–I5 and I7 over the full scan.
 func checkInvariants(t *testing.T, h *history, all []sl.Delivery, totals *tortureTotals) {
 	t.Helper()
@@ -380,6 +536,21 @@ func checkInvariants(t *testing.T, h *history, all []sl.Delivery, totals *tortur
 	lastSeq := make(map[string]uint64)
 	var prev sl.Delivery
 	for i, d := range all {
+		if i > 0 {
+			if !prev.ID.Less(d.ID) {
+				t.Errorf("I3: ID %v after %v", d.ID, prev.ID)
+			}
+			if d.TimeTick <= prev.TimeTick {
+				t.Errorf("I4: timetick %d at %v after %d at %v", d.TimeTick, d.ID, prev.TimeTick, prev.ID)
+			}
+			if d.Term < prev.Term {
+				t.Errorf("I5: term %d at %v after term %d", d.Term, d.ID, prev.Term)
+			}
+		}
+		prev = d
+		if d.TxnID != 0 {
+			continue // checkTxns
+		}
 		rec, ok := h.msgs[d.Key]
 		if !ok {
 			t.Errorf("I2: delivered %v key %+v that no producer sent", d.ID, d.Key)
@@ -395,22 +566,10 @@ func checkInvariants(t *testing.T, h *history, all []sl.Delivery, totals *tortur
 		if want := fmt.Sprintf("%s/%d", d.Key.Producer, d.Key.Seq); string(d.Payload) != want {
 			t.Errorf("I1: %v carries payload %q, want %q", d.ID, d.Payload, want)
 		}
-		if i > 0 {
-			if !prev.ID.Less(d.ID) {
-				t.Errorf("I3: ID %v after %v", d.ID, prev.ID)
-			}
-			if d.TimeTick <= prev.TimeTick {
-				t.Errorf("I4: timetick %d at %v after %d at %v", d.TimeTick, d.ID, prev.TimeTick, prev.ID)
-			}
-			if d.Term < prev.Term {
-				t.Errorf("I5: term %d at %v after term %d", d.Term, d.ID, prev.Term)
-			}
-		}
 		if d.Key.Seq <= lastSeq[d.Key.Producer] {
 			t.Errorf("I3: producer %s: seq %d delivered after seq %d", d.Key.Producer, d.Key.Seq, lastSeq[d.Key.Producer])
 		}
 		lastSeq[d.Key.Producer] = d.Key.Seq
-		prev = d
 	}
 	for key, rec := range h.msgs {
 		if len(rec.acks) == 0 {
