@@ -85,6 +85,10 @@ type ScannerConfig struct {
 	// Segments serves positions below the flush checkpoint. Without it such
 	// positions fail with ErrTruncated.
 	Segments SegmentReader
+	// Pause, if set, holds Next back while the node's startup pause is on,
+	// unless IgnorePause.
+	Pause       *PauseGate
+	IgnorePause bool
 }
 
 // SegmentReader serves the flushed part of a pchannel, below the
@@ -330,6 +334,11 @@ func (s *Scanner) Stats() ScannerStats { return s.stats }
 // Next returns the next message, waiting at the tail until one is appended
 // or ctx ends (then it returns ctx's error).
 func (s *Scanner) Next(ctx context.Context) (Delivery, error) {
+	if s.cfg.Pause != nil && !s.cfg.IgnorePause {
+		if err := s.cfg.Pause.wait(ctx); err != nil {
+			return Delivery{}, err
+		}
+	}
 	for len(s.buf) == 0 {
 		var err error
 		if s.seg != nil {

@@ -43,6 +43,12 @@ type WriterConfig struct {
 	DedupMaxKeys int
 	// ReadAhead bounds parallel GETs during recovery. Default 16.
 	ReadAhead int
+	// TimeTickInterval: after a run of data batches, one timetick-only
+	// batch is persisted once the pchannel has been quiet this long, so
+	// readers in other processes see time pass the last data. Runs of empty
+	// timeticks are never persisted (Sync serves them from memory), so an
+	// idle pchannel writes no objects. Default 1 s; negative disables.
+	TimeTickInterval time.Duration
 
 	// Cache, if set, is filled with every acked batch and dropped on lease
 	// loss. Tail, if set, is told the ack frontier.
@@ -97,6 +103,9 @@ func (c *WriterConfig) withDefaults() {
 	}
 	if c.ReadAhead == 0 {
 		c.ReadAhead = 16
+	}
+	if c.TimeTickInterval == 0 {
+		c.TimeTickInterval = time.Second
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -164,21 +173,26 @@ type Writer struct {
 	dedup    *dedupWindow
 	txns     map[uint64]*txnState // open transactions (txn.go)
 	txnSeq   uint64
-	stats    WriterStats
+	// dataSinceTick: a data batch was acked after the last persisted
+	// timetick batch; lastActivity: when the last batch was assigned.
+	dataSinceTick bool
+	lastActivity  time.Time
+	stats         WriterStats
 }
 
 // WriterStats counts what a Writer did. Read with Writer.Stats.
 type WriterStats struct {
-	Term           uint64
-	FenceOffset    uint64 // first slot of this term
-	Frontier       uint64
-	BatchesAcked   int64
-	MessagesAcked  int64
-	BytesAcked     int64
-	PutAttempts    int64
-	DedupHits      int64
-	RecoveredSlots int64 // slots read during recovery
-	GarbageSlots   int64 // lower-term batches skipped (recovery and window)
+	Term            uint64
+	FenceOffset     uint64 // first slot of this term
+	Frontier        uint64
+	BatchesAcked    int64
+	TimeTickBatches int64 // timetick-only batches persisted
+	MessagesAcked   int64
+	BytesAcked      int64
+	PutAttempts     int64
+	DedupHits       int64
+	RecoveredSlots  int64 // slots read during recovery
+	GarbageSlots    int64 // lower-term batches skipped (recovery and window)
 }
 
 // OpenWriter acquires the lease of cfg.PChannel, recovers the pchannel's
@@ -231,6 +245,9 @@ func OpenWriter(ctx context.Context, cfg WriterConfig, store objstore.Store, lea
 		cfg.Tail.Publish(cfg.PChannel, start)
 	}
 	go w.batcher()
+	if cfg.TimeTickInterval > 0 {
+		go w.timeTickLoop(renewCtx)
+	}
 	w.log.Info("writer open", "term", grant.Term, "fence", w.stats.FenceOffset, "first_data_slot", start)
 	return w, nil
 }

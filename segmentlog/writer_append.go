@@ -314,6 +314,7 @@ func (w *Writer) buildLocked() (*putJob, error) {
 	w.queue = w.queue[n:]
 	w.queued -= total
 	w.next++
+	w.lastActivity = now
 	return job, nil
 }
 
@@ -396,6 +397,12 @@ func (w *Writer) resolve(job *putJob, err error) {
 func (w *Writer) ackLocked(j *putJob) {
 	now := w.cfg.Now()
 	w.frontier = j.batch.Offset + 1
+	if isTimeTickOnly(&j.batch) {
+		w.dataSinceTick = false
+		w.stats.TimeTickBatches++
+	} else {
+		w.dataSinceTick = true
+	}
 	w.stats.BatchesAcked++
 	w.stats.MessagesAcked += int64(len(j.batch.Messages))
 	w.stats.BytesAcked += int64(j.size)
@@ -476,4 +483,35 @@ func (w *Writer) Close(ctx context.Context) error {
 		return fmt.Errorf("close %s: writer had stopped: %w", w.cfg.PChannel, cause)
 	}
 	return nil
+}
+
+func isTimeTickOnly(b *Batch) bool {
+	for i := range b.Messages {
+		if b.Messages[i].Type != TypeTimeTick {
+			return false
+		}
+	}
+	return len(b.Messages) > 0
+}
+
+// timeTickLoop persists one timetick-only batch after each run of data,
+// once the pchannel has been quiet for TimeTickInterval.
+func (w *Writer) timeTickLoop(ctx context.Context) {
+	t := time.NewTicker(w.cfg.TimeTickInterval / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		w.mu.Lock()
+		due := w.err == nil && !w.closing && w.dataSinceTick && len(w.queue) == 0 && len(w.inflight) == 0 &&
+			w.cfg.Now().Sub(w.lastActivity) >= w.cfg.TimeTickInterval
+		w.mu.Unlock()
+		if due {
+			// An error here is the writer's own (it stops); nothing to do.
+			_, _ = w.AppendControl(ctx, Message{Type: TypeTimeTick})
+		}
+	}
 }

@@ -28,7 +28,8 @@ func newLeases(t testing.TB, store objstore.Store) *coordinator.Leases {
 func openWriter(t testing.TB, store objstore.Store, pch string, mod func(*sl.WriterConfig)) *sl.Writer {
 	t.Helper()
 	cfg := sl.WriterConfig{PChannel: pch, Layout: testLayout, Holder: "test", Logger: quietLog,
-		PutTimeout: 300 * time.Millisecond, GetTimeout: 300 * time.Millisecond, RenewInterval: 300 * time.Millisecond}
+		PutTimeout: 300 * time.Millisecond, GetTimeout: 300 * time.Millisecond, RenewInterval: 300 * time.Millisecond,
+		TimeTickInterval: -1}
 	if mod != nil {
 		mod(&cfg)
 	}

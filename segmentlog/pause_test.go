@@ -1,0 +1,80 @@
+package segmentlog_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cairnlog/cairn/infra/objstore"
+	sl "github.com/cairnlog/cairn/segmentlog"
+)
+
+func TestScannerPause(t *testing.T) {
+	ctx := context.Background()
+	store := objstore.NewMemory()
+	w := openWriter(t, store, "p1", nil)
+	defer w.Close(ctx)
+	gate := sl.NewPauseGate(time.Hour)
+	paused, err := sl.NewScanner(ctx, sl.ScannerConfig{PChannel: "p1", Layout: testLayout, Pause: gate}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ignoring, err := sl.NewScanner(ctx, sl.ScannerConfig{PChannel: "p1", Layout: testLayout, Pause: gate, IgnorePause: true}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		if _, err := w.Append(ctx, dataMsg("v", fmt.Sprint(i))); err != nil {
+			t.Fatalf("the writer must keep appending during the pause: %v", err)
+		}
+	}
+	if d, err := ignoring.Next(ctx); err != nil || string(d.Payload) != "0" {
+		t.Fatalf("a consumer ignoring the pause: %v %q", err, d.Payload)
+	}
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if d, err := paused.Next(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("paused scanner delivered %v (%v) during the pause", d.ID, err)
+	}
+	if st := gate.Stats(); !st.Paused || st.WaitTotal <= 0 {
+		t.Fatalf("pause metrics %+v: want paused with wait time", st)
+	}
+	gate.Resume()
+	for i := 0; i < 5; i++ {
+		d, err := paused.Next(ctx)
+		if err != nil || string(d.Payload) != fmt.Sprint(i) {
+			t.Fatalf("after the pause, message %d: %v %q", i, err, d.Payload)
+		}
+	}
+	if gate.Stats().Paused {
+		t.Fatal("gate still paused after Resume")
+	}
+}
+
+// TestIdleTimeTicks measures what an idle pchannel writes: after a run of
+// data, one timetick-only batch; then nothing at all.
+func TestIdleTimeTicks(t *testing.T) {
+	ctx := context.Background()
+	store := objstore.NewMemory()
+	w := openWriter(t, store, "p1", func(c *sl.WriterConfig) { c.TimeTickInterval = 20 * time.Millisecond })
+	defer w.Close(ctx)
+	a, err := w.Append(ctx, dataMsg("v", "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for w.Stats().TimeTickBatches == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // 15 intervals of idleness
+	st := w.Stats()
+	if st.TimeTickBatches != 1 || st.BatchesAcked != 2 {
+		t.Fatalf("idle pchannel after one append: %d batches, %d timetick-only; want 2 and 1 (runs of empty ticks are not persisted)", st.BatchesAcked, st.TimeTickBatches)
+	}
+	ticks := scanFiltered(t, store, "p1", sl.ScannerConfig{Types: []sl.MessageType{sl.TypeTimeTick}})
+	if len(ticks) != 1 || ticks[0].TimeTick <= a[0].TimeTick {
+		t.Fatalf("timetick batches %+v: want one above the data's tick %d", ticks, a[0].TimeTick)
+	}
+}
