@@ -13,6 +13,44 @@
 // the dst it is given). Writer and Scanner state their own contracts in
 // their documentation.
 //
+// # Writing and reading
+//
+// A Writer is the one lease holder of a pchannel (OpenWriter acquires the
+// lease through a Leases service, replays the WAL from the flush checkpoint
+// through the reading rule, and claims a window of W slots: a fence and
+// W−1 fillers). Append, AppendControl, Sync and the transaction calls are
+// safe for concurrent use; concurrent appends are group-committed into one
+// batch object each, at most W beyond the ack frontier, and acknowledged
+// strictly in offset order. An Ack names the message's ID (offset, index)
+// and timetick; an error wrapping ErrOutcomeUnknown means the message may
+// still be delivered, so retry it with the same idempotency key, whose
+// window survives failover. ErrFenced means it never will be.
+//
+// A transaction (BeginTxn, AppendTxn, CommitTxn, RollbackTxn) is buffered
+// by the writer and written at commit as one batch object — begin, bodies,
+// commit — so every reader sees all of it or none of it, at its commit.
+// A transaction still open when its writer stops is aborted; a retried
+// commit gets the same answer on whichever term it reaches.
+//
+// Timeticks are physical_ms<<18 | logical, strictly increasing along the
+// pchannel, across failovers too. Sync returns a tick below which every
+// batch is acknowledged and above which every later message lies. One
+// timetick-only batch closes each run of data; idle time is never written.
+//
+// A Scanner reads one pchannel in offset order (one goroutine at a time):
+// from segments below the checkpoint (through a SegmentReader), then the
+// WAL, delivering a batch only if its term is at least every earlier
+// slot's (TermFilter) and never a fence or filler. At the tail it is woken
+// by an in-process writer (TailWaiter) or probes the next slot with bounded
+// backoff; NoWait returns ErrTail instead. A PauseGate holds scanners back
+// during a node's startup delay.
+//
+//	w, err := segmentlog.OpenWriter(ctx, segmentlog.WriterConfig{PChannel: "p0"}, store, leases)
+//	acks, err := w.Append(ctx, segmentlog.Message{Type: segmentlog.TypeData, VChannel: "v1", Payload: p})
+//	sc, err := segmentlog.NewScanner(ctx, segmentlog.ScannerConfig{PChannel: "p0", From: segmentlog.AtID(acks[0].ID)}, store)
+//	d, err := sc.Next(ctx) // d.ID == acks[0].ID
+//	err = w.Close(ctx)     // releases the lease with the ack frontier as the tail
+//
 // # Batch object, format version 1
 //
 // A pchannel is a sequence of slots wal/{pchannel}/{offset}; each holds one
