@@ -1,0 +1,153 @@
+package snapshot
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/segmentlog"
+)
+
+// commitRound writes the round's segment files and advances the checkpoint
+// by CAS. It fails with ErrLostRace when another flusher moved the
+// checkpoint first (the files written are then orphans).
+func (f *Flusher) commitRound(ctx context.Context, r *round) (Round, error) {
+	flushID := f.cfg.NewID()
+	refs := make([]segmentlog.SegmentRef, 0, len(r.groups))
+	for _, v := range r.vchannels() {
+		ref, err := f.writeSegment(ctx, v, r.groups[v], flushID)
+		if err != nil {
+			return Round{}, err
+		}
+		refs = append(refs, ref)
+	}
+	next := r.checkpoint(f.cfg.PChannel, refs, f.cfg.Now())
+	if err := f.casCheckpoint(ctx, r, next, flushID); err != nil {
+		return Round{}, err
+	}
+	res := Round{FlushID: flushID, From: r.base.C, To: next.C, Segments: refs, Messages: r.messages, WALBytes: r.walBytes, Version: next.Version}
+	f.log.Debug("flushed", "from", res.From, "to", res.To, "segments", len(refs), "messages", r.messages, "wal_bytes", r.walBytes)
+	if f.cfg.OnRound != nil {
+		f.cfg.OnRound(res)
+	}
+	return res, nil
+}
+
+// writeSegment encodes one vchannel's messages and stores them under a key
+// no other flush can use (it holds flushID). A transient failure resends the
+// identical bytes; ErrExists after a resend is checked by reading back.
+func (f *Flusher) writeSegment(ctx context.Context, vchannel string, rows []segmentlog.Delivery, flushID string) (segmentlog.SegmentRef, error) {
+	data, crc, err := encodeSegment(f.cfg.PChannel, vchannel, rows)
+	if err != nil {
+		return segmentlog.SegmentRef{}, fmt.Errorf("flush %s: %w", f.cfg.PChannel, err)
+	}
+	key := SegmentKey(f.cfg.Layout, f.cfg.PChannel, vchannel, rows[0].ID.Offset, rows[len(rows)-1].ID.Offset, flushID)
+	if err := putImmutable(ctx, f.store, key, data, map[string]string{crcMeta: strconv.FormatUint(uint64(crc), 10)}, f.cfg.PutTimeout); err != nil {
+		return segmentlog.SegmentRef{}, fmt.Errorf("flush %s: write segment: %w", f.cfg.PChannel, err)
+	}
+	return segmentlog.SegmentRef{
+		VChannel:    vchannel,
+		Key:         key,
+		FirstOffset: rows[0].ID.Offset,
+		LastOffset:  rows[len(rows)-1].ID.Offset,
+		Messages:    int64(len(rows)),
+		Bytes:       int64(len(data)),
+	}, nil
+}
+
+// putImmutable creates key with data by PutIfAbsent, resending the same
+// bytes on transient failures. If the key exists after a resend it must
+// hold exactly data (our earlier attempt landed); otherwise it is an error.
+func putImmutable(ctx context.Context, store objstore.Store, key string, data []byte, meta map[string]string, timeout time.Duration) error {
+	err := retry(ctx, func(actx context.Context) error {
+		_, err := store.PutIfAbsent(actx, key, data, meta)
+		return err
+	}, timeout)
+	if !errors.Is(err, objstore.ErrExists) {
+		return err
+	}
+	var cur objstore.Object
+	if gerr := retry(ctx, func(actx context.Context) error {
+		var err error
+		cur, err = store.Get(actx, key)
+		return err
+	}, timeout); gerr != nil {
+		return fmt.Errorf("%s exists and cannot be read back: %w", key, gerr)
+	}
+	if !bytes.Equal(cur.Body, data) {
+		return fmt.Errorf("%s exists with other bytes: %w", key, objstore.ErrExists)
+	}
+	return nil
+}
+
+// casCheckpoint writes next over the round's base checkpoint (PROTOCOL.md
+// "Flush, truncation, GC" rule 2): PutIfMatch with the base's ETag, or
+// PutIfAbsent when there was no record. A reply that never came is resolved
+// by re-reading the record and looking for this flush's segment IDs, never
+// by a blind retry: only while the record still has the base ETag (so the
+// lost write has not applied and, being conditional on that ETag, can never
+// apply after a resend lands) is the identical write sent again.
+func (f *Flusher) casCheckpoint(ctx context.Context, r *round, next segmentlog.Checkpoint, flushID string) error {
+	if next.C <= r.base.C {
+		return fmt.Errorf("flush %s: internal error: new checkpoint %d not above %d", f.cfg.PChannel, next.C, r.base.C)
+	}
+	body, err := json.Marshal(next)
+	if err != nil {
+		return fmt.Errorf("flush %s: encode checkpoint: %w", f.cfg.PChannel, err)
+	}
+	key := f.cfg.Layout.Checkpoint(f.cfg.PChannel)
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, f.cfg.GetTimeout)
+		if r.etag == "" {
+			_, err = f.store.PutIfAbsent(actx, key, body, nil)
+		} else {
+			_, err = f.store.PutIfMatch(actx, key, body, r.etag)
+		}
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if !objstore.IsRetryable(err) && !errors.Is(err, objstore.ErrConflict) && !errors.Is(err, objstore.ErrExists) {
+			return fmt.Errorf("flush %s: checkpoint CAS: %w", f.cfg.PChannel, err)
+		}
+		// Conflict, or an outcome we did not hear: look at the record.
+		cur, etag, rerr := f.readCheckpoint(ctx)
+		if rerr != nil {
+			return fmt.Errorf("flush %s: checkpoint CAS outcome unknown (%v) and the record cannot be read: %w", f.cfg.PChannel, err, rerr)
+		}
+		switch {
+		case holdsFlush(cur, flushID, next, len(next.Segments) > len(r.base.Segments)):
+			return nil // ours landed; the reply was lost
+		case etag == r.etag && objstore.IsRetryable(err):
+			// Not applied (yet): resend the identical conditional write.
+			if !sleep(ctx, backoff(attempt)) {
+				return fmt.Errorf("flush %s: checkpoint CAS: %w", f.cfg.PChannel, ctx.Err())
+			}
+		default:
+			return fmt.Errorf("flush %s: checkpoint %d→%d: %w (now at %d, version %d)", f.cfg.PChannel, r.base.C, next.C, ErrLostRace, cur.C, cur.Version)
+		}
+	}
+}
+
+// holdsFlush reports whether cp contains the flush that wrote next: its
+// segment files are in the manifest. A flush with no segment files (only
+// fences, fillers or garbage) has nothing to identify it by; it counts as
+// done once the checkpoint is at or past its target with the same content
+// below it, since another flusher's identical commit is as good as ours.
+func holdsFlush(cp segmentlog.Checkpoint, flushID string, next segmentlog.Checkpoint, wroteSegments bool) bool {
+	if wroteSegments {
+		for _, ref := range cp.Segments {
+			if strings.Contains(ref.Key, flushID) && flushIDOf(ref.Key) == flushID {
+				return true
+			}
+		}
+		return false
+	}
+	return cp.C == next.C && cp.Version == next.Version && len(cp.Segments) == len(next.Segments)
+}

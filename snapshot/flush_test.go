@@ -1,0 +1,109 @@
+package snapshot_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	"github.com/cairnlog/cairn/infra/objstore"
+	sl "github.com/cairnlog/cairn/segmentlog"
+	"github.com/cairnlog/cairn/snapshot"
+)
+
+var allTypes = []sl.MessageType{sl.TypeData, sl.TypeInsert, sl.TypeDelete, sl.TypeTimeTick, sl.TypeTxnBegin,
+	sl.TypeTxnCommit, sl.TypeTxnRollback, sl.TypeBroadcast, sl.TypeFlush, sl.TypeCreateVChannel, sl.TypeDropVChannel}
+
+func withAllTypes(c *sl.ScannerConfig) { c.Types = allTypes }
+
+// TestFlushThenCatchUp: a full WAL read taken before flushing equals,
+// message for message, the read of segments then the WAL from C after it,
+// on every start position; the checkpoint carries what a writer restores.
+func TestFlushThenCatchUp(t *testing.T) {
+	stores(t, func(t *testing.T, store objstore.Store) {
+		ctx := context.Background()
+		const pch = "p1"
+		w := openWriter(t, store, pch, nil)
+		acks := appendN(t, w, "prod", 0, 60, "va", "vb", "vc")
+		if _, err := w.AppendControl(ctx, sl.Message{Type: sl.TypeTimeTick}, sl.Message{Type: sl.TypeCreateVChannel, VChannel: "vd"}); err != nil {
+			t.Fatal(err)
+		}
+		acks = append(acks, appendN(t, w, "prod", 60, 15, "va", "vd")...)
+		before := scanAll(t, store, pch, sl.Earliest(), nil, withAllTypes)
+		if len(before) != 77 {
+			t.Fatalf("WAL read: %d messages, want 77", len(before))
+		}
+
+		f := newFlusher(t, store, pch, func(c *snapshot.FlushConfig) { c.MaxSlots = 20 })
+		rounds, err := f.FlushNow(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// 8 fence-window slots and 76 data slots, 20 a round.
+		if len(rounds) != 5 {
+			t.Errorf("%d rounds, want 5 (84 slots, MaxSlots 20)", len(rounds))
+		}
+		for i := 1; i < len(rounds); i++ {
+			if rounds[i].From != rounds[i-1].To {
+				t.Errorf("round %d starts at %d, the previous ended at %d", i, rounds[i].From, rounds[i-1].To)
+			}
+		}
+		cp, _, err := sl.ReadCheckpoint(ctx, store, testLayout, pch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tail := w.Stats().Frontier
+		if cp.C != tail || cp.MaxTerm != w.Term() || cp.Version != 5 {
+			t.Errorf("checkpoint c=%d max_term=%d version=%d, want c=%d (the tail) max_term=%d version 5", cp.C, cp.MaxTerm, cp.Version, tail, w.Term())
+		}
+		if want := []sl.TermChange{{Offset: 0, Term: w.Term()}}; !slices.Equal(cp.TermChanges, want) {
+			t.Errorf("term changes %v, want %v", cp.TermChanges, want)
+		}
+		if cp.LastTimeTick != before[len(before)-1].TimeTick {
+			t.Errorf("last timetick %d, want %d", cp.LastTimeTick, before[len(before)-1].TimeTick)
+		}
+		if len(cp.Dedup) != 75 {
+			t.Errorf("dedup window holds %d keys, want the 75 keyed messages", len(cp.Dedup))
+		}
+		// Nothing more to flush: a no-op, the checkpoint does not move.
+		if again, err := f.FlushNow(ctx); err != nil || len(again) != 0 {
+			t.Errorf("second flush: %d rounds, %v; want none", len(again), err)
+		}
+
+		segs := snapshot.NewSegmentReader(store, 0)
+		sameDeliveries(t, "earliest, all types", scanAll(t, store, pch, sl.Earliest(), segs, withAllTypes), before)
+		var data []sl.Delivery
+		for _, d := range before {
+			if d.Type.IsData() {
+				data = append(data, d)
+			}
+		}
+		sameDeliveries(t, "earliest, data", scanAll(t, store, pch, sl.Earliest(), segs, nil), data)
+		checkNoGapNoDup(t, scanAll(t, store, pch, sl.Earliest(), segs, nil), acks)
+		for _, i := range []int{0, 1, 30, 61, 76} {
+			sameDeliveries(t, "from ID "+before[i].ID.String(), scanAll(t, store, pch, sl.AtID(before[i].ID), segs, withAllTypes), before[i:])
+			sameDeliveries(t, "from timetick", scanAll(t, store, pch, sl.AtTimeTick(before[i].TimeTick), segs, withAllTypes), before[i:])
+		}
+		var vb []sl.Delivery
+		for _, d := range before {
+			if d.VChannel == "vb" {
+				vb = append(vb, d)
+			}
+		}
+		sameDeliveries(t, "vchannel vb", scanAll(t, store, pch, sl.Earliest(), segs, func(c *sl.ScannerConfig) { c.VChannels = []string{"vb"} }), vb)
+
+		// Appends after the flush are read from the WAL, after the segments.
+		acks = append(acks, appendN(t, w, "prod", 75, 10, "vc")...)
+		checkNoGapNoDup(t, scanAll(t, store, pch, sl.Earliest(), segs, nil), acks)
+		if err := w.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// The next writer restores the window from the checkpoint: a retry
+		// of an early key is answered with its first copy.
+		w2 := openWriter(t, store, pch, nil)
+		defer w2.Close(ctx)
+		a, err := w2.Append(ctx, sl.Message{Type: sl.TypeData, VChannel: "va", Key: sl.IdemKey{Producer: "prod", Epoch: 1, Seq: 1}, Payload: []byte("retry")})
+		if err != nil || !a[0].Duplicate || a[0].ID != acks[0].ID {
+			t.Errorf("retry of the first key after flush and failover: %+v, %v; want a duplicate of %v", a, err, acks[0].ID)
+		}
+	})
+}

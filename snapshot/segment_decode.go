@@ -1,0 +1,129 @@
+package snapshot
+
+import (
+	"bytes"
+	"fmt"
+	"hash/crc32"
+	"strconv"
+
+	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/array"
+	"github.com/apache/arrow/go/v15/arrow/ipc"
+	"github.com/apache/arrow/go/v15/arrow/memory"
+
+	"github.com/cairnlog/cairn/segmentlog"
+)
+
+// decodeSegment reads a whole segment file back into deliveries, in file
+// order. crc, when not empty, is the decimal CRC-32C stored with the object.
+// Anything unexpected is an error wrapping ErrCorrupt; it never panics on a
+// well-formed Arrow file of another schema.
+func decodeSegment(data []byte, crc string) (rows []segmentlog.Delivery, err error) {
+	if crc != "" {
+		want, perr := strconv.ParseUint(crc, 10, 32)
+		if perr != nil {
+			return nil, fmt.Errorf("%w: bad checksum metadata %q", ErrCorrupt, crc)
+		}
+		if got := crc32.Checksum(data, castagnoli); got != uint32(want) {
+			return nil, fmt.Errorf("%w: checksum %08x, want %08x", ErrCorrupt, got, want)
+		}
+	}
+	defer func() {
+		// The Arrow reader trusts offsets inside a file that passed its own
+		// checks; a damaged one must not take the process down.
+		if r := recover(); r != nil {
+			rows, err = nil, fmt.Errorf("%w: arrow: %v", ErrCorrupt, r)
+		}
+	}()
+	fr, err := ipc.NewFileReader(bytes.NewReader(data), ipc.WithAllocator(memory.NewGoAllocator()))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	defer fr.Close()
+	if err := checkSchema(fr.Schema()); err != nil {
+		return nil, err
+	}
+	vchannel, _ := fr.Schema().Metadata().GetValue(MetaVChannel)
+	for i := 0; i < fr.NumRecords(); i++ {
+		rec, err := fr.Record(i)
+		if err != nil {
+			return nil, fmt.Errorf("%w: record %d: %v", ErrCorrupt, i, err)
+		}
+		rows, err = appendDecoded(rows, rec, vchannel)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return rows, nil
+}
+
+// checkSchema accepts only the version 1 schema.
+func checkSchema(s *arrow.Schema) error {
+	md := s.Metadata()
+	if v, _ := md.GetValue(MetaFormat); v != strconv.Itoa(SegmentFormat) {
+		return fmt.Errorf("%w: unsupported segment format %q", ErrCorrupt, v)
+	}
+	if s.NumFields() != numCols {
+		return fmt.Errorf("%w: %d columns, want %d", ErrCorrupt, s.NumFields(), numCols)
+	}
+	for i, f := range segmentFields {
+		if got := s.Field(i); got.Name != f.Name || !arrow.TypeEqual(got.Type, f.Type) {
+			return fmt.Errorf("%w: column %d is %s %s, want %s %s", ErrCorrupt, i, got.Name, got.Type, f.Name, f.Type)
+		}
+	}
+	return nil
+}
+
+func appendDecoded(rows []segmentlog.Delivery, rec arrow.Record, vchannel string) ([]segmentlog.Delivery, error) {
+	offA := rec.Column(colOffset).(*array.Uint64)
+	idxA := rec.Column(colIndex).(*array.Uint32)
+	termA := rec.Column(colTerm).(*array.Uint64)
+	tickA := rec.Column(colTimeTick).(*array.Uint64)
+	typeA := rec.Column(colType).(*array.Uint8)
+	txnA := rec.Column(colTxn).(*array.Uint64)
+	keyA := rec.Column(colKey).(*array.Struct)
+	prodA := keyA.Field(0).(*array.String)
+	epochA := keyA.Field(1).(*array.Uint64)
+	seqA := keyA.Field(2).(*array.Uint64)
+	propA := rec.Column(colProperties).(*array.Map)
+	pkA := propA.Keys().(*array.String)
+	pvA := propA.Items().(*array.String)
+	payA := rec.Column(colPayload).(*array.Binary)
+	bcA := rec.Column(colBroadcast).(*array.String)
+
+	for i := 0; i < int(rec.NumRows()); i++ {
+		d := segmentlog.Delivery{
+			ID:   segmentlog.MessageID{Offset: offA.Value(i), Index: idxA.Value(i)},
+			Term: termA.Value(i),
+		}
+		m := &d.Message
+		m.VChannel = vchannel
+		m.TimeTick = tickA.Value(i)
+		m.Type = segmentlog.MessageType(typeA.Value(i))
+		m.TxnID = txnA.Value(i)
+		if keyA.IsValid(i) {
+			m.Key = segmentlog.IdemKey{Producer: prodA.Value(i), Epoch: epochA.Value(i), Seq: seqA.Value(i)}
+		}
+		if propA.IsValid(i) {
+			start, end := propA.ValueOffsets(i)
+			if start < 0 || end > int64(pkA.Len()) || start > end {
+				return nil, fmt.Errorf("%w: properties of row %d out of range", ErrCorrupt, i)
+			}
+			m.Properties = make(map[string]string, end-start)
+			for j := start; j < end; j++ {
+				m.Properties[pkA.Value(int(j))] = pvA.Value(int(j))
+			}
+		}
+		if p := payA.Value(i); len(p) > 0 {
+			m.Payload = bytes.Clone(p) // the record's buffers are released
+		}
+		if bcA.IsValid(i) {
+			m.BroadcastID = bcA.Value(i)
+		}
+		if n := len(rows); n > 0 && !rows[n-1].ID.Less(d.ID) {
+			return nil, fmt.Errorf("%w: row %v after %v: not in ID order", ErrCorrupt, d.ID, rows[n-1].ID)
+		}
+		rows = append(rows, d)
+	}
+	return rows, nil
+}
