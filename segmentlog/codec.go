@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"slices"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -138,20 +139,20 @@ func (b *Batch) AppendEncode(dst []byte) ([]byte, error) {
 	le.PutUint32(h[offCount:], uint32(len(b.Messages)))
 	le.PutUint32(h[offBodyLen:], uint32(size-HeaderSize-TrailerSize))
 
-	var keysBuf [16]string // property keys, sorted; on the stack for small maps
+	var propsBuf [16]property // sorted properties; on the stack for small maps
 	for i := range b.Messages {
 		m := &b.Messages[i]
 		out = appendMessageFixed(out, m)
 		out = binary.AppendUvarint(out, uint64(len(m.Properties)))
 		if len(m.Properties) > 0 {
-			keys := keysBuf[:0]
-			for k := range m.Properties {
-				keys = append(keys, k)
+			props := propsBuf[:0]
+			for k, v := range m.Properties {
+				props = append(props, property{k, v})
 			}
-			slices.Sort(keys)
-			for _, k := range keys {
-				out = appendString(out, k)
-				out = appendString(out, m.Properties[k])
+			slices.SortFunc(props, func(a, b property) int { return strings.Compare(a.key, b.key) })
+			for _, p := range props {
+				out = appendString(out, p.key)
+				out = appendString(out, p.value)
 			}
 		}
 		out = binary.AppendUvarint(out, uint64(len(m.Payload)))
@@ -163,6 +164,8 @@ func (b *Batch) AppendEncode(dst []byte) ([]byte, error) {
 	}
 	return out, nil
 }
+
+type property struct{ key, value string }
 
 // appendMessageFixed appends the fields of m that come before its
 // properties.
@@ -231,13 +234,14 @@ func (b *Batch) encodedSize() (int, error) {
 	size := HeaderSize + TrailerSize
 	for i := range b.Messages {
 		m := &b.Messages[i]
-		if err := checkMessage(m); err != nil {
+		n, err := checkMessage(m)
+		if err != nil {
 			return 0, fmt.Errorf("message %d: %w", i, err)
 		}
 		if i > 0 && m.TimeTick <= b.Messages[i-1].TimeTick {
 			return 0, invalid("message %d: timetick %d not above the previous one (%d)", i, m.TimeTick, b.Messages[i-1].TimeTick)
 		}
-		size += messageSize(m)
+		size += n
 		if size > MaxBatchBytes {
 			return 0, tooLarge("batch over %d bytes at message %d", MaxBatchBytes, i)
 		}
@@ -245,67 +249,59 @@ func (b *Batch) encodedSize() (int, error) {
 	return size, nil
 }
 
-func messageSize(m *Message) int {
+// checkMessage checks the rules of one message that do not depend on its
+// neighbours and returns the size of its encoding. Encode and decode share
+// it, so whatever decodes re-encodes.
+func checkMessage(m *Message) (int, error) {
+	if !m.Type.valid() {
+		return 0, invalid("unknown message type %d", uint8(m.Type))
+	}
+	if m.TimeTick == 0 {
+		return 0, invalid("%v message has timetick 0", m.Type)
+	}
+	if m.VChannel == "" && m.Type != TypeTimeTick {
+		return 0, invalid("%v message has no vchannel", m.Type)
+	}
+	if err := checkString("vchannel", m.VChannel); err != nil {
+		return 0, err
+	}
 	n := 1 + 1 + 8 + stringLen(m.VChannel)
 	if m.TxnID != 0 {
 		n += 8
+	} else if m.Type.isTxnControl() {
+		return 0, invalid("%v message has no transaction ID", m.Type)
 	}
 	if !m.Key.IsZero() {
+		if err := checkString("producer", m.Key.Producer); err != nil {
+			return 0, err
+		}
 		n += stringLen(m.Key.Producer) + uvarintLen(m.Key.Epoch) + uvarintLen(m.Key.Seq)
+	} else if m.Key.Epoch != 0 || m.Key.Seq != 0 {
+		return 0, invalid("idempotency key has epoch %d seq %d but no producer", m.Key.Epoch, m.Key.Seq)
 	}
 	if m.BroadcastID != "" {
+		if err := checkString("broadcast ID", m.BroadcastID); err != nil {
+			return 0, err
+		}
 		n += stringLen(m.BroadcastID)
+	} else if m.Type == TypeBroadcast {
+		return 0, invalid("broadcast message has no broadcast ID")
 	}
 	n += uvarintLen(uint64(len(m.Properties)))
 	for k, v := range m.Properties {
+		if k == "" {
+			return 0, invalid("empty property key")
+		}
+		if err := checkString("property key", k); err != nil {
+			return 0, err
+		}
+		if err := checkString("property value", v); err != nil {
+			return 0, err
+		}
 		n += stringLen(k) + stringLen(v)
 	}
 	n += uvarintLen(uint64(len(m.Payload))) + len(m.Payload)
-	return n
-}
-
-// checkMessage checks the rules of one message that do not depend on its
-// neighbours. Encode and decode share it, so whatever decodes re-encodes.
-func checkMessage(m *Message) error {
-	if !m.Type.valid() {
-		return invalid("unknown message type %d", uint8(m.Type))
-	}
-	if m.TimeTick == 0 {
-		return invalid("%v message has timetick 0", m.Type)
-	}
-	if m.VChannel == "" && m.Type != TypeTimeTick {
-		return invalid("%v message has no vchannel", m.Type)
-	}
-	if err := checkString("vchannel", m.VChannel); err != nil {
-		return err
-	}
-	if m.Type.isTxnControl() && m.TxnID == 0 {
-		return invalid("%v message has no transaction ID", m.Type)
-	}
-	if m.Key.IsZero() && (m.Key.Epoch != 0 || m.Key.Seq != 0) {
-		return invalid("idempotency key has epoch %d seq %d but no producer", m.Key.Epoch, m.Key.Seq)
-	}
-	if err := checkString("producer", m.Key.Producer); err != nil {
-		return err
-	}
-	if m.Type == TypeBroadcast && m.BroadcastID == "" {
-		return invalid("broadcast message has no broadcast ID")
-	}
-	if err := checkString("broadcast ID", m.BroadcastID); err != nil {
-		return err
-	}
-	for k, v := range m.Properties {
-		if k == "" {
-			return invalid("empty property key")
-		}
-		if err := checkString("property key", k); err != nil {
-			return err
-		}
-		if err := checkString("property value", v); err != nil {
-			return err
-		}
-	}
-	return nil
+	return n, nil
 }
 
 func checkString(what, s string) error {
@@ -435,7 +431,7 @@ func DecodeBatch(data []byte) (Batch, error) {
 		if err := d.message(m, prev); err != nil {
 			return Batch{}, corrupt("message %d at body byte %d: %v", i, d.pos, err)
 		}
-		if err := checkMessage(m); err != nil {
+		if _, err := checkMessage(m); err != nil {
 			return Batch{}, corrupt("message %d: %v", i, err)
 		}
 		if prev != nil && m.TimeTick <= prev.TimeTick {
@@ -541,11 +537,7 @@ func (d *decoder) message(m *Message, prev *Message) error {
 	if err != nil {
 		return err
 	}
-	if prev != nil && prev.VChannel == string(vc) { // no allocation for the comparison
-		m.VChannel = prev.VChannel
-	} else {
-		m.VChannel = string(vc)
-	}
+	m.VChannel = reuse(vc, prev, func(p *Message) string { return p.VChannel })
 	if flags&msgFlagTxn != 0 {
 		if m.TxnID, err = d.u64("transaction ID"); err != nil {
 			return err
@@ -555,9 +547,11 @@ func (d *decoder) message(m *Message, prev *Message) error {
 		}
 	}
 	if flags&msgFlagKey != 0 {
-		if m.Key.Producer, err = d.string("producer"); err != nil {
+		producer, err := d.bytes("producer", MaxStringLen)
+		if err != nil {
 			return err
 		}
+		m.Key.Producer = reuse(producer, prev, func(p *Message) string { return p.Key.Producer })
 		if m.Key.Producer == "" {
 			return errors.New("key flag set with an empty producer")
 		}
@@ -591,6 +585,18 @@ func (d *decoder) message(m *Message, prev *Message) error {
 		m.Payload = d.arena[start:d.pos:d.pos]
 	}
 	return nil
+}
+
+// reuse returns string(b), sharing the string of the previous message's
+// field when it is equal: consecutive messages usually have the same
+// vchannel and producer.
+func reuse(b []byte, prev *Message, field func(*Message) string) string {
+	if prev != nil {
+		if s := field(prev); s == string(b) { // the comparison does not allocate
+			return s
+		}
+	}
+	return string(b)
 }
 
 func (d *decoder) properties(m *Message) error {
