@@ -41,7 +41,7 @@ $(MINIO_BIN):
 ## fuzz: run every fuzz target for FUZZTIME each.
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test ./segmentlog -run '^$$' -fuzz FuzzDecodeBatch -fuzztime $(FUZZTIME)
+	$(GO) test ./segmentlog -run '^$$' -fuzz FuzzDecodeBatch -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 
 ## bench: benchmarks against the raw object store, in one run.
 bench: $(MINIO_BIN)
