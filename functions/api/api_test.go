@@ -1,0 +1,327 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/segmentlog"
+)
+
+func TestAppendAndRead(t *testing.T) {
+	ts := newTestServer(t, testConfig(t), objstore.NewMemory())
+
+	first := ts.mustAppend("p0", AppendRequest{Messages: []MessageIn{
+		{VChannel: "v0", Type: "insert", Payload: []byte("one"), Properties: map[string]string{"k": "v"},
+			Key: &Key{Producer: "prod", Epoch: 1, Seq: 1}},
+		{VChannel: "v1", Payload: []byte("two")},
+	}})
+	if first.Term == 0 || first.Acks[0].Offset != first.Acks[1].Offset || first.Acks[1].Index != 1 {
+		t.Fatalf("acks of one append: %+v", first)
+	}
+	if first.Acks[0].TimeTick == 0 || first.Acks[1].TimeTick <= first.Acks[0].TimeTick {
+		t.Fatalf("timeticks not increasing: %+v", first.Acks)
+	}
+	second := ts.mustAppend("p0", msgs("v0", "three"))
+	if second.Acks[0].Offset != first.Acks[0].Offset+1 {
+		t.Fatalf("second batch at %d, first at %d", second.Acks[0].Offset, first.Acks[0].Offset)
+	}
+
+	// A retry with the same key is a duplicate with the first copy's ID.
+	dup := ts.mustAppend("p0", AppendRequest{Messages: []MessageIn{{VChannel: "v0", Type: "insert", Payload: []byte("one"),
+		Key: &Key{Producer: "prod", Epoch: 1, Seq: 1}}}})
+	if !dup.Acks[0].Duplicate || dup.Acks[0].Offset != first.Acks[0].Offset || dup.Acks[0].TimeTick != first.Acks[0].TimeTick {
+		t.Fatalf("duplicate ack %+v, first %+v", dup.Acks[0], first.Acks[0])
+	}
+
+	all := ts.mustRead("/v1/pchannels/p0/messages?from=earliest")
+	if len(all.Messages) != 3 {
+		t.Fatalf("read %d messages, want 3: %+v", len(all.Messages), all)
+	}
+	m := all.Messages[0]
+	if m.Type != "insert" || m.VChannel != "v0" || string(m.Payload) != "one" || m.Properties["k"] != "v" ||
+		m.Key == nil || *m.Key != (Key{"prod", 1, 1}) || m.TimeTick != first.Acks[0].TimeTick || m.Term != first.Term {
+		t.Fatalf("first message %+v", m)
+	}
+	if want := fmt.Sprintf("id:%d.1", second.Acks[0].Offset); all.Next != want {
+		t.Fatalf("next %q, want %q", all.Next, want)
+	}
+	// Filters and resume.
+	v1 := ts.mustRead("/v1/pchannels/p0/messages?from=earliest&vchannel=v1")
+	if len(v1.Messages) != 1 || string(v1.Messages[0].Payload) != "two" {
+		t.Fatalf("vchannel filter: %+v", v1)
+	}
+	page := ts.mustRead("/v1/pchannels/p0/messages?from=earliest&max=2")
+	if len(page.Messages) != 2 {
+		t.Fatalf("max=2 read %d", len(page.Messages))
+	}
+	rest := ts.mustRead("/v1/pchannels/p0/messages?from=" + page.Next)
+	if len(rest.Messages) != 1 || string(rest.Messages[0].Payload) != "three" {
+		t.Fatalf("resume from %s: %+v", page.Next, rest)
+	}
+	byTick := ts.mustRead("/v1/pchannels/p0/messages?from=timetick:" + strconv.FormatUint(second.Acks[0].TimeTick, 10))
+	if len(byTick.Messages) != 1 || string(byTick.Messages[0].Payload) != "three" {
+		t.Fatalf("from timetick: %+v", byTick)
+	}
+
+	var tail TailResponse
+	ts.get("/v1/pchannels/p0/tail").decode(t, &tail)
+	if tail.NextOffset != second.Acks[0].Offset+1 || tail.Source != "writer" || tail.Term != first.Term {
+		t.Fatalf("tail %+v", tail)
+	}
+	var sync SyncResponse
+	r := ts.do("POST", "/v1/pchannels/p0/sync", "", nil)
+	r.decode(t, &sync)
+	if r.status != http.StatusOK || sync.TimeTick <= second.Acks[0].TimeTick {
+		t.Fatalf("sync %d %+v", r.status, sync)
+	}
+	after := ts.mustAppend("p0", msgs("v0", "four"))
+	if after.Acks[0].TimeTick <= sync.TimeTick {
+		t.Fatalf("append after sync got tick %d ≤ %d", after.Acks[0].TimeTick, sync.TimeTick)
+	}
+}
+
+func TestBinaryBatchAppend(t *testing.T) {
+	ts := newTestServer(t, testConfig(t), objstore.NewMemory())
+	b := segmentlog.Batch{Kind: segmentlog.KindData, Term: 99, Offset: 12345, Messages: []segmentlog.Message{
+		{Type: segmentlog.TypeDelete, VChannel: "v0", TimeTick: 1, Payload: []byte("bin-1")},
+		{Type: segmentlog.TypeData, VChannel: "v0", TimeTick: 2, Payload: []byte("bin-2"), Properties: map[string]string{"a": "b"}},
+	}}
+	body, err := b.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := ts.do("POST", "/v1/pchannels/pb/append", ContentTypeBatch, body)
+	if r.status != http.StatusOK {
+		t.Fatalf("binary append: %d %s", r.status, r.body)
+	}
+	var ar AppendResponse
+	r.decode(t, &ar)
+	if ar.Term == 99 || len(ar.Acks) != 2 || ar.Acks[0].Offset == 12345 || ar.Acks[0].TimeTick <= 2 {
+		t.Fatalf("term, offset or ticks of the body were used: %+v", ar)
+	}
+	got := ts.mustRead("/v1/pchannels/pb/messages?from=earliest")
+	if len(got.Messages) != 2 || got.Messages[0].Type != "delete" || got.Messages[1].Properties["a"] != "b" {
+		t.Fatalf("read back %+v", got)
+	}
+}
+
+func TestExpectedOffset(t *testing.T) {
+	ts := newTestServer(t, testConfig(t), objstore.NewMemory())
+	first := ts.mustAppend("p0", msgs("v0", "a"))
+	next := first.Acks[0].Offset + 1
+
+	req := msgs("v0", "b")
+	stale := first.Acks[0].Offset
+	req.ExpectedOffset = &stale
+	r := ts.postJSON("/v1/pchannels/p0/append", req)
+	if r.status != http.StatusPreconditionFailed || r.errorCode(t) != CodeOffsetMismatch {
+		t.Fatalf("stale expected_offset: %d %s", r.status, r.body)
+	}
+	if h := r.header.Get("Cairn-Next-Offset"); h != strconv.FormatUint(next, 10) {
+		t.Fatalf("Cairn-Next-Offset %q, want %d", h, next)
+	}
+	req.ExpectedOffset = &next
+	ok := ts.mustAppend("p0", req)
+	if ok.Acks[0].Offset != next {
+		t.Fatalf("conditional append landed at %d, want %d", ok.Acks[0].Offset, next)
+	}
+	// The query form, for binary bodies too.
+	r = ts.postJSON(fmt.Sprintf("/v1/pchannels/p0/append?expected_offset=%d", next+1), msgs("v0", "c"))
+	if r.status != http.StatusOK {
+		t.Fatalf("expected_offset in the query: %d %s", r.status, r.body)
+	}
+	if got := ts.mustRead("/v1/pchannels/p0/messages"); len(got.Messages) != 3 {
+		t.Fatalf("read %d messages, want 3 (the 412 wrote nothing)", len(got.Messages))
+	}
+}
+
+func TestLongPoll(t *testing.T) {
+	ts := newTestServer(t, testConfig(t), objstore.NewMemory())
+	first := ts.mustAppend("p0", msgs("v0", "a"))
+
+	// latest resolves to the tail: an empty answer names a concrete slot.
+	start := time.Now()
+	empty := ts.mustRead("/v1/pchannels/p0/messages?from=latest&wait=100ms")
+	if len(empty.Messages) != 0 || empty.Next != fmt.Sprintf("id:%d.0", first.Acks[0].Offset+1) {
+		t.Fatalf("empty latest read: %+v", empty)
+	}
+	if d := time.Since(start); d < 100*time.Millisecond {
+		t.Fatalf("wait=100ms returned after %v", d)
+	}
+
+	done := make(chan ReadResponse, 1)
+	go func() { done <- ts.mustRead("/v1/pchannels/p0/messages?from=" + empty.Next + "&wait=10s") }()
+	time.Sleep(50 * time.Millisecond)
+	ts.mustAppend("p0", msgs("v0", "b"))
+	select {
+	case got := <-done:
+		if len(got.Messages) != 1 || string(got.Messages[0].Payload) != "b" {
+			t.Fatalf("long poll got %+v", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("long poll not woken by the append")
+	}
+}
+
+func TestStatusRoutes(t *testing.T) {
+	ts := newTestServer(t, testConfig(t), objstore.NewMemory())
+	ar := ts.mustAppend("p1", msgs("v0", "a"))
+	ts.mustAppend("p0", msgs("v0", "a"))
+
+	var lease LeaseOut
+	r := ts.get("/v1/pchannels/p1/lease")
+	r.decode(t, &lease)
+	if r.status != http.StatusOK || lease.PChannel != "p1" || lease.Term != ar.Term || !lease.Live || lease.Holder != "test-"+t.Name() {
+		t.Fatalf("lease %d %+v", r.status, lease)
+	}
+	if strings.Contains(string(r.body), "nonce") {
+		t.Fatalf("lease answer shows the nonce: %s", r.body)
+	}
+	var leases LeasesResponse
+	ts.get("/v1/leases").decode(t, &leases)
+	if len(leases.Leases) != 2 || leases.Leases[0].PChannel != "p0" {
+		t.Fatalf("leases %+v", leases)
+	}
+	var st StatusResponse
+	ts.get("/v1/pchannels").decode(t, &st)
+	if len(st.PChannels) != 2 || st.PChannels[1].Tail != ar.Acks[0].Offset+1 || st.PChannels[1].TailSource != "writer" {
+		t.Fatalf("status %+v", st)
+	}
+	if r := ts.get("/v1/pchannels/nope/lease"); r.status != http.StatusNotFound || r.errorCode(t) != CodeUnknownPChannel {
+		t.Fatalf("lease of unknown: %d %s", r.status, r.body)
+	}
+	if r := ts.get("/healthz"); r.status != http.StatusOK {
+		t.Fatalf("healthz %d", r.status)
+	}
+	if r := ts.get("/v1/openapi.yaml"); r.status != http.StatusOK || !strings.HasPrefix(string(r.body), "openapi: 3") {
+		t.Fatalf("openapi %d", r.status)
+	}
+	r = ts.get("/metrics")
+	for _, want := range []string{
+		`cairn_http_requests_total{code="200",route="POST /v1/pchannels/{p}/append"} 2`,
+		`cairn_writer_frontier{pchannel="p1"}`,
+		`cairn_store_requests_total{op="put_if_absent",result="ok"}`,
+		`cairn_append_duration_seconds_count 2`,
+	} {
+		if !strings.Contains(string(r.body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestStoreTail(t *testing.T) {
+	store := objstore.NewMemory()
+	a := newTestServer(t, testConfig(t), store)
+	var last AppendResponse
+	for i := range 5 {
+		last = a.mustAppend("p0", msgs("v0", strconv.Itoa(i)))
+	}
+	// Another server, without the writer, finds the tail in the store.
+	b := newTestServer(t, testConfig(t), store)
+	var tail TailResponse
+	b.get("/v1/pchannels/p0/tail").decode(t, &tail)
+	if tail.Source != "store" || tail.NextOffset != last.Acks[0].Offset+1 {
+		t.Fatalf("store tail %+v, want %d", tail, last.Acks[0].Offset+1)
+	}
+	got := b.mustRead("/v1/pchannels/p0/messages?from=earliest")
+	if len(got.Messages) != 5 {
+		t.Fatalf("other server read %d messages", len(got.Messages))
+	}
+	// Its long poll falls back to probing the store.
+	done := make(chan ReadResponse, 1)
+	go func() { done <- b.mustRead("/v1/pchannels/p0/messages?from=" + got.Next + "&wait=5s") }()
+	time.Sleep(30 * time.Millisecond)
+	a.mustAppend("p0", msgs("v0", "late"))
+	select {
+	case r := <-done:
+		if len(r.Messages) != 1 || string(r.Messages[0].Payload) != "late" {
+			t.Fatalf("store long poll: %+v", r)
+		}
+	case <-time.After(4 * time.Second):
+		t.Fatal("store long poll did not see the append")
+	}
+}
+
+func TestShutdownReleasesLeases(t *testing.T) {
+	store := objstore.NewMemory()
+	cfg := testConfig(t)
+	srv, err := New(cfg, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := srv.Handler(RoleNode)
+	for _, p := range []string{"p0", "p1"} {
+		_, _, err := srv.Pool().Append(t.Context(), p, []segmentlog.Message{{Type: segmentlog.TypeData, VChannel: "v"}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := srv.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"p0", "p1"} {
+		l, err := srv.leases.Describe(t.Context(), p)
+		if err != nil || !l.Released {
+			t.Fatalf("lease of %s after Close: %+v, %v", p, l, err)
+		}
+	}
+	// After Close: 503, and healthz says so.
+	rec := newRecorder()
+	h.ServeHTTP(rec, mustRequest(t, "POST", "/v1/pchannels/p0/append", ContentTypeJSON, `{"messages":[{"vchannel":"v"}]}`))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("append after Close: %d %s", rec.Code, rec.Body)
+	}
+	rec = newRecorder()
+	h.ServeHTTP(rec, mustRequest(t, "GET", "/healthz", "", ""))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("healthz after Close: %d", rec.Code)
+	}
+}
+
+// TestTimeTickBatch: after a quiet interval the pool persists one
+// timetick-only batch (readers elsewhere see time pass), which takes an
+// offset: a conditional append must name the tail after it.
+func TestTimeTickBatch(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.TimeTickInterval = 50 * time.Millisecond
+	ts := newTestServer(t, cfg, objstore.NewMemory())
+	first := ts.mustAppend("p0", msgs("v0", "a"))
+	want := first.Acks[0].Offset + 2
+	deadline := time.Now().Add(5 * time.Second)
+	var tail TailResponse
+	for {
+		ts.get("/v1/pchannels/p0/tail").decode(t, &tail)
+		if tail.NextOffset == want || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if tail.NextOffset != want {
+		t.Fatalf("tail %d, want %d (one timetick batch after the data)", tail.NextOffset, want)
+	}
+	time.Sleep(150 * time.Millisecond) // quiet: no more timetick batches without data
+	ts.get("/v1/pchannels/p0/tail").decode(t, &tail)
+	if tail.NextOffset != want {
+		t.Fatalf("an idle pchannel kept writing: tail %d, want %d", tail.NextOffset, want)
+	}
+	got := ts.mustRead("/v1/pchannels/p0/messages?type=timetick&type=data")
+	if len(got.Messages) != 2 || got.Messages[1].Type != "timetick" || got.Messages[1].TimeTick <= first.Acks[0].TimeTick {
+		t.Fatalf("read with timeticks: %+v", got)
+	}
+	req := msgs("v0", "b")
+	stale := first.Acks[0].Offset + 1
+	req.ExpectedOffset = &stale
+	if r := ts.postJSON("/v1/pchannels/p0/append", req); r.status != http.StatusPreconditionFailed {
+		t.Fatalf("expected_offset behind the timetick batch: %d %s", r.status, r.body)
+	}
+	req.ExpectedOffset = &want
+	if ar := ts.mustAppend("p0", req); ar.Acks[0].Offset != want {
+		t.Fatalf("landed at %d, want %d", ar.Acks[0].Offset, want)
+	}
+}

@@ -1,0 +1,271 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cairnlog/cairn/segmentlog"
+)
+
+// Media types of an append body.
+const (
+	ContentTypeJSON  = "application/json"
+	ContentTypeBatch = "application/x-cairn-batch" // segmentlog's binary batch encoding
+)
+
+// AppendRequest is the JSON body of POST /v1/pchannels/{p}/append.
+type AppendRequest struct {
+	Messages []MessageIn `json:"messages"`
+	// ExpectedOffset, if set, makes the append conditional: the batch lands
+	// at exactly this offset or nothing is written (412). See doc.go.
+	ExpectedOffset *uint64 `json:"expected_offset,omitempty"`
+}
+
+// MessageIn is one message to append.
+type MessageIn struct {
+	VChannel   string            `json:"vchannel"`
+	Type       string            `json:"type,omitempty"`    // data (default), insert or delete
+	Payload    []byte            `json:"payload,omitempty"` // base64 in JSON
+	Properties map[string]string `json:"properties,omitempty"`
+	Key        *Key              `json:"key,omitempty"`
+}
+
+// Key is an idempotency key (segmentlog.IdemKey).
+type Key struct {
+	Producer string `json:"producer"`
+	Epoch    uint64 `json:"epoch"`
+	Seq      uint64 `json:"seq"`
+}
+
+// AppendResponse answers an append: one ack per message, in order.
+type AppendResponse struct {
+	PChannel string `json:"pchannel"`
+	Term     uint64 `json:"term"`
+	Acks     []Ack  `json:"acks"`
+}
+
+// Ack is where one message landed.
+type Ack struct {
+	Offset   uint64 `json:"offset"`
+	Index    uint32 `json:"index"`
+	TimeTick uint64 `json:"timetick,string"` // a string: timeticks pass 2^53
+	// Duplicate: the idempotency key was acked before; the ack is the
+	// first copy's.
+	Duplicate bool `json:"duplicate,omitempty"`
+}
+
+// appendInput is a decoded, validated append.
+type appendInput struct {
+	msgs   []segmentlog.Message
+	expect *uint64
+}
+
+// limits are what decodeAppend enforces.
+type limits struct {
+	maxMessages int
+	maxBytes    int
+}
+
+func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) error {
+	p := r.PathValue("p")
+	if err := segmentlog.ValidateName("pchannel", p); err != nil {
+		return err
+	}
+	queryExpect, err := parseAppendQuery(r.URL.Query())
+	if err != nil {
+		return err
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err // *http.MaxBytesError: 413
+	}
+	in, err := decodeAppend(r.Header.Get("Content-Type"), body, limits{s.cfg.MaxAppendMessages, s.cfg.MaxBatchBytes})
+	if err != nil {
+		return err
+	}
+	if queryExpect != nil {
+		if in.expect != nil {
+			return errorf(http.StatusBadRequest, CodeMalformed, "expected_offset given both in the body and in the query")
+		}
+		in.expect = queryExpect
+	}
+	start := time.Now()
+	term, acks, err := s.pool.Append(r.Context(), p, in.msgs, in.expect)
+	if err != nil {
+		return err
+	}
+	s.known.Store(p, struct{}{})
+	s.metrics.observeAppend(time.Since(start), len(acks))
+	resp := AppendResponse{PChannel: p, Term: term, Acks: make([]Ack, len(acks))}
+	for i, a := range acks {
+		resp.Acks[i] = Ack{Offset: a.ID.Offset, Index: a.ID.Index, TimeTick: a.TimeTick, Duplicate: a.Duplicate}
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+// parseAppendQuery accepts only expected_offset.
+func parseAppendQuery(q url.Values) (*uint64, error) {
+	for k := range q {
+		if k != "expected_offset" {
+			return nil, errorf(http.StatusBadRequest, CodeMalformed, "unknown query parameter %q", k)
+		}
+	}
+	vs, ok := q["expected_offset"]
+	if !ok {
+		return nil, nil
+	}
+	if len(vs) != 1 {
+		return nil, errorf(http.StatusBadRequest, CodeMalformed, "expected_offset given more than once")
+	}
+	off, err := parseOffset(vs[0])
+	if err != nil {
+		return nil, err
+	}
+	return &off, nil
+}
+
+// decodeAppend parses and validates an append body of contentType. Every
+// failure is an *Error (400, 413 or 415); nothing it accepts can fail the
+// writer's own validation.
+func decodeAppend(contentType string, body []byte, lim limits) (appendInput, error) {
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return appendInput{}, errorf(http.StatusUnsupportedMediaType, CodeUnsupportedType,
+			"Content-Type %q: want %s or %s", contentType, ContentTypeJSON, ContentTypeBatch)
+	}
+	var in appendInput
+	switch mt {
+	case ContentTypeJSON:
+		for k, v := range params {
+			if k != "charset" || !strings.EqualFold(v, "utf-8") {
+				return appendInput{}, errorf(http.StatusUnsupportedMediaType, CodeUnsupportedType, "Content-Type parameter %s=%s: only charset=utf-8", k, v)
+			}
+		}
+		in, err = decodeAppendJSON(body)
+	case ContentTypeBatch:
+		if len(params) > 0 {
+			return appendInput{}, errorf(http.StatusUnsupportedMediaType, CodeUnsupportedType, "%s takes no parameters", ContentTypeBatch)
+		}
+		in, err = decodeAppendBatch(body)
+	default:
+		return appendInput{}, errorf(http.StatusUnsupportedMediaType, CodeUnsupportedType,
+			"Content-Type %q: want %s or %s", mt, ContentTypeJSON, ContentTypeBatch)
+	}
+	if err != nil {
+		return appendInput{}, err
+	}
+	if err := validateMessages(in.msgs, lim); err != nil {
+		return appendInput{}, err
+	}
+	return in, nil
+}
+
+func decodeAppendJSON(body []byte) (appendInput, error) {
+	// encoding/json would turn invalid UTF-8 into U+FFFD silently.
+	if !utf8.Valid(body) {
+		return appendInput{}, errorf(http.StatusBadRequest, CodeMalformed, "body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	var req AppendRequest
+	if err := dec.Decode(&req); err != nil {
+		return appendInput{}, errorf(http.StatusBadRequest, CodeMalformed, "append body: %v", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return appendInput{}, errorf(http.StatusBadRequest, CodeMalformed, "append body: data after the JSON object")
+	}
+	if req.ExpectedOffset != nil && *req.ExpectedOffset > MaxOffset {
+		return appendInput{}, errorf(http.StatusBadRequest, CodeMalformed, "expected_offset %d above the largest offset %d", *req.ExpectedOffset, uint64(MaxOffset))
+	}
+	in := appendInput{msgs: make([]segmentlog.Message, len(req.Messages)), expect: req.ExpectedOffset}
+	for i, m := range req.Messages {
+		t := segmentlog.TypeData
+		if m.Type != "" {
+			var err error
+			if t, err = segmentlog.ParseMessageType(m.Type); err != nil {
+				return appendInput{}, errorf(http.StatusBadRequest, CodeInvalid, "message %d: %v", i, err)
+			}
+		}
+		msg := segmentlog.Message{Type: t, VChannel: m.VChannel, Payload: m.Payload, Properties: m.Properties}
+		if m.Key != nil {
+			msg.Key = segmentlog.IdemKey{Producer: m.Key.Producer, Epoch: m.Key.Epoch, Seq: m.Key.Seq}
+		}
+		in.msgs[i] = msg
+	}
+	return in, nil
+}
+
+// decodeAppendBatch takes the messages of a binary batch object; its kind
+// must be data, and its term, offset, nonce and timeticks are ignored (the
+// writer stamps its own).
+func decodeAppendBatch(body []byte) (appendInput, error) {
+	b, err := segmentlog.DecodeBatch(body)
+	if err != nil {
+		if errors.Is(err, segmentlog.ErrTooLarge) {
+			return appendInput{}, errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "batch: %v", err)
+		}
+		return appendInput{}, errorf(http.StatusBadRequest, CodeMalformed, "batch: %v", err)
+	}
+	if b.Kind != segmentlog.KindData {
+		return appendInput{}, errorf(http.StatusBadRequest, CodeInvalid, "batch kind %v: only data batches can be appended", b.Kind)
+	}
+	for i := range b.Messages {
+		b.Messages[i].TimeTick = 0
+	}
+	return appendInput{msgs: b.Messages}, nil
+}
+
+// validateMessages applies the writer's rules for user appends up front, so
+// that a bad request is a 400 (or 413) that touched nothing.
+func validateMessages(msgs []segmentlog.Message, lim limits) error {
+	if len(msgs) == 0 {
+		return errorf(http.StatusBadRequest, CodeInvalid, "an append needs at least one message")
+	}
+	if len(msgs) > lim.maxMessages {
+		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "%d messages; at most %d per append", len(msgs), lim.maxMessages)
+	}
+	size := 0
+	for i := range msgs {
+		m := &msgs[i]
+		bad := func(format string, args ...any) error {
+			return errorf(http.StatusBadRequest, CodeInvalid, "message %d: %s", i, fmt.Sprintf(format, args...))
+		}
+		if !m.Type.IsData() {
+			return bad("type %v cannot be appended: only data, insert and delete", m.Type)
+		}
+		if err := segmentlog.ValidateName("vchannel", m.VChannel); err != nil {
+			return errorf(http.StatusBadRequest, CodeInvalidName, "message %d: %v", i, err)
+		}
+		if m.TxnID != 0 || m.BroadcastID != "" {
+			return bad("transaction and broadcast messages have their own calls")
+		}
+		if m.Key.Producer == "" && (m.Key.Epoch != 0 || m.Key.Seq != 0) {
+			return bad("idempotency key has an epoch or seq but no producer")
+		}
+		if len(m.Key.Producer) > segmentlog.MaxStringLen || !utf8.ValidString(m.Key.Producer) {
+			return bad("producer must be valid UTF-8 of at most %d bytes", segmentlog.MaxStringLen)
+		}
+		size += len(m.Payload) + len(m.VChannel) + len(m.Key.Producer) + 32
+		for k, v := range m.Properties {
+			if k == "" || len(k) > segmentlog.MaxStringLen || len(v) > segmentlog.MaxStringLen ||
+				!utf8.ValidString(k) || !utf8.ValidString(v) {
+				return bad("property %q: keys must be 1..%d bytes and values at most %d, in UTF-8", k, segmentlog.MaxStringLen, segmentlog.MaxStringLen)
+			}
+			size += len(k) + len(v) + 2
+		}
+	}
+	if size > lim.maxBytes {
+		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "messages take %d bytes; at most %d per append", size, lim.maxBytes)
+	}
+	return nil
+}

@@ -1,0 +1,211 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/cairnlog/cairn/cache"
+	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/segmentlog"
+)
+
+// MaxOffset is the largest WAL offset the API accepts in a position or an
+// expected_offset: 2^53−1, so that every offset is exact as a JSON number in
+// any client (JavaScript's doubles included). A pchannel appending a batch
+// every microsecond reaches it after 285 years.
+const MaxOffset = 1<<53 - 1
+
+// Config configures a Server. Zero fields take the documented defaults;
+// Validate reports values the server cannot run with.
+type Config struct {
+	// Layout names the objects in the bucket. Default: no prefix (the store
+	// itself may carry one, as s3store's Prefix does).
+	Layout segmentlog.Layout
+	// Holder names this process in the lease records it writes. Default:
+	// host-pid.
+	Holder string
+
+	// LeaseTTL is how long an acquire or renew keeps a pchannel lease.
+	// Default 10 s (PROTOCOL.md, "Parameters").
+	LeaseTTL time.Duration
+	// LeaseMargin is the lease safety margin m. Default min(2.5 s, TTL/4).
+	LeaseMargin time.Duration
+	// RenewInterval is how often a writer renews its lease. Default
+	// min(3 s, (TTL − margin)/3), which keeps I + 2·R ≤ TTL − m.
+	RenewInterval time.Duration
+	// LeaseWait bounds how long a request for a pchannel whose lease a live
+	// holder elsewhere has waits for its release or expiry before it is
+	// answered 503 with Retry-After. Default 2 s.
+	LeaseWait time.Duration
+	// TimeTickInterval: after a run of appends, the pool persists one
+	// timetick-only batch once the pchannel has been quiet this long, so
+	// that readers in other processes see time pass the last data.
+	// Default 1 s; negative disables.
+	TimeTickInterval time.Duration
+	// OpenTimeout bounds opening a writer (acquire, recovery, fence) once
+	// the lease is granted. Default 30 s.
+	OpenTimeout time.Duration
+
+	// CacheBytes is the write-ahead cache budget shared by every writer and
+	// reader of the process. Default cache.DefaultLocalBytes (256 MiB);
+	// LoadEnv defaults to cache.DefaultLambdaBytes in a Lambda container.
+	CacheBytes int64
+	// MaxBatchBytes bounds the payload bytes of one append request and of
+	// one batch object (segmentlog.WriterConfig.MaxBatchBytes). Default
+	// 1 MiB.
+	MaxBatchBytes int
+	// MaxBodyBytes bounds a request body. Default 2 × MaxBatchBytes + 64 KiB:
+	// room for a full batch in base64 JSON. Lambda Function URLs accept at
+	// most 6 MB.
+	MaxBodyBytes int64
+	// MaxAppendMessages bounds the messages of one append request. Default
+	// 10,000.
+	MaxAppendMessages int
+
+	// MaxReadMessages caps the max parameter of a read. Default 10,000;
+	// a read without max returns at most DefaultReadMessages (100).
+	MaxReadMessages int
+	// MaxReadBytes bounds the payload bytes of one read response (at least
+	// one message is always returned). Default 4 MiB, so that a response
+	// stays under Lambda's 6 MB even in base64.
+	MaxReadBytes int
+	// MaxWait caps the wait parameter of a read (long poll). Default 20 s;
+	// a Lambda function's timeout must exceed it.
+	MaxWait time.Duration
+	// MaxWaiters bounds the reads waiting at the tail at once; more are
+	// answered 429 with Retry-After. Default 1,024.
+	MaxWaiters int
+
+	// Token, if set, is required as "Authorization: Bearer <token>" on
+	// every request but GET /healthz (compared in constant time, never
+	// logged). Lambda functions leave it empty: their URLs use AWS_IAM.
+	Token string
+	// ShutdownTimeout bounds Shutdown (the Lambda SIGTERM callback): Lambda
+	// kills the process about 500 ms after SIGTERM. Default 400 ms.
+	ShutdownTimeout time.Duration
+
+	Logger *slog.Logger     // default slog.Default()
+	Now    func() time.Time // default time.Now
+}
+
+// Defaults of Config.
+const (
+	DefaultLeaseWait         = 2 * time.Second
+	DefaultOpenTimeout       = 30 * time.Second
+	DefaultMaxBatchBytes     = 1 << 20
+	DefaultMaxAppendMessages = 10_000
+	DefaultReadMessages      = 100
+	DefaultMaxReadMessages   = 10_000
+	DefaultMaxReadBytes      = 4 << 20
+	DefaultMaxWait           = 20 * time.Second
+	DefaultMaxWaiters        = 1024
+	DefaultShutdownTimeout   = 400 * time.Millisecond
+
+	// leaseRequestTimeout bounds one lease GET or CAS (PROTOCOL.md R);
+	// the margin must exceed it, so small margins get half of theirs.
+	leaseRequestTimeout = time.Second
+)
+
+func (c Config) withDefaults() Config {
+	if c.Holder == "" {
+		h, _ := os.Hostname()
+		c.Holder = h + "-" + strconv.Itoa(os.Getpid())
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = coordinator.DefaultLeaseTTL
+	}
+	if c.LeaseMargin == 0 {
+		c.LeaseMargin = min(coordinator.DefaultLeaseMargin, c.LeaseTTL/4)
+	}
+	if c.RenewInterval == 0 {
+		c.RenewInterval = min(3*time.Second, (c.LeaseTTL-c.LeaseMargin)/3)
+	}
+	if c.LeaseWait == 0 {
+		c.LeaseWait = DefaultLeaseWait
+	}
+	if c.TimeTickInterval == 0 {
+		c.TimeTickInterval = time.Second
+	}
+	if c.OpenTimeout == 0 {
+		c.OpenTimeout = DefaultOpenTimeout
+	}
+	if c.CacheBytes == 0 {
+		c.CacheBytes = cache.DefaultLocalBytes
+	}
+	if c.MaxBatchBytes == 0 {
+		c.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 2*int64(c.MaxBatchBytes) + 64<<10
+	}
+	if c.MaxAppendMessages == 0 {
+		c.MaxAppendMessages = DefaultMaxAppendMessages
+	}
+	if c.MaxReadMessages == 0 {
+		c.MaxReadMessages = DefaultMaxReadMessages
+	}
+	if c.MaxReadBytes == 0 {
+		c.MaxReadBytes = DefaultMaxReadBytes
+	}
+	if c.MaxWait == 0 {
+		c.MaxWait = DefaultMaxWait
+	}
+	if c.MaxWaiters == 0 {
+		c.MaxWaiters = DefaultMaxWaiters
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// leaseRequestTimeout is R for lease GETs and CASes: 1 s, or half the margin
+// when the margin is smaller (the coordinator requires R < m).
+func (c Config) leaseRequestTimeout() time.Duration {
+	return min(leaseRequestTimeout, c.LeaseMargin/2)
+}
+
+// Validate reports a configuration the server cannot run with, after
+// defaults are applied to zero fields.
+func (c Config) Validate() error {
+	d := c.withDefaults()
+	switch {
+	case d.LeaseTTL < 0 || d.LeaseMargin < 0 || d.RenewInterval < 0 || d.LeaseWait < 0 || d.OpenTimeout < 0:
+		return errors.New("api: lease durations must not be negative")
+	case d.LeaseMargin >= d.LeaseTTL:
+		return fmt.Errorf("api: lease margin %v must be below the lease TTL %v", d.LeaseMargin, d.LeaseTTL)
+	case d.RenewInterval <= 0 || d.RenewInterval+2*d.leaseRequestTimeout() > d.LeaseTTL-d.LeaseMargin:
+		// PROTOCOL.md, "Parameters": I + 2·R_cas ≤ TTL − m.
+		return fmt.Errorf("api: renew interval %v + 2 × request timeout %v must fit in TTL %v − margin %v",
+			d.RenewInterval, d.leaseRequestTimeout(), d.LeaseTTL, d.LeaseMargin)
+	case d.MaxBatchBytes < 1 || d.MaxBatchBytes > segmentlog.MaxBatchBytes/2:
+		return fmt.Errorf("api: max batch bytes %d out of range 1..%d", d.MaxBatchBytes, segmentlog.MaxBatchBytes/2)
+	case d.MaxBodyBytes < 1:
+		return fmt.Errorf("api: max body bytes %d must be positive", d.MaxBodyBytes)
+	case d.MaxAppendMessages < 1 || d.MaxAppendMessages > segmentlog.MaxMessages:
+		return fmt.Errorf("api: max append messages %d out of range 1..%d", d.MaxAppendMessages, segmentlog.MaxMessages)
+	case d.MaxReadMessages < 1 || d.MaxReadBytes < 1 || d.MaxWait < 0 || d.MaxWaiters < 1:
+		return errors.New("api: read limits must be positive (max wait ≥ 0)")
+	case d.ShutdownTimeout < 0:
+		return errors.New("api: shutdown timeout must not be negative")
+	}
+	if err := (cache.Config{MaxBytes: d.CacheBytes}).Validate(); err != nil {
+		return fmt.Errorf("api: cache bytes: %w", err)
+	}
+	return nil
+}
+
+// leaseConfig is the coordinator's view of the lease timing.
+func (c Config) leaseConfig() coordinator.LeaseConfig {
+	return coordinator.LeaseConfig{TTL: c.LeaseTTL, Margin: c.LeaseMargin}
+}

@@ -1,0 +1,108 @@
+package api
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cairnlog/cairn/cache"
+	"github.com/cairnlog/cairn/infra/objstore/s3store"
+)
+
+// EnvVar documents one environment variable the functions read.
+type EnvVar struct {
+	Name string
+	Doc  string
+	// LocalOnly variables are for MinIO and local runs; template.yaml leaves
+	// them unset on purpose (AWS's defaults apply).
+	LocalOnly bool
+}
+
+// EnvVars lists every CAIRN_* variable LoadEnv reads. template.yaml sets
+// each one that is not LocalOnly for every function (a test checks it, and
+// that no other CAIRN_* name appears in the code the functions link).
+var EnvVars = []EnvVar{
+	{Name: "CAIRN_S3_BUCKET", Doc: "bucket name (required)"},
+	{Name: "CAIRN_S3_PREFIX", Doc: "key prefix inside the bucket, so deployments can share one"},
+	{Name: "CAIRN_S3_ENDPOINT", Doc: "S3 endpoint URL for MinIO or another S3-compatible store; path-style addressing when set", LocalOnly: true},
+	{Name: "CAIRN_LEASE_TTL", Doc: "pchannel lease TTL, a Go duration (default 10s)"},
+	{Name: "CAIRN_LEASE_MARGIN", Doc: "lease safety margin, a Go duration (default min(2.5s, TTL/4))"},
+	{Name: "CAIRN_LEASE_WAIT", Doc: "how long a request waits for another holder's lease before 503 (default 2s)"},
+	{Name: "CAIRN_CACHE_BYTES", Doc: "write-ahead cache budget in bytes (default 64 MiB in Lambda, 256 MiB elsewhere)"},
+	{Name: "CAIRN_MAX_BODY_BYTES", Doc: "request body limit in bytes (default 2 MiB + 64 KiB)"},
+	{Name: "CAIRN_MAX_WAIT", Doc: "longest read long-poll, a Go duration (default 20s; below the function timeout)"},
+	{Name: "CAIRN_LOG_LEVEL", Doc: "debug, info, warn or error (default info)"},
+}
+
+// Env is the configuration LoadEnv reads.
+type Env struct {
+	Config   Config
+	S3       s3store.Config
+	LogLevel slog.Level
+}
+
+// LoadEnv reads the functions' configuration from getenv (os.Getenv in
+// main). Unset variables take the defaults of Config; in a Lambda container
+// (AWS_LAMBDA_FUNCTION_NAME set) the cache defaults to
+// cache.DefaultLambdaBytes and the lease holder is named after the
+// container's log stream, which is unique per container. Logs go to stderr
+// as JSON lines (CloudWatch keeps them), at CAIRN_LOG_LEVEL. Region and
+// credentials come from the standard AWS environment (s3store.New).
+func LoadEnv(getenv func(string) string) (Env, error) {
+	var e Env
+	e.S3 = s3store.Config{
+		Endpoint: getenv("CAIRN_S3_ENDPOINT"),
+		Bucket:   getenv("CAIRN_S3_BUCKET"),
+		Prefix:   getenv("CAIRN_S3_PREFIX"),
+	}
+	e.S3.PathStyle = e.S3.Endpoint != "" // as s3store.ConfigFromEnv
+	if getenv("AWS_LAMBDA_FUNCTION_NAME") != "" {
+		e.Config.CacheBytes = cache.DefaultLambdaBytes
+		if stream := getenv("AWS_LAMBDA_LOG_STREAM_NAME"); stream != "" {
+			e.Config.Holder = getenv("AWS_LAMBDA_FUNCTION_NAME") + "/" + stream
+		}
+	}
+	var errs []string
+	duration := func(name string, dst *time.Duration) {
+		if v := getenv(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				errs = append(errs, fmt.Sprintf("%s=%q: want a non-negative Go duration such as 10s", name, v))
+				return
+			}
+			*dst = d
+		}
+	}
+	bytes := func(name string, dst *int64) {
+		if v := getenv(name); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n <= 0 {
+				errs = append(errs, fmt.Sprintf("%s=%q: want a positive number of bytes", name, v))
+				return
+			}
+			*dst = n
+		}
+	}
+	duration("CAIRN_LEASE_TTL", &e.Config.LeaseTTL)
+	duration("CAIRN_LEASE_MARGIN", &e.Config.LeaseMargin)
+	duration("CAIRN_LEASE_WAIT", &e.Config.LeaseWait)
+	duration("CAIRN_MAX_WAIT", &e.Config.MaxWait)
+	bytes("CAIRN_CACHE_BYTES", &e.Config.CacheBytes)
+	bytes("CAIRN_MAX_BODY_BYTES", &e.Config.MaxBodyBytes)
+	if v := getenv("CAIRN_LOG_LEVEL"); v != "" {
+		if err := e.LogLevel.UnmarshalText([]byte(v)); err != nil {
+			errs = append(errs, fmt.Sprintf("CAIRN_LOG_LEVEL=%q: want debug, info, warn or error", v))
+		}
+	}
+	if len(errs) > 0 {
+		return Env{}, fmt.Errorf("api: environment: %s", strings.Join(errs, "; "))
+	}
+	e.Config.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: e.LogLevel}))
+	if err := e.Config.Validate(); err != nil {
+		return Env{}, err
+	}
+	return e, nil
+}

@@ -1,0 +1,57 @@
+package api
+
+import (
+	"testing"
+	"time"
+
+	"github.com/cairnlog/cairn/cache"
+)
+
+func TestLoadEnv(t *testing.T) {
+	env := map[string]string{
+		"CAIRN_S3_BUCKET":            "b",
+		"CAIRN_S3_PREFIX":            "pre",
+		"CAIRN_S3_ENDPOINT":          "http://127.0.0.1:9000",
+		"CAIRN_LEASE_TTL":            "6s",
+		"CAIRN_LEASE_WAIT":           "1s",
+		"CAIRN_MAX_BODY_BYTES":       "1000",
+		"CAIRN_LOG_LEVEL":            "debug",
+		"AWS_LAMBDA_FUNCTION_NAME":   "node",
+		"AWS_LAMBDA_LOG_STREAM_NAME": "2026/11/21/[$LATEST]abc",
+	}
+	e, err := LoadEnv(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := e.Config
+	if e.S3.Bucket != "b" || e.S3.Prefix != "pre" || !e.S3.PathStyle || c.LeaseTTL != 6*time.Second ||
+		c.LeaseWait != time.Second || c.MaxBodyBytes != 1000 || c.CacheBytes != cache.DefaultLambdaBytes ||
+		c.Holder != "node/2026/11/21/[$LATEST]abc" {
+		t.Fatalf("env %+v", e)
+	}
+
+	for _, bad := range []map[string]string{
+		{"CAIRN_LEASE_TTL": "ten"},
+		{"CAIRN_LEASE_TTL": "-1s"},
+		{"CAIRN_CACHE_BYTES": "0"},
+		{"CAIRN_LOG_LEVEL": "loud"},
+		{"CAIRN_LEASE_TTL": "1s", "CAIRN_LEASE_MARGIN": "2s"}, // margin ≥ TTL
+	} {
+		if _, err := LoadEnv(func(k string) string { return bad[k] }); err == nil {
+			t.Errorf("LoadEnv(%v) accepted", bad)
+		}
+	}
+}
+
+func TestConfigDefaultsKeepProtocolRelations(t *testing.T) {
+	for _, ttl := range []time.Duration{2 * time.Second, 4 * time.Second, 10 * time.Second, time.Minute} {
+		c := Config{LeaseTTL: ttl}
+		if err := c.Validate(); err != nil {
+			t.Errorf("TTL %v: %v", ttl, err)
+		}
+		d := c.withDefaults()
+		if d.RenewInterval+2*d.leaseRequestTimeout() > d.LeaseTTL-d.LeaseMargin || d.leaseRequestTimeout() >= d.LeaseMargin {
+			t.Errorf("TTL %v: I %v, R %v, m %v break I + 2R ≤ TTL − m or R < m", ttl, d.RenewInterval, d.leaseRequestTimeout(), d.LeaseMargin)
+		}
+	}
+}

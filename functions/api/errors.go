@@ -1,0 +1,142 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/segmentlog"
+)
+
+// Error codes: the "code" of every error body. Clients switch on the code,
+// never on the message. The table in doc.go gives each code's status.
+const (
+	CodeMalformed        = "malformed"              // 400: unparsable body, query or position
+	CodeInvalidName      = "invalid_name"           // 400: a pchannel or vchannel name fails ValidateName
+	CodeInvalid          = "invalid"                // 400: well-formed but not allowed (e.g. a control message type)
+	CodeUnauthorized     = "unauthorized"           // 401
+	CodeNotFound         = "not_found"              // 404: no such route
+	CodeUnknownPChannel  = "unknown_pchannel"       // 404
+	CodeMethodNotAllowed = "method_not_allowed"     // 405
+	CodeFenced           = "fenced"                 // 409: a newer term took the pchannel
+	CodeTruncated        = "truncated"              // 410: the position lies below the flush checkpoint
+	CodeOffsetMismatch   = "offset_mismatch"        // 412: expected_offset is not the tail
+	CodeTooLarge         = "too_large"              // 413
+	CodeUnsupportedType  = "unsupported_media_type" // 415
+	CodeTooManyWaiters   = "too_many_waiters"       // 429
+	CodeInternal         = "internal"               // 500
+	CodeCorrupt          = "corrupt"                // 500: a stored batch does not decode
+	CodeLeaseHeld        = "lease_held"             // 503: another holder's lease is live
+	CodeOutcomeUnknown   = "outcome_unknown"        // 503: the append may or may not have landed
+	CodeUnavailable      = "unavailable"            // 503: store or lease trouble, or shutting down
+)
+
+// Error is the JSON body of every error answer.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+
+	status     int
+	retryAfter time.Duration
+	header     http.Header
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// errorf builds an error answer.
+func errorf(status int, code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), status: status}
+}
+
+// BusyError is a pool's answer when another holder's lease is live and did
+// not lapse within Config.LeaseWait.
+type BusyError struct {
+	PChannel   string
+	Holder     string
+	RetryAfter time.Duration
+}
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("pchannel %s: lease held by %q; retry after %v", e.PChannel, e.Holder, e.RetryAfter)
+}
+
+// ErrShuttingDown: the server is closing and takes no more writes.
+var ErrShuttingDown = errors.New("api: shutting down")
+
+// classify maps an error of a handler onto the answer. Sentinels of the
+// core are matched with errors.Is/As only.
+func classify(err error) *Error {
+	var ae *Error
+	if errors.As(err, &ae) {
+		return ae
+	}
+	var busy *BusyError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &busy):
+		e := errorf(http.StatusServiceUnavailable, CodeLeaseHeld, "%v", busy)
+		e.retryAfter = busy.RetryAfter
+		return e
+	case errors.As(err, &mbe):
+		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body over %d bytes", mbe.Limit)
+	case errors.Is(err, segmentlog.ErrInvalidName):
+		return errorf(http.StatusBadRequest, CodeInvalidName, "%v", err)
+	case errors.Is(err, segmentlog.ErrTooLarge):
+		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "%v", err)
+	case errors.Is(err, segmentlog.ErrOutcomeUnknown):
+		// Checked before ErrFenced: an unknown outcome may wrap either.
+		e := errorf(http.StatusServiceUnavailable, CodeOutcomeUnknown, "%v; retry with the same idempotency keys to learn the IDs", err)
+		e.retryAfter = time.Second
+		return e
+	case errors.Is(err, segmentlog.ErrFenced), errors.Is(err, coordinator.ErrLeaseLost):
+		return errorf(http.StatusConflict, CodeFenced, "%v", err)
+	case errors.Is(err, segmentlog.ErrTruncated):
+		return errorf(http.StatusGone, CodeTruncated, "%v", err)
+	case errors.Is(err, segmentlog.ErrCorrupt), errors.Is(err, segmentlog.ErrInvariant):
+		return errorf(http.StatusInternalServerError, CodeCorrupt, "%v", err)
+	case errors.Is(err, ErrShuttingDown), errors.Is(err, segmentlog.ErrClosed),
+		errors.Is(err, segmentlog.ErrLeaseExpired), errors.Is(err, coordinator.ErrLeaseHeld),
+		objstore.IsRetryable(err), errors.Is(err, context.DeadlineExceeded):
+		e := errorf(http.StatusServiceUnavailable, CodeUnavailable, "%v", err)
+		e.retryAfter = time.Second
+		return e
+	}
+	return errorf(http.StatusInternalServerError, CodeInternal, "%v", err)
+}
+
+// writeError answers with err as JSON.
+func writeError(w http.ResponseWriter, err error) *Error {
+	e := classify(err)
+	h := w.Header()
+	for k, v := range e.header {
+		h[k] = v
+	}
+	if e.retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(retryAfterSeconds(e.retryAfter)))
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(e.status)
+	_ = json.NewEncoder(w).Encode(e)
+	return e
+}
+
+// retryAfterSeconds rounds d up to whole seconds, at least 1.
+func retryAfterSeconds(d time.Duration) int {
+	s := math.Ceil(d.Seconds())
+	return int(max(1, min(s, 3600)))
+}
+
+// writeJSON answers 200 with v.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,194 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cairnlog/cairn/infra/objstore"
+)
+
+// writeCounter counts the writes that reach a store.
+type writeCounter struct {
+	objstore.Store
+	writes atomic.Int64
+}
+
+func (s *writeCounter) PutIfAbsent(ctx context.Context, key string, body []byte, meta map[string]string) (string, error) {
+	s.writes.Add(1)
+	return s.Store.PutIfAbsent(ctx, key, body, meta)
+}
+
+func (s *writeCounter) PutIfMatch(ctx context.Context, key string, body []byte, etag string) (string, error) {
+	s.writes.Add(1)
+	return s.Store.PutIfMatch(ctx, key, body, etag)
+}
+
+func (s *writeCounter) Put(ctx context.Context, key string, body []byte) (string, error) {
+	s.writes.Add(1)
+	return s.Store.Put(ctx, key, body)
+}
+
+func (s *writeCounter) Delete(ctx context.Context, key string) error {
+	s.writes.Add(1)
+	return s.Store.Delete(ctx, key)
+}
+
+// testLogger discards below warnings.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// testConfig is a small, fast configuration.
+func testConfig(t testing.TB) Config {
+	return Config{
+		Holder:     "test-" + t.Name(),
+		LeaseTTL:   4 * time.Second,
+		LeaseWait:  300 * time.Millisecond,
+		CacheBytes: 4 << 20,
+		Logger:     testLogger(t),
+	}
+}
+
+// testServer serves store over HTTP with every role; it closes at cleanup.
+type testServer struct {
+	t   testing.TB
+	srv *Server
+	url string
+}
+
+func newTestServer(t testing.TB, cfg Config, store objstore.Store) *testServer {
+	t.Helper()
+	srv, err := New(cfg, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler(AllRoles))
+	t.Cleanup(func() {
+		hs.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Close(ctx)
+	})
+	return &testServer{t: t, srv: srv, url: hs.URL}
+}
+
+// response is one answer, body read.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) decode(t testing.TB, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+}
+
+// errorCode decodes a JSON error body, failing the test if it is not one.
+func (r response) errorCode(t testing.TB) string {
+	t.Helper()
+	if ct := r.header.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("error answer %d has Content-Type %q, body %q", r.status, ct, r.body)
+	}
+	var e struct{ Code, Message string }
+	r.decode(t, &e)
+	if e.Code == "" || e.Message == "" {
+		t.Fatalf("error answer %d without code or message: %s", r.status, r.body)
+	}
+	return e.Code
+}
+
+func (ts *testServer) do(method, path, contentType string, body []byte) response {
+	ts.t.Helper()
+	req, err := http.NewRequest(method, ts.url+path, bytes.NewReader(body))
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	return response{status: res.StatusCode, header: res.Header, body: b}
+}
+
+func (ts *testServer) get(path string) response { return ts.do("GET", path, "", nil) }
+
+func (ts *testServer) postJSON(path string, v any) response {
+	ts.t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	return ts.do("POST", path, ContentTypeJSON, b)
+}
+
+// mustAppend appends msgs to p and returns the answer, failing on non-200.
+func (ts *testServer) mustAppend(p string, req AppendRequest) AppendResponse {
+	ts.t.Helper()
+	r := ts.postJSON("/v1/pchannels/"+p+"/append", req)
+	if r.status != http.StatusOK {
+		ts.t.Fatalf("append to %s: %d %s", p, r.status, r.body)
+	}
+	var ar AppendResponse
+	r.decode(ts.t, &ar)
+	if len(ar.Acks) != len(req.Messages) {
+		ts.t.Fatalf("append to %s: %d acks for %d messages", p, len(ar.Acks), len(req.Messages))
+	}
+	return ar
+}
+
+func (ts *testServer) mustRead(path string) ReadResponse {
+	ts.t.Helper()
+	r := ts.get(path)
+	if r.status != http.StatusOK {
+		ts.t.Fatalf("GET %s: %d %s", path, r.status, r.body)
+	}
+	var rr ReadResponse
+	r.decode(ts.t, &rr)
+	return rr
+}
+
+func msgs(vchannel string, payloads ...string) AppendRequest {
+	var req AppendRequest
+	for _, p := range payloads {
+		req.Messages = append(req.Messages, MessageIn{VChannel: vchannel, Payload: []byte(p)})
+	}
+	return req
+}
+
+func newRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }
+
+func mustRequest(t testing.TB, method, path, contentType, body string) *http.Request {
+	t.Helper()
+	r := httptest.NewRequest(method, path, strings.NewReader(body))
+	if contentType != "" {
+		r.Header.Set("Content-Type", contentType)
+	}
+	return r
+}

@@ -1,0 +1,206 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/cairnlog/cairn/infra/objstore"
+)
+
+// metrics are one Server's Prometheus collectors, on a registry of its own
+// (no package globals).
+type metrics struct {
+	reg           *prometheus.Registry
+	requests      *prometheus.CounterVec   // route, code
+	duration      *prometheus.HistogramVec // route
+	appendLatency prometheus.Histogram
+	appended      prometheus.Counter
+	opens         *prometheus.CounterVec // result
+	storeOps      *prometheus.CounterVec // op, result
+	waiters       prometheus.Gauge
+}
+
+func newMetrics(pool func() *Pool) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_http_requests_total", Help: "HTTP requests by route pattern and status code.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "cairn_http_request_duration_seconds", Help: "HTTP request latency by route pattern.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}, []string{"route"}),
+		appendLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "cairn_append_duration_seconds", Help: "Latency of successful appends, from request to ack.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		appended: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cairn_appended_messages_total", Help: "Messages acknowledged by appends (duplicates included).",
+		}),
+		opens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_writer_opens_total", Help: "Writer opens by result (ok, busy, fenced, error, shutdown).",
+		}, []string{"result"}),
+		storeOps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_store_requests_total", Help: "Object-store requests by operation and result.",
+		}, []string{"op", "result"}),
+		waiters: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cairn_read_waiters", Help: "Reads waiting at the tail now.",
+		}),
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.appendLatency, m.appended, m.opens, m.storeOps, m.waiters,
+		newWriterCollector(pool),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// writerStats names the per-writer series, in the order writerCollector
+// reads them from segmentlog.WriterStats.
+var writerStats = [...]struct {
+	name, help string
+	counter    bool
+}{
+	{"cairn_writer_term", "Lease term of the writer.", false},
+	{"cairn_writer_frontier", "Ack frontier: every offset below is acknowledged.", false},
+	{"cairn_writer_batches_acked_total", "Batch objects acknowledged.", true},
+	{"cairn_writer_messages_acked_total", "Messages acknowledged.", true},
+	{"cairn_writer_bytes_acked_total", "Encoded batch bytes acknowledged.", true},
+	{"cairn_writer_put_attempts_total", "Batch PUT attempts, retries included.", true},
+	{"cairn_writer_dedup_hits_total", "Messages answered from the idempotency window.", true},
+	{"cairn_writer_recovered_slots", "Slots read during the writer's recovery.", false},
+	{"cairn_writer_garbage_slots", "Lower-term slots skipped by the writer.", false},
+}
+
+// writerCollector reports the warm writers' stats and the cache's at scrape
+// time.
+type writerCollector struct {
+	pool       func() *Pool
+	writer     [len(writerStats)]*prometheus.Desc
+	cacheBytes *prometheus.Desc
+	cacheEvict *prometheus.Desc
+}
+
+func newWriterCollector(pool func() *Pool) *writerCollector {
+	c := &writerCollector{
+		pool:       pool,
+		cacheBytes: prometheus.NewDesc("cairn_cache_bytes", "Bytes held by the write-ahead cache.", nil, nil),
+		cacheEvict: prometheus.NewDesc("cairn_cache_evictions_total", "Write-ahead cache evictions.", nil, nil),
+	}
+	for i, s := range writerStats {
+		c.writer[i] = prometheus.NewDesc(s.name, s.help, []string{"pchannel"}, nil)
+	}
+	return c
+}
+
+func (c *writerCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.writer {
+		ch <- d
+	}
+	ch <- c.cacheBytes
+	ch <- c.cacheEvict
+}
+
+func (c *writerCollector) Collect(ch chan<- prometheus.Metric) {
+	p := c.pool()
+	if p == nil {
+		return
+	}
+	for _, w := range p.Writers() {
+		s := w.Stats
+		vals := [len(writerStats)]int64{int64(s.Term), int64(s.Frontier), s.BatchesAcked, s.MessagesAcked, s.BytesAcked,
+			s.PutAttempts, s.DedupHits, s.RecoveredSlots, s.GarbageSlots}
+		for i, st := range writerStats {
+			t := prometheus.GaugeValue
+			if st.counter {
+				t = prometheus.CounterValue
+			}
+			ch <- prometheus.MustNewConstMetric(c.writer[i], t, float64(vals[i]), w.PChannel)
+		}
+	}
+	cs := p.cache.Stats()
+	ch <- prometheus.MustNewConstMetric(c.cacheBytes, prometheus.GaugeValue, float64(cs.Bytes))
+	ch <- prometheus.MustNewConstMetric(c.cacheEvict, prometheus.CounterValue, float64(cs.Evictions))
+}
+
+// countingStore counts every request to the object store by operation and
+// result, for /metrics (what a handoff or an append costs in requests).
+type countingStore struct {
+	objstore.Store
+	ops *prometheus.CounterVec
+}
+
+func (s countingStore) count(op string, err error) {
+	r := "ok"
+	switch {
+	case err == nil:
+	case errors.Is(err, objstore.ErrNotFound):
+		r = "not_found"
+	case errors.Is(err, objstore.ErrExists):
+		r = "exists"
+	case errors.Is(err, objstore.ErrConflict):
+		r = "conflict"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		r = "canceled"
+	default:
+		r = "error"
+	}
+	s.ops.WithLabelValues(op, r).Inc()
+}
+
+func (s countingStore) Get(ctx context.Context, key string) (objstore.Object, error) {
+	o, err := s.Store.Get(ctx, key)
+	s.count("get", err)
+	return o, err
+}
+
+func (s countingStore) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	r, err := s.Store.GetRange(ctx, key, off, n)
+	s.count("get_range", err)
+	return r, err
+}
+
+func (s countingStore) Head(ctx context.Context, key string) (objstore.Attrs, error) {
+	a, err := s.Store.Head(ctx, key)
+	s.count("head", err)
+	return a, err
+}
+
+func (s countingStore) PutIfAbsent(ctx context.Context, key string, body []byte, meta map[string]string) (string, error) {
+	e, err := s.Store.PutIfAbsent(ctx, key, body, meta)
+	s.count("put_if_absent", err)
+	return e, err
+}
+
+func (s countingStore) PutIfMatch(ctx context.Context, key string, body []byte, etag string) (string, error) {
+	e, err := s.Store.PutIfMatch(ctx, key, body, etag)
+	s.count("put_if_match", err)
+	return e, err
+}
+
+func (s countingStore) Put(ctx context.Context, key string, body []byte) (string, error) {
+	e, err := s.Store.Put(ctx, key, body)
+	s.count("put", err)
+	return e, err
+}
+
+func (s countingStore) List(ctx context.Context, prefix, startAfter string, fn func(objstore.Attrs) error) error {
+	err := s.Store.List(ctx, prefix, startAfter, fn)
+	s.count("list", err)
+	return err
+}
+
+func (s countingStore) Delete(ctx context.Context, key string) error {
+	err := s.Store.Delete(ctx, key)
+	s.count("delete", err)
+	return err
+}
+
+// observeAppend records a successful append.
+func (m *metrics) observeAppend(d time.Duration, n int) {
+	m.appendLatency.Observe(d.Seconds())
+	m.appended.Add(float64(n))
+}

@@ -1,0 +1,607 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/cairnlog/cairn/cache"
+	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/segmentlog"
+)
+
+// heldPoll bounds the pause between two acquire attempts while another
+// holder's lease is live, so that a release is noticed within it (each
+// attempt is one GET of the lease record).
+const heldPoll = 250 * time.Millisecond
+
+// Pool keeps one segmentlog.Writer per pchannel, opened on first use and
+// kept warm with a shared write-ahead cache and tail notification, so that a
+// long-running process — or a warm Lambda container between invocations —
+// keeps its writers, leases and cache.
+//
+//   - A pchannel whose lease a live holder elsewhere has is never taken
+//     over: the pool retries the acquire (after the holder's RetryAfter, and
+//     at least every 250 ms to notice a release) for Config.LeaseWait, then
+//     gives up with a *BusyError.
+//   - A writer that stopped (Err() != nil: fenced, lease lost, failed) is
+//     closed and a new one opened on the next request.
+//   - A writer whose lease deadline passed without a renew (a Lambda
+//     container thawed after a long freeze) gets a moment for its renew
+//     loop to renew; if that fails it is replaced.
+//   - Close closes every writer, releasing its lease with its tail.
+//
+// Appends run detached from the caller's context: a client that goes away
+// does not cancel an append already handed to the writer (its outcome is
+// unknown to that client, as with a lost reply).
+//
+// A Pool is safe for concurrent use.
+type Pool struct {
+	cfg    Config
+	store  objstore.Store
+	leases *trackedLeases
+	cache  *cache.Cache[*segmentlog.Batch]
+	tail   *cache.Tail
+	log    *slog.Logger
+	opens  func(result string) // metrics hook
+
+	mu      sync.Mutex
+	entries map[string]*poolEntry // live writers, by pchannel
+	opening map[string]*openCall  // opens in progress, by pchannel
+	closed  bool
+	bg      sync.WaitGroup // detached appends, opens and retirements; Add under mu while !closed
+}
+
+// poolEntry is one warm writer.
+type poolEntry struct {
+	pchannel string
+	nonce    string
+	w        *segmentlog.Writer
+	// gate: plain appends hold it shared; an append with an expected
+	// offset, and the timetick batches of tickLoop, exclusively, so that a
+	// conditional append is alone in the writer when it checks the
+	// frontier and lands its batch.
+	gate sync.RWMutex
+	stop chan struct{} // closed when the entry leaves the pool; ends tickLoop
+
+	mu            sync.Mutex
+	lastAppend    time.Time // when the last append entered the writer
+	dataSinceTick bool      // data was appended after the last timetick batch
+}
+
+// appended records an append entering the writer.
+func (e *poolEntry) appended(now time.Time) {
+	e.mu.Lock()
+	e.lastAppend, e.dataSinceTick = now, true
+	e.mu.Unlock()
+}
+
+// tickDue reports whether a timetick batch is due at now.
+func (e *poolEntry) tickDue(now time.Time, interval time.Duration) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.dataSinceTick && now.Sub(e.lastAppend) >= interval
+}
+
+// openCall is one open in progress, shared by every request that waits
+// for it.
+type openCall struct {
+	done chan struct{}
+	e    *poolEntry
+	err  error
+}
+
+// newPool builds a pool over store; leases is the coordinator's lease
+// service.
+func newPool(cfg Config, store objstore.Store, leases segmentlog.Leases, opens func(string)) (*Pool, error) {
+	c, err := cache.New[*segmentlog.Batch](cache.Config{MaxBytes: cfg.CacheBytes})
+	if err != nil {
+		return nil, fmt.Errorf("api: cache: %w", err)
+	}
+	return &Pool{
+		cfg: cfg, store: store, leases: newTrackedLeases(leases), cache: c, tail: &cache.Tail{},
+		log: cfg.Logger, opens: opens,
+		entries: map[string]*poolEntry{}, opening: map[string]*openCall{},
+	}, nil
+}
+
+// Cache is the pool's write-ahead cache, shared with readers.
+func (p *Pool) Cache() *cache.Cache[*segmentlog.Batch] { return p.cache }
+
+// Tail is the pool's tail notification, shared with readers.
+func (p *Pool) Tail() *cache.Tail { return p.tail }
+
+// writer returns the warm writer of pchannel, opening one if needed.
+func (p *Pool) writer(ctx context.Context, pchannel string) (*poolEntry, error) {
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, ErrShuttingDown
+		}
+		if e := p.entries[pchannel]; e != nil {
+			if err := e.w.Err(); err != nil {
+				p.log.Info("writer stopped; reopening on this request", "pchannel", pchannel, "err", err)
+				p.retireLocked(e)
+			} else if dl, ok := p.leases.deadline(e.nonce); ok && !p.cfg.Now().Before(dl) {
+				p.mu.Unlock()
+				if !p.awaitRenew(ctx, e, dl) {
+					p.mu.Lock()
+					if p.entries[pchannel] == e {
+						p.log.Info("lease not renewed past its deadline; replacing the writer", "pchannel", pchannel)
+						p.retireLocked(e)
+					}
+					p.mu.Unlock()
+				}
+				continue
+			} else {
+				p.mu.Unlock()
+				return e, nil
+			}
+		}
+		call := p.opening[pchannel]
+		if call == nil {
+			call = &openCall{done: make(chan struct{})}
+			p.opening[pchannel] = call
+			p.bg.Add(1)
+			go p.open(pchannel, call)
+		}
+		p.mu.Unlock()
+		select {
+		case <-call.done:
+			if call.err != nil {
+				return nil, call.err
+			}
+			return call.e, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// awaitRenew waits for e's renew loop to renew a lease whose deadline dl
+// has passed — a container thawed after a freeze renews at once, keeping
+// its term and cache if nobody acquired meanwhile. It reports whether the
+// lease was renewed.
+func (p *Pool) awaitRenew(ctx context.Context, e *poolEntry, dl time.Time) bool {
+	limit := p.cfg.Now().Add(2*p.cfg.leaseRequestTimeout() + p.cfg.RenewInterval)
+	for p.cfg.Now().Before(limit) {
+		if e.w.Err() != nil {
+			return false
+		}
+		if cur, ok := p.leases.deadline(e.nonce); ok && cur.After(dl) && p.cfg.Now().Before(cur) {
+			return true
+		}
+		if !sleepCtx(ctx, 5*time.Millisecond) {
+			return false
+		}
+	}
+	return false
+}
+
+// retireLocked drops e from the pool and closes its writer in the
+// background (releasing its lease unless it was fenced). p.mu must be held.
+func (p *Pool) retireLocked(e *poolEntry) {
+	if p.entries[e.pchannel] == e {
+		delete(p.entries, e.pchannel)
+	}
+	close(e.stop)
+	p.bg.Add(1)
+	go func() {
+		defer p.bg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.OpenTimeout)
+		defer cancel()
+		if err := e.w.Close(ctx); err != nil {
+			p.log.Info("retired writer closed", "pchannel", e.pchannel, "err", err)
+		}
+		p.leases.forget(e.nonce)
+	}()
+}
+
+// open opens a writer for pchannel, waiting up to LeaseWait for another
+// holder's live lease to be released or to expire.
+func (p *Pool) open(pchannel string, call *openCall) {
+	defer p.bg.Done()
+	start := p.cfg.Now()
+	giveUp := start.Add(p.cfg.LeaseWait)
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.LeaseWait+p.cfg.OpenTimeout)
+	defer cancel()
+	var e *poolEntry
+	var err error
+	for attempt := 0; ; attempt++ {
+		e, err = p.openOnce(ctx, pchannel)
+		if err == nil {
+			break
+		}
+		var held *coordinator.HeldError
+		now := p.cfg.Now()
+		if errors.As(err, &held) {
+			if !now.Before(giveUp) {
+				err = &BusyError{PChannel: pchannel, Holder: held.Holder, RetryAfter: max(held.RetryAfter, time.Second)}
+				break
+			}
+			sleepCtx(ctx, min(max(held.RetryAfter, time.Millisecond), heldPoll, giveUp.Sub(now)))
+			continue
+		}
+		if objstore.IsRetryable(err) && now.Before(giveUp) && ctx.Err() == nil {
+			sleepCtx(ctx, min(time.Duration(attempt+1)*50*time.Millisecond, giveUp.Sub(now)))
+			continue
+		}
+		break
+	}
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.opening, pchannel)
+	switch {
+	case err != nil:
+		p.opens(openResult(err))
+		call.err = err
+	case p.closed:
+		// Close ran meanwhile: hand the lease straight back.
+		p.opens("shutdown")
+		p.retireLocked(e)
+		call.err = ErrShuttingDown
+	default:
+		p.opens("ok")
+		p.entries[pchannel] = e
+		call.e = e
+		if p.cfg.TimeTickInterval > 0 {
+			p.bg.Add(1)
+			go p.tickLoop(e)
+		}
+		p.log.Info("writer opened", "pchannel", pchannel, "term", e.w.Term(), "took", p.cfg.Now().Sub(start))
+	}
+	close(call.done)
+}
+
+// openOnce runs one OpenWriter with a fresh nonce.
+func (p *Pool) openOnce(ctx context.Context, pchannel string) (*poolEntry, error) {
+	nonce := uuid.Must(uuid.NewV7()).String()
+	w, err := segmentlog.OpenWriter(ctx, segmentlog.WriterConfig{
+		PChannel:      pchannel,
+		Layout:        p.cfg.Layout,
+		Holder:        p.cfg.Holder,
+		MaxBatchBytes: p.cfg.MaxBatchBytes,
+		RenewInterval: p.cfg.RenewInterval,
+		// The pool persists timetick batches itself (tickLoop), ordered
+		// with conditional appends by the entry's gate.
+		TimeTickInterval: -1,
+		Cache:            p.cache,
+		Tail:             p.tail,
+		Now:              p.cfg.Now,
+		NewNonce:         func() string { return nonce },
+		Logger:           p.log,
+	}, p.store, p.leases)
+	if err != nil {
+		p.leases.forget(nonce)
+		return nil, err
+	}
+	return &poolEntry{pchannel: pchannel, nonce: nonce, w: w, stop: make(chan struct{})}, nil
+}
+
+func openResult(err error) string {
+	var busy *BusyError
+	switch {
+	case errors.As(err, &busy):
+		return "busy"
+	case errors.Is(err, segmentlog.ErrFenced):
+		return "fenced"
+	default:
+		return "error"
+	}
+}
+
+// appendResult is what one append got.
+type appendResult struct {
+	term uint64
+	acks []segmentlog.Ack
+	err  error
+}
+
+// Append appends msgs to pchannel as one batch. With expect set, the batch
+// must land at exactly that offset: it fails with a 412 Error, writing
+// nothing, unless the pchannel's tail is expect once every earlier append of
+// this process has resolved. An append that failed before anything of it
+// could have landed (the writer was fenced or closing) is retried once on a
+// fresh writer; so is one whose lease lapsed if every message carries an
+// idempotency key.
+func (p *Pool) Append(ctx context.Context, pchannel string, msgs []segmentlog.Message, expect *uint64) (uint64, []segmentlog.Ack, error) {
+	var r appendResult
+	for attempt := 0; attempt < 2; attempt++ {
+		e, err := p.writer(ctx, pchannel)
+		if err != nil {
+			return 0, nil, err
+		}
+		r = p.appendTo(ctx, e, msgs, expect)
+		if r.err == nil || !retryable(r.err, msgs) || ctx.Err() != nil {
+			break
+		}
+		p.log.Info("append failed before landing; retrying on a fresh writer", "pchannel", pchannel, "err", r.err)
+	}
+	if errors.Is(r.err, segmentlog.ErrLeaseExpired) && !errors.Is(r.err, segmentlog.ErrOutcomeUnknown) {
+		// A lapsed lease leaves unacknowledged appends undecided.
+		r.err = fmt.Errorf("%w: %w", segmentlog.ErrOutcomeUnknown, r.err)
+	}
+	return r.term, r.acks, r.err
+}
+
+// retryable reports whether an append that failed with err certainly did
+// not land, or carries keys that make a second try safe.
+func retryable(err error, msgs []segmentlog.Message) bool {
+	if errors.Is(err, segmentlog.ErrOutcomeUnknown) {
+		return false
+	}
+	if errors.Is(err, segmentlog.ErrFenced) || errors.Is(err, segmentlog.ErrClosed) {
+		return true // never delivered (segmentlog.ErrFenced), or never taken
+	}
+	if errors.Is(err, segmentlog.ErrLeaseExpired) {
+		for i := range msgs {
+			if msgs[i].Key.IsZero() {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// appendTo runs one append on e, detached from ctx once it enters the
+// writer.
+func (p *Pool) appendTo(ctx context.Context, e *poolEntry, msgs []segmentlog.Message, expect *uint64) appendResult {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return appendResult{err: ErrShuttingDown}
+	}
+	p.bg.Add(1)
+	p.mu.Unlock()
+	res := make(chan appendResult, 1)
+	go func() {
+		defer p.bg.Done()
+		if expect != nil {
+			e.gate.Lock()
+			defer e.gate.Unlock()
+		} else {
+			e.gate.RLock()
+			defer e.gate.RUnlock()
+		}
+		if err := ctx.Err(); err != nil {
+			res <- appendResult{err: err} // the caller left before anything was sent
+			return
+		}
+		term := e.w.Term()
+		if expect != nil {
+			if err := e.w.Err(); err != nil {
+				res <- appendResult{err: fmt.Errorf("writer stopped, nothing was written: %w", err)}
+				return
+			}
+			if tail := e.w.Stats().Frontier; tail != *expect {
+				ae := errorf(http.StatusPreconditionFailed, CodeOffsetMismatch,
+					"expected_offset %d, but the tail of %s is %d; nothing was written", *expect, e.pchannel, tail)
+				ae.header = http.Header{"Cairn-Next-Offset": {strconv.FormatUint(tail, 10)}}
+				res <- appendResult{err: ae}
+				return
+			}
+		}
+		msgs := append([]segmentlog.Message(nil), msgs...) // Append stamps its own copy; keep the caller's
+		e.appended(p.cfg.Now())
+		acks, err := e.w.Append(context.WithoutCancel(ctx), msgs...)
+		if err == nil && expect != nil {
+			for _, a := range acks {
+				if !a.Duplicate && a.ID.Offset != *expect {
+					p.log.Error("append with expected offset landed elsewhere", "pchannel", e.pchannel,
+						"expected", *expect, "offset", a.ID.Offset)
+				}
+			}
+		}
+		res <- appendResult{term: term, acks: acks, err: err}
+	}()
+	select {
+	case r := <-res:
+		return r
+	case <-ctx.Done():
+		return appendResult{err: fmt.Errorf("%w: %w", segmentlog.ErrOutcomeUnknown, ctx.Err())}
+	}
+}
+
+// tickLoop persists one timetick-only batch after each run of appends,
+// once the pchannel has been quiet for Config.TimeTickInterval, so that
+// readers in other processes see time pass the last data
+// (segmentlog.WriterConfig.TimeTickInterval, whose rule it applies: the
+// pool does it instead of the writer so that the batch never slips between
+// a conditional append's check and its batch). It skips a round while the
+// lease deadline has passed (a thawed container whose renew is pending): a
+// tick then would pass tt_max and stop the writer.
+func (p *Pool) tickLoop(e *poolEntry) {
+	defer p.bg.Done()
+	interval := p.cfg.TimeTickInterval
+	t := time.NewTicker(interval / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+		}
+		now := p.cfg.Now()
+		if dl, ok := p.leases.deadline(e.nonce); !ok || !now.Before(dl) || !e.tickDue(now, interval) || e.w.Err() != nil {
+			continue
+		}
+		e.gate.Lock()
+		if e.tickDue(p.cfg.Now(), interval) {
+			ctx, cancel := context.WithTimeout(context.Background(), p.cfg.OpenTimeout)
+			_, err := e.w.AppendControl(ctx, segmentlog.Message{Type: segmentlog.TypeTimeTick})
+			cancel()
+			if err == nil {
+				e.mu.Lock()
+				e.dataSinceTick = false
+				e.mu.Unlock()
+			} else {
+				p.log.Info("timetick batch failed", "pchannel", e.pchannel, "err", err)
+			}
+		}
+		e.gate.Unlock()
+	}
+}
+
+// Sync returns a timetick below which nothing more will be written to
+// pchannel (segmentlog.Writer.Sync).
+func (p *Pool) Sync(ctx context.Context, pchannel string) (uint64, uint64, error) {
+	e, err := p.writer(ctx, pchannel)
+	if err != nil {
+		return 0, 0, err
+	}
+	t, err := e.w.Sync(ctx)
+	return e.w.Term(), t, err
+}
+
+// WriterState is one warm writer's state.
+type WriterState struct {
+	PChannel string
+	Stats    segmentlog.WriterStats
+	Err      error
+}
+
+// Writers lists the warm writers.
+func (p *Pool) Writers() []WriterState {
+	p.mu.Lock()
+	entries := make([]*poolEntry, 0, len(p.entries))
+	for _, e := range p.entries {
+		entries = append(entries, e)
+	}
+	p.mu.Unlock()
+	out := make([]WriterState, len(entries))
+	for i, e := range entries {
+		out[i] = WriterState{PChannel: e.pchannel, Stats: e.w.Stats(), Err: e.w.Err()}
+	}
+	return out
+}
+
+// Frontier returns the ack frontier of pchannel's writer if this process
+// holds a running one.
+func (p *Pool) Frontier(pchannel string) (frontier, term uint64, ok bool) {
+	p.mu.Lock()
+	e := p.entries[pchannel]
+	p.mu.Unlock()
+	if e == nil || e.w.Err() != nil {
+		return 0, 0, false
+	}
+	s := e.w.Stats()
+	return s.Frontier, s.Term, true
+}
+
+// Close stops taking appends, closes every writer (each waits for its
+// appends in flight, then releases its lease with its tail) and the cache.
+// It returns the first error; a writer that had been fenced is not an
+// error.
+func (p *Pool) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	entries := p.entries
+	p.entries = map[string]*poolEntry{}
+	p.mu.Unlock()
+
+	var wg sync.WaitGroup
+	errs := make(chan error, len(entries))
+	for _, e := range entries {
+		close(e.stop)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := e.w.Close(ctx)
+			p.leases.forget(e.nonce)
+			if err != nil && !errors.Is(err, segmentlog.ErrFenced) {
+				errs <- err
+				return
+			}
+			p.log.Info("writer closed, lease released", "pchannel", e.pchannel)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	waited := make(chan struct{})
+	go func() { p.bg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-ctx.Done():
+	}
+	p.cache.Close()
+	return <-errs // nil once drained
+}
+
+// trackedLeases passes lease calls through and remembers each writer's
+// current deadline, by nonce, so that the pool can tell a writer whose
+// lease lapsed (a thawed container) before it uses it.
+type trackedLeases struct {
+	inner segmentlog.Leases
+	mu    sync.Mutex
+	dl    map[string]time.Time // by nonce; guarded by mu
+}
+
+func newTrackedLeases(inner segmentlog.Leases) *trackedLeases {
+	return &trackedLeases{inner: inner, dl: map[string]time.Time{}}
+}
+
+func (t *trackedLeases) record(nonce string, g segmentlog.LeaseGrant) {
+	t.mu.Lock()
+	t.dl[nonce] = g.Deadline
+	t.mu.Unlock()
+}
+
+func (t *trackedLeases) deadline(nonce string) (time.Time, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	d, ok := t.dl[nonce]
+	return d, ok
+}
+
+func (t *trackedLeases) forget(nonce string) {
+	t.mu.Lock()
+	delete(t.dl, nonce)
+	t.mu.Unlock()
+}
+
+func (t *trackedLeases) Acquire(ctx context.Context, pchannel, holder, nonce string) (segmentlog.LeaseGrant, error) {
+	g, err := t.inner.Acquire(ctx, pchannel, holder, nonce)
+	if err == nil {
+		t.record(nonce, g)
+	}
+	return g, err
+}
+
+func (t *trackedLeases) Renew(ctx context.Context, pchannel string, term uint64, nonce string) (segmentlog.LeaseGrant, error) {
+	g, err := t.inner.Renew(ctx, pchannel, term, nonce)
+	if err == nil {
+		t.record(nonce, g)
+	}
+	return g, err
+}
+
+func (t *trackedLeases) Release(ctx context.Context, pchannel string, term uint64, nonce string, tail, lastTick uint64) error {
+	return t.inner.Release(ctx, pchannel, term, nonce, tail, lastTick)
+}
+
+// sleepCtx sleeps d or until ctx ends; it reports whether it slept fully.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,301 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cairnlog/cairn/segmentlog"
+)
+
+// ReadResponse answers GET /v1/pchannels/{p}/messages.
+type ReadResponse struct {
+	PChannel string       `json:"pchannel"`
+	Messages []MessageOut `json:"messages"`
+	Next     string       `json:"next"` // the position to read from next
+}
+
+// MessageOut is one delivered message.
+type MessageOut struct {
+	Offset     uint64            `json:"offset"`
+	Index      uint32            `json:"index"`
+	Term       uint64            `json:"term"`
+	TimeTick   uint64            `json:"timetick,string"`
+	Type       string            `json:"type"`
+	VChannel   string            `json:"vchannel,omitempty"`
+	Payload    []byte            `json:"payload,omitempty"`
+	Properties map[string]string `json:"properties,omitempty"`
+	Key        *Key              `json:"key,omitempty"`
+}
+
+// readQuery is a parsed read request.
+type readQuery struct {
+	from      segmentlog.Position
+	vchannels []string
+	types     []segmentlog.MessageType
+	max       int
+	wait      time.Duration
+}
+
+// parsePosition parses "earliest", "latest", "id:OFFSET.INDEX" or
+// "timetick:T", the form Position.String prints. Numbers are decimal without
+// sign or leading zeros; offsets are at most MaxOffset and indexes below
+// segmentlog.MaxMessages.
+func parsePosition(s string) (segmentlog.Position, error) {
+	bad := func(why string) error {
+		return errorf(http.StatusBadRequest, CodeMalformed, "position %q: %s (want earliest, latest, id:OFFSET.INDEX or timetick:T)", s, why)
+	}
+	switch {
+	case s == "earliest":
+		return segmentlog.Earliest(), nil
+	case s == "latest":
+		return segmentlog.Latest(), nil
+	case strings.HasPrefix(s, "id:"):
+		o, i, ok := strings.Cut(s[len("id:"):], ".")
+		if !ok {
+			return segmentlog.Position{}, bad("an ID is OFFSET.INDEX")
+		}
+		off, err := parseOffset(o)
+		if err != nil {
+			return segmentlog.Position{}, err
+		}
+		idx, err := parseDecimal(i, segmentlog.MaxMessages-1)
+		if err != nil {
+			return segmentlog.Position{}, bad("index: " + err.Error())
+		}
+		return segmentlog.AtID(segmentlog.MessageID{Offset: off, Index: uint32(idx)}), nil
+	case strings.HasPrefix(s, "timetick:"):
+		t, err := parseDecimal(s[len("timetick:"):], math.MaxUint64)
+		if err != nil {
+			return segmentlog.Position{}, bad("timetick: " + err.Error())
+		}
+		return segmentlog.AtTimeTick(t), nil
+	}
+	return segmentlog.Position{}, bad("unknown form")
+}
+
+// parseOffset parses a WAL offset: decimal, at most MaxOffset.
+func parseOffset(s string) (uint64, error) {
+	off, err := parseDecimal(s, MaxOffset)
+	if err != nil {
+		return 0, errorf(http.StatusBadRequest, CodeMalformed, "offset %q: %v", s, err)
+	}
+	return off, nil
+}
+
+var (
+	errNotDecimal = errors.New("not a decimal number without sign or leading zeros")
+	errOutOfRange = errors.New("out of range")
+)
+
+// parseDecimal parses a canonical unsigned decimal up to limit.
+func parseDecimal(s string, limit uint64) (uint64, error) {
+	if s == "" || len(s) > 20 || (len(s) > 1 && s[0] == '0') {
+		return 0, errNotDecimal
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, errNotDecimal
+		}
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || v > limit {
+		return 0, errOutOfRange
+	}
+	return v, nil
+}
+
+// parseReadQuery parses from, vchannel (repeatable), type (repeatable), max
+// and wait; anything else is a 400.
+func parseReadQuery(q url.Values, maxMessages int, maxWait time.Duration) (readQuery, error) {
+	rq := readQuery{from: segmentlog.Earliest(), max: min(DefaultReadMessages, maxMessages)}
+	bad := func(format string, args ...any) (readQuery, error) {
+		return readQuery{}, errorf(http.StatusBadRequest, CodeMalformed, format, args...)
+	}
+	for k, vs := range q {
+		switch k {
+		case "vchannel":
+			for _, v := range vs {
+				if err := segmentlog.ValidateName("vchannel", v); err != nil {
+					return readQuery{}, err
+				}
+				rq.vchannels = append(rq.vchannels, v)
+			}
+			continue
+		case "type":
+			for _, v := range vs {
+				t, err := segmentlog.ParseMessageType(v)
+				if err != nil {
+					return bad("type: %v", err)
+				}
+				rq.types = append(rq.types, t)
+			}
+			continue
+		case "from", "max", "wait":
+		default:
+			return bad("unknown query parameter %q", k)
+		}
+		if len(vs) != 1 {
+			return bad("%s given more than once", k)
+		}
+		v := vs[0]
+		switch k {
+		case "from":
+			pos, err := parsePosition(v)
+			if err != nil {
+				return readQuery{}, err
+			}
+			rq.from = pos
+		case "max":
+			n, err := parseDecimal(v, math.MaxInt32)
+			if err != nil || n < 1 {
+				return bad("max %q: want a whole number ≥ 1", v)
+			}
+			rq.max = int(min(n, uint64(maxMessages)))
+		case "wait":
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				return bad("wait %q: want a non-negative Go duration such as 500ms or 10s", v)
+			}
+			rq.wait = min(d, maxWait)
+		}
+	}
+	return rq, nil
+}
+
+func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) error {
+	p := r.PathValue("p")
+	if err := segmentlog.ValidateName("pchannel", p); err != nil {
+		return err
+	}
+	q, err := parseReadQuery(r.URL.Query(), s.cfg.MaxReadMessages, s.cfg.MaxWait)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	if err := s.mustKnow(ctx, p); err != nil {
+		return err
+	}
+	resp, err := s.read(ctx, p, q)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+// read runs one read: it delivers what is there from q.from (up to q.max
+// messages and MaxReadBytes of payload), and if nothing is, waits up to
+// q.wait for the first message to arrive.
+func (s *Server) read(ctx context.Context, p string, q readQuery) (ReadResponse, error) {
+	from := q.from
+	if from.Kind == segmentlog.StartLatest {
+		// Resolved here, so that "next" names a concrete slot even when
+		// nothing arrives: a poll loop then misses nothing between polls.
+		t, err := s.tail(ctx, p)
+		if err != nil {
+			return ReadResponse{}, err
+		}
+		from = segmentlog.AtID(segmentlog.MessageID{Offset: t.NextOffset})
+	}
+	sc, err := segmentlog.NewScanner(ctx, segmentlog.ScannerConfig{
+		PChannel: p, Layout: s.cfg.Layout, From: from,
+		VChannels: q.vchannels, Types: q.types,
+		Cache: s.pool.Cache(), NoWait: true,
+	}, s.store)
+	if err != nil {
+		return ReadResponse{}, err
+	}
+	defer sc.Close()
+
+	resp := ReadResponse{PChannel: p, Messages: []MessageOut{}}
+	deadline := s.cfg.Now().Add(q.wait)
+	waiting := false
+	defer func() {
+		if waiting {
+			<-s.waiters
+			s.metrics.waiters.Dec()
+		}
+	}()
+	poll := 5 * time.Millisecond
+	size := 0
+	for len(resp.Messages) < q.max && size < s.cfg.MaxReadBytes {
+		frontier, live := s.pool.Tail().Frontier(p)
+		d, err := sc.Next(ctx)
+		if errors.Is(err, segmentlog.ErrTail) {
+			if len(resp.Messages) > 0 || !s.cfg.Now().Before(deadline) {
+				break
+			}
+			if !waiting {
+				select {
+				case s.waiters <- struct{}{}:
+					waiting = true
+					s.metrics.waiters.Inc()
+				default:
+					e := errorf(http.StatusTooManyRequests, CodeTooManyWaiters, "%d reads are waiting at the tail already", s.cfg.MaxWaiters)
+					e.retryAfter = time.Second
+					return ReadResponse{}, e
+				}
+			}
+			if !s.awaitAppend(ctx, p, frontier, live, deadline, &poll) {
+				break
+			}
+			continue
+		}
+		if err != nil {
+			if len(resp.Messages) > 0 || (ctx.Err() != nil && errors.Is(err, ctx.Err())) {
+				break // return what was read; the client resumes from next
+			}
+			return ReadResponse{}, err
+		}
+		resp.Messages = append(resp.Messages, messageOut(d))
+		size += len(d.Payload)
+	}
+	resp.Next = sc.Resume().String()
+	return resp, nil
+}
+
+// awaitAppend waits, at most until deadline, for something new at the tail
+// of p: woken by the in-process writer when there is one (frontier and live
+// read before the scanner met the tail), else after a backoff of *poll
+// (5 ms doubling to 250 ms) before the scanner probes the next slot again.
+// It reports false when the wait is over.
+func (s *Server) awaitAppend(ctx context.Context, p string, frontier uint64, live bool, deadline time.Time, poll *time.Duration) bool {
+	left := deadline.Sub(s.cfg.Now())
+	if left <= 0 || ctx.Err() != nil {
+		return false
+	}
+	if live {
+		wctx, cancel := context.WithTimeout(ctx, left)
+		_, err := s.pool.Tail().Wait(wctx, p, frontier)
+		cancel()
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil || wctx.Err() != nil {
+			return false
+		}
+		// The writer went away: fall back to polling the store.
+	}
+	if !sleepCtx(ctx, min(*poll, left)) {
+		return false
+	}
+	*poll = min(2**poll, 250*time.Millisecond)
+	return true
+}
+
+func messageOut(d segmentlog.Delivery) MessageOut {
+	m := MessageOut{
+		Offset: d.ID.Offset, Index: d.ID.Index, Term: d.Term, TimeTick: d.TimeTick,
+		Type: d.Type.String(), VChannel: d.VChannel, Payload: d.Payload, Properties: d.Properties,
+	}
+	if !d.Key.IsZero() {
+		m.Key = &Key{Producer: d.Key.Producer, Epoch: d.Key.Epoch, Seq: d.Key.Seq}
+	}
+	return m
+}

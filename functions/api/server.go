@@ -1,0 +1,277 @@
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/infra/objstore"
+)
+
+// Role says which function serves a route. A Lambda function mounts its own
+// role's routes; `cairn serve` mounts them all.
+type Role uint8
+
+const (
+	// RoleNode: appends, reads, tail and sync (functions/node); it keeps the
+	// writer pool.
+	RoleNode Role = 1 << iota
+	// RoleCoordinator: leases and the pchannel status table
+	// (functions/coordinator); vchannel routes will join it.
+	RoleCoordinator
+	// RoleSnapshot: snapshot routes (functions/snapshot), none yet.
+	RoleSnapshot
+
+	// AllRoles is every route, as `cairn serve` mounts them.
+	AllRoles = RoleNode | RoleCoordinator | RoleSnapshot
+)
+
+// Server is the HTTP API over one object store: every route, the writer
+// pool, the lease service and the metrics. Build it once per process (a
+// Lambda container keeps it across invocations) and mount Handler. Safe for
+// concurrent use.
+type Server struct {
+	cfg     Config
+	store   objstore.Store // counted
+	leases  *coordinator.Leases
+	pool    *Pool
+	metrics *metrics
+	log     *slog.Logger
+	routes  []Route
+	waiters chan struct{} // semaphore of reads waiting at the tail
+	known   sync.Map      // pchannel → struct{}: has a lease record (records are never deleted)
+}
+
+// New builds a Server over store. It sends no request.
+func New(cfg Config, store objstore.Store) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	s := &Server{cfg: cfg, log: cfg.Logger, waiters: make(chan struct{}, cfg.MaxWaiters)}
+	s.metrics = newMetrics(func() *Pool { return s.pool })
+	s.store = countingStore{Store: store, ops: s.metrics.storeOps}
+	leases, err := coordinator.NewLeases(s.store, cfg.Layout, cfg.leaseConfig(),
+		coordinator.WithClock(cfg.Now), coordinator.WithRequestTimeout(cfg.leaseRequestTimeout()))
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	s.leases = leases
+	s.pool, err = newPool(cfg, s.store, leases, func(r string) { s.metrics.opens.WithLabelValues(r).Inc() })
+	if err != nil {
+		return nil, err
+	}
+	s.routes = s.routeTable()
+	return s, nil
+}
+
+// Pool is the server's writer pool.
+func (s *Server) Pool() *Pool { return s.pool }
+
+// Close closes every writer, releasing its lease (see Pool.Close).
+func (s *Server) Close(ctx context.Context) error { return s.pool.Close(ctx) }
+
+// Shutdown closes the server within Config.ShutdownTimeout and logs the
+// outcome. It is the SIGTERM callback of the Lambda functions.
+func (s *Server) Shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := s.Close(ctx); err != nil {
+		s.log.Warn("shutdown", "err", err)
+		return
+	}
+	s.log.Info("shutdown complete: writers closed, leases released")
+}
+
+// Route is one registered route.
+type Route struct {
+	Method string // "GET", "POST"
+	Path   string // a net/http pattern path: "/v1/pchannels/{p}/append"
+	Role   Role   // the function that serves it; 0: every function
+	handle func(http.ResponseWriter, *http.Request) error
+}
+
+// Pattern is the route's net/http pattern, "METHOD /path".
+func (r Route) Pattern() string { return r.Method + " " + r.Path }
+
+// Routes lists every route of the API, of every role.
+func (s *Server) Routes() []Route { return append([]Route(nil), s.routes...) }
+
+// Handler serves the routes of roles (and the common ones: /healthz,
+// /metrics, /v1/openapi.yaml). Unknown paths answer 404 and known paths with
+// another method 405, both as JSON errors.
+func (s *Server) Handler(roles Role) http.Handler {
+	mux := http.NewServeMux()
+	paths := http.NewServeMux() // method-less patterns, to tell 405 from 404
+	seen := map[string]bool{}
+	for _, rt := range s.routes {
+		if rt.Role != 0 && rt.Role&roles == 0 {
+			continue
+		}
+		mux.Handle(rt.Pattern(), s.wrap(rt))
+		if !seen[rt.Path] {
+			seen[rt.Path] = true
+			paths.Handle(rt.Path, http.NotFoundHandler())
+		}
+	}
+	mux.Handle("/", s.wrap(Route{Path: "unmatched", handle: func(w http.ResponseWriter, r *http.Request) error {
+		if _, pat := paths.Handler(r); pat != "" {
+			return errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path)
+		}
+		return errorf(http.StatusNotFound, CodeNotFound, "no route for %s %s", r.Method, r.URL.Path)
+	}}))
+	return s.guard(mux)
+}
+
+// guard runs before routing: it refuses paths that the mux would clean
+// (".", "..", "//" elements: a 400, never a redirect), and checks the bearer
+// token.
+func (s *Server) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if !strings.HasPrefix(p, "/") || strings.Contains(p, "//") || strings.Contains(p, "/./") ||
+			strings.Contains(p, "/../") || strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..") {
+			s.countError(w, r, "invalid_path", errorf(http.StatusBadRequest, CodeInvalidName, "path %q has an empty, '.' or '..' element", p))
+			return
+		}
+		if s.cfg.Token != "" && !(r.Method == http.MethodGet && p == "/healthz") {
+			const prefix = "Bearer "
+			h := r.Header.Get("Authorization")
+			ok := len(h) > len(prefix) && strings.EqualFold(h[:len(prefix)], prefix) &&
+				subtle.ConstantTimeCompare([]byte(h[len(prefix):]), []byte(s.cfg.Token)) == 1
+			if !ok {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="cairn"`)
+				s.countError(w, r, "unauthorized", errorf(http.StatusUnauthorized, CodeUnauthorized, "missing or wrong bearer token"))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// countError answers err outside any route and counts it under route.
+func (s *Server) countError(w http.ResponseWriter, r *http.Request, route string, err error) {
+	e := writeError(w, err)
+	s.metrics.requests.WithLabelValues(route, strconv.Itoa(e.status)).Inc()
+}
+
+// statusWriter records the status code written.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// wrap turns a route's handler into an http.Handler: a body size limit,
+// errors answered as JSON, panics answered 500, and metrics.
+func (s *Server) wrap(rt Route) http.Handler {
+	label := rt.Path
+	if rt.Method != "" {
+		label = rt.Pattern()
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("handler panic", "route", label, "panic", v)
+				if sw.status == 0 {
+					writeError(sw, errorf(http.StatusInternalServerError, CodeInternal, "internal error"))
+				}
+			}
+			s.metrics.requests.WithLabelValues(label, strconv.Itoa(sw.status)).Inc()
+			s.metrics.duration.WithLabelValues(label).Observe(time.Since(start).Seconds())
+		}()
+		r.Body = http.MaxBytesReader(sw, r.Body, s.cfg.MaxBodyBytes)
+		if err := rt.handle(sw, r); err != nil {
+			e := writeError(sw, err)
+			level := slog.LevelDebug
+			if e.status >= 500 {
+				level = slog.LevelWarn
+			}
+			s.log.Log(r.Context(), level, "request failed", "route", label, "status", e.status, "code", e.Code, "err", e.Message)
+		}
+	})
+}
+
+// healthz answers 200 while the server takes requests.
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) error {
+	s.pool.mu.Lock()
+	closed := s.pool.closed
+	s.pool.mu.Unlock()
+	if closed {
+		return fmt.Errorf("healthz: %w", ErrShuttingDown)
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+// metricsHandler serves the Prometheus text format.
+func (s *Server) metricsHandler() func(http.ResponseWriter, *http.Request) error {
+	h := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
+	return func(w http.ResponseWriter, r *http.Request) error {
+		h.ServeHTTP(w, r)
+		return nil
+	}
+}
+
+// isKnown reports whether pchannel has a lease record, i.e. was ever
+// written: a pchannel comes to exist with its first append.
+func (s *Server) isKnown(ctx context.Context, pchannel string) (bool, error) {
+	if _, ok := s.known.Load(pchannel); ok {
+		return true, nil
+	}
+	if _, _, ok := s.pool.Frontier(pchannel); ok {
+		s.known.Store(pchannel, struct{}{})
+		return true, nil
+	}
+	_, err := s.leases.Describe(ctx, pchannel)
+	switch {
+	case errors.Is(err, coordinator.ErrNoLease):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	s.known.Store(pchannel, struct{}{})
+	return true, nil
+}
+
+// mustKnow fails with 404 unless pchannel was ever written.
+func (s *Server) mustKnow(ctx context.Context, pchannel string) error {
+	ok, err := s.isKnown(ctx, pchannel)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errorf(http.StatusNotFound, CodeUnknownPChannel, "pchannel %q has never been written", pchannel)
+	}
+	return nil
+}
