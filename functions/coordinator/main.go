@@ -1,0 +1,33 @@
+// Command coordinator is the coordinator Lambda function: lease records and
+// the pchannel status table, behind a Function URL (response streaming,
+// AWS_IAM). The vchannel registry, node sessions and assignment will be
+// served here when the coordinator package has them.
+package main
+
+import (
+	"context"
+	"log"
+	"os"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdaurl"
+
+	"github.com/cairnlog/cairn/functions/api"
+	"github.com/cairnlog/cairn/infra/objstore/s3store"
+)
+
+func main() {
+	env, err := api.LoadEnv(os.Getenv)
+	if err != nil {
+		log.Fatal(err)
+	}
+	store, err := s3store.New(context.Background(), env.S3)
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv, err := api.New(env.Config, store)
+	if err != nil {
+		log.Fatal(err)
+	}
+	lambdaurl.Start(srv.Handler(api.RoleCoordinator), lambda.WithEnableSIGTERM(srv.Shutdown))
+}

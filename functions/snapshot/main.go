@@ -1,0 +1,33 @@
+// Command snapshot is the snapshot Lambda function behind a Function URL
+// (response streaming, AWS_IAM). It serves only the common routes
+// (/healthz, /metrics, /v1/openapi.yaml) until the snapshot package lands
+// with create, drop, list, describe and restore.
+package main
+
+import (
+	"context"
+	"log"
+	"os"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdaurl"
+
+	"github.com/cairnlog/cairn/functions/api"
+	"github.com/cairnlog/cairn/infra/objstore/s3store"
+)
+
+func main() {
+	env, err := api.LoadEnv(os.Getenv)
+	if err != nil {
+		log.Fatal(err)
+	}
+	store, err := s3store.New(context.Background(), env.S3)
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv, err := api.New(env.Config, store)
+	if err != nil {
+		log.Fatal(err)
+	}
+	lambdaurl.Start(srv.Handler(api.RoleSnapshot), lambda.WithEnableSIGTERM(srv.Shutdown))
+}
