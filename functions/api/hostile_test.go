@@ -1,0 +1,165 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/segmentlog"
+)
+
+// TestHostileRequests sends requests that must be refused: each gets a
+// JSON error with the documented status, nothing reaches the store as a
+// write, and the server stays healthy.
+func TestHostileRequests(t *testing.T) {
+	store := &writeCounter{Store: objstore.NewMemory()}
+	cfg := testConfig(t)
+	cfg.MaxBodyBytes = 8 << 10
+	cfg.MaxAppendMessages = 10
+	ts := newTestServer(t, cfg, store)
+
+	okBatch, err := (&segmentlog.Batch{Kind: segmentlog.KindData, Term: 1, Messages: []segmentlog.Message{
+		{Type: segmentlog.TypeData, VChannel: "v0", TimeTick: 1, Payload: []byte("payload")},
+	}}).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fence, err := (&segmentlog.Batch{Kind: segmentlog.KindFence, Term: 1}).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tooMany := AppendRequest{}
+	for range 11 {
+		tooMany.Messages = append(tooMany.Messages, MessageIn{VChannel: "v0"})
+	}
+	tooManyJSON, _ := json.Marshal(tooMany)
+	const js = ContentTypeJSON
+	const good = `{"messages":[{"vchannel":"v0","payload":"aGk="}]}`
+
+	cases := []struct {
+		name, method, path, ctype, body string
+		status                          int
+		code                            string
+	}{
+		{"oversized body", "POST", "/v1/pchannels/p0/append", js, `{"messages":[{"vchannel":"v0","payload":"` + strings.Repeat("A", 12<<10) + `"}]}`, 413, CodeTooLarge},
+		{"malformed JSON", "POST", "/v1/pchannels/p0/append", js, `{"messages":[{"vchannel":`, 400, CodeMalformed},
+		{"JSON array", "POST", "/v1/pchannels/p0/append", js, `[1,2]`, 400, CodeMalformed},
+		{"trailing data", "POST", "/v1/pchannels/p0/append", js, good + `{}`, 400, CodeMalformed},
+		{"unknown field", "POST", "/v1/pchannels/p0/append", js, `{"messages":[{"vchannel":"v0","colour":"red"}]}`, 400, CodeMalformed},
+		{"payload not base64", "POST", "/v1/pchannels/p0/append", js, `{"messages":[{"vchannel":"v0","payload":"***"}]}`, 400, CodeMalformed},
+		{"invalid UTF-8", "POST", "/v1/pchannels/p0/append", js, "{\"messages\":[{\"vchannel\":\"v0\",\"properties\":{\"k\":\"\xff\xfe\"}}]}", 400, CodeMalformed},
+		{"no messages", "POST", "/v1/pchannels/p0/append", js, `{"messages":[]}`, 400, CodeInvalid},
+		{"null body", "POST", "/v1/pchannels/p0/append", js, `null`, 400, CodeInvalid},
+		{"empty body", "POST", "/v1/pchannels/p0/append", js, ``, 400, CodeMalformed},
+		{"too many messages", "POST", "/v1/pchannels/p0/append", js, string(tooManyJSON), 413, CodeTooLarge},
+		{"control message type", "POST", "/v1/pchannels/p0/append", js, `{"messages":[{"vchannel":"v0","type":"drop_vchannel"}]}`, 400, CodeInvalid},
+		{"unknown message type", "POST", "/v1/pchannels/p0/append", js, `{"messages":[{"vchannel":"v0","type":"nope"}]}`, 400, CodeInvalid},
+		{"bad vchannel", "POST", "/v1/pchannels/p0/append", js, `{"messages":[{"vchannel":"../etc"}]}`, 400, CodeInvalidName},
+		{"empty vchannel", "POST", "/v1/pchannels/p0/append", js, `{"messages":[{"payload":"aGk="}]}`, 400, CodeInvalidName},
+		{"seq without producer", "POST", "/v1/pchannels/p0/append", js, `{"messages":[{"vchannel":"v0","key":{"producer":"","epoch":1,"seq":2}}]}`, 400, CodeInvalid},
+		{"empty property key", "POST", "/v1/pchannels/p0/append", js, `{"messages":[{"vchannel":"v0","properties":{"":"v"}}]}`, 400, CodeInvalid},
+		{"negative seq", "POST", "/v1/pchannels/p0/append", js, `{"messages":[{"vchannel":"v0","key":{"producer":"p","epoch":1,"seq":-2}}]}`, 400, CodeMalformed},
+		{"negative expected_offset", "POST", "/v1/pchannels/p0/append", js, `{"messages":[{"vchannel":"v0"}],"expected_offset":-1}`, 400, CodeMalformed},
+		{"huge expected_offset", "POST", "/v1/pchannels/p0/append", js, `{"messages":[{"vchannel":"v0"}],"expected_offset":9007199254740992}`, 400, CodeMalformed},
+		{"overflowing expected_offset", "POST", "/v1/pchannels/p0/append", js, `{"messages":[{"vchannel":"v0"}],"expected_offset":18446744073709551616}`, 400, CodeMalformed},
+		{"expected_offset twice", "POST", "/v1/pchannels/p0/append?expected_offset=0", js, `{"messages":[{"vchannel":"v0"}],"expected_offset":0}`, 400, CodeMalformed},
+		{"bad expected_offset query", "POST", "/v1/pchannels/p0/append?expected_offset=-1", js, good, 400, CodeMalformed},
+		{"unknown append query", "POST", "/v1/pchannels/p0/append?force=1", js, good, 400, CodeMalformed},
+		{"wrong content type", "POST", "/v1/pchannels/p0/append", "text/plain", good, 415, CodeUnsupportedType},
+		{"no content type", "POST", "/v1/pchannels/p0/append", "", good, 415, CodeUnsupportedType},
+		{"latin-1 JSON", "POST", "/v1/pchannels/p0/append", js + "; charset=latin1", good, 415, CodeUnsupportedType},
+		{"batch with parameters", "POST", "/v1/pchannels/p0/append", ContentTypeBatch + "; v=2", string(okBatch), 415, CodeUnsupportedType},
+		{"truncated batch", "POST", "/v1/pchannels/p0/append", ContentTypeBatch, string(okBatch[:len(okBatch)-5]), 400, CodeMalformed},
+		{"garbage batch", "POST", "/v1/pchannels/p0/append", ContentTypeBatch, "not a batch at all, clearly", 400, CodeMalformed},
+		{"JSON sent as batch", "POST", "/v1/pchannels/p0/append", ContentTypeBatch, good, 400, CodeMalformed},
+		{"fence batch", "POST", "/v1/pchannels/p0/append", ContentTypeBatch, string(fence), 400, CodeInvalid},
+		{"dot-dot in the path", "POST", "/v1/pchannels/../p0/append", js, good, 400, CodeInvalidName},
+		{"escaped traversal", "POST", "/v1/pchannels/..%2F..%2Fetc/append", js, good, 400, CodeInvalidName},
+		{"escaped dot-dot", "GET", "/v1/pchannels/%2e%2e/tail", "", "", 400, CodeInvalidName},
+		{"double slash", "GET", "/v1/pchannels//tail", "", "", 400, CodeInvalidName},
+		{"NUL in a name", "GET", "/v1/pchannels/p%000/messages", "", "", 400, CodeInvalidName},
+		{"long name", "GET", "/v1/pchannels/" + strings.Repeat("p", 200) + "/messages", "", "", 400, CodeInvalidName},
+		{"unicode name", "GET", "/v1/pchannels/p%C3%A9/messages", "", "", 400, CodeInvalidName},
+		{"unknown pchannel read", "GET", "/v1/pchannels/nowhere/messages?wait=5s", "", "", 404, CodeUnknownPChannel},
+		{"unknown pchannel tail", "GET", "/v1/pchannels/nowhere/tail", "", "", 404, CodeUnknownPChannel},
+		{"unknown pchannel sync", "POST", "/v1/pchannels/nowhere/sync", "", "", 404, CodeUnknownPChannel},
+		{"negative offset", "GET", "/v1/pchannels/p0/messages?from=id:-1.0", "", "", 400, CodeMalformed},
+		{"huge offset", "GET", "/v1/pchannels/p0/messages?from=id:99999999999999999999999.0", "", "", 400, CodeMalformed},
+		{"offset past 2^53", "GET", "/v1/pchannels/p0/messages?from=id:9007199254740992.0", "", "", 400, CodeMalformed},
+		{"huge index", "GET", "/v1/pchannels/p0/messages?from=id:1.4294967296", "", "", 400, CodeMalformed},
+		{"leading zero", "GET", "/v1/pchannels/p0/messages?from=id:01.0", "", "", 400, CodeMalformed},
+		{"unknown position", "GET", "/v1/pchannels/p0/messages?from=yesterday", "", "", 400, CodeMalformed},
+		{"negative timetick", "GET", "/v1/pchannels/p0/messages?from=timetick:-5", "", "", 400, CodeMalformed},
+		{"negative wait", "GET", "/v1/pchannels/p0/messages?wait=-1s", "", "", 400, CodeMalformed},
+		{"max zero", "GET", "/v1/pchannels/p0/messages?max=0", "", "", 400, CodeMalformed},
+		{"from twice", "GET", "/v1/pchannels/p0/messages?from=earliest&from=latest", "", "", 400, CodeMalformed},
+		{"unknown read query", "GET", "/v1/pchannels/p0/messages?limit=5", "", "", 400, CodeMalformed},
+		{"bad vchannel filter", "GET", "/v1/pchannels/p0/messages?vchannel=..", "", "", 400, CodeInvalidName},
+		{"bad type filter", "GET", "/v1/pchannels/p0/messages?type=everything", "", "", 400, CodeMalformed},
+		{"sync with a body", "POST", "/v1/pchannels/p0/sync", js, `{"force":true}`, 400, CodeMalformed},
+		{"wrong method", "DELETE", "/v1/pchannels/p0/append", "", "", 405, CodeMethodNotAllowed},
+		{"unknown route", "GET", "/v2/pchannels", "", "", 404, CodeNotFound},
+		{"tail query", "GET", "/v1/pchannels/p0/tail?x=1", "", "", 400, CodeMalformed},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := ts.do(c.method, c.path, c.ctype, []byte(c.body))
+			if r.status != c.status {
+				t.Fatalf("status %d, want %d: %s", r.status, c.status, r.body)
+			}
+			if code := r.errorCode(t); code != c.code {
+				t.Fatalf("code %q, want %q: %s", code, c.code, r.body)
+			}
+		})
+	}
+	if n := store.writes.Load(); n != 0 {
+		t.Fatalf("hostile requests wrote %d objects", n)
+	}
+	if r := ts.get("/healthz"); r.status != http.StatusOK {
+		t.Fatalf("healthz after the hostile requests: %d", r.status)
+	}
+	ts.mustAppend("p0", msgs("v0", "still fine"))
+	if n := store.writes.Load(); n == 0 {
+		t.Fatal("the write counter counts nothing")
+	}
+}
+
+// TestBearerToken: with a token set, every route but GET /healthz needs it.
+func TestBearerToken(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Token = "s3cret-token"
+	srv, err := New(cfg, objstore.NewMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close(t.Context())
+	h := srv.Handler(AllRoles)
+	for _, c := range []struct {
+		path, auth string
+		want       int
+	}{
+		{"/healthz", "", 200},
+		{"/metrics", "", 401},
+		{"/v1/leases", "", 401},
+		{"/v1/leases", "Bearer wrong", 401},
+		{"/v1/leases", "Bearer s3cret-token-and-more", 401},
+		{"/v1/leases", "Basic s3cret-token", 401},
+		{"/v1/leases", "Bearer s3cret-token", 200},
+		{"/v1/leases", "bearer s3cret-token", 200},
+	} {
+		req := mustRequest(t, "GET", c.path, "", "")
+		if c.auth != "" {
+			req.Header.Set("Authorization", c.auth)
+		}
+		rec := newRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != c.want {
+			t.Errorf("GET %s with %q: %d, want %d", c.path, c.auth, rec.Code, c.want)
+		}
+		if rec.Code == 401 && (!strings.Contains(rec.Body.String(), `"code":"unauthorized"`) || strings.Contains(rec.Body.String(), "s3cret")) {
+			t.Errorf("401 body %s", rec.Body)
+		}
+	}
+}
