@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
@@ -14,72 +16,154 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cairnlog/cairn/functions/api"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/objstore/s3store"
 )
 
 type serveOptions struct {
-	addr    string
-	dataDir string
+	addr         string
+	store        string // "fs" or "s3"
+	dataDir      string
+	token        string
+	createBucket bool
 }
 
 func newServeCmd() *cobra.Command {
 	var o serveOptions
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Run Cairn as one local process on the embedded filesystem store",
-		Long: `serve opens the object store (a local directory by default), checks that it
-honours conditional writes (the capability probe), and serves the HTTP API.
-It prints the address it listens on. Stop it with Ctrl-C (SIGINT) or SIGTERM.`,
+		Short: "Run every Cairn function in one local process",
+		Long: `serve runs the node, coordinator and snapshot functions' HTTP API in one
+process, with /healthz and /metrics. It opens the object store — a local
+directory by default (--store fs), or S3/MinIO (--store s3, configured by
+CAIRN_S3_BUCKET, CAIRN_S3_PREFIX, CAIRN_S3_ENDPOINT and the standard AWS
+credential variables) — and refuses a store that does not honour conditional
+writes (the capability probe). It prints the address it listens on.
+
+With --token (or CAIRN_TOKEN) every request but GET /healthz needs
+"Authorization: Bearer <token>". The other CAIRN_* variables of the Lambda
+functions apply too (CAIRN_LEASE_TTL, CAIRN_LEASE_WAIT, CAIRN_CACHE_BYTES,
+CAIRN_MAX_BODY_BYTES, CAIRN_MAX_WAIT, CAIRN_LOG_LEVEL).
+
+Ctrl-C (SIGINT) or SIGTERM stops it gracefully: it stops taking requests,
+closes every writer and releases its lease, so another node takes the
+pchannels over at once.`,
+		Example: `  cairn serve
+  cairn serve --addr 127.0.0.1:0 --data-dir /tmp/cairn
+  CAIRN_S3_ENDPOINT=http://127.0.0.1:9000 CAIRN_S3_BUCKET=cairn cairn serve --store s3 --create-bucket`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return serve(ctx, o, cmd.OutOrStdout())
+			if o.token == "" {
+				o.token = os.Getenv("CAIRN_TOKEN")
+			}
+			return serve(ctx, o, os.Getenv, cmd.OutOrStdout())
 		},
 	}
-	cmd.Flags().StringVar(&o.addr, "addr", "127.0.0.1:7070", "address to listen on (port 0 picks a free port)")
-	cmd.Flags().StringVar(&o.dataDir, "data-dir", ".cairn-data", "directory of the embedded filesystem store")
+	f := cmd.Flags()
+	f.StringVar(&o.addr, "addr", "127.0.0.1:7070", "address to listen on (port 0 picks a free port)")
+	f.StringVar(&o.store, "store", "fs", "object store: fs (a local directory) or s3 (S3 or MinIO, from CAIRN_S3_*)")
+	f.StringVar(&o.dataDir, "data-dir", ".cairn-data", "directory of the filesystem store (--store fs)")
+	f.StringVar(&o.token, "token", "", "bearer token every request but /healthz must carry (default $CAIRN_TOKEN; none: no auth)")
+	f.BoolVar(&o.createBucket, "create-bucket", false, "create the bucket if it does not exist (--store s3)")
 	return cmd
 }
 
-func serve(ctx context.Context, o serveOptions, out interface{ Write([]byte) (int, error) }) error {
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	store, err := objstore.NewFS(o.dataDir)
+// serve runs the API until ctx ends, then shuts down gracefully.
+func serve(ctx context.Context, o serveOptions, getenv func(string) string, out io.Writer) error {
+	env, err := api.LoadEnv(getenv)
 	if err != nil {
-		return fmt.Errorf("open store %s: %w", o.dataDir, err)
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: env.LogLevel}))
+	cfg := env.Config
+	cfg.Logger, cfg.Token = log, o.token
+
+	store, where, err := openStore(ctx, o, env.S3)
+	if err != nil {
+		return err
 	}
 	probeCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = objstore.Probe(probeCtx, store, "probe")
 	cancel()
 	if err != nil {
-		return fmt.Errorf("store %s: %w", o.dataDir, err)
+		return fmt.Errorf("store %s: %w", where, err)
 	}
-
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintln(w, `{"status":"ok"}`)
-	})
+	srv, err := api.New(cfg, store)
+	if err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", o.addr, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	fmt.Fprintf(out, "cairn listening on http://%s (store: %s)\n", ln.Addr(), o.dataDir)
+	hs := &http.Server{
+		Handler:           srv.Handler(api.AllRoles),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	auth := "none"
+	if o.token != "" {
+		auth = "bearer token"
+	}
+	fmt.Fprintf(out, "cairn listening on http://%s (store: %s, auth: %s)\n", ln.Addr(), where, auth)
 
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- hs.Serve(ln) }()
+	var serveErr error
 	select {
-	case err := <-errc:
-		return err
+	case serveErr = <-errc:
 	case <-ctx.Done():
+		log.Info("shutting down: draining requests, then releasing leases")
 	}
-	log.Info("shutting down")
-	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Stop taking requests (long polls get a few seconds), then close the
+	// writers, which releases their leases with their tails.
+	httpCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := hs.Shutdown(httpCtx); err != nil {
+		hs.Close()
+	}
+	cancel()
+	closeCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	if err := srv.Close(closeCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped; leases released")
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
 	}
 	return nil
+}
+
+// openStore opens the store o names and says where it is (never with
+// credentials).
+func openStore(ctx context.Context, o serveOptions, s3cfg s3store.Config) (objstore.Store, string, error) {
+	switch o.store {
+	case "fs":
+		s, err := objstore.NewFS(o.dataDir)
+		if err != nil {
+			return nil, "", fmt.Errorf("open store %s: %w", o.dataDir, err)
+		}
+		return s, "fs " + o.dataDir, nil
+	case "s3":
+		s3cfg.CreateBucket = o.createBucket
+		s, err := s3store.New(ctx, s3cfg)
+		if err != nil {
+			return nil, "", err
+		}
+		where := "s3 " + s3cfg.Bucket
+		if s3cfg.Prefix != "" {
+			where += "/" + s3cfg.Prefix
+		}
+		if u, err := url.Parse(s3cfg.Endpoint); err == nil && s3cfg.Endpoint != "" {
+			u.User = nil
+			where += " at " + u.Redacted()
+		}
+		return s, where, nil
+	default:
+		return nil, "", fmt.Errorf("--store %q: want fs or s3", o.store)
+	}
 }

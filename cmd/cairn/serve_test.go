@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cairnlog/cairn/infra/miniotest"
+	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/segmentlog"
+)
+
+func TestMain(m *testing.M) { os.Exit(miniotest.RunMain(m)) }
+
+// lockedBuffer is an io.Writer safe to read while serve writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+var listening = regexp.MustCompile(`listening on (http://\S+)`)
+
+// startServe runs serve until the test ends (or stop is called) and
+// returns its base URL, the printed banner and a stop func that waits for
+// the graceful shutdown.
+func startServe(t *testing.T, o serveOptions, env map[string]string) (string, string, func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &lockedBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, o, func(k string) string { return env[k] }, out) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if m := listening.FindStringSubmatch(out.String()); m != nil {
+			var once sync.Once
+			var err error
+			stop := func() error {
+				once.Do(func() { cancel(); err = <-done })
+				return err
+			}
+			t.Cleanup(func() { _ = stop() })
+			return m[1], out.String(), stop
+		}
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("serve exited before listening: %v\n%s", err, out)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("serve did not print its address:\n%s", out)
+		}
+	}
+}
+
+func call(t *testing.T, method, url, token, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, b
+}
+
+// TestServeFS: every function's routes in one process on the embedded
+// store, a token, and a graceful stop that releases the leases.
+func TestServeFS(t *testing.T) {
+	dir := t.TempDir()
+	const token = "tok-3141"
+	base, banner, stop := startServe(t, serveOptions{addr: "127.0.0.1:0", store: "fs", dataDir: dir, token: token}, nil)
+	if strings.Contains(banner, token) {
+		t.Fatalf("the banner shows the token: %s", banner)
+	}
+	if code, _ := call(t, "GET", base+"/healthz", "", ""); code != 200 {
+		t.Fatalf("healthz %d", code)
+	}
+	if code, body := call(t, "POST", base+"/v1/pchannels/p0/append", "", `{"messages":[{"vchannel":"v0"}]}`); code != 401 || !strings.Contains(string(body), "unauthorized") {
+		t.Fatalf("append without token: %d %s", code, body)
+	}
+	code, body := call(t, "POST", base+"/v1/pchannels/p0/append", token, `{"messages":[{"vchannel":"v0","payload":"aGk="}]}`)
+	if code != 200 {
+		t.Fatalf("append: %d %s", code, body)
+	}
+	code, body = call(t, "GET", base+"/v1/pchannels/p0/messages?from=earliest", token, "")
+	var rr struct{ Messages []struct{ Payload []byte } }
+	if code != 200 || json.Unmarshal(body, &rr) != nil || len(rr.Messages) != 1 || string(rr.Messages[0].Payload) != "hi" {
+		t.Fatalf("read: %d %s", code, body)
+	}
+	for _, path := range []string{"/v1/pchannels", "/v1/leases", "/v1/pchannels/p0/lease", "/metrics"} {
+		if code, body := call(t, "GET", base+path, token, ""); code != 200 {
+			t.Fatalf("GET %s: %d %s", path, code, body)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("graceful stop: %v", err)
+	}
+	store, err := objstore.NewFS(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err := store.Get(t.Context(), segmentlog.Layout{}.Lease("p0"))
+	if err != nil || !bytes.Contains(obj.Body, []byte(`"released":true`)) {
+		t.Fatalf("lease after stop: %s, %v", obj.Body, err)
+	}
+}
+
+// TestServeS3: the same process over MinIO, configured by CAIRN_S3_*.
+func TestServeS3(t *testing.T) {
+	mc := miniotest.Get(t)
+	user, pass := mc.Credentials()
+	env := map[string]string{
+		"CAIRN_S3_ENDPOINT": mc.Endpoint(),
+		"CAIRN_S3_BUCKET":   "serve-test",
+		"CAIRN_S3_PREFIX":   "cairn",
+	}
+	t.Setenv("AWS_ACCESS_KEY_ID", user)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", pass)
+	t.Setenv("AWS_REGION", "us-east-1")
+	base, banner, stop := startServe(t, serveOptions{addr: "127.0.0.1:0", store: "s3", createBucket: true}, env)
+	if !strings.Contains(banner, "s3 serve-test/cairn at "+mc.Endpoint()) || strings.Contains(banner, pass) {
+		t.Fatalf("banner %q", banner)
+	}
+	code, body := call(t, "POST", base+"/v1/pchannels/p0/append", "", `{"messages":[{"vchannel":"v0"}]}`)
+	if code != 200 {
+		t.Fatalf("append: %d %s", code, body)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("graceful stop: %v", err)
+	}
+}
+
+func TestServeRefusesUnknownStore(t *testing.T) {
+	err := serve(t.Context(), serveOptions{addr: "127.0.0.1:0", store: "tape"}, func(string) string { return "" }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "want fs or s3") {
+		t.Fatalf("serve --store tape: %v", err)
+	}
+}
