@@ -49,3 +49,35 @@ bench: $(MINIO_BIN)
 
 clean:
 	rm -rf .cairn-data bin
+
+## Lambda functions. `sam build` runs build-<LogicalId> (BuildMethod:
+## makefile) with ARTIFACTS_DIR set; `make lambdas` builds all four into
+## bin/<function>/bootstrap.
+ARTIFACTS_DIR ?= bin
+LAMBDA_FUNCTIONS := node coordinator snapshot maintenance
+
+.PHONY: build-NodeFunction build-CoordinatorFunction build-SnapshotFunction build-MaintenanceFunction lambdas fuzz-api
+
+build-NodeFunction:
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -tags lambda.norpc -trimpath -o $(ARTIFACTS_DIR)/bootstrap ./functions/node
+
+build-CoordinatorFunction:
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -tags lambda.norpc -trimpath -o $(ARTIFACTS_DIR)/bootstrap ./functions/coordinator
+
+build-SnapshotFunction:
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -tags lambda.norpc -trimpath -o $(ARTIFACTS_DIR)/bootstrap ./functions/snapshot
+
+build-MaintenanceFunction:
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -tags lambda.norpc -trimpath -o $(ARTIFACTS_DIR)/bootstrap ./functions/maintenance
+
+lambdas:
+	$(MAKE) build-NodeFunction ARTIFACTS_DIR=bin/node
+	$(MAKE) build-CoordinatorFunction ARTIFACTS_DIR=bin/coordinator
+	$(MAKE) build-SnapshotFunction ARTIFACTS_DIR=bin/snapshot
+	$(MAKE) build-MaintenanceFunction ARTIFACTS_DIR=bin/maintenance
+
+## fuzz-api: the HTTP API's fuzz targets, FUZZTIME each.
+fuzz-api:
+	$(GO) test ./functions/api -run '^$$' -fuzz '^FuzzDecodeAppend$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	$(GO) test ./functions/api -run '^$$' -fuzz '^FuzzParsePosition$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	$(GO) test ./functions/api -run '^$$' -fuzz '^FuzzReadRequest$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
