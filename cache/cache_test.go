@@ -47,6 +47,12 @@ func TestConfigValidate(t *testing.T) {
 		{"negative budget", Config{MaxBytes: -1}, false},
 		{"budget below minimum", Config{MaxBytes: MinBytes - 1}, false},
 		{"negative counters", Config{NumCounters: -1}, false},
+		{"explicit recent layer", Config{MaxBytes: 1 << 20, RecentBytes: 512 << 10, RecentEntries: 8}, true},
+		{"recent layer of the default budget", Config{RecentBytes: DefaultLocalBytes - 1}, true},
+		{"negative recent bytes", Config{RecentBytes: -1}, false},
+		{"recent layer takes the whole budget", Config{MaxBytes: 1 << 20, RecentBytes: 1 << 20}, false},
+		{"recent layer above the default budget", Config{RecentBytes: DefaultLocalBytes}, false},
+		{"negative recent entries", Config{RecentEntries: -1}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,10 +77,14 @@ func TestConfigDefaults(t *testing.T) {
 		in   Config
 		want Config
 	}{
-		{"zero", Config{}, Config{MaxBytes: DefaultLocalBytes, NumCounters: DefaultLocalBytes / 4096 * 10}},
-		{"lambda", Config{MaxBytes: DefaultLambdaBytes}, Config{MaxBytes: DefaultLambdaBytes, NumCounters: DefaultLambdaBytes / 4096 * 10}},
-		{"small budget gets the counter floor", Config{MaxBytes: MinBytes}, Config{MaxBytes: MinBytes, NumCounters: 10_000}},
-		{"explicit kept", Config{MaxBytes: 1 << 20, NumCounters: 7, Metrics: true}, Config{MaxBytes: 1 << 20, NumCounters: 7, Metrics: true}},
+		{"zero", Config{}, Config{MaxBytes: DefaultLocalBytes, NumCounters: DefaultLocalBytes / 4096 * 10,
+			RecentBytes: DefaultLocalBytes / 4, RecentEntries: DefaultRecentEntries}},
+		{"lambda", Config{MaxBytes: DefaultLambdaBytes}, Config{MaxBytes: DefaultLambdaBytes, NumCounters: DefaultLambdaBytes / 4096 * 10,
+			RecentBytes: DefaultLambdaBytes / 4, RecentEntries: DefaultRecentEntries}},
+		{"small budget gets the counter floor", Config{MaxBytes: MinBytes}, Config{MaxBytes: MinBytes, NumCounters: 10_000,
+			RecentBytes: MinBytes / 4, RecentEntries: DefaultRecentEntries}},
+		{"explicit kept", Config{MaxBytes: 1 << 20, NumCounters: 7, RecentBytes: 100_000, RecentEntries: 3, Metrics: true},
+			Config{MaxBytes: 1 << 20, NumCounters: 7, RecentBytes: 100_000, RecentEntries: 3, Metrics: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -273,7 +283,15 @@ func TestPutRefused(t *testing.T) {
 	if got := c.Stats().Rejected; got != int64(len(tests)) {
 		t.Errorf("Stats.Rejected = %d, want %d", got, len(tests))
 	}
-	largest := MinBytes - c.overhead
+	// The largest entry fits the larger of the two layers: with the
+	// default split, ristretto's three quarters of the budget.
+	largest := c.Largest()
+	if want := MinBytes - MinBytes/4 - c.overhead; largest != want {
+		t.Fatalf("Largest() = %d, want %d", largest, want)
+	}
+	if c.Put("p", 101, 1, make([]byte, largest+1), largest+1) {
+		t.Errorf("Put(cost Largest()+1) accepted")
+	}
 	if !c.Put("p", 100, 1, make([]byte, largest), largest) {
 		t.Fatalf("Put of the largest entry that fits (cost %d) refused", largest)
 	}
@@ -281,8 +299,8 @@ func TestPutRefused(t *testing.T) {
 	if _, _, ok := c.Get("p", 100); !ok {
 		t.Errorf("largest entry not cached")
 	}
-	if s := c.Stats(); s.Bytes != MinBytes {
-		t.Errorf("Stats.Bytes = %d, want exactly the budget %d", s.Bytes, MinBytes)
+	if s := c.Stats(); s.Bytes != MinBytes-MinBytes/4 {
+		t.Errorf("Stats.Bytes = %d, want exactly ristretto's share %d", s.Bytes, MinBytes-MinBytes/4)
 	}
 }
 

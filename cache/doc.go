@@ -19,13 +19,28 @@
 //     entries of term ≤ term at once and refuses later Puts of them;
 //   - a miss reads the store.
 //
+// Two layers share the budget. Ristretto alone would serve a tail reader
+// badly: its Set is asynchronous, so the batch just acked is not visible yet
+// when the reader it wakes calls Get, and once the cache is full its TinyLFU
+// admission policy turns most new entries away (a batch nobody has read has
+// no recorded frequency). So the recent layer sits in front: per pchannel,
+// the entries Put last (Config.RecentEntries, default 128, within
+// Config.RecentBytes over all pchannels, default MaxBytes/4), filled
+// synchronously and visible to the very next Get. When it overflows, its
+// oldest entries move on to ristretto, which holds the rest of the budget
+// (MaxBytes − RecentBytes) and keeps older history for catching-up readers
+// as far as its policy allows. Get looks in the recent layer, then in
+// ristretto; a hit in either counts in Stats.Hits.
+//
 // The cache is an optimisation, never the source of truth: any entry may be
-// missing at any time. In particular ristretto applies Set asynchronously, so
-// a Get right after Put may miss (Wait makes earlier Puts visible), and its
-// TinyLFU admission policy may turn a new entry away when the cache is full.
-// What a hit returns, though, is always exactly the value Put at that
-// (pchannel, offset): ristretto identifies entries by a 64-bit hash, so
-// every entry carries its full key and Get checks it.
+// missing at any time — pushed out of the recent layer and turned away or
+// evicted by ristretto, still in ristretto's queue (Wait applies it), or
+// hidden by DropTerm. What a hit returns, though, is always exactly the
+// value Put last at that (pchannel, offset), of a term not dropped:
+// ristretto identifies entries by a 64-bit hash, so every entry carries its
+// full key and Get checks it; DropTerm empties the recent layer of the
+// dropped terms at once and hides them in ristretto; and a key Put again
+// is purged from ristretto before the new entry can reach it.
 //
 // # Tail notification
 //
@@ -37,6 +52,8 @@
 // # Concurrency
 //
 // Cache and Tail are safe for concurrent use by any number of goroutines.
+// A Put is visible to every Get that starts after it returned true, unless
+// the entry was too large for the recent layer (see Cache.Put).
 // Cache.Close waits for calls in progress; afterwards Put refuses and Get
 // misses. A Cache owns ristretto goroutines until it is closed; a Tail owns
 // none and needs no closing.
@@ -45,8 +62,7 @@
 //
 // The writer of a pchannel, when the batch at offset off of term is acked:
 //
-//	c.Put(p, off, term, batch, int64(len(encoded)))
-//	c.Wait() // optional: lets the readers woken next hit the cache
+//	c.Put(p, off, term, batch, int64(len(encoded))) // visible at once
 //	tail.Publish(p, off+1)
 //
 // and when it loses its lease:
