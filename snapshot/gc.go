@@ -1,0 +1,352 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/segmentlog"
+)
+
+// GCConfig configures a GC. Zero fields take the documented defaults.
+type GCConfig struct {
+	Layout segmentlog.Layout
+	// MinAge: a WAL object below the truncation point is deleted only once
+	// it is this old (PROTOCOL.md min_age; 2·TTL + 3R + skew ≤ MinAge).
+	// Default 1 h.
+	MinAge time.Duration
+	// OrphanAge: a segment file no manifest names is deleted only once it
+	// is this old (PROTOCOL.md S, at least twice the longest flush).
+	// Default 1 h.
+	OrphanAge time.Duration
+	// Window is the pchannels' fence window W (WriterConfig.Window): the W
+	// slots from every term change are never deleted. Default 8.
+	Window int
+	// ShrinkGarbage replaces a lower-term batch inside a protected window
+	// by a tombstone, with PutIfMatch, once it is older than MinAge: the
+	// slot stays occupied, its payload goes. Default false.
+	ShrinkGarbage bool
+	// Retainers name WAL positions still needed below the checkpoint:
+	// per-vchannel positions, open transactions, pending snapshots,
+	// broadcasts not yet acked (PROTOCOL.md "Flush, truncation, GC" rule 6).
+	// The truncation point is the lowest of them and the checkpoint.
+	Retainers []Retainer
+	// Timeout bounds one store request. Default 5 s.
+	Timeout time.Duration
+
+	Now    func() time.Time // default time.Now
+	Logger *slog.Logger     // default slog.Default()
+}
+
+// Retainer holds back WAL truncation: Retain returns the lowest offset of
+// pchannel that something still needs (ok=false when nothing below the
+// checkpoint is needed). Implementations are safe for concurrent use.
+type Retainer interface {
+	Retain(ctx context.Context, pchannel string) (offset uint64, ok bool, err error)
+}
+
+// RetainFunc adapts a function to Retainer.
+type RetainFunc func(ctx context.Context, pchannel string) (uint64, bool, error)
+
+// Retain calls f.
+func (f RetainFunc) Retain(ctx context.Context, pchannel string) (uint64, bool, error) {
+	return f(ctx, pchannel)
+}
+
+func (c *GCConfig) withDefaults() {
+	if c.MinAge == 0 {
+		c.MinAge = time.Hour
+	}
+	if c.OrphanAge == 0 {
+		c.OrphanAge = time.Hour
+	}
+	if c.Window == 0 {
+		c.Window = 8
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 5 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports a configuration GC cannot run with.
+func (c *GCConfig) Validate() error {
+	switch {
+	case c.MinAge < 0 || c.OrphanAge < 0:
+		return errors.New("snapshot: gc ages must be ≥ 0")
+	case c.Window < 1 || c.Window > 1024:
+		return fmt.Errorf("snapshot: gc window %d out of range 1..1024", c.Window)
+	case c.Timeout <= 0:
+		return errors.New("snapshot: gc timeout must be > 0")
+	}
+	return nil
+}
+
+// GC deletes what the protocol allows: WAL objects below the truncation
+// point and older than MinAge, except the Window slots from every term
+// change (so a zombie's late PUT always meets an object), and segment files
+// that no manifest names once they are older than OrphanAge. Any number of
+// GCs may run at once, with flushers and writers; GC never writes a record,
+// and its only write, a tombstone, is conditional. Safe for concurrent use.
+type GC struct {
+	cfg   GCConfig
+	store objstore.Store
+	log   *slog.Logger
+}
+
+// NewGC returns a GC over store.
+func NewGC(cfg GCConfig, store objstore.Store) (*GC, error) {
+	cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &GC{cfg: cfg, store: store, log: cfg.Logger}, nil
+}
+
+// WALResult says what one CollectWAL did.
+type WALResult struct {
+	Point     uint64 // truncation point: min(checkpoint, retainers)
+	Deleted   int    // WAL objects deleted
+	Kept      int    // objects below the point kept: protected window slots
+	Young     int    // objects below the point younger than MinAge
+	Tombstone int    // garbage in protected slots shrunk to tombstones
+}
+
+// CollectWAL truncates the WAL of pchannel (PROTOCOL.md "Flush,
+// truncation, GC" rules 4 and 6).
+func (g *GC) CollectWAL(ctx context.Context, pchannel string) (WALResult, error) {
+	cp, _, err := readCheckpoint(ctx, g.store, g.cfg.Layout, pchannel, g.cfg.Timeout)
+	if err != nil {
+		return WALResult{}, fmt.Errorf("gc %s: %w", pchannel, err)
+	}
+	res := WALResult{Point: cp.C}
+	for _, r := range g.cfg.Retainers {
+		off, ok, err := r.Retain(ctx, pchannel)
+		if err != nil {
+			return res, fmt.Errorf("gc %s: retainer: %w", pchannel, err)
+		}
+		if ok && off < res.Point {
+			res.Point = off
+		}
+	}
+	if res.Point == 0 {
+		return res, nil
+	}
+	now := g.cfg.Now()
+	l := g.cfg.Layout
+	var todo []objstore.Attrs
+	err = g.list(ctx, l.WALPrefix(pchannel), func(a objstore.Attrs) error {
+		off, ok := l.ParseWALOffset(pchannel, a.Key)
+		if !ok {
+			return nil
+		}
+		if off >= res.Point {
+			return objstore.ErrStopList // keys list in offset order
+		}
+		if now.Sub(a.LastModified) < g.cfg.MinAge {
+			res.Young++
+			return nil
+		}
+		if term, ok := protectedBy(cp.TermChanges, off, uint64(g.cfg.Window)); ok {
+			res.Kept++
+			if g.cfg.ShrinkGarbage {
+				shrunk, err := g.shrink(ctx, a.Key, off, term)
+				if err != nil {
+					return err
+				}
+				if shrunk {
+					res.Tombstone++
+				}
+			}
+			return nil
+		}
+		todo = append(todo, a)
+		return nil
+	})
+	if err != nil {
+		return res, fmt.Errorf("gc %s: %w", pchannel, err)
+	}
+	for _, a := range todo {
+		if err := g.delete(ctx, a.Key); err != nil {
+			return res, fmt.Errorf("gc %s: %w", pchannel, err)
+		}
+		res.Deleted++
+	}
+	g.log.Debug("wal collected", "pchannel", pchannel, "point", res.Point, "deleted", res.Deleted, "kept", res.Kept, "young", res.Young)
+	return res, nil
+}
+
+// protectedBy reports whether slot off lies in the W slots from a term
+// change, and that change's term.
+func protectedBy(changes []segmentlog.TermChange, off, w uint64) (uint64, bool) {
+	for _, tc := range changes {
+		if off >= tc.Offset && off-tc.Offset < w {
+			return tc.Term, true
+		}
+	}
+	return 0, false
+}
+
+// shrink replaces the slot's batch by a tombstone if it is garbage: a data
+// batch of a term below the window's. PutIfMatch on the ETag read makes it
+// a no-op if anything changed meanwhile.
+func (g *GC) shrink(ctx context.Context, key string, off, windowTerm uint64) (bool, error) {
+	var obj objstore.Object
+	err := retry(ctx, func(actx context.Context) error {
+		var err error
+		obj, err = g.store.Get(actx, key)
+		return err
+	}, g.cfg.Timeout)
+	if errors.Is(err, objstore.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	h, err := segmentlog.DecodeHeader(obj.Body)
+	if err != nil || h.Kind != segmentlog.KindData || h.Term >= windowTerm {
+		return false, nil // not garbage (or not ours to judge)
+	}
+	tomb := segmentlog.Batch{Kind: segmentlog.KindTombstone, Term: h.Term, Offset: off, Nonce: h.Nonce}
+	body, err := tomb.Encode()
+	if err != nil {
+		return false, err
+	}
+	actx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
+	defer cancel()
+	if _, err := g.store.PutIfMatch(actx, key, body, obj.ETag); err != nil {
+		if errors.Is(err, objstore.ErrConflict) || objstore.IsRetryable(err) {
+			return false, nil // changed meanwhile, or unknown: the next pass looks again
+		}
+		return false, err
+	}
+	return true, nil
+}
+
+// OrphanResult says what one CollectOrphans did.
+type OrphanResult struct {
+	Referenced int // segment keys named by a manifest or a snapshot
+	Deleted    int // orphan files deleted
+	Young      int // orphan files younger than OrphanAge
+}
+
+// CollectOrphans deletes segment files that no checkpoint manifest, no
+// snapshot and no restored vchannel names, once older than OrphanAge
+// (PROTOCOL.md "Flush, truncation, GC" rule 3). It lists the files first
+// and reads the references after, so a file committed to a manifest before
+// the references are read is never taken for an orphan; a file listed but
+// committed later would have to belong to a flush longer than OrphanAge.
+func (g *GC) CollectOrphans(ctx context.Context) (OrphanResult, error) {
+	var res OrphanResult
+	now := g.cfg.Now()
+	var candidates []objstore.Attrs
+	if err := g.list(ctx, SegmentsPrefix(g.cfg.Layout), func(a objstore.Attrs) error {
+		if strings.HasSuffix(a.Key, ".arrow") {
+			candidates = append(candidates, a)
+		}
+		return nil
+	}); err != nil {
+		return res, fmt.Errorf("gc orphans: %w", err)
+	}
+	refs, err := g.references(ctx)
+	if err != nil {
+		return res, fmt.Errorf("gc orphans: %w", err)
+	}
+	res.Referenced = len(refs)
+	for _, a := range candidates {
+		if refs[a.Key] {
+			continue
+		}
+		if now.Sub(a.LastModified) < g.cfg.OrphanAge {
+			res.Young++
+			continue
+		}
+		if err := g.delete(ctx, a.Key); err != nil {
+			return res, fmt.Errorf("gc orphans: %w", err)
+		}
+		res.Deleted++
+	}
+	return res, nil
+}
+
+// Collect truncates the WAL of every pchannel with a checkpoint, then
+// deletes orphan segment files. It goes on past a pchannel that fails and
+// returns the errors joined.
+func (g *GC) Collect(ctx context.Context) error {
+	var errs []error
+	pchannels, err := g.pchannels(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range pchannels {
+		if _, err := g.CollectWAL(ctx, p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if _, err := g.CollectOrphans(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// pchannels lists the pchannels that have a checkpoint record.
+func (g *GC) pchannels(ctx context.Context) ([]string, error) {
+	var out []string
+	prefix := CheckpointsPrefix(g.cfg.Layout)
+	err := g.list(ctx, prefix, func(a objstore.Attrs) error {
+		if p, ok := strings.CutSuffix(strings.TrimPrefix(a.Key, prefix), ".json"); ok && !strings.Contains(p, "/") {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (g *GC) list(ctx context.Context, prefix string, fn func(objstore.Attrs) error) error {
+	// A listing is restarted after the last key seen when it fails midway.
+	after := ""
+	// A listing may take longer than one request's timeout: it runs under
+	// the caller's ctx.
+	return retry(ctx, func(context.Context) error {
+		return g.store.List(ctx, prefix, after, func(a objstore.Attrs) error {
+			if err := fn(a); err != nil {
+				return err
+			}
+			after = a.Key
+			return nil
+		})
+	}, g.cfg.Timeout)
+}
+
+func (g *GC) delete(ctx context.Context, key string) error {
+	return retry(ctx, func(actx context.Context) error { return g.store.Delete(actx, key) }, g.cfg.Timeout)
+}
+
+// references returns every segment key that must stay: those named by a
+// checkpoint manifest of any pchannel.
+func (g *GC) references(ctx context.Context) (map[string]bool, error) {
+	refs := make(map[string]bool)
+	pchannels, err := g.pchannels(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range pchannels {
+		cp, _, err := readCheckpoint(ctx, g.store, g.cfg.Layout, p, g.cfg.Timeout)
+		if err != nil {
+			return nil, err
+		}
+		for _, ref := range cp.Segments {
+			refs[ref.Key] = true
+		}
+	}
+	return refs, nil
+}
