@@ -65,7 +65,9 @@ func (f *freezable) PutIfMatch(ctx context.Context, key string, body []byte, eta
 }
 
 // clockAt is a GC clock that reads later than the wall clock by skip.
-func clockAt(skip time.Duration) func() time.Time { return func() time.Time { return time.Now().Add(skip) } }
+func clockAt(skip time.Duration) func() time.Time {
+	return func() time.Time { return time.Now().Add(skip) }
+}
 
 func newGC(t testing.TB, store objstore.Store, mod func(*snapshot.GCConfig)) *snapshot.GC {
 	t.Helper()
