@@ -85,7 +85,13 @@ func newPrefetcher(store objstore.Store, layout Layout, p string, from uint64, m
 // missing (a missing slot is returned again on the next call, re-read).
 func (f *prefetcher) nextSlot(ctx context.Context) slotResult {
 	f.fill(ctx)
-	res := <-f.pending[0]
+	var res slotResult
+	select {
+	case res = <-f.pending[0]:
+	case <-ctx.Done():
+		// The read goes on for the next call; this one gives up.
+		return slotResult{offset: f.next, err: ctx.Err()}
+	}
 	f.cancel[0]()
 	f.pending, f.cancel = f.pending[1:], f.cancel[1:]
 	if res.missing || res.err != nil {
@@ -125,7 +131,9 @@ func (f *prefetcher) close() { f.reset(f.next) }
 func (f *prefetcher) fill(ctx context.Context) {
 	for len(f.pending) < f.depth {
 		off := f.next + uint64(len(f.pending))
-		fctx, cancel := context.WithCancel(ctx)
+		// Read-ahead outlives the call that started it (a caller may cancel
+		// a per-call context once Next returns); reset and close stop it.
+		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		ch := make(chan slotResult, 1)
 		go func() { ch <- readSlot(fctx, f.store, f.layout, f.p, off, f.timeout) }()
 		f.pending = append(f.pending, ch)

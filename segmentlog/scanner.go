@@ -375,6 +375,16 @@ func (s *Scanner) advance(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if s.cfg.Tail != nil && !s.cfg.NoWait {
+		// A writer in this process knows whether the slot is acked: wait
+		// until it is, instead of probing the store for a slot that is not
+		// there yet. It returns at once below the frontier, and with
+		// ErrNoWriter when no writer of the pchannel runs here: then the
+		// store is probed as below.
+		if _, err := s.cfg.Tail.Wait(ctx, s.cfg.PChannel, s.offset); err != nil && ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
 	var b *Batch
 	if s.cfg.Cache != nil {
 		if cb, _, ok := s.cfg.Cache.Get(s.cfg.PChannel, s.offset); ok {

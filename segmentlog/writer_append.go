@@ -465,7 +465,12 @@ func (w *Writer) Close(ctx context.Context) error {
 		w.err = ErrClosed
 	}
 	tail, lastTick, term := w.frontier, w.clock.last, w.grant.Term
-	w.dropCacheLocked()
+	// A clean release keeps the cache: every entry is a landed slot's
+	// content, still true for readers lagging behind. Only a lost lease
+	// drops them (stopLocked). Tail readers go back to the store.
+	if w.cfg.Tail != nil {
+		w.cfg.Tail.Forget(w.cfg.PChannel)
+	}
 	w.signalLocked()
 	w.mu.Unlock()
 
