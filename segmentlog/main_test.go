@@ -12,8 +12,14 @@ import (
 )
 
 // TestMain starts one real MinIO for the package (the harness fails, never
-// skips, when it cannot).
-func TestMain(m *testing.M) { os.Exit(miniotest.RunMain(m)) }
+// skips, when it cannot). A child process a test starts (helperEnv set)
+// talks to its parent's MinIO and starts none.
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) == "1" {
+		os.Exit(m.Run())
+	}
+	os.Exit(miniotest.RunMain(m))
+}
 
 var minioSeq atomic.Int64
 

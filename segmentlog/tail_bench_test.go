@@ -166,10 +166,6 @@ func BenchmarkTailLatencyLongPoll(b *testing.B) {
 		"AWS_ACCESS_KEY_ID="+user,
 		"AWS_SECRET_ACCESS_KEY="+password,
 		"AWS_REGION="+s3store.DefaultRegion,
-		// The child's TestMain must not start a MinIO of its own: with no
-		// binary it records the error, which only miniotest.Get reports,
-		// and runs the tests.
-		miniotest.BinaryEnv+"=/nonexistent/minio",
 	)
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
