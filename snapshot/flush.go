@@ -35,8 +35,11 @@ type FlushConfig struct {
 	// Interval is how often Run looks at the WAL above the checkpoint.
 	// Default 1 s.
 	Interval time.Duration
-	// ReadAhead bounds parallel WAL GETs. Default 16.
+	// ReadAhead bounds parallel WAL GETs. Default 32.
 	ReadAhead int
+	// WriteParallel bounds the segment files encoded and written at once.
+	// Default 4.
+	WriteParallel int
 	// GetTimeout bounds one GET or CAS attempt. Default 1 s.
 	GetTimeout time.Duration
 	// PutTimeout bounds one segment PUT attempt. Default 30 s.
@@ -73,7 +76,10 @@ func (c *FlushConfig) withDefaults() {
 		c.Interval = time.Second
 	}
 	if c.ReadAhead == 0 {
-		c.ReadAhead = 16
+		c.ReadAhead = 32
+	}
+	if c.WriteParallel == 0 {
+		c.WriteParallel = 4
 	}
 	if c.GetTimeout == 0 {
 		c.GetTimeout = time.Second
@@ -113,8 +119,8 @@ func (c *FlushConfig) Validate() error {
 		return errors.New("snapshot: max slots and max bytes must be ≥ 1")
 	case c.Interval <= 0 || c.GetTimeout <= 0 || c.PutTimeout <= 0:
 		return errors.New("snapshot: interval and timeouts must be > 0")
-	case c.ReadAhead < 1 || c.MaxRounds < 1:
-		return errors.New("snapshot: read-ahead and max rounds must be ≥ 1")
+	case c.ReadAhead < 1 || c.WriteParallel < 1 || c.MaxRounds < 1:
+		return errors.New("snapshot: read-ahead, write parallelism and max rounds must be ≥ 1")
 	case c.DedupWindow < 0 || c.DedupMaxKeys < 1:
 		return errors.New("snapshot: dedup window must be ≥ 0 and max keys ≥ 1")
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
@@ -19,13 +20,23 @@ import (
 // checkpoint first (the files written are then orphans).
 func (f *Flusher) commitRound(ctx context.Context, r *round) (Round, error) {
 	flushID := f.cfg.NewID()
-	refs := make([]segmentlog.SegmentRef, 0, len(r.groups))
-	for _, v := range r.vchannels() {
-		ref, err := f.writeSegment(ctx, v, r.groups[v], flushID)
-		if err != nil {
-			return Round{}, err
-		}
-		refs = append(refs, ref)
+	vs := r.vchannels()
+	refs := make([]segmentlog.SegmentRef, len(vs))
+	errs := make([]error, len(vs))
+	// Encode and PUT the vchannels' files in parallel, a few at a time.
+	sem := make(chan struct{}, f.cfg.WriteParallel)
+	var wg sync.WaitGroup
+	for i, v := range vs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			refs[i], errs[i] = f.writeSegment(ctx, v, r.groups[v], flushID)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return Round{}, err
 	}
 	next := r.checkpoint(f.cfg.PChannel, refs, f.cfg.Now())
 	if err := f.casCheckpoint(ctx, r, next, flushID); err != nil {
