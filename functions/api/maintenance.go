@@ -44,7 +44,7 @@ func (m Tasks) RunMaintenance(ctx context.Context, now time.Time) error {
 	for _, t := range m.List {
 		start := time.Now()
 		err := t.Run(ctx, now)
-		log.Info("maintenance task", "task", t.Name(), "took", time.Since(start), "err", err)
+		log.Info("maintenance task", "task", t.Name(), "took_ms", time.Since(start).Milliseconds(), "err", err)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", t.Name(), err))
 		}

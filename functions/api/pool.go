@@ -258,7 +258,7 @@ func (p *Pool) open(pchannel string, call *openCall) {
 			p.bg.Add(1)
 			go p.tickLoop(e)
 		}
-		p.log.Info("writer opened", "pchannel", pchannel, "term", e.w.Term(), "took", p.cfg.Now().Sub(start))
+		p.log.Info("writer opened", "pchannel", pchannel, "term", e.w.Term(), "took_ms", p.cfg.Now().Sub(start).Milliseconds())
 	}
 	close(call.done)
 }
