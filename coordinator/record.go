@@ -1,0 +1,266 @@
+package coordinator
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/cairnlog/cairn/infra/objstore"
+)
+
+// The registry, session and assignment records share one way of being
+// stored: a JSON object per name with a "format" number and a monotone
+// "version", created with PutIfAbsent and changed only with PutIfMatch
+// (PROTOCOL.md, "Records"). Leases (leases.go) predates these helpers and
+// keeps its own copy of the same loop.
+
+// codec describes one kind of record.
+type codec[T any] struct {
+	kind    string // "vchannel", "node", "assignment": for keys' names and errors
+	key     func(name string) string
+	prefix  string
+	encode  func(T) ([]byte, error)
+	decode  func(name string, b []byte) (T, error)
+	version func(T) uint64
+}
+
+// records is a store with the timeouts and clock of one component.
+type records struct {
+	store   objstore.Store
+	timeout time.Duration
+	now     func() time.Time
+}
+
+// checkFormat rejects a record without a "format" field or with another
+// one than want.
+func checkFormat(kind, name string, b []byte, want int) error {
+	var probe struct {
+		Format *int `json:"format"`
+	}
+	if err := json.Unmarshal(b, &probe); err != nil {
+		return fmt.Errorf("coordinator: %s record of %s: %w", kind, name, err)
+	}
+	if probe.Format == nil {
+		return fmt.Errorf("coordinator: %s record of %s: no \"format\" field", kind, name)
+	}
+	if *probe.Format != want {
+		return fmt.Errorf("coordinator: %s record of %s: unknown format %d (this build reads format %d)",
+			kind, name, *probe.Format, want)
+	}
+	return nil
+}
+
+// utc drops the monotonic reading and the zone, so a stored time reads back
+// equal to what was written.
+func utc(t time.Time) time.Time { return t.UTC().Round(0) }
+
+// readRecord reads the record name: nil if there is none.
+func readRecord[T any](ctx context.Context, r records, c codec[T], name string) (*T, objstore.Object, error) {
+	rctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	obj, err := r.store.Get(rctx, c.key(name))
+	if errors.Is(err, objstore.ErrNotFound) {
+		return nil, objstore.Object{}, nil
+	}
+	if err != nil {
+		return nil, objstore.Object{}, err
+	}
+	rec, err := c.decode(name, obj.Body)
+	if err != nil {
+		return nil, objstore.Object{}, err
+	}
+	return &rec, obj, nil
+}
+
+// describeRecord reads the record name, retrying transient failures; nil if
+// there is none.
+func describeRecord[T any](ctx context.Context, r records, c codec[T], name string) (*T, error) {
+	var err error
+	for attempt := range maxAttempts {
+		if attempt > 0 {
+			if err := sleep(ctx, backoff(attempt)); err != nil {
+				return nil, err
+			}
+		}
+		var rec *T
+		rec, _, err = readRecord(ctx, r, c, name)
+		if err == nil {
+			return rec, nil
+		}
+		if !objstore.IsRetryable(err) || ctx.Err() != nil {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("gave up after %d attempts: %w", maxAttempts, err)
+}
+
+// updateRecord runs read–decide–write rounds on the record name until a
+// decision is stored, needs no write (same version), or fails; it returns
+// the record as stored and its ETag. Like Leases.update, a write whose reply
+// was lost is recognised by reading back its exact bytes, never resent
+// blindly.
+func updateRecord[T any](ctx context.Context, r records, c codec[T], name string,
+	decide func(cur *T, now time.Time) (T, error)) (T, string, error) {
+	var zero T
+	key := c.key(name)
+	var unknown [][]byte
+	var lastErr error
+	for attempt := range maxAttempts {
+		if attempt > 0 {
+			if err := sleep(ctx, backoff(attempt)); err != nil {
+				return zero, "", err
+			}
+		}
+		cur, obj, err := readRecord(ctx, r, c, name)
+		if err != nil {
+			if objstore.IsRetryable(err) && ctx.Err() == nil {
+				lastErr = err
+				continue
+			}
+			return zero, "", err
+		}
+		if cur != nil {
+			for _, body := range unknown {
+				if bytes.Equal(obj.Body, body) {
+					return *cur, obj.ETag, nil // our write landed after all
+				}
+			}
+		}
+		next, err := decide(cur, r.now())
+		if err != nil {
+			return zero, "", err
+		}
+		if cur != nil && c.version(next) == c.version(*cur) {
+			return next, obj.ETag, nil // nothing to change
+		}
+		body, err := c.encode(next)
+		if err != nil {
+			return zero, "", err
+		}
+		etag, err := putRecord(ctx, r, key, body, obj.ETag, cur == nil)
+		switch {
+		case err == nil:
+			return next, etag, nil
+		case errors.Is(err, objstore.ErrExists) || errors.Is(err, objstore.ErrConflict):
+			lastErr = err
+		case objstore.IsRetryable(err) && ctx.Err() == nil:
+			unknown = append(unknown, body)
+			lastErr = err
+		default:
+			return zero, "", err
+		}
+	}
+	return zero, "", fmt.Errorf("gave up after %d attempts: %w", maxAttempts, lastErr)
+}
+
+// putRecord makes one conditional write: create if absent, else replace if
+// the ETag still matches.
+func putRecord(ctx context.Context, r records, key string, body []byte, etag string, create bool) (string, error) {
+	rctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	if create {
+		return r.store.PutIfAbsent(rctx, key, body, nil)
+	}
+	return r.store.PutIfMatch(rctx, key, body, etag)
+}
+
+// mirror is a local copy of every record under one prefix, refreshed with
+// one LIST and a GET of each record whose listed ETag changed: an unchanged
+// prefix costs one request. It is not safe for concurrent use; its owner
+// serialises access.
+type mirror[T any] struct {
+	c       codec[T]
+	entries map[string]*mirrored[T]
+}
+
+type mirrored[T any] struct {
+	rec      T
+	etag     string // from the GET (or our own write): what a CAS must match
+	listETag string // as last listed: a change means the record changed
+}
+
+func newMirror[T any](c codec[T]) *mirror[T] {
+	return &mirror[T]{c: c, entries: make(map[string]*mirrored[T])}
+}
+
+// refresh lists the prefix and reads every new or changed record. Records
+// that disappeared from the listing are forgotten (records are never
+// deleted; a store that did is tolerated).
+func (m *mirror[T]) refresh(ctx context.Context, r records) error {
+	type listed struct{ name, etag string }
+	var keys []listed
+	lctx, cancel := context.WithTimeout(ctx, r.timeout)
+	err := r.store.List(lctx, m.c.prefix, "", func(a objstore.Attrs) error {
+		if name, ok := nameOfKey(m.c.prefix, m.c.kind, a.Key); ok {
+			keys = append(keys, listed{name, a.ETag})
+		}
+		return nil
+	})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("list %s records: %w", m.c.kind, err)
+	}
+	present := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		present[k.name] = true
+		if e, ok := m.entries[k.name]; ok && e.listETag == k.etag && k.etag != "" {
+			continue
+		}
+		rec, obj, err := readRecord(ctx, r, m.c, k.name)
+		if err != nil {
+			return fmt.Errorf("read %s record %s: %w", m.c.kind, k.name, err)
+		}
+		if rec == nil {
+			delete(m.entries, k.name)
+			continue
+		}
+		m.entries[k.name] = &mirrored[T]{rec: *rec, etag: obj.ETag, listETag: k.etag}
+	}
+	for name := range m.entries {
+		if !present[name] {
+			delete(m.entries, name)
+		}
+	}
+	return nil
+}
+
+// set records our own successful write of name.
+func (m *mirror[T]) set(name string, rec T, etag string) {
+	m.entries[name] = &mirrored[T]{rec: rec, etag: etag, listETag: etag}
+}
+
+// stale makes the next refresh read name again.
+func (m *mirror[T]) stale(name string) {
+	if e, ok := m.entries[name]; ok {
+		e.listETag = ""
+	}
+}
+
+func (m *mirror[T]) get(name string) (*mirrored[T], bool) {
+	e, ok := m.entries[name]
+	return e, ok
+}
+
+// names returns the mirrored names, sorted.
+func (m *mirror[T]) names() []string {
+	out := make([]string, 0, len(m.entries))
+	for name := range m.entries {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// all returns the mirrored records in name order.
+func (m *mirror[T]) all() []T {
+	names := m.names()
+	out := make([]T, len(names))
+	for i, name := range names {
+		out[i] = m.entries[name].rec
+	}
+	return out
+}
