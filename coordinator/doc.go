@@ -1,18 +1,21 @@
 // Package coordinator keeps Cairn's control-plane records as CAS-updated
-// objects in the bucket, with no database and no in-memory locks. Today it
-// hands out pchannel leases; the vchannel registry, node sessions,
-// assignment/balancing and broadcast tasks will live here too, built the same
-// way.
+// objects in the bucket, with no database and no in-memory locks: pchannel
+// leases (Leases), the vchannel registry (Registry), node sessions and the
+// assignment of pchannels to nodes (Balancer, and Node on the node side).
+// Broadcast tasks will live here too, built the same way.
 //
 // # Design
 //
-// Every decision (who gets a lease, what a renew or release changes) is a
-// pure function of the current record and a clock reading, with no I/O
-// (lease_decide.go). A thin driver (Leases) reads the record, decides, and
-// writes the result with PutIfAbsent (no record yet) or PutIfMatch (the ETag
-// it read). On a lost race it reads and decides again; a write whose reply
-// was lost is resolved by reading the record back, never by a blind resend.
-// Correctness therefore never depends on there being a single coordinator.
+// Every decision (who gets a lease, what a renew or release changes, where
+// a vchannel binds, what a drop or a pin does, where a pchannel goes) is a
+// pure function of records and a clock reading, with no I/O
+// (lease_decide.go, vchannel_decide.go, assignment_decide.go). Thin drivers
+// read the records, decide, and write the result with PutIfAbsent (no
+// record yet) or PutIfMatch (the ETag they read). On a lost race they read
+// and decide again; a write whose reply was lost is resolved by reading the
+// record back, never by a blind resend. Correctness therefore never depends
+// on there being a single coordinator: any number of Registries and
+// Balancers may run at once, and only a lease acquire makes a holder.
 //
 // # Lease record
 //
@@ -53,13 +56,89 @@
 //   - A grant's Deadline is t_send + TTL − margin, t_send being read before
 //     the operation's first store request.
 //
+// # Other records
+//
+// Each is JSON with a "format" number (1) and a "version" bumped by every
+// write, never deleted (a deleted thing becomes a tombstone state):
+//
+//	{prefix}/meta/vchannels/{v}.json      VChannel: name, pchannel (the binding, fixed),
+//	                                      state active|dropped|reclaiming, created_at, created
+//	                                      and dropped {id, timetick} (where the create and drop
+//	                                      messages landed), dropped_at, position {id, timetick,
+//	                                      done}, pins (snapshot names), version
+//	{prefix}/meta/nodes/{node}.json       Session: node, address, incarnation, started,
+//	                                      heartbeat, stopped, version (written by the node only)
+//	{prefix}/meta/assignments/{p}.json    Assignment: pchannel, state unassigned|assigning|
+//	                                      assigned|unassigning, node, from, since, reason,
+//	                                      avoid, avoid_until, version (written by balancers only)
+//
+// The pchannel set is the set of assignment records: Config.PChannels
+// (default p0…p3) are created "unassigned" by the first Balancer or
+// Registry that misses one. It only grows.
+//
+// # vchannels
+//
+// Create binds a vchannel to the pchannel with the fewest active vchannels,
+// or to the one named, then appends a create message (TypeCreateVChannel)
+// through a ControlWAL and records where it landed; creating it again is
+// idempotent while the binding matches (ErrBindingConflict otherwise). Drop
+// first CASes the record to dropped with its position done, then appends a
+// drop message and records where it landed. A position update after the
+// drop fails (ErrVChannelDropped), so a stale flusher cannot write a
+// position back, and nothing moves the pchannel's checkpoint (PROTOCOL.md,
+// "Flush, truncation, GC" rule 7). Control messages carry idempotency keys
+// (producer "cairn.registry/{v}"), so a retried create or drop lands once.
+// Snapshots Pin a vchannel while it is active; MarkReclaiming (GC) succeeds
+// only for a dropped vchannel with no pins (PROTOCOL.md, "Snapshots" rule 1).
+// Locate tells a producer which node holds the vchannel's pchannel (from the
+// lease) and its address (from the session).
+//
+// # Sessions, assignment, balance (MEP 7 states)
+//
+// A Node registers a session with a fresh incarnation, heartbeats it every
+// HeartbeatInterval (one conditional PUT), and polls the assignment records
+// every PollInterval (one LIST; a record is read only when its ETag
+// changed). It calls its Holder to open a writer for every pchannel
+// assigned to it (Hold: segmentlog.OpenWriter, whose lease acquire is the
+// only confirmation and the only thing that bumps a term) and to close the
+// writer of one that moved away (Release: Writer.Close releases the lease).
+//
+// A Balancer round reads the assignment and session records the same way,
+// the lease records it needs (Leases.Describe; a lease known to be live is
+// not read again until it could have lapsed), and decides:
+//
+//	unassigned  → assigning(N)     a live node exists (N: fewest pchannels)
+//	assigning(N) → assigned(N)     N holds the lease
+//	assigning(N) → assigning(M)    N is dead and does not hold it, or N left it free StuckTimeout
+//	assigned(N) → assigning(M)     the lease is free: released, or expired + margin
+//	assigned(N) → unassigning(N→M) balancing, when nothing is in transit
+//	unassigning(N→M) → assigning(M) N's lease is free
+//	… → unassigned                 no live node (the remaining pool)
+//
+// An expired session alone never moves a pchannel whose lease is live
+// (PROTOCOL.md, "Broadcast and coordinator" rule 4). A stuck node (alive,
+// but it does not take the free lease it was given) is avoided by balancing
+// for 4 × StuckTimeout.
+//
+// Failover time after a holder stops (defaults): its lease lapses at most
+// TTL after its last renew and may be taken Margin later, 9.5–12.5 s; then
+// up to one CheckInterval (1 s) for a balancer to reassign, one
+// PollInterval (2 s) for the node to see it, and the writer's recovery.
+//
+// Requests when idle (defaults): a node 1 LIST / 2 s + 1 PUT / 3 s ≈ 0.83/s
+// (its writers add a GET and a PUT per RenewInterval per held pchannel); a
+// balancer 2 LIST/s + one GET per node heartbeat (N/3 per s) + one lease GET
+// per pchannel about every TTL + Margin (P/12 per s).
+//
 // # Concurrency
 //
-// Leases is safe for concurrent use by many goroutines, and any number of
-// Leases values in any number of processes may share one store; the store's
-// per-key linearizable conditional writes are the only synchronisation.
-// Clock skew between coordinators must stay within the margin
-// (PROTOCOL.md, "Parameters"); safety of the WAL itself never rests on it.
+// Leases, Registry and Balancer are safe for concurrent use by many
+// goroutines, and any number of them in any number of processes may share
+// one store; the store's per-key linearizable conditional writes are the
+// only synchronisation. A Node's Run is called once; its accessors are safe
+// for concurrent use. Clock skew between processes must stay within the
+// lease margin (PROTOCOL.md, "Parameters"); safety of the WAL itself never
+// rests on it, and session liveness only decides how fast things move.
 //
 // # Example
 //
@@ -75,4 +154,17 @@
 //	g, err = leases.Renew(ctx, "p0", g.Term, g.Nonce)
 //	// and finally hand over with the ack frontier and the last tick used:
 //	err = leases.Release(ctx, "p0", g.Term, g.Nonce, tail, lastTick)
+//
+// A coordinator process runs a Balancer and serves a Registry; a node runs a
+// Node whose Holder opens writers:
+//
+//	cfg := coordinator.Config{Layout: layout, PChannels: []string{"p0", "p1", "p2", "p3"}}
+//	bal, err := coordinator.NewBalancer(cfg, store, leases)
+//	go bal.Run(ctx)
+//	reg, err := coordinator.NewRegistry(cfg, store, leases)
+//	v, err := reg.Create(ctx, wal, "orders-1", "") // wal: a ControlWAL reaching the holder
+//	loc, err := reg.Locate(ctx, "orders-1")         // loc.Node, loc.Address
+//
+//	node, err := coordinator.NewNode(cfg, store, "node-a", "http://10.0.0.7:7070", holder)
+//	err = node.Run(ctx) // until ctx ends; then releases its pchannels and stops its session
 package coordinator
