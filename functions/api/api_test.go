@@ -11,6 +11,7 @@ import (
 
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
+	"github.com/cairnlog/cairn/snapshot"
 )
 
 func TestAppendAndRead(t *testing.T) {
@@ -323,5 +324,37 @@ func TestTimeTickBatch(t *testing.T) {
 	req.ExpectedOffset = &want
 	if ar := ts.mustAppend("p0", req); ar.Acks[0].Offset != want {
 		t.Fatalf("landed at %d, want %d", ar.Acks[0].Offset, want)
+	}
+}
+
+// TestReadBelowCheckpoint: once the flusher has moved the checkpoint, reads
+// from earliest come from the segments, then the WAL, with no gap.
+func TestReadBelowCheckpoint(t *testing.T) {
+	store := objstore.NewMemory()
+	ts := newTestServer(t, testConfig(t), store)
+	for i := range 5 {
+		ts.mustAppend("p0", msgs("v0", strconv.Itoa(i)))
+	}
+	f, err := snapshot.NewFlusher(snapshot.FlushConfig{PChannel: "p0", Logger: testLogger(t)}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rounds, err := f.FlushNow(t.Context())
+	if err != nil || len(rounds) == 0 {
+		t.Fatalf("flush: %v, %d rounds", err, len(rounds))
+	}
+	cp, _, err := segmentlog.ReadCheckpoint(t.Context(), store, segmentlog.Layout{}, "p0")
+	if err != nil || cp.C == 0 {
+		t.Fatalf("checkpoint %+v, %v", cp, err)
+	}
+	ts.mustAppend("p0", msgs("v0", "5"))
+	got := ts.mustRead("/v1/pchannels/p0/messages?from=earliest")
+	if len(got.Messages) != 6 {
+		t.Fatalf("read %d messages across the checkpoint %d, want 6", len(got.Messages), cp.C)
+	}
+	for i, m := range got.Messages {
+		if string(m.Payload) != strconv.Itoa(i) {
+			t.Fatalf("message %d is %q", i, m.Payload)
+		}
 	}
 }

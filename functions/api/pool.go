@@ -499,6 +499,13 @@ func (p *Pool) Frontier(pchannel string) (frontier, term uint64, ok bool) {
 	return s.Frontier, s.Term, true
 }
 
+// Closed reports whether Close was called.
+func (p *Pool) Closed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
 // Close stops taking appends, closes every writer (each waits for its
 // appends in flight, then releases its lease with its tail) and the cache.
 // It returns the first error; a writer that had been fenced is not an

@@ -206,7 +206,7 @@ func (s *Server) read(ctx context.Context, p string, q readQuery) (ReadResponse,
 	sc, err := segmentlog.NewScanner(ctx, segmentlog.ScannerConfig{
 		PChannel: p, Layout: s.cfg.Layout, From: from,
 		VChannels: q.vchannels, Types: q.types,
-		Cache: s.pool.Cache(), NoWait: true,
+		Cache: s.pool.Cache(), NoWait: true, Segments: s.segs,
 	}, s.store)
 	if err != nil {
 		return ReadResponse{}, err

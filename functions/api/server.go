@@ -16,6 +16,8 @@ import (
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/segmentlog"
+	"github.com/cairnlog/cairn/snapshot"
 )
 
 // Role says which function serves a route. A Lambda function mounts its own
@@ -45,6 +47,7 @@ type Server struct {
 	store   objstore.Store // counted
 	leases  *coordinator.Leases
 	pool    *Pool
+	segs    segmentlog.SegmentReader // reads below the flush checkpoint
 	metrics *metrics
 	log     *slog.Logger
 	routes  []Route
@@ -71,6 +74,7 @@ func New(cfg Config, store objstore.Store) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.segs = snapshot.NewSegmentReader(s.store, 0)
 	s.routes = s.routeTable()
 	return s, nil
 }
@@ -224,10 +228,7 @@ func (s *Server) wrap(rt Route) http.Handler {
 
 // healthz answers 200 while the server takes requests.
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) error {
-	s.pool.mu.Lock()
-	closed := s.pool.closed
-	s.pool.mu.Unlock()
-	if closed {
+	if s.pool.Closed() {
 		return fmt.Errorf("healthz: %w", ErrShuttingDown)
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
