@@ -332,7 +332,9 @@ func (g *GC) delete(ctx context.Context, key string) error {
 }
 
 // references returns every segment key that must stay: those named by a
-// checkpoint manifest of any pchannel.
+// checkpoint manifest of any pchannel, by a snapshot not yet released, or
+// by a restore job that is running or done (PROTOCOL.md "Snapshots" rules
+// 1 and 2).
 func (g *GC) references(ctx context.Context) (map[string]bool, error) {
 	refs := make(map[string]bool)
 	pchannels, err := g.pchannels(ctx)
@@ -346,6 +348,28 @@ func (g *GC) references(ctx context.Context) (map[string]bool, error) {
 		}
 		for _, ref := range cp.Segments {
 			refs[ref.Key] = true
+		}
+	}
+	snaps, err := listRecords[Snapshot](ctx, g.store, SnapshotsPrefix(g.cfg.Layout), g.cfg.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range snaps {
+		if s.root() {
+			for _, ref := range s.Segments {
+				refs[ref.Key] = true
+			}
+		}
+	}
+	jobs, err := listRecords[RestoreJob](ctx, g.store, RestoresPrefix(g.cfg.Layout), g.cfg.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	for _, j := range jobs {
+		if j.root() {
+			for _, ref := range j.Segments {
+				refs[ref.Key] = true
+			}
 		}
 	}
 	return refs, nil

@@ -1,0 +1,330 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/segmentlog"
+)
+
+// State is the lifecycle state of a snapshot record.
+type State string
+
+const (
+	// Pending: the record exists and its vchannels are being pinned and
+	// flushed; its manifest is not complete. A GC root.
+	Pending State = "pending"
+	// Committed: the manifest is complete and immutable. A GC root.
+	Committed State = "committed"
+	// Deleting: drop has begun; pins are being released. Still a GC root.
+	Deleting State = "deleting"
+	// Released: dropped. The record stays as a tombstone (PROTOCOL.md,
+	// "Records": records are never deleted), invisible to List and
+	// Describe, and its name may be used again.
+	Released State = "released"
+)
+
+// snapshotFormat is the version of the snapshot record's JSON form.
+const snapshotFormat = 1
+
+// Snapshot is the record of one snapshot at {prefix}/snapshots/{name}.json,
+// changed only by CAS. A Snapshot is a plain value.
+type Snapshot struct {
+	Format    int      `json:"format"`
+	Name      string   `json:"name"`
+	State     State    `json:"state"`
+	VChannels []string `json:"vchannels"` // sorted
+	// Cuts: for each pchannel of its vchannels, the checkpoint the snapshot
+	// was cut at. The snapshot holds every message of its vchannels below
+	// each cut.
+	Cuts []Cut `json:"cuts,omitempty"`
+	// TimeTick: every message of the snapshot's vchannels with a timetick
+	// ≤ TimeTick is in the snapshot (the lowest LastTimeTick of its cuts;
+	// timeticks increase along each pchannel).
+	TimeTick uint64 `json:"timetick"`
+	// Segments is the manifest: the files holding the snapshot's messages.
+	Segments  []segmentlog.SegmentRef `json:"segments,omitempty"`
+	Messages  int64                   `json:"messages"`
+	Bytes     int64                   `json:"bytes"`
+	CreatedAt time.Time               `json:"created_at"`
+	UpdatedAt time.Time               `json:"updated_at"`
+	Version   uint64                  `json:"version"`
+}
+
+// Cut is where a snapshot cut one pchannel.
+type Cut struct {
+	PChannel string `json:"pchannel"`
+	C        uint64 `json:"c"`
+	TimeTick uint64 `json:"timetick"` // the checkpoint's LastTimeTick
+}
+
+// root reports whether the snapshot's manifest keeps its files from GC.
+func (s Snapshot) root() bool { return s.State != Released && s.State != "" }
+
+// VChannels is the vchannel registry as snapshots use it (PROTOCOL.md
+// "Snapshots" rule 1); coordinator.Registry provides it. Pin adds holder's
+// pin to the vchannel's record by CAS and returns the pchannel it is bound
+// to; it fails once the vchannel is dropped or being reclaimed. Unpin
+// removes the pin, in any state; both are idempotent. Safe for concurrent
+// use.
+type VChannels interface {
+	Pin(ctx context.Context, vchannel, holder string) (pchannel string, err error)
+	Unpin(ctx context.Context, vchannel, holder string) error
+}
+
+// SnapshotsConfig configures Snapshots. Zero fields take the documented
+// defaults.
+type SnapshotsConfig struct {
+	Layout segmentlog.Layout
+	// Flush is the template of the flushers that cut pchannels (its
+	// PChannel is set per pchannel; Layout is this Layout).
+	Flush FlushConfig
+	// Timeout bounds one store request. Default 5 s.
+	Timeout time.Duration
+
+	Now    func() time.Time // default time.Now
+	Logger *slog.Logger     // default slog.Default()
+}
+
+func (c *SnapshotsConfig) withDefaults() {
+	if c.Timeout == 0 {
+		c.Timeout = 5 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	c.Flush.Layout, c.Flush.Now, c.Flush.Logger = c.Layout, c.Now, c.Logger
+}
+
+// Validate reports a configuration Snapshots cannot run with.
+func (c *SnapshotsConfig) Validate() error {
+	if c.Timeout <= 0 {
+		return errors.New("snapshot: timeout must be > 0")
+	}
+	return nil
+}
+
+// Snapshots creates, lists, describes, drops and restores snapshots: named,
+// immutable manifests over the segments of a set of vchannels (DESIGN.md,
+// "Snapshots"). Every step is a CAS on a record, so calls may run in any
+// number of processes; Create, Drop and Restore are idempotent and resume
+// where an interrupted call stopped. Safe for concurrent use.
+type Snapshots struct {
+	cfg    SnapshotsConfig
+	store  objstore.Store
+	vchans VChannels
+	reader *SegmentReader
+	log    *slog.Logger
+}
+
+// NewSnapshots returns Snapshots over store and the vchannel registry.
+func NewSnapshots(cfg SnapshotsConfig, store objstore.Store, vchannels VChannels) (*Snapshots, error) {
+	cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if vchannels == nil {
+		return nil, errors.New("snapshot: no vchannel registry")
+	}
+	return &Snapshots{cfg: cfg, store: store, vchans: vchannels, reader: NewSegmentReader(store, 0), log: cfg.Logger}, nil
+}
+
+// Create takes a snapshot of vchannels: record pending → pin every
+// vchannel (before anything is read) → flush each of their pchannels → cut
+// at the new checkpoints → manifest → committed. Every message acked on
+// those vchannels before Create was called is in the snapshot. Calling it
+// again with the same name and vchannels resumes or returns the committed
+// snapshot; other vchannels fail with ErrExists. If a step fails, Create
+// rolls back (releases the pins and the record) and returns the error.
+func (s *Snapshots) Create(ctx context.Context, name string, vchannels []string) (Snapshot, error) {
+	if err := segmentlog.ValidateName("snapshot", name); err != nil {
+		return Snapshot{}, err
+	}
+	if len(vchannels) == 0 {
+		return Snapshot{}, errors.New("snapshot: create with no vchannels")
+	}
+	vs := slices.Sorted(slices.Values(vchannels))
+	vs = slices.Compact(vs)
+	key := SnapshotKey(s.cfg.Layout, name)
+	snap, err := update(ctx, s.store, key, s.cfg.Timeout, func(cur Snapshot, exists bool) (Snapshot, error) {
+		if exists && cur.root() {
+			if !slices.Equal(cur.VChannels, vs) {
+				return cur, fmt.Errorf("snapshot %s over %v: %w", name, cur.VChannels, ErrExists)
+			}
+			return cur, errUnchanged
+		}
+		now := s.cfg.Now().UTC()
+		return Snapshot{Format: snapshotFormat, Name: name, State: Pending, VChannels: vs, CreatedAt: now, UpdatedAt: now, Version: cur.Version + 1}, nil
+	})
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("create snapshot %s: %w", name, err)
+	}
+	if snap.State == Committed {
+		return snap, nil
+	}
+	if snap.State != Pending {
+		return snap, fmt.Errorf("create snapshot %s: %w: it is %s", name, ErrState, snap.State)
+	}
+	committed, err := s.fill(ctx, snap)
+	if err != nil {
+		if rerr := s.release(context.WithoutCancel(ctx), name); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("roll back: %w", rerr))
+		}
+		return Snapshot{}, fmt.Errorf("create snapshot %s: %w", name, err)
+	}
+	return committed, nil
+}
+
+// fill pins, flushes, cuts and commits a pending snapshot.
+func (s *Snapshots) fill(ctx context.Context, snap Snapshot) (Snapshot, error) {
+	byP := make(map[string][]string) // pchannel → its vchannels in the snapshot
+	for _, v := range snap.VChannels {
+		p, err := s.vchans.Pin(ctx, v, snap.Name)
+		if err != nil {
+			return Snapshot{}, fmt.Errorf("pin %s: %w", v, err)
+		}
+		byP[p] = append(byP[p], v)
+	}
+	var cuts []Cut
+	var refs []segmentlog.SegmentRef
+	for _, p := range slices.Sorted(maps.Keys(byP)) {
+		cfg := s.cfg.Flush
+		cfg.PChannel = p
+		f, err := NewFlusher(cfg, s.store)
+		if err != nil {
+			return Snapshot{}, err
+		}
+		if _, err := f.FlushNow(ctx); err != nil {
+			return Snapshot{}, fmt.Errorf("flush %s: %w", p, err)
+		}
+		cp, _, err := readCheckpoint(ctx, s.store, s.cfg.Layout, p, s.cfg.Timeout)
+		if err != nil {
+			return Snapshot{}, err
+		}
+		cuts = append(cuts, Cut{PChannel: p, C: cp.C, TimeTick: cp.LastTimeTick})
+		for _, ref := range cp.Segments {
+			if slices.Contains(byP[p], ref.VChannel) {
+				refs = append(refs, ref)
+			}
+		}
+	}
+	return update(ctx, s.store, SnapshotKey(s.cfg.Layout, snap.Name), s.cfg.Timeout, func(cur Snapshot, exists bool) (Snapshot, error) {
+		switch {
+		case !exists || cur.State == Released:
+			return cur, fmt.Errorf("%w: the pending record is gone", ErrState)
+		case cur.State == Committed:
+			return cur, errUnchanged // another Create of the same snapshot finished first
+		case cur.State != Pending:
+			return cur, fmt.Errorf("%w: it is %s", ErrState, cur.State)
+		}
+		next := cur
+		next.State, next.Cuts, next.Segments = Committed, cuts, refs
+		next.TimeTick = cuts[0].TimeTick
+		for _, c := range cuts {
+			next.TimeTick = min(next.TimeTick, c.TimeTick)
+		}
+		next.Messages, next.Bytes = 0, 0
+		for _, r := range refs {
+			next.Messages += r.Messages
+			next.Bytes += r.Bytes
+		}
+		next.UpdatedAt, next.Version = s.cfg.Now().UTC(), cur.Version+1
+		return next, nil
+	})
+}
+
+// Describe returns the snapshot named name; ErrNotFound if there is none
+// (or it was dropped).
+func (s *Snapshots) Describe(ctx context.Context, name string) (Snapshot, error) {
+	snap, _, ok, err := readRecord[Snapshot](ctx, s.store, SnapshotKey(s.cfg.Layout, name), s.cfg.Timeout)
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("describe snapshot %s: %w", name, err)
+	}
+	if !ok || !snap.root() {
+		return Snapshot{}, fmt.Errorf("describe snapshot %s: %w", name, ErrNotFound)
+	}
+	return snap, nil
+}
+
+// List returns the snapshots not dropped, by name; with a vchannel, only
+// those that include it.
+func (s *Snapshots) List(ctx context.Context, vchannel string) ([]Snapshot, error) {
+	all, err := listRecords[Snapshot](ctx, s.store, SnapshotsPrefix(s.cfg.Layout), s.cfg.Timeout)
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	out := all[:0]
+	for _, snap := range all {
+		if snap.root() && (vchannel == "" || slices.Contains(snap.VChannels, vchannel)) {
+			out = append(out, snap)
+		}
+	}
+	return out, nil
+}
+
+// Drop drops the snapshot: deleting → its pins released → released (the
+// record stays as a tombstone, no longer a GC root). Dropping a snapshot
+// that is not there, or already dropped, is not an error. Files a restored
+// vchannel still uses stay: restore jobs are GC roots of their own.
+func (s *Snapshots) Drop(ctx context.Context, name string) error {
+	if err := s.release(ctx, name); err != nil {
+		return fmt.Errorf("drop snapshot %s: %w", name, err)
+	}
+	return nil
+}
+
+// release moves the record to deleting, unpins its vchannels, and moves it
+// to released.
+func (s *Snapshots) release(ctx context.Context, name string) error {
+	key := SnapshotKey(s.cfg.Layout, name)
+	snap, err := update(ctx, s.store, key, s.cfg.Timeout, func(cur Snapshot, exists bool) (Snapshot, error) {
+		if !exists || cur.State == Released || cur.State == Deleting {
+			return cur, errUnchanged
+		}
+		next := cur
+		next.State, next.UpdatedAt, next.Version = Deleting, s.cfg.Now().UTC(), cur.Version+1
+		return next, nil
+	})
+	if err != nil {
+		return err
+	}
+	if snap.State != Deleting {
+		return nil // absent or already released
+	}
+	for _, v := range snap.VChannels {
+		if err := s.vchans.Unpin(ctx, v, name); err != nil {
+			return fmt.Errorf("unpin %s: %w", v, err)
+		}
+	}
+	_, err = update(ctx, s.store, key, s.cfg.Timeout, func(cur Snapshot, exists bool) (Snapshot, error) {
+		if !exists || cur.State != Deleting {
+			return cur, errUnchanged
+		}
+		next := cur
+		next.State, next.Segments, next.UpdatedAt, next.Version = Released, nil, s.cfg.Now().UTC(), cur.Version+1
+		return next, nil
+	})
+	return err
+}
+
+// Open iterates the messages of one vchannel of a committed snapshot, in ID
+// order.
+func (s *Snapshots) Open(ctx context.Context, name, vchannel string) (segmentlog.SegmentIterator, error) {
+	snap, err := s.Describe(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if snap.State != Committed {
+		return nil, fmt.Errorf("open snapshot %s: %w: it is %s", name, ErrState, snap.State)
+	}
+	return s.reader.open(ctx, snap.Segments, ^uint64(0), segmentlog.MessageID{}, []string{vchannel})
+}
