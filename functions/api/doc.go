@@ -63,6 +63,10 @@
 // that every offset is exact in any JSON client; timeticks, which pass
 // 2^53, are JSON strings.
 //
+// Reads go through segmentlog's Scanner with the pool's cache and the
+// snapshot package's segment reader, so a read below the flush checkpoint
+// comes from Arrow segments, then the WAL, with no gap.
+//
 // Reads long-poll: the answer comes as soon as there is at least one
 // message (up to max and Config.MaxReadBytes of payload), or when wait
 // (capped at Config.MaxWait) is over, with no messages. next is the
@@ -83,9 +87,13 @@
 // invocations. A pchannel whose lease a live holder elsewhere has is never
 // taken over: the request waits up to Config.LeaseWait for a release or
 // expiry, then answers 503 lease_held with Retry-After. A stopped writer is
-// replaced on the next request; Close (SIGTERM in Lambda and in cairn
-// serve) closes every writer, releasing its lease with its tail, so the
-// next holder needs no expiry.
+// replaced on the next request; a thawed container whose lease lapsed but
+// was not taken renews and keeps its writer. The pool, not the writer,
+// persists the timetick batch after a quiet second, under the same gate as
+// conditional appends, so that it never slips between an expected_offset
+// check and its batch. Close (SIGTERM in Lambda and in cairn serve)
+// closes every writer, releasing its lease with its tail, so the next
+// holder needs no expiry.
 //
 // # Concurrency
 //
