@@ -29,4 +29,7 @@ var (
 	// ErrOutcomeUnknown: the append may or may not have landed; it may be
 	// delivered later. Retry with the same idempotency key to learn its ID.
 	ErrOutcomeUnknown = errors.New("segmentlog: append outcome unknown")
+	// ErrOffsetMismatch: AppendAt's slot was not the next one; nothing was
+	// written.
+	ErrOffsetMismatch = errors.New("segmentlog: expected offset is not the next slot")
 )

@@ -25,6 +25,7 @@ type appendReq struct {
 	done  chan struct{} // closed when acks or err is set
 	acks  []Ack
 	err   error
+	at    *uint64 // AppendAt: the only slot this append may land in
 }
 
 // putJob is one batch object from assignment of its slot to its ack.
@@ -54,7 +55,16 @@ func messageBytes(m *Message) int {
 // cancelled ctx) the messages may still be delivered; retry with the same
 // keys to learn their IDs. Safe for concurrent use.
 func (w *Writer) Append(ctx context.Context, msgs ...Message) ([]Ack, error) {
-	return w.appendChecked(ctx, validateAppend, msgs)
+	return w.appendChecked(ctx, validateAppend, msgs, nil)
+}
+
+// AppendAt is Append on a condition: the messages land as one batch at slot
+// offset, or not at all — if the next slot is another when their turn
+// comes (earlier appends, timetick batches, another holder), it fails with
+// an error wrapping ErrOffsetMismatch and writes nothing. The check and the
+// slot assignment happen together, so no other batch can slip between them.
+func (w *Writer) AppendAt(ctx context.Context, offset uint64, msgs ...Message) ([]Ack, error) {
+	return w.appendChecked(ctx, validateAppend, msgs, &offset)
 }
 
 // AppendControl appends control messages (create or drop vchannel, flush,
@@ -62,10 +72,10 @@ func (w *Writer) Append(ctx context.Context, msgs ...Message) ([]Ack, error) {
 // components (the coordinator, the flusher); transactions have their own
 // calls.
 func (w *Writer) AppendControl(ctx context.Context, msgs ...Message) ([]Ack, error) {
-	return w.appendChecked(ctx, validateControl, msgs)
+	return w.appendChecked(ctx, validateControl, msgs, nil)
 }
 
-func (w *Writer) appendChecked(ctx context.Context, validate func(*Message) error, msgs []Message) ([]Ack, error) {
+func (w *Writer) appendChecked(ctx context.Context, validate func(*Message) error, msgs []Message, at *uint64) ([]Ack, error) {
 	if len(msgs) == 0 {
 		return nil, errors.New("segmentlog: append of no messages")
 	}
@@ -113,7 +123,7 @@ func (w *Writer) appendChecked(ctx context.Context, validate func(*Message) erro
 	}
 	var req *appendReq
 	if len(fresh) > 0 {
-		req = &appendReq{msgs: fresh, bytes: size, enq: w.cfg.Now(), done: make(chan struct{})}
+		req = &appendReq{msgs: fresh, bytes: size, enq: w.cfg.Now(), done: make(chan struct{}), at: at}
 		w.queue = append(w.queue, req)
 		w.queued += size
 		w.signalLocked()
@@ -276,6 +286,11 @@ func (w *Writer) batcher() {
 				continue
 			}
 		}
+		w.failMisplacedLocked()
+		if len(w.queue) == 0 {
+			w.mu.Unlock()
+			continue
+		}
 		job, err := w.buildLocked()
 		if err != nil {
 			w.stopLocked(err)
@@ -294,7 +309,7 @@ func (w *Writer) buildLocked() (*putJob, error) {
 	now := w.cfg.Now()
 	job := &putJob{batch: Batch{Kind: KindData, Term: w.grant.Term, Offset: w.next, Nonce: w.nonceB}}
 	total, n := 0, 0
-	for n < len(w.queue) && (n == 0 || total+w.queue[n].bytes <= w.cfg.MaxBatchBytes) &&
+	for n < len(w.queue) && (n == 0 || total+w.queue[n].bytes <= w.cfg.MaxBatchBytes && w.queue[n].at == nil) &&
 		len(job.batch.Messages)+len(w.queue[n].msgs) <= MaxMessages {
 		req := w.queue[n]
 		req.acks = make([]Ack, len(req.msgs))
@@ -310,12 +325,26 @@ func (w *Writer) buildLocked() (*putJob, error) {
 		job.reqs = append(job.reqs, req)
 		total += req.bytes
 		n++
+		if req.at != nil {
+			break // a conditional append is alone in its batch
+		}
 	}
 	w.queue = w.queue[n:]
 	w.queued -= total
 	w.next++
 	w.lastActivity = now
 	return job, nil
+}
+
+// failMisplacedLocked fails conditional appends at the head of the queue
+// whose slot is not the next one.
+func (w *Writer) failMisplacedLocked() {
+	for len(w.queue) > 0 && w.queue[0].at != nil && *w.queue[0].at != w.next {
+		req := w.queue[0]
+		w.queue = w.queue[1:]
+		w.queued -= req.bytes
+		w.finishLocked(req, fmt.Errorf("%w: expected offset %d, the next slot is %d; nothing was written", ErrOffsetMismatch, *req.at, w.next))
+	}
 }
 
 // failQueueLocked fails every append that was never sent.

@@ -252,3 +252,62 @@ func TestWriterRejectsBadAppends(t *testing.T) {
 		t.Errorf("too large: %v, want ErrTooLarge", err)
 	}
 }
+
+func TestWriterAppendAt(t *testing.T) {
+	ctx := context.Background()
+	store := objstore.NewMemory()
+	w := openWriter(t, store, "p1", nil)
+	defer w.Close(ctx)
+	first := w.Stats().Frontier
+	a, err := w.AppendAt(ctx, first, dataMsg("v", "at-first"), dataMsg("v", "same-batch"))
+	if err != nil || a[0].ID.Offset != first || a[1].ID.Offset != first {
+		t.Fatalf("append at the next slot %d: %v %+v", first, err, a)
+	}
+	if _, err := w.AppendAt(ctx, first, dataMsg("v", "stale")); !errors.Is(err, sl.ErrOffsetMismatch) {
+		t.Fatalf("append at a taken slot: %v, want ErrOffsetMismatch", err)
+	}
+	if _, err := w.AppendAt(ctx, first+5, dataMsg("v", "future")); !errors.Is(err, sl.ErrOffsetMismatch) {
+		t.Fatalf("append at a future slot: %v, want ErrOffsetMismatch", err)
+	}
+	// Racing plain appends never share a conditional append's batch.
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.Append(ctx, dataMsg("v", "plain")) }()
+	}
+	var won int
+	for i := 0; i < 20; i++ {
+		next := w.Stats().Frontier
+		if acks, err := w.AppendAt(ctx, next, dataMsg("v", "cond")); err == nil {
+			won++
+			if acks[0].ID.Offset != next {
+				t.Fatalf("conditional append at %d landed at %v", next, acks[0].ID)
+			}
+		} else if !errors.Is(err, sl.ErrOffsetMismatch) {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	got := scanAll(t, store, testLayout, "p1", sl.Earliest(), time.Second)
+	perSlot := map[uint64][]string{}
+	for _, d := range got {
+		perSlot[d.ID.Offset] = append(perSlot[d.ID.Offset], string(d.Payload))
+	}
+	conds := 0
+	for off, ps := range perSlot {
+		for _, p := range ps {
+			if p == "cond" {
+				conds++
+				if len(ps) != 1 {
+					t.Fatalf("slot %d mixes a conditional append with others: %q", off, ps)
+				}
+			}
+			if p == "stale" || p == "future" {
+				t.Fatalf("a refused conditional append was written at %d", off)
+			}
+		}
+	}
+	if conds != won {
+		t.Fatalf("%d conditional appends delivered, %d acknowledged", conds, won)
+	}
+}

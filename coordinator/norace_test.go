@@ -1,6 +1,0 @@
-//go:build !race
-
-package coordinator_test
-
-// raceScale: see race_test.go.
-const raceScale = 1
