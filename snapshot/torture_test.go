@@ -1,0 +1,340 @@
+package snapshot_test
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/infra/objstore"
+	sl "github.com/cairnlog/cairn/segmentlog"
+	"github.com/cairnlog/cairn/snapshot"
+)
+
+// The flush torture test: segmentlog's torture (writers on faulty stores
+// that close, or freeze past their lease and come back as zombies) with
+// flushers and GC running all the while, each through faults of its own,
+// GC on a min_age shorter than a zombie's pause. At the end a clean writer
+// fences, a last flush runs, and the pchannel is read back from segments
+// then the WAL: every acked append exactly once at its acked ID, nothing
+// that was never sent, IDs, timeticks and per-producer order increasing,
+// no key twice (I1-I4, I7), every manifest file present (I10), and the
+// checkpoint history one chain.
+var (
+	flushTortureRounds = flag.Int("flushtorture.rounds", 0, "flush torture rounds per store (0: the default)")
+	flushTortureSeed   = flag.Uint64("flushtorture.seed", 0, "flush torture seed (0: time-based)")
+)
+
+type ftTimings struct {
+	ttl, put, round time.Duration
+}
+
+func TestFlushTortureMemory(t *testing.T) {
+	runFlushTorture(t, "memory", 3, ftTimings{ttl: 300 * time.Millisecond, put: 40 * time.Millisecond, round: 2 * time.Second},
+		func(*testing.T) objstore.Store { return objstore.NewMemory() })
+}
+
+func TestFlushTortureMinIO(t *testing.T) {
+	runFlushTorture(t, "minio", 1, ftTimings{ttl: time.Second, put: 200 * time.Millisecond, round: 4 * time.Second},
+		func(t *testing.T) objstore.Store { return minioStore(t) })
+}
+
+func runFlushTorture(t *testing.T, name string, rounds int, tm ftTimings, newStore func(*testing.T) objstore.Store) {
+	if *flushTortureRounds > 0 {
+		rounds = *flushTortureRounds
+	}
+	seed := *flushTortureSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	var acked, delivered, zombies, flushes, deleted int64
+	for r := 0; r < rounds; r++ {
+		st := flushTortureRound(t, newStore(t), seed+uint64(r), tm)
+		acked, delivered, zombies, flushes, deleted = acked+st.acked, delivered+st.delivered, zombies+st.zombies, flushes+st.flushes, deleted+st.deleted
+		if t.Failed() {
+			t.Fatalf("%s round %d failed; replay the faults with -flushtorture.seed=%d -flushtorture.rounds=1", name, r, seed+uint64(r))
+		}
+	}
+	t.Logf("flush torture %s: seed %d, %d rounds, %d appends acked, %d delivered, %d zombies, %d flush rounds committed, %d WAL objects collected, violations 0",
+		name, seed, rounds, acked, delivered, zombies, flushes, deleted)
+}
+
+type ftStats struct{ acked, delivered, zombies, flushes, deleted int64 }
+
+// ftProducer appends keyed messages in sequence; an append with an unknown
+// outcome is retried under the same key on the next writer.
+type ftProducer struct {
+	name    string
+	seq     uint64
+	pending bool
+}
+
+type ftHistory struct {
+	mu     sync.Mutex
+	acked  map[sl.IdemKey]sl.Ack
+	sent   map[sl.IdemKey]bool
+	errors []string // answers that break I7 as they happen
+}
+
+func (p *ftProducer) run(ctx context.Context, w *sl.Writer, h *ftHistory, until time.Time) {
+	for time.Now().Before(until) && ctx.Err() == nil {
+		if !p.pending {
+			p.seq, p.pending = p.seq+1, true
+		}
+		key := sl.IdemKey{Producer: p.name, Epoch: 1, Seq: p.seq}
+		h.mu.Lock()
+		h.sent[key] = true
+		h.mu.Unlock()
+		acks, err := w.Append(ctx, sl.Message{Type: sl.TypeData, VChannel: fmt.Sprintf("v%d", p.seq%3), Key: key, Payload: fmt.Appendf(nil, "%s/%d", p.name, p.seq)})
+		if err != nil {
+			return // retried on the next writer
+		}
+		h.mu.Lock()
+		if prev, ok := h.acked[key]; ok && prev.ID != acks[0].ID {
+			h.errors = append(h.errors, fmt.Sprintf("I7: key %+v acked at %v and at %v", key, prev.ID, acks[0].ID))
+		}
+		h.acked[key] = acks[0]
+		h.mu.Unlock()
+		p.pending = false
+	}
+}
+
+func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimings) ftStats {
+	t.Helper()
+	const pch = "torture"
+	rng := rand.New(rand.NewPCG(seed, 0xf1))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := &ftHistory{acked: map[sl.IdemKey]sl.Ack{}, sent: map[sl.IdemKey]bool{}}
+	var st ftStats
+	leaseCfg := coordinator.LeaseConfig{TTL: tm.ttl, Margin: tm.ttl / 3}
+	faulty := func(s uint64) *objstore.Fault {
+		return objstore.NewFault(base, objstore.FaultConfig{Seed: s, ErrorRate: 0.03, LostReplyRate: 0.02, DelayedApplyRate: 0.01, DelayedApply: 2 * tm.put})
+	}
+	// min_age ≥ 2·TTL + 3R (PROTOCOL.md "Parameters"); zombies freeze for
+	// longer than that.
+	minAge := 2*tm.ttl + 3*tm.put
+	freeze := minAge + tm.ttl
+
+	// Flushers and GC, through faults of their own, the whole round.
+	var bg sync.WaitGroup
+	var roundsMu sync.Mutex
+	var committed []snapshot.Round
+	onRound := func(r snapshot.Round) {
+		roundsMu.Lock()
+		committed = append(committed, r)
+		roundsMu.Unlock()
+	}
+	var faults []*objstore.Fault
+	for i := 0; i < 2; i++ {
+		fault := faulty(rng.Uint64())
+		faults = append(faults, fault)
+		f := newFlusher(t, fault, pch, func(c *snapshot.FlushConfig) {
+			c.MinBytes, c.MaxSlots, c.Interval, c.GetTimeout, c.PutTimeout, c.OnRound = 4<<10, 16, 20*time.Millisecond, tm.put, tm.put, onRound
+		})
+		bg.Add(1)
+		go func() { defer bg.Done(); f.Run(ctx) }()
+	}
+	gcFault := faulty(rng.Uint64())
+	faults = append(faults, gcFault)
+	gc := newGC(t, gcFault, func(c *snapshot.GCConfig) {
+		c.MinAge, c.OrphanAge, c.ShrinkGarbage, c.Timeout = minAge, 20*tm.round, true, tm.put
+	})
+	var collected atomic.Int64
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		for ctx.Err() == nil {
+			if res, err := gc.CollectWAL(ctx, pch); err == nil {
+				collected.Add(int64(res.Deleted))
+			}
+			time.Sleep(30 * time.Millisecond)
+		}
+	}()
+
+	// A reader tails from the start throughout, through segments when the
+	// WAL below the checkpoint is gone (PROTOCOL.md "Reading" rule 3).
+	var tail []sl.Delivery
+	var tailErr error
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		sc, err := sl.NewScanner(ctx, sl.ScannerConfig{PChannel: pch, Layout: testLayout, From: sl.Earliest(), GetTimeout: tm.put,
+			PollMax: 20 * time.Millisecond, Segments: snapshot.NewSegmentReader(base, 0)}, base)
+		if err != nil {
+			tailErr = err
+			return
+		}
+		defer sc.Close()
+		for {
+			d, err := sc.Next(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					tailErr = err
+				}
+				return
+			}
+			tail = append(tail, d)
+		}
+	}()
+
+	// Writers: each turn ends gracefully or as a zombie.
+	deadline := time.Now().Add(tm.round)
+	var actors, zwg sync.WaitGroup
+	for a := 0; a < 3; a++ {
+		arng := rand.New(rand.NewPCG(rng.Uint64(), uint64(a)))
+		producers := []*ftProducer{{name: fmt.Sprintf("a%d-p0", a)}, {name: fmt.Sprintf("a%d-p1", a)}}
+		actors.Add(1)
+		go func() {
+			defer actors.Done()
+			for time.Now().Before(deadline) {
+				fault := faulty(arng.Uint64())
+				fz := &freezable{Store: fault}
+				leases, err := coordinator.NewLeases(fz, testLayout, leaseCfg, coordinator.WithRequestTimeout(tm.put))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				w, err := sl.OpenWriter(ctx, sl.WriterConfig{PChannel: pch, Layout: testLayout, Holder: fmt.Sprintf("a%d", a), Logger: quietLog,
+					PutTimeout: tm.put, GetTimeout: tm.put, RenewInterval: tm.ttl / 5, MaxBatchBytes: 2 << 10}, fz, leases)
+				if err != nil {
+					if errors.Is(err, sl.ErrInvariant) {
+						t.Errorf("open: %v", err)
+						return
+					}
+					time.Sleep(tm.ttl / 5)
+					continue
+				}
+				turnEnd := time.Now().Add(time.Duration(arng.Int64N(int64(tm.round / 4))))
+				var pwg sync.WaitGroup
+				for _, p := range producers {
+					pwg.Add(1)
+					go func() { defer pwg.Done(); p.run(ctx, w, h, turnEnd) }()
+				}
+				if arng.IntN(3) > 0 {
+					pwg.Wait()
+					_ = w.Close(ctx)
+					continue
+				}
+				// A zombie: frozen with its PUTs on their way, past its
+				// lease and past min_age; then they go out.
+				time.Sleep(time.Duration(arng.Int64N(int64(tm.ttl / 2))))
+				fz.freeze()
+				atomic.AddInt64(&st.zombies, 1)
+				zwg.Add(1)
+				go func() {
+					defer zwg.Done()
+					time.Sleep(freeze)
+					fz.thaw()
+					pwg.Wait()
+					_ = w.Close(ctx)
+				}()
+				pwg.Wait() // its producers are stuck until the thaw
+			}
+		}()
+	}
+	actors.Wait()
+	zwg.Wait()
+	cancel()
+	bg.Wait()
+	for _, f := range faults {
+		f.Drain()
+	}
+
+	// A clean writer fences what the actors left; a last flush.
+	var final *sl.Writer
+	for i := 0; ; i++ {
+		var err error
+		final, err = sl.OpenWriter(context.Background(), sl.WriterConfig{PChannel: pch, Layout: testLayout, Holder: "final", Logger: quietLog,
+			PutTimeout: 4 * tm.put, GetTimeout: 4 * tm.put, RenewInterval: tm.ttl / 5}, base, newLeases(t, base, tm.ttl))
+		if err == nil {
+			break
+		}
+		if i > 100 || errors.Is(err, sl.ErrInvariant) {
+			t.Fatalf("final writer: %v", err)
+		}
+		time.Sleep(tm.ttl / 4)
+	}
+	if err := final.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	last, err := newFlusher(t, base, pch, func(c *snapshot.FlushConfig) { c.OnRound = onRound }).FlushNow(context.Background())
+	if err != nil {
+		t.Fatalf("last flush: %v", err)
+	}
+	cp, _, err := sl.ReadCheckpoint(context.Background(), base, testLayout, pch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkChain(t, committed, cp)
+	for _, ref := range cp.Segments {
+		if _, err := base.Head(context.Background(), ref.Key); err != nil {
+			t.Errorf("I10: manifest names %s: %v", ref.Key, err)
+		}
+	}
+	got := scanAll(t, base, pch, sl.Earliest(), snapshot.NewSegmentReader(base, 0), nil)
+	checkFlushTorture(t, h, got)
+	if tailErr != nil {
+		t.Errorf("I1: tailing reader: %v", tailErr)
+	}
+	if testing.Verbose() {
+		t.Logf("round: %d acked, %d delivered, the tailing reader got %d", len(h.acked), len(got), len(tail))
+	}
+	if len(tail) > len(got) {
+		t.Errorf("I1: the tailing reader got %d messages, the final read %d", len(tail), len(got))
+	}
+	for i := range min(len(tail), len(got)) {
+		if tail[i].ID != got[i].ID || tail[i].Key != got[i].Key {
+			t.Errorf("I1: the tailing reader's message %d is %v %+v, the final read's %v %+v", i, tail[i].ID, tail[i].Key, got[i].ID, got[i].Key)
+			break
+		}
+	}
+	st.acked, st.delivered, st.flushes, st.deleted = int64(len(h.acked)), int64(len(got)), int64(len(committed)), collected.Load()
+	if len(last) == 0 && cp.C == 0 {
+		t.Error("nothing was ever flushed: the round proves nothing")
+	}
+	return st
+}
+
+func checkFlushTorture(t *testing.T, h *ftHistory, got []sl.Delivery) {
+	t.Helper()
+	for _, e := range h.errors {
+		t.Error(e)
+	}
+	seen := make(map[sl.IdemKey]sl.Delivery)
+	lastSeq := make(map[string]uint64)
+	for i, d := range got {
+		if !h.sent[d.Key] {
+			t.Errorf("I2: %v delivers key %+v that no producer sent", d.ID, d.Key)
+		}
+		if first, dup := seen[d.Key]; dup {
+			t.Errorf("I7: key %+v delivered at %v and %v", d.Key, first.ID, d.ID)
+		}
+		seen[d.Key] = d
+		if want := fmt.Sprintf("%s/%d", d.Key.Producer, d.Key.Seq); string(d.Payload) != want {
+			t.Errorf("I1: %v carries %q, want %q", d.ID, d.Payload, want)
+		}
+		if i > 0 && (!got[i-1].ID.Less(d.ID) || d.TimeTick <= got[i-1].TimeTick) {
+			t.Errorf("I3/I4: %v tick %d after %v tick %d", d.ID, d.TimeTick, got[i-1].ID, got[i-1].TimeTick)
+		}
+		if d.Key.Seq <= lastSeq[d.Key.Producer] {
+			t.Errorf("I3: producer %s seq %d after %d", d.Key.Producer, d.Key.Seq, lastSeq[d.Key.Producer])
+		}
+		lastSeq[d.Key.Producer] = d.Key.Seq
+	}
+	for key, a := range h.acked {
+		d, ok := seen[key]
+		switch {
+		case !ok:
+			t.Errorf("I1: key %+v acked at %v never delivered", key, a.ID)
+		case d.ID != a.ID || d.TimeTick != a.TimeTick:
+			t.Errorf("I1: key %+v acked at %v tick %d, delivered at %v tick %d", key, a.ID, a.TimeTick, d.ID, d.TimeTick)
+		}
+	}
+}
