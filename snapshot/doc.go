@@ -1,10 +1,17 @@
-// Package snapshot turns a pchannel's WAL into Arrow segments and keeps the
-// bucket tidy: the Flusher writes one Arrow IPC file per vchannel and
-// advances the flush checkpoint by CAS; the SegmentReader serves reads below
-// the checkpoint from those files (segmentlog.Scanner uses it through
-// ScannerConfig.Segments); GC deletes WAL objects below the truncation point
-// and orphan segment files. The rules are PROTOCOL.md's "Flush, truncation,
-// GC".
+// Package snapshot turns a pchannel's WAL into Arrow segments and manages
+// what the segments make possible (PROTOCOL.md, "Flush, truncation, GC" and
+// "Snapshots, restore, drop"):
+//
+//   - Flusher writes one Arrow IPC file per vchannel and advances the flush
+//     checkpoint by CAS, on size/age thresholds (Run) or on demand
+//     (FlushNow);
+//   - SegmentReader serves reads below the checkpoint from those files;
+//     segmentlog.Scanner uses it through ScannerConfig.Segments and hands
+//     over to the WAL at C;
+//   - GC deletes WAL objects below the truncation point and orphan segment
+//     files;
+//   - Snapshots creates, lists, describes and drops snapshots (immutable
+//     manifests over segments) and runs restore jobs.
 //
 // # Flush
 //
@@ -29,6 +36,34 @@
 // record back and looking for this flush's segment keys; the identical
 // conditional write is resent only while the record still has the ETag the
 // flush started from.
+//
+// # Truncation and GC
+//
+// The truncation point of a pchannel is the lowest of its checkpoint C and
+// every Retainer (per-vchannel positions, broadcasts not yet acked, and
+// whatever else still needs WAL below C). WAL objects below it are deleted
+// once older than MinAge, except the Window slots from every term change in
+// the checkpoint: a zombie writer may hold up to W PUTs, all aimed at or
+// after its ack frontier, which is at or below the next term's fence, so
+// after any pause each of its late PUTs meets an existing object and is
+// refused. Garbage inside those windows may shrink to a tombstone
+// (PutIfMatch). Segment files named by no checkpoint manifest, no snapshot
+// that is not released and no restore job that is running or done are
+// deleted once older than OrphanAge.
+//
+// # Snapshots and restore
+//
+// Create(name, vchannels): record pending → pin each vchannel in the
+// registry (VChannels) → FlushNow on their pchannels → cut at the new
+// checkpoints → manifest of their segment files → committed. Every message
+// acked on those vchannels before Create was called is in the snapshot, and
+// every message with a timetick ≤ its TimeTick. Drop: deleting → pins
+// released → released; the record stays as a tombstone (PROTOCOL.md
+// "Records"). Restore(id, name, targets) is a job record with state and
+// progress, idempotent by id and rolled back on failure; its manifest
+// references the snapshot's files, which keeps them after the snapshot is
+// dropped. Records: {prefix}/snapshots/{name}.json and
+// {prefix}/meta/restores/{id}.json, each changed only by CAS.
 //
 // # Segment file, format 1
 //
@@ -56,12 +91,17 @@
 // whole file in decimal; readers check it. The format never changes in
 // place: a new layout gets a new "cairn.segment.format".
 //
+// Deliveries read from segments are those the WAL would give, term
+// included (the term column). Pchannel-wide messages (timeticks with no
+// vchannel) are served only to readers of every vchannel.
+//
 // # Concurrency
 //
-// Flusher, SegmentReader and GC are safe for concurrent use, and any number
-// of them in any number of processes may work on one pchannel at once: the
-// store's conditional writes are the only synchronisation. An iterator from
-// SegmentReader.Open is not safe for concurrent use.
+// Flusher, SegmentReader, GC and Snapshots are safe for concurrent use, and
+// any number of them in any number of processes may work on one pchannel at
+// once, beside its writer: the store's conditional writes are the only
+// synchronisation. An iterator from SegmentReader.Open is not safe for
+// concurrent use.
 //
 // # Example
 //
@@ -74,4 +114,11 @@
 //		PChannel: "p0", Layout: layout, From: segmentlog.Earliest(),
 //		Segments: snapshot.NewSegmentReader(store, 0), // below the checkpoint
 //	}, store)
+//
+//	gc, err := snapshot.NewGC(snapshot.GCConfig{Layout: layout}, store)
+//	err = gc.Collect(ctx) // from a scheduled job
+//
+//	snaps, err := snapshot.NewSnapshots(snapshot.SnapshotsConfig{Layout: layout}, store, registry)
+//	snap, err := snaps.Create(ctx, "nightly", []string{"coll-1-v0", "coll-1-v1"})
+//	job, err := snaps.Restore(ctx, jobID, "nightly", map[string]string{"coll-1-v0": "coll-2-v0", "coll-1-v1": "coll-2-v1"})
 package snapshot

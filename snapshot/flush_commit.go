@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -154,7 +153,7 @@ func (f *Flusher) casCheckpoint(ctx context.Context, r *round, next segmentlog.C
 func holdsFlush(cp segmentlog.Checkpoint, flushID string, next segmentlog.Checkpoint, wroteSegments bool) bool {
 	if wroteSegments {
 		for _, ref := range cp.Segments {
-			if strings.Contains(ref.Key, flushID) && flushIDOf(ref.Key) == flushID {
+			if flushIDOf(ref.Key) == flushID {
 				return true
 			}
 		}
