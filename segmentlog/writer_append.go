@@ -540,8 +540,11 @@ func (w *Writer) timeTickLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		w.mu.Lock()
+		now := w.cfg.Now()
+		// Not past the lease deadline: a thawed process's tick would pass
+		// tt_max and stop the writer before its renew lands.
 		due := w.err == nil && !w.closing && w.dataSinceTick && len(w.queue) == 0 && len(w.inflight) == 0 &&
-			w.cfg.Now().Sub(w.lastActivity) >= w.cfg.TimeTickInterval
+			now.Sub(w.lastActivity) >= w.cfg.TimeTickInterval && now.Before(w.grant.Deadline)
 		w.mu.Unlock()
 		if due {
 			// An error here is the writer's own (it stops); nothing to do.

@@ -65,30 +65,6 @@ type poolEntry struct {
 	pchannel string
 	nonce    string
 	w        *segmentlog.Writer
-	// gate: plain appends hold it shared; an append with an expected
-	// offset, and the timetick batches of tickLoop, exclusively, so that a
-	// conditional append is alone in the writer when it checks the
-	// frontier and lands its batch.
-	gate sync.RWMutex
-	stop chan struct{} // closed when the entry leaves the pool; ends tickLoop
-
-	mu            sync.Mutex
-	lastAppend    time.Time // when the last append entered the writer
-	dataSinceTick bool      // data was appended after the last timetick batch
-}
-
-// appended records an append entering the writer.
-func (e *poolEntry) appended(now time.Time) {
-	e.mu.Lock()
-	e.lastAppend, e.dataSinceTick = now, true
-	e.mu.Unlock()
-}
-
-// tickDue reports whether a timetick batch is due at now.
-func (e *poolEntry) tickDue(now time.Time, interval time.Duration) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.dataSinceTick && now.Sub(e.lastAppend) >= interval
 }
 
 // openCall is one open in progress, shared by every request that waits
@@ -193,7 +169,6 @@ func (p *Pool) retireLocked(e *poolEntry) {
 	if p.entries[e.pchannel] == e {
 		delete(p.entries, e.pchannel)
 	}
-	close(e.stop)
 	p.bg.Add(1)
 	go func() {
 		defer p.bg.Done()
@@ -254,10 +229,6 @@ func (p *Pool) open(pchannel string, call *openCall) {
 		p.opens("ok")
 		p.entries[pchannel] = e
 		call.e = e
-		if p.cfg.TimeTickInterval > 0 {
-			p.bg.Add(1)
-			go p.tickLoop(e)
-		}
 		p.log.Info("writer opened", "pchannel", pchannel, "term", e.w.Term(), "took_ms", p.cfg.Now().Sub(start).Milliseconds())
 	}
 	close(call.done)
@@ -267,14 +238,12 @@ func (p *Pool) open(pchannel string, call *openCall) {
 func (p *Pool) openOnce(ctx context.Context, pchannel string) (*poolEntry, error) {
 	nonce := uuid.Must(uuid.NewV7()).String()
 	w, err := segmentlog.OpenWriter(ctx, segmentlog.WriterConfig{
-		PChannel:      pchannel,
-		Layout:        p.cfg.Layout,
-		Holder:        p.cfg.Holder,
-		MaxBatchBytes: p.cfg.MaxBatchBytes,
-		RenewInterval: p.cfg.RenewInterval,
-		// The pool persists timetick batches itself (tickLoop), ordered
-		// with conditional appends by the entry's gate.
-		TimeTickInterval: -1,
+		PChannel:         pchannel,
+		Layout:           p.cfg.Layout,
+		Holder:           p.cfg.Holder,
+		MaxBatchBytes:    p.cfg.MaxBatchBytes,
+		RenewInterval:    p.cfg.RenewInterval,
+		TimeTickInterval: p.cfg.TimeTickInterval,
 		Cache:            p.cache,
 		Tail:             p.tail,
 		Now:              p.cfg.Now,
@@ -285,7 +254,7 @@ func (p *Pool) openOnce(ctx context.Context, pchannel string) (*poolEntry, error
 		p.leases.forget(nonce)
 		return nil, err
 	}
-	return &poolEntry{pchannel: pchannel, nonce: nonce, w: w, stop: make(chan struct{})}, nil
+	return &poolEntry{pchannel: pchannel, nonce: nonce, w: w}, nil
 }
 
 func openResult(err error) string {
@@ -367,41 +336,26 @@ func (p *Pool) appendTo(ctx context.Context, e *poolEntry, msgs []segmentlog.Mes
 	res := make(chan appendResult, 1)
 	go func() {
 		defer p.bg.Done()
-		if expect != nil {
-			e.gate.Lock()
-			defer e.gate.Unlock()
-		} else {
-			e.gate.RLock()
-			defer e.gate.RUnlock()
-		}
 		if err := ctx.Err(); err != nil {
 			res <- appendResult{err: err} // the caller left before anything was sent
 			return
 		}
 		term := e.w.Term()
+		msgs := append([]segmentlog.Message(nil), msgs...) // Append stamps its own copy; keep the caller's
+		var acks []segmentlog.Ack
+		var err error
 		if expect != nil {
-			if err := e.w.Err(); err != nil {
-				res <- appendResult{err: fmt.Errorf("writer stopped, nothing was written: %w", err)}
-				return
-			}
-			if tail := e.w.Stats().Frontier; tail != *expect {
+			acks, err = e.w.AppendAt(context.WithoutCancel(ctx), *expect, msgs...)
+			if errors.Is(err, segmentlog.ErrOffsetMismatch) {
+				tail := e.w.Stats().Frontier
 				ae := errorf(http.StatusPreconditionFailed, CodeOffsetMismatch,
 					"expected_offset %d, but the tail of %s is %d; nothing was written", *expect, e.pchannel, tail)
 				ae.header = http.Header{"Cairn-Next-Offset": {strconv.FormatUint(tail, 10)}}
 				res <- appendResult{err: ae}
 				return
 			}
-		}
-		msgs := append([]segmentlog.Message(nil), msgs...) // Append stamps its own copy; keep the caller's
-		e.appended(p.cfg.Now())
-		acks, err := e.w.Append(context.WithoutCancel(ctx), msgs...)
-		if err == nil && expect != nil {
-			for _, a := range acks {
-				if !a.Duplicate && a.ID.Offset != *expect {
-					p.log.Error("append with expected offset landed elsewhere", "pchannel", e.pchannel,
-						"expected", *expect, "offset", a.ID.Offset)
-				}
-			}
+		} else {
+			acks, err = e.w.Append(context.WithoutCancel(ctx), msgs...)
 		}
 		res <- appendResult{term: term, acks: acks, err: err}
 	}()
@@ -410,46 +364,6 @@ func (p *Pool) appendTo(ctx context.Context, e *poolEntry, msgs []segmentlog.Mes
 		return r
 	case <-ctx.Done():
 		return appendResult{err: fmt.Errorf("%w: %w", segmentlog.ErrOutcomeUnknown, ctx.Err())}
-	}
-}
-
-// tickLoop persists one timetick-only batch after each run of appends,
-// once the pchannel has been quiet for Config.TimeTickInterval, so that
-// readers in other processes see time pass the last data
-// (segmentlog.WriterConfig.TimeTickInterval, whose rule it applies: the
-// pool does it instead of the writer so that the batch never slips between
-// a conditional append's check and its batch). It skips a round while the
-// lease deadline has passed (a thawed container whose renew is pending): a
-// tick then would pass tt_max and stop the writer.
-func (p *Pool) tickLoop(e *poolEntry) {
-	defer p.bg.Done()
-	interval := p.cfg.TimeTickInterval
-	t := time.NewTicker(interval / 2)
-	defer t.Stop()
-	for {
-		select {
-		case <-e.stop:
-			return
-		case <-t.C:
-		}
-		now := p.cfg.Now()
-		if dl, ok := p.leases.deadline(e.nonce); !ok || !now.Before(dl) || !e.tickDue(now, interval) || e.w.Err() != nil {
-			continue
-		}
-		e.gate.Lock()
-		if e.tickDue(p.cfg.Now(), interval) {
-			ctx, cancel := context.WithTimeout(context.Background(), p.cfg.OpenTimeout)
-			_, err := e.w.AppendControl(ctx, segmentlog.Message{Type: segmentlog.TypeTimeTick})
-			cancel()
-			if err == nil {
-				e.mu.Lock()
-				e.dataSinceTick = false
-				e.mu.Unlock()
-			} else {
-				p.log.Info("timetick batch failed", "pchannel", e.pchannel, "err", err)
-			}
-		}
-		e.gate.Unlock()
 	}
 }
 
@@ -524,7 +438,6 @@ func (p *Pool) Close(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, len(entries))
 	for _, e := range entries {
-		close(e.stop)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
