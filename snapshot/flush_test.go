@@ -3,7 +3,9 @@ package snapshot_test
 import (
 	"context"
 	"slices"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
 	sl "github.com/cairnlog/cairn/segmentlog"
@@ -106,4 +108,56 @@ func TestFlushThenCatchUp(t *testing.T) {
 			t.Errorf("retry of the first key after flush and failover: %+v, %v; want a duplicate of %v", a, err, acks[0].ID)
 		}
 	})
+}
+
+// TestRunThresholds: Run leaves a small, young backlog alone, flushes it
+// once its oldest message is MaxAge old, and flushes at once when MinBytes
+// is reached.
+func TestRunThresholds(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	store := objstore.NewMemory()
+	const pch = "thresholds"
+	w := openWriter(t, store, pch, nil)
+	defer w.Close(context.Background())
+	var skew atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	f := newFlusher(t, store, pch, func(c *snapshot.FlushConfig) {
+		c.MinBytes, c.MaxAge, c.Interval, c.Now = 64<<10, time.Minute, 5*time.Millisecond, now
+	})
+	go f.Run(ctx)
+	checkpoint := func() sl.Checkpoint {
+		cp, _, err := sl.ReadCheckpoint(context.Background(), store, testLayout, pch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cp
+	}
+	waitFor := func(what string, ok func(sl.Checkpoint) bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !ok(checkpoint()); {
+			if time.Now().After(deadline) {
+				t.Fatalf("Run never flushed %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	appendN(t, w, "p", 0, 5, "va")
+	time.Sleep(100 * time.Millisecond)
+	if cp := checkpoint(); cp.C != 0 {
+		t.Fatalf("Run flushed a young backlog of 5 small messages (checkpoint %d)", cp.C)
+	}
+	skew.Store(int64(2 * time.Minute))
+	waitFor("an old backlog", func(cp sl.Checkpoint) bool { return cp.C == w.Stats().Frontier })
+
+	skew.Store(0)
+	c1 := checkpoint().C
+	big := make([]byte, 20<<10)
+	for i := 0; i < 4; i++ {
+		if _, err := w.Append(context.Background(), sl.Message{Type: sl.TypeData, VChannel: "vb", Payload: big}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor("a backlog past MinBytes", func(cp sl.Checkpoint) bool { return cp.C == c1+4 })
 }

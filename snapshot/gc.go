@@ -35,6 +35,9 @@ type GCConfig struct {
 	// broadcasts not yet acked (PROTOCOL.md "Flush, truncation, GC" rule 6).
 	// The truncation point is the lowest of them and the checkpoint.
 	Retainers []Retainer
+	// Reclaimer, if set, lets Collect reclaim the segments of dropped,
+	// unpinned vchannels (ReclaimDropped).
+	Reclaimer Reclaimer
 	// Timeout bounds one store request. Default 5 s.
 	Timeout time.Duration
 
@@ -95,8 +98,9 @@ func (c *GCConfig) Validate() error {
 // point and older than MinAge, except the Window slots from every term
 // change (so a zombie's late PUT always meets an object), and segment files
 // that no manifest names once they are older than OrphanAge. Any number of
-// GCs may run at once, with flushers and writers; GC never writes a record,
-// and its only write, a tombstone, is conditional. Safe for concurrent use.
+// GCs may run at once, with flushers and writers: its only writes are
+// conditional (a tombstone over garbage, a checkpoint without a reclaimed
+// vchannel's references). Safe for concurrent use.
 type GC struct {
 	cfg   GCConfig
 	store objstore.Store
@@ -278,8 +282,8 @@ func (g *GC) CollectOrphans(ctx context.Context) (OrphanResult, error) {
 	return res, nil
 }
 
-// Collect truncates the WAL of every pchannel with a checkpoint, then
-// deletes orphan segment files. It goes on past a pchannel that fails and
+// Collect reclaims dropped vchannels' segments and truncates the WAL of
+// every pchannel with a checkpoint, then deletes orphan segment files. It goes on past a pchannel that fails and
 // returns the errors joined.
 func (g *GC) Collect(ctx context.Context) error {
 	var errs []error
@@ -288,6 +292,9 @@ func (g *GC) Collect(ctx context.Context) error {
 		return err
 	}
 	for _, p := range pchannels {
+		if _, err := g.ReclaimDropped(ctx, p); err != nil {
+			errs = append(errs, err)
+		}
 		if _, err := g.CollectWAL(ctx, p); err != nil {
 			errs = append(errs, err)
 		}
