@@ -2,12 +2,9 @@ package snapshot
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 
-	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -55,44 +52,26 @@ func (g *GC) ReclaimDropped(ctx context.Context, pchannel string) (int, error) {
 }
 
 // dropRefs removes the references of vchannels from the checkpoint by CAS.
-// Removing is idempotent, so every attempt (after a lost race or an
-// unknown outcome) reads the record and filters it again.
+// Removing is idempotent, so after a lost race or an unknown outcome update
+// reads the record and filters it again; C and the rest stay as they are.
 func (g *GC) dropRefs(ctx context.Context, pchannel string, vchannels []string) (int, error) {
-	key := g.cfg.Layout.Checkpoint(pchannel)
 	removed := 0
-	for attempt := 0; attempt < maxUpdateRounds; attempt++ {
-		cp, etag, err := readCheckpoint(ctx, g.store, g.cfg.Layout, pchannel, g.cfg.Timeout)
-		if err != nil {
-			return removed, fmt.Errorf("gc %s: %w", pchannel, err)
-		}
+	_, err := update(ctx, g.store, g.cfg.Layout.Checkpoint(pchannel), g.cfg.Timeout, func(cp segmentlog.Checkpoint, exists bool) (segmentlog.Checkpoint, error) {
 		keep := slices.DeleteFunc(slices.Clone(cp.Segments), func(r segmentlog.SegmentRef) bool {
 			return slices.Contains(vchannels, r.VChannel)
 		})
-		if len(keep) == len(cp.Segments) {
-			return removed, nil // nothing (left) to remove
+		removed = len(cp.Segments) - len(keep)
+		if !exists || removed == 0 {
+			return cp, errUnchanged
 		}
-		n := len(cp.Segments) - len(keep)
 		cp.Segments, cp.Version, cp.UpdatedAt = keep, cp.Version+1, g.cfg.Now().UTC()
-		body, err := json.Marshal(cp)
-		if err != nil {
-			return removed, err
-		}
-		actx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
-		_, err = g.store.PutIfMatch(actx, key, body, etag)
-		cancel()
-		switch {
-		case err == nil:
-			g.log.Info("reclaimed dropped vchannels", "pchannel", pchannel, "vchannels", vchannels, "segments", n)
-			return removed + n, nil
-		case errors.Is(err, objstore.ErrConflict) || objstore.IsRetryable(err):
-			// A flusher moved the checkpoint, or the outcome is unknown:
-			// read again and filter what is there.
-			if !sleep(ctx, backoff(attempt)) {
-				return removed, ctx.Err()
-			}
-		default:
-			return removed, fmt.Errorf("gc %s: checkpoint CAS: %w", pchannel, err)
-		}
+		return cp, nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("gc %s: %w", pchannel, err)
 	}
-	return removed, fmt.Errorf("gc %s: lost the checkpoint CAS race %d times", pchannel, maxUpdateRounds)
+	if removed > 0 {
+		g.log.Info("reclaimed dropped vchannels", "pchannel", pchannel, "vchannels", vchannels, "segments", removed)
+	}
+	return removed, nil
 }

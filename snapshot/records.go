@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/segmentlog"
 )
 
 // errUnchanged, returned by a decide function, ends an update without a
@@ -19,10 +20,11 @@ var errUnchanged = errors.New("snapshot: record unchanged")
 // losing a CAS race.
 const maxUpdateRounds = 32
 
-// record is a JSON record of this package, changed only by CAS, whose
-// Version grows by one on every write.
+// record is a JSON record changed only by CAS, whose Version grows by one
+// on every write: this package's, and the checkpoint (which GC edits when
+// it reclaims a dropped vchannel).
 type record interface {
-	Snapshot | RestoreJob
+	Snapshot | RestoreJob | segmentlog.Checkpoint
 }
 
 // update reads the record at key (exists=false when there is none), lets
@@ -117,6 +119,8 @@ func readRecord[T record](ctx context.Context, store objstore.Store, key string,
 		format, want = r.Format, snapshotFormat
 	case *RestoreJob:
 		format, want = r.Format, restoreFormat
+	case *segmentlog.Checkpoint:
+		format, want = r.Format, segmentlog.CheckpointFormat
 	}
 	if format != want {
 		return v, "", false, fmt.Errorf("read %s: %w: unsupported format %d", key, ErrCorrupt, format)
