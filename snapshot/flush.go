@@ -218,24 +218,28 @@ func (f *Flusher) Run(ctx context.Context) error {
 	}
 }
 
-// poll reads on from where the previous look stopped and flushes if a
-// threshold is reached.
+// poll reads on from where the previous look stopped and flushes while a
+// threshold is reached (a backlog longer than a round drains at once).
 func (f *Flusher) poll(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	r, err := f.readRound(ctx, f.takePending())
-	if err != nil || r.slots == 0 {
-		return err
+	for {
+		r, err := f.readRound(ctx, f.takePending())
+		if err != nil || r.slots == 0 {
+			return err
+		}
+		if !f.due(r) {
+			f.pending = r
+			return nil
+		}
+		_, err = f.commitRound(ctx, r)
+		if errors.Is(err, ErrLostRace) {
+			return nil // someone else flushed; the next look starts from there
+		}
+		if err != nil || !r.full {
+			return err
+		}
 	}
-	if !f.due(r) {
-		f.pending = r
-		return nil
-	}
-	_, err = f.commitRound(ctx, r)
-	if errors.Is(err, ErrLostRace) {
-		return nil // someone else flushed; the next look starts from there
-	}
-	return err
 }
 
 // due reports whether a round read by Run reached a threshold.
