@@ -1,0 +1,153 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// ConsumerConfig configures a Consumer. Zero fields take the defaults
+// written on each.
+type ConsumerConfig struct {
+	// From is where to start: Earliest (the default), Latest, AtID,
+	// AtTimeTick, or a Position saved from an earlier Consumer to resume
+	// right after the last message it delivered.
+	From string
+	// VChannels keeps only these vchannels; default all.
+	VChannels []string
+	// Types keeps only these message types; default data, insert and
+	// delete.
+	Types []string
+	// Wait is how long each read long-polls at the tail. Default 10 s (the
+	// server caps it, at 20 s by default). Negative: reads answer at once;
+	// Poll then returns nothing at the tail, and Next pauses between empty
+	// reads (100 ms doubling to 1 s).
+	Wait time.Duration
+	// Max bounds the messages of one read; default the server's (100).
+	Max int
+}
+
+// Consumer reads one pchannel in order from a position, long-polling at the
+// tail, and keeps a resumable position: Position, persisted and given back
+// as ConsumerConfig.From, resumes right after the last message delivered.
+// It never delivers a message twice (nor a message before one it
+// delivered). A failed read changes nothing: call again to retry from the
+// same place.
+//
+// Next and Poll must not be called concurrently; Position may be called
+// from any goroutine.
+type Consumer struct {
+	c        *Client
+	pchannel string
+	cfg      ConsumerConfig
+
+	buf     []Delivery // read, not yet delivered
+	bufNext string     // the read's next: the position once buf is drained
+	idle    time.Duration
+
+	mu   sync.Mutex
+	pos  string    // right after the last message delivered
+	last MessageID // the last message delivered
+	any  bool      // a message was delivered
+}
+
+// Consumer returns a consumer of pchannel. It sends nothing until the first
+// Next or Poll.
+func (c *Client) Consumer(pchannel string, cfg ConsumerConfig) (*Consumer, error) {
+	if _, err := pchannelPath(pchannel, ""); err != nil {
+		return nil, err
+	}
+	if cfg.Max < 0 {
+		return nil, fmt.Errorf("client: consumer: %w: negative max", ErrInvalid)
+	}
+	if cfg.From == "" {
+		cfg.From = Earliest
+	}
+	if cfg.Wait == 0 {
+		cfg.Wait = 10 * time.Second
+	}
+	return &Consumer{c: c, pchannel: pchannel, cfg: cfg, pos: cfg.From}, nil
+}
+
+// Position is the position right after the last message delivered (From,
+// until one is; a Latest start becomes a concrete ID after the first read).
+// Give it as ConsumerConfig.From to resume.
+func (co *Consumer) Position() string {
+	co.mu.Lock()
+	defer co.mu.Unlock()
+	return co.pos
+}
+
+// Next returns the next message, reading (and long-polling) as long as it
+// takes; it returns early only with an error: ctx's, or a read's that ran
+// out of retries.
+func (co *Consumer) Next(ctx context.Context) (Delivery, error) {
+	for len(co.buf) == 0 {
+		if err := co.fill(ctx); err != nil {
+			return Delivery{}, err
+		}
+		if len(co.buf) == 0 && co.cfg.Wait < 0 {
+			co.idle = min(max(2*co.idle, 100*time.Millisecond), time.Second)
+			if err := co.c.sleep(ctx, co.idle); err != nil {
+				return Delivery{}, err
+			}
+		}
+	}
+	co.idle = 0
+	d := co.buf[0]
+	co.buf = co.buf[1:]
+	co.delivered(d)
+	return d, nil
+}
+
+// Poll returns the messages already read but not delivered, or else reads
+// once (long-polling up to Wait) and returns what came: possibly nothing.
+func (co *Consumer) Poll(ctx context.Context) ([]Delivery, error) {
+	if len(co.buf) == 0 {
+		if err := co.fill(ctx); err != nil {
+			return nil, err
+		}
+	}
+	out := co.buf
+	co.buf = nil
+	for _, d := range out {
+		co.delivered(d)
+	}
+	return out, nil
+}
+
+// fill reads once into the empty buffer, from the position.
+func (co *Consumer) fill(ctx context.Context) error {
+	wait := max(co.cfg.Wait, 0)
+	res, err := co.c.Read(ctx, co.pchannel, ReadOptions{
+		From: co.Position(), VChannels: co.cfg.VChannels, Types: co.cfg.Types, Max: co.cfg.Max, Wait: wait,
+	})
+	if err != nil {
+		return fmt.Errorf("client: consume %s: %w", co.pchannel, err)
+	}
+	co.mu.Lock()
+	defer co.mu.Unlock()
+	for _, d := range res.Messages {
+		if co.any && !co.last.Less(d.ID) {
+			continue // delivered already: never twice
+		}
+		co.buf = append(co.buf, d)
+	}
+	co.bufNext = res.Next
+	if len(co.buf) == 0 && res.Next != "" {
+		co.pos = res.Next
+	}
+	return nil
+}
+
+// delivered advances the position past d.
+func (co *Consumer) delivered(d Delivery) {
+	co.mu.Lock()
+	defer co.mu.Unlock()
+	co.last, co.any = d.ID, true
+	co.pos = After(d.ID)
+	if len(co.buf) == 0 && co.bufNext != "" {
+		co.pos = co.bufNext
+	}
+}

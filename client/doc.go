@@ -1,0 +1,70 @@
+// Package client is the Go SDK of Cairn: a Producer, a Consumer and the
+// admin calls, over the HTTP API only (openapi.yaml in functions/api is the
+// reference). It imports nothing of the server: a program that uses it
+// pulls in net/http, log/slog and google/uuid, not the log's core.
+//
+// # Calls
+//
+// Every call takes a context first and sends one logical request, retried
+// under the Client's RetryPolicy:
+//
+//   - busy answers (429, 502, 503, 504) are retried after the server's
+//     Retry-After at least, and after a jittered exponential backoff;
+//   - a timeout, a lost reply or 503 outcome_unknown means an append may
+//     have landed. It is retried only when that is safe — every message
+//     carries an idempotency key and there is no expected offset — and then
+//     with the same keys, so the server answers the first copy's IDs
+//     (marked Duplicate) and writes nothing twice. A Producer always keys
+//     its messages. An unsafe append fails with ErrOutcomeUnknown instead;
+//   - any other 4xx or 5xx is final.
+//
+// Errors from the server are *Error (status, code, message, Retry-After),
+// and match the sentinels (ErrTooLarge, ErrInvalid, ErrFenced, ErrNotFound,
+// ...) with errors.Is by their code. Errors the SDK makes itself wrap a
+// sentinel too.
+//
+// # Producing
+//
+// A Producer appends to one pchannel: SendAsync queues a message and
+// returns a Future; a dispatcher packs queued messages into batches (up to
+// MaxBatchMessages and MaxBatchBytes) and keeps up to Window append
+// requests in flight. Futures complete in Send order. Keys are (producer
+// name, epoch, seq): the epoch comes from a UUIDv7 when the Producer is
+// built, seq counts its messages. With Window 1 (the default) the log holds
+// the messages in Send order; with a larger window, batches in flight may
+// land in any order among themselves, because the server orders concurrent
+// requests by arrival. A batch that fails for good stops the Producer (see
+// Producer), so the log has no gap after a failure.
+//
+// # Consuming
+//
+// A Consumer reads one pchannel from a position ("earliest", "latest",
+// "id:OFFSET.INDEX", "timetick:T"), long-polling at the tail, and keeps
+// Position — the place right after the last message it delivered — to be
+// persisted and given back as ConsumerConfig.From to resume. It delivers
+// each message once.
+//
+// # Concurrency
+//
+// Client and Producer are safe for concurrent use. A Consumer is not,
+// except for Position. Futures are safe to wait on from any goroutine.
+//
+// # Example
+//
+//	c, err := client.New("http://127.0.0.1:7070", client.WithToken(os.Getenv("CAIRN_TOKEN")))
+//	if err != nil { ... }
+//	p, err := c.Producer("p0", client.ProducerConfig{VChannel: "v0"})
+//	if err != nil { ... }
+//	for _, s := range []string{"a", "b", "c"} {
+//		if _, err := p.SendAsync(ctx, client.Message{Payload: []byte(s)}); err != nil { ... }
+//	}
+//	if err := p.Close(ctx); err != nil { ... } // flushes: every message acked
+//
+//	co, err := c.Consumer("p0", client.ConsumerConfig{From: saved})
+//	for {
+//		d, err := co.Next(ctx)
+//		if err != nil { ... }
+//		handle(d)
+//		saved = co.Position() // persist it to resume after a restart
+//	}
+package client

@@ -1,0 +1,86 @@
+package client
+
+import (
+	"context"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// ReadOptions are the options of one Client.Read.
+type ReadOptions struct {
+	From      string   // a position (see Earliest); default Earliest
+	VChannels []string // keep only these vchannels; default all
+	// Types keeps only these message types; default data, insert and
+	// delete.
+	Types []string
+	// Max bounds the messages returned; default the server's (100), and
+	// the server caps it (10,000).
+	Max int
+	// Wait is how long the server long-polls when nothing is there yet;
+	// the server caps it (20 s by default). Default 0: answer at once.
+	Wait time.Duration
+}
+
+// ReadResult is the answer of one read.
+type ReadResult struct {
+	Messages []Delivery
+	// Next is the position to read from next: right after the last
+	// message returned, or From (concrete, when From was Latest) if none
+	// was.
+	Next string
+}
+
+type readResponse struct {
+	Messages []struct {
+		Offset     uint64            `json:"offset"`
+		Index      uint32            `json:"index"`
+		Term       uint64            `json:"term"`
+		TimeTick   uint64            `json:"timetick,string"`
+		Type       string            `json:"type"`
+		VChannel   string            `json:"vchannel"`
+		Payload    []byte            `json:"payload"`
+		Properties map[string]string `json:"properties"`
+		Key        *Key              `json:"key"`
+	} `json:"messages"`
+	Next string `json:"next"`
+}
+
+// Read reads pchannel once: what is there from opts.From (up to Max
+// messages and about 4 MiB of payload), or, if nothing is, the first
+// messages to arrive within Wait. An empty result is not an error. A read
+// is retried on busy answers and transport failures.
+func (c *Client) Read(ctx context.Context, pchannel string, opts ReadOptions) (ReadResult, error) {
+	path, err := pchannelPath(pchannel, "/messages")
+	if err != nil {
+		return ReadResult{}, err
+	}
+	q := url.Values{}
+	if opts.From != "" {
+		q.Set("from", opts.From)
+	}
+	for _, v := range opts.VChannels {
+		q.Add("vchannel", v)
+	}
+	for _, t := range opts.Types {
+		q.Add("type", t)
+	}
+	if opts.Max > 0 {
+		q.Set("max", strconv.Itoa(opts.Max))
+	}
+	if opts.Wait > 0 {
+		q.Set("wait", opts.Wait.String())
+	}
+	var resp readResponse
+	if err := c.do(ctx, request{method: "GET", path: path, query: q, wait: opts.Wait, idempotent: true}, &resp); err != nil {
+		return ReadResult{}, err
+	}
+	out := ReadResult{Messages: make([]Delivery, len(resp.Messages)), Next: resp.Next}
+	for i, m := range resp.Messages {
+		out.Messages[i] = Delivery{
+			ID: MessageID{Offset: m.Offset, Index: m.Index}, Term: m.Term, TimeTick: m.TimeTick,
+			Type: m.Type, VChannel: m.VChannel, Payload: m.Payload, Properties: m.Properties, Key: m.Key,
+		}
+	}
+	return out, nil
+}

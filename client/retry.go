@@ -1,0 +1,81 @@
+package client
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// RetryPolicy says how a call is retried. Which failures are retried is not
+// configurable (see Client): busy answers (429, 502, 503, 504), timeouts and
+// transport failures, and — for an append — only when retrying is safe.
+// Zero fields take the defaults of DefaultRetryPolicy.
+type RetryPolicy struct {
+	// MaxAttempts bounds the attempts of one call, the first included.
+	// Default 6; 1 never retries; -1 retries until the call's context
+	// ends (or, for a Producer, until it is closed).
+	MaxAttempts int
+	// MinBackoff is the pause after the first failed attempt; it doubles
+	// after each one, up to MaxBackoff, with jitter (each pause is drawn
+	// from [d/2, d]). A Retry-After from the server is a floor: the pause
+	// is never shorter. Defaults 100 ms and 5 s.
+	MinBackoff time.Duration
+	MaxBackoff time.Duration
+	// AttemptTimeout bounds one attempt, from sending the request to
+	// reading the whole answer; a read's wait is added to it. A timed-out
+	// append is retried with the same idempotency keys. Default 30 s.
+	AttemptTimeout time.Duration
+}
+
+// DefaultRetryPolicy is the policy of a Client built without WithRetry.
+var DefaultRetryPolicy = RetryPolicy{
+	MaxAttempts:    6,
+	MinBackoff:     100 * time.Millisecond,
+	MaxBackoff:     5 * time.Second,
+	AttemptTimeout: 30 * time.Second,
+}
+
+func (p RetryPolicy) withDefaults() RetryPolicy {
+	d := DefaultRetryPolicy
+	if p.MaxAttempts == 0 {
+		p.MaxAttempts = d.MaxAttempts
+	}
+	if p.MinBackoff == 0 {
+		p.MinBackoff = d.MinBackoff
+	}
+	if p.MaxBackoff == 0 {
+		p.MaxBackoff = max(d.MaxBackoff, p.MinBackoff)
+	}
+	if p.AttemptTimeout == 0 {
+		p.AttemptTimeout = d.AttemptTimeout
+	}
+	return p
+}
+
+// Validate reports a policy that cannot work, after defaults are applied to
+// zero fields.
+func (p RetryPolicy) Validate() error {
+	p = p.withDefaults()
+	switch {
+	case p.MaxAttempts < -1:
+		return fmt.Errorf("client: retry: %w: max attempts %d (want -1 or ≥ 1)", ErrInvalid, p.MaxAttempts)
+	case p.MinBackoff < 0 || p.MaxBackoff < p.MinBackoff:
+		return fmt.Errorf("client: retry: %w: backoff %v..%v", ErrInvalid, p.MinBackoff, p.MaxBackoff)
+	case p.AttemptTimeout < 0:
+		return fmt.Errorf("client: retry: %w: negative attempt timeout", ErrInvalid)
+	}
+	return nil
+}
+
+// backoff is the pause after the attempt-th failed attempt (from 1).
+func (p RetryPolicy) backoff(attempt int) time.Duration {
+	d := p.MinBackoff
+	for i := 1; i < attempt && d < p.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, p.MaxBackoff)
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}

@@ -1,0 +1,135 @@
+package client
+
+import (
+	"strconv"
+	"time"
+)
+
+// MessageID is where a message lies in its pchannel: the offset of its
+// batch and its index in the batch. IDs are totally ordered within a
+// pchannel.
+type MessageID struct {
+	Offset uint64
+	Index  uint32
+}
+
+// String is "OFFSET.INDEX".
+func (id MessageID) String() string {
+	return strconv.FormatUint(id.Offset, 10) + "." + strconv.FormatUint(uint64(id.Index), 10)
+}
+
+// Less reports whether id comes before o in the pchannel.
+func (id MessageID) Less(o MessageID) bool {
+	return id.Offset < o.Offset || (id.Offset == o.Offset && id.Index < o.Index)
+}
+
+// Positions are where a read starts, as the API spells them: "earliest",
+// "latest", "id:OFFSET.INDEX" (that message and after) or "timetick:T" (the
+// first message whose timetick is at least T).
+const (
+	Earliest = "earliest" // the oldest message still kept
+	Latest   = "latest"   // only messages appended from now on
+)
+
+// AtID is the position of the message id and after.
+func AtID(id MessageID) string { return "id:" + id.String() }
+
+// After is the position right after the message id, where a reader that
+// handled id resumes.
+func After(id MessageID) string { return AtID(MessageID{Offset: id.Offset, Index: id.Index + 1}) }
+
+// AtTimeTick is the position of the first message whose timetick is at
+// least t.
+func AtTimeTick(t uint64) string { return "timetick:" + strconv.FormatUint(t, 10) }
+
+// Key is an idempotency key. A message appended with a key that was acked
+// before (within the server's dedup window, 10 minutes by default, across
+// failovers) is not written again; its ack is the first copy's, marked
+// Duplicate. A Producer assigns keys itself: Producer is its name, Epoch
+// changes at every start, Seq counts its messages.
+type Key struct {
+	Producer string `json:"producer"`
+	Epoch    uint64 `json:"epoch"`
+	Seq      uint64 `json:"seq"`
+}
+
+// Message is a message to append.
+type Message struct {
+	VChannel string // required (a Producer may supply a default)
+	// Type is "data" (the default when empty), "insert" or "delete".
+	Type       string
+	Payload    []byte
+	Properties map[string]string
+	// Key is the message's idempotency key, for Client.Append; a Producer
+	// sets keys itself and refuses messages that carry one.
+	Key *Key
+}
+
+// Ack is where an appended message landed.
+type Ack struct {
+	ID       MessageID
+	TimeTick uint64 // its timetick: strictly increasing within the pchannel
+	Term     uint64 // the lease term that wrote it
+	// Duplicate: the message's key was acked before; ID and TimeTick are
+	// the first copy's, and nothing was written again.
+	Duplicate bool
+}
+
+// Delivery is a message read from a pchannel.
+type Delivery struct {
+	ID         MessageID
+	Term       uint64
+	TimeTick   uint64
+	Type       string // data, insert, delete, or a control type if asked for
+	VChannel   string
+	Payload    []byte
+	Properties map[string]string
+	Key        *Key // nil if it was appended without one
+}
+
+// Lease is the lease record of a pchannel: who writes it, in which term.
+type Lease struct {
+	PChannel string    `json:"pchannel"`
+	Term     uint64    `json:"term"`
+	Holder   string    `json:"holder"`
+	Expires  time.Time `json:"expires"`
+	Released bool      `json:"released"`
+	// Live: neither released nor expired, by the server's clock.
+	Live       bool      `json:"live"`
+	TailHint   uint64    `json:"tail_hint"`
+	AcquiredAt time.Time `json:"acquired_at"`
+	Version    uint64    `json:"version"`
+}
+
+// PChannelStatus is one row of the pchannel status table.
+type PChannelStatus struct {
+	Lease
+	// Tail is the next offset: the writer's ack frontier if the answering
+	// server holds the lease (TailSource "writer"), else the lease record's
+	// tail hint ("hint").
+	Tail       uint64 `json:"tail"`
+	TailSource string `json:"tail_source"`
+	// Checkpoint: the offset below which the pchannel is flushed to
+	// segments.
+	Checkpoint uint64 `json:"checkpoint"`
+}
+
+// Tail is the next offset of a pchannel.
+type Tail struct {
+	PChannel   string `json:"pchannel"`
+	NextOffset uint64 `json:"next_offset"`
+	Term       uint64 `json:"term"`
+	// Source: "writer", the ack frontier of the writer in the answering
+	// server; "store", the first empty slot found in the store, which may
+	// sit below a remote writer's frontier while its last PUTs land.
+	Source string `json:"source"`
+}
+
+// SyncResult is a timetick below which nothing more will be written to a
+// pchannel: every message appended later gets a larger timetick, and every
+// message with a smaller one is acknowledged.
+type SyncResult struct {
+	PChannel string `json:"pchannel"`
+	Term     uint64 `json:"term"`
+	TimeTick uint64 `json:"timetick,string"`
+}
