@@ -114,6 +114,10 @@ func (b *Balancer) round(ctx context.Context) ([]Assignment, error) {
 		return nil, err
 	}
 	view := clusterView{Assignments: b.assigns.all(), Sessions: b.nodes.all(), Leases: make(map[string]*Lease)}
+	// One clock reading for the whole round: a cached lease is used only
+	// if it is live at now, so deciding at a later reading could call it
+	// expired without having read it again. Reads that come after now only
+	// make the view newer, which errs toward "live".
 	now := b.cfg.Now()
 	for _, a := range view.Assignments {
 		l, err := b.lease(ctx, a, now)
@@ -122,7 +126,6 @@ func (b *Balancer) round(ctx context.Context) ([]Assignment, error) {
 		}
 		view.Leases[a.PChannel] = l
 	}
-	now = b.cfg.Now()
 	next := decideAssignments(view, now, b.policy())
 	var applied []Assignment
 	for _, a := range next {
