@@ -102,6 +102,9 @@
 // assigned to it (Hold: segmentlog.OpenWriter, whose lease acquire is the
 // only confirmation and the only thing that bumps a term) and to close the
 // writer of one that moved away (Release: Writer.Close releases the lease).
+// Every poll it calls Hold again for what it holds, as a watchdog: a writer
+// that stopped by itself keeps renewing its lease until closed, so the
+// Holder must close and replace it.
 //
 // A Balancer round reads the assignment and session records the same way,
 // the lease records it needs (Leases.Describe; a lease known to be live is

@@ -24,9 +24,15 @@ type Holder interface {
 	// Hold makes sure the process has a running writer of pchannel: it
 	// opens one with segmentlog.OpenWriter (WriterConfig.Holder must be the
 	// node's ID, so that the lease names the node) unless one is running,
-	// and replaces one that stopped. It returns nil only with a running
-	// writer; while another holder's lease is live it fails with an error
-	// wrapping ErrLeaseHeld (a *HeldError says when to try again).
+	// and closes and replaces one that stopped. It returns nil only with a
+	// running writer; while another holder's lease is live it fails with an
+	// error wrapping ErrLeaseHeld (a *HeldError says when to try again).
+	//
+	// Node calls Hold again every PollInterval for each pchannel it holds,
+	// as a watchdog: a Writer that stopped on its own (a PUT that missed
+	// the lease deadline, say) keeps renewing its lease until it is
+	// closed, so nobody else would take the pchannel over. Hold must
+	// therefore cost no store request while the writer runs.
 	Hold(ctx context.Context, pchannel string) error
 	// Release closes the writer of pchannel, if there is one: Writer.Close
 	// releases the lease, so the next node may take it at once.
@@ -61,7 +67,8 @@ type Node struct {
 	stats NodeStats
 }
 
-// NodeStats counts what a Node did.
+// NodeStats counts what a Node did. Holds counts pchannels taken (a Hold
+// of a pchannel that was not held), not the watchdog's Holds.
 type NodeStats struct {
 	Heartbeats, HeartbeatFailures int64
 	Polls, PollFailures           int64
@@ -239,6 +246,7 @@ func (n *Node) watch(ctx context.Context) {
 			return
 		case r := <-w.results:
 			w.settle(r)
+			w.reconcile(ctx, false)
 		case <-t.C:
 			if err := w.view.refresh(ctx, n.rec); err != nil {
 				if ctx.Err() != nil {
@@ -249,8 +257,8 @@ func (n *Node) watch(ctx context.Context) {
 			} else {
 				n.count(func(s *NodeStats) { s.Polls++ })
 			}
+			w.reconcile(ctx, true)
 		}
-		w.reconcile(ctx)
 		wait := n.cfg.PollInterval
 		now := n.cfg.Now()
 		for _, at := range w.retryAt {
@@ -286,8 +294,9 @@ type holdResult struct {
 }
 
 // reconcile starts a Hold for what targets this node and is not held (or
-// was re-targeted since), and a Release for what it holds that does not.
-func (w *watcher) reconcile(ctx context.Context) {
+// was re-targeted since, or, after a poll, to check its writer still
+// runs), and a Release for what it holds that does not.
+func (w *watcher) reconcile(ctx context.Context, polled bool) {
 	n := w.n
 	listed := make(map[string]bool)
 	now := n.cfg.Now()
@@ -299,7 +308,7 @@ func (w *watcher) reconcile(ctx context.Context) {
 		}
 		mine, held := a.targets(n.id), n.isHeld(p)
 		switch {
-		case mine && (!held || w.acted[p] != a.Version) && !now.Before(w.retryAt[p]):
+		case mine && (!held || w.acted[p] != a.Version || polled) && !now.Before(w.retryAt[p]):
 			w.start(ctx, p, false, a.Version)
 		case !mine:
 			delete(w.acted, p)
@@ -375,8 +384,8 @@ func (n *Node) hold(ctx context.Context, p string) error {
 		n.count(func(s *NodeStats) { s.HoldFailures++ })
 		return err
 	}
-	n.count(func(s *NodeStats) { s.Holds++ })
 	if !wasHeld {
+		n.count(func(s *NodeStats) { s.Holds++ })
 		n.log.Info("holding pchannel", "pchannel", p)
 	}
 	return nil

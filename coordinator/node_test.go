@@ -20,6 +20,7 @@ type fakeHolder struct {
 	calls  []string
 	refuse map[string]int
 	held   map[string]bool
+	dead   map[string]bool // the writer stopped by itself
 }
 
 func (h *fakeHolder) Hold(_ context.Context, p string) error {
@@ -30,8 +31,12 @@ func (h *fakeHolder) Hold(_ context.Context, p string) error {
 		h.calls = append(h.calls, "refused "+p)
 		return &HeldError{PChannel: p, Holder: "other", Term: 1, RetryAfter: 30 * time.Millisecond}
 	}
-	if !h.held[p] {
+	switch {
+	case !h.held[p]:
 		h.calls = append(h.calls, "hold "+p)
+	case h.dead[p]:
+		h.calls = append(h.calls, "replace "+p)
+		delete(h.dead, p)
 	}
 	h.held[p] = true
 	return nil
@@ -198,5 +203,35 @@ func TestNewNodeValidates(t *testing.T) {
 	}
 	if _, err := NewRegistry(Config{Layout: testLayout, SessionTTL: time.Millisecond}, objstore.NewMemory(), l); err == nil {
 		t.Error("registry with an invalid config accepted")
+	}
+}
+
+// TestNodeWatchdog: a writer that stops by itself (and would keep its lease
+// renewed until closed) is replaced at the next poll.
+func TestNodeWatchdog(t *testing.T) {
+	store := objstore.NewMemory()
+	setAssignment(t, store, Assignment{PChannel: "p0", State: PChannelAssigned, Node: "n1"})
+	h := &fakeHolder{held: map[string]bool{}, dead: map[string]bool{}}
+	n, err := NewNode(fastNodeCfg, store, "n1", "http://n1", h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	waitUntil(t, "hold p0", func() bool { return len(n.Held()) == 1 })
+	h.mu.Lock()
+	h.dead["p0"] = true
+	h.mu.Unlock()
+	waitUntil(t, "replace p0", func() bool { return slices.Contains(h.log(), "replace p0") })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(h.log()); got != "[hold p0 replace p0 release p0]" {
+		t.Fatalf("calls %s", got)
+	}
+	if st := n.Stats(); st.Holds != 1 {
+		t.Fatalf("holds %d, want 1 (watchdog holds are not counted)", st.Holds)
 	}
 }
