@@ -52,15 +52,6 @@ type clusterTimings struct {
 	appendTimeout, pace         time.Duration // producers: per append, between appends
 }
 
-// scaled multiplies every duration by k.
-func (tm clusterTimings) scaled(k time.Duration) clusterTimings {
-	for _, d := range []*time.Duration{&tm.ttl, &tm.margin, &tm.renew, &tm.put, &tm.get, &tm.heartbeat, &tm.sessionTTL,
-		&tm.poll, &tm.check, &tm.stuck, &tm.request, &tm.appendTimeout, &tm.pace} {
-		*d *= k
-	}
-	return tm
-}
-
 type cluster struct {
 	t       *testing.T
 	base    objstore.Store

@@ -46,8 +46,6 @@ func TestClusterMinIO(t *testing.T) {
 }
 
 func runCluster(t *testing.T, store objstore.Store, tm clusterTimings, balancers int, phase time.Duration) {
-	tm = tm.scaled(raceScale)
-	phase *= raceScale
 	ctx := context.Background()
 	pchannels := []string{"p0", "p1", "p2", "p3", "p4", "p5"}
 	c := newCluster(t, store, tm, pchannels)
