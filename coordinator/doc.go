@@ -90,6 +90,8 @@
 // (producer "cairn.registry/{v}"), so a retried create or drop lands once.
 // Snapshots Pin a vchannel while it is active; MarkReclaiming (GC) succeeds
 // only for a dropped vchannel with no pins (PROTOCOL.md, "Snapshots" rule 1).
+// Pin, Unpin, Dropped and MarkReclaiming have the signatures the snapshot
+// package declares (snapshot.VChannels, snapshot.Reclaimer).
 // Locate tells a producer which node holds the vchannel's pchannel (from the
 // lease) and its address (from the session).
 //

@@ -246,36 +246,65 @@ func (r *Registry) AdvancePosition(ctx context.Context, name string, pos Positio
 	return v, wrapOp("advance position of", name, err)
 }
 
-// Pin records that snapshot pins vchannel name (PROTOCOL.md, "Snapshots"
+// Pin records that holder (a snapshot, or a restore job) pins vchannel
+// name, and returns the pchannel it is bound to (PROTOCOL.md, "Snapshots"
 // rule 1). It fails with ErrVChannelDropped once the vchannel is dropped or
-// being reclaimed. Pinning twice is harmless.
-func (r *Registry) Pin(ctx context.Context, name, snapshot string) (VChannel, error) {
-	if err := segmentlog.ValidateName("snapshot", snapshot); err != nil {
-		return VChannel{}, fmt.Errorf("coordinator: pin %s: %w", name, err)
+// being reclaimed. Pinning twice is harmless. Pin and Unpin are the
+// snapshot package's VChannels.
+func (r *Registry) Pin(ctx context.Context, name, holder string) (string, error) {
+	if err := segmentlog.ValidateName("pin holder", holder); err != nil {
+		return "", fmt.Errorf("coordinator: pin %s: %w", name, err)
 	}
 	v, err := r.update(ctx, name, func(cur *VChannel, _ time.Time) (VChannel, error) {
-		return decidePin(cur, name, snapshot)
+		return decidePin(cur, name, holder)
 	})
-	return v, wrapOp("pin", name, err)
+	if err != nil {
+		return "", wrapOp("pin", name, err)
+	}
+	return v.PChannel, nil
 }
 
-// Unpin removes snapshot's pin from vchannel name, in any state. Removing
-// a pin that is not there is harmless.
-func (r *Registry) Unpin(ctx context.Context, name, snapshot string) (VChannel, error) {
-	v, err := r.update(ctx, name, func(cur *VChannel, _ time.Time) (VChannel, error) {
-		return decideUnpin(cur, name, snapshot)
+// Unpin removes holder's pin from vchannel name, in any state. Removing a
+// pin that is not there is harmless.
+func (r *Registry) Unpin(ctx context.Context, name, holder string) error {
+	_, err := r.update(ctx, name, func(cur *VChannel, _ time.Time) (VChannel, error) {
+		return decideUnpin(cur, name, holder)
 	})
-	return v, wrapOp("unpin", name, err)
+	return wrapOp("unpin", name, err)
 }
 
-// MarkReclaiming moves a dropped, unpinned vchannel to reclaiming; GC may
-// delete its data after this succeeded. It fails with ErrVChannelActive
-// before the drop and with ErrPinned while a snapshot pins it.
-func (r *Registry) MarkReclaiming(ctx context.Context, name string) (VChannel, error) {
-	v, err := r.update(ctx, name, func(cur *VChannel, _ time.Time) (VChannel, error) {
+// MarkReclaiming moves a dropped vchannel with no pins to reclaiming; GC
+// may delete its data once it reported true (also for a vchannel already
+// reclaiming). While a snapshot pins it, it reports false and no error. It
+// fails with ErrVChannelActive before the drop. MarkReclaiming and Dropped
+// are the snapshot package's Reclaimer.
+func (r *Registry) MarkReclaiming(ctx context.Context, name string) (bool, error) {
+	_, err := r.update(ctx, name, func(cur *VChannel, _ time.Time) (VChannel, error) {
 		return decideReclaim(cur, name)
 	})
-	return v, wrapOp("reclaim", name, err)
+	switch {
+	case errors.Is(err, ErrPinned):
+		return false, nil
+	case err != nil:
+		return false, wrapOp("reclaim", name, err)
+	}
+	return true, nil
+}
+
+// Dropped returns the vchannels bound to pchannel that are dropped or
+// reclaiming, in name order.
+func (r *Registry) Dropped(ctx context.Context, pchannel string) ([]string, error) {
+	vs, err := r.List(ctx, VChannelFilter{PChannel: pchannel})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, v := range vs {
+		if v.State != VChannelActive {
+			out = append(out, v.Name)
+		}
+	}
+	return out, nil
 }
 
 // update runs a registry decision on the record of name.

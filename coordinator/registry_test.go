@@ -234,8 +234,8 @@ func TestRegistryPinsAndReclaim(t *testing.T) {
 	if _, err := f.reg.Create(ctx, f.wal, "v1", ""); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.reg.Pin(ctx, "v1", "snap-a"); err != nil {
-		t.Fatal(err)
+	if p, err := f.reg.Pin(ctx, "v1", "snap-a"); err != nil || p != "p0" {
+		t.Fatalf("pin: %q, %v", p, err)
 	}
 	if _, err := f.reg.MarkReclaiming(ctx, "v1"); !errors.Is(err, ErrVChannelActive) {
 		t.Fatalf("reclaim active: %v", err)
@@ -246,15 +246,28 @@ func TestRegistryPinsAndReclaim(t *testing.T) {
 	if _, err := f.reg.Pin(ctx, "v1", "snap-b"); !errors.Is(err, ErrVChannelDropped) {
 		t.Fatalf("pin after drop: %v", err)
 	}
-	if _, err := f.reg.MarkReclaiming(ctx, "v1"); !errors.Is(err, ErrPinned) {
-		t.Fatalf("reclaim pinned: %v", err)
+	if ok, err := f.reg.MarkReclaiming(ctx, "v1"); ok || err != nil {
+		t.Fatalf("reclaim pinned: %t, %v", ok, err)
 	}
-	if v, err := f.reg.Unpin(ctx, "v1", "snap-a"); err != nil || len(v.Pins) != 0 {
-		t.Fatalf("unpin: %+v, %v", v, err)
+	if d, err := f.reg.Dropped(ctx, "p0"); err != nil || fmt.Sprint(d) != "[v1]" {
+		t.Fatalf("dropped: %v, %v", d, err)
 	}
-	v, err := f.reg.MarkReclaiming(ctx, "v1")
-	if err != nil || v.State != VChannelReclaiming {
-		t.Fatalf("reclaim: %+v, %v", v, err)
+	if err := f.reg.Unpin(ctx, "v1", "snap-a"); err != nil {
+		t.Fatalf("unpin: %v", err)
+	}
+	if err := f.reg.Unpin(ctx, "v1", "snap-a"); err != nil {
+		t.Fatalf("unpin again: %v", err)
+	}
+	for range 2 {
+		if ok, err := f.reg.MarkReclaiming(ctx, "v1"); !ok || err != nil {
+			t.Fatalf("reclaim: %t, %v", ok, err)
+		}
+	}
+	if v, err := f.reg.Describe(ctx, "v1"); err != nil || v.State != VChannelReclaiming || len(v.Pins) != 0 {
+		t.Fatalf("after reclaim: %+v, %v", v, err)
+	}
+	if _, err := f.reg.MarkReclaiming(ctx, "nope"); !errors.Is(err, ErrNoVChannel) {
+		t.Fatalf("reclaim unknown: %v", err)
 	}
 	if _, err := f.reg.Pin(ctx, "v1", "snap-c"); !errors.Is(err, ErrVChannelDropped) {
 		t.Fatalf("pin while reclaiming: %v", err)
@@ -332,15 +345,18 @@ func TestPinReclaimRace(t *testing.T) {
 		t.Fatalf("pins %v, successful pins %v", v.Pins, pinned)
 	}
 	for _, s := range v.Pins {
-		if _, err := f.reg.MarkReclaiming(ctx, "v"); !errors.Is(err, ErrPinned) {
-			t.Fatalf("reclaim with pins %v: %v", v.Pins, err)
+		if ok, err := f.reg.MarkReclaiming(ctx, "v"); ok || err != nil {
+			t.Fatalf("reclaim with pins %v: %t, %v", v.Pins, ok, err)
 		}
-		if _, err := f.reg.Unpin(ctx, "v", s); err != nil {
+		if err := f.reg.Unpin(ctx, "v", s); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if v, err := f.reg.MarkReclaiming(ctx, "v"); err != nil || v.State != VChannelReclaiming || len(v.Pins) != 0 {
-		t.Fatalf("reclaim: %+v, %v", v, err)
+	if ok, err := f.reg.MarkReclaiming(ctx, "v"); !ok || err != nil {
+		t.Fatalf("reclaim: %t, %v", ok, err)
+	}
+	if v, err := f.reg.Describe(ctx, "v"); err != nil || v.State != VChannelReclaiming || len(v.Pins) != 0 {
+		t.Fatalf("after reclaim: %+v, %v", v, err)
 	}
 }
 

@@ -22,7 +22,8 @@ var (
 	ErrVChannelDropped = errors.New("coordinator: vchannel dropped")
 	// ErrVChannelActive: MarkReclaiming on a vchannel that is not dropped.
 	ErrVChannelActive = errors.New("coordinator: vchannel not dropped")
-	// ErrPinned: MarkReclaiming on a vchannel that snapshots still pin.
+	// ErrPinned: a reclaim decision on a vchannel that snapshots still pin
+	// (Registry.MarkReclaiming reports it as false, not as an error).
 	ErrPinned = errors.New("coordinator: vchannel pinned by a snapshot")
 	// ErrUnknownPChannel: a pchannel that is not in the pchannel set.
 	ErrUnknownPChannel = errors.New("coordinator: unknown pchannel")
