@@ -123,18 +123,23 @@ func (f *Flusher) casCheckpoint(ctx context.Context, r *round, next segmentlog.C
 		if err == nil {
 			return nil
 		}
-		if !objstore.IsRetryable(err) && !errors.Is(err, objstore.ErrConflict) && !errors.Is(err, objstore.ErrExists) {
+		// A cancelled or timed-out call may have landed too.
+		unknown := objstore.IsRetryable(err) || ctx.Err() != nil
+		if !unknown && !errors.Is(err, objstore.ErrConflict) && !errors.Is(err, objstore.ErrExists) {
 			return fmt.Errorf("flush %s: checkpoint CAS: %w", f.cfg.PChannel, err)
 		}
-		// Conflict, or an outcome we did not hear: look at the record.
-		cur, etag, rerr := f.readCheckpoint(ctx)
+		// Conflict, or an outcome we did not hear: look at the record, even
+		// if the caller gave up meanwhile, so that what we report is true.
+		cur, etag, rerr := f.readBack(ctx)
 		if rerr != nil {
 			return fmt.Errorf("flush %s: checkpoint CAS outcome unknown (%v) and the record cannot be read: %w", f.cfg.PChannel, err, rerr)
 		}
 		switch {
 		case holdsFlush(cur, flushID, next, len(next.Segments) > len(r.base.Segments)):
 			return nil // ours landed; the reply was lost
-		case etag == r.etag && objstore.IsRetryable(err):
+		case ctx.Err() != nil:
+			return fmt.Errorf("flush %s: checkpoint CAS: %w", f.cfg.PChannel, ctx.Err())
+		case etag == r.etag && unknown:
 			// Not applied (yet): resend the identical conditional write.
 			if !sleep(ctx, backoff(attempt)) {
 				return fmt.Errorf("flush %s: checkpoint CAS: %w", f.cfg.PChannel, ctx.Err())
@@ -145,11 +150,23 @@ func (f *Flusher) casCheckpoint(ctx context.Context, r *round, next segmentlog.C
 	}
 }
 
+// readBack reads the checkpoint to settle a CAS outcome; once ctx has
+// ended it still tries for a few request timeouts.
+func (f *Flusher) readBack(ctx context.Context) (segmentlog.Checkpoint, string, error) {
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 4*f.cfg.GetTimeout)
+		defer cancel()
+	}
+	return f.readCheckpoint(ctx)
+}
+
 // holdsFlush reports whether cp contains the flush that wrote next: its
 // segment files are in the manifest. A flush with no segment files (only
 // fences, fillers or garbage) has nothing to identify it by; it counts as
-// done once the checkpoint is at or past its target with the same content
-// below it, since another flusher's identical commit is as good as ours.
+// landed when the record is at its target C and version, since another
+// flusher's commit of the same slots is as good as ours. (Past that, it is
+// reported as a lost race; either way no data depends on it.)
 func holdsFlush(cp segmentlog.Checkpoint, flushID string, next segmentlog.Checkpoint, wroteSegments bool) bool {
 	if wroteSegments {
 		for _, ref := range cp.Segments {

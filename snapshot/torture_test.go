@@ -283,7 +283,9 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkChain(t, committed, cp)
+	// Run flushers stop at the end of the round, perhaps before learning
+	// that a last CAS landed: gaps in the reports are allowed.
+	checkRounds(t, committed, cp, true)
 	for _, ref := range cp.Segments {
 		if _, err := base.Head(context.Background(), ref.Key); err != nil {
 			t.Errorf("I10: manifest names %s: %v", ref.Key, err)
