@@ -121,7 +121,7 @@ func readAll(t *testing.T, c *Client, pchannel string) []Delivery {
 	}
 	var out []Delivery
 	for {
-		ds, err := co.Poll(t.Context())
+		ds, err := co.Poll(t.Context(), 0)
 		if err != nil {
 			t.Fatal(err)
 		}

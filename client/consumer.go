@@ -101,16 +101,22 @@ func (co *Consumer) Next(ctx context.Context) (Delivery, error) {
 	return d, nil
 }
 
-// Poll returns the messages already read but not delivered, or else reads
-// once (long-polling up to Wait) and returns what came: possibly nothing.
-func (co *Consumer) Poll(ctx context.Context) ([]Delivery, error) {
+// Poll returns up to max messages (0: no limit) already read but not
+// delivered, or else reads once (long-polling up to Wait) and returns up to
+// max of what came: possibly nothing. Messages beyond max stay for the next
+// call, and Position is right after the last message returned.
+func (co *Consumer) Poll(ctx context.Context, max int) ([]Delivery, error) {
 	if len(co.buf) == 0 {
 		if err := co.fill(ctx); err != nil {
 			return nil, err
 		}
 	}
-	out := co.buf
-	co.buf = nil
+	n := len(co.buf)
+	if max > 0 && max < n {
+		n = max
+	}
+	out := co.buf[:n:n]
+	co.buf = co.buf[n:]
 	for _, d := range out {
 		co.delivered(d)
 	}

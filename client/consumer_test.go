@@ -103,7 +103,7 @@ func TestConsumerResumesFromPosition(t *testing.T) {
 	}
 	// Resuming at the end delivers nothing more.
 	co3, _ := c.Consumer("p0", ConsumerConfig{From: co2.Position(), Wait: -1})
-	if ds, err := co3.Poll(t.Context()); err != nil || len(ds) != 0 {
+	if ds, err := co3.Poll(t.Context(), 0); err != nil || len(ds) != 0 {
 		t.Fatalf("poll at the end: %d messages, %v", len(ds), err)
 	}
 }
@@ -118,7 +118,7 @@ func TestConsumerFromLatest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ds, err := co.Poll(t.Context()); err != nil || len(ds) != 0 {
+	if ds, err := co.Poll(t.Context(), 0); err != nil || len(ds) != 0 {
 		t.Fatalf("poll at the tail: %d messages, %v", len(ds), err)
 	}
 	if pos := co.Position(); !strings.HasPrefix(pos, "id:") {
@@ -148,8 +148,25 @@ func TestConsumerFilters(t *testing.T) {
 		t.Fatal(err)
 	}
 	co, _ := c.Consumer("p0", ConsumerConfig{VChannels: []string{"v1"}, Types: []string{"delete"}, Wait: -1})
-	ds, err := co.Poll(t.Context())
+	ds, err := co.Poll(t.Context(), 0)
 	if err != nil || len(ds) != 1 || string(ds[0].Payload) != "c" || ds[0].Type != "delete" || ds[0].VChannel != "v1" {
 		t.Fatalf("filtered read: %+v, %v", ds, err)
+	}
+}
+
+// TestConsumerPollMax: Poll hands over at most max messages, keeps the rest
+// for the next call, and its position is right after the last returned.
+func TestConsumerPollMax(t *testing.T) {
+	url := newServer(t, serverOptions{})
+	c, _ := newClient(t, url)
+	acks := produce(t, c, "p0", "m", 5)
+	co, _ := c.Consumer("p0", ConsumerConfig{Wait: -1})
+	ds, err := co.Poll(t.Context(), 2)
+	if err != nil || len(ds) != 2 || ds[1].ID != acks[1].ID || co.Position() != After(acks[1].ID) {
+		t.Fatalf("poll 2: %d messages, %v, position %q", len(ds), err, co.Position())
+	}
+	ds, err = co.Poll(t.Context(), 0)
+	if err != nil || len(ds) != 3 || ds[0].ID != acks[2].ID || co.Position() != After(acks[4].ID) {
+		t.Fatalf("poll the rest: %d messages, %v, position %q", len(ds), err, co.Position())
 	}
 }

@@ -7,10 +7,14 @@ func newRootCmd() *cobra.Command {
 		Use:   "cairn",
 		Short: "Cairn: an object-storage-native write-ahead log",
 		Long: `Cairn is a write-ahead log whose only stateful part is an object store
-(S3, MinIO, or a local directory). 'cairn serve' runs it as one local process.`,
+(S3, MinIO, or a local directory). 'cairn serve' runs it as one local process;
+the other commands talk to a running server over its HTTP API.
+
+Every command but serve takes --server (default http://127.0.0.1:7070, or
+$CAIRN_SERVER) and --token (default $CAIRN_TOKEN), after its name.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd())
+	root.AddCommand(newServeCmd(), newProduceCmd(), newConsumeCmd(), newPChannelCmd(), newLeaseCmd(), newStatusCmd())
 	return root
 }

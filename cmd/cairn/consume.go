@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cairnlog/cairn/client"
+)
+
+type consumeOptions struct {
+	conn      connFlags
+	out       outputFlag
+	pchannel  string
+	from      string
+	follow    bool
+	vchannels []string
+	types     []string
+	max       int
+	wait      time.Duration
+}
+
+func newConsumeCmd() *cobra.Command {
+	var o consumeOptions
+	cmd := &cobra.Command{
+		Use:   "consume",
+		Short: "Print the messages of a pchannel from a position",
+		Long: `consume reads a pchannel in order from --from and prints one line per
+message: its position, its vchannel and its payload — as is when it is
+printable UTF-8, else as a Go-quoted string. With --output json each message
+is a JSON object on its own line, payload in base64 as in the HTTP API.
+
+Without --follow it stops at the tail; with --follow it long-polls for new
+messages until Ctrl-C. --max stops after that many messages. At the end it
+writes to standard error the position to resume from (--from), right after
+the last message printed.
+
+Positions: earliest (the default), latest (only what is appended from now
+on), id:OFFSET.INDEX (that message and after), timetick:T (the first message
+whose timetick is at least T).`,
+		Example: `  cairn consume --pchannel p0
+  cairn consume --pchannel p0 --from latest --follow --vchannel v0
+  cairn consume --pchannel p0 --from id:9.1 --max 10 --output json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return consume(ctx, cmd, o)
+		},
+	}
+	addConnFlags(cmd, &o.conn)
+	addOutputFlag(cmd, &o.out, "one message object per line")
+	f := cmd.Flags()
+	f.StringVar(&o.pchannel, "pchannel", "", "pchannel to read (required)")
+	f.StringVar(&o.from, "from", client.Earliest, "position to start from: earliest, latest, id:OFFSET.INDEX or timetick:T")
+	f.BoolVarP(&o.follow, "follow", "f", false, "keep waiting for new messages at the tail until Ctrl-C")
+	f.StringArrayVar(&o.vchannels, "vchannel", nil, "print only this vchannel's messages (repeatable)")
+	f.StringArrayVar(&o.types, "type", nil, "print only messages of this type (repeatable; default data, insert and delete)")
+	f.IntVar(&o.max, "max", 0, "stop after this many messages (0: no limit)")
+	f.DurationVar(&o.wait, "wait", 10*time.Second, "with --follow, how long each read long-polls (the server caps it)")
+	_ = cmd.MarkFlagRequired("pchannel")
+	return cmd
+}
+
+// messageOut is a message as consume --output json prints it.
+type messageOut struct {
+	Position   string            `json:"position"`
+	Offset     uint64            `json:"offset"`
+	Index      uint32            `json:"index"`
+	Term       uint64            `json:"term"`
+	TimeTick   uint64            `json:"timetick,string"`
+	Type       string            `json:"type"`
+	VChannel   string            `json:"vchannel,omitempty"`
+	Payload    []byte            `json:"payload,omitempty"`
+	Properties map[string]string `json:"properties,omitempty"`
+	Key        *client.Key       `json:"key,omitempty"`
+}
+
+func consume(ctx context.Context, cmd *cobra.Command, o consumeOptions) error {
+	if err := o.out.validate(); err != nil {
+		return err
+	}
+	if o.max < 0 || o.wait <= 0 {
+		return errors.New("--max must be ≥ 0 and --wait positive")
+	}
+	c, err := o.conn.client(cmd)
+	if err != nil {
+		return err
+	}
+	cfg := client.ConsumerConfig{From: o.from, VChannels: o.vchannels, Types: o.types, Max: 1000, Wait: -1}
+	if o.follow {
+		cfg.Wait = o.wait
+	}
+	co, err := c.Consumer(o.pchannel, cfg)
+	if err != nil {
+		return err
+	}
+	w := cmd.OutOrStdout()
+	n := 0
+	err = nil
+	for o.max == 0 || n < o.max {
+		var ds []client.Delivery
+		if o.follow {
+			var d client.Delivery
+			d, err = co.Next(ctx)
+			ds = []client.Delivery{d}
+		} else {
+			limit := 0 // none
+			if o.max > 0 {
+				limit = o.max - n
+			}
+			ds, err = co.Poll(ctx, limit)
+		}
+		if err != nil || len(ds) == 0 {
+			break
+		}
+		for _, d := range ds {
+			if err = printMessage(w, o.out.json(), d); err != nil {
+				break
+			}
+			n++
+		}
+		if err != nil {
+			break
+		}
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "consumed %d messages from %s; resume with --from %s\n", n, o.pchannel, co.Position())
+	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return nil // Ctrl-C
+	}
+	return err
+}
+
+func printMessage(w io.Writer, asJSON bool, d client.Delivery) error {
+	pos := client.AtID(d.ID)
+	if asJSON {
+		return printJSON(w, messageOut{Position: pos, Offset: d.ID.Offset, Index: d.ID.Index, Term: d.Term,
+			TimeTick: d.TimeTick, Type: d.Type, VChannel: d.VChannel, Payload: d.Payload,
+			Properties: d.Properties, Key: d.Key})
+	}
+	_, err := fmt.Fprintf(w, "%s %s %s\n", pos, d.VChannel, printable(d.Payload))
+	return err
+}
+
+// printable is b as is when it is UTF-8 without control characters (tabs
+// aside), else Go-quoted.
+func printable(b []byte) string {
+	if !utf8.Valid(b) {
+		return strconv.Quote(string(b))
+	}
+	for _, r := range string(b) {
+		if r != '\t' && unicode.IsControl(r) {
+			return strconv.Quote(string(b))
+		}
+	}
+	return string(b)
+}
