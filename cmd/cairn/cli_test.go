@@ -79,9 +79,11 @@ func TestCLIProduceConsumeRoundTrip(t *testing.T) {
 	for i := range 500 {
 		lines = append(lines, fmt.Sprintf("line %03d\twith a tab, ünïcode and trailing space ", i))
 	}
-	lines[7] = ""                 // an empty line is an empty message
-	lines[8] = "crlf line ending" // sent with \r\n below
-	input := strings.Join(lines[:8], "\n") + "\n" + lines[8] + "\r\n" + strings.Join(lines[9:], "\n") // no final newline
+	// An empty line is an empty message; line 8 ends in \r\n; the last
+	// line has no newline.
+	lines[7] = ""
+	lines[8] = "crlf line ending"
+	input := strings.Join(lines[:8], "\n") + "\n" + lines[8] + "\r\n" + strings.Join(lines[9:], "\n")
 
 	out, errOut, err := runCLI(t, input, "produce", "--server", url, "--pchannel", "p0", "--vchannel", "v0", "--key-prefix", "roundtrip", "--output", "json")
 	if err != nil {
