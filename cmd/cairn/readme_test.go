@@ -1,0 +1,219 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// tourChecks says what each command of README.md's five-minute tour must
+// print, by its exact line. A tour line without a check fails the test, so
+// the tour and this table change together.
+var tourChecks = map[string]func(stdout, stderr string) error{
+	`printf 'hello\nworld\n' | cairn produce --pchannel p0 --vchannel v0`: func(out, errOut string) error {
+		return all(
+			match(out, `^id:\d+\.\d+ timetick:\d+\nid:\d+\.\d+ timetick:\d+\n$`),
+			match(errOut, `^produced 2 of 2 messages to p0 \(producer go-.+, epoch \d+\)\n$`))
+	},
+	`cairn consume --pchannel p0`: func(out, errOut string) error {
+		return all(
+			match(out, `^id:\d+\.0 v0 hello\nid:\d+\.1 v0 world\n$`),
+			match(errOut, `^consumed 2 messages from p0; resume with --from id:\d+\.2\n$`))
+	},
+	`cairn consume --pchannel p0 --max 1 --output json`: func(out, _ string) error {
+		var m struct {
+			Position string `json:"position"`
+			Payload  []byte `json:"payload"`
+		}
+		if err := json.Unmarshal([]byte(out), &m); err != nil || string(m.Payload) != "hello" || !strings.HasPrefix(m.Position, "id:") {
+			return fmt.Errorf("want one JSON message with payload hello (%v)", err)
+		}
+		return nil
+	},
+	`cairn pchannel list`: func(out, _ string) error {
+		return match(out, `^PCHANNEL +HOLDER +TERM +LIVE +TAIL +CHECKPOINT +EXPIRES\np0 +\S+ +1 +yes +\d+ +0 +\S+\n$`)
+	},
+	`cairn lease describe p0`: func(out, _ string) error {
+		return all(match(out, `(?m)^pchannel +p0$`), match(out, `(?m)^live +yes$`), match(out, `(?m)^term +1$`))
+	},
+	`cairn status --output json`: func(out, _ string) error {
+		var st struct {
+			PChannels []struct {
+				PChannel string `json:"pchannel"`
+				Live     bool   `json:"live"`
+			} `json:"pchannels"`
+		}
+		if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.PChannels) != 1 || st.PChannels[0].PChannel != "p0" || !st.PChannels[0].Live {
+			return fmt.Errorf("want the status of p0, live (%v)", err)
+		}
+		return nil
+	},
+}
+
+func match(s, re string) error {
+	if !regexp.MustCompile(re).MatchString(s) {
+		return fmt.Errorf("does not match %s", re)
+	}
+	return nil
+}
+
+func all(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestReadmeTour runs README.md's five-minute tour: a freshly built cairn
+// serves on a free port (the tour's `cairn serve`, with --addr and
+// --data-dir for the test), and every line of the tour's second block runs
+// verbatim through sh, with that cairn first on PATH and CAIRN_SERVER set
+// to the server — the only change.
+func TestReadmeTour(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := tourBlocks(t, string(readme))
+	if len(blocks) != 2 {
+		t.Fatalf("the tour has %d sh blocks; want 2: starting the server, then the commands", len(blocks))
+	}
+	if !hasCommand(blocks[0], "cairn serve") {
+		t.Fatalf("the tour's first block does not run `cairn serve`:\n%s", blocks[0])
+	}
+
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, "cairn"), ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	env := append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "CAIRN_TOKEN=")
+	server := startServeChild(t, filepath.Join(bin, "cairn"), filepath.Join(dir, "data"), env)
+	env = append(env, "CAIRN_SERVER="+server)
+
+	work := filepath.Join(dir, "work")
+	if err := os.Mkdir(work, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ran := 0
+	for _, line := range strings.Split(blocks[1], "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		check, ok := tourChecks[line]
+		if !ok {
+			t.Fatalf("tour line %q has no check in tourChecks", line)
+		}
+		cmd := exec.Command("sh", "-c", line)
+		cmd.Dir, cmd.Env = work, env
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%s: %v\nstdout:\n%s\nstderr:\n%s", line, err, &out, &errOut)
+		}
+		if err := check(out.String(), errOut.String()); err != nil {
+			t.Fatalf("%s: output %v\nstdout:\n%s\nstderr:\n%s", line, err, &out, &errOut)
+		}
+		ran++
+	}
+	if ran != len(tourChecks) {
+		t.Fatalf("ran %d tour commands; tourChecks has %d", ran, len(tourChecks))
+	}
+}
+
+// tourBlocks returns the ```sh blocks of README's "Five-minute tour"
+// section.
+func tourBlocks(t *testing.T, readme string) []string {
+	t.Helper()
+	_, sec, ok := strings.Cut(readme, "\n## Five-minute tour\n")
+	if !ok {
+		t.Fatal(`README.md has no "## Five-minute tour" section`)
+	}
+	sec, _, _ = strings.Cut(sec, "\n## ")
+	var blocks []string
+	for {
+		_, rest, ok := strings.Cut(sec, "```sh\n")
+		if !ok {
+			return blocks
+		}
+		block, after, ok := strings.Cut(rest, "```")
+		if !ok {
+			t.Fatal("unterminated ```sh block in the tour")
+		}
+		blocks = append(blocks, block)
+		sec = after
+	}
+}
+
+// hasCommand reports whether block has a line whose command, before any
+// comment, is cmd.
+func hasCommand(block, cmd string) bool {
+	for _, line := range strings.Split(block, "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		if strings.TrimSpace(line) == cmd {
+			return true
+		}
+	}
+	return false
+}
+
+// startServeChild runs `cairn serve --addr 127.0.0.1:0 --data-dir dataDir`
+// until the test ends (then stops it with SIGINT, gracefully) and returns
+// the URL it prints.
+func startServeChild(t *testing.T, cairn, dataDir string, env []string) string {
+	t.Helper()
+	cmd := exec.Command(cairn, "serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir)
+	cmd.Env = env
+	var logs lockedBuffer
+	cmd.Stderr = &logs
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	urls := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
+				urls <- m[1]
+			}
+		}
+		exited <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("cairn serve exited with %v\n%s", err, logs.String())
+			}
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Errorf("cairn serve did not stop within 30 s of SIGINT\n%s", logs.String())
+		}
+	})
+	select {
+	case u := <-urls:
+		return u
+	case err := <-exited:
+		t.Fatalf("cairn serve exited before listening: %v\n%s", err, logs.String())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("cairn serve printed no address within 60 s\n%s", logs.String())
+	}
+	return ""
+}
