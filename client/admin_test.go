@@ -179,3 +179,18 @@ func TestImportsNoServer(t *testing.T) {
 		}
 	}
 }
+
+// TestPathEscaping: a pchannel name reaches the server as one path element,
+// whatever it holds (the server then judges it).
+func TestPathEscaping(t *testing.T) {
+	var got atomic.Value
+	url := newServer(t, serverOptions{wrap: func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got.Store(r.URL.EscapedPath()); h.ServeHTTP(w, r) })
+	}})
+	c, _ := newClient(t, url+"/")
+	_, err := c.Tail(t.Context(), "a/b c")
+	if p, _ := got.Load().(string); p != "/v1/pchannels/a%2Fb%20c/tail" {
+		t.Fatalf("path sent: %q", p)
+	}
+	check(t, "tail of a bad name", err, ErrInvalid, "invalid_name", 400)
+}

@@ -47,7 +47,8 @@ func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc
 // Default: nothing is logged.
 func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
 
-// WithRetry sets the retry policy of every call. Default: DefaultRetryPolicy.
+// WithRetry sets the retry policy of every call. Default: the zero
+// RetryPolicy, whose fields take their documented defaults.
 func WithRetry(p RetryPolicy) Option { return func(c *Client) { c.retry = p } }
 
 // New returns a client of the server at baseURL ("http://127.0.0.1:7070";
@@ -183,12 +184,14 @@ var (
 // attempt sends req once. A transport failure is returned as is (wrapping
 // errNotSent when the connection could not even be made); an answer
 // outside 2xx as an *Error.
-func (c *Client) attempt(ctx context.Context, req request, out any) error {
+func (c *Client) attempt(ctx context.Context, req request, out any) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, c.retry.AttemptTimeout+req.wait)
 	defer cancel()
 	u := *c.base
-	u.Path += req.path
-	u.RawPath = ""
+	u.RawPath = c.base.EscapedPath() + req.path
+	if u.Path, err = url.PathUnescape(u.RawPath); err != nil {
+		return fmt.Errorf("%w: path %q: %w", ErrInvalid, u.RawPath, err)
+	}
 	if len(req.query) > 0 {
 		u.RawQuery = req.query.Encode()
 	}

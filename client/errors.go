@@ -140,8 +140,8 @@ func (e *Error) retryable() bool {
 	return false
 }
 
-// landed reports whether the request may have had an effect on the
-// server. Only lease_held and too_many_waiters prove it had none.
+// mayHaveLanded reports whether a retryable answer leaves open that the
+// request had an effect: lease_held and too_many_waiters prove it had none.
 func (e *Error) mayHaveLanded() bool {
 	switch e.Code {
 	case "lease_held", "too_many_waiters":

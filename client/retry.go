@@ -9,7 +9,7 @@ import (
 // RetryPolicy says how a call is retried. Which failures are retried is not
 // configurable (see Client): busy answers (429, 502, 503, 504), timeouts and
 // transport failures, and — for an append — only when retrying is safe.
-// Zero fields take the defaults of DefaultRetryPolicy.
+// Zero fields take the defaults written on each.
 type RetryPolicy struct {
 	// MaxAttempts bounds the attempts of one call, the first included.
 	// Default 6; 1 never retries; -1 retries until the call's context
@@ -27,27 +27,26 @@ type RetryPolicy struct {
 	AttemptTimeout time.Duration
 }
 
-// DefaultRetryPolicy is the policy of a Client built without WithRetry.
-var DefaultRetryPolicy = RetryPolicy{
-	MaxAttempts:    6,
-	MinBackoff:     100 * time.Millisecond,
-	MaxBackoff:     5 * time.Second,
-	AttemptTimeout: 30 * time.Second,
-}
+// Defaults of RetryPolicy.
+const (
+	DefaultMaxAttempts    = 6
+	DefaultMinBackoff     = 100 * time.Millisecond
+	DefaultMaxBackoff     = 5 * time.Second
+	DefaultAttemptTimeout = 30 * time.Second
+)
 
 func (p RetryPolicy) withDefaults() RetryPolicy {
-	d := DefaultRetryPolicy
 	if p.MaxAttempts == 0 {
-		p.MaxAttempts = d.MaxAttempts
+		p.MaxAttempts = DefaultMaxAttempts
 	}
 	if p.MinBackoff == 0 {
-		p.MinBackoff = d.MinBackoff
+		p.MinBackoff = DefaultMinBackoff
 	}
 	if p.MaxBackoff == 0 {
-		p.MaxBackoff = max(d.MaxBackoff, p.MinBackoff)
+		p.MaxBackoff = max(DefaultMaxBackoff, p.MinBackoff)
 	}
 	if p.AttemptTimeout == 0 {
-		p.AttemptTimeout = d.AttemptTimeout
+		p.AttemptTimeout = DefaultAttemptTimeout
 	}
 	return p
 }

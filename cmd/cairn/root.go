@@ -10,8 +10,9 @@ func newRootCmd() *cobra.Command {
 (S3, MinIO, or a local directory). 'cairn serve' runs it as one local process;
 the other commands talk to a running server over its HTTP API.
 
-Every command but serve takes --server (default http://127.0.0.1:7070, or
-$CAIRN_SERVER) and --token (default $CAIRN_TOKEN), after its name.`,
+The client commands (produce, consume, pchannel, lease, status) take
+--server (default http://127.0.0.1:7070, or $CAIRN_SERVER) and --token
+(default $CAIRN_TOKEN) after their name.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
