@@ -370,3 +370,34 @@ func TestRetriesRunOut(t *testing.T) {
 		t.Fatalf("close: %v", err)
 	}
 }
+
+// TestProducerRetriesTimeoutWithSameKeys: the first append lands but its
+// answer is held until the client's attempt timeout cuts it; the retry
+// learns the IDs, and the message is in the log once.
+func TestProducerRetriesTimeoutWithSameKeys(t *testing.T) {
+	var held atomic.Bool
+	url := newServer(t, serverOptions{wrap: func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if isAppend(r) && held.CompareAndSwap(false, true) {
+				// It lands, whenever the client gives up...
+				h.ServeHTTP(httptest.NewRecorder(), r.WithContext(context.WithoutCancel(r.Context())))
+				<-r.Context().Done() // ...but the answer never leaves.
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}})
+	c, slept := newClient(t, url, WithRetry(RetryPolicy{AttemptTimeout: 200 * time.Millisecond}))
+	p, err := c.Producer("p0", ProducerConfig{VChannel: "v0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := p.Send(t.Context(), Message{Payload: []byte("x")})
+	if err != nil || !a.Duplicate || len(slept.all()) != 1 {
+		t.Fatalf("send: %+v, %v after %d retries; want the first copy's ack, marked duplicate, after 1", a, err, len(slept.all()))
+	}
+	closeProducer(t, p)
+	if got := readAll(t, c, "p0"); len(got) != 1 || got[0].ID != a.ID {
+		t.Fatalf("read %+v, want one message at %v", got, a.ID)
+	}
+}
