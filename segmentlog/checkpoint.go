@@ -34,6 +34,9 @@ type Checkpoint struct {
 	Dedup []DedupEntry `json:"dedup,omitempty"`
 	// Segments is the manifest: the only way to reach flushed data.
 	Segments []SegmentRef `json:"segments,omitempty"`
+	// FlushID names the flush that wrote this version, so a flusher whose
+	// CAS reply was lost can tell its own write from another's.
+	FlushID string `json:"flush_id,omitempty"`
 	// Version increments on every write.
 	Version   uint64    `json:"version"`
 	UpdatedAt time.Time `json:"updated_at"`

@@ -35,6 +35,10 @@ type WriterConfig struct {
 	PutTimeout time.Duration
 	// GetTimeout bounds one GET attempt. Default 1 s.
 	GetTimeout time.Duration
+	// PutRetryLimit bounds how long one slot is retried while the lease
+	// stays renewed; then the writer stops (PROTOCOL.md "Append" rule 3:
+	// a writer that cannot fill a slot stops and releases). Default 10 s.
+	PutRetryLimit time.Duration
 	// RenewInterval is how often the lease is renewed (I). Default 3 s.
 	RenewInterval time.Duration
 	// DedupWindow and DedupMaxKeys bound the idempotency window D.
@@ -91,6 +95,9 @@ func (c *WriterConfig) withDefaults() {
 	}
 	if c.GetTimeout == 0 {
 		c.GetTimeout = time.Second
+	}
+	if c.PutRetryLimit == 0 {
+		c.PutRetryLimit = 10 * time.Second
 	}
 	if c.RenewInterval == 0 {
 		c.RenewInterval = 3 * time.Second
@@ -296,8 +303,14 @@ func (w *Writer) renewLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		w.mu.Lock()
-		term, dl := w.grant.Term, w.grant.Deadline
+		term, dl, stopped := w.grant.Term, w.grant.Deadline, w.err
 		w.mu.Unlock()
+		if stopped != nil {
+			// A stopped writer must not keep its pchannel: stop renewing
+			// and hand the lease back once its batches resolved.
+			w.releaseStopped(ctx, stopped)
+			return
+		}
 		rctx, cancel := context.WithTimeout(ctx, w.cfg.GetTimeout*2)
 		g, err := w.leases.Renew(rctx, w.cfg.PChannel, term, w.nonce)
 		cancel()
@@ -322,6 +335,33 @@ func (w *Writer) renewLoop(ctx context.Context) {
 			}
 			w.log.Warn("lease renew failed; retrying", "err", err)
 		}
+	}
+}
+
+// releaseStopped waits for the batches in flight to resolve, then releases
+// the lease with the ack frontier as the tail (unless a newer term fenced
+// us: the lease is not ours any more). Close releases again, harmlessly.
+func (w *Writer) releaseStopped(ctx context.Context, cause error) {
+	w.mu.Lock()
+	for len(w.inflight) > 0 {
+		ch := w.progress
+		w.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		}
+		w.mu.Lock()
+	}
+	tail, lastTick, term := w.frontier, w.clock.last, w.grant.Term
+	w.mu.Unlock()
+	if errors.Is(cause, ErrFenced) {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, 4*w.cfg.GetTimeout)
+	defer cancel()
+	if err := w.leases.Release(rctx, w.cfg.PChannel, term, w.nonce, tail, lastTick); err != nil {
+		w.log.Info("stopped writer could not release its lease; it will expire", "err", err)
 	}
 }
 

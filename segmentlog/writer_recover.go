@@ -41,6 +41,17 @@ func (w *Writer) recover(ctx context.Context) (uint64, error) {
 			return 0, err
 		}
 		if f < w.grant.TailHint {
+			// Reading rule 3: a missing slot may have been flushed and
+			// collected while we replayed. Below the checkpoint: start
+			// again from it. Otherwise it is a hole below a fence.
+			cp2, err := w.readCheckpoint(ctx)
+			if err != nil {
+				return 0, err
+			}
+			if f < cp2.C {
+				w.log.Info("slot collected during replay; recovering again from the new checkpoint", "slot", f, "checkpoint", cp2.C)
+				continue
+			}
 			return 0, fmt.Errorf("%w: slot %d is empty below the released tail %d (a hole below a fence)", ErrInvariant, f, w.grant.TailHint)
 		}
 		s, err := w.claimWindow(ctx, f, &filter)
@@ -245,14 +256,15 @@ func (w *Writer) putSlot(ctx context.Context, off uint64, data []byte) (landed b
 	key := w.cfg.Layout.WAL(w.cfg.PChannel, off)
 	meta := map[string]string{"term": fmt.Sprint(w.grant.Term)}
 	ambiguous := false
+	giveUp := w.cfg.Now().Add(w.cfg.PutRetryLimit)
 	for attempt := 0; ; attempt++ {
 		w.mu.Lock()
-		deadline := w.grant.Deadline
+		deadline := earliest(w.grant.Deadline, giveUp)
 		w.stats.PutAttempts++
 		w.mu.Unlock()
 		now := w.cfg.Now()
 		if !now.Before(deadline) || ctx.Err() != nil {
-			cause := fmt.Errorf("%w: lease deadline passed before slot %d landed", ErrLeaseExpired, off)
+			cause := fmt.Errorf("%w: slot %d did not land before the lease deadline or the retry limit", ErrLeaseExpired, off)
 			if ctx.Err() != nil {
 				cause = ctx.Err()
 			}

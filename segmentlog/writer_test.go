@@ -311,3 +311,37 @@ func TestWriterAppendAt(t *testing.T) {
 		t.Fatalf("%d conditional appends delivered, %d acknowledged", conds, won)
 	}
 }
+
+// TestStoppedWriterReleasesLease: a writer that stops by itself (here its
+// PUTs fail until the lease deadline) must not keep its pchannel: it stops
+// renewing and releases, so the next holder need not wait for an expiry.
+func TestStoppedWriterReleasesLease(t *testing.T) {
+	ctx := context.Background()
+	mem := objstore.NewMemory()
+	faulty := objstore.NewFault(mem, objstore.FaultConfig{ErrorRates: map[objstore.Op]float64{objstore.OpPutIfAbsent: 1}})
+	faulty.SetEnabled(false)
+	w := openWriter(t, faulty, "p1", func(c *sl.WriterConfig) {
+		c.RenewInterval = 50 * time.Millisecond
+		c.PutRetryLimit = 300 * time.Millisecond
+	})
+	faulty.SetEnabled(true)
+	if _, err := w.Append(ctx, dataMsg("v", "x")); err == nil {
+		t.Fatal("append succeeded with every PUT failing")
+	}
+	faulty.SetEnabled(false)
+	leases := newLeases(t, mem)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		l, err := leases.Describe(ctx, "p1")
+		if err == nil && l.Released {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stopped writer still holds its lease: %+v %v", l, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	w2 := openWriter(t, mem, "p1", nil)
+	defer w2.Close(ctx)
+	w.Close(ctx)
+}

@@ -37,7 +37,7 @@ func (f *Flusher) commitRound(ctx context.Context, r *round) (Round, error) {
 	if err := errors.Join(errs...); err != nil {
 		return Round{}, err
 	}
-	next := r.checkpoint(f.cfg.PChannel, refs, f.cfg.Now())
+	next := r.checkpoint(f.cfg.PChannel, flushID, refs, f.cfg.Now())
 	if err := f.casCheckpoint(ctx, r, next, flushID); err != nil {
 		return Round{}, err
 	}
@@ -161,20 +161,21 @@ func (f *Flusher) readBack(ctx context.Context) (segmentlog.Checkpoint, string, 
 	return f.readCheckpoint(ctx)
 }
 
-// holdsFlush reports whether cp contains the flush that wrote next: its
-// segment files are in the manifest. A flush with no segment files (only
-// fences, fillers or garbage) has nothing to identify it by; it counts as
-// landed when the record is at its target C and version, since another
-// flusher's commit of the same slots is as good as ours. (Past that, it is
-// reported as a lost race; either way no data depends on it.)
+// holdsFlush reports whether cp contains the flush that wrote next: the
+// record names it (FlushID), or, once later flushes moved on, its segment
+// files are in the manifest. A flush with no segment files that a later
+// flush already passed cannot be told from a lost race; it is reported as
+// one, and no data depends on it.
 func holdsFlush(cp segmentlog.Checkpoint, flushID string, next segmentlog.Checkpoint, wroteSegments bool) bool {
+	if cp.FlushID == flushID {
+		return true
+	}
 	if wroteSegments {
 		for _, ref := range cp.Segments {
 			if flushIDOf(ref.Key) == flushID {
 				return true
 			}
 		}
-		return false
 	}
-	return cp.C == next.C && cp.Version == next.Version && len(cp.Segments) == len(next.Segments)
+	return false
 }

@@ -122,7 +122,7 @@ func (r *round) vchannels() []string {
 
 // checkpoint is the record the round commits, with refs appended to the
 // manifest.
-func (r *round) checkpoint(p string, refs []segmentlog.SegmentRef, now time.Time) segmentlog.Checkpoint {
+func (r *round) checkpoint(p, flushID string, refs []segmentlog.SegmentRef, now time.Time) segmentlog.Checkpoint {
 	cp := segmentlog.Checkpoint{
 		Format:       segmentlog.CheckpointFormat,
 		PChannel:     p,
@@ -132,6 +132,7 @@ func (r *round) checkpoint(p string, refs []segmentlog.SegmentRef, now time.Time
 		LastTimeTick: max(r.base.LastTimeTick, r.lastTick),
 		Dedup:        r.dedup.Entries(),
 		Segments:     append(slices.Clone(r.base.Segments), refs...),
+		FlushID:      flushID,
 		Version:      r.base.Version + 1,
 		UpdatedAt:    now.UTC(),
 	}
