@@ -9,6 +9,10 @@ MINIO_BIN     := $(CACHE_DIR)/minio-7aac2a2c5b7c/minio
 TEST_TIMEOUT  ?= 60m
 ADDR          ?= 127.0.0.1:7070
 
+# A second Arrow implementation (JavaScript apache-arrow, pinned by its
+# lockfile) reads our segments in snapshot's interop test.
+ARROWJS       := snapshot/testdata/arrowjs/node_modules/.package-lock.json
+
 # Tests find MinIO through this variable (infra/miniotest).
 export CAIRN_MINIO_BIN := $(MINIO_BIN)
 
@@ -20,7 +24,7 @@ run:
 
 ## test: vet, formatting, and every test (race detector on) against the
 ## embedded stores and a real MinIO that the harness starts by itself.
-test: $(MINIO_BIN) fmt-check vet
+test: $(MINIO_BIN) $(ARROWJS) fmt-check vet
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 fmt-check:
@@ -37,6 +41,9 @@ $(MINIO_BIN):
 	@echo "building MinIO $(MINIO_VERSION) into $(dir $(MINIO_BIN)) (first time only, ~4 min)"
 	mkdir -p $(dir $(MINIO_BIN))
 	GOBIN=$(dir $(MINIO_BIN)) GOFLAGS=-buildvcs=false $(GO) install github.com/minio/minio@$(MINIO_VERSION)
+
+$(ARROWJS): snapshot/testdata/arrowjs/package-lock.json
+	npm ci --prefix snapshot/testdata/arrowjs --no-audit --no-fund
 
 ## fuzz: run every fuzz target for FUZZTIME each.
 FUZZTIME ?= 30s
