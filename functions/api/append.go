@@ -92,6 +92,12 @@ func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	return s.appendAndAnswer(w, r, p, in, queryExpect)
+}
+
+// appendAndAnswer appends a decoded, validated append to p and answers
+// with its acks: the one code of the pchannel and vchannel append routes.
+func (s *Server) appendAndAnswer(w http.ResponseWriter, r *http.Request, p string, in appendInput, queryExpect *uint64) error {
 	if queryExpect != nil {
 		if in.expect != nil {
 			return errorf(http.StatusBadRequest, CodeMalformed, "expected_offset given both in the body and in the query")
@@ -138,6 +144,13 @@ func parseAppendQuery(q url.Values) (*uint64, error) {
 // failure is an *Error (400, 413 or 415); nothing it accepts can fail the
 // writer's own validation.
 func decodeAppend(contentType string, body []byte, lim limits) (appendInput, error) {
+	return decodeAppendFor(contentType, body, lim, "")
+}
+
+// decodeAppendFor is decodeAppend for the append route of vchannel (if not
+// empty): a message that names no vchannel is vchannel's, one that names
+// another is refused.
+func decodeAppendFor(contentType string, body []byte, lim limits, vchannel string) (appendInput, error) {
 	mt, params, err := mime.ParseMediaType(contentType)
 	if err != nil {
 		return appendInput{}, errorf(http.StatusUnsupportedMediaType, CodeUnsupportedType,
@@ -163,6 +176,17 @@ func decodeAppend(contentType string, body []byte, lim limits) (appendInput, err
 	}
 	if err != nil {
 		return appendInput{}, err
+	}
+	if vchannel != "" {
+		for i := range in.msgs {
+			switch m := &in.msgs[i]; m.VChannel {
+			case "":
+				m.VChannel = vchannel
+			case vchannel:
+			default:
+				return appendInput{}, errorf(http.StatusBadRequest, CodeInvalid, "message %d names vchannel %q on the append route of %q", i, m.VChannel, vchannel)
+			}
+		}
 	}
 	if err := validateMessages(in.msgs, lim); err != nil {
 		return appendInput{}, err

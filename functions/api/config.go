@@ -26,8 +26,13 @@ type Config struct {
 	// itself may carry one, as s3store's Prefix does).
 	Layout segmentlog.Layout
 	// Holder names this process in the lease records it writes. Default:
-	// host-pid.
+	// host-pid. In `cairn serve` it is also the node's ID, so that
+	// Registry.Locate finds the node's address from the lease.
 	Holder string
+	// PChannels is the pchannel set of the vchannel registry: the
+	// pchannels a new vchannel may bind to (coordinator.Config.PChannels).
+	// Every process of a deployment must list the same ones. Default p0…p3.
+	PChannels []string
 
 	// LeaseTTL is how long an acquire or renew keeps a pchannel lease.
 	// Default 10 s (PROTOCOL.md, "Parameters").
@@ -115,6 +120,11 @@ func (c Config) withDefaults() Config {
 		h, _ := os.Hostname()
 		c.Holder = h + "-" + strconv.Itoa(os.Getpid())
 	}
+	if len(c.PChannels) == 0 {
+		for i := range coordinator.DefaultPChannelCount {
+			c.PChannels = append(c.PChannels, "p"+strconv.Itoa(i))
+		}
+	}
 	if c.LeaseTTL == 0 {
 		c.LeaseTTL = coordinator.DefaultLeaseTTL
 	}
@@ -199,6 +209,16 @@ func (c Config) Validate() error {
 	case d.ShutdownTimeout < 0:
 		return errors.New("api: shutdown timeout must not be negative")
 	}
+	seen := map[string]bool{}
+	for _, p := range d.PChannels {
+		if err := segmentlog.ValidateName("pchannel", p); err != nil {
+			return fmt.Errorf("api: pchannels: %w", err)
+		}
+		if seen[p] {
+			return fmt.Errorf("api: pchannel %q listed twice", p)
+		}
+		seen[p] = true
+	}
 	if err := (cache.Config{MaxBytes: d.CacheBytes}).Validate(); err != nil {
 		return fmt.Errorf("api: cache bytes: %w", err)
 	}
@@ -209,3 +229,14 @@ func (c Config) Validate() error {
 func (c Config) leaseConfig() coordinator.LeaseConfig {
 	return coordinator.LeaseConfig{TTL: c.LeaseTTL, Margin: c.LeaseMargin}
 }
+
+// coordinatorConfig is the registry's configuration (and the template of a
+// Balancer's and a Node's in `cairn serve`).
+func (c Config) coordinatorConfig() coordinator.Config {
+	return coordinator.Config{Layout: c.Layout, PChannels: c.PChannels, Logger: c.Logger, Now: c.Now}
+}
+
+// CoordinatorConfig is the coordinator configuration the server's registry
+// uses, defaults applied: a Balancer or Node of the same deployment starts
+// from it.
+func (c Config) CoordinatorConfig() coordinator.Config { return c.withDefaults().coordinatorConfig() }

@@ -7,21 +7,37 @@
 //
 // # Routes
 //
-//	GET  /healthz                      every function; never needs a token
-//	GET  /metrics                      every function; Prometheus text
-//	GET  /v1/openapi.yaml              every function
-//	POST /v1/pchannels/{p}/append      node: JSON or binary batch → acks
-//	GET  /v1/pchannels/{p}/messages    node: from, vchannel, type, max, wait → messages, next
-//	GET  /v1/pchannels/{p}/tail        node: next offset
-//	POST /v1/pchannels/{p}/sync        node: a timetick below which nothing more is written
-//	GET  /v1/pchannels                 coordinator: status table (holder, term, tail, checkpoint)
-//	GET  /v1/pchannels/{p}/lease       coordinator: one lease record
-//	GET  /v1/leases                    coordinator: every lease record
+//	GET    /healthz                         every function; never needs a token
+//	GET    /metrics                         every function; Prometheus text
+//	GET    /v1/openapi.yaml                 every function
+//	POST   /v1/pchannels/{p}/append         node: JSON or binary batch → acks
+//	GET    /v1/pchannels/{p}/messages       node: from, vchannel, type, max, wait → messages, next
+//	GET    /v1/pchannels/{p}/tail           node: next offset
+//	POST   /v1/pchannels/{p}/sync           node: a timetick below which nothing more is written
+//	POST   /v1/vchannels/{v}/append         node: an append to the vchannel's pchannel
+//	GET    /v1/vchannels/{v}/messages       node: a read kept to the vchannel (restored history first)
+//	POST   /v1/vchannels/{v}/txns           node: begin {keepalive} → txn handle
+//	POST   /v1/txns/{txn}/append            node: buffer messages in the transaction
+//	POST   /v1/txns/{txn}/commit            node: write it as one batch → acks
+//	POST   /v1/txns/{txn}/rollback          node: drop it
+//	GET    /v1/pchannels                    coordinator: status table (holder, term, tail, checkpoint)
+//	GET    /v1/pchannels/{p}/lease          coordinator: one lease record
+//	GET    /v1/leases                       coordinator: every lease record
+//	POST   /v1/vchannels                    coordinator: create {name, pchannel?}
+//	GET    /v1/vchannels                    coordinator: list (pchannel, state filters)
+//	GET    /v1/vchannels/{v}                coordinator: describe
+//	DELETE /v1/vchannels/{v}                coordinator: drop
+//	GET    /v1/vchannels/{v}/location       coordinator: pchannel, holder node and its address
+//	POST   /v1/pchannels/{p}/flush          snapshot: flush to segments now
+//	POST   /v1/snapshots                    snapshot: create {name, vchannels}
+//	GET    /v1/snapshots                    snapshot: list (vchannel filter)
+//	GET    /v1/snapshots/{name}             snapshot: describe
+//	DELETE /v1/snapshots/{name}             snapshot: drop
+//	POST   /v1/snapshots/{name}/restore     snapshot: {job_id?, targets} → job (202 while running)
+//	GET    /v1/restores/{id}                snapshot: a restore job's state and progress
 //
-// Routes are rows of one table (routes.go) with the role that serves them;
-// vchannel routes (/v1/vchannels/...) and snapshot routes (/v1/snapshots/...)
-// will be rows there when the coordinator's registry and the snapshot
-// package land. A test keeps the table and openapi.yaml equal.
+// Routes are rows of one table (routes.go) with the role that serves them.
+// A test keeps the table and openapi.yaml equal.
 //
 // # Errors
 //
@@ -30,9 +46,14 @@
 //	400 malformed, invalid_name, invalid   bad JSON, query, position, name (path traversal
 //	                                       included: never a redirect), message type
 //	401 unauthorized                       bearer token missing or wrong (cairn serve --token)
-//	404 not_found, unknown_pchannel        no such route; a pchannel never written
+//	404 not_found, unknown_pchannel,       no such route; a pchannel never written (or, on
+//	    unknown_vchannel, unknown_snapshot, create, outside the pchannel set); no such
+//	    unknown_restore, unknown_txn       vchannel, snapshot, restore job or open transaction
 //	405 method_not_allowed
 //	409 fenced                             a newer term took the pchannel; not delivered
+//	409 exists, vchannel_dropped,          a snapshot name, restore job ID or restore target
+//	    binding_conflict, wrong_state,     taken; a dropped vchannel; another binding; a
+//	    txn_expired                        snapshot not committed; a lapsed transaction
 //	410 truncated                          the position lies below the flush checkpoint
 //	412 offset_mismatch                    expected_offset is not the tail; nothing written
 //	413 too_large                          body over Config.MaxBodyBytes, batch over MaxBatchBytes
@@ -40,7 +61,7 @@
 //	429 too_many_waiters                   + Retry-After
 //	500 internal, corrupt
 //	503 lease_held, outcome_unknown,       + Retry-After
-//	    unavailable
+//	    unavailable, no_holder
 //
 // # Decisions
 //
@@ -78,6 +99,37 @@
 // 400); every pchannel and vchannel name passes segmentlog.ValidateName; an
 // append is validated whole before any writer is opened, so a bad request
 // writes nothing to the store.
+//
+// A vchannel is bound to one pchannel for good, so the data routes by
+// vchannel resolve the binding through the registry (a record read by this
+// process answers for a second, a drop through it at once) and then run the
+// pchannel routes' code with the vchannel filter; a read from earliest
+// starts at the vchannel's create message. A node that does not hold the
+// pchannel does not redirect (a redirect would drop the bearer token at
+// another host and replay bodies): like the pchannel routes it takes the
+// lease if it is free, else waits Config.LeaseWait and answers 503
+// lease_held with Retry-After; GET /v1/vchannels/{v}/location names the
+// holder's address for the client to go there. Create and drop append
+// their control message through this process's pool the same way, so in a
+// Lambda deployment they succeed only while the pchannel's lease is free or
+// held by the answering container.
+//
+// A transaction lives in the writer that began it; its handle
+// "{pchannel}:{vchannel}:{id}" routes the later calls without the
+// registry, and the ID's high 32 bits (the term) tell a handle of an
+// earlier writer at once (404 unknown_txn), except for a retried commit,
+// which the idempotency window answers on any term.
+//
+// Snapshot create pins, flushes and commits synchronously. A restore runs
+// in the background of the process that took it (snapshot.Restore, then
+// the target vchannels created on the least loaded pchannels); the route
+// answers 202 once the job record exists, and GET /v1/restores/{id} reports
+// state and progress, resuming a job no process runs. A restored vchannel's
+// reads deliver its history from the job's manifest (source IDs, positions
+// restored:OFFSET.INDEX, restored: true), then its own messages from its
+// create message on; which job restored a vchannel is looked up once per
+// process (restore jobs are listed) and kept, because a target is created
+// only after its job is done.
 //
 // # Writers
 //

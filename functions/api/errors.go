@@ -13,6 +13,7 @@ import (
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
+	"github.com/cairnlog/cairn/snapshot"
 )
 
 // Error codes: the "code" of every error body. Clients switch on the code,
@@ -24,8 +25,17 @@ const (
 	CodeUnauthorized     = "unauthorized"           // 401
 	CodeNotFound         = "not_found"              // 404: no such route
 	CodeUnknownPChannel  = "unknown_pchannel"       // 404
+	CodeUnknownVChannel  = "unknown_vchannel"       // 404
+	CodeUnknownSnapshot  = "unknown_snapshot"       // 404: no snapshot of that name (or it was dropped)
+	CodeUnknownRestore   = "unknown_restore"        // 404: no restore job of that ID
+	CodeUnknownTxn       = "unknown_txn"            // 404: rolled back, expired, aborted by a failover, or never begun
 	CodeMethodNotAllowed = "method_not_allowed"     // 405
 	CodeFenced           = "fenced"                 // 409: a newer term took the pchannel
+	CodeExists           = "exists"                 // 409: the name is taken (snapshot, restore job, restore target)
+	CodeVChannelDropped  = "vchannel_dropped"       // 409: the vchannel is dropped (names are never reused)
+	CodeBindingConflict  = "binding_conflict"       // 409: the vchannel exists bound to another pchannel
+	CodeWrongState       = "wrong_state"            // 409: e.g. restoring a snapshot that is not committed
+	CodeTxnExpired       = "txn_expired"            // 409: the transaction's keepalive lapsed; it was rolled back
 	CodeTruncated        = "truncated"              // 410: the position lies below the flush checkpoint
 	CodeOffsetMismatch   = "offset_mismatch"        // 412: expected_offset is not the tail
 	CodeTooLarge         = "too_large"              // 413
@@ -36,6 +46,7 @@ const (
 	CodeLeaseHeld        = "lease_held"             // 503: another holder's lease is live
 	CodeOutcomeUnknown   = "outcome_unknown"        // 503: the append may or may not have landed
 	CodeUnavailable      = "unavailable"            // 503: store or lease trouble, or shutting down
+	CodeNoHolder         = "no_holder"              // 503: the vchannel's pchannel has no live lease holder (locate)
 )
 
 // Error is the JSON body of every error answer.
@@ -97,6 +108,32 @@ func classify(err error) *Error {
 		return e
 	case errors.Is(err, segmentlog.ErrFenced), errors.Is(err, coordinator.ErrLeaseLost):
 		return errorf(http.StatusConflict, CodeFenced, "%v", err)
+	case errors.Is(err, coordinator.ErrNoVChannel):
+		return errorf(http.StatusNotFound, CodeUnknownVChannel, "%v", err)
+	case errors.Is(err, coordinator.ErrUnknownPChannel):
+		return errorf(http.StatusNotFound, CodeUnknownPChannel, "%v", err)
+	case errors.Is(err, coordinator.ErrVChannelDropped):
+		return errorf(http.StatusConflict, CodeVChannelDropped, "%v", err)
+	case errors.Is(err, coordinator.ErrBindingConflict):
+		return errorf(http.StatusConflict, CodeBindingConflict, "%v", err)
+	case errors.Is(err, coordinator.ErrNoHolder):
+		e := errorf(http.StatusServiceUnavailable, CodeNoHolder, "%v", err)
+		e.retryAfter = time.Second
+		return e
+	case errors.Is(err, segmentlog.ErrTxnNotFound):
+		return errorf(http.StatusNotFound, CodeUnknownTxn, "%v", err)
+	case errors.Is(err, segmentlog.ErrTxnExpired):
+		return errorf(http.StatusConflict, CodeTxnExpired, "%v", err)
+	case errors.Is(err, segmentlog.ErrTxnInvalid):
+		return errorf(http.StatusBadRequest, CodeInvalid, "%v", err)
+	case errors.Is(err, snapshot.ErrNotFound):
+		return errorf(http.StatusNotFound, CodeUnknownSnapshot, "%v", err)
+	case errors.Is(err, snapshot.ErrExists):
+		return errorf(http.StatusConflict, CodeExists, "%v", err)
+	case errors.Is(err, snapshot.ErrState):
+		return errorf(http.StatusConflict, CodeWrongState, "%v", err)
+	case errors.Is(err, snapshot.ErrCorrupt), errors.Is(err, snapshot.ErrMissingSegment):
+		return errorf(http.StatusInternalServerError, CodeCorrupt, "%v", err)
 	case errors.Is(err, segmentlog.ErrTruncated):
 		return errorf(http.StatusGone, CodeTruncated, "%v", err)
 	case errors.Is(err, segmentlog.ErrCorrupt), errors.Is(err, segmentlog.ErrInvariant):

@@ -48,13 +48,18 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 			t.Errorf("route %s: no responses documented", rt.Pattern())
 		}
 		// Path parameters are declared.
-		if strings.Contains(rt.Path, "{p}") {
+		for wildcard, ref := range map[string]string{
+			"{p}": "PChannel", "{v}": "VChannel", "{name}": "SnapshotName", "{id}": "RestoreID", "{txn}": "Txn",
+		} {
+			if !strings.Contains(rt.Path, wildcard) {
+				continue
+			}
 			params, _ := o["parameters"].([]any)
 			if !slices.ContainsFunc(params, func(p any) bool {
 				m, _ := p.(map[string]any)
-				return m["$ref"] == "#/components/parameters/PChannel"
+				return m["$ref"] == "#/components/parameters/"+ref
 			}) {
-				t.Errorf("route %s: path parameter p not declared", rt.Pattern())
+				t.Errorf("route %s: path parameter %s not declared", rt.Pattern(), wildcard)
 			}
 		}
 	}

@@ -16,6 +16,7 @@ import (
 // ReadResponse answers GET /v1/pchannels/{p}/messages.
 type ReadResponse struct {
 	PChannel string       `json:"pchannel"`
+	VChannel string       `json:"vchannel,omitempty"` // on GET /v1/vchannels/{v}/messages
 	Messages []MessageOut `json:"messages"`
 	Next     string       `json:"next"` // the position to read from next
 }
@@ -31,6 +32,10 @@ type MessageOut struct {
 	Payload    []byte            `json:"payload,omitempty"`
 	Properties map[string]string `json:"properties,omitempty"`
 	Key        *Key              `json:"key,omitempty"`
+	// Restored: the message is part of a restored vchannel's history, read
+	// from the snapshot's segments; Offset, Index and Term are those of the
+	// snapshot's source pchannel, and its position is restored:OFFSET.INDEX.
+	Restored bool `json:"restored,omitempty"`
 }
 
 // readQuery is a parsed read request.

@@ -15,10 +15,7 @@ var openAPI []byte
 func OpenAPI() []byte { return append([]byte(nil), openAPI...) }
 
 // routeTable is the API. A new route is one row here, one handler, and its
-// entry in openapi.yaml. vchannel routes (/v1/vchannels/...) will join
-// RoleCoordinator (registry) and RoleNode (appends and reads by vchannel)
-// when the coordinator's registry lands; snapshot routes (/v1/snapshots/...)
-// RoleSnapshot.
+// entry in openapi.yaml.
 func (s *Server) routeTable() []Route {
 	return []Route{
 		// Every function.
@@ -32,10 +29,32 @@ func (s *Server) routeTable() []Route {
 		{Method: "GET", Path: "/v1/pchannels/{p}/tail", Role: RoleNode, handle: s.handleTail},
 		{Method: "POST", Path: "/v1/pchannels/{p}/sync", Role: RoleNode, handle: s.handleSync},
 
-		// Coordinator: leases and status.
+		// Node: the data path by vchannel, and transactions.
+		{Method: "POST", Path: "/v1/vchannels/{v}/append", Role: RoleNode, handle: s.handleVChannelAppend},
+		{Method: "GET", Path: "/v1/vchannels/{v}/messages", Role: RoleNode, handle: s.handleVChannelRead},
+		{Method: "POST", Path: "/v1/vchannels/{v}/txns", Role: RoleNode, handle: s.handleTxnBegin},
+		{Method: "POST", Path: "/v1/txns/{txn}/append", Role: RoleNode, handle: s.handleTxnAppend},
+		{Method: "POST", Path: "/v1/txns/{txn}/commit", Role: RoleNode, handle: s.handleTxnCommit},
+		{Method: "POST", Path: "/v1/txns/{txn}/rollback", Role: RoleNode, handle: s.handleTxnRollback},
+
+		// Coordinator: leases, status and the vchannel registry.
 		{Method: "GET", Path: "/v1/pchannels", Role: RoleCoordinator, handle: s.handleStatus},
 		{Method: "GET", Path: "/v1/pchannels/{p}/lease", Role: RoleCoordinator, handle: s.handleLease},
 		{Method: "GET", Path: "/v1/leases", Role: RoleCoordinator, handle: s.handleLeases},
+		{Method: "POST", Path: "/v1/vchannels", Role: RoleCoordinator, handle: s.handleVChannelCreate},
+		{Method: "GET", Path: "/v1/vchannels", Role: RoleCoordinator, handle: s.handleVChannelList},
+		{Method: "GET", Path: "/v1/vchannels/{v}", Role: RoleCoordinator, handle: s.handleVChannelDescribe},
+		{Method: "DELETE", Path: "/v1/vchannels/{v}", Role: RoleCoordinator, handle: s.handleVChannelDrop},
+		{Method: "GET", Path: "/v1/vchannels/{v}/location", Role: RoleCoordinator, handle: s.handleVChannelLocate},
+
+		// Snapshot: flush, snapshots and restores.
+		{Method: "POST", Path: "/v1/pchannels/{p}/flush", Role: RoleSnapshot, handle: s.handleFlush},
+		{Method: "POST", Path: "/v1/snapshots", Role: RoleSnapshot, handle: s.handleSnapshotCreate},
+		{Method: "GET", Path: "/v1/snapshots", Role: RoleSnapshot, handle: s.handleSnapshotList},
+		{Method: "GET", Path: "/v1/snapshots/{name}", Role: RoleSnapshot, handle: s.handleSnapshotDescribe},
+		{Method: "DELETE", Path: "/v1/snapshots/{name}", Role: RoleSnapshot, handle: s.handleSnapshotDrop},
+		{Method: "POST", Path: "/v1/snapshots/{name}/restore", Role: RoleSnapshot, handle: s.handleRestore},
+		{Method: "GET", Path: "/v1/restores/{id}", Role: RoleSnapshot, handle: s.handleRestoreStatus},
 	}
 }
 

@@ -16,7 +16,6 @@ import (
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/objstore"
-	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
 
@@ -28,10 +27,10 @@ const (
 	// RoleNode: appends, reads, tail and sync (functions/node); it keeps the
 	// writer pool.
 	RoleNode Role = 1 << iota
-	// RoleCoordinator: leases and the pchannel status table
-	// (functions/coordinator); vchannel routes will join it.
+	// RoleCoordinator: leases, the pchannel status table and the vchannel
+	// registry (functions/coordinator).
 	RoleCoordinator
-	// RoleSnapshot: snapshot routes (functions/snapshot), none yet.
+	// RoleSnapshot: flush, snapshots and restores (functions/snapshot).
 	RoleSnapshot
 
 	// AllRoles is every route, as `cairn serve` mounts them.
@@ -43,16 +42,20 @@ const (
 // Lambda container keeps it across invocations) and mount Handler. Safe for
 // concurrent use.
 type Server struct {
-	cfg     Config
-	store   objstore.Store // counted
-	leases  *coordinator.Leases
-	pool    *Pool
-	segs    segmentlog.SegmentReader // reads below the flush checkpoint
-	metrics *metrics
-	log     *slog.Logger
-	routes  []Route
-	waiters chan struct{} // semaphore of reads waiting at the tail
-	known   sync.Map      // pchannel → struct{}: has a lease record (records are never deleted)
+	cfg      Config
+	store    objstore.Store // counted
+	leases   *coordinator.Leases
+	registry *coordinator.Registry
+	snaps    *snapshot.Snapshots
+	pool     *Pool
+	segs     *snapshot.SegmentReader // reads below the flush checkpoint, and restored histories
+	metrics  *metrics
+	log      *slog.Logger
+	routes   []Route
+	waiters  chan struct{} // semaphore of reads waiting at the tail
+	known    sync.Map      // pchannel → struct{}: has a lease record (records are never deleted)
+	vchans   vchannelCache
+	restores *restoreRuns
 }
 
 // New builds a Server over store. It sends no request.
@@ -75,15 +78,37 @@ func New(cfg Config, store objstore.Store) (*Server, error) {
 		return nil, err
 	}
 	s.segs = snapshot.NewSegmentReader(s.store, 0)
+	s.registry, err = coordinator.NewRegistry(cfg.coordinatorConfig(), s.store, leases)
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	s.snaps, err = snapshot.NewSnapshots(snapshot.SnapshotsConfig{Layout: cfg.Layout, Now: cfg.Now, Logger: cfg.Logger}, s.store, s.registry)
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	s.vchans = vchannelCache{ttl: vchannelCacheTTL, now: cfg.Now, entries: map[string]vchannelEntry{}}
+	s.restores = newRestoreRuns()
 	s.routes = s.routeTable()
 	return s, nil
 }
 
+// Leases is the server's lease service (a Balancer of `cairn serve` shares
+// it).
+func (s *Server) Leases() *coordinator.Leases { return s.leases }
+
+// Registry is the server's vchannel registry.
+func (s *Server) Registry() *coordinator.Registry { return s.registry }
+
 // Pool is the server's writer pool.
 func (s *Server) Pool() *Pool { return s.pool }
 
-// Close closes every writer, releasing its lease (see Pool.Close).
-func (s *Server) Close(ctx context.Context) error { return s.pool.Close(ctx) }
+// Close stops the restore jobs running in the background (a later request
+// resumes them: they are idempotent), then closes every writer, releasing
+// its lease (see Pool.Close).
+func (s *Server) Close(ctx context.Context) error {
+	s.restores.stop(ctx)
+	return s.pool.Close(ctx)
+}
 
 // Shutdown closes the server within Config.ShutdownTimeout and logs the
 // outcome. It is the SIGTERM callback of the Lambda functions.

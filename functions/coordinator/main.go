@@ -1,7 +1,6 @@
-// Command coordinator is the coordinator Lambda function: lease records and
-// the pchannel status table, behind a Function URL (response streaming,
-// AWS_IAM). The vchannel registry, node sessions and assignment will be
-// served here when the coordinator package has them.
+// Command coordinator is the coordinator Lambda function: lease records, the
+// pchannel status table and the vchannel registry (create, list, describe,
+// drop, locate), behind a Function URL (response streaming, AWS_IAM).
 package main
 
 import (

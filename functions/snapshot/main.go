@@ -1,7 +1,6 @@
 // Command snapshot is the snapshot Lambda function behind a Function URL
-// (response streaming, AWS_IAM). It serves only the common routes
-// (/healthz, /metrics, /v1/openapi.yaml) until the snapshot package lands
-// with create, drop, list, describe and restore.
+// (response streaming, AWS_IAM): flush on demand, snapshots (create, list,
+// describe, drop) and restore jobs.
 package main
 
 import (

@@ -1,0 +1,217 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/cairnlog/cairn/segmentlog"
+	"github.com/cairnlog/cairn/snapshot"
+)
+
+// Flush and snapshots (snapshot role).
+
+// FlushResponse answers POST /v1/pchannels/{p}/flush.
+type FlushResponse struct {
+	PChannel string `json:"pchannel"`
+	// Rounds committed by this call (0 if the checkpoint was at the tail
+	// already, or another flusher got there first).
+	Rounds   int   `json:"rounds"`
+	Messages int64 `json:"messages"` // written to segments by this call
+	Segments int   `json:"segments"` // files written by this call
+	// Checkpoint: the WAL offset below which the pchannel is in segments,
+	// after the call.
+	Checkpoint uint64 `json:"checkpoint"`
+}
+
+// SnapshotCreateRequest is the body of POST /v1/snapshots.
+type SnapshotCreateRequest struct {
+	Name      string   `json:"name"`
+	VChannels []string `json:"vchannels"`
+}
+
+// SnapshotOut is a snapshot record as the API shows it (the manifest's
+// files are counted, not listed).
+type SnapshotOut struct {
+	Name      string   `json:"name"`
+	State     string   `json:"state"` // pending, committed or deleting
+	VChannels []string `json:"vchannels"`
+	Cuts      []CutOut `json:"cuts"`
+	// TimeTick: every message of its vchannels with a timetick ≤ it is in
+	// the snapshot.
+	TimeTick  uint64    `json:"timetick,string"`
+	Segments  int       `json:"segments"`
+	Messages  int64     `json:"messages"`
+	Bytes     int64     `json:"bytes"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	Version   uint64    `json:"version"`
+}
+
+// CutOut is where a snapshot cut one pchannel.
+type CutOut struct {
+	PChannel   string `json:"pchannel"`
+	Checkpoint uint64 `json:"checkpoint"`
+	TimeTick   uint64 `json:"timetick,string"`
+}
+
+// SnapshotsResponse answers GET /v1/snapshots.
+type SnapshotsResponse struct {
+	Snapshots []SnapshotOut `json:"snapshots"`
+}
+
+func snapshotOut(s snapshot.Snapshot) SnapshotOut {
+	out := SnapshotOut{
+		Name: s.Name, State: string(s.State), VChannels: s.VChannels, Cuts: make([]CutOut, len(s.Cuts)),
+		TimeTick: s.TimeTick, Segments: len(s.Segments), Messages: s.Messages, Bytes: s.Bytes,
+		CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt, Version: s.Version,
+	}
+	for i, c := range s.Cuts {
+		out.Cuts[i] = CutOut{PChannel: c.PChannel, Checkpoint: c.C, TimeTick: c.TimeTick}
+	}
+	if out.VChannels == nil {
+		out.VChannels = []string{}
+	}
+	return out
+}
+
+func (s *Server) handleFlush(w http.ResponseWriter, r *http.Request) error {
+	p := r.PathValue("p")
+	if err := segmentlog.ValidateName("pchannel", p); err != nil {
+		return err
+	}
+	if err := noQuery(r); err != nil {
+		return err
+	}
+	var empty struct{}
+	if err := readJSON(r, &empty, true); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	if err := s.mustKnow(ctx, p); err != nil {
+		return err
+	}
+	f, err := snapshot.NewFlusher(snapshot.FlushConfig{PChannel: p, Layout: s.cfg.Layout, Now: s.cfg.Now, Logger: s.log}, s.store)
+	if err != nil {
+		return err
+	}
+	rounds, err := f.FlushNow(ctx)
+	if err != nil {
+		return err
+	}
+	resp := FlushResponse{PChannel: p, Rounds: len(rounds)}
+	for _, rd := range rounds {
+		resp.Messages += rd.Messages
+		resp.Segments += len(rd.Segments)
+	}
+	cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.cfg.Layout, p)
+	if err != nil {
+		return err
+	}
+	resp.Checkpoint = cp.C
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+func (s *Server) handleSnapshotCreate(w http.ResponseWriter, r *http.Request) error {
+	if err := noQuery(r); err != nil {
+		return err
+	}
+	var req SnapshotCreateRequest
+	if err := readJSON(r, &req, false); err != nil {
+		return err
+	}
+	if err := segmentlog.ValidateName("snapshot", req.Name); err != nil {
+		return err
+	}
+	if len(req.VChannels) == 0 {
+		return errorf(http.StatusBadRequest, CodeInvalid, "a snapshot needs at least one vchannel")
+	}
+	for _, v := range req.VChannels {
+		if err := segmentlog.ValidateName("vchannel", v); err != nil {
+			return err
+		}
+	}
+	ctx := r.Context()
+	// An unknown vchannel is refused before the snapshot's record is
+	// written: a create that fails later leaves the name to a rollback.
+	for _, v := range req.VChannels {
+		if _, err := s.registry.Describe(ctx, v); err != nil {
+			return err
+		}
+	}
+	snap, err := s.snaps.Create(ctx, req.Name, req.VChannels)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, snapshotOut(snap))
+	return nil
+}
+
+func (s *Server) handleSnapshotList(w http.ResponseWriter, r *http.Request) error {
+	if err := onlyQuery(r, "vchannel"); err != nil {
+		return err
+	}
+	v := r.URL.Query().Get("vchannel")
+	if v != "" {
+		if err := segmentlog.ValidateName("vchannel", v); err != nil {
+			return err
+		}
+	}
+	snaps, err := s.snaps.List(r.Context(), v)
+	if err != nil {
+		return err
+	}
+	resp := SnapshotsResponse{Snapshots: make([]SnapshotOut, len(snaps))}
+	for i, snap := range snaps {
+		resp.Snapshots[i] = snapshotOut(snap)
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+// snapshotName reads and checks the {name} of a snapshot route.
+func snapshotName(r *http.Request) (string, error) {
+	name := r.PathValue("name")
+	if err := segmentlog.ValidateName("snapshot", name); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+func (s *Server) handleSnapshotDescribe(w http.ResponseWriter, r *http.Request) error {
+	name, err := snapshotName(r)
+	if err != nil {
+		return err
+	}
+	if err := noQuery(r); err != nil {
+		return err
+	}
+	snap, err := s.snaps.Describe(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, snapshotOut(snap))
+	return nil
+}
+
+// handleSnapshotDrop drops a snapshot: 204, or 404 if there is none. Files
+// that a restored vchannel uses stay.
+func (s *Server) handleSnapshotDrop(w http.ResponseWriter, r *http.Request) error {
+	name, err := snapshotName(r)
+	if err != nil {
+		return err
+	}
+	if err := noQuery(r); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	if _, err := s.snaps.Describe(ctx, name); err != nil {
+		return err
+	}
+	if err := s.snaps.Drop(ctx, name); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -1,0 +1,194 @@
+package api
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cairnlog/cairn/segmentlog"
+)
+
+// Transactions (node role). A transaction lives in the warm writer of its
+// vchannel's pchannel, in the process that began it; it is written at
+// commit as one batch, so readers see all of it or nothing. Its handle, the
+// opaque "txn" token, is "{pchannel}:{vchannel}:{id}" (':' is in no name),
+// so the later calls find the pchannel without the registry; the ID's high
+// 32 bits are the writer's term. A transaction does not survive its
+// writer: after a failover or a restart the calls answer 404 unknown_txn,
+// except a retried commit that had landed, which is answered from the
+// idempotency window by whichever writer holds the pchannel.
+
+// DefaultTxnKeepalive is a transaction's keepalive when begin names none.
+const DefaultTxnKeepalive = time.Minute
+
+// TxnBeginRequest is the (optional) body of POST /v1/vchannels/{v}/txns.
+type TxnBeginRequest struct {
+	// Keepalive: the transaction is rolled back when no call touches it
+	// this long (a Go duration, at most 10m). Default 1m.
+	Keepalive string `json:"keepalive,omitempty"`
+}
+
+// TxnOut answers a begin.
+type TxnOut struct {
+	Txn       string `json:"txn"` // the handle of the other calls
+	PChannel  string `json:"pchannel"`
+	VChannel  string `json:"vchannel"`
+	Term      uint64 `json:"term"`
+	Keepalive string `json:"keepalive"`
+}
+
+// TxnAppendResponse answers POST /v1/txns/{txn}/append: the messages are
+// buffered, to be written by the commit.
+type TxnAppendResponse struct {
+	Txn      string `json:"txn"`
+	Appended int    `json:"appended"`
+}
+
+// TxnCommitResponse answers a commit: one ack per body message, then the
+// commit's own. A retried commit whose first try landed gets only the
+// commit's ack, marked duplicate.
+type TxnCommitResponse struct {
+	Txn      string `json:"txn"`
+	PChannel string `json:"pchannel"`
+	Term     uint64 `json:"term"`
+	Acks     []Ack  `json:"acks"`
+}
+
+// txnHandle is a parsed "txn" token.
+type txnHandle struct {
+	pchannel, vchannel string
+	id                 uint64
+}
+
+func (h txnHandle) String() string {
+	return h.pchannel + ":" + h.vchannel + ":" + strconv.FormatUint(h.id, 10)
+}
+
+func parseTxn(s string) (txnHandle, error) {
+	parts := strings.Split(s, ":")
+	bad := errorf(http.StatusBadRequest, CodeMalformed, "txn %q: want the token begin returned, PCHANNEL:VCHANNEL:ID", s)
+	if len(parts) != 3 {
+		return txnHandle{}, bad
+	}
+	id, err := parseDecimal(parts[2], 1<<64-1)
+	if err != nil || id == 0 ||
+		segmentlog.ValidateName("pchannel", parts[0]) != nil || segmentlog.ValidateName("vchannel", parts[1]) != nil {
+		return txnHandle{}, bad
+	}
+	return txnHandle{pchannel: parts[0], vchannel: parts[1], id: id}, nil
+}
+
+func (s *Server) handleTxnBegin(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("v")
+	if err := segmentlog.ValidateName("vchannel", name); err != nil {
+		return err
+	}
+	if err := noQuery(r); err != nil {
+		return err
+	}
+	var req TxnBeginRequest
+	if err := readJSON(r, &req, true); err != nil {
+		return err
+	}
+	keepalive := DefaultTxnKeepalive
+	if req.Keepalive != "" {
+		d, err := time.ParseDuration(req.Keepalive)
+		if err != nil || d <= 0 || d > segmentlog.MaxTxnKeepalive {
+			return errorf(http.StatusBadRequest, CodeInvalid, "keepalive %q: want a Go duration in (0, %v]", req.Keepalive, segmentlog.MaxTxnKeepalive)
+		}
+		keepalive = d
+	}
+	ctx := r.Context()
+	v, err := s.activeVChannel(ctx, name)
+	if err != nil {
+		return err
+	}
+	term, id, err := s.pool.BeginTxn(ctx, v.PChannel, name, keepalive)
+	if err != nil {
+		return err
+	}
+	s.known.Store(v.PChannel, struct{}{})
+	h := txnHandle{pchannel: v.PChannel, vchannel: name, id: id}
+	writeJSON(w, http.StatusOK, TxnOut{Txn: h.String(), PChannel: v.PChannel, VChannel: name, Term: term, Keepalive: keepalive.String()})
+	return nil
+}
+
+func (s *Server) handleTxnAppend(w http.ResponseWriter, r *http.Request) error {
+	h, err := parseTxn(r.PathValue("txn"))
+	if err != nil {
+		return err
+	}
+	if err := noQuery(r); err != nil {
+		return err
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	in, err := decodeAppendFor(r.Header.Get("Content-Type"), body, limits{s.cfg.MaxAppendMessages, s.cfg.MaxBatchBytes}, h.vchannel)
+	if err != nil {
+		return err
+	}
+	if in.expect != nil {
+		return errorf(http.StatusBadRequest, CodeInvalid, "a transaction's messages take no expected_offset")
+	}
+	for i := range in.msgs {
+		if !in.msgs[i].Key.IsZero() {
+			return errorf(http.StatusBadRequest, CodeInvalid, "message %d: a transaction's messages take no idempotency key (the commit has one)", i)
+		}
+	}
+	if err := s.pool.AppendTxn(r.Context(), h.pchannel, h.id, in.msgs); err != nil {
+		return fmt.Errorf("txn %s: %w", h, err)
+	}
+	writeJSON(w, http.StatusOK, TxnAppendResponse{Txn: h.String(), Appended: len(in.msgs)})
+	return nil
+}
+
+func (s *Server) handleTxnCommit(w http.ResponseWriter, r *http.Request) error {
+	h, err := s.txnNoBody(r)
+	if err != nil {
+		return err
+	}
+	term, acks, err := s.pool.CommitTxn(r.Context(), h.pchannel, h.id)
+	if err != nil {
+		return fmt.Errorf("txn %s: %w", h, err)
+	}
+	resp := TxnCommitResponse{Txn: h.String(), PChannel: h.pchannel, Term: term, Acks: make([]Ack, len(acks))}
+	for i, a := range acks {
+		resp.Acks[i] = Ack{Offset: a.ID.Offset, Index: a.ID.Index, TimeTick: a.TimeTick, Duplicate: a.Duplicate}
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+func (s *Server) handleTxnRollback(w http.ResponseWriter, r *http.Request) error {
+	h, err := s.txnNoBody(r)
+	if err != nil {
+		return err
+	}
+	if err := s.pool.RollbackTxn(r.Context(), h.pchannel, h.id); err != nil {
+		return fmt.Errorf("txn %s: %w", h, err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// txnNoBody parses the handle of a commit or rollback, which take no query
+// and no body (or {}).
+func (s *Server) txnNoBody(r *http.Request) (txnHandle, error) {
+	h, err := parseTxn(r.PathValue("txn"))
+	if err != nil {
+		return txnHandle{}, err
+	}
+	if err := noQuery(r); err != nil {
+		return txnHandle{}, err
+	}
+	var empty struct{}
+	if err := readJSON(r, &empty, true); err != nil {
+		return txnHandle{}, err
+	}
+	return h, nil
+}

@@ -1,0 +1,88 @@
+package api
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairnlog/cairn/infra/objstore"
+)
+
+func (ts *testServer) beginTxn(vchannel, keepalive string) TxnOut {
+	ts.t.Helper()
+	var tx TxnOut
+	mustOK(ts.t.(*testing.T), "begin", ts.postJSON("/v1/vchannels/"+vchannel+"/txns", TxnBeginRequest{Keepalive: keepalive}), &tx)
+	return tx
+}
+
+// TestTxnRoutes: a transaction's messages appear all at once at commit; a
+// retried commit gets the commit's ack again; rollback writes nothing.
+func TestTxnRoutes(t *testing.T) {
+	ts := newTestServer(t, testConfig(t), objstore.NewMemory())
+	ts.createVChannel("v0", "p0")
+
+	tx := ts.beginTxn("v0", "")
+	if tx.PChannel != "p0" || tx.VChannel != "v0" || tx.Term == 0 || tx.Keepalive != "1m0s" || !strings.HasPrefix(tx.Txn, "p0:v0:") {
+		t.Fatalf("begin %+v", tx)
+	}
+	var ta TxnAppendResponse
+	mustOK(t, "txn append", ts.postJSON("/v1/txns/"+tx.Txn+"/append", msgs("", "t1", "t2")), &ta)
+	if ta.Appended != 2 || ta.Txn != tx.Txn {
+		t.Fatalf("txn append %+v", ta)
+	}
+	mustOK(t, "txn append 3", ts.postJSON("/v1/txns/"+tx.Txn+"/append", msgs("v0", "t3")), nil)
+	var rr ReadResponse
+	mustOK(t, "read before commit", ts.get("/v1/vchannels/v0/messages"), &rr)
+	if len(rr.Messages) != 0 {
+		t.Fatalf("read before commit: %q", payloads(rr.Messages))
+	}
+
+	var cr TxnCommitResponse
+	mustOK(t, "commit", ts.postJSON("/v1/txns/"+tx.Txn+"/commit", struct{}{}), &cr)
+	if len(cr.Acks) != 4 || cr.PChannel != "p0" || cr.Acks[0].Offset != cr.Acks[3].Offset {
+		t.Fatalf("commit %+v: want 3 message acks and the commit's, in one batch", cr)
+	}
+	mustOK(t, "read after commit", ts.get("/v1/vchannels/v0/messages"), &rr)
+	if got := payloads(rr.Messages); !slices.Equal(got, []string{"t1", "t2", "t3"}) {
+		t.Fatalf("read after commit %q", got)
+	}
+	var again TxnCommitResponse
+	mustOK(t, "commit again", ts.do("POST", "/v1/txns/"+tx.Txn+"/commit", "", nil), &again)
+	if len(again.Acks) != 1 || !again.Acks[0].Duplicate || again.Acks[0] != (Ack{Offset: cr.Acks[3].Offset, Index: cr.Acks[3].Index, TimeTick: cr.Acks[3].TimeTick, Duplicate: true}) {
+		t.Fatalf("commit again %+v, want the commit's ack %+v marked duplicate", again, cr.Acks[3])
+	}
+	wantError(t, "append after commit", ts.postJSON("/v1/txns/"+tx.Txn+"/append", msgs("", "late")), 404, CodeUnknownTxn)
+
+	rb := ts.beginTxn("v0", "30s")
+	mustOK(t, "rb append", ts.postJSON("/v1/txns/"+rb.Txn+"/append", msgs("", "never")), nil)
+	if r := ts.do("POST", "/v1/txns/"+rb.Txn+"/rollback", "", nil); r.status != 204 {
+		t.Fatalf("rollback: %d %s", r.status, r.body)
+	}
+	wantError(t, "rollback again", ts.do("POST", "/v1/txns/"+rb.Txn+"/rollback", "", nil), 404, CodeUnknownTxn)
+	wantError(t, "commit rolled back", ts.do("POST", "/v1/txns/"+rb.Txn+"/commit", "", nil), 404, CodeUnknownTxn)
+	mustOK(t, "read after rollback", ts.get("/v1/vchannels/v0/messages"), &rr)
+	if len(rr.Messages) != 3 {
+		t.Fatalf("read after rollback %q", payloads(rr.Messages))
+	}
+
+	// Expiry.
+	ex := ts.beginTxn("v0", "20ms")
+	time.Sleep(50 * time.Millisecond)
+	wantError(t, "append to expired", ts.postJSON("/v1/txns/"+ex.Txn+"/append", msgs("", "x")), 409, CodeTxnExpired)
+
+	// A handle of another term finds nothing (and opens no writer).
+	wantError(t, "other term", ts.do("POST", "/v1/txns/p0:v0:"+"85899345921/append", ContentTypeJSON, []byte(`{"messages":[{"payload":"eA=="}]}`)), 404, CodeUnknownTxn)
+
+	// Refusals.
+	wantError(t, "bad handle", ts.do("POST", "/v1/txns/garbage/commit", "", nil), 400, CodeMalformed)
+	wantError(t, "handle with a bad name", ts.do("POST", "/v1/txns/p0:-v:1/commit", "", nil), 400, CodeMalformed)
+	wantError(t, "keepalive too long", ts.postJSON("/v1/vchannels/v0/txns", TxnBeginRequest{Keepalive: "1h"}), 400, CodeInvalid)
+	wantError(t, "keepalive not a duration", ts.postJSON("/v1/vchannels/v0/txns", TxnBeginRequest{Keepalive: "soon"}), 400, CodeInvalid)
+	wantError(t, "begin on unknown", ts.postJSON("/v1/vchannels/nope/txns", TxnBeginRequest{}), 404, CodeUnknownVChannel)
+	tx2 := ts.beginTxn("v0", "")
+	wantError(t, "other vchannel", ts.postJSON("/v1/txns/"+tx2.Txn+"/append", msgs("v1", "x")), 400, CodeInvalid)
+	keyed := AppendRequest{Messages: []MessageIn{{Payload: []byte("k"), Key: &Key{Producer: "p", Seq: 1}}}}
+	wantError(t, "keyed message", ts.postJSON("/v1/txns/"+tx2.Txn+"/append", keyed), 400, CodeInvalid)
+	wantError(t, "commit with a body", ts.do("POST", "/v1/txns/"+tx2.Txn+"/commit", ContentTypeJSON, []byte(`{"x":1}`)), 400, CodeMalformed)
+}

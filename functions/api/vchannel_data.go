@@ -1,0 +1,271 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math"
+	"net/http"
+	"path"
+	"strings"
+
+	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/segmentlog"
+	"github.com/cairnlog/cairn/snapshot"
+)
+
+// The data path by vchannel (node role): the registry names the pchannel,
+// then the pchannel routes' code runs with the vchannel filter. A restored
+// vchannel reads its restored history first (restored:OFFSET.INDEX
+// positions), then what was appended to it since.
+
+// restoredPrefix starts a position inside a restored vchannel's history.
+const restoredPrefix = "restored:"
+
+func (s *Server) handleVChannelAppend(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("v")
+	if err := segmentlog.ValidateName("vchannel", name); err != nil {
+		return err
+	}
+	queryExpect, err := parseAppendQuery(r.URL.Query())
+	if err != nil {
+		return err
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	in, err := decodeAppendFor(r.Header.Get("Content-Type"), body, limits{s.cfg.MaxAppendMessages, s.cfg.MaxBatchBytes}, name)
+	if err != nil {
+		return err
+	}
+	v, err := s.activeVChannel(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	return s.appendAndAnswer(w, r, v.PChannel, in, queryExpect)
+}
+
+// activeVChannel returns the record of name if it takes appends.
+func (s *Server) activeVChannel(ctx context.Context, name string) (coordinator.VChannel, error) {
+	v, err := s.vchannel(ctx, name)
+	if err != nil {
+		return v, err
+	}
+	if v.State != coordinator.VChannelActive {
+		return v, errorf(http.StatusConflict, CodeVChannelDropped, "vchannel %q is %s", name, v.State)
+	}
+	return v, nil
+}
+
+func (s *Server) handleVChannelRead(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("v")
+	if err := segmentlog.ValidateName("vchannel", name); err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	if _, ok := q["vchannel"]; ok {
+		return errorf(http.StatusBadRequest, CodeMalformed, "the route names the vchannel; no vchannel parameter")
+	}
+	// restored:OFFSET.INDEX is a position of this route only.
+	var fromRestored *segmentlog.MessageID
+	if f := q["from"]; len(f) == 1 && strings.HasPrefix(f[0], restoredPrefix) {
+		pos, err := parsePosition("id:" + f[0][len(restoredPrefix):])
+		if err != nil {
+			return errorf(http.StatusBadRequest, CodeMalformed, "position %q: want restored:OFFSET.INDEX", f[0])
+		}
+		fromRestored = &pos.ID
+		q.Del("from")
+	}
+	rq, err := parseReadQuery(q, s.cfg.MaxReadMessages, s.cfg.MaxWait)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	v, err := s.vchannel(ctx, name)
+	if err != nil {
+		return err
+	}
+	if v.State == coordinator.VChannelReclaiming {
+		return errorf(http.StatusConflict, CodeVChannelDropped, "vchannel %q was dropped and its data is being reclaimed", name)
+	}
+	rq.vchannels = []string{name}
+	job, err := s.restoreOf(ctx, v)
+	if err != nil {
+		return err
+	}
+	if fromRestored != nil && job == "" {
+		return errorf(http.StatusBadRequest, CodeInvalid, "vchannel %q has no restored history", name)
+	}
+
+	live := rq.from
+	if job != "" {
+		var start *segmentlog.MessageID
+		var minTick uint64
+		switch {
+		case fromRestored != nil:
+			start = fromRestored
+		case rq.from.Kind == segmentlog.StartEarliest:
+			start = &segmentlog.MessageID{}
+		case rq.from.Kind == segmentlog.StartAtTimeTick:
+			start, minTick = &segmentlog.MessageID{}, rq.from.TimeTick
+		}
+		if start != nil {
+			resp, err := s.readRestored(ctx, job, v, *start, minTick, rq)
+			if err != nil {
+				return err
+			}
+			if len(resp.Messages) > 0 {
+				writeJSON(w, http.StatusOK, resp)
+				return nil
+			}
+			if minTick == 0 {
+				live = liveStart(v)
+			}
+		}
+	}
+	if live.Kind == segmentlog.StartEarliest {
+		live = liveStart(v)
+	}
+	rq.from = live
+	if err := s.mustKnow(ctx, v.PChannel); err != nil {
+		return err
+	}
+	resp, err := s.read(ctx, v.PChannel, rq)
+	if err != nil {
+		return err
+	}
+	resp.VChannel = name
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+// liveStart is where the messages appended to v begin: its create message
+// (nothing of v lands before it), or the pchannel's start if that is not
+// known yet.
+func liveStart(v coordinator.VChannel) segmentlog.Position {
+	if v.Created != nil {
+		return segmentlog.AtID(v.Created.ID)
+	}
+	return segmentlog.Earliest()
+}
+
+// readRestored reads the restored history of v (restore job) from ID from
+// on, keeping messages with a timetick ≥ minTick, within the read's limits.
+// It never waits: the history is complete. Next is the position after the
+// last message, or, once the history is exhausted, where v's own messages
+// begin.
+func (s *Server) readRestored(ctx context.Context, job string, v coordinator.VChannel, from segmentlog.MessageID, minTick uint64, q readQuery) (ReadResponse, error) {
+	j, err := s.snaps.RestoreStatus(ctx, job)
+	if err != nil {
+		return ReadResponse{}, err
+	}
+	source := ""
+	for src, t := range j.Targets {
+		if t == v.Name {
+			source = src
+		}
+	}
+	if j.State != snapshot.JobDone || source == "" {
+		return ReadResponse{}, errorf(http.StatusConflict, CodeWrongState, "restore job %s of %s is %s", job, v.Name, j.State)
+	}
+	it, err := s.segs.Open(ctx, segmentlog.Checkpoint{C: math.MaxUint64, Segments: j.Segments}, from, []string{source})
+	if err != nil {
+		return ReadResponse{}, err
+	}
+	defer it.Close()
+	resp := ReadResponse{PChannel: v.PChannel, VChannel: v.Name, Messages: []MessageOut{}}
+	size := 0
+	var last segmentlog.MessageID
+	exhausted := false
+	for len(resp.Messages) < q.max && size < s.cfg.MaxReadBytes {
+		d, err := it.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			exhausted = true
+			break
+		}
+		if err != nil {
+			if len(resp.Messages) > 0 {
+				break
+			}
+			return ReadResponse{}, err
+		}
+		if !wantType(d.Type, q.types) || d.TimeTick < minTick {
+			continue
+		}
+		d.VChannel = v.Name
+		m := messageOut(d)
+		m.Restored = true
+		resp.Messages = append(resp.Messages, m)
+		size += len(d.Payload)
+		last = d.ID
+	}
+	if exhausted {
+		resp.Next = liveStart(v).String()
+	} else {
+		resp.Next = restoredPrefix + segmentlog.MessageID{Offset: last.Offset, Index: last.Index + 1}.String()
+	}
+	return resp, nil
+}
+
+// wantType reports whether a message of type t passes the read's type
+// filter (default: the data types).
+func wantType(t segmentlog.MessageType, types []segmentlog.MessageType) bool {
+	if len(types) == 0 {
+		return t.IsData()
+	}
+	for _, w := range types {
+		if w == t {
+			return true
+		}
+	}
+	return false
+}
+
+// restoreOf returns the ID of the restore job whose history v has, or ""
+// if v was not restored. The answer is looked up once per process, among
+// the done restore jobs (one LIST and a GET per job), and kept: restore
+// creates a target vchannel only after its job is done. Should two done
+// jobs name v, the lowest ID wins.
+func (s *Server) restoreOf(ctx context.Context, v coordinator.VChannel) (string, error) {
+	if v.Created == nil {
+		return "", nil // not even created: no restore has finished with it
+	}
+	if id, ok := s.vchans.restoredFrom(v.Name); ok {
+		return id, nil
+	}
+	var ids []string
+	err := s.store.List(ctx, snapshot.RestoresPrefix(s.cfg.Layout), "", func(a objstore.Attrs) error {
+		if id, ok := strings.CutSuffix(path.Base(a.Key), ".json"); ok {
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	found := ""
+	for _, id := range ids { // listed in key order: the lowest ID first
+		j, err := s.snaps.RestoreStatus(ctx, id)
+		if errors.Is(err, snapshot.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		if j.State != snapshot.JobDone {
+			continue
+		}
+		for _, t := range j.Targets {
+			if t == v.Name {
+				found = id
+			}
+		}
+		if found != "" {
+			break
+		}
+	}
+	s.vchans.setRestored(v.Name, found)
+	return found, nil
+}

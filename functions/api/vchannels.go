@@ -1,0 +1,302 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/segmentlog"
+)
+
+// The vchannel registry routes (coordinator role): create, list, describe,
+// drop and locate. Create and drop append a control message to the
+// vchannel's pchannel through this process's writer pool, like an append.
+
+// VChannelCreateRequest is the body of POST /v1/vchannels.
+type VChannelCreateRequest struct {
+	Name string `json:"name"`
+	// PChannel binds the vchannel to this pchannel of the set; empty: the
+	// one with the fewest active vchannels.
+	PChannel string `json:"pchannel,omitempty"`
+}
+
+// VChannelOut is a vchannel record as the API shows it.
+type VChannelOut struct {
+	Name      string     `json:"name"`
+	PChannel  string     `json:"pchannel"`
+	State     string     `json:"state"` // active, dropped or reclaiming
+	CreatedAt time.Time  `json:"created_at"`
+	Created   *MarkOut   `json:"created,omitempty"` // where the create message landed
+	DroppedAt *time.Time `json:"dropped_at,omitempty"`
+	Dropped   *MarkOut   `json:"dropped,omitempty"` // where the drop message landed
+	// Position is the flushed position: every message of the vchannel
+	// below it is in segments. Done once dropped.
+	Position PositionOut `json:"position"`
+	Pins     []string    `json:"pins"` // snapshots (and restore jobs) pinning its data
+	Version  uint64      `json:"version"`
+}
+
+// MarkOut is where a control message landed.
+type MarkOut struct {
+	Offset   uint64 `json:"offset"`
+	Index    uint32 `json:"index"`
+	TimeTick uint64 `json:"timetick,string"`
+}
+
+// PositionOut is a vchannel's flushed position.
+type PositionOut struct {
+	Offset   uint64 `json:"offset"`
+	Index    uint32 `json:"index"`
+	TimeTick uint64 `json:"timetick,string"`
+	Done     bool   `json:"done"`
+}
+
+// VChannelsResponse answers GET /v1/vchannels.
+type VChannelsResponse struct {
+	VChannels []VChannelOut `json:"vchannels"`
+}
+
+// LocationOut answers GET /v1/vchannels/{v}/location: where to send the
+// vchannel's appends.
+type LocationOut struct {
+	VChannel string `json:"vchannel"`
+	PChannel string `json:"pchannel"`
+	// Node holds the pchannel's lease; Address is its session address, ""
+	// when the holder is not a registered node (a Lambda container).
+	Node    string    `json:"node"`
+	Address string    `json:"address"`
+	Term    uint64    `json:"term"`
+	Expires time.Time `json:"expires"`
+	// Assignment is the balancer's record of the pchannel: where it is
+	// going, if it is moving.
+	Assignment AssignmentOut `json:"assignment"`
+}
+
+// AssignmentOut is a pchannel's assignment record, in short.
+type AssignmentOut struct {
+	State string `json:"state"`
+	Node  string `json:"node,omitempty"`
+}
+
+func vchannelOut(v coordinator.VChannel) VChannelOut {
+	out := VChannelOut{
+		Name: v.Name, PChannel: v.PChannel, State: string(v.State), CreatedAt: v.CreatedAt,
+		Created: markOut(v.Created), Dropped: markOut(v.Dropped), Pins: v.Pins, Version: v.Version,
+		Position: PositionOut{Offset: v.Position.ID.Offset, Index: v.Position.ID.Index, TimeTick: v.Position.TimeTick, Done: v.Position.Done},
+	}
+	if !v.DroppedAt.IsZero() {
+		t := v.DroppedAt
+		out.DroppedAt = &t
+	}
+	if out.Pins == nil {
+		out.Pins = []string{}
+	}
+	return out
+}
+
+func markOut(m *coordinator.WALMark) *MarkOut {
+	if m == nil {
+		return nil
+	}
+	return &MarkOut{Offset: m.ID.Offset, Index: m.ID.Index, TimeTick: m.TimeTick}
+}
+
+func (s *Server) handleVChannelCreate(w http.ResponseWriter, r *http.Request) error {
+	if err := noQuery(r); err != nil {
+		return err
+	}
+	var req VChannelCreateRequest
+	if err := readJSON(r, &req, false); err != nil {
+		return err
+	}
+	if err := segmentlog.ValidateName("vchannel", req.Name); err != nil {
+		return err
+	}
+	if req.PChannel != "" {
+		if err := segmentlog.ValidateName("pchannel", req.PChannel); err != nil {
+			return err
+		}
+	}
+	v, err := s.registry.Create(r.Context(), s.pool, req.Name, req.PChannel)
+	if err != nil {
+		return err
+	}
+	s.vchans.put(v)
+	s.known.Store(v.PChannel, struct{}{})
+	writeJSON(w, http.StatusOK, vchannelOut(v))
+	return nil
+}
+
+func (s *Server) handleVChannelList(w http.ResponseWriter, r *http.Request) error {
+	if err := onlyQuery(r, "pchannel", "state"); err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	f := coordinator.VChannelFilter{PChannel: q.Get("pchannel"), State: coordinator.VChannelState(q.Get("state"))}
+	if f.PChannel != "" {
+		if err := segmentlog.ValidateName("pchannel", f.PChannel); err != nil {
+			return err
+		}
+	}
+	switch f.State {
+	case "", coordinator.VChannelActive, coordinator.VChannelDropped, coordinator.VChannelReclaiming:
+	default:
+		return errorf(http.StatusBadRequest, CodeMalformed, "state %q: want active, dropped or reclaiming", f.State)
+	}
+	vs, err := s.registry.List(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	resp := VChannelsResponse{VChannels: make([]VChannelOut, len(vs))}
+	for i, v := range vs {
+		resp.VChannels[i] = vchannelOut(v)
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+func (s *Server) handleVChannelDescribe(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("v")
+	if err := segmentlog.ValidateName("vchannel", name); err != nil {
+		return err
+	}
+	if err := noQuery(r); err != nil {
+		return err
+	}
+	v, err := s.registry.Describe(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	s.vchans.put(v)
+	writeJSON(w, http.StatusOK, vchannelOut(v))
+	return nil
+}
+
+func (s *Server) handleVChannelDrop(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("v")
+	if err := segmentlog.ValidateName("vchannel", name); err != nil {
+		return err
+	}
+	if err := noQuery(r); err != nil {
+		return err
+	}
+	s.vchans.forget(name)
+	v, err := s.registry.Drop(r.Context(), s.pool, name)
+	s.vchans.forget(name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, vchannelOut(v))
+	return nil
+}
+
+func (s *Server) handleVChannelLocate(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("v")
+	if err := segmentlog.ValidateName("vchannel", name); err != nil {
+		return err
+	}
+	if err := noQuery(r); err != nil {
+		return err
+	}
+	loc, err := s.registry.Locate(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, LocationOut{
+		VChannel: loc.VChannel, PChannel: loc.PChannel, Node: loc.Node, Address: loc.Address,
+		Term: loc.Term, Expires: loc.Expires,
+		Assignment: AssignmentOut{State: string(loc.Assignment.State), Node: loc.Assignment.Node},
+	})
+	return nil
+}
+
+// vchannelCacheTTL bounds how long a vchannel record read by this process
+// answers for the registry on the data path (appends and reads by
+// vchannel). The binding never changes; the state may, so an append within
+// this long after a drop by another process may still land (after the
+// drop message, where no reader of the vchannel looks). A drop through this
+// server forgets the record at once.
+const vchannelCacheTTL = time.Second
+
+// vchannelCache keeps recently read vchannel records, and for each
+// vchannel whose create message has landed, the restore job whose history
+// it has ("" for none): restore creates a target vchannel only after its
+// job is done, so that answer never changes once the vchannel exists.
+// Safe for concurrent use.
+type vchannelCache struct {
+	ttl time.Duration
+	now func() time.Time
+
+	mu       sync.Mutex
+	entries  map[string]vchannelEntry
+	restored map[string]string // vchannel → restore job ID, "" for none
+}
+
+type vchannelEntry struct {
+	v  coordinator.VChannel
+	at time.Time
+}
+
+func (c *vchannelCache) put(v coordinator.VChannel) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.entries[v.Name] = vchannelEntry{v: v, at: c.now()}
+}
+
+func (c *vchannelCache) forget(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, name)
+}
+
+func (c *vchannelCache) get(name string) (coordinator.VChannel, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[name]
+	if !ok || c.now().Sub(e.at) >= c.ttl {
+		return coordinator.VChannel{}, false
+	}
+	return e.v, true
+}
+
+func (c *vchannelCache) restoredFrom(name string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id, ok := c.restored[name]
+	return id, ok
+}
+
+func (c *vchannelCache) setRestored(name, job string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.restored == nil {
+		c.restored = map[string]string{}
+	}
+	c.restored[name] = job
+}
+
+// vchannel returns the record of vchannel name, from the cache if fresh.
+// If its create message has not landed yet (a create cut short), it
+// finishes the create first, so that nothing of the vchannel lands before
+// its create message.
+func (s *Server) vchannel(ctx context.Context, name string) (coordinator.VChannel, error) {
+	if err := segmentlog.ValidateName("vchannel", name); err != nil {
+		return coordinator.VChannel{}, err
+	}
+	if v, ok := s.vchans.get(name); ok {
+		return v, nil
+	}
+	v, err := s.registry.Describe(ctx, name)
+	if err != nil {
+		return coordinator.VChannel{}, err
+	}
+	if v.State == coordinator.VChannelActive && v.Created == nil {
+		if v, err = s.registry.Create(ctx, s.pool, name, v.PChannel); err != nil {
+			return coordinator.VChannel{}, err
+		}
+	}
+	s.vchans.put(v)
+	return v, nil
+}
