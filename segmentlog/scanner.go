@@ -205,7 +205,7 @@ func NewScanner(ctx context.Context, cfg ScannerConfig, store objstore.Store) (*
 	case StartAtID:
 		start, s.skipIdx = cfg.From.ID.Offset, cfg.From.ID.Index
 	case StartLatest:
-		if start, err = s.findTail(ctx, cp.C); err != nil {
+		if start, err = FindTail(ctx, store, cfg.Layout, cfg.PChannel, cp.C, cfg.GetTimeout); err != nil {
 			return nil, err
 		}
 	default:
@@ -288,44 +288,6 @@ func (s *Scanner) seedFilter(ctx context.Context, cp Checkpoint, start uint64) e
 		}
 	}
 	return nil
-}
-
-// findTail returns the first empty slot at or after from: it gallops
-// forward with HEADs, then walks.
-func (s *Scanner) findTail(ctx context.Context, from uint64) (uint64, error) {
-	exists := func(off uint64) (bool, error) {
-		r := readSlot(ctx, s.store, s.cfg.Layout, s.cfg.PChannel, off, s.cfg.GetTimeout)
-		return !r.missing, r.err
-	}
-	lo, step := from, uint64(1)
-	for {
-		ok, err := exists(lo)
-		if err != nil {
-			return 0, err
-		}
-		if !ok {
-			break
-		}
-		from = lo + 1
-		lo += step
-		step *= 2
-	}
-	// The first empty slot is in [from, lo]; holes only exist in the last
-	// window, so a binary search then a short walk finds it.
-	hi := lo
-	for from < hi {
-		mid := from + (hi-from)/2
-		ok, err := exists(mid)
-		if err != nil {
-			return 0, err
-		}
-		if ok {
-			from = mid + 1
-		} else {
-			hi = mid
-		}
-	}
-	return from, nil
 }
 
 // Stats returns the scanner's counters.

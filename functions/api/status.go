@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/coordinator"
-	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -113,40 +112,7 @@ func (s *Server) tail(ctx context.Context, p string) (TailResponse, error) {
 // gallops forward with HEADs, then bisects (holes exist only in the last W
 // slots, where PUTs may land out of order).
 func (s *Server) firstEmpty(ctx context.Context, p string, from uint64) (uint64, error) {
-	exists := func(off uint64) (bool, error) {
-		_, err := s.store.Head(ctx, s.cfg.Layout.WAL(p, off))
-		if errors.Is(err, objstore.ErrNotFound) {
-			return false, nil
-		}
-		return err == nil, err
-	}
-	lo, step := from, uint64(1)
-	for {
-		ok, err := exists(lo)
-		if err != nil {
-			return 0, err
-		}
-		if !ok {
-			break
-		}
-		from = lo + 1
-		lo += step
-		step *= 2
-	}
-	hi := lo
-	for from < hi {
-		mid := from + (hi-from)/2
-		ok, err := exists(mid)
-		if err != nil {
-			return 0, err
-		}
-		if ok {
-			from = mid + 1
-		} else {
-			hi = mid
-		}
-	}
-	return from, nil
+	return segmentlog.FindTail(ctx, s.store, s.cfg.Layout, p, from, s.cfg.leaseRequestTimeout())
 }
 
 func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) error {
