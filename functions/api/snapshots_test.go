@@ -204,3 +204,17 @@ func TestRestoreRoutes(t *testing.T) {
 	}
 	wantError(t, "restore a dropped snapshot", ts.postJSON("/v1/snapshots/s1/restore", RestoreRequest{Targets: map[string]string{"v0": "r4"}}), 404, CodeUnknownSnapshot)
 }
+
+// TestStatusShowsCheckpoint: the status table's checkpoint column is the
+// flush checkpoint.
+func TestStatusShowsCheckpoint(t *testing.T) {
+	ts := newTestServer(t, testConfig(t), objstore.NewMemory())
+	ts.mustAppend("p0", msgs("v0", "a"))
+	var fr FlushResponse
+	mustOK(t, "flush", ts.do("POST", "/v1/pchannels/p0/flush", "", nil), &fr)
+	var st StatusResponse
+	mustOK(t, "status", ts.get("/v1/pchannels"), &st)
+	if len(st.PChannels) != 1 || st.PChannels[0].Checkpoint != fr.Checkpoint || fr.Checkpoint == 0 {
+		t.Fatalf("status %+v after a flush to %d", st, fr.Checkpoint)
+	}
+}

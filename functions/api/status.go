@@ -210,7 +210,8 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) error {
 				row.Tail, row.TailSource = f, "writer"
 			}
 			cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.cfg.Layout, l.PChannel)
-			row.Checkpoint, rows[i], errs[i] = cp.C, row, err
+			row.Checkpoint = cp.C // before row is copied into rows
+			rows[i], errs[i] = row, err
 		}()
 	}
 	wg.Wait()
