@@ -171,8 +171,10 @@ func TestFunctionURLs(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	if !maint.waitLog(ctx, "maintenance task not built yet") {
-		t.Fatalf("maintenance logged no placeholder line:\n%s", maint.log)
+	for _, task := range []string{"stuck-assignment check", "flush", "gc"} {
+		if !maint.waitLog(ctx, `"task":"`+task+`"`) {
+			t.Fatalf("maintenance logged no %s task:\n%s", task, maint.log)
+		}
 	}
 }
 

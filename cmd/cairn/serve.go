@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -27,30 +28,64 @@ type serveOptions struct {
 	dataDir      string
 	token        string
 	createBucket bool
+	pchannels    []string // the pchannel set; default p0…p3
+	system       systemOptions
+}
+
+// Defaults of serve's flags for the parts beside the API.
+const (
+	defaultFlushInterval = time.Second
+	defaultFlushMaxAge   = 10 * time.Minute
+	defaultGCInterval    = 5 * time.Minute
+)
+
+// withDefaults fills what a serveOptions built without flags (tests) lacks.
+func (o serveOptions) withDefaults() serveOptions {
+	if len(o.pchannels) == 0 {
+		o.pchannels = []string{"p0", "p1", "p2", "p3"}
+	}
+	if o.system.flushInterval == 0 {
+		o.system.flushInterval = defaultFlushInterval
+	}
+	if o.system.flushMaxAge == 0 {
+		o.system.flushMaxAge = defaultFlushMaxAge
+	}
+	if o.system.gcInterval == 0 {
+		o.system.gcInterval = defaultGCInterval
+	}
+	return o
 }
 
 func newServeCmd() *cobra.Command {
 	var o serveOptions
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Run every Cairn function in one local process",
-		Long: `serve runs the node, coordinator and snapshot functions' HTTP API in one
-process, with /healthz and /metrics. It opens the object store — a local
-directory by default (--store fs), or S3/MinIO (--store s3, configured by
-CAIRN_S3_BUCKET, CAIRN_S3_PREFIX, CAIRN_S3_ENDPOINT and the standard AWS
-credential variables) — and refuses a store that does not honour conditional
-writes (the capability probe). It prints the address it listens on.
+		Short: "Run all of Cairn in one local process",
+		Long: `serve runs all of Cairn in one process: the HTTP API of the node,
+coordinator and snapshot functions (with /healthz and /metrics), and beside
+it the coordinator's balancer, a node that takes the pchannels the balancer
+assigns it (the pchannel set, --pchannels), a flusher for every pchannel it
+holds (--flush-interval, --flush-max-age) and snapshot GC (--gc-interval,
+deleting WAL and orphan segments older than an hour).
+
+It opens the object store — a local directory by default (--store fs), or
+S3/MinIO (--store s3, configured by CAIRN_S3_BUCKET, CAIRN_S3_PREFIX,
+CAIRN_S3_ENDPOINT and the standard AWS credential variables) — and refuses a
+store that does not honour conditional writes (the capability probe). It
+prints the address it listens on. Every process sharing a store must list
+the same --pchannels.
 
 With --token (or CAIRN_TOKEN) every request but GET /healthz needs
 "Authorization: Bearer <token>". The other CAIRN_* variables of the Lambda
-functions apply too (CAIRN_LEASE_TTL, CAIRN_LEASE_WAIT, CAIRN_CACHE_BYTES,
-CAIRN_MAX_BODY_BYTES, CAIRN_MAX_WAIT, CAIRN_LOG_LEVEL).
+functions apply too (CAIRN_LEASE_TTL, CAIRN_LEASE_MARGIN, CAIRN_LEASE_WAIT,
+CAIRN_CACHE_BYTES, CAIRN_MAX_BODY_BYTES, CAIRN_MAX_WAIT, CAIRN_LOG_LEVEL).
 
 Ctrl-C (SIGINT) or SIGTERM stops it gracefully: it stops taking requests,
-closes every writer and releases its lease, so another node takes the
+stops the balancer, flushers and GC, closes every writer and releases its
+lease, and marks its node session stopped, so another node takes the
 pchannels over at once.`,
 		Example: `  cairn serve
-  cairn serve --addr 127.0.0.1:0 --data-dir /tmp/cairn
+  cairn serve --addr 127.0.0.1:0 --data-dir /tmp/cairn --pchannels p0,p1
   CAIRN_S3_ENDPOINT=http://127.0.0.1:9000 CAIRN_S3_BUCKET=cairn cairn serve --store s3 --create-bucket`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -68,18 +103,33 @@ pchannels over at once.`,
 	f.StringVar(&o.dataDir, "data-dir", ".cairn-data", "directory of the filesystem store (--store fs)")
 	f.StringVar(&o.token, "token", "", "bearer token every request but /healthz must carry (default $CAIRN_TOKEN; none: no auth)")
 	f.BoolVar(&o.createBucket, "create-bucket", false, "create the bucket if it does not exist (--store s3)")
+	f.StringSliceVar(&o.pchannels, "pchannels", []string{"p0", "p1", "p2", "p3"}, "the pchannel set: vchannels bind to these, and this node holds those assigned to it")
+	f.DurationVar(&o.system.flushInterval, "flush-interval", defaultFlushInterval, "how often the flusher of a held pchannel looks at its WAL")
+	f.DurationVar(&o.system.flushMaxAge, "flush-max-age", defaultFlushMaxAge, "flush a pchannel once its oldest unflushed message is this old (or 8 MiB are waiting)")
+	f.DurationVar(&o.system.gcInterval, "gc-interval", defaultGCInterval, "how often snapshot GC runs")
 	return cmd
 }
 
 // serve runs the API until ctx ends, then shuts down gracefully.
 func serve(ctx context.Context, o serveOptions, getenv func(string) string, out io.Writer) error {
+	o = o.withDefaults()
+	if o.system.flushInterval <= 0 || o.system.flushMaxAge < 0 || o.system.gcInterval <= 0 {
+		return errors.New("--flush-interval and --gc-interval must be positive, --flush-max-age not negative")
+	}
 	env, err := api.LoadEnv(getenv)
 	if err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: env.LogLevel}))
 	cfg := env.Config
-	cfg.Logger, cfg.Token = log, o.token
+	cfg.Logger, cfg.Token, cfg.PChannels = log, o.token, o.pchannels
+	// The node's ID names it in the lease records its writers take, so that
+	// the balancer sees it holds them and locate finds its address.
+	nodeID := defaultNodeID()
+	cfg.Holder = nodeID
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 
 	store, where, err := openStore(ctx, o, env.S3)
 	if err != nil {
@@ -105,11 +155,23 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, out 
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	address := "http://" + ln.Addr().String()
+	sys, err := newSystem(srv, cfg.CoordinatorConfig(), o.system, nodeID, address, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	auth := "none"
 	if o.token != "" {
 		auth = "bearer token"
 	}
-	fmt.Fprintf(out, "cairn listening on http://%s (store: %s, auth: %s)\n", ln.Addr(), where, auth)
+	fmt.Fprintf(out, "cairn listening on %s (store: %s, auth: %s, node: %s, pchannels: %s)\n",
+		address, where, auth, nodeID, strings.Join(o.pchannels, ","))
+
+	sysCtx, stopSystem := context.WithCancel(context.Background())
+	defer stopSystem()
+	sysDone := make(chan struct{})
+	go func() { defer close(sysDone); sys.run(sysCtx) }()
 
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -119,13 +181,21 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, out 
 	case <-ctx.Done():
 		log.Info("shutting down: draining requests, then releasing leases")
 	}
-	// Stop taking requests (long polls get a few seconds), then close the
-	// writers, which releases their leases with their tails.
+	// Stop taking requests (long polls get a few seconds); stop the
+	// balancer, flushers and GC, and let the node release its pchannels and
+	// stop its session; then close the writers left, which releases their
+	// leases with their tails.
 	httpCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	if err := hs.Shutdown(httpCtx); err != nil {
 		hs.Close()
 	}
 	cancel()
+	stopSystem()
+	select {
+	case <-sysDone:
+	case <-time.After(15 * time.Second):
+		log.Warn("the node did not stop within 15 s; closing the writers anyway")
+	}
 	closeCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := srv.Close(closeCtx); err != nil {

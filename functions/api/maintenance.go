@@ -7,14 +7,14 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/snapshot"
 )
 
 // Maintenance is the periodic work of the scheduled maintenance function
 // (functions/maintenance, an EventBridge schedule): the coordinator's
-// stuck-assignment check, and the snapshot package's flush and GC. Neither
-// is built yet; NewMaintenance returns placeholders that only log, to be
-// replaced by the real tasks when coordinator assignments and snapshot land.
+// stuck-assignment check, a flush of every pchannel, and snapshot GC.
 type Maintenance interface {
 	// RunMaintenance runs one round at now. It returns the tasks' errors
 	// joined; a failed task does not stop the others.
@@ -52,29 +52,78 @@ func (m Tasks) RunMaintenance(ctx context.Context, now time.Time) error {
 	return errors.Join(errs...)
 }
 
-// pendingTask stands in for a task whose package is not built yet: it does
-// nothing and says so in the log.
-type pendingTask struct {
-	name, waitsFor string
-	log            *slog.Logger
+// TaskFunc adapts a function to Task.
+type TaskFunc struct {
+	TaskName string
+	Func     func(ctx context.Context, now time.Time) error
 }
 
-func (t pendingTask) Name() string { return t.name }
+// Name implements Task.
+func (t TaskFunc) Name() string { return t.TaskName }
 
-func (t pendingTask) Run(context.Context, time.Time) error {
-	t.log.Info("maintenance task not built yet; nothing done", "task", t.name, "waits_for", t.waitsFor)
-	return nil
-}
+// Run implements Task.
+func (t TaskFunc) Run(ctx context.Context, now time.Time) error { return t.Func(ctx, now) }
 
-// NewMaintenance returns the maintenance round over store: today two
-// placeholders, the stuck-assignment check (coordinator assignments, to
-// reassign a pchannel stuck in "assigning" or whose lease expired) and
-// flush/GC (the snapshot package).
-func NewMaintenance(cfg Config, store objstore.Store) Maintenance {
+// NewMaintenance returns the maintenance round over store, in this order:
+//
+//   - "stuck-assignment check": one coordinator.Balancer round, which
+//     reassigns a pchannel stuck in assigning or whose lease expired (in a
+//     Lambda-only deployment no node registers, and the round leaves every
+//     pchannel unassigned: writers open on demand in node containers);
+//   - "flush": snapshot.Flusher.FlushNow on every pchannel with a lease
+//     record (every pchannel ever written), so the schedule is the flush
+//     cadence of an idle deployment;
+//   - "gc": snapshot.GC.Collect with its defaults (WAL min_age and orphan
+//     age 1 h), reclaiming dropped, unpinned vchannels through the
+//     registry.
+func NewMaintenance(cfg Config, store objstore.Store) (Maintenance, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
-	_ = store // the real tasks will run over it
+	leases, err := coordinator.NewLeases(store, cfg.Layout, cfg.leaseConfig(),
+		coordinator.WithClock(cfg.Now), coordinator.WithRequestTimeout(cfg.leaseRequestTimeout()))
+	if err != nil {
+		return nil, fmt.Errorf("api: maintenance: %w", err)
+	}
+	bal, err := coordinator.NewBalancer(cfg.coordinatorConfig(), store, leases)
+	if err != nil {
+		return nil, fmt.Errorf("api: maintenance: %w", err)
+	}
+	reg, err := coordinator.NewRegistry(cfg.coordinatorConfig(), store, leases)
+	if err != nil {
+		return nil, fmt.Errorf("api: maintenance: %w", err)
+	}
+	gc, err := snapshot.NewGC(snapshot.GCConfig{Layout: cfg.Layout, Reclaimer: reg, Now: cfg.Now, Logger: cfg.Logger}, store)
+	if err != nil {
+		return nil, fmt.Errorf("api: maintenance: %w", err)
+	}
+	flush := func(ctx context.Context, _ time.Time) error {
+		ls, err := leases.List(ctx)
+		if err != nil {
+			return err
+		}
+		var errs []error
+		for _, l := range ls {
+			f, err := snapshot.NewFlusher(snapshot.FlushConfig{PChannel: l.PChannel, Layout: cfg.Layout, Now: cfg.Now, Logger: cfg.Logger}, store)
+			if err == nil {
+				_, err = f.FlushNow(ctx)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("flush %s: %w", l.PChannel, err))
+			}
+		}
+		return errors.Join(errs...)
+	}
 	return Tasks{Logger: cfg.Logger, List: []Task{
-		pendingTask{name: "stuck-assignment check", waitsFor: "coordinator assignments", log: cfg.Logger},
-		pendingTask{name: "flush and GC", waitsFor: "snapshot package", log: cfg.Logger},
-	}}
+		TaskFunc{TaskName: "stuck-assignment check", Func: func(ctx context.Context, _ time.Time) error {
+			changed, err := bal.Check(ctx)
+			if len(changed) > 0 {
+				cfg.Logger.Info("assignments changed", "count", len(changed))
+			}
+			return err
+		}},
+		TaskFunc{TaskName: "flush", Func: flush},
+		TaskFunc{TaskName: "gc", Func: func(ctx context.Context, _ time.Time) error { return gc.Collect(ctx) }},
+	}}, nil
 }

@@ -96,6 +96,10 @@ func New(cfg Config, store objstore.Store) (*Server, error) {
 // it).
 func (s *Server) Leases() *coordinator.Leases { return s.leases }
 
+// Store is the server's object store, counted in its metrics: the
+// flushers, GC and balancer of `cairn serve` share it.
+func (s *Server) Store() objstore.Store { return s.store }
+
 // Registry is the server's vchannel registry.
 func (s *Server) Registry() *coordinator.Registry { return s.registry }
 

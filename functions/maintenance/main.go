@@ -1,7 +1,7 @@
 // Command maintenance is the scheduled Lambda function (an EventBridge
-// rule): each invocation runs one round of api.Maintenance — the
-// stuck-assignment check and flush/GC, placeholders that only log until
-// coordinator assignments and the snapshot package land.
+// rule): each invocation runs one round of api.Maintenance — a balancer
+// round (the stuck-assignment check), a flush of every pchannel, and
+// snapshot GC.
 package main
 
 import (
@@ -26,7 +26,10 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	m := api.NewMaintenance(env.Config, store)
+	m, err := api.NewMaintenance(env.Config, store)
+	if err != nil {
+		log.Fatal(err)
+	}
 	lambda.Start(func(ctx context.Context, _ events.EventBridgeEvent) error {
 		return m.RunMaintenance(ctx, time.Now())
 	})

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/segmentlog"
+)
+
+// TestServeRunsTheSystem: serve's node takes every pchannel of the set (its
+// leases name the node, and locate gives serve's own address), a held
+// pchannel is flushed by its flusher, and a graceful stop releases every
+// lease and stops the node's session.
+func TestServeRunsTheSystem(t *testing.T) {
+	dir := t.TempDir()
+	base, banner, stop := startServe(t, serveOptions{addr: "127.0.0.1:0", store: "fs", dataDir: dir,
+		pchannels: []string{"pa", "pb"}, system: systemOptions{flushInterval: 50 * time.Millisecond, flushMaxAge: time.Millisecond}}, nil)
+	if !strings.Contains(banner, "pchannels: pa,pb") || !strings.Contains(banner, "node: serve-") {
+		t.Fatalf("banner %q", banner)
+	}
+
+	// The balancer assigns both pchannels to the node, which opens their
+	// writers: both leases become live, held by the node.
+	var leases struct {
+		Leases []struct {
+			PChannel, Holder string
+			Live             bool
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, body := call(t, "GET", base+"/v1/leases", "", "")
+		if code != 200 || json.Unmarshal(body, &leases) != nil {
+			t.Fatalf("leases: %d %s", code, body)
+		}
+		live := 0
+		for _, l := range leases.Leases {
+			if l.Live && strings.HasPrefix(l.Holder, "serve-") {
+				live++
+			}
+		}
+		if live == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the node holds %+v after 30 s; want pa and pb", leases)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	code, body := call(t, "POST", base+"/v1/vchannels", "", `{"name":"v0","pchannel":"pb"}`)
+	if code != 200 {
+		t.Fatalf("create vchannel: %d %s", code, body)
+	}
+	code, body = call(t, "POST", base+"/v1/vchannels", "", `{"name":"v1","pchannel":"p0"}`)
+	if code != 404 || !strings.Contains(string(body), "unknown_pchannel") {
+		t.Fatalf("create on a pchannel outside --pchannels: %d %s", code, body)
+	}
+	code, body = call(t, "GET", base+"/v1/vchannels/v0/location", "", "")
+	var loc struct{ Node, Address string }
+	if code != 200 || json.Unmarshal(body, &loc) != nil || loc.Address != base || !strings.HasPrefix(loc.Node, "serve-") {
+		t.Fatalf("location: %d %s; want this server's address %s", code, body, base)
+	}
+	if code, body := call(t, "POST", base+"/v1/vchannels/v0/append", "", `{"messages":[{"payload":"aGk="}]}`); code != 200 {
+		t.Fatalf("append: %d %s", code, body)
+	}
+	// pb's flusher flushes it (max age 1 ms) without being asked.
+	for {
+		code, body := call(t, "GET", base+"/v1/pchannels", "", "")
+		var st struct {
+			PChannels []struct {
+				PChannel   string
+				Checkpoint uint64
+			}
+		}
+		if code != 200 || json.Unmarshal(body, &st) != nil {
+			t.Fatalf("status: %d %s", code, body)
+		}
+		i := slices.IndexFunc(st.PChannels, func(p struct {
+			PChannel   string
+			Checkpoint uint64
+		}) bool {
+			return p.PChannel == "pb"
+		})
+		if i >= 0 && st.PChannels[i].Checkpoint > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pb not flushed: %s", body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	if err := stop(); err != nil {
+		t.Fatalf("graceful stop: %v", err)
+	}
+	store, err := objstore.NewFS(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"pa", "pb"} {
+		obj, err := store.Get(t.Context(), segmentlog.Layout{}.Lease(p))
+		if err != nil || !strings.Contains(string(obj.Body), `"released":true`) {
+			t.Fatalf("lease of %s after stop: %s, %v", p, obj.Body, err)
+		}
+	}
+	var sessions int
+	err = store.List(t.Context(), "meta/nodes/", "", func(a objstore.Attrs) error {
+		obj, err := store.Get(t.Context(), a.Key)
+		if err != nil {
+			return err
+		}
+		var s coordinator.Session
+		if err := json.Unmarshal(obj.Body, &s); err != nil {
+			return err
+		}
+		if !s.Stopped {
+			t.Errorf("session %s not stopped after a graceful stop", s.Node)
+		}
+		sessions++
+		return nil
+	})
+	if err != nil || sessions != 1 {
+		t.Fatalf("sessions: %d, %v", sessions, err)
+	}
+}
+
+func TestServeRefusesBadSystemFlags(t *testing.T) {
+	err := serve(t.Context(), serveOptions{addr: "127.0.0.1:0", store: "fs", dataDir: t.TempDir(), pchannels: []string{"p0", "../x"}},
+		func(string) string { return "" }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "pchannel") {
+		t.Fatalf("serve --pchannels p0,../x: %v", err)
+	}
+}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/functions/api"
+	"github.com/cairnlog/cairn/snapshot"
+)
+
+// systemOptions are serve's settings for the parts beside the HTTP API.
+type systemOptions struct {
+	flushInterval time.Duration // how often a held pchannel's flusher looks at its WAL
+	flushMaxAge   time.Duration // flush once the oldest unflushed message is this old
+	gcInterval    time.Duration // how often snapshot GC runs
+}
+
+// system is everything `cairn serve` runs beside the HTTP API, in one
+// process: a Balancer (the coordinator's checker), a coordinator.Node whose
+// Holder is the API's writer pool (so the node takes the pchannels the
+// balancer assigns it, and appends to them land in the same writers), a
+// snapshot.Flusher per held pchannel, and a periodic snapshot GC. The
+// vchannel registry lives in the API server. run stops it all when its
+// context ends: the node releases its pchannels (closing their writers,
+// which releases the leases) and marks its session stopped.
+type system struct {
+	srv      *api.Server
+	cfg      coordinator.Config
+	opts     systemOptions
+	node     *coordinator.Node
+	balancer *coordinator.Balancer
+	gc       *snapshot.GC
+	holder   *flushingHolder
+	log      *slog.Logger
+}
+
+// newSystem builds the parts for srv; nodeID is the node's ID (and must be
+// the pool's lease holder name), address where clients reach it.
+func newSystem(srv *api.Server, cfg coordinator.Config, opts systemOptions, nodeID, address string, log *slog.Logger) (*system, error) {
+	store := srv.Store()
+	bal, err := coordinator.NewBalancer(cfg, store, srv.Leases())
+	if err != nil {
+		return nil, err
+	}
+	gc, err := snapshot.NewGC(snapshot.GCConfig{Layout: cfg.Layout, Reclaimer: srv.Registry(), Logger: log}, store)
+	if err != nil {
+		return nil, err
+	}
+	h := &flushingHolder{pool: srv.Pool(), log: log, newFlusher: func(p string) (*snapshot.Flusher, error) {
+		return snapshot.NewFlusher(snapshot.FlushConfig{PChannel: p, Layout: cfg.Layout, Interval: opts.flushInterval,
+			MaxAge: opts.flushMaxAge, Logger: log}, store)
+	}, running: map[string]*flusherRun{}}
+	node, err := coordinator.NewNode(cfg, store, nodeID, address, h)
+	if err != nil {
+		return nil, err
+	}
+	return &system{srv: srv, cfg: cfg, opts: opts, node: node, balancer: bal, gc: gc, holder: h, log: log}, nil
+}
+
+// run runs the balancer, the node and GC until ctx ends, then waits for
+// the node to release its pchannels and for every flusher to stop.
+func (s *system) run(ctx context.Context) {
+	h := s.holder
+	h.ctx = ctx
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		_ = s.balancer.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		if err := s.node.Run(ctx); err != nil {
+			s.log.Error("node stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(s.opts.gcInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := s.gc.Collect(ctx); err != nil && ctx.Err() == nil {
+					s.log.Warn("gc round failed", "err", err)
+				}
+			}
+		}
+	}()
+	wg.Wait()
+	h.stopAll()
+}
+
+// flushingHolder is the node's coordinator.Holder: the API's writer pool,
+// plus a flusher loop for every pchannel it holds.
+type flushingHolder struct {
+	pool       *api.Pool
+	newFlusher func(pchannel string) (*snapshot.Flusher, error)
+	log        *slog.Logger
+	ctx        context.Context // the system's; set before the node runs
+
+	mu      sync.Mutex
+	running map[string]*flusherRun // by pchannel
+}
+
+type flusherRun struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Hold opens (or checks) the pchannel's writer, then makes sure its flusher
+// runs.
+func (h *flushingHolder) Hold(ctx context.Context, pchannel string) error {
+	if err := h.pool.Hold(ctx, pchannel); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.running[pchannel] != nil || h.ctx.Err() != nil {
+		return nil
+	}
+	f, err := h.newFlusher(pchannel)
+	if err != nil {
+		return err
+	}
+	fctx, cancel := context.WithCancel(h.ctx)
+	run := &flusherRun{cancel: cancel, done: make(chan struct{})}
+	h.running[pchannel] = run
+	go func() {
+		defer close(run.done)
+		_ = f.Run(fctx) // logs its own failures; returns when fctx ends
+	}()
+	h.log.Info("flusher started", "pchannel", pchannel)
+	return nil
+}
+
+// Release stops the pchannel's flusher, then closes its writer (releasing
+// the lease).
+func (h *flushingHolder) Release(ctx context.Context, pchannel string) error {
+	h.stop(pchannel)
+	return h.pool.Release(ctx, pchannel)
+}
+
+func (h *flushingHolder) stop(pchannel string) {
+	h.mu.Lock()
+	run := h.running[pchannel]
+	delete(h.running, pchannel)
+	h.mu.Unlock()
+	if run != nil {
+		run.cancel()
+		<-run.done
+	}
+}
+
+func (h *flushingHolder) stopAll() {
+	h.mu.Lock()
+	var ps []string
+	for p := range h.running {
+		ps = append(ps, p)
+	}
+	h.mu.Unlock()
+	for _, p := range ps {
+		h.stop(p)
+	}
+}
+
+// defaultNodeID names this serve process as a node: "serve-<host>-<pid>",
+// the host's name cut to the characters a name may hold.
+func defaultNodeID() string {
+	host, _ := os.Hostname()
+	host = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '-'
+	}, host)
+	if len(host) > 64 {
+		host = host[:64]
+	}
+	if host == "" {
+		host = "local"
+	}
+	return fmt.Sprintf("serve-%s-%s", host, strconv.Itoa(os.Getpid()))
+}

@@ -1,0 +1,45 @@
+package api
+
+import (
+	"testing"
+	"time"
+
+	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/segmentlog"
+)
+
+// TestMaintenanceRound: one round flushes every written pchannel, writes
+// the assignment records, and reclaims a dropped vchannel no snapshot pins.
+func TestMaintenanceRound(t *testing.T) {
+	store := objstore.NewMemory()
+	ts := newTestServer(t, testConfig(t), store)
+	ts.createVChannel("v0", "p0")
+	ts.createVChannel("gone", "p0")
+	mustOK(t, "append", ts.postJSON("/v1/vchannels/v0/append", msgs("", "a", "b")), nil)
+	mustOK(t, "drop", ts.do("DELETE", "/v1/vchannels/gone", "", nil), nil)
+
+	m, err := NewMaintenance(testConfig(t), store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.RunMaintenance(t.Context(), time.Now()); err != nil {
+		t.Fatalf("maintenance round: %v", err)
+	}
+	cp, _, err := segmentlog.ReadCheckpoint(t.Context(), store, segmentlog.Layout{}, "p0")
+	if err != nil || cp.C == 0 {
+		t.Fatalf("checkpoint of p0 after the round: %+v, %v", cp, err)
+	}
+	v, err := ts.srv.Registry().Describe(t.Context(), "gone")
+	if err != nil || v.State != coordinator.VChannelReclaiming {
+		t.Fatalf("dropped vchannel after the round: %+v, %v; want reclaiming", v, err)
+	}
+	var rr ReadResponse
+	mustOK(t, "read after the round", ts.get("/v1/vchannels/v0/messages"), &rr)
+	if len(rr.Messages) != 2 {
+		t.Fatalf("read %q after the round", payloads(rr.Messages))
+	}
+	if _, err := NewMaintenance(Config{PChannels: []string{"p0", "p0"}}, store); err == nil {
+		t.Fatal("maintenance with a pchannel listed twice: no error")
+	}
+}
