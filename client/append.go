@@ -56,6 +56,23 @@ func (c *Client) Append(ctx context.Context, pchannel string, msgs []Message, op
 	if err != nil {
 		return nil, err
 	}
+	return c.appendTo(ctx, path, pchannel, msgs, opts)
+}
+
+// AppendVChannel appends msgs to vchannel, as Append appends to a
+// pchannel: the server finds the vchannel's pchannel. A message may leave
+// VChannel empty; one that names another vchannel is refused (ErrInvalid).
+// ErrNotFound for an unknown vchannel, ErrConflict for a dropped one.
+func (c *Client) AppendVChannel(ctx context.Context, vchannel string, msgs []Message, opts AppendOptions) ([]Ack, error) {
+	path, err := vchannelPath(vchannel, "/append")
+	if err != nil {
+		return nil, err
+	}
+	return c.appendTo(ctx, path, vchannel, msgs, opts)
+}
+
+func (c *Client) appendTo(ctx context.Context, path, target string, msgs []Message, opts AppendOptions) ([]Ack, error) {
+	pchannel := target // in messages
 	if len(msgs) == 0 {
 		return nil, fmt.Errorf("client: append %s: %w: no messages", pchannel, ErrInvalid)
 	}

@@ -268,6 +268,20 @@ func pchannelPath(p, suffix string) (string, error) {
 	return "/v1/pchannels/" + url.PathEscape(p) + suffix, nil
 }
 
+// namePath is prefix + "/" + name + suffix, with name escaped as one path
+// element; what names the kind of name for the error of an empty one.
+func namePath(what, prefix, name, suffix string) (string, error) {
+	if name == "" {
+		return "", fmt.Errorf("client: %w: empty %s name", ErrInvalid, what)
+	}
+	return prefix + "/" + url.PathEscape(name) + suffix, nil
+}
+
+// vchannelPath is "/v1/vchannels/{v}" + suffix, with v escaped.
+func vchannelPath(v, suffix string) (string, error) {
+	return namePath("vchannel", "/v1/vchannels", v, suffix)
+}
+
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()

@@ -28,8 +28,9 @@ type ConsumerConfig struct {
 	Max int
 }
 
-// Consumer reads one pchannel in order from a position, long-polling at the
-// tail, and keeps a resumable position: Position, persisted and given back
+// Consumer reads one pchannel (or one vchannel: Client.VChannelConsumer) in
+// order from a position, long-polling at the tail, and keeps a resumable
+// position: Position, persisted and given back
 // as ConsumerConfig.From, resumes right after the last message delivered.
 // It never delivers a message twice (nor a message before one it
 // delivered). A failed read changes nothing: call again to retry from the
@@ -39,17 +40,20 @@ type ConsumerConfig struct {
 // from any goroutine.
 type Consumer struct {
 	c        *Client
-	pchannel string
+	pchannel string // or the vchannel, with byVChannel
 	cfg      ConsumerConfig
+	// byVChannel reads GET /v1/vchannels/{v}/messages: a restored history
+	// first (Restored deliveries), then the vchannel's own messages.
+	byVChannel bool
 
 	buf     []Delivery // read, not yet delivered
 	bufNext string     // the read's next: the position once buf is drained
 	idle    time.Duration
 
 	mu   sync.Mutex
-	pos  string    // right after the last message delivered
-	last MessageID // the last message delivered
-	any  bool      // a message was delivered
+	pos  string   // right after the last message delivered
+	last Delivery // the last message delivered
+	any  bool     // a message was delivered
 }
 
 // Consumer returns a consumer of pchannel. It sends nothing until the first
@@ -68,6 +72,26 @@ func (c *Client) Consumer(pchannel string, cfg ConsumerConfig) (*Consumer, error
 		cfg.Wait = 10 * time.Second
 	}
 	return &Consumer{c: c, pchannel: pchannel, cfg: cfg, pos: cfg.From}, nil
+}
+
+// VChannelConsumer returns a consumer of vchannel: the server finds its
+// pchannel and keeps the reads to it (cfg.VChannels must be empty). A
+// restored vchannel delivers its restored history first (Delivery.Restored,
+// whose IDs are the snapshot source's), then its own messages. It sends
+// nothing until the first Next or Poll.
+func (c *Client) VChannelConsumer(vchannel string, cfg ConsumerConfig) (*Consumer, error) {
+	if _, err := vchannelPath(vchannel, ""); err != nil {
+		return nil, err
+	}
+	if len(cfg.VChannels) > 0 {
+		return nil, fmt.Errorf("client: consumer: %w: a vchannel consumer takes no VChannels filter", ErrInvalid)
+	}
+	co, err := c.Consumer("-", cfg)
+	if err != nil {
+		return nil, err
+	}
+	co.pchannel, co.byVChannel = vchannel, true
+	return co, nil
 }
 
 // Position is the position right after the last message delivered (From,
@@ -126,7 +150,11 @@ func (co *Consumer) Poll(ctx context.Context, max int) ([]Delivery, error) {
 // fill reads once into the empty buffer, from the position.
 func (co *Consumer) fill(ctx context.Context) error {
 	wait := max(co.cfg.Wait, 0)
-	res, err := co.c.Read(ctx, co.pchannel, ReadOptions{
+	read := co.c.Read
+	if co.byVChannel {
+		read = co.c.ReadVChannel
+	}
+	res, err := read(ctx, co.pchannel, ReadOptions{
 		From: co.Position(), VChannels: co.cfg.VChannels, Types: co.cfg.Types, Max: co.cfg.Max, Wait: wait,
 	})
 	if err != nil {
@@ -135,7 +163,7 @@ func (co *Consumer) fill(ctx context.Context) error {
 	co.mu.Lock()
 	defer co.mu.Unlock()
 	for _, d := range res.Messages {
-		if co.any && !co.last.Less(d.ID) {
+		if co.any && !deliveredBefore(co.last, d) {
 			continue // delivered already: never twice
 		}
 		co.buf = append(co.buf, d)
@@ -151,9 +179,19 @@ func (co *Consumer) fill(ctx context.Context) error {
 func (co *Consumer) delivered(d Delivery) {
 	co.mu.Lock()
 	defer co.mu.Unlock()
-	co.last, co.any = d.ID, true
-	co.pos = After(d.ID)
+	co.last, co.any = d, true
+	co.pos = d.after()
 	if len(co.buf) == 0 && co.bufNext != "" {
 		co.pos = co.bufNext
 	}
+}
+
+// deliveredBefore reports whether last comes before d in a consumer's
+// order: a restored history (its own, the snapshot source's, IDs) comes
+// before a vchannel's own messages.
+func deliveredBefore(last, d Delivery) bool {
+	if last.Restored != d.Restored {
+		return last.Restored
+	}
+	return last.ID.Less(d.ID)
 }

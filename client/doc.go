@@ -44,9 +44,33 @@
 // persisted and given back as ConsumerConfig.From to resume. It delivers
 // each message once.
 //
+// # vchannels, transactions, snapshots
+//
+// A vchannel is a logical stream bound to one pchannel (CreateVChannel,
+// VChannels, VChannel, DropVChannel, Locate). VChannelProducer,
+// VChannelConsumer, AppendVChannel and ReadVChannel address it by name: the
+// server finds its pchannel. A vchannel restored from a snapshot reads its
+// restored history first (Delivery.Restored; positions AtRestored), then
+// its own messages.
+//
+// BeginTxn opens a transaction on a vchannel, held by the server's writer
+// of its pchannel: Txn.Append buffers, Txn.Commit writes everything as one
+// batch (retried freely: a landed commit answers again, marked Duplicate),
+// Txn.Rollback drops it. A failover aborts it.
+//
+// Flush flushes a pchannel to segments now. CreateSnapshot, Snapshots,
+// Snapshot and DropSnapshot manage snapshots; Restore starts a restore job
+// (idempotent by its JobID, which the SDK picks when the caller does not)
+// and RestoreStatus or WaitRestore follow its progress.
+//
+// Errors of these calls match ErrNotFound (unknown vchannel, snapshot,
+// restore job or transaction) and ErrConflict (a name taken, a dropped
+// vchannel, another binding, a snapshot not committed, an expired
+// transaction) besides the sentinels above.
+//
 // # Concurrency
 //
-// Client and Producer are safe for concurrent use. A Consumer is not,
+// Client, Producer and Txn are safe for concurrent use. A Consumer is not,
 // except for Position. Futures are safe to wait on from any goroutine.
 //
 // # Example

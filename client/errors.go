@@ -19,9 +19,16 @@ var (
 	ErrInvalid = errors.New("invalid request")
 	// ErrUnauthorized: the bearer token is missing or wrong (401).
 	ErrUnauthorized = errors.New("unauthorized")
-	// ErrNotFound: no such pchannel (404 unknown_pchannel: never written)
-	// or route (404 not_found: e.g. a server older than this SDK), or 405.
+	// ErrNotFound: no such pchannel (404 unknown_pchannel: never written),
+	// vchannel, snapshot, restore job or open transaction (404
+	// unknown_vchannel, unknown_snapshot, unknown_restore, unknown_txn), or
+	// route (404 not_found: e.g. a server older than this SDK), or 405.
 	ErrNotFound = errors.New("not found")
+	// ErrConflict: the request conflicts with what exists (409 exists: a
+	// snapshot name, restore job ID or restore target taken;
+	// vchannel_dropped; binding_conflict; wrong_state; txn_expired).
+	// Not retried.
+	ErrConflict = errors.New("conflict")
 	// ErrFenced: a newer term took the pchannel (409); the append was not
 	// delivered.
 	ErrFenced = errors.New("fenced by a newer term")
@@ -60,12 +67,17 @@ var (
 //
 //	malformed, invalid_name, invalid, unsupported_media_type   ErrInvalid
 //	unauthorized                                                ErrUnauthorized
-//	not_found, unknown_pchannel, method_not_allowed             ErrNotFound
+//	not_found, unknown_pchannel, unknown_vchannel,              ErrNotFound
+//	unknown_snapshot, unknown_restore, unknown_txn,
+//	method_not_allowed
+//	exists, vchannel_dropped, binding_conflict, wrong_state,    ErrConflict
+//	txn_expired
 //	fenced                                                      ErrFenced
 //	truncated                                                   ErrTruncated
 //	offset_mismatch                                             ErrOffsetMismatch
 //	too_large                                                   ErrTooLarge
-//	too_many_waiters, lease_held, unavailable (and 502, 504)    ErrUnavailable
+//	too_many_waiters, lease_held, unavailable, no_holder        ErrUnavailable
+//	(and 502, 504)
 //	outcome_unknown                                             ErrOutcomeUnknown
 //	internal, corrupt                                           ErrInternal
 //
@@ -99,8 +111,10 @@ func (e *Error) sentinel() error {
 		return ErrInvalid
 	case "unauthorized":
 		return ErrUnauthorized
-	case "not_found", "unknown_pchannel", "method_not_allowed":
+	case "not_found", "unknown_pchannel", "unknown_vchannel", "unknown_snapshot", "unknown_restore", "unknown_txn", "method_not_allowed":
 		return ErrNotFound
+	case "exists", "vchannel_dropped", "binding_conflict", "wrong_state", "txn_expired":
+		return ErrConflict
 	case "fenced":
 		return ErrFenced
 	case "truncated":
@@ -109,7 +123,7 @@ func (e *Error) sentinel() error {
 		return ErrOffsetMismatch
 	case "too_large":
 		return ErrTooLarge
-	case "too_many_waiters", "lease_held", "unavailable":
+	case "too_many_waiters", "lease_held", "unavailable", "no_holder":
 		return ErrUnavailable
 	case "outcome_unknown":
 		return ErrOutcomeUnknown
@@ -126,6 +140,8 @@ func (e *Error) sentinel() error {
 		return ErrUnauthorized
 	case e.Status == http.StatusNotFound:
 		return ErrNotFound
+	case e.Status == http.StatusConflict:
+		return ErrConflict
 	}
 	return ErrInvalid
 }

@@ -99,9 +99,11 @@ func (c ProducerConfig) Validate() error {
 // ordered as their SendAsync calls take the Producer's lock.
 type Producer struct {
 	c        *Client
-	pchannel string
+	pchannel string // or the vchannel, with byVChannel
 	cfg      ProducerConfig
 	epoch    uint64
+	// byVChannel appends through POST /v1/vchannels/{v}/append.
+	byVChannel bool
 
 	slots  chan struct{} // a token per pending message (MaxPending)
 	window chan struct{} // a token per request in flight (Window)
@@ -164,6 +166,10 @@ func (c *Client) Producer(pchannel string, cfg ProducerConfig) (*Producer, error
 	if _, err := pchannelPath(pchannel, ""); err != nil {
 		return nil, err
 	}
+	return c.newProducer(pchannel, false, cfg)
+}
+
+func (c *Client) newProducer(target string, byVChannel bool, cfg ProducerConfig) (*Producer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -174,13 +180,28 @@ func (c *Client) Producer(pchannel string, cfg ProducerConfig) (*Producer, error
 	}
 	hi := binary.BigEndian.Uint64(u[:8]) // unix_ms(48) | version(4) | counter(12)
 	p := &Producer{
-		c: c, pchannel: pchannel, cfg: cfg, epoch: hi>>16<<12 | hi&0xfff,
+		c: c, pchannel: target, byVChannel: byVChannel, cfg: cfg, epoch: hi>>16<<12 | hi&0xfff,
 		slots: make(chan struct{}, cfg.MaxPending), window: make(chan struct{}, cfg.Window),
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	go p.dispatch()
 	return p, nil
+}
+
+// VChannelProducer returns a producer of vchannel: the server finds the
+// vchannel's pchannel (as Client.AppendVChannel). Messages may leave
+// VChannel empty; cfg.VChannel must be empty or vchannel. It sends nothing
+// until the first message.
+func (c *Client) VChannelProducer(vchannel string, cfg ProducerConfig) (*Producer, error) {
+	if _, err := vchannelPath(vchannel, ""); err != nil {
+		return nil, err
+	}
+	if cfg.VChannel != "" && cfg.VChannel != vchannel {
+		return nil, fmt.Errorf("client: producer of %s: %w: default vchannel %s", vchannel, ErrInvalid, cfg.VChannel)
+	}
+	cfg.VChannel = vchannel
+	return c.newProducer(vchannel, true, cfg)
 }
 
 // Name and Epoch are the producer and epoch parts of this Producer's keys.
@@ -216,6 +237,9 @@ func (p *Producer) SendAsync(ctx context.Context, m Message) (*Future, error) {
 	}
 	if m.VChannel == "" {
 		return nil, fmt.Errorf("client: producer %s: %w: message names no vchannel", p.pchannel, ErrInvalid)
+	}
+	if p.byVChannel && m.VChannel != p.pchannel {
+		return nil, fmt.Errorf("client: producer of %s: %w: message for vchannel %s", p.pchannel, ErrInvalid, m.VChannel)
 	}
 	size := len(m.Payload) + len(m.VChannel) + len(p.cfg.Name) + 32
 	for k, v := range m.Properties {
@@ -338,7 +362,11 @@ func (p *Producer) dispatch() {
 			for i, f := range b.futures {
 				msgs[i] = f.msg
 			}
-			acks, err := p.c.Append(p.ctx, p.pchannel, msgs, AppendOptions{})
+			appendTo := p.c.Append
+			if p.byVChannel {
+				appendTo = p.c.AppendVChannel
+			}
+			acks, err := appendTo(p.ctx, p.pchannel, msgs, AppendOptions{})
 			p.finish(b, acks, err)
 		}()
 	}

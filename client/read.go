@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"strconv"
 	"time"
@@ -42,6 +43,7 @@ type readResponse struct {
 		Payload    []byte            `json:"payload"`
 		Properties map[string]string `json:"properties"`
 		Key        *Key              `json:"key"`
+		Restored   bool              `json:"restored"`
 	} `json:"messages"`
 	Next string `json:"next"`
 }
@@ -55,6 +57,26 @@ func (c *Client) Read(ctx context.Context, pchannel string, opts ReadOptions) (R
 	if err != nil {
 		return ReadResult{}, err
 	}
+	return c.read(ctx, path, opts)
+}
+
+// ReadVChannel reads vchannel once, as Read reads a pchannel: the server
+// finds the vchannel's pchannel and keeps the read to the vchannel
+// (opts.VChannels must be empty). From Earliest, a restored vchannel
+// delivers its restored history first (Delivery.Restored, positions
+// AtRestored), then its own messages.
+func (c *Client) ReadVChannel(ctx context.Context, vchannel string, opts ReadOptions) (ReadResult, error) {
+	path, err := vchannelPath(vchannel, "/messages")
+	if err != nil {
+		return ReadResult{}, err
+	}
+	if len(opts.VChannels) > 0 {
+		return ReadResult{}, fmt.Errorf("client: read %s: %w: a read by vchannel takes no VChannels filter", vchannel, ErrInvalid)
+	}
+	return c.read(ctx, path, opts)
+}
+
+func (c *Client) read(ctx context.Context, path string, opts ReadOptions) (ReadResult, error) {
 	q := url.Values{}
 	if opts.From != "" {
 		q.Set("from", opts.From)
@@ -80,6 +102,7 @@ func (c *Client) Read(ctx context.Context, pchannel string, opts ReadOptions) (R
 		out.Messages[i] = Delivery{
 			ID: MessageID{Offset: m.Offset, Index: m.Index}, Term: m.Term, TimeTick: m.TimeTick,
 			Type: m.Type, VChannel: m.VChannel, Payload: m.Payload, Properties: m.Properties, Key: m.Key,
+			Restored: m.Restored,
 		}
 	}
 	return out, nil

@@ -38,6 +38,11 @@ func AtID(id MessageID) string { return "id:" + id.String() }
 // handled id resumes.
 func After(id MessageID) string { return AtID(MessageID{Offset: id.Offset, Index: id.Index + 1}) }
 
+// AtRestored is the position of the message id of a restored vchannel's
+// history and after (reads by vchannel only): the history comes first, then
+// the vchannel's own messages.
+func AtRestored(id MessageID) string { return "restored:" + id.String() }
+
 // AtTimeTick is the position of the first message whose timetick is at
 // least t.
 func AtTimeTick(t uint64) string { return "timetick:" + strconv.FormatUint(t, 10) }
@@ -85,6 +90,28 @@ type Delivery struct {
 	Payload    []byte
 	Properties map[string]string
 	Key        *Key // nil if it was appended without one
+	// Restored: the message is part of a restored vchannel's history (read
+	// by vchannel): ID and Term are those of the snapshot's source
+	// pchannel, and its position is AtRestored(ID).
+	Restored bool
+}
+
+// Position is the position of d itself: AtID, or AtRestored for a message
+// of a restored history.
+func (d Delivery) Position() string {
+	if d.Restored {
+		return AtRestored(d.ID)
+	}
+	return AtID(d.ID)
+}
+
+// after is the position right after d.
+func (d Delivery) after() string {
+	next := MessageID{Offset: d.ID.Offset, Index: d.ID.Index + 1}
+	if d.Restored {
+		return AtRestored(next)
+	}
+	return AtID(next)
 }
 
 // Lease is the lease record of a pchannel: who writes it, in which term.

@@ -34,9 +34,11 @@ func newConsumeCmd() *cobra.Command {
 	var o consumeOptions
 	cmd := &cobra.Command{
 		Use:   "consume",
-		Short: "Print the messages of a pchannel from a position",
-		Long: `consume reads a pchannel in order from --from and prints one line per
-message: its position, its vchannel and its payload — as is when it is
+		Short: "Print the messages of a pchannel or a vchannel from a position",
+		Long: `consume reads a pchannel (--pchannel, optionally kept to some --vchannel),
+or one vchannel alone (--vchannel without --pchannel: the server finds its
+pchannel), in order from --from and prints one line per message: its
+position, its vchannel and its payload — as is when it is
 printable UTF-8, else as a Go-quoted string. With --output json each message
 is a JSON object on its own line, payload in base64 as in the HTTP API.
 
@@ -47,10 +49,13 @@ the last message printed.
 
 Positions: earliest (the default), latest (only what is appended from now
 on), id:OFFSET.INDEX (that message and after), timetick:T (the first message
-whose timetick is at least T).`,
+whose timetick is at least T). A vchannel restored from a snapshot (cairn
+snapshot restore) reads its restored history first, from earliest: those
+messages' positions are restored:OFFSET.INDEX (IDs of the snapshot's source
+pchannel; "restored": true in JSON), then come its own messages.`,
 		Example: `  cairn consume --pchannel p0
   cairn consume --pchannel p0 --from latest --follow --vchannel v0
-  cairn consume --pchannel p0 --from id:9.1 --max 10 --output json`,
+  cairn consume --vchannel orders --from id:9.1 --max 10 --output json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -61,14 +66,13 @@ whose timetick is at least T).`,
 	addConnFlags(cmd, &o.conn)
 	addOutputFlag(cmd, &o.out, "one message object per line")
 	f := cmd.Flags()
-	f.StringVar(&o.pchannel, "pchannel", "", "pchannel to read (required)")
+	f.StringVar(&o.pchannel, "pchannel", "", "pchannel to read; without it, the one --vchannel given is read by vchannel")
 	f.StringVar(&o.from, "from", client.Earliest, "position to start from: earliest, latest, id:OFFSET.INDEX or timetick:T")
 	f.BoolVarP(&o.follow, "follow", "f", false, "keep waiting for new messages at the tail until Ctrl-C")
-	f.StringArrayVar(&o.vchannels, "vchannel", nil, "print only this vchannel's messages (repeatable)")
+	f.StringArrayVar(&o.vchannels, "vchannel", nil, "with --pchannel: print only this vchannel's messages (repeatable); without: the vchannel to read")
 	f.StringArrayVar(&o.types, "type", nil, "print only messages of this type (repeatable; default data, insert and delete)")
 	f.IntVar(&o.max, "max", 0, "stop after this many messages (0: no limit)")
 	f.DurationVar(&o.wait, "wait", 10*time.Second, "with --follow, how long each read long-polls (the server caps it)")
-	_ = cmd.MarkFlagRequired("pchannel")
 	return cmd
 }
 
@@ -84,6 +88,7 @@ type messageOut struct {
 	Payload    []byte            `json:"payload,omitempty"`
 	Properties map[string]string `json:"properties,omitempty"`
 	Key        *client.Key       `json:"key,omitempty"`
+	Restored   bool              `json:"restored,omitempty"` // from a restored vchannel's history
 }
 
 func consume(ctx context.Context, cmd *cobra.Command, o consumeOptions) error {
@@ -101,7 +106,18 @@ func consume(ctx context.Context, cmd *cobra.Command, o consumeOptions) error {
 	if o.follow {
 		cfg.Wait = o.wait
 	}
-	co, err := c.Consumer(o.pchannel, cfg)
+	var co *client.Consumer
+	source := o.pchannel
+	switch {
+	case o.pchannel != "":
+		co, err = c.Consumer(o.pchannel, cfg)
+	case len(o.vchannels) == 1:
+		source = "vchannel " + o.vchannels[0]
+		cfg.VChannels = nil
+		co, err = c.VChannelConsumer(o.vchannels[0], cfg)
+	default:
+		return errors.New("give --pchannel, or exactly one --vchannel to read by vchannel")
+	}
 	if err != nil {
 		return err
 	}
@@ -134,7 +150,7 @@ func consume(ctx context.Context, cmd *cobra.Command, o consumeOptions) error {
 			break
 		}
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "consumed %d messages from %s; resume with --from %s\n", n, o.pchannel, co.Position())
+	fmt.Fprintf(cmd.ErrOrStderr(), "consumed %d messages from %s; resume with --from %s\n", n, source, co.Position())
 	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 		return nil // Ctrl-C
 	}
@@ -142,11 +158,11 @@ func consume(ctx context.Context, cmd *cobra.Command, o consumeOptions) error {
 }
 
 func printMessage(w io.Writer, asJSON bool, d client.Delivery) error {
-	pos := client.AtID(d.ID)
+	pos := d.Position()
 	if asJSON {
 		return printJSON(w, messageOut{Position: pos, Offset: d.ID.Offset, Index: d.ID.Index, Term: d.Term,
 			TimeTick: d.TimeTick, Type: d.Type, VChannel: d.VChannel, Payload: d.Payload,
-			Properties: d.Properties, Key: d.Key})
+			Properties: d.Properties, Key: d.Key, Restored: d.Restored})
 	}
 	_, err := fmt.Fprintf(w, "%s %s %s\n", pos, d.VChannel, printable(d.Payload))
 	return err

@@ -19,13 +19,13 @@ func newPChannelCmd() *cobra.Command {
 	var o adminOptions
 	cmd := &cobra.Command{
 		Use:   "pchannel",
-		Short: "Inspect pchannels: list, tail, sync",
-		Long: `pchannel shows the pchannels of a Cairn server. A pchannel comes to exist
-with its first append.`,
+		Short: "Inspect pchannels: list, tail, sync, flush",
+		Long: `pchannel shows the pchannels of a Cairn server, and flushes them. A pchannel
+comes to exist with its first append.`,
 		Args: cobra.NoArgs,
 	}
 	addConnFlags(cmd, &o.conn)
-	cmd.AddCommand(newPChannelListCmd(&o, "list"), newPChannelTailCmd(&o), newPChannelSyncCmd(&o))
+	cmd.AddCommand(newPChannelListCmd(&o, "list"), newPChannelTailCmd(&o), newPChannelSyncCmd(&o), newPChannelFlushCmd(&o))
 	return cmd
 }
 
@@ -137,6 +137,38 @@ its lease if free), but never creates a pchannel.`,
 				return printJSON(cmd.OutOrStdout(), s)
 			}
 			return table(cmd.OutOrStdout(), "PCHANNEL\tTERM\tTIMETICK", [][]any{{s.PChannel, s.Term, s.TimeTick}})
+		},
+	}
+	addOutputFlag(cmd, &o.out, "the server's answer")
+	return cmd
+}
+
+func newPChannelFlushCmd(o *adminOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "flush PCHANNEL",
+		Short: "Flush a pchannel's WAL to Arrow segments now",
+		Long: `Flushes everything above the pchannel's flush checkpoint to segments now,
+whatever the size and age thresholds of its flusher, and prints what this
+flush wrote (ROUNDS 0: there was nothing to flush) and the checkpoint after
+it. Fails with unknown_pchannel for a pchannel never written.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.out.validate(); err != nil {
+				return err
+			}
+			c, err := o.conn.client(cmd)
+			if err != nil {
+				return err
+			}
+			f, err := c.Flush(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if o.out.json() {
+				return printJSON(cmd.OutOrStdout(), f)
+			}
+			return table(cmd.OutOrStdout(), "PCHANNEL\tROUNDS\tMESSAGES\tSEGMENTS\tCHECKPOINT",
+				[][]any{{f.PChannel, f.Rounds, f.Messages, f.Segments, f.Checkpoint}})
 		},
 	}
 	addOutputFlag(cmd, &o.out, "the server's answer")

@@ -33,9 +33,13 @@ func newProduceCmd() *cobra.Command {
 	var o produceOptions
 	cmd := &cobra.Command{
 		Use:   "produce",
-		Short: "Append lines of stdin or a file to a pchannel, one message per line",
-		Long: `produce appends every line of standard input (or of --file) to a pchannel
-as one message, whose payload is the line without its line ending. Messages
+		Short: "Append lines of stdin or a file to a vchannel, one message per line",
+		Long: `produce appends every line of standard input (or of --file) as one message
+of --vchannel, whose payload is the line without its line ending. With
+--vchannel alone the vchannel must exist (cairn vchannel create) and the
+server appends to its pchannel; with --pchannel too, the messages go to that
+pchannel, tagged with --vchannel, whether or not the registry knows it (the
+pchannel is created by its first append). Messages
 are batched and sent with the Go SDK's producer: each carries an idempotency
 key (--key-prefix, an epoch new on every run, and the line's sequence
 number), so a request retried after a timeout or lost reply lands once.
@@ -53,7 +57,7 @@ It stops at the first message the server refuses for good, printing the
 error (exit status 1); lines after it are not sent. Ctrl-C stops reading and
 waits up to 10 s for the acks of the lines already sent.`,
 		Example: `  printf 'hello\nworld\n' | cairn produce --pchannel p0 --vchannel v0
-  cairn produce --pchannel p0 --vchannel v0 --file events.txt --window 4 --output json`,
+  cairn produce --vchannel orders --file events.txt --window 4 --output json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -64,13 +68,12 @@ waits up to 10 s for the acks of the lines already sent.`,
 	addConnFlags(cmd, &o.conn)
 	addOutputFlag(cmd, &o.out, "one ack object per line")
 	f := cmd.Flags()
-	f.StringVar(&o.pchannel, "pchannel", "", "pchannel to append to (required; created by its first append)")
-	f.StringVar(&o.vchannel, "vchannel", "", "vchannel of every message (required)")
+	f.StringVar(&o.pchannel, "pchannel", "", "pchannel to append to (created by its first append); default: the vchannel's")
+	f.StringVar(&o.vchannel, "vchannel", "", "vchannel of every message (required; without --pchannel, an existing vchannel)")
 	f.StringVar(&o.typ, "type", "data", "message type: data, insert or delete")
 	f.StringVar(&o.keyPrefix, "key-prefix", "", "producer part of the idempotency keys (producer, epoch, seq) (default go-<hostname>-<pid>)")
 	f.StringVar(&o.file, "file", "", "read lines from this file instead of standard input (- is standard input)")
 	f.IntVar(&o.window, "window", 1, "append requests in flight; above 1, batches may land out of input order")
-	_ = cmd.MarkFlagRequired("pchannel")
 	_ = cmd.MarkFlagRequired("vchannel")
 	return cmd
 }
@@ -109,7 +112,15 @@ func produce(ctx context.Context, cmd *cobra.Command, o produceOptions) error {
 	if err != nil {
 		return err
 	}
-	p, err := c.Producer(o.pchannel, client.ProducerConfig{Name: o.keyPrefix, VChannel: o.vchannel, Window: o.window})
+	cfg := client.ProducerConfig{Name: o.keyPrefix, VChannel: o.vchannel, Window: o.window}
+	var p *client.Producer
+	target := o.pchannel
+	if o.pchannel == "" {
+		target = "vchannel " + o.vchannel
+		p, err = c.VChannelProducer(o.vchannel, cfg)
+	} else {
+		p, err = c.Producer(o.pchannel, cfg)
+	}
 	if err != nil {
 		return err
 	}
@@ -147,7 +158,7 @@ read:
 	closeErr := p.Close(closeCtx)
 	res := <-printed
 	fmt.Fprintf(cmd.ErrOrStderr(), "produced %d of %d messages to %s (producer %s, epoch %d)\n",
-		res.acked, n, o.pchannel, p.Name(), p.Epoch())
+		res.acked, n, target, p.Name(), p.Epoch())
 	switch {
 	case res.err != nil:
 		return res.err

@@ -10,12 +10,13 @@ func newRootCmd() *cobra.Command {
 (S3, MinIO, or a local directory). 'cairn serve' runs it as one local process;
 the other commands talk to a running server over its HTTP API.
 
-The client commands (produce, consume, pchannel, lease, status) take
---server (default http://127.0.0.1:7070, or $CAIRN_SERVER) and --token
-(default $CAIRN_TOKEN) after their name.`,
+The client commands (produce, consume, vchannel, snapshot, pchannel, lease,
+status) take --server (default http://127.0.0.1:7070, or $CAIRN_SERVER) and
+--token (default $CAIRN_TOKEN) after their name.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newProduceCmd(), newConsumeCmd(), newPChannelCmd(), newLeaseCmd(), newStatusCmd())
+	root.AddCommand(newServeCmd(), newProduceCmd(), newConsumeCmd(), newVChannelCmd(), newSnapshotCmd(),
+		newPChannelCmd(), newLeaseCmd(), newStatusCmd())
 	return root
 }
