@@ -58,6 +58,32 @@ var tourChecks = map[string]func(stdout, stderr string) error{
 		}
 		return nil
 	},
+	`cairn vchannel create orders --pchannel p1`: func(out, _ string) error {
+		return all(match(out, `(?m)^vchannel +orders$`), match(out, `(?m)^pchannel +p1$`), match(out, `(?m)^state +active$`))
+	},
+	`printf 'order 1\norder 2\n' | cairn produce --vchannel orders`: func(out, errOut string) error {
+		return all(
+			match(out, `^id:\d+\.\d+ timetick:\d+\nid:\d+\.\d+ timetick:\d+\n$`),
+			match(errOut, `^produced 2 of 2 messages to vchannel orders \(producer go-.+, epoch \d+\)\n$`))
+	},
+	`cairn consume --vchannel orders`: func(out, errOut string) error {
+		return all(
+			match(out, `^id:\d+\.0 orders order 1\nid:\d+\.1 orders order 2\n$`),
+			match(errOut, `^consumed 2 messages from vchannel orders; resume with --from id:\d+\.2\n$`))
+	},
+	`cairn snapshot create nightly --vchannel orders`: func(out, _ string) error {
+		return all(match(out, `(?m)^snapshot +nightly$`), match(out, `(?m)^state +committed$`), match(out, `(?m)^vchannels +orders$`))
+	},
+	`cairn snapshot restore nightly --target orders=orders-restored`: func(out, _ string) error {
+		// Standard output is no terminal here: progress lines, then the job.
+		return all(match(out, `(?m)^restore \S+: done (\d+)/\d+$`), match(out, `(?m)^state +done$`),
+			match(out, `(?m)^targets +orders=orders-restored$`))
+	},
+	`cairn consume --vchannel orders-restored`: func(out, errOut string) error {
+		return all(
+			match(out, `^restored:\d+\.0 orders-restored order 1\nrestored:\d+\.1 orders-restored order 2\n$`),
+			match(errOut, `^consumed 2 messages from vchannel orders-restored; resume with --from id:\d+\.\d+\n$`))
+	},
 }
 
 func match(s, re string) error {
