@@ -252,6 +252,24 @@ func (w *Writer) Sync(ctx context.Context) (uint64, error) {
 	return t, nil
 }
 
+// RaiseTickFloor makes every later timetick of the pchannel greater than t
+// (PROTOCOL.md "Snapshots" rule 3: a restored vchannel's own messages come
+// after its snapshot's). The floor outlives this writer: a release records
+// the last tick, an expiry hands over tt_max, and both are at least t. It
+// fails if t is at or above the lease's tt_max (renew first).
+func (w *Writer) RaiseTickFloor(t uint64) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.acceptingLocked(); err != nil {
+		return err
+	}
+	if t >= w.clock.max {
+		return fmt.Errorf("raise timetick floor of %s to %d: at or above the lease's tt_max %d", w.cfg.PChannel, t, w.clock.max)
+	}
+	w.clock.last = max(w.clock.last, t)
+	return nil
+}
+
 // batcher is group commit: it turns queued appends into batch objects, at
 // most Window beyond the ack frontier, and starts a PUT for each.
 func (w *Writer) batcher() {

@@ -378,6 +378,16 @@ func (p *Pool) Sync(ctx context.Context, pchannel string) (uint64, uint64, error
 	return e.w.Term(), t, err
 }
 
+// RaiseTickFloor makes every later timetick of pchannel greater than t
+// (segmentlog.Writer.RaiseTickFloor).
+func (p *Pool) RaiseTickFloor(ctx context.Context, pchannel string, t uint64) error {
+	e, err := p.writer(ctx, pchannel)
+	if err != nil {
+		return err
+	}
+	return e.w.RaiseTickFloor(t)
+}
+
 // WriterState is one warm writer's state.
 type WriterState struct {
 	PChannel string

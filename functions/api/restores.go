@@ -185,14 +185,14 @@ func (s *Server) runRestore(ctx context.Context, id, name string, targets map[st
 		if err != nil {
 			return fmt.Errorf("restore job %s: create target vchannel %s: %w", id, targets[src], err)
 		}
+		// PROTOCOL.md "Snapshots" rule 3: the target pchannel's timeticks
+		// go above the snapshot's before the restored vchannel is handed
+		// out (its appends can only come after this returns).
+		if err := s.pool.RaiseTickFloor(ctx, v.PChannel, job.TimeTick); err != nil {
+			return fmt.Errorf("restore job %s: raise the timetick floor of %s: %w", id, v.PChannel, err)
+		}
 		s.vchans.put(v)
 		s.known.Store(v.PChannel, struct{}{})
-		if v.Created != nil && v.Created.TimeTick <= job.TimeTick {
-			// PROTOCOL.md "Snapshots" rule 3 wants the target's timeticks
-			// above the snapshot's; the writer cannot raise its floor yet.
-			s.log.Warn("restored vchannel's first timetick is not above the snapshot's (clock skew?)",
-				"vchannel", v.Name, "created", v.Created.TimeTick, "snapshot", job.TimeTick)
-		}
 	}
 	return nil
 }

@@ -160,6 +160,9 @@ func TestRestoreRoutes(t *testing.T) {
 	if got := payloads(rr.Messages); !slices.Equal(got, []string{"e"}) || rr.Messages[0].Restored {
 		t.Fatalf("own messages %q (%+v)", got, rr.Messages)
 	}
+	if rr.Messages[0].TimeTick <= job.TimeTick {
+		t.Fatalf("the target's own message has timetick %d, not above the snapshot's %d (PROTOCOL.md Snapshots rule 3)", rr.Messages[0].TimeTick, job.TimeTick)
+	}
 	mustOK(t, "read all", ts.get("/v1/vchannels/r0/messages?max=10"), &rr)
 	if got := payloads(rr.Messages); !slices.Equal(got, []string{"a", "b", "c"}) {
 		t.Fatalf("from earliest %q: want the history (the first page stops at its end)", got)
