@@ -1,0 +1,68 @@
+package functions_test
+
+import (
+	"context"
+	"maps"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestNodeLogsNoSecrets runs the node function's bootstrap at debug level
+// and checks that its log (CloudWatch keeps it) never shows the S3 secret
+// key: not at cold start, not on good, refused or failing invocations, not
+// at SIGTERM; nor when the store refuses the key and every request fails
+// on it (RELIABILITY.md, "Access").
+func TestNodeLogsNoSecrets(t *testing.T) {
+	env, _ := lambdaEnv(t)
+	env["CAIRN_LOG_LEVEL"] = "debug"
+	secretKey := env["AWS_SECRET_ACCESS_KEY"]
+
+	node := startContainer(t, "node", "node-secrets", env)
+	wantStatus(t, "append", node.mustCall(appendJSON("p0", "one")), 200)
+	wantStatus(t, "read", node.mustCall(urlRequest{method: "GET", path: "/v1/pchannels/p0/messages", query: "from=earliest"}), 200)
+	wantStatus(t, "malformed append", node.mustCall(urlRequest{method: "POST", path: "/v1/pchannels/p0/append",
+		header: map[string]string{"Content-Type": "application/json"}, body: []byte(`{"messages":[`)}), 400)
+	wantStatus(t, "unknown pchannel", node.mustCall(getReq("/v1/pchannels/nowhere/tail")), 404)
+	node.signal(syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if !node.waitLog(ctx, "shutdown complete") {
+		t.Fatalf("no shutdown after SIGTERM:\n%s", node.log)
+	}
+	log := node.log.String()
+	// The log must hold the events whose logging could leak: else this
+	// test would pass on a silent function.
+	for _, want := range []string{"writer opened", "request failed", `"code":"malformed"`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the log lacks %q: the test no longer sees what it checks:\n%s", want, log)
+		}
+	}
+	if strings.Contains(log, secretKey) {
+		t.Errorf("the node function logged the S3 secret key:\n%s", log)
+	}
+
+	// A secret key the store refuses: every request fails on the store's
+	// error, which must not repeat the key.
+	const refusedKey = "SECRET-KEY-VALUE"
+	refused := maps.Clone(env)
+	refused["AWS_SECRET_ACCESS_KEY"] = refusedKey
+	bad := startContainer(t, "node", "node-refused-key", refused)
+	for _, req := range []urlRequest{appendJSON("p0", "two"), {method: "GET", path: "/v1/pchannels/p0/messages", query: "from=earliest"}} {
+		r := bad.mustCall(req)
+		if r.status < 500 {
+			t.Fatalf("%s %s with a refused secret key: %d %s, want a 5xx", req.method, req.path, r.status, r.body)
+		}
+		if strings.Contains(string(r.body), refusedKey) {
+			t.Errorf("%s %s with a refused secret key answered the key: %s", req.method, req.path, r.body)
+		}
+	}
+	log = bad.log.String()
+	if !strings.Contains(log, "403") {
+		t.Errorf("the log does not show the store's refusal: the test no longer sees what it checks:\n%s", log)
+	}
+	if strings.Contains(log, refusedKey) {
+		t.Errorf("the node function logged the refused S3 secret key:\n%s", log)
+	}
+}
