@@ -68,7 +68,9 @@ func TestServeCrash(t *testing.T) {
 		"CAIRN_LEASE_TTL":   "2s",
 		"CAIRN_CACHE_BYTES": fmt.Sprint(32 << 20),
 	})
-	args := []string{"serve", "--addr", "127.0.0.1:0", "--store", "s3", "--create-bucket"}
+	// --flush-max-age 1s: kills also land during flushes, and the final
+	// read goes through segments, then the WAL.
+	args := []string{"serve", "--addr", "127.0.0.1:0", "--store", "s3", "--create-bucket", "--flush-max-age", "1s"}
 
 	var route follower
 	procs := []*child{startChild(t, bin, args, env)}
