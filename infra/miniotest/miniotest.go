@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore/s3store"
@@ -295,10 +294,24 @@ var shared struct {
 	err error
 }
 
+// M is what RunMain needs of a *testing.M. The package takes small
+// interfaces instead of importing "testing", so that a program (cairn bench)
+// can use Start and Stop without linking the test framework.
+type M interface {
+	Run() (code int)
+}
+
+// TB is what Get needs of a testing.TB.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+}
+
 // RunMain starts one MinIO server for the test binary, runs the tests and
 // stops the server; it returns m.Run's exit code. If the server cannot
 // start, the tests still run and every Get fails them with the reason.
-func RunMain(m *testing.M) int {
+func RunMain(m M) int {
 	shared.srv, shared.err = Start()
 	code := m.Run()
 	if shared.srv != nil {
@@ -310,7 +323,7 @@ func RunMain(m *testing.M) int {
 }
 
 // Get returns the server RunMain started, failing tb if there is none.
-func Get(tb testing.TB) *Server {
+func Get(tb TB) *Server {
 	tb.Helper()
 	switch {
 	case shared.err != nil:
