@@ -18,5 +18,6 @@ status) take --server (default http://127.0.0.1:7070, or $CAIRN_SERVER) and
 	}
 	root.AddCommand(newServeCmd(), newProduceCmd(), newConsumeCmd(), newVChannelCmd(), newSnapshotCmd(),
 		newPChannelCmd(), newLeaseCmd(), newStatusCmd())
+	root.AddCommand(newBenchCmd())
 	return root
 }
