@@ -331,3 +331,71 @@ func TestGCKeepsSnapshotFiles(t *testing.T) {
 		t.Errorf("gc %+v left %v: want va's file (snapshot s1) and vb's (restore j2), not vc's", res, left)
 	}
 }
+
+// dyingAfter is a store whose process dies after n HEADs: from then on every
+// call fails, as for a process killed mid-restore.
+type dyingAfter struct {
+	objstore.Store
+	heads, n int
+}
+
+var errKilled = errors.New("test: process killed")
+
+func (d *dyingAfter) Head(ctx context.Context, key string) (objstore.Attrs, error) {
+	if d.heads++; d.heads > d.n {
+		return objstore.Attrs{}, errKilled
+	}
+	return d.Store.Head(ctx, key)
+}
+
+func (d *dyingAfter) PutIfMatch(ctx context.Context, key string, body []byte, etag string) (string, error) {
+	if d.heads > d.n {
+		return "", errKilled
+	}
+	return d.Store.PutIfMatch(ctx, key, body, etag)
+}
+
+// TestRestoreKilledHalfwayResumes: a restore whose process dies after its
+// first segment is left running with its progress; the same job ID, run by
+// another process, resumes there and ends with exactly the snapshot's data.
+func TestRestoreKilledHalfwayResumes(t *testing.T) {
+	ctx := context.Background()
+	store := objstore.NewMemory()
+	reg := newFakeRegistry(map[string]string{"va": "p1", "vb": "p1"})
+	w := openWriter(t, store, "p1", nil)
+	defer w.Close(ctx)
+	appendN(t, w, "p", 0, 10, "va", "vb")
+	snap, err := newSnapshots(t, store, reg).Create(ctx, "s", []string{"va", "vb"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Segments) < 2 {
+		t.Fatalf("snapshot has %d segments; the test needs 2 or more", len(snap.Segments))
+	}
+	targets := map[string]string{"va": "ra", "vb": "rb"}
+	dying := &dyingAfter{Store: store, n: 1}
+	if _, err := newSnapshots(t, dying, reg).Restore(ctx, "j", "s", targets); err == nil {
+		t.Fatal("restore succeeded in a process that died halfway")
+	}
+	snaps := newSnapshots(t, store, reg)
+	half, err := snaps.RestoreStatus(ctx, "j")
+	if err != nil || half.State != snapshot.JobRunning || half.Done != 1 {
+		t.Fatalf("job after the kill: %+v %v; want running with 1 segment done", half, err)
+	}
+	job, err := snaps.Restore(ctx, "j", "s", targets)
+	if err != nil || job.State != snapshot.JobDone || job.Done != job.Total {
+		t.Fatalf("resumed job: %+v %v", job, err)
+	}
+	for src, dst := range targets {
+		want := drain(t)(snaps.Open(ctx, "s", src))
+		got := drain(t)(snaps.OpenRestored(ctx, "j", dst))
+		if len(got) != len(want) || len(want) == 0 {
+			t.Fatalf("restored %s: %d messages, want the snapshot's %d", dst, len(got), len(want))
+		}
+		for i := range want {
+			if got[i].ID != want[i].ID || string(got[i].Payload) != string(want[i].Payload) || got[i].VChannel != dst {
+				t.Fatalf("restored %s message %d: %+v, want %+v as %s", dst, i, got[i], want[i], dst)
+			}
+		}
+	}
+}
