@@ -38,20 +38,13 @@ holder released it, when it expires unless renewed, and the tail hint the
 holder last wrote into it. With --output json: the server's answer,
 {"leases": [...]}.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.out.validate(); err != nil {
-				return err
-			}
-			c, err := o.conn.client(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: o.run(func(cmd *cobra.Command, _ []string, c *client.Client) error {
 			ls, err := c.Leases(cmd.Context())
 			if err != nil {
 				return err
 			}
 			return printLeases(cmd.OutOrStdout(), o.out.json(), ls)
-		},
+		}),
 	}
 	addOutputFlag(cmd, &o.out, `{"leases": [...]}`)
 	return cmd
@@ -81,14 +74,7 @@ func newLeaseDescribeCmd(o *adminOptions) *cobra.Command {
 (acquired is when the current term began; version counts the record's
 updates). Fails with "not found" for a pchannel never written.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.out.validate(); err != nil {
-				return err
-			}
-			c, err := o.conn.client(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: o.run(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			l, err := c.Lease(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -107,7 +93,7 @@ updates). Fails with "not found" for a pchannel never written.`,
 				{"tail_hint", l.TailHint},
 				{"version", l.Version},
 			})
-		},
+		}),
 	}
 	addOutputFlag(cmd, &o.out, "the server's answer")
 	return cmd

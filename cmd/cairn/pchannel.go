@@ -15,6 +15,21 @@ type adminOptions struct {
 	out  outputFlag
 }
 
+// run is the RunE of an admin command: it checks --output, connects to the
+// server, and calls do with the client.
+func (o *adminOptions) run(do func(cmd *cobra.Command, args []string, c *client.Client) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := o.out.validate(); err != nil {
+			return err
+		}
+		c, err := o.conn.client(cmd)
+		if err != nil {
+			return err
+		}
+		return do(cmd, args, c)
+	}
+}
+
 func newPChannelCmd() *cobra.Command {
 	var o adminOptions
 	cmd := &cobra.Command{
@@ -47,20 +62,13 @@ func newPChannelListCmd(o *adminOptions, use string) *cobra.Command {
 
 With --output json: the server's answer, {"pchannels": [...]}.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.out.validate(); err != nil {
-				return err
-			}
-			c, err := o.conn.client(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: o.run(func(cmd *cobra.Command, _ []string, c *client.Client) error {
 			rows, err := c.PChannels(cmd.Context())
 			if err != nil {
 				return err
 			}
 			return printStatus(cmd.OutOrStdout(), o.out.json(), rows)
-		},
+		}),
 	}
 	addOutputFlag(cmd, &o.out, `{"pchannels": [...]}`)
 	return cmd
@@ -90,14 +98,7 @@ func newPChannelTailCmd(o *adminOptions) *cobra.Command {
 the server holds its lease (SOURCE writer), else the first empty slot found
 in the store (SOURCE store), which may lag a remote writer's last appends.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.out.validate(); err != nil {
-				return err
-			}
-			c, err := o.conn.client(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: o.run(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			t, err := c.Tail(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -106,7 +107,7 @@ in the store (SOURCE store), which may lag a remote writer's last appends.`,
 				return printJSON(cmd.OutOrStdout(), t)
 			}
 			return table(cmd.OutOrStdout(), "PCHANNEL\tNEXT_OFFSET\tTERM\tSOURCE", [][]any{{t.PChannel, t.NextOffset, t.Term, t.Source}})
-		},
+		}),
 	}
 	addOutputFlag(cmd, &o.out, "the server's answer")
 	return cmd
@@ -121,14 +122,7 @@ appended later gets a larger one, and every message with a smaller one is
 acknowledged. It opens the pchannel's writer on the server if needed (taking
 its lease if free), but never creates a pchannel.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.out.validate(); err != nil {
-				return err
-			}
-			c, err := o.conn.client(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: o.run(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			s, err := c.Sync(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -137,7 +131,7 @@ its lease if free), but never creates a pchannel.`,
 				return printJSON(cmd.OutOrStdout(), s)
 			}
 			return table(cmd.OutOrStdout(), "PCHANNEL\tTERM\tTIMETICK", [][]any{{s.PChannel, s.Term, s.TimeTick}})
-		},
+		}),
 	}
 	addOutputFlag(cmd, &o.out, "the server's answer")
 	return cmd
@@ -152,14 +146,7 @@ whatever the size and age thresholds of its flusher, and prints what this
 flush wrote (ROUNDS 0: there was nothing to flush) and the checkpoint after
 it. Fails with unknown_pchannel for a pchannel never written.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.out.validate(); err != nil {
-				return err
-			}
-			c, err := o.conn.client(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: o.run(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			f, err := c.Flush(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -169,7 +156,7 @@ it. Fails with unknown_pchannel for a pchannel never written.`,
 			}
 			return table(cmd.OutOrStdout(), "PCHANNEL\tROUNDS\tMESSAGES\tSEGMENTS\tCHECKPOINT",
 				[][]any{{f.PChannel, f.Rounds, f.Messages, f.Segments, f.Checkpoint}})
-		},
+		}),
 	}
 	addOutputFlag(cmd, &o.out, "the server's answer")
 	return cmd

@@ -45,20 +45,13 @@ taken with other vchannels fails with exists, an unknown vchannel with
 unknown_vchannel, a dropped one with vchannel_dropped.`,
 		Example: `  cairn snapshot create nightly --vchannel orders --vchannel payments`,
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.out.validate(); err != nil {
-				return err
-			}
-			c, err := o.conn.client(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: o.run(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			s, err := c.CreateSnapshot(cmd.Context(), args[0], vchannels)
 			if err != nil {
 				return err
 			}
 			return printSnapshot(cmd.OutOrStdout(), o.out.json(), s)
-		},
+		}),
 	}
 	cmd.Flags().StringArrayVar(&vchannels, "vchannel", nil, "vchannel to include (repeatable; at least one)")
 	_ = cmd.MarkFlagRequired("vchannel")
@@ -83,14 +76,7 @@ func newSnapshotListCmd(o *adminOptions) *cobra.Command {
 --vchannel keeps the snapshots that include that vchannel. With --output
 json: the server's answer, {"snapshots": [...]}.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.out.validate(); err != nil {
-				return err
-			}
-			c, err := o.conn.client(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: o.run(func(cmd *cobra.Command, _ []string, c *client.Client) error {
 			ss, err := c.Snapshots(cmd.Context(), vchannel)
 			if err != nil {
 				return err
@@ -108,7 +94,7 @@ json: the server's answer, {"snapshots": [...]}.`,
 				rows[i] = []any{s.Name, s.State, listCell(s.VChannels), s.Messages, s.Segments, timeCell(s.CreatedAt)}
 			}
 			return table(cmd.OutOrStdout(), "SNAPSHOT\tSTATE\tVCHANNELS\tMESSAGES\tSEGMENTS\tCREATED", rows)
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&vchannel, "vchannel", "", "only snapshots that include this vchannel")
 	addOutputFlag(cmd, &o.out, `{"snapshots": [...]}`)
@@ -125,20 +111,13 @@ vchannels at or below it is in the snapshot), what its manifest holds, and
 when it was taken. Fails with unknown_snapshot for an unknown (or dropped)
 name.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.out.validate(); err != nil {
-				return err
-			}
-			c, err := o.conn.client(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: o.run(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			s, err := c.Snapshot(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
 			return printSnapshot(cmd.OutOrStdout(), o.out.json(), s)
-		},
+		}),
 	}
 	addOutputFlag(cmd, &o.out, "the server's answer")
 	return cmd

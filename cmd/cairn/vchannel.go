@@ -41,20 +41,13 @@ pchannel outside the set with unknown_pchannel.`,
 		Example: `  cairn vchannel create orders
   cairn vchannel create orders --pchannel p2 --output json`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.out.validate(); err != nil {
-				return err
-			}
-			c, err := o.conn.client(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: o.run(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			v, err := c.CreateVChannel(cmd.Context(), args[0], pchannel)
 			if err != nil {
 				return err
 			}
 			return printVChannel(cmd.OutOrStdout(), o.out.json(), v)
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&pchannel, "pchannel", "", "bind to this pchannel (default: the least loaded)")
 	addOutputFlag(cmd, &o.out, "the server's answer")
@@ -77,14 +70,7 @@ func newVChannelListCmd(o *adminOptions) *cobra.Command {
 --pchannel and --state keep only the matching rows. With --output json: the
 server's answer, {"vchannels": [...]}.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.out.validate(); err != nil {
-				return err
-			}
-			c, err := o.conn.client(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: o.run(func(cmd *cobra.Command, _ []string, c *client.Client) error {
 			vs, err := c.VChannels(cmd.Context(), f)
 			if err != nil {
 				return err
@@ -102,7 +88,7 @@ server's answer, {"vchannels": [...]}.`,
 				rows[i] = []any{v.Name, v.PChannel, v.State, timeCell(v.CreatedAt), listCell(v.Pins)}
 			}
 			return table(cmd.OutOrStdout(), "VCHANNEL\tPCHANNEL\tSTATE\tCREATED\tPINS", rows)
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&f.PChannel, "pchannel", "", "only vchannels bound to this pchannel")
 	cmd.Flags().StringVar(&f.State, "state", "", "only vchannels in this state: active, dropped or reclaiming")
@@ -119,20 +105,13 @@ state, where its create (and drop) message landed, its flushed position
 (every message of it below is in segments), the snapshots pinning it and
 the record's version. Fails with unknown_vchannel for an unknown one.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.out.validate(); err != nil {
-				return err
-			}
-			c, err := o.conn.client(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: o.run(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			v, err := c.VChannel(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
 			return printVChannel(cmd.OutOrStdout(), o.out.json(), v)
-		},
+		}),
 	}
 	addOutputFlag(cmd, &o.out, "the server's answer")
 	return cmd
@@ -147,20 +126,13 @@ appends; its data stays readable until GC reclaims it, which waits for every
 snapshot that pins it to be dropped. Dropping again is harmless; an
 unknown name fails with unknown_vchannel.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.out.validate(); err != nil {
-				return err
-			}
-			c, err := o.conn.client(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: o.run(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			v, err := c.DropVChannel(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
 			return printVChannel(cmd.OutOrStdout(), o.out.json(), v)
-		},
+		}),
 	}
 	addOutputFlag(cmd, &o.out, "the server's answer")
 	return cmd
@@ -175,14 +147,7 @@ node's address (- when the holder is no registered node) and term, and the
 pchannel's assignment. While nobody holds the pchannel the server answers
 no_holder, and the command fails once its retries run out.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.out.validate(); err != nil {
-				return err
-			}
-			c, err := o.conn.client(cmd)
-			if err != nil {
-				return err
-			}
+		RunE: o.run(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			l, err := c.Locate(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -192,7 +157,7 @@ no_holder, and the command fails once its retries run out.`,
 			}
 			return table(cmd.OutOrStdout(), "VCHANNEL\tPCHANNEL\tNODE\tADDRESS\tTERM\tASSIGNMENT",
 				[][]any{{l.VChannel, l.PChannel, l.Node, dash(l.Address), l.Term, strings.TrimSpace(l.Assignment.State + " " + l.Assignment.Node)}})
-		},
+		}),
 	}
 	addOutputFlag(cmd, &o.out, "the server's answer")
 	return cmd
