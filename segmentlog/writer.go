@@ -103,10 +103,10 @@ func (c *WriterConfig) withDefaults() {
 		c.RenewInterval = 3 * time.Second
 	}
 	if c.DedupWindow == 0 {
-		c.DedupWindow = 10 * time.Minute
+		c.DedupWindow = DefaultDedupWindow
 	}
 	if c.DedupMaxKeys == 0 {
-		c.DedupMaxKeys = 100_000
+		c.DedupMaxKeys = DefaultDedupMaxKeys
 	}
 	if c.ReadAhead == 0 {
 		c.ReadAhead = 16
@@ -269,6 +269,14 @@ func (w *Writer) Stats() WriterStats {
 	s := w.stats
 	s.Frontier = w.frontier
 	return s
+}
+
+// LeaseDeadline is the current lease's deadline (t_send + TTL − m of the
+// last acquire or renew): no PUT is attempted past it.
+func (w *Writer) LeaseDeadline() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.grant.Deadline
 }
 
 // Err returns why the writer stopped, or nil while it runs.

@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/cairnlog/cairn/cache"
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/objstore"
@@ -47,7 +45,7 @@ const heldPoll = 250 * time.Millisecond
 type Pool struct {
 	cfg    Config
 	store  objstore.Store
-	leases *trackedLeases
+	leases segmentlog.Leases
 	cache  *cache.Cache[*segmentlog.Batch]
 	tail   *cache.Tail
 	log    *slog.Logger
@@ -63,7 +61,6 @@ type Pool struct {
 // poolEntry is one warm writer.
 type poolEntry struct {
 	pchannel string
-	nonce    string
 	w        *segmentlog.Writer
 }
 
@@ -83,7 +80,7 @@ func newPool(cfg Config, store objstore.Store, leases segmentlog.Leases, opens f
 		return nil, fmt.Errorf("api: cache: %w", err)
 	}
 	return &Pool{
-		cfg: cfg, store: store, leases: newTrackedLeases(leases), cache: c, tail: &cache.Tail{},
+		cfg: cfg, store: store, leases: leases, cache: c, tail: &cache.Tail{},
 		log: cfg.Logger, opens: opens,
 		entries: map[string]*poolEntry{}, opening: map[string]*openCall{},
 	}, nil
@@ -107,7 +104,7 @@ func (p *Pool) writer(ctx context.Context, pchannel string) (*poolEntry, error) 
 			if err := e.w.Err(); err != nil {
 				p.log.Info("writer stopped; reopening on this request", "pchannel", pchannel, "err", err)
 				p.retireLocked(e)
-			} else if dl, ok := p.leases.deadline(e.nonce); ok && !p.cfg.Now().Before(dl) {
+			} else if dl := e.w.LeaseDeadline(); !p.cfg.Now().Before(dl) {
 				p.mu.Unlock()
 				if !p.awaitRenew(ctx, e, dl) {
 					p.mu.Lock()
@@ -153,7 +150,7 @@ func (p *Pool) awaitRenew(ctx context.Context, e *poolEntry, dl time.Time) bool 
 		if e.w.Err() != nil {
 			return false
 		}
-		if cur, ok := p.leases.deadline(e.nonce); ok && cur.After(dl) && p.cfg.Now().Before(cur) {
+		if cur := e.w.LeaseDeadline(); cur.After(dl) && p.cfg.Now().Before(cur) {
 			return true
 		}
 		if !sleepCtx(ctx, 5*time.Millisecond) {
@@ -177,7 +174,6 @@ func (p *Pool) retireLocked(e *poolEntry) {
 		if err := e.w.Close(ctx); err != nil {
 			p.log.Info("retired writer closed", "pchannel", e.pchannel, "err", err)
 		}
-		p.leases.forget(e.nonce)
 	}()
 }
 
@@ -234,9 +230,8 @@ func (p *Pool) open(pchannel string, call *openCall) {
 	close(call.done)
 }
 
-// openOnce runs one OpenWriter with a fresh nonce.
+// openOnce runs one OpenWriter.
 func (p *Pool) openOnce(ctx context.Context, pchannel string) (*poolEntry, error) {
-	nonce := uuid.Must(uuid.NewV7()).String()
 	w, err := segmentlog.OpenWriter(ctx, segmentlog.WriterConfig{
 		PChannel:         pchannel,
 		Layout:           p.cfg.Layout,
@@ -247,14 +242,12 @@ func (p *Pool) openOnce(ctx context.Context, pchannel string) (*poolEntry, error
 		Cache:            p.cache,
 		Tail:             p.tail,
 		Now:              p.cfg.Now,
-		NewNonce:         func() string { return nonce },
 		Logger:           p.log,
 	}, p.store, p.leases)
 	if err != nil {
-		p.leases.forget(nonce)
 		return nil, err
 	}
-	return &poolEntry{pchannel: pchannel, nonce: nonce, w: w}, nil
+	return &poolEntry{pchannel: pchannel, w: w}, nil
 }
 
 func openResult(err error) string {
@@ -452,7 +445,6 @@ func (p *Pool) Close(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			err := e.w.Close(ctx)
-			p.leases.forget(e.nonce)
 			if err != nil && !errors.Is(err, segmentlog.ErrFenced) {
 				errs <- err
 				return
@@ -470,58 +462,6 @@ func (p *Pool) Close(ctx context.Context) error {
 	}
 	p.cache.Close()
 	return <-errs // nil once drained
-}
-
-// trackedLeases passes lease calls through and remembers each writer's
-// current deadline, by nonce, so that the pool can tell a writer whose
-// lease lapsed (a thawed container) before it uses it.
-type trackedLeases struct {
-	inner segmentlog.Leases
-	mu    sync.Mutex
-	dl    map[string]time.Time // by nonce; guarded by mu
-}
-
-func newTrackedLeases(inner segmentlog.Leases) *trackedLeases {
-	return &trackedLeases{inner: inner, dl: map[string]time.Time{}}
-}
-
-func (t *trackedLeases) record(nonce string, g segmentlog.LeaseGrant) {
-	t.mu.Lock()
-	t.dl[nonce] = g.Deadline
-	t.mu.Unlock()
-}
-
-func (t *trackedLeases) deadline(nonce string) (time.Time, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	d, ok := t.dl[nonce]
-	return d, ok
-}
-
-func (t *trackedLeases) forget(nonce string) {
-	t.mu.Lock()
-	delete(t.dl, nonce)
-	t.mu.Unlock()
-}
-
-func (t *trackedLeases) Acquire(ctx context.Context, pchannel, holder, nonce string) (segmentlog.LeaseGrant, error) {
-	g, err := t.inner.Acquire(ctx, pchannel, holder, nonce)
-	if err == nil {
-		t.record(nonce, g)
-	}
-	return g, err
-}
-
-func (t *trackedLeases) Renew(ctx context.Context, pchannel string, term uint64, nonce string) (segmentlog.LeaseGrant, error) {
-	g, err := t.inner.Renew(ctx, pchannel, term, nonce)
-	if err == nil {
-		t.record(nonce, g)
-	}
-	return g, err
-}
-
-func (t *trackedLeases) Release(ctx context.Context, pchannel string, term uint64, nonce string, tail, lastTick uint64) error {
-	return t.inner.Release(ctx, pchannel, term, nonce, tail, lastTick)
 }
 
 // sleepCtx sleeps d or until ctx ends; it reports whether it slept fully.

@@ -134,7 +134,6 @@ func (p *Pool) Release(ctx context.Context, pchannel string) error {
 		return nil
 	}
 	err := e.w.Close(ctx)
-	p.leases.forget(e.nonce)
 	if err != nil && !errors.Is(err, segmentlog.ErrFenced) {
 		return err
 	}
