@@ -18,10 +18,12 @@
 // A Writer is the one lease holder of a pchannel (OpenWriter acquires the
 // lease through a Leases service, replays the WAL from the flush checkpoint
 // through the reading rule, and claims a window of W slots: a fence and
-// W−1 fillers). Append, AppendControl, Sync and the transaction calls are
-// safe for concurrent use; concurrent appends are group-committed into one
-// batch object each, at most W beyond the ack frontier, and acknowledged
-// strictly in offset order. An Ack names the message's ID (offset, index)
+// W−1 fillers). Append, AppendAt, AppendControl, Sync and the transaction
+// calls are safe for concurrent use; concurrent appends are group-committed
+// into one batch object each, at most W beyond the ack frontier, and
+// acknowledged strictly in offset order. AppendAt lands at one given slot
+// or writes nothing. A writer that stops by itself (fenced, lease lost, a
+// slot it cannot fill) releases its lease once its batches resolved. An Ack names the message's ID (offset, index)
 // and timetick; an error wrapping ErrOutcomeUnknown means the message may
 // still be delivered, so retry it with the same idempotency key, whose
 // window survives failover. ErrFenced means it never will be.
