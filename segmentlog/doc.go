@@ -22,8 +22,9 @@
 // calls are safe for concurrent use; concurrent appends are group-committed
 // into one batch object each, at most W beyond the ack frontier, and
 // acknowledged strictly in offset order. AppendAt lands at one given slot
-// or writes nothing. A writer that stops by itself (fenced, lease lost, a
-// slot it cannot fill) releases its lease once its batches resolved. An Ack names the message's ID (offset, index)
+// or writes nothing. A writer that stops by itself (its lease lapsed, a
+// slot it cannot fill) releases its lease once its batches resolved; a
+// fenced one leaves it to the newer term. An Ack names the message's ID (offset, index)
 // and timetick; an error wrapping ErrOutcomeUnknown means the message may
 // still be delivered, so retry it with the same idempotency key, whose
 // window survives failover. ErrFenced means it never will be.
