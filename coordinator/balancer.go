@@ -201,7 +201,7 @@ func (b *Balancer) stopped(node string) bool {
 func (b *Balancer) Assignments(ctx context.Context) ([]Assignment, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.assigns.refresh(ctx, b.rec); err != nil {
+	if err := b.assigns.refreshRetrying(ctx, b.rec); err != nil {
 		return nil, fmt.Errorf("coordinator: assignments: %w", err)
 	}
 	return b.assigns.all(), nil
@@ -211,7 +211,7 @@ func (b *Balancer) Assignments(ctx context.Context) ([]Assignment, error) {
 func (b *Balancer) Sessions(ctx context.Context) ([]Session, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.nodes.refresh(ctx, b.rec); err != nil {
+	if err := b.nodes.refreshRetrying(ctx, b.rec); err != nil {
 		return nil, fmt.Errorf("coordinator: sessions: %w", err)
 	}
 	return b.nodes.all(), nil

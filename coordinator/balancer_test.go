@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -71,5 +72,49 @@ func TestBalancerDecidesAtOneReading(t *testing.T) {
 	}
 	if st := b.Stats(); st.LeaseReads != 2 {
 		t.Fatalf("lease reads %d, want 2 (first round, and after the known lease lapsed)", st.LeaseReads)
+	}
+}
+
+// TestReadAPIsRetryTransientFailures: Assignments, Sessions and the
+// registry's List answer through a store whose every other LIST and GET
+// fails; only a store that stays down makes them fail. (A single slow LIST
+// on a loaded machine once failed a cluster test's Assignments call.)
+func TestReadAPIsRetryTransientFailures(t *testing.T) {
+	ctx := context.Background()
+	mem := objstore.NewMemory()
+	leases := newTestLeases(t, mem, time.Now)
+	cfg := Config{Layout: testLayout, PChannels: []string{"p0", "p1"}, Logger: quietLog}
+	b, err := NewBalancer(cfg, mem, leases)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	flaky := objstore.NewFault(mem, objstore.FaultConfig{Seed: 7,
+		ErrorRates: map[objstore.Op]float64{objstore.OpList: 0.5, objstore.OpGet: 0.5}})
+	fb, err := NewBalancer(cfg, flaky, leases)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		as, err := fb.Assignments(ctx)
+		if err != nil || len(as) != 2 {
+			t.Fatalf("call %d: Assignments = %d records, %v", i, len(as), err)
+		}
+		if _, err := fb.Sessions(ctx); err != nil {
+			t.Fatalf("call %d: Sessions: %v", i, err)
+		}
+	}
+	if st := flaky.Stats(); st.Injected[objstore.OpList] == 0 {
+		t.Fatalf("no fault injected: %+v", st)
+	}
+	down := objstore.NewFault(mem, objstore.FaultConfig{ErrorRates: map[objstore.Op]float64{objstore.OpList: 1}})
+	db, err := NewBalancer(cfg, down, leases)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Assignments(ctx); !errors.Is(err, objstore.ErrTransient) {
+		t.Fatalf("Assignments on a store that stays down: %v, want ErrTransient", err)
 	}
 }

@@ -187,6 +187,25 @@ func newMirror[T any](c codec[T]) *mirror[T] {
 	return &mirror[T]{c: c, entries: make(map[string]*mirrored[T])}
 }
 
+// refreshRetrying is refresh for the read APIs (list, describe): a slow
+// or failed request is retried with backoff, as describeRecord does, so a
+// caller sees an error only when the store stays unavailable. The loops
+// (balancer rounds, node polls) call refresh once and try again next round.
+func (m *mirror[T]) refreshRetrying(ctx context.Context, r records) error {
+	var err error
+	for attempt := range maxAttempts {
+		if attempt > 0 {
+			if err := sleep(ctx, backoff(attempt)); err != nil {
+				return err
+			}
+		}
+		if err = m.refresh(ctx, r); err == nil || !objstore.IsRetryable(err) || ctx.Err() != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("gave up after %d attempts: %w", maxAttempts, err)
+}
+
 // refresh lists the prefix and reads every new or changed record. Records
 // that disappeared from the listing are forgotten (records are never
 // deleted; a store that did is tolerated).

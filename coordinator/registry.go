@@ -137,14 +137,14 @@ func (r *Registry) choose(ctx context.Context, want string) (string, error) {
 		}
 		return want, nil
 	}
-	if err := r.vchans.refresh(ctx, r.rec); err != nil {
+	if err := r.vchans.refreshRetrying(ctx, r.rec); err != nil {
 		return "", err
 	}
 	return pickPChannel(pchannels, r.vchans.all()), nil
 }
 
 func (r *Registry) pchannelsLocked(ctx context.Context) ([]string, error) {
-	if err := r.assigns.refresh(ctx, r.rec); err != nil {
+	if err := r.assigns.refreshRetrying(ctx, r.rec); err != nil {
 		return nil, err
 	}
 	if err := ensurePChannels(ctx, r.rec, r.cfg, r.assigns); err != nil {
@@ -223,7 +223,7 @@ type VChannelFilter struct {
 func (r *Registry) List(ctx context.Context, f VChannelFilter) ([]VChannel, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.vchans.refresh(ctx, r.rec); err != nil {
+	if err := r.vchans.refreshRetrying(ctx, r.rec); err != nil {
 		return nil, fmt.Errorf("coordinator: list vchannels: %w", err)
 	}
 	var out []VChannel
