@@ -85,7 +85,7 @@ type Delivery struct {
 	ID         MessageID
 	Term       uint64
 	TimeTick   uint64
-	Type       string // data, insert, delete, or a control type if asked for
+	Type       string // data, insert, delete, broadcast, or a control type if asked for
 	VChannel   string
 	Payload    []byte
 	Properties map[string]string

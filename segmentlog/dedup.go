@@ -6,13 +6,18 @@ import (
 
 // dedupWindow remembers idempotency keys (producer, epoch, seq) and the ID
 // each was acked at, for maxAge and at most maxKeys keys (PROTOCOL.md,
-// "Append" rule 5). A key in flight is pending: a retry waits for the first
-// outcome. Not safe for concurrent use; the Writer guards it.
+// "Append" rule 5). Broadcast keys (broadcastKey) are kept apart: for
+// bcastAge, whatever the count, because a broadcast task may be resumed
+// long after its first attempt ("Broadcast and coordinator" rule 1). A key
+// in flight is pending: a retry waits for the first outcome. Not safe for
+// concurrent use; the Writer guards it.
 type dedupWindow struct {
-	maxAge  time.Duration
-	maxKeys int
-	entries map[IdemKey]*dedupEntry
-	order   []IdemKey // committed keys, oldest first; may hold stale keys
+	maxAge     time.Duration
+	maxKeys    int
+	bcastAge   time.Duration
+	entries    map[IdemKey]*dedupEntry
+	order      []IdemKey // committed keys, oldest first; may hold stale keys
+	bcastOrder []IdemKey // committed broadcast keys, oldest first
 }
 
 type dedupEntry struct {
@@ -24,7 +29,8 @@ type dedupEntry struct {
 }
 
 func newDedupWindow(maxAge time.Duration, maxKeys int) *dedupWindow {
-	return &dedupWindow{maxAge: maxAge, maxKeys: maxKeys, entries: make(map[IdemKey]*dedupEntry)}
+	return &dedupWindow{maxAge: maxAge, maxKeys: maxKeys, bcastAge: BroadcastRetention,
+		entries: make(map[IdemKey]*dedupEntry)}
 }
 
 // lookup returns the entry of key, committed or pending.
@@ -52,7 +58,11 @@ func (d *dedupWindow) commit(key IdemKey, id MessageID, tick uint64, now time.Ti
 	}
 	e.id, e.tick, e.done = id, tick, true
 	close(e.wait)
-	d.order = append(d.order, key)
+	if isBroadcastKey(key) {
+		d.bcastOrder = append(d.bcastOrder, key)
+	} else {
+		d.order = append(d.order, key)
+	}
 	d.evict(now)
 }
 
@@ -68,23 +78,31 @@ func (d *dedupWindow) fail(key IdemKey, err error) {
 	delete(d.entries, key)
 }
 
-// evict drops committed keys older than maxAge or beyond maxKeys.
+// evict drops committed keys older than maxAge or beyond maxKeys, and
+// broadcast keys older than bcastAge.
 func (d *dedupWindow) evict(now time.Time) {
-	oldest := TickOf(now.Add(-d.maxAge))
+	d.order = d.evictFrom(d.order, TickOf(now.Add(-d.maxAge)), d.maxKeys)
+	d.bcastOrder = d.evictFrom(d.bcastOrder, TickOf(now.Add(-d.bcastAge)), int(^uint(0)>>1))
+}
+
+// evictFrom drops the oldest keys of order while they are older than
+// oldest or more than maxKeys remain, and returns what is left.
+func (d *dedupWindow) evictFrom(order []IdemKey, oldest uint64, maxKeys int) []IdemKey {
 	n := 0
-	for n < len(d.order) {
-		e, ok := d.entries[d.order[n]]
-		if ok && e.done && e.tick >= oldest && len(d.order)-n <= d.maxKeys {
+	for n < len(order) {
+		e, ok := d.entries[order[n]]
+		if ok && e.done && e.tick >= oldest && len(order)-n <= maxKeys {
 			break
 		}
 		if ok && e.done {
-			delete(d.entries, d.order[n])
+			delete(d.entries, order[n])
 		}
 		n++
 	}
 	if n > 0 {
-		d.order = append(d.order[:0], d.order[n:]...)
+		order = append(order[:0], order[n:]...)
 	}
+	return order
 }
 
 // restore loads a checkpoint's snapshot.
@@ -94,12 +112,16 @@ func (d *dedupWindow) restore(entries []DedupEntry, now time.Time) {
 	}
 }
 
-// snapshot lists the committed keys, oldest first.
+// snapshot lists the committed keys, oldest first: the plain keys, then
+// the broadcast keys (restore sorts them into their lists again, each in
+// its order).
 func (d *dedupWindow) snapshot() []DedupEntry {
-	out := make([]DedupEntry, 0, len(d.order))
-	for _, k := range d.order {
-		if e, ok := d.entries[k]; ok && e.done {
-			out = append(out, DedupEntry{Key: k, ID: e.id, TimeTick: e.tick})
+	out := make([]DedupEntry, 0, len(d.order)+len(d.bcastOrder))
+	for _, order := range [][]IdemKey{d.order, d.bcastOrder} {
+		for _, k := range order {
+			if e, ok := d.entries[k]; ok && e.done {
+				out = append(out, DedupEntry{Key: k, ID: e.id, TimeTick: e.tick})
+			}
 		}
 	}
 	return out

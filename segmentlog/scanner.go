@@ -61,7 +61,8 @@ type ScannerConfig struct {
 	// VChannels, if not empty, keeps only messages of these vchannels.
 	VChannels []string
 	// Types, if not empty, keeps only these message types. Default: the
-	// data types (data, insert, delete).
+	// data types (data, insert, delete) and broadcast, the messages a
+	// consumer of a vchannel acts on.
 	Types []MessageType
 	// MinTimeTick keeps only messages with a timetick ≥ it.
 	MinTimeTick uint64
@@ -180,7 +181,7 @@ func NewScanner(ctx context.Context, cfg ScannerConfig, store objstore.Store) (*
 	}
 	s := &Scanner{cfg: cfg, store: store, types: map[MessageType]bool{}, vchans: map[string]bool{}}
 	if len(cfg.Types) == 0 {
-		s.types = map[MessageType]bool{TypeData: true, TypeInsert: true, TypeDelete: true}
+		s.types = map[MessageType]bool{TypeData: true, TypeInsert: true, TypeDelete: true, TypeBroadcast: true}
 	}
 	for _, t := range cfg.Types {
 		s.types[t] = true

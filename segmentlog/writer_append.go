@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -79,6 +80,7 @@ func (w *Writer) appendChecked(ctx context.Context, validate func(*Message) erro
 	if len(msgs) == 0 {
 		return nil, errors.New("segmentlog: append of no messages")
 	}
+	msgs = slices.Clone(msgs) // validate may fill in fields; the caller's slice stays as it was
 	size := 0
 	for i := range msgs {
 		if err := validate(&msgs[i]); err != nil {
@@ -114,6 +116,18 @@ func (w *Writer) appendChecked(ctx context.Context, validate func(*Message) erro
 					dups = append(dups, dup{i, e})
 				}
 				continue
+			}
+			if m.Type == TypeBroadcast {
+				if dl, _ := broadcastDeadline(&m); w.cfg.Now().After(dl) {
+					w.mu.Unlock()
+					for _, f := range freshIdx {
+						if k := msgs[f].Key; !k.IsZero() {
+							w.dedup.fail(k, ErrDeadlinePassed)
+						}
+					}
+					return nil, fmt.Errorf("append %s: message %d: %w (broadcast %s, deadline %s)",
+						w.cfg.PChannel, i, ErrDeadlinePassed, m.BroadcastID, dl.UTC().Format(time.RFC3339Nano))
+				}
 			}
 			w.dedup.begin(m.Key)
 		}
@@ -171,8 +185,13 @@ func validateAppend(m *Message) error {
 // validateControl checks a control message of Cairn's own components.
 func validateControl(m *Message) error {
 	switch m.Type {
-	case TypeCreateVChannel, TypeDropVChannel, TypeFlush, TypeBroadcast:
+	case TypeCreateVChannel, TypeDropVChannel, TypeFlush:
 		return validateCommon(m)
+	case TypeBroadcast:
+		if err := validateCommon(m); err != nil {
+			return err
+		}
+		return prepareBroadcast(m)
 	case TypeTimeTick:
 		if m.TxnID != 0 || m.VChannel != "" {
 			return errors.New("a timetick message carries no vchannel and no transaction")

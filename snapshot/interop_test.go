@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
 	sl "github.com/cairnlog/cairn/segmentlog"
@@ -66,7 +67,8 @@ func TestSegmentReadByArrowJS(t *testing.T) {
 	if _, err := w.Append(ctx, msgs...); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.AppendControl(ctx, sl.Message{Type: sl.TypeBroadcast, VChannel: "v1", BroadcastID: "bc-7"}); err != nil {
+	if _, err := w.AppendControl(ctx, sl.Message{Type: sl.TypeBroadcast, VChannel: "v1", BroadcastID: "bc-7",
+		Properties: map[string]string{sl.BroadcastDeadlineProperty: sl.FormatBroadcastDeadline(time.Now().Add(time.Minute))}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := newFlusher(t, store, pch, nil).FlushNow(ctx); err != nil {
