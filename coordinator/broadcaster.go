@@ -1,0 +1,531 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/segmentlog"
+	"github.com/google/uuid"
+)
+
+// BroadcastConfig configures a Broadcaster. Zero fields take defaults.
+type BroadcastConfig struct {
+	// Layout names the objects; it must equal the registry's.
+	Layout segmentlog.Layout
+	// LockTTL is how long a run holds its resource locks between renewals.
+	// Default 10s.
+	LockTTL time.Duration
+	// LockMargin is the safety margin m of the locks: a lock is taken over
+	// only margin after its expiry, and its holder stops margin before.
+	// Default 2.5s; below LockTTL/2.
+	LockMargin time.Duration
+	// AttemptTTL bounds one attempt at a copy: the copy carries the
+	// deadline min(send + AttemptTTL, lock deadline), after which a writer
+	// refuses it. Default 5s.
+	AttemptTTL time.Duration
+	// SyncPoll is how often an AckSync task reads the flush checkpoints it
+	// waits for. Default 1s.
+	SyncPoll time.Duration
+	// TombstoneRetention is how long a finished task's record is kept
+	// before Collect deletes it; a resubmission within it returns the
+	// task. Default 1h; at most segmentlog.BroadcastRetention.
+	TombstoneRetention time.Duration
+	// RequestTimeout bounds each store request. Default 1s.
+	RequestTimeout time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Logger: default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c BroadcastConfig) withDefaults() BroadcastConfig {
+	if c.LockTTL == 0 {
+		c.LockTTL = 10 * time.Second
+	}
+	if c.LockMargin == 0 {
+		c.LockMargin = 2500 * time.Millisecond
+	}
+	if c.AttemptTTL == 0 {
+		c.AttemptTTL = 5 * time.Second
+	}
+	if c.SyncPoll == 0 {
+		c.SyncPoll = time.Second
+	}
+	if c.TombstoneRetention == 0 {
+		c.TombstoneRetention = time.Hour
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Validate reports a configuration that breaks the relations the locks
+// rely on.
+func (c BroadcastConfig) Validate() error {
+	switch {
+	case c.LockTTL <= 0 || c.LockMargin <= 0 || 2*c.LockMargin >= c.LockTTL:
+		return fmt.Errorf("coordinator: broadcast config: want 0 < 2 × LockMargin (%v) < LockTTL (%v)", c.LockMargin, c.LockTTL)
+	case c.AttemptTTL <= 0 || c.SyncPoll <= 0 || c.RequestTimeout <= 0:
+		return errors.New("coordinator: broadcast config: AttemptTTL, SyncPoll and RequestTimeout must be positive")
+	case c.TombstoneRetention <= 0 || c.TombstoneRetention > segmentlog.BroadcastRetention:
+		return fmt.Errorf("coordinator: broadcast config: TombstoneRetention %v must be in (0, %v]", c.TombstoneRetention, segmentlog.BroadcastRetention)
+	}
+	return nil
+}
+
+// giveUpAfter is how long after a copy's first attempt a run may still send
+// it: the writers remember a landed copy for segmentlog.BroadcastRetention
+// from when it landed, which is after the first attempt.
+const giveUpAfter = segmentlog.BroadcastRetention - time.Hour
+
+// Broadcaster runs broadcast tasks (PROTOCOL.md, "Broadcast and
+// coordinator"): a task is persisted as pending before anything is
+// appended; a run takes the task's resource locks, appends one copy per
+// vchannel through the ControlWAL, records each copy's position in the
+// task, releases the locks, waits for the flush checkpoints if the task
+// asks for AckSync, and marks the task done. A run that dies anywhere is
+// resumed by Run or Resume, in this process or another: the writers
+// recognise a copy sent again (segmentlog.BroadcastRetention), so each
+// vchannel gets one copy however many runs, instances and crashes there
+// were.
+//
+// A Broadcaster is safe for concurrent use; any number of them may serve
+// one store.
+type Broadcaster struct {
+	cfg   BroadcastConfig
+	store objstore.Store
+	rec   records
+	bc    codec[Broadcast]
+	lc    codec[Lock]
+	reg   *Registry
+	wal   ControlWAL
+	log   *slog.Logger
+
+	mu    sync.Mutex
+	tasks *mirror[Broadcast]
+}
+
+// NewBroadcaster returns a broadcaster that binds targets through reg and
+// appends through wal.
+func NewBroadcaster(cfg BroadcastConfig, store objstore.Store, reg *Registry, wal ControlWAL) (*Broadcaster, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if store == nil || reg == nil || wal == nil {
+		return nil, errors.New("coordinator: new broadcaster: nil store, registry or ControlWAL")
+	}
+	if reg.cfg.Layout != cfg.Layout {
+		return nil, fmt.Errorf("coordinator: new broadcaster: layout %+v differs from the registry's %+v", cfg.Layout, reg.cfg.Layout)
+	}
+	return &Broadcaster{
+		cfg:   cfg,
+		store: store,
+		rec:   records{store: store, timeout: cfg.RequestTimeout, now: cfg.Now},
+		bc:    broadcastCodec(cfg.Layout),
+		lc:    lockCodec(cfg.Layout),
+		reg:   reg,
+		wal:   wal,
+		log:   cfg.Logger.With("component", "broadcaster"),
+		tasks: newMirror(broadcastCodec(cfg.Layout)),
+	}, nil
+}
+
+// Submit persists req as a pending task and returns it, without appending
+// anything. Submitting an ID again returns its task as it is now (pending,
+// done or failed) if the content is the same, and fails with
+// ErrBroadcastConflict if not. Every vchannel must exist and be active.
+func (b *Broadcaster) Submit(ctx context.Context, req BroadcastRequest) (Broadcast, error) {
+	if err := req.validate(); err != nil {
+		return Broadcast{}, fmt.Errorf("coordinator: broadcast %q: %w", req.ID, err)
+	}
+	if cur, err := describeRecord(ctx, b.rec, b.bc, req.ID); err != nil {
+		return Broadcast{}, fmt.Errorf("coordinator: broadcast %s: %w", req.ID, err)
+	} else if cur != nil {
+		t, err := decideSubmit(cur, req, nil, b.cfg.Now())
+		return t, wrapBroadcast(req.ID, err)
+	}
+	binding := make(map[string]string, len(req.VChannels))
+	for _, v := range req.VChannels {
+		rec, err := b.reg.Describe(ctx, v)
+		if err != nil {
+			return Broadcast{}, fmt.Errorf("coordinator: broadcast %s: %w", req.ID, err)
+		}
+		if rec.State != VChannelActive {
+			return Broadcast{}, fmt.Errorf("coordinator: broadcast %s: %w: %s", req.ID, ErrVChannelDropped, v)
+		}
+		binding[v] = rec.PChannel
+	}
+	t, _, err := updateRecord(ctx, b.rec, b.bc, req.ID, func(cur *Broadcast, now time.Time) (Broadcast, error) {
+		return decideSubmit(cur, req, binding, now)
+	})
+	if err != nil {
+		return Broadcast{}, wrapBroadcast(req.ID, err)
+	}
+	b.log.Info("broadcast submitted", "id", t.ID, "vchannels", len(t.Targets), "ack", t.Ack)
+	return t, nil
+}
+
+// Broadcast submits req and runs it to the end: Submit, then Run.
+func (b *Broadcaster) Broadcast(ctx context.Context, req BroadcastRequest) (Broadcast, error) {
+	t, err := b.Submit(ctx, req)
+	if err != nil || t.finished() {
+		return t, err
+	}
+	return b.Run(ctx, req.ID)
+}
+
+// Describe returns the task id; ErrNoBroadcast if there is none.
+func (b *Broadcaster) Describe(ctx context.Context, id string) (Broadcast, error) {
+	if err := segmentlog.ValidateName("broadcast ID", id); err != nil {
+		return Broadcast{}, fmt.Errorf("coordinator: describe broadcast: %w", err)
+	}
+	t, err := describeRecord(ctx, b.rec, b.bc, id)
+	switch {
+	case err != nil:
+		return Broadcast{}, fmt.Errorf("coordinator: describe broadcast %s: %w", id, err)
+	case t == nil:
+		return Broadcast{}, fmt.Errorf("coordinator: describe broadcast: %w: %s", ErrNoBroadcast, id)
+	}
+	return *t, nil
+}
+
+// List returns every task (pending, done or failed and not yet collected)
+// in ID order.
+func (b *Broadcaster) List(ctx context.Context) ([]Broadcast, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.tasks.refreshRetrying(ctx, b.rec); err != nil {
+		return nil, fmt.Errorf("coordinator: list broadcasts: %w", err)
+	}
+	return b.tasks.all(), nil
+}
+
+// Run drives task id to its end and returns it done. It fails with
+// ErrBroadcastBusy while another run holds the task's locks, with
+// ErrBroadcastFailed if the task failed, and with ctx's error if ctx ends
+// first (the task stays pending; any later Run resumes it).
+func (b *Broadcaster) Run(ctx context.Context, id string) (Broadcast, error) {
+	t, err := b.Describe(ctx, id)
+	if err != nil {
+		return Broadcast{}, err
+	}
+	if !t.finished() && slices.ContainsFunc(t.Targets, func(tg BroadcastTarget) bool { return tg.Appended == nil && tg.Skipped == "" }) {
+		if t, err = b.appendAll(ctx, t); err != nil {
+			return t, err
+		}
+	}
+	if !t.finished() && t.Ack == AckSync {
+		if t, err = b.syncAll(ctx, t); err != nil {
+			return t, err
+		}
+	}
+	if !t.finished() {
+		if t, err = b.update(ctx, id, func(cur *Broadcast, now time.Time) (Broadcast, error) {
+			return decideFinish(cur, id, "", now)
+		}); err != nil {
+			return t, err
+		}
+		b.log.Info("broadcast done", "id", id, "vchannels", len(t.Targets), "ack", t.Ack)
+	}
+	if t.State == BroadcastFailed {
+		return t, fmt.Errorf("coordinator: broadcast %s: %w: %s", id, ErrBroadcastFailed, t.Error)
+	}
+	return t, nil
+}
+
+// Resume runs every pending task once, each until ctx ends, and returns
+// how many it finished. Tasks that another run holds are left to it. The
+// coordinator loop (`cairn serve`, the maintenance function) calls it.
+func (b *Broadcaster) Resume(ctx context.Context) (int, error) {
+	all, err := b.List(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var errs []error
+	for _, t := range all {
+		if t.finished() {
+			continue
+		}
+		_, err := b.Run(ctx, t.ID)
+		switch {
+		case err == nil:
+			n++
+		case errors.Is(err, ErrBroadcastBusy):
+		case ctx.Err() != nil:
+			return n, ctx.Err()
+		default:
+			errs = append(errs, err)
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
+// Collect deletes the records of tasks finished more than
+// TombstoneRetention ago and returns how many it deleted.
+func (b *Broadcaster) Collect(ctx context.Context) (int, error) {
+	all, err := b.List(ctx)
+	if err != nil {
+		return 0, err
+	}
+	now := b.cfg.Now()
+	var n int
+	for _, t := range all {
+		if !t.finished() || now.Sub(t.FinishedAt) < b.cfg.TombstoneRetention {
+			continue
+		}
+		dctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
+		err := b.store.Delete(dctx, b.bc.key(t.ID))
+		cancel()
+		if err != nil && !errors.Is(err, objstore.ErrNotFound) {
+			return n, fmt.Errorf("coordinator: collect broadcast %s: %w", t.ID, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// run is one run's hold on a task's resource locks.
+type run struct {
+	t        Broadcast
+	nonce    string
+	held     []string
+	deadline time.Time // until which every lock is surely held
+}
+
+// appendAll appends the copies not appended yet, holding the task's locks.
+func (b *Broadcaster) appendAll(ctx context.Context, t Broadcast) (Broadcast, error) {
+	r := &run{t: t, nonce: uuid.Must(uuid.NewV7()).String()}
+	err := b.lockAll(ctx, r)
+	defer b.unlockAll(context.WithoutCancel(ctx), r)
+	if err != nil {
+		return r.t, err
+	}
+	for _, tg := range t.Targets {
+		if tg.Appended != nil || tg.Skipped != "" {
+			continue
+		}
+		if err := b.appendOne(ctx, r, tg.VChannel); err != nil || r.t.finished() {
+			return r.t, err
+		}
+	}
+	return r.t, nil
+}
+
+// appendOne sends the copy of vchannel v until it is acknowledged, the
+// vchannel turns out dropped before any copy was sent, or sending again is
+// no longer safe.
+func (b *Broadcaster) appendOne(ctx context.Context, r *run, v string) error {
+	id := r.t.ID
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			if err := sleep(ctx, min(backoff(attempt), time.Second)); err != nil {
+				return err
+			}
+		}
+		if err := b.keepLocks(ctx, r); err != nil {
+			return err
+		}
+		tg, _ := r.t.Target(v)
+		if tg.FirstAttempt.IsZero() {
+			rec, err := b.reg.Describe(ctx, v)
+			switch {
+			case err != nil && !errors.Is(err, ErrNoVChannel):
+				b.log.Warn("broadcast: vchannel unreadable", "id", id, "vchannel", v, "err", err)
+				continue
+			case err != nil || rec.State != VChannelActive:
+				return b.setTarget(ctx, r, v, func(tg *BroadcastTarget) bool { tg.Skipped = "dropped"; return true })
+			}
+			now := b.cfg.Now()
+			if err := b.setTarget(ctx, r, v, func(tg *BroadcastTarget) bool {
+				if !tg.FirstAttempt.IsZero() {
+					return false
+				}
+				tg.FirstAttempt = now
+				return true
+			}); err != nil {
+				return err
+			}
+			tg, _ = r.t.Target(v)
+		}
+		now := b.cfg.Now()
+		if now.Sub(tg.FirstAttempt) > giveUpAfter {
+			reason := fmt.Sprintf("copy on %s first sent %s: too long ago to send again without risking a second copy",
+				v, tg.FirstAttempt.Format(time.RFC3339))
+			t, err := b.update(ctx, id, func(cur *Broadcast, now time.Time) (Broadcast, error) {
+				return decideFinish(cur, id, reason, now)
+			})
+			if err == nil {
+				r.t = t
+			}
+			return err
+		}
+		msg := segmentlog.Message{Type: segmentlog.TypeBroadcast, VChannel: v, BroadcastID: id, Payload: r.t.Payload,
+			Properties: maps.Clone(r.t.Properties)}
+		if msg.Properties == nil {
+			msg.Properties = map[string]string{}
+		}
+		copyDeadline := now.Add(b.cfg.AttemptTTL)
+		if r.deadline.Before(copyDeadline) {
+			copyDeadline = r.deadline
+		}
+		msg.Properties[segmentlog.BroadcastDeadlineProperty] = segmentlog.FormatBroadcastDeadline(copyDeadline)
+		actx, cancel := context.WithDeadline(ctx, r.deadline)
+		acks, err := b.wal.AppendControl(actx, tg.PChannel, msg)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			b.log.Warn("broadcast: copy not acknowledged, retrying", "id", id, "vchannel", v, "pchannel", tg.PChannel, "err", err)
+			continue
+		}
+		mark := markOf(acks[0])
+		return b.setTarget(ctx, r, v, func(tg *BroadcastTarget) bool {
+			if tg.Appended != nil {
+				return false
+			}
+			tg.Appended = &mark
+			return true
+		})
+	}
+}
+
+// syncAll waits until the flush checkpoint of every appended copy's
+// pchannel has passed it.
+func (b *Broadcaster) syncAll(ctx context.Context, t Broadcast) (Broadcast, error) {
+	for {
+		var waiting bool
+		for _, tg := range t.Targets {
+			if tg.Appended == nil || tg.Synced {
+				continue
+			}
+			gctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
+			cp, _, err := segmentlog.ReadCheckpoint(gctx, b.store, b.cfg.Layout, tg.PChannel)
+			cancel()
+			if err != nil || cp.C <= tg.Appended.ID.Offset {
+				waiting = true
+				continue
+			}
+			r := &run{t: t}
+			if err := b.setTarget(ctx, r, tg.VChannel, func(tg *BroadcastTarget) bool {
+				if tg.Synced {
+					return false
+				}
+				tg.Synced = true
+				return true
+			}); err != nil {
+				return t, err
+			}
+			t = r.t
+		}
+		if !waiting {
+			return t, nil
+		}
+		if err := sleep(ctx, b.cfg.SyncPoll); err != nil {
+			return t, err
+		}
+	}
+}
+
+func (b *Broadcaster) setTarget(ctx context.Context, r *run, v string, change func(*BroadcastTarget) bool) error {
+	id := r.t.ID
+	t, err := b.update(ctx, id, func(cur *Broadcast, _ time.Time) (Broadcast, error) {
+		return decideTarget(cur, id, v, change)
+	})
+	if err == nil {
+		r.t = t
+	}
+	return err
+}
+
+func (b *Broadcaster) update(ctx context.Context, id string, decide func(*Broadcast, time.Time) (Broadcast, error)) (Broadcast, error) {
+	t, _, err := updateRecord(ctx, b.rec, b.bc, id, decide)
+	return t, wrapBroadcast(id, err)
+}
+
+// lockAll takes the task's locks in name order, or none: if one is held by
+// another run it fails with ErrBroadcastBusy, and unlockAll lets go of
+// those it took (no run waits while holding a lock, so runs cannot
+// deadlock).
+func (b *Broadcaster) lockAll(ctx context.Context, r *run) error {
+	sent := b.cfg.Now()
+	for _, res := range r.t.Resources {
+		if err := b.lockOne(ctx, r, res, false); err != nil {
+			return err
+		}
+		r.held = append(r.held, res)
+	}
+	r.deadline = sent.Add(b.cfg.LockTTL - b.cfg.LockMargin)
+	return nil
+}
+
+// keepLocks renews the run's locks once less than half of LockTTL is left
+// before its deadline: the deadline is then the send time of the first
+// renewal plus LockTTL minus LockMargin. A lock lost to another run fails
+// with ErrBroadcastBusy.
+func (b *Broadcaster) keepLocks(ctx context.Context, r *run) error {
+	if r.deadline.Sub(b.cfg.Now()) > b.cfg.LockTTL/2 {
+		return nil
+	}
+	sent := b.cfg.Now()
+	for _, res := range r.held {
+		if err := b.lockOne(ctx, r, res, true); err != nil {
+			return err
+		}
+	}
+	r.deadline = sent.Add(b.cfg.LockTTL - b.cfg.LockMargin)
+	return nil
+}
+
+// lockOne takes or (renew) keeps lock res for the run.
+func (b *Broadcaster) lockOne(ctx context.Context, r *run, res string, renew bool) error {
+	id := r.t.ID
+	_, _, err := updateRecord(ctx, b.rec, b.lc, res, func(cur *Lock, now time.Time) (Lock, error) {
+		if renew && (cur == nil || cur.Holder != id || cur.Nonce != r.nonce || cur.Released) {
+			return Lock{}, fmt.Errorf("%w: %s taken over", ErrLockHeld, res)
+		}
+		return decideLock(cur, res, id, r.nonce, b.cfg.LockTTL, b.cfg.LockMargin, now)
+	})
+	switch {
+	case errors.Is(err, ErrLockHeld):
+		return fmt.Errorf("coordinator: broadcast %s: %w (%w)", id, ErrBroadcastBusy, err)
+	case err != nil:
+		return fmt.Errorf("coordinator: broadcast %s: lock %s: %w", id, res, err)
+	}
+	return nil
+}
+
+// unlockAll releases the locks the run took; a lock it cannot release
+// expires.
+func (b *Broadcaster) unlockAll(ctx context.Context, r *run) {
+	for _, res := range r.held {
+		if _, _, err := updateRecord(ctx, b.rec, b.lc, res, func(cur *Lock, _ time.Time) (Lock, error) {
+			return decideUnlock(cur, r.t.ID, r.nonce)
+		}); err != nil {
+			b.log.Warn("broadcast: lock not released; it will expire", "id", r.t.ID, "resource", res, "err", err)
+		}
+	}
+}
+
+func wrapBroadcast(id string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("coordinator: broadcast %s: %w", id, err)
+}
