@@ -63,7 +63,10 @@ func openWriter(tb testing.TB, store objstore.Store, pch string, mod func(*sl.Wr
 	if mod != nil {
 		mod(&cfg)
 	}
-	w, err := sl.OpenWriter(context.Background(), cfg, store, newLeases(tb, store, 2*time.Second))
+	// A 4s lease (1s margin, 500ms requests): the tests share two cores
+	// with every other package under -race, where MinIO round trips of
+	// 300ms happen and a 2s lease lapsed.
+	w, err := sl.OpenWriter(context.Background(), cfg, store, newLeases(tb, store, 4*time.Second))
 	if err != nil {
 		tb.Fatalf("open writer %s: %v", pch, err)
 	}
