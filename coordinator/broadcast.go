@@ -106,6 +106,11 @@ func (b Broadcast) Target(v string) (BroadcastTarget, bool) {
 	return b.Targets[i], true
 }
 
+// started reports whether a copy of the task may have been sent.
+func (b Broadcast) started() bool {
+	return slices.ContainsFunc(b.Targets, func(t BroadcastTarget) bool { return !t.FirstAttempt.IsZero() })
+}
+
 // finished reports whether the task is done or failed.
 func (b Broadcast) finished() bool { return b.State == BroadcastDone || b.State == BroadcastFailed }
 

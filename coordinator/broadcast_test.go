@@ -200,7 +200,8 @@ func TestBroadcastResumedAfterCrash(t *testing.T) {
 	// Crash 2: the second copy lands, the run dies before recording it.
 	rctx, kill := context.WithCancel(ctx)
 	cw := &crashingWAL{inner: f.wal, killAt: 2, kill: kill}
-	if _, err := f.broadcaster(t, cw, nil).Run(rctx, "bc"); !errors.Is(err, context.Canceled) {
+	short := func(c *BroadcastConfig) { c.LockTTL, c.LockMargin = 600*time.Millisecond, 200*time.Millisecond }
+	if _, err := f.broadcaster(t, cw, short).Run(rctx, "bc"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("killed run: %v", err)
 	}
 	mid, err := f.broadcaster(t, nil, nil).Describe(ctx, "bc")
@@ -208,18 +209,21 @@ func TestBroadcastResumedAfterCrash(t *testing.T) {
 		mid.Targets[1].FirstAttempt.IsZero() {
 		t.Fatalf("after the crash: %+v, %v", mid, err)
 	}
-	// (An in-process run releases its locks as it dies; a killed process's
-	// locks expire: TestBroadcastLockTakeover.)
+	// The locks stay with the task, which has started: no other task may
+	// take them, and this one's next run takes them once they lapse.
+	other, err := f.broadcaster(t, nil, nil).Broadcast(ctx, BroadcastRequest{ID: "other", VChannels: []string{"v1"}})
+	if !errors.Is(err, ErrBroadcastBusy) {
+		t.Fatalf("another task on a vchannel of the crashed one: %+v, %v", other, err)
+	}
 	lossy := &crashingWAL{inner: f.wal, lostAt: 2}
-	b := f.broadcaster(t, lossy, nil)
+	b := f.broadcaster(t, lossy, short)
 	var task Broadcast
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		n, err := b.Resume(ctx)
-		if err != nil {
+		if _, err := b.Resume(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if n == 1 {
+		if task, err = b.Describe(ctx, "bc"); err == nil && task.State == BroadcastDone {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -227,10 +231,16 @@ func TestBroadcastResumedAfterCrash(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if task, err = b.Describe(ctx, "bc"); err != nil || task.State != BroadcastDone {
-		t.Fatalf("resumed: %+v, %v", task, err)
+	got := copies(t, f.store, "p0", "p1", "p2")
+	checkOnce(t, task, got["bc"])
+	// The other task (persisted when it was refused, resumed with the
+	// rest) comes after it on v1.
+	if other, err = b.Describe(ctx, "other"); err != nil || other.State != BroadcastDone {
+		t.Fatalf("other: %+v, %v", other, err)
 	}
-	checkOnce(t, task, copies(t, f.store, "p0", "p1", "p2")["bc"])
+	if o, _ := other.Target("v1"); !task.Targets[1].Appended.ID.Less(o.Appended.ID) {
+		t.Fatalf("other task at %v, before the crashed one's copy at %v", o.Appended.ID, task.Targets[1].Appended.ID)
+	}
 }
 
 // TestBroadcastTwoCoordinators: two coordinator instances run the same task

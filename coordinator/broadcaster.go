@@ -493,14 +493,32 @@ func (b *Broadcaster) keepLocks(ctx context.Context, r *run) error {
 	return nil
 }
 
-// lockOne takes or (renew) keeps lock res for the run.
+// lockOne takes or (renew) keeps lock res for the run. A lapsed lock of
+// another task is taken only if that task has not started appending or has
+// finished (see lock.go).
 func (b *Broadcaster) lockOne(ctx context.Context, r *run, res string, renew bool) error {
 	id := r.t.ID
+	var yield *Lock
+	if !renew {
+		cur, err := describeRecord(ctx, b.rec, b.lc, res)
+		if err != nil {
+			return fmt.Errorf("coordinator: broadcast %s: lock %s: %w", id, res, err)
+		}
+		if cur != nil && !cur.Released && cur.Holder != "" && cur.Holder != id && cur.free(b.cfg.Now(), b.cfg.LockMargin) {
+			other, err := describeRecord(ctx, b.rec, b.bc, cur.Holder)
+			if err != nil {
+				return fmt.Errorf("coordinator: broadcast %s: lock %s: read holder %s: %w", id, res, cur.Holder, err)
+			}
+			if other == nil || other.finished() || !other.started() {
+				yield = cur
+			}
+		}
+	}
 	_, _, err := updateRecord(ctx, b.rec, b.lc, res, func(cur *Lock, now time.Time) (Lock, error) {
 		if renew && (cur == nil || cur.Holder != id || cur.Nonce != r.nonce || cur.Released) {
 			return Lock{}, fmt.Errorf("%w: %s taken over", ErrLockHeld, res)
 		}
-		return decideLock(cur, res, id, r.nonce, b.cfg.LockTTL, b.cfg.LockMargin, now)
+		return decideLock(cur, res, id, r.nonce, b.cfg.LockTTL, b.cfg.LockMargin, now, yield)
 	})
 	switch {
 	case errors.Is(err, ErrLockHeld):
@@ -511,9 +529,14 @@ func (b *Broadcaster) lockOne(ctx context.Context, r *run, res string, renew boo
 	return nil
 }
 
-// unlockAll releases the locks the run took; a lock it cannot release
-// expires.
+// unlockAll releases the locks the run took, unless the run stops between
+// the task's first copy and its last: then the locks stay with the task
+// (lock.go) and its next run takes them back. A lock that cannot be
+// released expires.
 func (b *Broadcaster) unlockAll(ctx context.Context, r *run) {
+	if r.t.started() && slices.ContainsFunc(r.t.Targets, func(tg BroadcastTarget) bool { return tg.Appended == nil && tg.Skipped == "" }) && !r.t.finished() {
+		return
+	}
 	for _, res := range r.held {
 		if _, _, err := updateRecord(ctx, b.rec, b.lc, res, func(cur *Lock, _ time.Time) (Lock, error) {
 			return decideUnlock(cur, r.t.ID, r.nonce)

@@ -18,6 +18,14 @@ import (
 // + TTL − margin) has passed by twice the margin, as with pchannel
 // leases. Locks serialise broadcasts that share a resource, so their
 // copies appear in the same order on every vchannel they share.
+//
+// The lease says which run of a task holds the lock; the lock belongs to
+// the task from its first copy until its last. A run that dies after the
+// task's first copy was sent leaves the locks to the task: when the lease
+// lapses, only another run of the same task may take them, never another
+// task, or that task could overtake this one on some vchannels and not on
+// others. A lapsed lock of a task that has sent nothing yet, or that has
+// finished, may be taken by any task.
 
 // ErrLockHeld: a resource lock is held by another holder.
 var ErrLockHeld = errors.New("coordinator: resource lock held")
@@ -32,17 +40,26 @@ type Lock struct {
 	Version  uint64    `json:"version"`
 }
 
-// free reports whether l may be taken at now.
+// free reports whether l's lease has lapsed at now (or it is not held).
 func (l *Lock) free(now time.Time, margin time.Duration) bool {
 	return l == nil || l.Released || l.Holder == "" || now.After(l.Expires.Add(margin))
 }
 
 // decideLock grants or renews resource to (holder, nonce) until now + ttl.
-func decideLock(cur *Lock, resource, holder, nonce string, ttl, margin time.Duration, now time.Time) (Lock, error) {
+// A lock another holder left expired is taken only if yield names that
+// exact holding (holder and nonce): the caller has checked that the task
+// holding it may be overtaken (Broadcaster.lockOne).
+func decideLock(cur *Lock, resource, holder, nonce string, ttl, margin time.Duration, now time.Time, yield *Lock) (Lock, error) {
 	mine := cur != nil && !cur.Released && cur.Holder == holder && cur.Nonce == nonce
-	if !mine && !cur.free(now, margin) {
+	switch {
+	case mine, cur == nil, cur.Released, cur.Holder == "":
+	case !cur.free(now, margin):
 		return Lock{}, fmt.Errorf("%w: %s by broadcast %s until %s", ErrLockHeld, resource, cur.Holder,
 			cur.Expires.Add(margin).Format(time.RFC3339Nano))
+	case cur.Holder == holder:
+		// An earlier run of the same task, expired.
+	case yield == nil || yield.Holder != cur.Holder || yield.Nonce != cur.Nonce:
+		return Lock{}, fmt.Errorf("%w: %s by broadcast %s, which has started appending", ErrLockHeld, resource, cur.Holder)
 	}
 	next := Lock{Resource: resource, Holder: holder, Nonce: nonce, Expires: now.Add(ttl), Version: 1}
 	if cur != nil {
