@@ -240,3 +240,10 @@ func (c Config) coordinatorConfig() coordinator.Config {
 // uses, defaults applied: a Balancer or Node of the same deployment starts
 // from it.
 func (c Config) CoordinatorConfig() coordinator.Config { return c.withDefaults().coordinatorConfig() }
+
+// broadcastConfig is the configuration of the server's (and the
+// maintenance round's) broadcaster: the registry's layout, clock and
+// logger, the coordinator's defaults otherwise.
+func (c Config) broadcastConfig() coordinator.BroadcastConfig {
+	return coordinator.BroadcastConfig{Layout: c.Layout, Now: c.Now, Logger: c.Logger}
+}

@@ -28,6 +28,9 @@
 //	GET    /v1/vchannels/{v}                coordinator: describe
 //	DELETE /v1/vchannels/{v}                coordinator: drop
 //	GET    /v1/vchannels/{v}/location       coordinator: pchannel, holder node and its address
+//	POST   /v1/broadcasts                   coordinator: {id, vchannels, payload, ack, ...} → task (202 while pending)
+//	GET    /v1/broadcasts                   coordinator: list (state filter)
+//	GET    /v1/broadcasts/{id}              coordinator: one broadcast task
 //	POST   /v1/pchannels/{p}/flush          snapshot: flush to segments now
 //	POST   /v1/snapshots                    snapshot: create {name, vchannels}
 //	GET    /v1/snapshots                    snapshot: list (vchannel filter)
@@ -48,12 +51,14 @@
 //	401 unauthorized                       bearer token missing or wrong (cairn serve --token)
 //	404 not_found, unknown_pchannel,       no such route; a pchannel never written (or, on
 //	    unknown_vchannel, unknown_snapshot, create, outside the pchannel set); no such
-//	    unknown_restore, unknown_txn       vchannel, snapshot, restore job or open transaction
+//	    unknown_restore, unknown_txn,      vchannel, snapshot, restore job, open transaction
+//	    unknown_broadcast                  or broadcast
 //	405 method_not_allowed
 //	409 fenced                             a newer term took the pchannel; not delivered
-//	409 exists, vchannel_dropped,          a snapshot name, restore job ID or restore target
-//	    binding_conflict, wrong_state,     taken; a dropped vchannel; another binding; a
-//	    txn_expired                        snapshot not committed; a lapsed transaction
+//	409 exists, vchannel_dropped,          a snapshot name, restore job ID, restore target or
+//	    binding_conflict, wrong_state,     broadcast ID (with other content) taken; a dropped
+//	    txn_expired                        vchannel; another binding; a snapshot not
+//	                                       committed; a lapsed transaction
 //	410 truncated                          the position lies below the flush checkpoint
 //	412 offset_mismatch                    expected_offset is not the tail; nothing written
 //	413 too_large                          body over Config.MaxBodyBytes, batch over MaxBatchBytes
@@ -130,6 +135,22 @@
 // create message on; which job restored a vchannel is looked up once per
 // process (restore jobs are listed) and kept, because a target is created
 // only after its job is done.
+//
+// A broadcast is a coordinator.Broadcaster task, persisted before anything
+// is appended and idempotent by its ID; the server's Broadcaster appends
+// the copies through this process's pool, like create and drop. The route
+// runs the task for the body's wait (default 10 s, capped at
+// Config.MaxWait like a read's long poll, so that it answers within a
+// Lambda function's timeout) and answers the task: 200 once it is
+// finished, whether done or failed (its state and error say which, as a
+// restore job's do: a failed task is an outcome, not a refused request),
+// 202 while it is pending (the wait ran out, another process holds its
+// locks, or a sync ack waits for a flush). Pending tasks are resumed by
+// `cairn serve`'s broadcast loop and by the maintenance round, which also
+// delete finished tasks an hour old. A broadcast is checked up front as an
+// append is — names, ack mode, properties, the size of each copy against
+// MaxBatchBytes — because the Broadcaster retries a copy the writer
+// refuses until the task gives up, 23 hours later.
 //
 // # Writers
 //

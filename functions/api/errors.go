@@ -29,9 +29,10 @@ const (
 	CodeUnknownSnapshot  = "unknown_snapshot"       // 404: no snapshot of that name (or it was dropped)
 	CodeUnknownRestore   = "unknown_restore"        // 404: no restore job of that ID
 	CodeUnknownTxn       = "unknown_txn"            // 404: rolled back, expired, aborted by a failover, or never begun
+	CodeUnknownBroadcast = "unknown_broadcast"      // 404: no broadcast of that ID (or it was collected)
 	CodeMethodNotAllowed = "method_not_allowed"     // 405
 	CodeFenced           = "fenced"                 // 409: a newer term took the pchannel
-	CodeExists           = "exists"                 // 409: the name is taken (snapshot, restore job, restore target)
+	CodeExists           = "exists"                 // 409: the name is taken (snapshot, restore job, restore target, broadcast ID with other content)
 	CodeVChannelDropped  = "vchannel_dropped"       // 409: the vchannel is dropped (names are never reused)
 	CodeBindingConflict  = "binding_conflict"       // 409: the vchannel exists bound to another pchannel
 	CodeWrongState       = "wrong_state"            // 409: e.g. restoring a snapshot that is not committed
@@ -120,6 +121,10 @@ func classify(err error) *Error {
 		e := errorf(http.StatusServiceUnavailable, CodeNoHolder, "%v", err)
 		e.retryAfter = time.Second
 		return e
+	case errors.Is(err, coordinator.ErrNoBroadcast):
+		return errorf(http.StatusNotFound, CodeUnknownBroadcast, "%v", err)
+	case errors.Is(err, coordinator.ErrBroadcastConflict):
+		return errorf(http.StatusConflict, CodeExists, "%v", err)
 	case errors.Is(err, segmentlog.ErrTxnNotFound):
 		return errorf(http.StatusNotFound, CodeUnknownTxn, "%v", err)
 	case errors.Is(err, segmentlog.ErrTxnExpired):

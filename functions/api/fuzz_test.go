@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
 )
@@ -91,6 +94,8 @@ func FuzzReadRequest(f *testing.F) {
 		"/v1/pchannels//messages",
 		"/v1/leases",
 		"/v1/pchannels",
+		"/v1/broadcasts?state=pending",
+		"/v1/broadcasts/b-1",
 	} {
 		f.Add(s)
 	}
@@ -118,6 +123,74 @@ func FuzzReadRequest(f *testing.F) {
 			var e Error
 			if json.Unmarshal(rec.Body.Bytes(), &e) != nil || e.Code == "" {
 				t.Fatalf("GET %s: %d with a body that is no JSON error: %q", target, rec.Code, rec.Body)
+			}
+		}
+	})
+}
+
+// FuzzDecodeBroadcast: the broadcast body decoder never panics, answers
+// every refusal with a 4xx *Error, and what it accepts is a task whose
+// every copy a writer takes: valid names, distinct vchannels, a known ack
+// mode, a wait within the cap, and copies that encode as a batch within
+// the batch limit.
+func FuzzDecodeBroadcast(f *testing.F) {
+	f.Add(`{"id":"ddl-1","vchannels":["v0","v1"],"payload":"aGk=","properties":{"k":"v"},"ack":"sync","resources":["db.1"],"wait":"2s"}`)
+	f.Add(`{"id":"b","vchannels":["v0"],"wait":"0s"}`)
+	f.Add(`{}`)
+	f.Add(`{"id":"b","vchannels":["v0","v0"]}`)
+	f.Add(`{"id":"b","vchannels":["v0"],"properties":{"cairn.broadcast.deadline":"1"}}`)
+	f.Add("{\"id\":\"b\",\"vchannels\":[\"v0\"],\"properties\":{\"\xff\":\"\"}}")
+	const maxBatch, maxWait = 4 << 10, 20 * time.Second
+	f.Fuzz(func(t *testing.T, body string) {
+		r := httptest.NewRequest("POST", "/v1/broadcasts", strings.NewReader(body))
+		r.Header.Set("Content-Type", ContentTypeJSON)
+		in, err := decodeBroadcast(r, maxBatch, maxWait)
+		if err != nil {
+			var ae *Error
+			if !errors.As(err, &ae) || ae.status < 400 || ae.status >= 500 || ae.Code == "" {
+				t.Fatalf("refusal %v is not a 4xx *Error", err)
+			}
+			return
+		}
+		req := in.req
+		if segmentlog.ValidateName("broadcast ID", req.ID) != nil || len(req.VChannels) == 0 ||
+			len(req.VChannels) > coordinator.MaxBroadcastTargets || (req.Ack != coordinator.AckFast && req.Ack != coordinator.AckSync) ||
+			in.wait < 0 || in.wait > maxWait {
+			t.Fatalf("accepted %+v, wait %v", req, in.wait)
+		}
+		for _, res := range req.Resources {
+			if segmentlog.ValidateName("resource", res) != nil {
+				t.Fatalf("accepted resource %q", res)
+			}
+		}
+		seen := map[string]bool{}
+		deadline := segmentlog.FormatBroadcastDeadline(time.Now().Add(time.Minute))
+		for _, v := range req.VChannels {
+			if seen[v] {
+				t.Fatalf("accepted %s twice", v)
+			}
+			seen[v] = true
+			// The copy as the coordinator sends it and the writer keys it.
+			m := segmentlog.Message{Type: segmentlog.TypeBroadcast, VChannel: v, BroadcastID: req.ID, TimeTick: 1,
+				Payload: req.Payload, Properties: map[string]string{segmentlog.BroadcastDeadlineProperty: deadline},
+				Key: segmentlog.IdemKey{Producer: "@broadcast/" + req.ID + "/" + v, Epoch: 1, Seq: 1}}
+			for k, val := range req.Properties {
+				if k == segmentlog.BroadcastDeadlineProperty {
+					t.Fatalf("accepted the reserved property")
+				}
+				m.Properties[k] = val
+			}
+			// segmentlog's messageBytes, which the writer holds to its
+			// batch limit.
+			size := len(m.Payload) + len(m.VChannel) + len(m.Key.Producer) + len(m.BroadcastID) + 32
+			for k, val := range m.Properties {
+				size += len(k) + len(val) + 2
+			}
+			if size > maxBatch {
+				t.Fatalf("accepted a copy of %d bytes on %s", size, v)
+			}
+			if _, err := (&segmentlog.Batch{Kind: segmentlog.KindData, Term: 1, Messages: []segmentlog.Message{m}}).Encode(); err != nil {
+				t.Fatalf("accepted a copy that does not encode: %v", err)
 			}
 		}
 	})

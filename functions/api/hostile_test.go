@@ -1,8 +1,11 @@
 package api
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -18,6 +21,7 @@ func TestHostileRequests(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.MaxBodyBytes = 8 << 10
 	cfg.MaxAppendMessages = 10
+	cfg.MaxBatchBytes = 4 << 10
 	ts := newTestServer(t, cfg, store)
 
 	okBatch, err := (&segmentlog.Batch{Kind: segmentlog.KindData, Term: 1, Messages: []segmentlog.Message{
@@ -37,6 +41,12 @@ func TestHostileRequests(t *testing.T) {
 	tooManyJSON, _ := json.Marshal(tooMany)
 	const js = ContentTypeJSON
 	const good = `{"messages":[{"vchannel":"v0","payload":"aGk="}]}`
+	var names []string
+	for i := range 1025 {
+		names = append(names, fmt.Sprintf("%q", strconv.FormatInt(int64(i), 36)))
+	}
+	tooManyTargets := `{"id":"b","vchannels":[` + strings.Join(names, ",") + `]}`
+	bigCopy := `{"id":"b","vchannels":["v0"],"payload":"` + base64.StdEncoding.EncodeToString(make([]byte, 5000)) + `"}`
 
 	cases := []struct {
 		name, method, path, ctype, body string
@@ -102,6 +112,32 @@ func TestHostileRequests(t *testing.T) {
 		{"wrong method", "DELETE", "/v1/pchannels/p0/append", "", "", 405, CodeMethodNotAllowed},
 		{"unknown route", "GET", "/v2/pchannels", "", "", 404, CodeNotFound},
 		{"tail query", "GET", "/v1/pchannels/p0/tail?x=1", "", "", 400, CodeMalformed},
+		{"broadcast malformed", "POST", "/v1/broadcasts", js, `{"id":"b","vchannels":[`, 400, CodeMalformed},
+		{"broadcast empty body", "POST", "/v1/broadcasts", js, ``, 400, CodeMalformed},
+		{"broadcast unknown field", "POST", "/v1/broadcasts", js, `{"id":"b","vchannels":["v0"],"colour":"red"}`, 400, CodeMalformed},
+		{"broadcast trailing data", "POST", "/v1/broadcasts", js, `{"id":"b","vchannels":["v0"]}{}`, 400, CodeMalformed},
+		{"broadcast payload not base64", "POST", "/v1/broadcasts", js, `{"id":"b","vchannels":["v0"],"payload":"***"}`, 400, CodeMalformed},
+		{"broadcast wrong content type", "POST", "/v1/broadcasts", "text/plain", `{"id":"b","vchannels":["v0"]}`, 415, CodeUnsupportedType},
+		{"broadcast query", "POST", "/v1/broadcasts?wait=1s", js, `{"id":"b","vchannels":["v0"]}`, 400, CodeMalformed},
+		{"broadcast no ID", "POST", "/v1/broadcasts", js, `{"vchannels":["v0"]}`, 400, CodeInvalidName},
+		{"broadcast bad ID", "POST", "/v1/broadcasts", js, `{"id":"../b","vchannels":["v0"]}`, 400, CodeInvalidName},
+		{"broadcast no vchannels", "POST", "/v1/broadcasts", js, `{"id":"b","vchannels":[]}`, 400, CodeInvalid},
+		{"broadcast null vchannels", "POST", "/v1/broadcasts", js, `{"id":"b","vchannels":null}`, 400, CodeInvalid},
+		{"broadcast too many vchannels", "POST", "/v1/broadcasts", js, tooManyTargets, 400, CodeInvalid},
+		{"broadcast vchannel twice", "POST", "/v1/broadcasts", js, `{"id":"b","vchannels":["v0","v0"]}`, 400, CodeInvalid},
+		{"broadcast bad vchannel", "POST", "/v1/broadcasts", js, `{"id":"b","vchannels":["v0",".."]}`, 400, CodeInvalidName},
+		{"broadcast bad ack", "POST", "/v1/broadcasts", js, `{"id":"b","vchannels":["v0"],"ack":"eventually"}`, 400, CodeInvalid},
+		{"broadcast reserved property", "POST", "/v1/broadcasts", js, `{"id":"b","vchannels":["v0"],"properties":{"cairn.broadcast.deadline":"1"}}`, 400, CodeInvalid},
+		{"broadcast empty property key", "POST", "/v1/broadcasts", js, `{"id":"b","vchannels":["v0"],"properties":{"":"x"}}`, 400, CodeInvalid},
+		{"broadcast bad resource", "POST", "/v1/broadcasts", js, `{"id":"b","vchannels":["v0"],"resources":["a/b"]}`, 400, CodeInvalidName},
+		{"broadcast bad wait", "POST", "/v1/broadcasts", js, `{"id":"b","vchannels":["v0"],"wait":"soon"}`, 400, CodeMalformed},
+		{"broadcast negative wait", "POST", "/v1/broadcasts", js, `{"id":"b","vchannels":["v0"],"wait":"-1s"}`, 400, CodeMalformed},
+		{"broadcast copy over the batch limit", "POST", "/v1/broadcasts", js, bigCopy, 413, CodeTooLarge},
+		{"broadcast unknown vchannel", "POST", "/v1/broadcasts", js, `{"id":"b","vchannels":["v0"]}`, 404, CodeUnknownVChannel},
+		{"broadcast list bad state", "GET", "/v1/broadcasts?state=lost", "", "", 400, CodeMalformed},
+		{"broadcast describe unknown", "GET", "/v1/broadcasts/b", "", "", 404, CodeUnknownBroadcast},
+		{"broadcast describe escaped traversal", "GET", "/v1/broadcasts/..%2Fx", "", "", 400, CodeInvalidName},
+		{"broadcast wrong method", "DELETE", "/v1/broadcasts/b", "", "", 405, CodeMethodNotAllowed},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -14,7 +14,8 @@ import (
 
 // Maintenance is the periodic work of the scheduled maintenance function
 // (functions/maintenance, an EventBridge schedule): the coordinator's
-// stuck-assignment check, a flush of every pchannel, and snapshot GC.
+// stuck-assignment check, a flush of every pchannel, the pending broadcast
+// tasks, and snapshot GC.
 type Maintenance interface {
 	// RunMaintenance runs one round at now. It returns the tasks' errors
 	// joined; a failed task does not stop the others.
@@ -73,6 +74,15 @@ func (t TaskFunc) Run(ctx context.Context, now time.Time) error { return t.Func(
 //   - "flush": snapshot.Flusher.FlushNow on every pchannel with a lease
 //     record (every pchannel ever written), so the schedule is the flush
 //     cadence of an idle deployment;
+//   - "broadcasts": coordinator.Broadcaster.Resume runs every pending
+//     broadcast task (left by a request that stopped waiting, or by a
+//     process that died), for at most MaintenanceBroadcastBudget, with a
+//     writer pool of the round's own: after the flush, so that a sync-ack
+//     task whose copies the flush passed finishes in the same round. The
+//     writers it opened are closed at the end of the task, releasing their
+//     leases for the node functions. Then Broadcaster.Collect deletes the
+//     finished tasks past their retention (1 h). A task still pending when
+//     the budget ends is logged, not an error: the next round resumes it;
 //   - "gc": snapshot.GC.Collect with its defaults (WAL min_age and orphan
 //     age 1 h), reclaiming dropped, unpinned vchannels through the
 //     registry.
@@ -91,6 +101,14 @@ func NewMaintenance(cfg Config, store objstore.Store) (Maintenance, error) {
 		return nil, fmt.Errorf("api: maintenance: %w", err)
 	}
 	reg, err := coordinator.NewRegistry(cfg.coordinatorConfig(), store, leases)
+	if err != nil {
+		return nil, fmt.Errorf("api: maintenance: %w", err)
+	}
+	pool, err := newPool(cfg, store, leases, func(string) {})
+	if err != nil {
+		return nil, fmt.Errorf("api: maintenance: %w", err)
+	}
+	bc, err := coordinator.NewBroadcaster(cfg.broadcastConfig(), store, reg, pool)
 	if err != nil {
 		return nil, fmt.Errorf("api: maintenance: %w", err)
 	}
@@ -124,6 +142,40 @@ func NewMaintenance(cfg Config, store objstore.Store) (Maintenance, error) {
 			return err
 		}},
 		TaskFunc{TaskName: "flush", Func: flush},
+		TaskFunc{TaskName: "broadcasts", Func: func(ctx context.Context, _ time.Time) error {
+			return maintainBroadcasts(ctx, bc, pool, cfg.Logger)
+		}},
 		TaskFunc{TaskName: "gc", Func: func(ctx context.Context, _ time.Time) error { return gc.Collect(ctx) }},
 	}}, nil
+}
+
+// MaintenanceBroadcastBudget bounds how long a maintenance round resumes
+// pending broadcast tasks: Resume runs them one at a time, and a task whose
+// pchannel another process holds, or a sync-ack task whose pchannel is not
+// flushed, waits until its context ends.
+const MaintenanceBroadcastBudget = 30 * time.Second
+
+// maintainBroadcasts is the round's "broadcasts" task: resume the pending
+// tasks within MaintenanceBroadcastBudget, close the writers it opened
+// (releasing their leases), and collect the finished tasks.
+func maintainBroadcasts(ctx context.Context, bc *coordinator.Broadcaster, pool *Pool, log *slog.Logger) error {
+	rctx, cancel := context.WithTimeout(ctx, MaintenanceBroadcastBudget)
+	resumed, err := bc.Resume(rctx)
+	cancel()
+	if err != nil && rctx.Err() != nil && ctx.Err() == nil {
+		log.Info("broadcasts still pending after the round's budget; the next round resumes them", "budget", MaintenanceBroadcastBudget)
+		err = nil
+	}
+	rel, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	for _, w := range pool.Writers() {
+		if rerr := pool.Release(rel, w.PChannel); rerr != nil {
+			log.Warn("broadcasts: writer not closed; its lease will expire", "pchannel", w.PChannel, "err", rerr)
+		}
+	}
+	collected, cerr := bc.Collect(ctx)
+	if resumed > 0 || collected > 0 {
+		log.Info("broadcasts", "resumed", resumed, "collected", collected)
+	}
+	return errors.Join(err, cerr)
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -10,6 +11,9 @@ import (
 	"github.com/cairnlog/cairn/infra/objstore"
 )
 
+// wildcards finds the wildcards of a route's path: "{p}" and its name.
+var wildcards = regexp.MustCompile(`\{([a-z]+)\}`)
+
 // TestOpenAPICoversRoutes walks the registered routes and the document's
 // paths: each route is documented, and each documented operation is a
 // route.
@@ -17,6 +21,10 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 	var doc struct {
 		OpenAPI string                               `yaml:"openapi"`
 		Paths   map[string]map[string]map[string]any `yaml:"paths"`
+		// Components are read for their path parameters.
+		Components struct {
+			Parameters map[string]struct{ Name, In string } `yaml:"parameters"`
+		} `yaml:"components"`
 	}
 	if err := yaml.Unmarshal(OpenAPI(), &doc); err != nil {
 		t.Fatalf("openapi.yaml: %v", err)
@@ -47,19 +55,17 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 		if _, ok := o["responses"]; !ok {
 			t.Errorf("route %s: no responses documented", rt.Pattern())
 		}
-		// Path parameters are declared.
-		for wildcard, ref := range map[string]string{
-			"{p}": "PChannel", "{v}": "VChannel", "{name}": "SnapshotName", "{id}": "RestoreID", "{txn}": "Txn",
-		} {
-			if !strings.Contains(rt.Path, wildcard) {
-				continue
-			}
+		// Path parameters are declared, each by a reference to a component
+		// parameter of the wildcard's name.
+		for _, wildcard := range wildcards.FindAllStringSubmatch(rt.Path, -1) {
 			params, _ := o["parameters"].([]any)
 			if !slices.ContainsFunc(params, func(p any) bool {
 				m, _ := p.(map[string]any)
-				return m["$ref"] == "#/components/parameters/"+ref
+				ref, _ := m["$ref"].(string)
+				c, ok := doc.Components.Parameters[strings.TrimPrefix(ref, "#/components/parameters/")]
+				return strings.HasPrefix(ref, "#/components/parameters/") && ok && c.Name == wildcard[1] && c.In == "path"
 			}) {
-				t.Errorf("route %s: path parameter %s not declared", rt.Pattern(), wildcard)
+				t.Errorf("route %s: path parameter %s not declared", rt.Pattern(), wildcard[0])
 			}
 		}
 	}

@@ -32,6 +32,8 @@ type MessageOut struct {
 	Payload    []byte            `json:"payload,omitempty"`
 	Properties map[string]string `json:"properties,omitempty"`
 	Key        *Key              `json:"key,omitempty"`
+	// BroadcastID names the broadcast a broadcast copy belongs to.
+	BroadcastID string `json:"broadcast_id,omitempty"`
 	// Restored: the message is part of a restored vchannel's history, read
 	// from the snapshot's segments; Offset, Index and Term are those of the
 	// snapshot's source pchannel, and its position is restored:OFFSET.INDEX.
@@ -298,6 +300,7 @@ func messageOut(d segmentlog.Delivery) MessageOut {
 	m := MessageOut{
 		Offset: d.ID.Offset, Index: d.ID.Index, Term: d.Term, TimeTick: d.TimeTick,
 		Type: d.Type.String(), VChannel: d.VChannel, Payload: d.Payload, Properties: d.Properties,
+		BroadcastID: d.BroadcastID,
 	}
 	if !d.Key.IsZero() {
 		m.Key = &Key{Producer: d.Key.Producer, Epoch: d.Key.Epoch, Seq: d.Key.Seq}

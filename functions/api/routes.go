@@ -37,7 +37,7 @@ func (s *Server) routeTable() []Route {
 		{Method: "POST", Path: "/v1/txns/{txn}/commit", Role: RoleNode, handle: s.handleTxnCommit},
 		{Method: "POST", Path: "/v1/txns/{txn}/rollback", Role: RoleNode, handle: s.handleTxnRollback},
 
-		// Coordinator: leases, status and the vchannel registry.
+		// Coordinator: leases, status, the vchannel registry and broadcasts.
 		{Method: "GET", Path: "/v1/pchannels", Role: RoleCoordinator, handle: s.handleStatus},
 		{Method: "GET", Path: "/v1/pchannels/{p}/lease", Role: RoleCoordinator, handle: s.handleLease},
 		{Method: "GET", Path: "/v1/leases", Role: RoleCoordinator, handle: s.handleLeases},
@@ -46,6 +46,9 @@ func (s *Server) routeTable() []Route {
 		{Method: "GET", Path: "/v1/vchannels/{v}", Role: RoleCoordinator, handle: s.handleVChannelDescribe},
 		{Method: "DELETE", Path: "/v1/vchannels/{v}", Role: RoleCoordinator, handle: s.handleVChannelDrop},
 		{Method: "GET", Path: "/v1/vchannels/{v}/location", Role: RoleCoordinator, handle: s.handleVChannelLocate},
+		{Method: "POST", Path: "/v1/broadcasts", Role: RoleCoordinator, handle: s.handleBroadcast},
+		{Method: "GET", Path: "/v1/broadcasts", Role: RoleCoordinator, handle: s.handleBroadcastList},
+		{Method: "GET", Path: "/v1/broadcasts/{id}", Role: RoleCoordinator, handle: s.handleBroadcastDescribe},
 
 		// Snapshot: flush, snapshots and restores.
 		{Method: "POST", Path: "/v1/pchannels/{p}/flush", Role: RoleSnapshot, handle: s.handleFlush},

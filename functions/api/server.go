@@ -42,20 +42,21 @@ const (
 // Lambda container keeps it across invocations) and mount Handler. Safe for
 // concurrent use.
 type Server struct {
-	cfg      Config
-	store    objstore.Store // counted
-	leases   *coordinator.Leases
-	registry *coordinator.Registry
-	snaps    *snapshot.Snapshots
-	pool     *Pool
-	segs     *snapshot.SegmentReader // reads below the flush checkpoint, and restored histories
-	metrics  *metrics
-	log      *slog.Logger
-	routes   []Route
-	waiters  chan struct{} // semaphore of reads waiting at the tail
-	known    sync.Map      // pchannel → struct{}: has a lease record (records are never deleted)
-	vchans   vchannelCache
-	restores *restoreRuns
+	cfg        Config
+	store      objstore.Store // counted
+	leases     *coordinator.Leases
+	registry   *coordinator.Registry
+	broadcasts *coordinator.Broadcaster // appends the copies through pool
+	snaps      *snapshot.Snapshots
+	pool       *Pool
+	segs       *snapshot.SegmentReader // reads below the flush checkpoint, and restored histories
+	metrics    *metrics
+	log        *slog.Logger
+	routes     []Route
+	waiters    chan struct{} // semaphore of reads waiting at the tail
+	known      sync.Map      // pchannel → struct{}: has a lease record (records are never deleted)
+	vchans     vchannelCache
+	restores   *restoreRuns
 }
 
 // New builds a Server over store. It sends no request.
@@ -82,6 +83,10 @@ func New(cfg Config, store objstore.Store) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
+	s.broadcasts, err = coordinator.NewBroadcaster(cfg.broadcastConfig(), s.store, s.registry, s.pool)
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
 	s.snaps, err = snapshot.NewSnapshots(snapshot.SnapshotsConfig{Layout: cfg.Layout, Now: cfg.Now, Logger: cfg.Logger}, s.store, s.registry)
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
@@ -102,6 +107,10 @@ func (s *Server) Store() objstore.Store { return s.store }
 
 // Registry is the server's vchannel registry.
 func (s *Server) Registry() *coordinator.Registry { return s.registry }
+
+// Broadcaster runs the server's broadcast tasks; it appends through the
+// server's writer pool. `cairn serve` resumes pending tasks with it.
+func (s *Server) Broadcaster() *coordinator.Broadcaster { return s.broadcasts }
 
 // Pool is the server's writer pool.
 func (s *Server) Pool() *Pool { return s.pool }

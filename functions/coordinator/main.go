@@ -1,6 +1,7 @@
 // Command coordinator is the coordinator Lambda function: lease records, the
-// pchannel status table and the vchannel registry (create, list, describe,
-// drop, locate), behind a Function URL (response streaming, AWS_IAM).
+// pchannel status table, the vchannel registry (create, list, describe,
+// drop, locate) and broadcasts, behind a Function URL (response streaming,
+// AWS_IAM).
 package main
 
 import (

@@ -1,0 +1,273 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/segmentlog"
+)
+
+// Broadcasts (coordinator role): one message on several vchannels, a copy
+// on each, as a coordinator.Broadcaster task. The server's Broadcaster
+// appends the copies through this process's writer pool, like vchannel
+// create and drop. A task is idempotent by ID: the POST of an ID again
+// returns its task (and resumes it if it is pending); a pending task left
+// by a request that stopped waiting, or by a process that died, is resumed
+// by `cairn serve`'s broadcast loop and by the maintenance function.
+
+// Defaults of the broadcast route's wait.
+const (
+	// DefaultBroadcastWait is how long POST /v1/broadcasts runs a task
+	// before it answers 202 with the task pending, when the body names no
+	// wait. Capped, like every wait of the API, at Config.MaxWait.
+	DefaultBroadcastWait = 10 * time.Second
+)
+
+// BroadcastRequest is the body of POST /v1/broadcasts.
+type BroadcastRequest struct {
+	// ID names the broadcast: sending it again returns the same task, and
+	// each vchannel gets one copy however often it is sent.
+	ID         string            `json:"id"`
+	VChannels  []string          `json:"vchannels"`
+	Payload    []byte            `json:"payload,omitempty"` // base64 in JSON
+	Properties map[string]string `json:"properties,omitempty"`
+	// Ack is "fast" (default: a copy counts once it is in the WAL) or
+	// "sync" (once its pchannel's flush checkpoint has passed it).
+	Ack string `json:"ack,omitempty"`
+	// Resources are more resource locks to hold while appending (names).
+	Resources []string `json:"resources,omitempty"`
+	// Wait bounds how long the route runs the task before it answers with
+	// the task pending: a Go duration, default DefaultBroadcastWait,
+	// capped at Config.MaxWait; "0s" only persists the task.
+	Wait string `json:"wait,omitempty"`
+}
+
+// BroadcastOut is a broadcast task as the API shows it (without its
+// payload and properties, which only the copies carry).
+type BroadcastOut struct {
+	ID         string               `json:"id"`
+	State      string               `json:"state"` // pending, done or failed
+	Ack        string               `json:"ack"`   // fast or sync
+	Targets    []BroadcastTargetOut `json:"targets"`
+	Error      string               `json:"error,omitempty"` // why it failed
+	CreatedAt  time.Time            `json:"created_at"`
+	FinishedAt *time.Time           `json:"finished_at,omitempty"`
+	Version    uint64               `json:"version"`
+}
+
+// BroadcastTargetOut is one vchannel of a broadcast and how far its copy
+// got.
+type BroadcastTargetOut struct {
+	VChannel string `json:"vchannel"`
+	PChannel string `json:"pchannel"`
+	// Appended is where the copy landed; null until it is acknowledged.
+	Appended *MarkOut `json:"appended"`
+	// Synced: the pchannel's flush checkpoint has passed the copy.
+	Synced bool `json:"synced"`
+	// Skipped says why no copy was appended ("dropped": the vchannel was
+	// dropped before its copy was sent).
+	Skipped string `json:"skipped,omitempty"`
+}
+
+// BroadcastsResponse answers GET /v1/broadcasts.
+type BroadcastsResponse struct {
+	Broadcasts []BroadcastOut `json:"broadcasts"`
+}
+
+func broadcastOut(b coordinator.Broadcast) BroadcastOut {
+	out := BroadcastOut{ID: b.ID, State: string(b.State), Ack: string(b.Ack), Error: b.Error,
+		CreatedAt: b.CreatedAt, Version: b.Version, Targets: make([]BroadcastTargetOut, len(b.Targets))}
+	if !b.FinishedAt.IsZero() {
+		t := b.FinishedAt
+		out.FinishedAt = &t
+	}
+	for i, t := range b.Targets {
+		out.Targets[i] = BroadcastTargetOut{VChannel: t.VChannel, PChannel: t.PChannel, Appended: markOut(t.Appended),
+			Synced: t.Synced, Skipped: t.Skipped}
+	}
+	return out
+}
+
+// broadcastInput is a decoded, validated broadcast request.
+type broadcastInput struct {
+	req  coordinator.BroadcastRequest
+	wait time.Duration
+}
+
+// decodeBroadcast reads and checks the body of POST /v1/broadcasts as
+// strictly as an append: every copy must be one the writers take
+// (maxBatchBytes is their batch limit), so that a task is never persisted
+// with a message no writer will ever append. Every failure is an *Error
+// (400, 413 or 415); the wait is capped at maxWait.
+func decodeBroadcast(r *http.Request, maxBatchBytes int, maxWait time.Duration) (broadcastInput, error) {
+	var body BroadcastRequest
+	if err := readJSON(r, &body, false); err != nil {
+		return broadcastInput{}, err
+	}
+	bad := func(format string, args ...any) (broadcastInput, error) {
+		return broadcastInput{}, errorf(http.StatusBadRequest, CodeInvalid, format, args...)
+	}
+	badName := func(err error) (broadcastInput, error) {
+		return broadcastInput{}, errorf(http.StatusBadRequest, CodeInvalidName, "%v", err)
+	}
+	if err := segmentlog.ValidateName("broadcast ID", body.ID); err != nil {
+		return badName(err)
+	}
+	in := broadcastInput{wait: min(DefaultBroadcastWait, maxWait), req: coordinator.BroadcastRequest{
+		ID: body.ID, VChannels: body.VChannels, Payload: body.Payload, Properties: body.Properties,
+		Ack: coordinator.AckMode(body.Ack), Resources: body.Resources,
+	}}
+	switch in.req.Ack {
+	case "":
+		in.req.Ack = coordinator.AckFast
+	case coordinator.AckFast, coordinator.AckSync:
+	default:
+		return bad("ack %q: want %s or %s", body.Ack, coordinator.AckFast, coordinator.AckSync)
+	}
+	if body.Wait != "" {
+		d, err := time.ParseDuration(body.Wait)
+		if err != nil || d < 0 {
+			return broadcastInput{}, errorf(http.StatusBadRequest, CodeMalformed, "wait %q: want a non-negative Go duration such as 500ms or 10s", body.Wait)
+		}
+		in.wait = min(d, maxWait)
+	}
+	if n := len(body.VChannels); n == 0 || n > coordinator.MaxBroadcastTargets {
+		return bad("a broadcast needs 1 to %d vchannels, got %d", coordinator.MaxBroadcastTargets, n)
+	}
+	seen := map[string]bool{}
+	longest := 0
+	for _, v := range body.VChannels {
+		if err := segmentlog.ValidateName("vchannel", v); err != nil {
+			return badName(err)
+		}
+		if seen[v] {
+			return bad("vchannel %q named twice", v)
+		}
+		seen[v] = true
+		longest = max(longest, len(v))
+	}
+	for _, res := range body.Resources {
+		if err := segmentlog.ValidateName("resource", res); err != nil {
+			return badName(err)
+		}
+	}
+	// The copy of the longest vchannel is the largest: the writer counts
+	// its vchannel, its key (@broadcast/ID/vchannel), its broadcast ID and
+	// the deadline property the coordinator adds (segmentlog messageBytes).
+	size := len(body.Payload) + longest + len("@broadcast/") + len(body.ID) + 1 + longest + len(body.ID) + 32 +
+		len(segmentlog.BroadcastDeadlineProperty) + len("9999999999999") + 2
+	for k, v := range body.Properties {
+		if k == segmentlog.BroadcastDeadlineProperty {
+			return bad("property %s is set by the coordinator", k)
+		}
+		if k == "" || len(k) > segmentlog.MaxStringLen || len(v) > segmentlog.MaxStringLen ||
+			!utf8.ValidString(k) || !utf8.ValidString(v) {
+			return bad("property %q: keys must be 1..%d bytes and values at most %d, in UTF-8", k, segmentlog.MaxStringLen, segmentlog.MaxStringLen)
+		}
+		size += len(k) + len(v) + 2
+	}
+	if size > maxBatchBytes {
+		return broadcastInput{}, errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "a copy takes %d bytes; at most %d", size, maxBatchBytes)
+	}
+	return in, nil
+}
+
+// handleBroadcast submits a broadcast and runs it for the request's wait:
+// 200 with the task once it is done or failed (state says which), 202
+// with the task still pending (the wait ran out, another process is
+// running it, or a sync ack waits for a flush).
+func (s *Server) handleBroadcast(w http.ResponseWriter, r *http.Request) error {
+	if err := noQuery(r); err != nil {
+		return err
+	}
+	in, err := decodeBroadcast(r, s.cfg.MaxBatchBytes, s.cfg.MaxWait)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	_, err = s.broadcasts.Describe(ctx, in.req.ID)
+	switch {
+	case errors.Is(err, coordinator.ErrNoBroadcast):
+		// A new task: its vchannels must exist and be active, and a
+		// vchannel whose create was cut short gets its create message
+		// first, so that no copy lands before it.
+		for _, v := range in.req.VChannels {
+			if _, err := s.activeVChannel(ctx, v); err != nil {
+				return err
+			}
+		}
+	case err != nil:
+		return err
+	}
+	var t coordinator.Broadcast
+	if in.wait == 0 {
+		t, err = s.broadcasts.Submit(ctx, in.req)
+	} else {
+		wctx, cancel := context.WithTimeout(ctx, in.wait)
+		t, err = s.broadcasts.Broadcast(wctx, in.req)
+		waited := wctx.Err() != nil && ctx.Err() == nil // the wait ran out, not the request
+		cancel()
+		if errors.Is(err, coordinator.ErrBroadcastFailed) {
+			err = nil // a finished task: its state and error say how it ended
+		}
+		if errors.Is(err, coordinator.ErrBroadcastBusy) || (err != nil && waited) {
+			// Still pending: answer the task as it is now.
+			if cur, derr := s.broadcasts.Describe(ctx, in.req.ID); derr == nil {
+				t, err = cur, nil
+			}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if t.State == coordinator.BroadcastPending {
+		status = http.StatusAccepted
+	}
+	writeJSON(w, status, broadcastOut(t))
+	return nil
+}
+
+func (s *Server) handleBroadcastList(w http.ResponseWriter, r *http.Request) error {
+	if err := onlyQuery(r, "state"); err != nil {
+		return err
+	}
+	state := coordinator.BroadcastState(r.URL.Query().Get("state"))
+	switch state {
+	case "", coordinator.BroadcastPending, coordinator.BroadcastDone, coordinator.BroadcastFailed:
+	default:
+		return errorf(http.StatusBadRequest, CodeMalformed, "state %q: want pending, done or failed", state)
+	}
+	all, err := s.broadcasts.List(r.Context())
+	if err != nil {
+		return err
+	}
+	resp := BroadcastsResponse{Broadcasts: []BroadcastOut{}}
+	for _, t := range all {
+		if state == "" || t.State == state {
+			resp.Broadcasts = append(resp.Broadcasts, broadcastOut(t))
+		}
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+func (s *Server) handleBroadcastDescribe(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if err := segmentlog.ValidateName("broadcast ID", id); err != nil {
+		return err
+	}
+	if err := noQuery(r); err != nil {
+		return err
+	}
+	t, err := s.broadcasts.Describe(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, broadcastOut(t))
+	return nil
+}
