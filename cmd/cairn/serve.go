@@ -37,6 +37,9 @@ const (
 	defaultFlushInterval = time.Second
 	defaultFlushMaxAge   = 10 * time.Minute
 	defaultGCInterval    = 5 * time.Minute
+	// defaultBroadcastInterval: a pending broadcast costs a LIST of the
+	// broadcast records per round.
+	defaultBroadcastInterval = 5 * time.Second
 )
 
 // withDefaults fills what a serveOptions built without flags (tests) lacks.
@@ -53,6 +56,9 @@ func (o serveOptions) withDefaults() serveOptions {
 	if o.system.gcInterval == 0 {
 		o.system.gcInterval = defaultGCInterval
 	}
+	if o.system.broadcastInterval == 0 {
+		o.system.broadcastInterval = defaultBroadcastInterval
+	}
 	return o
 }
 
@@ -65,8 +71,11 @@ func newServeCmd() *cobra.Command {
 coordinator and snapshot functions (with /healthz and /metrics), and beside
 it the coordinator's balancer, a node that takes the pchannels the balancer
 assigns it (the pchannel set, --pchannels), a flusher for every pchannel it
-holds (--flush-interval, --flush-max-age) and snapshot GC (--gc-interval,
-deleting WAL and orphan segments older than an hour).
+holds (--flush-interval, --flush-max-age), snapshot GC (--gc-interval,
+deleting WAL and orphan segments older than an hour), and a loop that
+resumes pending broadcasts (--broadcast-interval: those whose request
+stopped waiting, or whose process stopped) and deletes finished ones an
+hour old.
 
 It opens the object store — a local directory by default (--store fs), or
 S3/MinIO (--store s3, configured by CAIRN_S3_BUCKET, CAIRN_S3_PREFIX,
@@ -81,9 +90,9 @@ functions apply too (CAIRN_LEASE_TTL, CAIRN_LEASE_MARGIN, CAIRN_LEASE_WAIT,
 CAIRN_CACHE_BYTES, CAIRN_MAX_BODY_BYTES, CAIRN_MAX_WAIT, CAIRN_LOG_LEVEL).
 
 Ctrl-C (SIGINT) or SIGTERM stops it gracefully: it stops taking requests,
-stops the balancer, flushers and GC, closes every writer and releases its
-lease, and marks its node session stopped, so another node takes the
-pchannels over at once.`,
+stops the balancer, flushers, GC and the broadcast loop, closes every
+writer and releases its lease, and marks its node session stopped, so
+another node takes the pchannels over at once.`,
 		Example: `  cairn serve
   cairn serve --addr 127.0.0.1:0 --data-dir /tmp/cairn --pchannels p0,p1
   CAIRN_S3_ENDPOINT=http://127.0.0.1:9000 CAIRN_S3_BUCKET=cairn cairn serve --store s3 --create-bucket`,
@@ -107,14 +116,15 @@ pchannels over at once.`,
 	f.DurationVar(&o.system.flushInterval, "flush-interval", defaultFlushInterval, "how often the flusher of a held pchannel looks at its WAL")
 	f.DurationVar(&o.system.flushMaxAge, "flush-max-age", defaultFlushMaxAge, "flush a pchannel once its oldest unflushed message is this old (or 8 MiB are waiting)")
 	f.DurationVar(&o.system.gcInterval, "gc-interval", defaultGCInterval, "how often snapshot GC runs")
+	f.DurationVar(&o.system.broadcastInterval, "broadcast-interval", defaultBroadcastInterval, "how often pending broadcasts are resumed")
 	return cmd
 }
 
 // serve runs the API until ctx ends, then shuts down gracefully.
 func serve(ctx context.Context, o serveOptions, getenv func(string) string, out io.Writer) error {
 	o = o.withDefaults()
-	if o.system.flushInterval <= 0 || o.system.flushMaxAge < 0 || o.system.gcInterval <= 0 {
-		return errors.New("--flush-interval and --gc-interval must be positive, --flush-max-age not negative")
+	if o.system.flushInterval <= 0 || o.system.flushMaxAge < 0 || o.system.gcInterval <= 0 || o.system.broadcastInterval <= 0 {
+		return errors.New("--flush-interval, --gc-interval and --broadcast-interval must be positive, --flush-max-age not negative")
 	}
 	env, err := api.LoadEnv(getenv)
 	if err != nil {
@@ -182,7 +192,7 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, out 
 		log.Info("shutting down: draining requests, then releasing leases")
 	}
 	// Stop taking requests (long polls get a few seconds); stop the
-	// balancer, flushers and GC, and let the node release its pchannels and
+	// balancer, flushers, GC and broadcast loop, and let the node release its pchannels and
 	// stop its session; then close the writers left, which releases their
 	// leases with their tails.
 	httpCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

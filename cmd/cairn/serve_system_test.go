@@ -15,12 +15,14 @@ import (
 
 // TestServeRunsTheSystem: serve's node takes every pchannel of the set (its
 // leases name the node, and locate gives serve's own address), a held
-// pchannel is flushed by its flusher, and a graceful stop releases every
-// lease and stops the node's session.
+// pchannel is flushed by its flusher, a broadcast left pending is run by
+// the broadcast loop, and a graceful stop releases every lease and stops
+// the node's session.
 func TestServeRunsTheSystem(t *testing.T) {
 	dir := t.TempDir()
 	base, banner, stop := startServe(t, serveOptions{addr: "127.0.0.1:0", store: "fs", dataDir: dir,
-		pchannels: []string{"pa", "pb"}, system: systemOptions{flushInterval: 50 * time.Millisecond, flushMaxAge: time.Millisecond}}, nil)
+		pchannels: []string{"pa", "pb"}, system: systemOptions{flushInterval: 50 * time.Millisecond, flushMaxAge: time.Millisecond,
+			broadcastInterval: 50 * time.Millisecond}}, nil)
 	if !strings.Contains(banner, "pchannels: pa,pb") || !strings.Contains(banner, "node: serve-") {
 		t.Fatalf("banner %q", banner)
 	}
@@ -95,6 +97,35 @@ func TestServeRunsTheSystem(t *testing.T) {
 			t.Fatalf("pb not flushed: %s", body)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+
+	// A sync-ack broadcast only persisted by its request (wait 0s): the
+	// broadcast loop appends its copy, pb's flusher passes it, and the loop
+	// marks it done.
+	code, body = call(t, "POST", base+"/v1/broadcasts", "", `{"id":"b1","vchannels":["v0"],"payload":"Yg==","ack":"sync","wait":"0s"}`)
+	if code != 202 || !strings.Contains(string(body), `"state":"pending"`) {
+		t.Fatalf("broadcast: %d %s", code, body)
+	}
+	for {
+		code, body := call(t, "GET", base+"/v1/broadcasts/b1", "", "")
+		var task struct {
+			State   string
+			Targets []struct{ Synced bool }
+		}
+		if code != 200 || json.Unmarshal(body, &task) != nil {
+			t.Fatalf("describe broadcast: %d %s", code, body)
+		}
+		if task.State == "done" && len(task.Targets) == 1 && task.Targets[0].Synced {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("broadcast not finished by the loop: %s", body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	code, body = call(t, "GET", base+"/v1/vchannels/v0/messages?type=broadcast", "", "")
+	if code != 200 || strings.Count(string(body), `"broadcast_id":"b1"`) != 1 {
+		t.Fatalf("v0's broadcast copies: %d %s", code, body)
 	}
 
 	if err := stop(); err != nil {

@@ -20,14 +20,28 @@ type systemOptions struct {
 	flushInterval time.Duration // how often a held pchannel's flusher looks at its WAL
 	flushMaxAge   time.Duration // flush once the oldest unflushed message is this old
 	gcInterval    time.Duration // how often snapshot GC runs
+	// broadcastInterval is how often pending broadcast tasks are resumed.
+	broadcastInterval time.Duration
 }
+
+// The broadcast loop's bounds: a round resumes the pending tasks one at a
+// time, each until the round's context ends (a sync-ack task waits there
+// for its pchannels' flushes), so a round is cut at broadcastRoundTimeout;
+// finished tasks past their retention are deleted once a
+// broadcastCollectInterval.
+const (
+	broadcastRoundTimeout    = 30 * time.Second
+	broadcastCollectInterval = time.Minute
+)
 
 // system is everything `cairn serve` runs beside the HTTP API, in one
 // process: a Balancer (the coordinator's checker), a coordinator.Node whose
 // Holder is the API's writer pool (so the node takes the pchannels the
 // balancer assigns it, and appends to them land in the same writers), a
-// snapshot.Flusher per held pchannel, and a periodic snapshot GC. The
-// vchannel registry lives in the API server. run stops it all when its
+// snapshot.Flusher per held pchannel, a periodic snapshot GC, and a loop
+// that resumes pending broadcast tasks with the API server's Broadcaster
+// (whose copies go through the same pool). The vchannel registry lives in
+// the API server. run stops it all when its
 // context ends: the node releases its pchannels (closing their writers,
 // which releases the leases) and marks its session stopped.
 type system struct {
@@ -70,7 +84,7 @@ func (s *system) run(ctx context.Context) {
 	h := s.holder
 	h.ctx = ctx
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() {
 		defer wg.Done()
 		_ = s.balancer.Run(ctx)
@@ -96,8 +110,53 @@ func (s *system) run(ctx context.Context) {
 			}
 		}
 	}()
+	go func() {
+		defer wg.Done()
+		s.runBroadcasts(ctx)
+	}()
 	wg.Wait()
 	h.stopAll()
+}
+
+// runBroadcasts resumes the pending broadcast tasks every
+// broadcastInterval — those whose request stopped waiting, or whose
+// process died — and deletes the finished ones past their retention, until
+// ctx ends. Tasks another run holds are left to it.
+func (s *system) runBroadcasts(ctx context.Context) {
+	b := s.srv.Broadcaster()
+	t := time.NewTicker(s.opts.broadcastInterval)
+	defer t.Stop()
+	lastCollect := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, broadcastRoundTimeout)
+		n, err := b.Resume(rctx)
+		timedOut := rctx.Err() != nil
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil && timedOut:
+			s.log.Debug("broadcasts still pending after a round", "err", err)
+		case err != nil:
+			s.log.Warn("broadcast round failed", "err", err)
+		}
+		if n > 0 {
+			s.log.Info("broadcasts resumed", "finished", n)
+		}
+		if time.Since(lastCollect) >= broadcastCollectInterval {
+			lastCollect = time.Now()
+			if n, err := b.Collect(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("broadcast collect failed", "err", err)
+			} else if n > 0 {
+				s.log.Info("broadcasts collected", "deleted", n)
+			}
+		}
+	}
 }
 
 // flushingHolder is the node's coordinator.Holder: the API's writer pool,

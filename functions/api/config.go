@@ -78,8 +78,9 @@ type Config struct {
 	// one message is always returned). Default 4 MiB, so that a response
 	// stays under Lambda's 6 MB even in base64.
 	MaxReadBytes int
-	// MaxWait caps the wait parameter of a read (long poll). Default 20 s;
-	// a Lambda function's timeout must exceed it.
+	// MaxWait caps the wait parameter of a read (long poll) and the wait
+	// of a broadcast request. Default 20 s; a Lambda function's timeout
+	// must exceed it.
 	MaxWait time.Duration
 	// MaxWaiters bounds the reads waiting at the tail at once; more are
 	// answered 429 with Retry-After. Default 1,024.

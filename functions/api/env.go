@@ -33,7 +33,7 @@ var EnvVars = []EnvVar{
 	{Name: "CAIRN_LEASE_WAIT", Doc: "how long a request waits for another holder's lease before 503 (default 2s)"},
 	{Name: "CAIRN_CACHE_BYTES", Doc: "write-ahead cache budget in bytes (default 64 MiB in Lambda, 256 MiB elsewhere)"},
 	{Name: "CAIRN_MAX_BODY_BYTES", Doc: "request body limit in bytes (default 2 MiB + 64 KiB)"},
-	{Name: "CAIRN_MAX_WAIT", Doc: "longest read long-poll, a Go duration (default 20s; below the function timeout)"},
+	{Name: "CAIRN_MAX_WAIT", Doc: "longest read long-poll and broadcast wait, a Go duration (default 20s; below the function timeout)"},
 	{Name: "CAIRN_LOG_LEVEL", Doc: "debug, info, warn or error (default info)"},
 }
 
