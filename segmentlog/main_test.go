@@ -34,3 +34,9 @@ func minioStore(tb testing.TB) objstore.Store {
 	}
 	return st
 }
+
+// onStores runs test on a memory store and on MinIO, as subtests.
+func onStores(t *testing.T, test func(t *testing.T, store objstore.Store)) {
+	t.Run("memory", func(t *testing.T) { test(t, objstore.NewMemory()) })
+	t.Run("minio", func(t *testing.T) { test(t, minioStore(t)) })
+}

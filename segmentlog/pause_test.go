@@ -12,45 +12,46 @@ import (
 )
 
 func TestScannerPause(t *testing.T) {
-	ctx := context.Background()
-	store := objstore.NewMemory()
-	w := openWriter(t, store, "p1", nil)
-	defer w.Close(ctx)
-	gate := sl.NewPauseGate(time.Hour)
-	paused, err := sl.NewScanner(ctx, sl.ScannerConfig{PChannel: "p1", Layout: testLayout, Pause: gate}, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ignoring, err := sl.NewScanner(ctx, sl.ScannerConfig{PChannel: "p1", Layout: testLayout, Pause: gate, IgnorePause: true}, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 5; i++ {
-		if _, err := w.Append(ctx, dataMsg("v", fmt.Sprint(i))); err != nil {
-			t.Fatalf("the writer must keep appending during the pause: %v", err)
+	onStores(t, func(t *testing.T, store objstore.Store) {
+		ctx := context.Background()
+		w := openWriter(t, store, "p1", nil)
+		defer w.Close(ctx)
+		gate := sl.NewPauseGate(time.Hour)
+		paused, err := sl.NewScanner(ctx, sl.ScannerConfig{PChannel: "p1", Layout: testLayout, Pause: gate}, store)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if d, err := ignoring.Next(ctx); err != nil || string(d.Payload) != "0" {
-		t.Fatalf("a consumer ignoring the pause: %v %q", err, d.Payload)
-	}
-	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-	defer cancel()
-	if d, err := paused.Next(short); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("paused scanner delivered %v (%v) during the pause", d.ID, err)
-	}
-	if st := gate.Stats(); !st.Paused || st.WaitTotal <= 0 {
-		t.Fatalf("pause metrics %+v: want paused with wait time", st)
-	}
-	gate.Resume()
-	for i := 0; i < 5; i++ {
-		d, err := paused.Next(ctx)
-		if err != nil || string(d.Payload) != fmt.Sprint(i) {
-			t.Fatalf("after the pause, message %d: %v %q", i, err, d.Payload)
+		ignoring, err := sl.NewScanner(ctx, sl.ScannerConfig{PChannel: "p1", Layout: testLayout, Pause: gate, IgnorePause: true}, store)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if gate.Stats().Paused {
-		t.Fatal("gate still paused after Resume")
-	}
+		for i := 0; i < 5; i++ {
+			if _, err := w.Append(ctx, dataMsg("v", fmt.Sprint(i))); err != nil {
+				t.Fatalf("the writer must keep appending during the pause: %v", err)
+			}
+		}
+		if d, err := ignoring.Next(ctx); err != nil || string(d.Payload) != "0" {
+			t.Fatalf("a consumer ignoring the pause: %v %q", err, d.Payload)
+		}
+		short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+		if d, err := paused.Next(short); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("paused scanner delivered %v (%v) during the pause", d.ID, err)
+		}
+		if st := gate.Stats(); !st.Paused || st.WaitTotal <= 0 {
+			t.Fatalf("pause metrics %+v: want paused with wait time", st)
+		}
+		gate.Resume()
+		for i := 0; i < 5; i++ {
+			d, err := paused.Next(ctx)
+			if err != nil || string(d.Payload) != fmt.Sprint(i) {
+				t.Fatalf("after the pause, message %d: %v %q", i, err, d.Payload)
+			}
+		}
+		if gate.Stats().Paused {
+			t.Fatal("gate still paused after Resume")
+		}
+	})
 }
 
 // TestIdleTimeTicks measures what an idle pchannel writes: after a run of
