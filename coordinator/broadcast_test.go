@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnlog/cairn/infra/miniotest"
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
 )
@@ -22,7 +23,12 @@ type broadcastFixture struct {
 
 func newBroadcastFixture(t *testing.T, pchannels []string, vchannels int) *broadcastFixture {
 	t.Helper()
-	f := &broadcastFixture{registryFixture: newRegistryFixture(t, pchannels...)}
+	return newBroadcastFixtureOn(t, objstore.NewMemory(), pchannels, vchannels)
+}
+
+func newBroadcastFixtureOn(t *testing.T, store objstore.Store, pchannels []string, vchannels int) *broadcastFixture {
+	t.Helper()
+	f := &broadcastFixture{registryFixture: newRegistryFixtureOn(t, store, pchannels...)}
 	for i := range vchannels {
 		v := fmt.Sprintf("v%d", i)
 		if _, err := f.reg.Create(context.Background(), f.wal, v, ""); err != nil {
@@ -455,3 +461,68 @@ type offsetClock struct{ off atomic.Int64 }
 
 func (c *offsetClock) Now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
 func (c *offsetClock) advance(d time.Duration) { c.off.Add(int64(d)) }
+
+// hangingWAL lets n appends through, then holds every later call until
+// released: the process died there (its locks stay held and lapse).
+type hangingWAL struct {
+	inner   ControlWAL
+	n       atomic.Int64
+	release chan struct{}
+}
+
+func (h *hangingWAL) AppendControl(ctx context.Context, p string, msgs ...segmentlog.Message) ([]segmentlog.Ack, error) {
+	acks, err := h.inner.AppendControl(ctx, p, msgs...)
+	if h.n.Add(-1) < 0 {
+		<-h.release
+		return nil, errors.New("the process is gone")
+	}
+	return acks, err
+}
+
+// TestBroadcastCoordinatorKilledMinIO, on MinIO: one coordinator persists
+// a broadcast and dies; a second starts it and dies after its second copy
+// landed, before recording it, holding the task's locks; a third,
+// started afterwards, resumes it once the locks lapse. Every vchannel has
+// the broadcast once, where the task says.
+func TestBroadcastCoordinatorKilledMinIO(t *testing.T) {
+	ctx := context.Background()
+	st, err := miniotest.Get(t).NewStore(ctx, "coordinator", fmt.Sprintf("bcast-killed-%d", time.Now().UnixNano()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newBroadcastFixtureOn(t, st, []string{"p0", "p1"}, 4)
+	short := func(c *BroadcastConfig) { c.LockTTL, c.LockMargin = time.Second, 250*time.Millisecond }
+	req := BroadcastRequest{ID: "create-collection-7", VChannels: f.vchans, Payload: []byte(`{"schema":1}`)}
+	if _, err := f.broadcaster(t, nil, short).Submit(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	hang := &hangingWAL{inner: f.wal, release: make(chan struct{})}
+	hang.n.Store(1)
+	dead := make(chan error, 1)
+	go func() { _, err := f.broadcaster(t, hang, short).Run(ctx, req.ID); dead <- err }()
+	defer close(hang.release)
+	for hang.n.Load() >= 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	b := f.broadcaster(t, nil, short)
+	start := time.Now()
+	var task Broadcast
+	for {
+		if _, err := b.Resume(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if task, err = b.Describe(ctx, req.ID); err != nil {
+			t.Fatal(err)
+		}
+		if task.State == BroadcastDone {
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("not resumed: %+v", task)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("resumed %v after the second coordinator died", time.Since(start).Round(time.Millisecond))
+	checkOnce(t, task, copies(t, f.store, "p0", "p1")[req.ID])
+}

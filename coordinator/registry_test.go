@@ -53,7 +53,11 @@ type registryFixture struct {
 
 func newRegistryFixture(t *testing.T, pchannels ...string) *registryFixture {
 	t.Helper()
-	store := objstore.NewMemory()
+	return newRegistryFixtureOn(t, objstore.NewMemory(), pchannels...)
+}
+
+func newRegistryFixtureOn(t *testing.T, store objstore.Store, pchannels ...string) *registryFixture {
+	t.Helper()
 	clk := newFakeClock()
 	leases := newTestLeases(t, store, clk.Now)
 	reg, err := NewRegistry(Config{Layout: testLayout, PChannels: pchannels, Now: clk.Now, Logger: quietLog}, store, leases)
