@@ -1,8 +1,8 @@
 // Package coordinator keeps Cairn's control-plane records as CAS-updated
 // objects in the bucket, with no database and no in-memory locks: pchannel
 // leases (Leases), the vchannel registry (Registry), node sessions and the
-// assignment of pchannels to nodes (Balancer, and Node on the node side).
-// Broadcast tasks will live here too, built the same way.
+// assignment of pchannels to nodes (Balancer, and Node on the node side),
+// and broadcast tasks with their resource locks (Broadcaster).
 //
 // # Design
 //
@@ -72,6 +72,17 @@
 //	                                      assigned|unassigning, node, from, since, reason,
 //	                                      avoid, avoid_until, version (written by balancers only)
 //
+//	{prefix}/meta/broadcast/{id}.json     Broadcast: id, payload, properties, ack fast|sync,
+//	                                      resources, targets [{vchannel, pchannel,
+//	                                      first_attempt, appended {id, timetick}, synced,
+//	                                      skipped}], state pending|done|failed, error,
+//	                                      created_at, finished_at, version. A finished task is
+//	                                      its own tombstone; Broadcaster.Collect deletes it
+//	                                      after BroadcastConfig.TombstoneRetention, the one
+//	                                      record that is ever deleted.
+//	{prefix}/meta/locks/{resource}.json   Lock: resource, holder (broadcast ID), nonce (run),
+//	                                      expires, released, version
+//
 // The pchannel set is the set of assignment records: Config.PChannels
 // (default p0…p3) are created "unassigned" by the first Balancer or
 // Registry that misses one. It only grows.
@@ -134,6 +145,32 @@
 // (its writers add a GET and a PUT per RenewInterval per held pchannel); a
 // balancer 2 LIST/s + one GET per node heartbeat (N/3 per s) + one lease GET
 // per pchannel about every TTL + Margin (P/12 per s).
+//
+// # Broadcasts (PROTOCOL.md, "Broadcast and coordinator")
+//
+// Broadcaster.Submit persists a task as pending before anything is
+// appended. A run takes the task's resource locks ("vchannel.{v}" for each
+// target, plus the request's own) in name order, all or none, appends one
+// TypeBroadcast copy per vchannel through the ControlWAL with a deadline
+// inside its lock lease, records where each landed, releases the locks,
+// waits for the flush checkpoints if the task asks for sync-up acks, and
+// marks the task done. Any instance resumes a pending task (Run, Resume).
+//
+//   - Exactly once: the writer keys each copy by (broadcast ID, vchannel)
+//     and remembers it for segmentlog.BroadcastRetention (24 h, carried by
+//     checkpoints and recovery); a copy sent again gets the first copy's
+//     position. A run never sends a copy more than BroadcastRetention − 1 h
+//     after its first attempt (the task fails instead), and a writer
+//     refuses a copy after its deadline, so a run that froze and thawed
+//     cannot land one after losing its locks.
+//   - One order: a lock belongs to its task from the first copy to the
+//     last. A run that dies in between leaves it to the task: another task
+//     may take a lapsed lock only from a task that has sent nothing or has
+//     finished. So broadcasts sharing a vchannel are in one order on every
+//     vchannel they share.
+//   - The WAL truncation point ignores pending broadcasts (PROTOCOL.md,
+//     "Flush" rule 6 lists them): nothing re-reads the WAL to learn whether
+//     a copy landed; the writers' memory of copies lives in the checkpoint.
 //
 // # Concurrency
 //
