@@ -44,7 +44,7 @@
 // persisted and given back as ConsumerConfig.From to resume. It delivers
 // each message once.
 //
-// # vchannels, transactions, snapshots
+// # vchannels, transactions, snapshots, broadcasts
 //
 // A vchannel is a logical stream bound to one pchannel (CreateVChannel,
 // VChannels, VChannel, DropVChannel, Locate). VChannelProducer,
@@ -63,9 +63,17 @@
 // (idempotent by its JobID, which the SDK picks when the caller does not)
 // and RestoreStatus or WaitRestore follow its progress.
 //
+// Broadcast puts one message on several vchannels, a copy of type
+// broadcast on each (Delivery.BroadcastID names it), as a task of the
+// server's coordinator: idempotent by its ID, acknowledged once every copy
+// is in the WAL (AckFast) or flushed (AckSync). It returns the task when it
+// is finished or the server's wait ran out (State pending: the server
+// resumes it in the background); DescribeBroadcast and ListBroadcasts
+// follow tasks.
+//
 // Errors of these calls match ErrNotFound (unknown vchannel, snapshot,
-// restore job or transaction) and ErrConflict (a name taken, a dropped
-// vchannel, another binding, a snapshot not committed, an expired
+// restore job, transaction or broadcast) and ErrConflict (a name taken, a
+// dropped vchannel, another binding, a snapshot not committed, an expired
 // transaction) besides the sentinels above.
 //
 // # Concurrency

@@ -20,12 +20,13 @@ var (
 	// ErrUnauthorized: the bearer token is missing or wrong (401).
 	ErrUnauthorized = errors.New("unauthorized")
 	// ErrNotFound: no such pchannel (404 unknown_pchannel: never written),
-	// vchannel, snapshot, restore job or open transaction (404
-	// unknown_vchannel, unknown_snapshot, unknown_restore, unknown_txn), or
-	// route (404 not_found: e.g. a server older than this SDK), or 405.
+	// vchannel, snapshot, restore job, open transaction or broadcast (404
+	// unknown_vchannel, unknown_snapshot, unknown_restore, unknown_txn,
+	// unknown_broadcast), or route (404 not_found: e.g. a server older
+	// than this SDK), or 405.
 	ErrNotFound = errors.New("not found")
 	// ErrConflict: the request conflicts with what exists (409 exists: a
-	// snapshot name, restore job ID or restore target taken;
+	// snapshot name, restore job ID, restore target or broadcast ID taken;
 	// vchannel_dropped; binding_conflict; wrong_state; txn_expired).
 	// Not retried.
 	ErrConflict = errors.New("conflict")
@@ -69,7 +70,7 @@ var (
 //	unauthorized                                                ErrUnauthorized
 //	not_found, unknown_pchannel, unknown_vchannel,              ErrNotFound
 //	unknown_snapshot, unknown_restore, unknown_txn,
-//	method_not_allowed
+//	unknown_broadcast, method_not_allowed
 //	exists, vchannel_dropped, binding_conflict, wrong_state,    ErrConflict
 //	txn_expired
 //	fenced                                                      ErrFenced
@@ -111,7 +112,7 @@ func (e *Error) sentinel() error {
 		return ErrInvalid
 	case "unauthorized":
 		return ErrUnauthorized
-	case "not_found", "unknown_pchannel", "unknown_vchannel", "unknown_snapshot", "unknown_restore", "unknown_txn", "method_not_allowed":
+	case "not_found", "unknown_pchannel", "unknown_vchannel", "unknown_snapshot", "unknown_restore", "unknown_txn", "unknown_broadcast", "method_not_allowed":
 		return ErrNotFound
 	case "exists", "vchannel_dropped", "binding_conflict", "wrong_state", "txn_expired":
 		return ErrConflict

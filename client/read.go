@@ -34,16 +34,17 @@ type ReadResult struct {
 
 type readResponse struct {
 	Messages []struct {
-		Offset     uint64            `json:"offset"`
-		Index      uint32            `json:"index"`
-		Term       uint64            `json:"term"`
-		TimeTick   uint64            `json:"timetick,string"`
-		Type       string            `json:"type"`
-		VChannel   string            `json:"vchannel"`
-		Payload    []byte            `json:"payload"`
-		Properties map[string]string `json:"properties"`
-		Key        *Key              `json:"key"`
-		Restored   bool              `json:"restored"`
+		Offset      uint64            `json:"offset"`
+		Index       uint32            `json:"index"`
+		Term        uint64            `json:"term"`
+		TimeTick    uint64            `json:"timetick,string"`
+		Type        string            `json:"type"`
+		VChannel    string            `json:"vchannel"`
+		Payload     []byte            `json:"payload"`
+		Properties  map[string]string `json:"properties"`
+		Key         *Key              `json:"key"`
+		BroadcastID string            `json:"broadcast_id"`
+		Restored    bool              `json:"restored"`
 	} `json:"messages"`
 	Next string `json:"next"`
 }
@@ -102,7 +103,7 @@ func (c *Client) read(ctx context.Context, path string, opts ReadOptions) (ReadR
 		out.Messages[i] = Delivery{
 			ID: MessageID{Offset: m.Offset, Index: m.Index}, Term: m.Term, TimeTick: m.TimeTick,
 			Type: m.Type, VChannel: m.VChannel, Payload: m.Payload, Properties: m.Properties, Key: m.Key,
-			Restored: m.Restored,
+			BroadcastID: m.BroadcastID, Restored: m.Restored,
 		}
 	}
 	return out, nil

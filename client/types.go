@@ -90,6 +90,8 @@ type Delivery struct {
 	Payload    []byte
 	Properties map[string]string
 	Key        *Key // nil if it was appended without one
+	// BroadcastID: the broadcast a message of type broadcast is a copy of.
+	BroadcastID string
 	// Restored: the message is part of a restored vchannel's history (read
 	// by vchannel): ID and Term are those of the snapshot's source
 	// pchannel, and its position is AtRestored(ID).
