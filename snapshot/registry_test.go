@@ -22,8 +22,10 @@ func (c writerWAL) AppendControl(ctx context.Context, _ string, msgs ...sl.Messa
 
 // TestSnapshotsWithRegistry: the real vchannel registry pins snapshot
 // vchannels (PROTOCOL.md "Snapshots" rule 1): a dropped vchannel cannot be
-// snapshotted, a pinned one is not reclaimed, and once unpinned GC
-// reclaims its segments while the other vchannels keep theirs.
+// snapshotted, a pinned one is not reclaimed, a restore of it after the
+// drop and a GC reads every message it had, and once unpinned GC reclaims
+// its segments except those the restored vchannel reads, while the other
+// vchannels keep theirs.
 func TestSnapshotsWithRegistry(t *testing.T) {
 	stores(t, func(t *testing.T, store objstore.Store) {
 		ctx := context.Background()
@@ -41,6 +43,7 @@ func TestSnapshotsWithRegistry(t *testing.T) {
 			}
 		}
 		appendN(t, w, "p", 0, 20, "va", "vb")
+		acked := scanAll(t, store, "p1", sl.Earliest(), nil, nil)
 		snaps := newSnapshots(t, store, reg)
 		if _, err := snaps.Create(ctx, "keep-va", []string{"va"}); err != nil {
 			t.Fatal(err)
@@ -73,8 +76,32 @@ func TestSnapshotsWithRegistry(t *testing.T) {
 		if vaFiles() == 0 {
 			t.Fatal("GC deleted the segments of va while a snapshot pins it")
 		}
+		// Restore the dropped, collected-around va: the restored vchannel
+		// reads exactly what va had, message for message.
+		vaBefore := onlyVChannel(acked, "va")
+		if _, err := snaps.Restore(ctx, "back", "keep-va", map[string]string{"va": "va-back"}); err != nil {
+			t.Fatal(err)
+		}
 		if err := snaps.Drop(ctx, "keep-va"); err != nil {
 			t.Fatal(err)
+		}
+		if err := gc.Collect(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var restored []sl.Delivery // the data; the segments hold va's create message too
+		for _, d := range drain(t)(snaps.OpenRestored(ctx, "back", "va-back")) {
+			if d.Type.IsData() {
+				restored = append(restored, d)
+			}
+		}
+		if len(restored) != len(vaBefore) {
+			t.Fatalf("restored %d messages of va, want %d", len(restored), len(vaBefore))
+		}
+		for i := range vaBefore {
+			if string(restored[i].Payload) != string(vaBefore[i].Payload) || restored[i].TimeTick != vaBefore[i].TimeTick {
+				t.Fatalf("restored message %d: %q at %d, want %q at %d", i, restored[i].Payload, restored[i].TimeTick,
+					vaBefore[i].Payload, vaBefore[i].TimeTick)
+			}
 		}
 		if _, err := newFlusher(t, store, "p1", nil).FlushNow(ctx); err != nil { // the drop message too
 			t.Fatal(err)
@@ -82,8 +109,17 @@ func TestSnapshotsWithRegistry(t *testing.T) {
 		if err := gc.Collect(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if n := vaFiles(); n != 0 {
-			t.Errorf("%d segment files of the reclaimed va left", n)
+		// va is reclaimed; only the files its restored copy reads stay
+		// (PROTOCOL.md "Snapshots" rule 2), and they still read back whole.
+		job, err := snaps.RestoreStatus(ctx, "back")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := vaFiles(); n != len(job.Segments) {
+			t.Errorf("%d segment files of the reclaimed va left, want the %d the restored va-back reads", n, len(job.Segments))
+		}
+		if again := drain(t)(snaps.OpenRestored(ctx, "back", "va-back")); len(again) != len(restored)+1 {
+			t.Errorf("va-back reads %d messages after va was reclaimed, want %d", len(again), len(restored)+1)
 		}
 		if v, err := reg.Describe(ctx, "va"); err != nil || v.State != coordinator.VChannelReclaiming {
 			t.Errorf("va: %+v, %v; want reclaiming", v, err)

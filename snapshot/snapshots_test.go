@@ -255,30 +255,31 @@ func TestSnapshotPinFails(t *testing.T) {
 // TestRestoreRollsBack: a segment gone missing fails the job, which rolls
 // back and releases its references.
 func TestRestoreRollsBack(t *testing.T) {
-	ctx := context.Background()
-	store := objstore.NewMemory()
-	reg := newFakeRegistry(map[string]string{"va": "p1", "vb": "p1"})
-	w := openWriter(t, store, "p1", nil)
-	defer w.Close(ctx)
-	appendN(t, w, "p", 0, 10, "va", "vb")
-	snaps := newSnapshots(t, store, reg)
-	snap, err := snaps.Create(ctx, "s", []string{"va", "vb"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.Delete(ctx, snap.Segments[1].Key); err != nil {
-		t.Fatal(err)
-	}
-	job, err := snaps.Restore(ctx, "j", "s", map[string]string{"va": "ra", "vb": "rb"})
-	if !errors.Is(err, snapshot.ErrMissingSegment) {
-		t.Fatalf("restore with a missing segment: %v", err)
-	}
-	if job.State != snapshot.JobRolledBack || job.Segments != nil || job.Error == "" || job.Done != 1 {
-		t.Errorf("job after the failure %+v: want rolled back after 1 segment, references released", job)
-	}
-	if again, err := snaps.Restore(ctx, "j", "s", map[string]string{"va": "ra", "vb": "rb"}); err != nil || again.State != snapshot.JobRolledBack {
-		t.Errorf("restore j again: %+v, %v; want the rolled-back job", again, err)
-	}
+	stores(t, func(t *testing.T, store objstore.Store) {
+		ctx := context.Background()
+		reg := newFakeRegistry(map[string]string{"va": "p1", "vb": "p1"})
+		w := openWriter(t, store, "p1", nil)
+		defer w.Close(ctx)
+		appendN(t, w, "p", 0, 10, "va", "vb")
+		snaps := newSnapshots(t, store, reg)
+		snap, err := snaps.Create(ctx, "s", []string{"va", "vb"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := store.Delete(ctx, snap.Segments[1].Key); err != nil {
+			t.Fatal(err)
+		}
+		job, err := snaps.Restore(ctx, "j", "s", map[string]string{"va": "ra", "vb": "rb"})
+		if !errors.Is(err, snapshot.ErrMissingSegment) {
+			t.Fatalf("restore with a missing segment: %v", err)
+		}
+		if job.State != snapshot.JobRolledBack || job.Segments != nil || job.Error == "" || job.Done != 1 {
+			t.Errorf("job after the failure %+v: want rolled back after 1 segment, references released", job)
+		}
+		if again, err := snaps.Restore(ctx, "j", "s", map[string]string{"va": "ra", "vb": "rb"}); err != nil || again.State != snapshot.JobRolledBack {
+			t.Errorf("restore j again: %+v, %v; want the rolled-back job", again, err)
+		}
+	})
 }
 
 // TestGCKeepsSnapshotFiles: once a manifest no longer names a file (as when
@@ -286,50 +287,51 @@ func TestRestoreRollsBack(t *testing.T) {
 // after the snapshot is dropped a restore job still does; a file nothing
 // names goes.
 func TestGCKeepsSnapshotFiles(t *testing.T) {
-	ctx := context.Background()
-	store := objstore.NewMemory()
-	reg := newFakeRegistry(map[string]string{"va": "p1", "vb": "p1", "vc": "p1"})
-	w := openWriter(t, store, "p1", nil)
-	defer w.Close(ctx)
-	appendN(t, w, "p", 0, 12, "va", "vb", "vc")
-	snaps := newSnapshots(t, store, reg)
-	if _, err := snaps.Create(ctx, "s1", []string{"va"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := snaps.Create(ctx, "s2", []string{"vb"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := snaps.Restore(ctx, "j2", "s2", map[string]string{"vb": "rb"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := snaps.Drop(ctx, "s2"); err != nil {
-		t.Fatal(err)
-	}
-	// Empty the checkpoint's manifest, as reclaiming would.
-	cp, etag, err := sl.ReadCheckpoint(ctx, store, testLayout, "p1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string]string{}
-	for _, r := range cp.Segments {
-		files[r.VChannel] = r.Key
-	}
-	cp.Segments, cp.Version = nil, cp.Version+1
-	body, err := json.Marshal(cp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.PutIfMatch(ctx, testLayout.Checkpoint("p1"), body, etag); err != nil {
-		t.Fatal(err)
-	}
-	res, err := newGC(t, store, func(c *snapshot.GCConfig) { c.Now = clockAt(2 * time.Hour) }).CollectOrphans(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	left := listKeys(t, store, snapshot.SegmentsPrefix(testLayout))
-	if res.Deleted != 1 || !slices.Equal(left, slices.Sorted(slices.Values([]string{files["va"], files["vb"]}))) {
-		t.Errorf("gc %+v left %v: want va's file (snapshot s1) and vb's (restore j2), not vc's", res, left)
-	}
+	stores(t, func(t *testing.T, store objstore.Store) {
+		ctx := context.Background()
+		reg := newFakeRegistry(map[string]string{"va": "p1", "vb": "p1", "vc": "p1"})
+		w := openWriter(t, store, "p1", nil)
+		defer w.Close(ctx)
+		appendN(t, w, "p", 0, 12, "va", "vb", "vc")
+		snaps := newSnapshots(t, store, reg)
+		if _, err := snaps.Create(ctx, "s1", []string{"va"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := snaps.Create(ctx, "s2", []string{"vb"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := snaps.Restore(ctx, "j2", "s2", map[string]string{"vb": "rb"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := snaps.Drop(ctx, "s2"); err != nil {
+			t.Fatal(err)
+		}
+		// Empty the checkpoint's manifest, as reclaiming would.
+		cp, etag, err := sl.ReadCheckpoint(ctx, store, testLayout, "p1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		files := map[string]string{}
+		for _, r := range cp.Segments {
+			files[r.VChannel] = r.Key
+		}
+		cp.Segments, cp.Version = nil, cp.Version+1
+		body, err := json.Marshal(cp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.PutIfMatch(ctx, testLayout.Checkpoint("p1"), body, etag); err != nil {
+			t.Fatal(err)
+		}
+		res, err := newGC(t, store, func(c *snapshot.GCConfig) { c.Now = clockAt(2 * time.Hour) }).CollectOrphans(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		left := listKeys(t, store, snapshot.SegmentsPrefix(testLayout))
+		if res.Deleted != 1 || !slices.Equal(left, slices.Sorted(slices.Values([]string{files["va"], files["vb"]}))) {
+			t.Errorf("gc %+v left %v: want va's file (snapshot s1) and vb's (restore j2), not vc's", res, left)
+		}
+	})
 }
 
 // dyingAfter is a store whose process dies after n HEADs: from then on every
@@ -359,43 +361,44 @@ func (d *dyingAfter) PutIfMatch(ctx context.Context, key string, body []byte, et
 // first segment is left running with its progress; the same job ID, run by
 // another process, resumes there and ends with exactly the snapshot's data.
 func TestRestoreKilledHalfwayResumes(t *testing.T) {
-	ctx := context.Background()
-	store := objstore.NewMemory()
-	reg := newFakeRegistry(map[string]string{"va": "p1", "vb": "p1"})
-	w := openWriter(t, store, "p1", nil)
-	defer w.Close(ctx)
-	appendN(t, w, "p", 0, 10, "va", "vb")
-	snap, err := newSnapshots(t, store, reg).Create(ctx, "s", []string{"va", "vb"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(snap.Segments) < 2 {
-		t.Fatalf("snapshot has %d segments; the test needs 2 or more", len(snap.Segments))
-	}
-	targets := map[string]string{"va": "ra", "vb": "rb"}
-	dying := &dyingAfter{Store: store, n: 1}
-	if _, err := newSnapshots(t, dying, reg).Restore(ctx, "j", "s", targets); err == nil {
-		t.Fatal("restore succeeded in a process that died halfway")
-	}
-	snaps := newSnapshots(t, store, reg)
-	half, err := snaps.RestoreStatus(ctx, "j")
-	if err != nil || half.State != snapshot.JobRunning || half.Done != 1 {
-		t.Fatalf("job after the kill: %+v %v; want running with 1 segment done", half, err)
-	}
-	job, err := snaps.Restore(ctx, "j", "s", targets)
-	if err != nil || job.State != snapshot.JobDone || job.Done != job.Total {
-		t.Fatalf("resumed job: %+v %v", job, err)
-	}
-	for src, dst := range targets {
-		want := drain(t)(snaps.Open(ctx, "s", src))
-		got := drain(t)(snaps.OpenRestored(ctx, "j", dst))
-		if len(got) != len(want) || len(want) == 0 {
-			t.Fatalf("restored %s: %d messages, want the snapshot's %d", dst, len(got), len(want))
+	stores(t, func(t *testing.T, store objstore.Store) {
+		ctx := context.Background()
+		reg := newFakeRegistry(map[string]string{"va": "p1", "vb": "p1"})
+		w := openWriter(t, store, "p1", nil)
+		defer w.Close(ctx)
+		appendN(t, w, "p", 0, 10, "va", "vb")
+		snap, err := newSnapshots(t, store, reg).Create(ctx, "s", []string{"va", "vb"})
+		if err != nil {
+			t.Fatal(err)
 		}
-		for i := range want {
-			if got[i].ID != want[i].ID || string(got[i].Payload) != string(want[i].Payload) || got[i].VChannel != dst {
-				t.Fatalf("restored %s message %d: %+v, want %+v as %s", dst, i, got[i], want[i], dst)
+		if len(snap.Segments) < 2 {
+			t.Fatalf("snapshot has %d segments; the test needs 2 or more", len(snap.Segments))
+		}
+		targets := map[string]string{"va": "ra", "vb": "rb"}
+		dying := &dyingAfter{Store: store, n: 1}
+		if _, err := newSnapshots(t, dying, reg).Restore(ctx, "j", "s", targets); err == nil {
+			t.Fatal("restore succeeded in a process that died halfway")
+		}
+		snaps := newSnapshots(t, store, reg)
+		half, err := snaps.RestoreStatus(ctx, "j")
+		if err != nil || half.State != snapshot.JobRunning || half.Done != 1 {
+			t.Fatalf("job after the kill: %+v %v; want running with 1 segment done", half, err)
+		}
+		job, err := snaps.Restore(ctx, "j", "s", targets)
+		if err != nil || job.State != snapshot.JobDone || job.Done != job.Total {
+			t.Fatalf("resumed job: %+v %v", job, err)
+		}
+		for src, dst := range targets {
+			want := drain(t)(snaps.Open(ctx, "s", src))
+			got := drain(t)(snaps.OpenRestored(ctx, "j", dst))
+			if len(got) != len(want) || len(want) == 0 {
+				t.Fatalf("restored %s: %d messages, want the snapshot's %d", dst, len(got), len(want))
+			}
+			for i := range want {
+				if got[i].ID != want[i].ID || string(got[i].Payload) != string(want[i].Payload) || got[i].VChannel != dst {
+					t.Fatalf("restored %s message %d: %+v, want %+v as %s", dst, i, got[i], want[i], dst)
+				}
 			}
 		}
-	}
+	})
 }
