@@ -265,11 +265,16 @@ func (r *Registry) Pin(ctx context.Context, name, holder string) (string, error)
 }
 
 // Unpin removes holder's pin from vchannel name, in any state. Removing a
-// pin that is not there is harmless.
+// pin that is not there is harmless, also from a vchannel that does not
+// exist: a snapshot whose create failed on an unknown vchannel unpins all
+// its vchannels on the way out, and must not be stuck there.
 func (r *Registry) Unpin(ctx context.Context, name, holder string) error {
 	_, err := r.update(ctx, name, func(cur *VChannel, _ time.Time) (VChannel, error) {
 		return decideUnpin(cur, name, holder)
 	})
+	if errors.Is(err, ErrNoVChannel) {
+		return nil
+	}
 	return wrapOp("unpin", name, err)
 }
 

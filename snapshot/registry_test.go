@@ -60,6 +60,17 @@ func TestSnapshotsWithRegistry(t *testing.T) {
 		if v, _ := reg.Describe(ctx, "vb"); len(v.Pins) != 0 {
 			t.Errorf("vb pinned by %v after the failed snapshot rolled back", v.Pins)
 		}
+		// An unknown vchannel fails the create the same way, and the
+		// rolled-back snapshot is released, not stuck deleting.
+		if _, err := snaps.Create(ctx, "typo", []string{"vb", "vz"}); !errors.Is(err, coordinator.ErrNoVChannel) {
+			t.Errorf("snapshot of an unknown vchannel: %v, want ErrNoVChannel", err)
+		}
+		if s, err := snaps.Describe(ctx, "typo"); err == nil && s.State != snapshot.Released {
+			t.Errorf("snapshot of an unknown vchannel left %s", s.State)
+		}
+		if v, _ := reg.Describe(ctx, "vb"); len(v.Pins) != 0 {
+			t.Errorf("vb pinned by %v after the snapshot of an unknown vchannel rolled back", v.Pins)
+		}
 		gc := newGC(t, store, func(c *snapshot.GCConfig) { c.Reclaimer, c.Now = reg, clockAt(2*time.Hour) })
 		if err := gc.Collect(ctx); err != nil {
 			t.Fatal(err)
