@@ -16,8 +16,8 @@ type ConsumerConfig struct {
 	From string
 	// VChannels keeps only these vchannels; default all.
 	VChannels []string
-	// Types keeps only these message types; default data, insert and
-	// delete.
+	// Types keeps only these message types; default data, insert, delete
+	// and broadcast.
 	Types []string
 	// Wait is how long each read long-polls at the tail. Default 10 s (the
 	// server caps it, at 20 s by default). Negative: reads answer at once;

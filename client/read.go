@@ -12,8 +12,8 @@ import (
 type ReadOptions struct {
 	From      string   // a position (see Earliest); default Earliest
 	VChannels []string // keep only these vchannels; default all
-	// Types keeps only these message types; default data, insert and
-	// delete.
+	// Types keeps only these message types; default data, insert, delete
+	// and broadcast.
 	Types []string
 	// Max bounds the messages returned; default the server's (100), and
 	// the server caps it (10,000).
