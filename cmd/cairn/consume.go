@@ -70,7 +70,7 @@ pchannel; "restored": true in JSON), then come its own messages.`,
 	f.StringVar(&o.from, "from", client.Earliest, "position to start from: earliest, latest, id:OFFSET.INDEX or timetick:T")
 	f.BoolVarP(&o.follow, "follow", "f", false, "keep waiting for new messages at the tail until Ctrl-C")
 	f.StringArrayVar(&o.vchannels, "vchannel", nil, "with --pchannel: print only this vchannel's messages (repeatable); without: the vchannel to read")
-	f.StringArrayVar(&o.types, "type", nil, "print only messages of this type (repeatable; default data, insert and delete)")
+	f.StringArrayVar(&o.types, "type", nil, "print only messages of this type (repeatable; default data, insert, delete and broadcast)")
 	f.IntVar(&o.max, "max", 0, "stop after this many messages (0: no limit)")
 	f.DurationVar(&o.wait, "wait", 10*time.Second, "with --follow, how long each read long-polls (the server caps it)")
 	return cmd
@@ -88,7 +88,9 @@ type messageOut struct {
 	Payload    []byte            `json:"payload,omitempty"`
 	Properties map[string]string `json:"properties,omitempty"`
 	Key        *client.Key       `json:"key,omitempty"`
-	Restored   bool              `json:"restored,omitempty"` // from a restored vchannel's history
+	// BroadcastID names the broadcast a message of type broadcast is a copy of.
+	BroadcastID string `json:"broadcast_id,omitempty"`
+	Restored    bool   `json:"restored,omitempty"` // from a restored vchannel's history
 }
 
 func consume(ctx context.Context, cmd *cobra.Command, o consumeOptions) error {
@@ -162,7 +164,7 @@ func printMessage(w io.Writer, asJSON bool, d client.Delivery) error {
 	if asJSON {
 		return printJSON(w, messageOut{Position: pos, Offset: d.ID.Offset, Index: d.ID.Index, Term: d.Term,
 			TimeTick: d.TimeTick, Type: d.Type, VChannel: d.VChannel, Payload: d.Payload,
-			Properties: d.Properties, Key: d.Key, Restored: d.Restored})
+			Properties: d.Properties, Key: d.Key, BroadcastID: d.BroadcastID, Restored: d.Restored})
 	}
 	_, err := fmt.Fprintf(w, "%s %s %s\n", pos, d.VChannel, printable(d.Payload))
 	return err

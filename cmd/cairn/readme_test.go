@@ -84,6 +84,15 @@ var tourChecks = map[string]func(stdout, stderr string) error{
 			match(out, `^restored:\d+\.0 orders-restored order 1\nrestored:\d+\.1 orders-restored order 2\n$`),
 			match(errOut, `^consumed 2 messages from vchannel orders-restored; resume with --from id:\d+\.\d+\n$`))
 	},
+	`cairn broadcast send --id ddl-1 --vchannel orders --vchannel orders-restored --payload 'create index'`: func(out, _ string) error {
+		return all(match(out, `(?m)^broadcast +ddl-1$`), match(out, `(?m)^state +done$`),
+			match(out, `(?m)^target +orders p1 id:\d+\.\d+$`), match(out, `(?m)^target +orders-restored p\d id:\d+\.\d+$`))
+	},
+	`cairn consume --vchannel orders --type broadcast`: func(out, errOut string) error {
+		return all(
+			match(out, `^id:\d+\.\d+ orders create index\n$`),
+			match(errOut, `^consumed 1 messages from vchannel orders; resume with --from id:\d+\.\d+\n$`))
+	},
 }
 
 func match(s, re string) error {

@@ -10,14 +10,14 @@ func newRootCmd() *cobra.Command {
 (S3, MinIO, or a local directory). 'cairn serve' runs it as one local process;
 the other commands talk to a running server over its HTTP API.
 
-The client commands (produce, consume, vchannel, snapshot, pchannel, lease,
-status) take --server (default http://127.0.0.1:7070, or $CAIRN_SERVER) and
+The client commands (produce, consume, vchannel, snapshot, broadcast,
+pchannel, lease, status) take --server (default http://127.0.0.1:7070, or $CAIRN_SERVER) and
 --token (default $CAIRN_TOKEN) after their name.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCmd(), newProduceCmd(), newConsumeCmd(), newVChannelCmd(), newSnapshotCmd(),
-		newPChannelCmd(), newLeaseCmd(), newStatusCmd())
+		newBroadcastCmd(), newPChannelCmd(), newLeaseCmd(), newStatusCmd())
 	root.AddCommand(newBenchCmd())
 	return root
 }
