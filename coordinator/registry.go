@@ -246,6 +246,17 @@ func (r *Registry) AdvancePosition(ctx context.Context, name string, pos Positio
 	return v, wrapOp("advance position of", name, err)
 }
 
+// AdvanceFlushed is AdvancePosition for the flusher (snapshot.PositionSink):
+// it moves vchannel name's position to id with timetick tick, and ignores a
+// dropped vchannel, whose position is done.
+func (r *Registry) AdvanceFlushed(ctx context.Context, name string, id segmentlog.MessageID, tick uint64) error {
+	_, err := r.AdvancePosition(ctx, name, Position{ID: id, TimeTick: tick})
+	if errors.Is(err, ErrVChannelDropped) || errors.Is(err, ErrNoVChannel) {
+		return nil
+	}
+	return err
+}
+
 // Pin records that holder (a snapshot, or a restore job) pins vchannel
 // name, and returns the pchannel it is bound to (PROTOCOL.md, "Snapshots"
 // rule 1). It fails with ErrVChannelDropped once the vchannel is dropped or

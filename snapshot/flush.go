@@ -53,6 +53,14 @@ type FlushConfig struct {
 	// losing the checkpoint race to another flusher. Default 16.
 	MaxRounds int
 
+	// Positions, if set, is told after every committed round how far each
+	// vchannel of the round is flushed (coordinator.Registry provides it):
+	// every message of the vchannel below the new checkpoint is in
+	// segments. Best effort: the checkpoint, not the position, is what
+	// readers and GC rely on; a failed update is logged and made good by
+	// the next round.
+	Positions PositionSink
+
 	Now     func() time.Time // default time.Now
 	NewID   func() string    // flush IDs; default UUIDv7
 	Logger  *slog.Logger     // default slog.Default()
@@ -136,6 +144,14 @@ type Round struct {
 	Messages int64 // messages written to segments
 	WALBytes int64 // bytes of the WAL batch objects read
 	Version  uint64
+}
+
+// PositionSink records per-vchannel flushed positions (PROTOCOL.md,
+// "Flush, truncation, GC" rule 7). AdvanceFlushed moves vchannel's position
+// forward to id, whose last flushed message has timetick tick; it ignores
+// a position at or below the recorded one and a dropped vchannel.
+type PositionSink interface {
+	AdvanceFlushed(ctx context.Context, vchannel string, id segmentlog.MessageID, tick uint64) error
 }
 
 // Flusher turns one pchannel's WAL above its checkpoint into Arrow segments

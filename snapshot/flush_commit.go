@@ -43,10 +43,33 @@ func (f *Flusher) commitRound(ctx context.Context, r *round) (Round, error) {
 	}
 	res := Round{FlushID: flushID, From: r.base.C, To: next.C, Segments: refs, Messages: r.messages, WALBytes: r.walBytes, Version: next.Version}
 	f.log.Debug("flushed", "from", res.From, "to", res.To, "segments", len(refs), "messages", r.messages, "wal_bytes", r.walBytes)
+	if f.cfg.Positions != nil {
+		f.advancePositions(ctx, r, vs, next.C)
+	}
 	if f.cfg.OnRound != nil {
 		f.cfg.OnRound(res)
 	}
 	return res, nil
+}
+
+// advancePositions tells Positions that every message below c of the
+// round's vchannels is in segments, a few vchannels at a time.
+func (f *Flusher) advancePositions(ctx context.Context, r *round, vs []string, c uint64) {
+	sem := make(chan struct{}, f.cfg.WriteParallel)
+	var wg sync.WaitGroup
+	for _, v := range vs {
+		rows := r.groups[v]
+		tick := rows[len(rows)-1].TimeTick
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := f.cfg.Positions.AdvanceFlushed(ctx, v, segmentlog.MessageID{Offset: c}, tick); err != nil {
+				f.log.Warn("flushed position not recorded; the next round tries again", "vchannel", v, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // writeSegment encodes one vchannel's messages and stores them under a key

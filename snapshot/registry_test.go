@@ -141,3 +141,51 @@ func TestSnapshotsWithRegistry(t *testing.T) {
 		}
 	})
 }
+
+// TestFlushAdvancesPositions: a flusher given the registry records each
+// flushed vchannel's position: every message below the new checkpoint is
+// in segments, the timetick is the vchannel's last flushed one. A dropped
+// vchannel's position stays done.
+func TestFlushAdvancesPositions(t *testing.T) {
+	stores(t, func(t *testing.T, store objstore.Store) {
+		ctx := context.Background()
+		reg, err := coordinator.NewRegistry(coordinator.Config{Layout: testLayout, PChannels: []string{"p1"}, Logger: quietLog},
+			store, newLeases(t, store, 2*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := openWriter(t, store, "p1", nil)
+		defer w.Close(ctx)
+		wal := writerWAL{w}
+		for _, v := range []string{"va", "vb", "vc"} {
+			if _, err := reg.Create(ctx, wal, v, "p1"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		acks := appendN(t, w, "p", 0, 9, "va", "vb", "vc")
+		if _, err := reg.Drop(ctx, wal, "vc"); err != nil {
+			t.Fatal(err)
+		}
+		f := newFlusher(t, store, "p1", func(c *snapshot.FlushConfig) { c.Positions = reg })
+		if _, err := f.FlushNow(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cp, _, err := sl.ReadCheckpoint(ctx, store, testLayout, "p1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range []string{"va", "vb"} {
+			rec, err := reg.Describe(ctx, v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			last := acks[6+i] // appendN spreads messages round robin: va, vb, vc, va, ...
+			if rec.Position.ID != (sl.MessageID{Offset: cp.C}) || rec.Position.TimeTick != last.TimeTick || rec.Position.Done {
+				t.Errorf("%s position %+v, want {%d.0, tick %d}", v, rec.Position, cp.C, last.TimeTick)
+			}
+		}
+		if rec, _ := reg.Describe(ctx, "vc"); !rec.Position.Done {
+			t.Errorf("dropped vc's position %+v, want done", rec.Position)
+		}
+	})
+}
