@@ -178,8 +178,8 @@ func decodeBroadcast(r *http.Request, maxBatchBytes int, maxWait time.Duration) 
 
 // handleBroadcast submits a broadcast and runs it for the request's wait:
 // 200 with the task once it is done or failed (state says which), 202
-// with the task still pending (the wait ran out, another process is
-// running it, or a sync ack waits for a flush).
+// with the task still pending (the wait ran out, another run holds its
+// locks, or a sync ack waits for a flush).
 func (s *Server) handleBroadcast(w http.ResponseWriter, r *http.Request) error {
 	if err := noQuery(r); err != nil {
 		return err

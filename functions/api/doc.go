@@ -144,8 +144,8 @@
 // Lambda function's timeout) and answers the task: 200 once it is
 // finished, whether done or failed (its state and error say which, as a
 // restore job's do: a failed task is an outcome, not a refused request),
-// 202 while it is pending (the wait ran out, another process holds its
-// locks, or a sync ack waits for a flush). Pending tasks are resumed by
+// 202 while it is pending (the wait ran out, another run holds its locks,
+// or a sync ack waits for a flush). Pending tasks are resumed by
 // `cairn serve`'s broadcast loop and by the maintenance round, which also
 // delete finished tasks an hour old. A broadcast is checked up front as an
 // append is — names, ack mode, properties, the size of each copy against
