@@ -23,6 +23,9 @@ var (
 	// ErrBroadcastBusy: another run (another coordinator instance) holds
 	// the task's resource locks; the task is in progress there.
 	ErrBroadcastBusy = errors.New("coordinator: broadcast in progress elsewhere")
+	// ErrVChannelNotReady: a broadcast target whose create message has not
+	// landed yet (Registry.Create was interrupted); finish the create first.
+	ErrVChannelNotReady = errors.New("coordinator: vchannel create not finished")
 	// ErrBroadcastFailed: the task failed for good (see Broadcast.Error).
 	ErrBroadcastFailed = errors.New("coordinator: broadcast failed")
 )
@@ -162,13 +165,27 @@ func (r *BroadcastRequest) validate() error {
 			return err
 		}
 	}
-	for k := range r.Properties {
+	size := len(r.Payload)
+	for k, v := range r.Properties {
 		if k == segmentlog.BroadcastDeadlineProperty {
 			return fmt.Errorf("property %s is set by the coordinator", k)
 		}
+		if k == "" || len(k) > segmentlog.MaxStringLen || len(v) > segmentlog.MaxStringLen {
+			return fmt.Errorf("property %q: keys must be 1..%d bytes, values at most %d", k, segmentlog.MaxStringLen, segmentlog.MaxStringLen)
+		}
+		size += len(k) + len(v)
+	}
+	if size > MaxBroadcastBytes {
+		return fmt.Errorf("%w: payload and properties of %d bytes; a broadcast copy carries at most %d",
+			segmentlog.ErrTooLarge, size, MaxBroadcastBytes)
 	}
 	return nil
 }
+
+// MaxBroadcastBytes bounds a broadcast's payload and properties, well
+// inside a writer's default batch limit (1 MiB), so that a copy is never
+// refused for its size after the task was accepted.
+const MaxBroadcastBytes = 512 << 10
 
 // resources returns the lock names of a request, sorted and distinct.
 func (r *BroadcastRequest) resources() []string {

@@ -229,7 +229,9 @@ func TestBroadcastResumedAfterCrash(t *testing.T) {
 		if _, err := b.Resume(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if task, err = b.Describe(ctx, "bc"); err == nil && task.State == BroadcastDone {
+		task, err = b.Describe(ctx, "bc")
+		o, oerr := b.Describe(ctx, "other")
+		if err == nil && oerr == nil && task.State == BroadcastDone && o.State == BroadcastDone {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -525,4 +527,73 @@ func TestBroadcastCoordinatorKilledMinIO(t *testing.T) {
 	}
 	t.Logf("resumed %v after the second coordinator died", time.Since(start).Round(time.Millisecond))
 	checkOnce(t, task, copies(t, f.store, "p0", "p1")[req.ID])
+}
+
+// refusingWAL refuses every copy for good, as a writer refuses a message
+// that breaks its rules.
+type refusingWAL struct{}
+
+func (refusingWAL) AppendControl(context.Context, string, ...segmentlog.Message) ([]segmentlog.Ack, error) {
+	return nil, fmt.Errorf("append: %w: some rule", segmentlog.ErrInvalidMessage)
+}
+
+// TestBroadcastEdges: a copy refused for good fails the task at once and
+// frees its locks; Resume does not wait on a sync-up task with no flush,
+// so the tasks after it finish; a vchannel whose create message has not
+// landed is no target yet; an oversized broadcast is refused before it is
+// saved.
+func TestBroadcastEdges(t *testing.T) {
+	ctx := context.Background()
+	f := newBroadcastFixture(t, []string{"p0", "p1"}, 2)
+
+	refused, err := f.broadcaster(t, refusingWAL{}, nil).Broadcast(ctx, BroadcastRequest{ID: "bad", VChannels: f.vchans})
+	if !errors.Is(err, ErrBroadcastFailed) || refused.State != BroadcastFailed || refused.Error == "" {
+		t.Fatalf("refused copy: %+v, %v", refused, err)
+	}
+	b := f.broadcaster(t, nil, nil)
+	if _, err := b.Broadcast(ctx, BroadcastRequest{ID: "after-bad", VChannels: f.vchans}); err != nil {
+		t.Fatalf("a broadcast after a failed one on the same vchannels: %v", err)
+	}
+
+	// Resume with no deadline: the sync task is looked at and left.
+	if _, err := b.Submit(ctx, BroadcastRequest{ID: "a-sync", VChannels: f.vchans, Ack: AckSync}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Submit(ctx, BroadcastRequest{ID: "b-fast", VChannels: f.vchans}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if _, err := b.Resume(ctx); err != nil {
+				t.Error(err)
+				return
+			}
+			if task, _ := b.Describe(ctx, "b-fast"); task.State == BroadcastDone {
+				return
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Resume is held up by a sync task waiting for a flush")
+	}
+	if task, _ := b.Describe(ctx, "a-sync"); task.State != BroadcastPending {
+		t.Fatalf("sync task with no flush: %+v", task)
+	}
+
+	// A create interrupted before its message landed.
+	failing := &writersWAL{writers: f.wal.writers, fail: func(string) (bool, bool) { return true, false }}
+	if _, err := f.reg.Create(ctx, failing, "half", "p0"); err == nil {
+		t.Fatal("create through a failing WAL succeeded")
+	}
+	if _, err := b.Submit(ctx, BroadcastRequest{ID: "to-half", VChannels: []string{"half"}}); !errors.Is(err, ErrVChannelNotReady) {
+		t.Fatalf("broadcast to a half-created vchannel: %v", err)
+	}
+	big := BroadcastRequest{ID: "big", VChannels: f.vchans, Payload: make([]byte, MaxBroadcastBytes+1)}
+	if _, err := b.Submit(ctx, big); !errors.Is(err, segmentlog.ErrTooLarge) {
+		t.Fatalf("oversized broadcast: %v", err)
+	}
 }

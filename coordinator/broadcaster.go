@@ -168,6 +168,11 @@ func (b *Broadcaster) Submit(ctx context.Context, req BroadcastRequest) (Broadca
 		if rec.State != VChannelActive {
 			return Broadcast{}, fmt.Errorf("coordinator: broadcast %s: %w: %s", req.ID, ErrVChannelDropped, v)
 		}
+		if rec.Created == nil {
+			// A copy must not land before the vchannel's create message.
+			return Broadcast{}, fmt.Errorf("coordinator: broadcast %s: %w: %s has no create message in the WAL yet (call Registry.Create again)",
+				req.ID, ErrVChannelNotReady, v)
+		}
 		binding[v] = rec.PChannel
 	}
 	t, _, err := updateRecord(ctx, b.rec, b.bc, req.ID, func(cur *Broadcast, now time.Time) (Broadcast, error) {
@@ -220,6 +225,12 @@ func (b *Broadcaster) List(ctx context.Context) ([]Broadcast, error) {
 // ErrBroadcastFailed if the task failed, and with ctx's error if ctx ends
 // first (the task stays pending; any later Run resumes it).
 func (b *Broadcaster) Run(ctx context.Context, id string) (Broadcast, error) {
+	return b.run(ctx, id, true)
+}
+
+// run is Run; with waitSync false a sync-up task whose checkpoints have not
+// passed its copies is left pending after one look, with no error.
+func (b *Broadcaster) run(ctx context.Context, id string, waitSync bool) (Broadcast, error) {
 	t, err := b.Describe(ctx, id)
 	if err != nil {
 		return Broadcast{}, err
@@ -230,7 +241,8 @@ func (b *Broadcaster) Run(ctx context.Context, id string) (Broadcast, error) {
 		}
 	}
 	if !t.finished() && t.Ack == AckSync {
-		if t, err = b.syncAll(ctx, t); err != nil {
+		synced := false
+		if t, synced, err = b.syncAll(ctx, t, waitSync); err != nil || !synced {
 			return t, err
 		}
 	}
@@ -248,30 +260,55 @@ func (b *Broadcaster) Run(ctx context.Context, id string) (Broadcast, error) {
 	return t, nil
 }
 
-// Resume runs every pending task once, each until ctx ends, and returns
-// how many it finished. Tasks that another run holds are left to it. The
+// resumeParallel bounds the tasks one Resume runs at once.
+const resumeParallel = 8
+
+// Resume runs every pending task once, a few at a time, and returns how
+// many it finished. A task another run holds is left to it; a sync-up task
+// whose flush checkpoints have not passed its copies is looked at once and
+// left for the next call, so one slow task never holds up the others. The
 // coordinator loop (`cairn serve`, the maintenance function) calls it.
 func (b *Broadcaster) Resume(ctx context.Context) (int, error) {
 	all, err := b.List(ctx)
 	if err != nil {
 		return 0, err
 	}
-	var n int
-	var errs []error
+	var (
+		mu   sync.Mutex
+		n    int
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, resumeParallel)
+	)
 	for _, t := range all {
 		if t.finished() {
 			continue
 		}
-		_, err := b.Run(ctx, t.ID)
-		switch {
-		case err == nil:
-			n++
-		case errors.Is(err, ErrBroadcastBusy):
-		case ctx.Err() != nil:
-			return n, ctx.Err()
-		default:
-			errs = append(errs, err)
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
 		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			got, err := b.run(ctx, t.ID, false)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil && got.State == BroadcastDone:
+				n++
+			case err == nil, errors.Is(err, ErrBroadcastBusy), ctx.Err() != nil:
+			default:
+				errs = append(errs, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return n, ctx.Err()
 	}
 	return n, errors.Join(errs...)
 }
@@ -392,6 +429,18 @@ func (b *Broadcaster) appendOne(ctx context.Context, r *run, v string) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			if errors.Is(err, segmentlog.ErrInvalidMessage) || errors.Is(err, segmentlog.ErrTooLarge) || errors.Is(err, segmentlog.ErrInvalidName) {
+				// Refused for good, nothing written: sending it again
+				// would fail the same way for a day, holding the locks.
+				reason := fmt.Sprintf("copy on %s refused: %v", v, err)
+				t, ferr := b.update(ctx, id, func(cur *Broadcast, now time.Time) (Broadcast, error) {
+					return decideFinish(cur, id, reason, now)
+				})
+				if ferr == nil {
+					r.t = t
+				}
+				return ferr
+			}
 			b.log.Warn("broadcast: copy not acknowledged, retrying", "id", id, "vchannel", v, "pchannel", tg.PChannel, "err", err)
 			continue
 		}
@@ -407,8 +456,9 @@ func (b *Broadcaster) appendOne(ctx context.Context, r *run, v string) error {
 }
 
 // syncAll waits until the flush checkpoint of every appended copy's
-// pchannel has passed it.
-func (b *Broadcaster) syncAll(ctx context.Context, t Broadcast) (Broadcast, error) {
+// pchannel has passed it (with wait false it looks once), and reports
+// whether every copy is synced.
+func (b *Broadcaster) syncAll(ctx context.Context, t Broadcast, wait bool) (Broadcast, bool, error) {
 	for {
 		var waiting bool
 		for _, tg := range t.Targets {
@@ -430,15 +480,15 @@ func (b *Broadcaster) syncAll(ctx context.Context, t Broadcast) (Broadcast, erro
 				tg.Synced = true
 				return true
 			}); err != nil {
-				return t, err
+				return t, false, err
 			}
 			t = r.t
 		}
-		if !waiting {
-			return t, nil
+		if !waiting || !wait {
+			return t, !waiting, nil
 		}
 		if err := sleep(ctx, b.cfg.SyncPoll); err != nil {
-			return t, err
+			return t, false, err
 		}
 	}
 }

@@ -20,6 +20,10 @@ var (
 	ErrInvariant = errors.New("segmentlog: protocol invariant violated")
 	// ErrTooLarge: a message or batch exceeds the configured limit.
 	ErrTooLarge = errors.New("segmentlog: too large")
+	// ErrInvalidMessage: an append's message breaks a rule of its type (a
+	// bad vchannel, a reserved key, a missing property, ...). Nothing was
+	// written; sending it again fails the same way.
+	ErrInvalidMessage = errors.New("segmentlog: invalid message")
 )
 
 var (

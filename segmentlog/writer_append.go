@@ -84,6 +84,9 @@ func (w *Writer) appendChecked(ctx context.Context, validate func(*Message) erro
 	size := 0
 	for i := range msgs {
 		if err := validate(&msgs[i]); err != nil {
+			if !errors.Is(err, ErrTooLarge) && !errors.Is(err, ErrInvalidName) {
+				err = fmt.Errorf("%w: %w", ErrInvalidMessage, err)
+			}
 			return nil, fmt.Errorf("append %s: message %d: %w", w.cfg.PChannel, i, err)
 		}
 		size += messageBytes(&msgs[i])
