@@ -69,7 +69,7 @@ func newSystem(srv *api.Server, cfg coordinator.Config, opts systemOptions, node
 	}
 	h := &flushingHolder{pool: srv.Pool(), log: log, newFlusher: func(p string) (*snapshot.Flusher, error) {
 		return snapshot.NewFlusher(snapshot.FlushConfig{PChannel: p, Layout: cfg.Layout, Interval: opts.flushInterval,
-			MaxAge: opts.flushMaxAge, Logger: log}, store)
+			MaxAge: opts.flushMaxAge, Logger: log, Positions: srv.Registry()}, store)
 	}, running: map[string]*flusherRun{}}
 	node, err := coordinator.NewNode(cfg, store, nodeID, address, h)
 	if err != nil {

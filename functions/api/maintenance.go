@@ -123,7 +123,8 @@ func NewMaintenance(cfg Config, store objstore.Store) (Maintenance, error) {
 		}
 		var errs []error
 		for _, l := range ls {
-			f, err := snapshot.NewFlusher(snapshot.FlushConfig{PChannel: l.PChannel, Layout: cfg.Layout, Now: cfg.Now, Logger: cfg.Logger}, store)
+			f, err := snapshot.NewFlusher(snapshot.FlushConfig{PChannel: l.PChannel, Layout: cfg.Layout, Now: cfg.Now, Logger: cfg.Logger,
+				Positions: reg}, store)
 			if err == nil {
 				_, err = f.FlushNow(ctx)
 			}

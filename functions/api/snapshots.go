@@ -91,7 +91,8 @@ func (s *Server) handleFlush(w http.ResponseWriter, r *http.Request) error {
 	if err := s.mustKnow(ctx, p); err != nil {
 		return err
 	}
-	f, err := snapshot.NewFlusher(snapshot.FlushConfig{PChannel: p, Layout: s.cfg.Layout, Now: s.cfg.Now, Logger: s.log}, s.store)
+	f, err := snapshot.NewFlusher(snapshot.FlushConfig{PChannel: p, Layout: s.cfg.Layout, Now: s.cfg.Now, Logger: s.log,
+		Positions: s.registry}, s.store)
 	if err != nil {
 		return err
 	}

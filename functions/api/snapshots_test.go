@@ -23,6 +23,12 @@ func TestFlushRoute(t *testing.T) {
 	if fr.PChannel != "p0" || fr.Rounds < 1 || fr.Messages < 3 || fr.Segments < 1 || fr.Checkpoint == 0 {
 		t.Fatalf("flush %+v", fr)
 	}
+	// The vchannel's record shows how far it is flushed.
+	var v VChannelOut
+	mustOK(t, "describe v0", ts.get("/v1/vchannels/v0"), &v)
+	if v.Position.Offset != fr.Checkpoint || v.Position.TimeTick == 0 || v.Position.Done {
+		t.Fatalf("v0 position %+v after a flush to %d", v.Position, fr.Checkpoint)
+	}
 	mustOK(t, "flush again", ts.postJSON("/v1/pchannels/p0/flush", struct{}{}), &fr)
 	if fr.Rounds != 0 || fr.Checkpoint == 0 {
 		t.Fatalf("second flush %+v: want nothing to do", fr)
