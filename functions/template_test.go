@@ -526,3 +526,41 @@ func TestTemplateBucketAndPolicies(t *testing.T) {
 		}
 	}
 }
+
+// TestTemplateWALWriters: every function that appends to the WAL may PUT
+// under wal/: the node (appends), the coordinator (vchannel create and
+// drop messages, broadcast copies) and maintenance (resumed broadcasts).
+// The coordinator once could only read it, so its creates, drops and
+// broadcasts failed when deployed.
+func TestTemplateWALWriters(t *testing.T) {
+	tp := loadTemplate(t)
+	fns := tp.functions()
+	for _, id := range []string{"NodeFunction", "CoordinatorFunction", "MaintenanceFunction"} {
+		fn := fns[id]
+		if fn == nil {
+			t.Fatalf("no %s", id)
+		}
+		var ok bool
+		for _, pol := range get(fn, "Properties", "Policies").Content {
+			for _, st := range get(pol, "Statement").Content {
+				acts := get(st, "Action")
+				puts := acts.Value == "s3:PutObject"
+				for _, a := range acts.Content {
+					puts = puts || a.Value == "s3:PutObject"
+				}
+				res := []*yaml.Node{get(st, "Resource")}
+				if res[0].Kind == yaml.SequenceNode {
+					res = res[0].Content
+				}
+				for _, r := range res {
+					if puts && (strings.HasSuffix(r.Value, "/${Prefix}/wal/*") || strings.HasSuffix(r.Value, "/${Prefix}/*")) {
+						ok = true
+					}
+				}
+			}
+		}
+		if !ok {
+			t.Errorf("%s may not PutObject under ${Prefix}/wal/", id)
+		}
+	}
+}
