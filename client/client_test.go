@@ -34,6 +34,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 type serverOptions struct {
 	token         string
 	maxBatchBytes int
+	startupDelay  time.Duration
 	// wrap, if set, wraps the API handler (fault injection).
 	wrap func(http.Handler) http.Handler
 }
@@ -43,13 +44,14 @@ type serverOptions struct {
 func newServer(t *testing.T, o serverOptions) string {
 	t.Helper()
 	srv, err := api.New(api.Config{
-		Holder:        "test-" + t.Name(),
-		LeaseTTL:      4 * time.Second,
-		LeaseWait:     300 * time.Millisecond,
-		CacheBytes:    4 << 20,
-		MaxBatchBytes: o.maxBatchBytes,
-		Token:         o.token,
-		Logger:        slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Holder:              "test-" + t.Name(),
+		LeaseTTL:            4 * time.Second,
+		LeaseWait:           300 * time.Millisecond,
+		CacheBytes:          4 << 20,
+		MaxBatchBytes:       o.maxBatchBytes,
+		Token:               o.token,
+		ScannerStartupDelay: o.startupDelay,
+		Logger:              slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		// No timetick batches: offsets stay exact on a slow machine.
 		TimeTickInterval: -1,
 	}, objstore.NewMemory())
@@ -399,5 +401,23 @@ func TestProducerRetriesTimeoutWithSameKeys(t *testing.T) {
 	closeProducer(t, p)
 	if got := readAll(t, c, "p0"); len(got) != 1 || got[0].ID != a.ID {
 		t.Fatalf("read %+v, want one message at %v", got, a.ID)
+	}
+}
+
+// TestReadDuringStartupDelay: a read held back by the server's startup
+// delay says so (Paused); IgnorePause reads through it.
+func TestReadDuringStartupDelay(t *testing.T) {
+	url := newServer(t, serverOptions{startupDelay: time.Hour})
+	c, _ := newClient(t, url)
+	if _, err := c.Append(t.Context(), "p0", []Message{{VChannel: "v0", Payload: []byte("x")}}, AppendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Read(t.Context(), "p0", ReadOptions{Wait: 50 * time.Millisecond})
+	if err != nil || !r.Paused || len(r.Messages) != 0 {
+		t.Fatalf("read during the delay: %+v, %v", r, err)
+	}
+	r, err = c.Read(t.Context(), "p0", ReadOptions{IgnorePause: true})
+	if err != nil || r.Paused || len(r.Messages) != 1 {
+		t.Fatalf("read ignoring the delay: %+v, %v", r, err)
 	}
 }

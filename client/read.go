@@ -21,6 +21,9 @@ type ReadOptions struct {
 	// Wait is how long the server long-polls when nothing is there yet;
 	// the server caps it (20 s by default). Default 0: answer at once.
 	Wait time.Duration
+	// IgnorePause reads through the server's scanner startup delay
+	// (CAIRN_SCANNER_STARTUP_DELAY) instead of waiting for it to end.
+	IgnorePause bool
 }
 
 // ReadResult is the answer of one read.
@@ -30,6 +33,9 @@ type ReadResult struct {
 	// message returned, or From (concrete, when From was Latest) if none
 	// was.
 	Next string
+	// Paused: the server's startup delay held the read back for its whole
+	// wait; nothing was read. Read again from Next.
+	Paused bool
 }
 
 type readResponse struct {
@@ -46,7 +52,8 @@ type readResponse struct {
 		BroadcastID string            `json:"broadcast_id"`
 		Restored    bool              `json:"restored"`
 	} `json:"messages"`
-	Next string `json:"next"`
+	Next   string `json:"next"`
+	Paused bool   `json:"paused"`
 }
 
 // Read reads pchannel once: what is there from opts.From (up to Max
@@ -94,11 +101,14 @@ func (c *Client) read(ctx context.Context, path string, opts ReadOptions) (ReadR
 	if opts.Wait > 0 {
 		q.Set("wait", opts.Wait.String())
 	}
+	if opts.IgnorePause {
+		q.Set("ignore_pause", "true")
+	}
 	var resp readResponse
 	if err := c.do(ctx, request{method: "GET", path: path, query: q, wait: opts.Wait, idempotent: true}, &resp); err != nil {
 		return ReadResult{}, err
 	}
-	out := ReadResult{Messages: make([]Delivery, len(resp.Messages)), Next: resp.Next}
+	out := ReadResult{Messages: make([]Delivery, len(resp.Messages)), Next: resp.Next, Paused: resp.Paused}
 	for i, m := range resp.Messages {
 		out.Messages[i] = Delivery{
 			ID: MessageID{Offset: m.Offset, Index: m.Index}, Term: m.Term, TimeTick: m.TimeTick,

@@ -70,8 +70,10 @@ func (g *PauseGate) Stats() PauseStats {
 	return PauseStats{Paused: g.Paused(), Waiting: g.paused.Load(), WaitTotal: time.Duration(g.pausedNanos.Load())}
 }
 
-// wait blocks until the pause ends or ctx does.
-func (g *PauseGate) wait(ctx context.Context) error {
+// Wait blocks until the pause ends or ctx does, counting the time in the
+// gate's metrics. Scanners with ScannerConfig.Pause call it; a server that
+// answers reads without a scanner of its own calls it directly.
+func (g *PauseGate) Wait(ctx context.Context) error {
 	if !g.Paused() {
 		return nil
 	}

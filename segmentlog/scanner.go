@@ -298,7 +298,7 @@ func (s *Scanner) Stats() ScannerStats { return s.stats }
 // or ctx ends (then it returns ctx's error).
 func (s *Scanner) Next(ctx context.Context) (Delivery, error) {
 	if s.cfg.Pause != nil && !s.cfg.IgnorePause {
-		if err := s.cfg.Pause.wait(ctx); err != nil {
+		if err := s.cfg.Pause.Wait(ctx); err != nil {
 			return Delivery{}, err
 		}
 	}

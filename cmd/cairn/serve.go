@@ -87,7 +87,8 @@ the same --pchannels.
 With --token (or CAIRN_TOKEN) every request but GET /healthz needs
 "Authorization: Bearer <token>". The other CAIRN_* variables of the Lambda
 functions apply too (CAIRN_LEASE_TTL, CAIRN_LEASE_MARGIN, CAIRN_LEASE_WAIT,
-CAIRN_CACHE_BYTES, CAIRN_MAX_BODY_BYTES, CAIRN_MAX_WAIT, CAIRN_LOG_LEVEL).
+CAIRN_CACHE_BYTES, CAIRN_MAX_BODY_BYTES, CAIRN_MAX_WAIT,
+CAIRN_SCANNER_STARTUP_DELAY, CAIRN_LOG_LEVEL).
 
 Ctrl-C (SIGINT) or SIGTERM stops it gracefully: it stops taking requests,
 stops the balancer, flushers, GC and the broadcast loop, closes every

@@ -82,6 +82,12 @@ type Config struct {
 	// of a broadcast request. Default 20 s; a Lambda function's timeout
 	// must exceed it.
 	MaxWait time.Duration
+	// ScannerStartupDelay holds reads back for this long after the server
+	// starts, so that a node in a crash loop spends its short lives
+	// persisting fences, not serving reads (write-only recovery, Milvus's
+	// scanner startup delay). Appends are never held back; a read with
+	// ignore_pause=true is served at once. Default 0: no pause.
+	ScannerStartupDelay time.Duration
 	// MaxWaiters bounds the reads waiting at the tail at once; more are
 	// answered 429 with Retry-After. Default 1,024.
 	MaxWaiters int
@@ -205,7 +211,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("api: max body bytes %d must be positive", d.MaxBodyBytes)
 	case d.MaxAppendMessages < 1 || d.MaxAppendMessages > segmentlog.MaxMessages:
 		return fmt.Errorf("api: max append messages %d out of range 1..%d", d.MaxAppendMessages, segmentlog.MaxMessages)
-	case d.MaxReadMessages < 1 || d.MaxReadBytes < 1 || d.MaxWait < 0 || d.MaxWaiters < 1:
+	case d.MaxReadMessages < 1 || d.MaxReadBytes < 1 || d.MaxWait < 0 || d.MaxWaiters < 1 || d.ScannerStartupDelay < 0:
 		return errors.New("api: read limits must be positive (max wait ≥ 0)")
 	case d.ShutdownTimeout < 0:
 		return errors.New("api: shutdown timeout must not be negative")

@@ -34,6 +34,7 @@ var EnvVars = []EnvVar{
 	{Name: "CAIRN_CACHE_BYTES", Doc: "write-ahead cache budget in bytes (default 64 MiB in Lambda, 256 MiB elsewhere)"},
 	{Name: "CAIRN_MAX_BODY_BYTES", Doc: "request body limit in bytes (default 2 MiB + 64 KiB)"},
 	{Name: "CAIRN_MAX_WAIT", Doc: "longest read long-poll and broadcast wait, a Go duration (default 20s; below the function timeout)"},
+	{Name: "CAIRN_SCANNER_STARTUP_DELAY", Doc: "hold reads back this long after start (write-only recovery), a Go duration (default 0: none)"},
 	{Name: "CAIRN_LOG_LEVEL", Doc: "debug, info, warn or error (default info)"},
 }
 
@@ -90,6 +91,7 @@ func LoadEnv(getenv func(string) string) (Env, error) {
 	duration("CAIRN_LEASE_MARGIN", &e.Config.LeaseMargin)
 	duration("CAIRN_LEASE_WAIT", &e.Config.LeaseWait)
 	duration("CAIRN_MAX_WAIT", &e.Config.MaxWait)
+	duration("CAIRN_SCANNER_STARTUP_DELAY", &e.Config.ScannerStartupDelay)
 	bytes("CAIRN_CACHE_BYTES", &e.Config.CacheBytes)
 	bytes("CAIRN_MAX_BODY_BYTES", &e.Config.MaxBodyBytes)
 	if v := getenv("CAIRN_LOG_LEVEL"); v != "" {

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/segmentlog"
 )
 
 // metrics are one Server's Prometheus collectors, on a registry of its own
@@ -25,7 +26,7 @@ type metrics struct {
 	waiters       prometheus.Gauge
 }
 
-func newMetrics(pool func() *Pool) *metrics {
+func newMetrics(pool func() *Pool, pause *segmentlog.PauseGate) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -52,7 +53,22 @@ func newMetrics(pool func() *Pool) *metrics {
 			Name: "cairn_read_waiters", Help: "Reads waiting at the tail now.",
 		}),
 	}
+	pauseOn := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cairn_scanner_pause_active", Help: "1 while the scanner startup delay holds reads back, else 0.",
+	}, func() float64 {
+		if pause.Paused() {
+			return 1
+		}
+		return 0
+	})
+	pauseWaiting := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cairn_scanner_pause_waiting", Help: "Reads held back by the startup delay now.",
+	}, func() float64 { return float64(pause.Stats().Waiting) })
+	pauseSeconds := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "cairn_scanner_pause_wait_seconds_total", Help: "Time reads spent held back by the startup delay.",
+	}, func() float64 { return pause.Stats().WaitTotal.Seconds() })
 	m.reg.MustRegister(m.requests, m.duration, m.appendLatency, m.appended, m.opens, m.storeOps, m.waiters,
+		pauseOn, pauseWaiting, pauseSeconds,
 		newWriterCollector(pool),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

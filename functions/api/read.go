@@ -19,6 +19,10 @@ type ReadResponse struct {
 	VChannel string       `json:"vchannel,omitempty"` // on GET /v1/vchannels/{v}/messages
 	Messages []MessageOut `json:"messages"`
 	Next     string       `json:"next"` // the position to read from next
+	// Paused: the server's scanner startup delay held this read back for
+	// its whole wait; nothing was read. Read again from next (or with
+	// ignore_pause=true).
+	Paused bool `json:"paused,omitempty"`
 }
 
 // MessageOut is one delivered message.
@@ -47,6 +51,8 @@ type readQuery struct {
 	types     []segmentlog.MessageType
 	max       int
 	wait      time.Duration
+	// ignorePause reads through the server's scanner startup delay.
+	ignorePause bool
 }
 
 // parsePosition parses "earliest", "latest", "id:OFFSET.INDEX" or
@@ -117,8 +123,8 @@ func parseDecimal(s string, limit uint64) (uint64, error) {
 	return v, nil
 }
 
-// parseReadQuery parses from, vchannel (repeatable), type (repeatable), max
-// and wait; anything else is a 400.
+// parseReadQuery parses from, vchannel (repeatable), type (repeatable), max,
+// wait and ignore_pause; anything else is a 400.
 func parseReadQuery(q url.Values, maxMessages int, maxWait time.Duration) (readQuery, error) {
 	rq := readQuery{from: segmentlog.Earliest(), max: min(DefaultReadMessages, maxMessages)}
 	bad := func(format string, args ...any) (readQuery, error) {
@@ -143,7 +149,7 @@ func parseReadQuery(q url.Values, maxMessages int, maxWait time.Duration) (readQ
 				rq.types = append(rq.types, t)
 			}
 			continue
-		case "from", "max", "wait":
+		case "from", "max", "wait", "ignore_pause":
 		default:
 			return bad("unknown query parameter %q", k)
 		}
@@ -170,6 +176,12 @@ func parseReadQuery(q url.Values, maxMessages int, maxWait time.Duration) (readQ
 				return bad("wait %q: want a non-negative Go duration such as 500ms or 10s", v)
 			}
 			rq.wait = min(d, maxWait)
+		case "ignore_pause":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return bad("ignore_pause %q: want true or false", v)
+			}
+			rq.ignorePause = b
 		}
 	}
 	return rq, nil
@@ -221,6 +233,20 @@ func (s *Server) read(ctx context.Context, p string, q readQuery) (ReadResponse,
 	defer sc.Close()
 
 	resp := ReadResponse{PChannel: p, Messages: []MessageOut{}}
+	if !q.ignorePause && s.pause.Paused() {
+		// The startup delay (write-only recovery): deliver nothing until
+		// it ends, waiting for it at most the read's wait.
+		pctx, cancel := context.WithTimeout(ctx, q.wait)
+		err := s.pause.Wait(pctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ReadResponse{}, ctx.Err()
+			}
+			resp.Next, resp.Paused = sc.Resume().String(), true
+			return resp, nil
+		}
+	}
 	deadline := s.cfg.Now().Add(q.wait)
 	waiting := false
 	defer func() {

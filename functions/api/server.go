@@ -16,6 +16,7 @@ import (
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
 
@@ -53,8 +54,9 @@ type Server struct {
 	metrics    *metrics
 	log        *slog.Logger
 	routes     []Route
-	waiters    chan struct{} // semaphore of reads waiting at the tail
-	known      sync.Map      // pchannel → struct{}: has a lease record (records are never deleted)
+	waiters    chan struct{}         // semaphore of reads waiting at the tail
+	pause      *segmentlog.PauseGate // the scanner startup delay
+	known      sync.Map              // pchannel → struct{}: has a lease record (records are never deleted)
 	vchans     vchannelCache
 	restores   *restoreRuns
 }
@@ -65,8 +67,9 @@ func New(cfg Config, store objstore.Store) (*Server, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	s := &Server{cfg: cfg, log: cfg.Logger, waiters: make(chan struct{}, cfg.MaxWaiters)}
-	s.metrics = newMetrics(func() *Pool { return s.pool })
+	s := &Server{cfg: cfg, log: cfg.Logger, waiters: make(chan struct{}, cfg.MaxWaiters),
+		pause: segmentlog.NewPauseGate(cfg.ScannerStartupDelay)}
+	s.metrics = newMetrics(func() *Pool { return s.pool }, s.pause)
 	s.store = countingStore{Store: store, ops: s.metrics.storeOps}
 	leases, err := coordinator.NewLeases(s.store, cfg.Layout, cfg.leaseConfig(),
 		coordinator.WithClock(cfg.Now), coordinator.WithRequestTimeout(cfg.leaseRequestTimeout()))
