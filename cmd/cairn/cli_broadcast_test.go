@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"regexp"
 	"strings"
 	"testing"
 )
@@ -12,27 +11,8 @@ import (
 // flush; the refusals.
 func TestCLIBroadcast(t *testing.T) {
 	url := apiServer(t, "")
-	run := func(args ...string) (string, string) {
-		t.Helper()
-		out, errOut, err := runCLI(t, "", append(args, "--server", url)...)
-		if err != nil {
-			t.Fatalf("cairn %s: %v\n%s%s", strings.Join(args, " "), err, out, errOut)
-		}
-		return out, errOut
-	}
-	fails := func(want string, args ...string) {
-		t.Helper()
-		_, _, err := runCLI(t, "", append(args, "--server", url)...)
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Fatalf("cairn %s: %v, want an error with %q", strings.Join(args, " "), err, want)
-		}
-	}
-	matches := func(what, s, re string) {
-		t.Helper()
-		if !regexp.MustCompile(re).MatchString(s) {
-			t.Fatalf("%s:\n%s\ndoes not match %s", what, s, re)
-		}
-	}
+	runIn, fails, matches := cliHelpers(t, url)
+	run := func(args ...string) (string, string) { t.Helper(); return runIn("", args...) }
 	run("vchannel", "create", "orders", "--pchannel", "p0")
 	run("vchannel", "create", "payments", "--pchannel", "p1")
 

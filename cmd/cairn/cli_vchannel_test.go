@@ -11,27 +11,7 @@ import (
 // vchannel, pchannel flush, snapshot and restore, in text and JSON.
 func TestCLIVChannelsSnapshotsRestore(t *testing.T) {
 	url := apiServer(t, "")
-	run := func(stdin string, args ...string) (string, string) {
-		t.Helper()
-		out, errOut, err := runCLI(t, stdin, append(args, "--server", url)...)
-		if err != nil {
-			t.Fatalf("cairn %s: %v\n%s%s", strings.Join(args, " "), err, out, errOut)
-		}
-		return out, errOut
-	}
-	fails := func(want string, args ...string) {
-		t.Helper()
-		_, _, err := runCLI(t, "x\n", append(args, "--server", url)...)
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Fatalf("cairn %s: %v, want an error with %q", strings.Join(args, " "), err, want)
-		}
-	}
-	matches := func(what, s, re string) {
-		t.Helper()
-		if !regexp.MustCompile(re).MatchString(s) {
-			t.Fatalf("%s:\n%s\ndoes not match %s", what, s, re)
-		}
-	}
+	run, fails, matches := cliHelpers(t, url)
 
 	out, _ := run("", "vchannel", "create", "orders", "--pchannel", "p1")
 	matches("create", out, `(?m)^vchannel +orders$`)
@@ -102,4 +82,34 @@ func TestCLIVChannelsSnapshotsRestore(t *testing.T) {
 	out, _ = run("", "vchannel", "drop", "orders")
 	matches("vchannel drop", out, `(?m)^state +dropped$`)
 	fails("vchannel_dropped", "produce", "--vchannel", "orders")
+}
+
+// cliHelpers returns the checks the CLI tests share, against the server at
+// url: run runs cairn with stdin and fails the test on an error; fails
+// wants an error containing want; matches wants s to match the regular
+// expression re.
+func cliHelpers(t *testing.T, url string) (run func(stdin string, args ...string) (string, string),
+	fails func(want string, args ...string), matches func(what, s, re string)) {
+	run = func(stdin string, args ...string) (string, string) {
+		t.Helper()
+		out, errOut, err := runCLI(t, stdin, append(args, "--server", url)...)
+		if err != nil {
+			t.Fatalf("cairn %s: %v\n%s%s", strings.Join(args, " "), err, out, errOut)
+		}
+		return out, errOut
+	}
+	fails = func(want string, args ...string) {
+		t.Helper()
+		_, _, err := runCLI(t, "x\n", append(args, "--server", url)...)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("cairn %s: %v, want an error with %q", strings.Join(args, " "), err, want)
+		}
+	}
+	matches = func(what, s, re string) {
+		t.Helper()
+		if !regexp.MustCompile(re).MatchString(s) {
+			t.Fatalf("%s:\n%s\ndoes not match %s", what, s, re)
+		}
+	}
+	return run, fails, matches
 }
