@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cairnlog/cairn/segmentlog"
 )
@@ -170,8 +171,8 @@ func (r *BroadcastRequest) validate() error {
 		if k == segmentlog.BroadcastDeadlineProperty {
 			return fmt.Errorf("property %s is set by the coordinator", k)
 		}
-		if k == "" || len(k) > segmentlog.MaxStringLen || len(v) > segmentlog.MaxStringLen {
-			return fmt.Errorf("property %q: keys must be 1..%d bytes, values at most %d", k, segmentlog.MaxStringLen, segmentlog.MaxStringLen)
+		if k == "" || len(k) > segmentlog.MaxStringLen || len(v) > segmentlog.MaxStringLen || !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return fmt.Errorf("property %q: keys must be 1..%d bytes and values at most %d, in UTF-8", k, segmentlog.MaxStringLen, segmentlog.MaxStringLen)
 		}
 		size += len(k) + len(v)
 	}

@@ -149,6 +149,8 @@ func TestBroadcastFast(t *testing.T) {
 		"twice":            {ID: "b2", VChannels: []string{"v0", "v0"}},
 		"ack mode":         {ID: "b2", VChannels: []string{"v0"}, Ack: "eventually"},
 		"reserved prop":    {ID: "b2", VChannels: []string{"v0"}, Properties: map[string]string{segmentlog.BroadcastDeadlineProperty: "1"}},
+		"empty prop key":   {ID: "b2", VChannels: []string{"v0"}, Properties: map[string]string{"": "x"}},
+		"non-UTF-8 prop":   {ID: "b2", VChannels: []string{"v0"}, Properties: map[string]string{"k": "\xff"}},
 	} {
 		if _, err := b.Broadcast(ctx, bad); err == nil {
 			t.Errorf("%s: accepted", name)
