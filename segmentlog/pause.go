@@ -29,6 +29,8 @@ func NewPauseGate(delay time.Duration) *PauseGate {
 		close(g.open)
 		return g
 	}
+	g.mu.Lock() // Resume, on the timer's goroutine, reads g.timer
+	defer g.mu.Unlock()
 	g.until = time.Now().Add(delay)
 	g.timer = time.AfterFunc(delay, g.Resume)
 	return g

@@ -79,3 +79,20 @@ func TestIdleTimeTicks(t *testing.T) {
 		t.Fatalf("timetick batches %+v: want one above the data's tick %d", ticks, a[0].TimeTick)
 	}
 }
+
+// TestPauseGateEndsByItself: a gate with a delay opens when the delay is
+// over (run with -race: the timer's Resume and the constructor share the
+// timer field).
+func TestPauseGateEndsByItself(t *testing.T) {
+	for range 20 {
+		g := sl.NewPauseGate(time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := g.Wait(ctx); err != nil {
+			t.Fatalf("the pause did not end: %v", err)
+		}
+		cancel()
+		if g.Paused() {
+			t.Fatal("paused after the delay")
+		}
+	}
+}
