@@ -51,6 +51,14 @@ func TestWriterBroadcastCopyLandsOnce(t *testing.T) {
 	if _, err := w.AppendControl(ctx, broadcastMsg("b2", "v1", later)); err != nil {
 		t.Fatalf("the same copy before its deadline: %v", err)
 	}
+	// A late copy refuses its whole call: the timely copy before it is not
+	// written either, and its key is free for the next attempt.
+	if _, err := w.AppendControl(ctx, broadcastMsg("b3", "v1", later), broadcastMsg("b4", "v1", past)); !errors.Is(err, sl.ErrDeadlinePassed) {
+		t.Fatalf("call with a late copy: %v, want ErrDeadlinePassed", err)
+	}
+	if a, err := w.AppendControl(ctx, broadcastMsg("b3", "v1", later)); err != nil || a[0].Duplicate {
+		t.Fatalf("the timely copy sent again: %+v, %v; want a fresh append", a, err)
+	}
 	w.Close(ctx)
 
 	// The next holder remembers the copies (rebuilt from the WAL).
@@ -64,8 +72,8 @@ func TestWriterBroadcastCopyLandsOnce(t *testing.T) {
 		t.Fatalf("copies after failover: %+v, want %+v", after, first)
 	}
 	got := scanAll(t, store, testLayout, "p1", sl.Earliest(), time.Second)
-	if len(got) != 3 {
-		t.Fatalf("delivered %d copies, want 3 (b1 on v1 and v2, b2 on v1): %+v", len(got), got)
+	if len(got) != 4 {
+		t.Fatalf("delivered %d copies, want 4 (b1 on v1 and v2, b2 and b3 on v1): %+v", len(got), got)
 	}
 	for _, d := range got {
 		if d.Type != sl.TypeBroadcast || d.BroadcastID == "" {

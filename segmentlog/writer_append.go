@@ -122,12 +122,15 @@ func (w *Writer) appendChecked(ctx context.Context, validate func(*Message) erro
 			}
 			if m.Type == TypeBroadcast {
 				if dl, _ := broadcastDeadline(&m); w.cfg.Now().After(dl) {
-					w.mu.Unlock()
+					// Nothing of this call is written: free the keys the
+					// earlier messages took (under the lock that guards
+					// the window).
 					for _, f := range freshIdx {
 						if k := msgs[f].Key; !k.IsZero() {
 							w.dedup.fail(k, ErrDeadlinePassed)
 						}
 					}
+					w.mu.Unlock()
 					return nil, fmt.Errorf("append %s: message %d: %w (broadcast %s, deadline %s)",
 						w.cfg.PChannel, i, ErrDeadlinePassed, m.BroadcastID, dl.UTC().Format(time.RFC3339Nano))
 				}
