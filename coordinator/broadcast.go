@@ -227,22 +227,22 @@ func decideSubmit(cur *Broadcast, req BroadcastRequest, binding map[string]strin
 	return b, nil
 }
 
-// decideTarget applies change to target v of a pending task. change
-// returns false when it has nothing to change.
-func decideTarget(cur *Broadcast, id, v string, change func(t *BroadcastTarget) bool) (Broadcast, error) {
+// decideTargets applies change to every target of a pending task; change
+// reports whether it changed the target. A finished task is left as it is.
+func decideTargets(cur *Broadcast, id string, change func(t *BroadcastTarget) bool) (Broadcast, error) {
 	if cur == nil {
 		return Broadcast{}, fmt.Errorf("%w: %s", ErrNoBroadcast, id)
 	}
 	if cur.finished() {
 		return *cur, nil
 	}
-	i := slices.IndexFunc(cur.Targets, func(t BroadcastTarget) bool { return t.VChannel == v })
-	if i < 0 {
-		return Broadcast{}, fmt.Errorf("coordinator: broadcast %s has no target %s", id, v)
-	}
 	next := *cur
 	next.Targets = slices.Clone(cur.Targets)
-	if !change(&next.Targets[i]) {
+	changed := false
+	for i := range next.Targets {
+		changed = change(&next.Targets[i]) || changed
+	}
+	if !changed {
 		return *cur, nil
 	}
 	next.Version++

@@ -191,7 +191,7 @@ func (b *Broadcaster) Broadcast(ctx context.Context, req BroadcastRequest) (Broa
 	if err != nil || t.finished() {
 		return t, err
 	}
-	return b.Run(ctx, req.ID)
+	return b.run(ctx, t, true)
 }
 
 // Describe returns the task id; ErrNoBroadcast if there is none.
@@ -225,16 +225,18 @@ func (b *Broadcaster) List(ctx context.Context) ([]Broadcast, error) {
 // ErrBroadcastFailed if the task failed, and with ctx's error if ctx ends
 // first (the task stays pending; any later Run resumes it).
 func (b *Broadcaster) Run(ctx context.Context, id string) (Broadcast, error) {
-	return b.run(ctx, id, true)
-}
-
-// run is Run; with waitSync false a sync-up task whose checkpoints have not
-// passed its copies is left pending after one look, with no error.
-func (b *Broadcaster) run(ctx context.Context, id string, waitSync bool) (Broadcast, error) {
 	t, err := b.Describe(ctx, id)
 	if err != nil {
 		return Broadcast{}, err
 	}
+	return b.run(ctx, t, true)
+}
+
+// run drives task t (as last read) on; with waitSync false a sync-up task
+// whose checkpoints have not passed its copies is left pending after one
+// look, with no error.
+func (b *Broadcaster) run(ctx context.Context, t Broadcast, waitSync bool) (Broadcast, error) {
+	var err error
 	if !t.finished() && slices.ContainsFunc(t.Targets, func(tg BroadcastTarget) bool { return tg.Appended == nil && tg.Skipped == "" }) {
 		if t, err = b.appendAll(ctx, t); err != nil {
 			return t, err
@@ -246,6 +248,7 @@ func (b *Broadcaster) run(ctx context.Context, id string, waitSync bool) (Broadc
 			return t, err
 		}
 	}
+	id := t.ID
 	if !t.finished() {
 		if t, err = b.update(ctx, id, func(cur *Broadcast, now time.Time) (Broadcast, error) {
 			return decideFinish(cur, id, "", now)
@@ -294,7 +297,7 @@ func (b *Broadcaster) Resume(ctx context.Context) (int, error) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			got, err := b.run(ctx, t.ID, false)
+			got, err := b.run(ctx, t, false)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -339,13 +342,23 @@ func (b *Broadcaster) Collect(ctx context.Context) (int, error) {
 
 // run is one run's hold on a task's resource locks.
 type run struct {
-	t        Broadcast
-	nonce    string
-	held     []string
-	deadline time.Time // until which every lock is surely held
+	t     Broadcast
+	nonce string
+	held  []string
+
+	mu       sync.Mutex // guards deadline; held while the locks are renewed
+	deadline time.Time  // until which every lock is surely held
 }
 
-// appendAll appends the copies not appended yet, holding the task's locks.
+// sendParallel bounds the copies of one task sent at once.
+const sendParallel = 16
+
+// appendAll appends the copies not appended yet, holding the task's locks:
+// one CAS of the task starts the targets never sent (stamping their first
+// attempt, or skipping a dropped vchannel), the copies go out a few at a
+// time, and one CAS records where they landed. A run that dies before
+// recording loses nothing: the next run sends the copies again and the
+// writers answer with the first copies' positions.
 func (b *Broadcaster) appendAll(ctx context.Context, t Broadcast) (Broadcast, error) {
 	r := &run{t: t, nonce: uuid.Must(uuid.NewV7()).String()}
 	err := b.lockAll(ctx, r)
@@ -353,136 +366,212 @@ func (b *Broadcaster) appendAll(ctx context.Context, t Broadcast) (Broadcast, er
 	if err != nil {
 		return r.t, err
 	}
-	for _, tg := range t.Targets {
-		if tg.Appended != nil || tg.Skipped != "" {
-			continue
-		}
-		if err := b.appendOne(ctx, r, tg.VChannel); err != nil || r.t.finished() {
-			return r.t, err
+	if err := b.start(ctx, r); err != nil || r.t.finished() {
+		return r.t, err
+	}
+	var pending []BroadcastTarget
+	for _, tg := range r.t.Targets {
+		if tg.Appended == nil && tg.Skipped == "" {
+			pending = append(pending, tg)
 		}
 	}
-	return r.t, nil
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu      sync.Mutex
+		marks   = map[string]WALMark{}
+		refused string
+		errs    []error
+		wg      sync.WaitGroup
+		sem     = make(chan struct{}, sendParallel)
+	)
+	for _, tg := range pending {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			mark, why, err := b.send(sctx, r, tg)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil && why == "":
+				marks[tg.VChannel] = mark
+				return
+			case why != "":
+				refused = why
+			case sctx.Err() == nil || ctx.Err() != nil:
+				errs = append(errs, err)
+			}
+			cancel() // one copy that cannot be sent stops the others
+		}()
+	}
+	wg.Wait()
+	if len(marks) > 0 {
+		id := r.t.ID
+		t, rerr := b.update(context.WithoutCancel(ctx), id, func(cur *Broadcast, _ time.Time) (Broadcast, error) {
+			return decideTargets(cur, id, func(tg *BroadcastTarget) bool {
+				m, ok := marks[tg.VChannel]
+				if !ok || tg.Appended != nil {
+					return false
+				}
+				tg.Appended = &m
+				return true
+			})
+		})
+		if rerr != nil {
+			return r.t, rerr
+		}
+		r.t = t
+	}
+	if refused != "" {
+		return b.fail(ctx, r, refused)
+	}
+	if ctx.Err() != nil {
+		return r.t, ctx.Err()
+	}
+	return r.t, errors.Join(errs...)
 }
 
-// appendOne sends the copy of vchannel v until it is acknowledged, the
-// vchannel turns out dropped before any copy was sent, or sending again is
-// no longer safe.
-func (b *Broadcaster) appendOne(ctx context.Context, r *run, v string) error {
-	id := r.t.ID
+// start stamps the first attempt of every target never sent, and skips a
+// target whose vchannel was dropped before it (one CAS for all). It fails
+// the task if a copy was first sent too long ago to be sent again safely.
+func (b *Broadcaster) start(ctx context.Context, r *run) error {
+	dropped := map[string]bool{}
+	for _, tg := range r.t.Targets {
+		if !tg.FirstAttempt.IsZero() || tg.Skipped != "" || tg.Appended != nil {
+			continue
+		}
+		rec, err := b.reg.Describe(ctx, tg.VChannel)
+		switch {
+		case errors.Is(err, ErrNoVChannel):
+			dropped[tg.VChannel] = true
+		case err != nil:
+			return err
+		case rec.State != VChannelActive:
+			dropped[tg.VChannel] = true
+		}
+	}
+	id, now := r.t.ID, b.cfg.Now()
+	t, err := b.update(ctx, id, func(cur *Broadcast, _ time.Time) (Broadcast, error) {
+		return decideTargets(cur, id, func(tg *BroadcastTarget) bool {
+			switch {
+			case !tg.FirstAttempt.IsZero() || tg.Skipped != "" || tg.Appended != nil:
+				return false
+			case dropped[tg.VChannel]:
+				tg.Skipped = "dropped"
+			default:
+				tg.FirstAttempt = now
+			}
+			return true
+		})
+	})
+	if err != nil {
+		return err
+	}
+	r.t = t
+	for _, tg := range t.Targets {
+		if tg.Appended == nil && tg.Skipped == "" && now.Sub(tg.FirstAttempt) > giveUpAfter {
+			_, err := b.fail(ctx, r, fmt.Sprintf("copy on %s first sent %s: too long ago to send again without risking a second copy",
+				tg.VChannel, tg.FirstAttempt.Format(time.RFC3339)))
+			return err
+		}
+	}
+	return nil
+}
+
+// send sends the copy of target tg until a writer acknowledges it. It
+// returns why when a writer refuses the copy for good (nothing written;
+// sending it again would fail the same way for a day, holding the locks),
+// and an error when the run must stop (ctx, lost locks).
+func (b *Broadcaster) send(ctx context.Context, r *run, tg BroadcastTarget) (WALMark, string, error) {
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			if err := sleep(ctx, min(backoff(attempt), time.Second)); err != nil {
-				return err
+				return WALMark{}, "", err
 			}
 		}
-		if err := b.keepLocks(ctx, r); err != nil {
-			return err
+		deadline, err := b.keepLocks(ctx, r)
+		if err != nil {
+			return WALMark{}, "", err
 		}
-		tg, _ := r.t.Target(v)
-		if tg.FirstAttempt.IsZero() {
-			rec, err := b.reg.Describe(ctx, v)
-			switch {
-			case err != nil && !errors.Is(err, ErrNoVChannel):
-				b.log.Warn("broadcast: vchannel unreadable", "id", id, "vchannel", v, "err", err)
-				continue
-			case err != nil || rec.State != VChannelActive:
-				return b.setTarget(ctx, r, v, func(tg *BroadcastTarget) bool { tg.Skipped = "dropped"; return true })
-			}
-			now := b.cfg.Now()
-			if err := b.setTarget(ctx, r, v, func(tg *BroadcastTarget) bool {
-				if !tg.FirstAttempt.IsZero() {
-					return false
-				}
-				tg.FirstAttempt = now
-				return true
-			}); err != nil {
-				return err
-			}
-			tg, _ = r.t.Target(v)
-		}
-		now := b.cfg.Now()
-		if now.Sub(tg.FirstAttempt) > giveUpAfter {
-			reason := fmt.Sprintf("copy on %s first sent %s: too long ago to send again without risking a second copy",
-				v, tg.FirstAttempt.Format(time.RFC3339))
-			t, err := b.update(ctx, id, func(cur *Broadcast, now time.Time) (Broadcast, error) {
-				return decideFinish(cur, id, reason, now)
-			})
-			if err == nil {
-				r.t = t
-			}
-			return err
-		}
-		msg := segmentlog.Message{Type: segmentlog.TypeBroadcast, VChannel: v, BroadcastID: id, Payload: r.t.Payload,
-			Properties: maps.Clone(r.t.Properties)}
+		msg := segmentlog.Message{Type: segmentlog.TypeBroadcast, VChannel: tg.VChannel, BroadcastID: r.t.ID,
+			Payload: r.t.Payload, Properties: maps.Clone(r.t.Properties)}
 		if msg.Properties == nil {
 			msg.Properties = map[string]string{}
 		}
-		copyDeadline := now.Add(b.cfg.AttemptTTL)
-		if r.deadline.Before(copyDeadline) {
-			copyDeadline = r.deadline
+		copyDeadline := b.cfg.Now().Add(b.cfg.AttemptTTL)
+		if deadline.Before(copyDeadline) {
+			copyDeadline = deadline
 		}
 		msg.Properties[segmentlog.BroadcastDeadlineProperty] = segmentlog.FormatBroadcastDeadline(copyDeadline)
-		actx, cancel := context.WithDeadline(ctx, r.deadline)
+		actx, cancel := context.WithDeadline(ctx, deadline)
 		acks, err := b.wal.AppendControl(actx, tg.PChannel, msg)
 		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if errors.Is(err, segmentlog.ErrInvalidMessage) || errors.Is(err, segmentlog.ErrTooLarge) || errors.Is(err, segmentlog.ErrInvalidName) {
-				// Refused for good, nothing written: sending it again
-				// would fail the same way for a day, holding the locks.
-				reason := fmt.Sprintf("copy on %s refused: %v", v, err)
-				t, ferr := b.update(ctx, id, func(cur *Broadcast, now time.Time) (Broadcast, error) {
-					return decideFinish(cur, id, reason, now)
-				})
-				if ferr == nil {
-					r.t = t
-				}
-				return ferr
-			}
-			b.log.Warn("broadcast: copy not acknowledged, retrying", "id", id, "vchannel", v, "pchannel", tg.PChannel, "err", err)
-			continue
+		switch {
+		case err == nil:
+			return markOf(acks[0]), "", nil
+		case ctx.Err() != nil:
+			return WALMark{}, "", ctx.Err()
+		case errors.Is(err, segmentlog.ErrInvalidMessage), errors.Is(err, segmentlog.ErrTooLarge), errors.Is(err, segmentlog.ErrInvalidName):
+			return WALMark{}, fmt.Sprintf("copy on %s refused: %v", tg.VChannel, err), nil
 		}
-		mark := markOf(acks[0])
-		return b.setTarget(ctx, r, v, func(tg *BroadcastTarget) bool {
-			if tg.Appended != nil {
-				return false
-			}
-			tg.Appended = &mark
-			return true
-		})
+		b.log.Warn("broadcast: copy not acknowledged, retrying", "id", r.t.ID, "vchannel", tg.VChannel, "pchannel", tg.PChannel, "err", err)
 	}
+}
+
+// fail marks the run's task failed with reason.
+func (b *Broadcaster) fail(ctx context.Context, r *run, reason string) (Broadcast, error) {
+	id := r.t.ID
+	t, err := b.update(context.WithoutCancel(ctx), id, func(cur *Broadcast, now time.Time) (Broadcast, error) {
+		return decideFinish(cur, id, reason, now)
+	})
+	if err != nil {
+		return r.t, err
+	}
+	r.t = t
+	return t, nil
 }
 
 // syncAll waits until the flush checkpoint of every appended copy's
 // pchannel has passed it (with wait false it looks once), and reports
-// whether every copy is synced.
+// whether every copy is synced. Each look reads each pchannel's checkpoint
+// once and records what passed with one CAS.
 func (b *Broadcaster) syncAll(ctx context.Context, t Broadcast, wait bool) (Broadcast, bool, error) {
+	id := t.ID
 	for {
-		var waiting bool
+		flushed := map[string]uint64{} // pchannel → checkpoint c
+		waiting := false
 		for _, tg := range t.Targets {
 			if tg.Appended == nil || tg.Synced {
 				continue
 			}
-			gctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
-			cp, _, err := segmentlog.ReadCheckpoint(gctx, b.store, b.cfg.Layout, tg.PChannel)
-			cancel()
-			if err != nil || cp.C <= tg.Appended.ID.Offset {
-				waiting = true
-				continue
-			}
-			r := &run{t: t}
-			if err := b.setTarget(ctx, r, tg.VChannel, func(tg *BroadcastTarget) bool {
-				if tg.Synced {
-					return false
+			c, ok := flushed[tg.PChannel]
+			if !ok {
+				gctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
+				cp, _, err := segmentlog.ReadCheckpoint(gctx, b.store, b.cfg.Layout, tg.PChannel)
+				cancel()
+				if err == nil {
+					c = cp.C
 				}
-				tg.Synced = true
-				return true
+				flushed[tg.PChannel] = c // 0 on an error: looked at again next time
+			}
+			waiting = waiting || c <= tg.Appended.ID.Offset
+		}
+		if slices.ContainsFunc(t.Targets, func(tg BroadcastTarget) bool {
+			return tg.Appended != nil && !tg.Synced && flushed[tg.PChannel] > tg.Appended.ID.Offset
+		}) {
+			var err error
+			if t, err = b.update(ctx, id, func(cur *Broadcast, _ time.Time) (Broadcast, error) {
+				return decideTargets(cur, id, func(tg *BroadcastTarget) bool {
+					if tg.Appended == nil || tg.Synced || flushed[tg.PChannel] <= tg.Appended.ID.Offset {
+						return false
+					}
+					tg.Synced = true
+					return true
+				})
 			}); err != nil {
 				return t, false, err
 			}
-			t = r.t
 		}
 		if !waiting || !wait {
 			return t, !waiting, nil
@@ -491,17 +580,6 @@ func (b *Broadcaster) syncAll(ctx context.Context, t Broadcast, wait bool) (Broa
 			return t, false, err
 		}
 	}
-}
-
-func (b *Broadcaster) setTarget(ctx context.Context, r *run, v string, change func(*BroadcastTarget) bool) error {
-	id := r.t.ID
-	t, err := b.update(ctx, id, func(cur *Broadcast, _ time.Time) (Broadcast, error) {
-		return decideTarget(cur, id, v, change)
-	})
-	if err == nil {
-		r.t = t
-	}
-	return err
 }
 
 func (b *Broadcaster) update(ctx context.Context, id string, decide func(*Broadcast, time.Time) (Broadcast, error)) (Broadcast, error) {
@@ -525,22 +603,25 @@ func (b *Broadcaster) lockAll(ctx context.Context, r *run) error {
 	return nil
 }
 
-// keepLocks renews the run's locks once less than half of LockTTL is left
-// before its deadline: the deadline is then the send time of the first
-// renewal plus LockTTL minus LockMargin. A lock lost to another run fails
-// with ErrBroadcastBusy.
-func (b *Broadcaster) keepLocks(ctx context.Context, r *run) error {
+// keepLocks returns the deadline until which the run surely holds its
+// locks, renewing them first once less than half of LockTTL is left: the
+// deadline is then the send time of the first renewal plus LockTTL minus
+// LockMargin. A lock lost to another run fails with ErrBroadcastBusy. Safe
+// for the run's concurrent sends.
+func (b *Broadcaster) keepLocks(ctx context.Context, r *run) (time.Time, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.deadline.Sub(b.cfg.Now()) > b.cfg.LockTTL/2 {
-		return nil
+		return r.deadline, nil
 	}
 	sent := b.cfg.Now()
 	for _, res := range r.held {
 		if err := b.lockOne(ctx, r, res, true); err != nil {
-			return err
+			return time.Time{}, err
 		}
 	}
 	r.deadline = sent.Add(b.cfg.LockTTL - b.cfg.LockMargin)
-	return nil
+	return r.deadline, nil
 }
 
 // lockOne takes or (renew) keeps lock res for the run. A lapsed lock of
