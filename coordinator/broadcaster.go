@@ -13,6 +13,7 @@ import (
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/google/uuid"
+	"golang.org/x/sync/errgroup"
 )
 
 // BroadcastConfig configures a Broadcaster. Zero fields take defaults.
@@ -280,23 +281,14 @@ func (b *Broadcaster) Resume(ctx context.Context) (int, error) {
 		mu   sync.Mutex
 		n    int
 		errs []error
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, resumeParallel)
+		g    errgroup.Group
 	)
+	g.SetLimit(resumeParallel)
 	for _, t := range all {
-		if t.finished() {
+		if t.finished() || ctx.Err() != nil {
 			continue
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		g.Go(func() error {
 			got, err := b.run(ctx, t, false)
 			mu.Lock()
 			defer mu.Unlock()
@@ -307,9 +299,10 @@ func (b *Broadcaster) Resume(ctx context.Context) (int, error) {
 			default:
 				errs = append(errs, err)
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	g.Wait()
 	if ctx.Err() != nil {
 		return n, ctx.Err()
 	}
@@ -382,30 +375,28 @@ func (b *Broadcaster) appendAll(ctx context.Context, t Broadcast) (Broadcast, er
 		marks   = map[string]WALMark{}
 		refused string
 		errs    []error
-		wg      sync.WaitGroup
-		sem     = make(chan struct{}, sendParallel)
+		g       errgroup.Group
 	)
+	g.SetLimit(sendParallel)
 	for _, tg := range pending {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		g.Go(func() error {
 			mark, why, err := b.send(sctx, r, tg)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
 			case err == nil && why == "":
 				marks[tg.VChannel] = mark
-				return
+				return nil
 			case why != "":
 				refused = why
 			case sctx.Err() == nil || ctx.Err() != nil:
 				errs = append(errs, err)
 			}
 			cancel() // one copy that cannot be sent stops the others
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	g.Wait()
 	if len(marks) > 0 {
 		id := r.t.ID
 		t, rerr := b.update(context.WithoutCancel(ctx), id, func(cur *Broadcast, _ time.Time) (Broadcast, error) {

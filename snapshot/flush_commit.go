@@ -7,11 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
+	"golang.org/x/sync/errgroup"
 )
 
 // commitRound writes the round's segment files and advances the checkpoint
@@ -21,20 +21,16 @@ func (f *Flusher) commitRound(ctx context.Context, r *round) (Round, error) {
 	flushID := f.cfg.NewID()
 	vs := r.vchannels()
 	refs := make([]segmentlog.SegmentRef, len(vs))
-	errs := make([]error, len(vs))
 	// Encode and PUT the vchannels' files in parallel, a few at a time.
-	sem := make(chan struct{}, f.cfg.WriteParallel)
-	var wg sync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(f.cfg.WriteParallel)
 	for i, v := range vs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			refs[i], errs[i] = f.writeSegment(ctx, v, r.groups[v], flushID)
-		}()
+		g.Go(func() (err error) {
+			refs[i], err = f.writeSegment(ctx, v, r.groups[v], flushID)
+			return err
+		})
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := g.Wait(); err != nil {
 		return Round{}, err
 	}
 	next := r.checkpoint(f.cfg.PChannel, flushID, refs, f.cfg.Now())
@@ -55,21 +51,19 @@ func (f *Flusher) commitRound(ctx context.Context, r *round) (Round, error) {
 // advancePositions tells Positions that every message below c of the
 // round's vchannels is in segments, a few vchannels at a time.
 func (f *Flusher) advancePositions(ctx context.Context, r *round, vs []string, c uint64) {
-	sem := make(chan struct{}, f.cfg.WriteParallel)
-	var wg sync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(f.cfg.WriteParallel)
 	for _, v := range vs {
 		rows := r.groups[v]
 		tick := rows[len(rows)-1].TimeTick
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		g.Go(func() error {
 			if err := f.cfg.Positions.AdvanceFlushed(ctx, v, segmentlog.MessageID{Offset: c}, tick); err != nil {
 				f.log.Warn("flushed position not recorded; the next round tries again", "vchannel", v, "err", err)
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	g.Wait()
 }
 
 // writeSegment encodes one vchannel's messages and stores them under a key

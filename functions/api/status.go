@@ -6,11 +6,11 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/segmentlog"
+	"golang.org/x/sync/errgroup"
 )
 
 // TailResponse answers GET /v1/pchannels/{p}/tail.
@@ -197,25 +197,21 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	rows := make([]PChannelStatus, len(ls))
-	errs := make([]error, len(ls))
-	sem := make(chan struct{}, 8)
-	var wg sync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(8)
 	for i, l := range ls {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		g.Go(func() error {
 			row := PChannelStatus{LeaseOut: s.leaseOut(l), Tail: l.Tail, TailSource: "hint"}
 			if f, _, ok := s.pool.Frontier(l.PChannel); ok {
 				row.Tail, row.TailSource = f, "writer"
 			}
 			cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.cfg.Layout, l.PChannel)
-			row.Checkpoint = cp.C // before row is copied into rows
-			rows[i], errs[i] = row, err
-		}()
+			row.Checkpoint = cp.C
+			rows[i] = row
+			return err
+		})
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := g.Wait(); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, StatusResponse{PChannels: rows})
