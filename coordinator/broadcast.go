@@ -21,6 +21,9 @@ var (
 	// ErrBroadcastConflict: a broadcast ID was submitted again with other
 	// content. Nothing was written.
 	ErrBroadcastConflict = errors.New("coordinator: broadcast ID taken by another broadcast")
+	// ErrInvalidBroadcast: a broadcast request breaks a rule
+	// (BroadcastRequest.Validate). Nothing was written.
+	ErrInvalidBroadcast = errors.New("coordinator: invalid broadcast")
 	// ErrBroadcastBusy: another run (another coordinator instance) holds
 	// the task's resource locks; the task is in progress there.
 	ErrBroadcastBusy = errors.New("coordinator: broadcast in progress elsewhere")
@@ -137,19 +140,25 @@ type BroadcastRequest struct {
 // MaxBroadcastTargets bounds the vchannels of one broadcast.
 const MaxBroadcastTargets = 1024
 
-// validate checks a request and fills in its defaults.
-func (r *BroadcastRequest) validate() error {
+// Validate checks a request and fills in its defaults (AckFast). A bad
+// name fails with segmentlog.ErrInvalidName, oversized content with
+// segmentlog.ErrTooLarge, anything else with ErrInvalidBroadcast; Submit
+// calls it, and an API can call it first to answer before any request.
+func (r *BroadcastRequest) Validate() error {
 	if err := segmentlog.ValidateName("broadcast ID", r.ID); err != nil {
 		return err
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidBroadcast, fmt.Sprintf(format, args...))
 	}
 	if r.Ack == "" {
 		r.Ack = AckFast
 	}
 	if r.Ack != AckFast && r.Ack != AckSync {
-		return fmt.Errorf("ack mode %q: want %q or %q", r.Ack, AckFast, AckSync)
+		return bad("ack %q: want %s or %s", r.Ack, AckFast, AckSync)
 	}
 	if len(r.VChannels) == 0 || len(r.VChannels) > MaxBroadcastTargets {
-		return fmt.Errorf("a broadcast needs 1-%d vchannels, got %d", MaxBroadcastTargets, len(r.VChannels))
+		return bad("a broadcast needs 1 to %d vchannels, got %d", MaxBroadcastTargets, len(r.VChannels))
 	}
 	seen := map[string]bool{}
 	for _, v := range r.VChannels {
@@ -157,7 +166,7 @@ func (r *BroadcastRequest) validate() error {
 			return err
 		}
 		if seen[v] {
-			return fmt.Errorf("vchannel %s named twice", v)
+			return bad("vchannel %q named twice", v)
 		}
 		seen[v] = true
 	}
@@ -169,10 +178,10 @@ func (r *BroadcastRequest) validate() error {
 	size := len(r.Payload)
 	for k, v := range r.Properties {
 		if k == segmentlog.BroadcastDeadlineProperty {
-			return fmt.Errorf("property %s is set by the coordinator", k)
+			return bad("property %s is set by the coordinator", k)
 		}
 		if k == "" || len(k) > segmentlog.MaxStringLen || len(v) > segmentlog.MaxStringLen || !utf8.ValidString(k) || !utf8.ValidString(v) {
-			return fmt.Errorf("property %q: keys must be 1..%d bytes and values at most %d, in UTF-8", k, segmentlog.MaxStringLen, segmentlog.MaxStringLen)
+			return bad("property %q: keys must be 1..%d bytes and values at most %d, in UTF-8", k, segmentlog.MaxStringLen, segmentlog.MaxStringLen)
 		}
 		size += len(k) + len(v)
 	}

@@ -151,7 +151,7 @@ func NewBroadcaster(cfg BroadcastConfig, store objstore.Store, reg *Registry, wa
 // done or failed) if the content is the same, and fails with
 // ErrBroadcastConflict if not. Every vchannel must exist and be active.
 func (b *Broadcaster) Submit(ctx context.Context, req BroadcastRequest) (Broadcast, error) {
-	if err := req.validate(); err != nil {
+	if err := req.Validate(); err != nil {
 		return Broadcast{}, fmt.Errorf("coordinator: broadcast %q: %w", req.ID, err)
 	}
 	if cur, err := describeRecord(ctx, b.rec, b.bc, req.ID); err != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"time"
-	"unicode/utf8"
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/segmentlog"
@@ -98,35 +97,22 @@ type broadcastInput struct {
 	wait time.Duration
 }
 
-// decodeBroadcast reads and checks the body of POST /v1/broadcasts as
-// strictly as an append: every copy must be one the writers take
-// (maxBatchBytes is their batch limit), so that a task is never persisted
-// with a message no writer will ever append. Every failure is an *Error
+// decodeBroadcast reads the body of POST /v1/broadcasts and checks it
+// with coordinator.BroadcastRequest.Validate, then against this server's
+// writers: every copy must fit a batch (maxBatchBytes), so that a task is
+// never saved with a copy no writer takes. Every failure is an *Error
 // (400, 413 or 415); the wait is capped at maxWait.
 func decodeBroadcast(r *http.Request, maxBatchBytes int, maxWait time.Duration) (broadcastInput, error) {
 	var body BroadcastRequest
 	if err := readJSON(r, &body, false); err != nil {
 		return broadcastInput{}, err
 	}
-	bad := func(format string, args ...any) (broadcastInput, error) {
-		return broadcastInput{}, errorf(http.StatusBadRequest, CodeInvalid, format, args...)
-	}
-	badName := func(err error) (broadcastInput, error) {
-		return broadcastInput{}, errorf(http.StatusBadRequest, CodeInvalidName, "%v", err)
-	}
-	if err := segmentlog.ValidateName("broadcast ID", body.ID); err != nil {
-		return badName(err)
-	}
 	in := broadcastInput{wait: min(DefaultBroadcastWait, maxWait), req: coordinator.BroadcastRequest{
 		ID: body.ID, VChannels: body.VChannels, Payload: body.Payload, Properties: body.Properties,
 		Ack: coordinator.AckMode(body.Ack), Resources: body.Resources,
 	}}
-	switch in.req.Ack {
-	case "":
-		in.req.Ack = coordinator.AckFast
-	case coordinator.AckFast, coordinator.AckSync:
-	default:
-		return bad("ack %q: want %s or %s", body.Ack, coordinator.AckFast, coordinator.AckSync)
+	if err := in.req.Validate(); err != nil {
+		return broadcastInput{}, classify(err)
 	}
 	if body.Wait != "" {
 		d, err := time.ParseDuration(body.Wait)
@@ -135,39 +121,16 @@ func decodeBroadcast(r *http.Request, maxBatchBytes int, maxWait time.Duration) 
 		}
 		in.wait = min(d, maxWait)
 	}
-	if n := len(body.VChannels); n == 0 || n > coordinator.MaxBroadcastTargets {
-		return bad("a broadcast needs 1 to %d vchannels, got %d", coordinator.MaxBroadcastTargets, n)
-	}
-	seen := map[string]bool{}
-	longest := 0
-	for _, v := range body.VChannels {
-		if err := segmentlog.ValidateName("vchannel", v); err != nil {
-			return badName(err)
-		}
-		if seen[v] {
-			return bad("vchannel %q named twice", v)
-		}
-		seen[v] = true
-		longest = max(longest, len(v))
-	}
-	for _, res := range body.Resources {
-		if err := segmentlog.ValidateName("resource", res); err != nil {
-			return badName(err)
-		}
-	}
 	// The copy of the longest vchannel is the largest: the writer counts
 	// its vchannel, its key (@broadcast/ID/vchannel), its broadcast ID and
 	// the deadline property the coordinator adds (segmentlog messageBytes).
+	longest := 0
+	for _, v := range body.VChannels {
+		longest = max(longest, len(v))
+	}
 	size := len(body.Payload) + longest + len("@broadcast/") + len(body.ID) + 1 + longest + len(body.ID) + 32 +
 		len(segmentlog.BroadcastDeadlineProperty) + len("9999999999999") + 2
 	for k, v := range body.Properties {
-		if k == segmentlog.BroadcastDeadlineProperty {
-			return bad("property %s is set by the coordinator", k)
-		}
-		if k == "" || len(k) > segmentlog.MaxStringLen || len(v) > segmentlog.MaxStringLen ||
-			!utf8.ValidString(k) || !utf8.ValidString(v) {
-			return bad("property %q: keys must be 1..%d bytes and values at most %d, in UTF-8", k, segmentlog.MaxStringLen, segmentlog.MaxStringLen)
-		}
 		size += len(k) + len(v) + 2
 	}
 	if size > maxBatchBytes {

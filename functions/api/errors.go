@@ -125,6 +125,10 @@ func classify(err error) *Error {
 		return errorf(http.StatusNotFound, CodeUnknownBroadcast, "%v", err)
 	case errors.Is(err, coordinator.ErrBroadcastConflict):
 		return errorf(http.StatusConflict, CodeExists, "%v", err)
+	case errors.Is(err, coordinator.ErrInvalidBroadcast):
+		return errorf(http.StatusBadRequest, CodeInvalid, "%v", err)
+	case errors.Is(err, coordinator.ErrVChannelNotReady):
+		return errorf(http.StatusConflict, CodeWrongState, "%v", err)
 	case errors.Is(err, segmentlog.ErrTxnNotFound):
 		return errorf(http.StatusNotFound, CodeUnknownTxn, "%v", err)
 	case errors.Is(err, segmentlog.ErrTxnExpired):
