@@ -24,11 +24,10 @@ type systemOptions struct {
 	broadcastInterval time.Duration
 }
 
-// The broadcast loop's bounds: a round resumes the pending tasks one at a
-// time, each until the round's context ends (a sync-ack task waits there
-// for its pchannels' flushes), so a round is cut at broadcastRoundTimeout;
-// finished tasks past their retention are deleted once a
-// broadcastCollectInterval.
+// The broadcast loop's bounds: a round resumes the pending tasks (a few at
+// once; a sync-ack task is looked at once, not waited for) and is cut at
+// broadcastRoundTimeout, in case a task's pchannel is slow to take; finished
+// tasks past their retention are deleted once a broadcastCollectInterval.
 const (
 	broadcastRoundTimeout    = 30 * time.Second
 	broadcastCollectInterval = time.Minute

@@ -147,10 +147,10 @@
 // 202 while it is pending (the wait ran out, another run holds its locks,
 // or a sync ack waits for a flush). Pending tasks are resumed by
 // `cairn serve`'s broadcast loop and by the maintenance round, which also
-// delete finished tasks an hour old. A broadcast is checked up front as an
-// append is — names, ack mode, properties, the size of each copy against
-// MaxBatchBytes — because the Broadcaster retries a copy the writer
-// refuses until the task gives up, 23 hours later.
+// delete finished tasks an hour old. A broadcast is checked up front
+// (coordinator.BroadcastRequest.Validate, and the size of each copy against
+// MaxBatchBytes), so that no task is saved with a copy the writers refuse;
+// a copy refused anyway fails its task.
 //
 // # Writers
 //

@@ -151,9 +151,9 @@ func NewMaintenance(cfg Config, store objstore.Store) (Maintenance, error) {
 }
 
 // MaintenanceBroadcastBudget bounds how long a maintenance round resumes
-// pending broadcast tasks: Resume runs them one at a time, and a task whose
-// pchannel another process holds, or a sync-ack task whose pchannel is not
-// flushed, waits until its context ends.
+// pending broadcast tasks: a task whose pchannel another process holds
+// keeps retrying its copies until its context ends. (A sync-ack task whose
+// pchannel is not flushed is looked at once and left for the next round.)
 const MaintenanceBroadcastBudget = 30 * time.Second
 
 // maintainBroadcasts is the round's "broadcasts" task: resume the pending
