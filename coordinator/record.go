@@ -79,23 +79,29 @@ func readRecord[T any](ctx context.Context, r records, c codec[T], name string) 
 // describeRecord reads the record name, retrying transient failures; nil if
 // there is none.
 func describeRecord[T any](ctx context.Context, r records, c codec[T], name string) (*T, error) {
+	var rec *T
+	err := retryTransient(ctx, func() (err error) {
+		rec, _, err = readRecord(ctx, r, c, name)
+		return err
+	})
+	return rec, err
+}
+
+// retryTransient runs op until it succeeds, fails for good, or has failed
+// maxAttempts times with transient errors (backing off between attempts).
+func retryTransient(ctx context.Context, op func() error) error {
 	var err error
 	for attempt := range maxAttempts {
 		if attempt > 0 {
 			if err := sleep(ctx, backoff(attempt)); err != nil {
-				return nil, err
+				return err
 			}
 		}
-		var rec *T
-		rec, _, err = readRecord(ctx, r, c, name)
-		if err == nil {
-			return rec, nil
-		}
-		if !objstore.IsRetryable(err) || ctx.Err() != nil {
-			return nil, err
+		if err = op(); err == nil || !objstore.IsRetryable(err) || ctx.Err() != nil {
+			return err
 		}
 	}
-	return nil, fmt.Errorf("gave up after %d attempts: %w", maxAttempts, err)
+	return fmt.Errorf("gave up after %d attempts: %w", maxAttempts, err)
 }
 
 // updateRecord runs read–decide–write rounds on the record name until a
@@ -192,18 +198,7 @@ func newMirror[T any](c codec[T]) *mirror[T] {
 // caller sees an error only when the store stays unavailable. The loops
 // (balancer rounds, node polls) call refresh once and try again next round.
 func (m *mirror[T]) refreshRetrying(ctx context.Context, r records) error {
-	var err error
-	for attempt := range maxAttempts {
-		if attempt > 0 {
-			if err := sleep(ctx, backoff(attempt)); err != nil {
-				return err
-			}
-		}
-		if err = m.refresh(ctx, r); err == nil || !objstore.IsRetryable(err) || ctx.Err() != nil {
-			return err
-		}
-	}
-	return fmt.Errorf("gave up after %d attempts: %w", maxAttempts, err)
+	return retryTransient(ctx, func() error { return m.refresh(ctx, r) })
 }
 
 // refresh lists the prefix and reads every new or changed record. Records
