@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,7 +25,7 @@ import (
 // after the client timed out, latency) with a skewed clock, and ends its turn
 // by closing, crashing, or freezing well past its lease and then sending its
 // queued PUTs as a zombie. Readers scan concurrently. At the end the checker
-// reads the pchannel back on several paths and verifies I1–I7.
+// reads the pchannel back on several paths and verifies I1–I8 and I11.
 //
 // make test runs a few rounds; -torture.rounds runs more, -torture.seed
 // replays the fault decisions of a failing round (goroutine interleavings
@@ -70,12 +71,15 @@ func runTorture(t *testing.T, tc tortureConfig) {
 			t.Fatalf("%s round %d failed; replay with -torture.seed=%d -torture.rounds=1", tc.name, r, rs)
 		}
 	}
-	t.Logf("torture %s: seed %d, %d rounds, %d appends acked, %d txns committed (%d messages delivered), %d outcome-unknown, %d writers (%d zombies, %d crashes), %d store ops, %d faults injected, %d garbage slots, violations 0",
-		tc.name, seed, rounds, total.acked, total.txns, total.delivered, total.unknown, total.writers, total.zombies, total.crashes, total.storeOps, total.faults, total.garbage)
+	t.Logf("torture %s: seed %d, %d rounds, %d appends acked, %d txns committed (%d messages delivered), %d outcome-unknown, %d writers (%d zombies, %d crashes), %d store ops, %d faults injected, %d garbage slots, slowest stop-to-ack %v (I11), violations 0",
+		tc.name, seed, rounds, total.acked, total.txns, total.delivered, total.unknown, total.writers, total.zombies, total.crashes, total.storeOps, total.faults, total.garbage, total.liveness.Round(time.Millisecond))
 }
 
 type tortureTotals struct {
 	acked, delivered, unknown, writers, zombies, crashes, storeOps, faults, garbage, txns int64
+	// liveness is the longest time, over rounds, from the last actor
+	// stopping to the final writer's first ack (I11).
+	liveness time.Duration
 }
 
 func (t *tortureTotals) add(o tortureTotals) {
@@ -89,6 +93,93 @@ func (t *tortureTotals) add(o tortureTotals) {
 	t.faults += o.faults
 	t.garbage += o.garbage
 	t.txns += o.txns
+	t.liveness = max(t.liveness, o.liveness)
+}
+
+// readerLog is what one tailing reader delivered, read while it runs.
+type readerLog struct {
+	mu  sync.Mutex
+	got []sl.Delivery
+	err error
+}
+
+func (rl *readerLog) add(d sl.Delivery) {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	rl.got = append(rl.got, d)
+}
+
+func (rl *readerLog) fail(err error) {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	rl.err = err
+}
+
+func (rl *readerLog) deliveries() []sl.Delivery {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	return slices.Clone(rl.got)
+}
+
+func (rl *readerLog) failure() error {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	return rl.err
+}
+
+// reached waits up to timeout for the reader to deliver id.
+func (rl *readerLog) reached(id sl.MessageID, timeout time.Duration) bool {
+	for end := time.Now().Add(timeout); ; time.Sleep(5 * time.Millisecond) {
+		rl.mu.Lock()
+		ok := len(rl.got) > 0 && !rl.got[len(rl.got)-1].ID.Less(id)
+		failed := rl.err != nil
+		rl.mu.Unlock()
+		if ok || failed || time.Now().After(end) {
+			return ok
+		}
+	}
+}
+
+// finalLiveness is what openFinal measured for I11.
+type finalLiveness struct {
+	takeable time.Duration // from the call to the start of the attempt that got the lease
+	acked    time.Time     // when the first append was acked
+}
+
+// openFinal opens one of the writers that end a round, polling every 5 ms
+// while the lease is held, and appends one keyed message (recorded in the
+// history like any producer's). It fails the test on anything but a held
+// lease.
+func openFinal(ctx context.Context, t *testing.T, store objstore.Store, layout sl.Layout, pch, holder string, tm tortureTimings, leaseCfg coordinator.LeaseConfig, h *history) (*sl.Writer, sl.Ack, finalLiveness) {
+	t.Helper()
+	leases, err := coordinator.NewLeases(store, layout, leaseCfg, coordinator.WithRequestTimeout(tm.get))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var live finalLiveness
+	var w *sl.Writer
+	for {
+		attempt := time.Now()
+		w, err = sl.OpenWriter(ctx, sl.WriterConfig{PChannel: pch, Layout: layout, Holder: holder, Logger: quietLog, PutTimeout: tm.put * 4, GetTimeout: tm.get * 4, RenewInterval: tm.renew}, store, leases)
+		if err == nil {
+			live.takeable = attempt.Sub(start)
+			break
+		}
+		if !errors.Is(err, coordinator.ErrLeaseHeld) || time.Since(start) > 100*tm.ttl {
+			t.Fatalf("%s writer: %v", holder, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	key := sl.IdemKey{Producer: pch + "-" + holder, Epoch: 1, Seq: 1}
+	h.record(key, func(*msgRecord) {})
+	acks, err := w.Append(ctx, sl.Message{Type: sl.TypeData, VChannel: "vfinal", Key: key, Payload: fmt.Appendf(nil, "%s/%d", key.Producer, key.Seq)})
+	if err != nil {
+		t.Fatalf("%s writer's first append: %v", holder, err)
+	}
+	live.acked = time.Now()
+	h.record(key, func(r *msgRecord) { r.acks = append(r.acks, acks[0]) })
+	return w, acks[0], live
 }
 
 // msgRecord is everything the producers learned about one logical message.
@@ -155,10 +246,6 @@ func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string) tortu
 	deadline := time.Now().Add(tm.round)
 
 	// Concurrent readers, tailing from the start; compared at the end.
-	type readerLog struct {
-		got []sl.Delivery
-		err error
-	}
 	readers := make([]*readerLog, 2)
 	var rwg sync.WaitGroup
 	rctx, rcancel := context.WithCancel(ctx)
@@ -169,7 +256,7 @@ func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string) tortu
 			defer rwg.Done()
 			sc, err := sl.NewScanner(rctx, sl.ScannerConfig{PChannel: pch, Layout: layout, From: sl.Earliest(), GetTimeout: tm.get, PollMax: 20 * time.Millisecond}, base)
 			if err != nil {
-				rl.err = err
+				rl.fail(err)
 				return
 			}
 			defer sc.Close()
@@ -177,11 +264,11 @@ func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string) tortu
 				d, err := sc.Next(rctx)
 				if err != nil {
 					if rctx.Err() == nil {
-						rl.err = err
+						rl.fail(err)
 					}
 					return
 				}
-				rl.got = append(rl.got, d)
+				rl.add(d)
 			}
 		}(readers[i])
 	}
@@ -295,28 +382,39 @@ func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string) tortu
 		totals.faults += s.LostReplies + s.DelayedWrites
 	}
 
-	// A last clean writer fences whatever the actors left behind.
-	leases, err := coordinator.NewLeases(base, layout, leaseCfg, coordinator.WithRequestTimeout(tm.get))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var final *sl.Writer
-	for i := 0; ; i++ {
-		final, err = sl.OpenWriter(ctx, sl.WriterConfig{PChannel: pch, Layout: layout, Holder: "final", Logger: quietLog, PutTimeout: tm.put * 4, GetTimeout: tm.get * 4, RenewInterval: tm.renew}, base, leases)
-		if err == nil {
-			break
-		}
-		if i > 200 || errors.Is(err, sl.ErrInvariant) {
-			t.Fatalf("final writer: %v", err)
-		}
-		time.Sleep(tm.renew)
+	// A last clean writer fences whatever the actors left behind, and its
+	// first ack checks I11 (liveness): every actor has stopped by now, so
+	// the lease must be takeable within TTL + m (+ the actors' clock skew,
+	// whose expiry times the record holds) and the first ack follow after
+	// the fence time. The slack of TTL/2 covers polling and scheduling; a
+	// lease that outlives its holder by another TTL still fails the check.
+	// So that the check always covers a holder that stops without
+	// releasing, a victim writer takes the lease first, appends, and
+	// freezes; it thaws as a zombie once the final writer holds the lease.
+	vz := &freezable{Store: base}
+	victim, _, _ := openFinal(ctx, t, vz, layout, pch, "victim", tm, leaseCfg, hist)
+	vz.freeze()
+	stopped := time.Now()
+	final, ack, live := openFinal(ctx, t, base, layout, pch, "final", tm, leaseCfg, hist)
+	vz.thaw()
+	_ = victim.Close(ctx)
+	if bound := tm.ttl + tm.margin + tm.skew + tm.ttl/2; live.takeable > bound {
+		t.Errorf("I11: the lease became takeable %v after the last holder stopped, want ≤ %v (TTL + m + skew + slack)", live.takeable, bound)
 	}
 	totals.garbage = final.Stats().GarbageSlots
 	if err := final.Close(ctx); err != nil {
 		t.Fatalf("final close: %v", err)
 	}
 	tail := final.Stats().Frontier
-	time.Sleep(50 * time.Millisecond) // let tailing readers catch up a little
+	totals.liveness = live.acked.Sub(stopped)
+	// I11's other half: no reader waits forever below a fence. Both
+	// tailing readers must reach the final writer's message; a reader stuck
+	// below a fence or filler would never get there.
+	for i, rl := range readers {
+		if !rl.reached(ack.ID, 30*time.Second) {
+			t.Errorf("I11: concurrent reader %d did not reach %v, the final writer's first ack, within 30s", i, ack.ID)
+		}
+	}
 	rcancel()
 	rwg.Wait()
 
@@ -326,11 +424,11 @@ func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string) tortu
 	totals.txns = int64(checkTxns(t, hist, all))
 	checkSlots(t, base, layout, pch, tail)
 	for i, rl := range readers {
-		if rl.err != nil {
-			t.Errorf("I1: concurrent reader %d: %v", i, rl.err)
+		if err := rl.failure(); err != nil {
+			t.Errorf("I1: concurrent reader %d: %v", i, err)
 		}
-		if !isPrefix(rl.got, all) {
-			t.Errorf("I1: concurrent reader %d delivered %d messages that are not a prefix of the final scan", i, len(rl.got))
+		if !isPrefix(rl.deliveries(), all) {
+			t.Errorf("I1: concurrent reader %d delivered %d messages that are not a prefix of the final scan", i, len(rl.deliveries()))
 		}
 	}
 	// Other read paths: from IDs and from timeticks.
