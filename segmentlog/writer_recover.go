@@ -18,9 +18,17 @@ const maxRecoverRounds = 8
 // rebuilding the recovered state (last timetick, idempotency window), then
 // claims the fence window. It returns the first data slot, s+W, where s is
 // the first slot of this term (PROTOCOL.md, "Fence").
-func (w *Writer) recover(ctx context.Context) (uint64, error) {
+//
+// first is a checkpoint read started before the lease was acquired (so the
+// two overlap): it may be older than the lease, which only makes the replay
+// start lower; rule 4's re-read below catches a checkpoint that moved past
+// the fence meanwhile, as it does for one that moves during the replay.
+func (w *Writer) recover(ctx context.Context, first *checkpointRead) (uint64, error) {
 	for round := 0; round < maxRecoverRounds; round++ {
-		cp, err := w.readCheckpoint(ctx)
+		if round > 0 || first == nil {
+			first = w.readCheckpointAsync(ctx)
+		}
+		cp, err := first.wait()
 		if err != nil {
 			return 0, err
 		}
@@ -54,13 +62,21 @@ func (w *Writer) recover(ctx context.Context) (uint64, error) {
 			}
 			return 0, fmt.Errorf("%w: slot %d is empty below the released tail %d (a hole below a fence)", ErrInvariant, f, w.grant.TailHint)
 		}
+		// Rule 4: if the checkpoint passed our fence while we probed, GC may
+		// have emptied the slots we take for the tail: start again. The
+		// re-read goes out with the window's PUTs, after the replay found f
+		// empty. That is as good as reading after the window lands: c passes
+		// a slot only once the slot holds a batch, and a GC deletes only
+		// below c; so if f was empty when probed and c ≤ f when re-read, no
+		// flush can pass f before our fence lands there, and a batch that
+		// beats our fence to f moves the window up, never down.
+		recheck := w.readCheckpointAsync(ctx)
 		s, err := w.claimWindow(ctx, f, &filter)
 		if err != nil {
+			recheck.cancel()
 			return 0, err
 		}
-		// Rule 4: if the checkpoint passed our fence while we probed, GC may
-		// have emptied the slots we took for the tail: start again.
-		cp2, err := w.readCheckpoint(ctx)
+		cp2, err := recheck.wait()
 		if err != nil {
 			return 0, err
 		}
@@ -74,6 +90,33 @@ func (w *Writer) recover(ctx context.Context) (uint64, error) {
 		return s + uint64(w.cfg.Window), nil
 	}
 	return 0, fmt.Errorf("recover: the checkpoint kept passing the fence after %d rounds", maxRecoverRounds)
+}
+
+// checkpointRead is a checkpoint read running in its own goroutine.
+type checkpointRead struct {
+	done   chan struct{}
+	cancel context.CancelFunc
+	cp     Checkpoint
+	err    error
+}
+
+// readCheckpointAsync starts reading the checkpoint, so that the read
+// shares a round trip with other requests; wait returns its result, cancel
+// abandons it.
+func (w *Writer) readCheckpointAsync(ctx context.Context) *checkpointRead {
+	ctx, cancel := context.WithCancel(ctx)
+	r := &checkpointRead{done: make(chan struct{}), cancel: cancel}
+	go func() {
+		defer close(r.done)
+		r.cp, r.err = w.readCheckpoint(ctx)
+	}()
+	return r
+}
+
+func (r *checkpointRead) wait() (Checkpoint, error) {
+	<-r.done
+	r.cancel()
+	return r.cp, r.err
 }
 
 func (w *Writer) readCheckpoint(ctx context.Context) (Checkpoint, error) {
