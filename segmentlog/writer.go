@@ -31,7 +31,8 @@ type WriterConfig struct {
 	// Linger is how long group commit waits for more appends before sending
 	// a batch that is not full. 0 (the default) sends at once.
 	Linger time.Duration
-	// PutTimeout bounds one PUT attempt (PROTOCOL.md R). Default 1.5 s.
+	// PutTimeout bounds one PUT attempt (PROTOCOL.md R). Default
+	// DefaultPutTimeout.
 	PutTimeout time.Duration
 	// GetTimeout bounds one GET attempt. Default 1 s.
 	GetTimeout time.Duration
@@ -91,7 +92,7 @@ func (c *WriterConfig) withDefaults() {
 		c.MaxBatchBytes = 1 << 20
 	}
 	if c.PutTimeout == 0 {
-		c.PutTimeout = 1500 * time.Millisecond
+		c.PutTimeout = DefaultPutTimeout
 	}
 	if c.GetTimeout == 0 {
 		c.GetTimeout = time.Second

@@ -62,7 +62,7 @@ func (f RetainFunc) Retain(ctx context.Context, pchannel string) (uint64, bool, 
 
 func (c *GCConfig) withDefaults() {
 	if c.MinAge == 0 {
-		c.MinAge = time.Hour
+		c.MinAge = DefaultMinAge
 	}
 	if c.OrphanAge == 0 {
 		c.OrphanAge = time.Hour
@@ -80,6 +80,11 @@ func (c *GCConfig) withDefaults() {
 		c.Logger = slog.Default()
 	}
 }
+
+// DefaultMinAge is GCConfig.MinAge's default, PROTOCOL.md's min_age: a
+// deployment's lease TTL and request timeouts must keep 2·TTL + 3R + skew
+// within it (api.Config.Validate checks).
+const DefaultMinAge = time.Hour
 
 // Validate reports a configuration GC cannot run with.
 func (c *GCConfig) Validate() error {

@@ -11,6 +11,7 @@ import (
 	"github.com/cairnlog/cairn/cache"
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/segmentlog"
+	"github.com/cairnlog/cairn/snapshot"
 )
 
 // MaxOffset is the largest WAL offset the API accepts in a position or an
@@ -205,6 +206,12 @@ func (c Config) Validate() error {
 		// PROTOCOL.md, "Parameters": I + 2·R_cas ≤ TTL − m.
 		return fmt.Errorf("api: renew interval %v + 2 × request timeout %v must fit in TTL %v − margin %v",
 			d.RenewInterval, d.leaseRequestTimeout(), d.LeaseTTL, d.LeaseMargin)
+	case 2*d.LeaseTTL+3*segmentlog.DefaultPutTimeout+d.LeaseMargin > snapshot.DefaultMinAge:
+		// PROTOCOL.md, "Parameters": 2·TTL + 3R + skew ≤ min_age, skew
+		// bounded by the margin: GC must never delete a slot a zombie
+		// could still PUT to before its lease deadline passes.
+		return fmt.Errorf("api: lease TTL %v too long: 2 × TTL + 3 × PUT timeout %v + margin %v must stay within the WAL's GC min age %v",
+			d.LeaseTTL, segmentlog.DefaultPutTimeout, d.LeaseMargin, snapshot.DefaultMinAge)
 	case d.MaxBatchBytes < 1 || d.MaxBatchBytes > segmentlog.MaxBatchBytes/2:
 		return fmt.Errorf("api: max batch bytes %d out of range 1..%d", d.MaxBatchBytes, segmentlog.MaxBatchBytes/2)
 	case d.MaxBodyBytes < 1:

@@ -1,10 +1,13 @@
 package api
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/cairnlog/cairn/cache"
+	"github.com/cairnlog/cairn/segmentlog"
+	"github.com/cairnlog/cairn/snapshot"
 )
 
 func TestLoadEnv(t *testing.T) {
@@ -53,5 +56,25 @@ func TestConfigDefaultsKeepProtocolRelations(t *testing.T) {
 		if d.RenewInterval+2*d.leaseRequestTimeout() > d.LeaseTTL-d.LeaseMargin || d.leaseRequestTimeout() >= d.LeaseMargin {
 			t.Errorf("TTL %v: I %v, R %v, m %v break I + 2R ≤ TTL − m or R < m", ttl, d.RenewInterval, d.leaseRequestTimeout(), d.LeaseMargin)
 		}
+	}
+}
+
+// TestConfigRefusesALeaseTTLThatOutlivesMinAge: PROTOCOL.md's
+// 2·TTL + 3R + skew ≤ min_age — a lease so long that a zombie could still PUT
+// after GC emptied its slots is refused at start-up, not discovered as a lost
+// ack. The defaults keep the idempotency window within min_age too (D ≤
+// min_age), since a key older than min_age may be in a collected slot.
+func TestConfigRefusesALeaseTTLThatOutlivesMinAge(t *testing.T) {
+	for _, ttl := range []time.Duration{30 * time.Minute, time.Hour} {
+		err := Config{LeaseTTL: ttl}.Validate()
+		if err == nil || !strings.Contains(err.Error(), "min age") {
+			t.Errorf("TTL %v: %v, want a refusal naming the min age", ttl, err)
+		}
+	}
+	if err := (Config{LeaseTTL: 20 * time.Minute}).Validate(); err != nil {
+		t.Errorf("TTL 20m: %v", err)
+	}
+	if segmentlog.DefaultDedupWindow > snapshot.DefaultMinAge {
+		t.Errorf("dedup window %v exceeds min age %v", segmentlog.DefaultDedupWindow, snapshot.DefaultMinAge)
 	}
 }
