@@ -241,9 +241,9 @@ func (c *Client) answerError(req request, res *http.Response) *Error {
 	e := &Error{Method: req.method, Path: req.path, Status: res.StatusCode,
 		RetryAfter: parseRetryAfter(res.Header.Get("Retry-After"), c.now())}
 	b, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
-	var body struct{ Code, Message string }
+	var body struct{ Code, Message, Ref string }
 	if json.Unmarshal(b, &body) == nil && body.Code != "" {
-		e.Code, e.Message = body.Code, body.Message
+		e.Code, e.Message, e.Ref = body.Code, body.Message, body.Ref
 	} else {
 		e.Code = "http_" + strconv.Itoa(res.StatusCode)
 		e.Message = strings.TrimSpace(string(b))

@@ -421,3 +421,21 @@ func TestReadDuringStartupDelay(t *testing.T) {
 		t.Fatalf("read ignoring the delay: %+v, %v", r, err)
 	}
 }
+
+// TestErrorCarriesRef: the server's reference for a logged cause reaches
+// the caller's *Error.
+func TestErrorCarriesRef(t *testing.T) {
+	url := newServer(t, serverOptions{wrap: func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusInternalServerError)
+			fmt.Fprint(w, `{"code":"internal","message":"internal error (ref 0a1b2c)","ref":"0a1b2c"}`)
+		})
+	}})
+	c, _ := newClient(t, url)
+	_, err := c.Append(t.Context(), "p0", []Message{{VChannel: "v0", Payload: []byte("x")}}, AppendOptions{})
+	var ae *Error
+	if !errors.As(err, &ae) || ae.Code != "internal" || ae.Ref != "0a1b2c" {
+		t.Fatalf("append: %v (%+v), want an internal *Error with ref 0a1b2c", err, ae)
+	}
+}

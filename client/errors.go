@@ -90,8 +90,11 @@ type Error struct {
 	Status int    // HTTP status
 	// Code is the server's error code ("too_large"); for an answer without
 	// a JSON error body, "http_<status>".
-	Code       string
-	Message    string
+	Code    string
+	Message string
+	// Ref is set on answers to store failures and unexpected errors: the
+	// server logged the cause under it.
+	Ref        string
 	RetryAfter time.Duration // 0 if the answer had no Retry-After
 	// NextOffset is the pchannel's tail from the Cairn-Next-Offset header
 	// of a 412 offset_mismatch; HasNextOffset says whether there was one.

@@ -44,7 +44,11 @@
 //
 // # Errors
 //
-// Every error is JSON {"code", "message"}; clients switch on code:
+// Every error is JSON {"code", "message"}; clients switch on code. An
+// answer to a store failure or an unexpected error (internal, unavailable
+// from the store, outcome_unknown) says so in general words with a "ref";
+// the cause (the store's text, which names keys and endpoints) is logged
+// under that ref and never sent:
 //
 //	400 malformed, invalid_name, invalid   bad JSON, query, position, name (path traversal
 //	                                       included: never a redirect), message type

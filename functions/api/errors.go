@@ -8,7 +8,10 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/objstore"
@@ -58,6 +61,12 @@ type Error struct {
 	status     int
 	retryAfter time.Duration
 	header     http.Header
+	// detail is the cause behind a generic Message: the store's or the
+	// runtime's own words, which name keys, endpoints and internals. It is
+	// logged with Ref, never sent.
+	detail string
+	// Ref ties an answer with a detail to its log line.
+	Ref string `json:"ref,omitempty"`
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -104,7 +113,7 @@ func classify(err error) *Error {
 		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "%v", err)
 	case errors.Is(err, segmentlog.ErrOutcomeUnknown):
 		// Checked before ErrFenced: an unknown outcome may wrap either.
-		e := errorf(http.StatusServiceUnavailable, CodeOutcomeUnknown, "%v; retry with the same idempotency keys to learn the IDs", err)
+		e := generic(http.StatusServiceUnavailable, CodeOutcomeUnknown, "the append may or may not have landed; retry with the same idempotency keys to learn the IDs", err)
 		e.retryAfter = time.Second
 		return e
 	case errors.Is(err, segmentlog.ErrFenced), errors.Is(err, coordinator.ErrLeaseLost):
@@ -148,13 +157,23 @@ func classify(err error) *Error {
 	case errors.Is(err, segmentlog.ErrCorrupt), errors.Is(err, segmentlog.ErrInvariant):
 		return errorf(http.StatusInternalServerError, CodeCorrupt, "%v", err)
 	case errors.Is(err, ErrShuttingDown), errors.Is(err, segmentlog.ErrClosed),
-		errors.Is(err, segmentlog.ErrLeaseExpired), errors.Is(err, coordinator.ErrLeaseHeld),
-		objstore.IsRetryable(err), errors.Is(err, context.DeadlineExceeded):
+		errors.Is(err, segmentlog.ErrLeaseExpired), errors.Is(err, coordinator.ErrLeaseHeld):
 		e := errorf(http.StatusServiceUnavailable, CodeUnavailable, "%v", err)
 		e.retryAfter = time.Second
 		return e
+	case objstore.IsRetryable(err), errors.Is(err, context.DeadlineExceeded):
+		e := generic(http.StatusServiceUnavailable, CodeUnavailable, "the object store failed or did not answer in time; retry", err)
+		e.retryAfter = time.Second
+		return e
 	}
-	return errorf(http.StatusInternalServerError, CodeInternal, "%v", err)
+	return generic(http.StatusInternalServerError, CodeInternal, "internal error", err)
+}
+
+// generic builds an answer whose message is msg and a reference, not err's
+// text: the cause goes to the log only (Server.wrap), under the same Ref.
+func generic(status int, code, msg string, err error) *Error {
+	ref := strings.ReplaceAll(uuid.NewString(), "-", "")[:12]
+	return &Error{Code: code, Message: msg + " (ref " + ref + ")", status: status, detail: err.Error(), Ref: ref}
 }
 
 // writeError answers with err as JSON.

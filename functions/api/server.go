@@ -262,7 +262,11 @@ func (s *Server) wrap(rt Route) http.Handler {
 			if e.status >= 500 {
 				level = slog.LevelWarn
 			}
-			s.log.Log(r.Context(), level, "request failed", "route", label, "status", e.status, "code", e.Code, "err", e.Message)
+			attrs := []any{"route", label, "status", e.status, "code", e.Code, "err", e.Message}
+			if e.detail != "" {
+				attrs = append(attrs, "ref", e.Ref, "cause", e.detail)
+			}
+			s.log.Log(r.Context(), level, "request failed", attrs...)
 		}
 	})
 }
