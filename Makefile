@@ -93,3 +93,4 @@ fuzz-api:
 	$(GO) test ./functions/api -run '^$$' -fuzz '^FuzzParsePosition$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 	$(GO) test ./functions/api -run '^$$' -fuzz '^FuzzReadRequest$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 	$(GO) test ./functions/api -run '^$$' -fuzz '^FuzzDecodeBroadcast$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	$(GO) test ./functions/api -run '^$$' -fuzz '^FuzzJSONRequests$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
