@@ -88,7 +88,8 @@ With --token (or CAIRN_TOKEN) every request but GET /healthz needs
 "Authorization: Bearer <token>". The other CAIRN_* variables of the Lambda
 functions apply too (CAIRN_LEASE_TTL, CAIRN_LEASE_MARGIN, CAIRN_LEASE_WAIT,
 CAIRN_CACHE_BYTES, CAIRN_MAX_BODY_BYTES, CAIRN_MAX_WAIT,
-CAIRN_SCANNER_STARTUP_DELAY, CAIRN_LOG_LEVEL).
+CAIRN_SCANNER_STARTUP_DELAY, CAIRN_LOG_LEVEL, and CAIRN_PCHANNELS when
+--pchannels is not given).
 
 Ctrl-C (SIGINT) or SIGTERM stops it gracefully: it stops taking requests,
 stops the balancer, flushers, GC and the broadcast loop, closes every
@@ -113,7 +114,7 @@ another node takes the pchannels over at once.`,
 	f.StringVar(&o.dataDir, "data-dir", ".cairn-data", "directory of the filesystem store (--store fs)")
 	f.StringVar(&o.token, "token", "", "bearer token every request but /healthz must carry (default $CAIRN_TOKEN; none: no auth)")
 	f.BoolVar(&o.createBucket, "create-bucket", false, "create the bucket if it does not exist (--store s3)")
-	f.StringSliceVar(&o.pchannels, "pchannels", []string{"p0", "p1", "p2", "p3"}, "the pchannel set: vchannels bind to these, and this node holds those assigned to it")
+	f.StringSliceVar(&o.pchannels, "pchannels", nil, "the pchannel set: vchannels bind to these, and this node holds those assigned to it (default $CAIRN_PCHANNELS, else p0,p1,p2,p3)")
 	f.DurationVar(&o.system.flushInterval, "flush-interval", defaultFlushInterval, "how often the flusher of a held pchannel looks at its WAL")
 	f.DurationVar(&o.system.flushMaxAge, "flush-max-age", defaultFlushMaxAge, "flush a pchannel once its oldest unflushed message is this old (or 8 MiB are waiting)")
 	f.DurationVar(&o.system.gcInterval, "gc-interval", defaultGCInterval, "how often snapshot GC runs")
@@ -123,13 +124,16 @@ another node takes the pchannels over at once.`,
 
 // serve runs the API until ctx ends, then shuts down gracefully.
 func serve(ctx context.Context, o serveOptions, getenv func(string) string, out io.Writer) error {
-	o = o.withDefaults()
-	if o.system.flushInterval <= 0 || o.system.flushMaxAge < 0 || o.system.gcInterval <= 0 || o.system.broadcastInterval <= 0 {
-		return errors.New("--flush-interval, --gc-interval and --broadcast-interval must be positive, --flush-max-age not negative")
-	}
 	env, err := api.LoadEnv(getenv)
 	if err != nil {
 		return err
+	}
+	if len(o.pchannels) == 0 {
+		o.pchannels = env.Config.PChannels
+	}
+	o = o.withDefaults()
+	if o.system.flushInterval <= 0 || o.system.flushMaxAge < 0 || o.system.gcInterval <= 0 || o.system.broadcastInterval <= 0 {
+		return errors.New("--flush-interval, --gc-interval and --broadcast-interval must be positive, --flush-max-age not negative")
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: env.LogLevel}))
 	cfg := env.Config

@@ -168,3 +168,20 @@ func TestServeRefusesUnknownStore(t *testing.T) {
 		t.Fatalf("serve --store tape: %v", err)
 	}
 }
+
+// TestServePChannelsFromEnv: without --pchannels, serve takes the pchannel
+// set from CAIRN_PCHANNELS, as the Lambda functions do; the flag wins.
+func TestServePChannelsFromEnv(t *testing.T) {
+	env := map[string]string{"CAIRN_PCHANNELS": "q0,q1"}
+	_, banner, stop := startServe(t, serveOptions{addr: "127.0.0.1:0", store: "fs", dataDir: t.TempDir()}, env)
+	if !strings.Contains(banner, "pchannels: q0,q1)") {
+		t.Fatalf("banner %q, want the pchannels of CAIRN_PCHANNELS", banner)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	_, banner, _ = startServe(t, serveOptions{addr: "127.0.0.1:0", store: "fs", dataDir: t.TempDir(), pchannels: []string{"r0"}}, env)
+	if !strings.Contains(banner, "pchannels: r0)") {
+		t.Fatalf("banner %q, want --pchannels to win", banner)
+	}
+}
