@@ -18,7 +18,9 @@
 // A Writer is the one lease holder of a pchannel (OpenWriter acquires the
 // lease through a Leases service, replays the WAL from the flush checkpoint
 // through the reading rule, and claims a window of W slots: a fence and
-// W−1 fillers). Append, AppendAt, AppendControl, Sync and the transaction
+// W−1 fillers; its checkpoint reads overlap the lease acquire and the
+// window's PUTs, so a takeover at the tail costs five sequential store round
+// trips to its first ack). Append, AppendAt, AppendControl, Sync and the transaction
 // calls are safe for concurrent use; concurrent appends are group-committed
 // into one batch object each, at most W beyond the ack frontier, and
 // acknowledged strictly in offset order. AppendAt lands at one given slot
