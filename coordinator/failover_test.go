@@ -2,6 +2,7 @@ package coordinator_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"slices"
 	"sync"
@@ -32,7 +33,24 @@ func TestClusterMemory(t *testing.T) {
 	}, 3, time.Second)
 }
 
+// clusterDefaults runs TestClusterMinIO with the production defaults
+// (10 s leases, 2 s node polls, 1 s balancer rounds, ...), to measure
+// failover and idle request rates as a deployment sees them (about two
+// minutes; make test uses the short test timings).
+var clusterDefaults = flag.Bool("cluster.defaults", false, "run TestClusterMinIO with the default timings")
+
 func TestClusterMinIO(t *testing.T) {
+	if *clusterDefaults {
+		runCluster(t, minioStore(t), clusterTimings{
+			ttl: coordinator.DefaultLeaseTTL, margin: coordinator.DefaultLeaseMargin,
+			renew: 3 * time.Second, put: sl.DefaultPutTimeout, get: coordinator.DefaultRequestTimeout,
+			heartbeat: coordinator.DefaultHeartbeatInterval, sessionTTL: coordinator.DefaultSessionTTL,
+			poll: coordinator.DefaultPollInterval, check: coordinator.DefaultCheckInterval,
+			stuck: coordinator.DefaultStuckTimeout, request: coordinator.DefaultRequestTimeout,
+			appendTimeout: 20 * time.Second, pace: 50 * time.Millisecond,
+		}, 2, 10*time.Second)
+		return
+	}
 	// PROTOCOL.md, "Parameters": R ≤ m − skew (one clock here, skew 0;
 	// 100ms to spare for a loaded machine) and I + 2R ≤ TTL − m:
 	// 150ms + 2×250ms ≤ 1s − 350ms.
@@ -207,7 +225,11 @@ func runCluster(t *testing.T, store objstore.Store, tm clusterTimings, balancers
 	}
 	t.Logf("%d appends acked, %d messages delivered, each acked one exactly once; %d append retries; %d lease terms, none overlapping; balancer stats %+v",
 		acked, delivered, retries, terms, bal.Stats())
-	t.Logf("idle, %v window, test timings: %s", idle.window, idle)
+	timings := "test"
+	if *clusterDefaults {
+		timings = "default"
+	}
+	t.Logf("idle, %v window, %s timings: %s", idle.window, timings, idle)
 }
 
 // idleRates are the requests of one idle node runtime, its writers, and one
