@@ -42,9 +42,9 @@ type CompactConfig struct {
 	// PutTimeout bounds one segment GET or PUT attempt. Default 30 s.
 	PutTimeout time.Duration
 
-	Now       func() time.Time  // default time.Now; stamps RetiredAt
-	NewID     func() string     // compaction IDs; default UUIDv7
-	Logger    *slog.Logger      // default slog.Default()
+	Now       func() time.Time // default time.Now; stamps RetiredAt
+	NewID     func() string    // compaction IDs; default UUIDv7
+	Logger    *slog.Logger     // default slog.Default()
 	OnCompact func(Compaction) // optional: called after every committed Compact (metrics, tests)
 }
 
