@@ -32,8 +32,8 @@ type CompactConfig struct {
 	// MinRefs: Compact leaves a manifest of fewer references alone.
 	// Default 64.
 	MinRefs int
-	// MaxRuns bounds the merges one Compact writes before its checkpoint
-	// CAS. Default 16.
+	// MaxRuns bounds the merges one Compact carries out, each committed by
+	// a checkpoint CAS of its own. Default 16.
 	MaxRuns int
 	// Interval is how often Run looks at the manifest. Default 1 min.
 	Interval time.Duration
@@ -143,13 +143,16 @@ func NewCompactor(cfg CompactConfig, store objstore.Store) (*Compactor, error) {
 	return &Compactor{cfg: cfg, store: store, reader: NewSegmentReader(store, cfg.PutTimeout), log: cfg.Logger}, nil
 }
 
-// Compact reads the checkpoint, plans up to MaxRuns merges (planRuns),
-// writes their merged files, and replaces the runs in one checkpoint CAS.
-// A lost race re-reads the record and applies again the runs whose files
-// are all still in the manifest; the others are abandoned. An unknown
-// outcome is settled by reading the record back and looking for the
-// merged keys, never by a blind resend. A manifest below MinRefs, or with
-// nothing to merge, is left alone (a zero Version).
+// Compact reads the checkpoint, plans up to MaxRuns merges (planRuns), and
+// carries them out one at a time: it writes the run's merged file, then
+// replaces the run in the checkpoint by CAS at once, so that a merged file
+// waits for its commit no longer than one merge takes (GC deletes an
+// unnamed file once it is OrphanAge old). A lost race re-reads the record
+// and applies the merge again if every file of the run is still in the
+// manifest; otherwise the merge is abandoned and its file is an orphan. An
+// unknown outcome is settled by reading the record back and looking for
+// the merged key, never by a blind resend. A manifest below MinRefs, or
+// with nothing to merge, is left alone (a zero Version).
 func (c *Compactor) Compact(ctx context.Context) (Compaction, error) {
 	p := c.cfg.PChannel
 	cp, _, err := readCheckpoint(ctx, c.store, c.cfg.Layout, p, c.cfg.GetTimeout)
@@ -160,48 +163,46 @@ func (c *Compactor) Compact(ctx context.Context) (Compaction, error) {
 	if len(cp.Segments) < c.cfg.MinRefs {
 		return res, nil
 	}
-	runs := planRuns(cp, c.cfg.Layout, c.cfg.TargetBytes, c.cfg.MinFiles, c.cfg.MaxFiles, c.cfg.MaxRuns)
-	if len(runs) == 0 {
-		return res, nil
-	}
-	var merges []Merge
-	for _, run := range runs {
+	for _, run := range planRuns(cp, c.cfg.Layout, c.cfg.TargetBytes, c.cfg.MinFiles, c.cfg.MaxFiles, c.cfg.MaxRuns) {
 		merged, err := c.merge(ctx, run, res.ID)
 		if err != nil {
 			return res, fmt.Errorf("compact %s: %w", p, err)
 		}
-		merges = append(merges, Merge{Merged: merged, Replaced: run})
-	}
-	now := c.cfg.Now().UTC()
-	stored, err := update(ctx, c.store, c.cfg.Layout.Checkpoint(p), c.cfg.GetTimeout, func(cur segmentlog.Checkpoint, exists bool) (segmentlog.Checkpoint, error) {
-		if !exists {
-			return cur, errUnchanged
+		m := Merge{Merged: merged, Replaced: run}
+		stored, err := c.commit(ctx, m)
+		if err != nil {
+			return res, fmt.Errorf("compact %s: checkpoint CAS: %w", p, err)
 		}
-		todo := applicable(cur, merges)
-		if len(todo) == 0 {
-			return cur, errUnchanged // all landed (a lost reply) or all abandoned
-		}
-		return applyMerges(cur, todo, now), nil
-	})
-	if err != nil {
-		return res, fmt.Errorf("compact %s: checkpoint CAS: %w", p, err)
-	}
-	res.RefsAfter = len(stored.Segments)
-	for _, m := range merges {
-		if slices.ContainsFunc(stored.Segments, func(r segmentlog.SegmentRef) bool { return r.Key == m.Merged.Key }) {
-			res.Merges = append(res.Merges, m)
-		} else {
+		res.RefsAfter = len(stored.Segments)
+		if !slices.ContainsFunc(stored.Segments, func(r segmentlog.SegmentRef) bool { return r.Key == merged.Key }) {
 			res.Abandoned++
+			continue
 		}
-	}
-	if len(res.Merges) > 0 {
+		res.Merges = append(res.Merges, m)
 		res.Version = stored.Version
-		if c.cfg.OnCompact != nil {
-			c.cfg.OnCompact(res)
-		}
+	}
+	if len(res.Merges) > 0 && c.cfg.OnCompact != nil {
+		c.cfg.OnCompact(res)
 	}
 	c.log.Debug("compacted", "pchannel", p, "merges", len(res.Merges), "abandoned", res.Abandoned, "refs_before", res.RefsBefore, "refs_after", res.RefsAfter)
 	return res, nil
+}
+
+// commit replaces m's run by its merged file in the checkpoint and returns
+// the record as stored (without the merged file if the merge was
+// abandoned).
+func (c *Compactor) commit(ctx context.Context, m Merge) (segmentlog.Checkpoint, error) {
+	now := c.cfg.Now().UTC()
+	return update(ctx, c.store, c.cfg.Layout.Checkpoint(c.cfg.PChannel), c.cfg.GetTimeout, func(cur segmentlog.Checkpoint, exists bool) (segmentlog.Checkpoint, error) {
+		if !exists {
+			return cur, errUnchanged
+		}
+		todo := applicable(cur, []Merge{m})
+		if len(todo) == 0 {
+			return cur, errUnchanged // landed (a lost reply) or abandoned
+		}
+		return applyMerges(cur, todo, now), nil
+	})
 }
 
 // Run compacts every Interval until ctx ends (then it returns ctx's
