@@ -531,3 +531,59 @@ func TestSnapshotConcurrentWithCompaction(t *testing.T) {
 		}
 	})
 }
+
+// casHook runs hook once, just before the first checkpoint CAS through it.
+type casHook struct {
+	objstore.Store
+	once sync.Once
+	hook func()
+}
+
+func (c *casHook) PutIfMatch(ctx context.Context, key string, body []byte, etag string) (string, error) {
+	if strings.Contains(key, "/meta/checkpoints/") {
+		c.once.Do(c.hook)
+	}
+	return c.Store.PutIfMatch(ctx, key, body, etag)
+}
+
+// TestFlushRebasesOverCompaction: a compaction commits between a flush
+// round's read of the checkpoint and its CAS. The flush does not lose the
+// race: it commits the same round, with the same files, on top of the
+// compacted manifest, and leaves no orphan.
+func TestFlushRebasesOverCompaction(t *testing.T) {
+	stores(t, func(t *testing.T, store objstore.Store) {
+		ctx := context.Background()
+		const pch = "rebase"
+		w := openWriter(t, store, pch, nil)
+		defer w.Close(ctx)
+		acks := flushedRounds(t, store, w, newFlusher(t, store, pch, nil), 8, 4, "va", "vb")
+		acks = append(acks, appendN(t, w, "late", 0, 6, "va", "vb")...)
+		var merges int
+		hooked := &casHook{Store: store, hook: func() { merges = compactAll(t, newCompactor(t, store, pch, nil)) }}
+		rounds, err := newFlusher(t, hooked, pch, nil).FlushNow(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if merges == 0 {
+			t.Fatal("nothing was compacted under the flush: the test proves nothing")
+		}
+		cp, _ := checkpointSize(t, store, pch)
+		if len(rounds) != 1 || rounds[0].Version != cp.Version || cp.FlushID != rounds[0].FlushID {
+			t.Errorf("flush rounds %+v, checkpoint version %d by %s: want one round, committed over the compaction", rounds, cp.Version, cp.FlushID)
+		}
+		named := map[string]bool{}
+		for _, r := range cp.Segments {
+			named[r.Key] = true
+		}
+		for _, r := range cp.Retired {
+			named[r.Key] = true
+		}
+		for _, k := range listKeys(t, store, snapshot.SegmentsPrefix(testLayout)) {
+			if !named[k] {
+				t.Errorf("orphan %s: a flush or compaction lost a race", k)
+			}
+		}
+		checkManifestFiles(t, store, cp)
+		checkNoGapNoDup(t, scanAll(t, store, pch, sl.Earliest(), snapshot.NewSegmentReader(store, 0), nil), acks)
+	})
+}
