@@ -74,12 +74,12 @@ func (t TaskFunc) Run(ctx context.Context, now time.Time) error { return t.Func(
 //   - "flush": snapshot.Flusher.FlushNow on every pchannel with a lease
 //     record (every pchannel ever written), so the schedule is the flush
 //     cadence of an idle deployment;
-//   - "compact": snapshot.Compactor.Compact on the same pchannels, with its
-//     defaults: a manifest naming 64 or more segment files has its runs of
-//     small files merged (up to 16 merges of 64 MiB a round), so the
-//     checkpoint every flush rewrites and every takeover reads stays
-//     bounded; the files it retires stay an hour for readers of older
-//     manifests, then "gc" deletes them;
+//   - "compact": snapshot.Compactor.Compact on the same pchannels: a
+//     manifest naming 64 or more segment files has its runs of small files
+//     merged (up to 16 merges a round, each into a file of at most
+//     MaintenanceCompactBytes), so the checkpoint every flush rewrites and
+//     every takeover reads stays bounded; the files it retires stay an
+//     hour for readers of older manifests, then "gc" deletes them;
 //   - "broadcasts": coordinator.Broadcaster.Resume runs every pending
 //     broadcast task (left by a request that stopped waiting, or by a
 //     process that died), for at most MaintenanceBroadcastBudget, with a
@@ -147,7 +147,8 @@ func NewMaintenance(cfg Config, store objstore.Store) (Maintenance, error) {
 		}
 		var errs []error
 		for _, l := range ls {
-			c, err := snapshot.NewCompactor(snapshot.CompactConfig{PChannel: l.PChannel, Layout: cfg.Layout, Now: cfg.Now, Logger: cfg.Logger}, store)
+			c, err := snapshot.NewCompactor(snapshot.CompactConfig{PChannel: l.PChannel, Layout: cfg.Layout, TargetBytes: MaintenanceCompactBytes,
+				Now: cfg.Now, Logger: cfg.Logger}, store)
 			if err == nil {
 				var res snapshot.Compaction
 				if res, err = c.Compact(ctx); err == nil && len(res.Merges) > 0 {
@@ -176,6 +177,12 @@ func NewMaintenance(cfg Config, store objstore.Store) (Maintenance, error) {
 		TaskFunc{TaskName: "gc", Func: func(ctx context.Context, _ time.Time) error { return gc.Collect(ctx) }},
 	}}, nil
 }
+
+// MaintenanceCompactBytes bounds the files one merge of the maintenance
+// round reads and writes (snapshot.CompactConfig.TargetBytes, whose
+// default is 64 MiB): a merge holds its files decoded in memory, and the
+// maintenance function runs with 256 MB.
+const MaintenanceCompactBytes = 16 << 20
 
 // MaintenanceBroadcastBudget bounds how long a maintenance round resumes
 // pending broadcast tasks: a task whose pchannel another process holds
