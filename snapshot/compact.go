@@ -165,6 +165,10 @@ func (c *Compactor) Compact(ctx context.Context) (Compaction, error) {
 	}
 	for _, run := range planRuns(cp, c.cfg.Layout, c.cfg.TargetBytes, c.cfg.MinFiles, c.cfg.MaxFiles, c.cfg.MaxRuns) {
 		merged, err := c.merge(ctx, run, res.ID)
+		if errors.Is(err, ErrMissingSegment) && c.stale(ctx, run) {
+			res.Abandoned++ // another compactor merged it, and GC collected the file since
+			continue
+		}
 		if err != nil {
 			return res, fmt.Errorf("compact %s: %w", p, err)
 		}
@@ -186,6 +190,13 @@ func (c *Compactor) Compact(ctx context.Context) (Compaction, error) {
 	}
 	c.log.Debug("compacted", "pchannel", p, "merges", len(res.Merges), "abandoned", res.Abandoned, "refs_before", res.RefsBefore, "refs_after", res.RefsAfter)
 	return res, nil
+}
+
+// stale reports whether the checkpoint no longer names every file of run:
+// a missing file of a stale plan is not a broken manifest.
+func (c *Compactor) stale(ctx context.Context, run []segmentlog.SegmentRef) bool {
+	cp, _, err := readCheckpoint(ctx, c.store, c.cfg.Layout, c.cfg.PChannel, c.cfg.GetTimeout)
+	return err == nil && len(applicable(cp, []Merge{{Replaced: run}})) == 0
 }
 
 // commit replaces m's run by its merged file in the checkpoint and returns

@@ -589,3 +589,49 @@ func TestFlushRebasesOverCompaction(t *testing.T) {
 		checkNoGapNoDup(t, scanAll(t, store, pch, sl.Earliest(), snapshot.NewSegmentReader(store, 0), nil), acks)
 	})
 }
+
+// getHook runs hook once, before the first GET of a segment file through
+// it.
+type getHook struct {
+	objstore.Store
+	once sync.Once
+	hook func()
+}
+
+func (g *getHook) Get(ctx context.Context, key string) (objstore.Object, error) {
+	if strings.HasSuffix(key, ".arrow") {
+		g.once.Do(g.hook)
+	}
+	return g.Store.Get(ctx, key)
+}
+
+// TestCompactStalePlan: while a compactor reads the files of its plan,
+// another compacts the same runs and GC, past the grace, deletes them. The
+// first finds them missing, sees that the checkpoint no longer names them,
+// and abandons its runs: no error, and nothing lost.
+func TestCompactStalePlan(t *testing.T) {
+	store := objstore.NewMemory()
+	ctx := context.Background()
+	const pch = "staleplan"
+	w := openWriter(t, store, pch, nil)
+	defer w.Close(ctx)
+	acks := flushedRounds(t, store, w, newFlusher(t, store, pch, nil), 10, 4, "va", "vb")
+	var other int
+	hooked := &getHook{Store: store, hook: func() {
+		other = compactAll(t, newCompactor(t, store, pch, nil))
+		gc := newGC(t, store, func(c *snapshot.GCConfig) { c.Now = clockAt(3 * time.Hour) })
+		if err := gc.Collect(ctx); err != nil {
+			t.Error(err)
+		}
+	}}
+	res, err := newCompactor(t, hooked, pch, nil).Compact(ctx)
+	if err != nil {
+		t.Fatalf("compact on a stale plan: %v", err)
+	}
+	if other == 0 || res.Abandoned == 0 || len(res.Merges) != 0 {
+		t.Errorf("the other compactor merged %d runs; this one %+v: want every run abandoned", other, res)
+	}
+	cp, _ := checkpointSize(t, store, pch)
+	checkManifestFiles(t, store, cp)
+	checkNoGapNoDup(t, scanAll(t, store, pch, sl.Earliest(), snapshot.NewSegmentReader(store, 0), nil), acks)
+}
