@@ -34,12 +34,26 @@ type Checkpoint struct {
 	Dedup []DedupEntry `json:"dedup,omitempty"`
 	// Segments is the manifest: the only way to reach flushed data.
 	Segments []SegmentRef `json:"segments,omitempty"`
+	// Retired lists segment files that compaction took out of Segments
+	// (their messages are in a merged file the manifest names instead). GC
+	// keeps each one until RetiredAt plus its orphan age, for readers and
+	// snapshots that still hold an older manifest, then drops the entry.
+	// Added after format 1 shipped; see the package documentation,
+	// "Checkpoint record".
+	Retired []RetiredSegment `json:"retired,omitempty"`
 	// FlushID names the flush that wrote this version, so a flusher whose
 	// CAS reply was lost can tell its own write from another's.
 	FlushID string `json:"flush_id,omitempty"`
 	// Version increments on every write.
 	Version   uint64    `json:"version"`
 	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// RetiredSegment is a segment file compaction removed from the manifest
+// at RetiredAt.
+type RetiredSegment struct {
+	Key       string    `json:"key"`
+	RetiredAt time.Time `json:"retired_at"`
 }
 
 // TermChange records the first slot Offset of Term.

@@ -48,7 +48,11 @@
 // slot's (TermFilter) and never a fence or filler. At the tail it is woken
 // by an in-process writer (TailWaiter) or probes the next slot with bounded
 // backoff; NoWait returns ErrTail instead. A PauseGate holds scanners back
-// during a node's startup delay.
+// during a node's startup delay. A segment file its checkpoint names but
+// the store no longer has (ErrSegmentMissing: compaction retired it and GC
+// deleted it after the grace) makes the Scanner re-read the checkpoint and
+// reopen the segments at its next ID; only a missing file of the current
+// checkpoint is an error.
 //
 //	w, err := segmentlog.OpenWriter(ctx, segmentlog.WriterConfig{PChannel: "p0"}, store, leases)
 //	acks, err := w.Append(ctx, segmentlog.Message{Type: segmentlog.TypeData, VChannel: "v1", Payload: p})
@@ -149,6 +153,21 @@
 // beside version 1's, which stays able to read every object already in a
 // bucket. A decoder given a version it does not know fails with an error
 // that wraps ErrCorrupt and says "unsupported version N".
+//
+// # Checkpoint record, format 1
+//
+// {prefix}/meta/checkpoints/{pchannel}.json, the JSON form of Checkpoint,
+// replaced only by CAS. Fields are only ever added, each omitted when
+// empty, and CheckpointFormat changes only when a reader that ignores an
+// added field would lose or corrupt data. "retired" (a list of {key,
+// retired_at}) was added with segment compaction. A binary older than it
+// ignores the field when reading, so it reads the manifest, flushes and
+// recovers exactly as before; but its flusher writes the next version
+// without "retired", and its GC does not treat retired files as roots, so
+// it deletes them at once (they are old). Nothing the current manifest
+// names is affected: only the grace for readers and snapshots cut from an
+// older manifest is lost. Enable compaction once no older binary flushes
+// or collects the bucket.
 //
 // # Example
 //

@@ -24,6 +24,13 @@ var (
 	// bad vchannel, a reserved key, a missing property, ...). Nothing was
 	// written; sending it again fails the same way.
 	ErrInvalidMessage = errors.New("segmentlog: invalid message")
+	// ErrSegmentMissing: a SegmentReader found no file for a segment the
+	// checkpoint it was given names. Compaction retires files and GC
+	// deletes them after a grace, so a reader that held an old checkpoint
+	// that long meets it; a Scanner then re-reads the checkpoint and goes
+	// on from the newer manifest. Under the current checkpoint it means
+	// invariant I10 is broken.
+	ErrSegmentMissing = errors.New("segmentlog: segment named by the checkpoint is missing")
 )
 
 var (

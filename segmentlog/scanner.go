@@ -152,6 +152,7 @@ type Scanner struct {
 	buf      []Delivery
 	seg      SegmentIterator // non-nil while reading below the checkpoint
 	segCP    Checkpoint      // the checkpoint seg reads below
+	segFrom  MessageID       // the next ID seg returns: where a reopened seg goes on
 	resume   Position        // right after the last delivered message
 	pollWait time.Duration
 	atTail   bool // the checkpoint was checked since the last slot read
@@ -234,23 +235,72 @@ func NewScanner(ctx context.Context, cfg ScannerConfig, store objstore.Store) (*
 
 // openSegments continues the scan below cp.C from segments; the WAL takes
 // over at cp.C, where the checkpoint's max_term seeds the reading rule, so
-// the handover has no gap and no duplicate.
+// the handover has no gap and no duplicate. A segment file that is gone
+// (ErrSegmentMissing) sends it to a newer checkpoint (refresh).
 func (s *Scanner) openSegments(ctx context.Context, cp Checkpoint, from MessageID) error {
 	if s.cfg.Segments == nil {
 		return fmt.Errorf("scan %s from %v: %w (checkpoint %d) and no segment reader", s.cfg.PChannel, from, ErrTruncated, cp.C)
 	}
-	it, err := s.cfg.Segments.Open(ctx, cp, from, s.cfg.VChannels)
-	if err != nil {
-		return fmt.Errorf("scan %s: open segments below %d: %w", s.cfg.PChannel, cp.C, err)
+	for refreshed := 0; ; refreshed++ {
+		it, err := s.cfg.Segments.Open(ctx, cp, from, s.cfg.VChannels)
+		if err == nil {
+			s.seg, s.segCP, s.segFrom, s.buf = it, cp, from, nil
+			return nil
+		}
+		if !errors.Is(err, ErrSegmentMissing) || refreshed >= maxSegmentRefresh {
+			return fmt.Errorf("scan %s: open segments below %d: %w", s.cfg.PChannel, cp.C, err)
+		}
+		if cp, err = s.refresh(ctx, cp, err); err != nil {
+			return err
+		}
 	}
-	s.seg, s.segCP, s.buf = it, cp, nil
-	return nil
 }
 
-// nextSegment delivers from segments, switching to the WAL at the end.
+// maxSegmentRefresh bounds how often one segment read moves to a newer
+// checkpoint after meeting a missing file: each move needs the checkpoint
+// to have changed, and a manifest outlives its files only by the grace GC
+// gives retired files.
+const maxSegmentRefresh = 8
+
+// refresh re-reads the checkpoint after a segment file of old's manifest
+// was missing. Compaction replaced the file by a merged one covering the
+// same IDs, and GC deleted it once its grace was over: a newer checkpoint
+// names the merged file. The same checkpoint means the manifest itself is
+// broken (invariant I10), which is reported.
+func (s *Scanner) refresh(ctx context.Context, old Checkpoint, missing error) (Checkpoint, error) {
+	cp, _, err := ReadCheckpoint(ctx, s.store, s.cfg.Layout, s.cfg.PChannel)
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("scan %s: segments: %w (and the checkpoint cannot be re-read: %v)", s.cfg.PChannel, missing, err)
+	}
+	if cp.Version == old.Version {
+		return Checkpoint{}, fmt.Errorf("scan %s: segments of checkpoint version %d: %w", s.cfg.PChannel, old.Version, missing)
+	}
+	return cp, nil
+}
+
+// nextSegment delivers from segments, switching to the WAL at the end. A
+// segment file that is gone reopens the segments at the next ID under a
+// newer checkpoint.
 func (s *Scanner) nextSegment(ctx context.Context) error {
+	refreshed := 0
 	for {
 		d, err := s.seg.Next(ctx)
+		if errors.Is(err, ErrSegmentMissing) && refreshed < maxSegmentRefresh {
+			refreshed++
+			cp, rerr := s.refresh(ctx, s.segCP, err)
+			if rerr != nil {
+				return rerr
+			}
+			s.seg.Close()
+			s.seg = nil
+			if err := s.openSegments(ctx, cp, s.segFrom); err != nil {
+				return err
+			}
+			continue
+		}
+		if err == nil {
+			s.segFrom = MessageID{Offset: d.ID.Offset, Index: d.ID.Index + 1}
+		}
 		if errors.Is(err, io.EOF) {
 			s.seg.Close()
 			s.seg = nil

@@ -5,11 +5,15 @@
 //   - Flusher writes one Arrow IPC file per vchannel and advances the flush
 //     checkpoint by CAS, on size/age thresholds (Run) or on demand
 //     (FlushNow);
+//   - Compactor merges runs of a vchannel's small segment files into one
+//     and swaps them in the manifest by CAS, so the checkpoint stays
+//     bounded (Compact, or Run beside a flusher);
 //   - SegmentReader serves reads below the checkpoint from those files;
 //     segmentlog.Scanner uses it through ScannerConfig.Segments and hands
 //     over to the WAL at C;
-//   - GC deletes WAL objects below the truncation point and orphan segment
-//     files;
+//   - GC deletes WAL objects below the truncation point, orphan segment
+//     files, and segment files compaction retired once their grace is
+//     over;
 //   - Snapshots creates, lists, describes and drops snapshots (immutable
 //     manifests over segments) and runs restore jobs.
 //
@@ -49,7 +53,47 @@
 // refused. Garbage inside those windows may shrink to a tombstone
 // (PutIfMatch). Segment files named by no checkpoint manifest, no snapshot
 // that is not released and no restore job that is running or done are
-// deleted once older than OrphanAge.
+// deleted once older than OrphanAge; a file a checkpoint lists as Retired
+// counts as named until OrphanAge after its RetiredAt, and PruneRetired
+// then drops the entry by CAS (re-reading on a lost race).
+//
+// # Compaction
+//
+// Every flush round appends one reference per vchannel to the manifest.
+// A Compactor keeps it bounded: per vchannel it finds runs of references
+// consecutive in the manifest (ascending, not overlapping) holding at most
+// TargetBytes (64 MiB) together, at least MinFiles (8), whose largest file
+// is no larger than the others together (size-tiered: a byte is rewritten
+// at most log2(TargetBytes/smallest file) times). It decodes the run's
+// files, checks them against their references, writes one merged file
+// {first}-{last}-{compactionID}.arrow with PutIfAbsent, and at once
+// replaces the run in the checkpoint by PutIfMatch: the merged reference
+// takes the run's place, the run's keys go to Retired with the time, and
+// C, MaxTerm, TermChanges, LastTimeTick, Dedup and FlushID stay as they
+// are (Version+1). Compaction is not a flush: it never moves C, so
+// "new c > current c" (PROTOCOL.md "Flush, truncation, GC" rule 2), which
+// orders flushers, does not apply; the ETag condition alone makes it a CAS
+// on one exact version.
+//
+// It never takes the files of the current FlushID (a flusher whose CAS
+// reply was lost looks for them, holdsFlush; it also looks in Retired),
+// nor files outside this pchannel's directory for the vchannel. A lost
+// race re-reads the record: the merge is applied again if all its files
+// are still named, else abandoned (its file is an orphan). An unknown
+// outcome is settled by reading the record back and looking for the
+// merged key. A flusher whose CAS meets a record changed only in its
+// manifest (compaction, GC) commits its round on top of it instead of
+// losing the race.
+//
+// Retired files stay for OrphanAge after retirement, for a Scanner or a
+// snapshot being cut that holds an older manifest; a Scanner that holds
+// one longer meets ErrMissingSegment (it wraps
+// segmentlog.ErrSegmentMissing), re-reads the checkpoint and reopens the
+// segments at its next ID, which the merged file covers. Snapshot and
+// restore manifests are never compacted: they keep naming the old files,
+// which stay while they are GC roots (PROTOCOL.md "Snapshots" rule 2).
+// Like a flush, a merge must take far less than OrphanAge from its file's
+// PUT to its CAS (PROTOCOL.md S).
 //
 // # Snapshots and restore
 //
@@ -97,7 +141,8 @@
 //
 // # Concurrency
 //
-// Flusher, SegmentReader, GC and Snapshots are safe for concurrent use, and
+// Flusher, Compactor, SegmentReader, GC and Snapshots are safe for
+// concurrent use, and
 // any number of them in any number of processes may work on one pchannel at
 // once, beside its writer: the store's conditional writes are the only
 // synchronisation. An iterator from SegmentReader.Open is not safe for
@@ -114,6 +159,9 @@
 //		PChannel: "p0", Layout: layout, From: segmentlog.Earliest(),
 //		Segments: snapshot.NewSegmentReader(store, 0), // below the checkpoint
 //	}, store)
+//
+//	c, err := snapshot.NewCompactor(snapshot.CompactConfig{PChannel: "p0", Layout: layout}, store)
+//	go c.Run(ctx) // merges once the manifest names MinRefs files
 //
 //	gc, err := snapshot.NewGC(snapshot.GCConfig{Layout: layout}, store)
 //	err = gc.Collect(ctx) // from a scheduled job

@@ -1,6 +1,11 @@
 package snapshot
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cairnlog/cairn/segmentlog"
+)
 
 // Sentinel errors of the snapshot package. Each is wrapped once with the
 // operation and its subject; callers test with errors.Is.
@@ -10,8 +15,11 @@ var (
 	// record of this package (snapshot, restore job) does not parse.
 	ErrCorrupt = errors.New("snapshot: corrupt segment or record")
 	// ErrMissingSegment: a manifest names a segment file that is not in the
-	// store (PROTOCOL.md invariant I10 broken).
-	ErrMissingSegment = errors.New("snapshot: segment named by a manifest is missing")
+	// store: compaction retired it and GC deleted it after the grace, while
+	// the caller held an older manifest, or else PROTOCOL.md invariant I10
+	// is broken. It wraps segmentlog.ErrSegmentMissing, on which a Scanner
+	// re-reads the checkpoint and goes on.
+	ErrMissingSegment = fmt.Errorf("snapshot: segment named by a manifest is missing: %w", segmentlog.ErrSegmentMissing)
 	// ErrLostRace: another flusher advanced the checkpoint first; this
 	// flush's segment files are orphans that GC reclaims after OrphanAge.
 	// FlushNow retries by itself and returns it only when it gives up.

@@ -33,8 +33,8 @@ func (f *Flusher) commitRound(ctx context.Context, r *round) (Round, error) {
 	if err := g.Wait(); err != nil {
 		return Round{}, err
 	}
-	next := r.checkpoint(f.cfg.PChannel, flushID, refs, f.cfg.Now())
-	if err := f.casCheckpoint(ctx, r, next, flushID); err != nil {
+	next, err := f.casCheckpoint(ctx, r, r.checkpoint(f.cfg.PChannel, flushID, refs, f.cfg.Now()), flushID)
+	if err != nil {
 		return Round{}, err
 	}
 	res := Round{FlushID: flushID, From: r.base.C, To: next.C, Segments: refs, Messages: r.messages, WALBytes: r.walBytes, Version: next.Version}
@@ -119,16 +119,19 @@ func putImmutable(ctx context.Context, store objstore.Store, key string, data []
 // by re-reading the record and looking for this flush's segment IDs, never
 // by a blind retry: only while the record still has the base ETag (so the
 // lost write has not applied and, being conditional on that ETag, can never
-// apply after a resend lands) is the identical write sent again.
-func (f *Flusher) casCheckpoint(ctx context.Context, r *round, next segmentlog.Checkpoint, flushID string) error {
+// apply after a resend lands) is the identical write sent again. A record
+// that moved only by manifest edits (compaction, GC), with no flush in
+// between, takes the round on top of it. It returns the record written.
+func (f *Flusher) casCheckpoint(ctx context.Context, r *round, next segmentlog.Checkpoint, flushID string) (segmentlog.Checkpoint, error) {
 	if next.C <= r.base.C {
-		return fmt.Errorf("flush %s: internal error: new checkpoint %d not above %d", f.cfg.PChannel, next.C, r.base.C)
+		return segmentlog.Checkpoint{}, fmt.Errorf("flush %s: internal error: new checkpoint %d not above %d", f.cfg.PChannel, next.C, r.base.C)
 	}
 	body, err := json.Marshal(next)
 	if err != nil {
-		return fmt.Errorf("flush %s: encode checkpoint: %w", f.cfg.PChannel, err)
+		return segmentlog.Checkpoint{}, fmt.Errorf("flush %s: encode checkpoint: %w", f.cfg.PChannel, err)
 	}
 	key := f.cfg.Layout.Checkpoint(f.cfg.PChannel)
+	rebases := 0
 	for attempt := 0; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, f.cfg.GetTimeout)
 		if r.etag == "" {
@@ -138,31 +141,43 @@ func (f *Flusher) casCheckpoint(ctx context.Context, r *round, next segmentlog.C
 		}
 		cancel()
 		if err == nil {
-			return nil
+			return next, nil
 		}
 		// A cancelled or timed-out call may have landed too.
 		unknown := objstore.IsRetryable(err) || ctx.Err() != nil
 		if !unknown && !errors.Is(err, objstore.ErrConflict) && !errors.Is(err, objstore.ErrExists) {
-			return fmt.Errorf("flush %s: checkpoint CAS: %w", f.cfg.PChannel, err)
+			return segmentlog.Checkpoint{}, fmt.Errorf("flush %s: checkpoint CAS: %w", f.cfg.PChannel, err)
 		}
 		// Conflict, or an outcome we did not hear: look at the record, even
 		// if the caller gave up meanwhile, so that what we report is true.
 		cur, etag, rerr := f.readBack(ctx)
 		if rerr != nil {
-			return fmt.Errorf("flush %s: checkpoint CAS outcome unknown (%v) and the record cannot be read: %w", f.cfg.PChannel, err, rerr)
+			return segmentlog.Checkpoint{}, fmt.Errorf("flush %s: checkpoint CAS outcome unknown (%v) and the record cannot be read: %w", f.cfg.PChannel, err, rerr)
 		}
 		switch {
 		case holdsFlush(cur, flushID, next, len(next.Segments) > len(r.base.Segments)):
-			return nil // ours landed; the reply was lost
+			return next, nil // ours landed; the reply was lost
 		case ctx.Err() != nil:
-			return fmt.Errorf("flush %s: checkpoint CAS: %w", f.cfg.PChannel, ctx.Err())
+			return segmentlog.Checkpoint{}, fmt.Errorf("flush %s: checkpoint CAS: %w", f.cfg.PChannel, ctx.Err())
 		case etag == r.etag && unknown:
 			// Not applied (yet): resend the identical conditional write.
 			if !sleep(ctx, backoff(attempt)) {
-				return fmt.Errorf("flush %s: checkpoint CAS: %w", f.cfg.PChannel, ctx.Err())
+				return segmentlog.Checkpoint{}, fmt.Errorf("flush %s: checkpoint CAS: %w", f.cfg.PChannel, ctx.Err())
+			}
+		case etag != r.etag && sameFlushState(cur, r.base) && rebases < f.cfg.MaxRounds:
+			// Only the manifest changed (compaction, a reclaimed vchannel,
+			// GC pruning Retired): no flush came between, so the round's
+			// WAL range and folded state still follow on from cur. Our
+			// write, conditional on an ETag the record has left, can never
+			// apply; commit the round on top of cur instead.
+			rebases++
+			r.base, r.etag = cur, etag
+			next = r.checkpoint(f.cfg.PChannel, flushID, refsOf(next, flushID), next.UpdatedAt)
+			if body, err = json.Marshal(next); err != nil {
+				return segmentlog.Checkpoint{}, fmt.Errorf("flush %s: encode checkpoint: %w", f.cfg.PChannel, err)
 			}
 		default:
-			return fmt.Errorf("flush %s: checkpoint %d→%d: %w (now at %d, version %d)", f.cfg.PChannel, r.base.C, next.C, ErrLostRace, cur.C, cur.Version)
+			return segmentlog.Checkpoint{}, fmt.Errorf("flush %s: checkpoint %d→%d: %w (now at %d, version %d)", f.cfg.PChannel, r.base.C, next.C, ErrLostRace, cur.C, cur.Version)
 		}
 	}
 }
@@ -193,6 +208,31 @@ func holdsFlush(cp segmentlog.Checkpoint, flushID string, next segmentlog.Checkp
 				return true
 			}
 		}
+		// Compaction may have merged them away since (it never merges the
+		// current FlushID's files, but a later flush may have come first).
+		for _, ret := range cp.Retired {
+			if flushIDOf(ret.Key) == flushID {
+				return true
+			}
+		}
 	}
 	return false
+}
+
+// sameFlushState reports whether cp continues from base as far as flushing
+// goes: the same flush wrote both (same FlushID, C and MaxTerm), so only
+// their manifests may differ.
+func sameFlushState(cp, base segmentlog.Checkpoint) bool {
+	return cp.FlushID == base.FlushID && cp.C == base.C && cp.MaxTerm == base.MaxTerm && cp.Version > base.Version
+}
+
+// refsOf returns the refs of cp's manifest that flush flushID wrote.
+func refsOf(cp segmentlog.Checkpoint, flushID string) []segmentlog.SegmentRef {
+	var out []segmentlog.SegmentRef
+	for _, ref := range cp.Segments {
+		if flushIDOf(ref.Key) == flushID {
+			out = append(out, ref)
+		}
+	}
+	return out
 }

@@ -132,6 +132,7 @@ func (r *round) checkpoint(p, flushID string, refs []segmentlog.SegmentRef, now 
 		LastTimeTick: max(r.base.LastTimeTick, r.lastTick),
 		Dedup:        r.dedup.Entries(),
 		Segments:     append(slices.Clone(r.base.Segments), refs...),
+		Retired:      slices.Clone(r.base.Retired), // compaction's, kept for GC
 		FlushID:      flushID,
 		Version:      r.base.Version + 1,
 		UpdatedAt:    now.UTC(),

@@ -102,7 +102,9 @@ func (c *GCConfig) Validate() error {
 // GC deletes what the protocol allows: WAL objects below the truncation
 // point and older than MinAge, except the Window slots from every term
 // change (so a zombie's late PUT always meets an object), and segment files
-// that no manifest names once they are older than OrphanAge. Any number of
+// that no manifest names once they are older than OrphanAge (a file
+// compaction retired counts as named until OrphanAge after its
+// retirement). Any number of
 // GCs may run at once, with flushers and writers: its only writes are
 // conditional (a tombstone over garbage, a checkpoint without a reclaimed
 // vchannel's references). Safe for concurrent use.
@@ -250,7 +252,10 @@ type OrphanResult struct {
 
 // CollectOrphans deletes segment files that no checkpoint manifest, no
 // snapshot and no restored vchannel names, once older than OrphanAge
-// (PROTOCOL.md "Flush, truncation, GC" rule 3). It lists the files first
+// (PROTOCOL.md "Flush, truncation, GC" rule 3). A file a checkpoint lists
+// as Retired is kept until OrphanAge after its RetiredAt, whatever its own
+// age: compaction took it out of the manifest, but a reader or a snapshot
+// being created may still hold a manifest that names it. It lists the files first
 // and reads the references after, so a file committed to a manifest before
 // the references are read is never taken for an orphan; a file listed but
 // committed later would have to belong to a flush longer than OrphanAge.
@@ -266,7 +271,7 @@ func (g *GC) CollectOrphans(ctx context.Context) (OrphanResult, error) {
 	}); err != nil {
 		return res, fmt.Errorf("gc orphans: %w", err)
 	}
-	refs, err := g.references(ctx)
+	refs, err := g.references(ctx, now)
 	if err != nil {
 		return res, fmt.Errorf("gc orphans: %w", err)
 	}
@@ -287,9 +292,10 @@ func (g *GC) CollectOrphans(ctx context.Context) (OrphanResult, error) {
 	return res, nil
 }
 
-// Collect reclaims dropped vchannels' segments and truncates the WAL of
-// every pchannel with a checkpoint, then deletes orphan segment files. It goes on past a pchannel that fails and
-// returns the errors joined.
+// Collect reclaims dropped vchannels' segments, truncates the WAL and
+// prunes the expired Retired entries of every pchannel with a checkpoint,
+// then deletes orphan segment files. It goes on past a pchannel that fails
+// and returns the errors joined.
 func (g *GC) Collect(ctx context.Context) error {
 	var errs []error
 	pchannels, err := g.pchannels(ctx)
@@ -301,6 +307,9 @@ func (g *GC) Collect(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 		if _, err := g.CollectWAL(ctx, p); err != nil {
+			errs = append(errs, err)
+		}
+		if _, err := g.PruneRetired(ctx, p); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -344,10 +353,11 @@ func (g *GC) delete(ctx context.Context, key string) error {
 }
 
 // references returns every segment key that must stay: those named by a
-// checkpoint manifest of any pchannel, by a snapshot not yet released, or
-// by a restore job that is running or done (PROTOCOL.md "Snapshots" rules
-// 1 and 2).
-func (g *GC) references(ctx context.Context) (map[string]bool, error) {
+// checkpoint manifest of any pchannel or retired from one by compaction
+// less than OrphanAge before now, by a snapshot not yet released, or by a
+// restore job that is running or done (PROTOCOL.md "Snapshots" rules 1 and
+// 2).
+func (g *GC) references(ctx context.Context, now time.Time) (map[string]bool, error) {
 	refs := make(map[string]bool)
 	pchannels, err := g.pchannels(ctx)
 	if err != nil {
@@ -360,6 +370,11 @@ func (g *GC) references(ctx context.Context) (map[string]bool, error) {
 		}
 		for _, ref := range cp.Segments {
 			refs[ref.Key] = true
+		}
+		for _, ret := range cp.Retired {
+			if !g.expired(ret, now) {
+				refs[ret.Key] = true
+			}
 		}
 	}
 	snaps, err := listRecords[Snapshot](ctx, g.store, SnapshotsPrefix(g.cfg.Layout), g.cfg.Timeout)

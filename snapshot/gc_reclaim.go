@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/cairnlog/cairn/segmentlog"
 )
@@ -74,4 +75,36 @@ func (g *GC) dropRefs(ctx context.Context, pchannel string, vchannels []string) 
 		g.log.Info("reclaimed dropped vchannels", "pchannel", pchannel, "vchannels", vchannels, "segments", removed)
 	}
 	return removed, nil
+}
+
+// expired reports whether a retired file's grace is over at now.
+func (g *GC) expired(ret segmentlog.RetiredSegment, now time.Time) bool {
+	return !now.Before(ret.RetiredAt.Add(g.cfg.OrphanAge))
+}
+
+// PruneRetired drops from pchannel's checkpoint the Retired entries whose
+// grace (OrphanAge after RetiredAt) is over; their files are then ordinary
+// orphans, which CollectOrphans deletes. The CAS is conflict-safe: after a
+// lost race or an unknown outcome, update reads the record and filters it
+// again. C and the manifest stay as they are. It returns how many entries
+// it dropped.
+func (g *GC) PruneRetired(ctx context.Context, pchannel string) (int, error) {
+	now := g.cfg.Now()
+	pruned := 0
+	_, err := update(ctx, g.store, g.cfg.Layout.Checkpoint(pchannel), g.cfg.Timeout, func(cp segmentlog.Checkpoint, exists bool) (segmentlog.Checkpoint, error) {
+		keep := slices.DeleteFunc(slices.Clone(cp.Retired), func(r segmentlog.RetiredSegment) bool { return g.expired(r, now) })
+		pruned = len(cp.Retired) - len(keep)
+		if !exists || pruned == 0 {
+			return cp, errUnchanged
+		}
+		if len(keep) == 0 {
+			keep = nil
+		}
+		cp.Retired, cp.Version, cp.UpdatedAt = keep, cp.Version+1, now.UTC()
+		return cp, nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("gc %s: prune retired: %w", pchannel, err)
+	}
+	return pruned, nil
 }

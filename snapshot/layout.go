@@ -38,14 +38,16 @@ func segmentDir(l segmentlog.Layout, pchannel, vchannel string) string {
 // SegmentKey is the key of a segment file (DESIGN.md, "Bucket layout"):
 // {prefix}/segments/{vchannel}/{first:020d}-{last:020d}-{flushID}.arrow,
 // first and last being the offsets of its first and last message, flushID
-// the UUID of the flush that wrote it. Pchannel-wide messages go under
+// the UUID of the flush that wrote it (or of the compaction that merged
+// it). Pchannel-wide messages go under
 // segments/_pchannel/{pchannel}/.
 func SegmentKey(l segmentlog.Layout, pchannel, vchannel string, first, last uint64, flushID string) string {
 	return fmt.Sprintf("%s%0*d-%0*d-%s.arrow", segmentDir(l, pchannel, vchannel),
 		segmentlog.OffsetDigits, first, segmentlog.OffsetDigits, last, flushID)
 }
 
-// flushIDOf returns the flush ID in a segment key, or "" if key is not one.
+// flushIDOf returns the flush (or compaction) ID in a segment key, or "" if
+// key is not one.
 func flushIDOf(key string) string {
 	base := key[strings.LastIndexByte(key, '/')+1:]
 	base, ok := strings.CutSuffix(base, ".arrow")

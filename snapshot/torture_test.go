@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,8 +20,11 @@ import (
 
 // The flush torture test: segmentlog's torture (writers on faulty stores
 // that close, or freeze past their lease and come back as zombies) with
-// flushers and GC running all the while, each through faults of its own,
-// GC on a min_age shorter than a zombie's pause. At the end a clean writer
+// flushers, compactors and GC running all the while, each through faults
+// of its own, GC on a min_age shorter than a zombie's pause and deleting
+// orphan and retired segment files after a grace of half a round. A
+// checker asserts I10 throughout: a file missing while the current
+// manifest names it is a violation. At the end a clean writer
 // fences, a last flush runs, and the pchannel is read back from segments
 // then the WAL: every acked append exactly once at its acked ID, nothing
 // that was never sent, IDs, timeticks and per-producer order increasing,
@@ -62,19 +66,23 @@ func runFlushTorture(t *testing.T, name string, rounds int, tm ftTimings, newSto
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
 	}
-	var acked, delivered, zombies, flushes, deleted int64
+	var sum ftStats
 	for r := 0; r < rounds; r++ {
 		st := flushTortureRound(t, newStore(t), seed+uint64(r), tm)
-		acked, delivered, zombies, flushes, deleted = acked+st.acked, delivered+st.delivered, zombies+st.zombies, flushes+st.flushes, deleted+st.deleted
+		sum.acked, sum.delivered, sum.zombies, sum.flushes, sum.deleted = sum.acked+st.acked, sum.delivered+st.delivered, sum.zombies+st.zombies, sum.flushes+st.flushes, sum.deleted+st.deleted
+		sum.merges, sum.abandoned, sum.orphans, sum.i10checks = sum.merges+st.merges, sum.abandoned+st.abandoned, sum.orphans+st.orphans, sum.i10checks+st.i10checks
 		if t.Failed() {
 			t.Fatalf("%s round %d failed; replay the faults with -flushtorture.seed=%d -flushtorture.rounds=1", name, r, seed+uint64(r))
 		}
 	}
-	t.Logf("flush torture %s: seed %d, %d rounds, %d appends acked, %d delivered, %d zombies, %d flush rounds committed, %d WAL objects collected, violations 0",
-		name, seed, rounds, acked, delivered, zombies, flushes, deleted)
+	t.Logf("flush torture %s: seed %d, %d rounds, %d appends acked, %d delivered, %d zombies, %d flush rounds committed, %d merges committed (%d abandoned), %d WAL objects and %d segment files collected, %d I10 checks, violations 0",
+		name, seed, rounds, sum.acked, sum.delivered, sum.zombies, sum.flushes, sum.merges, sum.abandoned, sum.deleted, sum.orphans, sum.i10checks)
 }
 
-type ftStats struct{ acked, delivered, zombies, flushes, deleted int64 }
+type ftStats struct {
+	acked, delivered, zombies, flushes, deleted int64
+	merges, abandoned, orphans, i10checks       int64
+}
 
 // ftProducer appends keyed messages in sequence; an append with an unknown
 // outcome is retried under the same key on the next writer.
@@ -164,6 +172,70 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 				collected.Add(int64(res.Deleted))
 			}
 			time.Sleep(30 * time.Millisecond)
+		}
+	}()
+
+	// Compactors merge as soon as two files allow, and a second GC prunes
+	// Retired and deletes orphan and retired files half a round after
+	// they stop being named: far longer than a flush or a compaction
+	// takes from its first file to its CAS (PROTOCOL.md S), far shorter
+	// than the round, so stale readers meet deleted files.
+	var merges, abandoned, orphans atomic.Int64
+	for i := 0; i < 2; i++ {
+		fault := faulty(rng.Uint64())
+		faults = append(faults, fault)
+		c := newCompactor(t, fault, pch, func(c *snapshot.CompactConfig) {
+			c.MinFiles, c.GetTimeout, c.PutTimeout = 2, tm.put, 4*tm.put
+		})
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			for ctx.Err() == nil {
+				if res, err := c.Compact(ctx); err == nil {
+					merges.Add(int64(len(res.Merges)))
+					abandoned.Add(int64(res.Abandoned))
+				}
+				time.Sleep(25 * time.Millisecond)
+			}
+		}()
+	}
+	orphanFault := faulty(rng.Uint64())
+	faults = append(faults, orphanFault)
+	orphanGC := newGC(t, orphanFault, func(c *snapshot.GCConfig) { c.OrphanAge, c.Timeout = tm.round/2, tm.put })
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		for ctx.Err() == nil {
+			_, _ = orphanGC.PruneRetired(ctx, pch)
+			if res, err := orphanGC.CollectOrphans(ctx); err == nil {
+				orphans.Add(int64(res.Deleted))
+			}
+			time.Sleep(40 * time.Millisecond)
+		}
+	}()
+
+	// I10 throughout: a file the current manifest names exists. A miss is
+	// checked against the manifest as it is after the miss, since the
+	// file may have been retired and collected since the record was read.
+	var i10checks atomic.Int64
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		for ctx.Err() == nil {
+			cp, _, err := sl.ReadCheckpoint(ctx, base, testLayout, pch)
+			if err != nil {
+				continue
+			}
+			for _, ref := range cp.Segments {
+				if _, err := base.Head(ctx, ref.Key); errors.Is(err, objstore.ErrNotFound) {
+					now, _, err := sl.ReadCheckpoint(ctx, base, testLayout, pch)
+					if err == nil && slices.ContainsFunc(now.Segments, func(r sl.SegmentRef) bool { return r.Key == ref.Key }) {
+						t.Errorf("I10: manifest version %d names %s, which is gone", now.Version, ref.Key)
+					}
+				}
+			}
+			i10checks.Add(1)
+			time.Sleep(20 * time.Millisecond)
 		}
 	}()
 
@@ -283,7 +355,7 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	}
 	// Run flushers stop at the end of the round, perhaps before learning
 	// that a last CAS landed: gaps in the reports are allowed.
-	checkRounds(t, committed, cp, true)
+	checkRounds(t, compactedAway(t, committed, cp), cp, true)
 	for _, ref := range cp.Segments {
 		if _, err := base.Head(context.Background(), ref.Key); err != nil {
 			t.Errorf("I10: manifest names %s: %v", ref.Key, err)
@@ -307,6 +379,7 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 		}
 	}
 	st.acked, st.delivered, st.flushes, st.deleted = int64(len(h.acked)), int64(len(got)), int64(len(committed)), collected.Load()
+	st.merges, st.abandoned, st.orphans, st.i10checks = merges.Load(), abandoned.Load(), orphans.Load(), i10checks.Load()
 	if len(last) == 0 && cp.C == 0 {
 		t.Error("nothing was ever flushed: the round proves nothing")
 	}
@@ -348,4 +421,33 @@ func checkFlushTorture(t *testing.T, h *ftHistory, got []sl.Delivery) {
 			t.Errorf("I1: key %+v acked at %v tick %d, delivered at %v tick %d", key, a.ID, a.TimeTick, d.ID, d.TimeTick)
 		}
 	}
+}
+
+// compactedAway returns the rounds with the segments compaction merged
+// away taken out, checking that a file of the same vchannel in cp's
+// manifest covers each one's offsets, so that the rest must still form one
+// history (checkRounds).
+func compactedAway(t *testing.T, rounds []snapshot.Round, cp sl.Checkpoint) []snapshot.Round {
+	t.Helper()
+	in := make(map[string]bool)
+	for _, r := range cp.Segments {
+		in[r.Key] = true
+	}
+	out := make([]snapshot.Round, len(rounds))
+	for i, r := range rounds {
+		out[i] = r
+		out[i].Segments = nil
+		for _, ref := range r.Segments {
+			if in[ref.Key] {
+				out[i].Segments = append(out[i].Segments, ref)
+				continue
+			}
+			if !slices.ContainsFunc(cp.Segments, func(m sl.SegmentRef) bool {
+				return m.VChannel == ref.VChannel && m.FirstOffset <= ref.FirstOffset && ref.LastOffset <= m.LastOffset
+			}) {
+				t.Errorf("segment %s of flush round version %d is neither in the manifest nor covered by a merged file", ref.Key, r.Version)
+			}
+		}
+	}
+	return out
 }

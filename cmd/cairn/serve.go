@@ -37,6 +37,9 @@ const (
 	defaultFlushInterval = time.Second
 	defaultFlushMaxAge   = 10 * time.Minute
 	defaultGCInterval    = 5 * time.Minute
+	// defaultCompactMinRefs: a held pchannel's manifest is compacted once
+	// it names this many segment files (snapshot.CompactConfig.MinRefs).
+	defaultCompactMinRefs = 64
 	// defaultBroadcastInterval: a pending broadcast costs a LIST of the
 	// broadcast records per round.
 	defaultBroadcastInterval = 5 * time.Second
@@ -71,8 +74,11 @@ func newServeCmd() *cobra.Command {
 coordinator and snapshot functions (with /healthz and /metrics), and beside
 it the coordinator's balancer, a node that takes the pchannels the balancer
 assigns it (the pchannel set, --pchannels), a flusher for every pchannel it
-holds (--flush-interval, --flush-max-age), snapshot GC (--gc-interval,
-deleting WAL and orphan segments older than an hour), and a loop that
+holds (--flush-interval, --flush-max-age), a compactor beside it that merges
+the small segment files of a manifest naming --compact-min-refs or more (every
+minute; 0 turns compaction off), snapshot GC (--gc-interval, deleting WAL and
+orphan segments older than an hour, and segments compaction retired an hour
+after their retirement), and a loop that
 resumes pending broadcasts (--broadcast-interval: those whose request
 stopped waiting, or whose process stopped) and deletes finished ones an
 hour old.
@@ -118,6 +124,7 @@ another node takes the pchannels over at once.`,
 	f.DurationVar(&o.system.flushInterval, "flush-interval", defaultFlushInterval, "how often the flusher of a held pchannel looks at its WAL")
 	f.DurationVar(&o.system.flushMaxAge, "flush-max-age", defaultFlushMaxAge, "flush a pchannel once its oldest unflushed message is this old (or 8 MiB are waiting)")
 	f.DurationVar(&o.system.gcInterval, "gc-interval", defaultGCInterval, "how often snapshot GC runs")
+	f.IntVar(&o.system.compactMinRefs, "compact-min-refs", defaultCompactMinRefs, "compact a held pchannel's segment manifest once it names this many files (0: no compaction)")
 	f.DurationVar(&o.system.broadcastInterval, "broadcast-interval", defaultBroadcastInterval, "how often pending broadcasts are resumed")
 	return cmd
 }
@@ -132,8 +139,8 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, out 
 		o.pchannels = env.Config.PChannels
 	}
 	o = o.withDefaults()
-	if o.system.flushInterval <= 0 || o.system.flushMaxAge < 0 || o.system.gcInterval <= 0 || o.system.broadcastInterval <= 0 {
-		return errors.New("--flush-interval, --gc-interval and --broadcast-interval must be positive, --flush-max-age not negative")
+	if o.system.flushInterval <= 0 || o.system.flushMaxAge < 0 || o.system.gcInterval <= 0 || o.system.broadcastInterval <= 0 || o.system.compactMinRefs < 0 {
+		return errors.New("--flush-interval, --gc-interval and --broadcast-interval must be positive, --flush-max-age and --compact-min-refs not negative")
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: env.LogLevel}))
 	cfg := env.Config

@@ -20,6 +20,9 @@ type systemOptions struct {
 	flushInterval time.Duration // how often a held pchannel's flusher looks at its WAL
 	flushMaxAge   time.Duration // flush once the oldest unflushed message is this old
 	gcInterval    time.Duration // how often snapshot GC runs
+	// compactMinRefs: a held pchannel's compactor merges segment files once
+	// its manifest names this many; 0 runs no compactor.
+	compactMinRefs int
 	// broadcastInterval is how often pending broadcast tasks are resumed.
 	broadcastInterval time.Duration
 }
@@ -37,7 +40,7 @@ const (
 // process: a Balancer (the coordinator's checker), a coordinator.Node whose
 // Holder is the API's writer pool (so the node takes the pchannels the
 // balancer assigns it, and appends to them land in the same writers), a
-// snapshot.Flusher per held pchannel, a periodic snapshot GC, and a loop
+// snapshot.Flusher and snapshot.Compactor per held pchannel, a periodic snapshot GC, and a loop
 // that resumes pending broadcast tasks with the API server's Broadcaster
 // (whose copies go through the same pool). The vchannel registry lives in
 // the API server. run stops it all when its
@@ -70,6 +73,11 @@ func newSystem(srv *api.Server, cfg coordinator.Config, opts systemOptions, node
 		return snapshot.NewFlusher(snapshot.FlushConfig{PChannel: p, Layout: cfg.Layout, Interval: opts.flushInterval,
 			MaxAge: opts.flushMaxAge, Logger: log, Positions: srv.Registry()}, store)
 	}, running: map[string]*flusherRun{}}
+	if opts.compactMinRefs > 0 {
+		h.newCompactor = func(p string) (*snapshot.Compactor, error) {
+			return snapshot.NewCompactor(snapshot.CompactConfig{PChannel: p, Layout: cfg.Layout, MinRefs: opts.compactMinRefs, Logger: log}, store)
+		}
+	}
 	node, err := coordinator.NewNode(cfg, store, nodeID, address, h)
 	if err != nil {
 		return nil, err
@@ -159,12 +167,14 @@ func (s *system) runBroadcasts(ctx context.Context) {
 }
 
 // flushingHolder is the node's coordinator.Holder: the API's writer pool,
-// plus a flusher loop for every pchannel it holds.
+// plus a flusher loop and (unless newCompactor is nil) a compactor loop for
+// every pchannel it holds.
 type flushingHolder struct {
-	pool       *api.Pool
-	newFlusher func(pchannel string) (*snapshot.Flusher, error)
-	log        *slog.Logger
-	ctx        context.Context // the system's; set before the node runs
+	pool         *api.Pool
+	newFlusher   func(pchannel string) (*snapshot.Flusher, error)
+	newCompactor func(pchannel string) (*snapshot.Compactor, error) // nil: no compaction
+	log          *slog.Logger
+	ctx          context.Context // the system's; set before the node runs
 
 	mu      sync.Mutex
 	running map[string]*flusherRun // by pchannel
@@ -176,7 +186,7 @@ type flusherRun struct {
 }
 
 // Hold opens (or checks) the pchannel's writer, then makes sure its flusher
-// runs.
+// (and compactor) runs.
 func (h *flushingHolder) Hold(ctx context.Context, pchannel string) error {
 	if err := h.pool.Hold(ctx, pchannel); err != nil {
 		return err
@@ -190,18 +200,33 @@ func (h *flushingHolder) Hold(ctx context.Context, pchannel string) error {
 	if err != nil {
 		return err
 	}
+	var c *snapshot.Compactor
+	if h.newCompactor != nil {
+		if c, err = h.newCompactor(pchannel); err != nil {
+			return err
+		}
+	}
 	fctx, cancel := context.WithCancel(h.ctx)
 	run := &flusherRun{cancel: cancel, done: make(chan struct{})}
 	h.running[pchannel] = run
 	go func() {
 		defer close(run.done)
-		_ = f.Run(fctx) // logs its own failures; returns when fctx ends
+		var wg sync.WaitGroup
+		if c != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = c.Run(fctx) // logs its own failures; returns when fctx ends
+			}()
+		}
+		_ = f.Run(fctx) // likewise
+		wg.Wait()
 	}()
-	h.log.Info("flusher started", "pchannel", pchannel)
+	h.log.Info("flusher started", "pchannel", pchannel, "compaction", c != nil)
 	return nil
 }
 
-// Release stops the pchannel's flusher, then closes its writer (releasing
+// Release stops the pchannel's flusher and compactor, then closes its writer (releasing
 // the lease).
 func (h *flushingHolder) Release(ctx context.Context, pchannel string) error {
 	h.stop(pchannel)

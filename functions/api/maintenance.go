@@ -14,8 +14,8 @@ import (
 
 // Maintenance is the periodic work of the scheduled maintenance function
 // (functions/maintenance, an EventBridge schedule): the coordinator's
-// stuck-assignment check, a flush of every pchannel, the pending broadcast
-// tasks, and snapshot GC.
+// stuck-assignment check, a flush and a compaction of every pchannel, the
+// pending broadcast tasks, and snapshot GC.
 type Maintenance interface {
 	// RunMaintenance runs one round at now. It returns the tasks' errors
 	// joined; a failed task does not stop the others.
@@ -74,6 +74,12 @@ func (t TaskFunc) Run(ctx context.Context, now time.Time) error { return t.Func(
 //   - "flush": snapshot.Flusher.FlushNow on every pchannel with a lease
 //     record (every pchannel ever written), so the schedule is the flush
 //     cadence of an idle deployment;
+//   - "compact": snapshot.Compactor.Compact on the same pchannels: a
+//     manifest naming 64 or more segment files has its runs of small files
+//     merged (up to 16 merges a round, each into a file of at most
+//     MaintenanceCompactBytes), so the checkpoint every flush rewrites and
+//     every takeover reads stays bounded; the files it retires stay an
+//     hour for readers of older manifests, then "gc" deletes them;
 //   - "broadcasts": coordinator.Broadcaster.Resume runs every pending
 //     broadcast task (left by a request that stopped waiting, or by a
 //     process that died), for at most MaintenanceBroadcastBudget, with a
@@ -84,8 +90,8 @@ func (t TaskFunc) Run(ctx context.Context, now time.Time) error { return t.Func(
 //     finished tasks past their retention (1 h). A task still pending when
 //     the budget ends is logged, not an error: the next round resumes it;
 //   - "gc": snapshot.GC.Collect with its defaults (WAL min_age and orphan
-//     age 1 h), reclaiming dropped, unpinned vchannels through the
-//     registry.
+//     age 1 h, the grace of retired segment files too), reclaiming
+//     dropped, unpinned vchannels through the registry.
 func NewMaintenance(cfg Config, store objstore.Store) (Maintenance, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -134,6 +140,27 @@ func NewMaintenance(cfg Config, store objstore.Store) (Maintenance, error) {
 		}
 		return errors.Join(errs...)
 	}
+	compact := func(ctx context.Context, _ time.Time) error {
+		ls, err := leases.List(ctx)
+		if err != nil {
+			return err
+		}
+		var errs []error
+		for _, l := range ls {
+			c, err := snapshot.NewCompactor(snapshot.CompactConfig{PChannel: l.PChannel, Layout: cfg.Layout, TargetBytes: MaintenanceCompactBytes,
+				Now: cfg.Now, Logger: cfg.Logger}, store)
+			if err == nil {
+				var res snapshot.Compaction
+				if res, err = c.Compact(ctx); err == nil && len(res.Merges) > 0 {
+					cfg.Logger.Info("compacted", "pchannel", l.PChannel, "merges", len(res.Merges), "refs_before", res.RefsBefore, "refs_after", res.RefsAfter)
+				}
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("compact %s: %w", l.PChannel, err))
+			}
+		}
+		return errors.Join(errs...)
+	}
 	return Tasks{Logger: cfg.Logger, List: []Task{
 		TaskFunc{TaskName: "stuck-assignment check", Func: func(ctx context.Context, _ time.Time) error {
 			changed, err := bal.Check(ctx)
@@ -143,12 +170,19 @@ func NewMaintenance(cfg Config, store objstore.Store) (Maintenance, error) {
 			return err
 		}},
 		TaskFunc{TaskName: "flush", Func: flush},
+		TaskFunc{TaskName: "compact", Func: compact},
 		TaskFunc{TaskName: "broadcasts", Func: func(ctx context.Context, _ time.Time) error {
 			return maintainBroadcasts(ctx, bc, pool, cfg.Logger)
 		}},
 		TaskFunc{TaskName: "gc", Func: func(ctx context.Context, _ time.Time) error { return gc.Collect(ctx) }},
 	}}, nil
 }
+
+// MaintenanceCompactBytes bounds the files one merge of the maintenance
+// round reads and writes (snapshot.CompactConfig.TargetBytes, whose
+// default is 64 MiB): a merge holds its files decoded in memory, and the
+// maintenance function runs with 256 MB.
+const MaintenanceCompactBytes = 16 << 20
 
 // MaintenanceBroadcastBudget bounds how long a maintenance round resumes
 // pending broadcast tasks: a task whose pchannel another process holds

@@ -1,7 +1,7 @@
 // Command maintenance is the scheduled Lambda function (an EventBridge
 // rule): each invocation runs one round of api.Maintenance — a balancer
-// round (the stuck-assignment check), a flush of every pchannel, the
-// pending broadcast tasks, and snapshot GC.
+// round (the stuck-assignment check), a flush and a compaction of every
+// pchannel, the pending broadcast tasks, and snapshot GC.
 package main
 
 import (
