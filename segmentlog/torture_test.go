@@ -71,15 +71,16 @@ func runTorture(t *testing.T, tc tortureConfig) {
 			t.Fatalf("%s round %d failed; replay with -torture.seed=%d -torture.rounds=1", tc.name, r, rs)
 		}
 	}
-	t.Logf("torture %s: seed %d, %d rounds, %d appends acked, %d txns committed (%d messages delivered), %d outcome-unknown, %d writers (%d zombies, %d crashes), %d store ops, %d faults injected, %d garbage slots, slowest stop-to-ack %v (I11), violations 0",
-		tc.name, seed, rounds, total.acked, total.txns, total.delivered, total.unknown, total.writers, total.zombies, total.crashes, total.storeOps, total.faults, total.garbage, total.liveness.Round(time.Millisecond))
+	t.Logf("torture %s: seed %d, %d rounds, %d appends acked, %d txns committed (%d messages delivered), %d outcome-unknown, %d writers (%d zombies, %d crashes), %d store ops, %d faults injected, %d garbage slots, slowest stop-to-grant %v and stop-to-ack %v (I11), violations 0",
+		tc.name, seed, rounds, total.acked, total.txns, total.delivered, total.unknown, total.writers, total.zombies, total.crashes, total.storeOps, total.faults, total.garbage, total.takeable.Round(time.Millisecond), total.liveness.Round(time.Millisecond))
 }
 
 type tortureTotals struct {
 	acked, delivered, unknown, writers, zombies, crashes, storeOps, faults, garbage, txns int64
-	// liveness is the longest time, over rounds, from the last actor
-	// stopping to the final writer's first ack (I11).
-	liveness time.Duration
+	// liveness is the longest time, over rounds, from the last holder
+	// stopping to the final writer's first ack, and takeable to the grant
+	// of its lease (I11).
+	liveness, takeable time.Duration
 }
 
 func (t *tortureTotals) add(o tortureTotals) {
@@ -94,6 +95,7 @@ func (t *tortureTotals) add(o tortureTotals) {
 	t.garbage += o.garbage
 	t.txns += o.txns
 	t.liveness = max(t.liveness, o.liveness)
+	t.takeable = max(t.takeable, o.takeable)
 }
 
 // readerLog is what one tailing reader delivered, read while it runs.
@@ -424,7 +426,7 @@ func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string) tortu
 		t.Fatalf("final close: %v", err)
 	}
 	tail := final.Stats().Frontier
-	totals.liveness = live.acked.Sub(stopped)
+	totals.liveness, totals.takeable = live.acked.Sub(stopped), live.takeable
 	// I11's other half: no reader waits forever below a fence. Both
 	// tailing readers must reach the final writer's message; a reader stuck
 	// below a fence or filler would never get there.
