@@ -1,12 +1,14 @@
 package api
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
+	"github.com/cairnlog/cairn/snapshot"
 )
 
 // TestMaintenanceRound: one round flushes every written pchannel, writes
@@ -41,5 +43,51 @@ func TestMaintenanceRound(t *testing.T) {
 	}
 	if _, err := NewMaintenance(Config{PChannels: []string{"p0", "p0"}}, store); err == nil {
 		t.Fatal("maintenance with a pchannel listed twice: no error")
+	}
+}
+
+// TestMaintenanceCompacts: once a pchannel's manifest names many small
+// segment files, a maintenance round merges them (the "compact" task), and
+// every message still reads back once, in order.
+func TestMaintenanceCompacts(t *testing.T) {
+	store := objstore.NewMemory()
+	ts := newTestServer(t, testConfig(t), store)
+	ts.createVChannel("v0", "p0")
+	f, err := snapshot.NewFlusher(snapshot.FlushConfig{PChannel: "p0", Logger: testLogger(t)}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rounds = 80 // one segment file each: above the 64-reference threshold
+	for i := range rounds {
+		mustOK(t, "append", ts.postJSON("/v1/vchannels/v0/append", msgs("", fmt.Sprint(i))), nil)
+		if _, err := f.FlushNow(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, _, err := segmentlog.ReadCheckpoint(t.Context(), store, segmentlog.Layout{}, "p0")
+	if err != nil || len(before.Segments) < rounds {
+		t.Fatalf("manifest before the round: %d refs, %v", len(before.Segments), err)
+	}
+	m, err := NewMaintenance(testConfig(t), store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.RunMaintenance(t.Context(), time.Now()); err != nil {
+		t.Fatalf("maintenance round: %v", err)
+	}
+	after, _, err := segmentlog.ReadCheckpoint(t.Context(), store, segmentlog.Layout{}, "p0")
+	if err != nil || len(after.Segments) >= len(before.Segments)/2 || len(after.Retired) == 0 {
+		t.Fatalf("manifest after the round: %d refs (from %d), %d retired, %v", len(after.Segments), len(before.Segments), len(after.Retired), err)
+	}
+	var rr ReadResponse
+	mustOK(t, "read after the round", ts.get("/v1/vchannels/v0/messages?max=1000"), &rr)
+	got := payloads(rr.Messages)
+	if len(got) != rounds {
+		t.Fatalf("read %d messages after compaction, want %d", len(got), rounds)
+	}
+	for i, p := range got {
+		if p != fmt.Sprint(i) {
+			t.Fatalf("message %d is %q after compaction", i, p)
+		}
 	}
 }
