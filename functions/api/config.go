@@ -89,6 +89,11 @@ type Config struct {
 	// scanner startup delay). Appends are never held back; a read with
 	// ignore_pause=true is served at once. Default 0: no pause.
 	ScannerStartupDelay time.Duration
+	// NoCompaction leaves the maintenance round's "compact" task out: for
+	// a rolling upgrade, while binaries older than compaction still flush
+	// or collect garbage on the bucket (they do not know the grace of
+	// retired segment files). Default false: compaction runs.
+	NoCompaction bool
 	// MaxWaiters bounds the reads waiting at the tail at once; more are
 	// answered 429 with Retry-After. Default 1,024.
 	MaxWaiters int

@@ -35,6 +35,7 @@ var EnvVars = []EnvVar{
 	{Name: "CAIRN_MAX_BODY_BYTES", Doc: "request body limit in bytes (default 2 MiB + 64 KiB)"},
 	{Name: "CAIRN_MAX_WAIT", Doc: "longest read long-poll and broadcast wait, a Go duration (default 20s; below the function timeout)"},
 	{Name: "CAIRN_SCANNER_STARTUP_DELAY", Doc: "hold reads back this long after start (write-only recovery), a Go duration (default 0: none)"},
+	{Name: "CAIRN_COMPACTION", Doc: "on or off: whether maintenance merges small segment files (default on; off during a rolling upgrade from a version without compaction)"},
 	{Name: "CAIRN_PCHANNELS", Doc: "the pchannel set, comma-separated names (default p0,p1,p2,p3); every function of a deployment must see the same set"},
 	{Name: "CAIRN_LOG_LEVEL", Doc: "debug, info, warn or error (default info)"},
 }
@@ -95,6 +96,13 @@ func LoadEnv(getenv func(string) string) (Env, error) {
 	duration("CAIRN_SCANNER_STARTUP_DELAY", &e.Config.ScannerStartupDelay)
 	bytes("CAIRN_CACHE_BYTES", &e.Config.CacheBytes)
 	bytes("CAIRN_MAX_BODY_BYTES", &e.Config.MaxBodyBytes)
+	switch v := getenv("CAIRN_COMPACTION"); v {
+	case "", "on":
+	case "off":
+		e.Config.NoCompaction = true
+	default:
+		errs = append(errs, fmt.Sprintf("CAIRN_COMPACTION=%q: want on or off", v))
+	}
 	if v := getenv("CAIRN_PCHANNELS"); v != "" {
 		for _, p := range strings.Split(v, ",") {
 			e.Config.PChannels = append(e.Config.PChannels, strings.TrimSpace(p))

@@ -20,6 +20,7 @@ func TestLoadEnv(t *testing.T) {
 		"CAIRN_MAX_BODY_BYTES":       "1000",
 		"CAIRN_LOG_LEVEL":            "debug",
 		"CAIRN_PCHANNELS":            "a0, a1,a2",
+		"CAIRN_COMPACTION":           "off",
 		"AWS_LAMBDA_FUNCTION_NAME":   "node",
 		"AWS_LAMBDA_LOG_STREAM_NAME": "2026/11/21/[$LATEST]abc",
 	}
@@ -30,7 +31,7 @@ func TestLoadEnv(t *testing.T) {
 	c := e.Config
 	if e.S3.Bucket != "b" || e.S3.Prefix != "pre" || !e.S3.PathStyle || c.LeaseTTL != 6*time.Second ||
 		c.LeaseWait != time.Second || c.MaxBodyBytes != 1000 || c.CacheBytes != cache.DefaultLambdaBytes ||
-		c.Holder != "node/2026/11/21/[$LATEST]abc" || strings.Join(c.PChannels, ",") != "a0,a1,a2" {
+		c.Holder != "node/2026/11/21/[$LATEST]abc" || strings.Join(c.PChannels, ",") != "a0,a1,a2" || !c.NoCompaction {
 		t.Fatalf("env %+v", e)
 	}
 
@@ -42,6 +43,7 @@ func TestLoadEnv(t *testing.T) {
 		{"CAIRN_PCHANNELS": "p0,,p1"},
 		{"CAIRN_PCHANNELS": "p0,../x"},
 		{"CAIRN_PCHANNELS": "p0,p0"},
+		{"CAIRN_COMPACTION": "maybe"},
 		{"CAIRN_LEASE_TTL": "1s", "CAIRN_LEASE_MARGIN": "2s"}, // margin ≥ TTL
 	} {
 		if _, err := LoadEnv(func(k string) string { return bad[k] }); err == nil {

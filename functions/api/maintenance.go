@@ -74,7 +74,8 @@ func (t TaskFunc) Run(ctx context.Context, now time.Time) error { return t.Func(
 //   - "flush": snapshot.Flusher.FlushNow on every pchannel with a lease
 //     record (every pchannel ever written), so the schedule is the flush
 //     cadence of an idle deployment;
-//   - "compact": snapshot.Compactor.Compact on the same pchannels: a
+//   - "compact" (unless cfg.NoCompaction): snapshot.Compactor.Compact on
+//     the same pchannels: a
 //     manifest naming 64 or more segment files has its runs of small files
 //     merged (up to 16 merges a round, each into a file of at most
 //     MaintenanceCompactBytes), so the checkpoint every flush rewrites and
@@ -161,7 +162,7 @@ func NewMaintenance(cfg Config, store objstore.Store) (Maintenance, error) {
 		}
 		return errors.Join(errs...)
 	}
-	return Tasks{Logger: cfg.Logger, List: []Task{
+	tasks := []Task{
 		TaskFunc{TaskName: "stuck-assignment check", Func: func(ctx context.Context, _ time.Time) error {
 			changed, err := bal.Check(ctx)
 			if len(changed) > 0 {
@@ -170,12 +171,17 @@ func NewMaintenance(cfg Config, store objstore.Store) (Maintenance, error) {
 			return err
 		}},
 		TaskFunc{TaskName: "flush", Func: flush},
-		TaskFunc{TaskName: "compact", Func: compact},
+	}
+	if !cfg.NoCompaction {
+		tasks = append(tasks, TaskFunc{TaskName: "compact", Func: compact})
+	}
+	tasks = append(tasks,
 		TaskFunc{TaskName: "broadcasts", Func: func(ctx context.Context, _ time.Time) error {
 			return maintainBroadcasts(ctx, bc, pool, cfg.Logger)
 		}},
 		TaskFunc{TaskName: "gc", Func: func(ctx context.Context, _ time.Time) error { return gc.Collect(ctx) }},
-	}}, nil
+	)
+	return Tasks{Logger: cfg.Logger, List: tasks}, nil
 }
 
 // MaintenanceCompactBytes bounds the files one merge of the maintenance

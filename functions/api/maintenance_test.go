@@ -79,6 +79,18 @@ func TestMaintenanceCompacts(t *testing.T) {
 	if err != nil || len(after.Segments) >= len(before.Segments)/2 || len(after.Retired) == 0 {
 		t.Fatalf("manifest after the round: %d refs (from %d), %d retired, %v", len(after.Segments), len(before.Segments), len(after.Retired), err)
 	}
+	// Off (a rolling upgrade): no "compact" task.
+	off := testConfig(t)
+	off.NoCompaction = true
+	mOff, err := NewMaintenance(off, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range mOff.(Tasks).List {
+		if task.Name() == "compact" {
+			t.Fatal("maintenance with NoCompaction has a compact task")
+		}
+	}
 	var rr ReadResponse
 	mustOK(t, "read after the round", ts.get("/v1/vchannels/v0/messages?max=1000"), &rr)
 	got := payloads(rr.Messages)
