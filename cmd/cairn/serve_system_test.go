@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -159,6 +161,68 @@ func TestServeRunsTheSystem(t *testing.T) {
 	})
 	if err != nil || sessions != 1 {
 		t.Fatalf("sessions: %d, %v", sessions, err)
+	}
+}
+
+// TestServeCompacts: a held pchannel's compactor runs beside its flusher;
+// once the manifest names --compact-min-refs files it merges them, and
+// every message still reads back once, in order.
+func TestServeCompacts(t *testing.T) {
+	dir := t.TempDir()
+	base, _, _ := startServe(t, serveOptions{addr: "127.0.0.1:0", store: "fs", dataDir: dir,
+		pchannels: []string{"pa"}, system: systemOptions{flushInterval: 20 * time.Millisecond, flushMaxAge: time.Millisecond,
+			compactMinRefs: 8, compactInterval: 50 * time.Millisecond}}, nil)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, body := call(t, "POST", base+"/v1/vchannels", "", `{"name":"v0","pchannel":"pa"}`)
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("create vchannel: %d %s", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	store, err := objstore.NewFS(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := 0
+	for {
+		// One message at a time, each flushed on its own: a manifest of
+		// many one-message files, until the compactor has merged some.
+		for {
+			code, body := call(t, "POST", base+"/v1/vchannels/v0/append", "", fmt.Sprintf(`{"messages":[{"payload":%q}]}`, base64.StdEncoding.EncodeToString([]byte(fmt.Sprint(sent)))))
+			if code == 200 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("append %d: %d %s", sent, code, body)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		sent++
+		time.Sleep(30 * time.Millisecond)
+		cp, _, err := segmentlog.ReadCheckpoint(t.Context(), store, segmentlog.Layout{}, "pa")
+		if err == nil && len(cp.Retired) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no compaction after %d flushed appends: %+v, %v", sent, cp.Segments, err)
+		}
+	}
+	code, body := call(t, "GET", base+"/v1/vchannels/v0/messages?max=10000", "", "")
+	var rr struct{ Messages []struct{ Payload []byte } }
+	if code != 200 || json.Unmarshal(body, &rr) != nil {
+		t.Fatalf("read: %d %s", code, body)
+	}
+	if len(rr.Messages) != sent {
+		t.Fatalf("read %d messages after compaction, sent %d", len(rr.Messages), sent)
+	}
+	for i, m := range rr.Messages {
+		if string(m.Payload) != fmt.Sprint(i) {
+			t.Fatalf("message %d is %q after compaction", i, m.Payload)
+		}
 	}
 }
 

@@ -23,6 +23,9 @@ type systemOptions struct {
 	// compactMinRefs: a held pchannel's compactor merges segment files once
 	// its manifest names this many; 0 runs no compactor.
 	compactMinRefs int
+	// compactInterval is how often a compactor looks (default the
+	// Compactor's, 1 min; tests shorten it).
+	compactInterval time.Duration
 	// broadcastInterval is how often pending broadcast tasks are resumed.
 	broadcastInterval time.Duration
 }
@@ -75,7 +78,7 @@ func newSystem(srv *api.Server, cfg coordinator.Config, opts systemOptions, node
 	}, running: map[string]*flusherRun{}}
 	if opts.compactMinRefs > 0 {
 		h.newCompactor = func(p string) (*snapshot.Compactor, error) {
-			return snapshot.NewCompactor(snapshot.CompactConfig{PChannel: p, Layout: cfg.Layout, MinRefs: opts.compactMinRefs, Logger: log}, store)
+			return snapshot.NewCompactor(snapshot.CompactConfig{PChannel: p, Layout: cfg.Layout, MinRefs: opts.compactMinRefs, Interval: opts.compactInterval, Logger: log}, store)
 		}
 	}
 	node, err := coordinator.NewNode(cfg, store, nodeID, address, h)
