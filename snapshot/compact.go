@@ -41,6 +41,12 @@ type CompactConfig struct {
 	GetTimeout time.Duration
 	// PutTimeout bounds one segment GET or PUT attempt. Default 30 s.
 	PutTimeout time.Duration
+	// CommitWithin: a merged file is committed to the manifest only this
+	// soon after its PUT began; later, the merge is abandoned and the file
+	// left to GC, which deletes an unnamed file once it is GCConfig.OrphanAge
+	// old — possibly just before a late commit would name it. Keep it well
+	// below the GCs' OrphanAge. Default DefaultCommitWithin (20 min).
+	CommitWithin time.Duration
 
 	Now       func() time.Time // default time.Now; stamps RetiredAt
 	NewID     func() string    // compaction IDs; default UUIDv7
@@ -73,6 +79,9 @@ func (c *CompactConfig) withDefaults() {
 	if c.PutTimeout == 0 {
 		c.PutTimeout = 30 * time.Second
 	}
+	if c.CommitWithin == 0 {
+		c.CommitWithin = DefaultCommitWithin
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -96,8 +105,8 @@ func (c *CompactConfig) Validate() error {
 		return errors.New("snapshot: compaction needs 2 ≤ min files ≤ max files")
 	case c.MinRefs < 0 || c.MaxRuns < 1:
 		return errors.New("snapshot: compaction min refs must be ≥ 0 and max runs ≥ 1")
-	case c.Interval <= 0 || c.GetTimeout <= 0 || c.PutTimeout <= 0:
-		return errors.New("snapshot: compaction interval and timeouts must be > 0")
+	case c.Interval <= 0 || c.GetTimeout <= 0 || c.PutTimeout <= 0 || c.CommitWithin <= 0:
+		return errors.New("snapshot: compaction interval, timeouts and commit deadline must be > 0")
 	}
 	return nil
 }
@@ -164,6 +173,7 @@ func (c *Compactor) Compact(ctx context.Context) (Compaction, error) {
 		return res, nil
 	}
 	for _, run := range planRuns(cp, c.cfg.Layout, c.cfg.TargetBytes, c.cfg.MinFiles, c.cfg.MaxFiles, c.cfg.MaxRuns) {
+		written := time.Now() // real time: it bounds the time from PUT to CAS
 		merged, err := c.merge(ctx, run, res.ID)
 		if errors.Is(err, ErrMissingSegment) && c.stale(ctx, run) {
 			res.Abandoned++ // another compactor merged it, and GC collected the file since
@@ -173,7 +183,7 @@ func (c *Compactor) Compact(ctx context.Context) (Compaction, error) {
 			return res, fmt.Errorf("compact %s: %w", p, err)
 		}
 		m := Merge{Merged: merged, Replaced: run}
-		stored, err := c.commit(ctx, m)
+		stored, err := c.commit(ctx, m, written.Add(c.cfg.CommitWithin))
 		if err != nil {
 			return res, fmt.Errorf("compact %s: checkpoint CAS: %w", p, err)
 		}
@@ -201,10 +211,14 @@ func (c *Compactor) stale(ctx context.Context, run []segmentlog.SegmentRef) bool
 
 // commit replaces m's run by its merged file in the checkpoint and returns
 // the record as stored (without the merged file if the merge was
-// abandoned).
-func (c *Compactor) commit(ctx context.Context, m Merge) (segmentlog.Checkpoint, error) {
+// abandoned). No CAS goes out after deadline: by then GC may take the
+// merged file, unnamed so far, for an orphan (PROTOCOL.md "Flush" rule 3).
+func (c *Compactor) commit(ctx context.Context, m Merge, deadline time.Time) (segmentlog.Checkpoint, error) {
 	now := c.cfg.Now().UTC()
-	return update(ctx, c.store, c.cfg.Layout.Checkpoint(c.cfg.PChannel), c.cfg.GetTimeout, func(cur segmentlog.Checkpoint, exists bool) (segmentlog.Checkpoint, error) {
+	// Resends of one CAS stop at the deadline too.
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	stored, err := update(dctx, c.store, c.cfg.Layout.Checkpoint(c.cfg.PChannel), c.cfg.GetTimeout, func(cur segmentlog.Checkpoint, exists bool) (segmentlog.Checkpoint, error) {
 		if !exists {
 			return cur, errUnchanged
 		}
@@ -212,8 +226,20 @@ func (c *Compactor) commit(ctx context.Context, m Merge) (segmentlog.Checkpoint,
 		if len(todo) == 0 {
 			return cur, errUnchanged // landed (a lost reply) or abandoned
 		}
+		if time.Now().After(deadline) {
+			return cur, errUnchanged
+		}
 		return applyMerges(cur, todo, now), nil
 	})
+	if err != nil && dctx.Err() != nil && ctx.Err() == nil {
+		// The deadline cut the CAS short; an attempt sent before it may
+		// have landed. The record tells (Compact looks for the merged file).
+		stored, _, err = readCheckpoint(ctx, c.store, c.cfg.Layout, c.cfg.PChannel, c.cfg.GetTimeout)
+	}
+	if err == nil && !slices.ContainsFunc(stored.Segments, func(r segmentlog.SegmentRef) bool { return r.Key == m.Merged.Key }) && time.Now().After(deadline) {
+		c.log.Warn("merge abandoned: its file was written too long ago to commit safely", "pchannel", c.cfg.PChannel, "file", m.Merged.Key)
+	}
+	return stored, err
 }
 
 // Run compacts every Interval until ctx ends (then it returns ctx's

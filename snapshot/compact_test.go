@@ -635,3 +635,47 @@ func TestCompactStalePlan(t *testing.T) {
 	checkManifestFiles(t, store, cp)
 	checkNoGapNoDup(t, scanAll(t, store, pch, sl.Earliest(), snapshot.NewSegmentReader(store, 0), nil), acks)
 }
+
+// TestCommitDeadlines: a merge or a flush round whose files were written
+// longer ago than CommitWithin is not committed (GC may already have taken
+// its files for orphans): the merge is abandoned, the round given up as a
+// lost race, and the manifest names nothing new.
+func TestCommitDeadlines(t *testing.T) {
+	ctx := context.Background()
+	store := objstore.NewMemory()
+	const pch = "deadline"
+	w := openWriter(t, store, pch, nil)
+	defer w.Close(ctx)
+	f := newFlusher(t, store, pch, nil)
+	flushedRounds(t, store, w, f, 10, 2, "v0")
+	before, _, err := sl.ReadCheckpoint(ctx, store, testLayout, pch)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	late := newCompactor(t, store, pch, func(c *snapshot.CompactConfig) { c.MinRefs, c.MinFiles, c.CommitWithin = 1, 2, time.Nanosecond })
+	res, err := late.Compact(ctx)
+	if err != nil || len(res.Merges) != 0 || res.Abandoned == 0 {
+		t.Fatalf("compaction past its commit deadline: %+v, %v; want every merge abandoned", res, err)
+	}
+	cp, _, err := sl.ReadCheckpoint(ctx, store, testLayout, pch)
+	if err != nil || cp.Version != before.Version || len(cp.Retired) != 0 {
+		t.Fatalf("checkpoint after abandoned merges: version %d (was %d), %d retired, %v", cp.Version, before.Version, len(cp.Retired), err)
+	}
+
+	appendN(t, w, "late-flush", 0, 2, "v0")
+	lateFlush := newFlusher(t, store, pch, func(c *snapshot.FlushConfig) { c.CommitWithin, c.MaxRounds = time.Nanosecond, 2 })
+	if _, err := lateFlush.FlushNow(ctx); !errors.Is(err, snapshot.ErrLostRace) {
+		t.Fatalf("flush past its commit deadline: %v, want ErrLostRace", err)
+	}
+	if cp, _, err = sl.ReadCheckpoint(ctx, store, testLayout, pch); err != nil || cp.Version != before.Version {
+		t.Fatalf("checkpoint after a given-up flush: version %d (was %d), %v", cp.Version, before.Version, err)
+	}
+	// With time enough, both go through.
+	if _, err := f.FlushNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := newCompactor(t, store, pch, func(c *snapshot.CompactConfig) { c.MinRefs, c.MinFiles = 1, 2 }).Compact(ctx); err != nil || len(res.Merges) == 0 {
+		t.Fatalf("compaction in time: %+v, %v", res, err)
+	}
+}

@@ -85,6 +85,12 @@
 // manifest (compaction, GC) commits its round on top of it instead of
 // losing the race.
 //
+// Both a flush round and a merge commit within CommitWithin (20 min) of
+// their first file PUT, or give up and leave their files to GC: GC takes
+// an unnamed file older than OrphanAge (1 h) for an orphan, so a commit
+// later than that could name a deleted file (PROTOCOL.md "Flush" rule 3, S
+// ≥ 2 × the longest flush, kept by construction rather than assumed).
+//
 // Retired files stay for OrphanAge after retirement, for a Scanner or a
 // snapshot being cut that holds an older manifest; a Scanner that holds
 // one longer meets ErrMissingSegment (it wraps

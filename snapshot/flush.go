@@ -44,6 +44,14 @@ type FlushConfig struct {
 	GetTimeout time.Duration
 	// PutTimeout bounds one segment PUT attempt. Default 30 s.
 	PutTimeout time.Duration
+	// CommitWithin: a round's checkpoint CAS goes out only this soon after
+	// its first segment PUT began; later, the round is given up (ErrLostRace;
+	// FlushNow starts a new one) and its files are left to GC, which deletes
+	// an unnamed file once it is GCConfig.OrphanAge old — possibly just
+	// before a late commit would name it (PROTOCOL.md "Flush" rule 3: S ≥ 2
+	// × the longest flush). Keep it well below the GCs' OrphanAge. Default
+	// DefaultCommitWithin (20 min).
+	CommitWithin time.Duration
 	// DedupWindow and DedupMaxKeys must equal the writers' (the idempotency
 	// window D): the flusher rebuilds the window the next writer restores.
 	// Defaults segmentlog.DefaultDedupWindow and DefaultDedupMaxKeys.
@@ -104,6 +112,9 @@ func (c *FlushConfig) withDefaults() {
 	if c.MaxRounds == 0 {
 		c.MaxRounds = 16
 	}
+	if c.CommitWithin == 0 {
+		c.CommitWithin = DefaultCommitWithin
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -125,8 +136,8 @@ func (c *FlushConfig) Validate() error {
 		return errors.New("snapshot: flush thresholds must be ≥ 0")
 	case c.MaxSlots < 1 || c.MaxBytes < 1:
 		return errors.New("snapshot: max slots and max bytes must be ≥ 1")
-	case c.Interval <= 0 || c.GetTimeout <= 0 || c.PutTimeout <= 0:
-		return errors.New("snapshot: interval and timeouts must be > 0")
+	case c.Interval <= 0 || c.GetTimeout <= 0 || c.PutTimeout <= 0 || c.CommitWithin <= 0:
+		return errors.New("snapshot: interval, timeouts and commit deadline must be > 0")
 	case c.ReadAhead < 1 || c.WriteParallel < 1 || c.MaxRounds < 1:
 		return errors.New("snapshot: read-ahead, write parallelism and max rounds must be ≥ 1")
 	case c.DedupWindow < 0 || c.DedupMaxKeys < 1:

@@ -19,6 +19,9 @@ import (
 // checkpoint first (the files written are then orphans).
 func (f *Flusher) commitRound(ctx context.Context, r *round) (Round, error) {
 	flushID := f.cfg.NewID()
+	// Real time: the deadline bounds the time from the first PUT to the
+	// last CAS attempt, measured against the store's LastModified by GC.
+	deadline := time.Now().Add(f.cfg.CommitWithin)
 	vs := r.vchannels()
 	refs := make([]segmentlog.SegmentRef, len(vs))
 	// Encode and PUT the vchannels' files in parallel, a few at a time.
@@ -33,7 +36,7 @@ func (f *Flusher) commitRound(ctx context.Context, r *round) (Round, error) {
 	if err := g.Wait(); err != nil {
 		return Round{}, err
 	}
-	next, err := f.casCheckpoint(ctx, r, r.checkpoint(f.cfg.PChannel, flushID, refs, f.cfg.Now()), flushID)
+	next, err := f.casCheckpoint(ctx, r, r.checkpoint(f.cfg.PChannel, flushID, refs, f.cfg.Now()), flushID, deadline)
 	if err != nil {
 		return Round{}, err
 	}
@@ -121,8 +124,11 @@ func putImmutable(ctx context.Context, store objstore.Store, key string, data []
 // lost write has not applied and, being conditional on that ETag, can never
 // apply after a resend lands) is the identical write sent again. A record
 // that moved only by manifest edits (compaction, GC), with no flush in
-// between, takes the round on top of it. It returns the record written.
-func (f *Flusher) casCheckpoint(ctx context.Context, r *round, next segmentlog.Checkpoint, flushID string) (segmentlog.Checkpoint, error) {
+// between, takes the round on top of it. No attempt goes out after
+// deadline (FlushConfig.CommitWithin): the round is then given up as a lost
+// race, unless the record shows an earlier attempt landed. It returns the
+// record written.
+func (f *Flusher) casCheckpoint(ctx context.Context, r *round, next segmentlog.Checkpoint, flushID string, deadline time.Time) (segmentlog.Checkpoint, error) {
 	if next.C <= r.base.C {
 		return segmentlog.Checkpoint{}, fmt.Errorf("flush %s: internal error: new checkpoint %d not above %d", f.cfg.PChannel, next.C, r.base.C)
 	}
@@ -133,6 +139,14 @@ func (f *Flusher) casCheckpoint(ctx context.Context, r *round, next segmentlog.C
 	key := f.cfg.Layout.Checkpoint(f.cfg.PChannel)
 	rebases := 0
 	for attempt := 0; ; attempt++ {
+		if time.Now().After(deadline) {
+			// Too late to name the files: GC may have taken them for
+			// orphans. An attempt sent earlier may still have landed.
+			if cur, _, err := f.readBack(ctx); err == nil && holdsFlush(cur, flushID, next, len(next.Segments) > len(r.base.Segments)) {
+				return next, nil
+			}
+			return segmentlog.Checkpoint{}, fmt.Errorf("flush %s: checkpoint %d→%d: %w (its files were written more than %v ago; left to GC)", f.cfg.PChannel, r.base.C, next.C, ErrLostRace, f.cfg.CommitWithin)
+		}
 		actx, cancel := context.WithTimeout(ctx, f.cfg.GetTimeout)
 		if r.etag == "" {
 			_, err = f.store.PutIfAbsent(actx, key, body, nil)

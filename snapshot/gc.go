@@ -65,7 +65,7 @@ func (c *GCConfig) withDefaults() {
 		c.MinAge = DefaultMinAge
 	}
 	if c.OrphanAge == 0 {
-		c.OrphanAge = time.Hour
+		c.OrphanAge = DefaultOrphanAge
 	}
 	if c.Window == 0 {
 		c.Window = 8
@@ -80,6 +80,15 @@ func (c *GCConfig) withDefaults() {
 		c.Logger = slog.Default()
 	}
 }
+
+// DefaultOrphanAge is GCConfig.OrphanAge's default, PROTOCOL.md's S: a
+// flush or a compaction commits its files within DefaultCommitWithin of
+// writing them, or leaves them to GC.
+const DefaultOrphanAge = time.Hour
+
+// DefaultCommitWithin is the default of FlushConfig.CommitWithin and
+// CompactConfig.CommitWithin: a third of DefaultOrphanAge.
+const DefaultCommitWithin = DefaultOrphanAge / 3
 
 // DefaultMinAge is GCConfig.MinAge's default, PROTOCOL.md's min_age: a
 // deployment's lease TTL and request timeouts must keep 2·TTL + 3R + skew

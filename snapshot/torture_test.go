@@ -139,6 +139,12 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	minAge := max(tm.minAge, 2*tm.ttl+3*tm.put)
 	freeze := minAge + tm.ttl
 
+	// The orphan GC below deletes unnamed files half a round old; flushes
+	// and merges commit within a quarter round of their first PUT or give
+	// up (PROTOCOL.md "Flush" rule 3's S ≥ 2 × the longest flush, kept by
+	// construction even on a loaded machine).
+	commitWithin := tm.round / 4
+
 	// Flushers and GC, through faults of their own, the whole round.
 	var bg sync.WaitGroup
 	var roundsMu sync.Mutex
@@ -154,6 +160,7 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 		faults = append(faults, fault)
 		f := newFlusher(t, fault, pch, func(c *snapshot.FlushConfig) {
 			c.MinBytes, c.MaxSlots, c.Interval, c.GetTimeout, c.PutTimeout, c.OnRound = 4<<10, 16, 20*time.Millisecond, tm.put, tm.put, onRound
+			c.CommitWithin = commitWithin
 		})
 		bg.Add(1)
 		go func() { defer bg.Done(); f.Run(ctx) }()
@@ -177,15 +184,15 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 
 	// Compactors merge as soon as two files allow, and a second GC prunes
 	// Retired and deletes orphan and retired files half a round after
-	// they stop being named: far longer than a flush or a compaction
-	// takes from its first file to its CAS (PROTOCOL.md S), far shorter
+	// they stop being named: twice as long as a flush or a compaction may
+	// take from its first file to its CAS (commitWithin), far shorter
 	// than the round, so stale readers meet deleted files.
 	var merges, abandoned, orphans atomic.Int64
 	for i := 0; i < 2; i++ {
 		fault := faulty(rng.Uint64())
 		faults = append(faults, fault)
 		c := newCompactor(t, fault, pch, func(c *snapshot.CompactConfig) {
-			c.MinFiles, c.GetTimeout, c.PutTimeout = 2, tm.put, 4*tm.put
+			c.MinFiles, c.GetTimeout, c.PutTimeout, c.CommitWithin = 2, tm.put, 4*tm.put, commitWithin
 		})
 		bg.Add(1)
 		go func() {
