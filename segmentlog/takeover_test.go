@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	sl "github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
 
@@ -83,10 +84,12 @@ func TestTakeoverRoundTrips(t *testing.T) {
 	if _, err := f.FlushNow(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// Every request takes 10 ms, so requests sent together overlap.
-	slow := objstore.NewFault(base, objstore.FaultConfig{Seed: 1, Latency: 10 * time.Millisecond})
+	// Every request takes 100 ms, so requests sent together overlap even
+	// when a loaded machine starts their goroutines late.
+	slow := objstore.NewFault(base, objstore.FaultConfig{Seed: 1, Latency: 100 * time.Millisecond})
 	counting := &roundTripStore{Store: slow}
-	w2 := openWriter(t, counting, "p1", nil)
+	// No renewal within the test: it would add a round trip of its own.
+	w2 := openWriter(t, counting, "p1", func(c *sl.WriterConfig) { c.RenewInterval = time.Minute })
 	defer w2.Close(ctx)
 	if _, err := w2.Append(ctx, dataMsg("v", "first")); err != nil {
 		t.Fatal(err)
