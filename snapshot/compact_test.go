@@ -457,11 +457,13 @@ func TestSnapshotConcurrentWithCompaction(t *testing.T) {
 		reg := newFakeRegistry(map[string]string{"va": pch, "vb": pch})
 		w := openWriter(t, store, pch, nil)
 		defer w.Close(context.Background())
-		f := newFlusher(t, store, pch, nil)
+		// Flushes and merges commit within a third of GC's orphan age
+		// below, or give up (PROTOCOL.md S, kept on a loaded machine too).
+		f := newFlusher(t, store, pch, func(c *snapshot.FlushConfig) { c.CommitWithin = time.Second })
 		flushedRounds(t, store, w, f, 12, 4, "va", "vb")
 		var bg sync.WaitGroup
 		var merges atomic.Int64
-		c := newCompactor(t, store, pch, nil)
+		c := newCompactor(t, store, pch, func(c *snapshot.CompactConfig) { c.CommitWithin = time.Second })
 		bg.Add(1)
 		go func() {
 			defer bg.Done()
