@@ -79,6 +79,9 @@ type BroadcastTarget struct {
 	Skipped string `json:"skipped,omitempty"`
 }
 
+// unsent reports whether the target still needs its copy appended.
+func (t BroadcastTarget) unsent() bool { return t.Appended == nil && t.Skipped == "" }
+
 // acked reports whether the target counts as acknowledged under mode.
 func (t BroadcastTarget) acked(mode AckMode) bool {
 	return t.Skipped != "" || t.Appended != nil && (mode == AckFast || t.Synced)
@@ -117,6 +120,9 @@ func (b Broadcast) Target(v string) (BroadcastTarget, bool) {
 func (b Broadcast) started() bool {
 	return slices.ContainsFunc(b.Targets, func(t BroadcastTarget) bool { return !t.FirstAttempt.IsZero() })
 }
+
+// unsent reports whether some target still needs its copy appended.
+func (b Broadcast) unsent() bool { return slices.ContainsFunc(b.Targets, BroadcastTarget.unsent) }
 
 // finished reports whether the task is done or failed.
 func (b Broadcast) finished() bool { return b.State == BroadcastDone || b.State == BroadcastFailed }

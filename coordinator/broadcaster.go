@@ -238,7 +238,7 @@ func (b *Broadcaster) Run(ctx context.Context, id string) (Broadcast, error) {
 // look, with no error.
 func (b *Broadcaster) run(ctx context.Context, t Broadcast, waitSync bool) (Broadcast, error) {
 	var err error
-	if !t.finished() && slices.ContainsFunc(t.Targets, func(tg BroadcastTarget) bool { return tg.Appended == nil && tg.Skipped == "" }) {
+	if !t.finished() && t.unsent() {
 		if t, err = b.appendAll(ctx, t); err != nil {
 			return t, err
 		}
@@ -364,7 +364,7 @@ func (b *Broadcaster) appendAll(ctx context.Context, t Broadcast) (Broadcast, er
 	}
 	var pending []BroadcastTarget
 	for _, tg := range r.t.Targets {
-		if tg.Appended == nil && tg.Skipped == "" {
+		if tg.unsent() {
 			pending = append(pending, tg)
 		}
 	}
@@ -461,7 +461,7 @@ func (b *Broadcaster) start(ctx context.Context, r *run) error {
 	}
 	r.t = t
 	for _, tg := range t.Targets {
-		if tg.Appended == nil && tg.Skipped == "" && now.Sub(tg.FirstAttempt) > giveUpAfter {
+		if tg.unsent() && now.Sub(tg.FirstAttempt) > giveUpAfter {
 			_, err := b.fail(ctx, r, fmt.Sprintf("copy on %s first sent %s: too long ago to send again without risking a second copy",
 				tg.VChannel, tg.FirstAttempt.Format(time.RFC3339)))
 			return err
@@ -656,7 +656,7 @@ func (b *Broadcaster) lockOne(ctx context.Context, r *run, res string, renew boo
 // (lock.go) and its next run takes them back. A lock that cannot be
 // released expires.
 func (b *Broadcaster) unlockAll(ctx context.Context, r *run) {
-	if r.t.started() && slices.ContainsFunc(r.t.Targets, func(tg BroadcastTarget) bool { return tg.Appended == nil && tg.Skipped == "" }) && !r.t.finished() {
+	if r.t.started() && r.t.unsent() && !r.t.finished() {
 		return
 	}
 	for _, res := range r.held {

@@ -1,20 +1,20 @@
 package segmentlog
 
 import (
+	"math"
 	"time"
 )
 
 // dedupWindow remembers idempotency keys (producer, epoch, seq) and the ID
 // each was acked at, for maxAge and at most maxKeys keys (PROTOCOL.md,
 // "Append" rule 5). Broadcast keys (broadcastKey) are kept apart: for
-// bcastAge, whatever the count, because a broadcast task may be resumed
+// BroadcastRetention, whatever the count, because a broadcast task may be resumed
 // long after its first attempt ("Broadcast and coordinator" rule 1). A key
 // in flight is pending: a retry waits for the first outcome. Not safe for
 // concurrent use; the Writer guards it.
 type dedupWindow struct {
 	maxAge     time.Duration
 	maxKeys    int
-	bcastAge   time.Duration
 	entries    map[IdemKey]*dedupEntry
 	order      []IdemKey // committed keys, oldest first; may hold stale keys
 	bcastOrder []IdemKey // committed broadcast keys, oldest first
@@ -29,8 +29,7 @@ type dedupEntry struct {
 }
 
 func newDedupWindow(maxAge time.Duration, maxKeys int) *dedupWindow {
-	return &dedupWindow{maxAge: maxAge, maxKeys: maxKeys, bcastAge: BroadcastRetention,
-		entries: make(map[IdemKey]*dedupEntry)}
+	return &dedupWindow{maxAge: maxAge, maxKeys: maxKeys, entries: make(map[IdemKey]*dedupEntry)}
 }
 
 // lookup returns the entry of key, committed or pending.
@@ -79,10 +78,10 @@ func (d *dedupWindow) fail(key IdemKey, err error) {
 }
 
 // evict drops committed keys older than maxAge or beyond maxKeys, and
-// broadcast keys older than bcastAge.
+// broadcast keys older than BroadcastRetention.
 func (d *dedupWindow) evict(now time.Time) {
 	d.order = d.evictFrom(d.order, TickOf(now.Add(-d.maxAge)), d.maxKeys)
-	d.bcastOrder = d.evictFrom(d.bcastOrder, TickOf(now.Add(-d.bcastAge)), int(^uint(0)>>1))
+	d.bcastOrder = d.evictFrom(d.bcastOrder, TickOf(now.Add(-BroadcastRetention)), math.MaxInt)
 }
 
 // evictFrom drops the oldest keys of order while they are older than

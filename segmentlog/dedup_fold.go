@@ -7,8 +7,6 @@ import "time"
 const (
 	DefaultDedupWindow  = 10 * time.Minute
 	DefaultDedupMaxKeys = 100_000
-	// DefaultPutTimeout is the Writer's R for one WAL PUT attempt.
-	DefaultPutTimeout = 1500 * time.Millisecond
 )
 
 // DedupFold rebuilds the idempotency window exactly as the Writer does in

@@ -15,6 +15,10 @@ import (
 	"github.com/cairnlog/cairn/infra/objstore"
 )
 
+// DefaultPutTimeout is WriterConfig.PutTimeout's default: PROTOCOL.md's R
+// for one WAL PUT attempt.
+const DefaultPutTimeout = 1500 * time.Millisecond
+
 // WriterConfig configures a Writer. Zero fields take the documented
 // defaults.
 type WriterConfig struct {

@@ -123,44 +123,44 @@ func NewMaintenance(cfg Config, store objstore.Store) (Maintenance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api: maintenance: %w", err)
 	}
-	flush := func(ctx context.Context, _ time.Time) error {
+	// eachWritten runs op on every pchannel with a lease record (every
+	// pchannel ever written), going on past failures.
+	eachWritten := func(ctx context.Context, what string, op func(ctx context.Context, pchannel string) error) error {
 		ls, err := leases.List(ctx)
 		if err != nil {
 			return err
 		}
 		var errs []error
 		for _, l := range ls {
-			f, err := snapshot.NewFlusher(snapshot.FlushConfig{PChannel: l.PChannel, Layout: cfg.Layout, Now: cfg.Now, Logger: cfg.Logger,
-				Positions: reg}, store)
-			if err == nil {
-				_, err = f.FlushNow(ctx)
-			}
-			if err != nil {
-				errs = append(errs, fmt.Errorf("flush %s: %w", l.PChannel, err))
+			if err := op(ctx, l.PChannel); err != nil {
+				errs = append(errs, fmt.Errorf("%s %s: %w", what, l.PChannel, err))
 			}
 		}
 		return errors.Join(errs...)
 	}
-	compact := func(ctx context.Context, _ time.Time) error {
-		ls, err := leases.List(ctx)
-		if err != nil {
-			return err
-		}
-		var errs []error
-		for _, l := range ls {
-			c, err := snapshot.NewCompactor(snapshot.CompactConfig{PChannel: l.PChannel, Layout: cfg.Layout, TargetBytes: MaintenanceCompactBytes,
-				Now: cfg.Now, Logger: cfg.Logger}, store)
+	flush := func(ctx context.Context, _ time.Time) error {
+		return eachWritten(ctx, "flush", func(ctx context.Context, p string) error {
+			f, err := snapshot.NewFlusher(snapshot.FlushConfig{PChannel: p, Layout: cfg.Layout, Now: cfg.Now, Logger: cfg.Logger,
+				Positions: reg}, store)
 			if err == nil {
-				var res snapshot.Compaction
-				if res, err = c.Compact(ctx); err == nil && len(res.Merges) > 0 {
-					cfg.Logger.Info("compacted", "pchannel", l.PChannel, "merges", len(res.Merges), "refs_before", res.RefsBefore, "refs_after", res.RefsAfter)
-				}
+				_, err = f.FlushNow(ctx)
 			}
+			return err
+		})
+	}
+	compact := func(ctx context.Context, _ time.Time) error {
+		return eachWritten(ctx, "compact", func(ctx context.Context, p string) error {
+			c, err := snapshot.NewCompactor(snapshot.CompactConfig{PChannel: p, Layout: cfg.Layout, TargetBytes: MaintenanceCompactBytes,
+				Now: cfg.Now, Logger: cfg.Logger}, store)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("compact %s: %w", l.PChannel, err))
+				return err
 			}
-		}
-		return errors.Join(errs...)
+			res, err := c.Compact(ctx)
+			if err == nil && len(res.Merges) > 0 {
+				cfg.Logger.Info("compacted", "pchannel", p, "merges", len(res.Merges), "refs_before", res.RefsBefore, "refs_after", res.RefsAfter)
+			}
+			return err
+		})
 	}
 	tasks := []Task{
 		TaskFunc{TaskName: "stuck-assignment check", Func: func(ctx context.Context, _ time.Time) error {
