@@ -59,7 +59,8 @@
 // # Other records
 //
 // Each is JSON with a "format" number (1) and a "version" bumped by every
-// write, never deleted (a deleted thing becomes a tombstone state):
+// write, never deleted (a deleted thing becomes a tombstone state) but for
+// a finished broadcast task past its retention:
 //
 //	{prefix}/meta/vchannels/{v}.json      VChannel: name, pchannel (the binding, fixed),
 //	                                      state active|dropped|reclaiming, created_at, created
