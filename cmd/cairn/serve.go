@@ -28,7 +28,7 @@ type serveOptions struct {
 	dataDir      string
 	token        string
 	createBucket bool
-	pchannels    []string // the pchannel set; default p0…p3
+	pchannels    []string // the pchannel set; empty: CAIRN_PCHANNELS, else api.Config's default
 	system       systemOptions
 }
 
@@ -47,9 +47,6 @@ const (
 
 // withDefaults fills what a serveOptions built without flags (tests) lacks.
 func (o serveOptions) withDefaults() serveOptions {
-	if len(o.pchannels) == 0 {
-		o.pchannels = []string{"p0", "p1", "p2", "p3"}
-	}
 	if o.system.flushInterval == 0 {
 		o.system.flushInterval = defaultFlushInterval
 	}
@@ -94,8 +91,9 @@ With --token (or CAIRN_TOKEN) every request but GET /healthz needs
 "Authorization: Bearer <token>". The other CAIRN_* variables of the Lambda
 functions apply too (CAIRN_LEASE_TTL, CAIRN_LEASE_MARGIN, CAIRN_LEASE_WAIT,
 CAIRN_CACHE_BYTES, CAIRN_MAX_BODY_BYTES, CAIRN_MAX_WAIT,
-CAIRN_SCANNER_STARTUP_DELAY, CAIRN_LOG_LEVEL, and CAIRN_PCHANNELS when
---pchannels is not given).
+CAIRN_SCANNER_STARTUP_DELAY, CAIRN_LOG_LEVEL, CAIRN_PCHANNELS when
+--pchannels is not given, and CAIRN_COMPACTION=off, which turns compaction
+off like --compact-min-refs 0).
 
 Ctrl-C (SIGINT) or SIGTERM stops it gracefully: it stops taking requests,
 stops the balancer, flushers, GC and the broadcast loop, closes every
@@ -135,16 +133,19 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, out 
 	if err != nil {
 		return err
 	}
-	if len(o.pchannels) == 0 {
-		o.pchannels = env.Config.PChannels
-	}
 	o = o.withDefaults()
 	if o.system.flushInterval <= 0 || o.system.flushMaxAge < 0 || o.system.gcInterval <= 0 || o.system.broadcastInterval <= 0 || o.system.compactMinRefs < 0 {
 		return errors.New("--flush-interval, --gc-interval and --broadcast-interval must be positive, --flush-max-age and --compact-min-refs not negative")
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: env.LogLevel}))
 	cfg := env.Config
-	cfg.Logger, cfg.Token, cfg.PChannels = log, o.token, o.pchannels
+	cfg.Logger, cfg.Token = log, o.token
+	if len(o.pchannels) > 0 {
+		cfg.PChannels = o.pchannels // else CAIRN_PCHANNELS, else the default set
+	}
+	if cfg.NoCompaction {
+		o.system.compactMinRefs = 0 // CAIRN_COMPACTION=off, as in the maintenance function
+	}
 	// The node's ID names it in the lease records its writers take, so that
 	// the balancer sees it holds them and locate finds its address.
 	nodeID := defaultNodeID()
@@ -187,8 +188,12 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, out 
 	if o.token != "" {
 		auth = "bearer token"
 	}
-	fmt.Fprintf(out, "cairn listening on %s (store: %s, auth: %s, node: %s, pchannels: %s)\n",
-		address, where, auth, nodeID, strings.Join(o.pchannels, ","))
+	compaction := "off"
+	if o.system.compactMinRefs > 0 {
+		compaction = fmt.Sprintf("from %d files", o.system.compactMinRefs)
+	}
+	fmt.Fprintf(out, "cairn listening on %s (store: %s, auth: %s, node: %s, pchannels: %s, compaction: %s)\n",
+		address, where, auth, nodeID, strings.Join(cfg.CoordinatorConfig().PChannels, ","), compaction)
 
 	sysCtx, stopSystem := context.WithCancel(context.Background())
 	defer stopSystem()

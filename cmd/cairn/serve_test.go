@@ -174,14 +174,32 @@ func TestServeRefusesUnknownStore(t *testing.T) {
 func TestServePChannelsFromEnv(t *testing.T) {
 	env := map[string]string{"CAIRN_PCHANNELS": "q0,q1"}
 	_, banner, stop := startServe(t, serveOptions{addr: "127.0.0.1:0", store: "fs", dataDir: t.TempDir()}, env)
-	if !strings.Contains(banner, "pchannels: q0,q1)") {
+	if !strings.Contains(banner, "pchannels: q0,q1,") {
 		t.Fatalf("banner %q, want the pchannels of CAIRN_PCHANNELS", banner)
 	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	_, banner, _ = startServe(t, serveOptions{addr: "127.0.0.1:0", store: "fs", dataDir: t.TempDir(), pchannels: []string{"r0"}}, env)
-	if !strings.Contains(banner, "pchannels: r0)") {
+	if !strings.Contains(banner, "pchannels: r0,") {
 		t.Fatalf("banner %q, want --pchannels to win", banner)
+	}
+}
+
+// TestServeCompactionOffFromEnv: CAIRN_COMPACTION=off turns serve's
+// compactors off, as it does the maintenance function's.
+func TestServeCompactionOffFromEnv(t *testing.T) {
+	o := serveOptions{addr: "127.0.0.1:0", store: "fs", dataDir: t.TempDir(), system: systemOptions{compactMinRefs: 64}}
+	_, banner, stop := startServe(t, o, nil)
+	if !strings.Contains(banner, "compaction: from 64 files)") {
+		t.Fatalf("banner %q, want compaction on", banner)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	o.dataDir = t.TempDir()
+	_, banner, _ = startServe(t, o, map[string]string{"CAIRN_COMPACTION": "off"})
+	if !strings.Contains(banner, "compaction: off)") {
+		t.Fatalf("banner %q with CAIRN_COMPACTION=off, want compaction off", banner)
 	}
 }
