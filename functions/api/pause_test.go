@@ -1,9 +1,12 @@
 package api
 
 import (
+	"context"
+	"io"
 	"regexp"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,15 +22,21 @@ func TestScannerStartupDelay(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.ScannerStartupDelay = 1500 * time.Millisecond
 	started := time.Now()
-	ts := newTestServer(t, cfg, objstore.NewMemory())
+	store := &getCounter{Store: objstore.NewMemory()}
+	ts := newTestServer(t, cfg, store)
 	ts.createVChannel("v0", "p0")
 	mustOK(t, "append during the pause", ts.postJSON("/v1/vchannels/v0/append", msgs("", "a", "b")), nil)
+	ts.get("/v1/vchannels/v0/messages?wait=1ms") // the vchannel's record is cached from here on
 
-	for _, path := range []string{"/v1/pchannels/p0/messages?wait=100ms", "/v1/vchannels/v0/messages?wait=100ms"} {
+	for _, path := range []string{"/v1/pchannels/p0/messages?wait=100ms", "/v1/vchannels/v0/messages?wait=100ms", "/v1/vchannels/v0/messages?wait=100ms&from=earliest"} {
+		gets := store.gets.Load()
 		var rr ReadResponse
 		mustOK(t, "paused read", ts.get(path), &rr)
 		if !rr.Paused || len(rr.Messages) != 0 || rr.Next == "" {
 			t.Fatalf("%s during the pause: %+v", path, rr)
+		}
+		if n := store.gets.Load() - gets; n != 0 {
+			t.Fatalf("%s during the pause read the store %d times; a held read touches nothing", path, n)
 		}
 	}
 	var rr ReadResponse
@@ -70,4 +79,20 @@ func grepLines(s, sub string) string {
 		out = append(out, '\n')
 	}
 	return string(out)
+}
+
+// getCounter counts the reads that reach a store.
+type getCounter struct {
+	objstore.Store
+	gets atomic.Int64
+}
+
+func (s *getCounter) Get(ctx context.Context, key string) (objstore.Object, error) {
+	s.gets.Add(1)
+	return s.Store.Get(ctx, key)
+}
+
+func (s *getCounter) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	s.gets.Add(1)
+	return s.Store.GetRange(ctx, key, off, n)
 }

@@ -208,10 +208,32 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// holdForPause holds a read back while the startup delay (write-only
+// recovery) lasts, at most the read's wait, before the read touches the
+// store. It reports whether the pause still holds; then nothing is read.
+func (s *Server) holdForPause(ctx context.Context, q readQuery) (bool, error) {
+	if q.ignorePause || !s.pause.Paused() {
+		return false, nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, q.wait)
+	err := s.pause.Wait(pctx)
+	cancel()
+	switch {
+	case err == nil:
+		return false, nil
+	case ctx.Err() != nil:
+		return false, ctx.Err()
+	}
+	return true, nil
+}
+
 // read runs one read: it delivers what is there from q.from (up to q.max
 // messages and MaxReadBytes of payload), and if nothing is, waits up to
 // q.wait for the first message to arrive.
 func (s *Server) read(ctx context.Context, p string, q readQuery) (ReadResponse, error) {
+	if paused, err := s.holdForPause(ctx, q); err != nil || paused {
+		return ReadResponse{PChannel: p, Messages: []MessageOut{}, Next: q.from.String(), Paused: paused}, err
+	}
 	from := q.from
 	if from.Kind == segmentlog.StartLatest {
 		// Resolved here, so that "next" names a concrete slot even when
@@ -233,20 +255,6 @@ func (s *Server) read(ctx context.Context, p string, q readQuery) (ReadResponse,
 	defer sc.Close()
 
 	resp := ReadResponse{PChannel: p, Messages: []MessageOut{}}
-	if !q.ignorePause && s.pause.Paused() {
-		// The startup delay (write-only recovery): deliver nothing until
-		// it ends, waiting for it at most the read's wait.
-		pctx, cancel := context.WithTimeout(ctx, q.wait)
-		err := s.pause.Wait(pctx)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return ReadResponse{}, ctx.Err()
-			}
-			resp.Next, resp.Paused = sc.Resume().String(), true
-			return resp, nil
-		}
-	}
 	deadline := s.cfg.Now().Add(q.wait)
 	waiting := false
 	defer func() {

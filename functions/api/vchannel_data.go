@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -69,6 +70,7 @@ func (s *Server) handleVChannelRead(w http.ResponseWriter, r *http.Request) erro
 		return errorf(http.StatusBadRequest, CodeMalformed, "the route names the vchannel; no vchannel parameter")
 	}
 	// restored:OFFSET.INDEX is a position of this route only.
+	from := q.Get("from") // as given, for a paused answer's next
 	var fromRestored *segmentlog.MessageID
 	if f := q["from"]; len(f) == 1 && strings.HasPrefix(f[0], restoredPrefix) {
 		pos, err := parsePosition("id:" + f[0][len(restoredPrefix):])
@@ -91,6 +93,13 @@ func (s *Server) handleVChannelRead(w http.ResponseWriter, r *http.Request) erro
 		return errorf(http.StatusConflict, CodeVChannelDropped, "vchannel %q was dropped and its data is being reclaimed", name)
 	}
 	rq.vchannels = []string{name}
+	if paused, err := s.holdForPause(ctx, rq); err != nil || paused {
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, ReadResponse{PChannel: v.PChannel, VChannel: name, Messages: []MessageOut{}, Next: cmp.Or(from, rq.from.String()), Paused: true})
+		return nil
+	}
 	job, err := s.restoreOf(ctx, v)
 	if err != nil {
 		return err
