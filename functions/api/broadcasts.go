@@ -178,8 +178,11 @@ func (s *Server) handleBroadcast(w http.ResponseWriter, r *http.Request) error {
 			err = nil // a finished task: its state and error say how it ended
 		}
 		if errors.Is(err, coordinator.ErrBroadcastBusy) || (err != nil && waited) {
-			// Still pending: answer the task as it is now.
-			if cur, derr := s.broadcasts.Describe(ctx, in.req.ID); derr == nil {
+			// Still pending: answer the task as the run last saw it, or
+			// as it is now if the run never read it.
+			if t.ID != "" {
+				err = nil
+			} else if cur, derr := s.broadcasts.Describe(ctx, in.req.ID); derr == nil {
 				t, err = cur, nil
 			}
 		}

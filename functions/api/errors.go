@@ -156,6 +156,10 @@ func classify(err error) *Error {
 		return errorf(http.StatusGone, CodeTruncated, "%v", err)
 	case errors.Is(err, segmentlog.ErrCorrupt), errors.Is(err, segmentlog.ErrInvariant):
 		return errorf(http.StatusInternalServerError, CodeCorrupt, "%v", err)
+	case errors.Is(err, coordinator.ErrBroadcastBusy):
+		e := errorf(http.StatusServiceUnavailable, CodeUnavailable, "%v", err)
+		e.retryAfter = time.Second
+		return e
 	case errors.Is(err, ErrShuttingDown), errors.Is(err, segmentlog.ErrClosed),
 		errors.Is(err, segmentlog.ErrLeaseExpired), errors.Is(err, coordinator.ErrLeaseHeld):
 		e := errorf(http.StatusServiceUnavailable, CodeUnavailable, "%v", err)

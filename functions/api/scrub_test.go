@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/objstore"
 )
 
@@ -132,5 +133,14 @@ func TestStoreFailuresAnswerWithoutInternals(t *testing.T) {
 				t.Fatalf("no log line with ref %s and the cause; logs:\n%s", e.Ref, logs.String())
 			}
 		})
+	}
+}
+
+// TestClassifyBroadcastBusy: a broadcast run held elsewhere is a 503 to
+// retry, never a 500.
+func TestClassifyBroadcastBusy(t *testing.T) {
+	e := classify(fmt.Errorf("broadcast b: %w", coordinator.ErrBroadcastBusy))
+	if e.status != http.StatusServiceUnavailable || e.Code != CodeUnavailable || e.retryAfter <= 0 {
+		t.Fatalf("busy broadcast answered %d %s (retry after %v)", e.status, e.Code, e.retryAfter)
 	}
 }
