@@ -89,6 +89,11 @@ func (t MessageType) String() string {
 // TypeDelete), as opposed to a control message.
 func (t MessageType) IsData() bool { return t >= TypeData && t <= TypeDelete }
 
+// ReadByDefault reports whether a reader that names no types gets
+// messages of type t: the data types and broadcast copies, the messages a
+// consumer of a vchannel acts on (ScannerConfig.Types).
+func (t MessageType) ReadByDefault() bool { return t.IsData() || t == TypeBroadcast }
+
 func (t MessageType) valid() bool {
 	return t.IsData() || (t >= firstControlMessage && t <= lastControlMessage)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
@@ -60,9 +61,8 @@ type ScannerConfig struct {
 	From     Position
 	// VChannels, if not empty, keeps only messages of these vchannels.
 	VChannels []string
-	// Types, if not empty, keeps only these message types. Default: the
-	// data types (data, insert, delete) and broadcast, the messages a
-	// consumer of a vchannel acts on.
+	// Types, if not empty, keeps only these message types. Default: those
+	// MessageType.ReadByDefault accepts (data, insert, delete, broadcast).
 	Types []MessageType
 	// MinTimeTick keeps only messages with a timetick ≥ it.
 	MinTimeTick uint64
@@ -182,7 +182,11 @@ func NewScanner(ctx context.Context, cfg ScannerConfig, store objstore.Store) (*
 	}
 	s := &Scanner{cfg: cfg, store: store, types: map[MessageType]bool{}, vchans: map[string]bool{}}
 	if len(cfg.Types) == 0 {
-		s.types = map[MessageType]bool{TypeData: true, TypeInsert: true, TypeDelete: true, TypeBroadcast: true}
+		for t := range MessageType(math.MaxUint8) {
+			if t.ReadByDefault() {
+				s.types[t] = true
+			}
+		}
 	}
 	for _, t := range cfg.Types {
 		s.types[t] = true

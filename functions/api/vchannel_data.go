@@ -219,10 +219,10 @@ func (s *Server) readRestored(ctx context.Context, job string, v coordinator.VCh
 }
 
 // wantType reports whether a message of type t passes the read's type
-// filter (default: the data types and broadcast copies, as a Scanner's).
+// filter (default: MessageType.ReadByDefault, as a Scanner's).
 func wantType(t segmentlog.MessageType, types []segmentlog.MessageType) bool {
 	if len(types) == 0 {
-		return t.IsData() || t == segmentlog.TypeBroadcast
+		return t.ReadByDefault()
 	}
 	for _, w := range types {
 		if w == t {
