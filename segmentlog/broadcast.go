@@ -3,6 +3,7 @@ package segmentlog
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"time"
@@ -76,6 +77,21 @@ func broadcastDeadline(m *Message) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("property %s = %q: want Unix milliseconds", BroadcastDeadlineProperty, v)
 	}
 	return time.UnixMilli(ms), nil
+}
+
+// BroadcastCopyBytes is what the copy of broadcast id on vchannel counts
+// against a writer's batch limit (WriterConfig.MaxBatchBytes) once its
+// sender has added the deadline property and the writer its key: the size
+// to check before a task is saved with a copy no writer would take.
+func BroadcastCopyBytes(id, vchannel string, payload []byte, props map[string]string) int {
+	m := Message{VChannel: vchannel, BroadcastID: id, Payload: payload, Key: broadcastKey(id, vchannel),
+		Properties: maps.Clone(props)}
+	if m.Properties == nil {
+		m.Properties = map[string]string{}
+	}
+	// The longest deadline this side of the year 10000.
+	m.Properties[BroadcastDeadlineProperty] = FormatBroadcastDeadline(time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC))
+	return messageBytes(&m)
 }
 
 // FormatBroadcastDeadline is the value of BroadcastDeadlineProperty for t.

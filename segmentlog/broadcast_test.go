@@ -108,3 +108,26 @@ func TestWriterRejectsBadBroadcasts(t *testing.T) {
 		t.Fatalf("%d messages written", st.MessagesAcked)
 	}
 }
+
+// TestBroadcastCopyBytes: a copy that BroadcastCopyBytes says fits a
+// writer's batch limit is taken by a writer with that limit; a copy that
+// does not fit is refused with ErrTooLarge.
+func TestBroadcastCopyBytes(t *testing.T) {
+	ctx := context.Background()
+	m := broadcastMsg("ddl-7", "orders", time.Now().Add(time.Minute))
+	m.Properties["k"] = "v"
+	props := map[string]string{"k": "v"}
+	limit := sl.BroadcastCopyBytes(m.BroadcastID, m.VChannel, m.Payload, props)
+	w := openWriter(t, objstore.NewMemory(), "p1", func(c *sl.WriterConfig) { c.MaxBatchBytes = limit })
+	defer w.Close(ctx)
+	if _, err := w.AppendControl(ctx, m); err != nil {
+		t.Fatalf("a copy of %d bytes under a limit of %d: %v", limit, limit, err)
+	}
+	big := broadcastMsg("ddl-8", "orders", time.Now().Add(time.Minute))
+	big.Properties["k"] = "v"
+	big.Payload = make([]byte, len(m.Payload)+3) // over the limit even with a deadline of today's length
+	if _, err := w.AppendControl(ctx, big); !errors.Is(err, sl.ErrTooLarge) {
+		t.Fatalf("a copy of %d bytes (BroadcastCopyBytes) under a limit of %d: %v, want ErrTooLarge",
+			sl.BroadcastCopyBytes(big.BroadcastID, big.VChannel, big.Payload, props), limit, err)
+	}
+}

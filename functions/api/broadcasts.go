@@ -121,18 +121,14 @@ func decodeBroadcast(r *http.Request, maxBatchBytes int, maxWait time.Duration) 
 		}
 		in.wait = min(d, maxWait)
 	}
-	// The copy of the longest vchannel is the largest: the writer counts
-	// its vchannel, its key (@broadcast/ID/vchannel), its broadcast ID and
-	// the deadline property the coordinator adds (segmentlog messageBytes).
-	longest := 0
+	// The copy of the longest vchannel is the largest.
+	longest := ""
 	for _, v := range body.VChannels {
-		longest = max(longest, len(v))
+		if len(v) > len(longest) {
+			longest = v
+		}
 	}
-	size := len(body.Payload) + longest + len("@broadcast/") + len(body.ID) + 1 + longest + len(body.ID) + 32 +
-		len(segmentlog.BroadcastDeadlineProperty) + len("9999999999999") + 2
-	for k, v := range body.Properties {
-		size += len(k) + len(v) + 2
-	}
+	size := segmentlog.BroadcastCopyBytes(body.ID, longest, body.Payload, body.Properties)
 	if size > maxBatchBytes {
 		return broadcastInput{}, errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "a copy takes %d bytes; at most %d", size, maxBatchBytes)
 	}
