@@ -115,11 +115,11 @@ func decodeBroadcast(r *http.Request, maxBatchBytes int, maxWait time.Duration) 
 		return broadcastInput{}, classify(err)
 	}
 	if body.Wait != "" {
-		d, err := time.ParseDuration(body.Wait)
-		if err != nil || d < 0 {
-			return broadcastInput{}, errorf(http.StatusBadRequest, CodeMalformed, "wait %q: want a non-negative Go duration such as 500ms or 10s", body.Wait)
+		d, err := parseWait(body.Wait, maxWait)
+		if err != nil {
+			return broadcastInput{}, err
 		}
-		in.wait = min(d, maxWait)
+		in.wait = d
 	}
 	// The copy of the longest vchannel is the largest.
 	longest := ""

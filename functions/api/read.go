@@ -171,11 +171,11 @@ func parseReadQuery(q url.Values, maxMessages int, maxWait time.Duration) (readQ
 			}
 			rq.max = int(min(n, uint64(maxMessages)))
 		case "wait":
-			d, err := time.ParseDuration(v)
-			if err != nil || d < 0 {
-				return bad("wait %q: want a non-negative Go duration such as 500ms or 10s", v)
+			d, err := parseWait(v, maxWait)
+			if err != nil {
+				return readQuery{}, err
 			}
-			rq.wait = min(d, maxWait)
+			rq.wait = d
 		case "ignore_pause":
 			b, err := strconv.ParseBool(v)
 			if err != nil {
@@ -185,6 +185,16 @@ func parseReadQuery(q url.Values, maxMessages int, maxWait time.Duration) (readQ
 		}
 	}
 	return rq, nil
+}
+
+// parseWait reads a wait (of a read or a broadcast): a non-negative Go
+// duration, capped at maxWait; a 400 otherwise.
+func parseWait(v string, maxWait time.Duration) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, errorf(http.StatusBadRequest, CodeMalformed, "wait %q: want a non-negative Go duration such as 500ms or 10s", v)
+	}
+	return min(d, maxWait), nil
 }
 
 func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) error {
