@@ -605,3 +605,34 @@ func TestBroadcastEdges(t *testing.T) {
 		t.Fatalf("oversized broadcast: %v", err)
 	}
 }
+
+// downWAL fails every copy as a store outage would: retryable, forever.
+type downWAL struct{}
+
+func (downWAL) AppendControl(context.Context, string, ...segmentlog.Message) ([]segmentlog.Ack, error) {
+	return nil, fmt.Errorf("append: %w", objstore.ErrTransient)
+}
+
+// TestResumeWithinBudget: a round whose task cannot finish (its pchannel
+// does not take the copy) ends at its budget with no error and leaves the
+// task pending for the next round.
+func TestResumeWithinBudget(t *testing.T) {
+	ctx := context.Background()
+	f := newBroadcastFixture(t, []string{"p0"}, 1)
+	req := BroadcastRequest{ID: "b-budget", VChannels: f.vchans}
+	b := f.broadcaster(t, downWAL{}, nil)
+	if _, err := b.Submit(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	n, err := b.ResumeWithin(ctx, 200*time.Millisecond)
+	if err != nil || n != 0 {
+		t.Fatalf("a round cut by its budget: %d finished, %v; want 0, nil", n, err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("the round took %v, its budget was 200ms", took)
+	}
+	if task, err := b.Describe(ctx, req.ID); err != nil || task.State != BroadcastPending {
+		t.Fatalf("task after the round: %+v, %v; want pending", task, err)
+	}
+}

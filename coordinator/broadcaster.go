@@ -309,6 +309,20 @@ func (b *Broadcaster) Resume(ctx context.Context) (int, error) {
 	return n, errors.Join(errs...)
 }
 
+// ResumeWithin is Resume cut at budget: a task still running when the
+// budget ends stays pending for the next call, and that is not an error.
+// The periodic loops (`cairn serve`, the maintenance function) call it.
+func (b *Broadcaster) ResumeWithin(ctx context.Context, budget time.Duration) (int, error) {
+	rctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	n, err := b.Resume(rctx)
+	if err != nil && rctx.Err() != nil && ctx.Err() == nil {
+		b.log.Info("broadcasts still pending when the round's budget ran out; the next round resumes them", "budget", budget)
+		return n, nil
+	}
+	return n, err
+}
+
 // Collect deletes the records of tasks finished more than
 // TombstoneRetention ago and returns how many it deleted.
 func (b *Broadcaster) Collect(ctx context.Context) (int, error) {

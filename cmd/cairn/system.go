@@ -30,14 +30,10 @@ type systemOptions struct {
 	broadcastInterval time.Duration
 }
 
-// The broadcast loop's bounds: a round resumes the pending tasks (a few at
-// once; a sync-ack task is looked at once, not waited for) and is cut at
-// broadcastRoundTimeout, in case a task's pchannel is slow to take; finished
-// tasks past their retention are deleted once a broadcastCollectInterval.
-const (
-	broadcastRoundTimeout    = 30 * time.Second
-	broadcastCollectInterval = time.Minute
-)
+// broadcastCollectInterval: the broadcast loop deletes finished tasks past
+// their retention once a minute (a round resumes the pending ones, cut at
+// api.BroadcastRoundBudget as the maintenance function's is).
+const broadcastCollectInterval = time.Minute
 
 // system is everything `cairn serve` runs beside the HTTP API, in one
 // process: a Balancer (the coordinator's checker), a coordinator.Node whose
@@ -143,15 +139,10 @@ func (s *system) runBroadcasts(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		rctx, cancel := context.WithTimeout(ctx, broadcastRoundTimeout)
-		n, err := b.Resume(rctx)
-		timedOut := rctx.Err() != nil
-		cancel()
+		n, err := b.ResumeWithin(ctx, api.BroadcastRoundBudget)
 		switch {
 		case ctx.Err() != nil:
 			return
-		case err != nil && timedOut:
-			s.log.Debug("broadcasts still pending after a round", "err", err)
 		case err != nil:
 			s.log.Warn("broadcast round failed", "err", err)
 		}

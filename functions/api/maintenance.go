@@ -83,7 +83,7 @@ func (t TaskFunc) Run(ctx context.Context, now time.Time) error { return t.Func(
 //     hour for readers of older manifests, then "gc" deletes them;
 //   - "broadcasts": coordinator.Broadcaster.Resume runs every pending
 //     broadcast task (left by a request that stopped waiting, or by a
-//     process that died), for at most MaintenanceBroadcastBudget, with a
+//     process that died), for at most BroadcastRoundBudget, with a
 //     writer pool of the round's own: after the flush, so that a sync-ack
 //     task whose copies the flush passed finishes in the same round. The
 //     writers it opened are closed at the end of the task, releasing their
@@ -190,23 +190,17 @@ func NewMaintenance(cfg Config, store objstore.Store) (Maintenance, error) {
 // maintenance function runs with 256 MB.
 const MaintenanceCompactBytes = 16 << 20
 
-// MaintenanceBroadcastBudget bounds how long a maintenance round resumes
-// pending broadcast tasks: a task whose pchannel another process holds
+// BroadcastRoundBudget bounds how long a maintenance round (and a round of
+// `cairn serve`'s broadcast loop) resumes pending broadcast tasks: a task whose pchannel another process holds
 // keeps retrying its copies until its context ends. (A sync-ack task whose
 // pchannel is not flushed is looked at once and left for the next round.)
-const MaintenanceBroadcastBudget = 30 * time.Second
+const BroadcastRoundBudget = 30 * time.Second
 
 // maintainBroadcasts is the round's "broadcasts" task: resume the pending
-// tasks within MaintenanceBroadcastBudget, close the writers it opened
+// tasks within BroadcastRoundBudget, close the writers it opened
 // (releasing their leases), and collect the finished tasks.
 func maintainBroadcasts(ctx context.Context, bc *coordinator.Broadcaster, pool *Pool, log *slog.Logger) error {
-	rctx, cancel := context.WithTimeout(ctx, MaintenanceBroadcastBudget)
-	resumed, err := bc.Resume(rctx)
-	cancel()
-	if err != nil && rctx.Err() != nil && ctx.Err() == nil {
-		log.Info("broadcasts still pending after the round's budget; the next round resumes them", "budget", MaintenanceBroadcastBudget)
-		err = nil
-	}
+	resumed, err := bc.ResumeWithin(ctx, BroadcastRoundBudget)
 	rel, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	for _, w := range pool.Writers() {
