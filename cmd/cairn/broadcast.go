@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -72,19 +71,11 @@ failed.`,
 			if so.payload != "" {
 				req.Payload = []byte(so.payload)
 			}
-			for _, p := range so.properties {
-				k, v, ok := strings.Cut(p, "=")
-				if !ok || k == "" {
-					return fmt.Errorf("--property %q: want KEY=VALUE", p)
-				}
-				if req.Properties == nil {
-					req.Properties = map[string]string{}
-				}
-				if _, dup := req.Properties[k]; dup {
-					return fmt.Errorf("--property: %s given twice", k)
-				}
-				req.Properties[k] = v
+			props, err := parsePairs("property", "KEY=VALUE", so.properties, true)
+			if err != nil {
+				return err
 			}
+			req.Properties = props
 			t, err := c.Broadcast(cmd.Context(), req)
 			if err != nil {
 				return err
@@ -149,7 +140,7 @@ server's answer, {"broadcasts": [...]}.`,
 			rows := make([][]any, len(ts))
 			for i, t := range ts {
 				rows[i] = []any{t.ID, t.State, t.Ack, fmt.Sprintf("%d/%d", acked(t), len(t.Targets)),
-					timeCell(t.CreatedAt), finishedCell(t.FinishedAt)}
+					timeCell(t.CreatedAt), timePtrCell(t.FinishedAt)}
 			}
 			return table(cmd.OutOrStdout(), "BROADCAST\tSTATE\tACK\tACKED\tCREATED\tFINISHED", rows)
 		}),
@@ -192,7 +183,7 @@ func printBroadcast(w io.Writer, asJSON bool, t client.BroadcastTask) error {
 		{"ack", t.Ack},
 		{"acked", fmt.Sprintf("%d/%d", acked(t), len(t.Targets))},
 		{"created", timeCell(t.CreatedAt)},
-		{"finished", finishedCell(t.FinishedAt)},
+		{"finished", timePtrCell(t.FinishedAt)},
 		{"error", dash(t.Error)},
 		{"version", t.Version},
 	}
@@ -221,11 +212,4 @@ func acked(t client.BroadcastTask) int {
 		}
 	}
 	return n
-}
-
-func finishedCell(t *time.Time) string {
-	if t == nil {
-		return "-"
-	}
-	return timeCell(*t)
 }

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -184,4 +186,33 @@ func timeCell(t time.Time) string {
 		return "-"
 	}
 	return t.Local().Format(time.RFC3339)
+}
+
+// timePtrCell is timeCell of an optional time.
+func timePtrCell(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return timeCell(*t)
+}
+
+// parsePairs reads the KEY=VALUE values of a repeated flag; a KEY given
+// twice, an empty KEY, or an empty VALUE unless emptyValue is allowed, is an
+// error naming the flag and its form (want, e.g. "SOURCE=NEW").
+func parsePairs(flag, want string, xs []string, emptyValue bool) (map[string]string, error) {
+	var out map[string]string
+	for _, x := range xs {
+		k, v, ok := strings.Cut(x, "=")
+		if !ok || k == "" || (v == "" && !emptyValue) {
+			return nil, fmt.Errorf("--%s %q: want %s", flag, x, want)
+		}
+		if _, dup := out[k]; dup {
+			return nil, fmt.Errorf("--%s: %s given twice", flag, k)
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k] = v
+	}
+	return out, nil
 }

@@ -6,7 +6,6 @@ import (
 	"maps"
 	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -180,16 +179,9 @@ map exactly the snapshot's vchannels).`,
 			if err := o.out.validate(); err != nil {
 				return err
 			}
-			targets := map[string]string{}
-			for _, t := range ro.targets {
-				src, dst, ok := strings.Cut(t, "=")
-				if !ok || src == "" || dst == "" {
-					return fmt.Errorf("--target %q: want SOURCE=NEW", t)
-				}
-				if _, dup := targets[src]; dup {
-					return fmt.Errorf("--target: %s given twice", src)
-				}
-				targets[src] = dst
+			targets, err := parsePairs("target", "SOURCE=NEW", ro.targets, false)
+			if err != nil {
+				return err
 			}
 			c, err := o.conn.client(cmd)
 			if err != nil {

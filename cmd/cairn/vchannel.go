@@ -167,17 +167,13 @@ func printVChannel(w io.Writer, asJSON bool, v client.VChannel) error {
 	if asJSON {
 		return printJSON(w, v)
 	}
-	dropped := "-"
-	if v.DroppedAt != nil {
-		dropped = timeCell(*v.DroppedAt)
-	}
 	return table(w, "FIELD\tVALUE", [][]any{
 		{"vchannel", v.Name},
 		{"pchannel", v.PChannel},
 		{"state", v.State},
 		{"created", timeCell(v.CreatedAt)},
 		{"create_message", markCell(v.Created)},
-		{"dropped", dropped},
+		{"dropped", timePtrCell(v.DroppedAt)},
 		{"drop_message", markCell(v.Dropped)},
 		{"flushed_to", fmt.Sprintf("id:%d.%d", v.Position.Offset, v.Position.Index)},
 		{"pins", listCell(v.Pins)},
