@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -634,5 +635,35 @@ func TestResumeWithinBudget(t *testing.T) {
 	}
 	if task, err := b.Describe(ctx, req.ID); err != nil || task.State != BroadcastPending {
 		t.Fatalf("task after the round: %+v, %v; want pending", task, err)
+	}
+}
+
+// vchannelReads counts the GETs of vchannel records.
+type vchannelReads struct {
+	objstore.Store
+	n atomic.Int64
+}
+
+func (s *vchannelReads) Get(ctx context.Context, key string) (objstore.Object, error) {
+	if strings.Contains(key, "/vchannels/") {
+		s.n.Add(1)
+	}
+	return s.Store.Get(ctx, key)
+}
+
+// TestBroadcastReadsEachVChannelOnce: a new broadcast reads each target's
+// vchannel record once (Submit's check), not again when its run starts.
+func TestBroadcastReadsEachVChannelOnce(t *testing.T) {
+	ctx := context.Background()
+	store := &vchannelReads{Store: objstore.NewMemory()}
+	f := newBroadcastFixtureOn(t, store, []string{"p0", "p1"}, 4)
+	b := f.broadcaster(t, nil, nil)
+	store.n.Store(0)
+	task, err := b.Broadcast(ctx, BroadcastRequest{ID: "once", VChannels: f.vchans, Payload: []byte("x")})
+	if err != nil || task.State != BroadcastDone {
+		t.Fatalf("broadcast: %+v, %v", task, err)
+	}
+	if got := store.n.Load(); got != int64(len(f.vchans)) {
+		t.Fatalf("a broadcast to %d vchannels read their records %d times, want once each", len(f.vchans), got)
 	}
 }

@@ -151,27 +151,33 @@ func NewBroadcaster(cfg BroadcastConfig, store objstore.Store, reg *Registry, wa
 // done or failed) if the content is the same, and fails with
 // ErrBroadcastConflict if not. Every vchannel must exist and be active.
 func (b *Broadcaster) Submit(ctx context.Context, req BroadcastRequest) (Broadcast, error) {
+	t, _, err := b.submit(ctx, req)
+	return t, err
+}
+
+// submit is Submit; checked says this call found every target active.
+func (b *Broadcaster) submit(ctx context.Context, req BroadcastRequest) (_ Broadcast, checked bool, _ error) {
 	if err := req.Validate(); err != nil {
-		return Broadcast{}, fmt.Errorf("coordinator: broadcast %q: %w", req.ID, err)
+		return Broadcast{}, false, fmt.Errorf("coordinator: broadcast %q: %w", req.ID, err)
 	}
 	if cur, err := describeRecord(ctx, b.rec, b.bc, req.ID); err != nil {
-		return Broadcast{}, fmt.Errorf("coordinator: broadcast %s: %w", req.ID, err)
+		return Broadcast{}, false, fmt.Errorf("coordinator: broadcast %s: %w", req.ID, err)
 	} else if cur != nil {
 		t, err := decideSubmit(cur, req, nil, b.cfg.Now())
-		return t, wrapBroadcast(req.ID, err)
+		return t, false, wrapBroadcast(req.ID, err)
 	}
 	binding := make(map[string]string, len(req.VChannels))
 	for _, v := range req.VChannels {
 		rec, err := b.reg.Describe(ctx, v)
 		if err != nil {
-			return Broadcast{}, fmt.Errorf("coordinator: broadcast %s: %w", req.ID, err)
+			return Broadcast{}, false, fmt.Errorf("coordinator: broadcast %s: %w", req.ID, err)
 		}
 		if rec.State != VChannelActive {
-			return Broadcast{}, fmt.Errorf("coordinator: broadcast %s: %w: %s", req.ID, ErrVChannelDropped, v)
+			return Broadcast{}, false, fmt.Errorf("coordinator: broadcast %s: %w: %s", req.ID, ErrVChannelDropped, v)
 		}
 		if rec.Created == nil {
 			// A copy must not land before the vchannel's create message.
-			return Broadcast{}, fmt.Errorf("coordinator: broadcast %s: %w: %s has no create message in the WAL yet (call Registry.Create again)",
+			return Broadcast{}, false, fmt.Errorf("coordinator: broadcast %s: %w: %s has no create message in the WAL yet (call Registry.Create again)",
 				req.ID, ErrVChannelNotReady, v)
 		}
 		binding[v] = rec.PChannel
@@ -180,19 +186,19 @@ func (b *Broadcaster) Submit(ctx context.Context, req BroadcastRequest) (Broadca
 		return decideSubmit(cur, req, binding, now)
 	})
 	if err != nil {
-		return Broadcast{}, wrapBroadcast(req.ID, err)
+		return Broadcast{}, false, wrapBroadcast(req.ID, err)
 	}
 	b.log.Info("broadcast submitted", "id", t.ID, "vchannels", len(t.Targets), "ack", t.Ack)
-	return t, nil
+	return t, true, nil
 }
 
 // Broadcast submits req and runs it to the end: Submit, then Run.
 func (b *Broadcaster) Broadcast(ctx context.Context, req BroadcastRequest) (Broadcast, error) {
-	t, err := b.Submit(ctx, req)
+	t, checked, err := b.submit(ctx, req)
 	if err != nil || t.finished() {
 		return t, err
 	}
-	return b.run(ctx, t, true)
+	return b.run(ctx, t, true, checked)
 }
 
 // Describe returns the task id; ErrNoBroadcast if there is none.
@@ -230,16 +236,17 @@ func (b *Broadcaster) Run(ctx context.Context, id string) (Broadcast, error) {
 	if err != nil {
 		return Broadcast{}, err
 	}
-	return b.run(ctx, t, true)
+	return b.run(ctx, t, true, false)
 }
 
 // run drives task t (as last read) on; with waitSync false a sync-up task
 // whose checkpoints have not passed its copies is left pending after one
-// look, with no error.
-func (b *Broadcaster) run(ctx context.Context, t Broadcast, waitSync bool) (Broadcast, error) {
+// look, with no error. checked says Submit has just found every target
+// active, in this call: the run does not read the vchannels again.
+func (b *Broadcaster) run(ctx context.Context, t Broadcast, waitSync, checked bool) (Broadcast, error) {
 	var err error
 	if !t.finished() && t.unsent() {
-		if t, err = b.appendAll(ctx, t); err != nil {
+		if t, err = b.appendAll(ctx, t, checked); err != nil {
 			return t, err
 		}
 	}
@@ -289,7 +296,7 @@ func (b *Broadcaster) Resume(ctx context.Context) (int, error) {
 			continue
 		}
 		g.Go(func() error {
-			got, err := b.run(ctx, t, false)
+			got, err := b.run(ctx, t, false, false)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -349,9 +356,10 @@ func (b *Broadcaster) Collect(ctx context.Context) (int, error) {
 
 // run is one run's hold on a task's resource locks.
 type run struct {
-	t     Broadcast
-	nonce string
-	held  []string
+	t       Broadcast
+	nonce   string
+	held    []string
+	checked bool // Submit found every target active in this call
 
 	mu       sync.Mutex // guards deadline; held while the locks are renewed
 	deadline time.Time  // until which every lock is surely held
@@ -366,8 +374,8 @@ const sendParallel = 16
 // time, and one CAS records where they landed. A run that dies before
 // recording loses nothing: the next run sends the copies again and the
 // writers answer with the first copies' positions.
-func (b *Broadcaster) appendAll(ctx context.Context, t Broadcast) (Broadcast, error) {
-	r := &run{t: t, nonce: uuid.Must(uuid.NewV7()).String()}
+func (b *Broadcaster) appendAll(ctx context.Context, t Broadcast, checked bool) (Broadcast, error) {
+	r := &run{t: t, nonce: uuid.Must(uuid.NewV7()).String(), checked: checked}
 	err := b.lockAll(ctx, r)
 	defer b.unlockAll(context.WithoutCancel(ctx), r)
 	if err != nil {
@@ -443,7 +451,7 @@ func (b *Broadcaster) appendAll(ctx context.Context, t Broadcast) (Broadcast, er
 func (b *Broadcaster) start(ctx context.Context, r *run) error {
 	dropped := map[string]bool{}
 	for _, tg := range r.t.Targets {
-		if !tg.FirstAttempt.IsZero() || tg.Skipped != "" || tg.Appended != nil {
+		if r.checked || !tg.FirstAttempt.IsZero() || tg.Skipped != "" || tg.Appended != nil {
 			continue
 		}
 		rec, err := b.reg.Describe(ctx, tg.VChannel)
