@@ -62,7 +62,9 @@
 //	409 exists, vchannel_dropped,          a snapshot name, restore job ID, restore target or
 //	    binding_conflict, wrong_state,     broadcast ID (with other content) taken; a dropped
 //	    txn_expired                        vchannel; another binding; a snapshot not
-//	                                       committed; a lapsed transaction
+//	                                       committed, or a broadcast target whose create
+//	                                       message is not in the WAL yet; a lapsed
+//	                                       transaction
 //	410 truncated                          the position lies below the flush checkpoint
 //	412 offset_mismatch                    expected_offset is not the tail; nothing written
 //	413 too_large                          body over Config.MaxBodyBytes, batch over MaxBatchBytes
