@@ -137,3 +137,60 @@ func TestScannerLatestAndCorrupt(t *testing.T) {
 		t.Fatalf("corrupt slot: %v, want ErrCorrupt", err)
 	}
 }
+
+// TestScannerNoWaitReadsPastCollectedSlots: a NoWait scanner that meets a
+// missing slot re-reads the checkpoint before it calls that slot the tail
+// (Reading rule 3). Here a flush moves the checkpoint from 10 to 18 and GC
+// deletes slots 10–17 while the scanner reads the segments below 10: it
+// must go on from segments, not stop at 10 and leave out everything after.
+func TestScannerNoWaitReadsPastCollectedSlots(t *testing.T) {
+	ctx := context.Background()
+	store := objstore.NewMemory()
+	w := openWriter(t, store, "p1", nil)
+	for i := 0; i < 20; i++ {
+		if _, err := w.Append(ctx, dataMsg("v0", fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close(ctx)
+	full := scanAll(t, store, testLayout, "p1", sl.Earliest(), time.Second)
+	putCP := func(c uint64, version uint64) {
+		t.Helper()
+		cp := sl.Checkpoint{Format: sl.CheckpointFormat, PChannel: "p1", C: c, MaxTerm: w.Term(), Version: version}
+		body, _ := json.Marshal(cp)
+		if _, err := store.Put(ctx, testLayout.Checkpoint("p1"), body); err != nil {
+			t.Fatal(err)
+		}
+		for off := uint64(0); off < c; off++ {
+			store.Delete(ctx, testLayout.WAL("p1", off))
+		}
+	}
+	putCP(10, 1)
+	sc, err := sl.NewScanner(ctx, sl.ScannerConfig{PChannel: "p1", Layout: testLayout, NoWait: true, Segments: listSegments{full}}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	var got []sl.Delivery
+	for i := 0; i < 3; i++ {
+		d, err := sc.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, d)
+	}
+	putCP(18, 2) // flushed to 18 and collected, behind the scanner's back
+	for {
+		d, err := sc.Next(ctx)
+		if errors.Is(err, sl.ErrTail) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, d)
+	}
+	if !sameDeliveries(got, full) {
+		t.Fatalf("NoWait scanner reported the tail after %d of %d messages", len(got), len(full))
+	}
+}
