@@ -68,9 +68,6 @@ type ScannerConfig struct {
 	MinTimeTick uint64
 	// ReadAhead bounds parallel GETs while catching up. Default 16.
 	ReadAhead int
-	// Window is the pchannel's fence window W (WriterConfig.Window).
-	// Default 8.
-	Window int
 	// GetTimeout bounds one GET attempt. Default 1 s.
 	GetTimeout time.Duration
 	// PollMin and PollMax bound the backoff between probes of the next slot
@@ -170,9 +167,6 @@ func NewScanner(ctx context.Context, cfg ScannerConfig, store objstore.Store) (*
 	}
 	if cfg.GetTimeout == 0 {
 		cfg.GetTimeout = time.Second
-	}
-	if cfg.Window == 0 {
-		cfg.Window = 8
 	}
 	if cfg.PollMin == 0 {
 		cfg.PollMin = 5 * time.Millisecond
@@ -330,7 +324,7 @@ func (s *Scanner) nextSegment(ctx context.Context) error {
 func (s *Scanner) seedFilter(ctx context.Context, cp Checkpoint, start uint64) error {
 	s.filter.Max = cp.MaxTerm
 	from := cp.C
-	if w := uint64(s.cfg.Window); start > w && start-w > from {
+	if w := uint64(FenceWindow); start > w && start-w > from {
 		from = start - w
 	}
 	for off := from; off < start; off++ {

@@ -324,7 +324,7 @@ func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string) tortu
 					return
 				}
 				w, err := sl.OpenWriter(ctx, sl.WriterConfig{
-					PChannel: pch, Layout: layout, Holder: fmt.Sprintf("actor%d", a), Window: 8,
+					PChannel: pch, Layout: layout, Holder: fmt.Sprintf("actor%d", a),
 					PutTimeout: tm.put, GetTimeout: tm.get, RenewInterval: tm.renew, Now: now, Logger: quietLog,
 					MaxBatchBytes: 4 << 10, Linger: time.Duration(arng.IntN(2)) * time.Millisecond,
 				}, fz, leases)

@@ -19,6 +19,16 @@ import (
 // for one WAL PUT attempt.
 const DefaultPutTimeout = 1500 * time.Millisecond
 
+// FenceWindow is W: a new term claims W consecutive slots (a fence and W−1
+// fillers) before its first data slot, and a writer keeps at most W PUTs in
+// flight beyond its ack frontier, so a zombie's late PUT always meets a
+// claimed slot (docs/protocol.md, Fence 3 and Append 1). Every writer,
+// scanner and GC of a bucket must agree on it, so it is one constant, not a
+// setting: were it ever to change per pchannel, the value would have to come
+// from a record every reader sees (the checkpoint), never from a process's
+// configuration.
+const FenceWindow = 8
+
 // WriterConfig configures a Writer. Zero fields take the documented
 // defaults.
 type WriterConfig struct {
@@ -26,9 +36,6 @@ type WriterConfig struct {
 	Layout   Layout
 	// Holder names this process in the lease record. Default: host-pid.
 	Holder string
-	// Window is W, the fence window and the bound on PUTs in flight beyond
-	// the ack frontier. Fixed per pchannel. Default 8.
-	Window int
 	// MaxBatchBytes bounds the payload bytes group commit puts in one batch
 	// object. Default 1 MiB. One Append larger than this is refused.
 	MaxBatchBytes int
@@ -89,9 +96,6 @@ func (c *WriterConfig) withDefaults() {
 		h, _ := os.Hostname()
 		c.Holder = h + "-" + strconv.Itoa(os.Getpid())
 	}
-	if c.Window == 0 {
-		c.Window = 8
-	}
 	if c.MaxBatchBytes == 0 {
 		c.MaxBatchBytes = 1 << 20
 	}
@@ -136,8 +140,6 @@ func (c *WriterConfig) Validate() error {
 		return err
 	}
 	switch {
-	case c.Window < 1 || c.Window > 1024:
-		return fmt.Errorf("segmentlog: window %d out of range 1..1024", c.Window)
 	case c.MaxBatchBytes < 1 || c.MaxBatchBytes > MaxBatchBytes/2:
 		return fmt.Errorf("segmentlog: max batch bytes %d out of range 1..%d", c.MaxBatchBytes, MaxBatchBytes/2)
 	case c.Linger < 0 || c.PutTimeout <= 0 || c.GetTimeout <= 0 || c.RenewInterval <= 0:

@@ -312,7 +312,7 @@ func (w *Writer) batcher() {
 			w.mu.Unlock()
 			return
 		}
-		if len(w.queue) == 0 || len(w.inflight) >= w.cfg.Window {
+		if len(w.queue) == 0 || len(w.inflight) >= FenceWindow {
 			w.mu.Unlock()
 			<-w.wake
 			continue

@@ -87,7 +87,7 @@ func (w *Writer) recover(ctx context.Context, first *checkpointRead) (uint64, er
 		w.mu.Lock()
 		w.stats.FenceOffset = s
 		w.mu.Unlock()
-		return s + uint64(w.cfg.Window), nil
+		return s + FenceWindow, nil
 	}
 	return 0, fmt.Errorf("recover: the checkpoint kept passing the fence after %d rounds", maxRecoverRounds)
 }
@@ -197,7 +197,7 @@ func (w *Writer) fold(b *Batch, filter *TermFilter) error {
 // (PROTOCOL.md "Fence" rule 3). A lower-term batch that wins a later slot of
 // the window is garbage. It returns s, the first slot holding our term.
 func (w *Writer) claimWindow(ctx context.Context, f uint64, filter *TermFilter) (uint64, error) {
-	W := uint64(w.cfg.Window)
+	const W = FenceWindow
 	type outcome struct {
 		ours  bool
 		other Batch // when !ours

@@ -110,7 +110,7 @@ func scanFiltered(t *testing.T, store objstore.Store, pch string, cfg sl.Scanner
 func TestWriterGroupCommit(t *testing.T) {
 	ctx := context.Background()
 	store := objstore.NewFault(objstore.NewMemory(), objstore.FaultConfig{Latency: 5 * time.Millisecond})
-	w := openWriter(t, store, "p1", func(c *sl.WriterConfig) { c.Window = 2 })
+	w := openWriter(t, store, "p1", nil)
 	var wg sync.WaitGroup
 	errs := make(chan error, 200)
 	for i := 0; i < 200; i++ {

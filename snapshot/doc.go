@@ -46,7 +46,7 @@
 // The truncation point of a pchannel is the lowest of its checkpoint C and
 // every Retainer (per-vchannel positions, broadcasts not yet acked, and
 // whatever else still needs WAL below C). WAL objects below it are deleted
-// once older than MinAge, except the Window slots from every term change in
+// once older than MinAge, except the segmentlog.FenceWindow slots from every term change in
 // the checkpoint: a zombie writer may hold up to W PUTs, all aimed at or
 // after its ack frontier, which is at or below the next term's fence, so
 // after any pause each of its late PUTs meets an existing object and is

@@ -23,9 +23,6 @@ type GCConfig struct {
 	// is this old (PROTOCOL.md S, at least twice the longest flush).
 	// Default 1 h.
 	OrphanAge time.Duration
-	// Window is the pchannels' fence window W (WriterConfig.Window): the W
-	// slots from every term change are never deleted. Default 8.
-	Window int
 	// ShrinkGarbage replaces a lower-term batch inside a protected window
 	// by a tombstone, with PutIfMatch, once it is older than MinAge: the
 	// slot stays occupied, its payload goes. Default false.
@@ -67,9 +64,6 @@ func (c *GCConfig) withDefaults() {
 	if c.OrphanAge == 0 {
 		c.OrphanAge = DefaultOrphanAge
 	}
-	if c.Window == 0 {
-		c.Window = 8
-	}
 	if c.Timeout == 0 {
 		c.Timeout = 5 * time.Second
 	}
@@ -100,8 +94,6 @@ func (c *GCConfig) Validate() error {
 	switch {
 	case c.MinAge < 0 || c.OrphanAge < 0:
 		return errors.New("snapshot: gc ages must be ≥ 0")
-	case c.Window < 1 || c.Window > 1024:
-		return fmt.Errorf("snapshot: gc window %d out of range 1..1024", c.Window)
 	case c.Timeout <= 0:
 		return errors.New("snapshot: gc timeout must be > 0")
 	}
@@ -109,7 +101,7 @@ func (c *GCConfig) Validate() error {
 }
 
 // GC deletes what the protocol allows: WAL objects below the truncation
-// point and older than MinAge, except the Window slots from every term
+// point and older than MinAge, except the FenceWindow slots from every term
 // change (so a zombie's late PUT always meets an object), and segment files
 // that no manifest names once they are older than OrphanAge (a file
 // compaction retired counts as named until OrphanAge after its
@@ -176,7 +168,7 @@ func (g *GC) CollectWAL(ctx context.Context, pchannel string) (WALResult, error)
 			res.Young++
 			return nil
 		}
-		if term, ok := protectedBy(cp.TermChanges, off, uint64(g.cfg.Window)); ok {
+		if term, ok := protectedBy(cp.TermChanges, off, segmentlog.FenceWindow); ok {
 			res.Kept++
 			if g.cfg.ShrinkGarbage {
 				shrunk, err := g.shrink(ctx, a.Key, off, term)
