@@ -5,10 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -63,9 +62,10 @@ func runTorture(t *testing.T, tc tortureConfig) {
 		seed = uint64(time.Now().UnixNano())
 	}
 	var total tortureTotals
+	var nextThaw atomic.Int64
 	for r := 0; r < rounds; r++ {
 		rs := seed + uint64(r)
-		res := tortureRound(t, tc, rs, fmt.Sprintf("torture-%d", r))
+		res := tortureRound(t, tc, rs, fmt.Sprintf("torture-%d", r), &nextThaw)
 		total.add(res)
 		if t.Failed() {
 			t.Fatalf("%s round %d failed; replay with -torture.seed=%d -torture.rounds=1", tc.name, r, rs)
@@ -73,10 +73,14 @@ func runTorture(t *testing.T, tc tortureConfig) {
 	}
 	t.Logf("torture %s: seed %d, %d rounds, %d appends acked, %d txns committed (%d messages delivered), %d outcome-unknown, %d writers (%d zombies, %d crashes), %d store ops, %d faults injected, %d garbage slots, slowest stop-to-grant %v and stop-to-ack %v (I11), violations 0",
 		tc.name, seed, rounds, total.acked, total.txns, total.delivered, total.unknown, total.writers, total.zombies, total.crashes, total.storeOps, total.faults, total.garbage, total.takeable.Round(time.Millisecond), total.liveness.Round(time.Millisecond))
+	t.Logf("torture %s schedule: %v; %d delivered copies checked against attempts answered failed (I2)", tc.name, total.schedule, total.strictI2)
+	total.schedule.check(t)
 }
 
 type tortureTotals struct {
 	acked, delivered, unknown, writers, zombies, crashes, storeOps, faults, garbage, txns int64
+	strictI2                                                                              int64 // keys with an attempt answered failed
+	schedule                                                                              scheduleCounters
 	// liveness is the longest time, over rounds, from the last holder
 	// stopping to the final writer's first ack, and takeable to the grant
 	// of its lease (I11).
@@ -94,6 +98,8 @@ func (t *tortureTotals) add(o tortureTotals) {
 	t.faults += o.faults
 	t.garbage += o.garbage
 	t.txns += o.txns
+	t.strictI2 += o.strictI2
+	t.schedule.add(o.schedule)
 	t.liveness = max(t.liveness, o.liveness)
 	t.takeable = max(t.takeable, o.takeable)
 }
@@ -159,7 +165,6 @@ func openFinal(ctx context.Context, t *testing.T, store objstore.Store, layout s
 		t.Fatal(err)
 	}
 	key := sl.IdemKey{Producer: pch + "-" + holder, Epoch: 1, Seq: 1}
-	h.record(key, func(*msgRecord) {})
 	start := time.Now()
 	var live finalLiveness
 	taken := false
@@ -181,20 +186,16 @@ func openFinal(ctx context.Context, t *testing.T, store objstore.Store, layout s
 			time.Sleep(5 * time.Millisecond)
 			continue
 		}
-		acks, err := w.Append(ctx, sl.Message{Type: sl.TypeData, VChannel: "vfinal", Key: key, Payload: fmt.Appendf(nil, "%s/%d", key.Producer, key.Seq)})
+		n := h.startAttempt(key)
+		acks, err := w.Append(ctx, sl.Message{Type: sl.TypeData, VChannel: "vfinal", Key: key, Payload: attemptPayload(key, n)})
+		h.finishAttempt(key, n, acks, err)
 		if err == nil {
 			live.acked = time.Now()
-			h.record(key, func(r *msgRecord) { r.acks = append(r.acks, acks[0]) })
 			return w, acks[0], live
 		}
 		// The same key again on a new writer, as a producer would.
-		switch {
-		case errors.Is(err, sl.ErrInvariant):
+		if errors.Is(err, sl.ErrInvariant) {
 			t.Fatalf("%s writer's append: %v", holder, err)
-		case errors.Is(err, sl.ErrOutcomeUnknown):
-			h.record(key, func(r *msgRecord) { r.unknown++ })
-		default:
-			h.record(key, func(r *msgRecord) { r.failed++ })
 		}
 		_ = w.Close(ctx)
 	}
@@ -208,6 +209,48 @@ type msgRecord struct {
 	unknown  int      // attempts with an unknown outcome
 	failed   int      // attempts that definitely did not write
 	startSeq int64    // event order of the first attempt's start
+	attempts int      // attempts sent; the payload names its attempt
+	// failedAttempt maps an attempt the writer answered with a definite
+	// failure ("fenced", "nothing was written") to that answer: a
+	// delivered copy of it breaks I2.
+	failedAttempt map[int]string
+}
+
+// attemptPayload is the payload of attempt n of key: the checker can tell
+// which attempt a delivered copy came from.
+func attemptPayload(key sl.IdemKey, n int) []byte {
+	return fmt.Appendf(nil, "%s/%d/%d", key.Producer, key.Seq, n)
+}
+
+// startAttempt records a new attempt of key and returns its number.
+func (h *history) startAttempt(key sl.IdemKey) int {
+	n := 0
+	h.record(key, func(r *msgRecord) { r.attempts++; n = r.attempts })
+	return n
+}
+
+// finishAttempt records attempt n's answer.
+func (h *history) finishAttempt(key sl.IdemKey, n int, acks []sl.Ack, err error) {
+	h.record(key, func(r *msgRecord) {
+		switch {
+		case err == nil:
+			r.acks = append(r.acks, acks[0])
+		case errors.Is(err, sl.ErrOutcomeUnknown):
+			r.unknown++
+		default:
+			r.failed++
+			if r.failedAttempt == nil {
+				r.failedAttempt = make(map[int]string)
+			}
+			r.failedAttempt[n] = err.Error()
+		}
+	})
+}
+
+func (h *history) recordSync(tick uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.syncs = append(h.syncs, syncRecord{tick: tick, returnSeq: h.clock.Add(1)})
 }
 
 type history struct {
@@ -249,7 +292,7 @@ func (h *history) record(key sl.IdemKey, f func(*msgRecord)) {
 	f(r)
 }
 
-func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string) tortureTotals {
+func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string, nextThaw *atomic.Int64) tortureTotals {
 	t.Helper()
 	base := tc.store(t)
 	tm := tc.timings
@@ -292,113 +335,21 @@ func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string) tortu
 	}
 
 	const actors = 3
-	var faults []*objstore.Fault
-	var fmu sync.Mutex
+	env := &actorEnv{t: t, tm: tm, pch: pch, layout: layout, leaseCfg: leaseCfg, watch: &fenceWatch{Store: base},
+		hist: hist, deadline: deadline, nextThaw: nextThaw}
 	var awg sync.WaitGroup
 	for a := 0; a < actors; a++ {
 		aseed := rng.Uint64()
-		skew := time.Duration(rng.Int64N(int64(2*tm.skew+1))) - tm.skew
 		awg.Add(1)
 		go func() {
 			defer awg.Done()
-			arng := rand.New(rand.NewPCG(aseed, 1))
-			producers := []*producer{
-				{name: fmt.Sprintf("%s-a%d-p0", pch, a)},
-				{name: fmt.Sprintf("%s-a%d-p1", pch, a)},
-				{name: fmt.Sprintf("%s-a%d-p2", pch, a)},
-			}
-			txp := &txnProducer{name: fmt.Sprintf("%s-a%d-tx", pch, a)}
-			for turn := 0; time.Now().Before(deadline); turn++ {
-				fault := objstore.NewFault(base, objstore.FaultConfig{
-					Seed: arng.Uint64(), ErrorRate: 0.03, LostReplyRate: 0.02, DelayedApplyRate: 0.01,
-					DelayedApply: tm.put * 2, Jitter: time.Millisecond,
-				})
-				fmu.Lock()
-				faults = append(faults, fault)
-				fmu.Unlock()
-				fz := &freezable{Store: fault}
-				now := func() time.Time { return time.Now().Add(skew) }
-				leases, err := coordinator.NewLeases(fz, layout, leaseCfg, coordinator.WithClock(now), coordinator.WithRequestTimeout(tm.get))
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				w, err := sl.OpenWriter(ctx, sl.WriterConfig{
-					PChannel: pch, Layout: layout, Holder: fmt.Sprintf("actor%d", a),
-					PutTimeout: tm.put, GetTimeout: tm.get, RenewInterval: tm.renew, Now: now, Logger: quietLog,
-					MaxBatchBytes: 4 << 10, Linger: time.Duration(arng.IntN(2)) * time.Millisecond,
-				}, fz, leases)
-				if err != nil {
-					if errors.Is(err, sl.ErrInvariant) {
-						t.Errorf("actor %d: open: %v", a, err)
-						return
-					}
-					if testing.Verbose() {
-						t.Logf("actor %d: open: %v", a, err)
-					}
-					time.Sleep(tm.renew)
-					continue
-				}
-				atomic.AddInt64(&totals.writers, 1)
-				turnEnd := time.Now().Add(time.Duration(arng.Int64N(int64(tm.round/5))) + tm.renew)
-				var pwg sync.WaitGroup
-				for _, p := range producers {
-					pwg.Add(1)
-					go func() {
-						defer pwg.Done()
-						p.run(ctx, t, w, hist, turnEnd)
-					}()
-				}
-				pwg.Add(1)
-				go func() {
-					defer pwg.Done()
-					txp.run(ctx, t, w, hist, turnEnd)
-				}()
-				// Sync now and then, concurrently with the appends.
-				for time.Now().Before(turnEnd) && w.Err() == nil {
-					time.Sleep(tm.renew / 2)
-					if tk, err := w.Sync(ctx); err == nil {
-						hist.mu.Lock()
-						hist.syncs = append(hist.syncs, syncRecord{tick: tk, returnSeq: hist.clock.Add(1)})
-						hist.mu.Unlock()
-					}
-				}
-				switch end := arng.IntN(10); {
-				case end < 5: // graceful
-					pwg.Wait()
-					_ = w.Close(ctx)
-				case end < 7: // crash: every call from now on fails, nothing more lands
-					fz.crash(arng.Uint64())
-					atomic.AddInt64(&totals.crashes, 1)
-					pwg.Wait()
-					_ = w.Close(ctx)
-				default: // zombie: frozen past its lease, then its queued PUTs go out
-					// The whole process is frozen: this actor starts no new
-					// turn (and its producers send nothing new) until it
-					// thaws; the other actors take the pchannel meanwhile.
-					fz.freeze()
-					atomic.AddInt64(&totals.zombies, 1)
-					time.Sleep(tm.ttl*2 + tm.margin)
-					fz.thaw()
-					pwg.Wait()
-					_ = w.Close(ctx)
-				}
-				if err := w.Err(); err != nil && errors.Is(err, sl.ErrInvariant) {
-					t.Errorf("actor %d: writer: %v", a, err)
-				}
-			}
+			env.runActor(ctx, a, aseed)
 		}()
 	}
 	awg.Wait()
-	for _, f := range faults {
-		f.Drain()
-		s := f.Stats()
-		for op, n := range s.Calls {
-			totals.storeOps += n
-			totals.faults += s.Injected[op]
-		}
-		totals.faults += s.LostReplies + s.DelayedWrites
-	}
+	env.drain()
+	totals = env.totals
+	totals.schedule = env.schedule
 
 	// A last clean writer fences whatever the actors left behind, and its
 	// first ack checks I11 (liveness): every actor has stopped by now, so
@@ -416,12 +367,11 @@ func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string) tortu
 	vz.freeze()
 	stopped := time.Now()
 	final, ack, live := openFinal(ctx, t, base, layout, pch, "final", tm, leaseCfg, hist)
-	vz.thaw()
+	vz.thaw(4 * tm.put)
 	_ = victim.Close(ctx)
 	if bound := 2*tm.ttl + tm.margin + tm.skew; live.takeable > bound {
 		t.Errorf("I11: the lease became takeable %v after the last holder stopped, want ≤ %v (TTL + m + skew + a TTL of slack)", live.takeable, bound)
 	}
-	totals.garbage = final.Stats().GarbageSlots
 	if err := final.Close(ctx); err != nil {
 		t.Fatalf("final close: %v", err)
 	}
@@ -438,32 +388,47 @@ func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string) tortu
 	rcancel()
 	rwg.Wait()
 
-	// Read everything back and check.
-	all := scanAll(t, base, layout, pch, sl.Earliest(), tm.get)
+	// Read everything back and check: the oracle reads every slot itself
+	// and says what must be delivered; every read path of the product must
+	// deliver exactly that, and the history checks run on the oracle's
+	// result.
+	oracle := oracleRead(t, base, layout, pch, 0, tail, 0)
+	all := oracle.delivered
+	totals.garbage = int64(oracle.garbage)
+	if err := sameAsOracle(scanAll(t, base, layout, pch, sl.Earliest(), tm.get), all); err != nil {
+		t.Errorf("I1/I2: full scan against the oracle: %v", err)
+	}
 	checkInvariants(t, hist, all, &totals)
 	totals.txns = int64(checkTxns(t, hist, all))
-	checkSlots(t, base, layout, pch, tail)
 	for i, rl := range readers {
 		if err := rl.failure(); err != nil {
 			t.Errorf("I1: concurrent reader %d: %v", i, err)
 		}
-		if !isPrefix(rl.deliveries(), all) {
-			t.Errorf("I1: concurrent reader %d delivered %d messages that are not a prefix of the final scan", i, len(rl.deliveries()))
+		if got := rl.deliveries(); len(got) > len(all) {
+			t.Errorf("I2: concurrent reader %d delivered %d messages, the oracle %d", i, len(got), len(all))
+		} else if err := sameAsOracle(got, all[:len(got)]); err != nil {
+			t.Errorf("I1/I2: concurrent reader %d against the oracle: %v", i, err)
 		}
 	}
-	// Other read paths: from IDs and from timeticks.
-	if len(all) > 0 {
-		for k := 0; k < 4; k++ {
-			i := rng.IntN(len(all))
-			from := scanAll(t, base, layout, pch, sl.AtID(all[i].ID), tm.get)
-			if !sameDeliveries(from, all[i:]) {
-				t.Errorf("I1: scan from ID %v delivered %d messages, want the %d after it in the full scan", all[i].ID, len(from), len(all)-i)
-			}
-			tick := all[i].TimeTick
-			fromTick := scanAll(t, base, layout, pch, sl.AtTimeTick(tick), tm.get)
-			if !sameDeliveries(fromTick, all[i:]) {
-				t.Errorf("I1: scan from timetick %d delivered %d messages, want %d", tick, len(fromTick), len(all)-i)
-			}
+	// Other read paths: from IDs and from timeticks, at random and at the
+	// first message of every term (where the reading rule is seeded from the
+	// W slots before the start).
+	starts := map[int]bool{}
+	for k := 0; k < 4 && len(all) > 0; k++ {
+		starts[rng.IntN(len(all))] = true
+	}
+	for i := range all {
+		if i > 0 && all[i].Term != all[i-1].Term {
+			starts[i] = true
+		}
+	}
+	for i := range starts {
+		if err := sameAsOracle(scanAll(t, base, layout, pch, sl.AtID(all[i].ID), tm.get), all[i:]); err != nil {
+			t.Errorf("I1/I2: scan from ID %v against the oracle: %v", all[i].ID, err)
+		}
+		tick := all[i].TimeTick
+		if err := sameAsOracle(scanAll(t, base, layout, pch, sl.AtTimeTick(tick), tm.get), all[i:]); err != nil {
+			t.Errorf("I1/I2: scan from timetick %d against the oracle: %v", tick, err)
 		}
 	}
 	return totals
@@ -485,28 +450,20 @@ func (p *producer) run(ctx context.Context, t *testing.T, w *sl.Writer, h *histo
 			p.pending = true
 		}
 		key := sl.IdemKey{Producer: p.name, Epoch: 1, Seq: p.seq}
-		h.record(key, func(*msgRecord) {})
-		acks, err := w.Append(ctx, sl.Message{Type: sl.TypeData, VChannel: "v" + p.name[len(p.name)-1:], Key: key, Payload: fmt.Appendf(nil, "%s/%d", p.name, p.seq)})
-		switch {
-		case err == nil:
-			h.record(key, func(r *msgRecord) { r.acks = append(r.acks, acks[0]) })
+		n := h.startAttempt(key)
+		acks, err := w.Append(ctx, sl.Message{Type: sl.TypeData, VChannel: "v" + p.name[len(p.name)-1:], Key: key, Payload: attemptPayload(key, n)})
+		h.finishAttempt(key, n, acks, err)
+		if err == nil {
 			p.pending = false
-		case errors.Is(err, sl.ErrOutcomeUnknown):
-			if testing.Verbose() {
-				t.Logf("producer %s seq %d: %v", p.name, p.seq, err)
-			}
-			h.record(key, func(r *msgRecord) { r.unknown++ })
-			return
-		default:
-			if errors.Is(err, sl.ErrInvariant) {
-				t.Errorf("producer %s: %v", p.name, err)
-			}
-			if testing.Verbose() {
-				t.Logf("producer %s seq %d: %v", p.name, p.seq, err)
-			}
-			h.record(key, func(r *msgRecord) { r.failed++ })
-			return
+			continue
 		}
+		if errors.Is(err, sl.ErrInvariant) {
+			t.Errorf("producer %s: %v", p.name, err)
+		}
+		if testing.Verbose() {
+			t.Logf("producer %s seq %d attempt %d: %v", p.name, p.seq, n, err)
+		}
+		return
 	}
 }
 
@@ -671,22 +628,26 @@ func checkInvariants(t *testing.T, h *history, all []sl.Delivery, totals *tortur
 			t.Errorf("I2: delivered %v key %+v that no producer sent", d.ID, d.Key)
 			continue
 		}
-		if len(rec.acks) == 0 && rec.unknown == 0 {
-			t.Errorf("I2: delivered %v key %+v, whose every attempt failed definitively", d.ID, d.Key)
+		var attempt int
+		if _, err := fmt.Sscanf(string(d.Payload[len(fmt.Sprintf("%s/%d/", d.Key.Producer, d.Key.Seq)):]), "%d", &attempt); err != nil ||
+			!strings.HasPrefix(string(d.Payload), fmt.Sprintf("%s/%d/", d.Key.Producer, d.Key.Seq)) {
+			t.Errorf("I1: %v carries payload %q, not an attempt of key %+v", d.ID, d.Payload, d.Key)
+		} else if why, failed := rec.failedAttempt[attempt]; failed {
+			t.Errorf("I2: delivered %v is attempt %d of key %+v, which the writer answered failed: %s", d.ID, attempt, d.Key, why)
 		}
 		if first, dup := seen[d.Key]; dup {
 			t.Errorf("I7: key %+v delivered twice, at %v and %v", d.Key, first.ID, d.ID)
 		}
 		seen[d.Key] = d
-		if want := fmt.Sprintf("%s/%d", d.Key.Producer, d.Key.Seq); string(d.Payload) != want {
-			t.Errorf("I1: %v carries payload %q, want %q", d.ID, d.Payload, want)
-		}
 		if d.Key.Seq <= lastSeq[d.Key.Producer] {
 			t.Errorf("I3: producer %s: seq %d delivered after seq %d", d.Key.Producer, d.Key.Seq, lastSeq[d.Key.Producer])
 		}
 		lastSeq[d.Key.Producer] = d.Key.Seq
 	}
 	for key, rec := range h.msgs {
+		if len(rec.failedAttempt) > 0 {
+			totals.strictI2++
+		}
 		if len(rec.acks) == 0 {
 			if rec.unknown > 0 {
 				totals.unknown++
@@ -716,29 +677,6 @@ func checkInvariants(t *testing.T, h *history, all []sl.Delivery, totals *tortur
 		}
 	}
 	totals.delivered = int64(len(all))
-}
-
-// checkSlots reads every slot below the final tail: no holes (I6) and one
-// nonce per term (I5).
-func checkSlots(t *testing.T, store objstore.Store, layout sl.Layout, pch string, tail uint64) {
-	t.Helper()
-	nonces := make(map[uint64][16]byte)
-	for off := uint64(0); off < tail; off++ {
-		obj, err := store.Get(context.Background(), layout.WAL(pch, off))
-		if err != nil {
-			t.Errorf("I6: slot %d below the tail %d: %v", off, tail, err)
-			continue
-		}
-		b, err := sl.DecodeBatch(obj.Body)
-		if err != nil {
-			t.Errorf("slot %d: %v", off, err)
-			continue
-		}
-		if n, ok := nonces[b.Term]; ok && n != b.Nonce {
-			t.Errorf("I5: term %d has two nonces (slot %d)", b.Term, off)
-		}
-		nonces[b.Term] = b.Nonce
-	}
 }
 
 func scanAll(t *testing.T, store objstore.Store, layout sl.Layout, pch string, from sl.Position, get time.Duration) []sl.Delivery {
@@ -776,94 +714,6 @@ func sameDeliveries(a, b []sl.Delivery) bool {
 		}
 	}
 	return true
-}
-
-// freezable models a process the OS stops: while frozen every store call
-// blocks; on thaw the blocked calls go out with no deadline (the process
-// already decided to send them). After crash the process is dying: each call
-// is sent or not, at random, and its caller never hears back (a transient
-// error), so the writer's outcomes become unknown.
-type freezable struct {
-	objstore.Store
-	mu      sync.Mutex
-	frozen  chan struct{}
-	crashed bool
-	rng     *rand.Rand
-}
-
-var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
-
-var errCrashed = fmt.Errorf("torture: process dying, no reply: %w", objstore.ErrTransient)
-
-func (f *freezable) freeze() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.frozen == nil {
-		f.frozen = make(chan struct{})
-	}
-}
-
-func (f *freezable) thaw() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.frozen != nil {
-		close(f.frozen)
-		f.frozen = nil
-	}
-}
-
-func (f *freezable) crash(seed uint64) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.crashed = true
-	f.rng = rand.New(rand.NewPCG(seed, 3))
-}
-
-// gate returns the context to send with; send=false means the call is
-// dropped; lost=true means the caller must not learn the result.
-func (f *freezable) gate(ctx context.Context) (_ context.Context, send, lost bool) {
-	f.mu.Lock()
-	ch, crashed := f.frozen, f.crashed
-	coin := crashed && f.rng.IntN(2) == 0
-	f.mu.Unlock()
-	if crashed {
-		return context.Background(), coin, true
-	}
-	if ch != nil {
-		<-ch
-		return context.Background(), true, false
-	}
-	return ctx, true, false
-}
-
-func (f *freezable) Get(ctx context.Context, key string) (objstore.Object, error) {
-	ctx, send, lost := f.gate(ctx)
-	if lost || !send {
-		return objstore.Object{}, errCrashed
-	}
-	return f.Store.Get(ctx, key)
-}
-
-func (f *freezable) PutIfAbsent(ctx context.Context, key string, body []byte, meta map[string]string) (string, error) {
-	ctx, send, lost := f.gate(ctx)
-	if send {
-		etag, err := f.Store.PutIfAbsent(ctx, key, body, meta)
-		if !lost {
-			return etag, err
-		}
-	}
-	return "", errCrashed
-}
-
-func (f *freezable) PutIfMatch(ctx context.Context, key string, body []byte, etag string) (string, error) {
-	ctx, send, lost := f.gate(ctx)
-	if send {
-		etag, err := f.Store.PutIfMatch(ctx, key, body, etag)
-		if !lost {
-			return etag, err
-		}
-	}
-	return "", errCrashed
 }
 
 func TestTortureMemory(t *testing.T) {

@@ -1,0 +1,265 @@
+package segmentlog_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/infra/objstore"
+	sl "github.com/cairnlog/cairn/segmentlog"
+)
+
+// thawMoment is when a frozen zombie comes back, relative to the takeover
+// of its pchannel. Zombies take the moments in turn, so that every run of
+// a few rounds reaches each of them.
+type thawMoment int
+
+const (
+	thawBeforeTakeover thawMoment = iota // as soon as its lease is takeable: its PUTs race the next acquire
+	thawDuringFence                      // just before a newer term's fence PUT: its queued PUTs land first
+	thawAfterFence                       // right after a newer fence landed: its PUTs meet the window
+	thawLate                             // two TTLs later: the new holder is well under way
+	numThawMoments
+)
+
+var thawNames = [numThawMoments]string{"before the takeover", "during the fence", "after the fence", "late"}
+
+// scheduleCounters prove that the fault schedule reached the states the
+// fence protocol exists for; runTorture prints them and fails a run in
+// which one stayed zero.
+type scheduleCounters struct {
+	thaws        [numThawMoments]int64
+	putsInFlight int64 // slot PUTs blocked in a freeze and sent at thaw
+	callsFrozen  int64 // store calls of any kind blocked in a freeze
+	crashPending int64 // crashes with slot PUTs still to send
+	lateApplied  int64 // writes sent to the store after their caller timed out
+	lateRefused  int64 // late writes the store refused: they met a taken slot (a takeover's, or the retry's)
+	clockJumps   int64
+}
+
+func (c *scheduleCounters) add(o scheduleCounters) {
+	for i := range c.thaws {
+		c.thaws[i] += o.thaws[i]
+	}
+	c.putsInFlight += o.putsInFlight
+	c.callsFrozen += o.callsFrozen
+	c.crashPending += o.crashPending
+	c.lateApplied += o.lateApplied
+	c.lateRefused += o.lateRefused
+	c.clockJumps += o.clockJumps
+}
+
+func (c scheduleCounters) String() string {
+	return fmt.Sprintf("thaws %s %d / %s %d / %s %d / %s %d, %d slot PUTs (%d calls) in flight when frozen, %d crashes with appends pending, %d late applies (%d met a taken slot), %d clock jumps",
+		thawNames[0], c.thaws[0], thawNames[1], c.thaws[1], thawNames[2], c.thaws[2], thawNames[3], c.thaws[3],
+		c.putsInFlight, c.callsFrozen, c.crashPending, c.lateApplied, c.lateRefused, c.clockJumps)
+}
+
+// check fails the run if the schedule never reached one of the states.
+func (c scheduleCounters) check(t *testing.T) {
+	t.Helper()
+	for i, n := range c.thaws {
+		if n == 0 {
+			t.Errorf("schedule: no zombie thawed %s; run more rounds", thawNames[i])
+		}
+	}
+	if c.putsInFlight == 0 || c.crashPending == 0 || c.lateApplied == 0 || c.clockJumps == 0 {
+		t.Errorf("schedule: a dangerous state was never reached (%v); run more rounds", c)
+	}
+}
+
+// actorEnv is what the actors of one round share.
+type actorEnv struct {
+	t        *testing.T
+	tm       tortureTimings
+	pch      string
+	layout   sl.Layout
+	leaseCfg coordinator.LeaseConfig
+	watch    *fenceWatch
+	hist     *history
+	deadline time.Time
+	nextThaw *atomic.Int64
+
+	mu       sync.Mutex
+	faults   []*objstore.Fault
+	totals   tortureTotals
+	schedule scheduleCounters
+}
+
+// runActor is one actor: turn after turn it takes the lease, appends through
+// its own faulty store with a clock of its own, and ends the turn by closing,
+// crashing, or freezing mid-turn and coming back as a zombie.
+func (e *actorEnv) runActor(ctx context.Context, a int, seed uint64) {
+	t, tm := e.t, e.tm
+	arng := rand.New(rand.NewPCG(seed, 1))
+	producers := []*producer{
+		{name: fmt.Sprintf("%s-a%d-p0", e.pch, a)},
+		{name: fmt.Sprintf("%s-a%d-p1", e.pch, a)},
+		{name: fmt.Sprintf("%s-a%d-p2", e.pch, a)},
+	}
+	txp := &txnProducer{name: fmt.Sprintf("%s-a%d-tx", e.pch, a)}
+	for turn := 0; time.Now().Before(e.deadline); turn++ {
+		fault := objstore.NewFault(e.watch, objstore.FaultConfig{
+			Seed: arng.Uint64(), ErrorRate: 0.03, LostReplyRate: 0.02, DelayedApplyRate: 0.02,
+			// Late enough to straddle a takeover: past the lease and its margin.
+			DelayedApply: tm.put*2 + time.Duration(arng.Int64N(int64(tm.ttl+2*tm.margin))),
+			Jitter:       time.Millisecond,
+		})
+		e.mu.Lock()
+		e.faults = append(e.faults, fault)
+		e.mu.Unlock()
+		fz := &freezable{Store: fault}
+		now := e.clock(arng)
+		leases, err := coordinator.NewLeases(fz, e.layout, e.leaseCfg, coordinator.WithClock(now), coordinator.WithRequestTimeout(tm.get))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		w, err := sl.OpenWriter(ctx, sl.WriterConfig{
+			PChannel: e.pch, Layout: e.layout, Holder: fmt.Sprintf("actor%d", a),
+			PutTimeout: tm.put, GetTimeout: tm.get, RenewInterval: tm.renew, Now: now, Logger: quietLog,
+			MaxBatchBytes: 4 << 10, Linger: time.Duration(arng.IntN(2)) * time.Millisecond,
+		}, fz, leases)
+		if err != nil {
+			if errors.Is(err, sl.ErrInvariant) {
+				t.Errorf("actor %d: open: %v", a, err)
+				return
+			}
+			time.Sleep(tm.renew)
+			continue
+		}
+		e.count(func(tt *tortureTotals, _ *scheduleCounters) { tt.writers++ })
+		end := arng.IntN(10)
+		graceful := end < 4
+		turnEnd := time.Now().Add(time.Duration(arng.Int64N(int64(tm.round/5))) + tm.renew)
+		// Producers keep appending through a crash or a freeze, so that
+		// PUTs are in flight when it strikes.
+		until := turnEnd
+		if !graceful {
+			until = turnEnd.Add(8 * tm.ttl)
+		}
+		var pwg sync.WaitGroup
+		for _, p := range producers {
+			pwg.Add(1)
+			go func() {
+				defer pwg.Done()
+				p.run(ctx, t, w, e.hist, until)
+			}()
+		}
+		pwg.Add(1)
+		go func() {
+			defer pwg.Done()
+			txp.run(ctx, t, w, e.hist, until)
+		}()
+		// Sync now and then, concurrently with the appends.
+		for time.Now().Before(turnEnd) && w.Err() == nil {
+			time.Sleep(tm.renew / 2)
+			if tk, err := w.Sync(ctx); err == nil {
+				e.hist.recordSync(tk)
+			}
+		}
+		switch {
+		case graceful:
+			pwg.Wait()
+			_ = w.Close(ctx)
+		case end < 6: // crash: every call from now on fails, nothing more lands
+			fz.crash(arng.Uint64())
+			pwg.Wait()
+			_ = w.Close(ctx)
+			e.count(func(tt *tortureTotals, sc *scheduleCounters) {
+				tt.crashes++
+				if fz.dyingPuts.Load() > 0 {
+					sc.crashPending++
+				}
+			})
+		default: // zombie: frozen mid-turn, back at one of the thaw moments
+			e.zombie(w, fz)
+			pwg.Wait()
+			_ = w.Close(ctx)
+		}
+		if err := w.Err(); err != nil && errors.Is(err, sl.ErrInvariant) {
+			t.Errorf("actor %d: writer: %v", a, err)
+		}
+	}
+}
+
+// zombie freezes the actor's process with its producers still appending and
+// thaws it at the next thaw moment. While frozen, this actor starts no new
+// turn; the others take the pchannel meanwhile.
+func (e *actorEnv) zombie(w *sl.Writer, fz *freezable) {
+	tm := e.tm
+	fz.freeze()
+	moment := thawMoment(e.nextThaw.Add(1)-1) % numThawMoments
+	wait := 8 * tm.ttl // the longest a zombie waits for a takeover
+	switch moment {
+	case thawBeforeTakeover:
+		time.Sleep(tm.ttl + tm.margin + tm.skew)
+	case thawDuringFence, thawAfterFence:
+		fw := e.watch.waitFence(w.Term(), moment == thawDuringFence)
+		select {
+		case <-fw.go_:
+		case <-time.After(wait):
+			e.watch.cancel(fw)
+		}
+		defer close(fw.done)
+	case thawLate:
+		time.Sleep(2*tm.ttl + tm.margin)
+	}
+	calls, puts := fz.thaw(4 * tm.put)
+	e.count(func(tt *tortureTotals, sc *scheduleCounters) {
+		tt.zombies++
+		sc.thaws[moment]++
+		sc.putsInFlight += puts
+		sc.callsFrozen += calls
+	})
+}
+
+// clock is an actor's clock for one turn: off by a skew within ±skew, which
+// jumps once, at a random moment, to another value within the bound.
+func (e *actorEnv) clock(rng *rand.Rand) func() time.Time {
+	skew := e.tm.skew
+	pick := func() time.Duration { return time.Duration(rng.Int64N(int64(2*skew+1))) - skew }
+	before, after := pick(), pick()
+	jumpAt := time.Now().Add(time.Duration(rng.Int64N(int64(e.tm.round / 4))))
+	var jumped atomic.Bool
+	return func() time.Time {
+		now := time.Now()
+		if now.Before(jumpAt) {
+			return now.Add(before)
+		}
+		if !jumped.Swap(true) {
+			e.count(func(_ *tortureTotals, sc *scheduleCounters) { sc.clockJumps++ })
+		}
+		return now.Add(after)
+	}
+}
+
+func (e *actorEnv) count(f func(*tortureTotals, *scheduleCounters)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	f(&e.totals, &e.schedule)
+}
+
+// drain waits for every late write of the round's fault stores and adds
+// their counters.
+func (e *actorEnv) drain() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, f := range e.faults {
+		f.Drain()
+		s := f.Stats()
+		for op, n := range s.Calls {
+			e.totals.storeOps += n
+			e.totals.faults += s.Injected[op]
+		}
+		e.totals.faults += s.LostReplies + s.DelayedWrites
+		e.schedule.lateApplied += s.DelayedApplied + s.DelayedRejected
+		e.schedule.lateRefused += s.DelayedRejected
+	}
+}

@@ -1,0 +1,305 @@
+package segmentlog_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cairnlog/cairn/infra/objstore"
+	sl "github.com/cairnlog/cairn/segmentlog"
+)
+
+// freezable models the process an actor runs in. While frozen every store
+// call it makes blocks — every operation, plain Put and Delete included — and
+// the calls already blocked go out when it thaws, with no deadline (the
+// process had already decided to send them). After crash the process is
+// dying: each call is sent or not, at random, and its caller never hears back
+// (a transient error), so the writer's outcomes become unknown.
+type freezable struct {
+	objstore.Store
+	mu      sync.Mutex
+	frozen  chan struct{}
+	crashed bool
+	rng     *rand.Rand
+	// blocked counts calls waiting in a freeze; blockedPuts the slot PUTs
+	// among them (the "PUTs in flight" a zombie sends when it thaws).
+	blocked, blockedPuts atomic.Int64
+	// dyingPuts counts slot PUTs the process made after it crashed.
+	dyingPuts atomic.Int64
+	inGate               sync.WaitGroup
+}
+
+var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+var errCrashed = fmt.Errorf("torture: process dying, no reply: %w", objstore.ErrTransient)
+
+func (f *freezable) freeze() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.frozen == nil {
+		f.frozen = make(chan struct{})
+	}
+}
+
+// thaw lets every blocked call go out and waits up to limit for them to come
+// back from the store, so that a caller can order "the zombie's PUTs landed"
+// before what it does next. It returns how many calls, and how many slot
+// PUTs, were blocked.
+func (f *freezable) thaw(limit time.Duration) (calls, puts int64) {
+	f.mu.Lock()
+	calls, puts = f.blocked.Load(), f.blockedPuts.Load()
+	if f.frozen != nil {
+		close(f.frozen)
+		f.frozen = nil
+	}
+	f.mu.Unlock()
+	done := make(chan struct{})
+	go func() { f.inGate.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(limit):
+	}
+	return calls, puts
+}
+
+func (f *freezable) crash(seed uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.crashed = true
+	f.rng = rand.New(rand.NewPCG(seed, 3))
+}
+
+// gate returns the context to send with; send=false means the call is
+// dropped; lost=true means the caller must not learn the result. release
+// must be called once the call came back from the store.
+func (f *freezable) gate(ctx context.Context, slotPut bool) (_ context.Context, send, lost bool, release func()) {
+	f.mu.Lock()
+	ch, crashed := f.frozen, f.crashed
+	coin := crashed && f.rng.IntN(2) == 0
+	if ch != nil {
+		f.inGate.Add(1)
+	}
+	f.mu.Unlock()
+	if crashed {
+		if slotPut {
+			f.dyingPuts.Add(1)
+		}
+		return context.Background(), coin, true, func() {}
+	}
+	if ch != nil {
+		f.blocked.Add(1)
+		if slotPut {
+			f.blockedPuts.Add(1)
+		}
+		<-ch
+		return context.Background(), true, false, f.inGate.Done
+	}
+	return ctx, true, false, func() {}
+}
+
+func isSlotKey(key string) bool { return strings.Contains(key, "/wal/") }
+
+func (f *freezable) Get(ctx context.Context, key string) (objstore.Object, error) {
+	ctx, send, lost, release := f.gate(ctx, false)
+	defer release()
+	if lost || !send {
+		return objstore.Object{}, errCrashed
+	}
+	return f.Store.Get(ctx, key)
+}
+
+func (f *freezable) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	ctx, send, lost, release := f.gate(ctx, false)
+	defer release()
+	if lost || !send {
+		return nil, errCrashed
+	}
+	return f.Store.GetRange(ctx, key, off, n)
+}
+
+func (f *freezable) Head(ctx context.Context, key string) (objstore.Attrs, error) {
+	ctx, send, lost, release := f.gate(ctx, false)
+	defer release()
+	if lost || !send {
+		return objstore.Attrs{}, errCrashed
+	}
+	return f.Store.Head(ctx, key)
+}
+
+func (f *freezable) List(ctx context.Context, prefix, startAfter string, fn func(objstore.Attrs) error) error {
+	ctx, send, lost, release := f.gate(ctx, false)
+	defer release()
+	if lost || !send {
+		return errCrashed
+	}
+	return f.Store.List(ctx, prefix, startAfter, fn)
+}
+
+// write sends one write through the gate.
+func (f *freezable) write(ctx context.Context, key string, do func(context.Context) (string, error)) (string, error) {
+	ctx, send, lost, release := f.gate(ctx, isSlotKey(key))
+	defer release()
+	if send {
+		etag, err := do(ctx)
+		if !lost {
+			return etag, err
+		}
+	}
+	return "", errCrashed
+}
+
+func (f *freezable) PutIfAbsent(ctx context.Context, key string, body []byte, meta map[string]string) (string, error) {
+	return f.write(ctx, key, func(ctx context.Context) (string, error) { return f.Store.PutIfAbsent(ctx, key, body, meta) })
+}
+
+func (f *freezable) PutIfMatch(ctx context.Context, key string, body []byte, etag string) (string, error) {
+	return f.write(ctx, key, func(ctx context.Context) (string, error) { return f.Store.PutIfMatch(ctx, key, body, etag) })
+}
+
+func (f *freezable) Put(ctx context.Context, key string, body []byte) (string, error) {
+	return f.write(ctx, key, func(ctx context.Context) (string, error) { return f.Store.Put(ctx, key, body) })
+}
+
+func (f *freezable) Delete(ctx context.Context, key string) error {
+	_, err := f.write(ctx, key, func(ctx context.Context) (string, error) { return "", f.Store.Delete(ctx, key) })
+	return err
+}
+
+// fenceWatch is the shared store every actor's stack ends in. It lets a
+// frozen zombie thaw at a chosen moment of the next takeover of its
+// pchannel: "before", its queued PUTs go out and come back before any slot
+// of the newer term's window is sent, so they win the slots the new holder
+// found empty; "after", the newer fence lands first and the window's
+// fillers wait until the zombie's PUTs came back, so they land inside the
+// window as garbage — the state the fence window exists for.
+type fenceWatch struct {
+	objstore.Store
+	mu      sync.Mutex
+	waiting []fenceWaiter
+	events  map[uint64]*takeover // by the newer term
+}
+
+// fenceWaiter is one zombie of term waiting for a takeover. go_ is closed
+// to thaw it; it closes done once its PUTs came back.
+type fenceWaiter struct {
+	term   uint64
+	before bool
+	go_    chan struct{}
+	done   chan struct{}
+}
+
+// takeover is the window claim of one newer term and the zombies it woke.
+type takeover struct {
+	before, after []fenceWaiter
+	fenceLanded   chan struct{}
+	landed        bool
+}
+
+// holdLimit bounds every wait of a held PUT, so that a zombie that never
+// comes back cannot stall a takeover for good.
+const holdLimit = 10 * time.Second
+
+func (fw *fenceWatch) waitFence(term uint64, before bool) fenceWaiter {
+	w := fenceWaiter{term: term, before: before, go_: make(chan struct{}), done: make(chan struct{})}
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	fw.waiting = append(fw.waiting, w)
+	return w
+}
+
+// cancel drops a waiter that gave up waiting (no takeover came).
+func (fw *fenceWatch) cancel(w fenceWaiter) {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	out := fw.waiting[:0]
+	for _, x := range fw.waiting {
+		if x.go_ != w.go_ {
+			out = append(out, x)
+		}
+	}
+	fw.waiting = out
+}
+
+// event returns the takeover of term, taking into it every waiting zombie
+// of a lower term; "before" zombies are thawed at once.
+func (fw *fenceWatch) event(term uint64) *takeover {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	if fw.events == nil {
+		fw.events = make(map[uint64]*takeover)
+	}
+	ev, ok := fw.events[term]
+	if !ok {
+		ev = &takeover{fenceLanded: make(chan struct{})}
+		fw.events[term] = ev
+	}
+	rest := fw.waiting[:0]
+	for _, w := range fw.waiting {
+		switch {
+		case w.term >= term:
+			rest = append(rest, w)
+		case w.before:
+			ev.before = append(ev.before, w)
+			close(w.go_)
+		case ev.landed:
+			ev.after = append(ev.after, w)
+			close(w.go_)
+		default:
+			ev.after = append(ev.after, w)
+		}
+	}
+	fw.waiting = rest
+	return ev
+}
+
+func (fw *fenceWatch) fenceDone(ev *takeover) {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	if !ev.landed {
+		ev.landed = true
+		close(ev.fenceLanded)
+		for _, w := range ev.after {
+			close(w.go_)
+		}
+	}
+}
+
+func waitAll(ws []fenceWaiter) {
+	for _, w := range ws {
+		select {
+		case <-w.done:
+		case <-time.After(holdLimit):
+		}
+	}
+}
+
+func (fw *fenceWatch) PutIfAbsent(ctx context.Context, key string, body []byte, meta map[string]string) (string, error) {
+	h, herr := sl.DecodeHeader(body)
+	if herr != nil || (h.Kind != sl.KindFence && h.Kind != sl.KindFiller) {
+		return fw.Store.PutIfAbsent(ctx, key, body, meta)
+	}
+	ev := fw.event(h.Term)
+	fw.mu.Lock()
+	before, after := slices.Clone(ev.before), slices.Clone(ev.after)
+	fw.mu.Unlock()
+	waitAll(before)
+	if h.Kind == sl.KindFiller && len(after) > 0 {
+		select {
+		case <-ev.fenceLanded:
+			waitAll(after)
+		case <-time.After(holdLimit):
+		}
+	}
+	etag, err := fw.Store.PutIfAbsent(ctx, key, body, meta)
+	if h.Kind == sl.KindFence && err == nil {
+		fw.fenceDone(ev)
+	}
+	return etag, err
+}
