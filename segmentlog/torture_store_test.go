@@ -33,7 +33,7 @@ type freezable struct {
 	blocked, blockedPuts atomic.Int64
 	// dyingPuts counts slot PUTs the process made after it crashed.
 	dyingPuts atomic.Int64
-	inGate               sync.WaitGroup
+	inGate    sync.WaitGroup
 }
 
 var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
