@@ -2,6 +2,7 @@ package segmentlog_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
@@ -179,8 +181,13 @@ func (f *freezable) Delete(ctx context.Context, key string) error {
 // found empty; "after", the newer fence lands first and the window's
 // fillers wait until the zombie's PUTs came back, so they land inside the
 // window as garbage — the state the fence window exists for.
+//
+// It also checks I5 on the lease records as they are written: a term is
+// granted to one nonce only.
 type fenceWatch struct {
 	objstore.Store
+	t       *testing.T
+	nonces  sync.Map // lease term → nonce
 	mu      sync.Mutex
 	waiting []fenceWaiter
 	events  map[uint64]*takeover // by the newer term
@@ -280,10 +287,47 @@ func waitAll(ws []fenceWaiter) {
 	}
 }
 
+// leaseWritten checks a lease record that was just written.
+func (fw *fenceWatch) leaseWritten(key string, body []byte) {
+	if !strings.Contains(key, "/leases/") {
+		return
+	}
+	var l struct {
+		Term  uint64 `json:"term"`
+		Nonce string `json:"nonce"`
+	}
+	if json.Unmarshal(body, &l) != nil {
+		return
+	}
+	if prev, loaded := fw.nonces.LoadOrStore(l.Term, l.Nonce); loaded && prev != l.Nonce {
+		fw.t.Errorf("I5: lease term %d granted to two nonces, %v and %s", l.Term, prev, l.Nonce)
+	}
+}
+
+func (fw *fenceWatch) PutIfMatch(ctx context.Context, key string, body []byte, etag string) (string, error) {
+	etag, err := fw.Store.PutIfMatch(ctx, key, body, etag)
+	if err == nil {
+		fw.leaseWritten(key, body)
+	}
+	return etag, err
+}
+
+func (fw *fenceWatch) Put(ctx context.Context, key string, body []byte) (string, error) {
+	etag, err := fw.Store.Put(ctx, key, body)
+	if err == nil {
+		fw.leaseWritten(key, body)
+	}
+	return etag, err
+}
+
 func (fw *fenceWatch) PutIfAbsent(ctx context.Context, key string, body []byte, meta map[string]string) (string, error) {
 	h, herr := sl.DecodeHeader(body)
 	if herr != nil || (h.Kind != sl.KindFence && h.Kind != sl.KindFiller) {
-		return fw.Store.PutIfAbsent(ctx, key, body, meta)
+		etag, err := fw.Store.PutIfAbsent(ctx, key, body, meta)
+		if err == nil {
+			fw.leaseWritten(key, body)
+		}
+		return etag, err
 	}
 	ev := fw.event(h.Term)
 	fw.mu.Lock()

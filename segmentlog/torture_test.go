@@ -335,7 +335,7 @@ func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string, nextT
 	}
 
 	const actors = 3
-	env := &actorEnv{t: t, tm: tm, pch: pch, layout: layout, leaseCfg: leaseCfg, watch: &fenceWatch{Store: base},
+	env := &actorEnv{t: t, tm: tm, pch: pch, layout: layout, leaseCfg: leaseCfg, watch: &fenceWatch{Store: base, t: t},
 		hist: hist, deadline: deadline, nextThaw: nextThaw}
 	var awg sync.WaitGroup
 	for a := 0; a < actors; a++ {
@@ -350,6 +350,11 @@ func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string, nextT
 	env.drain()
 	totals = env.totals
 	totals.schedule = env.schedule
+	if t.Failed() {
+		rcancel()
+		rwg.Wait()
+		return totals // an invariant broke already; the end of the round would only wait on it
+	}
 
 	// A last clean writer fences whatever the actors left behind, and its
 	// first ack checks I11 (liveness): every actor has stopped by now, so
