@@ -180,6 +180,14 @@ func (e *actorEnv) runActor(ctx context.Context, a int, seed uint64) {
 			})
 		default: // zombie: frozen mid-turn, back at one of the thaw moments
 			e.zombie(w, fz)
+			// The thawed process goes on where it was: it syncs, as it
+			// did every few milliseconds before the freeze. A Sync that
+			// succeeds now promises every later tick is above it (I4).
+			for range 3 {
+				if tk, err := w.Sync(ctx); err == nil {
+					e.hist.recordSync(tk)
+				}
+			}
 			pwg.Wait()
 			_ = w.Close(ctx)
 		}

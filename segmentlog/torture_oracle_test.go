@@ -25,7 +25,7 @@ import (
 // oracleResult is the oracle's reading of slots [0, tail).
 type oracleResult struct {
 	delivered []sl.Delivery
-	garbage   int // lower-term batches behind a higher term
+	garbage   []uint64 // slots of lower-term batches behind a higher term
 	// fences maps each term to the offset of its fence batch.
 	fences map[uint64]uint64
 }
@@ -75,7 +75,7 @@ func oracleRead(t *testing.T, store objstore.Store, layout sl.Layout, pch string
 		}
 		switch {
 		case b.Term < maxTerm:
-			res.garbage++
+			res.garbage = append(res.garbage, off)
 			if off >= change+sl.FenceWindow {
 				t.Errorf("I5: slot %d holds term %d, %d slots past term %d's first slot %d (more than W = %d)",
 					off, b.Term, off-change, maxTerm, change, sl.FenceWindow)
