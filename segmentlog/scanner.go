@@ -134,7 +134,7 @@ type ScannerStats struct {
 }
 
 // Scanner reads one pchannel in offset order, applying the reading rule of
-// PROTOCOL.md: it delivers a batch only if its term is at least the highest
+// docs/protocol.md: it delivers a batch only if its term is at least the highest
 // term of every earlier slot, never delivers fence or filler batches, and
 // returns a clear error on a corrupt batch instead of skipping it. At the
 // tail it waits (woken by an in-process writer, or probing the next slot
@@ -326,7 +326,7 @@ func (s *Scanner) nextSegment(ctx context.Context) error {
 // seedFilter sets the highest term of every slot before start: the
 // checkpoint's max_term covers the slots below c, and the W slots before
 // start cover the rest, since a lower-term batch never lands W or more slots
-// past a newer term's first slot (PROTOCOL.md "Reading" rule 1).
+// past a newer term's first slot (docs/protocol.md "Reading" rule 1).
 func (s *Scanner) seedFilter(ctx context.Context, cp Checkpoint, start uint64) error {
 	s.filter.Max = cp.MaxTerm
 	from := cp.C
@@ -451,7 +451,7 @@ func (s *Scanner) keep(m *Message) bool {
 
 // waitTail waits for the slot at s.offset to fill: woken by an in-process
 // writer when there is one, else after a bounded backoff before the next
-// probe (PROTOCOL.md "Reading" rule 3: a missing slot below the checkpoint
+// probe (docs/protocol.md "Reading" rule 3: a missing slot below the checkpoint
 // is truncated data, not the tail).
 func (s *Scanner) waitTail(ctx context.Context) error {
 	if s.cfg.NoWait {
