@@ -292,7 +292,7 @@ func (c *Cache[V]) Get(pchannel string, offset uint64) (v V, term uint64, ok boo
 
 // DropTerm hides every entry of pchannel whose term is ≤ term, and refuses
 // later Puts of such terms; call it when the writer of term loses its lease
-// (PROTOCOL.md, "Reading" rule 4). Entries of higher terms stay visible.
+// (docs/protocol.md, "Reading" rule 4). Entries of higher terms stay visible.
 // The recent layer frees hidden entries at once; ristretto frees them
 // lazily, when a Get meets them or by eviction. Floors only rise: dropping a
 // lower term than before is a no-op.

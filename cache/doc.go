@@ -9,7 +9,7 @@
 // (DefaultLocalBytes for a node, DefaultLambdaBytes in a Lambda container).
 // It is built on ristretto and generic over the batch type: segmentlog
 // declares the small interface it needs, and this package does not import
-// it. The rules of PROTOCOL.md ("Reading", rule 4) map onto it as follows:
+// it. The rules of docs/protocol.md ("Reading", rule 4) map onto it as follows:
 //
 //   - filled at ack, not at PUT success: the writer calls Put only for
 //     acked batches, cost = the encoded size;
@@ -84,7 +84,7 @@
 //			if !ok {
 //				b, term = readStore(p, next) // a miss reads the store
 //			}
-//			deliver(b, term) // after the term check of PROTOCOL.md
+//			deliver(b, term) // after the term check of docs/protocol.md
 //		}
 //	}
 package cache

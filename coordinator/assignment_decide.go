@@ -70,7 +70,7 @@ func freeSince(l *Lease, margin time.Duration) time.Time {
 //     free ("stuck");
 //   - assigned(N) → assigning(M) when the lease is free (expired plus the
 //     margin, or released): an expired session alone moves nothing while
-//     its lease is live (PROTOCOL.md, "Broadcast and coordinator" rule 4);
+//     its lease is live (docs/protocol.md, "Broadcast and coordinator" rule 4);
 //   - unassigning(N→M) → assigning(M) once N's lease is free;
 //   - any of these → unassigned when no node is alive to take it;
 //   - when nothing is in transit, assigned(N) → unassigning(N→M) moves one

@@ -93,7 +93,7 @@ func (c BroadcastConfig) Validate() error {
 // from when it landed, which is after the first attempt.
 const giveUpAfter = segmentlog.BroadcastRetention - time.Hour
 
-// Broadcaster runs broadcast tasks (PROTOCOL.md, "Broadcast and
+// Broadcaster runs broadcast tasks (docs/protocol.md, "Broadcast and
 // coordinator"): a task is persisted as pending before anything is
 // appended; a run takes the task's resource locks, appends one copy per
 // vchannel through the ControlWAL, records each copy's position in the

@@ -41,7 +41,7 @@
 // Records are never deleted. The format never changes in place; a change of
 // meaning takes a new "format" number.
 //
-// # Lease rules (PROTOCOL.md, "Acquire" and "Append" 4)
+// # Lease rules (docs/protocol.md, "Acquire" and "Append" 4)
 //
 //   - Acquire is granted when there is no record, the lease is released, or
 //     now > expires + margin by the deciding coordinator's clock. A retry with
@@ -97,11 +97,11 @@
 // first CASes the record to dropped with its position done, then appends a
 // drop message and records where it landed. A position update after the
 // drop fails (ErrVChannelDropped), so a stale flusher cannot write a
-// position back, and nothing moves the pchannel's checkpoint (PROTOCOL.md,
+// position back, and nothing moves the pchannel's checkpoint (docs/protocol.md,
 // "Flush, truncation, GC" rule 7). Control messages carry idempotency keys
 // (producer "cairn.registry/{v}"), so a retried create or drop lands once.
 // Snapshots Pin a vchannel while it is active; MarkReclaiming (GC) succeeds
-// only for a dropped vchannel with no pins (PROTOCOL.md, "Snapshots" rule 1).
+// only for a dropped vchannel with no pins (docs/protocol.md, "Snapshots" rule 1).
 // Pin, Unpin, Dropped and MarkReclaiming have the signatures the snapshot
 // package declares (snapshot.VChannels, snapshot.Reclaimer).
 // Locate tells a producer which node holds the vchannel's pchannel (from the
@@ -133,7 +133,7 @@
 //	… → unassigned                 no live node (the remaining pool)
 //
 // An expired session alone never moves a pchannel whose lease is live
-// (PROTOCOL.md, "Broadcast and coordinator" rule 4). A stuck node (alive,
+// (docs/protocol.md, "Broadcast and coordinator" rule 4). A stuck node (alive,
 // but it does not take the free lease it was given) is avoided by balancing
 // for 4 × StuckTimeout.
 //
@@ -147,7 +147,7 @@
 // balancer 2 LIST/s + one GET per node heartbeat (N/3 per s) + one lease GET
 // per pchannel about every TTL + Margin (P/12 per s).
 //
-// # Broadcasts (PROTOCOL.md, "Broadcast and coordinator")
+// # Broadcasts (docs/protocol.md, "Broadcast and coordinator")
 //
 // Broadcaster.Submit persists a task as pending before anything is
 // appended. A run takes the task's resource locks ("vchannel.{v}" for each
@@ -169,8 +169,8 @@
 //     may take a lapsed lock only from a task that has sent nothing or has
 //     finished. So broadcasts sharing a vchannel are in one order on every
 //     vchannel they share.
-//   - The WAL truncation point ignores pending broadcasts (PROTOCOL.md,
-//     "Flush" rule 6 lists them): nothing re-reads the WAL to learn whether
+//   - The WAL truncation point ignores pending broadcasts (docs/protocol.md,
+//     "Flush" rule 6): nothing re-reads the WAL to learn whether
 //     a copy landed; the writers' memory of copies lives in the checkpoint.
 //
 // # Concurrency
@@ -180,7 +180,7 @@
 // one store; the store's per-key linearizable conditional writes are the
 // only synchronisation. A Node's Run is called once; its accessors are safe
 // for concurrent use. Clock skew between processes must stay within the
-// lease margin (PROTOCOL.md, "Parameters"); safety of the WAL itself never
+// lease margin (docs/protocol.md, "Parameters"); safety of the WAL itself never
 // rests on it, and session liveness only decides how fast things move.
 //
 // # Example

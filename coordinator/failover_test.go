@@ -51,7 +51,7 @@ func TestClusterMinIO(t *testing.T) {
 		}, 2, 10*time.Second)
 		return
 	}
-	// PROTOCOL.md, "Parameters": R ≤ m − skew (one clock here, skew 0;
+	// docs/protocol.md, "Parameters": R ≤ m − skew (one clock here, skew 0;
 	// 100ms to spare for a loaded machine) and I + 2R ≤ TTL − m:
 	// 150ms + 2×250ms ≤ 1s − 350ms.
 	runCluster(t, minioStore(t), clusterTimings{

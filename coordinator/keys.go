@@ -7,7 +7,7 @@ import (
 )
 
 // The coordinator's own records live beside the lease records, under
-// {prefix}/meta/ (DESIGN.md, "Bucket layout"). segmentlog.Layout names the
+// {prefix}/meta/ (docs/architecture.md, "Bucket layout"). segmentlog.Layout names the
 // objects the WAL needs; these helpers name the rest and join exactly as
 // Layout does: "{prefix}/a/b", or "a/b" when the prefix is empty.
 //

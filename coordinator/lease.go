@@ -53,7 +53,7 @@ func (e *HeldError) Unwrap() error { return ErrLeaseHeld }
 
 // Lease is the lease record of one pchannel, stored as JSON at
 // segmentlog.Layout.Lease(pchannel) and updated only by compare-and-swap
-// (PROTOCOL.md, "Records"). Records are never deleted: a released lease stays
+// (docs/protocol.md, "Records"). Records are never deleted: a released lease stays
 // as a record with Released set, and its term keeps counting.
 //
 // A Lease is a plain value; copies are independent.
@@ -133,7 +133,7 @@ func decodeLease(p string, b []byte) (Lease, error) {
 	return rec.Lease, nil
 }
 
-// Defaults of LeaseConfig (PROTOCOL.md, "Parameters").
+// Defaults of LeaseConfig (docs/protocol.md, "Parameters").
 const (
 	DefaultLeaseTTL    = 10 * time.Second
 	DefaultLeaseMargin = 2500 * time.Millisecond

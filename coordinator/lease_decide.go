@@ -20,7 +20,7 @@ import (
 // the current record, nil if there is none.
 //
 //   - A retry (cur has this nonce and holder and is not released) gets cur
-//     back unchanged: the same term, floor and tt_max (PROTOCOL.md, Acquire 1).
+//     back unchanged: the same term, floor and tt_max (docs/protocol.md, Acquire 1).
 //   - Otherwise the lease is granted only if there is no record, it is
 //     released, or now > cur.Expires + Margin (Acquire 2); else the error is
 //     a *HeldError.
@@ -143,7 +143,7 @@ func checkHolder(cur Lease, term uint64, nonce string) error {
 // grantOf is what the holder of l is told. sentAt is when the operation was
 // sent: read from the clock before its first store request.
 //
-// Deadline is sentAt + TTL − Margin (PROTOCOL.md, Acquire 3), and never later
+// Deadline is sentAt + TTL − Margin (docs/protocol.md, Acquire 3), and never later
 // than l.Expires − Margin. The two agree for a fresh write (Expires is
 // decided after sentAt); the second bounds a retried acquire that found its
 // record already written, and a reply that is resolved by reading back a

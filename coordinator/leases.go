@@ -14,7 +14,7 @@ import (
 )
 
 // DefaultRequestTimeout bounds each GET and CAS request of a lease operation
-// (PROTOCOL.md, "Parameters": R for CAS/GET).
+// (docs/protocol.md, "Parameters": R for CAS/GET).
 const DefaultRequestTimeout = time.Second
 
 // maxAttempts bounds the read–decide–write rounds of one operation. A round
@@ -65,7 +65,7 @@ func NewLeases(store objstore.Store, layout segmentlog.Layout, cfg LeaseConfig, 
 	if err := l.cfg.Validate(); err != nil {
 		return nil, err
 	}
-	// PROTOCOL.md, "Parameters": skew + drift·TTL + R ≤ m.
+	// docs/protocol.md, "Parameters": skew + drift·TTL + R ≤ m.
 	if l.timeout <= 0 || l.timeout >= l.cfg.Margin {
 		return nil, fmt.Errorf("coordinator: new leases: request timeout %v must be in (0, margin %v)", l.timeout, l.cfg.Margin)
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
-// Resource locks (PROTOCOL.md, "Broadcast and coordinator" rule 3) are
+// Resource locks (docs/protocol.md, "Broadcast and coordinator" rule 3) are
 // records like the others — {prefix}/meta/locks/{resource}.json, created
 // with PutIfAbsent, changed only by CAS — held with a lease: a holder
 // (the broadcast ID), a nonce (one run of it) and an expiry. A lock is

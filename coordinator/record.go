@@ -15,7 +15,7 @@ import (
 // The registry, session and assignment records share one way of being
 // stored: a JSON object per name with a "format" number and a monotone
 // "version", created with PutIfAbsent and changed only with PutIfMatch
-// (PROTOCOL.md, "Records"). Leases (leases.go) predates these helpers and
+// (docs/protocol.md, "Records"). Leases (leases.go) predates these helpers and
 // keeps its own copy of the same loop.
 
 // codec describes one kind of record.

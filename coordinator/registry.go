@@ -258,7 +258,7 @@ func (r *Registry) AdvanceFlushed(ctx context.Context, name string, id segmentlo
 }
 
 // Pin records that holder (a snapshot, or a restore job) pins vchannel
-// name, and returns the pchannel it is bound to (PROTOCOL.md, "Snapshots"
+// name, and returns the pchannel it is bound to (docs/protocol.md, "Snapshots"
 // rule 1). It fails with ErrVChannelDropped once the vchannel is dropped or
 // being reclaimed. Pinning twice is harmless. Pin and Unpin are the
 // snapshot package's VChannels.

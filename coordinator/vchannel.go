@@ -54,7 +54,7 @@ type WALMark struct {
 	TimeTick uint64               `json:"timetick"`
 }
 
-// Position is the flushed position of one vchannel (PROTOCOL.md, "Flush,
+// Position is the flushed position of one vchannel (docs/protocol.md, "Flush,
 // truncation, GC" rule 7): every message of the vchannel below ID is in
 // segments. Positions are per vchannel and never move the pchannel's
 // checkpoint. It is a plain value.

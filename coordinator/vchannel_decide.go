@@ -123,7 +123,7 @@ func decideAdvance(cur *VChannel, name string, pos Position) (VChannel, error) {
 	return next, nil
 }
 
-// decidePin adds snapshot to the pins of an active vchannel (PROTOCOL.md,
+// decidePin adds snapshot to the pins of an active vchannel (docs/protocol.md,
 // "Snapshots" rule 1: a pin fails once the vchannel is dropped or being
 // reclaimed). Pinning twice changes nothing.
 func decidePin(cur *VChannel, name, snapshot string) (VChannel, error) {

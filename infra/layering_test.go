@@ -8,8 +8,8 @@ import (
 
 const module = "github.com/cairnlog/cairn"
 
-// TestLayering enforces DESIGN.md's dependency rule with `go list -deps`:
-// only infra/, cmd/ and functions/ may reach the AWS SDK, and the core
+// TestLayering enforces the dependency rule of docs/architecture.md
+// ("Packages") with `go list -deps`: only infra/, cmd/ and functions/ may reach the AWS SDK, and the core
 // packages never depend on the outer ones.
 func TestLayering(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Deps " "}}`, module+"/...").CombinedOutput()

@@ -12,7 +12,7 @@ import (
 // A broadcast puts one message on several vchannels; the coordinator
 // appends one TypeBroadcast copy per vchannel through AppendControl, and
 // may append a copy again after a crash or from a second coordinator
-// instance. The writer makes that safe (PROTOCOL.md, "Broadcast and
+// instance. The writer makes that safe (docs/protocol.md, "Broadcast and
 // coordinator" rule 1):
 //
 //   - it gives every copy the idempotency key broadcastKey(ID, vchannel),

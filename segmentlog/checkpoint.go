@@ -13,7 +13,7 @@ import (
 // CheckpointFormat is the version of the checkpoint record's JSON form.
 const CheckpointFormat = 1
 
-// Checkpoint is the flush checkpoint record of a pchannel (PROTOCOL.md,
+// Checkpoint is the flush checkpoint record of a pchannel (docs/protocol.md,
 // "Records"): every slot below C is flushed to segments. It moves only
 // forward and is updated only by CAS. The zero value (no record yet) means
 // nothing is flushed.

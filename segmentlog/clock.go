@@ -32,7 +32,7 @@ func TickTime(tick uint64) time.Time {
 }
 
 // tickClock issues strictly increasing timeticks within [floor+1, max]:
-// max(now, last+1), as PROTOCOL.md "Append" rule 4 requires. Not safe for
+// max(now, last+1), as docs/protocol.md "Append" rule 4 requires. Not safe for
 // concurrent use; the Writer guards it with its mutex.
 type tickClock struct {
 	last uint64 // the last tick issued (or the floor)

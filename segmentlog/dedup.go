@@ -6,7 +6,7 @@ import (
 )
 
 // dedupWindow remembers idempotency keys (producer, epoch, seq) and the ID
-// each was acked at, for maxAge and at most maxKeys keys (PROTOCOL.md,
+// each was acked at, for maxAge and at most maxKeys keys (docs/protocol.md,
 // "Append" rule 5). Broadcast keys (broadcastKey) are kept apart: for
 // BroadcastRetention, whatever the count, because a broadcast task may be resumed
 // long after its first attempt ("Broadcast and coordinator" rule 1). A key

@@ -2,7 +2,7 @@ package segmentlog
 
 import "time"
 
-// Defaults of the idempotency window D (PROTOCOL.md, "Parameters"); the
+// Defaults of the idempotency window D (docs/protocol.md, "Parameters"); the
 // Writer's DedupWindow and DedupMaxKeys default to them.
 const (
 	DefaultDedupWindow  = 10 * time.Minute

@@ -2,7 +2,7 @@
 // batch object, the Writer that appends batches to a pchannel as its lease
 // holder, the Scanner that reads them back, the timetick clock that stamps
 // messages, and the idempotency-key dedup window. The rules it implements
-// are in PROTOCOL.md; this comment is the specification of the bytes.
+// are in docs/protocol.md; this comment is the specification of the bytes.
 //
 // # Concurrency
 //

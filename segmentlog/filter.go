@@ -1,6 +1,6 @@
 package segmentlog
 
-// TermFilter applies PROTOCOL.md "Reading" rules 1 and 2 for every reader
+// TermFilter applies docs/protocol.md "Reading" rules 1 and 2 for every reader
 // (scanners, the flusher, recovery, broadcast checks): a batch is delivered
 // only if its term is at least the highest term of every earlier slot, and
 // fence, filler and tombstone batches are never delivered. Feed it every slot

@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// Layout names every object Cairn keeps in the bucket (DESIGN.md, "Bucket
+// Layout names every object Cairn keeps in the bucket (docs/architecture.md, "Bucket
 // layout"). The zero value uses no prefix.
 type Layout struct {
 	Prefix string // without a trailing "/"; may be empty

@@ -131,7 +131,7 @@ type ScannerStats struct {
 }
 
 // Scanner reads one pchannel in offset order, applying the reading rule of
-// PROTOCOL.md: it delivers a batch only if its term is at least the highest
+// docs/protocol.md: it delivers a batch only if its term is at least the highest
 // term of every earlier slot, never delivers fence or filler batches, and
 // returns a clear error on a corrupt batch instead of skipping it. At the
 // tail it waits (woken by an in-process writer, or probing the next slot
@@ -320,7 +320,7 @@ func (s *Scanner) nextSegment(ctx context.Context) error {
 // seedFilter sets the highest term of every slot before start: the
 // checkpoint's max_term covers the slots below c, and the W slots before
 // start cover the rest, since a lower-term batch never lands W or more slots
-// past a newer term's first slot (PROTOCOL.md "Reading" rule 1).
+// past a newer term's first slot (docs/protocol.md "Reading" rule 1).
 func (s *Scanner) seedFilter(ctx context.Context, cp Checkpoint, start uint64) error {
 	s.filter.Max = cp.MaxTerm
 	from := cp.C

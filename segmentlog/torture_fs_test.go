@@ -8,13 +8,13 @@ import (
 )
 
 // TestTortureFS runs the torture on the filesystem store that `cairn serve`
-// uses by default (--store fs), the third store PROTOCOL.md names.
+// uses by default (--store fs), the third store docs/protocol.md names.
 func TestTortureFS(t *testing.T) {
 	runTorture(t, tortureConfig{
 		name:   "fs",
 		rounds: 2,
 		timings: tortureTimings{
-			// skew + R ≤ m and I + 2R ≤ TTL − m, as PROTOCOL.md requires.
+			// skew + R ≤ m and I + 2R ≤ TTL − m, as docs/protocol.md requires.
 			ttl: 300 * time.Millisecond, margin: 100 * time.Millisecond, renew: 60 * time.Millisecond,
 			put: 40 * time.Millisecond, get: 40 * time.Millisecond, skew: 30 * time.Millisecond,
 			round: 2500 * time.Millisecond,

@@ -18,8 +18,8 @@ import (
 	sl "github.com/cairnlog/cairn/segmentlog"
 )
 
-// The torture test (PROTOCOL.md, "Invariants the torture checker
-// verifies"): several actors contend for one pchannel; each takes the lease,
+// The torture test (docs/protocol.md,
+// "Invariants"): several actors contend for one pchannel; each takes the lease,
 // appends through its own faulty store (errors, lost replies, PUTs applied
 // after the client timed out, latency) with a skewed clock, and ends its turn
 // by closing, crashing, or freezing well past its lease and then sending its
@@ -743,7 +743,7 @@ func TestTortureMemory(t *testing.T) {
 		name:   "memory",
 		rounds: 4,
 		timings: tortureTimings{
-			// skew + R ≤ m and I + 2R ≤ TTL − m, as PROTOCOL.md requires.
+			// skew + R ≤ m and I + 2R ≤ TTL − m, as docs/protocol.md requires.
 			ttl: 300 * time.Millisecond, margin: 100 * time.Millisecond, renew: 60 * time.Millisecond,
 			put: 40 * time.Millisecond, get: 40 * time.Millisecond, skew: 30 * time.Millisecond,
 			round: 2500 * time.Millisecond,
@@ -757,7 +757,7 @@ func TestTortureMinIO(t *testing.T) {
 		name:   "minio",
 		rounds: 2,
 		timings: tortureTimings{
-			// skew + R ≤ m and I + 2R ≤ TTL − m, as PROTOCOL.md requires.
+			// skew + R ≤ m and I + 2R ≤ TTL − m, as docs/protocol.md requires.
 			ttl: time.Second, margin: 350 * time.Millisecond, renew: 200 * time.Millisecond,
 			put: 200 * time.Millisecond, get: 200 * time.Millisecond, skew: 50 * time.Millisecond,
 			round: 5 * time.Second,

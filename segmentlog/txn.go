@@ -16,7 +16,7 @@ import (
 // any start position, sees the whole transaction or nothing of it, at the
 // commit's timetick — with no reader-side buffering. A transaction not
 // committed when its writer stops never reached the WAL: that is how the
-// fence of a newer term aborts it (PROTOCOL.md "Fence" rule 6), and why the
+// fence of a newer term aborts it (docs/protocol.md "Fence" rule 6), and why the
 // checkpoint can never pass an open transaction's begin ("Flush" rule 5).
 // The commit's key is remembered in the idempotency window, which survives
 // failover, so a retried commit gets the same answer on whichever term it

@@ -15,7 +15,7 @@ import (
 	"github.com/cairnlog/cairn/infra/objstore"
 )
 
-// DefaultPutTimeout is WriterConfig.PutTimeout's default: PROTOCOL.md's R
+// DefaultPutTimeout is WriterConfig.PutTimeout's default: docs/protocol.md's R
 // for one WAL PUT attempt.
 const DefaultPutTimeout = 1500 * time.Millisecond
 
@@ -42,13 +42,13 @@ type WriterConfig struct {
 	// Linger is how long group commit waits for more appends before sending
 	// a batch that is not full. 0 (the default) sends at once.
 	Linger time.Duration
-	// PutTimeout bounds one PUT attempt (PROTOCOL.md R). Default
+	// PutTimeout bounds one PUT attempt (docs/protocol.md R). Default
 	// DefaultPutTimeout.
 	PutTimeout time.Duration
 	// GetTimeout bounds one GET attempt. Default 1 s.
 	GetTimeout time.Duration
 	// PutRetryLimit bounds how long one slot is retried while the lease
-	// stays renewed; then the writer stops (PROTOCOL.md "Append" rule 3:
+	// stays renewed; then the writer stops (docs/protocol.md "Append" rule 3:
 	// a writer that cannot fill a slot stops and releases). Default 10 s.
 	PutRetryLimit time.Duration
 	// RenewInterval is how often the lease is renewed (I). Default 3 s.
@@ -151,7 +151,7 @@ func (c *WriterConfig) Validate() error {
 }
 
 // Writer is the lease holder of one pchannel: the only process that appends
-// to it (PROTOCOL.md, "Fence" and "Append"). OpenWriter acquires the lease,
+// to it (docs/protocol.md, "Fence" and "Append"). OpenWriter acquires the lease,
 // recovers and fences; Append and Sync may then be called concurrently from
 // any number of goroutines; Close releases the lease. Once the Writer stops
 // (fenced, lease lost, closed) every later call fails with the cause.

@@ -245,7 +245,7 @@ func (w *Writer) acceptingLocked() error {
 
 // Sync returns a timetick t such that every message appended later gets a
 // larger timetick, and every batch with a smaller one is acknowledged
-// (PROTOCOL.md "Append" rule 4). Empty timeticks are not persisted: t is
+// (docs/protocol.md "Append" rule 4). Empty timeticks are not persisted: t is
 // reserved in memory and bounded by the lease's tt_max, which the next
 // holder starts above.
 func (w *Writer) Sync(ctx context.Context) (uint64, error) {
@@ -278,7 +278,7 @@ func (w *Writer) Sync(ctx context.Context) (uint64, error) {
 }
 
 // RaiseTickFloor makes every later timetick of the pchannel greater than t
-// (PROTOCOL.md "Snapshots" rule 3: a restored vchannel's own messages come
+// (docs/protocol.md "Snapshots" rule 3: a restored vchannel's own messages come
 // after its snapshot's). The floor outlives this writer: a release records
 // the last tick, an expiry hands over tt_max, and both are at least t. It
 // fails if t is at or above the lease's tt_max (renew first).
@@ -413,7 +413,7 @@ func (w *Writer) put(job *putJob) {
 	w.resolve(job, err)
 }
 
-// classifyTaken explains why our data slot holds another batch (PROTOCOL.md
+// classifyTaken explains why our data slot holds another batch (docs/protocol.md
 // "Append" rule 2 and "Fence" rule 5).
 func (w *Writer) classifyTaken(off uint64, existing []byte) error {
 	b, err := DecodeBatch(existing)

@@ -11,13 +11,13 @@ import (
 )
 
 // maxRecoverRounds bounds how often recovery restarts because the
-// checkpoint moved past the fence it placed (PROTOCOL.md "Fence" rule 4).
+// checkpoint moved past the fence it placed (docs/protocol.md "Fence" rule 4).
 const maxRecoverRounds = 8
 
 // recover replays the WAL from the checkpoint through the reading rule,
 // rebuilding the recovered state (last timetick, idempotency window), then
 // claims the fence window. It returns the first data slot, s+W, where s is
-// the first slot of this term (PROTOCOL.md, "Fence").
+// the first slot of this term (docs/protocol.md, "Fence").
 //
 // first is a checkpoint read started before the lease was acquired (so the
 // two overlap): it may be older than the lease, which only makes the replay
@@ -158,7 +158,7 @@ func (w *Writer) replay(ctx context.Context, from uint64, filter *TermFilter) (u
 	}
 }
 
-// fold applies one slot met before this term's window (PROTOCOL.md "Fence"
+// fold applies one slot met before this term's window (docs/protocol.md "Fence"
 // rule 2): a delivered batch of a lower term is valid data; it feeds the
 // last timetick and the idempotency window.
 func (w *Writer) fold(b *Batch, filter *TermFilter) error {
@@ -194,7 +194,7 @@ func (w *Writer) fold(b *Batch, filter *TermFilter) error {
 // any batch of ours, so it is valid data: it is folded and the window moves
 // one slot on (and grows by one slot at its end), so that it always spans W
 // slots from our first one — the bound on a zombie's outstanding PUTs
-// (PROTOCOL.md "Fence" rule 3). A lower-term batch that wins a later slot of
+// (docs/protocol.md "Fence" rule 3). A lower-term batch that wins a later slot of
 // the window is garbage. It returns s, the first slot holding our term.
 func (w *Writer) claimWindow(ctx context.Context, f uint64, filter *TermFilter) (uint64, error) {
 	const W = FenceWindow
@@ -291,7 +291,7 @@ func (w *Writer) claimSlot(ctx context.Context, off uint64, kind BatchKind) (boo
 }
 
 // putSlot writes data at slot off with PutIfAbsent, resending identical
-// bytes on transient failures until the lease deadline (PROTOCOL.md "Append"
+// bytes on transient failures until the lease deadline (docs/protocol.md "Append"
 // rule 2). It returns landed=true if the slot now holds exactly data, or the
 // bytes of the other object that holds the slot. An error means the outcome
 // is unknown (ErrOutcomeUnknown) or the writer must stop.

@@ -212,7 +212,7 @@ func (c *Compactor) stale(ctx context.Context, run []segmentlog.SegmentRef) bool
 // commit replaces m's run by its merged file in the checkpoint and returns
 // the record as stored (without the merged file if the merge was
 // abandoned). No CAS goes out after deadline: by then GC may take the
-// merged file, unnamed so far, for an orphan (PROTOCOL.md "Flush" rule 3).
+// merged file, unnamed so far, for an orphan (docs/protocol.md "Flush" rules 3 and 9).
 func (c *Compactor) commit(ctx context.Context, m Merge, deadline time.Time) (segmentlog.Checkpoint, error) {
 	now := c.cfg.Now().UTC()
 	// Resends of one CAS stop at the deadline too.

@@ -458,7 +458,7 @@ func TestSnapshotConcurrentWithCompaction(t *testing.T) {
 		w := openWriter(t, store, pch, nil)
 		defer w.Close(context.Background())
 		// Flushes and merges commit within a third of GC's orphan age
-		// below, or give up (PROTOCOL.md S, kept on a loaded machine too).
+		// below, or give up (docs/protocol.md S, kept on a loaded machine too).
 		f := newFlusher(t, store, pch, func(c *snapshot.FlushConfig) { c.CommitWithin = time.Second })
 		flushedRounds(t, store, w, f, 12, 4, "va", "vb")
 		var bg sync.WaitGroup
@@ -478,7 +478,7 @@ func TestSnapshotConcurrentWithCompaction(t *testing.T) {
 		}()
 		// GC on the real clock with a short OrphanAge (the grace of
 		// retired files too): still far longer than a compaction or a
-		// snapshot's cut-to-commit takes, as PROTOCOL.md's S must be.
+		// snapshot's cut-to-commit takes, as docs/protocol.md's S must be.
 		gc := newGC(t, store, func(c *snapshot.GCConfig) { c.OrphanAge = 3 * time.Second })
 		bg.Add(1)
 		go func() {

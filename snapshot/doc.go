@@ -1,5 +1,5 @@
 // Package snapshot turns a pchannel's WAL into Arrow segments and manages
-// what the segments make possible (PROTOCOL.md, "Flush, truncation, GC" and
+// what the segments make possible (docs/protocol.md, "Flush, truncation, GC" and
 // "Snapshots, restore, drop"):
 //
 //   - Flusher writes one Arrow IPC file per vchannel and advances the flush
@@ -71,7 +71,7 @@
 // takes the run's place, the run's keys go to Retired with the time, and
 // C, MaxTerm, TermChanges, LastTimeTick, Dedup and FlushID stay as they
 // are (Version+1). Compaction is not a flush: it never moves C, so
-// "new c > current c" (PROTOCOL.md "Flush, truncation, GC" rule 2), which
+// "new c > current c" (docs/protocol.md "Flush, truncation, GC" rule 2), which
 // orders flushers, does not apply; the ETag condition alone makes it a CAS
 // on one exact version.
 //
@@ -88,7 +88,7 @@
 // Both a flush round and a merge commit within CommitWithin (20 min) of
 // their first file PUT, or give up and leave their files to GC: GC takes
 // an unnamed file older than OrphanAge (1 h) for an orphan, so a commit
-// later than that could name a deleted file (PROTOCOL.md "Flush" rule 3, S
+// later than that could name a deleted file (docs/protocol.md "Flush" rule 9, S
 // ≥ 2 × the longest flush, kept by construction rather than assumed).
 //
 // Retired files stay for OrphanAge after retirement, for a Scanner or a
@@ -97,9 +97,9 @@
 // segmentlog.ErrSegmentMissing), re-reads the checkpoint and reopens the
 // segments at its next ID, which the merged file covers. Snapshot and
 // restore manifests are never compacted: they keep naming the old files,
-// which stay while they are GC roots (PROTOCOL.md "Snapshots" rule 2).
+// which stay while they are GC roots (docs/protocol.md "Snapshots" rule 2).
 // Like a flush, a merge must take far less than OrphanAge from its file's
-// PUT to its CAS (PROTOCOL.md S).
+// PUT to its CAS (docs/protocol.md S).
 //
 // # Snapshots and restore
 //
@@ -108,7 +108,7 @@
 // checkpoints → manifest of their segment files → committed. Every message
 // acked on those vchannels before Create was called is in the snapshot, and
 // every message with a timetick ≤ its TimeTick. Drop: deleting → pins
-// released → released; the record stays as a tombstone (PROTOCOL.md
+// released → released; the record stays as a tombstone (docs/protocol.md
 // "Records"). Restore(id, name, targets) is a job record with state and
 // progress, idempotent by id and rolled back on failure; its manifest
 // references the snapshot's files, which keeps them after the snapshot is

@@ -16,7 +16,7 @@ var (
 	ErrCorrupt = errors.New("snapshot: corrupt segment or record")
 	// ErrMissingSegment: a manifest names a segment file that is not in the
 	// store: compaction retired it and GC deleted it after the grace, while
-	// the caller held an older manifest, or else PROTOCOL.md invariant I10
+	// the caller held an older manifest, or else docs/protocol.md invariant I10
 	// is broken. It wraps segmentlog.ErrSegmentMissing, on which a Scanner
 	// re-reads the checkpoint and goes on.
 	ErrMissingSegment = fmt.Errorf("snapshot: segment named by a manifest is missing: %w", segmentlog.ErrSegmentMissing)

@@ -48,7 +48,7 @@ type FlushConfig struct {
 	// its first segment PUT began; later, the round is given up (ErrLostRace;
 	// FlushNow starts a new one) and its files are left to GC, which deletes
 	// an unnamed file once it is GCConfig.OrphanAge old — possibly just
-	// before a late commit would name it (PROTOCOL.md "Flush" rule 3: S ≥ 2
+	// before a late commit would name it (docs/protocol.md "Flush" rule 9: S ≥ 2
 	// × the longest flush). Keep it well below the GCs' OrphanAge. Default
 	// DefaultCommitWithin (20 min).
 	CommitWithin time.Duration
@@ -157,7 +157,7 @@ type Round struct {
 	Version  uint64
 }
 
-// PositionSink records per-vchannel flushed positions (PROTOCOL.md,
+// PositionSink records per-vchannel flushed positions (docs/protocol.md,
 // "Flush, truncation, GC" rule 7). AdvanceFlushed moves vchannel's position
 // forward to id, whose last flushed message has timetick tick; it ignores
 // a position at or below the recorded one and a dropped vchannel.
@@ -166,7 +166,7 @@ type PositionSink interface {
 }
 
 // Flusher turns one pchannel's WAL above its checkpoint into Arrow segments
-// and advances the checkpoint by CAS (PROTOCOL.md, "Flush, truncation, GC").
+// and advances the checkpoint by CAS (docs/protocol.md, "Flush, truncation, GC").
 // Any number of Flushers, in any number of processes, may flush one
 // pchannel concurrently with each other and with its writer: the checkpoint
 // CAS decides, and a loser's segment files are orphans. A Flusher is safe

@@ -116,7 +116,7 @@ func putImmutable(ctx context.Context, store objstore.Store, key string, data []
 	return nil
 }
 
-// casCheckpoint writes next over the round's base checkpoint (PROTOCOL.md
+// casCheckpoint writes next over the round's base checkpoint (docs/protocol.md
 // "Flush, truncation, GC" rule 2): PutIfMatch with the base's ETag, or
 // PutIfAbsent when there was no record. A reply that never came is resolved
 // by re-reading the record and looking for this flush's segment IDs, never

@@ -67,7 +67,7 @@ func (f *Flusher) readRound(ctx context.Context, prev *round) (*round, error) {
 	}
 }
 
-// take applies the reading rule (PROTOCOL.md "Reading" 1 and 2, the one
+// take applies the reading rule (docs/protocol.md "Reading" 1 and 2, the one
 // TermFilter every reader uses) to the next slot and keeps what it
 // delivers.
 func (r *round) take(s *segmentlog.Slot, now time.Time) {
@@ -76,7 +76,7 @@ func (r *round) take(s *segmentlog.Slot, now time.Time) {
 	if r.filter.Max > before {
 		// The first slot of a higher term (a fence, or a lower-term writer's
 		// last valid batches met before the fence): GC keeps W slots from
-		// here (PROTOCOL.md "Flush, truncation, GC" rule 4).
+		// here (docs/protocol.md "Flush, truncation, GC" rule 4).
 		r.termChanges = append(r.termChanges, segmentlog.TermChange{Offset: s.Offset, Term: r.filter.Max})
 	}
 	r.next = s.Offset + 1
@@ -99,7 +99,7 @@ func (r *round) take(s *segmentlog.Slot, now time.Time) {
 		// TRANSACTIONS (issue #6) go here: only committed transaction
 		// messages may reach a segment (rollback drops them), and the
 		// checkpoint must never pass the begin of an open transaction
-		// (PROTOCOL.md "Flush, truncation, GC" rule 5). With #6's design a
+		// (docs/protocol.md "Flush, truncation, GC" rule 5). With #6's design a
 		// transaction lands as one batch object holding its begin, body and
 		// commit, so a delivered batch never holds an open transaction and
 		// nothing needs holding back; a design that spreads a transaction

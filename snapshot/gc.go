@@ -16,11 +16,11 @@ import (
 type GCConfig struct {
 	Layout segmentlog.Layout
 	// MinAge: a WAL object below the truncation point is deleted only once
-	// it is this old (PROTOCOL.md min_age; 2·TTL + 3R + skew ≤ MinAge).
+	// it is this old (docs/protocol.md min_age; 2·TTL + 3R + skew ≤ MinAge).
 	// Default 1 h.
 	MinAge time.Duration
 	// OrphanAge: a segment file no manifest names is deleted only once it
-	// is this old (PROTOCOL.md S, at least twice the longest flush).
+	// is this old (docs/protocol.md S, at least twice the longest flush).
 	// Default 1 h.
 	OrphanAge time.Duration
 	// ShrinkGarbage replaces a lower-term batch inside a protected window
@@ -29,7 +29,7 @@ type GCConfig struct {
 	ShrinkGarbage bool
 	// Retainers name WAL positions still needed below the checkpoint:
 	// per-vchannel positions, open transactions, pending snapshots,
-	// broadcasts not yet acked (PROTOCOL.md "Flush, truncation, GC" rule 6).
+	// broadcasts not yet acked (docs/protocol.md "Flush, truncation, GC" rule 6).
 	// The truncation point is the lowest of them and the checkpoint.
 	Retainers []Retainer
 	// Reclaimer, if set, lets Collect reclaim the segments of dropped,
@@ -75,7 +75,7 @@ func (c *GCConfig) withDefaults() {
 	}
 }
 
-// DefaultOrphanAge is GCConfig.OrphanAge's default, PROTOCOL.md's S: a
+// DefaultOrphanAge is GCConfig.OrphanAge's default, docs/protocol.md's S: a
 // flush or a compaction commits its files within DefaultCommitWithin of
 // writing them, or leaves them to GC.
 const DefaultOrphanAge = time.Hour
@@ -84,7 +84,7 @@ const DefaultOrphanAge = time.Hour
 // CompactConfig.CommitWithin: a third of DefaultOrphanAge.
 const DefaultCommitWithin = DefaultOrphanAge / 3
 
-// DefaultMinAge is GCConfig.MinAge's default, PROTOCOL.md's min_age: a
+// DefaultMinAge is GCConfig.MinAge's default, docs/protocol.md's min_age: a
 // deployment's lease TTL and request timeouts must keep 2·TTL + 3R + skew
 // within it (api.Config.Validate checks).
 const DefaultMinAge = time.Hour
@@ -133,7 +133,7 @@ type WALResult struct {
 	Tombstone int    // garbage in protected slots shrunk to tombstones
 }
 
-// CollectWAL truncates the WAL of pchannel (PROTOCOL.md "Flush,
+// CollectWAL truncates the WAL of pchannel (docs/protocol.md "Flush,
 // truncation, GC" rules 4 and 6).
 func (g *GC) CollectWAL(ctx context.Context, pchannel string) (WALResult, error) {
 	cp, _, err := readCheckpoint(ctx, g.store, g.cfg.Layout, pchannel, g.cfg.Timeout)
@@ -253,7 +253,7 @@ type OrphanResult struct {
 
 // CollectOrphans deletes segment files that no checkpoint manifest, no
 // snapshot and no restored vchannel names, once older than OrphanAge
-// (PROTOCOL.md "Flush, truncation, GC" rule 3). A file a checkpoint lists
+// (docs/protocol.md "Flush, truncation, GC" rule 3). A file a checkpoint lists
 // as Retired is kept until OrphanAge after its RetiredAt, whatever its own
 // age: compaction took it out of the manifest, but a reader or a snapshot
 // being created may still hold a manifest that names it. It lists the files first
@@ -356,7 +356,7 @@ func (g *GC) delete(ctx context.Context, key string) error {
 // references returns every segment key that must stay: those named by a
 // checkpoint manifest of any pchannel or retired from one by compaction
 // less than OrphanAge before now, by a snapshot not yet released, or by a
-// restore job that is running or done (PROTOCOL.md "Snapshots" rules 1 and
+// restore job that is running or done (docs/protocol.md "Snapshots" rules 1 and
 // 2).
 func (g *GC) references(ctx context.Context, now time.Time) (map[string]bool, error) {
 	refs := make(map[string]bool)

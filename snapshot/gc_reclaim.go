@@ -10,7 +10,7 @@ import (
 )
 
 // Reclaimer is the vchannel registry as GC uses it to reclaim the data of
-// dropped vchannels (PROTOCOL.md "Snapshots, restore, drop" rule 1); the
+// dropped vchannels (docs/protocol.md "Snapshots, restore, drop" rule 1); the
 // coordinator's registry provides it. Safe for concurrent use.
 type Reclaimer interface {
 	// Dropped lists the vchannels bound to pchannel that are dropped or

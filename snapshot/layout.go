@@ -35,7 +35,7 @@ func segmentDir(l segmentlog.Layout, pchannel, vchannel string) string {
 	return join(l, "segments", vchannel) + "/"
 }
 
-// SegmentKey is the key of a segment file (DESIGN.md, "Bucket layout"):
+// SegmentKey is the key of a segment file (docs/architecture.md, "Bucket layout"):
 // {prefix}/segments/{vchannel}/{first:020d}-{last:020d}-{flushID}.arrow,
 // first and last being the offsets of its first and last message, flushID
 // the UUID of the flush that wrote it (or of the compaction that merged
@@ -74,8 +74,8 @@ func SnapshotsPrefix(l segmentlog.Layout) string { return join(l, "snapshots") +
 // of segmentlog.Layout.Checkpoint).
 func CheckpointsPrefix(l segmentlog.Layout) string { return join(l, "meta", "checkpoints") + "/" }
 
-// RestoreKey is the key of the record of restore job id. Restore jobs are
-// an addition to DESIGN.md's bucket layout: {prefix}/meta/restores/{id}.json.
+// RestoreKey is the key of the record of restore job id. Restore jobs live
+// at {prefix}/meta/restores/{id}.json (docs/architecture.md, "Bucket layout").
 func RestoreKey(l segmentlog.Layout, id string) string {
 	return join(l, "meta", "restores", id+".json")
 }

@@ -21,7 +21,7 @@ func (c writerWAL) AppendControl(ctx context.Context, _ string, msgs ...sl.Messa
 }
 
 // TestSnapshotsWithRegistry: the real vchannel registry pins snapshot
-// vchannels (PROTOCOL.md "Snapshots" rule 1): a dropped vchannel cannot be
+// vchannels (docs/protocol.md "Snapshots" rule 1): a dropped vchannel cannot be
 // snapshotted, a pinned one is not reclaimed, a restore of it after the
 // drop and a GC reads every message it had, and once unpinned GC reclaims
 // its segments except those the restored vchannel reads, while the other
@@ -121,7 +121,7 @@ func TestSnapshotsWithRegistry(t *testing.T) {
 			t.Fatal(err)
 		}
 		// va is reclaimed; only the files its restored copy reads stay
-		// (PROTOCOL.md "Snapshots" rule 2), and they still read back whole.
+		// (docs/protocol.md "Snapshots" rule 2), and they still read back whole.
 		job, err := snaps.RestoreStatus(ctx, "back")
 		if err != nil {
 			t.Fatal(err)

@@ -26,7 +26,7 @@ const restoreFormat = 1
 // RestoreJob is the record of one restore at
 // {prefix}/meta/restores/{id}.json, changed only by CAS. Its manifest is
 // the restored vchannels' history: it references the snapshot's segment
-// files, so dropping the snapshot does not free them (PROTOCOL.md
+// files, so dropping the snapshot does not free them (docs/protocol.md
 // "Snapshots" rule 2). A RestoreJob is a plain value.
 type RestoreJob struct {
 	Format   int    `json:"format"`
@@ -59,7 +59,7 @@ func (j RestoreJob) root() bool { return j.State == JobRunning || j.State == Job
 // Not done here, because they belong to the coordinator's vchannel
 // registry: creating the target vchannels' records, and raising the target
 // pchannel's timetick floor above the job's TimeTick before they accept
-// appends (PROTOCOL.md "Snapshots" rule 3).
+// appends (docs/protocol.md "Snapshots" rule 3).
 func (s *Snapshots) Restore(ctx context.Context, id, name string, targets map[string]string) (RestoreJob, error) {
 	if err := segmentlog.ValidateName("restore job", id); err != nil {
 		return RestoreJob{}, err

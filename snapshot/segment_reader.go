@@ -15,7 +15,7 @@ import (
 
 // SegmentReader serves the part of a pchannel below its checkpoint from the
 // Arrow segment files the checkpoint's manifest names, never by listing
-// (PROTOCOL.md "Flush, truncation, GC" rule 1). It implements
+// (docs/protocol.md "Flush, truncation, GC" rule 1). It implements
 // segmentlog.SegmentReader, so a Scanner reads segments, then the WAL from
 // the checkpoint C on. Deliveries from segments carry the term of the batch
 // they were flushed from, as WAL deliveries do. Pchannel-wide messages (no

@@ -24,7 +24,7 @@ const (
 	Committed State = "committed"
 	// Deleting: drop has begun; pins are being released. Still a GC root.
 	Deleting State = "deleting"
-	// Released: dropped. The record stays as a tombstone (PROTOCOL.md,
+	// Released: dropped. The record stays as a tombstone (docs/protocol.md,
 	// "Records": records are never deleted), invisible to List and
 	// Describe, and its name may be used again.
 	Released State = "released"
@@ -67,7 +67,7 @@ type Cut struct {
 // root reports whether the snapshot's manifest keeps its files from GC.
 func (s Snapshot) root() bool { return s.State != Released && s.State != "" }
 
-// VChannels is the vchannel registry as snapshots use it (PROTOCOL.md
+// VChannels is the vchannel registry as snapshots use it (docs/protocol.md
 // "Snapshots" rule 1); coordinator.Registry provides it. Pin adds holder's
 // pin to the vchannel's record by CAS and returns the pchannel it is bound
 // to; it fails once the vchannel is dropped or being reclaimed. Unpin
@@ -114,8 +114,8 @@ func (c *SnapshotsConfig) Validate() error {
 }
 
 // Snapshots creates, lists, describes, drops and restores snapshots: named,
-// immutable manifests over the segments of a set of vchannels (DESIGN.md,
-// "Snapshots"). Every step is a CAS on a record, so calls may run in any
+// immutable manifests over the segments of a set of vchannels (docs/architecture.md,
+// "Snapshot and restore"). Every step is a CAS on a record, so calls may run in any
 // number of processes; Create, Drop and Restore are idempotent and resume
 // where an interrupted call stopped. Safe for concurrent use.
 type Snapshots struct {

@@ -31,9 +31,9 @@ import (
 // no key twice (I1-I4, I7), every manifest file present (I10), and the
 // checkpoint history one chain.
 //
-// GC's min_age here is PROTOCOL.md's lower bound 2·TTL + 3R, so GC
+// GC's min_age here is docs/protocol.md's lower bound 2·TTL + 3R, so GC
 // empties slots while writers still replay them: recovery must re-read the
-// checkpoint at a missing slot (PROTOCOL.md "Reading" rule 3), which this
+// checkpoint at a missing slot (docs/protocol.md "Reading" rule 3), which this
 // test caught once.
 var (
 	flushTortureRounds = flag.Int("flushtorture.rounds", 0, "flush torture rounds per store (0: the default)")
@@ -134,14 +134,14 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	faulty := func(s uint64) *objstore.Fault {
 		return objstore.NewFault(base, objstore.FaultConfig{Seed: s, ErrorRate: 0.03, LostReplyRate: 0.02, DelayedApplyRate: 0.01, DelayedApply: 2 * tm.put})
 	}
-	// min_age ≥ 2·TTL + 3R (PROTOCOL.md "Parameters"); zombies freeze for
+	// min_age ≥ 2·TTL + 3R (docs/protocol.md "Parameters"); zombies freeze for
 	// longer than that.
 	minAge := max(tm.minAge, 2*tm.ttl+3*tm.put)
 	freeze := minAge + tm.ttl
 
 	// The orphan GC below deletes unnamed files half a round old; flushes
 	// and merges commit within a quarter round of their first PUT or give
-	// up (PROTOCOL.md "Flush" rule 3's S ≥ 2 × the longest flush, kept by
+	// up (docs/protocol.md "Flush" rule 9: S ≥ 2 × the longest flush, kept by
 	// construction even on a loaded machine).
 	commitWithin := tm.round / 4
 
@@ -247,7 +247,7 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	}()
 
 	// A reader tails from the start throughout, through segments when the
-	// WAL below the checkpoint is gone (PROTOCOL.md "Reading" rule 3).
+	// WAL below the checkpoint is gone (docs/protocol.md "Reading" rule 3).
 	var tail []sl.Delivery
 	var tailErr error
 	bg.Add(1)

@@ -12,44 +12,44 @@ import (
 	"time"
 )
 
-// benchKeyRow is a row of README.md's "Benchmarks" key table:
+// benchKeyRow is a row of docs/bench.md's "Keys" table:
 // | `key` | unit | what |.
 var benchKeyRow = regexp.MustCompile("^\\| `([a-z0-9_]+)` \\| ([^|]+?) \\|")
 
-// readmeBenchKeys returns the keys README.md's "Benchmarks" section
+// docBenchKeys returns the keys docs/bench.md's "Keys" section
 // documents, with their units.
-func readmeBenchKeys(t *testing.T) map[string]string {
+func docBenchKeys(t *testing.T) map[string]string {
 	t.Helper()
-	readme, err := os.ReadFile("../../README.md")
+	doc, err := os.ReadFile("../../docs/bench.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, sec, ok := strings.Cut(string(readme), "\n## Benchmarks\n")
+	_, sec, ok := strings.Cut(string(doc), "\n## Keys\n")
 	if !ok {
-		t.Fatal(`README.md has no "## Benchmarks" section`)
+		t.Fatal(`docs/bench.md has no "## Keys" section`)
 	}
 	sec, _, _ = strings.Cut(sec, "\n## ")
 	keys := map[string]string{}
 	for _, line := range strings.Split(sec, "\n") {
 		if m := benchKeyRow.FindStringSubmatch(line); m != nil {
 			if _, dup := keys[m[1]]; dup {
-				t.Errorf("README.md documents %s twice", m[1])
+				t.Errorf("docs/bench.md documents %s twice", m[1])
 			}
 			keys[m[1]] = m[2]
 		}
 	}
 	if len(keys) < 10 {
-		t.Fatalf("found only %d keys in README.md's Benchmarks table; the parser or the table is broken", len(keys))
+		t.Fatalf("found only %d keys in docs/bench.md's Keys table; the parser or the table is broken", len(keys))
 	}
 	return keys
 }
 
-// TestBenchReportMatchesReadme runs `cairn bench --store fs --duration 1s
-// --json` and checks that its report and README.md's "Benchmarks" section
+// TestBenchReportMatchesDocs runs `cairn bench --store fs --duration 1s
+// --json` and checks that its report and docs/bench.md's "Keys" section
 // list the same keys with the same units, that every target ran, and that
 // --out wrote the same report. It asserts no timing.
-func TestBenchReportMatchesReadme(t *testing.T) {
-	documented := readmeBenchKeys(t)
+func TestBenchReportMatchesDocs(t *testing.T) {
+	documented := docBenchKeys(t)
 	out := filepath.Join(t.TempDir(), "bench.json")
 	root := newRootCmd()
 	var stdout, stderr bytes.Buffer
@@ -97,16 +97,16 @@ func TestBenchReportMatchesReadme(t *testing.T) {
 		m, ok := rep.Metrics[key]
 		switch {
 		case !ok:
-			t.Errorf("README.md documents %s, which the report lacks", key)
+			t.Errorf("docs/bench.md documents %s, which the report lacks", key)
 		case m.Value == nil:
 			t.Errorf("%s has no value", key)
 		case m.Unit != unit:
-			t.Errorf("%s: unit %q in the report, %q in README.md", key, m.Unit, unit)
+			t.Errorf("%s: unit %q in the report, %q in docs/bench.md", key, m.Unit, unit)
 		}
 	}
 	for key := range rep.Metrics {
 		if _, ok := documented[key]; !ok {
-			t.Errorf("the report has %s, which README.md does not document", key)
+			t.Errorf("the report has %s, which docs/bench.md does not document", key)
 		}
 	}
 	if len(rep.Targets) == 0 {
@@ -115,7 +115,7 @@ func TestBenchReportMatchesReadme(t *testing.T) {
 	for _, tg := range rep.Targets {
 		unit, ok := documented[tg.Key]
 		if !ok || !tg.Run || tg.Unit != unit || (tg.Op != ">=" && tg.Op != "<=") {
-			t.Errorf("target %q: key documented %t, ran %t, unit %q (README: %q), op %q", tg.Name, ok, tg.Run, tg.Unit, unit, tg.Op)
+			t.Errorf("target %q: key documented %t, ran %t, unit %q (docs/bench.md: %q), op %q", tg.Name, ok, tg.Run, tg.Unit, unit, tg.Op)
 		}
 	}
 	file, err := os.ReadFile(out)

@@ -36,7 +36,7 @@ type Config struct {
 	PChannels []string
 
 	// LeaseTTL is how long an acquire or renew keeps a pchannel lease.
-	// Default 10 s (PROTOCOL.md, "Parameters").
+	// Default 10 s (docs/protocol.md, "Parameters").
 	LeaseTTL time.Duration
 	// LeaseMargin is the lease safety margin m. Default min(2.5 s, TTL/4).
 	LeaseMargin time.Duration
@@ -123,7 +123,7 @@ const (
 	DefaultMaxWaiters        = 1024
 	DefaultShutdownTimeout   = 400 * time.Millisecond
 
-	// leaseRequestTimeout bounds one lease GET or CAS (PROTOCOL.md R);
+	// leaseRequestTimeout bounds one lease GET or CAS (docs/protocol.md R);
 	// the margin must exceed it, so small margins get half of theirs.
 	leaseRequestTimeout = time.Second
 )
@@ -208,11 +208,11 @@ func (c Config) Validate() error {
 	case d.LeaseMargin >= d.LeaseTTL:
 		return fmt.Errorf("api: lease margin %v must be below the lease TTL %v", d.LeaseMargin, d.LeaseTTL)
 	case d.RenewInterval <= 0 || d.RenewInterval+2*d.leaseRequestTimeout() > d.LeaseTTL-d.LeaseMargin:
-		// PROTOCOL.md, "Parameters": I + 2·R_cas ≤ TTL − m.
+		// docs/protocol.md, "Parameters": I + 2·R_cas ≤ TTL − m.
 		return fmt.Errorf("api: renew interval %v + 2 × request timeout %v must fit in TTL %v − margin %v",
 			d.RenewInterval, d.leaseRequestTimeout(), d.LeaseTTL, d.LeaseMargin)
 	case 2*d.LeaseTTL+3*segmentlog.DefaultPutTimeout+d.LeaseMargin > snapshot.DefaultMinAge:
-		// PROTOCOL.md, "Parameters": 2·TTL + 3R + skew ≤ min_age, skew
+		// docs/protocol.md, "Parameters": 2·TTL + 3R + skew ≤ min_age, skew
 		// bounded by the margin: GC must never delete a slot a zombie
 		// could still PUT to before its lease deadline passes.
 		return fmt.Errorf("api: lease TTL %v too long: 2 × TTL + 3 × PUT timeout %v + margin %v must stay within the WAL's GC min age %v",

@@ -65,7 +65,7 @@ func TestConfigDefaultsKeepProtocolRelations(t *testing.T) {
 	}
 }
 
-// TestConfigRefusesALeaseTTLThatOutlivesMinAge: PROTOCOL.md's
+// TestConfigRefusesALeaseTTLThatOutlivesMinAge: docs/protocol.md's
 // 2·TTL + 3R + skew ≤ min_age — a lease so long that a zombie could still PUT
 // after GC emptied its slots is refused at start-up, not discovered as a lost
 // ack. The defaults keep the idempotency window within min_age too (D ≤

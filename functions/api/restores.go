@@ -185,7 +185,7 @@ func (s *Server) runRestore(ctx context.Context, id, name string, targets map[st
 		if err != nil {
 			return fmt.Errorf("restore job %s: create target vchannel %s: %w", id, targets[src], err)
 		}
-		// PROTOCOL.md "Snapshots" rule 3: the target pchannel's timeticks
+		// docs/protocol.md "Snapshots" rule 3: the target pchannel's timeticks
 		// go above the snapshot's before the restored vchannel is handed
 		// out (its appends can only come after this returns).
 		if err := s.pool.RaiseTickFloor(ctx, v.PChannel, job.TimeTick); err != nil {

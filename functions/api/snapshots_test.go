@@ -167,7 +167,7 @@ func TestRestoreRoutes(t *testing.T) {
 		t.Fatalf("own messages %q (%+v)", got, rr.Messages)
 	}
 	if rr.Messages[0].TimeTick <= job.TimeTick {
-		t.Fatalf("the target's own message has timetick %d, not above the snapshot's %d (PROTOCOL.md Snapshots rule 3)", rr.Messages[0].TimeTick, job.TimeTick)
+		t.Fatalf("the target's own message has timetick %d, not above the snapshot's %d (docs/protocol.md Snapshots rule 3)", rr.Messages[0].TimeTick, job.TimeTick)
 	}
 	mustOK(t, "read all", ts.get("/v1/vchannels/r0/messages?max=10"), &rr)
 	if got := payloads(rr.Messages); !slices.Equal(got, []string{"a", "b", "c"}) {
