@@ -28,7 +28,54 @@ const (
 	numThawMoments
 )
 
+// thawCycle is the order zombies take the moments in: the two around the
+// fence, where a zombie's PUTs meet the new window, come twice.
+var thawCycle = []thawMoment{thawAfterFence, thawDuringFence, thawBeforeTakeover, thawLate, thawAfterFence, thawDuringFence}
+
 var thawNames = [numThawMoments]string{"before the takeover", "during the fence", "after the fence", "late"}
+
+// turnEnd is how an actor's turn ends.
+type turnEnd int
+
+const (
+	endGraceful turnEnd = iota // close and release
+	endCrash                   // every call from then on dropped or unanswered
+	endZombie                  // frozen mid-turn, back at a thaw moment
+)
+
+// endCycle is how the first turns of a run end, so that even a short run
+// has zombies at every thaw moment; later turns end at random.
+var endCycle = []turnEnd{endZombie, endZombie, endCrash, endZombie, endZombie, endGraceful, endZombie, endCrash}
+
+// nextEnd picks how the next turn ends; putBack returns a pick whose turn
+// never started (its writer did not open).
+func (e *actorEnv) nextEnd(rng *rand.Rand) turnEnd {
+	e.run.mu.Lock()
+	defer e.run.mu.Unlock()
+	if n := len(e.run.returned); n > 0 {
+		end := e.run.returned[n-1]
+		e.run.returned = e.run.returned[:n-1]
+		return end
+	}
+	if e.run.turns < len(endCycle) {
+		e.run.turns++
+		return endCycle[e.run.turns-1]
+	}
+	switch r := rng.IntN(10); {
+	case r < 3:
+		return endGraceful
+	case r < 5:
+		return endCrash
+	default:
+		return endZombie
+	}
+}
+
+func (e *actorEnv) putBack(end turnEnd) {
+	e.run.mu.Lock()
+	defer e.run.mu.Unlock()
+	e.run.returned = append(e.run.returned, end)
+}
 
 // scheduleCounters prove that the fault schedule reached the states the
 // fence protocol exists for; runTorture prints them and fails a run in
@@ -84,7 +131,7 @@ type actorEnv struct {
 	watch    *fenceWatch
 	hist     *history
 	deadline time.Time
-	nextThaw *atomic.Int64
+	run      *runState
 
 	mu       sync.Mutex
 	faults   []*objstore.Fault
@@ -98,10 +145,11 @@ type actorEnv struct {
 func (e *actorEnv) runActor(ctx context.Context, a int, seed uint64) {
 	t, tm := e.t, e.tm
 	arng := rand.New(rand.NewPCG(seed, 1))
-	producers := []*producer{
-		{name: fmt.Sprintf("%s-a%d-p0", e.pch, a)},
-		{name: fmt.Sprintf("%s-a%d-p1", e.pch, a)},
-		{name: fmt.Sprintf("%s-a%d-p2", e.pch, a)},
+	// Five producers: up to five batch PUTs in flight at once, so that a
+	// freeze catches several (vchannels v0–v4).
+	var producers []*producer
+	for i := range 5 {
+		producers = append(producers, &producer{name: fmt.Sprintf("%s-a%d-p%d", e.pch, a, i)})
 	}
 	txp := &txnProducer{name: fmt.Sprintf("%s-a%d-tx", e.pch, a)}
 	for turn := 0; time.Now().Before(e.deadline); turn++ {
@@ -121,12 +169,21 @@ func (e *actorEnv) runActor(ctx context.Context, a int, seed uint64) {
 			t.Error(err)
 			return
 		}
+		// How the turn ends is decided now: a zombie's writer sends small
+		// batches (one or two messages each), so that several PUTs are in
+		// flight when it freezes; the others, half the time.
+		end := e.nextEnd(arng)
+		batch := []int{256, 4 << 10}[arng.IntN(2)]
+		if end == endZombie {
+			batch = 256
+		}
 		w, err := sl.OpenWriter(ctx, sl.WriterConfig{
 			PChannel: e.pch, Layout: e.layout, Holder: fmt.Sprintf("actor%d", a),
 			PutTimeout: tm.put, GetTimeout: tm.get, RenewInterval: tm.renew, Now: now, Logger: quietLog,
-			MaxBatchBytes: 4 << 10, Linger: time.Duration(arng.IntN(2)) * time.Millisecond,
+			MaxBatchBytes: batch, Linger: time.Duration(arng.IntN(2)) * time.Millisecond,
 		}, fz, leases)
 		if err != nil {
+			e.putBack(end)
 			if errors.Is(err, sl.ErrInvariant) {
 				t.Errorf("actor %d: open: %v", a, err)
 				return
@@ -135,8 +192,7 @@ func (e *actorEnv) runActor(ctx context.Context, a int, seed uint64) {
 			continue
 		}
 		e.count(func(tt *tortureTotals, _ *scheduleCounters) { tt.writers++ })
-		end := arng.IntN(10)
-		graceful := end < 4
+		graceful := end == endGraceful
 		turnEnd := time.Now().Add(time.Duration(arng.Int64N(int64(tm.round/5))) + tm.renew)
 		// Producers keep appending through a crash or a freeze, so that
 		// PUTs are in flight when it strikes.
@@ -168,7 +224,7 @@ func (e *actorEnv) runActor(ctx context.Context, a int, seed uint64) {
 		case graceful:
 			pwg.Wait()
 			_ = w.Close(ctx)
-		case end < 6: // crash: every call from now on fails, nothing more lands
+		case end == endCrash: // crash: every call from now on fails, nothing more lands
 			fz.crash(arng.Uint64())
 			pwg.Wait()
 			_ = w.Close(ctx)
@@ -203,7 +259,12 @@ func (e *actorEnv) runActor(ctx context.Context, a int, seed uint64) {
 func (e *actorEnv) zombie(w *sl.Writer, fz *freezable) {
 	tm := e.tm
 	fz.freeze()
-	moment := thawMoment(e.nextThaw.Add(1)-1) % numThawMoments
+	// Let the producers' next PUTs reach the freeze: a zombie with several
+	// PUTs in flight can put some inside the next holder's window.
+	for end := time.Now().Add(4 * tm.put); fz.blockedPuts.Load() < 2 && time.Now().Before(end); {
+		time.Sleep(time.Millisecond)
+	}
+	moment := thawCycle[(e.run.thaws.Add(1)-1)%int64(len(thawCycle))]
 	wait := 8 * tm.ttl // the longest a zombie waits for a takeover
 	switch moment {
 	case thawBeforeTakeover:
@@ -220,6 +281,9 @@ func (e *actorEnv) zombie(w *sl.Writer, fz *freezable) {
 		time.Sleep(2*tm.ttl + tm.margin)
 	}
 	calls, puts := fz.thaw(4 * tm.put)
+	if testing.Verbose() {
+		e.t.Logf("zombie of term %d thawed %s with %d slot PUTs (%d calls) in flight", w.Term(), thawNames[moment], puts, calls)
+	}
 	e.count(func(tt *tortureTotals, sc *scheduleCounters) {
 		tt.zombies++
 		sc.thaws[moment]++

@@ -103,6 +103,26 @@ func oracleRead(t *testing.T, store objstore.Store, layout sl.Layout, pch string
 	return res
 }
 
+// lastSlot is the highest slot holding an object, found by probing from 0
+// until 4·W slots in a row are empty (a broken writer may leave holes of up
+// to W−1 slots); 0 with nothing written.
+func lastSlot(t *testing.T, store objstore.Store, layout sl.Layout, pch string) uint64 {
+	t.Helper()
+	last, empty := uint64(0), 0
+	for off := uint64(0); empty < 4*sl.FenceWindow; off++ {
+		_, err := store.Head(context.Background(), layout.WAL(pch, off))
+		switch {
+		case err == nil:
+			last, empty = off, 0
+		case errors.Is(err, objstore.ErrNotFound):
+			empty++
+		default:
+			t.Fatalf("oracle: slot %d: %v", off, err)
+		}
+	}
+	return last
+}
+
 // sameAsOracle reports the first difference between a product read path's
 // deliveries and the oracle's (nil if equal): same IDs, terms, ticks, keys
 // and payloads, in the same order.

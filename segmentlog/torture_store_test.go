@@ -186,11 +186,12 @@ func (f *freezable) Delete(ctx context.Context, key string) error {
 // granted to one nonce only.
 type fenceWatch struct {
 	objstore.Store
-	t       *testing.T
-	nonces  sync.Map // lease term → nonce
-	mu      sync.Mutex
-	waiting []fenceWaiter
-	events  map[uint64]*takeover // by the newer term
+	t        *testing.T
+	nonces   sync.Map // lease term → nonce
+	violated atomic.Bool
+	mu       sync.Mutex
+	waiting  []fenceWaiter
+	events   map[uint64]*takeover // by the newer term
 }
 
 // fenceWaiter is one zombie of term waiting for a takeover. go_ is closed
@@ -300,6 +301,7 @@ func (fw *fenceWatch) leaseWritten(key string, body []byte) {
 		return
 	}
 	if prev, loaded := fw.nonces.LoadOrStore(l.Term, l.Nonce); loaded && prev != l.Nonce {
+		fw.violated.Store(true)
 		fw.t.Errorf("I5: lease term %d granted to two nonces, %v and %s", l.Term, prev, l.Nonce)
 	}
 }
