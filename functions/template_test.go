@@ -1,6 +1,7 @@
 package functions_test
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -873,6 +874,95 @@ func TestTemplateMissingSlotIs404(t *testing.T) {
 	for _, st := range get(tp.root, "Resources", "BucketPolicy", "Properties", "PolicyDocument", "Statement").Content {
 		if scalar(get(st, "Effect")) == "Deny" && get(st, "Condition") == nil {
 			t.Errorf("bucket policy statement %s denies without a condition", scalar(get(st, "Sid")))
+		}
+	}
+}
+
+// cfnlintDir holds the second validator: validate.cjs drives the
+// CloudFormation validation engine inside aws-cdk-lib, pinned by its
+// package-lock.json; `make test` installs it (npm ci).
+const cfnlintDir = "testdata/cfnlint"
+
+// runCfnValidate runs validate.cjs over a template file and returns its
+// output and whether it found the template valid.
+func runCfnValidate(t *testing.T, template string) (string, bool) {
+	t.Helper()
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Fatalf("node not found (%v): the template validation needs Node.js (Debian: apt-get install -y nodejs npm)", err)
+	}
+	if _, err := os.Stat(filepath.Join(cfnlintDir, "node_modules", "aws-cdk-lib", "package.json")); err != nil {
+		t.Fatalf("aws-cdk-lib is not installed (%v): run `make test`, or `npm ci --prefix functions/%s`", err, cfnlintDir)
+	}
+	abs, err := filepath.Abs(template)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("node", "validate.cjs", abs)
+	cmd.Dir = cfnlintDir
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), true
+	case errors.As(err, &exit) && exit.ExitCode() == 1:
+		return string(out), false
+	}
+	t.Fatalf("validate.cjs: %v\n%s", err, out)
+	return "", false
+}
+
+// TestTemplateCfnValidate: the CloudFormation validation engine of
+// aws-cdk-lib finds nothing in template.yaml but SAM's generated Function
+// URLs (dropped by name in validate.cjs), and checks the bucket, its
+// policy and the log groups in full.
+func TestTemplateCfnValidate(t *testing.T) {
+	out, ok := runCfnValidate(t, "../template.yaml")
+	if !ok {
+		t.Fatalf("template.yaml fails CloudFormation validation:\n%s", out)
+	}
+	for _, want := range []string{"AWS::S3::Bucket x1", "AWS::S3::BucketPolicy x1", "AWS::Logs::LogGroup x4", "dropped 3 known false positive(s)", "template valid"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("validator output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestTemplateCfnValidateCatches: the validator fails a template with a
+// misspelt property, a reference to no parameter, and a Function URL of
+// a function that has none — the false-positive filter goes by name, not
+// by the kind of finding.
+func TestTemplateCfnValidateCatches(t *testing.T) {
+	b, err := os.ReadFile("../template.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := string(b)
+	for _, r := range [][2]string{
+		{"BucketKeyEnabled: true", "BucketKeyEnabld: true"},
+		{"MemorySize: !Ref NodeMemory", "MemorySize: !Ref NodeMemry"},
+		{"\nOutputs:\n", "\nOutputs:\n  Bogus:\n    Value: !GetAtt MaintenanceFunctionUrl.FunctionUrl\n"},
+	} {
+		if !strings.Contains(src, r[0]) {
+			t.Fatalf("template.yaml has no %q to break", r[0])
+		}
+		src = strings.Replace(src, r[0], r[1], 1)
+	}
+	broken := filepath.Join(t.TempDir(), "broken.yaml")
+	if err := os.WriteFile(broken, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, ok := runCfnValidate(t, broken)
+	if ok {
+		t.Fatalf("the broken template passed:\n%s", out)
+	}
+	for _, want := range []string{
+		"F3002 Bucket: BucketEncryption.ServerSideEncryptionConfiguration.0.BucketKeyEnabld",
+		"F1020 NodeFunction: MemorySize: 'NodeMemry'",
+		"GetAtt 'MaintenanceFunctionUrl.FunctionUrl' references a resource that does not exist",
+		"3 finding(s)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("validator output lacks %q:\n%s", want, out)
 		}
 	}
 }
