@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -339,5 +340,29 @@ func TestRegionOf(t *testing.T) {
 		if got := RegionOf(host); got != want {
 			t.Errorf("RegionOf(%q) = %q, want %q", host, got, want)
 		}
+	}
+}
+
+// TestSigV4RegionFromFunctionURL: a request to a Function URL is signed
+// for the region its host names, whatever region is configured. The
+// transport dials the local server for the Function URL's host.
+func TestSigV4RegionFromFunctionURL(t *testing.T) {
+	url, seen := apiServer(t, nil)
+	addr := strings.TrimPrefix(url, "http://")
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	s := New(aws.Config{Region: "us-east-1", Credentials: credentials.StaticCredentialsProvider{Value: testCreds}})
+	c, err := client.New("http://abcdef.lambda-url."+testRegion+".on.aws/", s.Option(), client.WithHTTPClient(&http.Client{Transport: tr}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PChannels(t.Context()); err != nil {
+		t.Fatalf("status through the Function URL: %v", err)
+	}
+	if r := seen.all(); len(r) != 1 || !r[0].verified || !strings.Contains(r[0].auth, "/"+testRegion+"/lambda/") {
+		t.Fatalf("requests %+v, want one signed for %s", r, testRegion)
 	}
 }
