@@ -13,6 +13,10 @@ ADDR          ?= 127.0.0.1:7070
 # lockfile) reads our segments in snapshot's interop test.
 ARROWJS       := snapshot/testdata/arrowjs/node_modules/.package-lock.json
 
+# A second validator of template.yaml: the CloudFormation validation engine
+# inside aws-cdk-lib (pinned by its lockfile), run by functions' template test.
+CFNLINT       := functions/testdata/cfnlint/node_modules/.package-lock.json
+
 # Tests find MinIO through this variable (infra/miniotest).
 export CAIRN_MINIO_BIN := $(MINIO_BIN)
 
@@ -24,7 +28,7 @@ run:
 
 ## test: vet, formatting, and every test (race detector on) against the
 ## embedded stores and a real MinIO that the harness starts by itself.
-test: $(MINIO_BIN) $(ARROWJS) fmt-check vet
+test: $(MINIO_BIN) $(ARROWJS) $(CFNLINT) fmt-check vet
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 fmt-check:
@@ -44,6 +48,9 @@ $(MINIO_BIN):
 
 $(ARROWJS): snapshot/testdata/arrowjs/package-lock.json
 	npm ci --prefix snapshot/testdata/arrowjs --no-audit --no-fund
+
+$(CFNLINT): functions/testdata/cfnlint/package-lock.json
+	npm ci --prefix functions/testdata/cfnlint --no-audit --no-fund
 
 ## fuzz: run every fuzz target for FUZZTIME each.
 FUZZTIME ?= 30s
@@ -70,16 +77,16 @@ LAMBDA_FUNCTIONS := node coordinator snapshot maintenance
 .PHONY: build-NodeFunction build-CoordinatorFunction build-SnapshotFunction build-MaintenanceFunction lambdas fuzz-api
 
 build-NodeFunction:
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -tags lambda.norpc -trimpath -o $(ARTIFACTS_DIR)/bootstrap ./functions/node
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' -o $(ARTIFACTS_DIR)/bootstrap ./functions/node
 
 build-CoordinatorFunction:
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -tags lambda.norpc -trimpath -o $(ARTIFACTS_DIR)/bootstrap ./functions/coordinator
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' -o $(ARTIFACTS_DIR)/bootstrap ./functions/coordinator
 
 build-SnapshotFunction:
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -tags lambda.norpc -trimpath -o $(ARTIFACTS_DIR)/bootstrap ./functions/snapshot
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' -o $(ARTIFACTS_DIR)/bootstrap ./functions/snapshot
 
 build-MaintenanceFunction:
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -tags lambda.norpc -trimpath -o $(ARTIFACTS_DIR)/bootstrap ./functions/maintenance
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' -o $(ARTIFACTS_DIR)/bootstrap ./functions/maintenance
 
 lambdas:
 	$(MAKE) build-NodeFunction ARTIFACTS_DIR=bin/node

@@ -20,7 +20,9 @@ import (
 // behind a proxy that adds its auth) over the HTTP API. It is safe for
 // concurrent use; build one per server and share it.
 type Client struct {
-	base  *url.URL // scheme, host and an optional path prefix, no trailing slash
+	base  *url.URL          // scheme, host and an optional path prefix, no trailing slash
+	bases *[nRoles]*url.URL // the function of each role (NewEndpoints), or nil: base serves all
+	sign  func(*http.Request) error
 	token string
 	hc    *http.Client
 	log   *slog.Logger
@@ -54,15 +56,10 @@ func WithRetry(p RetryPolicy) Option { return func(c *Client) { c.retry = p } }
 // New returns a client of the server at baseURL ("http://127.0.0.1:7070";
 // a path prefix is kept: "https://gw.example/cairn"). It sends no request.
 func New(baseURL string, opts ...Option) (*Client, error) {
-	u, err := url.Parse(baseURL)
+	u, err := parseBase(baseURL)
 	if err != nil {
-		return nil, fmt.Errorf("client: server URL %q: %w: %w", baseURL, ErrInvalid, err)
+		return nil, err
 	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("client: server URL %q: %w: want http(s)://host[:port][/prefix]", baseURL, ErrInvalid)
-	}
-	u.Path = strings.TrimRight(u.Path, "/")
-	u.RawPath = ""
 	c := &Client{base: u, now: time.Now, sleep: sleepCtx}
 	for _, o := range opts {
 		o(c)
@@ -82,7 +79,8 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-// BaseURL is the server URL the client talks to.
+// BaseURL is the server URL the client talks to (with NewEndpoints, the
+// node's).
 func (c *Client) BaseURL() string { return c.base.String() }
 
 // request is one API call.
@@ -168,6 +166,8 @@ func classifyAttempt(err error) (retry, landed bool, delay time.Duration) {
 		return ae.retryable(), ae.mayHaveLanded(), ae.RetryAfter
 	case errors.Is(err, errNotSent):
 		return true, false, 0
+	case errors.Is(err, ErrUnauthorized):
+		return false, false, 0 // not signed, so not sent
 	case errors.Is(err, errBadAnswer):
 		return false, true, 0 // a 2xx we cannot read: it landed
 	}
@@ -187,8 +187,9 @@ var (
 func (c *Client) attempt(ctx context.Context, req request, out any) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, c.retry.AttemptTimeout+req.wait)
 	defer cancel()
-	u := *c.base
-	u.RawPath = c.base.EscapedPath() + req.path
+	base := c.baseFor(req.path)
+	u := *base
+	u.RawPath = base.EscapedPath() + req.path
 	if u.Path, err = url.PathUnescape(u.RawPath); err != nil {
 		return fmt.Errorf("%w: path %q: %w", ErrInvalid, u.RawPath, err)
 	}
@@ -210,6 +211,11 @@ func (c *Client) attempt(ctx context.Context, req request, out any) (err error) 
 	hr.Header.Set("User-Agent", "cairn-go-client")
 	if c.token != "" {
 		hr.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if c.sign != nil {
+		if err := c.sign(hr); err != nil {
+			return fmt.Errorf("%s %s: sign: %w: %w", req.method, req.path, ErrUnauthorized, err)
+		}
 	}
 	res, err := c.hc.Do(hr)
 	if err != nil {

@@ -76,6 +76,16 @@
 // dropped vchannel, another binding, a snapshot not committed, an expired
 // transaction) besides the sentinels above.
 //
+// # Deployments
+//
+// New talks to one URL that serves every route (`cairn serve`). A Lambda
+// deployment has one Function URL per role: NewEndpoints takes the node,
+// coordinator and snapshot URLs (Endpoints) and sends each call to the
+// function that serves it. Function URLs authenticate with AWS SigV4:
+// client/sigv4 (a package of its own, so that this one does not pull in
+// the AWS SDK) signs every attempt through WithRequestSigner. WithToken is
+// the bearer token of `cairn serve --token`.
+//
 // # Concurrency
 //
 // Client, Producer and Txn are safe for concurrent use. A Consumer is not,

@@ -1,24 +1,31 @@
 package functions_test
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/cairnlog/cairn/functions/api"
+	"github.com/cairnlog/cairn/segmentlog"
 )
 
-// The SAM template is checked here without SAM CLI or cfn-lint: every
-// reference resolves, every function is built by a Makefile target and gets
-// every variable its code reads, Function URLs need IAM, policies stay on
-// the bucket's prefix, and the bucket is private, encrypted and TLS-only.
+// The SAM template is checked here without SAM CLI: every reference
+// resolves, every function is built by a stripped Makefile target and gets
+// every variable its code reads, parameter constraints refuse what the code
+// refuses, Function URLs need IAM, policies stay on the bucket's prefix
+// (with the listing a 404 for a missing slot needs), maintenance runs
+// alone, every function logs with a retention, and the bucket is private,
+// encrypted and TLS-only. Then the CloudFormation validation engine of
+// aws-cdk-lib checks it against the resource schemas (TestTemplateCfnValidate).
 
 const module = "github.com/cairnlog/cairn"
 
@@ -277,7 +284,7 @@ func makeTargets(t *testing.T) map[string]string {
 	return out
 }
 
-var buildLine = regexp.MustCompile(`^CGO_ENABLED=0 GOOS=linux GOARCH=arm64 \$\(GO\) build -tags lambda\.norpc -trimpath -o \$\(ARTIFACTS_DIR\)/bootstrap \./functions/([a-z]+)\n$`)
+var buildLine = regexp.MustCompile(`^CGO_ENABLED=0 GOOS=linux GOARCH=arm64 \$\(GO\) build -tags lambda\.norpc -trimpath -ldflags='-s -w' -o \$\(ARTIFACTS_DIR\)/bootstrap \./functions/([a-z]+)\n$`)
 
 // functionDirs maps each function's logical ID to the functions/ folder
 // its Makefile target builds.
@@ -561,6 +568,405 @@ func TestTemplateWALWriters(t *testing.T) {
 		}
 		if !ok {
 			t.Errorf("%s may not PutObject under ${Prefix}/wal/", id)
+		}
+	}
+}
+
+// paramAccepts says whether CloudFormation takes value for the parameter:
+// a Number within MinValue..MaxValue, a String matching AllowedPattern
+// whole, and one of AllowedValues when listed.
+func (tp tmpl) paramAccepts(t *testing.T, name, value string) bool {
+	t.Helper()
+	p := get(tp.root, "Parameters", name)
+	if p == nil {
+		t.Fatalf("no parameter %s", name)
+	}
+	if av := get(p, "AllowedValues"); av != nil && !slices.ContainsFunc(av.Content, func(n *yaml.Node) bool { return n.Value == value }) {
+		return false
+	}
+	switch scalar(get(p, "Type")) {
+	case "Number":
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			return false
+		}
+		if m := scalar(get(p, "MinValue")); m != "" && v < mustFloat(t, m) {
+			return false
+		}
+		if m := scalar(get(p, "MaxValue")); m != "" && v > mustFloat(t, m) {
+			return false
+		}
+		return true
+	case "String":
+		if pat := scalar(get(p, "AllowedPattern")); pat != "" {
+			return regexp.MustCompile("^(?:" + pat + ")$").MatchString(value)
+		}
+		return true
+	}
+	t.Fatalf("parameter %s: type %q", name, scalar(get(p, "Type")))
+	return false
+}
+
+func mustFloat(t *testing.T, s string) float64 {
+	t.Helper()
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// functionEnv is the environment the template gives every function, with
+// the parameters at their defaults except those in set, resources named
+// by their logical IDs.
+func (tp tmpl) functionEnv(t *testing.T, set map[string]string) map[string]string {
+	t.Helper()
+	params := map[string]string{}
+	for _, p := range keys(get(tp.root, "Parameters")) {
+		params[p] = scalar(get(tp.root, "Parameters", p, "Default"))
+	}
+	for k, v := range set {
+		params[k] = v
+	}
+	env := map[string]string{}
+	vars := get(tp.root, "Globals", "Function", "Environment", "Variables")
+	for _, k := range keys(vars) {
+		n := get(vars, k)
+		switch n.Tag {
+		case "!Ref":
+			v, ok := params[n.Value]
+			if !ok {
+				v = n.Value // a resource: its name does not matter here
+			}
+			env[k] = v
+		case "!Sub":
+			env[k] = subVar.ReplaceAllStringFunc(n.Value, func(m string) string { return params[m[2:len(m)-1]] })
+		default:
+			env[k] = n.Value
+		}
+	}
+	return env
+}
+
+// codeAccepts says whether a function starts with env: api.LoadEnv, the
+// code every function runs at a cold start, and its Config.Validate.
+func codeAccepts(env map[string]string) error {
+	_, err := api.LoadEnv(func(k string) string { return env[k] })
+	return err
+}
+
+// TestTemplateLeaseParameters: the lease parameters' own constraints
+// refuse what the code refuses, so a bad value fails `sam deploy` instead
+// of every cold start. Every accepted TTL works with every accepted
+// margin (CloudFormation cannot check the two together), and each table
+// value is judged the same way by the constraints and, at the other
+// parameters' defaults, by the code.
+func TestTemplateLeaseParameters(t *testing.T) {
+	tp := loadTemplate(t)
+	for _, tc := range []struct {
+		param, value string
+		want         bool
+	}{
+		{"LeaseTTL", "10", true},
+		{"LeaseTTL", "6", true},
+		{"LeaseTTL", "1796", true},
+		{"LeaseTTL", "60.5", true},
+		{"LeaseTTL", "5", false},    // renewals do not fit in TTL - margin
+		{"LeaseTTL", "1797", false}, // 2 x TTL + 3 x PUT timeout + margin > the GC min age
+		{"LeaseTTL", "-10", false},
+		{"LeaseTTL", "999m", false}, // once crashed every cold start
+		{"LeaseTTL", "10s", false},
+		{"LeaseTTL", "ten", false},
+		{"LeaseMargin", "2500", true},
+		{"LeaseMargin", "500", true},
+		{"LeaseMargin", "3000", true},
+		{"LeaseMargin", "2500ms", false},
+		{"LeaseMargin", "999m", false},
+		{"LeaseMargin", "10000", false}, // above the default TTL
+	} {
+		accepted := tp.paramAccepts(t, tc.param, tc.value)
+		if accepted != tc.want {
+			t.Errorf("%s=%s: the template's constraints accept it: %v, want %v", tc.param, tc.value, accepted, tc.want)
+		}
+		err := codeAccepts(tp.functionEnv(t, map[string]string{tc.param: tc.value}))
+		if (err == nil) != tc.want {
+			t.Errorf("%s=%s: the code accepts it: %v (%v), want %v", tc.param, tc.value, err == nil, err, tc.want)
+		}
+	}
+	for _, ttl := range []string{"6", "7", "10", "300", "1796"} {
+		for _, margin := range []string{"500", "501", "1000", "2500", "2999", "3000"} {
+			if !tp.paramAccepts(t, "LeaseTTL", ttl) || !tp.paramAccepts(t, "LeaseMargin", margin) {
+				t.Fatalf("TTL %s, margin %s: not accepted by the constraints", ttl, margin)
+			}
+			if err := codeAccepts(tp.functionEnv(t, map[string]string{"LeaseTTL": ttl, "LeaseMargin": margin})); err != nil {
+				t.Errorf("LeaseTTL=%s LeaseMargin=%s: both accepted by the template, refused by the code: %v", ttl, margin, err)
+			}
+		}
+	}
+	// The other duration parameters: what their pattern takes, the code
+	// takes.
+	for _, p := range keys(get(tp.root, "Parameters")) {
+		if scalar(get(tp.root, "Parameters", p, "AllowedPattern")) == "" || !strings.Contains(scalar(get(tp.root, "Parameters", p, "Description")), "Go duration") {
+			continue
+		}
+		for _, v := range []string{"0s", "10s", "2500ms", "999999m", "9999999999m", "99999999999999999999ms", "1.5s", "-1s", "1h"} {
+			if !tp.paramAccepts(t, p, v) {
+				continue
+			}
+			if err := codeAccepts(tp.functionEnv(t, map[string]string{p: v})); err != nil && !strings.Contains(err.Error(), "max") {
+				t.Errorf("%s=%s: accepted by the template, refused by the code: %v", p, v, err)
+			}
+		}
+	}
+}
+
+// TestTemplateMaintenanceRunsAlone: a maintenance round never overlaps
+// another (reserved concurrency 1: a round due while one runs is
+// throttled), and neither Lambda's async invoke nor the schedule retries
+// a failed round blindly (the next round redoes the work).
+func TestTemplateMaintenanceRunsAlone(t *testing.T) {
+	tp := loadTemplate(t)
+	fn := tp.functions()["MaintenanceFunction"]
+	if fn == nil {
+		t.Fatal("no MaintenanceFunction")
+	}
+	if v := scalar(get(fn, "Properties", "ReservedConcurrentExecutions")); v != "1" {
+		t.Errorf("ReservedConcurrentExecutions %q, want 1", v)
+	}
+	if v := scalar(get(fn, "Properties", "EventInvokeConfig", "MaximumRetryAttempts")); v != "0" {
+		t.Errorf("EventInvokeConfig.MaximumRetryAttempts %q, want 0", v)
+	}
+	if v := scalar(get(fn, "Properties", "EventInvokeConfig", "MaximumEventAgeInSeconds")); v == "" {
+		t.Error("no EventInvokeConfig.MaximumEventAgeInSeconds: a throttled round would wait up to 6 h")
+	}
+	ev := get(fn, "Properties", "Events")
+	for _, k := range keys(ev) {
+		if scalar(get(ev, k, "Type")) == "Schedule" && scalar(get(ev, k, "Properties", "RetryPolicy", "MaximumRetryAttempts")) != "0" {
+			t.Errorf("schedule %s: RetryPolicy.MaximumRetryAttempts is not 0", k)
+		}
+	}
+}
+
+// TestTemplateConcurrencyAndLogs: the node's reserved concurrency is a
+// documented parameter (0: none), and every function logs to a log group
+// of its own with a retention.
+func TestTemplateConcurrencyAndLogs(t *testing.T) {
+	tp := loadTemplate(t)
+	node := tp.functions()["NodeFunction"]
+	rc := get(node, "Properties", "ReservedConcurrentExecutions")
+	if rc == nil || rc.Tag != "!If" || len(rc.Content) != 3 || rc.Content[0].Value != "ReserveNodeConcurrency" ||
+		rc.Content[1].Tag != "!Ref" || rc.Content[1].Value != "NodeConcurrency" || rc.Content[2].Value != "AWS::NoValue" {
+		t.Error("NodeFunction: ReservedConcurrentExecutions must be !If [ReserveNodeConcurrency, !Ref NodeConcurrency, !Ref AWS::NoValue]")
+	}
+	if get(tp.root, "Conditions", "ReserveNodeConcurrency") == nil {
+		t.Error("no condition ReserveNodeConcurrency")
+	}
+	if d := scalar(get(tp.root, "Parameters", "NodeConcurrency", "Description")); !strings.Contains(d, "0 for none") {
+		t.Errorf("NodeConcurrency is not documented: %q", d)
+	}
+	res := get(tp.root, "Resources")
+	used := map[string]string{}
+	for id, fn := range tp.functions() {
+		lg := get(fn, "Properties", "LoggingConfig", "LogGroup")
+		if lg == nil || lg.Tag != "!Ref" {
+			t.Errorf("%s: LoggingConfig.LogGroup is not a !Ref to a log group", id)
+			continue
+		}
+		if scalar(get(res, lg.Value, "Type")) != "AWS::Logs::LogGroup" {
+			t.Errorf("%s: logs to %s, not an AWS::Logs::LogGroup", id, lg.Value)
+		}
+		if r := get(res, lg.Value, "Properties", "RetentionInDays"); r == nil {
+			t.Errorf("%s: log group %s keeps logs forever", id, lg.Value)
+		}
+		if other, ok := used[lg.Value]; ok {
+			t.Errorf("%s and %s share log group %s", id, other, lg.Value)
+		}
+		used[lg.Value] = id
+	}
+}
+
+// TestTemplateOutputs: the stack outputs every function's ARN and URL
+// (those cairn --stack reads: cmd/cairn checks its names against this
+// template), the bucket and the prefix.
+func TestTemplateOutputs(t *testing.T) {
+	tp := loadTemplate(t)
+	outs := get(tp.root, "Outputs")
+	for id, fn := range tp.functions() {
+		if o := get(outs, id+"Arn", "Value"); o == nil || o.Tag != "!GetAtt" || o.Value != id+".Arn" {
+			t.Errorf("no output %sArn = !GetAtt %s.Arn", id, id)
+		}
+		if get(fn, "Properties", "FunctionUrlConfig") != nil {
+			if o := get(outs, id+"Url", "Value"); o == nil || o.Value != id+"Url.FunctionUrl" {
+				t.Errorf("no output %sUrl", id)
+			}
+		}
+	}
+	for name, want := range map[string]string{"BucketName": "Bucket", "Prefix": "Prefix"} {
+		if o := get(outs, name, "Value"); o == nil || o.Tag != "!Ref" || o.Value != want {
+			t.Errorf("no output %s = !Ref %s", name, want)
+		}
+	}
+}
+
+// globMatch is IAM's StringLike: * any run of characters, ? one.
+func globMatch(pattern, s string) bool {
+	re := regexp.QuoteMeta(pattern)
+	re = strings.NewReplacer(`\*`, ".*", `\?`, ".").Replace(re)
+	return regexp.MustCompile("^" + re + "$").MatchString(s)
+}
+
+// TestTemplateMissingSlotIs404: a GET or HEAD of a WAL slot that does not
+// exist must answer 404, since a reader and an appender tell "the slot is
+// free" from "forbidden" by it. S3 answers 404 for a missing key only to a
+// caller that also has s3:ListBucket on the bucket; without it, 403
+// AccessDenied (Amazon S3 API Reference, HeadObject and GetObject,
+// "Permissions": "If the object you request doesn't exist, the error that
+// Amazon S3 returns depends on whether you also have the s3:ListBucket
+// permission"). S3 judges that ListBucket with the requested key as the
+// s3:prefix condition key, so a grant limited to "${Prefix}/*" covers it
+// (the behaviour Ceph RGW matched in ceph/ceph#68577 "consults s3:prefix
+// when deciding between 403/404"). So every function that reads WAL slots
+// has s3:ListBucket on the bucket, limited by s3:prefix to the
+// deployment's prefix, and that prefix matches a real slot key.
+func TestTemplateMissingSlotIs404(t *testing.T) {
+	tp := loadTemplate(t)
+	prefix := scalar(get(tp.root, "Parameters", "Prefix", "Default"))
+	slot := segmentlog.Layout{Prefix: prefix}.WAL("p0", 42)
+	for id, fn := range tp.functions() {
+		readsWAL, lists := false, false
+		for _, pol := range get(fn, "Properties", "Policies").Content {
+			for _, st := range get(pol, "Statement").Content {
+				if scalar(get(st, "Effect")) != "Allow" {
+					continue
+				}
+				acts := []string{scalar(get(st, "Action"))}
+				for _, a := range get(st, "Action").Content {
+					acts = append(acts, a.Value)
+				}
+				resNodes := []*yaml.Node{get(st, "Resource")}
+				if resNodes[0].Kind == yaml.SequenceNode {
+					resNodes = resNodes[0].Content
+				}
+				if slices.Contains(acts, "s3:GetObject") {
+					for _, r := range resNodes {
+						key, ok := strings.CutPrefix(r.Value, "${Bucket.Arn}/")
+						if ok && globMatch(strings.ReplaceAll(key, "${Prefix}", prefix), slot) {
+							readsWAL = true
+						}
+					}
+				}
+				if slices.Contains(acts, "s3:ListBucket") {
+					cond := scalar(get(st, "Condition", "StringLike", "s3:prefix"))
+					if cond == "" {
+						t.Errorf("%s: s3:ListBucket without an s3:prefix condition lists the whole bucket", id)
+						continue
+					}
+					if globMatch(strings.ReplaceAll(cond, "${Prefix}", prefix), slot) {
+						lists = true
+					}
+				}
+			}
+		}
+		if readsWAL && !lists {
+			t.Errorf("%s reads WAL slots (%s) without s3:ListBucket covering them: a missing slot answers 403, not 404", id, slot)
+		}
+		if !readsWAL && id != "SnapshotFunction" {
+			t.Errorf("%s: expected to read WAL slots", id)
+		}
+	}
+	// The bucket policy denies nothing to the functions over TLS.
+	for _, st := range get(tp.root, "Resources", "BucketPolicy", "Properties", "PolicyDocument", "Statement").Content {
+		if scalar(get(st, "Effect")) == "Deny" && get(st, "Condition") == nil {
+			t.Errorf("bucket policy statement %s denies without a condition", scalar(get(st, "Sid")))
+		}
+	}
+}
+
+// cfnlintDir holds the second validator: validate.cjs drives the
+// CloudFormation validation engine inside aws-cdk-lib, pinned by its
+// package-lock.json; `make test` installs it (npm ci).
+const cfnlintDir = "testdata/cfnlint"
+
+// runCfnValidate runs validate.cjs over a template file and returns its
+// output and whether it found the template valid.
+func runCfnValidate(t *testing.T, template string) (string, bool) {
+	t.Helper()
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Fatalf("node not found (%v): the template validation needs Node.js (Debian: apt-get install -y nodejs npm)", err)
+	}
+	if _, err := os.Stat(filepath.Join(cfnlintDir, "node_modules", "aws-cdk-lib", "package.json")); err != nil {
+		t.Fatalf("aws-cdk-lib is not installed (%v): run `make test`, or `npm ci --prefix functions/%s`", err, cfnlintDir)
+	}
+	abs, err := filepath.Abs(template)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("node", "validate.cjs", abs)
+	cmd.Dir = cfnlintDir
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), true
+	case errors.As(err, &exit) && exit.ExitCode() == 1:
+		return string(out), false
+	}
+	t.Fatalf("validate.cjs: %v\n%s", err, out)
+	return "", false
+}
+
+// TestTemplateCfnValidate: the CloudFormation validation engine of
+// aws-cdk-lib finds nothing in template.yaml but SAM's generated Function
+// URLs (dropped by name in validate.cjs), and checks the bucket, its
+// policy and the log groups in full.
+func TestTemplateCfnValidate(t *testing.T) {
+	out, ok := runCfnValidate(t, "../template.yaml")
+	if !ok {
+		t.Fatalf("template.yaml fails CloudFormation validation:\n%s", out)
+	}
+	for _, want := range []string{"AWS::S3::Bucket x1", "AWS::S3::BucketPolicy x1", "AWS::Logs::LogGroup x4", "dropped 3 known false positive(s)", "template valid"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("validator output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestTemplateCfnValidateCatches: the validator fails a template with a
+// misspelt property, a reference to no parameter, and a Function URL of
+// a function that has none — the false-positive filter goes by name, not
+// by the kind of finding.
+func TestTemplateCfnValidateCatches(t *testing.T) {
+	b, err := os.ReadFile("../template.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := string(b)
+	for _, r := range [][2]string{
+		{"BucketKeyEnabled: true", "BucketKeyEnabld: true"},
+		{"MemorySize: !Ref NodeMemory", "MemorySize: !Ref NodeMemry"},
+		{"\nOutputs:\n", "\nOutputs:\n  Bogus:\n    Value: !GetAtt MaintenanceFunctionUrl.FunctionUrl\n"},
+	} {
+		if !strings.Contains(src, r[0]) {
+			t.Fatalf("template.yaml has no %q to break", r[0])
+		}
+		src = strings.Replace(src, r[0], r[1], 1)
+	}
+	broken := filepath.Join(t.TempDir(), "broken.yaml")
+	if err := os.WriteFile(broken, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, ok := runCfnValidate(t, broken)
+	if ok {
+		t.Fatalf("the broken template passed:\n%s", out)
+	}
+	for _, want := range []string{
+		"F3002 Bucket: BucketEncryption.ServerSideEncryptionConfiguration.0.BucketKeyEnabld",
+		"F1020 NodeFunction: MemorySize: 'NodeMemry'",
+		"GetAtt 'MaintenanceFunctionUrl.FunctionUrl' references a resource that does not exist",
+		"3 finding(s)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("validator output lacks %q:\n%s", want, out)
 		}
 	}
 }

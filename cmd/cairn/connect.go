@@ -30,16 +30,13 @@ func addConnFlags(cmd *cobra.Command, c *connFlags) {
 }
 
 // client builds the SDK client the flags (or, for flags not given, the
-// environment) name.
+// environment or the config file) name.
 func (c *connFlags) client(cmd *cobra.Command) (*client.Client, error) {
-	server, token := c.server, c.token
-	if v := os.Getenv("CAIRN_SERVER"); v != "" && !cmd.Flags().Changed("server") {
-		server = v
-	}
+	token := c.token
 	if v := os.Getenv("CAIRN_TOKEN"); v != "" && !cmd.Flags().Changed("token") {
 		token = v
 	}
-	return client.New(server, client.WithToken(token))
+	return connect(cmd, c.server, token) // stack.go: --server, --stack, $CAIRN_SERVER, config
 }
 
 // outputFlag is --output: text (tables and lines) or json.

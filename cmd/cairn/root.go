@@ -19,5 +19,7 @@ pchannel, lease, status) take --server (default http://127.0.0.1:7070, or $CAIRN
 	root.AddCommand(newServeCmd(), newProduceCmd(), newConsumeCmd(), newVChannelCmd(), newSnapshotCmd(),
 		newBroadcastCmd(), newPChannelCmd(), newLeaseCmd(), newStatusCmd())
 	root.AddCommand(newBenchCmd())
+	addDeployFlags(root) // stack.go: --stack, --profile, --region
+	root.AddCommand(newConfigCmd())
 	return root
 }
