@@ -12,6 +12,7 @@ import (
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/objstore/objstoretest"
 	sl "github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -162,7 +163,7 @@ func (e *actorEnv) runActor(ctx context.Context, a int, seed uint64) {
 		e.mu.Lock()
 		e.faults = append(e.faults, fault)
 		e.mu.Unlock()
-		fz := &freezable{Store: fault}
+		fz := newProcess(fault)
 		now := e.clock(arng)
 		leases, err := coordinator.NewLeases(fz, e.layout, e.leaseCfg, coordinator.WithClock(now), coordinator.WithRequestTimeout(tm.get))
 		if err != nil {
@@ -225,12 +226,12 @@ func (e *actorEnv) runActor(ctx context.Context, a int, seed uint64) {
 			pwg.Wait()
 			_ = w.Close(ctx)
 		case end == endCrash: // crash: every call from now on fails, nothing more lands
-			fz.crash(arng.Uint64())
+			fz.Crash(arng.Uint64())
 			pwg.Wait()
 			_ = w.Close(ctx)
 			e.count(func(tt *tortureTotals, sc *scheduleCounters) {
 				tt.crashes++
-				if fz.dyingPuts.Load() > 0 {
+				if fz.DyingWrites() > 0 {
 					sc.crashPending++
 				}
 			})
@@ -256,12 +257,12 @@ func (e *actorEnv) runActor(ctx context.Context, a int, seed uint64) {
 // zombie freezes the actor's process with its producers still appending and
 // thaws it at the next thaw moment. While frozen, this actor starts no new
 // turn; the others take the pchannel meanwhile.
-func (e *actorEnv) zombie(w *sl.Writer, fz *freezable) {
+func (e *actorEnv) zombie(w *sl.Writer, fz *objstoretest.Process) {
 	tm := e.tm
-	fz.freeze()
+	fz.Freeze()
 	// Let the producers' next PUTs reach the freeze: a zombie with several
 	// PUTs in flight can put some inside the next holder's window.
-	for end := time.Now().Add(4 * tm.put); fz.blockedPuts.Load() < 2 && time.Now().Before(end); {
+	for end := time.Now().Add(4 * tm.put); fz.BlockedWrites() < 2 && time.Now().Before(end); {
 		time.Sleep(time.Millisecond)
 	}
 	moment := thawCycle[(e.run.thaws.Add(1)-1)%int64(len(thawCycle))]
@@ -280,7 +281,7 @@ func (e *actorEnv) zombie(w *sl.Writer, fz *freezable) {
 	case thawLate:
 		time.Sleep(2*tm.ttl + tm.margin)
 	}
-	calls, puts := fz.thaw(4 * tm.put)
+	calls, puts := fz.Thaw(4 * tm.put)
 	if testing.Verbose() {
 		e.t.Logf("zombie of term %d thawed %s with %d slot PUTs (%d calls) in flight", w.Term(), thawNames[moment], puts, calls)
 	}

@@ -3,10 +3,8 @@ package segmentlog_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -15,164 +13,19 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/objstore/objstoretest"
 	sl "github.com/cairnlog/cairn/segmentlog"
 )
 
-// freezable models the process an actor runs in. While frozen every store
-// call it makes blocks — every operation, plain Put and Delete included — and
-// the calls already blocked go out when it thaws, with no deadline (the
-// process had already decided to send them). After crash the process is
-// dying: each call is sent or not, at random, and its caller never hears back
-// (a transient error), so the writer's outcomes become unknown.
-type freezable struct {
-	objstore.Store
-	mu      sync.Mutex
-	frozen  chan struct{}
-	crashed bool
-	rng     *rand.Rand
-	// blocked counts calls waiting in a freeze; blockedPuts the slot PUTs
-	// among them (the "PUTs in flight" a zombie sends when it thaws).
-	blocked, blockedPuts atomic.Int64
-	// dyingPuts counts slot PUTs the process made after it crashed.
-	dyingPuts atomic.Int64
-	inGate    sync.WaitGroup
-}
-
 var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-var errCrashed = fmt.Errorf("torture: process dying, no reply: %w", objstore.ErrTransient)
-
-func (f *freezable) freeze() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.frozen == nil {
-		f.frozen = make(chan struct{})
-	}
-}
-
-// thaw lets every blocked call go out and waits up to limit for them to come
-// back from the store, so that a caller can order "the zombie's PUTs landed"
-// before what it does next. It returns how many calls, and how many slot
-// PUTs, were blocked.
-func (f *freezable) thaw(limit time.Duration) (calls, puts int64) {
-	f.mu.Lock()
-	calls, puts = f.blocked.Load(), f.blockedPuts.Load()
-	if f.frozen != nil {
-		close(f.frozen)
-		f.frozen = nil
-	}
-	f.mu.Unlock()
-	done := make(chan struct{})
-	go func() { f.inGate.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(limit):
-	}
-	return calls, puts
-}
-
-func (f *freezable) crash(seed uint64) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.crashed = true
-	f.rng = rand.New(rand.NewPCG(seed, 3))
-}
-
-// gate returns the context to send with; send=false means the call is
-// dropped; lost=true means the caller must not learn the result. release
-// must be called once the call came back from the store.
-func (f *freezable) gate(ctx context.Context, slotPut bool) (_ context.Context, send, lost bool, release func()) {
-	f.mu.Lock()
-	ch, crashed := f.frozen, f.crashed
-	coin := crashed && f.rng.IntN(2) == 0
-	if ch != nil {
-		f.inGate.Add(1)
-	}
-	f.mu.Unlock()
-	if crashed {
-		if slotPut {
-			f.dyingPuts.Add(1)
-		}
-		return context.Background(), coin, true, func() {}
-	}
-	if ch != nil {
-		f.blocked.Add(1)
-		if slotPut {
-			f.blockedPuts.Add(1)
-		}
-		<-ch
-		return context.Background(), true, false, f.inGate.Done
-	}
-	return ctx, true, false, func() {}
+// newProcess wraps an actor's store in the process model of the shared
+// test kit, counting WAL slot writes.
+func newProcess(store objstore.Store) *objstoretest.Process {
+	return &objstoretest.Process{Store: store, Counts: isSlotKey}
 }
 
 func isSlotKey(key string) bool { return strings.Contains(key, "/wal/") }
-
-func (f *freezable) Get(ctx context.Context, key string) (objstore.Object, error) {
-	ctx, send, lost, release := f.gate(ctx, false)
-	defer release()
-	if lost || !send {
-		return objstore.Object{}, errCrashed
-	}
-	return f.Store.Get(ctx, key)
-}
-
-func (f *freezable) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
-	ctx, send, lost, release := f.gate(ctx, false)
-	defer release()
-	if lost || !send {
-		return nil, errCrashed
-	}
-	return f.Store.GetRange(ctx, key, off, n)
-}
-
-func (f *freezable) Head(ctx context.Context, key string) (objstore.Attrs, error) {
-	ctx, send, lost, release := f.gate(ctx, false)
-	defer release()
-	if lost || !send {
-		return objstore.Attrs{}, errCrashed
-	}
-	return f.Store.Head(ctx, key)
-}
-
-func (f *freezable) List(ctx context.Context, prefix, startAfter string, fn func(objstore.Attrs) error) error {
-	ctx, send, lost, release := f.gate(ctx, false)
-	defer release()
-	if lost || !send {
-		return errCrashed
-	}
-	return f.Store.List(ctx, prefix, startAfter, fn)
-}
-
-// write sends one write through the gate.
-func (f *freezable) write(ctx context.Context, key string, do func(context.Context) (string, error)) (string, error) {
-	ctx, send, lost, release := f.gate(ctx, isSlotKey(key))
-	defer release()
-	if send {
-		etag, err := do(ctx)
-		if !lost {
-			return etag, err
-		}
-	}
-	return "", errCrashed
-}
-
-func (f *freezable) PutIfAbsent(ctx context.Context, key string, body []byte, meta map[string]string) (string, error) {
-	return f.write(ctx, key, func(ctx context.Context) (string, error) { return f.Store.PutIfAbsent(ctx, key, body, meta) })
-}
-
-func (f *freezable) PutIfMatch(ctx context.Context, key string, body []byte, etag string) (string, error) {
-	return f.write(ctx, key, func(ctx context.Context) (string, error) { return f.Store.PutIfMatch(ctx, key, body, etag) })
-}
-
-func (f *freezable) Put(ctx context.Context, key string, body []byte) (string, error) {
-	return f.write(ctx, key, func(ctx context.Context) (string, error) { return f.Store.Put(ctx, key, body) })
-}
-
-func (f *freezable) Delete(ctx context.Context, key string) error {
-	_, err := f.write(ctx, key, func(ctx context.Context) (string, error) { return "", f.Store.Delete(ctx, key) })
-	return err
-}
 
 // fenceWatch is the shared store every actor's stack ends in. It lets a
 // frozen zombie thaw at a chosen moment of the next takeover of its

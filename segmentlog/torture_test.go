@@ -383,12 +383,12 @@ func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string, run *
 	// So that the check always covers a holder that stops without
 	// releasing, a victim writer takes the lease first, appends, and
 	// freezes; it thaws as a zombie once the final writer holds the lease.
-	vz := &freezable{Store: base}
+	vz := newProcess(base)
 	victim, _, _ := openFinal(ctx, t, vz, layout, pch, "victim", tm, leaseCfg, hist)
-	vz.freeze()
+	vz.Freeze()
 	stopped := time.Now()
 	final, ack, live := openFinal(ctx, t, base, layout, pch, "final", tm, leaseCfg, hist)
-	vz.thaw(4 * tm.put)
+	vz.Thaw(4 * tm.put)
 	if victim != nil {
 		_ = victim.Close(ctx)
 	}

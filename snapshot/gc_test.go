@@ -5,64 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/objstore/objstoretest"
 	sl "github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
-
-// freezable models a process the OS stops (as in segmentlog's torture
-// test): while frozen every store call blocks; on thaw the blocked calls go
-// out with no deadline, since the process had already decided to send them.
-type freezable struct {
-	objstore.Store
-	mu     sync.Mutex
-	frozen chan struct{}
-}
-
-func (f *freezable) freeze() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.frozen == nil {
-		f.frozen = make(chan struct{})
-	}
-}
-
-func (f *freezable) thaw() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.frozen != nil {
-		close(f.frozen)
-		f.frozen = nil
-	}
-}
-
-func (f *freezable) gate(ctx context.Context) context.Context {
-	f.mu.Lock()
-	ch := f.frozen
-	f.mu.Unlock()
-	if ch == nil {
-		return ctx
-	}
-	<-ch
-	return context.Background()
-}
-
-func (f *freezable) Get(ctx context.Context, key string) (objstore.Object, error) {
-	return f.Store.Get(f.gate(ctx), key)
-}
-
-func (f *freezable) PutIfAbsent(ctx context.Context, key string, body []byte, meta map[string]string) (string, error) {
-	return f.Store.PutIfAbsent(f.gate(ctx), key, body, meta)
-}
-
-func (f *freezable) PutIfMatch(ctx context.Context, key string, body []byte, etag string) (string, error) {
-	return f.Store.PutIfMatch(f.gate(ctx), key, body, etag)
-}
 
 // clockAt is a GC clock that reads later than the wall clock by skip.
 func clockAt(skip time.Duration) func() time.Time {
@@ -102,7 +53,7 @@ func TestGCFrozenWriter(t *testing.T) {
 	stores(t, func(t *testing.T, store objstore.Store) {
 		ctx := context.Background()
 		const pch = "zombie"
-		fz := &freezable{Store: store}
+		fz := &objstoretest.Process{Store: store}
 		ttl := 600 * time.Millisecond
 		l1, err := coordinator.NewLeases(fz, testLayout, coordinator.LeaseConfig{TTL: ttl, Margin: ttl / 4}, coordinator.WithRequestTimeout(ttl/8))
 		if err != nil {
@@ -121,7 +72,7 @@ func TestGCFrozenWriter(t *testing.T) {
 		a := w1.Stats().Frontier // W1's ack frontier: where the next term fences
 
 		// Freeze W1 with appends in flight: their PUTs block in the store.
-		fz.freeze()
+		fz.Freeze()
 		type late struct {
 			acks []sl.Ack
 			err  error
@@ -183,7 +134,7 @@ func TestGCFrozenWriter(t *testing.T) {
 		}
 
 		// Thaw: W1's late PUTs meet W2's window; none may be acknowledged.
-		fz.thaw()
+		fz.Thaw(0)
 		for i := 0; i < 5; i++ {
 			select {
 			case l := <-lates:

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/objstore/objstoretest"
 	sl "github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
@@ -71,17 +72,19 @@ func runFlushTorture(t *testing.T, name string, rounds int, tm ftTimings, newSto
 		st := flushTortureRound(t, newStore(t), seed+uint64(r), tm)
 		sum.acked, sum.delivered, sum.zombies, sum.flushes, sum.deleted = sum.acked+st.acked, sum.delivered+st.delivered, sum.zombies+st.zombies, sum.flushes+st.flushes, sum.deleted+st.deleted
 		sum.merges, sum.abandoned, sum.orphans, sum.i10checks = sum.merges+st.merges, sum.abandoned+st.abandoned, sum.orphans+st.orphans, sum.i10checks+st.i10checks
+		sum.noWaitScans += st.noWaitScans
 		if t.Failed() {
 			t.Fatalf("%s round %d failed; replay the faults with -flushtorture.seed=%d -flushtorture.rounds=1", name, r, seed+uint64(r))
 		}
 	}
-	t.Logf("flush torture %s: seed %d, %d rounds, %d appends acked, %d delivered, %d zombies, %d flush rounds committed, %d merges committed (%d abandoned), %d WAL objects and %d segment files collected, %d I10 checks, violations 0",
-		name, seed, rounds, sum.acked, sum.delivered, sum.zombies, sum.flushes, sum.merges, sum.abandoned, sum.deleted, sum.orphans, sum.i10checks)
+	t.Logf("flush torture %s: seed %d, %d rounds, %d appends acked, %d delivered, %d zombies, %d flush rounds committed, %d merges committed (%d abandoned), %d WAL objects and %d segment files collected, %d I10 checks, %d NoWait scans checked against the acks before them, violations 0",
+		name, seed, rounds, sum.acked, sum.delivered, sum.zombies, sum.flushes, sum.merges, sum.abandoned, sum.deleted, sum.orphans, sum.i10checks, sum.noWaitScans)
 }
 
 type ftStats struct {
 	acked, delivered, zombies, flushes, deleted int64
 	merges, abandoned, orphans, i10checks       int64
+	noWaitScans                                 int64
 }
 
 // ftProducer appends keyed messages in sequence; an append with an unknown
@@ -97,6 +100,9 @@ type ftHistory struct {
 	acked  map[sl.IdemKey]sl.Ack
 	sent   map[sl.IdemKey]bool
 	errors []string // answers that break I7 as they happen
+	// maxAcked is the highest ID acked so far: a NoWait scan that starts
+	// later must deliver it before it reports the tail.
+	maxAcked sl.MessageID
 }
 
 func (p *ftProducer) run(ctx context.Context, w *sl.Writer, h *ftHistory, until time.Time) {
@@ -117,6 +123,9 @@ func (p *ftProducer) run(ctx context.Context, w *sl.Writer, h *ftHistory, until 
 			h.errors = append(h.errors, fmt.Sprintf("I7: key %+v acked at %v and at %v", key, prev.ID, acks[0].ID))
 		}
 		h.acked[key] = acks[0]
+		if h.maxAcked.Less(acks[0].ID) {
+			h.maxAcked = acks[0].ID
+		}
 		h.mu.Unlock()
 		p.pending = false
 	}
@@ -138,6 +147,7 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	// longer than that.
 	minAge := max(tm.minAge, 2*tm.ttl+3*tm.put)
 	freeze := minAge + tm.ttl
+	zarng := rand.New(rand.NewPCG(rng.Uint64(), 7))
 
 	// The orphan GC below deletes unnamed files half a round old; flushes
 	// and merges commit within a quarter round of their first PUT or give
@@ -272,6 +282,43 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 		}
 	}()
 
+	// NoWait scans from the start, one after another, as the HTTP read
+	// path and `cairn consume` make them: each must reach, before it
+	// reports the tail, every message acked before it began — also when a
+	// flush moves the checkpoint and GC empties the WAL slots behind it
+	// while it reads segments (Reading rule 3).
+	var noWaitScans atomic.Int64
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		for ctx.Err() == nil {
+			h.mu.Lock()
+			want := h.maxAcked
+			h.mu.Unlock()
+			sc, err := sl.NewScanner(ctx, sl.ScannerConfig{PChannel: pch, Layout: testLayout, From: sl.Earliest(), GetTimeout: tm.put,
+				NoWait: true, Segments: snapshot.NewSegmentReader(base, 0)}, base)
+			if err != nil {
+				continue
+			}
+			var last sl.MessageID
+			for {
+				d, err := sc.Next(ctx)
+				if errors.Is(err, sl.ErrTail) {
+					if want != (sl.MessageID{}) && last.Less(want) {
+						t.Errorf("I1: a NoWait scan reported the tail after %v, below %v, acked before it began", last, want)
+					}
+					noWaitScans.Add(1)
+					break
+				}
+				if err != nil {
+					break // a store fault or the end of the round
+				}
+				last = d.ID
+			}
+			sc.Close()
+		}
+	}()
+
 	// Writers: each turn ends gracefully or as a zombie.
 	deadline := time.Now().Add(tm.round)
 	var actors, zwg sync.WaitGroup
@@ -283,7 +330,7 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 			defer actors.Done()
 			for time.Now().Before(deadline) {
 				fault := faulty(arng.Uint64())
-				fz := &freezable{Store: fault}
+				fz := &objstoretest.Process{Store: fault}
 				leases, err := coordinator.NewLeases(fz, testLayout, leaseCfg, coordinator.WithRequestTimeout(tm.put))
 				if err != nil {
 					t.Error(err)
@@ -313,13 +360,17 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 				// A zombie: frozen with its PUTs on their way, past its
 				// lease and past min_age; then they go out.
 				time.Sleep(time.Duration(arng.Int64N(int64(tm.ttl / 2))))
-				fz.freeze()
+				fz.Freeze()
 				atomic.AddInt64(&st.zombies, 1)
 				zwg.Add(1)
 				go func() {
 					defer zwg.Done()
-					time.Sleep(freeze)
-					fz.thaw()
+					// Past min_age and a TTL, or twice that: long enough
+					// that GC may have emptied the slots its PUTs aim at,
+					// were it not for the W slots it keeps from every term
+					// change.
+					time.Sleep(freeze * time.Duration(1+zarng.IntN(2)))
+					fz.Thaw(4 * tm.put)
 					pwg.Wait()
 					_ = w.Close(ctx)
 				}()
@@ -387,6 +438,7 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	}
 	st.acked, st.delivered, st.flushes, st.deleted = int64(len(h.acked)), int64(len(got)), int64(len(committed)), collected.Load()
 	st.merges, st.abandoned, st.orphans, st.i10checks = merges.Load(), abandoned.Load(), orphans.Load(), i10checks.Load()
+	st.noWaitScans = noWaitScans.Load()
 	if len(last) == 0 && cp.C == 0 {
 		t.Error("nothing was ever flushed: the round proves nothing")
 	}
