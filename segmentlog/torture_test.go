@@ -406,8 +406,8 @@ func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string, run *
 		// tailing readers must reach the final writer's message; a reader
 		// stuck below a fence or filler would never get there.
 		for i, rl := range readers {
-			if !rl.reached(ack.ID, 30*time.Second) {
-				t.Errorf("I11: concurrent reader %d did not reach %v, the final writer's first ack, within 30s", i, ack.ID)
+			if !rl.reached(ack.ID, 10*time.Second) {
+				t.Errorf("I11: concurrent reader %d did not reach %v, the final writer's first ack, within 10s", i, ack.ID)
 			}
 		}
 	}
