@@ -20,7 +20,7 @@ CFNLINT       := functions/testdata/cfnlint/node_modules/.package-lock.json
 # Tests find MinIO through this variable (infra/miniotest).
 export CAIRN_MINIO_BIN := $(MINIO_BIN)
 
-.PHONY: run test bench minio fmt-check vet fuzz clean
+.PHONY: run test bench minio fmt-check vet fuzz clean mutants
 
 ## run: start Cairn locally on its embedded filesystem store (./.cairn-data).
 run:
@@ -30,6 +30,13 @@ run:
 ## embedded stores and a real MinIO that the harness starts by itself.
 test: $(MINIO_BIN) $(ARROWJS) $(CFNLINT) fmt-check vet
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) mutants
+
+## mutants: the mutation check. Every patch in .ci/mutants breaks one WAL
+## protocol rule and must make a torture fail with an invariant violation
+## (docs/protocol.md, "Mutation check"); `make mutants M="a b"` runs some.
+mutants:
+	.ci/mutation-check $(M)
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -174,7 +174,7 @@ func openFinal(ctx context.Context, t *testing.T, store objstore.Store, layout s
 	taken := false
 	for {
 		if time.Since(start) > 100*tm.ttl {
-			t.Fatalf("%s writer: no ack after %v", holder, time.Since(start))
+			t.Fatalf("I11: the %s writer got no ack in %v", holder, time.Since(start))
 		}
 		attempt := time.Now()
 		w, err := sl.OpenWriter(ctx, sl.WriterConfig{PChannel: pch, Layout: layout, Holder: holder, Logger: quietLog, PutTimeout: tm.put * 4, GetTimeout: tm.get * 4, RenewInterval: tm.renew}, store, leases)
@@ -185,7 +185,8 @@ func openFinal(ctx context.Context, t *testing.T, store objstore.Store, layout s
 		}
 		if err != nil {
 			if errors.Is(err, sl.ErrInvariant) {
-				t.Errorf("%s writer: %v", holder, err)
+				// No writer can take the pchannel any more: liveness is gone.
+				t.Errorf("I11: the %s writer cannot open the pchannel: %v", holder, err)
 				return nil, sl.Ack{}, live
 			}
 			time.Sleep(5 * time.Millisecond)
@@ -200,7 +201,7 @@ func openFinal(ctx context.Context, t *testing.T, store objstore.Store, layout s
 		}
 		// The same key again on a new writer, as a producer would.
 		if errors.Is(err, sl.ErrInvariant) {
-			t.Errorf("%s writer's append: %v", holder, err)
+			t.Errorf("I11: the %s writer cannot append: %v", holder, err)
 			_ = w.Close(ctx)
 			return nil, sl.Ack{}, live
 		}

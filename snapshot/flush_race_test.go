@@ -187,27 +187,27 @@ func checkRounds(t testing.TB, rounds []snapshot.Round, cp sl.Checkpoint, gaps b
 	for i, r := range rounds {
 		switch {
 		case r.Version == prevVersion:
-			t.Errorf("round %d: version %d committed twice", i, r.Version)
+			t.Errorf("I6: round %d: version %d committed twice", i, r.Version)
 		case r.Version != prevVersion+1 && !gaps:
-			t.Errorf("round %d has version %d after %d: a version skipped", i, r.Version, prevVersion)
+			t.Errorf("I6: round %d has version %d after %d: a version skipped", i, r.Version, prevVersion)
 		}
 		if r.To <= r.From || r.From < prev || r.Version == prevVersion+1 && r.From != prev {
-			t.Errorf("round %d (version %d) goes %d→%d after %d: the checkpoint skipped, repeated or went back", i, r.Version, r.From, r.To, prev)
+			t.Errorf("I6: round %d (version %d) goes %d→%d after %d: the checkpoint skipped, repeated or went back", i, r.Version, r.From, r.To, prev)
 		}
 		prev, prevVersion = r.To, r.Version
 		manifest = append(manifest, r.Segments...)
 	}
 	if !gaps && (cp.C != prev || cp.Version != uint64(len(rounds))) {
-		t.Errorf("checkpoint c=%d version %d, the rounds end at %d after %d versions", cp.C, cp.Version, prev, len(rounds))
+		t.Errorf("I6: checkpoint c=%d version %d, the rounds end at %d after %d versions", cp.C, cp.Version, prev, len(rounds))
 	}
 	if gaps && (cp.C < prev || cp.Version < prevVersion) {
-		t.Errorf("checkpoint c=%d version %d, behind the reported rounds (c %d, version %d)", cp.C, cp.Version, prev, prevVersion)
+		t.Errorf("I6: checkpoint c=%d version %d, behind the reported rounds (c %d, version %d)", cp.C, cp.Version, prev, prevVersion)
 	}
 	got := cp.Segments
 	for _, ref := range manifest {
 		i := slices.Index(got, ref)
 		if i < 0 {
-			t.Errorf("manifest lacks %s of a committed round (or holds it out of order)", ref.Key)
+			t.Errorf("I1: manifest lacks %s of a committed round (or holds it out of order)", ref.Key)
 			return
 		}
 		if !gaps && i != 0 {

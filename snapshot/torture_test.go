@@ -75,18 +75,19 @@ func runFlushTorture(t *testing.T, name string, rounds int, tm ftTimings, newSto
 		sum.merges, sum.abandoned, sum.orphans, sum.i10checks = sum.merges+st.merges, sum.abandoned+st.abandoned, sum.orphans+st.orphans, sum.i10checks+st.i10checks
 		sum.noWaitScans += st.noWaitScans
 		sum.longInFlight += st.longInFlight
+		sum.staleOpens += st.staleOpens
 		if t.Failed() {
 			t.Fatalf("%s round %d failed; replay the faults with -flushtorture.seed=%d -flushtorture.rounds=1", name, r, seed+uint64(r))
 		}
 	}
-	t.Logf("flush torture %s: seed %d, %d rounds, %d appends acked, %d delivered, %d zombies, %d flush rounds committed, %d merges committed (%d abandoned), %d WAL objects and %d segment files collected, %d I10 checks, %d NoWait scans checked against the acks before them, %d zombies frozen past twice min_age with slot PUTs in flight, violations 0",
-		name, seed, rounds, sum.acked, sum.delivered, sum.zombies, sum.flushes, sum.merges, sum.abandoned, sum.deleted, sum.orphans, sum.i10checks, sum.noWaitScans, sum.longInFlight)
+	t.Logf("flush torture %s: seed %d, %d rounds, %d appends acked, %d delivered, %d zombies, %d flush rounds committed, %d merges committed (%d abandoned), %d WAL objects and %d segment files collected, %d I10 checks, %d NoWait scans checked against the acks before them, %d zombies frozen past twice min_age with slot PUTs in flight, %d opens frozen past min_age after their checkpoint read, violations 0",
+		name, seed, rounds, sum.acked, sum.delivered, sum.zombies, sum.flushes, sum.merges, sum.abandoned, sum.deleted, sum.orphans, sum.i10checks, sum.noWaitScans, sum.longInFlight, sum.staleOpens)
 }
 
 type ftStats struct {
 	acked, delivered, zombies, flushes, deleted int64
 	merges, abandoned, orphans, i10checks       int64
-	noWaitScans, longInFlight                   int64
+	noWaitScans, longInFlight, staleOpens       int64
 }
 
 func b2i(b bool) int {
@@ -296,7 +297,7 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	// reports the tail, every message acked before it began — also when a
 	// flush moves the checkpoint and GC empties the WAL slots behind it
 	// while it reads segments (Reading rule 3).
-	var noWaitScans, longInFlight atomic.Int64
+	var noWaitScans, longInFlight, staleOpens atomic.Int64
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
@@ -325,6 +326,7 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 				last = d.ID
 			}
 			sc.Close()
+			time.Sleep(2 * time.Millisecond)
 		}
 	}()
 
@@ -337,6 +339,7 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 		actors.Add(1)
 		go func() {
 			defer actors.Done()
+			staleLeft := 2 // opens frozen after their checkpoint read, per actor and round
 			for time.Now().Before(deadline) {
 				fault := faulty(arng.Uint64())
 				fz := &objstoretest.Process{Store: fault, Counts: func(k string) bool { return strings.Contains(k, "/wal/") }}
@@ -344,6 +347,24 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 				if err != nil {
 					t.Error(err)
 					return
+				}
+				if staleLeft > 0 && arng.IntN(3) == 0 {
+					staleLeft--
+					// A process frozen while it opens: its first checkpoint
+					// read is answered, then it stops for longer than
+					// min_age; flushes and GC move on meanwhile, and the
+					// acquire goes out at the thaw. The recovery then starts
+					// from a checkpoint far behind (Fence 1 and 4).
+					froze := fz.FreezeAfterReply(func(k string) bool { return k == testLayout.Checkpoint(pch) })
+					go func() {
+						select {
+						case <-froze:
+							time.Sleep(freeze)
+							staleOpens.Add(1)
+						case <-time.After(2 * freeze):
+						}
+						fz.Thaw(0)
+					}()
 				}
 				w, err := sl.OpenWriter(ctx, sl.WriterConfig{PChannel: pch, Layout: testLayout, Holder: fmt.Sprintf("a%d", a), Logger: quietLog,
 					PutTimeout: tm.put, GetTimeout: tm.put, RenewInterval: tm.ttl / 5, MaxBatchBytes: 2 << 10}, fz, leases)
@@ -408,7 +429,8 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 			break
 		}
 		if i > 100 || errors.Is(err, sl.ErrInvariant) {
-			t.Fatalf("final writer: %v", err)
+			// No writer can take the pchannel any more: liveness is gone.
+			t.Fatalf("I11: the final writer cannot open the pchannel: %v", err)
 		}
 		time.Sleep(tm.ttl / 4)
 	}
@@ -450,7 +472,7 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	}
 	st.acked, st.delivered, st.flushes, st.deleted = int64(len(h.acked)), int64(len(got)), int64(len(committed)), collected.Load()
 	st.merges, st.abandoned, st.orphans, st.i10checks = merges.Load(), abandoned.Load(), orphans.Load(), i10checks.Load()
-	st.noWaitScans, st.longInFlight = noWaitScans.Load(), longInFlight.Load()
+	st.noWaitScans, st.longInFlight, st.staleOpens = noWaitScans.Load(), longInFlight.Load(), staleOpens.Load()
 	if len(last) == 0 && cp.C == 0 {
 		t.Error("nothing was ever flushed: the round proves nothing")
 	}

@@ -30,10 +30,12 @@ type Process struct {
 	// write.
 	Counts func(key string) bool
 
-	mu      sync.Mutex
-	frozen  chan struct{}
-	crashed bool
-	rng     *rand.Rand
+	mu          sync.Mutex
+	frozen      chan struct{}
+	crashed     bool
+	rng         *rand.Rand
+	afterReply  func(key string) bool // FreezeAfterReply's trigger, until it fires
+	frozenAfter chan struct{}         // closed when it fired
 
 	blocked, blockedWrites, dyingWrites atomic.Int64
 	inGate                              sync.WaitGroup
@@ -49,6 +51,36 @@ func (p *Process) Freeze() {
 	if p.frozen == nil {
 		p.frozen = make(chan struct{})
 	}
+}
+
+// FreezeAfterReply arms a one-shot freeze: the first Get of a key match
+// accepts is sent and answered by the store, and then the process freezes
+// before its caller sees the answer, which it gets only at Thaw — by then
+// it may be stale, as a reply is that waited in a stopped process's socket.
+// The returned channel is closed when the freeze has happened.
+func (p *Process) FreezeAfterReply(match func(key string) bool) <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.afterReply, p.frozenAfter = match, make(chan struct{})
+	return p.frozenAfter
+}
+
+// afterGet freezes the process after a Get of key if FreezeAfterReply
+// armed it, and holds the reply until Thaw.
+func (p *Process) afterGet(key string) {
+	p.mu.Lock()
+	if p.afterReply == nil || !p.afterReply(key) || p.crashed {
+		p.mu.Unlock()
+		return
+	}
+	p.afterReply = nil
+	if p.frozen == nil {
+		p.frozen = make(chan struct{})
+	}
+	ch := p.frozen
+	close(p.frozenAfter)
+	p.mu.Unlock()
+	<-ch
 }
 
 // Thaw lets every blocked call go out and waits up to limit for them to
@@ -124,7 +156,9 @@ func (p *Process) Get(ctx context.Context, key string) (objstore.Object, error) 
 	if lost || !send {
 		return objstore.Object{}, ErrDying
 	}
-	return p.Store.Get(ctx, key)
+	obj, err := p.Store.Get(ctx, key)
+	p.afterGet(key)
+	return obj, err
 }
 
 func (p *Process) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {

@@ -1,0 +1,138 @@
+package snapshot_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/objstore/objstoretest"
+	sl "github.com/cairnlog/cairn/segmentlog"
+	"github.com/cairnlog/cairn/snapshot"
+)
+
+// TestTortureStaleRecovery is a fault schedule the random torture reaches
+// only by chance: a writer's process reads the checkpoint, is frozen before
+// it sees the answer, and thaws after a flush moved the checkpoint and GC
+// emptied the WAL behind it; the previous holder crashed, so the lease's
+// tail hint (0) does not reveal that the slots the replay finds empty were
+// collected. Recovery must re-read the checkpoint and fence above it
+// (Fence 1 and 4); a fence placed in the collected slots would put the new
+// holder's acked messages below the checkpoint, where no reader looks (I1).
+func TestTortureStaleRecovery(t *testing.T) {
+	ctx := context.Background()
+	const pch = "stale"
+	base := objstore.NewMemory()
+	ttl := 300 * time.Millisecond
+	open := func(store objstore.Store, holder string) (*sl.Writer, error) {
+		return sl.OpenWriter(ctx, sl.WriterConfig{PChannel: pch, Layout: testLayout, Holder: holder, Logger: quietLog,
+			PutTimeout: ttl / 8, GetTimeout: ttl / 8, RenewInterval: ttl / 6, TimeTickInterval: -1}, store, newLeases(t, store, ttl))
+	}
+
+	// A writes, part of it is flushed, then A's process dies: no release.
+	pa := &objstoretest.Process{Store: base}
+	a, err := open(pa, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked := appendN(t, a, "a", 0, 40, "v0", "v1")
+	flusher := newFlusher(t, base, pch, nil)
+	if _, err := flusher.FlushNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	acked = append(acked, appendN(t, a, "a", 40, 40, "v0", "v1")...)
+	pa.Crash(1)
+	_ = a.Close(ctx)
+
+	// B's process reads the checkpoint and freezes with the answer unread;
+	// its acquire, a moment slower, goes out only at the thaw.
+	pb := &objstoretest.Process{Store: base}
+	slow := &slowGet{Store: pb, key: testLayout.Lease(pch), delay: 50 * time.Millisecond}
+	froze := pb.FreezeAfterReply(func(k string) bool { return k == testLayout.Checkpoint(pch) })
+	type opened struct {
+		w   *sl.Writer
+		err error
+	}
+	bc := make(chan opened, 1)
+	go func() {
+		w, err := open(slow, "b")
+		bc <- opened{w, err}
+	}()
+	<-froze
+	stale, _, err := sl.ReadCheckpoint(ctx, base, testLayout, pch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Meanwhile a flush moves the checkpoint to A's tail, and GC (its clock
+	// two hours on) empties every WAL slot below it but A's window.
+	if _, err := flusher.FlushNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	gc := newGC(t, base, func(c *snapshot.GCConfig) { c.Now = clockAt(2 * time.Hour) })
+	res, err := gc.CollectWAL(ctx, pch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, _, err := sl.ReadCheckpoint(ctx, base, testLayout, pch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp.C <= stale.C || res.Deleted == 0 {
+		t.Fatalf("schedule: the checkpoint went %d → %d and GC deleted %d slots; the state was not reached", stale.C, cp.C, res.Deleted)
+	}
+	// A's lease runs out; B thaws, acquires, and recovers.
+	for deadline := time.Now().Add(10 * ttl); ; {
+		l, err := newLeases(t, base, ttl).Describe(ctx, pch)
+		if err == nil && time.Now().After(l.Expires.Add(ttl/4)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("A's lease did not lapse: %+v %v", l, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	pb.Thaw(0)
+	ob := <-bc
+	if ob.err != nil {
+		t.Fatalf("I11: B cannot open the pchannel: %v", ob.err)
+	}
+	acked = append(acked, appendN(t, ob.w, "b", 0, 10, "v0", "v1")...)
+	if err := ob.w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	got := scanAll(t, base, pch, sl.Earliest(), snapshot.NewSegmentReader(base, 0), nil)
+	delivered := make(map[sl.MessageID]bool)
+	for _, d := range got {
+		delivered[d.ID] = true
+	}
+	for i, a := range acked {
+		if !delivered[a.ID] {
+			t.Errorf("I1: ack %d at %v (checkpoint %d, stale read %d) never delivered", i, a.ID, cp.C, stale.C)
+		}
+	}
+	if fence := ob.w.Stats().FenceOffset; fence < cp.C {
+		t.Errorf("I6: B fenced at %d, below the checkpoint %d", fence, cp.C)
+	}
+	if t.Failed() {
+		return
+	}
+	t.Logf("checkpoint %d read, %d by the fence; %d WAL slots collected meanwhile; %d messages read back", stale.C, cp.C, res.Deleted, len(got))
+}
+
+// slowGet delays the first Get of one key before it reaches the store
+// below.
+type slowGet struct {
+	objstore.Store
+	key   string
+	delay time.Duration
+	done  atomic.Bool
+}
+
+func (s *slowGet) Get(ctx context.Context, key string) (objstore.Object, error) {
+	if key == s.key && !s.done.Swap(true) {
+		time.Sleep(s.delay)
+	}
+	return s.Store.Get(ctx, key)
+}
