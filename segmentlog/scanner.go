@@ -451,19 +451,15 @@ func (s *Scanner) keep(m *Message) bool {
 
 // waitTail waits for the slot at s.offset to fill: woken by an in-process
 // writer when there is one, else after a bounded backoff before the next
-// probe. A missing slot is the tail only if the checkpoint has not passed
-// it (docs/protocol.md, Reading rule 3): a flush may have moved the
-// checkpoint past it and GC deleted it while we read segments or the slots
-// before it; then the scan goes on from segments. A NoWait scanner checks
-// this too before it reports ErrTail, and again at its next call.
+// probe (PROTOCOL.md "Reading" rule 3: a missing slot below the checkpoint
+// is truncated data, not the tail).
 func (s *Scanner) waitTail(ctx context.Context) error {
+	if s.cfg.NoWait {
+		return ErrTail
+	}
 	if !s.atTail {
-		// Checked once per arrival at the tail: the checkpoint passes a
-		// slot only once it holds a batch, and GC deletes a slot only
-		// below the checkpoint and min_age after it was written, so a
-		// slot found empty with the checkpoint at or below it cannot be
-		// collected between two probes of a waiting scanner (PollMax is
-		// far below min_age).
+		// Checked once per arrival at the tail: the checkpoint cannot pass
+		// an empty slot, so it cannot move past us while we wait on it.
 		cp, _, err := ReadCheckpoint(ctx, s.store, s.cfg.Layout, s.cfg.PChannel)
 		if err != nil {
 			return err
@@ -473,11 +469,6 @@ func (s *Scanner) waitTail(ctx context.Context) error {
 			return s.openSegments(ctx, cp, MessageID{Offset: s.offset, Index: s.skipIdx})
 		}
 		s.atTail = true
-	}
-	if s.cfg.NoWait {
-		// The caller may come back much later: check again then.
-		s.atTail = false
-		return ErrTail
 	}
 	if s.cfg.Tail != nil {
 		s.stats.TailWaits++

@@ -87,7 +87,7 @@ store that does not honour conditional writes (the capability probe). It
 prints the address it listens on. Every process sharing a store must list
 the same --pchannels.
 
-With --token (or CAIRN_TOKEN) every request but GET /healthz needs
+With --token (or CAIRN_TOKEN) every request but GET or HEAD /healthz needs
 "Authorization: Bearer <token>". The other CAIRN_* variables of the Lambda
 functions apply too (CAIRN_LEASE_TTL, CAIRN_LEASE_MARGIN, CAIRN_LEASE_WAIT,
 CAIRN_CACHE_BYTES, CAIRN_MAX_BODY_BYTES, CAIRN_MAX_WAIT,

@@ -99,7 +99,7 @@ type Config struct {
 	MaxWaiters int
 
 	// Token, if set, is required as "Authorization: Bearer <token>" on
-	// every request but GET /healthz (compared in constant time, never
+	// every request but GET and HEAD /healthz (compared in constant time, never
 	// logged). Lambda functions leave it empty: their URLs use AWS_IAM.
 	Token string
 	// ShutdownTimeout bounds Shutdown (the Lambda SIGTERM callback): Lambda

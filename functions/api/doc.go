@@ -7,7 +7,7 @@
 //
 // # Routes
 //
-//	GET    /healthz                         every function; never needs a token
+//	GET    /healthz                         every function; never needs a token (nor does HEAD)
 //	GET    /metrics                         every function; Prometheus text
 //	GET    /v1/openapi.yaml                 every function
 //	POST   /v1/pchannels/{p}/append         node: JSON or binary batch → acks

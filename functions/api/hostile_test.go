@@ -162,7 +162,8 @@ func TestHostileRequests(t *testing.T) {
 	}
 }
 
-// TestBearerToken: with a token set, every route but GET /healthz needs it.
+// TestBearerToken: with a token set, every route but GET and HEAD /healthz
+// needs it.
 func TestBearerToken(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Token = "s3cret-token"
@@ -173,28 +174,31 @@ func TestBearerToken(t *testing.T) {
 	defer srv.Close(t.Context())
 	h := srv.Handler(AllRoles)
 	for _, c := range []struct {
-		path, auth string
-		want       int
+		method, path, auth string
+		want               int
 	}{
-		{"/healthz", "", 200},
-		{"/metrics", "", 401},
-		{"/v1/leases", "", 401},
-		{"/v1/leases", "Bearer wrong", 401},
-		{"/v1/leases", "Bearer s3cret-token-and-more", 401},
-		{"/v1/leases", "Basic s3cret-token", 401},
-		{"/v1/leases", "Bearer s3cret-token", 200},
-		{"/v1/leases", "bearer s3cret-token", 200},
+		{"GET", "/healthz", "", 200},
+		{"HEAD", "/healthz", "", 200},
+		{"POST", "/healthz", "", 401},
+		{"HEAD", "/metrics", "", 401},
+		{"GET", "/metrics", "", 401},
+		{"GET", "/v1/leases", "", 401},
+		{"GET", "/v1/leases", "Bearer wrong", 401},
+		{"GET", "/v1/leases", "Bearer s3cret-token-and-more", 401},
+		{"GET", "/v1/leases", "Basic s3cret-token", 401},
+		{"GET", "/v1/leases", "Bearer s3cret-token", 200},
+		{"GET", "/v1/leases", "bearer s3cret-token", 200},
 	} {
-		req := mustRequest(t, "GET", c.path, "", "")
+		req := mustRequest(t, c.method, c.path, "", "")
 		if c.auth != "" {
 			req.Header.Set("Authorization", c.auth)
 		}
 		rec := newRecorder()
 		h.ServeHTTP(rec, req)
 		if rec.Code != c.want {
-			t.Errorf("GET %s with %q: %d, want %d", c.path, c.auth, rec.Code, c.want)
+			t.Errorf("%s %s with %q: %d, want %d", c.method, c.path, c.auth, rec.Code, c.want)
 		}
-		if rec.Code == 401 && (!strings.Contains(rec.Body.String(), `"code":"unauthorized"`) || strings.Contains(rec.Body.String(), "s3cret")) {
+		if rec.Code == 401 && c.method != "HEAD" && (!strings.Contains(rec.Body.String(), `"code":"unauthorized"`) || strings.Contains(rec.Body.String(), "s3cret")) {
 			t.Errorf("401 body %s", rec.Body)
 		}
 	}

@@ -180,7 +180,7 @@ func (s *Server) Handler(roles Role) http.Handler {
 
 // guard runs before routing: it refuses paths that the mux would clean
 // (".", "..", "//" elements: a 400, never a redirect), and checks the bearer
-// token.
+// token (not needed by GET or HEAD /healthz).
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
@@ -189,7 +189,9 @@ func (s *Server) guard(next http.Handler) http.Handler {
 			s.countError(w, r, "invalid_path", errorf(http.StatusBadRequest, CodeInvalidName, "path %q has an empty, '.' or '..' element", p))
 			return
 		}
-		if s.cfg.Token != "" && !(r.Method == http.MethodGet && p == "/healthz") {
+		// HEAD is GET without a body (the mux serves GET routes to HEAD too):
+		// probes that send HEAD /healthz need no token either.
+		if s.cfg.Token != "" && !((r.Method == http.MethodGet || r.Method == http.MethodHead) && p == "/healthz") {
 			const prefix = "Bearer "
 			h := r.Header.Get("Authorization")
 			ok := len(h) > len(prefix) && strings.EqualFold(h[:len(prefix)], prefix) &&
