@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -77,7 +76,7 @@ type limits struct {
 
 func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) error {
 	p := r.PathValue("p")
-	if err := segmentlog.ValidateName("pchannel", p); err != nil {
+	if err := validName("pchannel", p); err != nil {
 		return err
 	}
 	queryExpect, err := parseAppendQuery(r.URL.Query())
@@ -262,12 +261,12 @@ func validateMessages(msgs []segmentlog.Message, lim limits) error {
 	for i := range msgs {
 		m := &msgs[i]
 		bad := func(format string, args ...any) error {
-			return errorf(http.StatusBadRequest, CodeInvalid, "message %d: %s", i, fmt.Sprintf(format, args...))
+			return errorf(http.StatusBadRequest, CodeInvalid, "message %d: "+format, append([]any{i}, args...)...)
 		}
 		if !m.Type.IsData() {
 			return bad("type %v cannot be appended: only data, insert and delete", m.Type)
 		}
-		if err := segmentlog.ValidateName("vchannel", m.VChannel); err != nil {
+		if err := validName("vchannel", m.VChannel); err != nil {
 			return errorf(http.StatusBadRequest, CodeInvalidName, "message %d: %v", i, err)
 		}
 		if m.TxnID != 0 || m.BroadcastID != "" {

@@ -220,7 +220,7 @@ func (s *Server) handleBroadcastList(w http.ResponseWriter, r *http.Request) err
 
 func (s *Server) handleBroadcastDescribe(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if err := segmentlog.ValidateName("broadcast ID", id); err != nil {
+	if err := validName("broadcast ID", id); err != nil {
 		return err
 	}
 	if err := noQuery(r); err != nil {

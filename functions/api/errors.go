@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -71,9 +72,57 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
-// errorf builds an error answer.
+// errorf builds an error answer. A string argument over maxQuoted bytes,
+// or an error whose text is over 4 × maxQuoted, is cut to that prefix
+// (clipped): a message quotes what the client sent, and a client can send
+// megabytes.
 func errorf(status int, code, format string, args ...any) *Error {
+	for i, a := range args {
+		switch v := a.(type) {
+		case string:
+			if len(v) > maxQuoted {
+				args[i] = clipped{v, maxQuoted}
+			}
+		case error:
+			if msg := v.Error(); len(msg) > 4*maxQuoted {
+				args[i] = clipped{msg, 4 * maxQuoted}
+			}
+		}
+	}
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...), status: status}
+}
+
+// maxQuoted is the most of a client's string an error message quotes: a
+// name of segmentlog.MaxNameLen bytes still appears whole.
+const maxQuoted = segmentlog.MaxNameLen
+
+// clipped formats the first n bytes of s (cut on a rune boundary), an
+// ellipsis and s's length; %q quotes the prefix.
+type clipped struct {
+	s string
+	n int
+}
+
+func (c clipped) Format(f fmt.State, verb rune) {
+	n := min(c.n, len(c.s))
+	for n > 0 && n < len(c.s) && !utf8.RuneStart(c.s[n]) {
+		n--
+	}
+	if verb == 'q' {
+		fmt.Fprintf(f, "%q", c.s[:n])
+	} else {
+		fmt.Fprint(f, c.s[:n])
+	}
+	fmt.Fprintf(f, "… (%d bytes)", len(c.s))
+}
+
+// validName is segmentlog.ValidateName with a name too long for it quoted
+// only in part (segmentlog quotes the whole name).
+func validName(kind, name string) error {
+	if len(name) > segmentlog.MaxNameLen {
+		return fmt.Errorf("%w: %s %q: longer than %d bytes", segmentlog.ErrInvalidName, kind, clipped{name, maxQuoted}, segmentlog.MaxNameLen)
+	}
+	return segmentlog.ValidateName(kind, name)
 }
 
 // BusyError is a pool's answer when another holder's lease is live and did

@@ -46,6 +46,8 @@ func TestHostileRequests(t *testing.T) {
 		names = append(names, fmt.Sprintf("%q", strconv.FormatInt(int64(i), 36)))
 	}
 	tooManyTargets := `{"id":"b","vchannels":[` + strings.Join(names, ",") + `]}`
+	long := strings.Repeat("n", 300<<10) // a name, position or key far over any limit
+	longBody := strings.Repeat("n", 7<<10)
 	bigCopy := `{"id":"b","vchannels":["v0"],"payload":"` + base64.StdEncoding.EncodeToString(make([]byte, 5000)) + `"}`
 
 	cases := []struct {
@@ -138,6 +140,18 @@ func TestHostileRequests(t *testing.T) {
 		{"broadcast describe unknown", "GET", "/v1/broadcasts/b", "", "", 404, CodeUnknownBroadcast},
 		{"broadcast describe escaped traversal", "GET", "/v1/broadcasts/..%2Fx", "", "", 400, CodeInvalidName},
 		{"broadcast wrong method", "DELETE", "/v1/broadcasts/b", "", "", 405, CodeMethodNotAllowed},
+		// A message quotes at most a prefix of what the client sent (below,
+		// every answer is checked to be short).
+		{"long vchannel name in the path", "GET", "/v1/vchannels/" + long, "", "", 400, CodeInvalidName},
+		{"long pchannel name in the path", "GET", "/v1/pchannels/" + long + "/tail", "", "", 400, CodeInvalidName},
+		{"long vchannel name in the query", "GET", "/v1/pchannels/p0/messages?vchannel=" + long, "", "", 400, CodeInvalidName},
+		{"long position", "GET", "/v1/pchannels/p0/messages?from=id:" + long, "", "", 400, CodeMalformed},
+		{"long query parameter", "GET", "/v1/pchannels/p0/tail?" + long + "=1", "", "", 400, CodeMalformed},
+		{"long vchannel name in the body", "POST", "/v1/pchannels/p0/append", js, `{"messages":[{"vchannel":"` + longBody + `"}]}`, 400, CodeInvalidName},
+		{"long unknown field", "POST", "/v1/pchannels/p0/append", js, `{"` + longBody + `":1}`, 400, CodeMalformed},
+		{"long broadcast ID", "POST", "/v1/broadcasts", js, `{"id":"` + longBody + `","vchannels":["v0"]}`, 400, CodeInvalidName},
+		{"long snapshot name", "POST", "/v1/snapshots", js, `{"name":"` + longBody + `","vchannels":["v0"]}`, 400, CodeInvalidName},
+		{"long content type", "POST", "/v1/pchannels/p0/append", longBody, good, 415, CodeUnsupportedType},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -147,6 +161,9 @@ func TestHostileRequests(t *testing.T) {
 			}
 			if code := r.errorCode(t); code != c.code {
 				t.Fatalf("code %q, want %q: %s", code, c.code, r.body)
+			}
+			if len(r.body) > 1024 {
+				t.Fatalf("a %d-byte error answer: %.300s…", len(r.body), r.body)
 			}
 		})
 	}

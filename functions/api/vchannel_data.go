@@ -26,7 +26,7 @@ const restoredPrefix = "restored:"
 
 func (s *Server) handleVChannelAppend(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("v")
-	if err := segmentlog.ValidateName("vchannel", name); err != nil {
+	if err := validName("vchannel", name); err != nil {
 		return err
 	}
 	queryExpect, err := parseAppendQuery(r.URL.Query())
@@ -62,7 +62,7 @@ func (s *Server) activeVChannel(ctx context.Context, name string) (coordinator.V
 
 func (s *Server) handleVChannelRead(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("v")
-	if err := segmentlog.ValidateName("vchannel", name); err != nil {
+	if err := validName("vchannel", name); err != nil {
 		return err
 	}
 	q := r.URL.Query()

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/coordinator"
-	"github.com/cairnlog/cairn/segmentlog"
 )
 
 // The vchannel registry routes (coordinator role): create, list, describe,
@@ -111,11 +110,11 @@ func (s *Server) handleVChannelCreate(w http.ResponseWriter, r *http.Request) er
 	if err := readJSON(r, &req, false); err != nil {
 		return err
 	}
-	if err := segmentlog.ValidateName("vchannel", req.Name); err != nil {
+	if err := validName("vchannel", req.Name); err != nil {
 		return err
 	}
 	if req.PChannel != "" {
-		if err := segmentlog.ValidateName("pchannel", req.PChannel); err != nil {
+		if err := validName("pchannel", req.PChannel); err != nil {
 			return err
 		}
 	}
@@ -136,7 +135,7 @@ func (s *Server) handleVChannelList(w http.ResponseWriter, r *http.Request) erro
 	q := r.URL.Query()
 	f := coordinator.VChannelFilter{PChannel: q.Get("pchannel"), State: coordinator.VChannelState(q.Get("state"))}
 	if f.PChannel != "" {
-		if err := segmentlog.ValidateName("pchannel", f.PChannel); err != nil {
+		if err := validName("pchannel", f.PChannel); err != nil {
 			return err
 		}
 	}
@@ -159,7 +158,7 @@ func (s *Server) handleVChannelList(w http.ResponseWriter, r *http.Request) erro
 
 func (s *Server) handleVChannelDescribe(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("v")
-	if err := segmentlog.ValidateName("vchannel", name); err != nil {
+	if err := validName("vchannel", name); err != nil {
 		return err
 	}
 	if err := noQuery(r); err != nil {
@@ -176,7 +175,7 @@ func (s *Server) handleVChannelDescribe(w http.ResponseWriter, r *http.Request) 
 
 func (s *Server) handleVChannelDrop(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("v")
-	if err := segmentlog.ValidateName("vchannel", name); err != nil {
+	if err := validName("vchannel", name); err != nil {
 		return err
 	}
 	if err := noQuery(r); err != nil {
@@ -194,7 +193,7 @@ func (s *Server) handleVChannelDrop(w http.ResponseWriter, r *http.Request) erro
 
 func (s *Server) handleVChannelLocate(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("v")
-	if err := segmentlog.ValidateName("vchannel", name); err != nil {
+	if err := validName("vchannel", name); err != nil {
 		return err
 	}
 	if err := noQuery(r); err != nil {
@@ -282,7 +281,7 @@ func (c *vchannelCache) setRestored(name, job string) {
 // finishes the create first, so that nothing of the vchannel lands before
 // its create message.
 func (s *Server) vchannel(ctx context.Context, name string) (coordinator.VChannel, error) {
-	if err := segmentlog.ValidateName("vchannel", name); err != nil {
+	if err := validName("vchannel", name); err != nil {
 		return coordinator.VChannel{}, err
 	}
 	if v, ok := s.vchans.get(name); ok {
