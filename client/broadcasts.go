@@ -39,7 +39,7 @@ type BroadcastRequest struct {
 	ID         string
 	VChannels  []string // at least one, distinct, each active
 	Payload    []byte
-	Properties map[string]string // copied onto every copy; cairn.broadcast.deadline is reserved
+	Properties map[string]string // copied onto every copy; keys starting with "cairn." are reserved
 	Ack        string            // AckFast (default) or AckSync
 	// Resources are more resource locks to hold while the copies are
 	// appended, to order this broadcast against others naming them (the

@@ -248,6 +248,12 @@ func decodeAppendBatch(body []byte) (appendInput, error) {
 	return appendInput{msgs: b.Messages}, nil
 }
 
+// ReservedPropertyPrefix starts the property keys Cairn sets itself (such
+// as segmentlog.BroadcastDeadlineProperty on a broadcast's copies): every
+// write route (appends, transaction appends, broadcasts) refuses them, so
+// that a reader can trust them.
+const ReservedPropertyPrefix = "cairn."
+
 // validateMessages applies the writer's rules for user appends up front, so
 // that a bad request is a 400 (or 413) that touched nothing.
 func validateMessages(msgs []segmentlog.Message, lim limits) error {
@@ -283,6 +289,9 @@ func validateMessages(msgs []segmentlog.Message, lim limits) error {
 			if k == "" || len(k) > segmentlog.MaxStringLen || len(v) > segmentlog.MaxStringLen ||
 				!utf8.ValidString(k) || !utf8.ValidString(v) {
 				return bad("property %q: keys must be 1..%d bytes and values at most %d, in UTF-8", k, segmentlog.MaxStringLen, segmentlog.MaxStringLen)
+			}
+			if strings.HasPrefix(k, ReservedPropertyPrefix) {
+				return bad("property %q: keys starting with %q are reserved for Cairn", k, ReservedPropertyPrefix)
 			}
 			size += len(k) + len(v) + 2
 		}

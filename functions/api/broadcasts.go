@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/cairnlog/cairn/coordinator"
@@ -113,6 +114,11 @@ func decodeBroadcast(r *http.Request, maxBatchBytes int, maxWait time.Duration) 
 	}}
 	if err := in.req.Validate(); err != nil {
 		return broadcastInput{}, classify(err)
+	}
+	for k := range body.Properties {
+		if strings.HasPrefix(k, ReservedPropertyPrefix) {
+			return broadcastInput{}, errorf(http.StatusBadRequest, CodeInvalid, "property %q: keys starting with %q are reserved for Cairn", k, ReservedPropertyPrefix)
+		}
 	}
 	if body.Wait != "" {
 		d, err := parseWait(body.Wait, maxWait)

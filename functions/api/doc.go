@@ -109,7 +109,10 @@
 // decoded strictly (unknown fields, trailing data and invalid UTF-8 are
 // 400); every pchannel and vchannel name passes segmentlog.ValidateName; an
 // append is validated whole before any writer is opened, so a bad request
-// writes nothing to the store.
+// writes nothing to the store. Property keys starting with "cairn." are
+// Cairn's own (ReservedPropertyPrefix): every write route refuses them
+// (400 invalid), so a reader can trust them. A message quotes at most a
+// 128-byte prefix of any string the client sent.
 //
 // A vchannel is bound to one pchannel for good, so the data routes by
 // vchannel resolve the binding through the registry (a record read by this

@@ -46,6 +46,12 @@ func TestHostileRequests(t *testing.T) {
 		names = append(names, fmt.Sprintf("%q", strconv.FormatInt(int64(i), 36)))
 	}
 	tooManyTargets := `{"id":"b","vchannels":[` + strings.Join(names, ",") + `]}`
+	reservedBatch, err := (&segmentlog.Batch{Kind: segmentlog.KindData, Term: 1, Messages: []segmentlog.Message{
+		{Type: segmentlog.TypeData, VChannel: "v0", TimeTick: 1, Properties: map[string]string{"cairn.flag": "x"}},
+	}}).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
 	long := strings.Repeat("n", 300<<10) // a name, position or key far over any limit
 	longBody := strings.Repeat("n", 7<<10)
 	bigCopy := `{"id":"b","vchannels":["v0"],"payload":"` + base64.StdEncoding.EncodeToString(make([]byte, 5000)) + `"}`
@@ -140,6 +146,12 @@ func TestHostileRequests(t *testing.T) {
 		{"broadcast describe unknown", "GET", "/v1/broadcasts/b", "", "", 404, CodeUnknownBroadcast},
 		{"broadcast describe escaped traversal", "GET", "/v1/broadcasts/..%2Fx", "", "", 400, CodeInvalidName},
 		{"broadcast wrong method", "DELETE", "/v1/broadcasts/b", "", "", 405, CodeMethodNotAllowed},
+		// Property keys starting with cairn. are Cairn's, on every write route.
+		{"reserved property on append", "POST", "/v1/pchannels/p0/append", js, `{"messages":[{"vchannel":"v0","properties":{"cairn.broadcast.deadline":"1"}}]}`, 400, CodeInvalid},
+		{"reserved prefix on append", "POST", "/v1/pchannels/p0/append", js, `{"messages":[{"vchannel":"v0","properties":{"cairn.anything":"1"}}]}`, 400, CodeInvalid},
+		{"reserved prefix in a binary batch", "POST", "/v1/pchannels/p0/append", ContentTypeBatch, string(reservedBatch), 400, CodeInvalid},
+		{"reserved prefix on a vchannel append", "POST", "/v1/vchannels/v0/append", js, `{"messages":[{"properties":{"cairn.anything":"1"}}]}`, 400, CodeInvalid},
+		{"broadcast reserved prefix", "POST", "/v1/broadcasts", js, `{"id":"b","vchannels":["v0"],"properties":{"cairn.anything":"1"}}`, 400, CodeInvalid},
 		// A message quotes at most a prefix of what the client sent (below,
 		// every answer is checked to be short).
 		{"long vchannel name in the path", "GET", "/v1/vchannels/" + long, "", "", 400, CodeInvalidName},
