@@ -91,6 +91,9 @@ func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.checkTags(r.Context(), p, in.msgs); err != nil {
+		return err
+	}
 	return s.appendAndAnswer(w, r, p, in, queryExpect)
 }
 

@@ -114,6 +114,11 @@
 // (400 invalid), so a reader can trust them. A message quotes at most a
 // 128-byte prefix of any string the client sent.
 //
+// One rule for the vchannel of a message, on both append routes: a name
+// the registry does not know may tag a pchannel append (a raw tag); a
+// registered vchannel takes messages only on its own pchannel (else 409
+// binding_conflict) and only while active (else 409 vchannel_dropped).
+//
 // A vchannel is bound to one pchannel for good, so the data routes by
 // vchannel resolve the binding through the registry (a record read by this
 // process answers for a second, a drop through it at once) and then run the

@@ -219,6 +219,9 @@ func (s *Server) handleVChannelLocate(w http.ResponseWriter, r *http.Request) er
 // server forgets the record at once.
 const vchannelCacheTTL = time.Second
 
+// maxAbsentEntries bounds the names the cache remembers as unregistered.
+const maxAbsentEntries = 4096
+
 // vchannelCache keeps recently read vchannel records, and for each
 // vchannel whose create message has landed, the restore job whose history
 // it has ("" for none): restore creates a target vchannel only after its
@@ -230,7 +233,8 @@ type vchannelCache struct {
 
 	mu       sync.Mutex
 	entries  map[string]vchannelEntry
-	restored map[string]string // vchannel → restore job ID, "" for none
+	absent   map[string]time.Time // vchannel → when the registry had no record of it
+	restored map[string]string    // vchannel → restore job ID, "" for none
 }
 
 type vchannelEntry struct {
@@ -242,12 +246,36 @@ func (c *vchannelCache) put(v coordinator.VChannel) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.entries[v.Name] = vchannelEntry{v: v, at: c.now()}
+	delete(c.absent, v.Name)
 }
 
 func (c *vchannelCache) forget(name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.entries, name)
+	delete(c.absent, name)
+}
+
+// putAbsent notes that the registry has no record of name.
+func (c *vchannelCache) putAbsent(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.absent == nil {
+		c.absent = map[string]time.Time{}
+	}
+	if len(c.absent) >= maxAbsentEntries {
+		clear(c.absent) // many raw names: forget them all rather than grow
+	}
+	c.absent[name] = c.now()
+}
+
+// isAbsent reports whether the registry had no record of name within the
+// TTL.
+func (c *vchannelCache) isAbsent(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	at, ok := c.absent[name]
+	return ok && c.now().Sub(at) < c.ttl
 }
 
 func (c *vchannelCache) get(name string) (coordinator.VChannel, bool) {
