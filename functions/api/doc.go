@@ -74,6 +74,11 @@
 //	503 lease_held, outcome_unknown,       + Retry-After
 //	    unavailable, no_holder
 //
+// A request whose body ends before its length (the client hung up
+// mid-body) is the client's fault: answered 400 malformed in case it still
+// listens, logged at debug level, and counted in cairn_http_requests_total
+// under code="client_closed" (MetricClientClosed), not as a status.
+//
 // # Decisions
 //
 // A pchannel comes to exist with its first append (its lease record is

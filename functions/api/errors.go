@@ -68,7 +68,16 @@ type Error struct {
 	detail string
 	// Ref ties an answer with a detail to its log line.
 	Ref string `json:"ref,omitempty"`
+	// metricCode, if set, is the "code" label the request is counted
+	// under instead of its status (MetricClientClosed).
+	metricCode string
 }
+
+// MetricClientClosed is the code label of cairn_http_requests_total for a
+// request whose body ended early: the client went away mid-body. It is
+// answered 400 malformed (if the client still listens), logged at debug
+// level, and never counted as a server error.
+const MetricClientClosed = "client_closed"
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
@@ -149,7 +158,12 @@ func classify(err error) *Error {
 	}
 	var busy *BusyError
 	var mbe *http.MaxBytesError
+	var cbe *clientBodyError
 	switch {
+	case errors.As(err, &cbe):
+		e := errorf(http.StatusBadRequest, CodeMalformed, "the request body ended before its length: the client stopped sending")
+		e.metricCode = MetricClientClosed
+		return e
 	case errors.As(err, &busy):
 		e := errorf(http.StatusServiceUnavailable, CodeLeaseHeld, "%v", busy)
 		e.retryAfter = busy.RetryAfter

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -215,7 +216,8 @@ func (s *Server) countError(w http.ResponseWriter, r *http.Request, route string
 // statusWriter records the status code written.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status     int
+	metricCode string // counted instead of status when set (a client fault no answer reaches)
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -254,10 +256,14 @@ func (s *Server) wrap(rt Route) http.Handler {
 					writeError(sw, errorf(http.StatusInternalServerError, CodeInternal, "internal error"))
 				}
 			}
-			s.metrics.requests.WithLabelValues(label, strconv.Itoa(sw.status)).Inc()
+			code := strconv.Itoa(sw.status)
+			if sw.metricCode != "" {
+				code = sw.metricCode
+			}
+			s.metrics.requests.WithLabelValues(label, code).Inc()
 			s.metrics.duration.WithLabelValues(label).Observe(time.Since(start).Seconds())
 		}()
-		r.Body = http.MaxBytesReader(sw, r.Body, s.cfg.MaxBodyBytes)
+		r.Body = &bodyReader{ReadCloser: http.MaxBytesReader(sw, r.Body, s.cfg.MaxBodyBytes)}
 		if err := rt.handle(sw, r); err != nil {
 			e := writeError(sw, err)
 			level := slog.LevelDebug
@@ -269,9 +275,34 @@ func (s *Server) wrap(rt Route) http.Handler {
 				attrs = append(attrs, "ref", e.Ref, "cause", e.detail)
 			}
 			s.log.Log(r.Context(), level, "request failed", attrs...)
+			if code := e.metricCode; code != "" {
+				sw.status, sw.metricCode = 0, code
+			}
 		}
 	})
 }
+
+// bodyReader marks the errors of reading a request's body that are the
+// client's doing: the body ended before its length (the client went away,
+// or stopped sending until the read deadline). Handlers return them as
+// they come; classify answers them 4xx, and they are counted under their
+// own metric code, not as server errors.
+type bodyReader struct{ io.ReadCloser }
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	var mbe *http.MaxBytesError
+	if err != nil && err != io.EOF && !errors.As(err, &mbe) {
+		err = &clientBodyError{err: err}
+	}
+	return n, err
+}
+
+// clientBodyError: reading the request body failed on the client's side.
+type clientBodyError struct{ err error }
+
+func (e *clientBodyError) Error() string { return "request body cut short: " + e.err.Error() }
+func (e *clientBodyError) Unwrap() error { return e.err }
 
 // healthz answers 200 while the server takes requests.
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) error {
