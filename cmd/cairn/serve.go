@@ -95,6 +95,12 @@ CAIRN_SCANNER_STARTUP_DELAY, CAIRN_LOG_LEVEL, CAIRN_PCHANNELS when
 --pchannels is not given, and CAIRN_COMPACTION=off, which turns compaction
 off like --compact-min-refs 0).
 
+Connections are limited: headers must arrive within 10 s, a request body
+within 60 s of its headers (else 408), the answer goes out within 60 s after
+the body plus the request's wait for a long poll (reads, broadcasts), a
+keep-alive connection idle for 60 s is closed, and at most 1,024
+connections are open at once (more wait until one closes).
+
 Ctrl-C (SIGINT) or SIGTERM stops it gracefully: it stops taking requests,
 stops the balancer, flushers, GC and the broadcast loop, closes every
 writer and releases its lease, and marks its node session stopped, so
@@ -173,11 +179,8 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, out 
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", o.addr, err)
 	}
-	hs := &http.Server{
-		Handler:           srv.Handler(api.AllRoles),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	ln = srv.Listener(ln) // at most MaxConns connections
+	hs := srv.HTTPServer(srv.Handler(api.AllRoles), slog.NewLogLogger(log.Handler(), slog.LevelWarn))
 	address := "http://" + ln.Addr().String()
 	sys, err := newSystem(srv, cfg.CoordinatorConfig(), o.system, nodeID, address, log)
 	if err != nil {

@@ -153,6 +153,7 @@ func (s *Server) handleBroadcast(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.extendWrite(w, in.wait)
 	ctx := r.Context()
 	_, err = s.broadcasts.Describe(ctx, in.req.ID)
 	switch {

@@ -1,7 +1,10 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -94,4 +98,176 @@ func TestClientGoneMidBody(t *testing.T) {
 	if r := ts.get("/healthz"); r.status != http.StatusOK {
 		t.Fatalf("healthz: %d", r.status)
 	}
+}
+
+// newServedTestServer serves store as `cairn serve` does: HTTPServer on a
+// Listener over a real loopback socket, with cfg's connection limits.
+func newServedTestServer(t *testing.T, cfg Config, store objstore.Store) *testServer {
+	t.Helper()
+	srv, err := New(cfg, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := srv.HTTPServer(srv.Handler(AllRoles), nil)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = hs.Serve(srv.Listener(ln)) }()
+	t.Cleanup(func() {
+		hs.Close()
+		<-done
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Close(ctx)
+	})
+	return &testServer{t: t, srv: srv, url: "http://" + ln.Addr().String()}
+}
+
+// dial opens a raw connection to ts; it closes at cleanup.
+func (ts *testServer) dial(t *testing.T) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(ts.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// readUntilClosed reads conn until the server closes it, failing if that
+// takes over 10 s (the limits under test are far shorter).
+func readUntilClosed(t *testing.T, conn net.Conn, what string) []byte {
+	t.Helper()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b, err := io.ReadAll(conn)
+	if errors.Is(err, syscall.ECONNRESET) {
+		err = nil // closed with bytes of ours unread: a reset, after the answer
+	}
+	if err != nil {
+		t.Fatalf("%s: the server did not close the connection: %v (read %q)", what, err, b)
+	}
+	return b
+}
+
+// TestConnectionTimeouts: on a real socket, a body sent a byte at a time
+// is cut at the body timeout (408), an idle keep-alive connection and a
+// silent one are closed, and long polls (a read's and a broadcast's wait,
+// longer than every timeout) are still answered.
+func TestConnectionTimeouts(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.HeaderTimeout = time.Second
+	cfg.BodyTimeout = time.Second
+	cfg.WriteTimeout = time.Second
+	cfg.IdleTimeout = time.Second
+	ts := newServedTestServer(t, cfg, objstore.NewMemory())
+	host := strings.TrimPrefix(ts.url, "http://")
+
+	t.Run("slow body", func(t *testing.T) {
+		conn := ts.dial(t)
+		fmt.Fprintf(conn, "POST /v1/pchannels/p0/append HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 10000\r\n\r\n", host)
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() { // a byte every 100 ms: each read is quick, the body never ends
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					if _, err := conn.Write([]byte(" ")); err != nil {
+						return
+					}
+				}
+			}
+		}()
+		answer := readUntilClosed(t, conn, "slow body")
+		if !bytes.HasPrefix(answer, []byte("HTTP/1.1 408 ")) || !bytes.Contains(answer, []byte(`"code":"request_timeout"`)) {
+			t.Fatalf("answer to a slow body: %q", answer)
+		}
+	})
+	t.Run("slow body of a refused request", func(t *testing.T) {
+		conn := ts.dial(t)
+		fmt.Fprintf(conn, "POST /nowhere HTTP/1.1\r\nHost: %s\r\nContent-Length: 10000\r\n\r\n", host)
+		if answer := readUntilClosed(t, conn, "refused slow body"); !bytes.HasPrefix(answer, []byte("HTTP/1.1 404 ")) {
+			t.Fatalf("answer: %q", answer)
+		}
+	})
+	t.Run("idle keep-alive", func(t *testing.T) {
+		conn := ts.dial(t)
+		fmt.Fprintf(conn, "GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n", host)
+		br := bufio.NewReader(conn)
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || res.Close {
+			t.Fatalf("healthz: %d, close %v", res.StatusCode, res.Close)
+		}
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if b, err := io.ReadAll(br); err != nil || len(b) != 0 {
+			t.Fatalf("idle connection: read %q, %v; want closed", b, err)
+		}
+	})
+	t.Run("silent connection", func(t *testing.T) {
+		if b := readUntilClosed(t, ts.dial(t), "silent"); len(b) != 0 {
+			t.Fatalf("silent connection got %q", b)
+		}
+	})
+	t.Run("long polls", func(t *testing.T) {
+		ts.mustAppend("p0", msgs("v0", "one"))
+		rr := ts.mustRead("/v1/pchannels/p0/messages?from=latest&wait=3s")
+		if len(rr.Messages) != 0 {
+			t.Fatalf("long poll at the tail: %+v", rr)
+		}
+		ts.createVChannel("b0", "p1")
+		// A sync ack waits for a flush that never comes here: pending after
+		// the whole wait, with the body read long before.
+		r := ts.postJSON("/v1/broadcasts", BroadcastRequest{ID: "slow", VChannels: []string{"b0"}, Ack: "sync", Wait: "3s"})
+		if r.status != http.StatusAccepted {
+			t.Fatalf("broadcast waiting 3 s: %d %s", r.status, r.body)
+		}
+	})
+}
+
+// TestConnectionCap: past Config.MaxConns open connections, a new one is
+// not served until another closes.
+func TestConnectionCap(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxConns = 2
+	ts := newServedTestServer(t, cfg, objstore.NewMemory())
+	host := strings.TrimPrefix(ts.url, "http://")
+	ask := func(conn net.Conn) *bufio.Reader {
+		fmt.Fprintf(conn, "GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n", host)
+		return bufio.NewReader(conn)
+	}
+	answered := func(br *bufio.Reader) {
+		t.Helper()
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Fatalf("healthz: %d", res.StatusCode)
+		}
+	}
+	first, second := ts.dial(t), ts.dial(t)
+	answered(ask(first))
+	answered(ask(second))
+	third := ts.dial(t)
+	br := ask(third)
+	// Never served while two connections are open: the read can only time
+	// out (a pass does not depend on how long it waits).
+	third.SetReadDeadline(time.Now().Add(time.Second))
+	if b, err := br.Peek(1); err == nil {
+		t.Fatalf("a third connection was served past MaxConns 2: %q", b)
+	}
+	first.Close()
+	third.SetReadDeadline(time.Now().Add(10 * time.Second))
+	answered(br)
 }

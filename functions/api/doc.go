@@ -58,6 +58,7 @@
 //	    unknown_restore, unknown_txn,      vchannel, snapshot, restore job, open transaction
 //	    unknown_broadcast                  or broadcast
 //	405 method_not_allowed
+//	408 request_timeout                    the body did not arrive within Config.BodyTimeout
 //	409 fenced                             a newer term took the pchannel; not delivered
 //	409 exists, vchannel_dropped,          a snapshot name, restore job ID, restore target or
 //	    binding_conflict, wrong_state,     broadcast ID (with other content) taken; a dropped
@@ -170,6 +171,16 @@
 // (coordinator.BroadcastRequest.Validate, and the size of each copy against
 // MaxBatchBytes), so that no task is saved with a copy the writers refuse;
 // a copy refused anyway fails its task.
+//
+// # Connections
+//
+// HTTPServer and Listener (cairn serve) bound every connection: headers
+// within HeaderTimeout, the body within BodyTimeout of the headers (set
+// per request, then lifted, so that a long poll's background read is not
+// cut), the answer within WriteTimeout after the body plus the request's
+// wait for a long poll (http.ResponseController extends the deadline),
+// keep-alive connections closed after IdleTimeout, and at most MaxConns
+// connections open (netutil.LimitListener).
 //
 // # Writers
 //

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +36,7 @@ const (
 	CodeUnknownTxn       = "unknown_txn"            // 404: rolled back, expired, aborted by a failover, or never begun
 	CodeUnknownBroadcast = "unknown_broadcast"      // 404: no broadcast of that ID (or it was collected)
 	CodeMethodNotAllowed = "method_not_allowed"     // 405
+	CodeRequestTimeout   = "request_timeout"        // 408: the body did not arrive within Config.BodyTimeout
 	CodeFenced           = "fenced"                 // 409: a newer term took the pchannel
 	CodeExists           = "exists"                 // 409: the name is taken (snapshot, restore job, restore target, broadcast ID with other content)
 	CodeVChannelDropped  = "vchannel_dropped"       // 409: the vchannel is dropped (names are never reused)
@@ -160,6 +162,8 @@ func classify(err error) *Error {
 	var mbe *http.MaxBytesError
 	var cbe *clientBodyError
 	switch {
+	case errors.As(err, &cbe) && errors.Is(err, os.ErrDeadlineExceeded):
+		return errorf(http.StatusRequestTimeout, CodeRequestTimeout, "the request body did not arrive within the body timeout")
 	case errors.As(err, &cbe):
 		e := errorf(http.StatusBadRequest, CodeMalformed, "the request body ended before its length: the client stopped sending")
 		e.metricCode = MetricClientClosed

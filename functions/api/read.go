@@ -206,6 +206,7 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.extendWrite(w, q.wait)
 	ctx := r.Context()
 	if err := s.mustKnow(ctx, p); err != nil {
 		return err

@@ -184,6 +184,7 @@ func (s *Server) Handler(roles Role) http.Handler {
 // token (not needed by GET or HEAD /healthz).
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.startBody(w, r) // refused requests too: net/http drains their bodies
 		p := r.URL.Path
 		if !strings.HasPrefix(p, "/") || strings.Contains(p, "//") || strings.Contains(p, "/./") ||
 			strings.Contains(p, "/../") || strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..") {
@@ -263,7 +264,7 @@ func (s *Server) wrap(rt Route) http.Handler {
 			s.metrics.requests.WithLabelValues(label, code).Inc()
 			s.metrics.duration.WithLabelValues(label).Observe(time.Since(start).Seconds())
 		}()
-		r.Body = &bodyReader{ReadCloser: http.MaxBytesReader(sw, r.Body, s.cfg.MaxBodyBytes)}
+		r.Body = &bodyReader{ReadCloser: http.MaxBytesReader(sw, r.Body, s.cfg.MaxBodyBytes), atEOF: func() { endBody(sw) }}
 		if err := rt.handle(sw, r); err != nil {
 			e := writeError(sw, err)
 			level := slog.LevelDebug
@@ -287,12 +288,21 @@ func (s *Server) wrap(rt Route) http.Handler {
 // or stopped sending until the read deadline). Handlers return them as
 // they come; classify answers them 4xx, and they are counted under their
 // own metric code, not as server errors.
-type bodyReader struct{ io.ReadCloser }
+type bodyReader struct {
+	io.ReadCloser
+	atEOF func() // once the whole body is read
+}
 
 func (b *bodyReader) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	var mbe *http.MaxBytesError
-	if err != nil && err != io.EOF && !errors.As(err, &mbe) {
+	switch {
+	case err == io.EOF:
+		if b.atEOF != nil {
+			b.atEOF()
+			b.atEOF = nil
+		}
+	case err != nil && !errors.As(err, &mbe):
 		err = &clientBodyError{err: err}
 	}
 	return n, err

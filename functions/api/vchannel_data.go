@@ -116,6 +116,7 @@ func (s *Server) handleVChannelRead(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
+	s.extendWrite(w, rq.wait)
 	ctx := r.Context()
 	v, err := s.vchannel(ctx, name)
 	if err != nil {
