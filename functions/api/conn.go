@@ -1,9 +1,14 @@
 package api
 
 import (
+	"encoding/json"
+	"fmt"
 	"log"
 	"net"
 	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/net/netutil"
@@ -26,9 +31,13 @@ func (s *Server) HTTPServer(h http.Handler, errorLog *log.Logger) *http.Server {
 }
 
 // Listener caps ln at Config.MaxConns open connections: more wait in the
-// listen backlog until one closes (golang.org/x/net/netutil).
+// listen backlog until one closes (golang.org/x/net/netutil). The answers
+// net/http writes by itself, before any handler (a header too large, a
+// request it cannot parse), come as the API's JSON errors too.
 func (s *Server) Listener(ln net.Listener) net.Listener {
-	return netutil.LimitListener(ln, s.cfg.MaxConns)
+	return jsonErrorListener{Listener: netutil.LimitListener(ln, s.cfg.MaxConns), count: func(status int) {
+		s.metrics.requests.WithLabelValues("unparsed", strconv.Itoa(status)).Inc()
+	}}
 }
 
 // startBody gives a request with a body Config.BodyTimeout to send it,
@@ -59,4 +68,65 @@ func (s *Server) extendWrite(w http.ResponseWriter, wait time.Duration) {
 	if s.cfg.WriteTimeout > 0 && wait > 0 {
 		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + s.cfg.WriteTimeout))
 	}
+}
+
+// jsonErrorListener rewrites the plain-text answers that net/http writes
+// by itself, before any handler runs (431 for headers over MaxHeaderBytes,
+// 400 for a request it cannot parse or one without Host, 501 for an
+// unknown transfer encoding), into the API's JSON error body, and counts
+// them under the route "unparsed".
+type jsonErrorListener struct {
+	net.Listener
+	count func(status int)
+}
+
+func (l jsonErrorListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &jsonErrorConn{Conn: c, count: l.count}, nil
+}
+
+type jsonErrorConn struct {
+	net.Conn
+	count func(status int)
+}
+
+// netHTTPError is the whole of such an answer, written in one Write: the
+// status line, these two headers only (a handler's answer has a Date),
+// and the text.
+var netHTTPError = regexp.MustCompile(`\AHTTP/1\.1 ([0-9]{3}) ([^\r\n]*)\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n([^\r\n]*)\z`)
+
+func (c *jsonErrorConn) Write(b []byte) (int, error) {
+	m := netHTTPError.FindSubmatch(b)
+	if m == nil {
+		return c.Conn.Write(b)
+	}
+	status, _ := strconv.Atoi(string(m[1]))
+	code := CodeMalformed
+	switch status {
+	case http.StatusRequestHeaderFieldsTooLarge:
+		code = CodeHeadersTooLarge
+	case http.StatusNotImplemented:
+		code = CodeNotImplemented
+	}
+	msg := strings.TrimPrefix(string(m[3]), string(m[1])+" ")
+	body, _ := json.Marshal(Error{Code: code, Message: msg})
+	body = append(body, '\n')
+	c.count(status)
+	if _, err := fmt.Fprintf(c.Conn, "HTTP/1.1 %s %s\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
+		m[1], m[2], len(body), body); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// CloseWrite half-closes, as net/http does before closing after such an
+// answer, if the connection can.
+func (c *jsonErrorConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }

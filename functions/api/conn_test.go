@@ -271,3 +271,44 @@ func TestConnectionCap(t *testing.T) {
 	third.SetReadDeadline(time.Now().Add(10 * time.Second))
 	answered(br)
 }
+
+// TestNetHTTPErrorsAsJSON: the answers net/http writes before any handler
+// runs come as JSON errors too, on a real socket.
+func TestNetHTTPErrorsAsJSON(t *testing.T) {
+	ts := newServedTestServer(t, testConfig(t), objstore.NewMemory())
+	host := strings.TrimPrefix(ts.url, "http://")
+	huge := strings.Repeat("x", http.DefaultMaxHeaderBytes+8192)
+	for _, c := range []struct {
+		name, request string
+		status        int
+		code          string
+	}{
+		{"header over the limit", "GET /healthz HTTP/1.1\r\nHost: " + host + "\r\nX-Big: " + huge + "\r\n\r\n", 431, CodeHeadersTooLarge},
+		{"bad header name", "GET /healthz HTTP/1.1\r\nHost: " + host + "\r\nBad Name: x\r\n\r\n", 400, CodeMalformed},
+		{"no Host", "GET /healthz HTTP/1.1\r\n\r\n", 400, CodeMalformed},
+		{"bad request line", "GET\r\n\r\n", 400, CodeMalformed},
+		{"unknown transfer encoding", "POST /v1/vchannels HTTP/1.1\r\nHost: " + host + "\r\nTransfer-Encoding: rot13\r\n\r\n", 501, CodeNotImplemented},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conn := ts.dial(t)
+			go conn.Write([]byte(c.request)) // the server may answer and close before it has read it all
+			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			r := response{status: res.StatusCode, header: res.Header, body: body}
+			if r.status != c.status {
+				t.Fatalf("status %d, want %d: %s", r.status, c.status, body)
+			}
+			if code := r.errorCode(t); code != c.code {
+				t.Fatalf("code %q, want %q: %s", code, c.code, body)
+			}
+		})
+	}
+	sample := `cairn_http_requests_total{code="431",route="unparsed"}`
+	if v := ts.metricValue(sample); v != "1" {
+		t.Fatalf("%s = %q, want 1", sample, v)
+	}
+}

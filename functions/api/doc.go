@@ -71,7 +71,9 @@
 //	413 too_large                          body over Config.MaxBodyBytes, batch over MaxBatchBytes
 //	415 unsupported_media_type
 //	429 too_many_waiters                   + Retry-After
+//	431 headers_too_large                  headers over net/http's 1 MiB (Listener)
 //	500 internal, corrupt
+//	501 not_implemented                    an unknown transfer encoding (Listener)
 //	503 lease_held, outcome_unknown,       + Retry-After
 //	    unavailable, no_holder
 //
@@ -180,7 +182,10 @@
 // cut), the answer within WriteTimeout after the body plus the request's
 // wait for a long poll (http.ResponseController extends the deadline),
 // keep-alive connections closed after IdleTimeout, and at most MaxConns
-// connections open (netutil.LimitListener).
+// connections open (netutil.LimitListener). The answers net/http writes
+// itself before any handler (431, a 400 for a request it cannot parse or
+// one without Host, 501) are rewritten on the way out into JSON errors, and
+// counted under route="unparsed".
 //
 // # Writers
 //

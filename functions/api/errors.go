@@ -48,8 +48,10 @@ const (
 	CodeTooLarge         = "too_large"              // 413
 	CodeUnsupportedType  = "unsupported_media_type" // 415
 	CodeTooManyWaiters   = "too_many_waiters"       // 429
+	CodeHeadersTooLarge  = "headers_too_large"      // 431: request headers over net/http's limit (1 MiB)
 	CodeInternal         = "internal"               // 500
 	CodeCorrupt          = "corrupt"                // 500: a stored batch does not decode
+	CodeNotImplemented   = "not_implemented"        // 501: a transfer encoding net/http does not know
 	CodeLeaseHeld        = "lease_held"             // 503: another holder's lease is live
 	CodeOutcomeUnknown   = "outcome_unknown"        // 503: the append may or may not have landed
 	CodeUnavailable      = "unavailable"            // 503: store or lease trouble, or shutting down
