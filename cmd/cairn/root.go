@@ -15,9 +15,11 @@ pchannel, lease, status) take --server (default http://127.0.0.1:7070, or $CAIRN
 --token (default $CAIRN_TOKEN) after their name.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildVersion(),
 	}
+	root.SetVersionTemplate("cairn {{.Version}}\n")
 	root.AddCommand(newServeCmd(), newProduceCmd(), newConsumeCmd(), newVChannelCmd(), newSnapshotCmd(),
 		newBroadcastCmd(), newPChannelCmd(), newLeaseCmd(), newStatusCmd())
-	root.AddCommand(newBenchCmd())
+	root.AddCommand(newBenchCmd(), newVersionCmd())
 	return root
 }
