@@ -98,7 +98,7 @@ func consume(ctx context.Context, cmd *cobra.Command, o consumeOptions) error {
 		return err
 	}
 	if o.max < 0 || o.wait <= 0 {
-		return errors.New("--max must be ≥ 0 and --wait positive")
+		return usagef("--max must be ≥ 0 and --wait positive")
 	}
 	c, err := o.conn.client(cmd)
 	if err != nil {
@@ -118,7 +118,7 @@ func consume(ctx context.Context, cmd *cobra.Command, o consumeOptions) error {
 		cfg.VChannels = nil
 		co, err = c.VChannelConsumer(o.vchannels[0], cfg)
 	default:
-		return errors.New("give --pchannel, or exactly one --vchannel to read by vchannel")
+		return usagef("give --pchannel, or exactly one --vchannel to read by vchannel")
 	}
 	if err != nil {
 		return err
@@ -152,9 +152,11 @@ func consume(ctx context.Context, cmd *cobra.Command, o consumeOptions) error {
 			break
 		}
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "consumed %d messages from %s; resume with --from %s\n", n, source, co.Position())
 	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		return nil // Ctrl-C
+		err = nil // Ctrl-C
+	}
+	if err == nil || n > 0 { // a failure before any message has nothing to resume from
+		fmt.Fprintf(cmd.ErrOrStderr(), "consumed %d messages from %s; resume with --from %s\n", n, source, co.Position())
 	}
 	return err
 }

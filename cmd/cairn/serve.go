@@ -141,7 +141,7 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, out 
 	}
 	o = o.withDefaults()
 	if o.system.flushInterval <= 0 || o.system.flushMaxAge < 0 || o.system.gcInterval <= 0 || o.system.broadcastInterval <= 0 || o.system.compactMinRefs < 0 {
-		return errors.New("--flush-interval, --gc-interval and --broadcast-interval must be positive, --flush-max-age and --compact-min-refs not negative")
+		return usagef("--flush-interval, --gc-interval and --broadcast-interval must be positive, --flush-max-age and --compact-min-refs not negative")
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: env.LogLevel}))
 	cfg := env.Config
@@ -264,6 +264,6 @@ func openStore(ctx context.Context, o serveOptions, s3cfg s3store.Config) (objst
 		}
 		return s, where, nil
 	default:
-		return nil, "", fmt.Errorf("--store %q: want fs or s3", o.store)
+		return nil, "", usagef("--store %q: want fs or s3", o.store)
 	}
 }

@@ -177,9 +177,9 @@ func classify(err error) *Error {
 	case errors.As(err, &mbe):
 		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body over %d bytes", mbe.Limit)
 	case errors.Is(err, segmentlog.ErrInvalidName):
-		return errorf(http.StatusBadRequest, CodeInvalidName, "%v", err)
+		return errorf(http.StatusBadRequest, CodeInvalidName, "%v", tidy(err, segmentlog.ErrInvalidName))
 	case errors.Is(err, segmentlog.ErrTooLarge):
-		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "%v", err)
+		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "%v", tidy(err, segmentlog.ErrTooLarge))
 	case errors.Is(err, segmentlog.ErrOutcomeUnknown):
 		// Checked before ErrFenced: an unknown outcome may wrap either.
 		e := generic(http.StatusServiceUnavailable, CodeOutcomeUnknown, "the append may or may not have landed; retry with the same idempotency keys to learn the IDs", err)
@@ -188,45 +188,45 @@ func classify(err error) *Error {
 	case errors.Is(err, segmentlog.ErrFenced), errors.Is(err, coordinator.ErrLeaseLost):
 		return errorf(http.StatusConflict, CodeFenced, "%v", err)
 	case errors.Is(err, coordinator.ErrNoVChannel):
-		return errorf(http.StatusNotFound, CodeUnknownVChannel, "%v", err)
+		return errorf(http.StatusNotFound, CodeUnknownVChannel, "%v", tidy(err, coordinator.ErrNoVChannel))
 	case errors.Is(err, coordinator.ErrUnknownPChannel):
-		return errorf(http.StatusNotFound, CodeUnknownPChannel, "%v", err)
+		return errorf(http.StatusNotFound, CodeUnknownPChannel, "%v", tidy(err, coordinator.ErrUnknownPChannel))
 	case errors.Is(err, coordinator.ErrVChannelDropped):
-		return errorf(http.StatusConflict, CodeVChannelDropped, "%v", err)
+		return errorf(http.StatusConflict, CodeVChannelDropped, "%v", tidy(err, coordinator.ErrVChannelDropped))
 	case errors.Is(err, coordinator.ErrBindingConflict):
-		return errorf(http.StatusConflict, CodeBindingConflict, "%v", err)
+		return errorf(http.StatusConflict, CodeBindingConflict, "%v", tidy(err, coordinator.ErrBindingConflict))
 	case errors.Is(err, coordinator.ErrNoHolder):
-		e := errorf(http.StatusServiceUnavailable, CodeNoHolder, "%v", err)
+		e := errorf(http.StatusServiceUnavailable, CodeNoHolder, "%v", tidy(err, coordinator.ErrNoHolder))
 		e.retryAfter = time.Second
 		return e
 	case errors.Is(err, coordinator.ErrNoBroadcast):
-		return errorf(http.StatusNotFound, CodeUnknownBroadcast, "%v", err)
+		return errorf(http.StatusNotFound, CodeUnknownBroadcast, "%v", tidy(err, coordinator.ErrNoBroadcast))
 	case errors.Is(err, coordinator.ErrBroadcastConflict):
-		return errorf(http.StatusConflict, CodeExists, "%v", err)
+		return errorf(http.StatusConflict, CodeExists, "%v", tidy(err, coordinator.ErrBroadcastConflict))
 	case errors.Is(err, coordinator.ErrInvalidBroadcast):
-		return errorf(http.StatusBadRequest, CodeInvalid, "%v", err)
+		return errorf(http.StatusBadRequest, CodeInvalid, "%v", tidy(err, coordinator.ErrInvalidBroadcast))
 	case errors.Is(err, coordinator.ErrVChannelNotReady):
-		return errorf(http.StatusConflict, CodeWrongState, "%v", err)
+		return errorf(http.StatusConflict, CodeWrongState, "%v", tidy(err, coordinator.ErrVChannelNotReady))
 	case errors.Is(err, segmentlog.ErrTxnNotFound):
-		return errorf(http.StatusNotFound, CodeUnknownTxn, "%v", err)
+		return errorf(http.StatusNotFound, CodeUnknownTxn, "%v", tidy(err, segmentlog.ErrTxnNotFound))
 	case errors.Is(err, segmentlog.ErrTxnExpired):
-		return errorf(http.StatusConflict, CodeTxnExpired, "%v", err)
+		return errorf(http.StatusConflict, CodeTxnExpired, "%v", tidy(err, segmentlog.ErrTxnExpired))
 	case errors.Is(err, segmentlog.ErrTxnInvalid):
-		return errorf(http.StatusBadRequest, CodeInvalid, "%v", err)
+		return errorf(http.StatusBadRequest, CodeInvalid, "%v", tidy(err, segmentlog.ErrTxnInvalid))
 	case errors.Is(err, snapshot.ErrNotFound):
-		return errorf(http.StatusNotFound, CodeUnknownSnapshot, "%v", err)
+		return errorf(http.StatusNotFound, CodeUnknownSnapshot, "%v", tidy(err, snapshot.ErrNotFound))
 	case errors.Is(err, snapshot.ErrExists):
-		return errorf(http.StatusConflict, CodeExists, "%v", err)
+		return errorf(http.StatusConflict, CodeExists, "%v", tidy(err, snapshot.ErrExists))
 	case errors.Is(err, snapshot.ErrState):
-		return errorf(http.StatusConflict, CodeWrongState, "%v", err)
+		return errorf(http.StatusConflict, CodeWrongState, "%v", tidy(err, snapshot.ErrState))
 	case errors.Is(err, snapshot.ErrCorrupt), errors.Is(err, snapshot.ErrMissingSegment):
 		return errorf(http.StatusInternalServerError, CodeCorrupt, "%v", err)
 	case errors.Is(err, segmentlog.ErrTruncated):
-		return errorf(http.StatusGone, CodeTruncated, "%v", err)
+		return errorf(http.StatusGone, CodeTruncated, "%v", tidy(err, segmentlog.ErrTruncated))
 	case errors.Is(err, segmentlog.ErrCorrupt), errors.Is(err, segmentlog.ErrInvariant):
 		return errorf(http.StatusInternalServerError, CodeCorrupt, "%v", err)
 	case errors.Is(err, coordinator.ErrBroadcastBusy):
-		e := errorf(http.StatusServiceUnavailable, CodeUnavailable, "%v", err)
+		e := errorf(http.StatusServiceUnavailable, CodeUnavailable, "%v", tidy(err, coordinator.ErrBroadcastBusy))
 		e.retryAfter = time.Second
 		return e
 	case errors.Is(err, ErrShuttingDown), errors.Is(err, segmentlog.ErrClosed),
@@ -240,6 +240,21 @@ func classify(err error) *Error {
 		return e
 	}
 	return generic(http.StatusInternalServerError, CodeInternal, "internal error", err)
+}
+
+// tidy is err's text from its sentinel on, without the sentinel's package
+// prefix: "coordinator: describe vchannel: coordinator: no such vchannel:
+// x" says "no such vchannel: x". The layers' wrapping is for logs; an
+// answer says what is wrong in one clause.
+func tidy(err, sentinel error) error {
+	msg, s := err.Error(), sentinel.Error()
+	if i := strings.LastIndex(msg, s); i >= 0 {
+		msg = msg[i:]
+	}
+	if pkg, rest, ok := strings.Cut(msg, ": "); ok && pkg != "" && strings.Trim(pkg, "abcdefghijklmnopqrstuvwxyz") == "" {
+		msg = rest
+	}
+	return errors.New(msg)
 }
 
 // generic builds an answer whose message is msg and a reference, not err's
