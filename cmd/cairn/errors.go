@@ -51,7 +51,10 @@ func explain(err error) errorOut {
 	e := errorOut{Code: "error", Message: err.Error(), Exit: exitFailed}
 	switch {
 	case errors.As(err, &ae):
-		e.Code, e.Message, e.Status, e.Ref = ae.Code, ae.Message, ae.Status, ae.Ref
+		// The server's message in place of the request line and status;
+		// what cairn adds (a line number) stays.
+		e.Code, e.Status, e.Ref = ae.Code, ae.Status, ae.Ref
+		e.Message = strings.Replace(err.Error(), ae.Error(), ae.Message, 1)
 	case errors.Is(err, errUsage):
 		e.Code = "usage"
 	case errors.As(err, &oe) && oe.Op == "dial":

@@ -82,3 +82,24 @@ func TestExplainExitStatuses(t *testing.T) {
 		}
 	}
 }
+
+// TestProduceLineLimits: a line as large as the server's batch limit
+// allows is produced; one over it is refused naming its line, and the
+// summary counts the lines read.
+func TestProduceLineLimits(t *testing.T) {
+	url := apiServer(t, "")
+	big := strings.Repeat("b", 700<<10) // over the SDK's default batch of 512 KiB
+	huge := strings.Repeat("h", 1<<20)  // over the server's 1 MiB
+	out, errOut, code := runMain(t, "small\n"+big+"\n"+huge+"\nnever\n", "produce", "--server", url, "--pchannel", "p0", "--vchannel", "v0")
+	if code != exitFailed {
+		t.Fatalf("exit %d, want %d; stderr %q", code, exitFailed, errOut)
+	}
+	if n := strings.Count(out, "\n"); n != 2 {
+		t.Fatalf("%d acks, want 2: %q", n, out)
+	}
+	lines := strings.Split(strings.TrimSpace(errOut), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "produced 2 of 3 messages to p0 ") ||
+		!strings.HasPrefix(lines[1], "cairn: line 3: ") || !strings.Contains(lines[1], "too large") {
+		t.Fatalf("stderr %q", errOut)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cairnlog/cairn/client"
+	"github.com/cairnlog/cairn/functions/api"
 )
 
 type produceOptions struct {
@@ -53,8 +54,10 @@ With --window 1 (the default) the messages land in input order. A larger
 window keeps several requests in flight: faster, but the server does not
 order concurrent requests, so batches may land out of order.
 
-It stops at the first message the server refuses for good, printing the
-error (exit status 1); lines after it are not sent. Ctrl-C stops reading and
+A line may be up to 1 MiB (the server's batch limit, less 32 bytes and the
+vchannel's and producer's names). It stops at the first line refused (too
+large here, or refused for good by the server), naming its line number;
+lines after it are not sent, and the summary counts the lines read. Ctrl-C stops reading and
 waits up to 10 s for the acks of the lines already sent.`,
 		Example: `  printf 'hello\nworld\n' | cairn produce --pchannel p0 --vchannel v0
   cairn produce --vchannel orders --file events.txt --window 4 --output json`,
@@ -112,7 +115,9 @@ func produce(ctx context.Context, cmd *cobra.Command, o produceOptions) error {
 	if err != nil {
 		return err
 	}
-	cfg := client.ProducerConfig{Name: o.keyPrefix, VChannel: o.vchannel, Window: o.window}
+	// A line may be as large as the server's default batch (the SDK's
+	// default batch is half that).
+	cfg := client.ProducerConfig{Name: o.keyPrefix, VChannel: o.vchannel, Window: o.window, MaxBatchBytes: api.DefaultMaxBatchBytes}
 	var p *client.Producer
 	target := o.pchannel
 	if o.pchannel == "" {
@@ -144,12 +149,12 @@ read:
 		case <-ctx.Done():
 			break read
 		}
+		n++
 		f, err := p.SendAsync(ctx, client.Message{Type: o.typ, Payload: line})
 		if err != nil {
-			sendErr = err
+			sendErr = fmt.Errorf("line %d: %w", n, err)
 			break
 		}
-		n++
 		pending <- sent{line: n, f: f}
 	}
 	close(pending)
