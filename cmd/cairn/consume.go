@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 	"unicode"
@@ -45,7 +46,10 @@ is a JSON object on its own line, payload in base64 as in the HTTP API.
 Without --follow it stops at the tail; with --follow it long-polls for new
 messages until Ctrl-C. --max stops after that many messages. At the end it
 writes to standard error the position to resume from (--from), right after
-the last message printed.
+the last message printed (not when it failed before the first message). A
+--from id:OFFSET.INDEX past the pchannel's tail is said on standard error
+first: nothing is there to read yet, and --follow waits until the pchannel
+grows that far.
 
 Positions: earliest (the default), latest (only what is appended from now
 on), id:OFFSET.INDEX (that message and after), timetick:T (the first message
@@ -123,6 +127,9 @@ func consume(ctx context.Context, cmd *cobra.Command, o consumeOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := warnPastTail(ctx, cmd.ErrOrStderr(), c, o); err != nil {
+		return err
+	}
 	w := cmd.OutOrStdout()
 	n := 0
 	err = nil
@@ -184,4 +191,36 @@ func printable(b []byte) string {
 		}
 	}
 	return string(b)
+}
+
+// warnPastTail says so when --from id:OFFSET.INDEX lies past the tail of
+// the pchannel read: no message is there (yet), so a read returns none and
+// --follow waits until the pchannel grows that far.
+func warnPastTail(ctx context.Context, w io.Writer, c *client.Client, o consumeOptions) error {
+	rest, ok := strings.CutPrefix(o.from, "id:")
+	if !ok {
+		return nil
+	}
+	offset, err := strconv.ParseUint(strings.SplitN(rest, ".", 2)[0], 10, 64)
+	if err != nil {
+		return nil // the server says what is wrong with it
+	}
+	p := o.pchannel
+	if p == "" {
+		v, err := c.VChannel(ctx, o.vchannels[0])
+		if err != nil {
+			return err
+		}
+		p = v.PChannel
+	}
+	tail, err := c.Tail(ctx, p)
+	if err != nil || offset <= tail.NextOffset {
+		return err
+	}
+	then := "nothing to read there yet"
+	if o.follow {
+		then = "waiting until the pchannel grows that far"
+	}
+	fmt.Fprintf(w, "--from %s is past the tail of pchannel %s (its next message will be id:%d.0): %s\n", o.from, p, tail.NextOffset, then)
+	return nil
 }

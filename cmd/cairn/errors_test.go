@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cairnlog/cairn/client"
 )
@@ -101,5 +103,30 @@ func TestProduceLineLimits(t *testing.T) {
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "produced 2 of 3 messages to p0 ") ||
 		!strings.HasPrefix(lines[1], "cairn: line 3: ") || !strings.Contains(lines[1], "too large") {
 		t.Fatalf("stderr %q", errOut)
+	}
+}
+
+// TestConsumePastTail: a start position past the tail says so, for a read
+// and for --follow (which then waits, here until the test's deadline).
+func TestConsumePastTail(t *testing.T) {
+	url := apiServer(t, "")
+	if _, errOut, code := runMain(t, "a\nb\n", "produce", "--server", url, "--pchannel", "p0", "--vchannel", "v0"); code != 0 {
+		t.Fatalf("produce: %d %s", code, errOut)
+	}
+	out, errOut, code := runMain(t, "", "consume", "--server", url, "--pchannel", "p0", "--from", "id:999.0")
+	if code != 0 || out != "" || !strings.HasPrefix(errOut, "--from id:999.0 is past the tail of pchannel p0 (its next message will be id:") ||
+		!strings.Contains(errOut, "nothing to read there yet") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	run(ctx, []string{"consume", "--server", url, "--pchannel", "p0", "--from", "id:999.0", "--follow", "--wait", "100ms"}, strings.NewReader(""), &stdout, &stderr)
+	if !strings.Contains(stderr.String(), "past the tail of pchannel p0") || !strings.Contains(stderr.String(), "waiting until the pchannel grows that far") {
+		t.Fatalf("--follow stderr %q", stderr.String())
+	}
+	// At the tail is no news: the next message lands there.
+	if _, errOut, _ := runMain(t, "", "consume", "--server", url, "--pchannel", "p0", "--from", "latest"); strings.Contains(errOut, "past the tail") {
+		t.Fatalf("latest: %q", errOut)
 	}
 }
