@@ -131,7 +131,7 @@ func consume(ctx context.Context, cmd *cobra.Command, o consumeOptions) error {
 		return err
 	}
 	w := cmd.OutOrStdout()
-	n := 0
+	n, lastRestored := 0, false
 	err = nil
 	for o.max == 0 || n < o.max {
 		var ds []client.Delivery
@@ -154,6 +154,7 @@ func consume(ctx context.Context, cmd *cobra.Command, o consumeOptions) error {
 				break
 			}
 			n++
+			lastRestored = d.Restored
 		}
 		if err != nil {
 			break
@@ -163,7 +164,13 @@ func consume(ctx context.Context, cmd *cobra.Command, o consumeOptions) error {
 		err = nil // Ctrl-C
 	}
 	if err == nil || n > 0 { // a failure before any message has nothing to resume from
-		fmt.Fprintf(cmd.ErrOrStderr(), "consumed %d messages from %s; resume with --from %s\n", n, source, co.Position())
+		next := co.Position()
+		if lastRestored && strings.HasPrefix(next, "id:") {
+			// Past a restored history the position jumps to the vchannel's
+			// own pchannel: not a rewind.
+			next += " (where its own messages start, after the restored history)"
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "consumed %d messages from %s; resume with --from %s\n", n, source, next)
 	}
 	return err
 }
