@@ -20,6 +20,7 @@ export CAIRN_MINIO_BIN := $(MINIO_BIN)
 
 ## run: start Cairn locally on its embedded filesystem store (./.cairn-data).
 run:
+	@echo "building cairn; the first build compiles every dependency (the AWS SDK, Arrow: a few minutes), later ones take seconds"
 	$(GO) run ./cmd/cairn serve --addr $(ADDR)
 
 ## test: vet, formatting, and every test (race detector on) against the

@@ -162,13 +162,13 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, out 
 
 	store, where, err := openStore(ctx, o, env.S3)
 	if err != nil {
-		return err
+		return storeAdvice(o, env.S3.Bucket, err)
 	}
 	probeCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = objstore.Probe(probeCtx, store, "probe")
 	cancel()
 	if err != nil {
-		return fmt.Errorf("store %s: %w", where, err)
+		return storeAdvice(o, env.S3.Bucket, fmt.Errorf("store %s: %w", where, err))
 	}
 	srv, err := api.New(cfg, store)
 	if err != nil {
@@ -266,4 +266,29 @@ func openStore(ctx context.Context, o serveOptions, s3cfg s3store.Config) (objst
 	default:
 		return nil, "", usagef("--store %q: want fs or s3", o.store)
 	}
+}
+
+// storeAdvice puts what to do ahead of an S3 store's setup failure, whose
+// own words (the SDK's) are long and name the last thing it tried: with no
+// credentials anywhere that is the EC2 instance metadata, and a missing
+// bucket fails the probe. The advice is what the configuration lacks.
+func storeAdvice(o serveOptions, bucket string, err error) error {
+	if o.store != "s3" {
+		return err
+	}
+	var advice []string
+	credentials := false
+	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"} {
+		credentials = credentials || os.Getenv(k) != ""
+	}
+	if !credentials {
+		advice = append(advice, "no AWS credentials are set: export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE); without them the AWS SDK falls back on ~/.aws and then on EC2 instance metadata, which exists only on EC2")
+	}
+	if !o.createBucket {
+		advice = append(advice, fmt.Sprintf("if bucket %q does not exist, create it or pass --create-bucket", bucket))
+	}
+	if len(advice) == 0 {
+		return err
+	}
+	return fmt.Errorf("the S3 store cannot be used; %s (cause: %w)", strings.Join(advice, "; "), err)
 }
