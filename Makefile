@@ -13,6 +13,9 @@ ADDR          ?= 127.0.0.1:7070
 # lockfile) reads our segments in snapshot's interop test.
 ARROWJS       := snapshot/testdata/arrowjs/node_modules/.package-lock.json
 
+# The pinned Redocly CLI lints functions/api/openapi.yaml (TestOpenAPILint).
+REDOCLY       := functions/api/testdata/redocly/node_modules/.package-lock.json
+
 # Tests find MinIO through this variable (infra/miniotest).
 export CAIRN_MINIO_BIN := $(MINIO_BIN)
 
@@ -25,7 +28,7 @@ run:
 
 ## test: vet, formatting, and every test (race detector on) against the
 ## embedded stores and a real MinIO that the harness starts by itself.
-test: $(MINIO_BIN) $(ARROWJS) fmt-check vet
+test: $(MINIO_BIN) $(ARROWJS) $(REDOCLY) fmt-check vet
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 fmt-check:
@@ -45,6 +48,9 @@ $(MINIO_BIN):
 
 $(ARROWJS): snapshot/testdata/arrowjs/package-lock.json
 	npm ci --prefix snapshot/testdata/arrowjs --no-audit --no-fund
+
+$(REDOCLY): functions/api/testdata/redocly/package-lock.json
+	npm ci --prefix functions/api/testdata/redocly --no-audit --no-fund
 
 ## fuzz: run every fuzz target for FUZZTIME each.
 FUZZTIME ?= 30s

@@ -40,7 +40,8 @@
 //	GET    /v1/restores/{id}                snapshot: a restore job's state and progress
 //
 // Routes are rows of one table (routes.go) with the role that serves them.
-// A test keeps the table and openapi.yaml equal.
+// A test keeps the table and openapi.yaml equal; another lints openapi.yaml
+// with a pinned Redocly CLI (testdata/redocly, rules in redocly.yaml).
 //
 // # Errors
 //
