@@ -97,15 +97,7 @@ func (c *Client) Broadcast(ctx context.Context, req BroadcastRequest) (Broadcast
 	case req.Wait > 0:
 		wait = req.Wait.String()
 	}
-	body, err := json.Marshal(struct {
-		ID         string            `json:"id"`
-		VChannels  []string          `json:"vchannels"`
-		Payload    []byte            `json:"payload,omitempty"`
-		Properties map[string]string `json:"properties,omitempty"`
-		Ack        string            `json:"ack,omitempty"`
-		Resources  []string          `json:"resources,omitempty"`
-		Wait       string            `json:"wait,omitempty"`
-	}{req.ID, req.VChannels, req.Payload, req.Properties, req.Ack, req.Resources, wait})
+	body, err := json.Marshal(broadcastBody{req.ID, req.VChannels, req.Payload, req.Properties, req.Ack, req.Resources, wait})
 	if err != nil {
 		return BroadcastTask{}, err
 	}

@@ -76,6 +76,12 @@
 // dropped vchannel, another binding, a snapshot not committed, an expired
 // transaction) besides the sentinels above.
 //
+// # Wire types
+//
+// The SDK keeps its own copies of the API's JSON types (it imports nothing
+// of the server); wire_test.go checks every one against the schemas of
+// functions/api/openapi.yaml, field by field, so that they cannot drift.
+//
 // # Concurrency
 //
 // Client, Producer and Txn are safe for concurrent use. A Consumer is not,
