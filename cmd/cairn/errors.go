@@ -51,10 +51,13 @@ func explain(err error) errorOut {
 	e := errorOut{Code: "error", Message: err.Error(), Exit: exitFailed}
 	switch {
 	case errors.As(err, &ae):
-		// The server's message in place of the request line and status;
+		// The server's message, not the SDK's request line and wrapping;
 		// what cairn adds (a line number) stays.
-		e.Code, e.Status, e.Ref = ae.Code, ae.Status, ae.Ref
-		e.Message = strings.Replace(err.Error(), ae.Error(), ae.Message, 1)
+		e.Code, e.Message, e.Status, e.Ref = ae.Code, ae.Message, ae.Status, ae.Ref
+		var le lineError
+		if errors.As(err, &le) {
+			e.Message = le.prefix() + e.Message
+		}
 	case errors.Is(err, errUsage):
 		e.Code = "usage"
 	case errors.As(err, &oe) && oe.Op == "dial":
@@ -125,3 +128,13 @@ func markUsage(root *cobra.Command) {
 
 // usagef is a usage error of cairn's own (a flag value out of range).
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// lineError is the failure of produce's input line.
+type lineError struct {
+	line int
+	err  error
+}
+
+func (e lineError) prefix() string { return fmt.Sprintf("line %d: ", e.line) }
+func (e lineError) Error() string  { return e.prefix() + e.err.Error() }
+func (e lineError) Unwrap() error  { return e.err }

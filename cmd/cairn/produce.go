@@ -156,7 +156,7 @@ read:
 		n++
 		f, err := p.SendAsync(ctx, client.Message{Type: o.typ, Payload: line})
 		if err != nil {
-			sendErr = fmt.Errorf("line %d: %w", n, err)
+			sendErr = lineError{n, err}
 			break
 		}
 		pending <- sent{line: n, f: f}
@@ -193,7 +193,7 @@ func printAcks(w io.Writer, asJSON bool, pending <-chan sent) printResult {
 		}
 		a, err := s.f.Wait(context.Background())
 		if err != nil {
-			r.err = fmt.Errorf("line %d: %w", s.line, err)
+			r.err = lineError{s.line, err}
 			continue
 		}
 		r.acked++
