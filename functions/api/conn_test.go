@@ -312,3 +312,16 @@ func TestNetHTTPErrorsAsJSON(t *testing.T) {
 		t.Fatalf("%s = %q, want 1", sample, v)
 	}
 }
+
+// TestServedOversizedBody: over the capped, rewriting listener a body
+// over the limit still gets its 413, not a reset.
+func TestServedOversizedBody(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxBodyBytes = 64 << 10
+	ts := newServedTestServer(t, cfg, objstore.NewMemory())
+	body := `{"messages":[{"vchannel":"v0","payload":"` + strings.Repeat("A", 4<<20) + `"}]}`
+	r := ts.do("POST", "/v1/pchannels/p0/append", ContentTypeJSON, []byte(body))
+	if r.status != http.StatusRequestEntityTooLarge || r.errorCode(t) != CodeTooLarge {
+		t.Fatalf("oversized body: %d %s", r.status, r.body)
+	}
+}
