@@ -17,6 +17,9 @@ ARROWJS       := snapshot/testdata/arrowjs/node_modules/.package-lock.json
 # inside aws-cdk-lib (pinned by its lockfile), run by functions' template test.
 CFNLINT       := functions/testdata/cfnlint/node_modules/.package-lock.json
 
+# The pinned Redocly CLI lints functions/api/openapi.yaml (TestOpenAPILint).
+REDOCLY       := functions/api/testdata/redocly/node_modules/.package-lock.json
+
 # Tests find MinIO through this variable (infra/miniotest).
 export CAIRN_MINIO_BIN := $(MINIO_BIN)
 
@@ -24,11 +27,12 @@ export CAIRN_MINIO_BIN := $(MINIO_BIN)
 
 ## run: start Cairn locally on its embedded filesystem store (./.cairn-data).
 run:
+	@echo "building cairn; the first build compiles every dependency (the AWS SDK, Arrow: a few minutes), later ones take seconds"
 	$(GO) run ./cmd/cairn serve --addr $(ADDR)
 
 ## test: vet, formatting, and every test (race detector on) against the
 ## embedded stores and a real MinIO that the harness starts by itself.
-test: $(MINIO_BIN) $(ARROWJS) $(CFNLINT) fmt-check vet
+test: $(MINIO_BIN) $(ARROWJS) $(CFNLINT) $(REDOCLY) fmt-check vet
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) mutants
 
@@ -58,6 +62,9 @@ $(ARROWJS): snapshot/testdata/arrowjs/package-lock.json
 
 $(CFNLINT): functions/testdata/cfnlint/package-lock.json
 	npm ci --prefix functions/testdata/cfnlint --no-audit --no-fund
+
+$(REDOCLY): functions/api/testdata/redocly/package-lock.json
+	npm ci --prefix functions/api/testdata/redocly --no-audit --no-fund
 
 ## fuzz: run every fuzz target for FUZZTIME each.
 FUZZTIME ?= 30s

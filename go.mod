@@ -16,6 +16,7 @@ require (
 	github.com/prometheus/client_golang v1.22.0
 	github.com/schollz/progressbar/v3 v3.18.0
 	github.com/spf13/cobra v1.10.2
+	golang.org/x/net v0.33.0
 	golang.org/x/sync v0.13.0
 	golang.org/x/term v0.28.0
 	gopkg.in/yaml.v3 v3.0.1

@@ -39,7 +39,7 @@ type BroadcastRequest struct {
 	ID         string
 	VChannels  []string // at least one, distinct, each active
 	Payload    []byte
-	Properties map[string]string // copied onto every copy; cairn.broadcast.deadline is reserved
+	Properties map[string]string // copied onto every copy; keys starting with "cairn." are reserved
 	Ack        string            // AckFast (default) or AckSync
 	// Resources are more resource locks to hold while the copies are
 	// appended, to order this broadcast against others naming them (the
@@ -97,15 +97,7 @@ func (c *Client) Broadcast(ctx context.Context, req BroadcastRequest) (Broadcast
 	case req.Wait > 0:
 		wait = req.Wait.String()
 	}
-	body, err := json.Marshal(struct {
-		ID         string            `json:"id"`
-		VChannels  []string          `json:"vchannels"`
-		Payload    []byte            `json:"payload,omitempty"`
-		Properties map[string]string `json:"properties,omitempty"`
-		Ack        string            `json:"ack,omitempty"`
-		Resources  []string          `json:"resources,omitempty"`
-		Wait       string            `json:"wait,omitempty"`
-	}{req.ID, req.VChannels, req.Payload, req.Properties, req.Ack, req.Resources, wait})
+	body, err := json.Marshal(broadcastBody{req.ID, req.VChannels, req.Payload, req.Properties, req.Ack, req.Resources, wait})
 	if err != nil {
 		return BroadcastTask{}, err
 	}

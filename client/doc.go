@@ -86,6 +86,12 @@
 // the AWS SDK) signs every attempt through WithRequestSigner. WithToken is
 // the bearer token of `cairn serve --token`.
 //
+// # Wire types
+//
+// The SDK keeps its own copies of the API's JSON types (it imports nothing
+// of the server); wire_test.go checks every one against the schemas of
+// functions/api/openapi.yaml, field by field, so that they cannot drift.
+//
 // # Concurrency
 //
 // Client, Producer and Txn are safe for concurrent use. A Consumer is not,

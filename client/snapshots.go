@@ -92,10 +92,7 @@ func (c *Client) CreateSnapshot(ctx context.Context, name string, vchannels []st
 	if name == "" || len(vchannels) == 0 {
 		return Snapshot{}, fmt.Errorf("client: create snapshot: %w: a name and at least one vchannel", ErrInvalid)
 	}
-	body, err := json.Marshal(struct {
-		Name      string   `json:"name"`
-		VChannels []string `json:"vchannels"`
-	}{name, vchannels})
+	body, err := json.Marshal(snapshotCreateBody{name, vchannels})
 	if err != nil {
 		return Snapshot{}, err
 	}
@@ -167,10 +164,7 @@ func (c *Client) Restore(ctx context.Context, name string, opts RestoreOptions) 
 	if opts.JobID == "" {
 		opts.JobID = uuid.Must(uuid.NewV7()).String()
 	}
-	body, err := json.Marshal(struct {
-		JobID   string            `json:"job_id"`
-		Targets map[string]string `json:"targets"`
-	}{opts.JobID, opts.Targets})
+	body, err := json.Marshal(restoreBody{opts.JobID, opts.Targets})
 	if err != nil {
 		return RestoreJob{}, err
 	}

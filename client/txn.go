@@ -36,9 +36,7 @@ func (c *Client) BeginTxn(ctx context.Context, vchannel string, keepalive time.D
 	if err != nil {
 		return nil, err
 	}
-	var req struct {
-		Keepalive string `json:"keepalive,omitempty"`
-	}
+	var req txnBeginBody
 	if keepalive > 0 {
 		req.Keepalive = keepalive.String()
 	}
@@ -46,12 +44,7 @@ func (c *Client) BeginTxn(ctx context.Context, vchannel string, keepalive time.D
 	if err != nil {
 		return nil, err
 	}
-	var resp struct {
-		Txn      string `json:"txn"`
-		PChannel string `json:"pchannel"`
-		VChannel string `json:"vchannel"`
-		Term     uint64 `json:"term"`
-	}
+	var resp txnOut
 	if err := c.do(ctx, request{method: "POST", path: path, body: body}, &resp); err != nil {
 		return nil, err
 	}

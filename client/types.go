@@ -64,7 +64,7 @@ type Message struct {
 	// Type is "data" (the default when empty), "insert" or "delete".
 	Type       string
 	Payload    []byte
-	Properties map[string]string
+	Properties map[string]string // keys starting with "cairn." are reserved: the server refuses them
 	// Key is the message's idempotency key, for Client.Append; a Producer
 	// sets keys itself and refuses messages that carry one.
 	Key *Key

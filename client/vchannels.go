@@ -76,10 +76,7 @@ func (c *Client) CreateVChannel(ctx context.Context, name, pchannel string) (VCh
 	if name == "" {
 		return VChannel{}, fmt.Errorf("client: create vchannel: %w: empty name", ErrInvalid)
 	}
-	body, err := json.Marshal(struct {
-		Name     string `json:"name"`
-		PChannel string `json:"pchannel,omitempty"`
-	}{name, pchannel})
+	body, err := json.Marshal(vchannelCreateBody{name, pchannel})
 	if err != nil {
 		return VChannel{}, err
 	}

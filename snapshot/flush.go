@@ -64,9 +64,10 @@ type FlushConfig struct {
 	// Positions, if set, is told after every committed round how far each
 	// vchannel of the round is flushed (coordinator.Registry provides it):
 	// every message of the vchannel below the new checkpoint is in
-	// segments. Best effort: the checkpoint, not the position, is what
+	// segments (pchannel-wide messages, of no vchannel, have no
+	// position). Best effort: the checkpoint, not the position, is what
 	// readers and GC rely on; a failed update is logged and made good by
-	// the next round.
+	// the next round that flushes the vchannel.
 	Positions PositionSink
 
 	Now     func() time.Time // default time.Now

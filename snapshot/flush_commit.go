@@ -52,16 +52,21 @@ func (f *Flusher) commitRound(ctx context.Context, r *round) (Round, error) {
 }
 
 // advancePositions tells Positions that every message below c of the
-// round's vchannels is in segments, a few vchannels at a time.
+// round's vchannels is in segments, a few vchannels at a time. The
+// pchannel-wide messages (vchannel "": fences, timeticks) have no
+// position to record.
 func (f *Flusher) advancePositions(ctx context.Context, r *round, vs []string, c uint64) {
 	var g errgroup.Group
 	g.SetLimit(f.cfg.WriteParallel)
 	for _, v := range vs {
+		if v == "" {
+			continue
+		}
 		rows := r.groups[v]
 		tick := rows[len(rows)-1].TimeTick
 		g.Go(func() error {
 			if err := f.cfg.Positions.AdvanceFlushed(ctx, v, segmentlog.MessageID{Offset: c}, tick); err != nil {
-				f.log.Warn("flushed position not recorded; the next round tries again", "vchannel", v, "err", err)
+				f.log.Warn("flushed position not recorded; the next round that flushes this vchannel records it", "vchannel", v, "err", err)
 			}
 			return nil
 		})

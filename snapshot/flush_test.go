@@ -3,6 +3,7 @@ package snapshot_test
 import (
 	"context"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -160,4 +161,57 @@ func TestRunThresholds(t *testing.T) {
 		}
 	}
 	waitFor("a backlog past MinBytes", func(cp sl.Checkpoint) bool { return cp.C == c1+4 })
+}
+
+// positionLog is a PositionSink that keeps the vchannels it is told of.
+type positionLog struct {
+	mu    sync.Mutex
+	names []string
+}
+
+func (p *positionLog) AdvanceFlushed(_ context.Context, vchannel string, _ sl.MessageID, _ uint64) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.names = append(p.names, vchannel)
+	if err := sl.ValidateName("vchannel", vchannel); err != nil {
+		return err // as the registry would
+	}
+	return nil
+}
+
+// TestFlushPositionsOnlyOfVChannels: a round's pchannel-wide messages
+// (fences, timeticks: vchannel "") are flushed, but no position is
+// recorded for them (there is no vchannel to record it on, so a retry
+// could never succeed); every vchannel of the round gets one.
+func TestFlushPositionsOnlyOfVChannels(t *testing.T) {
+	ctx := context.Background()
+	store := objstore.NewMemory()
+	w := openWriter(t, store, "p1", nil)
+	defer w.Close(ctx)
+	appendN(t, w, "p", 0, 4, "va", "vb")
+	if _, err := w.AppendControl(ctx, sl.Message{Type: sl.TypeTimeTick}); err != nil {
+		t.Fatal(err)
+	}
+	sink := &positionLog{}
+	var rounds []snapshot.Round
+	f := newFlusher(t, store, "p1", func(c *snapshot.FlushConfig) {
+		c.Positions = sink
+		c.OnRound = func(r snapshot.Round) { rounds = append(rounds, r) }
+	})
+	if _, err := f.FlushNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pchannelWide := false
+	for _, r := range rounds {
+		for _, s := range r.Segments {
+			pchannelWide = pchannelWide || s.VChannel == ""
+		}
+	}
+	if !pchannelWide {
+		t.Fatal("the round flushed no pchannel-wide message: the test tests nothing")
+	}
+	slices.Sort(sink.names)
+	if !slices.Equal(sink.names, []string{"va", "vb"}) {
+		t.Fatalf("positions recorded for %q, want va and vb only", sink.names)
+	}
 }

@@ -143,6 +143,6 @@ func openBenchStore(ctx context.Context, o benchOptions, stderr io.Writer) (objs
 		}
 		return s, remove, nil
 	default:
-		return nil, nil, fmt.Errorf("--store %q: want minio or fs", o.store)
+		return nil, nil, usagef("--store %q: want minio or fs", o.store)
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -62,7 +61,7 @@ failed.`,
 		RunE: o.run(func(cmd *cobra.Command, _ []string, c *client.Client) error {
 			req := so.req
 			if so.wait < 0 {
-				return errors.New("--wait must not be negative")
+				return usagef("--wait must not be negative")
 			}
 			req.Wait = so.wait
 			if so.wait == 0 {

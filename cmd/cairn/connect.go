@@ -48,7 +48,7 @@ func addOutputFlag(cmd *cobra.Command, o *outputFlag, jsonWhat string) {
 
 func (o *outputFlag) validate() error {
 	if o.format != "text" && o.format != "json" {
-		return fmt.Errorf("--output %q: want text or json", o.format)
+		return usagef("--output %q: want text or json", o.format)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 	"unicode"
@@ -45,7 +46,10 @@ is a JSON object on its own line, payload in base64 as in the HTTP API.
 Without --follow it stops at the tail; with --follow it long-polls for new
 messages until Ctrl-C. --max stops after that many messages. At the end it
 writes to standard error the position to resume from (--from), right after
-the last message printed.
+the last message printed (not when it failed before the first message). A
+--from id:OFFSET.INDEX past the pchannel's tail is said on standard error
+first: nothing is there to read yet, and --follow waits until the pchannel
+grows that far.
 
 Positions: earliest (the default), latest (only what is appended from now
 on), id:OFFSET.INDEX (that message and after), timetick:T (the first message
@@ -98,7 +102,7 @@ func consume(ctx context.Context, cmd *cobra.Command, o consumeOptions) error {
 		return err
 	}
 	if o.max < 0 || o.wait <= 0 {
-		return errors.New("--max must be ≥ 0 and --wait positive")
+		return usagef("--max must be ≥ 0 and --wait positive")
 	}
 	c, err := o.conn.client(cmd)
 	if err != nil {
@@ -118,13 +122,16 @@ func consume(ctx context.Context, cmd *cobra.Command, o consumeOptions) error {
 		cfg.VChannels = nil
 		co, err = c.VChannelConsumer(o.vchannels[0], cfg)
 	default:
-		return errors.New("give --pchannel, or exactly one --vchannel to read by vchannel")
+		return usagef("give --pchannel, or exactly one --vchannel to read by vchannel")
 	}
 	if err != nil {
 		return err
 	}
+	if err := warnPastTail(ctx, cmd.ErrOrStderr(), c, o); err != nil {
+		return err
+	}
 	w := cmd.OutOrStdout()
-	n := 0
+	n, lastRestored := 0, false
 	err = nil
 	for o.max == 0 || n < o.max {
 		var ds []client.Delivery
@@ -147,14 +154,23 @@ func consume(ctx context.Context, cmd *cobra.Command, o consumeOptions) error {
 				break
 			}
 			n++
+			lastRestored = d.Restored
 		}
 		if err != nil {
 			break
 		}
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "consumed %d messages from %s; resume with --from %s\n", n, source, co.Position())
 	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		return nil // Ctrl-C
+		err = nil // Ctrl-C
+	}
+	if err == nil || n > 0 { // a failure before any message has nothing to resume from
+		next := co.Position()
+		if lastRestored && strings.HasPrefix(next, "id:") {
+			// Past a restored history the position jumps to the vchannel's
+			// own pchannel: not a rewind.
+			next += " (where its own messages start, after the restored history)"
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "consumed %d messages from %s; resume with --from %s\n", n, source, next)
 	}
 	return err
 }
@@ -182,4 +198,36 @@ func printable(b []byte) string {
 		}
 	}
 	return string(b)
+}
+
+// warnPastTail says so when --from id:OFFSET.INDEX lies past the tail of
+// the pchannel read: no message is there (yet), so a read returns none and
+// --follow waits until the pchannel grows that far.
+func warnPastTail(ctx context.Context, w io.Writer, c *client.Client, o consumeOptions) error {
+	rest, ok := strings.CutPrefix(o.from, "id:")
+	if !ok {
+		return nil
+	}
+	offset, err := strconv.ParseUint(strings.SplitN(rest, ".", 2)[0], 10, 64)
+	if err != nil {
+		return nil // the server says what is wrong with it
+	}
+	p := o.pchannel
+	if p == "" {
+		v, err := c.VChannel(ctx, o.vchannels[0])
+		if err != nil {
+			return err
+		}
+		p = v.PChannel
+	}
+	tail, err := c.Tail(ctx, p)
+	if err != nil || offset <= tail.NextOffset {
+		return err
+	}
+	then := "nothing to read there yet"
+	if o.follow {
+		then = "waiting until the pchannel grows that far"
+	}
+	fmt.Fprintf(w, "--from %s is past the tail of pchannel %s (its next message will be id:%d.0): %s\n", o.from, p, tail.NextOffset, then)
+	return nil
 }

@@ -3,13 +3,28 @@
 package main
 
 import (
-	"fmt"
+	"context"
+	"io"
 	"os"
+	"strings"
 )
 
 func main() {
-	if err := newRootCmd().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "cairn:", err)
-		os.Exit(1)
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run runs cairn with args and returns its exit status; an error is
+// printed on stderr as one sentence (JSON with --output json).
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	root := newRootCmd()
+	markUsage(root)
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err != nil && cmd == root && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		err = usageError{err} // an unknown command
 	}
+	return report(stderr, cmd, err)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"strings"
 	"time"
@@ -204,10 +203,10 @@ func parsePairs(flag, want string, xs []string, emptyValue bool) (map[string]str
 	for _, x := range xs {
 		k, v, ok := strings.Cut(x, "=")
 		if !ok || k == "" || (v == "" && !emptyValue) {
-			return nil, fmt.Errorf("--%s %q: want %s", flag, x, want)
+			return nil, usagef("--%s %q: want %s", flag, x, want)
 		}
 		if _, dup := out[k]; dup {
-			return nil, fmt.Errorf("--%s: %s given twice", flag, k)
+			return nil, usagef("--%s: %s given twice", flag, k)
 		}
 		if out == nil {
 			out = map[string]string{}

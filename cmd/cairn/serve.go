@@ -87,13 +87,19 @@ store that does not honour conditional writes (the capability probe). It
 prints the address it listens on. Every process sharing a store must list
 the same --pchannels.
 
-With --token (or CAIRN_TOKEN) every request but GET /healthz needs
+With --token (or CAIRN_TOKEN) every request but GET or HEAD /healthz needs
 "Authorization: Bearer <token>". The other CAIRN_* variables of the Lambda
 functions apply too (CAIRN_LEASE_TTL, CAIRN_LEASE_MARGIN, CAIRN_LEASE_WAIT,
 CAIRN_CACHE_BYTES, CAIRN_MAX_BODY_BYTES, CAIRN_MAX_WAIT,
 CAIRN_SCANNER_STARTUP_DELAY, CAIRN_LOG_LEVEL, CAIRN_PCHANNELS when
 --pchannels is not given, and CAIRN_COMPACTION=off, which turns compaction
 off like --compact-min-refs 0).
+
+Connections are limited: headers must arrive within 10 s, a request body
+within 60 s of its headers (else 408), the answer goes out within 60 s after
+the body plus the request's wait for a long poll (reads, broadcasts), a
+keep-alive connection idle for 60 s is closed, and at most 1,024
+connections are open at once (more wait until one closes).
 
 Ctrl-C (SIGINT) or SIGTERM stops it gracefully: it stops taking requests,
 stops the balancer, flushers, GC and the broadcast loop, closes every
@@ -135,7 +141,7 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, out 
 	}
 	o = o.withDefaults()
 	if o.system.flushInterval <= 0 || o.system.flushMaxAge < 0 || o.system.gcInterval <= 0 || o.system.broadcastInterval <= 0 || o.system.compactMinRefs < 0 {
-		return errors.New("--flush-interval, --gc-interval and --broadcast-interval must be positive, --flush-max-age and --compact-min-refs not negative")
+		return usagef("--flush-interval, --gc-interval and --broadcast-interval must be positive, --flush-max-age and --compact-min-refs not negative")
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: env.LogLevel}))
 	cfg := env.Config
@@ -156,13 +162,13 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, out 
 
 	store, where, err := openStore(ctx, o, env.S3)
 	if err != nil {
-		return err
+		return storeAdvice(o, env.S3.Bucket, err)
 	}
 	probeCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = objstore.Probe(probeCtx, store, "probe")
 	cancel()
 	if err != nil {
-		return fmt.Errorf("store %s: %w", where, err)
+		return storeAdvice(o, env.S3.Bucket, fmt.Errorf("store %s: %w", where, err))
 	}
 	srv, err := api.New(cfg, store)
 	if err != nil {
@@ -173,11 +179,8 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, out 
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", o.addr, err)
 	}
-	hs := &http.Server{
-		Handler:           srv.Handler(api.AllRoles),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	ln = srv.Listener(ln) // at most MaxConns connections
+	hs := srv.HTTPServer(srv.Handler(api.AllRoles), slog.NewLogLogger(log.Handler(), slog.LevelWarn))
 	address := "http://" + ln.Addr().String()
 	sys, err := newSystem(srv, cfg.CoordinatorConfig(), o.system, nodeID, address, log)
 	if err != nil {
@@ -261,6 +264,31 @@ func openStore(ctx context.Context, o serveOptions, s3cfg s3store.Config) (objst
 		}
 		return s, where, nil
 	default:
-		return nil, "", fmt.Errorf("--store %q: want fs or s3", o.store)
+		return nil, "", usagef("--store %q: want fs or s3", o.store)
 	}
+}
+
+// storeAdvice puts what to do ahead of an S3 store's setup failure, whose
+// own words (the SDK's) are long and name the last thing it tried: with no
+// credentials anywhere that is the EC2 instance metadata, and a missing
+// bucket fails the probe. The advice is what the configuration lacks.
+func storeAdvice(o serveOptions, bucket string, err error) error {
+	if o.store != "s3" {
+		return err
+	}
+	var advice []string
+	credentials := false
+	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"} {
+		credentials = credentials || os.Getenv(k) != ""
+	}
+	if !credentials {
+		advice = append(advice, "no AWS credentials are set: export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE); without them the AWS SDK falls back on ~/.aws and then on EC2 instance metadata, which exists only on EC2")
+	}
+	if !o.createBucket {
+		advice = append(advice, fmt.Sprintf("if bucket %q does not exist, create it or pass --create-bucket", bucket))
+	}
+	if len(advice) == 0 {
+		return err
+	}
+	return fmt.Errorf("the S3 store cannot be used; %s (cause: %w)", strings.Join(advice, "; "), err)
 }

@@ -203,3 +203,37 @@ func TestServeCompactionOffFromEnv(t *testing.T) {
 		t.Fatalf("banner %q with CAIRN_COMPACTION=off, want compaction off", banner)
 	}
 }
+
+// TestServeS3SetupAdvice: a failed S3 setup says what to do: set
+// credentials when none are, pass --create-bucket when the bucket is
+// missing.
+func TestServeS3SetupAdvice(t *testing.T) {
+	mc := miniotest.Get(t)
+	user, pass := mc.Credentials()
+	env := map[string]string{"CAIRN_S3_ENDPOINT": mc.Endpoint(), "CAIRN_S3_BUCKET": "no-such-bucket"}
+	t.Setenv("AWS_REGION", "us-east-1")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_CONFIG_FILE", t.TempDir()+"/none")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", t.TempDir()+"/none")
+	for _, k := range []string{"AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"} {
+		t.Setenv(k, "")
+	}
+	serveS3 := func() error {
+		return serve(t.Context(), serveOptions{addr: "127.0.0.1:0", store: "s3"}, func(k string) string { return env[k] }, io.Discard)
+	}
+
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+	err := serveS3()
+	if err == nil || !strings.Contains(err.Error(), "no AWS credentials are set: export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY") {
+		t.Fatalf("without credentials: %v", err)
+	}
+
+	t.Setenv("AWS_ACCESS_KEY_ID", user)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", pass)
+	err = serveS3()
+	if err == nil || !strings.HasPrefix(err.Error(), `the S3 store cannot be used; if bucket "no-such-bucket" does not exist, create it or pass --create-bucket (cause: `) ||
+		strings.Contains(err.Error(), "credentials are set") || strings.Contains(err.Error(), pass) {
+		t.Fatalf("without the bucket: %v", err)
+	}
+}

@@ -68,7 +68,8 @@ func newSnapshotListCmd(o *adminOptions) *cobra.Command {
   SNAPSHOT   its name
   STATE      committed, or pending while it is being taken
   VCHANNELS  the vchannels it holds
-  MESSAGES   messages in its segments
+  MESSAGES   messages in its segments, control messages (each vchannel's
+             create message) included
   SEGMENTS   segment files in its manifest
   CREATED    when it was taken
 
@@ -300,7 +301,7 @@ func printSnapshot(w io.Writer, asJSON bool, s client.Snapshot) error {
 		{"vchannels", listCell(s.VChannels)},
 		{"cuts", listCell(cuts)},
 		{"timetick", s.TimeTick},
-		{"messages", s.Messages},
+		{"messages", fmt.Sprintf("%d (control messages included: each vchannel's create message)", s.Messages)},
 		{"segments", s.Segments},
 		{"bytes", s.Bytes},
 		{"created", timeCell(s.CreatedAt)},

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -77,7 +76,7 @@ type limits struct {
 
 func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) error {
 	p := r.PathValue("p")
-	if err := segmentlog.ValidateName("pchannel", p); err != nil {
+	if err := validName("pchannel", p); err != nil {
 		return err
 	}
 	queryExpect, err := parseAppendQuery(r.URL.Query())
@@ -90,6 +89,9 @@ func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) error {
 	}
 	in, err := decodeAppend(r.Header.Get("Content-Type"), body, limits{s.cfg.MaxAppendMessages, s.cfg.MaxBatchBytes})
 	if err != nil {
+		return err
+	}
+	if err := s.checkTags(r.Context(), p, in.msgs); err != nil {
 		return err
 	}
 	return s.appendAndAnswer(w, r, p, in, queryExpect)
@@ -249,6 +251,12 @@ func decodeAppendBatch(body []byte) (appendInput, error) {
 	return appendInput{msgs: b.Messages}, nil
 }
 
+// ReservedPropertyPrefix starts the property keys Cairn sets itself (such
+// as segmentlog.BroadcastDeadlineProperty on a broadcast's copies): every
+// write route (appends, transaction appends, broadcasts) refuses them, so
+// that a reader can trust them.
+const ReservedPropertyPrefix = "cairn."
+
 // validateMessages applies the writer's rules for user appends up front, so
 // that a bad request is a 400 (or 413) that touched nothing.
 func validateMessages(msgs []segmentlog.Message, lim limits) error {
@@ -262,12 +270,12 @@ func validateMessages(msgs []segmentlog.Message, lim limits) error {
 	for i := range msgs {
 		m := &msgs[i]
 		bad := func(format string, args ...any) error {
-			return errorf(http.StatusBadRequest, CodeInvalid, "message %d: %s", i, fmt.Sprintf(format, args...))
+			return errorf(http.StatusBadRequest, CodeInvalid, "message %d: "+format, append([]any{i}, args...)...)
 		}
 		if !m.Type.IsData() {
 			return bad("type %v cannot be appended: only data, insert and delete", m.Type)
 		}
-		if err := segmentlog.ValidateName("vchannel", m.VChannel); err != nil {
+		if err := validName("vchannel", m.VChannel); err != nil {
 			return errorf(http.StatusBadRequest, CodeInvalidName, "message %d: %v", i, err)
 		}
 		if m.TxnID != 0 || m.BroadcastID != "" {
@@ -284,6 +292,9 @@ func validateMessages(msgs []segmentlog.Message, lim limits) error {
 			if k == "" || len(k) > segmentlog.MaxStringLen || len(v) > segmentlog.MaxStringLen ||
 				!utf8.ValidString(k) || !utf8.ValidString(v) {
 				return bad("property %q: keys must be 1..%d bytes and values at most %d, in UTF-8", k, segmentlog.MaxStringLen, segmentlog.MaxStringLen)
+			}
+			if strings.HasPrefix(k, ReservedPropertyPrefix) {
+				return bad("property %q: keys starting with %q are reserved for Cairn", k, ReservedPropertyPrefix)
 			}
 			size += len(k) + len(v) + 2
 		}

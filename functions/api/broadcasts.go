@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/cairnlog/cairn/coordinator"
@@ -114,6 +115,11 @@ func decodeBroadcast(r *http.Request, maxBatchBytes int, maxWait time.Duration) 
 	if err := in.req.Validate(); err != nil {
 		return broadcastInput{}, classify(err)
 	}
+	for k := range body.Properties {
+		if strings.HasPrefix(k, ReservedPropertyPrefix) {
+			return broadcastInput{}, errorf(http.StatusBadRequest, CodeInvalid, "property %q: keys starting with %q are reserved for Cairn", k, ReservedPropertyPrefix)
+		}
+	}
 	if body.Wait != "" {
 		d, err := parseWait(body.Wait, maxWait)
 		if err != nil {
@@ -147,6 +153,7 @@ func (s *Server) handleBroadcast(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.extendWrite(w, in.wait)
 	ctx := r.Context()
 	_, err = s.broadcasts.Describe(ctx, in.req.ID)
 	switch {
@@ -220,7 +227,7 @@ func (s *Server) handleBroadcastList(w http.ResponseWriter, r *http.Request) err
 
 func (s *Server) handleBroadcastDescribe(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if err := segmentlog.ValidateName("broadcast ID", id); err != nil {
+	if err := validName("broadcast ID", id); err != nil {
 		return err
 	}
 	if err := noQuery(r); err != nil {

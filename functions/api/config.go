@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -98,8 +99,23 @@ type Config struct {
 	// answered 429 with Retry-After. Default 1,024.
 	MaxWaiters int
 
+	// Connection limits of HTTPServer and Listener (cairn serve; a Lambda
+	// function's URL has its own). HeaderTimeout: reading a request's
+	// headers, default 10 s. BodyTimeout: reading a request's body, default
+	// 60 s (2 MiB at 35 KB/s). WriteTimeout: writing the answer, from the
+	// end of the headers, default 60 s; a long poll (a read's or a
+	// broadcast's wait) adds its wait. IdleTimeout: a keep-alive connection
+	// between requests, default 60 s. MaxConns: open connections; more
+	// wait in the listen backlog until one closes, default 1,024. A
+	// negative duration turns that timeout off.
+	HeaderTimeout time.Duration
+	BodyTimeout   time.Duration
+	WriteTimeout  time.Duration
+	IdleTimeout   time.Duration
+	MaxConns      int
+
 	// Token, if set, is required as "Authorization: Bearer <token>" on
-	// every request but GET /healthz (compared in constant time, never
+	// every request but GET and HEAD /healthz (compared in constant time, never
 	// logged). Lambda functions leave it empty: their URLs use AWS_IAM.
 	Token string
 	// ShutdownTimeout bounds Shutdown (the Lambda SIGTERM callback): Lambda
@@ -122,6 +138,11 @@ const (
 	DefaultMaxWait           = 20 * time.Second
 	DefaultMaxWaiters        = 1024
 	DefaultShutdownTimeout   = 400 * time.Millisecond
+	DefaultHeaderTimeout     = 10 * time.Second
+	DefaultBodyTimeout       = 60 * time.Second
+	DefaultWriteTimeout      = 60 * time.Second
+	DefaultIdleTimeout       = 60 * time.Second
+	DefaultMaxConns          = 1024
 
 	// leaseRequestTimeout bounds one lease GET or CAS (docs/protocol.md R);
 	// the margin must exceed it, so small margins get half of theirs.
@@ -183,6 +204,11 @@ func (c Config) withDefaults() Config {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	c.HeaderTimeout = cmp.Or(c.HeaderTimeout, DefaultHeaderTimeout)
+	c.BodyTimeout = cmp.Or(c.BodyTimeout, DefaultBodyTimeout)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, DefaultWriteTimeout)
+	c.IdleTimeout = cmp.Or(c.IdleTimeout, DefaultIdleTimeout)
+	c.MaxConns = cmp.Or(c.MaxConns, DefaultMaxConns)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -223,7 +249,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("api: max body bytes %d must be positive", d.MaxBodyBytes)
 	case d.MaxAppendMessages < 1 || d.MaxAppendMessages > segmentlog.MaxMessages:
 		return fmt.Errorf("api: max append messages %d out of range 1..%d", d.MaxAppendMessages, segmentlog.MaxMessages)
-	case d.MaxReadMessages < 1 || d.MaxReadBytes < 1 || d.MaxWait < 0 || d.MaxWaiters < 1 || d.ScannerStartupDelay < 0:
+	case d.MaxReadMessages < 1 || d.MaxReadBytes < 1 || d.MaxWait < 0 || d.MaxWaiters < 1 || d.MaxConns < 1 || d.ScannerStartupDelay < 0:
 		return errors.New("api: read limits must be positive (max wait ≥ 0)")
 	case d.ShutdownTimeout < 0:
 		return errors.New("api: shutdown timeout must not be negative")

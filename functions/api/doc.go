@@ -7,7 +7,7 @@
 //
 // # Routes
 //
-//	GET    /healthz                         every function; never needs a token
+//	GET    /healthz                         every function; never needs a token (nor does HEAD)
 //	GET    /metrics                         every function; Prometheus text
 //	GET    /v1/openapi.yaml                 every function
 //	POST   /v1/pchannels/{p}/append         node: JSON or binary batch → acks
@@ -40,7 +40,8 @@
 //	GET    /v1/restores/{id}                snapshot: a restore job's state and progress
 //
 // Routes are rows of one table (routes.go) with the role that serves them.
-// A test keeps the table and openapi.yaml equal.
+// A test keeps the table and openapi.yaml equal; another lints openapi.yaml
+// with a pinned Redocly CLI (testdata/redocly, rules in redocly.yaml).
 //
 // # Errors
 //
@@ -58,6 +59,7 @@
 //	    unknown_restore, unknown_txn,      vchannel, snapshot, restore job, open transaction
 //	    unknown_broadcast                  or broadcast
 //	405 method_not_allowed
+//	408 request_timeout                    the body did not arrive within Config.BodyTimeout
 //	409 fenced                             a newer term took the pchannel; not delivered
 //	409 exists, vchannel_dropped,          a snapshot name, restore job ID, restore target or
 //	    binding_conflict, wrong_state,     broadcast ID (with other content) taken; a dropped
@@ -70,9 +72,16 @@
 //	413 too_large                          body over Config.MaxBodyBytes, batch over MaxBatchBytes
 //	415 unsupported_media_type
 //	429 too_many_waiters                   + Retry-After
+//	431 headers_too_large                  headers over net/http's 1 MiB (Listener)
 //	500 internal, corrupt
+//	501 not_implemented                    an unknown transfer encoding (Listener)
 //	503 lease_held, outcome_unknown,       + Retry-After
 //	    unavailable, no_holder
+//
+// A request whose body ends before its length (the client hung up
+// mid-body) is the client's fault: answered 400 malformed in case it still
+// listens, logged at debug level, and counted in cairn_http_requests_total
+// under code="client_closed" (MetricClientClosed), not as a status.
 //
 // # Decisions
 //
@@ -109,7 +118,15 @@
 // decoded strictly (unknown fields, trailing data and invalid UTF-8 are
 // 400); every pchannel and vchannel name passes segmentlog.ValidateName; an
 // append is validated whole before any writer is opened, so a bad request
-// writes nothing to the store.
+// writes nothing to the store. Property keys starting with "cairn." are
+// Cairn's own (ReservedPropertyPrefix): every write route refuses them
+// (400 invalid), so a reader can trust them. A message quotes at most a
+// 128-byte prefix of any string the client sent.
+//
+// One rule for the vchannel of a message, on both append routes: a name
+// the registry does not know may tag a pchannel append (a raw tag); a
+// registered vchannel takes messages only on its own pchannel (else 409
+// binding_conflict) and only while active (else 409 vchannel_dropped).
 //
 // A vchannel is bound to one pchannel for good, so the data routes by
 // vchannel resolve the binding through the registry (a record read by this
@@ -157,6 +174,19 @@
 // (coordinator.BroadcastRequest.Validate, and the size of each copy against
 // MaxBatchBytes), so that no task is saved with a copy the writers refuse;
 // a copy refused anyway fails its task.
+//
+// # Connections
+//
+// HTTPServer and Listener (cairn serve) bound every connection: headers
+// within HeaderTimeout, the body within BodyTimeout of the headers (set
+// per request, then lifted, so that a long poll's background read is not
+// cut), the answer within WriteTimeout after the body plus the request's
+// wait for a long poll (http.ResponseController extends the deadline),
+// keep-alive connections closed after IdleTimeout, and at most MaxConns
+// connections open (netutil.LimitListener). The answers net/http writes
+// itself before any handler (431, a 400 for a request it cannot parse or
+// one without Host, 501) are rewritten on the way out into JSON errors, and
+// counted under route="unparsed".
 //
 // # Writers
 //

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -34,6 +36,7 @@ const (
 	CodeUnknownTxn       = "unknown_txn"            // 404: rolled back, expired, aborted by a failover, or never begun
 	CodeUnknownBroadcast = "unknown_broadcast"      // 404: no broadcast of that ID (or it was collected)
 	CodeMethodNotAllowed = "method_not_allowed"     // 405
+	CodeRequestTimeout   = "request_timeout"        // 408: the body did not arrive within Config.BodyTimeout
 	CodeFenced           = "fenced"                 // 409: a newer term took the pchannel
 	CodeExists           = "exists"                 // 409: the name is taken (snapshot, restore job, restore target, broadcast ID with other content)
 	CodeVChannelDropped  = "vchannel_dropped"       // 409: the vchannel is dropped (names are never reused)
@@ -45,8 +48,10 @@ const (
 	CodeTooLarge         = "too_large"              // 413
 	CodeUnsupportedType  = "unsupported_media_type" // 415
 	CodeTooManyWaiters   = "too_many_waiters"       // 429
+	CodeHeadersTooLarge  = "headers_too_large"      // 431: request headers over net/http's limit (1 MiB)
 	CodeInternal         = "internal"               // 500
 	CodeCorrupt          = "corrupt"                // 500: a stored batch does not decode
+	CodeNotImplemented   = "not_implemented"        // 501: a transfer encoding net/http does not know
 	CodeLeaseHeld        = "lease_held"             // 503: another holder's lease is live
 	CodeOutcomeUnknown   = "outcome_unknown"        // 503: the append may or may not have landed
 	CodeUnavailable      = "unavailable"            // 503: store or lease trouble, or shutting down
@@ -67,13 +72,70 @@ type Error struct {
 	detail string
 	// Ref ties an answer with a detail to its log line.
 	Ref string `json:"ref,omitempty"`
+	// metricCode, if set, is the "code" label the request is counted
+	// under instead of its status (MetricClientClosed).
+	metricCode string
 }
+
+// MetricClientClosed is the code label of cairn_http_requests_total for a
+// request whose body ended early: the client went away mid-body. It is
+// answered 400 malformed (if the client still listens), logged at debug
+// level, and never counted as a server error.
+const MetricClientClosed = "client_closed"
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
-// errorf builds an error answer.
+// errorf builds an error answer. A string argument over maxQuoted bytes,
+// or an error whose text is over 4 × maxQuoted, is cut to that prefix
+// (clipped): a message quotes what the client sent, and a client can send
+// megabytes.
 func errorf(status int, code, format string, args ...any) *Error {
+	for i, a := range args {
+		switch v := a.(type) {
+		case string:
+			if len(v) > maxQuoted {
+				args[i] = clipped{v, maxQuoted}
+			}
+		case error:
+			if msg := v.Error(); len(msg) > 4*maxQuoted {
+				args[i] = clipped{msg, 4 * maxQuoted}
+			}
+		}
+	}
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...), status: status}
+}
+
+// maxQuoted is the most of a client's string an error message quotes: a
+// name of segmentlog.MaxNameLen bytes still appears whole.
+const maxQuoted = segmentlog.MaxNameLen
+
+// clipped formats the first n bytes of s (cut on a rune boundary), an
+// ellipsis and s's length; %q quotes the prefix.
+type clipped struct {
+	s string
+	n int
+}
+
+func (c clipped) Format(f fmt.State, verb rune) {
+	n := min(c.n, len(c.s))
+	for n > 0 && n < len(c.s) && !utf8.RuneStart(c.s[n]) {
+		n--
+	}
+	if verb == 'q' {
+		fmt.Fprintf(f, "%q", c.s[:n])
+	} else {
+		fmt.Fprint(f, c.s[:n])
+	}
+	fmt.Fprintf(f, "… (%d bytes)", len(c.s))
+}
+
+// validName is segmentlog.ValidateName with a name too long for it quoted
+// only in part (segmentlog quotes the whole name).
+func validName(kind, name string) error {
+	if len(name) > segmentlog.MaxNameLen {
+		return fmt.Errorf("%w: %s %q: longer than %d bytes", segmentlog.ErrInvalidName, kind, clipped{name, maxQuoted}, segmentlog.MaxNameLen)
+	}
+	return segmentlog.ValidateName(kind, name)
 }
 
 // BusyError is a pool's answer when another holder's lease is live and did
@@ -100,7 +162,14 @@ func classify(err error) *Error {
 	}
 	var busy *BusyError
 	var mbe *http.MaxBytesError
+	var cbe *clientBodyError
 	switch {
+	case errors.As(err, &cbe) && errors.Is(err, os.ErrDeadlineExceeded):
+		return errorf(http.StatusRequestTimeout, CodeRequestTimeout, "the request body did not arrive within the body timeout")
+	case errors.As(err, &cbe):
+		e := errorf(http.StatusBadRequest, CodeMalformed, "the request body ended before its length: the client stopped sending")
+		e.metricCode = MetricClientClosed
+		return e
 	case errors.As(err, &busy):
 		e := errorf(http.StatusServiceUnavailable, CodeLeaseHeld, "%v", busy)
 		e.retryAfter = busy.RetryAfter
@@ -108,9 +177,9 @@ func classify(err error) *Error {
 	case errors.As(err, &mbe):
 		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body over %d bytes", mbe.Limit)
 	case errors.Is(err, segmentlog.ErrInvalidName):
-		return errorf(http.StatusBadRequest, CodeInvalidName, "%v", err)
+		return errorf(http.StatusBadRequest, CodeInvalidName, "%v", tidy(err, segmentlog.ErrInvalidName))
 	case errors.Is(err, segmentlog.ErrTooLarge):
-		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "%v", err)
+		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "%v", tidy(err, segmentlog.ErrTooLarge))
 	case errors.Is(err, segmentlog.ErrOutcomeUnknown):
 		// Checked before ErrFenced: an unknown outcome may wrap either.
 		e := generic(http.StatusServiceUnavailable, CodeOutcomeUnknown, "the append may or may not have landed; retry with the same idempotency keys to learn the IDs", err)
@@ -119,45 +188,45 @@ func classify(err error) *Error {
 	case errors.Is(err, segmentlog.ErrFenced), errors.Is(err, coordinator.ErrLeaseLost):
 		return errorf(http.StatusConflict, CodeFenced, "%v", err)
 	case errors.Is(err, coordinator.ErrNoVChannel):
-		return errorf(http.StatusNotFound, CodeUnknownVChannel, "%v", err)
+		return errorf(http.StatusNotFound, CodeUnknownVChannel, "%v", tidy(err, coordinator.ErrNoVChannel))
 	case errors.Is(err, coordinator.ErrUnknownPChannel):
-		return errorf(http.StatusNotFound, CodeUnknownPChannel, "%v", err)
+		return errorf(http.StatusNotFound, CodeUnknownPChannel, "%v", tidy(err, coordinator.ErrUnknownPChannel))
 	case errors.Is(err, coordinator.ErrVChannelDropped):
-		return errorf(http.StatusConflict, CodeVChannelDropped, "%v", err)
+		return errorf(http.StatusConflict, CodeVChannelDropped, "%v", tidy(err, coordinator.ErrVChannelDropped))
 	case errors.Is(err, coordinator.ErrBindingConflict):
-		return errorf(http.StatusConflict, CodeBindingConflict, "%v", err)
+		return errorf(http.StatusConflict, CodeBindingConflict, "%v", tidy(err, coordinator.ErrBindingConflict))
 	case errors.Is(err, coordinator.ErrNoHolder):
-		e := errorf(http.StatusServiceUnavailable, CodeNoHolder, "%v", err)
+		e := errorf(http.StatusServiceUnavailable, CodeNoHolder, "%v", tidy(err, coordinator.ErrNoHolder))
 		e.retryAfter = time.Second
 		return e
 	case errors.Is(err, coordinator.ErrNoBroadcast):
-		return errorf(http.StatusNotFound, CodeUnknownBroadcast, "%v", err)
+		return errorf(http.StatusNotFound, CodeUnknownBroadcast, "%v", tidy(err, coordinator.ErrNoBroadcast))
 	case errors.Is(err, coordinator.ErrBroadcastConflict):
-		return errorf(http.StatusConflict, CodeExists, "%v", err)
+		return errorf(http.StatusConflict, CodeExists, "%v", tidy(err, coordinator.ErrBroadcastConflict))
 	case errors.Is(err, coordinator.ErrInvalidBroadcast):
-		return errorf(http.StatusBadRequest, CodeInvalid, "%v", err)
+		return errorf(http.StatusBadRequest, CodeInvalid, "%v", tidy(err, coordinator.ErrInvalidBroadcast))
 	case errors.Is(err, coordinator.ErrVChannelNotReady):
-		return errorf(http.StatusConflict, CodeWrongState, "%v", err)
+		return errorf(http.StatusConflict, CodeWrongState, "%v", tidy(err, coordinator.ErrVChannelNotReady))
 	case errors.Is(err, segmentlog.ErrTxnNotFound):
-		return errorf(http.StatusNotFound, CodeUnknownTxn, "%v", err)
+		return errorf(http.StatusNotFound, CodeUnknownTxn, "%v", tidy(err, segmentlog.ErrTxnNotFound))
 	case errors.Is(err, segmentlog.ErrTxnExpired):
-		return errorf(http.StatusConflict, CodeTxnExpired, "%v", err)
+		return errorf(http.StatusConflict, CodeTxnExpired, "%v", tidy(err, segmentlog.ErrTxnExpired))
 	case errors.Is(err, segmentlog.ErrTxnInvalid):
-		return errorf(http.StatusBadRequest, CodeInvalid, "%v", err)
+		return errorf(http.StatusBadRequest, CodeInvalid, "%v", tidy(err, segmentlog.ErrTxnInvalid))
 	case errors.Is(err, snapshot.ErrNotFound):
-		return errorf(http.StatusNotFound, CodeUnknownSnapshot, "%v", err)
+		return errorf(http.StatusNotFound, CodeUnknownSnapshot, "%v", tidy(err, snapshot.ErrNotFound))
 	case errors.Is(err, snapshot.ErrExists):
-		return errorf(http.StatusConflict, CodeExists, "%v", err)
+		return errorf(http.StatusConflict, CodeExists, "%v", tidy(err, snapshot.ErrExists))
 	case errors.Is(err, snapshot.ErrState):
-		return errorf(http.StatusConflict, CodeWrongState, "%v", err)
+		return errorf(http.StatusConflict, CodeWrongState, "%v", tidy(err, snapshot.ErrState))
 	case errors.Is(err, snapshot.ErrCorrupt), errors.Is(err, snapshot.ErrMissingSegment):
 		return errorf(http.StatusInternalServerError, CodeCorrupt, "%v", err)
 	case errors.Is(err, segmentlog.ErrTruncated):
-		return errorf(http.StatusGone, CodeTruncated, "%v", err)
+		return errorf(http.StatusGone, CodeTruncated, "%v", tidy(err, segmentlog.ErrTruncated))
 	case errors.Is(err, segmentlog.ErrCorrupt), errors.Is(err, segmentlog.ErrInvariant):
 		return errorf(http.StatusInternalServerError, CodeCorrupt, "%v", err)
 	case errors.Is(err, coordinator.ErrBroadcastBusy):
-		e := errorf(http.StatusServiceUnavailable, CodeUnavailable, "%v", err)
+		e := errorf(http.StatusServiceUnavailable, CodeUnavailable, "%v", tidy(err, coordinator.ErrBroadcastBusy))
 		e.retryAfter = time.Second
 		return e
 	case errors.Is(err, ErrShuttingDown), errors.Is(err, segmentlog.ErrClosed),
@@ -171,6 +240,21 @@ func classify(err error) *Error {
 		return e
 	}
 	return generic(http.StatusInternalServerError, CodeInternal, "internal error", err)
+}
+
+// tidy is err's text from its sentinel on, without the sentinel's package
+// prefix: "coordinator: describe vchannel: coordinator: no such vchannel:
+// x" says "no such vchannel: x". The layers' wrapping is for logs; an
+// answer says what is wrong in one clause.
+func tidy(err, sentinel error) error {
+	msg, s := err.Error(), sentinel.Error()
+	if i := strings.LastIndex(msg, s); i >= 0 {
+		msg = msg[i:]
+	}
+	if pkg, rest, ok := strings.Cut(msg, ": "); ok && pkg != "" && strings.Trim(pkg, "abcdefghijklmnopqrstuvwxyz") == "" {
+		msg = rest
+	}
+	return errors.New(msg)
 }
 
 // generic builds an answer whose message is msg and a reference, not err's

@@ -46,6 +46,14 @@ func TestHostileRequests(t *testing.T) {
 		names = append(names, fmt.Sprintf("%q", strconv.FormatInt(int64(i), 36)))
 	}
 	tooManyTargets := `{"id":"b","vchannels":[` + strings.Join(names, ",") + `]}`
+	reservedBatch, err := (&segmentlog.Batch{Kind: segmentlog.KindData, Term: 1, Messages: []segmentlog.Message{
+		{Type: segmentlog.TypeData, VChannel: "v0", TimeTick: 1, Properties: map[string]string{"cairn.flag": "x"}},
+	}}).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("n", 300<<10) // a name, position or key far over any limit
+	longBody := strings.Repeat("n", 7<<10)
 	bigCopy := `{"id":"b","vchannels":["v0"],"payload":"` + base64.StdEncoding.EncodeToString(make([]byte, 5000)) + `"}`
 
 	cases := []struct {
@@ -138,6 +146,24 @@ func TestHostileRequests(t *testing.T) {
 		{"broadcast describe unknown", "GET", "/v1/broadcasts/b", "", "", 404, CodeUnknownBroadcast},
 		{"broadcast describe escaped traversal", "GET", "/v1/broadcasts/..%2Fx", "", "", 400, CodeInvalidName},
 		{"broadcast wrong method", "DELETE", "/v1/broadcasts/b", "", "", 405, CodeMethodNotAllowed},
+		// Property keys starting with cairn. are Cairn's, on every write route.
+		{"reserved property on append", "POST", "/v1/pchannels/p0/append", js, `{"messages":[{"vchannel":"v0","properties":{"cairn.broadcast.deadline":"1"}}]}`, 400, CodeInvalid},
+		{"reserved prefix on append", "POST", "/v1/pchannels/p0/append", js, `{"messages":[{"vchannel":"v0","properties":{"cairn.anything":"1"}}]}`, 400, CodeInvalid},
+		{"reserved prefix in a binary batch", "POST", "/v1/pchannels/p0/append", ContentTypeBatch, string(reservedBatch), 400, CodeInvalid},
+		{"reserved prefix on a vchannel append", "POST", "/v1/vchannels/v0/append", js, `{"messages":[{"properties":{"cairn.anything":"1"}}]}`, 400, CodeInvalid},
+		{"broadcast reserved prefix", "POST", "/v1/broadcasts", js, `{"id":"b","vchannels":["v0"],"properties":{"cairn.anything":"1"}}`, 400, CodeInvalid},
+		// A message quotes at most a prefix of what the client sent (below,
+		// every answer is checked to be short).
+		{"long vchannel name in the path", "GET", "/v1/vchannels/" + long, "", "", 400, CodeInvalidName},
+		{"long pchannel name in the path", "GET", "/v1/pchannels/" + long + "/tail", "", "", 400, CodeInvalidName},
+		{"long vchannel name in the query", "GET", "/v1/pchannels/p0/messages?vchannel=" + long, "", "", 400, CodeInvalidName},
+		{"long position", "GET", "/v1/pchannels/p0/messages?from=id:" + long, "", "", 400, CodeMalformed},
+		{"long query parameter", "GET", "/v1/pchannels/p0/tail?" + long + "=1", "", "", 400, CodeMalformed},
+		{"long vchannel name in the body", "POST", "/v1/pchannels/p0/append", js, `{"messages":[{"vchannel":"` + longBody + `"}]}`, 400, CodeInvalidName},
+		{"long unknown field", "POST", "/v1/pchannels/p0/append", js, `{"` + longBody + `":1}`, 400, CodeMalformed},
+		{"long broadcast ID", "POST", "/v1/broadcasts", js, `{"id":"` + longBody + `","vchannels":["v0"]}`, 400, CodeInvalidName},
+		{"long snapshot name", "POST", "/v1/snapshots", js, `{"name":"` + longBody + `","vchannels":["v0"]}`, 400, CodeInvalidName},
+		{"long content type", "POST", "/v1/pchannels/p0/append", longBody, good, 415, CodeUnsupportedType},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -147,6 +173,9 @@ func TestHostileRequests(t *testing.T) {
 			}
 			if code := r.errorCode(t); code != c.code {
 				t.Fatalf("code %q, want %q: %s", code, c.code, r.body)
+			}
+			if len(r.body) > 1024 {
+				t.Fatalf("a %d-byte error answer: %.300s…", len(r.body), r.body)
 			}
 		})
 	}
@@ -162,7 +191,8 @@ func TestHostileRequests(t *testing.T) {
 	}
 }
 
-// TestBearerToken: with a token set, every route but GET /healthz needs it.
+// TestBearerToken: with a token set, every route but GET and HEAD /healthz
+// needs it.
 func TestBearerToken(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Token = "s3cret-token"
@@ -173,28 +203,31 @@ func TestBearerToken(t *testing.T) {
 	defer srv.Close(t.Context())
 	h := srv.Handler(AllRoles)
 	for _, c := range []struct {
-		path, auth string
-		want       int
+		method, path, auth string
+		want               int
 	}{
-		{"/healthz", "", 200},
-		{"/metrics", "", 401},
-		{"/v1/leases", "", 401},
-		{"/v1/leases", "Bearer wrong", 401},
-		{"/v1/leases", "Bearer s3cret-token-and-more", 401},
-		{"/v1/leases", "Basic s3cret-token", 401},
-		{"/v1/leases", "Bearer s3cret-token", 200},
-		{"/v1/leases", "bearer s3cret-token", 200},
+		{"GET", "/healthz", "", 200},
+		{"HEAD", "/healthz", "", 200},
+		{"POST", "/healthz", "", 401},
+		{"HEAD", "/metrics", "", 401},
+		{"GET", "/metrics", "", 401},
+		{"GET", "/v1/leases", "", 401},
+		{"GET", "/v1/leases", "Bearer wrong", 401},
+		{"GET", "/v1/leases", "Bearer s3cret-token-and-more", 401},
+		{"GET", "/v1/leases", "Basic s3cret-token", 401},
+		{"GET", "/v1/leases", "Bearer s3cret-token", 200},
+		{"GET", "/v1/leases", "bearer s3cret-token", 200},
 	} {
-		req := mustRequest(t, "GET", c.path, "", "")
+		req := mustRequest(t, c.method, c.path, "", "")
 		if c.auth != "" {
 			req.Header.Set("Authorization", c.auth)
 		}
 		rec := newRecorder()
 		h.ServeHTTP(rec, req)
 		if rec.Code != c.want {
-			t.Errorf("GET %s with %q: %d, want %d", c.path, c.auth, rec.Code, c.want)
+			t.Errorf("%s %s with %q: %d, want %d", c.method, c.path, c.auth, rec.Code, c.want)
 		}
-		if rec.Code == 401 && (!strings.Contains(rec.Body.String(), `"code":"unauthorized"`) || strings.Contains(rec.Body.String(), "s3cret")) {
+		if rec.Code == 401 && c.method != "HEAD" && (!strings.Contains(rec.Body.String(), `"code":"unauthorized"`) || strings.Contains(rec.Body.String(), "s3cret")) {
 			t.Errorf("401 body %s", rec.Body)
 		}
 	}

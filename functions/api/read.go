@@ -134,7 +134,7 @@ func parseReadQuery(q url.Values, maxMessages int, maxWait time.Duration) (readQ
 		switch k {
 		case "vchannel":
 			for _, v := range vs {
-				if err := segmentlog.ValidateName("vchannel", v); err != nil {
+				if err := validName("vchannel", v); err != nil {
 					return readQuery{}, err
 				}
 				rq.vchannels = append(rq.vchannels, v)
@@ -199,13 +199,14 @@ func parseWait(v string, maxWait time.Duration) (time.Duration, error) {
 
 func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) error {
 	p := r.PathValue("p")
-	if err := segmentlog.ValidateName("pchannel", p); err != nil {
+	if err := validName("pchannel", p); err != nil {
 		return err
 	}
 	q, err := parseReadQuery(r.URL.Query(), s.cfg.MaxReadMessages, s.cfg.MaxWait)
 	if err != nil {
 		return err
 	}
+	s.extendWrite(w, q.wait)
 	ctx := r.Context()
 	if err := s.mustKnow(ctx, p); err != nil {
 		return err

@@ -13,7 +13,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cairnlog/cairn/coordinator"
-	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
 
@@ -71,7 +70,7 @@ func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) error {
 	if req.JobID == "" {
 		req.JobID = uuid.Must(uuid.NewV7()).String()
 	}
-	if err := segmentlog.ValidateName("restore job", req.JobID); err != nil {
+	if err := validName("restore job", req.JobID); err != nil {
 		return err
 	}
 	if len(req.Targets) == 0 {
@@ -79,10 +78,10 @@ func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) error {
 	}
 	seen := map[string]bool{}
 	for src, t := range req.Targets {
-		if err := segmentlog.ValidateName("vchannel", src); err != nil {
+		if err := validName("vchannel", src); err != nil {
 			return err
 		}
-		if err := segmentlog.ValidateName("vchannel", t); err != nil {
+		if err := validName("vchannel", t); err != nil {
 			return err
 		}
 		if seen[t] {
@@ -199,7 +198,7 @@ func (s *Server) runRestore(ctx context.Context, id, name string, targets map[st
 
 func (s *Server) handleRestoreStatus(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if err := segmentlog.ValidateName("restore job", id); err != nil {
+	if err := validName("restore job", id); err != nil {
 		return err
 	}
 	if err := noQuery(r); err != nil {

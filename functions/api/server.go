@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -180,16 +181,19 @@ func (s *Server) Handler(roles Role) http.Handler {
 
 // guard runs before routing: it refuses paths that the mux would clean
 // (".", "..", "//" elements: a 400, never a redirect), and checks the bearer
-// token.
+// token (not needed by GET or HEAD /healthz).
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.startBody(w, r) // refused requests too: net/http drains their bodies
 		p := r.URL.Path
 		if !strings.HasPrefix(p, "/") || strings.Contains(p, "//") || strings.Contains(p, "/./") ||
 			strings.Contains(p, "/../") || strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..") {
 			s.countError(w, r, "invalid_path", errorf(http.StatusBadRequest, CodeInvalidName, "path %q has an empty, '.' or '..' element", p))
 			return
 		}
-		if s.cfg.Token != "" && !(r.Method == http.MethodGet && p == "/healthz") {
+		// HEAD is GET without a body (the mux serves GET routes to HEAD too):
+		// probes that send HEAD /healthz need no token either.
+		if s.cfg.Token != "" && !((r.Method == http.MethodGet || r.Method == http.MethodHead) && p == "/healthz") {
 			const prefix = "Bearer "
 			h := r.Header.Get("Authorization")
 			ok := len(h) > len(prefix) && strings.EqualFold(h[:len(prefix)], prefix) &&
@@ -213,7 +217,8 @@ func (s *Server) countError(w http.ResponseWriter, r *http.Request, route string
 // statusWriter records the status code written.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status     int
+	metricCode string // counted instead of status when set (a client fault no answer reaches)
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -252,10 +257,14 @@ func (s *Server) wrap(rt Route) http.Handler {
 					writeError(sw, errorf(http.StatusInternalServerError, CodeInternal, "internal error"))
 				}
 			}
-			s.metrics.requests.WithLabelValues(label, strconv.Itoa(sw.status)).Inc()
+			code := strconv.Itoa(sw.status)
+			if sw.metricCode != "" {
+				code = sw.metricCode
+			}
+			s.metrics.requests.WithLabelValues(label, code).Inc()
 			s.metrics.duration.WithLabelValues(label).Observe(time.Since(start).Seconds())
 		}()
-		r.Body = http.MaxBytesReader(sw, r.Body, s.cfg.MaxBodyBytes)
+		r.Body = &bodyReader{ReadCloser: http.MaxBytesReader(sw, r.Body, s.cfg.MaxBodyBytes), atEOF: func() { endBody(sw) }}
 		if err := rt.handle(sw, r); err != nil {
 			e := writeError(sw, err)
 			level := slog.LevelDebug
@@ -267,9 +276,43 @@ func (s *Server) wrap(rt Route) http.Handler {
 				attrs = append(attrs, "ref", e.Ref, "cause", e.detail)
 			}
 			s.log.Log(r.Context(), level, "request failed", attrs...)
+			if code := e.metricCode; code != "" {
+				sw.status, sw.metricCode = 0, code
+			}
 		}
 	})
 }
+
+// bodyReader marks the errors of reading a request's body that are the
+// client's doing: the body ended before its length (the client went away,
+// or stopped sending until the read deadline). Handlers return them as
+// they come; classify answers them 4xx, and they are counted under their
+// own metric code, not as server errors.
+type bodyReader struct {
+	io.ReadCloser
+	atEOF func() // once the whole body is read
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	var mbe *http.MaxBytesError
+	switch {
+	case err == io.EOF:
+		if b.atEOF != nil {
+			b.atEOF()
+			b.atEOF = nil
+		}
+	case err != nil && !errors.As(err, &mbe):
+		err = &clientBodyError{err: err}
+	}
+	return n, err
+}
+
+// clientBodyError: reading the request body failed on the client's side.
+type clientBodyError struct{ err error }
+
+func (e *clientBodyError) Error() string { return "request body cut short: " + e.err.Error() }
+func (e *clientBodyError) Unwrap() error { return e.err }
 
 // healthz answers 200 while the server takes requests.
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) error {

@@ -77,7 +77,7 @@ func snapshotOut(s snapshot.Snapshot) SnapshotOut {
 
 func (s *Server) handleFlush(w http.ResponseWriter, r *http.Request) error {
 	p := r.PathValue("p")
-	if err := segmentlog.ValidateName("pchannel", p); err != nil {
+	if err := validName("pchannel", p); err != nil {
 		return err
 	}
 	if err := noQuery(r); err != nil {
@@ -122,14 +122,14 @@ func (s *Server) handleSnapshotCreate(w http.ResponseWriter, r *http.Request) er
 	if err := readJSON(r, &req, false); err != nil {
 		return err
 	}
-	if err := segmentlog.ValidateName("snapshot", req.Name); err != nil {
+	if err := validName("snapshot", req.Name); err != nil {
 		return err
 	}
 	if len(req.VChannels) == 0 {
 		return errorf(http.StatusBadRequest, CodeInvalid, "a snapshot needs at least one vchannel")
 	}
 	for _, v := range req.VChannels {
-		if err := segmentlog.ValidateName("vchannel", v); err != nil {
+		if err := validName("vchannel", v); err != nil {
 			return err
 		}
 	}
@@ -155,7 +155,7 @@ func (s *Server) handleSnapshotList(w http.ResponseWriter, r *http.Request) erro
 	}
 	v := r.URL.Query().Get("vchannel")
 	if v != "" {
-		if err := segmentlog.ValidateName("vchannel", v); err != nil {
+		if err := validName("vchannel", v); err != nil {
 			return err
 		}
 	}
@@ -174,7 +174,7 @@ func (s *Server) handleSnapshotList(w http.ResponseWriter, r *http.Request) erro
 // snapshotName reads and checks the {name} of a snapshot route.
 func snapshotName(r *http.Request) (string, error) {
 	name := r.PathValue("name")
-	if err := segmentlog.ValidateName("snapshot", name); err != nil {
+	if err := validName("snapshot", name); err != nil {
 		return "", err
 	}
 	return name, nil

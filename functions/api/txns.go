@@ -75,7 +75,7 @@ func parseTxn(s string) (txnHandle, error) {
 	}
 	id, err := parseDecimal(parts[2], 1<<64-1)
 	if err != nil || id == 0 ||
-		segmentlog.ValidateName("pchannel", parts[0]) != nil || segmentlog.ValidateName("vchannel", parts[1]) != nil {
+		validName("pchannel", parts[0]) != nil || validName("vchannel", parts[1]) != nil {
 		return txnHandle{}, bad
 	}
 	return txnHandle{pchannel: parts[0], vchannel: parts[1], id: id}, nil
@@ -83,7 +83,7 @@ func parseTxn(s string) (txnHandle, error) {
 
 func (s *Server) handleTxnBegin(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("v")
-	if err := segmentlog.ValidateName("vchannel", name); err != nil {
+	if err := validName("vchannel", name); err != nil {
 		return err
 	}
 	if err := noQuery(r); err != nil {

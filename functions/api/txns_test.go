@@ -52,6 +52,9 @@ func TestTxnRoutes(t *testing.T) {
 	if len(again.Acks) != 1 || !again.Acks[0].Duplicate || again.Acks[0] != (Ack{Offset: cr.Acks[3].Offset, Index: cr.Acks[3].Index, TimeTick: cr.Acks[3].TimeTick, Duplicate: true}) {
 		t.Fatalf("commit again %+v, want the commit's ack %+v marked duplicate", again, cr.Acks[3])
 	}
+	reserved := msgs("", "x")
+	reserved.Messages[0].Properties = map[string]string{"cairn.broadcast.deadline": "1"}
+	wantError(t, "reserved property", ts.postJSON("/v1/txns/"+ts.beginTxn("v0", "30s").Txn+"/append", reserved), 400, CodeInvalid)
 	wantError(t, "append after commit", ts.postJSON("/v1/txns/"+tx.Txn+"/append", msgs("", "late")), 404, CodeUnknownTxn)
 
 	rb := ts.beginTxn("v0", "30s")

@@ -26,7 +26,7 @@ const restoredPrefix = "restored:"
 
 func (s *Server) handleVChannelAppend(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("v")
-	if err := segmentlog.ValidateName("vchannel", name); err != nil {
+	if err := validName("vchannel", name); err != nil {
 		return err
 	}
 	queryExpect, err := parseAppendQuery(r.URL.Query())
@@ -48,6 +48,38 @@ func (s *Server) handleVChannelAppend(w http.ResponseWriter, r *http.Request) er
 	return s.appendAndAnswer(w, r, v.PChannel, in, queryExpect)
 }
 
+// checkTags applies the vchannel rule of every append route to a raw
+// pchannel append: a message may name a vchannel the registry does not
+// know (a raw tag), but a registered vchannel only if it is active and
+// bound to p — what the vchannel append route enforces by routing. So a
+// dropped vchannel takes no message on either route (409
+// vchannel_dropped), and no message of a vchannel lands on another
+// pchannel (409 binding_conflict). Records, and the absence of one, are
+// cached as for the vchannel routes (vchannelCacheTTL).
+func (s *Server) checkTags(ctx context.Context, p string, msgs []segmentlog.Message) error {
+	var seen string // batches usually carry one vchannel
+	for _, m := range msgs {
+		name := m.VChannel
+		if name == seen || s.vchans.isAbsent(name) {
+			continue
+		}
+		seen = name
+		v, err := s.vchannel(ctx, name)
+		switch {
+		case errors.Is(err, coordinator.ErrNoVChannel):
+			s.vchans.putAbsent(name)
+			continue
+		case err != nil:
+			return err
+		case v.State != coordinator.VChannelActive:
+			return errorf(http.StatusConflict, CodeVChannelDropped, "vchannel %q is %s: it takes no more messages", name, v.State)
+		case v.PChannel != p:
+			return errorf(http.StatusConflict, CodeBindingConflict, "vchannel %q is bound to pchannel %q, not %q", name, v.PChannel, p)
+		}
+	}
+	return nil
+}
+
 // activeVChannel returns the record of name if it takes appends.
 func (s *Server) activeVChannel(ctx context.Context, name string) (coordinator.VChannel, error) {
 	v, err := s.vchannel(ctx, name)
@@ -62,7 +94,7 @@ func (s *Server) activeVChannel(ctx context.Context, name string) (coordinator.V
 
 func (s *Server) handleVChannelRead(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("v")
-	if err := segmentlog.ValidateName("vchannel", name); err != nil {
+	if err := validName("vchannel", name); err != nil {
 		return err
 	}
 	q := r.URL.Query()
@@ -84,6 +116,7 @@ func (s *Server) handleVChannelRead(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
+	s.extendWrite(w, rq.wait)
 	ctx := r.Context()
 	v, err := s.vchannel(ctx, name)
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/coordinator"
-	"github.com/cairnlog/cairn/segmentlog"
 )
 
 // The vchannel registry routes (coordinator role): create, list, describe,
@@ -111,11 +110,11 @@ func (s *Server) handleVChannelCreate(w http.ResponseWriter, r *http.Request) er
 	if err := readJSON(r, &req, false); err != nil {
 		return err
 	}
-	if err := segmentlog.ValidateName("vchannel", req.Name); err != nil {
+	if err := validName("vchannel", req.Name); err != nil {
 		return err
 	}
 	if req.PChannel != "" {
-		if err := segmentlog.ValidateName("pchannel", req.PChannel); err != nil {
+		if err := validName("pchannel", req.PChannel); err != nil {
 			return err
 		}
 	}
@@ -136,7 +135,7 @@ func (s *Server) handleVChannelList(w http.ResponseWriter, r *http.Request) erro
 	q := r.URL.Query()
 	f := coordinator.VChannelFilter{PChannel: q.Get("pchannel"), State: coordinator.VChannelState(q.Get("state"))}
 	if f.PChannel != "" {
-		if err := segmentlog.ValidateName("pchannel", f.PChannel); err != nil {
+		if err := validName("pchannel", f.PChannel); err != nil {
 			return err
 		}
 	}
@@ -159,7 +158,7 @@ func (s *Server) handleVChannelList(w http.ResponseWriter, r *http.Request) erro
 
 func (s *Server) handleVChannelDescribe(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("v")
-	if err := segmentlog.ValidateName("vchannel", name); err != nil {
+	if err := validName("vchannel", name); err != nil {
 		return err
 	}
 	if err := noQuery(r); err != nil {
@@ -176,7 +175,7 @@ func (s *Server) handleVChannelDescribe(w http.ResponseWriter, r *http.Request) 
 
 func (s *Server) handleVChannelDrop(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("v")
-	if err := segmentlog.ValidateName("vchannel", name); err != nil {
+	if err := validName("vchannel", name); err != nil {
 		return err
 	}
 	if err := noQuery(r); err != nil {
@@ -194,7 +193,7 @@ func (s *Server) handleVChannelDrop(w http.ResponseWriter, r *http.Request) erro
 
 func (s *Server) handleVChannelLocate(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("v")
-	if err := segmentlog.ValidateName("vchannel", name); err != nil {
+	if err := validName("vchannel", name); err != nil {
 		return err
 	}
 	if err := noQuery(r); err != nil {
@@ -220,6 +219,9 @@ func (s *Server) handleVChannelLocate(w http.ResponseWriter, r *http.Request) er
 // server forgets the record at once.
 const vchannelCacheTTL = time.Second
 
+// maxAbsentEntries bounds the names the cache remembers as unregistered.
+const maxAbsentEntries = 4096
+
 // vchannelCache keeps recently read vchannel records, and for each
 // vchannel whose create message has landed, the restore job whose history
 // it has ("" for none): restore creates a target vchannel only after its
@@ -231,7 +233,8 @@ type vchannelCache struct {
 
 	mu       sync.Mutex
 	entries  map[string]vchannelEntry
-	restored map[string]string // vchannel → restore job ID, "" for none
+	absent   map[string]time.Time // vchannel → when the registry had no record of it
+	restored map[string]string    // vchannel → restore job ID, "" for none
 }
 
 type vchannelEntry struct {
@@ -243,12 +246,36 @@ func (c *vchannelCache) put(v coordinator.VChannel) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.entries[v.Name] = vchannelEntry{v: v, at: c.now()}
+	delete(c.absent, v.Name)
 }
 
 func (c *vchannelCache) forget(name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.entries, name)
+	delete(c.absent, name)
+}
+
+// putAbsent notes that the registry has no record of name.
+func (c *vchannelCache) putAbsent(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.absent == nil {
+		c.absent = map[string]time.Time{}
+	}
+	if len(c.absent) >= maxAbsentEntries {
+		clear(c.absent) // many raw names: forget them all rather than grow
+	}
+	c.absent[name] = c.now()
+}
+
+// isAbsent reports whether the registry had no record of name within the
+// TTL.
+func (c *vchannelCache) isAbsent(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	at, ok := c.absent[name]
+	return ok && c.now().Sub(at) < c.ttl
 }
 
 func (c *vchannelCache) get(name string) (coordinator.VChannel, bool) {
@@ -282,7 +309,7 @@ func (c *vchannelCache) setRestored(name, job string) {
 // finishes the create first, so that nothing of the vchannel lands before
 // its create message.
 func (s *Server) vchannel(ctx context.Context, name string) (coordinator.VChannel, error) {
-	if err := segmentlog.ValidateName("vchannel", name); err != nil {
+	if err := validName("vchannel", name); err != nil {
 		return coordinator.VChannel{}, err
 	}
 	if v, ok := s.vchans.get(name); ok {

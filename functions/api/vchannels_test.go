@@ -157,10 +157,18 @@ func TestVChannelDataPath(t *testing.T) {
 	wantError(t, "bad position", ts.get("/v1/vchannels/v0/messages?from=restored:x"), 400, CodeMalformed)
 	wantError(t, "bad name", ts.postJSON("/v1/vchannels/-x/append", msgs("", "z")), 400, CodeInvalidName)
 
+	// The pchannel route keeps the vchannel route's rule: a registered
+	// vchannel's messages go to its pchannel only, and not after its drop.
+	mustOK(t, "raw append tagged v0", ts.postJSON("/v1/pchannels/p0/append", msgs("v0", "d")), nil)
+	wantError(t, "raw append of v0 to another pchannel", ts.postJSON("/v1/pchannels/p1/append", msgs("v0", "z")), 409, CodeBindingConflict)
 	mustOK(t, "drop", ts.do("DELETE", "/v1/vchannels/v0", "", nil), nil)
 	wantError(t, "append after drop", ts.postJSON("/v1/vchannels/v0/append", msgs("", "late")), 409, CodeVChannelDropped)
+	wantError(t, "raw append after drop", ts.postJSON("/v1/pchannels/p0/append", msgs("v0", "late")), 409, CodeVChannelDropped)
+	mixed := msgs("stranger", "ok")
+	mixed.Messages = append(mixed.Messages, MessageIn{VChannel: "v0", Payload: []byte("late")})
+	wantError(t, "raw append after drop, second message", ts.postJSON("/v1/pchannels/p0/append", mixed), 409, CodeVChannelDropped)
 	mustOK(t, "read after drop", ts.get("/v1/vchannels/v0/messages"), &rr)
-	if got := payloads(rr.Messages); !slices.Equal(got, []string{"a", "b", "c"}) {
+	if got := payloads(rr.Messages); !slices.Equal(got, []string{"a", "b", "c", "d"}) {
 		t.Fatalf("read after drop %q", got)
 	}
 }
