@@ -140,23 +140,45 @@ type reply struct {
 
 func do(t *testing.T, method, url, contentType string, body []byte) reply {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, url, bytes.NewReader(body))
+	r, err := tryDo(method, url, contentType, body)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return r
+}
+
+// tryDo is do for goroutines other than the test's.
+func tryDo(method, url, contentType string, body []byte) (reply, error) {
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+	if err != nil {
+		return reply{}, err
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
+		return reply{}, fmt.Errorf("%s %s: %w", method, url, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s %s: body: %v", method, url, err)
+		return reply{}, fmt.Errorf("%s %s: body: %w", method, url, err)
 	}
-	return reply{status: resp.StatusCode, header: resp.Header, body: string(b), env: resp.Header.Get("X-Lambdaemu-Env")}
+	return reply{status: resp.StatusCode, header: resp.Header, body: string(b), env: resp.Header.Get("X-Lambdaemu-Env")}, nil
+}
+
+// goGet runs a GET in a goroutine of its own; the channel gets its answer.
+func goGet(url string) <-chan reply {
+	ch := make(chan reply, 1)
+	go func() {
+		r, err := tryDo("GET", url, "", nil)
+		if err != nil {
+			r = reply{body: err.Error()}
+		}
+		ch <- r
+	}()
+	return ch
 }
 
 func get(t *testing.T, url string) reply { t.Helper(); return do(t, "GET", url, "", nil) }

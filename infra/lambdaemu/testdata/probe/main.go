@@ -132,5 +132,8 @@ func extension(api, name string, evs []string, external bool) {
 			time.Sleep(d)
 			fmt.Printf("%s: done with %s\n", name, ev.RequestID)
 		}
+		if dir := os.Getenv("PROBE_EXTENSION_MARKS"); dir != "" {
+			_ = os.WriteFile(filepath.Join(dir, ev.RequestID), nil, 0o644)
+		}
 	}
 }
