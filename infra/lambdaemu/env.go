@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -221,10 +222,43 @@ func (e *Env) freeze() {
 	e.frozen = true
 	e.stats.Freezes++
 	e.f.afterUnlock(func() {
+		e.waitStopped()
 		if e.f.cfg.Hooks.Frozen != nil {
 			e.f.cfg.Hooks.Frozen(e)
 		}
 	})
+}
+
+// waitStopped returns once every process of e is stopped (SIGSTOP is
+// delivered asynchronously), or e was thawed, or a second passed: what
+// follows a freeze may count on a process that runs nothing.
+func (e *Env) waitStopped() {
+	pids := []int{e.pid}
+	for _, c := range e.exts {
+		pids = append(pids, c.Process.Pid)
+	}
+	deadline := time.Now().Add(time.Second)
+	for _, pid := range pids {
+		for !stopped(pid) && time.Now().Before(deadline) {
+			e.f.mu.Lock()
+			frozen := e.frozen
+			e.f.mu.Unlock()
+			if !frozen {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
+// stopped reports whether process pid is stopped, or gone.
+func stopped(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return rest == "" || rest[0] == 'T' || rest[0] == 't' || rest[0] == 'Z' || rest[0] == 'X'
 }
 
 // thaw continues the group. Called with f.mu held.

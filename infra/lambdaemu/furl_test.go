@@ -76,12 +76,14 @@ func TestFunctionURLEvent(t *testing.T) {
 // eight NULs, body; and a stream the runtime cuts with its error trailer
 // cuts the client's response.
 func TestStreamedResponse(t *testing.T) {
-	f := start(t, lambdaemu.Config{Bootstrap: bootstrap(t, "probe")})
+	ev := newEvents()
+	f := start(t, lambdaemu.Config{Bootstrap: bootstrap(t, "probe"), Hooks: ev.hooks()})
 	r := get(t, f.URL()+"/stream")
 	want(t, "stream", r, 202)
 	if r.body != "streamed body\n" || r.header.Get("Content-Type") != "text/plain" || r.header.Get("X-Pid") == "" {
 		t.Fatalf("stream: %v %q", r.header, r.body)
 	}
+	ev.wait(t, "frozen", 1)
 
 	resp, err := http.Get(f.URL() + "/cut")
 	if err != nil {
@@ -92,6 +94,7 @@ func TestStreamedResponse(t *testing.T) {
 	if err == nil || !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("cut stream read %q with error %v, want an unexpected EOF", b, err)
 	}
+	ev.wait(t, "frozen", 2)
 	if s := f.Stats(); s.Total.FunctionErrors != 1 || s.Total.Invocations != 2 || s.Total.ColdStarts != 1 {
 		t.Fatalf("stats %+v", s.Total)
 	}

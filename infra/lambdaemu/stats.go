@@ -38,6 +38,8 @@ type EnvStats struct {
 	ID    int
 	PID   int // the runtime's process (and process group) ID
 	State State
+	// IdleSince is when it last went idle (zero if it never did).
+	IdleSince time.Time
 	Counters
 }
 
@@ -54,7 +56,7 @@ func (f *Function) Stats() Stats {
 	defer f.mu.Unlock()
 	s := Stats{Total: Counters{Throttles: f.throttles}}
 	for _, e := range f.all {
-		s.Envs = append(s.Envs, EnvStats{ID: e.id, PID: e.pid, State: e.state, Counters: e.stats})
+		s.Envs = append(s.Envs, EnvStats{ID: e.id, PID: e.pid, State: e.state, IdleSince: e.idleSince, Counters: e.stats})
 		s.Total.add(e.stats)
 	}
 	return s

@@ -27,7 +27,7 @@ var invocations atomic.Int64
 func main() {
 	api := "http://" + os.Getenv("AWS_LAMBDA_RUNTIME_API")
 	if name := filepath.Base(os.Args[0]); strings.HasPrefix(name, "ext-") {
-		extension(api, name, []string{"INVOKE", "SHUTDOWN"}, true)
+		loop(api, name, register(api, name, []string{"INVOKE", "SHUTDOWN"}))
 		return
 	}
 	switch os.Getenv("PROBE_INIT") {
@@ -39,10 +39,13 @@ func main() {
 			strings.NewReader(`{"errorMessage":"probe cannot start","errorType":"Probe.InitError"}`))
 		os.Exit(4)
 	case "hang":
-		select {}
+		time.Sleep(time.Hour)
 	}
 	if os.Getenv("PROBE_EXTENSION") == "invoke" {
-		go extension(api, "probe-internal", []string{"INVOKE"}, false)
+		// An internal extension registers before the runtime asks for its
+		// first event, which ends the init phase.
+		id := register(api, "probe-internal", []string{"INVOKE"})
+		go loop(api, "probe-internal", id)
 	}
 	if os.Getenv("PROBE_NO_SIGTERM") != "" {
 		lambda.Start(handle)
@@ -92,9 +95,8 @@ type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, errors.New("probe stream broke") }
 
-// extension registers for events and logs each one it gets; an external
-// one exits after SHUTDOWN.
-func extension(api, name string, evs []string, external bool) {
+// register registers extension name for events and returns its ID.
+func register(api, name string, evs []string) string {
 	body, _ := json.Marshal(map[string][]string{"events": evs})
 	req, _ := http.NewRequest("POST", api+"/2020-01-01/extension/register", bytes.NewReader(body))
 	req.Header.Set("Lambda-Extension-Name", name)
@@ -108,7 +110,11 @@ func extension(api, name string, evs []string, external bool) {
 		fmt.Println("ext: register:", resp.Status)
 		os.Exit(1)
 	}
-	id := resp.Header.Get("Lambda-Extension-Identifier")
+	return resp.Header.Get("Lambda-Extension-Identifier")
+}
+
+// loop logs each event the extension gets; it exits after SHUTDOWN.
+func loop(api, name, id string) {
 	for {
 		req, _ := http.NewRequest("GET", api+"/2020-01-01/extension/event/next", nil)
 		req.Header.Set("Lambda-Extension-Identifier", id)
