@@ -74,6 +74,7 @@ func (a *IAMAuth) verify(r *http.Request, body []byte) (*events.LambdaFunctionUR
 	}
 	again.URL.RawQuery = r.URL.RawQuery
 	again.Host = r.Host
+	again.ContentLength = r.ContentLength
 	for _, h := range signed {
 		if h != "host" {
 			again.Header[http.CanonicalHeaderKey(h)] = r.Header.Values(h)
