@@ -94,7 +94,8 @@ type Config struct {
 type Hooks struct {
 	// Started is called when an environment's process has started.
 	Started func(env *Env)
-	// Invoked is called when an invocation has been handed to env's runtime.
+	// Invoked is called once env's runtime has been sent an invocation's
+	// event (from the handler of its .../next, which waits for the hook).
 	Invoked func(env *Env, requestID string)
 	// Frozen is called after env has been stopped (SIGSTOP) at idle.
 	Frozen func(env *Env)

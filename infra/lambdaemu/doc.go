@@ -74,8 +74,9 @@
 // Function and Env are safe for concurrent use. Hooks run on the
 // emulator's goroutines with no lock held, one call per event, and may
 // call any method but Function.Close. Close kills every environment and
-// waits for their processes. Linux only: it relies on process groups,
-// SIGSTOP and /proc.
+// waits for their processes. It needs Unix process groups; on Linux
+// (what the tests run on) an environment also dies with the emulator, and a
+// freeze waits until /proc shows every process stopped.
 //
 // # Example
 //

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -160,7 +159,7 @@ func (e *Env) command(path string, env []string, out io.Writer, pgid int) *exec.
 	c.Dir = e.dir
 	c.Env = env
 	c.Stdout, c.Stderr = out, out
-	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pgid: pgid, Pdeathsig: syscall.SIGKILL}
+	c.SysProcAttr = sysProcAttr(pgid)
 	c.WaitDelay = time.Second
 	return c
 }
@@ -249,16 +248,6 @@ func (e *Env) waitStopped() {
 			time.Sleep(time.Millisecond)
 		}
 	}
-}
-
-// stopped reports whether process pid is stopped, or gone.
-func stopped(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	_, rest, _ := strings.Cut(string(b), ") ")
-	return rest == "" || rest[0] == 'T' || rest[0] == 't' || rest[0] == 'Z' || rest[0] == 'X'
 }
 
 // thaw continues the group. Called with f.mu held.

@@ -32,11 +32,6 @@ func (f *Function) dispatch(e *Env, inv *invocation) {
 			x.deliver(ev)
 		}
 	}
-	f.afterUnlock(func() {
-		if f.cfg.Hooks.Invoked != nil {
-			f.cfg.Hooks.Invoked(e, inv.id)
-		}
-	})
 }
 
 // settle moves e on once its runtime and every extension wait for the

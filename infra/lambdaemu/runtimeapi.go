@@ -96,6 +96,10 @@ func (e *Env) handleNext(w http.ResponseWriter, r *http.Request) {
 		h.Set("Lambda-Runtime-Trace-Id", traceID)
 		h.Set("Content-Type", "application/json")
 		_, _ = w.Write(inv.payload)
+		_ = http.NewResponseController(w).Flush()
+		if f.cfg.Hooks.Invoked != nil {
+			f.cfg.Hooks.Invoked(e, inv.id)
+		}
 	case <-r.Context().Done():
 	case <-e.dead:
 	}
