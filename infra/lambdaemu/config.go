@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/aws/aws-lambda-go/events"
 )
 
 // ReapMode says how an environment is taken away.
@@ -92,12 +94,20 @@ type Config struct {
 // may call any method of Env or Function but Close, and should return
 // quickly. Nil hooks are skipped.
 type Hooks struct {
+	// Event, if set, may change each Function URL event before it is
+	// invoked (say, send a text body base64-encoded, as a runtime must also
+	// accept). It runs on the request's goroutine.
+	Event func(ev *events.LambdaFunctionURLRequest)
 	// Started is called when an environment's process has started.
 	Started func(env *Env)
 	// Invoked is called once env's runtime has been sent an invocation's
 	// event (from the handler of its .../next, which waits for the hook).
 	Invoked func(env *Env, requestID string)
-	// Frozen is called after env has been stopped (SIGSTOP) at idle.
+	// Idle is called when env went idle: its runtime and every extension
+	// asked for their next event (the Frozen call follows unless NoFreeze).
+	Idle func(env *Env)
+	// Frozen is called after env has been stopped (SIGSTOP) and every
+	// process of it shows stopped.
 	Frozen func(env *Env)
 	// Exited is called once env's processes are gone.
 	Exited func(env *Env)

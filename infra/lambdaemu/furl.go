@@ -151,6 +151,9 @@ func (f *Function) event(r *http.Request, body []byte, id string, caller *events
 			ev.IsBase64Encoded = true
 		}
 	}
+	if f.cfg.Hooks.Event != nil {
+		f.cfg.Hooks.Event(&ev)
+	}
 	b, err := json.Marshal(ev)
 	if err != nil {
 		panic(err) // strings and maps of strings always marshal

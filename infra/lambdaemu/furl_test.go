@@ -132,3 +132,22 @@ func TestRequestTooLarge(t *testing.T) {
 		t.Fatalf("a refused request was invoked: %+v", s.Total)
 	}
 }
+
+// TestEventHook checks Hooks.Event: here it sends a JSON body
+// base64-encoded, which the function gets decoded by aws-lambda-go.
+func TestEventHook(t *testing.T) {
+	f := start(t, lambdaemu.Config{Bootstrap: bootstrap(t, "probe"), Hooks: lambdaemu.Hooks{
+		Event: func(ev *events.LambdaFunctionURLRequest) {
+			ev.Body, ev.IsBase64Encoded = base64.StdEncoding.EncodeToString([]byte(ev.Body)), true
+		},
+	}})
+	r := do(t, "POST", f.URL()+"/echo", "application/json", []byte(`{"a":1}`))
+	want(t, "echo", r, 201)
+	var ev events.LambdaFunctionURLRequest
+	if err := json.Unmarshal([]byte(r.body), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := base64.StdEncoding.DecodeString(ev.Body); !ev.IsBase64Encoded || string(got) != `{"a":1}` {
+		t.Fatalf("event body %q base64 %v", ev.Body, ev.IsBase64Encoded)
+	}
+}

@@ -69,6 +69,11 @@ func (f *Function) settle(e *Env) {
 	e.state = StateIdle
 	e.idleSince = now
 	e.idleGen++
+	f.afterUnlock(func() {
+		if f.cfg.Hooks.Idle != nil {
+			f.cfg.Hooks.Idle(e)
+		}
+	})
 	if e.lostAfter {
 		e.state = StateLost
 		e.freeze()
@@ -227,6 +232,28 @@ func (e *Env) Kill() {
 func (e *Env) Reap() {
 	e.end(nil, true)
 	<-e.dead
+}
+
+// Freeze stops the environment's processes now (SIGSTOP), whatever they
+// are doing: a freeze Lambda would not make (in the middle of an
+// invocation, or with Config.NoFreeze), for tests. A request routed to it
+// thaws it, as does Thaw.
+func (e *Env) Freeze() {
+	e.f.mu.Lock()
+	defer e.f.unlock()
+	if e.state != StateStopping && e.state != StateDead {
+		e.freeze()
+	}
+}
+
+// Thaw continues the environment's processes (SIGCONT) if they are frozen;
+// an idle environment stays idle.
+func (e *Env) Thaw() {
+	e.f.mu.Lock()
+	defer e.f.unlock()
+	if e.state != StateLost {
+		e.thaw()
+	}
 }
 
 // FreezeForever freezes the environment at its next idle (at once if it

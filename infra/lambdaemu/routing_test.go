@@ -160,3 +160,40 @@ func TestThrottle(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 }
+
+// TestManualFreeze checks Config.NoFreeze (idle environments keep
+// running) with the Freeze and Thaw hooks a test uses instead.
+func TestManualFreeze(t *testing.T) {
+	ev := newEvents()
+	hooks := ev.hooks()
+	hooks.Idle = func(e *lambdaemu.Env) { ev.note("idle", e) }
+	f := start(t, lambdaemu.Config{Bootstrap: bootstrap(t, "probe"), NoFreeze: true, Hooks: hooks})
+	want(t, "first", get(t, f.URL()+"/"), 200)
+	e := ev.wait(t, "idle", 1)
+	if s := procState(t, e.PID()); s == 'T' {
+		t.Fatal("NoFreeze environment stopped at idle")
+	}
+	e.Freeze()
+	ev.wait(t, "frozen", 1)
+	if s := procState(t, e.PID()); s != 'T' {
+		t.Fatalf("after Freeze: state %c", s)
+	}
+	e.Thaw()
+	deadline := time.Now().Add(5 * time.Second) // SIGCONT lands asynchronously
+	for procState(t, e.PID()) == 'T' && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if procState(t, e.PID()) == 'T' {
+		t.Fatal("still stopped after Thaw")
+	}
+	e.Freeze()
+	ev.wait(t, "frozen", 2)
+	r := get(t, f.URL()+"/") // routing thaws a frozen idle environment
+	want(t, "after a manual freeze", r, 200)
+	if r.env != "1" {
+		t.Fatalf("served by env %s", r.env)
+	}
+	if s := f.Stats(); s.Total.Freezes != 2 || s.Total.Thaws != 1 || s.Total.ColdStarts != 1 {
+		t.Fatalf("stats %+v", s.Total)
+	}
+}
