@@ -43,9 +43,12 @@
 //     when no extension registered; otherwise SIGTERM to the runtime,
 //     SHUTDOWN to subscribed external extensions, SIGKILL after 500 ms with
 //     internal extensions only or 2 s with an external one, unless every
-//     process exited) and ReapKill sends SIGKILL without warning. Env.Reap,
-//     Env.Kill and Env.FreezeForever do the same on demand, and may be
-//     called from a hook (say, Kill inside Hooks.Invoked).
+//     process exited) and ReapKill sends SIGKILL without warning.
+//   - Test hooks: Env.Reap, Env.Kill and Env.FreezeForever ("freeze after
+//     this invocation and never thaw") act on demand, also from a hook (say,
+//     Kill inside Hooks.Invoked); Env.Freeze and Env.Thaw stop and continue
+//     an environment at any moment (with Config.NoFreeze a test freezes by
+//     hand); Hooks.Event may alter an event before it is sent.
 //   - Stats counts invocations, cold starts and init time, freezes, thaws,
 //     reaps (graceful and killed), timeouts, throttles, init and function
 //     errors and crashes, per environment and in total.
