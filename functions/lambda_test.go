@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -173,7 +172,7 @@ func TestFunctionURLs(t *testing.T) {
 	defer cancel()
 	for _, task := range []string{"stuck-assignment check", "flush", "compact", "gc"} {
 		if !maint.waitLog(ctx, `"task":"`+task+`"`) {
-			t.Fatalf("maintenance logged no %s task:\n%s", task, maint.log)
+			t.Fatalf("maintenance logged no %s task:\n%s", task, maint.log())
 		}
 	}
 }
@@ -248,11 +247,12 @@ func (p *producer) send(c *container, pchannel string) (urlResponse, time.Durati
 	return r, d
 }
 
-// TestNodeHandoff runs two node containers over one pchannel: a graceful
-// handoff (SIGTERM releases the lease), a frozen holder (SIGSTOP: the other
-// container waits out the lease and is answered 503 with Retry-After
-// meanwhile), the frozen one thawing to find itself fenced, and a holder
-// that thaws with nobody else around keeping its term. It reports what a
+// TestNodeHandoff runs node containers over one pchannel: a graceful
+// handoff (the Shutdown phase's SIGTERM releases the lease), a frozen
+// holder (SIGSTOP: the other container waits out the lease and is answered
+// 503 with Retry-After meanwhile), the frozen one thawing to find itself
+// fenced, and a holder that thaws with nobody else around keeping its
+// term. It reports what a
 // sequential producer gets per append and what each handoff costs.
 func TestNodeHandoff(t *testing.T) {
 	env, store := lambdaEnv(t)
@@ -292,18 +292,21 @@ func TestNodeHandoff(t *testing.T) {
 	// down; A releases its lease and B takes over at once.
 	b := startContainer(t, "node", "node-b", env)
 	wantStatus(t, "B warm-up", b.mustCall(getReq("/healthz")), 200)
+	// Lambda's Shutdown phase: SIGTERM, then SIGKILL after the 500 ms an
+	// internal extension (aws-lambda-go's SIGTERM one) is given.
 	start := time.Now()
-	a.signal(syscall.SIGTERM)
+	reaped := make(chan struct{})
+	go func() { a.reap(); close(reaped) }()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	if !a.waitLog(ctx, "shutdown complete") {
-		t.Fatalf("A did not shut down on SIGTERM:\n%s", a.log)
+		t.Fatalf("A did not shut down on SIGTERM:\n%s", a.log())
 	}
 	released := time.Since(start)
+	<-reaped
 	if l, err := leases.Describe(t.Context(), p); err != nil || !l.Released || l.Term != termA {
 		t.Fatalf("lease after A's SIGTERM: %+v %v", l, err)
 	}
-	a.signal(syscall.SIGKILL)
 	beforeB := storeRequests(t, b)
 	r, handoff := prod.send(b, p)
 	wantStatus(t, "first append on B after the release", r, 200)
@@ -321,7 +324,7 @@ func TestNodeHandoff(t *testing.T) {
 	// lease_held with Retry-After until the lease expires, then takes over.
 	c := startContainer(t, "node", "node-c", env)
 	wantStatus(t, "C warm-up", c.mustCall(getReq("/healthz")), 200)
-	b.signal(syscall.SIGSTOP)
+	b.freeze()
 	frozenAt := time.Now()
 	busy, reqsBefore := 0, storeRequests(t, c)
 	var firstC time.Duration
@@ -350,7 +353,7 @@ func TestNodeHandoff(t *testing.T) {
 
 	// B thaws: its writer finds the lease lost, is replaced, and the new
 	// one waits for C's live lease: 503, never a write under the old term.
-	b.signal(syscall.SIGCONT)
+	b.thaw()
 	r, _ = prod.send(b, p)
 	wantStatus(t, "append on B after thawing behind C", r, 503)
 	if e := decode[api.Error](t, r); e.Code != api.CodeLeaseHeld {
@@ -360,9 +363,9 @@ func TestNodeHandoff(t *testing.T) {
 	// 3. A holder that thaws with nobody else around renews and keeps its
 	// term, writer and cache.
 	termC := decode[api.TailResponse](t, c.mustCall(getReq("/v1/pchannels/p0/tail"))).Term
-	c.signal(syscall.SIGSTOP)
+	c.freeze()
 	time.Sleep(6 * time.Second) // past TTL + margin
-	c.signal(syscall.SIGCONT)
+	c.thaw()
 	r, thawed := prod.send(c, p)
 	wantStatus(t, "append on C after thawing alone", r, 200)
 	if got := decode[api.AppendResponse](t, r).Term; got != termC {

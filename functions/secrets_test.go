@@ -4,7 +4,6 @@ import (
 	"context"
 	"maps"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -25,13 +24,13 @@ func TestNodeLogsNoSecrets(t *testing.T) {
 	wantStatus(t, "malformed append", node.mustCall(urlRequest{method: "POST", path: "/v1/pchannels/p0/append",
 		header: map[string]string{"Content-Type": "application/json"}, body: []byte(`{"messages":[`)}), 400)
 	wantStatus(t, "unknown pchannel", node.mustCall(getReq("/v1/pchannels/nowhere/tail")), 404)
-	node.signal(syscall.SIGTERM)
+	node.reap() // SIGTERM, then SIGKILL after the grace
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	if !node.waitLog(ctx, "shutdown complete") {
-		t.Fatalf("no shutdown after SIGTERM:\n%s", node.log)
+		t.Fatalf("no shutdown after SIGTERM:\n%s", node.log())
 	}
-	log := node.log.String()
+	log := node.log()
 	// The log must hold the events whose logging could leak: else this
 	// test would pass on a silent function.
 	for _, want := range []string{"writer opened", "request failed", `"code":"malformed"`} {
@@ -58,7 +57,7 @@ func TestNodeLogsNoSecrets(t *testing.T) {
 			t.Errorf("%s %s with a refused secret key answered the key: %s", req.method, req.path, r.body)
 		}
 	}
-	log = bad.log.String()
+	log = bad.log()
 	if !strings.Contains(log, "403") {
 		t.Errorf("the log does not show the store's refusal: the test no longer sees what it checks:\n%s", log)
 	}
