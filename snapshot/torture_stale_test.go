@@ -21,7 +21,10 @@ import (
 // (Fence 1 and 4); a fence placed in the collected slots would put the new
 // holder's acked messages below the checkpoint, where no reader looks (I1).
 func TestTortureStaleRecovery(t *testing.T) {
-	ctx := context.Background()
+	// Every step is bounded, so that a broken rule shows as a failed check,
+	// never as a hang.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	const pch = "stale"
 	base := objstore.NewMemory()
 	ttl := 300 * time.Millisecond
@@ -45,6 +48,18 @@ func TestTortureStaleRecovery(t *testing.T) {
 	pa.Crash(1)
 	_ = a.Close(ctx)
 
+	// A's lease runs out.
+	for deadline := time.Now().Add(10 * ttl); ; {
+		l, err := newLeases(t, base, ttl).Describe(ctx, pch)
+		if err == nil && time.Now().After(l.Expires.Add(ttl/4)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("A's lease did not lapse: %+v %v", l, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
 	// B's process reads the checkpoint and freezes with the answer unread;
 	// its acquire, a moment slower, goes out only at the thaw.
 	pb := &objstoretest.Process{Store: base}
@@ -59,7 +74,11 @@ func TestTortureStaleRecovery(t *testing.T) {
 		w, err := open(slow, "b")
 		bc <- opened{w, err}
 	}()
-	<-froze
+	select {
+	case <-froze:
+	case <-ctx.Done():
+		t.Fatal("schedule: B's checkpoint read never came back")
+	}
 	stale, _, err := sl.ReadCheckpoint(ctx, base, testLayout, pch)
 	if err != nil {
 		t.Fatal(err)
@@ -81,19 +100,15 @@ func TestTortureStaleRecovery(t *testing.T) {
 	if cp.C <= stale.C || res.Deleted == 0 {
 		t.Fatalf("schedule: the checkpoint went %d → %d and GC deleted %d slots; the state was not reached", stale.C, cp.C, res.Deleted)
 	}
-	// A's lease runs out; B thaws, acquires, and recovers.
-	for deadline := time.Now().Add(10 * ttl); ; {
-		l, err := newLeases(t, base, ttl).Describe(ctx, pch)
-		if err == nil && time.Now().After(l.Expires.Add(ttl/4)) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("A's lease did not lapse: %+v %v", l, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	// B thaws, acquires (within a TTL of starting, so its lease deadline
+	// is still ahead), and recovers.
 	pb.Thaw(0)
-	ob := <-bc
+	var ob opened
+	select {
+	case ob = <-bc:
+	case <-ctx.Done():
+		t.Fatal("I11: B's open did not return")
+	}
 	if ob.err != nil {
 		t.Fatalf("I11: B cannot open the pchannel: %v", ob.err)
 	}

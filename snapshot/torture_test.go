@@ -80,6 +80,9 @@ func runFlushTorture(t *testing.T, name string, rounds int, tm ftTimings, newSto
 			t.Fatalf("%s round %d failed; replay the faults with -flushtorture.seed=%d -flushtorture.rounds=1", name, r, seed+uint64(r))
 		}
 	}
+	if sum.longInFlight == 0 || sum.staleOpens == 0 {
+		t.Errorf("schedule: %d zombies frozen past twice min_age with PUTs in flight, %d stale opens; both must happen", sum.longInFlight, sum.staleOpens)
+	}
 	t.Logf("flush torture %s: seed %d, %d rounds, %d appends acked, %d delivered, %d zombies, %d flush rounds committed, %d merges committed (%d abandoned), %d WAL objects and %d segment files collected, %d I10 checks, %d NoWait scans checked against the acks before them, %d zombies frozen past twice min_age with slot PUTs in flight, %d opens frozen past min_age after their checkpoint read, violations 0",
 		name, seed, rounds, sum.acked, sum.delivered, sum.zombies, sum.flushes, sum.merges, sum.abandoned, sum.deleted, sum.orphans, sum.i10checks, sum.noWaitScans, sum.longInFlight, sum.staleOpens)
 }
@@ -270,6 +273,7 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	// WAL below the checkpoint is gone (docs/protocol.md "Reading" rule 3).
 	var tail []sl.Delivery
 	var tailErr error
+	var tailLast atomic.Pointer[sl.MessageID] // the last ID the tailing reader delivered
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
@@ -289,6 +293,7 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 				return
 			}
 			tail = append(tail, d)
+			tailLast.Store(&d.ID)
 		}
 	}()
 
@@ -339,7 +344,8 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 		actors.Add(1)
 		go func() {
 			defer actors.Done()
-			staleLeft := 2 // opens frozen after their checkpoint read, per actor and round
+			staleLeft := 1 // opens frozen after their checkpoint read, per actor and round
+			turn := 0 // turns this actor held the lease in this round
 			for time.Now().Before(deadline) {
 				fault := faulty(arng.Uint64())
 				fz := &objstoretest.Process{Store: fault, Counts: func(k string) bool { return strings.Contains(k, "/wal/") }}
@@ -376,13 +382,17 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 					time.Sleep(tm.ttl / 5)
 					continue
 				}
+				turn++
 				turnEnd := time.Now().Add(time.Duration(arng.Int64N(int64(tm.round / 4))))
 				var pwg sync.WaitGroup
 				for _, p := range producers {
 					pwg.Add(1)
 					go func() { defer pwg.Done(); p.run(ctx, w, h, turnEnd) }()
 				}
-				if arng.IntN(3) > 0 {
+				// Every actor's first turn of a round ends as a zombie frozen
+				// past twice min_age; later turns, a third of them, as one of
+				// either length.
+				if turn > 1 && arng.IntN(3) > 0 {
 					pwg.Wait()
 					_ = w.Close(ctx)
 					continue
@@ -399,7 +409,7 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 					// that GC may have emptied the slots its PUTs aim at,
 					// were it not for the W slots it keeps from every term
 					// change.
-					long := zarng.IntN(2) == 1
+					long := turn == 1 || zarng.IntN(2) == 1
 					time.Sleep(freeze * time.Duration(1+b2i(long)))
 					if _, writes := fz.Thaw(4 * tm.put); writes > 0 && long {
 						longInFlight.Add(1)
@@ -413,6 +423,24 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	}
 	actors.Wait()
 	zwg.Wait()
+	// I11: the tailing reader is never stuck: it reaches the last ack of
+	// the round, while flushes, compaction and GC go on.
+	h.mu.Lock()
+	lastAck := h.maxAcked
+	h.mu.Unlock()
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if got := tailLast.Load(); got != nil && !got.Less(lastAck) {
+			break
+		}
+		if time.Now().After(end) {
+			got := tailLast.Load()
+			if got == nil {
+				got = &sl.MessageID{}
+			}
+			t.Errorf("I11: the tailing reader is stuck at %v, below the last ack %v, after 10s", *got, lastAck)
+			break
+		}
+	}
 	cancel()
 	bg.Wait()
 	for _, f := range faults {
@@ -437,7 +465,11 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	if err := final.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	last, err := newFlusher(t, base, pch, func(c *snapshot.FlushConfig) { c.OnRound = onRound }).FlushNow(context.Background())
+	// Bounded: a flusher that never stops reading is a broken rule too,
+	// and the checks below must still run.
+	lctx, lcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	last, err := newFlusher(t, base, pch, func(c *snapshot.FlushConfig) { c.OnRound = onRound }).FlushNow(lctx)
+	lcancel()
 	if err != nil {
 		t.Errorf("last flush: %v", err) // the checks below say what it means
 	}
