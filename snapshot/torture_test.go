@@ -345,7 +345,7 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 		go func() {
 			defer actors.Done()
 			staleLeft := 1 // opens frozen after their checkpoint read, per actor and round
-			turn := 0 // turns this actor held the lease in this round
+			turn := 0      // turns this actor held the lease in this round
 			for time.Now().Before(deadline) {
 				fault := faulty(arng.Uint64())
 				fz := &objstoretest.Process{Store: fault, Counts: func(k string) bool { return strings.Contains(k, "/wal/") }}
