@@ -114,7 +114,9 @@ func appendDecoded(rows []segmentlog.Delivery, rec arrow.Record, vchannel string
 			if start < 0 || end > int64(pkA.Len()) || start > end {
 				return nil, fmt.Errorf("%w: properties of row %d out of range", ErrCorrupt, i)
 			}
-			m.Properties = make(map[string]string, end-start)
+			if end > start { // an empty map decodes as none, as the encoder writes it
+				m.Properties = make(map[string]string, end-start)
+			}
 			for j := start; j < end; j++ {
 				m.Properties[pkA.Value(int(j))] = pvA.Value(int(j))
 			}

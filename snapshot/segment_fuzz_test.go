@@ -4,6 +4,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"reflect"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -35,6 +36,7 @@ func FuzzDecodeSegment(f *testing.F) {
 		f.Add(data)
 		f.Add(encodePlainSegment(f, rows))
 	}
+	f.Add(emptyPropertiesSegment(f))
 	f.Add(foreignArrowFile(f))
 	f.Add([]byte("ARROW1\x00\x00"))
 	f.Add([]byte{})
@@ -90,16 +92,45 @@ func encodePlainSegment(tb testing.TB, rows []segmentlog.Delivery) []byte {
 	tb.Helper()
 	schema := segmentSchema("p-1", rows[0].VChannel)
 	mem := memory.NewGoAllocator()
-	var buf seekBuffer
-	w, err := ipc.NewFileWriter(&buf, ipc.WithSchema(schema), ipc.WithAllocator(mem))
-	if err != nil {
-		tb.Fatal(err)
-	}
 	b := array.NewRecordBuilder(mem, schema)
 	defer b.Release()
 	appendRows(b, rows)
 	rec := b.NewRecord()
 	defer rec.Release()
+	return writePlain(tb, schema, rec)
+}
+
+// emptyPropertiesSegment is a segment whose one row has a present but
+// empty properties map, which the encoder never writes (it writes null).
+func emptyPropertiesSegment(tb testing.TB) []byte {
+	tb.Helper()
+	rows := fuzzSegmentRows()[0]
+	schema := segmentSchema("p-1", rows[0].VChannel)
+	mem := memory.NewGoAllocator()
+	b := array.NewRecordBuilder(mem, schema)
+	defer b.Release()
+	appendRows(b, rows)
+	rec := b.NewRecord()
+	defer rec.Release()
+	mb := array.NewMapBuilderWithType(mem, segmentFields[colProperties].Type.(*arrow.MapType))
+	defer mb.Release()
+	mb.Append(true)
+	props := mb.NewArray()
+	defer props.Release()
+	cols := slices.Clone(rec.Columns())
+	cols[colProperties] = props
+	withEmpty := array.NewRecord(schema, cols, rec.NumRows())
+	defer withEmpty.Release()
+	return writePlain(tb, schema, withEmpty)
+}
+
+func writePlain(tb testing.TB, schema *arrow.Schema, rec arrow.Record) []byte {
+	tb.Helper()
+	var buf seekBuffer
+	w, err := ipc.NewFileWriter(&buf, ipc.WithSchema(schema), ipc.WithAllocator(memory.NewGoAllocator()))
+	if err != nil {
+		tb.Fatal(err)
+	}
 	if err := w.Write(rec); err != nil {
 		tb.Fatal(err)
 	}
