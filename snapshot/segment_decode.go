@@ -17,8 +17,9 @@ import (
 
 // decodeSegment reads a whole segment file back into deliveries, in file
 // order. crc, when not empty, is the decimal CRC-32C stored with the object.
-// Anything unexpected is an error wrapping ErrCorrupt; it never panics on a
-// well-formed Arrow file of another schema.
+// Anything unexpected is an error wrapping ErrCorrupt: it never panics,
+// whatever the bytes, and asks Arrow for no more memory than
+// decodeBudget(len(data)) (FuzzDecodeSegment).
 func decodeSegment(data []byte, crc string) (rows []segmentlog.Delivery, err error) {
 	if crc != "" {
 		want, perr := strconv.ParseUint(crc, 10, 32)
