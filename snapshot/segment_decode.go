@@ -40,6 +40,9 @@ func decodeSegment(data []byte, crc string) (rows []segmentlog.Delivery, err err
 			rows, err = nil, fmt.Errorf("%w: arrow: %v", ErrCorrupt, r)
 		}
 	}()
+	if err := checkFooter(data); err != nil {
+		return nil, err
+	}
 	mem := &budgetAllocator{mem: memory.NewGoAllocator(), left: decodeBudget(len(data))}
 	fr, err := ipc.NewFileReader(bytes.NewReader(data), ipc.WithAllocator(mem))
 	if err != nil {
