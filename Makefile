@@ -66,10 +66,19 @@ $(CFNLINT): functions/testdata/cfnlint/package-lock.json
 $(REDOCLY): functions/api/testdata/redocly/package-lock.json
 	npm ci --prefix functions/api/testdata/redocly --no-audit --no-fund
 
-## fuzz: run every fuzz target for FUZZTIME each.
+## fuzz: run every fuzz target of FUZZPKGS (default: the whole repository)
+## for FUZZTIME each. Targets are found with `go test -list`, so a new one is
+## never left out. What a run finds lands in the package's testdata/fuzz/.
 FUZZTIME ?= 30s
+FUZZPKGS ?= ./...
 fuzz:
-	$(GO) test ./segmentlog -run '^$$' -fuzz FuzzDecodeBatch -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	@set -e; list=$$($(GO) test -list '^Fuzz' $(FUZZPKGS)); \
+	targets=$$(printf '%s\n' "$$list" | awk '/^Fuzz/ { t[n++] = $$1; next } /^ok / { for (i = 0; i < n; i++) print $$2 "=" t[i]; n = 0 }'); \
+	[ -n "$$targets" ] || { echo "no fuzz targets in $(FUZZPKGS)"; exit 1; }; \
+	for pt in $$targets; do \
+		echo "== $${pt%%=*} $${pt#*=} ($(FUZZTIME))"; \
+		$(GO) test "$${pt%%=*}" -run '^$$' -fuzz "^$${pt#*=}\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s; \
+	done
 
 ## bench: `cairn bench` on a private MinIO the harness starts: every figure
 ## next to the raw store doing the same work, each target met or missed; a
@@ -108,10 +117,6 @@ lambdas:
 	$(MAKE) build-SnapshotFunction ARTIFACTS_DIR=bin/snapshot
 	$(MAKE) build-MaintenanceFunction ARTIFACTS_DIR=bin/maintenance
 
-## fuzz-api: the HTTP API's fuzz targets, FUZZTIME each.
+## fuzz-api: only the HTTP API's fuzz targets, FUZZTIME each.
 fuzz-api:
-	$(GO) test ./functions/api -run '^$$' -fuzz '^FuzzDecodeAppend$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
-	$(GO) test ./functions/api -run '^$$' -fuzz '^FuzzParsePosition$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
-	$(GO) test ./functions/api -run '^$$' -fuzz '^FuzzReadRequest$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
-	$(GO) test ./functions/api -run '^$$' -fuzz '^FuzzDecodeBroadcast$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
-	$(GO) test ./functions/api -run '^$$' -fuzz '^FuzzJSONRequests$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	$(MAKE) fuzz FUZZPKGS=./functions/api

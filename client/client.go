@@ -253,9 +253,12 @@ func (c *Client) answerError(req request, res *http.Response) *Error {
 	} else {
 		e.Code = "http_" + strconv.Itoa(res.StatusCode)
 		e.Message = strings.TrimSpace(string(b))
-		if e.Message == "" {
-			e.Message = http.StatusText(res.StatusCode)
-		}
+	}
+	if e.Message == "" { // a JSON answer without one, or an empty body
+		e.Message = http.StatusText(res.StatusCode)
+	}
+	if e.Message == "" {
+		e.Message = "HTTP " + strconv.Itoa(res.StatusCode)
 	}
 	if v := res.Header.Get("Cairn-Next-Offset"); v != "" {
 		if n, err := strconv.ParseUint(v, 10, 64); err == nil {

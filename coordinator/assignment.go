@@ -85,18 +85,21 @@ func decodeAssignment(name string, b []byte) (Assignment, error) {
 	}
 	var rec assignmentRecord
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return Assignment{}, fmt.Errorf("coordinator: assignment record of %s: %w", name, err)
+		return Assignment{}, fmt.Errorf("%w: assignment record of %s: %w", ErrCorrupt, name, err)
 	}
 	a := rec.Assignment
 	switch {
 	case a.PChannel != name:
-		return Assignment{}, fmt.Errorf("coordinator: assignment record of %s names pchannel %q", name, a.PChannel)
+		return Assignment{}, fmt.Errorf("%w: assignment record of %s names pchannel %q", ErrCorrupt, name, a.PChannel)
 	case !a.State.valid():
-		return Assignment{}, fmt.Errorf("coordinator: assignment record of %s: unknown state %q", name, a.State)
+		return Assignment{}, fmt.Errorf("%w: assignment record of %s: unknown state %q", ErrCorrupt, name, a.State)
 	case a.State != PChannelUnassigned && a.Node == "":
-		return Assignment{}, fmt.Errorf("coordinator: assignment record of %s: state %s without a node", name, a.State)
+		return Assignment{}, fmt.Errorf("%w: assignment record of %s: state %s without a node", ErrCorrupt, name, a.State)
 	case a.State == PChannelUnassigning && a.From == "":
-		return Assignment{}, fmt.Errorf("coordinator: assignment record of %s: unassigning without a from node", name)
+		return Assignment{}, fmt.Errorf("%w: assignment record of %s: unassigning without a from node", ErrCorrupt, name)
+	}
+	if err := checkTimes("assignment", name, a.Since, a.AvoidUntil); err != nil {
+		return Assignment{}, err
 	}
 	return a, nil
 }

@@ -317,23 +317,29 @@ func decodeBroadcast(id string, b []byte) (Broadcast, error) {
 	}
 	var rec broadcastRecord
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return Broadcast{}, fmt.Errorf("coordinator: broadcast record of %s: %w", id, err)
+		return Broadcast{}, fmt.Errorf("%w: broadcast record of %s: %w", ErrCorrupt, id, err)
 	}
 	t := rec.Broadcast
 	switch {
 	case t.ID != id:
-		return Broadcast{}, fmt.Errorf("coordinator: broadcast record of %s names broadcast %q", id, t.ID)
+		return Broadcast{}, fmt.Errorf("%w: broadcast record of %s names broadcast %q", ErrCorrupt, id, t.ID)
 	case t.State != BroadcastPending && t.State != BroadcastDone && t.State != BroadcastFailed:
-		return Broadcast{}, fmt.Errorf("coordinator: broadcast record of %s: unknown state %q", id, t.State)
+		return Broadcast{}, fmt.Errorf("%w: broadcast record of %s: unknown state %q", ErrCorrupt, id, t.State)
 	case t.Ack != AckFast && t.Ack != AckSync:
-		return Broadcast{}, fmt.Errorf("coordinator: broadcast record of %s: unknown ack mode %q", id, t.Ack)
+		return Broadcast{}, fmt.Errorf("%w: broadcast record of %s: unknown ack mode %q", ErrCorrupt, id, t.Ack)
 	case len(t.Targets) == 0:
-		return Broadcast{}, fmt.Errorf("coordinator: broadcast record of %s has no targets", id)
+		return Broadcast{}, fmt.Errorf("%w: broadcast record of %s has no targets", ErrCorrupt, id)
 	}
 	for _, tg := range t.Targets {
 		if segmentlog.ValidateName("vchannel", tg.VChannel) != nil || segmentlog.ValidateName("pchannel", tg.PChannel) != nil {
-			return Broadcast{}, fmt.Errorf("coordinator: broadcast record of %s: bad target %+v", id, tg)
+			return Broadcast{}, fmt.Errorf("%w: broadcast record of %s: bad target %+v", ErrCorrupt, id, tg)
 		}
+		if err := checkTimes("broadcast", id, tg.FirstAttempt); err != nil {
+			return Broadcast{}, err
+		}
+	}
+	if err := checkTimes("broadcast", id, t.CreatedAt, t.FinishedAt); err != nil {
+		return Broadcast{}, err
 	}
 	return t, nil
 }

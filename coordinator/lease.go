@@ -114,21 +114,24 @@ func decodeLease(p string, b []byte) (Lease, error) {
 		Format *int `json:"format"`
 	}
 	if err := json.Unmarshal(b, &probe); err != nil {
-		return Lease{}, fmt.Errorf("coordinator: lease record of %s: %w", p, err)
+		return Lease{}, fmt.Errorf("%w: lease record of %s: %w", ErrCorrupt, p, err)
 	}
 	if probe.Format == nil {
-		return Lease{}, fmt.Errorf("coordinator: lease record of %s: no \"format\" field", p)
+		return Lease{}, fmt.Errorf("%w: lease record of %s: no \"format\" field", ErrCorrupt, p)
 	}
 	if *probe.Format != leaseFormat {
-		return Lease{}, fmt.Errorf("coordinator: lease record of %s: unknown format %d (this build reads format %d)",
+		return Lease{}, fmt.Errorf("%w: lease record of %s: unknown format %d (this build reads format %d)", ErrCorrupt,
 			p, *probe.Format, leaseFormat)
 	}
 	var rec leaseRecord
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return Lease{}, fmt.Errorf("coordinator: lease record of %s: %w", p, err)
+		return Lease{}, fmt.Errorf("%w: lease record of %s: %w", ErrCorrupt, p, err)
 	}
 	if rec.PChannel != p {
-		return Lease{}, fmt.Errorf("coordinator: lease record of %s names pchannel %q", p, rec.PChannel)
+		return Lease{}, fmt.Errorf("%w: lease record of %s names pchannel %q", ErrCorrupt, p, rec.PChannel)
+	}
+	if err := checkTimes("lease", p, rec.Expires, rec.AcquiredAt); err != nil {
+		return Lease{}, err
 	}
 	return rec.Lease, nil
 }

@@ -111,10 +111,13 @@ func lockCodec(l segmentlog.Layout) codec[Lock] {
 			}
 			var rec lockRecord
 			if err := json.Unmarshal(b, &rec); err != nil {
-				return Lock{}, fmt.Errorf("coordinator: lock record of %s: %w", name, err)
+				return Lock{}, fmt.Errorf("%w: lock record of %s: %w", ErrCorrupt, name, err)
 			}
 			if rec.Resource != name {
-				return Lock{}, fmt.Errorf("coordinator: lock record of %s names resource %q", name, rec.Resource)
+				return Lock{}, fmt.Errorf("%w: lock record of %s names resource %q", ErrCorrupt, name, rec.Resource)
+			}
+			if err := checkTimes("lock", name, rec.Expires); err != nil {
+				return Lock{}, err
 			}
 			return rec.Lock, nil
 		},

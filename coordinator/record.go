@@ -18,6 +18,12 @@ import (
 // (docs/protocol.md, "Records"). Leases (leases.go) predates these helpers and
 // keeps its own copy of the same loop.
 
+// ErrCorrupt: a stored record (lease, vchannel, node, assignment,
+// broadcast, lock) is not JSON of its kind, has no or an unknown "format",
+// or contradicts its key or itself (unknown state, missing node). A decoder
+// of this package never panics; every error it returns wraps ErrCorrupt.
+var ErrCorrupt = errors.New("coordinator: corrupt record")
+
 // codec describes one kind of record.
 type codec[T any] struct {
 	kind    string // "vchannel", "node", "assignment": for keys' names and errors
@@ -42,14 +48,27 @@ func checkFormat(kind, name string, b []byte, want int) error {
 		Format *int `json:"format"`
 	}
 	if err := json.Unmarshal(b, &probe); err != nil {
-		return fmt.Errorf("coordinator: %s record of %s: %w", kind, name, err)
+		return fmt.Errorf("%w: %s record of %s: %w", ErrCorrupt, kind, name, err)
 	}
 	if probe.Format == nil {
-		return fmt.Errorf("coordinator: %s record of %s: no \"format\" field", kind, name)
+		return fmt.Errorf("%w: %s record of %s: no \"format\" field", ErrCorrupt, kind, name)
 	}
 	if *probe.Format != want {
-		return fmt.Errorf("coordinator: %s record of %s: unknown format %d (this build reads format %d)",
+		return fmt.Errorf("%w: %s record of %s: unknown format %d (this build reads format %d)", ErrCorrupt,
 			kind, name, *probe.Format, want)
+	}
+	return nil
+}
+
+// checkTimes rejects a record holding a time that is outside the years
+// JSON can encode (0–9999) once moved to UTC, as every encoder does: such a
+// record would decode but could never be written back, wedging every update
+// of it.
+func checkTimes(kind, name string, ts ...time.Time) error {
+	for _, t := range ts {
+		if y := t.UTC().Year(); y < 0 || y > 9999 {
+			return fmt.Errorf("%w: %s record of %s: time %v outside years 0-9999", ErrCorrupt, kind, name, t)
+		}
 	}
 	return nil
 }

@@ -59,10 +59,13 @@ func decodeSession(name string, b []byte) (Session, error) {
 	}
 	var rec sessionRecord
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return Session{}, fmt.Errorf("coordinator: node record of %s: %w", name, err)
+		return Session{}, fmt.Errorf("%w: node record of %s: %w", ErrCorrupt, name, err)
 	}
 	if rec.Node != name {
-		return Session{}, fmt.Errorf("coordinator: node record of %s names node %q", name, rec.Node)
+		return Session{}, fmt.Errorf("%w: node record of %s names node %q", ErrCorrupt, name, rec.Node)
+	}
+	if err := checkTimes("node", name, rec.Started, rec.Heartbeat); err != nil {
+		return Session{}, err
 	}
 	return rec.Session, nil
 }

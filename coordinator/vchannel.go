@@ -113,16 +113,19 @@ func decodeVChannel(name string, b []byte) (VChannel, error) {
 	}
 	var rec vchannelRecord
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return VChannel{}, fmt.Errorf("coordinator: vchannel record of %s: %w", name, err)
+		return VChannel{}, fmt.Errorf("%w: vchannel record of %s: %w", ErrCorrupt, name, err)
 	}
 	v := rec.VChannel
 	switch {
 	case v.Name != name:
-		return VChannel{}, fmt.Errorf("coordinator: vchannel record of %s names vchannel %q", name, v.Name)
+		return VChannel{}, fmt.Errorf("%w: vchannel record of %s names vchannel %q", ErrCorrupt, name, v.Name)
 	case !v.State.valid():
-		return VChannel{}, fmt.Errorf("coordinator: vchannel record of %s: unknown state %q", name, v.State)
+		return VChannel{}, fmt.Errorf("%w: vchannel record of %s: unknown state %q", ErrCorrupt, name, v.State)
 	case segmentlog.ValidateName("pchannel", v.PChannel) != nil:
-		return VChannel{}, fmt.Errorf("coordinator: vchannel record of %s: bad pchannel %q", name, v.PChannel)
+		return VChannel{}, fmt.Errorf("%w: vchannel record of %s: bad pchannel %q", ErrCorrupt, name, v.PChannel)
+	}
+	if err := checkTimes("vchannel", name, v.CreatedAt, v.DroppedAt); err != nil {
+		return VChannel{}, err
 	}
 	return v, nil
 }

@@ -103,12 +103,22 @@ func ReadCheckpoint(ctx context.Context, store objstore.Store, layout Layout, p 
 	if err != nil {
 		return Checkpoint{}, "", fmt.Errorf("read checkpoint %s: %w", p, err)
 	}
-	var cp Checkpoint
-	if err := json.Unmarshal(obj.Body, &cp); err != nil {
-		return Checkpoint{}, "", fmt.Errorf("read checkpoint %s: %w: %v", p, ErrCorrupt, err)
-	}
-	if cp.Format != CheckpointFormat {
-		return Checkpoint{}, "", fmt.Errorf("read checkpoint %s: %w: unsupported format %d", p, ErrCorrupt, cp.Format)
+	cp, err := decodeCheckpoint(obj.Body)
+	if err != nil {
+		return Checkpoint{}, "", fmt.Errorf("read checkpoint %s: %w", p, err)
 	}
 	return cp, obj.ETag, nil
+}
+
+// decodeCheckpoint parses a stored checkpoint record. Every error wraps
+// ErrCorrupt: not JSON of a checkpoint, or another format.
+func decodeCheckpoint(b []byte) (Checkpoint, error) {
+	var cp Checkpoint
+	if err := json.Unmarshal(b, &cp); err != nil {
+		return Checkpoint{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if cp.Format != CheckpointFormat {
+		return Checkpoint{}, fmt.Errorf("%w: unsupported format %d", ErrCorrupt, cp.Format)
+	}
+	return cp, nil
 }

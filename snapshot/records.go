@@ -110,8 +110,19 @@ func readRecord[T record](ctx context.Context, store objstore.Store, key string,
 	if err != nil {
 		return v, "", false, fmt.Errorf("read %s: %w", key, err)
 	}
-	if err := json.Unmarshal(obj.Body, &v); err != nil {
-		return v, "", false, fmt.Errorf("read %s: %w: %v", key, ErrCorrupt, err)
+	v, err = decodeRecord[T](obj.Body)
+	if err != nil {
+		return v, "", false, fmt.Errorf("read %s: %w", key, err)
+	}
+	return v, obj.ETag, true, nil
+}
+
+// decodeRecord parses a stored record. Every error wraps ErrCorrupt: not
+// JSON of the record, or another format.
+func decodeRecord[T record](body []byte) (T, error) {
+	var v T
+	if err := json.Unmarshal(body, &v); err != nil {
+		return v, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	format, want := 0, 0
 	switch r := any(&v).(type) {
@@ -123,9 +134,9 @@ func readRecord[T record](ctx context.Context, store objstore.Store, key string,
 		format, want = r.Format, segmentlog.CheckpointFormat
 	}
 	if format != want {
-		return v, "", false, fmt.Errorf("read %s: %w: unsupported format %d", key, ErrCorrupt, format)
+		return v, fmt.Errorf("%w: unsupported format %d", ErrCorrupt, format)
 	}
-	return v, obj.ETag, true, nil
+	return v, nil
 }
 
 // listRecords reads every record under prefix.

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"strconv"
@@ -16,8 +17,9 @@ import (
 
 // decodeSegment reads a whole segment file back into deliveries, in file
 // order. crc, when not empty, is the decimal CRC-32C stored with the object.
-// Anything unexpected is an error wrapping ErrCorrupt; it never panics on a
-// well-formed Arrow file of another schema.
+// Anything unexpected is an error wrapping ErrCorrupt: it never panics,
+// whatever the bytes, and asks Arrow for no more memory than
+// decodeBudget(len(data)) (FuzzDecodeSegment).
 func decodeSegment(data []byte, crc string) (rows []segmentlog.Delivery, err error) {
 	if crc != "" {
 		want, perr := strconv.ParseUint(crc, 10, 32)
@@ -29,13 +31,20 @@ func decodeSegment(data []byte, crc string) (rows []segmentlog.Delivery, err err
 		}
 	}
 	defer func() {
-		// The Arrow reader trusts offsets inside a file that passed its own
-		// checks; a damaged one must not take the process down.
+		// arrow-go's IPC reader reports a damaged record batch by panicking
+		// (short reads, bad buffer indices; it re-panics what it recovers
+		// itself), and the accessors panic on offsets it did not check. It
+		// has no error-returning mode, so this boundary is where a damaged
+		// file becomes ErrCorrupt instead of taking the process down.
 		if r := recover(); r != nil {
 			rows, err = nil, fmt.Errorf("%w: arrow: %v", ErrCorrupt, r)
 		}
 	}()
-	fr, err := ipc.NewFileReader(bytes.NewReader(data), ipc.WithAllocator(memory.NewGoAllocator()))
+	if err := checkFooter(data); err != nil {
+		return nil, err
+	}
+	mem := &budgetAllocator{mem: memory.NewGoAllocator(), left: decodeBudget(len(data))}
+	fr, err := ipc.NewFileReader(bytes.NewReader(data), ipc.WithAllocator(mem))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
@@ -109,7 +118,9 @@ func appendDecoded(rows []segmentlog.Delivery, rec arrow.Record, vchannel string
 			if start < 0 || end > int64(pkA.Len()) || start > end {
 				return nil, fmt.Errorf("%w: properties of row %d out of range", ErrCorrupt, i)
 			}
-			m.Properties = make(map[string]string, end-start)
+			if end > start { // an empty map decodes as none, as the encoder writes it
+				m.Properties = make(map[string]string, end-start)
+			}
 			for j := start; j < end; j++ {
 				m.Properties[pkA.Value(int(j))] = pvA.Value(int(j))
 			}
@@ -127,3 +138,53 @@ func appendDecoded(rows []segmentlog.Delivery, rec arrow.Record, vchannel string
 	}
 	return rows, nil
 }
+
+// zstdMaxRatio bounds what one byte of a zstd frame decompresses to: a
+// block holds at most 128 KiB and takes at least 4 bytes (an RLE block).
+// LZ4, the other codec Arrow files may use, expands less.
+const zstdMaxRatio = (128 << 10) / 4
+
+// decodeBudget is how many bytes decoding a file of n bytes may ask the
+// Arrow allocator for, in all: the file's own messages (at most n) plus
+// every buffer decompressed (at most zstdMaxRatio times n), and slack for
+// the allocator's rounding. No file the encoder writes comes near it; a
+// buffer whose stored length claims more is a lie.
+func decodeBudget(n int) int { return (zstdMaxRatio+1)*n + 1<<20 }
+
+// errOverBudget is what budgetAllocator panics with; decodeSegment's
+// recover turns it into ErrCorrupt.
+var errOverBudget = errors.New("buffer lengths exceed what the file can hold")
+
+// budgetAllocator hands out Go memory until its budget is spent, then
+// panics. The Arrow reader sizes buffers from lengths stored in the file
+// before reading them (metadata, bodies, decompressed buffers), so without
+// it one forged length (found by FuzzDecodeSegment: an uncompressed size of
+// 141 GB) ends the process with an out-of-memory fatal error, which no
+// recover catches. Memory given back does not refill the budget. It is not
+// safe for concurrent use; one decode owns it.
+type budgetAllocator struct {
+	mem  memory.Allocator
+	left int
+}
+
+func (a *budgetAllocator) take(n int) {
+	if n < 0 || n > a.left {
+		panic(errOverBudget)
+	}
+	a.left -= n
+}
+
+func (a *budgetAllocator) Allocate(size int) []byte {
+	a.take(size)
+	return a.mem.Allocate(size)
+}
+
+func (a *budgetAllocator) Reallocate(size int, b []byte) []byte {
+	if size < 0 {
+		panic(errOverBudget)
+	}
+	a.take(max(size-len(b), 0))
+	return a.mem.Reallocate(size, b)
+}
+
+func (a *budgetAllocator) Free(b []byte) { a.mem.Free(b) }

@@ -66,10 +66,11 @@ func encodeHeader(etag string, body []byte, meta map[string]string) ([]byte, err
 }
 
 // readHeader decodes the header of an open object file and checks it
-// against the file's size. It never panics on a damaged file.
+// against the file's size. It never panics on a damaged file; a damaged
+// file's error wraps ErrCorrupt (an I/O error does not).
 func readHeader(file *os.File) (fsHeader, error) {
 	corrupt := func(why string, args ...any) (fsHeader, error) {
-		return fsHeader{}, fmt.Errorf("corrupt object file %s: %s", file.Name(), fmt.Sprintf(why, args...))
+		return fsHeader{}, fmt.Errorf("%w %s: %s", ErrCorrupt, file.Name(), fmt.Sprintf(why, args...))
 	}
 	st, err := file.Stat()
 	if err != nil {
@@ -114,7 +115,7 @@ func readHeader(file *os.File) (fsHeader, error) {
 // verify checks a whole body against the header's CRC32C.
 func (h fsHeader) verify(body []byte) error {
 	if crc32.Checksum(body, castagnoli) != h.CRC32C {
-		return fmt.Errorf("corrupt object file: body checksum mismatch")
+		return fmt.Errorf("%w: body checksum mismatch", ErrCorrupt)
 	}
 	return nil
 }

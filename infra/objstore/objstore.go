@@ -27,6 +27,9 @@ var (
 	// ErrUnsupported: the store does not honour a condition Cairn relies
 	// on; returned by Probe.
 	ErrUnsupported = errors.New("objstore: store lacks a required capability")
+	// ErrCorrupt: a stored object is damaged (filesystem store: an object
+	// file whose preamble, header or body fails its checks). Not retryable.
+	ErrCorrupt = errors.New("objstore: corrupt object file")
 	// ErrStopList may be returned by a List callback to end the listing
 	// early; List then returns nil.
 	ErrStopList = errors.New("objstore: stop listing")
