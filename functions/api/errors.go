@@ -223,7 +223,8 @@ func classify(err error) *Error {
 		return errorf(http.StatusInternalServerError, CodeCorrupt, "%v", err)
 	case errors.Is(err, segmentlog.ErrTruncated):
 		return errorf(http.StatusGone, CodeTruncated, "%v", tidy(err, segmentlog.ErrTruncated))
-	case errors.Is(err, segmentlog.ErrCorrupt), errors.Is(err, segmentlog.ErrInvariant):
+	case errors.Is(err, segmentlog.ErrCorrupt), errors.Is(err, segmentlog.ErrInvariant),
+		errors.Is(err, coordinator.ErrCorrupt), errors.Is(err, objstore.ErrCorrupt):
 		return errorf(http.StatusInternalServerError, CodeCorrupt, "%v", err)
 	case errors.Is(err, coordinator.ErrBroadcastBusy):
 		e := errorf(http.StatusServiceUnavailable, CodeUnavailable, "%v", tidy(err, coordinator.ErrBroadcastBusy))
