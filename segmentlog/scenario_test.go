@@ -70,6 +70,45 @@ func TestTortureScenarios(t *testing.T) {
 		}
 	})
 
+	// Append 5: a producer that did not hear its ack (the reply was lost on
+	// the way back, or the writer died) retries the same key on the next
+	// holder; the idempotency window, rebuilt by the replay, answers with
+	// the first copy, which stays the only one delivered (I7).
+	t.Run("retry after a failover", func(t *testing.T) {
+		ctx := context.Background()
+		store := objstore.NewMemory()
+		key := sl.IdemKey{Producer: "p", Epoch: 1, Seq: 1}
+		msg := sl.Message{Type: sl.TypeData, VChannel: "v", Key: key, Payload: []byte("once")}
+		a := open(t, store, "a", ahead)
+		first, err := a.Append(ctx, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		b := open(t, store, "b", behind)
+		retry, err := b.Append(ctx, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if retry[0].ID != first[0].ID || !retry[0].Duplicate {
+			t.Errorf("I7: the retry after the failover was acked at %v (duplicate %t), the first copy at %v", retry[0].ID, retry[0].Duplicate, first[0].ID)
+		}
+		copies := 0
+		for _, d := range scanAll(t, store, testLayout, "p", sl.Earliest(), req) {
+			if d.Key == key {
+				copies++
+			}
+		}
+		if copies != 1 {
+			t.Errorf("I7: key %+v delivered %d times", key, copies)
+		}
+	})
+
 	// Acquire 2: a zombie thawed after a takeover must not renew the new
 	// holder's lease as its own. If it did, it would go on stamping ticks
 	// from its own clock: a Sync it answers could promise a tick the new
