@@ -29,8 +29,8 @@ const (
 	// producers is the number of concurrent appenders per pchannel in the
 	// throughput phases: enough to keep the W batches of group commit full.
 	producers = 64
-	// window is the Writer's W (its default): PUTs in flight per pchannel.
-	window = 8
+	// window is the Writer's W: PUTs in flight per pchannel.
+	window = segmentlog.FenceWindow
 	// sliceLen is the length of one slice of a comparison: the two sides
 	// alternate every sliceLen, so that a noisy neighbour weighs on both.
 	sliceLen = 500 * time.Millisecond
