@@ -31,7 +31,9 @@ func TestCLIVChannelsSnapshotsRestore(t *testing.T) {
 	matches("produce by vchannel", out, `^id:\d+\.\d+ timetick:\d+\nid:\d+\.\d+ timetick:\d+\n$`)
 	matches("produce summary", errOut, `^produced 2 of 2 messages to vchannel orders `)
 	out, errOut = run("", "consume", "--vchannel", "orders")
-	matches("consume by vchannel", out, `^id:(\d+)\.0 orders one\nid:\d+\.1 orders two\n$`)
+	// One batch or two: the producer sends the first line at once and
+	// batches the second with it only if it was queued in time.
+	matches("consume by vchannel", out, `^id:\d+\.\d+ orders one\nid:\d+\.\d+ orders two\n$`)
 	matches("consume summary", errOut, `^consumed 2 messages from vchannel orders; resume with --from id:`)
 	fails("exactly one --vchannel", "consume")
 	fails("unknown_vchannel", "produce", "--vchannel", "nope")
