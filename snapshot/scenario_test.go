@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync/atomic"
+	"slices"
 	"testing"
 	"time"
 
@@ -211,5 +212,84 @@ func TestTortureNoWaitBehindGC(t *testing.T) {
 			t.Errorf("I1: a NoWait scan reported the tail without ack %d at %v (read %d messages)", i, a.ID, len(got))
 			break
 		}
+	}
+}
+
+// TestTortureSnapshotAcrossCompaction: a snapshot reads the manifest it
+// cuts from, and its process freezes before it commits; compaction merges
+// the files it names, and GC runs, past the orphan age of those files (they
+// are old) but within the retirement grace of the merge. The snapshot then
+// commits the refs it read: every one must still exist (I10) — the files
+// compaction retired are kept for the grace exactly so.
+func TestTortureSnapshotAcrossCompaction(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const pch = "p1"
+	store := objstore.NewMemory()
+	reg := newFakeRegistry(map[string]string{"va": pch, "vb": pch})
+	w := openWriter(t, store, pch, nil)
+	defer w.Close(context.Background())
+	f := newFlusher(t, store, pch, nil)
+	flushedRounds(t, store, w, f, 12, 4, "va", "vb")
+
+	// The snapshot's process freezes after its second read of the
+	// checkpoint: the first is its flush's, the second the cut's.
+	ps := &objstoretest.Process{Store: store}
+	reads := 0
+	froze := ps.FreezeAfterReply(func(k string) bool {
+		if k != testLayout.Checkpoint(pch) {
+			return false
+		}
+		reads++
+		return reads == 2
+	})
+	snaps := newSnapshots(t, ps, reg)
+	type created struct {
+		s   snapshot.Snapshot
+		err error
+	}
+	done := make(chan created, 1)
+	go func() {
+		s, err := snaps.Create(ctx, "s", []string{"va"})
+		done <- created{s, err}
+	}()
+	select {
+	case <-froze:
+	case <-ctx.Done():
+		t.Fatal("schedule: the snapshot never read its cut")
+	}
+	// Two hours on for compaction and GC: the small files are far past
+	// the orphan age, and compaction retires them at that time.
+	later := clockAt(2 * time.Hour)
+	res, err := newCompactor(t, store, pch, func(c *snapshot.CompactConfig) { c.Now = later }).Compact(ctx)
+	if err != nil || len(res.Merges) == 0 {
+		t.Fatalf("schedule: compaction merged %+v, %v; the state was not reached", res, err)
+	}
+	if err := newGC(t, store, func(c *snapshot.GCConfig) { c.Now = later }).Collect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ps.Thaw(0)
+	var c created
+	select {
+	case c = <-done:
+	case <-ctx.Done():
+		t.Fatal("I11: the snapshot never finished")
+	}
+	if c.err != nil {
+		t.Fatalf("I10: the snapshot could not commit what it cut: %v", c.err)
+	}
+	retired := 0
+	for _, ref := range c.s.Segments {
+		if _, err := store.Head(ctx, ref.Key); err != nil {
+			t.Errorf("I10: snapshot %s names %s: %v", c.s.Name, ref.Key, err)
+		}
+		for _, m := range res.Merges {
+			if slices.ContainsFunc(m.Replaced, func(r sl.SegmentRef) bool { return r.Key == ref.Key }) {
+				retired++
+			}
+		}
+	}
+	if retired == 0 {
+		t.Fatalf("schedule: the snapshot names none of the %d merged-away files", len(res.Merges))
 	}
 }
