@@ -3,8 +3,8 @@ package snapshot_test
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
