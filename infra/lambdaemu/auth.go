@@ -40,6 +40,14 @@ func (a *IAMAuth) validate() error {
 	return nil
 }
 
+// Verify checks r's signature over body (r's own Body is not read), as
+// the Function URL does; the error wraps ErrAuth. It is exported for other
+// test kits that check signatures (client/sigv4/sigv4test).
+func (a *IAMAuth) Verify(r *http.Request, body []byte) error {
+	_, err := a.verify(r, body)
+	return err
+}
+
 // verify checks r's signature over body and returns the caller.
 func (a *IAMAuth) verify(r *http.Request, body []byte) (*events.LambdaFunctionURLRequestContextAuthorizerIAMDescription, error) {
 	cred, signed, sig, err := parseAuthorization(r.Header.Get("Authorization"))
@@ -62,10 +70,11 @@ func (a *IAMAuth) verify(r *http.Request, body []byte) (*events.LambdaFunctionUR
 	if err != nil || time.Since(at).Abs() > skew {
 		return nil, fmt.Errorf("%w: X-Amz-Date %q", ErrAuth, r.Header.Get("X-Amz-Date"))
 	}
-	payloadHash := r.Header.Get("X-Amz-Content-Sha256")
-	if payloadHash == "" {
-		sum := sha256.Sum256(body)
-		payloadHash = hex.EncodeToString(sum[:])
+	sum := sha256.Sum256(body)
+	payloadHash := hex.EncodeToString(sum[:])
+	if h := r.Header.Get("X-Amz-Content-Sha256"); h != "" && h != payloadHash {
+		// The hash signed is not the body's: the body was changed.
+		return nil, fmt.Errorf("%w: X-Amz-Content-Sha256 %s, the body hashes to %s", ErrAuth, h, payloadHash)
 	}
 	// The request again, with only the headers the client signed.
 	again, err := http.NewRequestWithContext(context.Background(), r.Method, "https://"+r.Host+r.URL.EscapedPath(), nil)
