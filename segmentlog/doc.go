@@ -47,7 +47,9 @@
 // WAL, delivering a batch only if its term is at least every earlier
 // slot's (TermFilter) and never a fence or filler. At the tail it is woken
 // by an in-process writer (TailWaiter) or probes the next slot with bounded
-// backoff; NoWait returns ErrTail instead. A PauseGate holds scanners back
+// backoff; NoWait returns ErrTail instead (after the same checkpoint
+// re-read: a missing slot below the checkpoint was collected, and the scan
+// goes on from segments). A PauseGate holds scanners back
 // during a node's startup delay. A segment file its checkpoint names but
 // the store no longer has (ErrSegmentMissing: compaction retired it and GC
 // deleted it after the grace) makes the Scanner re-read the checkpoint and

@@ -11,4 +11,10 @@
 //
 // newStore must return an empty store (or an empty prefix of a shared one)
 // on every call; Run calls it once per subtest and runs subtests serially.
+//
+// It also holds Process, the tortures' model of the process a component
+// runs in: wrapped around the store the component uses, it freezes every
+// call (Freeze, Thaw), lets a dying process's calls go out or not with no
+// answer (Crash), and freezes a process with an answered read still unread
+// (FreezeAfterReply). Process is safe for concurrent use.
 package objstoretest
