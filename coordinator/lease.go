@@ -87,6 +87,14 @@ type Lease struct {
 	Version uint64 `json:"version"`
 	// AcquiredAt is when this term was granted (deciding coordinator's clock).
 	AcquiredAt time.Time `json:"acquired_at"`
+	// Shared marks a shared term (docs/protocol.md, "Shared terms"): every
+	// writer that adopts it appends with its term and nonce at the first
+	// empty slot. Its holder is the writer that opened it; Expires bounds
+	// only the opening.
+	Shared bool `json:"shared,omitempty"`
+	// OpenAt is a shared term's first data slot (its fence window's end),
+	// set once the opener's window landed; 0 while it is being opened.
+	OpenAt uint64 `json:"open_at,omitempty"`
 }
 
 // leaseFormat is the only lease record format this code reads and writes. A

@@ -36,6 +36,34 @@ func decideAcquire(cur *Lease, pchannel, holder, nonce string, now time.Time, cf
 		return Lease{}, fmt.Errorf("%w: nonce %q belongs to term %d of %q (released %t)",
 			ErrNonceReused, nonce, cur.Term, cur.Holder, cur.Released)
 	}
+	if cur != nil && !cur.Released && !(cur.Shared && cur.OpenAt > 0) {
+		if err := heldUntil(*cur, now, cfg); err != nil {
+			return Lease{}, err
+		}
+	}
+	return nextTerm(cur, pchannel, holder, nonce, now, cfg), nil
+}
+
+// heldUntil returns a *HeldError while cur is live: until Expires + Margin
+// by this clock.
+func heldUntil(cur Lease, now time.Time, cfg LeaseConfig) error {
+	until := cur.Expires.Add(cfg.Margin)
+	if now.After(until) {
+		return nil
+	}
+	return &HeldError{
+		PChannel: cur.PChannel,
+		Holder:   cur.Holder,
+		Term:     cur.Term,
+		// Granted only strictly after until; round up to the next whole
+		// millisecond past it.
+		RetryAfter: until.Sub(now).Truncate(time.Millisecond) + time.Millisecond,
+	}
+}
+
+// nextTerm is the grant of term cur.Term+1 to (holder, nonce), whatever
+// state cur is in: the callers decide whether cur may be taken.
+func nextTerm(cur *Lease, pchannel, holder, nonce string, now time.Time, cfg LeaseConfig) Lease {
 	next := Lease{
 		PChannel:   pchannel,
 		Term:       1,
@@ -46,19 +74,6 @@ func decideAcquire(cur *Lease, pchannel, holder, nonce string, now time.Time, cf
 		Version:    1,
 	}
 	if cur != nil {
-		if !cur.Released {
-			until := cur.Expires.Add(cfg.Margin)
-			if !now.After(until) {
-				return Lease{}, &HeldError{
-					PChannel: pchannel,
-					Holder:   cur.Holder,
-					Term:     cur.Term,
-					// Granted only strictly after until; round up to the
-					// next whole millisecond past it.
-					RetryAfter: until.Sub(now).Truncate(time.Millisecond) + time.Millisecond,
-				}
-			}
-		}
 		next.Term = cur.Term + 1
 		next.Tail = cur.Tail
 		next.LastTick = cur.LastTick
@@ -69,6 +84,73 @@ func decideAcquire(cur *Lease, pchannel, holder, nonce string, now time.Time, cf
 	// ticks above the floor even if this clock is behind the previous
 	// holder's.
 	next.TTMax = max(segmentlog.TickOf(next.Expires), next.TickFloor+segmentlog.TickSpan(cfg.TTL))
+	return next
+}
+
+// decideTakeover decides a forced takeover of pchannel by holder with nonce
+// (docs/protocol.md, Acquire 4): like decideAcquire, but a live lease is
+// taken too. Safety does not rest on the wait: the new term's fence makes
+// every later append of the old holder fail (Fence 3, Append 2), and the
+// new term starts above the old one's tt_max, which bounds every timetick
+// the old holder handed out, Sync answers included.
+func decideTakeover(cur *Lease, pchannel, holder, nonce string, now time.Time, cfg LeaseConfig) (Lease, error) {
+	if cur != nil && cur.Nonce == nonce {
+		return decideAcquire(cur, pchannel, holder, nonce, now, cfg)
+	}
+	return nextTerm(cur, pchannel, holder, nonce, now, cfg), nil
+}
+
+// decideOpenShared decides how (holder, nonce) joins the shared term of
+// pchannel (docs/protocol.md, "Shared terms"):
+//
+//   - an open shared term (OpenAt > 0, not released) is adopted as it is:
+//     the record comes back unchanged, and the caller writes with its term
+//     and nonce;
+//   - a shared term still being opened by another nonce is a *HeldError
+//     until its Expires + Margin (the opener's deadline), and is taken over
+//     after it;
+//   - a retry of our own open gets our record back;
+//   - anything else — no record, released, expired, or a live exclusive
+//     lease — is taken over with a new shared term, exactly as a forced
+//     takeover, with OpenAt 0 until the opener's window landed.
+func decideOpenShared(cur *Lease, pchannel, holder, nonce string, now time.Time, cfg LeaseConfig) (Lease, error) {
+	if cur != nil && !cur.Released && cur.Shared {
+		switch {
+		case cur.OpenAt > 0:
+			return *cur, nil
+		case cur.Nonce == nonce:
+			return decideAcquire(cur, pchannel, holder, nonce, now, cfg)
+		default:
+			if err := heldUntil(*cur, now, cfg); err != nil {
+				return Lease{}, err
+			}
+		}
+	} else if cur != nil && cur.Nonce == nonce {
+		return decideAcquire(cur, pchannel, holder, nonce, now, cfg)
+	}
+	next := nextTerm(cur, pchannel, holder, nonce, now, cfg)
+	next.Shared = true
+	return next, nil
+}
+
+// decideMarkOpen records openAt as the first data slot of the shared term
+// (term, nonce) its opener placed. Marking again with the same slot is not
+// an error.
+func decideMarkOpen(cur Lease, term uint64, nonce string, openAt uint64) (Lease, error) {
+	if err := checkHolder(cur, term, nonce); err != nil {
+		return Lease{}, err
+	}
+	switch {
+	case !cur.Shared || cur.Released:
+		return Lease{}, fmt.Errorf("%w: term %d of %s is not an open shared term", ErrLeaseLost, term, cur.PChannel)
+	case cur.OpenAt == openAt:
+		return cur, nil
+	case cur.OpenAt != 0:
+		return Lease{}, fmt.Errorf("%w: shared term %d of %s opened at %d, not %d", segmentlog.ErrInvariant, term, cur.PChannel, cur.OpenAt, openAt)
+	}
+	next := cur
+	next.OpenAt = openAt
+	next.Version = cur.Version + 1
 	return next, nil
 }
 
@@ -161,6 +243,8 @@ func grantOf(l Lease, sentAt time.Time, cfg LeaseConfig) segmentlog.LeaseGrant {
 		TickFloor: l.TickFloor,
 		TickMax:   l.TTMax,
 		TailHint:  l.Tail,
+		Shared:    l.Shared,
+		OpenAt:    l.OpenAt,
 	}
 }
 

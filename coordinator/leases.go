@@ -78,20 +78,59 @@ func NewLeases(store objstore.Store, layout segmentlog.Layout, cfg LeaseConfig, 
 // another holder is never taken over: the error is then a *HeldError
 // (errors.Is ErrLeaseHeld).
 func (l *Leases) Acquire(ctx context.Context, pchannel, holder, nonce string) (segmentlog.LeaseGrant, error) {
+	return l.acquire(ctx, "acquire", pchannel, holder, nonce, decideAcquire)
+}
+
+type acquireDecision func(cur *Lease, pchannel, holder, nonce string, now time.Time, cfg LeaseConfig) (Lease, error)
+
+func (l *Leases) acquire(ctx context.Context, what, pchannel, holder, nonce string, decide acquireDecision) (segmentlog.LeaseGrant, error) {
 	sentAt := l.now()
 	if err := segmentlog.ValidateName("pchannel", pchannel); err != nil {
-		return segmentlog.LeaseGrant{}, fmt.Errorf("coordinator: acquire: %w", err)
+		return segmentlog.LeaseGrant{}, fmt.Errorf("coordinator: %s: %w", what, err)
 	}
 	if holder == "" || nonce == "" {
-		return segmentlog.LeaseGrant{}, fmt.Errorf("coordinator: acquire %s: empty holder or nonce", pchannel)
+		return segmentlog.LeaseGrant{}, fmt.Errorf("coordinator: %s %s: empty holder or nonce", what, pchannel)
 	}
 	rec, err := l.update(ctx, pchannel, func(cur *Lease, now time.Time) (Lease, error) {
-		return decideAcquire(cur, pchannel, holder, nonce, now, l.cfg)
+		return decide(cur, pchannel, holder, nonce, now, l.cfg)
 	})
 	if err != nil {
-		return segmentlog.LeaseGrant{}, fmt.Errorf("coordinator: acquire %s for %q: %w", pchannel, holder, err)
+		return segmentlog.LeaseGrant{}, fmt.Errorf("coordinator: %s %s for %q: %w", what, pchannel, holder, err)
 	}
 	return grantOf(rec, sentAt, l.cfg), nil
+}
+
+// Takeover is Acquire that also takes a live lease (docs/protocol.md,
+// Acquire 4): for a coordinator move, or a restarted node taking back the
+// pchannels its previous incarnation held. The old holder's next append
+// fails with segmentlog.ErrFenced; nothing it acknowledged is lost.
+func (l *Leases) Takeover(ctx context.Context, pchannel, holder, nonce string) (segmentlog.LeaseGrant, error) {
+	return l.acquire(ctx, "take over", pchannel, holder, nonce, decideTakeover)
+}
+
+// OpenShared joins the shared term of pchannel (docs/protocol.md, "Shared
+// terms"): it adopts the open shared term (no write), or takes the lease
+// over with a new shared term that the caller must open (grant.OpenAt is
+// then 0 and grant.Nonce is nonce). While another writer is opening one it
+// fails with a *HeldError.
+func (l *Leases) OpenShared(ctx context.Context, pchannel, holder, nonce string) (segmentlog.LeaseGrant, error) {
+	return l.acquire(ctx, "open shared term of", pchannel, holder, nonce, decideOpenShared)
+}
+
+// MarkOpen records openAt, the first data slot after the fence window its
+// opener placed, in the shared term (term, nonce): from then on writers
+// adopt the term.
+func (l *Leases) MarkOpen(ctx context.Context, pchannel string, term uint64, nonce string, openAt uint64) error {
+	_, err := l.update(ctx, pchannel, func(cur *Lease, now time.Time) (Lease, error) {
+		if cur == nil {
+			return Lease{}, fmt.Errorf("%w: %w", ErrLeaseLost, ErrNoLease)
+		}
+		return decideMarkOpen(*cur, term, nonce, openAt)
+	})
+	if err != nil {
+		return fmt.Errorf("coordinator: open shared term %d of %s at %d: %w", term, pchannel, openAt, err)
+	}
+	return nil
 }
 
 // Renew extends the lease of (term, nonce) by a TTL from now and raises its

@@ -24,6 +24,10 @@ type LeaseGrant struct {
 	// TailHint: every slot below it is known to be filled. It is never above
 	// the previous holder's ack frontier.
 	TailHint uint64
+	// Shared marks a shared term (docs/protocol.md, "Shared terms"); OpenAt
+	// is its first data slot, 0 while its opener places the window.
+	Shared bool
+	OpenAt uint64
 }
 
 // Leases is the lease service the Writer needs. coordinator.Leases
@@ -39,4 +43,21 @@ type Leases interface {
 	// Release gives the lease up, recording the final tail (the ack
 	// frontier) and the last timetick used.
 	Release(ctx context.Context, pchannel string, term uint64, nonce string, tail, lastTick uint64) error
+}
+
+// Taker is a lease service that can take a live lease over when told to
+// (WriterConfig.Takeover; docs/protocol.md, Acquire 4). coordinator.Leases
+// implements it.
+type Taker interface {
+	Takeover(ctx context.Context, pchannel, holder, nonce string) (LeaseGrant, error)
+}
+
+// SharedLeases is the lease service a SharedWriter needs (docs/protocol.md,
+// "Shared terms"). coordinator.Leases implements it.
+type SharedLeases interface {
+	// OpenShared adopts the open shared term of pchannel, or takes the lease
+	// over with a new shared term for nonce (OpenAt 0), which the caller
+	// opens and then marks with MarkOpen.
+	OpenShared(ctx context.Context, pchannel, holder, nonce string) (LeaseGrant, error)
+	MarkOpen(ctx context.Context, pchannel string, term uint64, nonce string, openAt uint64) error
 }

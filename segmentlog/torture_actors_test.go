@@ -78,6 +78,45 @@ func (e *actorEnv) putBack(end turnEnd) {
 	e.run.returned = append(e.run.returned, end)
 }
 
+// writeKind is how an actor writes during a turn.
+type writeKind int
+
+const (
+	kindExclusive writeKind = iota // OpenWriter: waits for a free lease
+	kindTakeover                   // OpenWriter with Takeover: takes a live lease over
+	kindShared                     // OpenSharedWriter: appends under the shared term, with whoever else does
+	numWriteKinds
+)
+
+var kindNames = [numWriteKinds]string{"exclusive", "takeover", "shared"}
+
+// kindCycle is the write kind of the first turns of a run; later turns
+// pick at random. Shared turns come often so that actors share a term.
+var kindCycle = []writeKind{kindShared, kindShared, kindTakeover, kindExclusive, kindShared, kindTakeover}
+
+func (e *actorEnv) nextKind(rng *rand.Rand) writeKind {
+	if n := e.run.kinds.Add(1) - 1; n < int64(len(kindCycle)) {
+		return kindCycle[n]
+	}
+	switch r := rng.IntN(10); {
+	case r < 4:
+		return kindShared
+	case r < 6:
+		return kindTakeover
+	default:
+		return kindExclusive
+	}
+}
+
+// tortureWriter is what the producers use: a Writer or a SharedWriter.
+type tortureWriter interface {
+	Append(ctx context.Context, msgs ...sl.Message) ([]sl.Ack, error)
+	Sync(ctx context.Context) (uint64, error)
+	Close(ctx context.Context) error
+	Err() error
+	Term() uint64
+}
+
 // scheduleCounters prove that the fault schedule reached the states the
 // fence protocol exists for; runTorture prints them and fails a run in
 // which one stayed zero.
@@ -89,6 +128,10 @@ type scheduleCounters struct {
 	lateApplied  int64 // writes sent to the store after their caller timed out
 	lateRefused  int64 // late writes the store refused: they met a taken slot (a takeover's, or the retry's)
 	clockJumps   int64
+	kinds        [numWriteKinds]int64 // turns that opened a writer of each kind
+	sharedAdopts int64                // shared turns that adopted a term another actor opened
+	sharedRaces  int64                // shared PUTs that lost their slot to another writer
+	liveTakeover int64                // takeover turns that took a lease whose holder was live
 }
 
 func (c *scheduleCounters) add(o scheduleCounters) {
@@ -101,12 +144,19 @@ func (c *scheduleCounters) add(o scheduleCounters) {
 	c.lateApplied += o.lateApplied
 	c.lateRefused += o.lateRefused
 	c.clockJumps += o.clockJumps
+	for i := range c.kinds {
+		c.kinds[i] += o.kinds[i]
+	}
+	c.sharedAdopts += o.sharedAdopts
+	c.sharedRaces += o.sharedRaces
+	c.liveTakeover += o.liveTakeover
 }
 
 func (c scheduleCounters) String() string {
-	return fmt.Sprintf("thaws %s %d / %s %d / %s %d / %s %d, %d slot PUTs (%d calls) in flight when frozen, %d crashes with appends pending, %d late applies (%d met a taken slot), %d clock jumps",
+	return fmt.Sprintf("thaws %s %d / %s %d / %s %d / %s %d, %d slot PUTs (%d calls) in flight when frozen, %d crashes with appends pending, %d late applies (%d met a taken slot), %d clock jumps; turns %s %d / %s %d (%d of a live lease) / %s %d (%d adopted, %d lost races)",
 		thawNames[0], c.thaws[0], thawNames[1], c.thaws[1], thawNames[2], c.thaws[2], thawNames[3], c.thaws[3],
-		c.putsInFlight, c.callsFrozen, c.crashPending, c.lateApplied, c.lateRefused, c.clockJumps)
+		c.putsInFlight, c.callsFrozen, c.crashPending, c.lateApplied, c.lateRefused, c.clockJumps,
+		kindNames[0], c.kinds[0], kindNames[1], c.kinds[1], c.liveTakeover, kindNames[2], c.kinds[2], c.sharedAdopts, c.sharedRaces)
 }
 
 // check fails the run if the schedule never reached one of the states.
@@ -116,6 +166,9 @@ func (c scheduleCounters) check(t *testing.T) {
 		if n == 0 {
 			t.Errorf("schedule: no zombie thawed %s; run more rounds", thawNames[i])
 		}
+	}
+	if c.liveTakeover == 0 || c.sharedAdopts == 0 || c.sharedRaces == 0 {
+		t.Errorf("schedule: no forced takeover of a live lease, shared term adopted or shared race lost (%v); run more rounds", c)
 	}
 	if c.putsInFlight == 0 || c.crashPending == 0 || c.lateApplied == 0 || c.clockJumps == 0 {
 		t.Errorf("schedule: a dangerous state was never reached (%v); run more rounds", c)
@@ -178,11 +231,29 @@ func (e *actorEnv) runActor(ctx context.Context, a int, seed uint64) {
 		if end == endZombie {
 			batch = 256
 		}
-		w, err := sl.OpenWriter(ctx, sl.WriterConfig{
+		kind := e.nextKind(arng)
+		if end == endCrash && kind == kindShared && e.run.crashPending.Load() == 0 {
+			// A shared writer has one PUT in flight at most: until a
+			// crash has caught PUTs in flight, crash an exclusive one.
+			kind = kindExclusive
+		}
+		cfg := sl.WriterConfig{
 			PChannel: e.pch, Layout: e.layout, Holder: fmt.Sprintf("actor%d", a),
 			PutTimeout: tm.put, GetTimeout: tm.get, RenewInterval: tm.renew, Now: now, Logger: quietLog,
 			MaxBatchBytes: batch, Linger: time.Duration(arng.IntN(2)) * time.Millisecond,
-		}, fz, leases)
+			Takeover: kind == kindTakeover, FreshFor: tm.ttl,
+		}
+		var w tortureWriter
+		var ex *sl.Writer
+		var sw *sl.SharedWriter
+		live := kind == kindTakeover && e.leaseLive(ctx, leases, now())
+		if kind == kindShared {
+			sw, err = sl.OpenSharedWriter(ctx, cfg, fz, leases)
+			w = sw
+		} else {
+			ex, err = sl.OpenWriter(ctx, cfg, fz, leases)
+			w = ex
+		}
 		if err != nil {
 			e.putBack(end)
 			if errors.Is(err, sl.ErrInvariant) {
@@ -192,7 +263,16 @@ func (e *actorEnv) runActor(ctx context.Context, a int, seed uint64) {
 			time.Sleep(tm.renew)
 			continue
 		}
-		e.count(func(tt *tortureTotals, _ *scheduleCounters) { tt.writers++ })
+		e.count(func(tt *tortureTotals, sc *scheduleCounters) {
+			tt.writers++
+			sc.kinds[kind]++
+			if live {
+				sc.liveTakeover++
+			}
+			if sw != nil && !sw.Stats().Opened {
+				sc.sharedAdopts++
+			}
+		})
 		graceful := end == endGraceful
 		turnEnd := time.Now().Add(time.Duration(arng.Int64N(int64(tm.round/5))) + tm.renew)
 		// Producers keep appending through a crash or a freeze, so that
@@ -209,11 +289,13 @@ func (e *actorEnv) runActor(ctx context.Context, a int, seed uint64) {
 				p.run(ctx, t, w, e.hist, until)
 			}()
 		}
-		pwg.Add(1)
-		go func() {
-			defer pwg.Done()
-			txp.run(ctx, t, w, e.hist, until)
-		}()
+		if ex != nil { // transactions live in an exclusive writer
+			pwg.Add(1)
+			go func() {
+				defer pwg.Done()
+				txp.run(ctx, t, ex, e.hist, until)
+			}()
+		}
 		// Sync now and then, concurrently with the appends.
 		for time.Now().Before(turnEnd) && w.Err() == nil {
 			time.Sleep(tm.renew / 2)
@@ -233,6 +315,7 @@ func (e *actorEnv) runActor(ctx context.Context, a int, seed uint64) {
 				tt.crashes++
 				if fz.DyingWrites() > 0 {
 					sc.crashPending++
+					e.run.crashPending.Add(1)
 				}
 			})
 		default: // zombie: frozen mid-turn, back at one of the thaw moments
@@ -251,13 +334,16 @@ func (e *actorEnv) runActor(ctx context.Context, a int, seed uint64) {
 		if err := w.Err(); err != nil && errors.Is(err, sl.ErrInvariant) {
 			t.Errorf("actor %d: writer: %v", a, err)
 		}
+		if sw != nil {
+			e.count(func(_ *tortureTotals, sc *scheduleCounters) { sc.sharedRaces += sw.Stats().LostRaces })
+		}
 	}
 }
 
 // zombie freezes the actor's process with its producers still appending and
 // thaws it at the next thaw moment. While frozen, this actor starts no new
 // turn; the others take the pchannel meanwhile.
-func (e *actorEnv) zombie(w *sl.Writer, fz *objstoretest.Process) {
+func (e *actorEnv) zombie(w tortureWriter, fz *objstoretest.Process) {
 	tm := e.tm
 	fz.Freeze()
 	// Let the producers' next PUTs reach the freeze: a zombie with several
@@ -291,6 +377,13 @@ func (e *actorEnv) zombie(w *sl.Writer, fz *objstoretest.Process) {
 		sc.putsInFlight += puts
 		sc.callsFrozen += calls
 	})
+}
+
+// leaseLive reports whether the pchannel's lease has a live holder now, by
+// the actor's clock: a takeover turn that finds one takes it over.
+func (e *actorEnv) leaseLive(ctx context.Context, leases *coordinator.Leases, now time.Time) bool {
+	l, err := leases.Describe(ctx, e.pch)
+	return err == nil && !l.Released && !(l.Shared && l.OpenAt > 0) && now.Before(l.Expires.Add(e.leaseCfg.Margin))
 }
 
 // clock is an actor's clock for one turn: off by a skew within ±skew, which

@@ -303,10 +303,13 @@ func (h *history) record(key sl.IdemKey, f func(*msgRecord)) {
 // runState is what the rounds of one run share: how many zombies thawed
 // and turns ended so far, so that the schedule's cycles span the run.
 type runState struct {
-	thaws    atomic.Int64
-	mu       sync.Mutex
-	turns    int       // turns that took an end from endCycle
-	returned []turnEnd // ends whose turn never started
+	thaws atomic.Int64
+	kinds atomic.Int64 // turns that took a write kind from kindCycle
+	// crashPending counts crashes that caught slot PUTs in flight so far.
+	crashPending atomic.Int64
+	mu           sync.Mutex
+	turns        int       // turns that took an end from endCycle
+	returned     []turnEnd // ends whose turn never started
 }
 
 func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string, run *runState) tortureTotals {
@@ -488,7 +491,7 @@ type producer struct {
 	pending bool // seq has not been acked yet
 }
 
-func (p *producer) run(ctx context.Context, t *testing.T, w *sl.Writer, h *history, until time.Time) {
+func (p *producer) run(ctx context.Context, t *testing.T, w tortureWriter, h *history, until time.Time) {
 	for time.Now().Before(until) {
 		if !p.pending {
 			p.seq++

@@ -66,6 +66,15 @@ type WriterConfig struct {
 	// idle pchannel writes no objects. Default 1 s; negative disables.
 	TimeTickInterval time.Duration
 
+	// Takeover makes OpenWriter take the lease over even from a live holder
+	// (docs/protocol.md, Acquire 4); the lease service must implement
+	// Taker. The old holder's next append fails with ErrFenced.
+	Takeover bool
+	// FreshFor bounds, for a SharedWriter, how long after its last proof
+	// that the tail slot was empty and not collected it may still send a
+	// PUT there (docs/protocol.md, "Shared terms" rule 3). Default 10 s.
+	FreshFor time.Duration
+
 	// Cache, if set, is filled with every acked batch and dropped on lease
 	// loss. Tail, if set, is told the ack frontier.
 	Cache BatchCache
@@ -119,6 +128,9 @@ func (c *WriterConfig) withDefaults() {
 	}
 	if c.ReadAhead == 0 {
 		c.ReadAhead = 16
+	}
+	if c.FreshFor == 0 {
+		c.FreshFor = 10 * time.Second
 	}
 	if c.TimeTickInterval == 0 {
 		c.TimeTickInterval = time.Second
@@ -212,29 +224,26 @@ type WriterStats struct {
 // OpenWriter acquires the lease of cfg.PChannel, recovers the pchannel's
 // state and places the fence window, then returns a Writer ready to append.
 // It fails with an error wrapping the lease service's "held" error while
-// another holder's lease is live; it never takes a live lease over.
+// another holder's lease is live, unless cfg.Takeover is set.
 func OpenWriter(ctx context.Context, cfg WriterConfig, store objstore.Store, leases Leases) (*Writer, error) {
 	cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	w := &Writer{
-		cfg: cfg, store: store, leases: leases, log: cfg.Logger.With("pchannel", cfg.PChannel),
-		nonce: cfg.NewNonce(),
-		wake:  make(chan struct{}, 1), done: make(chan struct{}), renewDone: make(chan struct{}),
-		progress: make(chan struct{}),
-		dedup:    newDedupWindow(cfg.DedupWindow, cfg.DedupMaxKeys),
-		txns:     make(map[uint64]*txnState),
-	}
-	if u, err := uuid.Parse(w.nonce); err == nil {
-		w.nonceB = u
-	} else {
-		copy(w.nonceB[:], w.nonce)
-	}
+	w := newWriter(cfg, store, leases)
 	// The checkpoint read overlaps the acquire: a takeover costs one round
 	// trip less (recover explains why an early read is safe).
 	cp := w.readCheckpointAsync(ctx)
-	grant, err := leases.Acquire(ctx, cfg.PChannel, cfg.Holder, w.nonce)
+	acquire := leases.Acquire
+	if cfg.Takeover {
+		taker, ok := leases.(Taker)
+		if !ok {
+			cp.cancel()
+			return nil, fmt.Errorf("open writer %s: the lease service cannot take a lease over", cfg.PChannel)
+		}
+		acquire = taker.Takeover
+	}
+	grant, err := acquire(ctx, cfg.PChannel, cfg.Holder, w.nonce)
 	if err != nil {
 		cp.cancel()
 		return nil, fmt.Errorf("open writer %s: %w", cfg.PChannel, err)
@@ -269,6 +278,30 @@ func OpenWriter(ctx context.Context, cfg WriterConfig, store objstore.Store, lea
 	}
 	w.log.Info("writer open", "term", grant.Term, "fence", w.stats.FenceOffset, "first_data_slot", start)
 	return w, nil
+}
+
+// newWriter builds a Writer that runs nothing yet, with a fresh nonce.
+func newWriter(cfg WriterConfig, store objstore.Store, leases Leases) *Writer {
+	w := &Writer{
+		cfg: cfg, store: store, leases: leases, log: cfg.Logger.With("pchannel", cfg.PChannel),
+		wake: make(chan struct{}, 1), done: make(chan struct{}), renewDone: make(chan struct{}),
+		progress: make(chan struct{}),
+		dedup:    newDedupWindow(cfg.DedupWindow, cfg.DedupMaxKeys),
+		txns:     make(map[uint64]*txnState),
+	}
+	w.setNonce(cfg.NewNonce())
+	return w
+}
+
+// setNonce makes nonce the writer's lease nonce.
+func (w *Writer) setNonce(nonce string) {
+	w.nonce = nonce
+	if u, err := uuid.Parse(nonce); err == nil {
+		w.nonceB = u
+	} else {
+		w.nonceB = [16]byte{}
+		copy(w.nonceB[:], nonce)
+	}
 }
 
 // Term is the writer's lease term.

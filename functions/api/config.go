@@ -44,6 +44,12 @@ type Config struct {
 	// RenewInterval is how often a writer renews its lease. Default
 	// min(3 s, (TTL − margin)/3), which keeps I + 2·R ≤ TTL − m.
 	RenewInterval time.Duration
+	// WriteMode is how this process writes its pchannels (docs/architecture.md,
+	// "Write modes"): WriteExclusive (default) holds a lease per pchannel
+	// and waits out another holder's; WriteTakeover holds one too but takes
+	// a live lease over at once; WriteShared appends under the pchannel's
+	// shared term, holding no lease — the mode of the Lambda node function.
+	WriteMode WriteMode
 	// LeaseWait bounds how long a request for a pchannel whose lease a live
 	// holder elsewhere has waits for its release or expiry before it is
 	// answered 503 with Retry-After. Default 2 s.
@@ -149,7 +155,28 @@ const (
 	leaseRequestTimeout = time.Second
 )
 
+// WriteMode names how a process writes its pchannels.
+type WriteMode string
+
+const (
+	WriteExclusive WriteMode = "exclusive"
+	WriteTakeover  WriteMode = "takeover"
+	WriteShared    WriteMode = "shared"
+)
+
+// ParseWriteMode parses a WriteMode name.
+func ParseWriteMode(s string) (WriteMode, error) {
+	switch m := WriteMode(s); m {
+	case WriteExclusive, WriteTakeover, WriteShared:
+		return m, nil
+	}
+	return "", fmt.Errorf("write mode %q: want exclusive, takeover or shared", s)
+}
+
 func (c Config) withDefaults() Config {
+	if c.WriteMode == "" {
+		c.WriteMode = WriteExclusive
+	}
 	if c.Holder == "" {
 		h, _ := os.Hostname()
 		c.Holder = h + "-" + strconv.Itoa(os.Getpid())
@@ -251,6 +278,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("api: max append messages %d out of range 1..%d", d.MaxAppendMessages, segmentlog.MaxMessages)
 	case d.MaxReadMessages < 1 || d.MaxReadBytes < 1 || d.MaxWait < 0 || d.MaxWaiters < 1 || d.MaxConns < 1 || d.ScannerStartupDelay < 0:
 		return errors.New("api: read limits must be positive (max wait ≥ 0)")
+	case d.WriteMode != WriteExclusive && d.WriteMode != WriteTakeover && d.WriteMode != WriteShared:
+		return fmt.Errorf("api: write mode %q: want exclusive, takeover or shared", d.WriteMode)
 	case d.ShutdownTimeout < 0:
 		return errors.New("api: shutdown timeout must not be negative")
 	}

@@ -30,6 +30,7 @@ var EnvVars = []EnvVar{
 	{Name: "CAIRN_S3_ENDPOINT", Doc: "S3 endpoint URL for MinIO or another S3-compatible store; path-style addressing when set", LocalOnly: true},
 	{Name: "CAIRN_LEASE_TTL", Doc: "pchannel lease TTL, a Go duration (default 10s)"},
 	{Name: "CAIRN_LEASE_MARGIN", Doc: "lease safety margin, a Go duration (default min(2.5s, TTL/4))"},
+	{Name: "CAIRN_WRITE_MODE", Doc: "exclusive, takeover or shared: how node functions write pchannels (default exclusive; template.yaml sets shared)"},
 	{Name: "CAIRN_LEASE_WAIT", Doc: "how long a request waits for another holder's lease before 503 (default 2s)"},
 	{Name: "CAIRN_CACHE_BYTES", Doc: "write-ahead cache budget in bytes (default 64 MiB in Lambda, 256 MiB elsewhere)"},
 	{Name: "CAIRN_MAX_BODY_BYTES", Doc: "request body limit in bytes (default 2 MiB + 64 KiB)"},
@@ -93,6 +94,13 @@ func LoadEnv(getenv func(string) string) (Env, error) {
 	duration("CAIRN_LEASE_MARGIN", &e.Config.LeaseMargin)
 	duration("CAIRN_LEASE_WAIT", &e.Config.LeaseWait)
 	duration("CAIRN_MAX_WAIT", &e.Config.MaxWait)
+	if v := getenv("CAIRN_WRITE_MODE"); v != "" {
+		m, err := ParseWriteMode(v)
+		if err != nil {
+			errs = append(errs, "CAIRN_WRITE_MODE: "+err.Error())
+		}
+		e.Config.WriteMode = m
+	}
 	duration("CAIRN_SCANNER_STARTUP_DELAY", &e.Config.ScannerStartupDelay)
 	bytes("CAIRN_CACHE_BYTES", &e.Config.CacheBytes)
 	bytes("CAIRN_MAX_BODY_BYTES", &e.Config.MaxBodyBytes)

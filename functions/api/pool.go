@@ -58,10 +58,46 @@ type Pool struct {
 	bg      sync.WaitGroup // detached appends, opens and retirements; Add under mu while !closed
 }
 
-// poolEntry is one warm writer.
+// poolEntry is one warm writer: an exclusive segmentlog.Writer (ex) or a
+// segmentlog.SharedWriter (sh); w is whichever it is.
 type poolEntry struct {
 	pchannel string
-	w        *segmentlog.Writer
+	w        walWriter
+	ex       *segmentlog.Writer
+	sh       *segmentlog.SharedWriter
+}
+
+// walWriter is what both kinds of writer offer.
+type walWriter interface {
+	Term() uint64
+	Err() error
+	Append(ctx context.Context, msgs ...segmentlog.Message) ([]segmentlog.Ack, error)
+	AppendAt(ctx context.Context, offset uint64, msgs ...segmentlog.Message) ([]segmentlog.Ack, error)
+	AppendControl(ctx context.Context, msgs ...segmentlog.Message) ([]segmentlog.Ack, error)
+	Sync(ctx context.Context) (uint64, error)
+	Close(ctx context.Context) error
+}
+
+// stats is the entry's writer's counters; a shared writer's frontier is
+// the tail it last saw.
+func (e *poolEntry) stats() segmentlog.WriterStats {
+	if e.ex != nil {
+		return e.ex.Stats()
+	}
+	s := e.sh.Stats()
+	return segmentlog.WriterStats{
+		Term: s.Term, FenceOffset: s.OpenAt - segmentlog.FenceWindow, Frontier: s.Tail,
+		BatchesAcked: s.Batches, MessagesAcked: s.Messages, DedupHits: s.DedupHits, RecoveredSlots: s.Folded,
+	}
+}
+
+// leaseDeadline is when the entry's lease needs a renew; a shared writer
+// holds no lease.
+func (e *poolEntry) leaseDeadline() (time.Time, bool) {
+	if e.ex == nil {
+		return time.Time{}, false
+	}
+	return e.ex.LeaseDeadline(), true
 }
 
 // openCall is one open in progress, shared by every request that waits
@@ -104,7 +140,7 @@ func (p *Pool) writer(ctx context.Context, pchannel string) (*poolEntry, error) 
 			if err := e.w.Err(); err != nil {
 				p.log.Info("writer stopped; reopening on this request", "pchannel", pchannel, "err", err)
 				p.retireLocked(e)
-			} else if dl := e.w.LeaseDeadline(); !p.cfg.Now().Before(dl) {
+			} else if dl, ok := e.leaseDeadline(); ok && !p.cfg.Now().Before(dl) {
 				p.mu.Unlock()
 				if !p.awaitRenew(ctx, e, dl) {
 					p.mu.Lock()
@@ -150,7 +186,7 @@ func (p *Pool) awaitRenew(ctx context.Context, e *poolEntry, dl time.Time) bool 
 		if e.w.Err() != nil {
 			return false
 		}
-		if cur := e.w.LeaseDeadline(); cur.After(dl) && p.cfg.Now().Before(cur) {
+		if cur, _ := e.leaseDeadline(); cur.After(dl) && p.cfg.Now().Before(cur) {
 			return true
 		}
 		if !sleepCtx(ctx, 5*time.Millisecond) {
@@ -230,9 +266,9 @@ func (p *Pool) open(pchannel string, call *openCall) {
 	close(call.done)
 }
 
-// openOnce runs one OpenWriter.
+// openOnce runs one OpenWriter, or OpenSharedWriter in shared mode.
 func (p *Pool) openOnce(ctx context.Context, pchannel string) (*poolEntry, error) {
-	w, err := segmentlog.OpenWriter(ctx, segmentlog.WriterConfig{
+	cfg := segmentlog.WriterConfig{
 		PChannel:         pchannel,
 		Layout:           p.cfg.Layout,
 		Holder:           p.cfg.Holder,
@@ -243,11 +279,24 @@ func (p *Pool) openOnce(ctx context.Context, pchannel string) (*poolEntry, error
 		Tail:             p.tail,
 		Now:              p.cfg.Now,
 		Logger:           p.log,
-	}, p.store, p.leases)
+		Takeover:         p.cfg.WriteMode == WriteTakeover,
+	}
+	if p.cfg.WriteMode == WriteShared {
+		shared, ok := p.leases.(segmentlog.SharedLeases)
+		if !ok {
+			return nil, fmt.Errorf("api: write mode %s: the lease service has no shared terms", WriteShared)
+		}
+		sw, err := segmentlog.OpenSharedWriter(ctx, cfg, p.store, shared)
+		if err != nil {
+			return nil, err
+		}
+		return &poolEntry{pchannel: pchannel, w: sw, sh: sw}, nil
+	}
+	w, err := segmentlog.OpenWriter(ctx, cfg, p.store, p.leases)
 	if err != nil {
 		return nil, err
 	}
-	return &poolEntry{pchannel: pchannel, w: w}, nil
+	return &poolEntry{pchannel: pchannel, w: w, ex: w}, nil
 }
 
 func openResult(err error) string {
@@ -302,7 +351,7 @@ func retryable(err error, msgs []segmentlog.Message) bool {
 	if errors.Is(err, segmentlog.ErrOutcomeUnknown) {
 		return false
 	}
-	if errors.Is(err, segmentlog.ErrFenced) || errors.Is(err, segmentlog.ErrClosed) {
+	if errors.Is(err, segmentlog.ErrFenced) || errors.Is(err, segmentlog.ErrClosed) || errors.Is(err, segmentlog.ErrContended) {
 		return true // never delivered (segmentlog.ErrFenced), or never taken
 	}
 	if errors.Is(err, segmentlog.ErrLeaseExpired) {
@@ -340,7 +389,7 @@ func (p *Pool) appendTo(ctx context.Context, e *poolEntry, msgs []segmentlog.Mes
 		if expect != nil {
 			acks, err = e.w.AppendAt(context.WithoutCancel(ctx), *expect, msgs...)
 			if errors.Is(err, segmentlog.ErrOffsetMismatch) {
-				tail := e.w.Stats().Frontier
+				tail := e.stats().Frontier
 				ae := errorf(http.StatusPreconditionFailed, CodeOffsetMismatch,
 					"expected_offset %d, but the tail of %s is %d; nothing was written", *expect, e.pchannel, tail)
 				ae.header = http.Header{"Cairn-Next-Offset": {strconv.FormatUint(tail, 10)}}
@@ -378,7 +427,10 @@ func (p *Pool) RaiseTickFloor(ctx context.Context, pchannel string, t uint64) er
 	if err != nil {
 		return err
 	}
-	return e.w.RaiseTickFloor(t)
+	if e.sh != nil {
+		return e.sh.RaiseTickFloor(ctx, t)
+	}
+	return e.ex.RaiseTickFloor(t)
 }
 
 // WriterState is one warm writer's state.
@@ -398,7 +450,7 @@ func (p *Pool) Writers() []WriterState {
 	p.mu.Unlock()
 	out := make([]WriterState, len(entries))
 	for i, e := range entries {
-		out[i] = WriterState{PChannel: e.pchannel, Stats: e.w.Stats(), Err: e.w.Err()}
+		out[i] = WriterState{PChannel: e.pchannel, Stats: e.stats(), Err: e.w.Err()}
 	}
 	return out
 }
@@ -412,7 +464,7 @@ func (p *Pool) Frontier(pchannel string) (frontier, term uint64, ok bool) {
 	if e == nil || e.w.Err() != nil {
 		return 0, 0, false
 	}
-	s := e.w.Stats()
+	s := e.stats()
 	return s.Frontier, s.Term, true
 }
 

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"net/http"
 	"time"
 
 	"github.com/cairnlog/cairn/coordinator"
@@ -12,6 +13,12 @@ import (
 // The pool beyond plain appends: control messages for the vchannel
 // registry (coordinator.ControlWAL), transactions, and the Holder a
 // coordinator.Node drives in `cairn serve`.
+
+// errTxnShared answers a transaction begin in shared write mode: a
+// transaction lives in one process's writer until its commit, and a shared
+// writer's process may not see the next call.
+var errTxnShared = errorf(http.StatusConflict, CodeWrongState,
+	"transactions need a pchannel writer that holds a lease: this process appends in shared write mode (CAIRN_WRITE_MODE=shared), where transactions are not available")
 
 var (
 	_ coordinator.ControlWAL = (*Pool)(nil)
@@ -48,7 +55,10 @@ func (p *Pool) BeginTxn(ctx context.Context, pchannel, vchannel string, keepaliv
 	if err != nil {
 		return 0, 0, err
 	}
-	id, err = e.w.BeginTxn(ctx, vchannel, keepalive)
+	if e.ex == nil {
+		return 0, 0, errTxnShared
+	}
+	id, err = e.ex.BeginTxn(ctx, vchannel, keepalive)
 	return e.w.Term(), id, err
 }
 
@@ -58,7 +68,7 @@ func (p *Pool) AppendTxn(ctx context.Context, pchannel string, id uint64, msgs [
 	if err != nil {
 		return err
 	}
-	return e.w.AppendTxn(ctx, id, msgs...)
+	return e.ex.AppendTxn(ctx, id, msgs...)
 }
 
 // CommitTxn writes transaction id of pchannel as one batch. A retried
@@ -69,7 +79,10 @@ func (p *Pool) CommitTxn(ctx context.Context, pchannel string, id uint64) (uint6
 	if err != nil {
 		return 0, nil, err
 	}
-	acks, err := e.w.CommitTxn(ctx, id)
+	if e.ex == nil {
+		return 0, nil, segmentlog.ErrTxnNotFound
+	}
+	acks, err := e.ex.CommitTxn(ctx, id)
 	return e.w.Term(), acks, err
 }
 
@@ -79,7 +92,7 @@ func (p *Pool) RollbackTxn(ctx context.Context, pchannel string, id uint64) erro
 	if err != nil {
 		return err
 	}
-	return e.w.RollbackTxn(ctx, id)
+	return e.ex.RollbackTxn(ctx, id)
 }
 
 // txnWriter returns the writer that may hold transaction id: the warm
@@ -90,7 +103,7 @@ func (p *Pool) txnWriter(ctx context.Context, pchannel string, id uint64) (*pool
 	p.mu.Lock()
 	e := p.entries[pchannel]
 	p.mu.Unlock()
-	if e == nil || e.w.Err() != nil || e.w.Term() != id>>32 {
+	if e == nil || e.ex == nil || e.w.Err() != nil || e.w.Term() != id>>32 {
 		return nil, segmentlog.ErrTxnNotFound
 	}
 	return p.writer(ctx, pchannel)

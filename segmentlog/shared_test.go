@@ -1,0 +1,216 @@
+package segmentlog_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/infra/objstore"
+	sl "github.com/cairnlog/cairn/segmentlog"
+)
+
+func sharedCfg(pch, holder string) sl.WriterConfig {
+	return sl.WriterConfig{PChannel: pch, Layout: testLayout, Holder: holder, Logger: quietLog,
+		PutTimeout: 300 * time.Millisecond, GetTimeout: 300 * time.Millisecond, TimeTickInterval: -1}
+}
+
+func openShared(t testing.TB, store objstore.Store, pch, holder string) *sl.SharedWriter {
+	t.Helper()
+	sw, err := sl.OpenSharedWriter(context.Background(), sharedCfg(pch, holder), store, newLeases(t, store))
+	if err != nil {
+		t.Fatalf("open shared writer %s for %s: %v", pch, holder, err)
+	}
+	return sw
+}
+
+// Two processes' shared writers append to one pchannel at once: every ack
+// is delivered once, at its ID, in ID order with rising timeticks, and the
+// writers lost races to each other without a lease between them.
+func TestSharedWritersAppendTogether(t *testing.T) {
+	ctx := context.Background()
+	store := objstore.NewMemory()
+	a := openShared(t, store, "p1", "a")
+	b := openShared(t, store, "p1", "b")
+	if !a.Stats().Opened || b.Stats().Opened || a.Term() != b.Term() {
+		t.Fatalf("a opened %v term %d, b opened %v term %d: want a to open and b to adopt the same term",
+			a.Stats().Opened, a.Term(), b.Stats().Opened, b.Term())
+	}
+	var mu sync.Mutex
+	acked := map[string]sl.Ack{}
+	var wg sync.WaitGroup
+	for i, w := range []*sl.SharedWriter{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range 40 {
+				p := fmt.Sprintf("w%d-%d", i, n)
+				acks, err := w.Append(ctx, dataMsg("v", p))
+				if err != nil {
+					t.Errorf("append %s: %v", p, err)
+					return
+				}
+				mu.Lock()
+				acked[p] = acks[0]
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	got := scanAll(t, store, testLayout, "p1", sl.Earliest(), time.Second)
+	if len(got) != len(acked) {
+		t.Fatalf("delivered %d messages, acked %d", len(got), len(acked))
+	}
+	for i, d := range got {
+		ack, ok := acked[string(d.Payload)]
+		if !ok || ack.ID != d.ID || ack.TimeTick != d.TimeTick {
+			t.Fatalf("delivered %q at %v tick %d; acked %+v", d.Payload, d.ID, d.TimeTick, ack)
+		}
+		if i > 0 && d.TimeTick <= got[i-1].TimeTick {
+			t.Fatalf("timetick %d at %v after %d", d.TimeTick, d.ID, got[i-1].TimeTick)
+		}
+	}
+	if a.Stats().LostRaces+b.Stats().LostRaces == 0 && a.Stats().Folded+b.Stats().Folded == 0 {
+		t.Fatalf("neither writer ever met the other's batches: %+v %+v", a.Stats(), b.Stats())
+	}
+}
+
+// A retry of a keyed message through another process's shared writer is a
+// duplicate: it gets the first copy's ID and tick, and nothing is written.
+func TestSharedWriterRetryElsewhereIsDuplicate(t *testing.T) {
+	ctx := context.Background()
+	store := objstore.NewMemory()
+	a := openShared(t, store, "p1", "a")
+	b := openShared(t, store, "p1", "b")
+	key := sl.IdemKey{Producer: "prod", Epoch: 1, Seq: 7}
+	m := sl.Message{Type: sl.TypeData, VChannel: "v", Key: key, Payload: []byte("x")}
+	first, err := a.Append(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := b.Append(ctx, m, dataMsg("v", "after"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again[0].Duplicate || again[0].ID != first[0].ID || again[0].TimeTick != first[0].TimeTick {
+		t.Fatalf("retry through b: %+v, first %+v", again[0], first[0])
+	}
+	if again[1].Duplicate || again[1].ID.Offset <= first[0].ID.Offset || again[1].TimeTick <= first[0].TimeTick {
+		t.Fatalf("new message beside the retry: %+v", again[1])
+	}
+	if got := scanAll(t, store, testLayout, "p1", sl.Earliest(), time.Second); len(got) != 2 {
+		t.Fatalf("delivered %d messages, want 2 (the retry is not written)", len(got))
+	}
+}
+
+// A shared writer idle past FreshFor reads the tail and the checkpoint
+// again before it writes (rule Shared 3); within FreshFor it does not.
+func TestSharedWriterProvesTailAfterPause(t *testing.T) {
+	ctx := context.Background()
+	store := objstore.NewMemory()
+	now := time.Now()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	cfg := sharedCfg("p1", "a")
+	cfg.Now, cfg.FreshFor = clock, 5*time.Second
+	sw, err := sl.OpenSharedWriter(ctx, cfg, store, newLeases(t, store))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sw.Append(ctx, dataMsg("v", "1")); err != nil {
+		t.Fatal(err)
+	}
+	probes := sw.Stats().Probes
+	if _, err := sw.Append(ctx, dataMsg("v", "2")); err != nil {
+		t.Fatal(err)
+	}
+	if got := sw.Stats().Probes; got != probes {
+		t.Fatalf("append within FreshFor probed the tail again (%d → %d)", probes, got)
+	}
+	mu.Lock()
+	now = now.Add(6 * time.Second)
+	mu.Unlock()
+	if _, err := sw.Append(ctx, dataMsg("v", "3")); err != nil {
+		t.Fatal(err)
+	}
+	if got := sw.Stats().Probes; got != probes+1 {
+		t.Fatalf("append after a pause past FreshFor: %d probes, want %d", got, probes+1)
+	}
+}
+
+// An exclusive writer takes an open shared term over at once; the shared
+// writers' next appends fail with ErrFenced and are never delivered; a new
+// shared writer then takes the live exclusive lease over in turn.
+func TestSharedTermAndExclusiveFenceEachOther(t *testing.T) {
+	ctx := context.Background()
+	store := objstore.NewMemory()
+	sw := openShared(t, store, "p1", "a")
+	if _, err := sw.Append(ctx, dataMsg("v", "shared-1")); err != nil {
+		t.Fatal(err)
+	}
+	ex := openWriter(t, store, "p1", nil) // no wait: a shared term is always takeable
+	if ex.Term() <= sw.Term() {
+		t.Fatalf("exclusive term %d after shared %d", ex.Term(), sw.Term())
+	}
+	if _, err := ex.Append(ctx, dataMsg("v", "exclusive-1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sw.Append(ctx, dataMsg("v", "zombie")); !errors.Is(err, sl.ErrFenced) {
+		t.Fatalf("shared append after the exclusive takeover: %v, want ErrFenced", err)
+	}
+	sw2 := openShared(t, store, "p1", "b") // takes the live exclusive lease over
+	if !sw2.Stats().Opened || sw2.Term() <= ex.Term() {
+		t.Fatalf("second shared writer: opened %v term %d, exclusive term %d", sw2.Stats().Opened, sw2.Term(), ex.Term())
+	}
+	if _, err := sw2.Append(ctx, dataMsg("v", "shared-2")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ex.Append(ctx, dataMsg("v", "zombie")); !errors.Is(err, sl.ErrFenced) {
+		t.Fatalf("exclusive append after the shared takeover: %v, want ErrFenced", err)
+	}
+	got := scanAll(t, store, testLayout, "p1", sl.Earliest(), time.Second)
+	var payloads []string
+	for _, d := range got {
+		payloads = append(payloads, string(d.Payload))
+	}
+	if fmt.Sprint(payloads) != "[shared-1 exclusive-1 shared-2]" {
+		t.Fatalf("delivered %v", payloads)
+	}
+}
+
+// A forced takeover fences a live holder: its next append fails with
+// ErrFenced, and the new term's ticks pass every tick its Sync promised.
+func TestTakeoverOfLiveLease(t *testing.T) {
+	ctx := context.Background()
+	store := objstore.NewMemory()
+	old := openWriter(t, store, "p1", nil)
+	if _, err := old.Append(ctx, dataMsg("v", "old")); err != nil {
+		t.Fatal(err)
+	}
+	promised, err := old.Sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sl.OpenWriter(ctx, sharedCfg("p1", "plain"), store, newLeases(t, store)); !errors.Is(err, coordinator.ErrLeaseHeld) {
+		t.Fatalf("plain acquire of a live lease: %v, want ErrLeaseHeld", err)
+	}
+	nw := openWriter(t, store, "p1", func(c *sl.WriterConfig) { c.Takeover = true; c.Holder = "new" })
+	acks, err := nw.Append(ctx, dataMsg("v", "new"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acks[0].TimeTick <= promised {
+		t.Fatalf("first tick of the new term %d is not above the old holder's Sync %d", acks[0].TimeTick, promised)
+	}
+	if _, err := old.Append(ctx, dataMsg("v", "zombie")); !errors.Is(err, sl.ErrFenced) {
+		t.Fatalf("old holder's append after the takeover: %v, want ErrFenced", err)
+	}
+	got := scanAll(t, store, testLayout, "p1", sl.Earliest(), time.Second)
+	if len(got) != 2 || string(got[0].Payload) != "old" || string(got[1].Payload) != "new" {
+		t.Fatalf("delivered %+v", got)
+	}
+	nw.Close(ctx)
+}
