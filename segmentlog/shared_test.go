@@ -186,7 +186,10 @@ func TestSharedTermAndExclusiveFenceEachOther(t *testing.T) {
 func TestTakeoverOfLiveLease(t *testing.T) {
 	ctx := context.Background()
 	store := objstore.NewMemory()
-	old := openWriter(t, store, "p1", nil)
+	// The old holder's clock runs a second ahead: its Sync promises a tick
+	// above anything the new holder's clock reads, and above every tick it
+	// wrote; only the lease's tt_max covers it.
+	old := openWriter(t, store, "p1", func(c *sl.WriterConfig) { c.Now = func() time.Time { return time.Now().Add(time.Second) } })
 	if _, err := old.Append(ctx, dataMsg("v", "old")); err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +206,7 @@ func TestTakeoverOfLiveLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	if acks[0].TimeTick <= promised {
-		t.Fatalf("first tick of the new term %d is not above the old holder's Sync %d", acks[0].TimeTick, promised)
+		t.Fatalf("I4: first tick of the new term %d is not above the old holder's Sync %d", acks[0].TimeTick, promised)
 	}
 	if _, err := old.Append(ctx, dataMsg("v", "zombie")); !errors.Is(err, sl.ErrFenced) {
 		t.Fatalf("old holder's append after the takeover: %v, want ErrFenced", err)

@@ -275,6 +275,11 @@ func (e *actorEnv) runActor(ctx context.Context, a int, seed uint64) {
 		})
 		graceful := end == endGraceful
 		turnEnd := time.Now().Add(time.Duration(arng.Int64N(int64(tm.round/5))) + tm.renew)
+		if end == endCrash {
+			// Crash early, before a takeover or shared turn of another
+			// actor fences this writer, while its PUTs are in flight.
+			turnEnd = time.Now().Add(time.Duration(arng.Int64N(int64(tm.renew))) + tm.renew/2)
+		}
 		// Producers keep appending through a crash or a freeze, so that
 		// PUTs are in flight when it strikes.
 		until := turnEnd
