@@ -168,26 +168,30 @@ func TestNodeExample(t *testing.T) {
 		s.Total.ColdStarts, s.Total.InitTime.Round(time.Millisecond), s.Total.Invocations, s.Total.Freezes, s.Total.Thaws)
 }
 
-// TestNodeAppendsSpread measures issue 14's problem: one sequential
-// producer whose appends Lambda spreads over two warm node environments.
-// The one not holding the lease waits for it (CAIRN_LEASE_WAIT) and
-// answers 503 lease_held while the holder sits frozen with a live lease.
-// It asserts only what must hold whatever the figures: every answer is
-// 200 or 503 lease_held, and every acknowledged append reads back once, in
-// order.
+// TestNodeAppendsSpread: one sequential producer whose appends Lambda
+// spreads over two warm node environments. In exclusive write mode the one
+// not holding the lease waits for it (CAIRN_LEASE_WAIT) and answers 503
+// lease_held while the holder sits frozen with a live lease; in shared
+// write mode (the template's) every append is acknowledged, whichever
+// environment serves it. Every answer is 200 or 503 lease_held, and every
+// acknowledged append reads back once, in order.
 func TestNodeAppendsSpread(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		policy lambdaemu.Policy
+		mode   string // CAIRN_WRITE_MODE
 	}{
-		{"most recent", lambdaemu.MostRecent()},
-		{"round robin", lambdaemu.RoundRobin()},
-		{"random seed 3", lambdaemu.Random(3)},
+		{"exclusive round robin", lambdaemu.RoundRobin(), "exclusive"},
+		{"shared most recent", lambdaemu.MostRecent(), "shared"},
+		{"shared round robin", lambdaemu.RoundRobin(), "shared"},
+		{"shared random seed 3", lambdaemu.Random(3), "shared"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ev := newEvents()
+			env := nodeEnv(t)
+			env["CAIRN_WRITE_MODE"] = tc.mode
 			f := start(t, lambdaemu.Config{
-				Name: "cairn-node", Bootstrap: bootstrap(t, "node"), Env: nodeEnv(t),
+				Name: "cairn-node", Bootstrap: bootstrap(t, "node"), Env: env,
 				Timeout: 30 * time.Second, ReservedConcurrency: 2, Policy: tc.policy, Hooks: ev.hooks(),
 			})
 			// Warm two environments: a long poll on p1 holds the first
@@ -227,6 +231,11 @@ func TestNodeAppendsSpread(t *testing.T) {
 			got, _ := seq.readAll("p0")
 			if !slices.Equal(got, acked) {
 				t.Fatalf("read back %q, acknowledged %q", got, acked)
+			}
+			if tc.mode == "shared" && len(acked) != n {
+				// The point of shared terms: no environment waits for a
+				// frozen one's lease.
+				t.Fatalf("shared write mode: %d of %d appends acknowledged; by env [200s 503s] %v", len(acked), n, byEnv)
 			}
 			s := f.Stats()
 			t.Logf("%s over 2 warm node environments, %d sequential appends: %d acknowledged, %d × 503 lease_held; by env [200s 503s] %v; mean 200 %v, mean 503 %v; freezes %d thaws %d",
