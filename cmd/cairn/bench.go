@@ -7,14 +7,17 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cairnlog/cairn/cmd/cairn/internal/bench"
+	"github.com/cairnlog/cairn/infra/lambdaemu"
 	"github.com/cairnlog/cairn/infra/miniotest"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/objstore/s3store"
 )
 
 type benchOptions struct {
@@ -62,13 +65,13 @@ itself fails.`,
 	f.BoolVar(&o.json, "json", false, "print the JSON report instead of the table")
 	f.StringVar(&o.out, "out", "bench.json", `also write the JSON report to this file ("" for none)`)
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
-	f.StringSliceVar(&o.only, "only", nil, "run only these phases: append, latency, tail, catchup, takeover, http")
+	f.StringSliceVar(&o.only, "only", nil, "run only these phases: append, latency, tail, catchup, takeover, http, lambda (lambda needs --store minio and the source tree)")
 	return cmd
 }
 
 // runBench opens the store o names, runs the benchmark and reports it.
 func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) error {
-	store, closeStore, err := openBenchStore(ctx, o, stderr)
+	store, lambda, closeStore, err := openBenchStore(ctx, o, stderr)
 	if err != nil {
 		return err
 	}
@@ -84,7 +87,7 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 		}
 		defer pprof.StopCPUProfile()
 	}
-	rep, err := bench.Run(ctx, bench.Config{Store: store, StoreName: o.store, Duration: o.duration, Only: o.only, Progress: stderr})
+	rep, err := bench.Run(ctx, bench.Config{Store: store, StoreName: o.store, Duration: o.duration, Only: o.only, Lambda: lambda, Progress: stderr})
 	if err != nil {
 		return err
 	}
@@ -107,16 +110,22 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 	return rep.WriteTable(stdout)
 }
 
-// openBenchStore returns the store of the run and what removes it.
-func openBenchStore(ctx context.Context, o benchOptions, stderr io.Writer) (objstore.Store, func(), error) {
+// openBenchStore returns the store of the run, what the lambda phase needs
+// (nil unless the store is MinIO and the phase is to run), and what removes
+// them.
+func openBenchStore(ctx context.Context, o benchOptions, stderr io.Writer) (objstore.Store, *bench.LambdaTarget, func(), error) {
 	switch o.store {
 	case "minio":
 		fmt.Fprintln(stderr, "bench: starting MinIO")
 		srv, err := miniotest.Start()
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
+		var cleanups []func()
 		stop := func() {
+			for _, c := range cleanups {
+				c()
+			}
 			if err := srv.Stop(); err != nil {
 				fmt.Fprintf(stderr, "bench: stop MinIO: %v\n", err)
 			}
@@ -124,25 +133,46 @@ func openBenchStore(ctx context.Context, o benchOptions, stderr io.Writer) (objs
 		s, err := srv.NewStore(ctx, "bench", "")
 		if err != nil {
 			stop()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		return s, stop, nil
+		var lambda *bench.LambdaTarget
+		if len(o.only) == 0 || slices.Contains(o.only, "lambda") {
+			dir, err := os.MkdirTemp("", "cairn-bench-bootstrap-")
+			if err != nil {
+				stop()
+				return nil, nil, nil, err
+			}
+			cleanups = append(cleanups, func() { os.RemoveAll(dir) })
+			fmt.Fprintln(stderr, "bench: building the node function for the lambda phase")
+			paths, err := lambdaemu.Build(ctx, ".", dir, "github.com/cairnlog/cairn/functions/node")
+			if err != nil {
+				// Not in the source tree: the phase is skipped (or,
+				// with --only lambda, refused by bench.Run).
+				fmt.Fprintf(stderr, "bench: cannot build the node function here (%v)\n", err)
+			} else {
+				user, pass := srv.Credentials()
+				lambda = &bench.LambdaTarget{Bootstrap: paths[0], S3: s3store.Config{
+					Endpoint: srv.Endpoint(), Region: s3store.DefaultRegion, Bucket: "bench", PathStyle: true, AccessKey: user, SecretKey: pass,
+				}}
+			}
+		}
+		return s, lambda, stop, nil
 	case "fs":
 		dir, remove := o.dataDir, func() {}
 		if dir == "" {
 			tmp, err := os.MkdirTemp("", "cairn-bench-")
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			dir, remove = tmp, func() { os.RemoveAll(tmp) }
 		}
 		s, err := objstore.NewFS(dir)
 		if err != nil {
 			remove()
-			return nil, nil, fmt.Errorf("open store %s: %w", dir, err)
+			return nil, nil, nil, fmt.Errorf("open store %s: %w", dir, err)
 		}
-		return s, remove, nil
+		return s, nil, remove, nil
 	default:
-		return nil, nil, usagef("--store %q: want minio or fs", o.store)
+		return nil, nil, nil, usagef("--store %q: want minio or fs", o.store)
 	}
 }

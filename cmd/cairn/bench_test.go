@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cairnlog/cairn/cmd/cairn/internal/bench"
 )
 
 // benchKeyRow is a row of docs/bench.md's "Keys" table:
@@ -93,9 +95,15 @@ func TestBenchReportMatchesDocs(t *testing.T) {
 	if rep.Format != 1 || rep.Store != "fs" || rep.Duration != "1s" {
 		t.Errorf("format %d, store %q, duration %q; want 1, fs, 1s", rep.Format, rep.Store, rep.Duration)
 	}
+	phase := map[string]string{}
+	for _, f := range bench.Figures() {
+		phase[f.Key] = f.Phase
+	}
 	for key, unit := range documented {
 		m, ok := rep.Metrics[key]
 		switch {
+		case !ok && phase[key] == "lambda":
+			// The lambda phase needs MinIO; this run is on the fs store.
 		case !ok:
 			t.Errorf("docs/bench.md documents %s, which the report lacks", key)
 		case m.Value == nil:
@@ -114,7 +122,7 @@ func TestBenchReportMatchesDocs(t *testing.T) {
 	}
 	for _, tg := range rep.Targets {
 		unit, ok := documented[tg.Key]
-		if !ok || !tg.Run || tg.Unit != unit || (tg.Op != ">=" && tg.Op != "<=") {
+		if !ok || (!tg.Run && phase[tg.Key] != "lambda") || tg.Unit != unit || (tg.Op != ">=" && tg.Op != "<=") {
 			t.Errorf("target %q: key documented %t, ran %t, unit %q (docs/bench.md: %q), op %q", tg.Name, ok, tg.Run, tg.Unit, unit, tg.Op)
 		}
 	}

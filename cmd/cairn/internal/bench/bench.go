@@ -20,7 +20,7 @@ import (
 )
 
 // Phases are the parts of a run, in the order Run measures them.
-var Phases = []string{"append", "latency", "tail", "catchup", "takeover", "http"}
+var Phases = []string{"append", "latency", "tail", "catchup", "takeover", "http", "lambda"}
 
 // DefaultDuration is Config.Duration's default.
 const DefaultDuration = 5 * time.Second
@@ -49,6 +49,9 @@ type Config struct {
 	Duration time.Duration
 	// Only, if not empty, runs just these phases (see Phases).
 	Only []string
+	// Lambda, if set, lets the lambda phase run the node function on the
+	// Lambda emulator; without it a full run skips that phase.
+	Lambda *LambdaTarget
 	// Progress receives one line as each phase starts. Default: none.
 	Progress io.Writer
 	// Logger receives the logs of the writers, flushers and HTTP server
@@ -116,9 +119,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{"catchup", r.catchUp},
 		{"takeover", r.takeover},
 		{"http", r.httpAppend},
+		{"lambda", r.lambda},
 	}
 	for _, p := range phases {
 		if len(cfg.Only) > 0 && !slices.Contains(cfg.Only, p.name) {
+			continue
+		}
+		if p.name == "lambda" && cfg.Lambda == nil && len(cfg.Only) == 0 {
+			fmt.Fprintln(cfg.Progress, "bench: lambda phase skipped: it needs --store minio and the source tree (it builds the node function)")
 			continue
 		}
 		if err := p.run(ctx); err != nil {

@@ -25,6 +25,7 @@ const (
 	unitRoundTrips = "round trips"
 	unitMiB        = "MiB"
 	unitPUTs       = "PUTs"
+	unitMessages   = "messages"
 	unitCPU        = "µs/msg" // CPU time per message
 	unitCPUPerMB   = "ms/MB"  // CPU time per 10⁶ bytes
 )
@@ -163,6 +164,22 @@ func buildFigures() []Figure {
 	add("http", "http_cpu_us_per_msg", unitCPU, "CPU time of this process (client, server, writer) per message over HTTP")
 	add("http", "http_lib_cpu_us_per_msg", unitCPU, "CPU time of this process per message through the library")
 
+	for _, c := range lambdaCases {
+		k := "lambda_" + c.key()
+		who := map[string]string{"serve": "cairn serve", "shared": "node function, shared write mode", "exclusive": "node function, exclusive write mode"}[c.mode]
+		what := fmt.Sprintf("%s, %d SDK producer(s) on %d pchannel(s)", who, c.producers, c.pchannels)
+		add("lambda", k+"_msgs_per_s", unitMsgps, what+": 1 KiB messages acked")
+		add("lambda", k+"_p50_ms", unitMs, what+": append request p50")
+		add("lambda", k+"_p99_ms", unitMs, what+": append request p99")
+		add("lambda", k+"_store_requests_per_append", unitRequests, what+": store requests per append request")
+		add("lambda", k+"_throttled", unitRequests, what+": 429 and 503 answers the SDK saw")
+		add("lambda", k+"_failed", unitMessages, what+": messages failed after the SDK's retries")
+	}
+	for _, np := range []int{1, 4} {
+		add("lambda", fmt.Sprintf("lambda_k16_%dp_ratio", np), unitRatio, fmt.Sprintf("16 producers on %d pchannel(s): node function msg/s ÷ cairn serve msg/s", np))
+		add("lambda", fmt.Sprintf("lambda_k16_%dp_p99_ratio", np), unitRatio, fmt.Sprintf("16 producers on %d pchannel(s): node function append p99 ÷ cairn serve append p99", np))
+	}
+
 	add("process", "peak_rss_mib", unitMiB, "peak resident memory of the bench process (VmHWM)")
 	return fs
 }
@@ -195,6 +212,10 @@ var targets = []target{
 	{key: "catchup_segments_ratio", limit: fixed(2)},
 	{key: "takeover_round_trips", atMost: true, limit: fixed(5)},
 	{key: "http_append_ratio", limit: fixed(0.85)},
+	{key: "lambda_k16_1p_ratio", limit: fixed(0.5)},
+	{key: "lambda_k16_1p_p99_ratio", atMost: true, limit: fixed(3)},
+	{key: "lambda_shared_k16_1p_failed", atMost: true, limit: fixed(0)},
+	{key: "lambda_shared_k16_4p_failed", atMost: true, limit: fixed(0)},
 }
 
 // check evaluates every target against r.Metrics.
