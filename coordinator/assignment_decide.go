@@ -171,6 +171,13 @@ func decideAssignments(v clusterView, now time.Time, pol assignPolicy) []Assignm
 				}
 			case holder == "":
 				needs = append(needs, need{a: a, avoid: a.Node, because: leaseGone(l, a.Node)})
+			case alive[holder] && !alive[a.Node]:
+				// A live node took the lease over from a dead one (a
+				// restarted `cairn serve` taking back its previous
+				// incarnation's pchannels): its acquire is the
+				// confirmation; it keeps them.
+				out = append(out, change(a, PChannelAssigned, holder, "", fmt.Sprintf("%s took the lease over from %s, which is not alive (term %d)", holder, a.Node, l.Term)))
+				count(holder)
 			default:
 				// Someone else holds it (a late acquirer); it lets go when it
 				// sees it is not assigned.

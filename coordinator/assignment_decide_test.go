@@ -56,6 +56,23 @@ func TestDecideAssignments(t *testing.T) {
 			},
 		},
 		{
+			name: "a live node took the lease over from a dead one: it keeps the pchannel",
+			view: clusterView{
+				Assignments: []Assignment{asg("p0", PChannelAssigned, "a", "", t0)},
+				Sessions:    append(alive("b"), expired),
+				Leases:      map[string]*Lease{"p0": liveLease("p0", "b", 4, now.Add(5*time.Second))},
+			},
+			want: []string{"p0: assigned(b) avoid= b took the lease over from a, which is not alive (term 4)"},
+		},
+		{
+			name: "a live node holds the lease of a live node's pchannel: it lets go, nothing moves",
+			view: clusterView{
+				Assignments: []Assignment{asg("p0", PChannelAssigned, "a", "", t0)},
+				Sessions:    alive("a", "b"),
+				Leases:      map[string]*Lease{"p0": liveLease("p0", "b", 4, now.Add(5*time.Second))},
+			},
+		},
+		{
 			name: "lease expired but within the margin: nothing moves",
 			view: clusterView{
 				Assignments: []Assignment{asg("p0", PChannelAssigned, "a", "", t0)},

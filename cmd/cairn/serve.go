@@ -198,6 +198,8 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, out 
 	fmt.Fprintf(out, "cairn listening on %s (store: %s, auth: %s, node: %s, pchannels: %s, compaction: %s)\n",
 		address, where, auth, nodeID, strings.Join(cfg.CoordinatorConfig().PChannels, ","), compaction)
 
+	reclaimDeadIncarnations(ctx, srv, nodeID, pidAlive, log)
+
 	sysCtx, stopSystem := context.WithCancel(context.Background())
 	defer stopSystem()
 	sysDone := make(chan struct{})

@@ -103,9 +103,10 @@ func (e *poolEntry) leaseDeadline() (time.Time, bool) {
 // openCall is one open in progress, shared by every request that waits
 // for it.
 type openCall struct {
-	done chan struct{}
-	e    *poolEntry
-	err  error
+	done     chan struct{}
+	takeover bool // take the lease over even from a live holder
+	e        *poolEntry
+	err      error
 }
 
 // newPool builds a pool over store; leases is the coordinator's lease
@@ -176,6 +177,36 @@ func (p *Pool) writer(ctx context.Context, pchannel string) (*poolEntry, error) 
 	}
 }
 
+// TakeOver opens the writer of pchannel taking its lease over even from a
+// live holder (docs/protocol.md, Acquire 4) — for a restarted process
+// taking back what its dead incarnation held, without waiting out that
+// lease. A running writer of this pool is kept.
+func (p *Pool) TakeOver(ctx context.Context, pchannel string) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return ErrShuttingDown
+	}
+	if e := p.entries[pchannel]; e != nil && e.w.Err() == nil {
+		p.mu.Unlock()
+		return nil
+	}
+	call := p.opening[pchannel]
+	if call == nil {
+		call = &openCall{done: make(chan struct{}), takeover: true}
+		p.opening[pchannel] = call
+		p.bg.Add(1)
+		go p.open(pchannel, call)
+	}
+	p.mu.Unlock()
+	select {
+	case <-call.done:
+		return call.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // awaitRenew waits for e's renew loop to renew a lease whose deadline dl
 // has passed — a container thawed after a freeze renews at once, keeping
 // its term and cache if nobody acquired meanwhile. It reports whether the
@@ -224,7 +255,7 @@ func (p *Pool) open(pchannel string, call *openCall) {
 	var e *poolEntry
 	var err error
 	for attempt := 0; ; attempt++ {
-		e, err = p.openOnce(ctx, pchannel)
+		e, err = p.openOnce(ctx, pchannel, call.takeover)
 		if err == nil {
 			break
 		}
@@ -267,7 +298,7 @@ func (p *Pool) open(pchannel string, call *openCall) {
 }
 
 // openOnce runs one OpenWriter, or OpenSharedWriter in shared mode.
-func (p *Pool) openOnce(ctx context.Context, pchannel string) (*poolEntry, error) {
+func (p *Pool) openOnce(ctx context.Context, pchannel string, takeover bool) (*poolEntry, error) {
 	cfg := segmentlog.WriterConfig{
 		PChannel:         pchannel,
 		Layout:           p.cfg.Layout,
@@ -279,7 +310,7 @@ func (p *Pool) openOnce(ctx context.Context, pchannel string) (*poolEntry, error
 		Tail:             p.tail,
 		Now:              p.cfg.Now,
 		Logger:           p.log,
-		Takeover:         p.cfg.WriteMode == WriteTakeover,
+		Takeover:         takeover || p.cfg.WriteMode == WriteTakeover,
 	}
 	if p.cfg.WriteMode == WriteShared {
 		shared, ok := p.leases.(segmentlog.SharedLeases)
