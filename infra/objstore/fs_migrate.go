@@ -121,4 +121,3 @@ func migrateObject(path string) (bool, error) {
 	}
 	return true, publishSidecar(path)
 }
-
