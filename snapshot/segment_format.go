@@ -311,3 +311,17 @@ func (s *seekBuffer) Seek(off int64, whence int) (int64, error) {
 	s.pos = abs
 	return abs, nil
 }
+
+// SegmentOverheadBytes is the fixed size of a segment file: that of a file
+// holding one message with no payload, properties or key (schema, footer,
+// dictionaries, the headers of every column's buffers). A flush round pays
+// it once per file it writes (cairn bench's segment_overhead_bytes).
+func SegmentOverheadBytes() int {
+	rows := []segmentlog.Delivery{{ID: segmentlog.MessageID{Offset: 8}, Term: 1,
+		Message: segmentlog.Message{Type: segmentlog.TypeData, VChannel: "v", TimeTick: 1 << segmentlog.LogicalBits}}}
+	data, _, err := encodeSegment("p", "v", rows)
+	if err != nil {
+		panic(err) // a fixed row the encoder always takes
+	}
+	return len(data)
+}
