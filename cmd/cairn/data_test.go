@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -21,5 +23,22 @@ func TestDataMigrate(t *testing.T) {
 	}
 	if _, _, err := runCLI(t, "", "data", "migrate", "--data-dir", dir+"/nosuch"); err == nil || !strings.Contains(err.Error(), "nosuch") {
 		t.Fatalf("migrate of a missing directory: %v", err)
+	}
+}
+
+// TestServeRefusesFormat1: a data directory written before format 2 (no
+// format file, objects present) stops `cairn serve` with the command that
+// converts it.
+func TestServeRefusesFormat1(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "wal.d", "p0.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "wal.d", "p0.d", "00000000000000000000.obj"), []byte("CAIRNOBJ"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code := runMain(t, "", "serve", "--addr", "127.0.0.1:0", "--data-dir", dir)
+	if code == 0 || !strings.Contains(stderr, "cairn data migrate --data-dir") {
+		t.Fatalf("serve on a format 1 directory: exit %d, %s", code, stderr)
 	}
 }
