@@ -155,6 +155,12 @@ func (f *FS) PutIfAbsent(ctx context.Context, key string, body []byte, meta map[
 	if err := f.recoverLocked(path); err != nil {
 		return "", fmt.Errorf("objstore fs: %s %s: %w", op, key, err)
 	}
+	// Refuse before writing a pending sidecar: one left by a crash beside
+	// an existing object of the same bytes would otherwise be taken for
+	// a published write and change the object's ETag.
+	if _, err := os.Lstat(path); err == nil {
+		return "", fmt.Errorf("objstore fs: %s %s: %w", op, key, ErrExists)
+	}
 	etag := newETag()
 	tmp, err := f.writeTemp(path, etag, body, meta)
 	if err != nil {
