@@ -30,7 +30,7 @@ func TestSegmentBuffersAligned(t *testing.T) {
 	rows := make([]segmentlog.Delivery, 3*rowsPerRecord+5)
 	for i := range rows {
 		rows[i] = segmentlog.Delivery{ID: segmentlog.MessageID{Offset: uint64(8 + i/7), Index: uint32(i % 7)}, Term: 1, Message: segmentlog.Message{
-			Type: []segmentlog.MessageType{segmentlog.TypeData, segmentlog.TypeInsert, segmentlog.TypeTxnCommit}[i%3],
+			Type:     []segmentlog.MessageType{segmentlog.TypeData, segmentlog.TypeInsert, segmentlog.TypeTxnCommit}[i%3],
 			VChannel: fmt.Sprintf("v%d", i%3), TimeTick: uint64(i+1) << segmentlog.LogicalBits, Payload: make([]byte, i%13),
 		}}
 		if i%5 == 0 {
