@@ -88,6 +88,7 @@ func TestExportDuckDB(t *testing.T) {
 	// Cairn's own counts: the read API, every type.
 	want := map[[2]string]*exportGroup{}
 	var orders int64
+	var ids []client.MessageID
 	from := client.Earliest
 	for {
 		rr, err := c.Read(ctx, "p1", client.ReadOptions{From: from, Max: 10000, Types: allTypeNames()})
@@ -107,6 +108,7 @@ func TestExportDuckDB(t *testing.T) {
 			if d.VChannel == "orders" {
 				orders++
 			}
+			ids = append(ids, d.ID)
 		}
 		from = rr.Next
 	}
@@ -117,10 +119,10 @@ func TestExportDuckDB(t *testing.T) {
 	sortGroups(wantGroups)
 
 	out := t.TempDir()
-	if stdout, _, err := runCLI(t, "", "export", "--data-dir", dir, "--pchannel", "p1", "--out", filepath.Join(out, "p1.parquet")); err != nil {
+	if stdout, stderr, err := runCLI(t, "", "export", "--data-dir", dir, "--pchannel", "p1", "--out", filepath.Join(out, "p1.parquet")); err != nil {
 		t.Fatalf("export: %v", err)
-	} else if !strings.HasPrefix(stdout, "exported ") {
-		t.Fatalf("export printed %q", stdout)
+	} else if stdout != fmt.Sprintf("exported %d messages (pchannel p1) to %s\n", len(ids), filepath.Join(out, "p1.parquet")) || stderr != "" {
+		t.Fatalf("export printed %q, %q (no progress bar off a terminal)", stdout, stderr)
 	}
 	sql := docsSQL(t)
 	var got []exportGroup
@@ -137,14 +139,27 @@ func TestExportDuckDB(t *testing.T) {
 	if _, _, err := runCLI(t, "", "export", "--data-dir", dir, "--snapshot", "nightly", "--out", filepath.Join(out, "nightly.parquet")); err != nil {
 		t.Fatalf("export --snapshot: %v", err)
 	}
+	// A range [ids[100], ids[len-100]) crossing the checkpoint: segments,
+	// then WAL.
+	lo, hi := ids[100], ids[len(ids)-100]
+	if _, _, err := runCLI(t, "", "export", "--data-dir", dir, "--pchannel", "p1", "--from", fmt.Sprintf("id:%d.%d", lo.Offset, lo.Index),
+		"--to", fmt.Sprintf("id:%d.%d", hi.Offset, hi.Index), "--out", filepath.Join(out, "range.parquet")); err != nil {
+		t.Fatalf("export --from --to: %v", err)
+	}
 	var counts []struct {
-		Orders, Snapshot, Other int64
+		Orders, Snapshot, Other, Range int64
+		First, Last                    string
 	}
 	duckDB(t, node, out, `SELECT (SELECT count(*) FROM 'orders.parquet') AS "Orders",
 		(SELECT count(*) FROM 'nightly.parquet') AS "Snapshot",
-		(SELECT count(*) FROM 'nightly.parquet' WHERE vchannel <> 'orders') AS "Other"`, &counts)
-	if len(counts) != 1 || counts[0].Orders != orders || counts[0].Snapshot != snap.Messages || counts[0].Other != 0 {
-		t.Fatalf("DuckDB counts %+v; want orders %d, snapshot %d of orders only", counts, orders, snap.Messages)
+		(SELECT count(*) FROM 'nightly.parquet' WHERE vchannel <> 'orders') AS "Other",
+		(SELECT count(*) FROM 'range.parquet') AS "Range",
+		(SELECT min("offset")::VARCHAR || '.' || arg_min("index", ("offset", "index"))::VARCHAR FROM 'range.parquet') AS "First",
+		(SELECT max("offset")::VARCHAR || '.' || arg_max("index", ("offset", "index"))::VARCHAR FROM 'range.parquet') AS "Last"`, &counts)
+	wantFirst, wantLast := fmt.Sprintf("%d.%d", lo.Offset, lo.Index), fmt.Sprintf("%d.%d", ids[len(ids)-101].Offset, ids[len(ids)-101].Index)
+	if len(counts) != 1 || counts[0].Orders != orders || counts[0].Snapshot != snap.Messages || counts[0].Other != 0 ||
+		counts[0].Range != int64(len(ids)-200) || counts[0].First != wantFirst || counts[0].Last != wantLast {
+		t.Fatalf("DuckDB counts %+v; want orders %d, snapshot %d of orders only, range %d from %s to %s", counts, orders, snap.Messages, len(ids)-200, wantFirst, wantLast)
 	}
 
 	// Bad use is a usage error; a snapshot that does not exist says so.
