@@ -13,6 +13,14 @@ ADDR          ?= 127.0.0.1:7070
 # lockfile) reads our segments in snapshot's interop test.
 ARROWJS       := snapshot/testdata/arrowjs/node_modules/.package-lock.json
 
+# Other readers of segment files (snapshot's TestInterop, docs/segments.md's
+# example): nodejs-polars pinned by its lockfile, and arrow-go v18 in a Go
+# module of its own (its modules fetched here, before the tests).
+POLARS        := snapshot/testdata/polars/node_modules/.package-lock.json
+
+# DuckDB (npm, pinned by its lockfile) runs SQL over `cairn export`'s Parquet.
+DUCKDB        := cmd/cairn/testdata/duckdb/node_modules/.package-lock.json
+
 # A second validator of template.yaml: the CloudFormation validation engine
 # inside aws-cdk-lib (pinned by its lockfile), run by functions' template test.
 CFNLINT       := functions/testdata/cfnlint/node_modules/.package-lock.json
@@ -32,7 +40,7 @@ run:
 
 ## test: vet, formatting, and every test (race detector on) against the
 ## embedded stores and a real MinIO that the harness starts by itself.
-test: $(MINIO_BIN) $(ARROWJS) $(CFNLINT) $(REDOCLY) fmt-check vet
+test: $(MINIO_BIN) $(ARROWJS) $(POLARS) $(DUCKDB) interop-modules $(CFNLINT) $(REDOCLY) fmt-check vet
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) mutants
 
@@ -59,6 +67,16 @@ $(MINIO_BIN):
 
 $(ARROWJS): snapshot/testdata/arrowjs/package-lock.json
 	npm ci --prefix snapshot/testdata/arrowjs --no-audit --no-fund
+
+$(POLARS): snapshot/testdata/polars/package-lock.json
+	npm ci --prefix snapshot/testdata/polars --no-audit --no-fund
+
+$(DUCKDB): cmd/cairn/testdata/duckdb/package-lock.json
+	npm ci --prefix cmd/cairn/testdata/duckdb --no-audit --no-fund
+
+.PHONY: interop-modules
+interop-modules:
+	cd snapshot/testdata/arrowgo18 && $(GO) mod download
 
 $(CFNLINT): functions/testdata/cfnlint/package-lock.json
 	npm ci --prefix functions/testdata/cfnlint --no-audit --no-fund

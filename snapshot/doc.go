@@ -115,20 +115,25 @@
 // dropped. Records: {prefix}/snapshots/{name}.json and
 // {prefix}/meta/restores/{id}.json, each changed only by CAS.
 //
-// # Segment file, format 1
+// # Segment file, format 2
 //
 // An Arrow IPC file (the "file" format, readable by any Arrow
 // implementation), buffers compressed with zstd, record batches of at most
-// 16 Ki rows, one row per message in message-ID order. Schema metadata:
-// "cairn.segment.format" = "1", "cairn.pchannel", "cairn.vchannel" ("" for
-// pchannel-wide messages, kept under segments/_pchannel/{pchannel}/).
+// 16 Ki rows sharing one dictionary per dictionary column, one row per
+// message in message-ID order. Schema metadata: "cairn.segment.format" =
+// "2", "cairn.pchannel", "cairn.vchannel" ("" for pchannel-wide messages,
+// kept under segments/_pchannel/{pchannel}/). docs/segments.md describes
+// every column for the tools that query them.
 //
 //	column        type                       meaning
+//	vchannel      dictionary<int32, utf8>    the message's vchannel ("" pchannel-wide)
 //	offset        uint64                     WAL slot of the message's batch
 //	index         uint32                     position in the batch
 //	term          uint64                     term of the batch
-//	timetick      uint64                     hybrid timetick
-//	type          uint8                      segmentlog.MessageType (1 data, 2 insert, 3 delete, 16… control)
+//	timetick      uint64                     hybrid timetick (ms << 18 | logical)
+//	timestamp     timestamp[ms, UTC]         timetick >> 18
+//	type          dictionary<int32, utf8>    segmentlog.MessageType's name
+//	type_code     uint8                      segmentlog.MessageType (1 data, 2 insert, 3 delete, 16… control)
 //	txn           uint64                     transaction ID, 0 for none
 //	key           struct<producer: utf8,     idempotency key; null for none
 //	                     epoch: uint64,
@@ -139,7 +144,9 @@
 //
 // The object's user metadata "crc32c" holds the CRC-32C (Castagnoli) of the
 // whole file in decimal; readers check it. The format never changes in
-// place: a new layout gets a new "cairn.segment.format".
+// place: a new layout gets a new "cairn.segment.format". Readers also read
+// format 1 (segment_v1.go: no vchannel, timestamp or type_code column, type
+// as its code), which buckets and snapshots keep.
 //
 // Deliveries read from segments are those the WAL would give, term
 // included (the term column). Pchannel-wide messages (timeticks with no

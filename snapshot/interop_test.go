@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,11 +30,14 @@ type jsSegment struct {
 	Metadata map[string]string `json:"metadata"`
 	Columns  []string          `json:"columns"`
 	Rows     []struct {
+		VChannel    string                                 `json:"vchannel"`
 		Offset      string                                 `json:"offset"`
 		Index       uint32                                 `json:"index"`
 		Term        string                                 `json:"term"`
 		TimeTick    string                                 `json:"timetick"`
-		Type        uint8                                  `json:"type"`
+		Timestamp   int64                                  `json:"timestamp"`
+		Type        string                                 `json:"type"`
+		TypeCode    uint8                                  `json:"type_code"`
 		Txn         string                                 `json:"txn"`
 		Key         *struct{ Producer, Epoch, Seq string } `json:"key"`
 		Properties  map[string]string                      `json:"properties"`
@@ -44,16 +48,10 @@ type jsSegment struct {
 
 // TestSegmentReadByArrowJS: a flushed segment read by another Arrow
 // implementation (apache-arrow for JavaScript, with a zstd codec) gives the
-// rows Go wrote. It fails, never skips, when node or the package is
-// missing.
+// rows Go wrote, column by column. TestInterop reads real sizes. It fails,
+// never skips, when node or the package is missing.
 func TestSegmentReadByArrowJS(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatalf("node not found (%v): the Arrow interop test needs Node.js; install it (Debian: apt-get install -y nodejs npm) and run `npm ci --prefix snapshot/testdata/arrowjs`", err)
-	}
-	if _, err := os.Stat(filepath.Join(arrowJSDir, "node_modules", "apache-arrow", "package.json")); err != nil {
-		t.Fatalf("apache-arrow for JavaScript is not installed (%v): run `npm ci --prefix snapshot/testdata/arrowjs`", err)
-	}
+	node := nodeOrFail(t, arrowJSDir, "apache-arrow")
 	ctx := context.Background()
 	store := objstore.NewMemory()
 	const pch = "interop"
@@ -86,24 +84,16 @@ func TestSegmentReadByArrowJS(t *testing.T) {
 	if err := os.WriteFile(file, obj.Body, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(node, filepath.Join(arrowJSDir, "read_segment.cjs"), file)
-	out, err := cmd.Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			t.Fatalf("node read_segment.cjs: %v\n%s", err, ee.Stderr)
-		}
-		t.Fatalf("node read_segment.cjs: %v", err)
-	}
+	out := runOut(t, exec.Command(node, filepath.Join(arrowJSDir, "read_segment.cjs"), "rows", file))
 	var js jsSegment
 	if err := json.Unmarshal(out, &js); err != nil {
 		t.Fatalf("node output %q: %v", out, err)
 	}
 
-	if want := []string{"offset", "index", "term", "timetick", "type", "txn", "key", "properties", "payload", "broadcast_id"}; !slices.Equal(js.Columns, want) {
+	if want := []string{"vchannel", "offset", "index", "term", "timetick", "timestamp", "type", "type_code", "txn", "key", "properties", "payload", "broadcast_id"}; !slices.Equal(js.Columns, want) {
 		t.Errorf("columns %v, want %v", js.Columns, want)
 	}
-	if js.Metadata[snapshot.MetaFormat] != "1" || js.Metadata[snapshot.MetaVChannel] != "v1" || js.Metadata[snapshot.MetaPChannel] != pch {
+	if js.Metadata[snapshot.MetaFormat] != "2" || js.Metadata[snapshot.MetaVChannel] != "v1" || js.Metadata[snapshot.MetaPChannel] != pch {
 		t.Errorf("schema metadata %v", js.Metadata)
 	}
 	it, err := snapshot.NewSegmentReader(store, 0).Open(ctx, cp, sl.MessageID{}, []string{"v1"})
@@ -128,8 +118,8 @@ func TestSegmentReadByArrowJS(t *testing.T) {
 	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
 	for i, r := range js.Rows {
 		d := want[i]
-		got := fmt.Sprintf("%s.%d term %s tick %s type %d txn %s", r.Offset, r.Index, r.Term, r.TimeTick, r.Type, r.Txn)
-		exp := fmt.Sprintf("%d.%d term %d tick %d type %d txn %d", d.ID.Offset, d.ID.Index, d.Term, d.TimeTick, d.Type, d.TxnID)
+		got := fmt.Sprintf("%s %s.%d term %s tick %s at %d type %s (%d) txn %s", r.VChannel, r.Offset, r.Index, r.Term, r.TimeTick, r.Timestamp, r.Type, r.TypeCode, r.Txn)
+		exp := fmt.Sprintf("%s %d.%d term %d tick %d at %d type %s (%d) txn %d", d.VChannel, d.ID.Offset, d.ID.Index, d.Term, d.TimeTick, sl.TickTime(d.TimeTick).UnixMilli(), d.Type, d.Type, d.TxnID)
 		if got != exp {
 			t.Errorf("row %d: JavaScript %s, Go %s", i, got, exp)
 		}
@@ -157,4 +147,87 @@ func TestSegmentReadByArrowJS(t *testing.T) {
 	if js.Rows[0].Key == nil || js.Rows[0].Key.Seq != u(1<<60) || js.Rows[3].BroadcastID == nil || *js.Rows[3].BroadcastID != "bc-7" {
 		t.Errorf("JavaScript rows %+v miss the key or broadcast ID written", js.Rows)
 	}
+}
+
+// polarsDir holds the pinned nodejs-polars; `npm ci --prefix
+// snapshot/testdata/polars` installs it.
+const polarsDir = "testdata/polars"
+
+// arrowGo18Dir is a Go module of its own reading segments with arrow-go v18.
+const arrowGo18Dir = "testdata/arrowgo18"
+
+// TestInterop writes a pchannel of over 100,000 messages (five vchannels,
+// every message type, properties, keys, transactions, broadcasts) with the
+// real Writer on the filesystem store, flushes it, and has three other
+// Arrow readers open the segment files in place in the data directory:
+// Arrow JS (zstd registered), nodejs-polars (running the example of
+// docs/segments.md verbatim) and arrow-go v18. Each must count the same
+// messages and payload bytes per vchannel and type as Cairn's own reader.
+func TestInterop(t *testing.T) {
+	data := writeInteropData(t)
+	check := func(t *testing.T, reader string, out []byte) {
+		t.Helper()
+		var got []summaryGroup
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatalf("%s output %.300q: %v", reader, out, err)
+		}
+		sortSummary(got)
+		if !slices.Equal(got, data.summary) {
+			t.Fatalf("%s counts\n%+v\nCairn's reader\n%+v", reader, got, data.summary)
+		}
+	}
+	t.Run("arrowjs", func(t *testing.T) {
+		t.Parallel()
+		node := nodeOrFail(t, arrowJSDir, "apache-arrow")
+		check(t, "arrow-js", runOut(t, exec.Command(node, append([]string{filepath.Join(arrowJSDir, "read_segment.cjs"), "summary"}, data.files...)...)))
+	})
+	t.Run("polars", func(t *testing.T) {
+		t.Parallel()
+		node := nodeOrFail(t, polarsDir, "nodejs-polars")
+		script := filepath.Join(t.TempDir(), "summary.cjs")
+		if err := os.WriteFile(script, []byte(docsExample(t, "../docs/segments.md", "<!-- polars-example -->")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		modules, err := filepath.Abs(filepath.Join(polarsDir, "node_modules"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(node, append([]string{script}, data.files...)...)
+		cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
+		check(t, "nodejs-polars", runOut(t, cmd))
+	})
+	t.Run("arrowgo18", func(t *testing.T) {
+		t.Parallel()
+		gobin, err := exec.LookPath("go")
+		if err != nil {
+			t.Fatalf("go not found: %v", err)
+		}
+		bin := filepath.Join(t.TempDir(), "arrowgo18")
+		build := exec.Command(gobin, "build", "-o", bin, ".")
+		build.Dir = arrowGo18Dir
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("build %s (arrow-go v18, from the Go module proxy or the module cache): %v\n%s", arrowGo18Dir, err, out)
+		}
+		check(t, "arrow-go v18", runOut(t, exec.Command(bin, data.files...)))
+	})
+}
+
+// docsExample returns the fenced code block that follows marker in the
+// Markdown file path: the test runs the documentation's example verbatim.
+func docsExample(t *testing.T, path, marker string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(b), marker+"\n```")
+	if !ok {
+		t.Fatalf("%s has no code block after %s", path, marker)
+	}
+	_, after, _ = strings.Cut(after, "\n") // the fence's language
+	code, _, ok := strings.Cut(after, "\n```")
+	if !ok {
+		t.Fatalf("%s: unterminated code block after %s", path, marker)
+	}
+	return code + "\n"
 }

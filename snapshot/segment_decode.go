@@ -49,7 +49,8 @@ func decodeSegment(data []byte, crc string) (rows []segmentlog.Delivery, err err
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	defer fr.Close()
-	if err := checkSchema(fr.Schema()); err != nil {
+	format, err := checkSchema(fr.Schema())
+	if err != nil {
 		return nil, err
 	}
 	vchannel, _ := fr.Schema().Metadata().GetValue(MetaVChannel)
@@ -58,7 +59,11 @@ func decodeSegment(data []byte, crc string) (rows []segmentlog.Delivery, err err
 		if err != nil {
 			return nil, fmt.Errorf("%w: record %d: %v", ErrCorrupt, i, err)
 		}
-		rows, err = appendDecoded(rows, rec, vchannel)
+		if format == 1 {
+			rows, err = appendDecodedV1(rows, rec, vchannel)
+		} else {
+			rows, err = appendDecoded(rows, rec)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -66,75 +71,96 @@ func decodeSegment(data []byte, crc string) (rows []segmentlog.Delivery, err err
 	return rows, nil
 }
 
-// checkSchema accepts only the version 1 schema.
-func checkSchema(s *arrow.Schema) error {
-	md := s.Metadata()
-	if v, _ := md.GetValue(MetaFormat); v != strconv.Itoa(SegmentFormat) {
-		return fmt.Errorf("%w: unsupported segment format %q", ErrCorrupt, v)
+// checkSchema accepts the schemas of formats 1 and 2 and says which.
+func checkSchema(s *arrow.Schema) (int, error) {
+	v, _ := s.Metadata().GetValue(MetaFormat)
+	var fields []arrow.Field
+	switch v {
+	case "1":
+		fields = segmentV1Fields
+	case strconv.Itoa(SegmentFormat):
+		fields = segmentFields
+	default:
+		return 0, fmt.Errorf("%w: unsupported segment format %q", ErrCorrupt, v)
 	}
-	if s.NumFields() != numCols {
-		return fmt.Errorf("%w: %d columns, want %d", ErrCorrupt, s.NumFields(), numCols)
+	if s.NumFields() != len(fields) {
+		return 0, fmt.Errorf("%w: %d columns, want %d", ErrCorrupt, s.NumFields(), len(fields))
 	}
-	for i, f := range segmentFields {
+	for i, f := range fields {
 		if got := s.Field(i); got.Name != f.Name || !arrow.TypeEqual(got.Type, f.Type) {
-			return fmt.Errorf("%w: column %d is %s %s, want %s %s", ErrCorrupt, i, got.Name, got.Type, f.Name, f.Type)
+			return 0, fmt.Errorf("%w: column %d is %s %s, want %s %s", ErrCorrupt, i, got.Name, got.Type, f.Name, f.Type)
 		}
 	}
-	return nil
+	if v == "1" {
+		return 1, nil
+	}
+	return SegmentFormat, nil
 }
 
-func appendDecoded(rows []segmentlog.Delivery, rec arrow.Record, vchannel string) ([]segmentlog.Delivery, error) {
+// appendDecoded appends the rows of one format 2 record batch.
+func appendDecoded(rows []segmentlog.Delivery, rec arrow.Record) ([]segmentlog.Delivery, error) {
+	vchA := rec.Column(colVChannel).(*array.Dictionary)
+	vchD, ok := vchA.Dictionary().(*array.String)
+	if !ok {
+		return nil, fmt.Errorf("%w: vchannel dictionary is %s", ErrCorrupt, vchA.Dictionary().DataType())
+	}
 	offA := rec.Column(colOffset).(*array.Uint64)
 	idxA := rec.Column(colIndex).(*array.Uint32)
 	termA := rec.Column(colTerm).(*array.Uint64)
 	tickA := rec.Column(colTimeTick).(*array.Uint64)
-	typeA := rec.Column(colType).(*array.Uint8)
+	tsA := rec.Column(colTimestamp).(*array.Timestamp)
+	typeA := rec.Column(colType).(*array.Dictionary)
+	typeD, ok := typeA.Dictionary().(*array.String)
+	if !ok {
+		return nil, fmt.Errorf("%w: type dictionary is %s", ErrCorrupt, typeA.Dictionary().DataType())
+	}
+	codeA := rec.Column(colTypeCode).(*array.Uint8)
 	txnA := rec.Column(colTxn).(*array.Uint64)
-	keyA := rec.Column(colKey).(*array.Struct)
-	prodA := keyA.Field(0).(*array.String)
-	epochA := keyA.Field(1).(*array.Uint64)
-	seqA := keyA.Field(2).(*array.Uint64)
-	propA := rec.Column(colProperties).(*array.Map)
-	pkA := propA.Keys().(*array.String)
-	pvA := propA.Items().(*array.String)
-	payA := rec.Column(colPayload).(*array.Binary)
-	bcA := rec.Column(colBroadcast).(*array.String)
-
+	rest := restColumns{
+		key:        rec.Column(colKey).(*array.Struct),
+		properties: rec.Column(colProperties).(*array.Map),
+		payload:    rec.Column(colPayload).(*array.Binary),
+		broadcast:  rec.Column(colBroadcast).(*array.String),
+	}
+	lookup := func(a *array.Dictionary, d *array.String, i int, what string) (string, error) {
+		if a.IsNull(i) {
+			return "", fmt.Errorf("%w: row %d: null %s", ErrCorrupt, i, what)
+		}
+		j := a.GetValueIndex(i)
+		if j < 0 || j >= d.Len() {
+			return "", fmt.Errorf("%w: row %d: %s index %d outside its dictionary of %d", ErrCorrupt, i, what, j, d.Len())
+		}
+		return d.Value(j), nil
+	}
 	for i := 0; i < int(rec.NumRows()); i++ {
 		d := segmentlog.Delivery{
 			ID:   segmentlog.MessageID{Offset: offA.Value(i), Index: idxA.Value(i)},
 			Term: termA.Value(i),
 		}
 		m := &d.Message
-		m.VChannel = vchannel
+		var err error
+		if m.VChannel, err = lookup(vchA, vchD, i, "vchannel"); err != nil {
+			return nil, err
+		}
 		m.TimeTick = tickA.Value(i)
-		m.Type = segmentlog.MessageType(typeA.Value(i))
+		if ts := int64(tsA.Value(i)); ts != int64(m.TimeTick>>segmentlog.LogicalBits) {
+			return nil, fmt.Errorf("%w: row %d: timestamp %d is not that of timetick %d", ErrCorrupt, i, ts, m.TimeTick)
+		}
+		m.Type = segmentlog.MessageType(codeA.Value(i))
+		name, err := lookup(typeA, typeD, i, "type")
+		if err != nil {
+			return nil, err
+		}
+		if name != m.Type.String() {
+			return nil, fmt.Errorf("%w: row %d: type %q with code %d", ErrCorrupt, i, name, m.Type)
+		}
 		m.TxnID = txnA.Value(i)
-		if keyA.IsValid(i) {
-			m.Key = segmentlog.IdemKey{Producer: prodA.Value(i), Epoch: epochA.Value(i), Seq: seqA.Value(i)}
+		if err := rest.decode(i, m); err != nil {
+			return nil, err
 		}
-		if propA.IsValid(i) {
-			start, end := propA.ValueOffsets(i)
-			if start < 0 || end > int64(pkA.Len()) || start > end {
-				return nil, fmt.Errorf("%w: properties of row %d out of range", ErrCorrupt, i)
-			}
-			if end > start { // an empty map decodes as none, as the encoder writes it
-				m.Properties = make(map[string]string, end-start)
-			}
-			for j := start; j < end; j++ {
-				m.Properties[pkA.Value(int(j))] = pvA.Value(int(j))
-			}
+		if rows, err = appendInOrder(rows, d); err != nil {
+			return nil, err
 		}
-		if p := payA.Value(i); len(p) > 0 {
-			m.Payload = bytes.Clone(p) // the record's buffers are released
-		}
-		if bcA.IsValid(i) {
-			m.BroadcastID = bcA.Value(i)
-		}
-		if n := len(rows); n > 0 && !rows[n-1].ID.Less(d.ID) {
-			return nil, fmt.Errorf("%w: row %v after %v: not in ID order", ErrCorrupt, d.ID, rows[n-1].ID)
-		}
-		rows = append(rows, d)
 	}
 	return rows, nil
 }

@@ -3,6 +3,7 @@ package snapshot
 import (
 	"errors"
 	"hash/crc32"
+	"os"
 	"reflect"
 	"slices"
 	"strconv"
@@ -37,6 +38,9 @@ func FuzzDecodeSegment(f *testing.F) {
 		f.Add(encodePlainSegment(f, rows))
 	}
 	f.Add(emptyPropertiesSegment(f))
+	if v1, err := os.ReadFile(segmentV1Fixture); err == nil {
+		f.Add(v1)
+	}
 	f.Add(foreignArrowFile(f))
 	f.Add([]byte("ARROW1\x00\x00"))
 	f.Add([]byte{})
@@ -90,14 +94,11 @@ func fuzzSegmentRows() [][]segmentlog.Delivery {
 // encodePlainSegment writes rows as encodeSegment does, without compression.
 func encodePlainSegment(tb testing.TB, rows []segmentlog.Delivery) []byte {
 	tb.Helper()
-	schema := segmentSchema("p-1", rows[0].VChannel)
-	mem := memory.NewGoAllocator()
-	b := array.NewRecordBuilder(mem, schema)
-	defer b.Release()
-	appendRows(b, rows)
-	rec := b.NewRecord()
-	defer rec.Release()
-	return writePlain(tb, schema, rec)
+	data, _, err := encodeSegmentWith("p-1", rows[0].VChannel, rows)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return data
 }
 
 // emptyPropertiesSegment is a segment whose one row has a present but
@@ -107,12 +108,11 @@ func emptyPropertiesSegment(tb testing.TB) []byte {
 	rows := fuzzSegmentRows()[0]
 	schema := segmentSchema("p-1", rows[0].VChannel)
 	mem := memory.NewGoAllocator()
-	b := array.NewRecordBuilder(mem, schema)
-	defer b.Release()
-	appendRows(b, rows)
-	rec := b.NewRecord()
+	dicts := newSegmentDicts(mem, rows)
+	defer dicts.release()
+	rec := buildRecord(mem, schema, rows, dicts)
 	defer rec.Release()
-	mb := array.NewMapBuilderWithType(mem, segmentFields[colProperties].Type.(*arrow.MapType))
+	mb := array.NewMapBuilderWithType(mem, propertiesType)
 	defer mb.Release()
 	mb.Append(true)
 	props := mb.NewArray()

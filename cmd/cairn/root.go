@@ -29,7 +29,7 @@ unknown), 5 internal (the server failed).`,
 	root.SetVersionTemplate("cairn {{.Version}}\n")
 	root.AddCommand(newServeCmd(), newProduceCmd(), newConsumeCmd(), newVChannelCmd(), newSnapshotCmd(),
 		newBroadcastCmd(), newPChannelCmd(), newLeaseCmd(), newStatusCmd())
-	root.AddCommand(newBenchCmd(), newVersionCmd())
+	root.AddCommand(newBenchCmd(), newVersionCmd(), newDataCmd(), newExportCmd())
 	addDeployFlags(root) // stack.go: --stack, --profile, --region
 	root.AddCommand(newConfigCmd())
 	return root

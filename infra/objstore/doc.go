@@ -4,7 +4,10 @@
 //
 //   - Memory: in-process, for unit tests.
 //   - FS: a directory on the local filesystem, the embedded default; its
-//     conditional writes hold across processes on one machine.
+//     conditional writes hold across processes on one machine. Each object
+//     is a plain file holding its bytes alone (a segment opens in any Arrow
+//     reader in place), its ETag and metadata in a sidecar beside it
+//     (fs_format.go); MigrateFS converts a directory of the older layout.
 //   - Fault: wraps any Store and injects transient errors, latency, lost
 //     replies and writes that land after their caller timed out.
 //   - s3store (a sub-package): S3 and MinIO, the only code that imports the

@@ -15,24 +15,29 @@ import (
 	"strings"
 )
 
-// Filesystem layout. Every key element but the last names a directory with
-// the suffix ".d", the last names a file with the suffix ".obj":
+// Filesystem layout (data directory format 2, fs_format.go). Every key
+// element but the last names a directory with the suffix ".d", the last names
+// the object file, whose whole content is the object's bytes, with the suffix
+// ".obj"; its sidecar (ETag, size, CRC32C, user metadata) sits beside it:
 //
 //	key "wal/p1/00000000000000000007"  ->  root/wal.d/p1.d/00000000000000000007.obj
+//	                                       root/wal.d/p1.d/00000000000000000007.obj.meta
 //
 // Because files and directories carry different suffixes, a key may be both
 // an object and the prefix of other keys ("a/b" -> a.d/b.obj and "a/b/c" ->
 // a.d/b.d/c.obj), which a plain key-to-path mapping cannot store. Temporary
-// files end in ".tmp" and the lock stripes live in ".cairn-locks"; neither can
-// collide with an encoded key, and List ignores both. A key element may be at
-// most fsMaxElement bytes (the file-name limit less the suffix).
+// files end in ".tmp", sidecars in ".obj.meta" (".obj.meta.next" while
+// pending), the lock stripes live in ".cairn-locks" and the format in
+// ".cairn-format"; none can collide with an encoded key, and List ignores
+// them. A key element may be at most fsMaxElement bytes (the file-name limit
+// less the longest suffix).
 const (
 	fsObjSuffix  = ".obj"
 	fsDirSuffix  = ".d"
 	fsTmpSuffix  = ".tmp"
 	fsLockDir    = ".cairn-locks"
 	fsStripes    = 64
-	fsMaxElement = 255 - len(fsObjSuffix)
+	fsMaxElement = 255 - len(fsObjSuffix+fsSidecarSuffix+fsNextSuffix)
 	// fsMkdirRetries bounds how often a writer recreates a directory that a
 	// concurrent Delete pruned between creating it and writing into it.
 	fsMkdirRetries = 8
@@ -44,20 +49,25 @@ const (
 // (not over a network filesystem, where flock(2) may be advisory-only or
 // emulated).
 //
-// Writes are durable when they return: the object is written to a temporary
-// file in the target directory and fsynced, then published with link(2)
+// Writes are durable when they return: the object's bytes are written to a
+// temporary file in the target directory and fsynced, its sidecar to
+// NAME.obj.meta.next and fsynced; the object file is published with link(2)
 // (PutIfAbsent, which fails atomically if the key exists) or rename(2)
-// (PutIfMatch, Put), and the directory is fsynced. Every mutation of a key
-// holds the key's lock stripe: an in-process semaphore plus an exclusive
-// flock(2) on root/.cairn-locks/NN, so the ETag check of PutIfMatch and the
-// rename that follows are one atomic step for every process. Readers take no
-// lock: rename and link publish whole files, so a reader sees the old object
-// or the new one.
+// (PutIfMatch, Put), the sidecar renamed to NAME.obj.meta, and the directory
+// fsynced. Every mutation of a key holds the key's lock stripe: an
+// in-process semaphore plus an exclusive flock(2) on root/.cairn-locks/NN,
+// so the ETag check of PutIfMatch and the renames that follow are one atomic
+// step for every process. Readers take no lock: they open the object file
+// (which pins that version) and then read the sidecar, and accept the pair
+// only if the sidecar describes that file (size; CRC32C too when Get reads
+// the bytes). A reader that meets a write between its two renames takes the
+// key's stripe and reads again; a write that crashed there is finished (or
+// undone, if its object file never landed) under the stripe by the next
+// reader or writer of the key.
 //
 // ETags are random (128 bits) and never reused, so a stale ETag can never
-// match a later write of the same bytes (no ABA). Each object file starts with
-// a versioned header holding the ETag, the user metadata and a CRC32C of the
-// body; Get verifies the CRC, GetRange reads only the requested bytes.
+// match a later write of the same bytes (no ABA). Get verifies the CRC32C,
+// GetRange reads only the requested bytes.
 //
 // A crash may leave "*.tmp" files behind; they are invisible to every
 // operation. On a case-insensitive filesystem (macOS's default) keys that
@@ -71,13 +81,18 @@ type FS struct {
 }
 
 // NewFS returns a Store over the directory root, creating it if needed.
-// Several FS values, in one process or many, may share one root.
+// Several FS values, in one process or many, may share one root. A root
+// written by an older Cairn (data directory format 1) is refused with an
+// error wrapping ErrFormat that names the command migrating it (MigrateFS).
 func NewFS(root string) (*FS, error) {
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		return nil, fmt.Errorf("objstore fs: root %q: %w", root, err)
 	}
 	if err := os.MkdirAll(filepath.Join(abs, fsLockDir), 0o755); err != nil {
+		return nil, fmt.Errorf("objstore fs: %w", err)
+	}
+	if err := checkFormat(abs); err != nil {
 		return nil, fmt.Errorf("objstore fs: %w", err)
 	}
 	f := &FS{root: abs}
@@ -91,18 +106,11 @@ func NewFS(root string) (*FS, error) {
 func (f *FS) Root() string { return f.root }
 
 func (f *FS) Get(ctx context.Context, key string) (Object, error) {
-	file, h, err := f.open(ctx, "get", key)
+	file, h, body, err := f.open(ctx, "get", key, true)
 	if err != nil {
 		return Object{}, err
 	}
-	defer file.Close()
-	body := make([]byte, h.Size)
-	if _, err := file.ReadAt(body, h.bodyOff); err != nil {
-		return Object{}, fmt.Errorf("objstore fs: get %s: read body: %w", key, err)
-	}
-	if err := h.verify(body); err != nil {
-		return Object{}, fmt.Errorf("objstore fs: get %s: %w", key, err)
-	}
+	file.Close()
 	return Object{Attrs: h.attrs(key), Body: body}, nil
 }
 
@@ -110,7 +118,7 @@ func (f *FS) GetRange(ctx context.Context, key string, off, n int64) (io.ReadClo
 	if off < 0 {
 		return nil, fmt.Errorf("objstore fs: get range %s: negative offset %d", key, off)
 	}
-	file, h, err := f.open(ctx, "get range", key)
+	file, h, _, err := f.open(ctx, "get range", key, false)
 	if err != nil {
 		return nil, err
 	}
@@ -121,15 +129,15 @@ func (f *FS) GetRange(ctx context.Context, key string, off, n int64) (io.ReadClo
 	}
 	// The open file pins this version of the object: a concurrent rename
 	// or unlink does not change what the section reads.
-	return &fileSection{SectionReader: io.NewSectionReader(file, h.bodyOff+off, end-off), file: file}, nil
+	return &fileSection{SectionReader: io.NewSectionReader(file, off, end-off), file: file}, nil
 }
 
 func (f *FS) Head(ctx context.Context, key string) (Attrs, error) {
-	file, h, err := f.open(ctx, "head", key)
+	file, h, _, err := f.open(ctx, "head", key, false)
 	if err != nil {
 		return Attrs{}, err
 	}
-	defer file.Close()
+	file.Close()
 	return h.attrs(key), nil
 }
 
@@ -144,22 +152,32 @@ func (f *FS) PutIfAbsent(ctx context.Context, key string, body []byte, meta map[
 		return "", fmt.Errorf("objstore fs: %s %s: %w", op, key, err)
 	}
 	defer unlock()
+	if err := f.recoverLocked(path); err != nil {
+		return "", fmt.Errorf("objstore fs: %s %s: %w", op, key, err)
+	}
+	// Refuse before writing a pending sidecar: one left by a crash beside
+	// an existing object of the same bytes would otherwise be taken for
+	// a published write and change the object's ETag.
+	if _, err := os.Lstat(path); err == nil {
+		return "", fmt.Errorf("objstore fs: %s %s: %w", op, key, ErrExists)
+	}
 	etag := newETag()
 	tmp, err := f.writeTemp(path, etag, body, meta)
 	if err != nil {
 		return "", fmt.Errorf("objstore fs: %s %s: %w", op, key, err)
 	}
-	// link(2) publishes the complete file and fails if the name exists,
-	// atomically even for a process that ignored the lock.
+	// link(2) publishes the complete object file and fails if the name
+	// exists, atomically even for a process that ignored the lock.
 	err = os.Link(tmp, path)
 	os.Remove(tmp)
-	if errors.Is(err, fs.ErrExist) {
-		return "", fmt.Errorf("objstore fs: %s %s: %w", op, key, ErrExists)
-	}
 	if err != nil {
+		os.Remove(path + fsSidecarSuffix + fsNextSuffix)
+		if errors.Is(err, fs.ErrExist) {
+			return "", fmt.Errorf("objstore fs: %s %s: %w", op, key, ErrExists)
+		}
 		return "", fmt.Errorf("objstore fs: %s %s: %w", op, key, err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := publishSidecar(path); err != nil {
 		return "", fmt.Errorf("objstore fs: %s %s: %w", op, key, err)
 	}
 	return etag, nil
@@ -176,9 +194,18 @@ func (f *FS) PutIfMatch(ctx context.Context, key string, body []byte, etag strin
 		return "", fmt.Errorf("objstore fs: %s %s: %w", op, key, err)
 	}
 	defer unlock()
-	cur, err := f.readHeaderAt(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	if err := f.recoverLocked(path); err != nil {
+		return "", fmt.Errorf("objstore fs: %s %s: %w", op, key, err)
+	}
+	_, statErr := os.Stat(path)
+	cur, err := readSidecar(path + fsSidecarSuffix)
+	if errors.Is(statErr, fs.ErrNotExist) || (statErr == nil && errors.Is(err, fs.ErrNotExist)) {
+		// A sidecar without its object file is what a Delete that crashed
+		// between its two unlinks leaves: no object.
 		return "", fmt.Errorf("objstore fs: %s %s: no object: %w", op, key, ErrConflict)
+	}
+	if statErr != nil {
+		return "", fmt.Errorf("objstore fs: %s %s: %w", op, key, statErr)
 	}
 	if err != nil {
 		return "", fmt.Errorf("objstore fs: %s %s: %w", op, key, err)
@@ -200,6 +227,9 @@ func (f *FS) Put(ctx context.Context, key string, body []byte) (string, error) {
 		return "", fmt.Errorf("objstore fs: %s %s: %w", op, key, err)
 	}
 	defer unlock()
+	if err := f.recoverLocked(path); err != nil {
+		return "", fmt.Errorf("objstore fs: %s %s: %w", op, key, err)
+	}
 	return f.replaceLocked(op, key, path, body)
 }
 
@@ -213,12 +243,49 @@ func (f *FS) replaceLocked(op, key, path string, body []byte) (string, error) {
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
+		os.Remove(path + fsSidecarSuffix + fsNextSuffix)
 		return "", fmt.Errorf("objstore fs: %s %s: %w", op, key, err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := publishSidecar(path); err != nil {
 		return "", fmt.Errorf("objstore fs: %s %s: %w", op, key, err)
 	}
 	return etag, nil
+}
+
+// publishSidecar renames the pending sidecar of the object file just
+// published at path into place and makes both names durable.
+func publishSidecar(path string) error {
+	if err := os.Rename(path+fsSidecarSuffix+fsNextSuffix, path+fsSidecarSuffix); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// recoverLocked finishes or undoes a write that stopped (a crash) between
+// writing its pending sidecar and renaming it into place. The pending
+// sidecar is written and fsynced before the object file is published, so
+// if the object file at path is the one it describes (size and CRC32C),
+// the write was published and its sidecar takes its place; otherwise the
+// write never happened and the pending sidecar goes. The caller holds the
+// key's stripe, so no write is in flight.
+func (f *FS) recoverLocked(path string) error {
+	next := path + fsSidecarSuffix + fsNextSuffix
+	b, err := os.ReadFile(next)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if h, err := decodeSidecar(b); err == nil {
+		if body, err := os.ReadFile(path); err == nil && h.verify(body) == nil {
+			return publishSidecar(path)
+		}
+	}
+	if err := os.Remove(next); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 func (f *FS) Delete(ctx context.Context, key string) error {
@@ -231,11 +298,20 @@ func (f *FS) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("objstore fs: delete %s: %w", key, err)
 	}
 	defer unlock()
-	if err := os.Remove(path); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
+	// The object file goes first: it is what makes the key exist, and a
+	// sidecar left alone by a crash is overwritten by the next write.
+	err = os.Remove(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("objstore fs: delete %s: %w", key, err)
+	}
+	existed := err == nil
+	for _, side := range []string{path + fsSidecarSuffix, path + fsSidecarSuffix + fsNextSuffix} {
+		if err := os.Remove(side); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("objstore fs: delete %s: %w", key, err)
+		}
+	}
+	if !existed {
+		return nil
 	}
 	dir := filepath.Dir(path)
 	if err := syncDir(dir); err != nil {
@@ -279,42 +355,98 @@ func (f *FS) objectPath(ctx context.Context, key string) (string, error) {
 	return filepath.Join(f.root, filepath.Join(elems...)), nil
 }
 
-// open opens key's object file and reads its header.
-func (f *FS) open(ctx context.Context, op, key string) (*os.File, fsHeader, error) {
+// errTorn: an object file and its sidecar do not belong together, because
+// a write is between publishing one and the other (or stopped there).
+var errTorn = errors.New("object file and sidecar disagree")
+
+// open opens key's object file and reads its sidecar (and, if whole, its
+// bytes, checked against the sidecar). Readers take no lock; a reader that
+// meets a write halfway (errTorn) takes the key's stripe, which waits for
+// the write, finishes a crashed one (recoverLocked) and reads again.
+func (f *FS) open(ctx context.Context, op, key string, whole bool) (*os.File, fsHeader, []byte, error) {
 	path, err := f.objectPath(ctx, key)
 	if err != nil {
-		return nil, fsHeader{}, err
+		return nil, fsHeader{}, nil, err
 	}
-	file, err := os.Open(path)
+	file, h, body, err := openPair(path, whole)
+	if errors.Is(err, errTorn) {
+		unlock, lerr := f.lock(ctx, key)
+		if lerr != nil {
+			return nil, fsHeader{}, nil, fmt.Errorf("objstore fs: %s %s: %w", op, key, lerr)
+		}
+		if rerr := f.recoverLocked(path); rerr != nil {
+			unlock()
+			return nil, fsHeader{}, nil, fmt.Errorf("objstore fs: %s %s: %w", op, key, rerr)
+		}
+		file, h, body, err = openPair(path, whole)
+		unlock()
+		if errors.Is(err, errTorn) {
+			err = fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
+	}
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fsHeader{}, fmt.Errorf("objstore fs: %s %s: %w", op, key, ErrNotFound)
+		return nil, fsHeader{}, nil, fmt.Errorf("objstore fs: %s %s: %w", op, key, ErrNotFound)
 	}
 	if err != nil {
-		return nil, fsHeader{}, fmt.Errorf("objstore fs: %s %s: %w", op, key, err)
+		return nil, fsHeader{}, nil, fmt.Errorf("objstore fs: %s %s: %w", op, key, err)
 	}
-	h, err := readHeader(file)
-	if err != nil {
-		file.Close()
-		return nil, fsHeader{}, fmt.Errorf("objstore fs: %s %s: %w", op, key, err)
-	}
-	return file, h, nil
+	return file, h, body, nil
 }
 
-// readHeaderAt reads the header of the object file at path.
-func (f *FS) readHeaderAt(path string) (fsHeader, error) {
+// openPair opens the object file at path, then reads its sidecar: the open
+// file pins one version, and the sidecar must describe it (its size, and
+// its CRC32C when whole reads the bytes), with no write pending. It returns an error wrapping
+// fs.ErrNotExist if there is no object file.
+func openPair(path string, whole bool) (*os.File, fsHeader, []byte, error) {
 	file, err := os.Open(path)
 	if err != nil {
-		return fsHeader{}, err
+		return nil, fsHeader{}, nil, err
 	}
-	defer file.Close()
-	return readHeader(file)
+	fail := func(err error) (*os.File, fsHeader, []byte, error) {
+		file.Close()
+		return nil, fsHeader{}, nil, err
+	}
+	st, err := file.Stat()
+	if err != nil {
+		return fail(err)
+	}
+	h, err := readSidecar(path + fsSidecarSuffix)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fail(fmt.Errorf("%w: no sidecar", errTorn))
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if h.Size != st.Size() {
+		return fail(fmt.Errorf("%w: sidecar says %d bytes, file has %d", errTorn, h.Size, st.Size()))
+	}
+	// A pending sidecar means a write is between its renames, or stopped
+	// there: the object file may be newer than the sidecar, same size.
+	if _, err := os.Lstat(path + fsSidecarSuffix + fsNextSuffix); err == nil {
+		return fail(fmt.Errorf("%w: a write is pending", errTorn))
+	}
+	h.mtime = st.ModTime()
+	var body []byte
+	if whole {
+		body = make([]byte, h.Size)
+		if _, err := file.ReadAt(body, 0); err != nil && !(errors.Is(err, io.EOF) && h.Size == 0) {
+			return fail(fmt.Errorf("read body: %w", err))
+		}
+		if err := h.verify(body); err != nil {
+			return fail(fmt.Errorf("%w: %w", errTorn, err))
+		}
+	}
+	return file, h, body, nil
 }
 
-// writeTemp writes a complete, fsynced object file beside path and returns
-// its name. It creates missing directories (fsyncing each new one's parent),
-// and recreates them if a concurrent Delete pruned them meanwhile.
+// writeTemp writes body as a complete, fsynced object file beside path and
+// returns its name, then writes and fsyncs the pending sidecar
+// (path.meta.next) that publishSidecar renames into place once the object
+// file is published. It creates missing directories (fsyncing each new
+// one's parent), and recreates them if a concurrent Delete pruned them
+// meanwhile. The caller holds the key's stripe.
 func (f *FS) writeTemp(path, etag string, body []byte, meta map[string]string) (string, error) {
-	head, err := encodeHeader(etag, body, meta)
+	side, err := encodeSidecar(etag, body, meta)
 	if err != nil {
 		return "", err
 	}
@@ -338,9 +470,6 @@ func (f *FS) writeTemp(path, etag string, body []byte, meta map[string]string) (
 		os.Remove(name)
 		return "", err
 	}
-	if _, err := tmp.Write(head); err != nil {
-		return fail(err)
-	}
 	if _, err := tmp.Write(body); err != nil {
 		return fail(err)
 	}
@@ -351,7 +480,27 @@ func (f *FS) writeTemp(path, etag string, body []byte, meta map[string]string) (
 		os.Remove(name)
 		return "", err
 	}
+	if err := writeSynced(path+fsSidecarSuffix+fsNextSuffix, side); err != nil {
+		os.Remove(name)
+		return "", err
+	}
 	return name, nil
+}
+
+// writeSynced writes b as the whole content of the file name and fsyncs it.
+func writeSynced(name string, b []byte) error {
+	file, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = file.Write(b)
+	if err == nil {
+		err = file.Sync()
+	}
+	if cerr := file.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // ensureDir creates dir and any missing parents below the root, fsyncing
@@ -479,14 +628,14 @@ func (f *FS) walk(ctx context.Context, dir, keyPrefix, prefix, startAfter string
 		if !inPrefix || e.sort <= startAfter {
 			continue
 		}
-		h, err := f.readHeaderAt(path)
-		if errors.Is(err, fs.ErrNotExist) {
+		a, err := f.Head(ctx, e.sort)
+		if errors.Is(err, ErrNotFound) {
 			continue // deleted since ReadDir
 		}
 		if err != nil {
-			return fmt.Errorf("objstore fs: list %q: %s: %w", prefix, e.sort, err)
+			return fmt.Errorf("objstore fs: list %q: %w", prefix, err)
 		}
-		if err := fn(h.attrs(e.sort)); err != nil {
+		if err := fn(a); err != nil {
 			return err
 		}
 	}

@@ -93,32 +93,57 @@ func TestFSReopen(t *testing.T) {
 
 func TestFSKeyElementTooLong(t *testing.T) {
 	s := newFS(t, t.TempDir())
-	long := strings.Repeat("x", 252)
+	long := strings.Repeat("x", 242)
 	if _, err := s.Put(t.Context(), "a/"+long, nil); !errors.Is(err, objstore.ErrInvalidKey) {
 		t.Fatalf("Put of a %d-byte element: err = %v, want ErrInvalidKey", len(long), err)
 	}
-	if _, err := s.Put(t.Context(), "a/"+long[:251], nil); err != nil {
-		t.Fatalf("Put of a 251-byte element: %v", err)
+	if _, err := s.Put(t.Context(), "a/"+long[:241], nil); err != nil {
+		t.Fatalf("Put of a 241-byte element: %v", err)
 	}
 }
 
-// TestFSCorruption damages object files and expects errors, never panics
-// or silently wrong bytes.
+// TestFSPlainObjectFiles: an object file holds the object's bytes and
+// nothing else, so other tools read it in place; its sidecar sits beside it.
+func TestFSPlainObjectFiles(t *testing.T) {
+	ctx := t.Context()
+	root := t.TempDir()
+	s := newFS(t, root)
+	body := []byte("ARROW1\x00\x00 some segment bytes")
+	if _, err := s.PutIfAbsent(ctx, "segments/v1/0-9-f.arrow", body, map[string]string{"crc32c": "7"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(root, "segments.d", "v1.d", "0-9-f.arrow.obj"))
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("object file holds %q (%v), want exactly the object's bytes %q", got, err, body)
+	}
+	if _, err := os.Stat(filepath.Join(root, "segments.d", "v1.d", "0-9-f.arrow.obj.meta")); err != nil {
+		t.Fatalf("no sidecar: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, ".cairn-format")); err != nil || string(b) != "2\n" {
+		t.Fatalf(".cairn-format = %q, %v; want \"2\\n\"", b, err)
+	}
+}
+
+// TestFSCorruption damages object files and sidecars and expects errors
+// wrapping ErrCorrupt, never panics or silently wrong bytes.
 func TestFSCorruption(t *testing.T) {
 	ctx := t.Context()
 	root := t.TempDir()
 	s := newFS(t, root)
 	for _, tc := range []struct {
-		name   string
-		damage func(b []byte) []byte
+		name    string
+		sidecar bool // damage the sidecar, not the object file
+		damage  func(b []byte) []byte
 	}{
-		{"body bit flip", func(b []byte) []byte { b[len(b)-1] ^= 1; return b }},
-		{"header bit flip", func(b []byte) []byte { b[20] ^= 1; return b }},
-		{"truncated", func(b []byte) []byte { return b[:len(b)-1] }},
-		{"bad magic", func(b []byte) []byte { b[0] = 'X'; return b }},
-		{"future version", func(b []byte) []byte { b[9] = 2; return b }},
-		{"huge header length", func(b []byte) []byte { b[10] = 0xff; return b }},
-		{"empty file", func([]byte) []byte { return nil }},
+		{"body bit flip", false, func(b []byte) []byte { b[len(b)-1] ^= 1; return b }},
+		{"truncated body", false, func(b []byte) []byte { return b[:len(b)-1] }},
+		{"empty body", false, func([]byte) []byte { return nil }},
+		{"sidecar header bit flip", true, func(b []byte) []byte { b[20] ^= 1; return b }},
+		{"sidecar bad magic", true, func(b []byte) []byte { b[0] = 'X'; return b }},
+		{"sidecar future version", true, func(b []byte) []byte { b[9] = 2; return b }},
+		{"sidecar huge header length", true, func(b []byte) []byte { b[10] = 0xff; return b }},
+		{"sidecar truncated", true, func(b []byte) []byte { return b[:len(b)-1] }},
+		{"sidecar empty", true, func([]byte) []byte { return nil }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			key := "corrupt/" + strings.ReplaceAll(tc.name, " ", "-")
@@ -126,6 +151,9 @@ func TestFSCorruption(t *testing.T) {
 				t.Fatal(err)
 			}
 			path := filepath.Join(root, "corrupt.d", filepath.Base(key)+".obj")
+			if tc.sidecar {
+				path += ".meta"
+			}
 			b, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
@@ -133,12 +161,20 @@ func TestFSCorruption(t *testing.T) {
 			if err := os.WriteFile(path, tc.damage(b), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if o, err := s.Get(ctx, key); err == nil {
-				t.Fatalf("Get of a damaged file returned %q", o.Body)
-			} else if errors.Is(err, objstore.ErrNotFound) || objstore.IsRetryable(err) {
-				t.Fatalf("Get of a damaged file: %v; want a corruption error", err)
+			if o, err := s.Get(ctx, key); !errors.Is(err, objstore.ErrCorrupt) {
+				t.Fatalf("Get of a damaged object: %q, %v; want ErrCorrupt", o.Body, err)
 			}
 		})
+	}
+	// A sidecar gone: the object file alone is not an object Cairn wrote.
+	if _, err := s.Put(ctx, "corrupt/lost", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(root, "corrupt.d", "lost.obj.meta")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Head(ctx, "corrupt/lost"); !errors.Is(err, objstore.ErrCorrupt) {
+		t.Fatalf("Head without a sidecar: %v, want ErrCorrupt", err)
 	}
 }
 

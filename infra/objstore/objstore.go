@@ -27,8 +27,9 @@ var (
 	// ErrUnsupported: the store does not honour a condition Cairn relies
 	// on; returned by Probe.
 	ErrUnsupported = errors.New("objstore: store lacks a required capability")
-	// ErrCorrupt: a stored object is damaged (filesystem store: an object
-	// file whose preamble, header or body fails its checks). Not retryable.
+	// ErrCorrupt: a stored object is damaged (filesystem store: a sidecar
+	// that fails its checks, or an object file its sidecar does not
+	// describe). Not retryable.
 	ErrCorrupt = errors.New("objstore: corrupt object file")
 	// ErrStopList may be returned by a List callback to end the listing
 	// early; List then returns nil.

@@ -62,9 +62,11 @@ func (r *runner) catchUp(ctx context.Context) error {
 	}
 	flushed := time.Since(t0)
 	var segBytes int64
+	var segFiles int
 	for _, rd := range rounds {
 		for _, s := range rd.Segments {
 			segBytes += s.Bytes
+			segFiles++
 		}
 	}
 
@@ -100,6 +102,9 @@ func (r *runner) catchUp(ctx context.Context) error {
 	r.rep.set("catchup_segments_ratio", segT.mbps()/walT.mbps())
 	r.rep.set("catchup_wal_bytes", float64(wal.bytes))
 	r.rep.set("catchup_segment_bytes", float64(segBytes))
+	r.rep.set("catchup_segment_files", float64(segFiles))
+	r.rep.set("segment_bytes_per_wal_mb", float64(segBytes)/(float64(seg.bytes)/1e6))
+	r.rep.set("segment_overhead_bytes", float64(snapshot.SegmentOverheadBytes()))
 	r.rep.set("flush_mbps", float64(seg.bytes)/flushed.Seconds()/1e6)
 	return nil
 }

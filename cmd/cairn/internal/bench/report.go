@@ -26,6 +26,7 @@ const (
 	unitMiB        = "MiB"
 	unitPUTs       = "PUTs"
 	unitMessages   = "messages"
+	unitFiles      = "files"
 	unitCPU        = "µs/msg" // CPU time per message
 	unitCPUPerMB   = "ms/MB"  // CPU time per 10⁶ bytes
 )
@@ -144,6 +145,9 @@ func buildFigures() []Figure {
 	add("catchup", "catchup_segments_ratio", unitRatio, "segments MB/s ÷ WAL MB/s")
 	add("catchup", "catchup_wal_bytes", unitBytes, "WAL read in each pass")
 	add("catchup", "catchup_segment_bytes", unitBytes, "Arrow segment files the flush wrote for it")
+	add("catchup", "catchup_segment_files", unitFiles, "segment files the flush wrote (one per vchannel per round)")
+	add("catchup", "segment_bytes_per_wal_mb", unitBytes, "segment bytes per MB of WAL flushed")
+	add("catchup", "segment_overhead_bytes", unitBytes, "fixed size of a segment file (one empty message: schema, footer, dictionaries, buffer headers), paid once per file")
 	add("catchup", "flush_mbps", unitMBps, "snapshot.Flusher turning that WAL into segments, WAL bytes per second")
 
 	add("takeover", "takeover_ms", unitMs, "lease takeable → new holder's first acked append (median of runs)")
