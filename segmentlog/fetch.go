@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
@@ -16,6 +17,40 @@ type slotResult struct {
 	size    int  // encoded bytes
 	missing bool // no object at this slot (yet, or any more)
 	err     error
+	// summary, when set, stands for the batch's messages: the slot was
+	// read with a HEAD (headSlot) and batch has no Messages.
+	summary *foldSummary
+}
+
+// headSlot reads the slot at offset with a HEAD when its object carries a
+// fold summary (foldMetaKey), and whole otherwise.
+func headSlot(ctx context.Context, store objstore.Store, layout Layout, p string, offset uint64, timeout time.Duration) slotResult {
+	key := layout.WAL(p, offset)
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		attrs, err := store.Head(actx, key)
+		cancel()
+		switch {
+		case err == nil:
+			term, terr := strconv.ParseUint(attrs.Meta["term"], 10, 64)
+			sum, serr := parseSummary(attrs.Meta[foldMetaKey])
+			if terr != nil || serr != nil {
+				return readSlot(ctx, store, layout, p, offset, timeout)
+			}
+			return slotResult{offset: offset, summary: &sum, size: int(attrs.Size),
+				batch: Batch{Kind: sum.kind, Term: term, Offset: offset, Nonce: sum.nonce}}
+		case errors.Is(err, objstore.ErrNotFound):
+			return slotResult{offset: offset, missing: true}
+		case ctx.Err() != nil:
+			return slotResult{offset: offset, err: fmt.Errorf("head %s: %w", key, ctx.Err())}
+		case objstore.IsRetryable(err):
+			if !sleepCtx(ctx, backoff(attempt, 5*time.Millisecond, 500*time.Millisecond)) {
+				return slotResult{offset: offset, err: fmt.Errorf("head %s: %w", key, ctx.Err())}
+			}
+		default:
+			return slotResult{offset: offset, err: fmt.Errorf("head %s: %w", key, err)}
+		}
+	}
 }
 
 // readSlot reads and decodes the batch at offset, retrying transient
@@ -70,6 +105,7 @@ type prefetcher struct {
 	p       string
 	timeout time.Duration
 	max     int
+	head    bool // read with headSlot: summaries where the objects carry them
 
 	next    uint64 // the offset the next call to next returns
 	depth   int
@@ -135,7 +171,11 @@ func (f *prefetcher) fill(ctx context.Context) {
 		// a per-call context once Next returns); reset and close stop it.
 		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		ch := make(chan slotResult, 1)
-		go func() { ch <- readSlot(fctx, f.store, f.layout, f.p, off, f.timeout) }()
+		read := readSlot
+		if f.head {
+			read = headSlot
+		}
+		go func() { ch <- read(fctx, f.store, f.layout, f.p, off, f.timeout) }()
 		f.pending = append(f.pending, ch)
 		f.cancel = append(f.cancel, cancel)
 	}

@@ -198,7 +198,7 @@ func (sw *SharedWriter) catchUp(ctx context.Context) error {
 // ahead in parallel) and moves the tail there.
 func (sw *SharedWriter) replay(ctx context.Context) (uint64, error) {
 	before := sw.core.Stats().RecoveredSlots
-	f, err := sw.core.replay(ctx, sw.tail, &sw.filter)
+	f, err := sw.core.replayWith(ctx, sw.tail, &sw.filter, true)
 	sw.stats.Folded += sw.core.Stats().RecoveredSlots - before
 	if err != nil {
 		return 0, err
@@ -281,6 +281,14 @@ func (sw *SharedWriter) append(ctx context.Context, validate func(*Message) erro
 	// the writer longer than its retry limit (real time, not the clock's).
 	ctx, cancel := context.WithTimeout(ctx, sw.cfg.PutRetryLimit+sw.cfg.GetTimeout)
 	defer cancel()
+	if sw.cfg.Now().Before(sw.fresh) {
+		// Other writers may have appended since this writer's last call:
+		// fold their slots first (HEADs, in parallel, where they carry a
+		// fold summary) rather than upload a batch bound to lose its slot.
+		if _, err := sw.replay(ctx); err != nil {
+			return nil, sw.fail(err)
+		}
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("append %s: nothing was written: %w", pch, err)
@@ -307,7 +315,7 @@ func (sw *SharedWriter) append(ctx context.Context, validate func(*Message) erro
 		sw.core.mu.Lock()
 		sw.core.grant.Deadline = earliest(sw.fresh, giveUp) // putSlot sends no attempt past it
 		sw.core.mu.Unlock()
-		landed, existing, err := sw.core.putSlot(ctx, b.Offset, data)
+		landed, existing, err := sw.core.putSlot(ctx, b.Offset, data, summarize(&b))
 		switch {
 		case err != nil && errors.Is(err, ErrOutcomeUnknown):
 			// It may land later; the next call folds it from the log.

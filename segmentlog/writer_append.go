@@ -405,7 +405,7 @@ func (w *Writer) put(job *putJob) {
 		job.size = len(data)
 		var landed bool
 		var existing []byte
-		landed, existing, err = w.putSlot(context.Background(), job.batch.Offset, data)
+		landed, existing, err = w.putSlot(context.Background(), job.batch.Offset, data, summarize(&job.batch))
 		if err == nil && !landed {
 			err = w.classifyTaken(job.batch.Offset, existing)
 		}

@@ -139,7 +139,14 @@ func (w *Writer) readCheckpoint(ctx context.Context) (Checkpoint, error) {
 // replay reads slots from `from` up to the first empty one, which it
 // returns, folding every delivered batch into the recovered state.
 func (w *Writer) replay(ctx context.Context, from uint64, filter *TermFilter) (uint64, error) {
+	return w.replayWith(ctx, from, filter, false)
+}
+
+// replayWith is replay; with head, slots whose objects carry a fold summary
+// are read with a HEAD and folded from it (a shared writer's catch-up).
+func (w *Writer) replayWith(ctx context.Context, from uint64, filter *TermFilter, head bool) (uint64, error) {
 	pf := newPrefetcher(w.store, w.cfg.Layout, w.cfg.PChannel, from, w.cfg.ReadAhead, w.cfg.GetTimeout)
+	pf.head = head
 	defer pf.close()
 	for {
 		r := pf.nextSlot(ctx)
@@ -152,7 +159,7 @@ func (w *Writer) replay(ctx context.Context, from uint64, filter *TermFilter) (u
 		w.mu.Lock()
 		w.stats.RecoveredSlots++
 		w.mu.Unlock()
-		if err := w.fold(&r.batch, filter); err != nil {
+		if err := w.foldSlot(&r.batch, r.summary, filter); err != nil {
 			return 0, err
 		}
 	}
@@ -161,7 +168,11 @@ func (w *Writer) replay(ctx context.Context, from uint64, filter *TermFilter) (u
 // fold applies one slot met before this term's window (docs/protocol.md "Fence"
 // rule 2): a delivered batch of a lower term is valid data; it feeds the
 // last timetick and the idempotency window.
-func (w *Writer) fold(b *Batch, filter *TermFilter) error {
+func (w *Writer) fold(b *Batch, filter *TermFilter) error { return w.foldSlot(b, nil, filter) }
+
+// foldSlot is fold; with sum set, b carries no messages and sum stands for
+// them (a slot read with a HEAD).
+func (w *Writer) foldSlot(b *Batch, sum *foldSummary, filter *TermFilter) error {
 	switch {
 	case b.Term > w.grant.Term:
 		return fmt.Errorf("%w: slot %d holds term %d, ours is %d", ErrFenced, b.Offset, b.Term, w.grant.Term)
@@ -179,6 +190,17 @@ func (w *Writer) fold(b *Batch, filter *TermFilter) error {
 	now := w.cfg.Now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if sum != nil {
+		w.clock.last = max(w.clock.last, sum.lastTick)
+		for _, r := range sum.runs {
+			for j := range r.count {
+				k := r.key
+				k.Seq += uint64(j)
+				w.dedup.commit(k, MessageID{Offset: b.Offset, Index: r.index + j}, r.tick+uint64(j), now)
+			}
+		}
+		return nil
+	}
 	for i, m := range b.Messages {
 		w.clock.last = max(w.clock.last, m.TimeTick)
 		if !m.Key.IsZero() {
@@ -273,7 +295,7 @@ func (w *Writer) claimSlot(ctx context.Context, off uint64, kind BatchKind) (boo
 	if err != nil {
 		return false, Batch{}, err
 	}
-	landed, existing, err := w.putSlot(ctx, off, data)
+	landed, existing, err := w.putSlot(ctx, off, data, summarize(&b))
 	if err != nil {
 		return false, Batch{}, err
 	}
@@ -295,9 +317,12 @@ func (w *Writer) claimSlot(ctx context.Context, off uint64, kind BatchKind) (boo
 // rule 2). It returns landed=true if the slot now holds exactly data, or the
 // bytes of the other object that holds the slot. An error means the outcome
 // is unknown (ErrOutcomeUnknown) or the writer must stop.
-func (w *Writer) putSlot(ctx context.Context, off uint64, data []byte) (landed bool, existing []byte, err error) {
+func (w *Writer) putSlot(ctx context.Context, off uint64, data []byte, fold string) (landed bool, existing []byte, err error) {
 	key := w.cfg.Layout.WAL(w.cfg.PChannel, off)
 	meta := map[string]string{"term": fmt.Sprint(w.grant.Term)}
+	if fold != "" {
+		meta[foldMetaKey] = fold
+	}
 	ambiguous := false
 	giveUp := w.cfg.Now().Add(w.cfg.PutRetryLimit)
 	for attempt := 0; ; attempt++ {
