@@ -37,6 +37,17 @@
 // A transaction still open when its writer stops is aborted; a retried
 // commit gets the same answer on whichever term it reaches.
 //
+// A SharedWriter appends without holding a lease, beside any number of
+// others in other processes, under the pchannel's shared term
+// (OpenSharedWriter adopts it, or opens one: a takeover, a fence window,
+// then Leases.MarkOpen). Each call folds what the others wrote since its
+// last call — with HEADs, from the "fold" summary every WAL PUT writes as
+// user metadata — and writes its batch at the first empty slot, losing
+// races to other writers' batches, which it folds before it tries the next
+// slot. Nothing runs between calls, which suits a process frozen between
+// requests (a Lambda environment). WriterConfig.Takeover makes OpenWriter
+// take a live lease over; the old holder is fenced.
+//
 // Timeticks are physical_ms<<18 | logical, strictly increasing along the
 // pchannel, across failovers too. Sync returns a tick below which every
 // batch is acknowledged and above which every later message lies. One

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"sync"
 	"time"
 
@@ -250,22 +249,9 @@ func (sw *SharedWriter) RaiseTickFloor(ctx context.Context, t uint64) error {
 
 func (sw *SharedWriter) append(ctx context.Context, validate func(*Message) error, msgs []Message, at *uint64) ([]Ack, error) {
 	pch := sw.cfg.PChannel
-	if len(msgs) == 0 {
-		return nil, errors.New("segmentlog: append of no messages")
-	}
-	msgs = slices.Clone(msgs)
-	size := 0
-	for i := range msgs {
-		if err := validate(&msgs[i]); err != nil {
-			if !errors.Is(err, ErrTooLarge) && !errors.Is(err, ErrInvalidName) {
-				err = fmt.Errorf("%w: %w", ErrInvalidMessage, err)
-			}
-			return nil, fmt.Errorf("append %s: message %d: %w", pch, i, err)
-		}
-		size += messageBytes(&msgs[i])
-	}
-	if size > sw.cfg.MaxBatchBytes {
-		return nil, fmt.Errorf("append %s: %w: %d bytes, the batch limit is %d", pch, ErrTooLarge, size, sw.cfg.MaxBatchBytes)
+	msgs, _, err := checkMessages(pch, validate, msgs, sw.cfg.MaxBatchBytes)
+	if err != nil {
+		return nil, err
 	}
 	if len(msgs) > MaxMessages {
 		return nil, fmt.Errorf("append %s: %w: %d messages, the batch limit is %d", pch, ErrTooLarge, len(msgs), MaxMessages)

@@ -77,22 +77,9 @@ func (w *Writer) AppendControl(ctx context.Context, msgs ...Message) ([]Ack, err
 }
 
 func (w *Writer) appendChecked(ctx context.Context, validate func(*Message) error, msgs []Message, at *uint64) ([]Ack, error) {
-	if len(msgs) == 0 {
-		return nil, errors.New("segmentlog: append of no messages")
-	}
-	msgs = slices.Clone(msgs) // validate may fill in fields; the caller's slice stays as it was
-	size := 0
-	for i := range msgs {
-		if err := validate(&msgs[i]); err != nil {
-			if !errors.Is(err, ErrTooLarge) && !errors.Is(err, ErrInvalidName) {
-				err = fmt.Errorf("%w: %w", ErrInvalidMessage, err)
-			}
-			return nil, fmt.Errorf("append %s: message %d: %w", w.cfg.PChannel, i, err)
-		}
-		size += messageBytes(&msgs[i])
-	}
-	if size > w.cfg.MaxBatchBytes {
-		return nil, fmt.Errorf("append %s: %w: %d bytes, the batch limit is %d", w.cfg.PChannel, ErrTooLarge, size, w.cfg.MaxBatchBytes)
+	msgs, size, err := checkMessages(w.cfg.PChannel, validate, msgs, w.cfg.MaxBatchBytes)
+	if err != nil {
+		return nil, err
 	}
 
 	acks := make([]Ack, len(msgs))
@@ -175,6 +162,30 @@ func (w *Writer) appendChecked(ctx context.Context, validate func(*Message) erro
 		acks[d.i] = Ack{ID: d.e.id, TimeTick: d.e.tick, Duplicate: true}
 	}
 	return acks, nil
+}
+
+// checkMessages validates a copy of msgs (validate may fill in fields; the
+// caller's slice stays as it was) and returns it with its size, refusing
+// what does not fit in one batch of maxBytes.
+func checkMessages(pchannel string, validate func(*Message) error, msgs []Message, maxBytes int) ([]Message, int, error) {
+	if len(msgs) == 0 {
+		return nil, 0, errors.New("segmentlog: append of no messages")
+	}
+	msgs = slices.Clone(msgs)
+	size := 0
+	for i := range msgs {
+		if err := validate(&msgs[i]); err != nil {
+			if !errors.Is(err, ErrTooLarge) && !errors.Is(err, ErrInvalidName) {
+				err = fmt.Errorf("%w: %w", ErrInvalidMessage, err)
+			}
+			return nil, 0, fmt.Errorf("append %s: message %d: %w", pchannel, i, err)
+		}
+		size += messageBytes(&msgs[i])
+	}
+	if size > maxBytes {
+		return nil, 0, fmt.Errorf("append %s: %w: %d bytes, the batch limit is %d", pchannel, ErrTooLarge, size, maxBytes)
+	}
+	return msgs, size, nil
 }
 
 // validateAppend checks a message a user may append.

@@ -157,13 +157,7 @@ func (p *Pool) writer(ctx context.Context, pchannel string) (*poolEntry, error) 
 				return e, nil
 			}
 		}
-		call := p.opening[pchannel]
-		if call == nil {
-			call = &openCall{done: make(chan struct{})}
-			p.opening[pchannel] = call
-			p.bg.Add(1)
-			go p.open(pchannel, call)
-		}
+		call := p.openingLocked(pchannel, false)
 		p.mu.Unlock()
 		select {
 		case <-call.done:
@@ -191,13 +185,7 @@ func (p *Pool) TakeOver(ctx context.Context, pchannel string) error {
 		p.mu.Unlock()
 		return nil
 	}
-	call := p.opening[pchannel]
-	if call == nil {
-		call = &openCall{done: make(chan struct{}), takeover: true}
-		p.opening[pchannel] = call
-		p.bg.Add(1)
-		go p.open(pchannel, call)
-	}
+	call := p.openingLocked(pchannel, true)
 	p.mu.Unlock()
 	select {
 	case <-call.done:
@@ -205,6 +193,19 @@ func (p *Pool) TakeOver(ctx context.Context, pchannel string) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// openingLocked returns the open of pchannel in progress, starting one if
+// there is none. p.mu must be held.
+func (p *Pool) openingLocked(pchannel string, takeover bool) *openCall {
+	call := p.opening[pchannel]
+	if call == nil {
+		call = &openCall{done: make(chan struct{}), takeover: takeover}
+		p.opening[pchannel] = call
+		p.bg.Add(1)
+		go p.open(pchannel, call)
+	}
+	return call
 }
 
 // awaitRenew waits for e's renew loop to renew a lease whose deadline dl
