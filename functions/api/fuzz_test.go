@@ -212,6 +212,8 @@ var jsonRoutes = []struct{ method, path string }{
 	{"POST", "/v1/snapshots/{}/restore"},
 	{"DELETE", "/v1/vchannels/{}"},
 	{"DELETE", "/v1/snapshots/{}"},
+	{"POST", "/v1/pchannels/{}/trim"},
+	{"POST", "/v1/vchannels/{}/trim"},
 }
 
 // FuzzJSONRequests: every JSON write route (vchannels, transactions, sync,

@@ -53,6 +53,9 @@ type readQuery struct {
 	wait      time.Duration
 	// ignorePause reads through the server's scanner startup delay.
 	ignorePause bool
+	// trim and earliestID are a vchannel read's own trim point and the
+	// start of its messages (segmentlog.ScannerConfig.Trim, EarliestID).
+	trim, earliestID segmentlog.MessageID
 }
 
 // parsePosition parses "earliest", "latest", "id:OFFSET.INDEX" or
@@ -257,7 +260,7 @@ func (s *Server) read(ctx context.Context, p string, q readQuery) (ReadResponse,
 	}
 	sc, err := segmentlog.NewScanner(ctx, segmentlog.ScannerConfig{
 		PChannel: p, Layout: s.cfg.Layout, From: from,
-		VChannels: q.vchannels, Types: q.types,
+		VChannels: q.vchannels, Types: q.types, Trim: q.trim, EarliestID: q.earliestID,
 		Cache: s.pool.Cache(), NoWait: true, Segments: s.segs,
 	}, s.store)
 	if err != nil {

@@ -140,6 +140,15 @@ func (s *Server) handleVChannelRead(w http.ResponseWriter, r *http.Request) erro
 	if fromRestored != nil && job == "" {
 		return errorf(http.StatusBadRequest, CodeInvalid, "vchannel %q has no restored history", name)
 	}
+	if job != "" && v.Trim != (segmentlog.MessageID{}) {
+		// A trim point is an ID of v's own pchannel, and the restored
+		// history reads before all of those: any trim drops all of it.
+		if fromRestored != nil {
+			return &segmentlog.TruncatedError{PChannel: v.PChannel, From: *fromRestored, Earliest: v.Trim}
+		}
+		job = ""
+	}
+	rq.trim = v.Trim
 
 	live := rq.from
 	if job != "" {
@@ -163,12 +172,14 @@ func (s *Server) handleVChannelRead(w http.ResponseWriter, r *http.Request) erro
 				return nil
 			}
 			if minTick == 0 {
-				live = liveStart(v)
+				live = segmentlog.Earliest() // v's own, from rq.earliestID
 			}
 		}
 	}
-	if live.Kind == segmentlog.StartEarliest {
-		live = liveStart(v)
+	if v.Created != nil {
+		// Earliest and timetick reads start at its create message (nothing
+		// of v lands before it), or at the trim points above it.
+		rq.earliestID = v.Created.ID
 	}
 	rq.from = live
 	if err := s.mustKnow(ctx, v.PChannel); err != nil {

@@ -1,0 +1,79 @@
+package api
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/cairnlog/cairn/infra/objstore"
+)
+
+// TestTrimRoutes: a pchannel trim and a vchannel trim, idempotent and
+// monotone; reads from below answer 410 truncated with the earliest
+// position, reads from earliest start there, a reader past it never
+// notices; bad points are 400s.
+func TestTrimRoutes(t *testing.T) {
+	ts := newTestServer(t, testConfig(t), objstore.NewMemory())
+	ts.createVChannel("v0", "p0")
+	ts.createVChannel("v1", "p0")
+	var ids []string
+	for i := range 6 {
+		ar := ts.mustAppend("p0", msgs([]string{"v0", "v1"}[i%2], fmt.Sprint(i)))
+		ids = append(ids, fmt.Sprintf("id:%d.%d", ar.Acks[0].Offset, ar.Acks[0].Index))
+	}
+	mustOK(t, "flush", ts.do("POST", "/v1/pchannels/p0/flush", "", nil), nil)
+	ts.mustAppend("p0", msgs("v0", "6"))
+	resumed := ts.mustRead("/v1/pchannels/p0/messages?from=" + ids[4] + "&max=1") // a reader past the point to come
+
+	var tr TrimResponse
+	mustOK(t, "trim p0", ts.postJSON("/v1/pchannels/p0/trim", TrimRequest{Before: ids[2]}), &tr)
+	if tr.PChannel != "p0" || tr.Earliest != ids[2] {
+		t.Fatalf("trim p0: %+v, want earliest %s", tr, ids[2])
+	}
+	mustOK(t, "trim p0 lower", ts.postJSON("/v1/pchannels/p0/trim", TrimRequest{Before: ids[1]}), &tr)
+	if tr.Earliest != ids[2] {
+		t.Fatalf("a lower trim moved the point: %+v", tr)
+	}
+	r := ts.get("/v1/pchannels/p0/messages?from=" + ids[0])
+	wantError(t, "read below the trim point", r, 410, CodeTruncated)
+	var e Error
+	r.decode(t, &e)
+	if e.Earliest != ids[2] {
+		t.Fatalf("410 body %s: want earliest %s", r.body, ids[2])
+	}
+	if got := payloads(ts.mustRead("/v1/pchannels/p0/messages").Messages); !slices.Equal(got, []string{"2", "3", "4", "5", "6"}) {
+		t.Fatalf("read from earliest after the trim: %q", got)
+	}
+	if got := payloads(ts.mustRead("/v1/pchannels/p0/messages?from=" + resumed.Next).Messages); !slices.Equal(got, []string{"5", "6"}) {
+		t.Fatalf("a reader past the point: %q", got)
+	}
+
+	// v0's own point, above the pchannel's: v1 is unaffected.
+	mustOK(t, "trim v0", ts.postJSON("/v1/vchannels/v0/trim", TrimRequest{Before: ids[4]}), &tr)
+	if tr.VChannel != "v0" || tr.Earliest != ids[4] {
+		t.Fatalf("trim v0: %+v, want earliest %s", tr, ids[4])
+	}
+	if got := payloads(ts.mustRead("/v1/vchannels/v0/messages").Messages); !slices.Equal(got, []string{"4", "6"}) {
+		t.Fatalf("v0 from earliest after its trim: %q", got)
+	}
+	if got := payloads(ts.mustRead("/v1/vchannels/v1/messages").Messages); !slices.Equal(got, []string{"3", "5"}) {
+		t.Fatalf("v1 from earliest: %q", got)
+	}
+	r = ts.get("/v1/vchannels/v0/messages?from=" + ids[3])
+	wantError(t, "read v0 below its trim point", r, 410, CodeTruncated)
+	r.decode(t, &e)
+	if e.Earliest != ids[4] {
+		t.Fatalf("410 body %s: want earliest %s", r.body, ids[4])
+	}
+	mustOK(t, "trim v0 lower", ts.postJSON("/v1/vchannels/v0/trim", TrimRequest{Before: ids[0]}), &tr)
+	if tr.Earliest != ids[4] {
+		t.Fatalf("a lower vchannel trim moved the point: %+v", tr)
+	}
+
+	wantError(t, "beyond the tail", ts.postJSON("/v1/pchannels/p0/trim", TrimRequest{Before: "id:99999.0"}), 400, CodeInvalid)
+	wantError(t, "not an ID", ts.postJSON("/v1/pchannels/p0/trim", TrimRequest{Before: "latest"}), 400, CodeInvalid)
+	wantError(t, "malformed", ts.postJSON("/v1/pchannels/p0/trim", TrimRequest{Before: "id:x"}), 400, CodeMalformed)
+	wantError(t, "no body", ts.do("POST", "/v1/pchannels/p0/trim", "", nil), 400, CodeMalformed)
+	wantError(t, "unknown pchannel", ts.postJSON("/v1/pchannels/p9/trim", TrimRequest{Before: "id:0.0"}), 404, CodeUnknownPChannel)
+	wantError(t, "unknown vchannel", ts.postJSON("/v1/vchannels/nope/trim", TrimRequest{Before: "id:0.0"}), 404, CodeUnknownVChannel)
+}
