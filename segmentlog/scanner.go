@@ -393,7 +393,7 @@ func (s *Scanner) Next(ctx context.Context) (Delivery, error) {
 	d := s.buf[0]
 	s.buf = s.buf[1:]
 	s.stats.Delivered++
-	s.resume = AtID(MessageID{Offset: d.ID.Offset, Index: d.ID.Index + 1})
+	s.resume = AtID(NextID(d.ID))
 	return d, nil
 }
 

@@ -44,3 +44,13 @@ func floorOf(ids ...MessageID) MessageID {
 	}
 	return f
 }
+
+// NextID is the ID right after id: the next index, or the first of the
+// next offset after the last index a batch can have (MaxMessages−1). It is
+// where a reader that handled id resumes.
+func NextID(id MessageID) MessageID {
+	if id.Index >= MaxMessages-1 {
+		return MessageID{Offset: id.Offset + 1}
+	}
+	return MessageID{Offset: id.Offset, Index: id.Index + 1}
+}

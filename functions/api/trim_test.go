@@ -47,6 +47,9 @@ func TestTrimRoutes(t *testing.T) {
 	if got := payloads(ts.mustRead("/v1/pchannels/p0/messages?from=" + resumed.Next).Messages); !slices.Equal(got, []string{"5", "6"}) {
 		t.Fatalf("a reader past the point: %q", got)
 	}
+	if got := payloads(ts.mustRead("/v1/pchannels/p0/messages?from=after:" + ids[4]).Messages); !slices.Equal(got, []string{"5", "6"}) {
+		t.Fatalf("from after:%s: %q", ids[4], got)
+	}
 
 	// v0's own point, above the pchannel's: v1 is unaffected.
 	mustOK(t, "trim v0", ts.postJSON("/v1/vchannels/v0/trim", TrimRequest{Before: ids[4]}), &tr)
