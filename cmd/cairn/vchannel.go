@@ -14,7 +14,7 @@ func newVChannelCmd() *cobra.Command {
 	var o adminOptions
 	cmd := &cobra.Command{
 		Use:   "vchannel",
-		Short: "Manage vchannels: create, list, describe, drop, locate",
+		Short: "Manage vchannels: create, list, describe, drop, locate, trim",
 		Long: `vchannel manages the vchannels of a Cairn server: logical streams, each bound
 for good to one pchannel of the server's set. produce and consume take a
 vchannel alone (--vchannel, no --pchannel) once it exists. A dropped name is
@@ -23,7 +23,7 @@ never used again.`,
 	}
 	addConnFlags(cmd, &o.conn)
 	cmd.AddCommand(newVChannelCreateCmd(&o), newVChannelListCmd(&o), newVChannelDescribeCmd(&o),
-		newVChannelDropCmd(&o), newVChannelLocateCmd(&o))
+		newVChannelDropCmd(&o), newVChannelLocateCmd(&o), newTrimCmd(&o, true))
 	return cmd
 }
 
