@@ -172,7 +172,11 @@ func (s *Server) handleVChannelRead(w http.ResponseWriter, r *http.Request) erro
 				return nil
 			}
 			if minTick == 0 {
-				live = segmentlog.Earliest() // v's own, from rq.earliestID
+				// A concrete position, which the answer's next repeats
+				// when nothing of v's own is there yet.
+				if live, err = s.liveStart(ctx, v); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -202,6 +206,25 @@ func liveStart(v coordinator.VChannel) segmentlog.Position {
 		return segmentlog.AtID(v.Created.ID)
 	}
 	return segmentlog.Earliest()
+}
+
+// liveStart is liveStart(v), moved up to the trim points of v and its
+// pchannel when they lie above it.
+func (s *Server) liveStart(ctx context.Context, v coordinator.VChannel) (segmentlog.Position, error) {
+	start := liveStart(v)
+	if start.Kind != segmentlog.StartAtID {
+		return start, nil
+	}
+	cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.cfg.Layout, v.PChannel)
+	if err != nil {
+		return segmentlog.Position{}, err
+	}
+	for _, t := range []segmentlog.MessageID{cp.Trim, v.Trim} {
+		if start.ID.Less(t) {
+			start.ID = t
+		}
+	}
+	return start, nil
 }
 
 // readRestored reads the restored history of v (restore job) from ID from
@@ -255,7 +278,11 @@ func (s *Server) readRestored(ctx context.Context, job string, v coordinator.VCh
 		last = d.ID
 	}
 	if exhausted {
-		resp.Next = liveStart(v).String()
+		start, err := s.liveStart(ctx, v)
+		if err != nil {
+			return ReadResponse{}, err
+		}
+		resp.Next = start.String()
 	} else {
 		resp.Next = restoredPrefix + segmentlog.MessageID{Offset: last.Offset, Index: last.Index + 1}.String()
 	}
