@@ -222,6 +222,8 @@ func classify(err error) *Error {
 		return errorf(http.StatusConflict, CodeTxnExpired, "%v", tidy(err, segmentlog.ErrTxnExpired))
 	case errors.Is(err, segmentlog.ErrTxnInvalid):
 		return errorf(http.StatusBadRequest, CodeInvalid, "%v", tidy(err, segmentlog.ErrTxnInvalid))
+	case errors.Is(err, snapshot.ErrInvalidPolicy):
+		return errorf(http.StatusBadRequest, CodeInvalid, "%v", tidy(err, snapshot.ErrInvalidPolicy))
 	case errors.Is(err, snapshot.ErrNotFound):
 		return errorf(http.StatusNotFound, CodeUnknownSnapshot, "%v", tidy(err, snapshot.ErrNotFound))
 	case errors.Is(err, snapshot.ErrExists):

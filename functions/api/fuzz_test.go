@@ -226,6 +226,8 @@ var jsonRoutes = []struct{ method, path string }{
 	{"DELETE", "/v1/snapshots/{}"},
 	{"POST", "/v1/pchannels/{}/trim"},
 	{"POST", "/v1/vchannels/{}/trim"},
+	{"PUT", "/v1/pchannels/{}/retention"},
+	{"PUT", "/v1/vchannels/{}/retention"},
 }
 
 // FuzzJSONRequests: every JSON write route (vchannels, transactions, sync,

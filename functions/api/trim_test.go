@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
 )
@@ -79,4 +80,50 @@ func TestTrimRoutes(t *testing.T) {
 	wantError(t, "no body", ts.do("POST", "/v1/pchannels/p0/trim", "", nil), 400, CodeMalformed)
 	wantError(t, "unknown pchannel", ts.postJSON("/v1/pchannels/p9/trim", TrimRequest{Before: "id:0.0"}), 404, CodeUnknownPChannel)
 	wantError(t, "unknown vchannel", ts.postJSON("/v1/vchannels/nope/trim", TrimRequest{Before: "id:0.0"}), 404, CodeUnknownVChannel)
+}
+
+// TestRetentionRoutes: policies are set per pchannel and vchannel, shown
+// with the earliest position and the bytes held by the status table and
+// describe; applying them trims; bad policies are 400s.
+func TestRetentionRoutes(t *testing.T) {
+	ts := newTestServer(t, testConfig(t), objstore.NewMemory())
+	ts.createVChannel("v0", "p0")
+	for i := range 3 {
+		ts.mustAppend("p0", msgs("v0", fmt.Sprint(i)))
+		mustOK(t, "flush", ts.do("POST", "/v1/pchannels/p0/flush", "", nil), nil)
+	}
+	last := ts.mustAppend("p0", msgs("v0", "3")) // in the WAL only
+
+	var out RetentionOut
+	mustOK(t, "set p0", ts.do("PUT", "/v1/pchannels/p0/retention", ContentTypeJSON, []byte(`{"max_bytes":1}`)), &out)
+	if out.PChannel != "p0" || out.MaxBytes != 1 || out.BytesHeld == 0 || out.Earliest != "id:0.0" {
+		t.Fatalf("set p0: %+v", out)
+	}
+	var st StatusResponse
+	mustOK(t, "status", ts.get("/v1/pchannels"), &st)
+	if len(st.PChannels) != 1 || st.PChannels[0].Retention != out {
+		t.Fatalf("status row %+v, want retention %+v", st.PChannels, out)
+	}
+	ret := NewRetention(ts.srv.cfg.Layout, ts.srv.store, ts.srv.Registry(), time.Now, testLogger(t))
+	if res, err := ret.Apply(t.Context()); err != nil || res.Trimmed != 1 {
+		t.Fatalf("apply: %+v, %v", res, err)
+	}
+	mustOK(t, "status", ts.get("/v1/pchannels"), &st)
+	if r := st.PChannels[0].Retention; r.BytesHeld != 0 || r.Earliest == "id:0.0" {
+		t.Fatalf("after the policy: %+v", r)
+	}
+	if got := payloads(ts.mustRead("/v1/vchannels/v0/messages").Messages); !slices.Equal(got, []string{"3"}) {
+		t.Fatalf("read after retention trimmed every flushed file: %q (last ack %+v)", got, last.Acks[0])
+	}
+
+	mustOK(t, "set v0", ts.do("PUT", "/v1/vchannels/v0/retention", ContentTypeJSON, []byte(`{"max_age":"1h"}`)), &out)
+	var v VChannelOut
+	mustOK(t, "describe v0", ts.get("/v1/vchannels/v0"), &v)
+	if v.Retention == nil || v.Retention.MaxAge != "1h0m0s" || v.Retention.VChannel != "v0" {
+		t.Fatalf("describe v0: %+v", v.Retention)
+	}
+	wantError(t, "negative age", ts.do("PUT", "/v1/pchannels/p0/retention", ContentTypeJSON, []byte(`{"max_age":"-1s"}`)), 400, CodeMalformed)
+	wantError(t, "negative bytes", ts.do("PUT", "/v1/vchannels/v0/retention", ContentTypeJSON, []byte(`{"max_bytes":-1}`)), 400, CodeMalformed)
+	wantError(t, "unknown field", ts.do("PUT", "/v1/pchannels/p0/retention", ContentTypeJSON, []byte(`{"age":"1h"}`)), 400, CodeMalformed)
+	wantError(t, "unknown pchannel", ts.do("PUT", "/v1/pchannels/p9/retention", ContentTypeJSON, []byte(`{}`)), 404, CodeUnknownPChannel)
 }
