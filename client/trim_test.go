@@ -3,6 +3,7 @@ package client
 import (
 	"errors"
 	"testing"
+	"time"
 )
 
 // TestTrim: a trim through the SDK; a read below it fails with
@@ -38,5 +39,34 @@ func TestTrim(t *testing.T) {
 	}
 	if _, err := c.TrimVChannel(t.Context(), "nope", AtID(acks[0].ID)); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("trim an unknown vchannel: %v, want ErrNotFound", err)
+	}
+}
+
+// TestRetention: policies through the SDK, shown by the status table and
+// describe.
+func TestRetention(t *testing.T) {
+	url := newServer(t, serverOptions{})
+	c, _ := newClient(t, url)
+	produce(t, c, "p1", "m", 3)
+	r, err := c.SetPChannelRetention(t.Context(), "p1", RetentionPolicy{MaxAge: time.Hour, MaxBytes: 1 << 20})
+	if err != nil || r.MaxAge != "1h0m0s" || r.MaxBytes != 1<<20 || r.Earliest != "id:0.0" {
+		t.Fatalf("set retention: %+v, %v", r, err)
+	}
+	rows, err := c.PChannels(t.Context())
+	if err != nil || len(rows) != 1 || rows[0].Retention != r {
+		t.Fatalf("status: %+v, %v; want retention %+v", rows, err, r)
+	}
+	if _, err := c.SetPChannelRetention(t.Context(), "p1", RetentionPolicy{MaxBytes: -1}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("negative bytes: %v", err)
+	}
+	if _, err := c.CreateVChannel(t.Context(), "orders", "p1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SetVChannelRetention(t.Context(), "orders", RetentionPolicy{MaxBytes: 10}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.VChannel(t.Context(), "orders")
+	if err != nil || v.Retention == nil || v.Retention.MaxBytes != 10 || v.Retention.VChannel != "orders" {
+		t.Fatalf("describe: %+v, %v", v, err)
 	}
 }

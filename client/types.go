@@ -147,6 +147,9 @@ type PChannelStatus struct {
 	// Checkpoint: the offset below which the pchannel is flushed to
 	// segments.
 	Checkpoint uint64 `json:"checkpoint"`
+	// Retention is the pchannel's retention policy, its earliest readable
+	// position and the bytes its segment files hold.
+	Retention Retention `json:"retention"`
 }
 
 // Tail is the next offset of a pchannel.

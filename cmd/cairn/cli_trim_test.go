@@ -43,3 +43,26 @@ func TestCLITrim(t *testing.T) {
 	fails("invalid", "pchannel", "trim", "p1", "--before", "latest")
 	fails("unknown_vchannel", "vchannel", "trim", "nope", "--before", ids[0])
 }
+
+// TestCLIRetention: retention policies set and shown by pchannel
+// describe and vchannel describe.
+func TestCLIRetention(t *testing.T) {
+	url := apiServer(t, "")
+	run, fails, matches := cliHelpers(t, url)
+	run("", "vchannel", "create", "orders", "--pchannel", "p1")
+	run("a\nb\n", "produce", "--vchannel", "orders")
+
+	out, _ := run("", "pchannel", "retention", "p1", "--max-age", "1h", "--max-bytes", "1000")
+	matches("pchannel retention", out, `^NAME +MAX_AGE +MAX_BYTES +EARLIEST +BYTES_HELD\np1 +1h0m0s +1000 +id:0\.0 +0\n$`)
+	out, _ = run("", "pchannel", "describe", "p1")
+	matches("pchannel describe", out, `(?m)^retention +max_age=1h0m0s max_bytes=1000$`)
+	matches("pchannel describe", out, `(?m)^earliest +id:0\.0$`)
+	matches("pchannel describe", out, `(?m)^bytes_held +0$`)
+	fails("unknown_pchannel", "pchannel", "describe", "p9")
+
+	run("", "vchannel", "retention", "orders", "--max-bytes", "10")
+	out, _ = run("", "vchannel", "describe", "orders")
+	matches("vchannel describe", out, `(?m)^retention +max_bytes=10$`)
+	matches("vchannel describe", out, `(?m)^trimmed_before +-$`)
+	fails("invalid", "vchannel", "retention", "orders", "--max-bytes", "-1")
+}
