@@ -335,10 +335,10 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 				if at := tailLast.Load(); at != nil && (len(seen) == 0 || seen[len(seen)-1] != *at) {
 					seen = append(seen, *at) // the lag stays behind once appends stop
 				}
-				lag := 4 + trng.IntN(12)
-				if len(seen) <= lag {
+				if len(seen) < 2 {
 					continue
 				}
+				lag := min(1+trng.IntN(12), len(seen)/2)
 				at := &seen[len(seen)-1-lag]
 				cp, err := snapshot.Trim(ctx, trimFault, testLayout, pch, *at, time.Now())
 				if err != nil {
