@@ -52,3 +52,18 @@ func (r *Registry) VChannelTrims(ctx context.Context, pchannel string) (map[stri
 	}
 	return out, nil
 }
+
+// Start returns where vchannel name's messages begin for a reader: its
+// create message, or its trim point when higher (snapshot.VChannelStarts:
+// a snapshot holds what a reader of the vchannel delivers).
+func (r *Registry) Start(ctx context.Context, name string) (segmentlog.MessageID, error) {
+	v, err := r.Describe(ctx, name)
+	if err != nil {
+		return segmentlog.MessageID{}, err
+	}
+	start := v.Trim
+	if v.Created != nil && start.Less(v.Created.ID) {
+		start = v.Created.ID
+	}
+	return start, nil
+}

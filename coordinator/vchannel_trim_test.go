@@ -9,7 +9,9 @@ import (
 )
 
 func TestDecideTrim(t *testing.T) {
-	at := func(off uint64, idx uint32) segmentlog.MessageID { return segmentlog.MessageID{Offset: off, Index: idx} }
+	at := func(off uint64, idx uint32) segmentlog.MessageID {
+		return segmentlog.MessageID{Offset: off, Index: idx}
+	}
 	active := VChannel{Name: "v", PChannel: "p1", State: VChannelActive, CreatedAt: t0, Version: 3, Trim: at(10, 2)}
 	dropped := active
 	dropped.State = VChannelDropped

@@ -127,3 +127,45 @@ func TestRetentionRoutes(t *testing.T) {
 	wantError(t, "unknown field", ts.do("PUT", "/v1/pchannels/p0/retention", ContentTypeJSON, []byte(`{"age":"1h"}`)), 400, CodeMalformed)
 	wantError(t, "unknown pchannel", ts.do("PUT", "/v1/pchannels/p9/retention", ContentTypeJSON, []byte(`{}`)), 404, CodeUnknownPChannel)
 }
+
+// TestSnapshotScope: a snapshot of a vchannel holds what a reader of it
+// delivers: not a message tagged with its name before it was created, not
+// a trimmed one; its count, and a restore, say the same.
+func TestSnapshotScope(t *testing.T) {
+	ts := newTestServer(t, testConfig(t), objstore.NewMemory())
+	ts.mustAppend("p2", msgs("s1v", "early")) // a raw tag: s1v does not exist yet
+	ts.createVChannel("s1v", "p2")
+	var ids []string
+	for _, p := range []string{"a", "b", "c"} {
+		ar := ts.mustAppend("p2", msgs("s1v", p))
+		ids = append(ids, fmt.Sprintf("id:%d.%d", ar.Acks[0].Offset, ar.Acks[0].Index))
+	}
+	read := func(path string) []string { return payloads(ts.mustRead(path).Messages) }
+	if got := read("/v1/vchannels/s1v/messages"); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Fatalf("s1v reads %q", got)
+	}
+	var s SnapshotOut
+	mustOK(t, "snapshot", ts.postJSON("/v1/snapshots", SnapshotCreateRequest{Name: "all", VChannels: []string{"s1v"}}), &s)
+	if s.Messages != 4 { // a, b, c and s1v's create message
+		t.Fatalf("snapshot of s1v counts %d messages, want 4 (early is not s1v's)", s.Messages)
+	}
+	mustOK(t, "trim s1v", ts.postJSON("/v1/vchannels/s1v/trim", TrimRequest{Before: ids[1]}), nil)
+	mustOK(t, "snapshot after the trim", ts.postJSON("/v1/snapshots", SnapshotCreateRequest{Name: "trimmed", VChannels: []string{"s1v"}}), &s)
+	if s.Messages != 2 {
+		t.Fatalf("snapshot of s1v after its trim counts %d messages, want 2 (b, c)", s.Messages)
+	}
+	for name, want := range map[string][]string{"all": {"a", "b", "c"}, "trimmed": {"b", "c"}} {
+		var job RestoreOut
+		r := ts.postJSON("/v1/snapshots/"+name+"/restore", RestoreRequest{Targets: map[string]string{"s1v": "r-" + name}})
+		if r.status != 200 && r.status != 202 {
+			t.Fatalf("restore %s: %d %s", name, r.status, r.body)
+		}
+		r.decode(t, &job)
+		if job = ts.restoreUntilDone(job.ID); job.State != RestoreDone {
+			t.Fatalf("restore %s: %+v", name, job)
+		}
+		if got := read("/v1/vchannels/r-" + name + "/messages"); !slices.Equal(got, want) {
+			t.Fatalf("restored %s reads %q, want %q", name, got, want)
+		}
+	}
+}

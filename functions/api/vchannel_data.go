@@ -246,6 +246,9 @@ func (s *Server) readRestored(ctx context.Context, job string, v coordinator.VCh
 	if j.State != snapshot.JobDone || source == "" {
 		return ReadResponse{}, errorf(http.StatusConflict, CodeWrongState, "restore job %s of %s is %s", job, v.Name, j.State)
 	}
+	if start := j.Starts[source]; from.Less(start) {
+		from = start // the snapshot holds the source's messages from there
+	}
 	it, err := s.segs.Open(ctx, segmentlog.Checkpoint{C: math.MaxUint64, Segments: j.Segments}, from, []string{source})
 	if err != nil {
 		return ReadResponse{}, err
