@@ -58,7 +58,8 @@ func TestFlushTortureMemory(t *testing.T) {
 // TestFlushTortureTrimMemory is the flush torture with a trim actor: it
 // trims the pchannel up to where the tailing reader is, through faults of
 // its own, while GC retires and deletes what lies wholly below, and a
-// snapshot taken mid-round pins some of it.
+// snapshot taken mid-round pins some of it; at the end a max-bytes
+// retention policy brings the bytes held down to its bound.
 func TestFlushTortureTrimMemory(t *testing.T) {
 	runFlushTorture(t, "memory+trim", 2, ftTimings{ttl: 300 * time.Millisecond, put: 40 * time.Millisecond, round: 2 * time.Second, minAge: 720 * time.Millisecond, trim: true},
 		func(*testing.T) objstore.Store { return objstore.NewMemory() })
@@ -612,10 +613,53 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	st.acked, st.delivered, st.flushes, st.deleted = int64(len(h.acked)), int64(len(got)), int64(len(committed)), collected.Load()
 	st.merges, st.abandoned, st.orphans, st.i10checks = merges.Load(), abandoned.Load(), orphans.Load(), i10checks.Load()
 	st.noWaitScans, st.longInFlight, st.staleOpens = noWaitScans.Load(), longInFlight.Load(), staleOpens.Load()
+	if tm.trim {
+		checkRetentionBound(t, base, pch, h)
+	}
 	if len(last) == 0 && cp.C == 0 {
 		t.Error("nothing was ever flushed: the round proves nothing")
 	}
 	return st
+}
+
+// checkRetentionBound applies a max-bytes policy of half what the
+// pchannel holds after the round: the bytes held come down to the bound,
+// and every message acked at or above the new trim point is still read.
+func checkRetentionBound(t *testing.T, store objstore.Store, pch string, h *ftHistory) {
+	t.Helper()
+	ctx := context.Background()
+	cp, _, err := sl.ReadCheckpoint(ctx, store, testLayout, pch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound := snapshot.HeldBy(cp, "", sl.MessageID{}).Bytes / 2
+	if _, err := snapshot.SetPolicy(ctx, store, testLayout, snapshot.PolicyPChannel, pch, pch, snapshot.Policy{MaxBytes: bound}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := snapshot.NewRetention(snapshot.RetentionConfig{Layout: testLayout, Logger: quietLog}, store).Apply(ctx); err != nil {
+		t.Fatalf("retention: %v", err)
+	}
+	if _, err := newGC(t, store, nil).RetireTrimmed(ctx, pch); err != nil {
+		t.Fatal(err)
+	}
+	cp, _, err = sl.ReadCheckpoint(ctx, store, testLayout, pch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held := snapshot.HeldBy(cp, "", sl.MessageID{}); held.Bytes > bound {
+		t.Errorf("I12: %d bytes held after a retention of %d bytes (trim point %v)", held.Bytes, bound, cp.Trim)
+	}
+	got := scanAll(t, store, pch, sl.Earliest(), snapshot.NewSegmentReader(store, 0), nil)
+	ids := make(map[sl.MessageID]bool, len(got))
+	for _, d := range got {
+		ids[d.ID] = true
+	}
+	for key, a := range h.acked {
+		if !a.ID.Less(cp.Trim) && !ids[a.ID] {
+			t.Errorf("I12: key %+v acked at %v, at or above the retention's trim point %v, not read", key, a.ID, cp.Trim)
+			return
+		}
+	}
 }
 
 // snapshotAt is a snapshot taken mid-round and what it held then.
