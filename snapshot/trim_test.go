@@ -133,3 +133,63 @@ func segmentKeys(t testing.TB, store objstore.Store) []string {
 	t.Helper()
 	return listKeys(t, store, snapshot.SegmentsPrefix(testLayout))
 }
+
+// TestTrimPassesAScan: a scan reading segments that a trim passes, and
+// whose next files GC then deletes, fails with a TruncatedError naming the
+// trim point after the messages it could still read: never a silent gap.
+func TestTrimPassesAScan(t *testing.T) {
+	ctx := context.Background()
+	store := objstore.NewMemory()
+	const pch = "tscan"
+	w := openWriter(t, store, pch, nil)
+	defer w.Close(ctx)
+	flusher := newFlusher(t, store, pch, nil)
+	var acks []sl.Ack
+	for round := range 3 {
+		acks = append(acks, appendN(t, w, "t", round*10, 10, "va")...)
+		if _, err := flusher.FlushNow(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sc, err := sl.NewScanner(ctx, sl.ScannerConfig{PChannel: pch, Layout: testLayout, From: sl.Earliest(), NoWait: true,
+		Segments: snapshot.NewSegmentReader(store, 0)}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	first, err := sc.Next(ctx)
+	if err != nil || first.ID != acks[0].ID {
+		t.Fatalf("first: %v, %v", first.ID, err)
+	}
+	point := acks[25].ID
+	if _, err := snapshot.Trim(ctx, store, testLayout, pch, point, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newGC(t, store, nil).RetireTrimmed(ctx, pch); err != nil {
+		t.Fatal(err)
+	}
+	if err := newGC(t, store, func(c *snapshot.GCConfig) { c.Now = clockAt(3 * time.Hour) }).Collect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	next := 1
+	for {
+		d, err := sc.Next(ctx)
+		var te *sl.TruncatedError
+		if errors.As(err, &te) {
+			if te.Earliest != point {
+				t.Fatalf("truncated with earliest %v, want %v", te.Earliest, point)
+			}
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d messages: %v; want a TruncatedError", next, err)
+		}
+		if d.ID != acks[next].ID {
+			t.Fatalf("message %d is %v, want %v: the scan skipped", next, d.ID, acks[next].ID)
+		}
+		next++
+	}
+	if next >= 25 {
+		t.Fatalf("the scan read %d messages past the deleted files", next)
+	}
+}
