@@ -177,19 +177,19 @@ func TestTrimPassesAScan(t *testing.T) {
 		var te *sl.TruncatedError
 		if errors.As(err, &te) {
 			if te.Earliest != point {
-				t.Fatalf("truncated with earliest %v, want %v", te.Earliest, point)
+				t.Fatalf("I12: truncated with earliest %v, want %v", te.Earliest, point)
 			}
 			break
 		}
 		if err != nil {
-			t.Fatalf("after %d messages: %v; want a TruncatedError", next, err)
+			t.Fatalf("I12: after %d messages: %v; want a TruncatedError", next, err)
 		}
 		if d.ID != acks[next].ID {
-			t.Fatalf("message %d is %v, want %v: the scan skipped", next, d.ID, acks[next].ID)
+			t.Fatalf("I12: message %d is %v, want %v: the scan skipped", next, d.ID, acks[next].ID)
 		}
 		next++
 	}
 	if next >= 25 {
-		t.Fatalf("the scan read %d messages past the deleted files", next)
+		t.Fatalf("I12: the scan read %d messages past the deleted files", next)
 	}
 }
