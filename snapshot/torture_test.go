@@ -58,8 +58,10 @@ func TestFlushTortureMemory(t *testing.T) {
 // TestFlushTortureTrimMemory is the flush torture with a trim actor: it
 // trims the pchannel up to where the tailing reader is, through faults of
 // its own, while GC retires and deletes what lies wholly below, and a
-// snapshot taken mid-round pins some of it; at the end a max-bytes
-// retention policy brings the bytes held down to its bound.
+// snapshot taken mid-round pins some of it, and a max-bytes retention
+// policy is applied throughout (the tailing reader, which it may pass, is
+// told and reads on from the earliest position); at the end a tighter
+// policy brings the bytes held down to its bound.
 func TestFlushTortureTrimMemory(t *testing.T) {
 	runFlushTorture(t, "memory+trim", 2, ftTimings{ttl: 300 * time.Millisecond, put: 40 * time.Millisecond, round: 2 * time.Second, minAge: 720 * time.Millisecond, trim: true},
 		func(*testing.T) objstore.Store { return objstore.NewMemory() })
@@ -290,26 +292,39 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	var tail []sl.Delivery
 	var tailErr error
 	var tailLast atomic.Pointer[sl.MessageID] // the last ID the tailing reader delivered
+	var tailTruncated atomic.Int64            // with trims: retention passed the tailing reader
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
-		sc, err := sl.NewScanner(ctx, sl.ScannerConfig{PChannel: pch, Layout: testLayout, From: sl.Earliest(), GetTimeout: tm.put,
-			PollMax: 20 * time.Millisecond, Segments: snapshot.NewSegmentReader(base, 0)}, base)
-		if err != nil {
-			tailErr = err
-			return
-		}
-		defer sc.Close()
+		from := sl.Earliest()
 		for {
-			d, err := sc.Next(ctx)
+			sc, err := sl.NewScanner(ctx, sl.ScannerConfig{PChannel: pch, Layout: testLayout, From: from, GetTimeout: tm.put,
+				PollMax: 20 * time.Millisecond, Segments: snapshot.NewSegmentReader(base, 0)}, base)
 			if err != nil {
-				if ctx.Err() == nil {
-					tailErr = err
-				}
+				tailErr = err
 				return
 			}
-			tail = append(tail, d)
-			tailLast.Store(&d.ID)
+			for {
+				d, err := sc.Next(ctx)
+				var te *sl.TruncatedError
+				if tm.trim && errors.As(err, &te) {
+					// The retention actor trims by bytes, wherever the reader
+					// is: it is told, and reads on from the earliest position.
+					tailTruncated.Add(1)
+					from = sl.AtID(te.Earliest)
+					break
+				}
+				if err != nil {
+					if ctx.Err() == nil {
+						tailErr = err
+					}
+					sc.Close()
+					return
+				}
+				tail = append(tail, d)
+				tailLast.Store(&d.ID)
+			}
+			sc.Close()
 		}
 	}()
 
@@ -318,7 +333,7 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	// through faults of its own; a snapshot taken mid-round pins what it
 	// holds, whatever the trims.
 	var trimmed atomic.Pointer[sl.MessageID] // the highest point a Trim call returned
-	var trims, truncatedScans atomic.Int64
+	var trims, truncatedScans, retentionTrims atomic.Int64
 	var snap snapshotAt
 	if tm.trim {
 		trimFault := faulty(rng.Uint64())
@@ -352,6 +367,24 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 					trimmed.Store(&cp.Trim)
 				}
 				trims.Add(1)
+			}
+		}()
+		// The retention actor: a max-bytes policy applied every few
+		// turns, through faults of its own.
+		retFault := faulty(rng.Uint64())
+		faults = append(faults, retFault)
+		if _, err := snapshot.SetPolicy(ctx, base, testLayout, snapshot.PolicyPChannel, pch, pch, snapshot.Policy{MaxBytes: 12 << 10}, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		ret := snapshot.NewRetention(snapshot.RetentionConfig{Layout: testLayout, Logger: quietLog, Timeout: tm.put}, retFault)
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			for ctx.Err() == nil {
+				time.Sleep(time.Duration(50+trng.IntN(100)) * time.Millisecond)
+				if res, err := ret.Apply(ctx); err == nil {
+					retentionTrims.Add(int64(res.Trimmed))
+				}
 			}
 		}()
 		bg.Add(1)
@@ -595,7 +628,7 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 			tail = tail[1:]
 		}
 		if testing.Verbose() {
-			t.Logf("trims: %d, final point %v, %d NoWait scans told truncated", trims.Load(), cp.Trim, truncatedScans.Load())
+			t.Logf("trims: %d, by retention %d, final point %v, %d NoWait scans and the tailing reader %d times told truncated", trims.Load(), retentionTrims.Load(), cp.Trim, truncatedScans.Load(), tailTruncated.Load())
 		}
 	}
 	if testing.Verbose() {
