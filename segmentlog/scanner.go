@@ -213,10 +213,21 @@ func NewScanner(ctx context.Context, cfg ScannerConfig, store objstore.Store) (*
 		start = cp.C
 		s.cfg.MinTimeTick = max(s.cfg.MinTimeTick, cfg.From.TimeTick)
 	case StartAtID:
-		if cfg.From.ID.Less(floor) {
-			return nil, &TruncatedError{PChannel: cfg.PChannel, From: cfg.From.ID, Earliest: floor}
+		from := cfg.From.ID
+		if from.Less(floor) {
+			// A reader that read everything it wants below the point (its
+			// resume position is right after the last message of a batch,
+			// or only other vchannels' messages lie between) is past it.
+			empty, err := s.gapEmpty(ctx, from, floor)
+			if err != nil {
+				return nil, err
+			}
+			if !empty {
+				return nil, &TruncatedError{PChannel: cfg.PChannel, From: from, Earliest: floor}
+			}
+			from = floor
 		}
-		start, s.skipIdx = cfg.From.ID.Offset, cfg.From.ID.Index
+		start, s.skipIdx = from.Offset, from.Index
 	case StartLatest:
 		if start, err = FindTail(ctx, store, cfg.Layout, cfg.PChannel, cp.C, cfg.GetTimeout); err != nil {
 			return nil, err
@@ -292,6 +303,42 @@ func (s *Scanner) refresh(ctx context.Context, old Checkpoint, missing error) (C
 		return Checkpoint{}, err
 	}
 	return cp, nil
+}
+
+// maxGapSlots bounds the WAL slots gapEmpty reads.
+const maxGapSlots = 64
+
+// gapEmpty reports whether no message this scanner would deliver has an
+// ID in [from, floor), reading the WAL slots between (at most
+// maxGapSlots). A slot that is gone (collected below the checkpoint) or a
+// wider gap counts as not empty: the reader is told, never left to guess.
+func (s *Scanner) gapEmpty(ctx context.Context, from, floor MessageID) (bool, error) {
+	last := floor.Offset // the last slot that may hold a message below floor
+	if floor.Index == 0 {
+		if last == 0 {
+			return true, nil
+		}
+		last--
+	}
+	if last < from.Offset || last-from.Offset >= maxGapSlots {
+		return last < from.Offset, nil
+	}
+	for off := from.Offset; off <= last; off++ {
+		r := readSlot(ctx, s.store, s.cfg.Layout, s.cfg.PChannel, off, s.cfg.GetTimeout)
+		switch {
+		case r.err != nil:
+			return false, r.err
+		case r.missing:
+			return false, nil
+		}
+		for i := range r.batch.Messages {
+			id := MessageID{Offset: off, Index: uint32(i)}
+			if !id.Less(from) && id.Less(floor) && s.keep(&r.batch.Messages[i]) {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
 }
 
 // checkTrim fails with a TruncatedError when at, the next ID the scan

@@ -51,6 +51,10 @@ func TestTrimRoutes(t *testing.T) {
 	if got := payloads(ts.mustRead("/v1/pchannels/p0/messages?from=after:" + ids[4]).Messages); !slices.Equal(got, []string{"5", "6"}) {
 		t.Fatalf("from after:%s: %q", ids[4], got)
 	}
+	// Right after the last message below the point: past it, never told.
+	if got := payloads(ts.mustRead("/v1/pchannels/p0/messages?from=after:" + ids[1]).Messages); !slices.Equal(got, []string{"2", "3", "4", "5", "6"}) {
+		t.Fatalf("from after:%s, the last message below the trim point: %q", ids[1], got)
+	}
 
 	// v0's own point, above the pchannel's: v1 is unaffected.
 	mustOK(t, "trim v0", ts.postJSON("/v1/vchannels/v0/trim", TrimRequest{Before: ids[4]}), &tr)
@@ -63,11 +67,15 @@ func TestTrimRoutes(t *testing.T) {
 	if got := payloads(ts.mustRead("/v1/vchannels/v1/messages").Messages); !slices.Equal(got, []string{"3", "5"}) {
 		t.Fatalf("v1 from earliest: %q", got)
 	}
-	r = ts.get("/v1/vchannels/v0/messages?from=" + ids[3])
+	r = ts.get("/v1/vchannels/v0/messages?from=" + ids[2])
 	wantError(t, "read v0 below its trim point", r, 410, CodeTruncated)
 	r.decode(t, &e)
 	if e.Earliest != ids[4] {
 		t.Fatalf("410 body %s: want earliest %s", r.body, ids[4])
+	}
+	// From v1's message below v0's point: nothing of v0 lies between.
+	if got := payloads(ts.mustRead("/v1/vchannels/v0/messages?from=" + ids[3]).Messages); !slices.Equal(got, []string{"4", "6"}) {
+		t.Fatalf("v0 from %s, where only v1's messages lie below its trim point: %q", ids[3], got)
 	}
 	mustOK(t, "trim v0 lower", ts.postJSON("/v1/vchannels/v0/trim", TrimRequest{Before: ids[0]}), &tr)
 	if tr.Earliest != ids[4] {
