@@ -61,6 +61,8 @@ func TestTrim(t *testing.T) {
 
 		checkNoGapNoDup(t, scanAll(t, store, pch, sl.Earliest(), segs, nil), acks[15:])
 		checkNoGapNoDup(t, scanAll(t, store, pch, sl.AtID(point), segs, nil), acks[15:])
+		// Right after the last message below the point: past it.
+		checkNoGapNoDup(t, scanAll(t, store, pch, sl.AtID(sl.NextID(acks[14].ID)), segs, nil), acks[15:])
 		_, err = sl.NewScanner(ctx, sl.ScannerConfig{PChannel: pch, Layout: testLayout, From: sl.AtID(acks[3].ID), Segments: segs}, store)
 		var te *sl.TruncatedError
 		if !errors.As(err, &te) || !errors.Is(err, sl.ErrTruncated) || te.Earliest != point {
