@@ -39,15 +39,15 @@ func Trim(ctx context.Context, store objstore.Store, l segmentlog.Layout, p stri
 	if err != nil {
 		return segmentlog.Checkpoint{}, fmt.Errorf("trim %s before %v: %w", p, before, err)
 	}
-	if !exists(cp) {
+	if !stored(cp) {
 		cp = segmentlog.Checkpoint{Format: segmentlog.CheckpointFormat, PChannel: p, Trim: before}
 	}
 	return cp, nil
 }
 
-// exists tells a stored record from the zero value update returns for an
+// stored tells a stored record from the zero value update returns for an
 // absent one with errUnchanged.
-func exists(cp segmentlog.Checkpoint) bool { return cp.Format != 0 }
+func stored(cp segmentlog.Checkpoint) bool { return cp.Format != 0 }
 
 // TrimPoints gives GC the vchannels' own trim points (the coordinator's
 // registry provides it). Safe for concurrent use.
