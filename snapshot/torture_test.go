@@ -377,11 +377,12 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 			t.Fatal(err)
 		}
 		ret := snapshot.NewRetention(snapshot.RetentionConfig{Layout: testLayout, Logger: quietLog, Timeout: tm.put}, retFault)
+		rrng := rand.New(rand.NewPCG(rng.Uint64(), 0x4e)) // the trim actor's trng is its own
 		bg.Add(1)
 		go func() {
 			defer bg.Done()
 			for ctx.Err() == nil {
-				time.Sleep(time.Duration(50+trng.IntN(100)) * time.Millisecond)
+				time.Sleep(time.Duration(50+rrng.IntN(100)) * time.Millisecond)
 				if res, err := ret.Apply(ctx); err == nil {
 					retentionTrims.Add(int64(res.Trimmed))
 				}
