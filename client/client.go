@@ -247,9 +247,9 @@ func (c *Client) answerError(req request, res *http.Response) *Error {
 	e := &Error{Method: req.method, Path: req.path, Status: res.StatusCode,
 		RetryAfter: parseRetryAfter(res.Header.Get("Retry-After"), c.now())}
 	b, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
-	var body struct{ Code, Message, Ref string }
+	var body struct{ Code, Message, Ref, Earliest string }
 	if json.Unmarshal(b, &body) == nil && body.Code != "" {
-		e.Code, e.Message, e.Ref = body.Code, body.Message, body.Ref
+		e.Code, e.Message, e.Ref, e.Earliest = body.Code, body.Message, body.Ref, body.Earliest
 	} else {
 		e.Code = "http_" + strconv.Itoa(res.StatusCode)
 		e.Message = strings.TrimSpace(string(b))

@@ -58,6 +58,13 @@
 // batch (retried freely: a landed commit answers again, marked Duplicate),
 // Txn.Rollback drops it. A failover aborts it.
 //
+// TrimPChannel and TrimVChannel make everything before a position
+// unreadable (the server's GC then deletes it, but never what a snapshot
+// pins); SetPChannelRetention and SetVChannelRetention set the max age and
+// max bytes the server trims down to. A read below the earliest position
+// fails with ErrTruncated, and EarliestOf(err) says where to read on;
+// AfterID(id) is an exclusive start, right after message id.
+//
 // Flush flushes a pchannel to segments now. CreateSnapshot, Snapshots,
 // Snapshot and DropSnapshot manage snapshots; Restore starts a restore job
 // (idempotent by its JobID, which the SDK picks when the caller does not)

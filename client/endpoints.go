@@ -93,12 +93,12 @@ func roleOf(path string) role {
 		switch {
 		case len(seg) == 2 || (len(seg) == 4 && last == "lease"):
 			return roleCoordinator // the status table, a lease
-		case len(seg) == 4 && last == "flush":
-			return roleSnapshot
+		case len(seg) == 4 && (last == "flush" || last == "trim" || last == "retention"):
+			return roleSnapshot // the checkpoint record
 		}
 		return roleNode
 	case "vchannels":
-		if len(seg) <= 3 || (len(seg) == 4 && last == "location") {
+		if len(seg) <= 3 || (len(seg) == 4 && (last == "location" || last == "trim" || last == "retention")) {
 			return roleCoordinator // the registry
 		}
 		return roleNode // a vchannel's data path and its transactions

@@ -33,8 +33,10 @@ var (
 	// ErrFenced: a newer term took the pchannel (409); the append was not
 	// delivered.
 	ErrFenced = errors.New("fenced by a newer term")
-	// ErrTruncated: the read position lies below the flush checkpoint
-	// (410).
+	// ErrTruncated: the read position lies below a trim point (410):
+	// Error.Earliest, or Earliest(err), is where to read from instead. (A
+	// server without a segment reader says so for any position below the
+	// flush checkpoint, without Earliest.)
 	ErrTruncated = errors.New("position truncated")
 	// ErrOffsetMismatch: a conditional append's expected offset was not the
 	// tail (412); nothing was written. Error.NextOffset has the tail.
@@ -100,6 +102,19 @@ type Error struct {
 	// of a 412 offset_mismatch; HasNextOffset says whether there was one.
 	NextOffset    uint64
 	HasNextOffset bool
+	// Earliest is the earliest readable position (id:OFFSET.INDEX) of a
+	// 410 truncated answer to a read below a trim point; "" otherwise.
+	Earliest string
+}
+
+// EarliestOf returns the earliest readable position an ErrTruncated error
+// carries, and whether it carries one: read from there to go on.
+func EarliestOf(err error) (string, bool) {
+	var e *Error
+	if errors.As(err, &e) && e.Earliest != "" {
+		return e.Earliest, true
+	}
+	return "", false
 }
 
 func (e *Error) Error() string {

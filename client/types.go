@@ -24,8 +24,9 @@ func (id MessageID) Less(o MessageID) bool {
 }
 
 // Positions are where a read starts, as the API spells them: "earliest",
-// "latest", "id:OFFSET.INDEX" (that message and after) or "timetick:T" (the
-// first message whose timetick is at least T).
+// "latest", "id:OFFSET.INDEX" (that message and after), "after:id:OFFSET.INDEX"
+// (the messages after that one) or "timetick:T" (the first message whose
+// timetick is at least T).
 const (
 	Earliest = "earliest" // the oldest message still kept
 	Latest   = "latest"   // only messages appended from now on
@@ -37,6 +38,11 @@ func AtID(id MessageID) string { return "id:" + id.String() }
 // After is the position right after the message id, where a reader that
 // handled id resumes.
 func After(id MessageID) string { return AtID(MessageID{Offset: id.Offset, Index: id.Index + 1}) }
+
+// AfterID is the exclusive position right after the message id
+// ("after:id:OFFSET.INDEX"), resolved by the server: unlike After it is
+// valid for every ID, also the last message of a full batch.
+func AfterID(id MessageID) string { return "after:" + AtID(id) }
 
 // AtRestored is the position of the message id of a restored vchannel's
 // history and after (reads by vchannel only): the history comes first, then
@@ -141,6 +147,9 @@ type PChannelStatus struct {
 	// Checkpoint: the offset below which the pchannel is flushed to
 	// segments.
 	Checkpoint uint64 `json:"checkpoint"`
+	// Retention is the pchannel's retention policy, its earliest readable
+	// position and the bytes its segment files hold.
+	Retention Retention `json:"retention"`
 }
 
 // Tail is the next offset of a pchannel.

@@ -28,6 +28,10 @@ type VChannel struct {
 	Position VChannelPosition `json:"position"`
 	Pins     []string         `json:"pins"` // snapshots (and restore jobs) that keep its data
 	Version  uint64           `json:"version"`
+	// Trim is the vchannel's own trim point (id:OFFSET.INDEX); "" if none.
+	Trim string `json:"trim,omitempty"`
+	// Retention is set by VChannel (describe) only.
+	Retention *Retention `json:"retention,omitempty"`
 }
 
 // WALMark is where a control message landed in the vchannel's pchannel.

@@ -66,7 +66,8 @@
 //	                                      state active|dropped|reclaiming, created_at, created
 //	                                      and dropped {id, timetick} (where the create and drop
 //	                                      messages landed), dropped_at, position {id, timetick,
-//	                                      done}, pins (snapshot names), version
+//	                                      done}, trim {offset, index} (Registry.Trim; only grows),
+//	                                      pins (snapshot names), version
 //	{prefix}/meta/nodes/{node}.json       Session: node, address, incarnation, started,
 //	                                      heartbeat, stopped, version (written by the node only)
 //	{prefix}/meta/assignments/{p}.json    Assignment: pchannel, state unassigned|assigning|

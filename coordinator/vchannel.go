@@ -84,6 +84,12 @@ type VChannel struct {
 	// Dropped is where the drop message landed; nil until it did.
 	Dropped  *WALMark `json:"dropped,omitempty"`
 	Position Position `json:"position"`
+	// Trim is the vchannel's trim point (Registry.Trim): no read of the
+	// vchannel delivers a message with an ID below it, and GC may retire
+	// its segment files wholly below it. It only moves up. Added to
+	// format 1: an older binary ignores it (and drops it when it rewrites
+	// the record), which only makes trimmed messages readable again.
+	Trim segmentlog.MessageID `json:"trim,omitzero"`
 	// Pins are the snapshots that pin this vchannel's data, sorted.
 	Pins []string `json:"pins,omitempty"`
 	// Version increases by one on every write.

@@ -41,6 +41,14 @@ type Checkpoint struct {
 	// Added after format 1 shipped; see the package documentation,
 	// "Checkpoint record".
 	Retired []RetiredSegment `json:"retired,omitempty"`
+	// Trim is the pchannel's trim point: no reader delivers a message with
+	// an ID below it (a Scanner asked for one fails with a TruncatedError
+	// naming Trim), and GC may delete what lies wholly below it. It only
+	// moves up, by CAS (Checkpoint.Trimmed); every writer of the record
+	// carries it over. It may lie above C: then the WAL between C and Trim
+	// waits for the flusher like any other. Added after format 1 shipped;
+	// see the package documentation, "Checkpoint record".
+	Trim MessageID `json:"trim,omitzero"`
 	// FlushID names the flush that wrote this version, so a flusher whose
 	// CAS reply was lost can tell its own write from another's.
 	FlushID string `json:"flush_id,omitempty"`

@@ -65,7 +65,10 @@
 // the store no longer has (ErrSegmentMissing: compaction retired it and GC
 // deleted it after the grace) makes the Scanner re-read the checkpoint and
 // reopen the segments at its next ID; only a missing file of the current
-// checkpoint is an error.
+// checkpoint is an error. A start below the trim point (Checkpoint.Trim,
+// or ScannerConfig.Trim, a vchannel's) fails with a TruncatedError naming
+// the earliest readable position, and so does a scan that a trim passed
+// when it re-reads the checkpoint; earliest starts at that position.
 //
 //	w, err := segmentlog.OpenWriter(ctx, segmentlog.WriterConfig{PChannel: "p0"}, store, leases)
 //	acks, err := w.Append(ctx, segmentlog.Message{Type: segmentlog.TypeData, VChannel: "v1", Payload: p})
@@ -180,7 +183,9 @@
 // it deletes them at once (they are old). Nothing the current manifest
 // names is affected: only the grace for readers and snapshots cut from an
 // older manifest is lost. Enable compaction once no older binary flushes
-// or collects the bucket.
+// or collects the bucket. "trim" ({offset, index}, the trim point) was
+// added with trims: an older binary drops it on its next write, which
+// makes trimmed messages readable again but loses nothing.
 //
 // # Example
 //

@@ -49,8 +49,9 @@ func (p Position) String() string {
 // ErrTail: the scanner reached the tail and was configured not to wait.
 var ErrTail = errors.New("segmentlog: at the tail")
 
-// ErrTruncated: the start position lies below the flush checkpoint, in data
-// the scanner cannot read from the WAL any more.
+// ErrTruncated: the position lies below what can be read: below a trim
+// point (a *TruncatedError, which names the earliest readable position), or
+// below the flush checkpoint without a SegmentReader.
 var ErrTruncated = errors.New("segmentlog: position is below the flush checkpoint")
 
 // ScannerConfig configures a Scanner. Zero fields take the documented
@@ -83,6 +84,14 @@ type ScannerConfig struct {
 	// Segments serves positions below the flush checkpoint. Without it such
 	// positions fail with ErrTruncated.
 	Segments SegmentReader
+	// Trim is a trim point of the reader's own beside the pchannel's
+	// (Checkpoint.Trim): a vchannel's. The higher of the two is the
+	// earliest readable ID; a start below it fails with a TruncatedError.
+	Trim MessageID
+	// EarliestID is where StartEarliest and StartAtTimeTick begin when it
+	// lies above every trim point: a vchannel's create message, before
+	// which none of its messages lands. Zero: the pchannel's start.
+	EarliestID MessageID
 	// Pause, if set, holds Next back while the node's startup pause is on,
 	// unless IgnorePause.
 	Pause       *PauseGate
@@ -196,6 +205,7 @@ func NewScanner(ctx context.Context, cfg ScannerConfig, store objstore.Store) (*
 		return nil, err
 	}
 	var start uint64
+	floor := floorOf(cp.Trim, cfg.Trim)
 	switch cfg.From.Kind {
 	case StartEarliest:
 		start = cp.C
@@ -203,7 +213,21 @@ func NewScanner(ctx context.Context, cfg ScannerConfig, store objstore.Store) (*
 		start = cp.C
 		s.cfg.MinTimeTick = max(s.cfg.MinTimeTick, cfg.From.TimeTick)
 	case StartAtID:
-		start, s.skipIdx = cfg.From.ID.Offset, cfg.From.ID.Index
+		from := cfg.From.ID
+		if from.Less(floor) {
+			// A reader that read everything it wants below the point (its
+			// resume position is right after the last message of a batch,
+			// or only other vchannels' messages lie between) is past it.
+			empty, err := s.gapEmpty(ctx, from, floor)
+			if err != nil {
+				return nil, err
+			}
+			if !empty {
+				return nil, &TruncatedError{PChannel: cfg.PChannel, From: from, Earliest: floor}
+			}
+			from = floor
+		}
+		start, s.skipIdx = from.Offset, from.Index
 	case StartLatest:
 		if start, err = FindTail(ctx, store, cfg.Layout, cfg.PChannel, cp.C, cfg.GetTimeout); err != nil {
 			return nil, err
@@ -213,7 +237,9 @@ func NewScanner(ctx context.Context, cfg ScannerConfig, store objstore.Store) (*
 	}
 	s.resume = cfg.From
 	if cfg.From.Kind == StartEarliest || cfg.From.Kind == StartAtTimeTick {
-		start, s.skipIdx = 0, 0 // everything: segments first, if any
+		// Everything readable: segments first, if any.
+		first := floorOf(floor, cfg.EarliestID)
+		start, s.skipIdx = first.Offset, first.Index
 	}
 	s.pf = newPrefetcher(store, cfg.Layout, cfg.PChannel, start, cfg.ReadAhead, cfg.GetTimeout)
 	s.pollWait = cfg.PollMin
@@ -273,7 +299,57 @@ func (s *Scanner) refresh(ctx context.Context, old Checkpoint, missing error) (C
 	if cp.Version == old.Version {
 		return Checkpoint{}, fmt.Errorf("scan %s: segments of checkpoint version %d: %w", s.cfg.PChannel, old.Version, missing)
 	}
+	if err := s.checkTrim(cp, s.segFrom); err != nil {
+		return Checkpoint{}, err
+	}
 	return cp, nil
+}
+
+// maxGapSlots bounds the WAL slots gapEmpty reads.
+const maxGapSlots = 64
+
+// gapEmpty reports whether no message this scanner would deliver has an
+// ID in [from, floor), reading the WAL slots between (at most
+// maxGapSlots). A slot that is gone (collected below the checkpoint) or a
+// wider gap counts as not empty: the reader is told, never left to guess.
+func (s *Scanner) gapEmpty(ctx context.Context, from, floor MessageID) (bool, error) {
+	last := floor.Offset // the last slot that may hold a message below floor
+	if floor.Index == 0 {
+		if last == 0 {
+			return true, nil
+		}
+		last--
+	}
+	if last < from.Offset || last-from.Offset >= maxGapSlots {
+		return last < from.Offset, nil
+	}
+	for off := from.Offset; off <= last; off++ {
+		r := readSlot(ctx, s.store, s.cfg.Layout, s.cfg.PChannel, off, s.cfg.GetTimeout)
+		switch {
+		case r.err != nil:
+			return false, r.err
+		case r.missing:
+			return false, nil
+		}
+		for i := range r.batch.Messages {
+			id := MessageID{Offset: off, Index: uint32(i)}
+			if !id.Less(from) && id.Less(floor) && s.keep(&r.batch.Messages[i]) {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
+}
+
+// checkTrim fails with a TruncatedError when at, the next ID the scan
+// would deliver, lies below a trim point of cp (or the scanner's own): a
+// trim passed the scan while it read, and GC may have taken what lies
+// between. The scan never skips that part silently.
+func (s *Scanner) checkTrim(cp Checkpoint, at MessageID) error {
+	if floor := floorOf(cp.Trim, s.cfg.Trim); at.Less(floor) {
+		return &TruncatedError{PChannel: s.cfg.PChannel, From: at, Earliest: floor}
+	}
+	return nil
 }
 
 // nextSegment delivers from segments, switching to the WAL at the end. A
@@ -364,7 +440,7 @@ func (s *Scanner) Next(ctx context.Context) (Delivery, error) {
 	d := s.buf[0]
 	s.buf = s.buf[1:]
 	s.stats.Delivered++
-	s.resume = AtID(MessageID{Offset: d.ID.Offset, Index: d.ID.Index + 1})
+	s.resume = AtID(NextID(d.ID))
 	return d, nil
 }
 
@@ -463,7 +539,11 @@ func (s *Scanner) waitTail(ctx context.Context) error {
 			return err
 		}
 		if s.offset < cp.C {
-			// Flushed and collected while we were away: read segments.
+			// Flushed and collected while we were away: read segments,
+			// unless a trim passed us meanwhile.
+			if err := s.checkTrim(cp, MessageID{Offset: s.offset, Index: s.skipIdx}); err != nil {
+				return err
+			}
 			return s.openSegments(ctx, cp, MessageID{Offset: s.offset, Index: s.skipIdx})
 		}
 		s.atTail = true

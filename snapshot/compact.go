@@ -314,6 +314,7 @@ func checkLoaded(ref segmentlog.SegmentRef, got, before []segmentlog.Delivery) e
 //
 // Never in a run: the files of the checkpoint's current FlushID (a flusher
 // whose CAS reply was lost recognises its round by them, holdsFlush), and
+// files wholly below the trim point (RetireTrimmed's), and
 // files not in this pchannel's own segment directory for their vchannel
 // (files the manifest did not get from this pchannel's flushes or
 // compactions are not this compactor's to rewrite). Either ends a run.
@@ -332,7 +333,8 @@ func planRuns(cp segmentlog.Checkpoint, l segmentlog.Layout, target int64, minFi
 		dir := segmentDir(l, cp.PChannel, v)
 		eligible := func(i int) bool {
 			id := flushIDOf(refs[i].Key)
-			return id != "" && id != cp.FlushID && strings.HasPrefix(refs[i].Key, dir) && refs[i].Bytes > 0
+			return id != "" && id != cp.FlushID && strings.HasPrefix(refs[i].Key, dir) && refs[i].Bytes > 0 &&
+				!whollyTrimmed(refs[i], cp.Trim) // GC retires it; a merge would keep trimmed bytes alive
 		}
 		for i := 0; i < len(refs) && len(runs) < maxRuns; {
 			best, sum, largest := -1, int64(0), int64(0)

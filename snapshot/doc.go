@@ -15,7 +15,9 @@
 //     files, and segment files compaction retired once their grace is
 //     over;
 //   - Snapshots creates, lists, describes and drops snapshots (immutable
-//     manifests over segments) and runs restore jobs.
+//     manifests over segments) and runs restore jobs;
+//   - Trim and Retention make the data below a position, or beyond a
+//     policy, unreadable; GC then retires and deletes it.
 //
 // # Flush
 //
@@ -56,6 +58,18 @@
 // deleted once older than OrphanAge; a file a checkpoint lists as Retired
 // counts as named until OrphanAge after its RetiredAt, and PruneRetired
 // then drops the entry by CAS (re-reading on a lost race).
+//
+// # Trim and retention
+//
+// Trim raises a pchannel's trim point in its checkpoint by CAS (only up:
+// idempotent, monotone); readers refuse positions below it
+// (segmentlog.TruncatedError). GC.RetireTrimmed moves the manifest's files
+// wholly below it, or below their vchannel's point (GCConfig.Trims), to
+// Retired, so the retirement grace and the snapshot roots above decide when
+// they go. Retention applies the stored policies (SetPolicy: max age by the
+// files' write times, max bytes of files) by trimming; HeldBy says what a
+// pchannel or vchannel holds. A snapshot holds, per vchannel, what a reader
+// of it gets from earliest (Snapshot.Starts).
 //
 // # Compaction
 //

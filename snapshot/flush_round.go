@@ -133,6 +133,7 @@ func (r *round) checkpoint(p, flushID string, refs []segmentlog.SegmentRef, now 
 		Dedup:        r.dedup.Entries(),
 		Segments:     append(slices.Clone(r.base.Segments), refs...),
 		Retired:      slices.Clone(r.base.Retired), // compaction's, kept for GC
+		Trim:         r.base.Trim,                  // a trim's, kept for readers and GC
 		FlushID:      flushID,
 		Version:      r.base.Version + 1,
 		UpdatedAt:    now.UTC(),

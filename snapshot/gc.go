@@ -35,6 +35,9 @@ type GCConfig struct {
 	// Reclaimer, if set, lets Collect reclaim the segments of dropped,
 	// unpinned vchannels (ReclaimDropped).
 	Reclaimer Reclaimer
+	// Trims, if set, gives RetireTrimmed the vchannels' trim points; the
+	// pchannel's is in its checkpoint.
+	Trims TrimPoints
 	// Timeout bounds one store request. Default 5 s.
 	Timeout time.Duration
 
@@ -293,7 +296,8 @@ func (g *GC) CollectOrphans(ctx context.Context) (OrphanResult, error) {
 	return res, nil
 }
 
-// Collect reclaims dropped vchannels' segments, truncates the WAL and
+// Collect reclaims dropped vchannels' segments, retires the segments
+// wholly below a trim point, truncates the WAL and
 // prunes the expired Retired entries of every pchannel with a checkpoint,
 // then deletes orphan segment files. It goes on past a pchannel that fails
 // and returns the errors joined.
@@ -305,6 +309,9 @@ func (g *GC) Collect(ctx context.Context) error {
 	}
 	for _, p := range pchannels {
 		if _, err := g.ReclaimDropped(ctx, p); err != nil {
+			errs = append(errs, err)
+		}
+		if _, err := g.RetireTrimmed(ctx, p); err != nil {
 			errs = append(errs, err)
 		}
 		if _, err := g.CollectWAL(ctx, p); err != nil {

@@ -24,7 +24,7 @@ const maxUpdateRounds = 32
 // on every write: this package's, and the checkpoint (which GC edits when
 // it reclaims a dropped vchannel).
 type record interface {
-	Snapshot | RestoreJob | segmentlog.Checkpoint
+	Snapshot | RestoreJob | segmentlog.Checkpoint | PolicyRecord
 }
 
 // update reads the record at key (exists=false when there is none), lets
@@ -132,6 +132,8 @@ func decodeRecord[T record](body []byte) (T, error) {
 		format, want = r.Format, restoreFormat
 	case *segmentlog.Checkpoint:
 		format, want = r.Format, segmentlog.CheckpointFormat
+	case *PolicyRecord:
+		format, want = r.Format, policyFormat
 	}
 	if format != want {
 		return v, fmt.Errorf("%w: unsupported format %d", ErrCorrupt, format)

@@ -41,8 +41,11 @@ type RestoreJob struct {
 	Total    int                     `json:"total"`
 	TimeTick uint64                  `json:"timetick"` // the snapshot's
 	Segments []segmentlog.SegmentRef `json:"segments,omitempty"`
-	Error    string                  `json:"error,omitempty"`
-	Version  uint64                  `json:"version"`
+	// Starts is the snapshot's: where each source vchannel's history
+	// begins in Segments.
+	Starts  map[string]segmentlog.MessageID `json:"starts,omitempty"`
+	Error   string                          `json:"error,omitempty"`
+	Version uint64                          `json:"version"`
 }
 
 // root reports whether the job's manifest keeps its files from GC.
@@ -88,7 +91,7 @@ func (s *Snapshots) Restore(ctx context.Context, id, name string, targets map[st
 			return cur, fmt.Errorf("restore %s: targets %v must map exactly the snapshot's vchannels %v", name, targets, snap.VChannels)
 		}
 		return RestoreJob{Format: restoreFormat, ID: id, Snapshot: name, Targets: maps.Clone(targets), State: JobRunning,
-			Total: len(snap.Segments), TimeTick: snap.TimeTick, Segments: snap.Segments, Version: 1}, nil
+			Total: len(snap.Segments), TimeTick: snap.TimeTick, Segments: snap.Segments, Starts: snap.Starts, Version: 1}, nil
 	})
 	if err != nil {
 		return RestoreJob{}, fmt.Errorf("restore job %s: %w", id, err)
@@ -187,7 +190,7 @@ func (s *Snapshots) OpenRestored(ctx context.Context, id, target string) (segmen
 	if source == "" {
 		return nil, fmt.Errorf("restore job %s: %w: no target %s", id, ErrNotFound, target)
 	}
-	it, err := s.reader.open(ctx, job.Segments, ^uint64(0), segmentlog.MessageID{}, []string{source})
+	it, err := s.reader.open(ctx, job.Segments, ^uint64(0), job.Starts[source], []string{source})
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"slices"
@@ -48,6 +49,13 @@ type Snapshot struct {
 	// ≤ TimeTick is in the snapshot (the lowest LastTimeTick of its cuts;
 	// timeticks increase along each pchannel).
 	TimeTick uint64 `json:"timetick"`
+	// Starts: for each vchannel with one, the ID its messages in the
+	// snapshot begin at: what a reader of the vchannel would deliver from
+	// earliest (its create message, or the trim points above it). Files of
+	// Segments may hold earlier messages; Open, restore and Messages skip
+	// them. Added to format 1: a record without it starts at the
+	// beginning.
+	Starts map[string]segmentlog.MessageID `json:"starts,omitempty"`
 	// Segments is the manifest: the files holding the snapshot's messages.
 	Segments  []segmentlog.SegmentRef `json:"segments,omitempty"`
 	Messages  int64                   `json:"messages"`
@@ -76,6 +84,14 @@ func (s Snapshot) root() bool { return s.State != Released && s.State != "" }
 type VChannels interface {
 	Pin(ctx context.Context, vchannel, holder string) (pchannel string, err error)
 	Unpin(ctx context.Context, vchannel, holder string) error
+}
+
+// VChannelStarts is implemented by a VChannels that knows where each
+// vchannel's messages begin (coordinator.Registry): its create message,
+// or its own trim point when higher. Without it a snapshot holds a
+// vchannel's messages from the pchannel's trim point on.
+type VChannelStarts interface {
+	Start(ctx context.Context, vchannel string) (segmentlog.MessageID, error)
 }
 
 // SnapshotsConfig configures Snapshots. Zero fields take the documented
@@ -196,6 +212,8 @@ func (s *Snapshots) fill(ctx context.Context, snap Snapshot) (Snapshot, error) {
 	}
 	var cuts []Cut
 	var refs []segmentlog.SegmentRef
+	starts := make(map[string]segmentlog.MessageID)
+	var messages int64
 	for _, p := range slices.Sorted(maps.Keys(byP)) {
 		cfg := s.cfg.Flush
 		cfg.PChannel = p
@@ -211,11 +229,23 @@ func (s *Snapshots) fill(ctx context.Context, snap Snapshot) (Snapshot, error) {
 			return Snapshot{}, err
 		}
 		cuts = append(cuts, Cut{PChannel: p, C: cp.C, TimeTick: cp.LastTimeTick})
-		for _, ref := range cp.Segments {
-			if slices.Contains(byP[p], ref.VChannel) {
-				refs = append(refs, ref)
+		for _, v := range byP[p] {
+			start, err := s.start(ctx, v, cp.Trim)
+			if err != nil {
+				return Snapshot{}, err
 			}
+			if start != (segmentlog.MessageID{}) {
+				starts[v] = start
+			}
+			vrefs, n, err := s.scope(ctx, cp.Segments, v, start)
+			if err != nil {
+				return Snapshot{}, err
+			}
+			refs, messages = append(refs, vrefs...), messages+n
 		}
+	}
+	if len(starts) == 0 {
+		starts = nil
 	}
 	return update(ctx, s.store, SnapshotKey(s.cfg.Layout, snap.Name), s.cfg.Timeout, func(cur Snapshot, exists bool) (Snapshot, error) {
 		switch {
@@ -227,14 +257,13 @@ func (s *Snapshots) fill(ctx context.Context, snap Snapshot) (Snapshot, error) {
 			return cur, fmt.Errorf("%w: it is %s", ErrState, cur.State)
 		}
 		next := cur
-		next.State, next.Cuts, next.Segments = Committed, cuts, refs
+		next.State, next.Cuts, next.Segments, next.Starts = Committed, cuts, refs, starts
 		next.TimeTick = cuts[0].TimeTick
 		for _, c := range cuts {
 			next.TimeTick = min(next.TimeTick, c.TimeTick)
 		}
-		next.Messages, next.Bytes = 0, 0
+		next.Messages, next.Bytes = messages, 0
 		for _, r := range refs {
-			next.Messages += r.Messages
 			next.Bytes += r.Bytes
 		}
 		next.UpdatedAt, next.Version = s.cfg.Now().UTC(), cur.Version+1
@@ -326,5 +355,58 @@ func (s *Snapshots) Open(ctx context.Context, name, vchannel string) (segmentlog
 	if snap.State != Committed {
 		return nil, fmt.Errorf("open snapshot %s: %w: it is %s", name, ErrState, snap.State)
 	}
-	return s.reader.open(ctx, snap.Segments, ^uint64(0), segmentlog.MessageID{}, []string{vchannel})
+	return s.reader.open(ctx, snap.Segments, ^uint64(0), snap.Starts[vchannel], []string{vchannel})
+}
+
+// start is where vchannel v's messages begin for a snapshot: the highest
+// of the pchannel's trim point, its create message and its own trim point
+// (VChannelStarts).
+func (s *Snapshots) start(ctx context.Context, v string, trim segmentlog.MessageID) (segmentlog.MessageID, error) {
+	st, ok := s.vchans.(VChannelStarts)
+	if !ok {
+		return trim, nil
+	}
+	id, err := st.Start(ctx, v)
+	if err != nil {
+		return segmentlog.MessageID{}, fmt.Errorf("start of %s: %w", v, err)
+	}
+	if id.Less(trim) {
+		return trim, nil
+	}
+	return id, nil
+}
+
+// scope returns the files of manifest holding messages of vchannel v at
+// or after start, and how many such messages they hold: a file that
+// straddles start is read to count them.
+func (s *Snapshots) scope(ctx context.Context, manifest []segmentlog.SegmentRef, v string, start segmentlog.MessageID) ([]segmentlog.SegmentRef, int64, error) {
+	var refs []segmentlog.SegmentRef
+	var n int64
+	for _, ref := range manifest {
+		if ref.VChannel != v || whollyTrimmed(ref, start) {
+			continue
+		}
+		refs = append(refs, ref)
+		if ref.FirstOffset >= start.Offset && (ref.FirstOffset > start.Offset || start.Index == 0) {
+			n += ref.Messages
+			continue
+		}
+		it, err := s.reader.open(ctx, []segmentlog.SegmentRef{ref}, ^uint64(0), start, []string{v})
+		if err != nil {
+			return nil, 0, fmt.Errorf("count %s from %v: %w", ref.Key, start, err)
+		}
+		for {
+			_, err := it.Next(ctx)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				it.Close()
+				return nil, 0, fmt.Errorf("count %s from %v: %w", ref.Key, start, err)
+			}
+			n++
+		}
+		it.Close()
+	}
+	return refs, n, nil
 }

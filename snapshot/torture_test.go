@@ -45,10 +45,25 @@ var (
 
 type ftTimings struct {
 	ttl, put, round, minAge time.Duration
+	// trim adds a trim actor and a snapshot taken mid-round, and the
+	// checks of docs/protocol.md "Trim and retention" (I12).
+	trim bool
 }
 
 func TestFlushTortureMemory(t *testing.T) {
 	runFlushTorture(t, "memory", 3, ftTimings{ttl: 300 * time.Millisecond, put: 40 * time.Millisecond, round: 2 * time.Second, minAge: 720 * time.Millisecond},
+		func(*testing.T) objstore.Store { return objstore.NewMemory() })
+}
+
+// TestFlushTortureTrimMemory is the flush torture with a trim actor: it
+// trims the pchannel up to where the tailing reader is, through faults of
+// its own, while GC retires and deletes what lies wholly below, and a
+// snapshot taken mid-round pins some of it, and a max-bytes retention
+// policy is applied throughout (the tailing reader, which it may pass, is
+// told and reads on from the earliest position); at the end a tighter
+// policy brings the bytes held down to its bound.
+func TestFlushTortureTrimMemory(t *testing.T) {
+	runFlushTorture(t, "memory+trim", 2, ftTimings{ttl: 300 * time.Millisecond, put: 40 * time.Millisecond, round: 2 * time.Second, minAge: 720 * time.Millisecond, trim: true},
 		func(*testing.T) objstore.Store { return objstore.NewMemory() })
 }
 
@@ -236,6 +251,9 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	go func() {
 		defer bg.Done()
 		for ctx.Err() == nil {
+			if tm.trim {
+				_, _ = orphanGC.RetireTrimmed(ctx, pch)
+			}
 			_, _ = orphanGC.PruneRetired(ctx, pch)
 			if res, err := orphanGC.CollectOrphans(ctx); err == nil {
 				orphans.Add(int64(res.Deleted))
@@ -274,28 +292,118 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	var tail []sl.Delivery
 	var tailErr error
 	var tailLast atomic.Pointer[sl.MessageID] // the last ID the tailing reader delivered
+	var tailTruncated atomic.Int64            // with trims: retention passed the tailing reader
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
-		sc, err := sl.NewScanner(ctx, sl.ScannerConfig{PChannel: pch, Layout: testLayout, From: sl.Earliest(), GetTimeout: tm.put,
-			PollMax: 20 * time.Millisecond, Segments: snapshot.NewSegmentReader(base, 0)}, base)
-		if err != nil {
-			tailErr = err
-			return
-		}
-		defer sc.Close()
+		from := sl.Earliest()
 		for {
-			d, err := sc.Next(ctx)
+			sc, err := sl.NewScanner(ctx, sl.ScannerConfig{PChannel: pch, Layout: testLayout, From: from, GetTimeout: tm.put,
+				PollMax: 20 * time.Millisecond, Segments: snapshot.NewSegmentReader(base, 0)}, base)
 			if err != nil {
-				if ctx.Err() == nil {
-					tailErr = err
-				}
+				tailErr = err
 				return
 			}
-			tail = append(tail, d)
-			tailLast.Store(&d.ID)
+			for {
+				d, err := sc.Next(ctx)
+				var te *sl.TruncatedError
+				if tm.trim && errors.As(err, &te) {
+					// The retention actor trims by bytes, wherever the reader
+					// is: it is told, and reads on from the earliest position.
+					tailTruncated.Add(1)
+					from = sl.AtID(te.Earliest)
+					break
+				}
+				if err != nil {
+					if ctx.Err() == nil {
+						tailErr = err
+					}
+					sc.Close()
+					return
+				}
+				tail = append(tail, d)
+				tailLast.Store(&d.ID)
+			}
+			sc.Close()
 		}
 	}()
+
+	// The trim actor: it trims up to the last message the tailing reader
+	// delivered (a reader already past a trim point never notices it),
+	// through faults of its own; a snapshot taken mid-round pins what it
+	// holds, whatever the trims.
+	var trimmed atomic.Pointer[sl.MessageID] // the highest point a Trim call returned
+	var trims, truncatedScans, retentionTrims atomic.Int64
+	var snap snapshotAt
+	if tm.trim {
+		trimFault := faulty(rng.Uint64())
+		faults = append(faults, trimFault)
+		trng := rand.New(rand.NewPCG(rng.Uint64(), 0x7e))
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			// It trims where the tailing reader was some turns ago, so
+			// that flushes, compaction and NoWait scans work above the
+			// trim point too.
+			var seen []sl.MessageID
+			for ctx.Err() == nil {
+				time.Sleep(time.Duration(20+trng.IntN(60)) * time.Millisecond)
+				if at := tailLast.Load(); at != nil && (len(seen) == 0 || seen[len(seen)-1] != *at) {
+					seen = append(seen, *at) // the lag stays behind once appends stop
+				}
+				if len(seen) < 2 {
+					continue
+				}
+				lag := min(1+trng.IntN(12), len(seen)/2)
+				at := &seen[len(seen)-1-lag]
+				cp, err := snapshot.Trim(ctx, trimFault, testLayout, pch, *at, time.Now())
+				if err != nil {
+					continue
+				}
+				if cp.Trim.Less(*at) {
+					t.Errorf("I12: trim at %v returned the record with trim point %v, below it", *at, cp.Trim)
+				}
+				if prev := trimmed.Load(); prev == nil || prev.Less(cp.Trim) {
+					trimmed.Store(&cp.Trim)
+				}
+				trims.Add(1)
+			}
+		}()
+		// The retention actor: a max-bytes policy applied every few
+		// turns, through faults of its own.
+		retFault := faulty(rng.Uint64())
+		faults = append(faults, retFault)
+		if _, err := snapshot.SetPolicy(ctx, base, testLayout, snapshot.PolicyPChannel, pch, pch, snapshot.Policy{MaxBytes: 12 << 10}, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		ret := snapshot.NewRetention(snapshot.RetentionConfig{Layout: testLayout, Logger: quietLog, Timeout: tm.put}, retFault)
+		rrng := rand.New(rand.NewPCG(rng.Uint64(), 0x4e)) // the trim actor's trng is its own
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			for ctx.Err() == nil {
+				time.Sleep(time.Duration(50+rrng.IntN(100)) * time.Millisecond)
+				if res, err := ret.Apply(ctx); err == nil {
+					retentionTrims.Add(int64(res.Trimmed))
+				}
+			}
+		}()
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			time.Sleep(tm.round / 3)
+			// Not cut short by the end of the round: on a loaded machine
+			// a snapshot may take that long, and the round must hold one.
+			sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer scancel()
+			snaps := newSnapshots(t, base, newFakeRegistry(map[string]string{"v0": pch, "v1": pch, "v2": pch}))
+			if _, err := snaps.Create(sctx, "mid", []string{"v1"}); err != nil {
+				t.Errorf("snapshot mid-round: %v", err)
+				return
+			}
+			snap = snapshotAt{snaps: snaps, v1: drain(t)(snaps.Open(sctx, "mid", "v1"))}
+		}()
+	}
 
 	// NoWait scans from the start, one after another, as the HTTP read
 	// path and `cairn consume` make them: each must reach, before it
@@ -316,19 +424,38 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 				continue
 			}
 			var last sl.MessageID
+			var ids map[sl.MessageID]bool // with trims: what the scan delivered
+			if tm.trim {
+				ids = map[sl.MessageID]bool{}
+			}
 			for {
 				d, err := sc.Next(ctx)
 				if errors.Is(err, sl.ErrTail) {
-					if want != (sl.MessageID{}) && last.Less(want) {
+					trimmedPast := false // with trims: want may lie below the point by now
+					if tm.trim {
+						cp, _, err := sl.ReadCheckpoint(ctx, base, testLayout, pch)
+						trimmedPast = err != nil || want.Less(cp.Trim)
+					}
+					if want != (sl.MessageID{}) && last.Less(want) && !trimmedPast {
 						t.Errorf("I1: a NoWait scan reported the tail after %v, below %v, acked before it began", last, want)
 					}
+					if tm.trim {
+						checkNoSkip(t, ctx, base, pch, h, ids, want)
+					}
 					noWaitScans.Add(1)
+					break
+				}
+				if errors.Is(err, sl.ErrTruncated) {
+					truncatedScans.Add(1) // a trim passed it: said, not skipped
 					break
 				}
 				if err != nil {
 					break // a store fault or the end of the round
 				}
 				last = d.ID
+				if ids != nil {
+					ids[d.ID] = true
+				}
 			}
 			sc.Close()
 			time.Sleep(2 * time.Millisecond)
@@ -441,6 +568,16 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 			break
 		}
 	}
+	if tm.trim && trims.Load() == 0 {
+		// A loaded machine may starve the trim actor: one trim at the
+		// tailing reader's position, so that the round's checks are about
+		// a trim (the schedule check below still counts the actor's).
+		if at := tailLast.Load(); at != nil {
+			if _, err := snapshot.Trim(ctx, base, testLayout, pch, *at, time.Now()); err == nil {
+				trimmed.Store(at)
+			}
+		}
+	}
 	cancel()
 	bg.Wait()
 	for _, f := range faults {
@@ -479,16 +616,38 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	}
 	// Run flushers stop at the end of the round, perhaps before learning
 	// that a last CAS landed: gaps in the reports are allowed.
-	checkRounds(t, compactedAway(t, committed, cp), cp, true)
+	checkRounds(t, compactedAway(t, committed, cp, tm.trim), cp, true)
 	for _, ref := range cp.Segments {
 		if _, err := base.Head(context.Background(), ref.Key); err != nil {
 			t.Errorf("I10: manifest names %s: %v", ref.Key, err)
 		}
 	}
 	got := scanAll(t, base, pch, sl.Earliest(), snapshot.NewSegmentReader(base, 0), nil)
-	checkFlushTorture(t, h, got)
+	checkFlushTorture(t, h, got, cp.Trim)
 	if tailErr != nil {
-		t.Errorf("I1: tailing reader: %v", tailErr)
+		t.Errorf("I1/I12: tailing reader: %v", tailErr)
+	}
+	if tm.trim {
+		if at := trimmed.Load(); at != nil && cp.Trim.Less(*at) {
+			t.Errorf("I12: the trim point went back: %v after a trim returned %v", cp.Trim, *at)
+		}
+		if cp.Trim == (sl.MessageID{}) {
+			t.Errorf("schedule: %d trims, final trim point %v: the round proves nothing about trims", trims.Load(), cp.Trim)
+		}
+		if snap.snaps == nil {
+			t.Error("schedule: the mid-round snapshot was not taken")
+		} else {
+			// Snapshots win: GC deleted nothing it pins, trims or not.
+			sameDeliveries(t, "I10/I12: snapshot mid after trims and GC", drain(t)(snap.snaps.Open(context.Background(), "mid", "v1")), snap.v1)
+		}
+		// The tailing reader read from the start: the final read is its
+		// suffix from the trim point.
+		for len(tail) > 0 && tail[0].ID.Less(cp.Trim) {
+			tail = tail[1:]
+		}
+		if testing.Verbose() {
+			t.Logf("trims: %d, by retention %d, final point %v, %d NoWait scans and the tailing reader %d times told truncated", trims.Load(), retentionTrims.Load(), cp.Trim, truncatedScans.Load(), tailTruncated.Load())
+		}
 	}
 	if testing.Verbose() {
 		t.Logf("round: %d acked, %d delivered, the tailing reader got %d", len(h.acked), len(got), len(tail))
@@ -505,13 +664,83 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	st.acked, st.delivered, st.flushes, st.deleted = int64(len(h.acked)), int64(len(got)), int64(len(committed)), collected.Load()
 	st.merges, st.abandoned, st.orphans, st.i10checks = merges.Load(), abandoned.Load(), orphans.Load(), i10checks.Load()
 	st.noWaitScans, st.longInFlight, st.staleOpens = noWaitScans.Load(), longInFlight.Load(), staleOpens.Load()
+	if tm.trim {
+		checkRetentionBound(t, base, pch, h)
+	}
 	if len(last) == 0 && cp.C == 0 {
 		t.Error("nothing was ever flushed: the round proves nothing")
 	}
 	return st
 }
 
-func checkFlushTorture(t *testing.T, h *ftHistory, got []sl.Delivery) {
+// checkRetentionBound applies a max-bytes policy of half what the
+// pchannel holds after the round: the bytes held come down to the bound,
+// and every message acked at or above the new trim point is still read.
+func checkRetentionBound(t *testing.T, store objstore.Store, pch string, h *ftHistory) {
+	t.Helper()
+	ctx := context.Background()
+	cp, _, err := sl.ReadCheckpoint(ctx, store, testLayout, pch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound := snapshot.HeldBy(cp, "", sl.MessageID{}).Bytes / 2
+	if _, err := snapshot.SetPolicy(ctx, store, testLayout, snapshot.PolicyPChannel, pch, pch, snapshot.Policy{MaxBytes: bound}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := snapshot.NewRetention(snapshot.RetentionConfig{Layout: testLayout, Logger: quietLog}, store).Apply(ctx); err != nil {
+		t.Fatalf("retention: %v", err)
+	}
+	if _, err := newGC(t, store, nil).RetireTrimmed(ctx, pch); err != nil {
+		t.Fatal(err)
+	}
+	cp, _, err = sl.ReadCheckpoint(ctx, store, testLayout, pch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held := snapshot.HeldBy(cp, "", sl.MessageID{}); held.Bytes > bound {
+		t.Errorf("I12: %d bytes held after a retention of %d bytes (trim point %v)", held.Bytes, bound, cp.Trim)
+	}
+	got := scanAll(t, store, pch, sl.Earliest(), snapshot.NewSegmentReader(store, 0), nil)
+	ids := make(map[sl.MessageID]bool, len(got))
+	for _, d := range got {
+		ids[d.ID] = true
+	}
+	for key, a := range h.acked {
+		if !a.ID.Less(cp.Trim) && !ids[a.ID] {
+			t.Errorf("I12: key %+v acked at %v, at or above the retention's trim point %v, not read", key, a.ID, cp.Trim)
+			return
+		}
+	}
+}
+
+// snapshotAt is a snapshot taken mid-round and what it held then.
+type snapshotAt struct {
+	snaps *snapshot.Snapshots
+	v1    []sl.Delivery
+}
+
+// checkNoSkip checks a NoWait scan that reached the tail: it delivered
+// every message acked before it began from the trim point on, read after
+// the scan (a trim that passed the scan while it read makes it fail with
+// ErrTruncated, never skip).
+func checkNoSkip(t *testing.T, ctx context.Context, store objstore.Store, pch string, h *ftHistory, ids map[sl.MessageID]bool, want sl.MessageID) {
+	cp, _, err := sl.ReadCheckpoint(ctx, store, testLayout, pch)
+	if err != nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for key, a := range h.acked {
+		if !a.ID.Less(cp.Trim) && !want.Less(a.ID) && !ids[a.ID] {
+			t.Errorf("I12: a NoWait scan reached the tail without %v (key %+v), at or above the trim point %v and acked before it began", a.ID, key, cp.Trim)
+			return
+		}
+	}
+}
+
+// checkFlushTorture checks the final read, which starts at the trim point
+// (zero: no trim).
+func checkFlushTorture(t *testing.T, h *ftHistory, got []sl.Delivery, trim sl.MessageID) {
 	t.Helper()
 	for _, e := range h.errors {
 		t.Error(e)
@@ -540,6 +769,10 @@ func checkFlushTorture(t *testing.T, h *ftHistory, got []sl.Delivery) {
 	for key, a := range h.acked {
 		d, ok := seen[key]
 		switch {
+		case !ok && a.ID.Less(trim):
+			// Trimmed: no longer readable.
+		case !ok && trim != (sl.MessageID{}):
+			t.Errorf("I12: key %+v acked at %v, at or above the trim point %v, never delivered", key, a.ID, trim)
 		case !ok:
 			t.Errorf("I1: key %+v acked at %v never delivered", key, a.ID)
 		case d.ID != a.ID || d.TimeTick != a.TimeTick:
@@ -552,7 +785,8 @@ func checkFlushTorture(t *testing.T, h *ftHistory, got []sl.Delivery) {
 // away taken out, checking that a file of the same vchannel in cp's
 // manifest covers each one's offsets, so that the rest must still form one
 // history (checkRounds).
-func compactedAway(t *testing.T, rounds []snapshot.Round, cp sl.Checkpoint) []snapshot.Round {
+// With trimmed, a segment wholly below cp's trim point may be gone too.
+func compactedAway(t *testing.T, rounds []snapshot.Round, cp sl.Checkpoint, trimmed bool) []snapshot.Round {
 	t.Helper()
 	in := make(map[string]bool)
 	for _, r := range cp.Segments {
@@ -566,6 +800,9 @@ func compactedAway(t *testing.T, rounds []snapshot.Round, cp sl.Checkpoint) []sn
 			if in[ref.Key] {
 				out[i].Segments = append(out[i].Segments, ref)
 				continue
+			}
+			if trimmed && ref.LastOffset < cp.Trim.Offset {
+				continue // retired below the trim point
 			}
 			if !slices.ContainsFunc(cp.Segments, func(m sl.SegmentRef) bool {
 				return m.VChannel == ref.VChannel && m.FirstOffset <= ref.FirstOffset && ref.LastOffset <= m.LastOffset

@@ -52,14 +52,18 @@ first: nothing is there to read yet, and --follow waits until the pchannel
 grows that far.
 
 Positions: earliest (the default), latest (only what is appended from now
-on), id:OFFSET.INDEX (that message and after), timetick:T (the first message
-whose timetick is at least T). A vchannel restored from a snapshot (cairn
+on), id:OFFSET.INDEX (that message and after), after:id:OFFSET.INDEX (the
+messages after that one: resume after the last message handled without
+reading it again), timetick:T (the first message whose timetick is at least
+T). A position below a trim point (cairn pchannel trim, vchannel trim) fails
+with code truncated and says which --from to use. A vchannel restored from a snapshot (cairn
 snapshot restore) reads its restored history first, from earliest: those
 messages' positions are restored:OFFSET.INDEX (IDs of the snapshot's source
 pchannel; "restored": true in JSON), then come its own messages.`,
 		Example: `  cairn consume --pchannel p0
   cairn consume --pchannel p0 --from latest --follow --vchannel v0
-  cairn consume --vchannel orders --from id:9.1 --max 10 --output json`,
+  cairn consume --vchannel orders --from id:9.1 --max 10 --output json
+  cairn consume --vchannel orders --from after:id:9.1`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -71,7 +75,7 @@ pchannel; "restored": true in JSON), then come its own messages.`,
 	addOutputFlag(cmd, &o.out, "one message object per line")
 	f := cmd.Flags()
 	f.StringVar(&o.pchannel, "pchannel", "", "pchannel to read; without it, the one --vchannel given is read by vchannel")
-	f.StringVar(&o.from, "from", client.Earliest, "position to start from: earliest, latest, id:OFFSET.INDEX or timetick:T")
+	f.StringVar(&o.from, "from", client.Earliest, "position to start from: earliest, latest, id:OFFSET.INDEX, after:id:OFFSET.INDEX or timetick:T")
 	f.BoolVarP(&o.follow, "follow", "f", false, "keep waiting for new messages at the tail until Ctrl-C")
 	f.StringArrayVar(&o.vchannels, "vchannel", nil, "with --pchannel: print only this vchannel's messages (repeatable); without: the vchannel to read")
 	f.StringArrayVar(&o.types, "type", nil, "print only messages of this type (repeatable; default data, insert, delete and broadcast)")
@@ -204,7 +208,7 @@ func printable(b []byte) string {
 // the pchannel read: no message is there (yet), so a read returns none and
 // --follow waits until the pchannel grows that far.
 func warnPastTail(ctx context.Context, w io.Writer, c *client.Client, o consumeOptions) error {
-	rest, ok := strings.CutPrefix(o.from, "id:")
+	rest, ok := strings.CutPrefix(strings.TrimPrefix(o.from, "after:"), "id:")
 	if !ok {
 		return nil
 	}

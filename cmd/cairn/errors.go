@@ -40,7 +40,10 @@ type errorOut struct {
 	Message string `json:"message"`
 	Status  int    `json:"status,omitempty"` // the HTTP status of the server's answer
 	Ref     string `json:"ref,omitempty"`    // the server logged the cause under it
-	Exit    int    `json:"exit"`
+	// Earliest is the earliest readable position of a truncated read:
+	// where --from can go on.
+	Earliest string `json:"earliest,omitempty"`
+	Exit     int    `json:"exit"`
 }
 
 // explain turns err into one sentence, a code and an exit status.
@@ -54,6 +57,10 @@ func explain(err error) errorOut {
 		// The server's message, not the SDK's request line and wrapping;
 		// what cairn adds (a line number) stays.
 		e.Code, e.Message, e.Status, e.Ref = ae.Code, ae.Message, ae.Status, ae.Ref
+		if ae.Earliest != "" {
+			e.Earliest = ae.Earliest
+			e.Message += "; read on with --from " + ae.Earliest
+		}
 		var le lineError
 		if errors.As(err, &le) {
 			e.Message = le.prefix() + e.Message

@@ -35,13 +35,14 @@ func newPChannelCmd() *cobra.Command {
 	var o adminOptions
 	cmd := &cobra.Command{
 		Use:   "pchannel",
-		Short: "Inspect pchannels: list, tail, sync, flush",
-		Long: `pchannel shows the pchannels of a Cairn server, and flushes them. A pchannel
+		Short: "Inspect pchannels: list, describe, tail, sync, flush, trim, retention",
+		Long: `pchannel shows the pchannels of a Cairn server, flushes and trims them. A pchannel
 comes to exist with its first append.`,
 		Args: cobra.NoArgs,
 	}
 	addConnFlags(cmd, &o.conn)
-	cmd.AddCommand(newPChannelListCmd(&o, "list"), newPChannelTailCmd(&o), newPChannelSyncCmd(&o), newPChannelFlushCmd(&o))
+	cmd.AddCommand(newPChannelListCmd(&o, "list"), newPChannelTailCmd(&o), newPChannelSyncCmd(&o), newPChannelFlushCmd(&o),
+		newTrimCmd(&o, false), newRetentionCmd(&o, false), newPChannelDescribeCmd(&o))
 	return cmd
 }
 

@@ -74,8 +74,9 @@ assigns it (the pchannel set, --pchannels), a flusher for every pchannel it
 holds (--flush-interval, --flush-max-age), a compactor beside it that merges
 the small segment files of a manifest naming --compact-min-refs or more (every
 minute; 0 turns compaction off), snapshot GC (--gc-interval, deleting WAL and
-orphan segments older than an hour, and segments compaction retired an hour
-after their retirement), and a loop that
+orphan segments older than an hour, and segments compaction retired or a
+trim point passed an hour after their retirement) after applying the
+retention policies (cairn pchannel retention, vchannel retention), and a loop that
 resumes pending broadcasts (--broadcast-interval: those whose request
 stopped waiting, or whose process stopped) and deletes finished ones an
 hour old.

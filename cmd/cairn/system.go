@@ -52,8 +52,10 @@ type system struct {
 	node     *coordinator.Node
 	balancer *coordinator.Balancer
 	gc       *snapshot.GC
-	holder   *flushingHolder
-	log      *slog.Logger
+	// retention applies the retention policies before every GC round.
+	retention *snapshot.Retention
+	holder    *flushingHolder
+	log       *slog.Logger
 }
 
 // newSystem builds the parts for srv; nodeID is the node's ID (and must be
@@ -64,7 +66,7 @@ func newSystem(srv *api.Server, cfg coordinator.Config, opts systemOptions, node
 	if err != nil {
 		return nil, err
 	}
-	gc, err := snapshot.NewGC(snapshot.GCConfig{Layout: cfg.Layout, Reclaimer: srv.Registry(), Logger: log}, store)
+	gc, err := snapshot.NewGC(snapshot.GCConfig{Layout: cfg.Layout, Reclaimer: srv.Registry(), Trims: srv.Registry(), Logger: log}, store)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +83,8 @@ func newSystem(srv *api.Server, cfg coordinator.Config, opts systemOptions, node
 	if err != nil {
 		return nil, err
 	}
-	return &system{srv: srv, cfg: cfg, opts: opts, node: node, balancer: bal, gc: gc, holder: h, log: log}, nil
+	ret := api.NewRetention(cfg.Layout, store, srv.Registry(), time.Now, log)
+	return &system{srv: srv, cfg: cfg, opts: opts, node: node, balancer: bal, gc: gc, retention: ret, holder: h, log: log}, nil
 }
 
 // run runs the balancer, the node and GC until ctx ends, then waits for
@@ -110,6 +113,10 @@ func (s *system) run(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				// Retention trims first, so that GC retires what it trimmed.
+				if _, err := s.retention.Apply(ctx); err != nil && ctx.Err() == nil {
+					s.log.Warn("retention round failed", "err", err)
+				}
 				if err := s.gc.Collect(ctx); err != nil && ctx.Err() == nil {
 					s.log.Warn("gc round failed", "err", err)
 				}

@@ -14,7 +14,7 @@ func newVChannelCmd() *cobra.Command {
 	var o adminOptions
 	cmd := &cobra.Command{
 		Use:   "vchannel",
-		Short: "Manage vchannels: create, list, describe, drop, locate",
+		Short: "Manage vchannels: create, list, describe, drop, locate, trim, retention",
 		Long: `vchannel manages the vchannels of a Cairn server: logical streams, each bound
 for good to one pchannel of the server's set. produce and consume take a
 vchannel alone (--vchannel, no --pchannel) once it exists. A dropped name is
@@ -23,7 +23,8 @@ never used again.`,
 	}
 	addConnFlags(cmd, &o.conn)
 	cmd.AddCommand(newVChannelCreateCmd(&o), newVChannelListCmd(&o), newVChannelDescribeCmd(&o),
-		newVChannelDropCmd(&o), newVChannelLocateCmd(&o))
+		newVChannelDropCmd(&o), newVChannelLocateCmd(&o), newTrimCmd(&o, true),
+		newRetentionCmd(&o, true))
 	return cmd
 }
 
@@ -102,8 +103,10 @@ func newVChannelDescribeCmd(o *adminOptions) *cobra.Command {
 		Short: "The record of one vchannel",
 		Long: `Prints a vchannel's record, every field on its own line: its pchannel and
 state, where its create (and drop) message landed, its flushed position
-(every message of it below is in segments), the snapshots pinning it and
-the record's version. Fails with unknown_vchannel for an unknown one.`,
+(every message of it below is in segments), the snapshots pinning it,
+the record's version, its own trim point, its retention policy (cairn vchannel
+retention), its earliest readable position and the bytes its segment files
+hold. Fails with unknown_vchannel for an unknown one.`,
 		Args: cobra.ExactArgs(1),
 		RunE: o.run(func(cmd *cobra.Command, args []string, c *client.Client) error {
 			v, err := c.VChannel(cmd.Context(), args[0])
@@ -167,7 +170,7 @@ func printVChannel(w io.Writer, asJSON bool, v client.VChannel) error {
 	if asJSON {
 		return printJSON(w, v)
 	}
-	return table(w, "FIELD\tVALUE", [][]any{
+	rows := [][]any{
 		{"vchannel", v.Name},
 		{"pchannel", v.PChannel},
 		{"state", v.State},
@@ -178,7 +181,12 @@ func printVChannel(w io.Writer, asJSON bool, v client.VChannel) error {
 		{"flushed_to", fmt.Sprintf("id:%d.%d", v.Position.Offset, v.Position.Index)},
 		{"pins", listCell(v.Pins)},
 		{"version", v.Version},
-	})
+	}
+	if r := v.Retention; r != nil { // describe
+		rows = append(rows, []any{"trimmed_before", dash(v.Trim)}, []any{"retention", retentionCell(*r)},
+			[]any{"earliest", r.Earliest}, []any{"bytes_held", r.BytesHeld})
+	}
+	return table(w, "FIELD\tVALUE", rows)
 }
 
 // markCell is where a control message landed, as a position; "-" if it

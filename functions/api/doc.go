@@ -28,10 +28,14 @@
 //	GET    /v1/vchannels/{v}                coordinator: describe
 //	DELETE /v1/vchannels/{v}                coordinator: drop
 //	GET    /v1/vchannels/{v}/location       coordinator: pchannel, holder node and its address
+//	POST   /v1/vchannels/{v}/trim           coordinator: {before} → the vchannel's earliest position
+//	PUT    /v1/vchannels/{v}/retention      coordinator: {max_age?, max_bytes?} → policy, earliest, bytes held
 //	POST   /v1/broadcasts                   coordinator: {id, vchannels, payload, ack, ...} → task (202 while pending)
 //	GET    /v1/broadcasts                   coordinator: list (state filter)
 //	GET    /v1/broadcasts/{id}              coordinator: one broadcast task
 //	POST   /v1/pchannels/{p}/flush          snapshot: flush to segments now
+//	POST   /v1/pchannels/{p}/trim           snapshot: {before} → the pchannel's earliest position
+//	PUT    /v1/pchannels/{p}/retention      snapshot: {max_age?, max_bytes?} → policy, earliest, bytes held
 //	POST   /v1/snapshots                    snapshot: create {name, vchannels}
 //	GET    /v1/snapshots                    snapshot: list (vchannel filter)
 //	GET    /v1/snapshots/{name}             snapshot: describe
@@ -67,7 +71,7 @@
 //	                                       committed, or a broadcast target whose create
 //	                                       message is not in the WAL yet; a lapsed
 //	                                       transaction
-//	410 truncated                          the position lies below the flush checkpoint
+//	410 truncated                          the position lies below a trim point ("earliest" in the body) or the flush checkpoint
 //	412 offset_mismatch                    expected_offset is not the tail; nothing written
 //	413 too_large                          body over Config.MaxBodyBytes, batch over MaxBatchBytes
 //	415 unsupported_media_type

@@ -43,7 +43,7 @@ const (
 	CodeBindingConflict  = "binding_conflict"       // 409: the vchannel exists bound to another pchannel
 	CodeWrongState       = "wrong_state"            // 409: e.g. restoring a snapshot that is not committed
 	CodeTxnExpired       = "txn_expired"            // 409: the transaction's keepalive lapsed; it was rolled back
-	CodeTruncated        = "truncated"              // 410: the position lies below the flush checkpoint
+	CodeTruncated        = "truncated"              // 410: the position lies below a trim point ("earliest" says where to read) or the flush checkpoint
 	CodeOffsetMismatch   = "offset_mismatch"        // 412: expected_offset is not the tail
 	CodeTooLarge         = "too_large"              // 413
 	CodeUnsupportedType  = "unsupported_media_type" // 415
@@ -72,6 +72,9 @@ type Error struct {
 	detail string
 	// Ref ties an answer with a detail to its log line.
 	Ref string `json:"ref,omitempty"`
+	// Earliest is the earliest readable position (id:OFFSET.INDEX) on a
+	// 410 truncated answer: where a read below a trim point can go on.
+	Earliest string `json:"earliest,omitempty"`
 	// metricCode, if set, is the "code" label the request is counted
 	// under instead of its status (MetricClientClosed).
 	metricCode string
@@ -160,6 +163,12 @@ func classify(err error) *Error {
 	if errors.As(err, &ae) {
 		return ae
 	}
+	var te *segmentlog.TruncatedError
+	if errors.As(err, &te) {
+		e := errorf(http.StatusGone, CodeTruncated, "position id:%v was trimmed; the earliest readable position is id:%v", te.From, te.Earliest)
+		e.Earliest = segmentlog.AtID(te.Earliest).String()
+		return e
+	}
 	var busy *BusyError
 	var mbe *http.MaxBytesError
 	var cbe *clientBodyError
@@ -213,6 +222,8 @@ func classify(err error) *Error {
 		return errorf(http.StatusConflict, CodeTxnExpired, "%v", tidy(err, segmentlog.ErrTxnExpired))
 	case errors.Is(err, segmentlog.ErrTxnInvalid):
 		return errorf(http.StatusBadRequest, CodeInvalid, "%v", tidy(err, segmentlog.ErrTxnInvalid))
+	case errors.Is(err, snapshot.ErrInvalidPolicy):
+		return errorf(http.StatusBadRequest, CodeInvalid, "%v", tidy(err, snapshot.ErrInvalidPolicy))
 	case errors.Is(err, snapshot.ErrNotFound):
 		return errorf(http.StatusNotFound, CodeUnknownSnapshot, "%v", tidy(err, snapshot.ErrNotFound))
 	case errors.Is(err, snapshot.ErrExists):

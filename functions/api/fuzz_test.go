@@ -58,10 +58,12 @@ func FuzzDecodeAppend(f *testing.F) {
 }
 
 // FuzzParsePosition: positions parse without panicking, and what parses is
-// canonical: it prints back to the same string.
+// canonical: it prints back to the same string; an after: position is the
+// next ID of the one it names, and that parses too.
 func FuzzParsePosition(f *testing.F) {
 	for _, s := range []string{"earliest", "latest", "id:0.0", "id:12.3", "timetick:470625521970970624",
-		"id:9007199254740991.0", "id:-1.0", "id:01.0", "id:1", "timetick:", "id:1.4294967295", "id:+1.0"} {
+		"id:9007199254740991.0", "id:-1.0", "id:01.0", "id:1", "timetick:", "id:1.4294967295", "id:+1.0",
+		"after:id:8.3", "after:id:8.1048575", "after:earliest", "after:after:id:1.0"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -70,6 +72,16 @@ func FuzzParsePosition(f *testing.F) {
 			var ae *Error
 			if !errors.As(err, &ae) || ae.status != http.StatusBadRequest {
 				t.Fatalf("refusal %v is not a 400 *Error", err)
+			}
+			return
+		}
+		if rest, ok := strings.CutPrefix(s, "after:"); ok {
+			at, err := parsePosition(rest)
+			if err != nil || pos != segmentlog.AtID(segmentlog.NextID(at.ID)) {
+				t.Fatalf("%q parsed as %v; %q as %v, %v", s, pos, rest, at, err)
+			}
+			if _, err := parsePosition(pos.String()); err != nil {
+				t.Fatalf("%q parsed as %v, which does not parse: %v", s, pos, err)
 			}
 			return
 		}
@@ -212,6 +224,10 @@ var jsonRoutes = []struct{ method, path string }{
 	{"POST", "/v1/snapshots/{}/restore"},
 	{"DELETE", "/v1/vchannels/{}"},
 	{"DELETE", "/v1/snapshots/{}"},
+	{"POST", "/v1/pchannels/{}/trim"},
+	{"POST", "/v1/vchannels/{}/trim"},
+	{"PUT", "/v1/pchannels/{}/retention"},
+	{"PUT", "/v1/vchannels/{}/retention"},
 }
 
 // FuzzJSONRequests: every JSON write route (vchannels, transactions, sync,

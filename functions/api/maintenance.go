@@ -90,9 +90,13 @@ func (t TaskFunc) Run(ctx context.Context, now time.Time) error { return t.Func(
 //     leases for the node functions. Then Broadcaster.Collect deletes the
 //     finished tasks past their retention (1 h). A task still pending when
 //     the budget ends is logged, not an error: the next round resumes it;
+//   - "retention": snapshot.Retention.Apply trims every pchannel and
+//     vchannel that has a retention policy (max age, max bytes) down to it;
 //   - "gc": snapshot.GC.Collect with its defaults (WAL min_age and orphan
 //     age 1 h, the grace of retired segment files too), reclaiming
-//     dropped, unpinned vchannels through the registry.
+//     dropped, unpinned vchannels through the registry and retiring the
+//     segment files wholly below a trim point (the vchannels' through the
+//     registry).
 func NewMaintenance(cfg Config, store objstore.Store) (Maintenance, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -119,10 +123,11 @@ func NewMaintenance(cfg Config, store objstore.Store) (Maintenance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api: maintenance: %w", err)
 	}
-	gc, err := snapshot.NewGC(snapshot.GCConfig{Layout: cfg.Layout, Reclaimer: reg, Now: cfg.Now, Logger: cfg.Logger}, store)
+	gc, err := snapshot.NewGC(snapshot.GCConfig{Layout: cfg.Layout, Reclaimer: reg, Trims: reg, Now: cfg.Now, Logger: cfg.Logger}, store)
 	if err != nil {
 		return nil, fmt.Errorf("api: maintenance: %w", err)
 	}
+	retention := NewRetention(cfg.Layout, store, reg, cfg.Now, cfg.Logger)
 	// eachWritten runs op on every pchannel with a lease record (every
 	// pchannel ever written), going on past failures.
 	eachWritten := func(ctx context.Context, what string, op func(ctx context.Context, pchannel string) error) error {
@@ -178,6 +183,10 @@ func NewMaintenance(cfg Config, store objstore.Store) (Maintenance, error) {
 	tasks = append(tasks,
 		TaskFunc{TaskName: "broadcasts", Func: func(ctx context.Context, _ time.Time) error {
 			return maintainBroadcasts(ctx, bc, pool, cfg.Logger)
+		}},
+		TaskFunc{TaskName: "retention", Func: func(ctx context.Context, _ time.Time) error {
+			_, err := retention.Apply(ctx)
+			return err
 		}},
 		TaskFunc{TaskName: "gc", Func: func(ctx context.Context, _ time.Time) error { return gc.Collect(ctx) }},
 	)

@@ -103,3 +103,39 @@ func TestMaintenanceCompacts(t *testing.T) {
 		}
 	}
 }
+
+// TestMaintenanceRetention: a maintenance round applies a pchannel's
+// retention policy before GC: the flushed data beyond max_bytes is
+// trimmed, and GC retires its files.
+func TestMaintenanceRetention(t *testing.T) {
+	store := objstore.NewMemory()
+	ts := newTestServer(t, testConfig(t), store)
+	ts.createVChannel("v0", "p0")
+	f, err := snapshot.NewFlusher(snapshot.FlushConfig{PChannel: "p0", Logger: testLogger(t)}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		mustOK(t, "append", ts.postJSON("/v1/vchannels/v0/append", msgs("", fmt.Sprint(i))), nil)
+		if _, err := f.FlushNow(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustOK(t, "retention", ts.do("PUT", "/v1/pchannels/p0/retention", ContentTypeJSON, []byte(`{"max_bytes":1}`)), nil)
+	m, err := NewMaintenance(testConfig(t), store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.RunMaintenance(t.Context(), time.Now()); err != nil {
+		t.Fatalf("maintenance round: %v", err)
+	}
+	cp, _, err := segmentlog.ReadCheckpoint(t.Context(), store, segmentlog.Layout{}, "p0")
+	if err != nil || cp.Trim.Offset == 0 || len(cp.Segments) != 0 || len(cp.Retired) == 0 {
+		t.Fatalf("after the round: trim %v, %d files, %d retired, %v; want everything flushed trimmed and retired", cp.Trim, len(cp.Segments), len(cp.Retired), err)
+	}
+	var rr ReadResponse
+	mustOK(t, "read after the round", ts.get("/v1/vchannels/v0/messages"), &rr)
+	if len(rr.Messages) != 0 {
+		t.Fatalf("read %q after retention trimmed everything flushed", payloads(rr.Messages))
+	}
+}

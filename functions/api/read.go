@@ -53,15 +53,30 @@ type readQuery struct {
 	wait      time.Duration
 	// ignorePause reads through the server's scanner startup delay.
 	ignorePause bool
+	// trim and earliestID are a vchannel read's own trim point and the
+	// start of its messages (segmentlog.ScannerConfig.Trim, EarliestID).
+	trim, earliestID segmentlog.MessageID
 }
 
-// parsePosition parses "earliest", "latest", "id:OFFSET.INDEX" or
-// "timetick:T", the form Position.String prints. Numbers are decimal without
+// parsePosition parses "earliest", "latest", "id:OFFSET.INDEX",
+// "after:id:OFFSET.INDEX" or "timetick:T", the form Position.String prints
+// (but after:, which is the next ID: the index one up, or the next offset's
+// first after the last index a batch can have). Numbers are decimal without
 // sign or leading zeros; offsets are at most MaxOffset and indexes below
 // segmentlog.MaxMessages.
 func parsePosition(s string) (segmentlog.Position, error) {
 	bad := func(why string) error {
-		return errorf(http.StatusBadRequest, CodeMalformed, "position %q: %s (want earliest, latest, id:OFFSET.INDEX or timetick:T)", s, why)
+		return errorf(http.StatusBadRequest, CodeMalformed, "position %q: %s (want earliest, latest, id:OFFSET.INDEX, after:id:OFFSET.INDEX or timetick:T)", s, why)
+	}
+	if rest, ok := strings.CutPrefix(s, "after:"); ok {
+		if !strings.HasPrefix(rest, "id:") {
+			return segmentlog.Position{}, bad("after: takes an ID")
+		}
+		pos, err := parsePosition(rest)
+		if err != nil {
+			return segmentlog.Position{}, err
+		}
+		return segmentlog.AtID(segmentlog.NextID(pos.ID)), nil
 	}
 	switch {
 	case s == "earliest":
@@ -257,7 +272,7 @@ func (s *Server) read(ctx context.Context, p string, q readQuery) (ReadResponse,
 	}
 	sc, err := segmentlog.NewScanner(ctx, segmentlog.ScannerConfig{
 		PChannel: p, Layout: s.cfg.Layout, From: from,
-		VChannels: q.vchannels, Types: q.types,
+		VChannels: q.vchannels, Types: q.types, Trim: q.trim, EarliestID: q.earliestID,
 		Cache: s.pool.Cache(), NoWait: true, Segments: s.segs,
 	}, s.store)
 	if err != nil {

@@ -46,12 +46,16 @@ func (s *Server) routeTable() []Route {
 		{Method: "GET", Path: "/v1/vchannels/{v}", Role: RoleCoordinator, handle: s.handleVChannelDescribe},
 		{Method: "DELETE", Path: "/v1/vchannels/{v}", Role: RoleCoordinator, handle: s.handleVChannelDrop},
 		{Method: "GET", Path: "/v1/vchannels/{v}/location", Role: RoleCoordinator, handle: s.handleVChannelLocate},
+		{Method: "POST", Path: "/v1/vchannels/{v}/trim", Role: RoleCoordinator, handle: s.handleVChannelTrim},
+		{Method: "PUT", Path: "/v1/vchannels/{v}/retention", Role: RoleCoordinator, handle: s.handleVChannelRetention},
 		{Method: "POST", Path: "/v1/broadcasts", Role: RoleCoordinator, handle: s.handleBroadcast},
 		{Method: "GET", Path: "/v1/broadcasts", Role: RoleCoordinator, handle: s.handleBroadcastList},
 		{Method: "GET", Path: "/v1/broadcasts/{id}", Role: RoleCoordinator, handle: s.handleBroadcastDescribe},
 
 		// Snapshot: flush, snapshots and restores.
 		{Method: "POST", Path: "/v1/pchannels/{p}/flush", Role: RoleSnapshot, handle: s.handleFlush},
+		{Method: "POST", Path: "/v1/pchannels/{p}/trim", Role: RoleSnapshot, handle: s.handlePChannelTrim},
+		{Method: "PUT", Path: "/v1/pchannels/{p}/retention", Role: RoleSnapshot, handle: s.handlePChannelRetention},
 		{Method: "POST", Path: "/v1/snapshots", Role: RoleSnapshot, handle: s.handleSnapshotCreate},
 		{Method: "GET", Path: "/v1/snapshots", Role: RoleSnapshot, handle: s.handleSnapshotList},
 		{Method: "GET", Path: "/v1/snapshots/{name}", Role: RoleSnapshot, handle: s.handleSnapshotDescribe},

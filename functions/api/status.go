@@ -60,6 +60,9 @@ type PChannelStatus struct {
 	Tail       uint64 `json:"tail"`
 	TailSource string `json:"tail_source"`
 	Checkpoint uint64 `json:"checkpoint"`
+	// Retention: its policy, the earliest readable position and the bytes
+	// its segment files hold.
+	Retention RetentionOut `json:"retention"`
 }
 
 // StatusResponse answers GET /v1/pchannels.
@@ -207,6 +210,9 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) error {
 			}
 			cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.cfg.Layout, l.PChannel)
 			row.Checkpoint = cp.C
+			if err == nil {
+				row.Retention, err = s.pchannelRetention(ctx, l.PChannel, cp)
+			}
 			rows[i] = row
 			return err
 		})

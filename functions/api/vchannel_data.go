@@ -140,6 +140,15 @@ func (s *Server) handleVChannelRead(w http.ResponseWriter, r *http.Request) erro
 	if fromRestored != nil && job == "" {
 		return errorf(http.StatusBadRequest, CodeInvalid, "vchannel %q has no restored history", name)
 	}
+	if job != "" && v.Trim != (segmentlog.MessageID{}) {
+		// A trim point is an ID of v's own pchannel, and the restored
+		// history reads before all of those: any trim drops all of it.
+		if fromRestored != nil {
+			return &segmentlog.TruncatedError{PChannel: v.PChannel, From: *fromRestored, Earliest: v.Trim}
+		}
+		job = ""
+	}
+	rq.trim = v.Trim
 
 	live := rq.from
 	if job != "" {
@@ -163,12 +172,18 @@ func (s *Server) handleVChannelRead(w http.ResponseWriter, r *http.Request) erro
 				return nil
 			}
 			if minTick == 0 {
-				live = liveStart(v)
+				// A concrete position, which the answer's next repeats
+				// when nothing of v's own is there yet.
+				if live, err = s.liveStart(ctx, v); err != nil {
+					return err
+				}
 			}
 		}
 	}
-	if live.Kind == segmentlog.StartEarliest {
-		live = liveStart(v)
+	if v.Created != nil {
+		// Earliest and timetick reads start at its create message (nothing
+		// of v lands before it), or at the trim points above it.
+		rq.earliestID = v.Created.ID
 	}
 	rq.from = live
 	if err := s.mustKnow(ctx, v.PChannel); err != nil {
@@ -193,6 +208,25 @@ func liveStart(v coordinator.VChannel) segmentlog.Position {
 	return segmentlog.Earliest()
 }
 
+// liveStart is liveStart(v), moved up to the trim points of v and its
+// pchannel when they lie above it.
+func (s *Server) liveStart(ctx context.Context, v coordinator.VChannel) (segmentlog.Position, error) {
+	start := liveStart(v)
+	if start.Kind != segmentlog.StartAtID {
+		return start, nil
+	}
+	cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.cfg.Layout, v.PChannel)
+	if err != nil {
+		return segmentlog.Position{}, err
+	}
+	for _, t := range []segmentlog.MessageID{cp.Trim, v.Trim} {
+		if start.ID.Less(t) {
+			start.ID = t
+		}
+	}
+	return start, nil
+}
+
 // readRestored reads the restored history of v (restore job) from ID from
 // on, keeping messages with a timetick ≥ minTick, within the read's limits.
 // It never waits: the history is complete. Next is the position after the
@@ -211,6 +245,9 @@ func (s *Server) readRestored(ctx context.Context, job string, v coordinator.VCh
 	}
 	if j.State != snapshot.JobDone || source == "" {
 		return ReadResponse{}, errorf(http.StatusConflict, CodeWrongState, "restore job %s of %s is %s", job, v.Name, j.State)
+	}
+	if start := j.Starts[source]; from.Less(start) {
+		from = start // the snapshot holds the source's messages from there
 	}
 	it, err := s.segs.Open(ctx, segmentlog.Checkpoint{C: math.MaxUint64, Segments: j.Segments}, from, []string{source})
 	if err != nil {
@@ -244,7 +281,11 @@ func (s *Server) readRestored(ctx context.Context, job string, v coordinator.VCh
 		last = d.ID
 	}
 	if exhausted {
-		resp.Next = liveStart(v).String()
+		start, err := s.liveStart(ctx, v)
+		if err != nil {
+			return ReadResponse{}, err
+		}
+		resp.Next = start.String()
 	} else {
 		resp.Next = restoredPrefix + segmentlog.MessageID{Offset: last.Offset, Index: last.Index + 1}.String()
 	}

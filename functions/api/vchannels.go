@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/segmentlog"
+	"github.com/cairnlog/cairn/snapshot"
 )
 
 // The vchannel registry routes (coordinator role): create, list, describe,
@@ -35,6 +37,11 @@ type VChannelOut struct {
 	Position PositionOut `json:"position"`
 	Pins     []string    `json:"pins"` // snapshots (and restore jobs) pinning its data
 	Version  uint64      `json:"version"`
+	// Trim is the vchannel's own trim point (id:OFFSET.INDEX), if any.
+	Trim string `json:"trim,omitempty"`
+	// Retention (describe only): its policy, the earliest readable
+	// position and the bytes its segment files hold.
+	Retention *RetentionOut `json:"retention,omitempty"`
 }
 
 // MarkOut is where a control message landed.
@@ -91,6 +98,9 @@ func vchannelOut(v coordinator.VChannel) VChannelOut {
 	}
 	if out.Pins == nil {
 		out.Pins = []string{}
+	}
+	if v.Trim != (segmentlog.MessageID{}) {
+		out.Trim = segmentlog.AtID(v.Trim).String()
 	}
 	return out
 }
@@ -169,7 +179,17 @@ func (s *Server) handleVChannelDescribe(w http.ResponseWriter, r *http.Request) 
 		return err
 	}
 	s.vchans.put(v)
-	writeJSON(w, http.StatusOK, vchannelOut(v))
+	out := vchannelOut(v)
+	pol, err := snapshot.ReadPolicy(r.Context(), s.store, s.cfg.Layout, snapshot.PolicyVChannel, name)
+	if err != nil {
+		return err
+	}
+	ret, err := s.retentionOut(r.Context(), pol, v.PChannel, name, v.Trim)
+	if err != nil {
+		return err
+	}
+	out.Retention = &ret
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
