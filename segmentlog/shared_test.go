@@ -217,3 +217,53 @@ func TestTakeoverOfLiveLease(t *testing.T) {
 	}
 	nw.Close(ctx)
 }
+
+// A holder whose lease was taken over can neither renew it nor promise a
+// tick: its renew fails (the record names another term and nonce), so it
+// stops with ErrFenced. Were the renew to succeed, the old holder — its
+// clock 5 s ahead — would answer a Sync more than a TTL after the takeover
+// with a tick above the new term's floor, and the new holder's next
+// message would sort below that promise (I4).
+func TestFencedHolderPromisesNothing(t *testing.T) {
+	ctx := context.Background()
+	store := objstore.NewMemory()
+	const ttl = 2 * time.Second
+	ahead := func() time.Time { return time.Now().Add(5 * time.Second) }
+	leasesA, err := coordinator.NewLeases(store, testLayout, coordinator.LeaseConfig{TTL: ttl, Margin: 500 * time.Millisecond},
+		coordinator.WithClock(ahead), coordinator.WithRequestTimeout(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := sharedCfg("p1", "a")
+	cfg.Now, cfg.RenewInterval = ahead, 100*time.Millisecond
+	a, err := sl.OpenWriter(ctx, cfg, store, leasesA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(ctx)
+	if _, err := a.Append(ctx, dataMsg("v", "a")); err != nil {
+		t.Fatal(err)
+	}
+	b := openWriter(t, store, "p1", func(c *sl.WriterConfig) { c.Takeover, c.Holder = true, "b" })
+	defer b.Close(ctx)
+	takeover := time.Now()
+	// a renews every 100 ms: it stops at its first renew, or (were the
+	// renew to pass) keeps running past a TTL after the takeover.
+	for a.Err() == nil && time.Since(takeover) < ttl+500*time.Millisecond {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if a.Err() == nil {
+		if promised, err := a.Sync(ctx); err == nil {
+			acks, err := b.Append(ctx, dataMsg("v", "b"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if acks[0].TimeTick <= promised {
+				t.Fatalf("I4: the taken-over holder's Sync promised %d after the takeover; the new holder then wrote tick %d", promised, acks[0].TimeTick)
+			}
+		}
+	}
+	if err := a.Err(); !errors.Is(err, sl.ErrFenced) {
+		t.Fatalf("the taken-over holder did not stop fenced at its renew: %v", err)
+	}
+}
