@@ -91,21 +91,27 @@ func runFlushTorture(t *testing.T, name string, rounds int, tm ftTimings, newSto
 		sum.noWaitScans += st.noWaitScans
 		sum.longInFlight += st.longInFlight
 		sum.staleOpens += st.staleOpens
+		sum.maintFreezes += st.maintFreezes
+		sum.maintCrashes += st.maintCrashes
 		if t.Failed() {
 			t.Fatalf("%s round %d failed; replay the faults with -flushtorture.seed=%d -flushtorture.rounds=1", name, r, seed+uint64(r))
 		}
 	}
+	if sum.maintFreezes == 0 || sum.maintCrashes == 0 {
+		t.Errorf("schedule: %d flusher, compactor or GC processes frozen and thawed, %d crashed; both must happen", sum.maintFreezes, sum.maintCrashes)
+	}
 	if sum.longInFlight == 0 || sum.staleOpens == 0 {
 		t.Errorf("schedule: %d zombies frozen past twice min_age with PUTs in flight, %d stale opens; both must happen", sum.longInFlight, sum.staleOpens)
 	}
-	t.Logf("flush torture %s: seed %d, %d rounds, %d appends acked, %d delivered, %d zombies, %d flush rounds committed, %d merges committed (%d abandoned), %d WAL objects and %d segment files collected, %d I10 checks, %d NoWait scans checked against the acks before them, %d zombies frozen past twice min_age with slot PUTs in flight, %d opens frozen past min_age after their checkpoint read, violations 0",
-		name, seed, rounds, sum.acked, sum.delivered, sum.zombies, sum.flushes, sum.merges, sum.abandoned, sum.deleted, sum.orphans, sum.i10checks, sum.noWaitScans, sum.longInFlight, sum.staleOpens)
+	t.Logf("flush torture %s: seed %d, %d rounds, %d appends acked, %d delivered, %d zombies, %d flush rounds committed, %d merges committed (%d abandoned), %d WAL objects and %d segment files collected, %d I10 checks, %d NoWait scans checked against the acks before them, %d zombies frozen past twice min_age with slot PUTs in flight, %d opens frozen past min_age after their checkpoint read, %d maintenance processes frozen (up to 2 × CommitWithin) and %d crashed, violations 0",
+		name, seed, rounds, sum.acked, sum.delivered, sum.zombies, sum.flushes, sum.merges, sum.abandoned, sum.deleted, sum.orphans, sum.i10checks, sum.noWaitScans, sum.longInFlight, sum.staleOpens, sum.maintFreezes, sum.maintCrashes)
 }
 
 type ftStats struct {
 	acked, delivered, zombies, flushes, deleted int64
 	merges, abandoned, orphans, i10checks       int64
 	noWaitScans, longInFlight, staleOpens       int64
+	maintFreezes, maintCrashes                  int64
 }
 
 func b2i(b bool) int {
@@ -193,10 +199,20 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 		roundsMu.Unlock()
 	}
 	var faults []*objstore.Fault
+	// Every flusher, compactor and GC runs as a process of its own, which
+	// the maintenance chaos below freezes (past CommitWithin, so that a
+	// round or merge thawed late must give up or find its write landed)
+	// and crashes.
+	var maint []*objstoretest.Process
+	process := func(f *objstore.Fault) *objstoretest.Process {
+		p := &objstoretest.Process{Store: f}
+		maint = append(maint, p)
+		return p
+	}
 	for i := 0; i < 2; i++ {
 		fault := faulty(rng.Uint64())
 		faults = append(faults, fault)
-		f := newFlusher(t, fault, pch, func(c *snapshot.FlushConfig) {
+		f := newFlusher(t, process(fault), pch, func(c *snapshot.FlushConfig) {
 			c.MinBytes, c.MaxSlots, c.Interval, c.GetTimeout, c.PutTimeout, c.OnRound = 4<<10, 16, 20*time.Millisecond, tm.put, tm.put, onRound
 			c.CommitWithin = commitWithin
 		})
@@ -205,7 +221,7 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	}
 	gcFault := faulty(rng.Uint64())
 	faults = append(faults, gcFault)
-	gc := newGC(t, gcFault, func(c *snapshot.GCConfig) {
+	gc := newGC(t, process(gcFault), func(c *snapshot.GCConfig) {
 		c.MinAge, c.OrphanAge, c.ShrinkGarbage, c.Timeout = minAge, 20*tm.round, true, tm.put
 	})
 	var collected atomic.Int64
@@ -229,7 +245,7 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	for i := 0; i < 2; i++ {
 		fault := faulty(rng.Uint64())
 		faults = append(faults, fault)
-		c := newCompactor(t, fault, pch, func(c *snapshot.CompactConfig) {
+		c := newCompactor(t, process(fault), pch, func(c *snapshot.CompactConfig) {
 			c.MinFiles, c.GetTimeout, c.PutTimeout, c.CommitWithin = 2, tm.put, 4*tm.put, commitWithin
 		})
 		bg.Add(1)
@@ -246,7 +262,7 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	}
 	orphanFault := faulty(rng.Uint64())
 	faults = append(faults, orphanFault)
-	orphanGC := newGC(t, orphanFault, func(c *snapshot.GCConfig) { c.OrphanAge, c.Timeout = tm.round/2, tm.put })
+	orphanGC := newGC(t, process(orphanFault), func(c *snapshot.GCConfig) { c.OrphanAge, c.Timeout = tm.round/2, tm.put })
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
@@ -259,6 +275,38 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 				orphans.Add(int64(res.Deleted))
 			}
 			time.Sleep(40 * time.Millisecond)
+		}
+	}()
+
+	// Maintenance chaos: now and then one of those processes freezes for up
+	// to twice CommitWithin, with whatever calls it has in flight held, and
+	// thaws; the first and every fifth event crash one instead, after which
+	// its calls fail for good (the other instance of its kind goes on).
+	var maintFreezes, maintCrashes atomic.Int64
+	crashed := make([]bool, len(maint))
+	crng := rand.New(rand.NewPCG(rng.Uint64(), 0x3a1))
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		for n := 0; ctx.Err() == nil; n++ {
+			time.Sleep(tm.round/10 + time.Duration(crng.Int64N(int64(tm.round/10))))
+			i := crng.IntN(len(maint))
+			if ctx.Err() != nil || crashed[i] {
+				continue
+			}
+			if n%5 == 0 && (i == 1 || i == 3 || i == 4) { // a second flusher or a compactor: the other of its kind goes on
+				crashed[i] = true
+				maint[i].Crash(crng.Uint64())
+				maintCrashes.Add(1)
+				continue
+			}
+			maint[i].Freeze()
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Duration(crng.Int64N(int64(2 * commitWithin)))):
+			}
+			maint[i].Thaw(tm.put * 4)
+			maintFreezes.Add(1)
 		}
 	}()
 
@@ -663,6 +711,7 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	}
 	st.acked, st.delivered, st.flushes, st.deleted = int64(len(h.acked)), int64(len(got)), int64(len(committed)), collected.Load()
 	st.merges, st.abandoned, st.orphans, st.i10checks = merges.Load(), abandoned.Load(), orphans.Load(), i10checks.Load()
+	st.maintFreezes, st.maintCrashes = maintFreezes.Load(), maintCrashes.Load()
 	st.noWaitScans, st.longInFlight, st.staleOpens = noWaitScans.Load(), longInFlight.Load(), staleOpens.Load()
 	if tm.trim {
 		checkRetentionBound(t, base, pch, h)
