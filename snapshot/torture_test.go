@@ -93,6 +93,7 @@ func runFlushTorture(t *testing.T, name string, rounds int, tm ftTimings, newSto
 		sum.staleOpens += st.staleOpens
 		sum.maintFreezes += st.maintFreezes
 		sum.maintCrashes += st.maintCrashes
+		sum.fenceChecks += st.fenceChecks
 		if t.Failed() {
 			t.Fatalf("%s round %d failed; replay the faults with -flushtorture.seed=%d -flushtorture.rounds=1", name, r, seed+uint64(r))
 		}
@@ -103,15 +104,15 @@ func runFlushTorture(t *testing.T, name string, rounds int, tm ftTimings, newSto
 	if sum.longInFlight == 0 || sum.staleOpens == 0 {
 		t.Errorf("schedule: %d zombies frozen past twice min_age with PUTs in flight, %d stale opens; both must happen", sum.longInFlight, sum.staleOpens)
 	}
-	t.Logf("flush torture %s: seed %d, %d rounds, %d appends acked, %d delivered, %d zombies, %d flush rounds committed, %d merges committed (%d abandoned), %d WAL objects and %d segment files collected, %d I10 checks, %d NoWait scans checked against the acks before them, %d zombies frozen past twice min_age with slot PUTs in flight, %d opens frozen past min_age after their checkpoint read, %d maintenance processes frozen (up to 2 × CommitWithin) and %d crashed, violations 0",
-		name, seed, rounds, sum.acked, sum.delivered, sum.zombies, sum.flushes, sum.merges, sum.abandoned, sum.deleted, sum.orphans, sum.i10checks, sum.noWaitScans, sum.longInFlight, sum.staleOpens, sum.maintFreezes, sum.maintCrashes)
+	t.Logf("flush torture %s: seed %d, %d rounds, %d appends acked, %d delivered, %d zombies, %d flush rounds committed, %d merges committed (%d abandoned), %d WAL objects and %d segment files collected, %d I10 checks, %d NoWait scans checked against the acks before them, %d zombies frozen past twice min_age with slot PUTs in flight, %d opens frozen past min_age after their checkpoint read, %d maintenance processes frozen (up to 2 × CommitWithin) and %d crashed, %d fences checked against the checkpoint (I6), violations 0",
+		name, seed, rounds, sum.acked, sum.delivered, sum.zombies, sum.flushes, sum.merges, sum.abandoned, sum.deleted, sum.orphans, sum.i10checks, sum.noWaitScans, sum.longInFlight, sum.staleOpens, sum.maintFreezes, sum.maintCrashes, sum.fenceChecks)
 }
 
 type ftStats struct {
 	acked, delivered, zombies, flushes, deleted int64
 	merges, abandoned, orphans, i10checks       int64
 	noWaitScans, longInFlight, staleOpens       int64
-	maintFreezes, maintCrashes                  int64
+	maintFreezes, maintCrashes, fenceChecks     int64
 }
 
 func b2i(b bool) int {
@@ -282,7 +283,7 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	// to twice CommitWithin, with whatever calls it has in flight held, and
 	// thaws; the first and every fifth event crash one instead, after which
 	// its calls fail for good (the other instance of its kind goes on).
-	var maintFreezes, maintCrashes atomic.Int64
+	var maintFreezes, maintCrashes, fenceChecks atomic.Int64
 	crashed := make([]bool, len(maint))
 	crng := rand.New(rand.NewPCG(rng.Uint64(), 0x3a1))
 	bg.Add(1)
@@ -547,6 +548,9 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 						fz.Thaw(0)
 					}()
 				}
+				// I6 at every fence: it is placed at or above the checkpoint
+				// as it was when placed, so at or above this earlier read.
+				before, _, cerr := sl.ReadCheckpoint(ctx, base, testLayout, pch)
 				w, err := sl.OpenWriter(ctx, sl.WriterConfig{PChannel: pch, Layout: testLayout, Holder: fmt.Sprintf("a%d", a), Logger: quietLog,
 					PutTimeout: tm.put, GetTimeout: tm.put, RenewInterval: tm.ttl / 5, MaxBatchBytes: 2 << 10}, fz, leases)
 				if err != nil {
@@ -557,6 +561,10 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 					time.Sleep(tm.ttl / 5)
 					continue
 				}
+				if fence := w.Stats().FenceOffset; cerr == nil && fence < before.C {
+					t.Errorf("I6: term %d placed its fence at %d, below the checkpoint %d read before it opened", w.Term(), fence, before.C)
+				}
+				fenceChecks.Add(1)
 				turn++
 				turnEnd := time.Now().Add(time.Duration(arng.Int64N(int64(tm.round / 4))))
 				var pwg sync.WaitGroup
@@ -711,7 +719,7 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	}
 	st.acked, st.delivered, st.flushes, st.deleted = int64(len(h.acked)), int64(len(got)), int64(len(committed)), collected.Load()
 	st.merges, st.abandoned, st.orphans, st.i10checks = merges.Load(), abandoned.Load(), orphans.Load(), i10checks.Load()
-	st.maintFreezes, st.maintCrashes = maintFreezes.Load(), maintCrashes.Load()
+	st.maintFreezes, st.maintCrashes, st.fenceChecks = maintFreezes.Load(), maintCrashes.Load(), fenceChecks.Load()
 	st.noWaitScans, st.longInFlight, st.staleOpens = noWaitScans.Load(), longInFlight.Load(), staleOpens.Load()
 	if tm.trim {
 		checkRetentionBound(t, base, pch, h)
