@@ -451,6 +451,21 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 				return
 			}
 			snap = snapshotAt{snaps: snaps, v1: drain(t)(snaps.Open(sctx, "mid", "v1"))}
+			// A restore of it, then a second snapshot dropped at once:
+			// the restore job pins its own copy of the manifest, and the
+			// drop frees only what nothing else names (Snapshots rules 1–2).
+			if _, err := snaps.Restore(sctx, "r-mid", "mid", map[string]string{"v1": "r1"}); err != nil {
+				t.Errorf("restore mid-round: %v", err)
+				return
+			}
+			snap.restored = true
+			if _, err := snaps.Create(sctx, "dropped", []string{"v1"}); err != nil {
+				t.Errorf("second snapshot mid-round: %v", err)
+				return
+			}
+			if err := snaps.Drop(sctx, "dropped"); err != nil {
+				t.Errorf("drop mid-round: %v", err)
+			}
 		}()
 	}
 
@@ -695,6 +710,15 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 		} else {
 			// Snapshots win: GC deleted nothing it pins, trims or not.
 			sameDeliveries(t, "I10/I12: snapshot mid after trims and GC", drain(t)(snap.snaps.Open(context.Background(), "mid", "v1")), snap.v1)
+			if !snap.restored {
+				t.Error("schedule: the mid-round snapshot was not restored")
+			} else {
+				want := slices.Clone(snap.v1)
+				for i := range want {
+					want[i].VChannel = "r1" // a restored history is read under its target's name
+				}
+				sameDeliveries(t, "I10/I12: restored r1 after trims, a dropped snapshot and GC", drain(t)(snap.snaps.OpenRestored(context.Background(), "r-mid", "r1")), want)
+			}
 		}
 		// The tailing reader read from the start: the final read is its
 		// suffix from the trim point.
@@ -772,8 +796,9 @@ func checkRetentionBound(t *testing.T, store objstore.Store, pch string, h *ftHi
 
 // snapshotAt is a snapshot taken mid-round and what it held then.
 type snapshotAt struct {
-	snaps *snapshot.Snapshots
-	v1    []sl.Delivery
+	snaps    *snapshot.Snapshots
+	v1       []sl.Delivery
+	restored bool // restored into r1 by job r-mid
 }
 
 // checkNoSkip checks a NoWait scan that reached the tail: it delivered
