@@ -92,16 +92,16 @@ var kindNames = [numWriteKinds]string{"exclusive", "takeover", "shared"}
 
 // kindCycle is the write kind of the first turns of a run; later turns
 // pick at random. Shared turns come often so that actors share a term.
-var kindCycle = []writeKind{kindShared, kindShared, kindTakeover, kindExclusive, kindShared, kindTakeover}
+var kindCycle = []writeKind{kindTakeover, kindExclusive, kindShared, kindTakeover, kindExclusive, kindShared}
 
 func (e *actorEnv) nextKind(rng *rand.Rand) writeKind {
 	if n := e.run.kinds.Add(1) - 1; n < int64(len(kindCycle)) {
 		return kindCycle[n]
 	}
 	switch r := rng.IntN(10); {
-	case r < 4:
+	case r < 3:
 		return kindShared
-	case r < 6:
+	case r < 5:
 		return kindTakeover
 	default:
 		return kindExclusive
@@ -206,6 +206,7 @@ func (e *actorEnv) runActor(ctx context.Context, a int, seed uint64) {
 		producers = append(producers, &producer{name: fmt.Sprintf("%s-a%d-p%d", e.pch, a, i)})
 	}
 	txp := &txnProducer{name: fmt.Sprintf("%s-a%d-tx", e.pch, a)}
+	retryKind := writeKind(-1) // a kind whose open failed, tried again next turn
 	for turn := 0; time.Now().Before(e.deadline); turn++ {
 		fault := objstore.NewFault(e.watch, objstore.FaultConfig{
 			Seed: arng.Uint64(), ErrorRate: 0.03, LostReplyRate: 0.02, DelayedApplyRate: 0.02,
@@ -231,10 +232,18 @@ func (e *actorEnv) runActor(ctx context.Context, a int, seed uint64) {
 		if end == endZombie {
 			batch = 256
 		}
-		kind := e.nextKind(arng)
-		if end == endCrash && kind == kindShared && e.run.crashPending.Load() == 0 {
-			// A shared writer has one PUT in flight at most: until a
-			// crash has caught PUTs in flight, crash an exclusive one.
+		kind := retryKind
+		switch {
+		case kind >= 0:
+		case turn == 0 && a < 2:
+			kind = kindShared // two actors share a term from the start: adoptions and lost races in every round
+		default:
+			kind = e.nextKind(arng)
+		}
+		retryKind = -1
+		if kind == kindShared && end == endZombie && arng.IntN(2) == 0 {
+			// A shared writer has one PUT in flight at most; zombies with
+			// several land PUTs in a newer term's window (garbage).
 			kind = kindExclusive
 		}
 		cfg := sl.WriterConfig{
@@ -256,6 +265,7 @@ func (e *actorEnv) runActor(ctx context.Context, a int, seed uint64) {
 		}
 		if err != nil {
 			e.putBack(end)
+			retryKind = kind // the next turn tries the same kind: a shared open that met another's opening adopts it next
 			if errors.Is(err, sl.ErrInvariant) {
 				t.Errorf("actor %d: open: %v", a, err)
 				return
@@ -313,7 +323,14 @@ func (e *actorEnv) runActor(ctx context.Context, a int, seed uint64) {
 			pwg.Wait()
 			_ = w.Close(ctx)
 		case end == endCrash: // crash: every call from now on fails, nothing more lands
+			// With PUTs in flight: freeze until one is held, crash, and
+			// let the held calls go out as a dying process's.
+			fz.Freeze()
+			for end := time.Now().Add(4 * tm.put); fz.BlockedWrites() == 0 && w.Err() == nil && time.Now().Before(end); {
+				time.Sleep(time.Millisecond)
+			}
 			fz.Crash(arng.Uint64())
+			fz.Thaw(0)
 			pwg.Wait()
 			_ = w.Close(ctx)
 			e.count(func(tt *tortureTotals, sc *scheduleCounters) {

@@ -292,10 +292,13 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 		for n := 0; ctx.Err() == nil; n++ {
 			time.Sleep(tm.round/10 + time.Duration(crng.Int64N(int64(tm.round/10))))
 			i := crng.IntN(len(maint))
+			if n%5 == 0 { // a second flusher or a compactor: the other of its kind goes on
+				i = []int{1, 3, 4}[(n/5)%3]
+			}
 			if ctx.Err() != nil || crashed[i] {
 				continue
 			}
-			if n%5 == 0 && (i == 1 || i == 3 || i == 4) { // a second flusher or a compactor: the other of its kind goes on
+			if n%5 == 0 {
 				crashed[i] = true
 				maint[i].Crash(crng.Uint64())
 				maintCrashes.Add(1)

@@ -1,0 +1,41 @@
+//go:build unix
+
+package main
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+)
+
+// A killed process that its parent has not reaped yet (a zombie) is dead
+// for reclaimDeadIncarnations; a running one, and this process, are alive.
+func TestPIDAlive(t *testing.T) {
+	if !pidAlive(os.Getpid()) {
+		t.Fatal("this process reads as dead")
+	}
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	if !pidAlive(pid) {
+		t.Fatal("a running child reads as dead")
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// Not waited for yet: a zombie, which kill(pid, 0) still finds. The
+	// state may take a moment to change after SIGKILL.
+	for deadline := time.Now().Add(5 * time.Second); pidAlive(pid) && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if pidAlive(pid) {
+		t.Fatal("a killed, unreaped child reads as alive")
+	}
+	_ = cmd.Wait()
+	if pidAlive(pid) {
+		t.Fatal("a reaped child reads as alive")
+	}
+}
