@@ -42,6 +42,12 @@ type SharedWriter struct {
 	fresh  time.Time // PUTs at tail or above may start before it (rule 3)
 	err    error
 	stats  SharedStats
+
+	// What Err and Stats report, published at the end of every call, so
+	// that they never wait for a call blocked on the store.
+	pubMu    sync.Mutex
+	pubErr   error
+	pubStats SharedStats
 }
 
 // SharedStats counts what a SharedWriter did.
@@ -124,26 +130,37 @@ func OpenSharedWriter(ctx context.Context, cfg WriterConfig, store objstore.Stor
 	// folds it (rule 5).
 	core.clock.max = math.MaxUint64
 	sw.stats.OpenAt = sw.openAt
+	sw.publish()
 	return sw, nil
 }
 
 // Term is the shared term this writer appends with.
 func (sw *SharedWriter) Term() uint64 { return sw.core.grant.Term }
 
-// Err returns why the writer stopped, or nil while it runs.
+// Err returns why the writer stopped, or nil while it runs (as of the
+// last call that finished).
 func (sw *SharedWriter) Err() error {
-	sw.mu.Lock()
-	defer sw.mu.Unlock()
-	return sw.err
+	sw.pubMu.Lock()
+	defer sw.pubMu.Unlock()
+	return sw.pubErr
 }
 
-// Stats returns a copy of the writer's counters.
+// Stats returns a copy of the writer's counters as of the last call that
+// finished.
 func (sw *SharedWriter) Stats() SharedStats {
-	sw.mu.Lock()
-	defer sw.mu.Unlock()
+	sw.pubMu.Lock()
+	defer sw.pubMu.Unlock()
+	return sw.pubStats
+}
+
+// publish makes the state Err and Stats report current. sw.mu must be
+// held.
+func (sw *SharedWriter) publish() {
 	s := sw.stats
 	s.Tail = sw.tail
-	return s
+	sw.pubMu.Lock()
+	sw.pubErr, sw.pubStats = sw.err, s
+	sw.pubMu.Unlock()
 }
 
 // resetTo makes the folded state the checkpoint's: the next catch-up
@@ -259,6 +276,7 @@ func (sw *SharedWriter) append(ctx context.Context, validate func(*Message) erro
 
 	sw.mu.Lock()
 	defer sw.mu.Unlock()
+	defer sw.publish()
 	if sw.err != nil {
 		return nil, fmt.Errorf("append %s: shared writer stopped, nothing was written: %w", pch, sw.err)
 	}
@@ -445,5 +463,6 @@ func (sw *SharedWriter) Close(context.Context) error {
 	if sw.err == nil {
 		sw.err = ErrClosed
 	}
+	sw.publish()
 	return nil
 }

@@ -235,15 +235,16 @@ func (e *actorEnv) runActor(ctx context.Context, a int, seed uint64) {
 		kind := retryKind
 		switch {
 		case kind >= 0:
-		case turn == 0 && a < 2:
-			kind = kindShared // two actors share a term from the start: adoptions and lost races in every round
+		case turn == 0:
+			kind = kindShared // every actor starts in the shared term: adoptions and lost races in every round
 		default:
 			kind = e.nextKind(arng)
 		}
 		retryKind = -1
-		if kind == kindShared && end == endZombie && arng.IntN(2) == 0 {
-			// A shared writer has one PUT in flight at most; zombies with
-			// several land PUTs in a newer term's window (garbage).
+		if kind == kindShared && end == endZombie && e.run.garbageSeen.Load() == 0 {
+			// A shared writer has one PUT in flight at most; until a
+			// writer met a zombie's PUT in its window (garbage), zombies
+			// are exclusive writers with several.
 			kind = kindExclusive
 		}
 		cfg := sl.WriterConfig{
@@ -358,6 +359,8 @@ func (e *actorEnv) runActor(ctx context.Context, a int, seed uint64) {
 		}
 		if sw != nil {
 			e.count(func(_ *tortureTotals, sc *scheduleCounters) { sc.sharedRaces += sw.Stats().LostRaces })
+		} else {
+			e.run.garbageSeen.Add(ex.Stats().GarbageSlots)
 		}
 	}
 }

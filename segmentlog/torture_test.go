@@ -305,11 +305,12 @@ func (h *history) record(key sl.IdemKey, f func(*msgRecord)) {
 type runState struct {
 	thaws atomic.Int64
 	kinds atomic.Int64 // turns that took a write kind from kindCycle
-	// crashPending counts crashes that caught slot PUTs in flight so far.
-	crashPending atomic.Int64
-	mu           sync.Mutex
-	turns        int       // turns that took an end from endCycle
-	returned     []turnEnd // ends whose turn never started
+	// crashPending counts crashes that caught slot PUTs in flight so far;
+	// garbageSeen the garbage slots writers met in their windows.
+	crashPending, garbageSeen atomic.Int64
+	mu                        sync.Mutex
+	turns                     int       // turns that took an end from endCycle
+	returned                  []turnEnd // ends whose turn never started
 }
 
 func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string, run *runState) tortureTotals {
