@@ -177,8 +177,9 @@ type Flusher struct {
 	store objstore.Store
 	log   *slog.Logger
 
-	mu      sync.Mutex // serialises rounds; guards pending
+	mu      sync.Mutex // serialises rounds; guards pending and dedup
 	pending *round     // WAL read by Run that did not reach a threshold yet
+	dedup   dedupCache // the window as of the checkpoint this flusher last wrote
 }
 
 // NewFlusher returns a Flusher for cfg.PChannel.

@@ -25,9 +25,14 @@ type round struct {
 	firstTick   uint64
 	lastTick    uint64
 	termChanges []segmentlog.TermChange
-	dedup       *segmentlog.DedupFold
-	groups      map[string][]segmentlog.Delivery // by vchannel; "" = pchannel-wide
-	messages    int64
+	// keyed lists the delivered keyed messages, in order: the window as
+	// of the new checkpoint is the base's with these folded in, computed
+	// only when the round commits (commitRound), so that a poll that
+	// flushes nothing never touches the window.
+	keyed      []keyedAck
+	dedupState string                           // the dedup state object the round's checkpoint names
+	groups     map[string][]segmentlog.Delivery // by vchannel; "" = pchannel-wide
+	messages   int64
 }
 
 // readRound reads the checkpoint and the WAL above it, up to the first empty
@@ -45,7 +50,6 @@ func (f *Flusher) readRound(ctx context.Context, prev *round) (*round, error) {
 			etag:   etag,
 			filter: segmentlog.TermFilter{Max: cp.MaxTerm},
 			next:   cp.C,
-			dedup:  segmentlog.NewDedupFold(f.cfg.DedupWindow, f.cfg.DedupMaxKeys, cp.Dedup, f.cfg.Now()),
 			groups: make(map[string][]segmentlog.Delivery),
 		}
 	}
@@ -63,14 +67,14 @@ func (f *Flusher) readRound(ctx context.Context, prev *round) (*round, error) {
 		if s.Missing {
 			return r, nil // the first empty slot: the checkpoint never passes it
 		}
-		r.take(&s, f.cfg.Now())
+		r.take(&s)
 	}
 }
 
 // take applies the reading rule (docs/protocol.md "Reading" 1 and 2, the one
 // TermFilter every reader uses) to the next slot and keeps what it
 // delivers.
-func (r *round) take(s *segmentlog.Slot, now time.Time) {
+func (r *round) take(s *segmentlog.Slot) {
 	before := r.filter.Max
 	deliver := r.filter.Observe(&s.Batch)
 	if r.filter.Max > before {
@@ -91,7 +95,9 @@ func (r *round) take(s *segmentlog.Slot, now time.Time) {
 		id := segmentlog.MessageID{Offset: b.Offset, Index: uint32(i)}
 		// The idempotency window and the last timetick fold every delivered
 		// message, exactly as Writer recovery does.
-		r.dedup.Add(m.Key, id, m.TimeTick, now)
+		if !m.Key.IsZero() {
+			r.keyed = append(r.keyed, keyedAck{m.Key, id, m.TimeTick})
+		}
 		r.lastTick = max(r.lastTick, m.TimeTick)
 		if r.firstTick == 0 {
 			r.firstTick = m.TimeTick
@@ -108,6 +114,13 @@ func (r *round) take(s *segmentlog.Slot, now time.Time) {
 		r.groups[m.VChannel] = append(r.groups[m.VChannel], segmentlog.Delivery{ID: id, Term: b.Term, Message: *m})
 		r.messages++
 	}
+}
+
+// keyedAck is one delivered keyed message.
+type keyedAck struct {
+	key  segmentlog.IdemKey
+	id   segmentlog.MessageID
+	tick uint64
 }
 
 // vchannels returns the round's groups in a fixed order.
@@ -130,7 +143,7 @@ func (r *round) checkpoint(p, flushID string, refs []segmentlog.SegmentRef, now 
 		MaxTerm:      r.filter.Max,
 		TermChanges:  append(slices.Clone(r.base.TermChanges), r.termChanges...),
 		LastTimeTick: max(r.base.LastTimeTick, r.lastTick),
-		Dedup:        r.dedup.Entries(),
+		DedupState:   r.dedupState,
 		Segments:     append(slices.Clone(r.base.Segments), refs...),
 		Retired:      slices.Clone(r.base.Retired), // compaction's, kept for GC
 		FlushID:      flushID,

@@ -132,6 +132,9 @@ func decodeRecord[T record](body []byte) (T, error) {
 		format, want = r.Format, restoreFormat
 	case *segmentlog.Checkpoint:
 		format, want = r.Format, segmentlog.CheckpointFormat
+		if segmentlog.KnownCheckpointFormat(format) {
+			want = format
+		}
 	}
 	if format != want {
 		return v, fmt.Errorf("%w: unsupported format %d", ErrCorrupt, format)
