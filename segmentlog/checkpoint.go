@@ -24,7 +24,9 @@ const CheckpointFormatInlineDedup = 1
 
 // KnownCheckpointFormat reports whether this binary reads checkpoint
 // records of format f.
-func KnownCheckpointFormat(f int) bool { return f == CheckpointFormat || f == CheckpointFormatInlineDedup }
+func KnownCheckpointFormat(f int) bool {
+	return f == CheckpointFormat || f == CheckpointFormatInlineDedup
+}
 
 // Checkpoint is the flush checkpoint record of a pchannel (docs/protocol.md,
 // "Records"): every slot below C is flushed to segments. It moves only
