@@ -97,7 +97,7 @@ func TestBinaryBatchAppend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := ts.do("POST", "/v1/pchannels/pb/append", ContentTypeBatch, body)
+	r := ts.do("POST", "/v1/pchannels/p2/append", ContentTypeBatch, body)
 	if r.status != http.StatusOK {
 		t.Fatalf("binary append: %d %s", r.status, r.body)
 	}
@@ -106,7 +106,7 @@ func TestBinaryBatchAppend(t *testing.T) {
 	if ar.Term == 99 || len(ar.Acks) != 2 || ar.Acks[0].Offset == 12345 || ar.Acks[0].TimeTick <= 2 {
 		t.Fatalf("term, offset or ticks of the body were used: %+v", ar)
 	}
-	got := ts.mustRead("/v1/pchannels/pb/messages?from=earliest")
+	got := ts.mustRead("/v1/pchannels/p2/messages?from=earliest")
 	if len(got.Messages) != 2 || got.Messages[0].Type != "delete" || got.Messages[1].Properties["a"] != "b" {
 		t.Fatalf("read back %+v", got)
 	}

@@ -58,6 +58,7 @@ type Server struct {
 	waiters    chan struct{}         // semaphore of reads waiting at the tail
 	pause      *segmentlog.PauseGate // the scanner startup delay
 	known      sync.Map              // pchannel → struct{}: has a lease record (records are never deleted)
+	pchannels  map[string]bool       // the configured set (Config.PChannels)
 	vchans     vchannelCache
 	restores   *restoreRuns
 }
@@ -97,6 +98,10 @@ func New(cfg Config, store objstore.Store) (*Server, error) {
 	}
 	s.vchans = vchannelCache{ttl: vchannelCacheTTL, now: cfg.Now, entries: map[string]vchannelEntry{}}
 	s.restores = newRestoreRuns()
+	s.pchannels = make(map[string]bool, len(cfg.PChannels))
+	for _, p := range cfg.PChannels {
+		s.pchannels[p] = true
+	}
 	s.routes = s.routeTable()
 	return s, nil
 }
@@ -351,6 +356,19 @@ func (s *Server) isKnown(ctx context.Context, pchannel string) (bool, error) {
 	}
 	s.known.Store(pchannel, struct{}{})
 	return true, nil
+}
+
+// configured checks a pchannel named by a data route: a valid name (else
+// 400 invalid_name) of the configured set (else 404 unknown_pchannel),
+// before anything is read or written, so a typo never makes a pchannel.
+func (s *Server) configured(p string) error {
+	if err := validName("pchannel", p); err != nil {
+		return err
+	}
+	if !s.pchannels[p] {
+		return errorf(http.StatusNotFound, CodeUnknownPChannel, "pchannel %q is not one of the configured pchannels (%s)", p, strings.Join(s.cfg.PChannels, ", "))
+	}
+	return nil
 }
 
 // mustKnow fails with 404 unless pchannel was ever written.
