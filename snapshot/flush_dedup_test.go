@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
 	sl "github.com/cairnlog/cairn/segmentlog"
@@ -132,4 +134,65 @@ func TestKeyedFlushKeepsReadsCheap(t *testing.T) {
 	if cpGets, stateGets, bytes := reads.take(); stateGets != 0 || bytes > cpGets*4<<10 {
 		t.Errorf("10 idle flusher looks: %d checkpoint GETs, %d state GETs, %d bytes; want no state read", cpGets, stateGets, bytes)
 	}
+}
+
+// TestFlusherIdleWithTailSendsNothing: with an in-process tail (the writer's
+// ack frontier), Run's looks at an idle pchannel send no request; an append
+// wakes them and is flushed.
+func TestFlusherIdleWithTailSendsNothing(t *testing.T) {
+	ctx := context.Background()
+	const pch = "p1"
+	base := objstore.NewMemory()
+	var requests, looks atomic.Int64
+	w := openWriter(t, base, pch, nil)
+	defer w.Close(ctx)
+	f := newFlusher(t, objstore.Observe(base, func(objstore.Request) { requests.Add(1) }), pch, func(c *snapshot.FlushConfig) {
+		c.Interval, c.MinBytes = 2*time.Millisecond, 1
+		c.Tail = func() (uint64, bool) {
+			looks.Add(1)
+			return w.Stats().Frontier, true
+		}
+	})
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go f.Run(runCtx)
+	flushedTo := func(c uint64) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			cp, _, err := sl.ReadCheckpoint(ctx, base, testLayout, pch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cp.C >= c {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("checkpoint %d, want %d: not flushed", cp.C, c)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	appendN(t, w, "prod", 0, 3, "v")
+	flushedTo(w.Stats().Frontier)
+	// Let a look settle on the new checkpoint, then count 50 idle looks.
+	waitLooks := func(n int64) {
+		t.Helper()
+		target := looks.Load() + n
+		deadline := time.Now().Add(20 * time.Second)
+		for looks.Load() < target {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d looks in 20 s", looks.Load()-target+n)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	waitLooks(5)
+	before := requests.Load()
+	waitLooks(50)
+	if n := requests.Load() - before; n != 0 {
+		t.Errorf("50 idle looks sent %d store requests, want none", n)
+	}
+	appendN(t, w, "prod", 3, 2, "v")
+	flushedTo(w.Stats().Frontier)
 }

@@ -207,7 +207,10 @@ func TestStatusRoutes(t *testing.T) {
 	for _, want := range []string{
 		`cairn_http_requests_total{code="200",route="POST /v1/pchannels/{p}/append"} 2`,
 		`cairn_writer_frontier{pchannel="p1"}`,
-		`cairn_store_requests_total{op="put_if_absent",result="ok"}`,
+		`cairn_store_requests_total{component="writer",op="put_if_absent",result="ok"}`,
+		`cairn_store_requests_total{component="lease",op="put_if_absent",result="ok"} 2`,
+		`cairn_store_bytes_total{component="writer",op="put_if_absent"}`,
+		`cairn_store_request_duration_seconds_count{op="put_if_absent"}`,
 		`cairn_append_duration_seconds_count 2`,
 	} {
 		if !strings.Contains(string(r.body), want) {
