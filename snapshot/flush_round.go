@@ -53,7 +53,7 @@ func (f *Flusher) readRound(ctx context.Context, prev *round) (*round, error) {
 			groups: make(map[string][]segmentlog.Delivery),
 		}
 	}
-	sr := segmentlog.NewSlotReader(f.store, f.cfg.Layout, f.cfg.PChannel, r.next, f.cfg.ReadAhead, f.cfg.GetTimeout)
+	sr := segmentlog.NewSlotReader(f.store, f.cfg.Layout, f.cfg.PChannel, r.next, f.readAhead(r.next), f.cfg.GetTimeout)
 	defer sr.Close()
 	for {
 		if r.slots >= f.cfg.MaxSlots || r.walBytes >= f.cfg.MaxBytes {
@@ -69,6 +69,22 @@ func (f *Flusher) readRound(ctx context.Context, prev *round) (*round, error) {
 		}
 		r.take(&s)
 	}
+}
+
+// readAhead is the read-ahead of a round reading from next: ReadAhead, cut
+// to the slots below the tail (and one probe) when Tail knows it, so that a
+// look at a short backlog does not GET a read-ahead's worth of empty slots
+// past the tail. A hint only: the round still reads to the first empty
+// slot.
+func (f *Flusher) readAhead(next uint64) int {
+	if f.cfg.Tail == nil {
+		return f.cfg.ReadAhead
+	}
+	tail, ok := f.cfg.Tail()
+	if !ok {
+		return f.cfg.ReadAhead
+	}
+	return int(min(max(tail, next)-next+1, uint64(f.cfg.ReadAhead)))
 }
 
 // take applies the reading rule (docs/protocol.md "Reading" 1 and 2, the one
