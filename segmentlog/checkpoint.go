@@ -10,8 +10,23 @@ import (
 	"github.com/cairnlog/cairn/infra/objstore"
 )
 
-// CheckpointFormat is the version of the checkpoint record's JSON form.
-const CheckpointFormat = 1
+// CheckpointFormat is the version of the checkpoint record's JSON form that
+// flushes write. Format 2 moved the idempotency window out of the record
+// into the dedup state object its DedupState names; a format-1 record
+// carries it inline (Dedup) and is still read. A binary that knows only
+// format 1 refuses a format-2 record rather than recover without the
+// window.
+const CheckpointFormat = 2
+
+// CheckpointFormatInlineDedup is the first checkpoint format: the
+// idempotency window inline, in Dedup.
+const CheckpointFormatInlineDedup = 1
+
+// KnownCheckpointFormat reports whether this binary reads checkpoint
+// records of format f.
+func KnownCheckpointFormat(f int) bool {
+	return f == CheckpointFormat || f == CheckpointFormatInlineDedup
+}
 
 // Checkpoint is the flush checkpoint record of a pchannel (docs/protocol.md,
 // "Records"): every slot below C is flushed to segments. It moves only
@@ -30,8 +45,13 @@ type Checkpoint struct {
 	TermChanges []TermChange `json:"term_changes,omitempty"`
 	// LastTimeTick is the highest timetick delivered below C.
 	LastTimeTick uint64 `json:"last_timetick"`
-	// Dedup is the idempotency window as of C.
+	// Dedup is the idempotency window as of C, inline: format 1 only.
+	// Format 2 leaves it empty and names the window's object instead.
 	Dedup []DedupEntry `json:"dedup,omitempty"`
+	// DedupState (format 2) is the key of the dedup state object holding
+	// the idempotency window as of C (Layout.DedupState); empty when the
+	// window was empty. Only a takeover's recovery reads the object.
+	DedupState string `json:"dedup_state,omitempty"`
 	// Segments is the manifest: the only way to reach flushed data.
 	Segments []SegmentRef `json:"segments,omitempty"`
 	// Retired lists segment files that compaction took out of Segments
@@ -125,7 +145,7 @@ func decodeCheckpoint(b []byte) (Checkpoint, error) {
 	if err := json.Unmarshal(b, &cp); err != nil {
 		return Checkpoint{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
-	if cp.Format != CheckpointFormat {
+	if !KnownCheckpointFormat(cp.Format) {
 		return Checkpoint{}, fmt.Errorf("%w: unsupported format %d", ErrCorrupt, cp.Format)
 	}
 	return cp, nil

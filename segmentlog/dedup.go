@@ -2,24 +2,47 @@ package segmentlog
 
 import (
 	"math"
+	"sort"
 	"time"
 )
 
 // dedupWindow remembers idempotency keys (producer, epoch, seq) and the ID
-// each was acked at, for maxAge and at most maxKeys keys (docs/protocol.md,
-// "Append" rule 5). Broadcast keys (broadcastKey) are kept apart: for
-// BroadcastRetention, whatever the count, because a broadcast task may be resumed
-// long after its first attempt ("Broadcast and coordinator" rule 1). A key
-// in flight is pending: a retry waits for the first outcome. Not safe for
-// concurrent use; the Writer guards it.
+// each was acked at, for maxAge (docs/protocol.md, "Append" rule 5).
+//
+// It keeps state per producer epoch, not per message, as Kafka's idempotent
+// producer does: for each (producer, epoch) the runs of sequence numbers
+// acked. A run is keys seq0, seq0+1, … acked at consecutive IDs of one batch
+// with consecutive timeticks, so a batch of keyed messages from one
+// producer counting up (what the SDK Producer sends, and what group commit
+// makes of its concurrent single-message appends) is one run whatever its
+// size. Keys that do not follow on (another batch, a gap) start a new run;
+// a producer whose runs stop ascending in seq (keys chosen by hand, out of
+// order) also gets an index of its keys, so a lookup never scans.
+//
+// Committed runs leave in commit order, oldest first, from one FIFO per
+// retention class: at most maxKeys runs (an entry counts one run) and
+// none older than maxAge by its last timetick. Broadcast keys
+// (broadcastKey) are kept apart: for BroadcastRetention, whatever the
+// count, because a broadcast task may be resumed long after its first
+// attempt ("Broadcast and coordinator" rule 1). Transaction commit keys
+// (txnKey) share the producer "@txn" and ascend with the term, so they form
+// runs like any producer's. Every ack and every eviction is O(1)
+// amortized; a lookup is O(log runs) of its producer.
+//
+// A key in flight is pending: a retry waits for the first outcome. Not safe
+// for concurrent use; the Writer guards it.
 type dedupWindow struct {
-	maxAge     time.Duration
-	maxKeys    int
-	entries    map[IdemKey]*dedupEntry
-	order      []IdemKey // committed keys, oldest first; may hold stale keys
-	bcastOrder []IdemKey // committed broadcast keys, oldest first
+	maxAge    time.Duration
+	maxKeys   int
+	pending   map[IdemKey]*dedupEntry
+	producers map[producerEpoch]*producerRuns
+	plain     runQueue      // producers of committed plain runs, one per run, oldest first
+	bcast     runQueue      // the same for broadcast keys
+	closed    chan struct{} // closed: the wait of every committed entry lookup returns
 }
 
+// dedupEntry is the outcome of one key: pending until done, or a committed
+// key looked up.
 type dedupEntry struct {
 	id   MessageID
 	tick uint64
@@ -28,39 +51,218 @@ type dedupEntry struct {
 	wait chan struct{} // closed when the outcome is known
 }
 
+type producerEpoch struct {
+	producer string
+	epoch    uint64
+}
+
+// dedupRun is keys seq0 … seq0+n−1 of one producer epoch, acked at IDs
+// (offset, index0+i) with timeticks tick0+i.
+type dedupRun struct {
+	seq0  uint64
+	n     uint32
+	id0   MessageID
+	tick0 uint64
+}
+
+func (r *dedupRun) lastTick() uint64 { return r.tick0 + uint64(r.n) - 1 }
+
+func (r *dedupRun) holds(seq uint64) bool { return seq >= r.seq0 && seq-r.seq0 < uint64(r.n) }
+
+func (r *dedupRun) at(seq uint64) (MessageID, uint64) {
+	i := seq - r.seq0
+	return MessageID{Offset: r.id0.Offset, Index: r.id0.Index + uint32(i)}, r.tick0 + i
+}
+
+// follows reports whether the key seq acked at id with tick extends r.
+func (r *dedupRun) follows(seq uint64, id MessageID, tick uint64) bool {
+	n := uint64(r.n)
+	return seq == r.seq0+n && id.Offset == r.id0.Offset && uint64(id.Index) == uint64(r.id0.Index)+n &&
+		tick == r.tick0+n && r.n < math.MaxUint32
+}
+
+// producerRuns is one producer epoch's committed runs in commit order.
+type producerRuns struct {
+	key  producerEpoch
+	runs []dedupRun // runs[head:] are live, oldest first
+	head int
+	// index maps every live seq to its run's position in runs, once the
+	// runs stopped ascending; nil while they ascend (binary search).
+	index map[uint64]int
+}
+
+func (p *producerRuns) live() []dedupRun { return p.runs[p.head:] }
+
+// find returns the run holding seq.
+func (p *producerRuns) find(seq uint64) (*dedupRun, bool) {
+	if p.index != nil {
+		i, ok := p.index[seq]
+		if !ok {
+			return nil, false
+		}
+		return &p.runs[i], true
+	}
+	live := p.live()
+	i := sort.Search(len(live), func(i int) bool { return live[i].seq0+uint64(live[i].n) > seq })
+	if i < len(live) && live[i].holds(seq) {
+		return &live[i], true
+	}
+	return nil, false
+}
+
+// holdsOutOfOrder reports whether a producer whose runs stopped ascending
+// holds seq already (with ascending runs, a key that follows the newest run
+// is above every run).
+func (p *producerRuns) holdsOutOfOrder(seq uint64) bool {
+	_, held := p.index[seq]
+	return held
+}
+
+// add appends a new run (the caller checked seq is not held).
+func (p *producerRuns) add(r dedupRun) {
+	live := p.live()
+	if p.index == nil && len(live) > 0 && r.seq0 < live[len(live)-1].seq0+uint64(live[len(live)-1].n) {
+		p.index = make(map[uint64]int)
+		for i := p.head; i < len(p.runs); i++ {
+			p.indexRun(i)
+		}
+	}
+	if p.head > 0 && p.head >= len(p.runs)/2 {
+		// Reclaim the evicted front (amortized O(1) per run).
+		p.runs = append(p.runs[:0], p.runs[p.head:]...)
+		if p.index != nil {
+			for seq, i := range p.index {
+				p.index[seq] = i - p.head
+			}
+		}
+		p.head = 0
+	}
+	p.runs = append(p.runs, r)
+	if p.index != nil {
+		p.indexRun(len(p.runs) - 1)
+	}
+}
+
+// extend grows the newest run by the key that follows it.
+func (p *producerRuns) extend() {
+	i := len(p.runs) - 1
+	p.runs[i].n++
+	if p.index != nil {
+		r := &p.runs[i]
+		p.index[r.seq0+uint64(r.n)-1] = i
+	}
+}
+
+func (p *producerRuns) indexRun(i int) {
+	r := &p.runs[i]
+	for k := range uint64(r.n) {
+		p.index[r.seq0+k] = i
+	}
+}
+
+// dropOldest removes the oldest run; it reports whether any are left.
+func (p *producerRuns) dropOldest() bool {
+	if p.index != nil {
+		r := &p.runs[p.head]
+		for k := range uint64(r.n) {
+			if p.index[r.seq0+k] == p.head {
+				delete(p.index, r.seq0+k)
+			}
+		}
+	}
+	p.runs[p.head] = dedupRun{}
+	p.head++
+	return p.head < len(p.runs)
+}
+
+// runQueue is a FIFO of producers, one element per committed run, in
+// commit order: the front's oldest run is the oldest run of the queue.
+type runQueue struct {
+	q    []*producerRuns
+	head int
+}
+
+func (q *runQueue) len() int               { return len(q.q) - q.head }
+func (q *runQueue) front() *producerRuns   { return q.q[q.head] }
+func (q *runQueue) items() []*producerRuns { return q.q[q.head:] }
+func (q *runQueue) push(p *producerRuns)   { q.q = append(q.q, p) }
+func (q *runQueue) pop() (p *producerRuns) {
+	p, q.q[q.head] = q.q[q.head], nil
+	q.head++
+	if q.head >= 1024 && q.head >= len(q.q)/2 {
+		q.q = append(q.q[:0], q.q[q.head:]...)
+		q.head = 0
+	}
+	return p
+}
+
 func newDedupWindow(maxAge time.Duration, maxKeys int) *dedupWindow {
-	return &dedupWindow{maxAge: maxAge, maxKeys: maxKeys, entries: make(map[IdemKey]*dedupEntry)}
+	closed := make(chan struct{})
+	close(closed)
+	return &dedupWindow{maxAge: maxAge, maxKeys: maxKeys, closed: closed,
+		pending: make(map[IdemKey]*dedupEntry), producers: make(map[producerEpoch]*producerRuns)}
 }
 
 // lookup returns the entry of key, committed or pending.
 func (d *dedupWindow) lookup(key IdemKey) (*dedupEntry, bool) {
-	e, ok := d.entries[key]
-	return e, ok
+	if e, ok := d.pending[key]; ok {
+		return e, true
+	}
+	if id, tick, ok := d.committed(key); ok {
+		return &dedupEntry{id: id, tick: tick, done: true, wait: d.closed}, true
+	}
+	return nil, false
+}
+
+// committed returns where key was acked, if it is in the window.
+func (d *dedupWindow) committed(key IdemKey) (MessageID, uint64, bool) {
+	p, ok := d.producers[producerEpoch{key.Producer, key.Epoch}]
+	if !ok {
+		return MessageID{}, 0, false
+	}
+	r, ok := p.find(key.Seq)
+	if !ok {
+		return MessageID{}, 0, false
+	}
+	id, tick := r.at(key.Seq)
+	return id, tick, true
 }
 
 // begin marks key pending and returns its entry.
 func (d *dedupWindow) begin(key IdemKey) *dedupEntry {
 	e := &dedupEntry{wait: make(chan struct{})}
-	d.entries[key] = e
+	d.pending[key] = e
 	return e
 }
 
-// commit records that key was acked at id with tick, waking waiters.
+// commit records that key was acked at id with tick, waking waiters. A key
+// already committed keeps its first ID.
 func (d *dedupWindow) commit(key IdemKey, id MessageID, tick uint64, now time.Time) {
-	e, ok := d.entries[key]
-	if !ok {
-		e = &dedupEntry{wait: make(chan struct{})}
-		d.entries[key] = e
+	if e, ok := d.pending[key]; ok {
+		delete(d.pending, key)
+		e.id, e.tick, e.done = id, tick, true
+		close(e.wait)
 	}
-	if e.done {
+	pk := producerEpoch{key.Producer, key.Epoch}
+	p, ok := d.producers[pk]
+	switch {
+	case !ok:
+		p = &producerRuns{key: pk}
+		d.producers[pk] = p
+	case p.runs[len(p.runs)-1].follows(key.Seq, id, tick) && !p.holdsOutOfOrder(key.Seq):
+		p.extend()
+		d.evict(now)
 		return
+	default:
+		if _, held := p.find(key.Seq); held {
+			return
+		}
 	}
-	e.id, e.tick, e.done = id, tick, true
-	close(e.wait)
+	p.add(dedupRun{seq0: key.Seq, n: 1, id0: id, tick0: tick})
 	if isBroadcastKey(key) {
-		d.bcastOrder = append(d.bcastOrder, key)
+		d.bcast.push(p)
 	} else {
-		d.order = append(d.order, key)
+		d.plain.push(p)
 	}
 	d.evict(now)
 }
@@ -68,40 +270,40 @@ func (d *dedupWindow) commit(key IdemKey, id MessageID, tick uint64, now time.Ti
 // fail forgets a pending key whose append did not get acked, waking waiters
 // with err. The key may be appended again (by a later writer).
 func (d *dedupWindow) fail(key IdemKey, err error) {
-	e, ok := d.entries[key]
-	if !ok || e.done {
+	e, ok := d.pending[key]
+	if !ok {
 		return
 	}
 	e.err = err
 	close(e.wait)
-	delete(d.entries, key)
+	delete(d.pending, key)
 }
 
-// evict drops committed keys older than maxAge or beyond maxKeys, and
-// broadcast keys older than BroadcastRetention.
+// evict drops committed runs older than maxAge or beyond maxKeys, and
+// broadcast runs older than BroadcastRetention.
 func (d *dedupWindow) evict(now time.Time) {
-	d.order = d.evictFrom(d.order, TickOf(now.Add(-d.maxAge)), d.maxKeys)
-	d.bcastOrder = d.evictFrom(d.bcastOrder, TickOf(now.Add(-BroadcastRetention)), math.MaxInt)
+	d.evictFrom(&d.plain, TickOf(now.Add(-d.maxAge)), d.maxKeys)
+	d.evictFrom(&d.bcast, TickOf(now.Add(-BroadcastRetention)), math.MaxInt)
 }
 
-// evictFrom drops the oldest keys of order while they are older than
-// oldest or more than maxKeys remain, and returns what is left.
-func (d *dedupWindow) evictFrom(order []IdemKey, oldest uint64, maxKeys int) []IdemKey {
-	n := 0
-	for n < len(order) {
-		e, ok := d.entries[order[n]]
-		if ok && e.done && e.tick >= oldest && len(order)-n <= maxKeys {
-			break
+// evictFrom drops the oldest runs of q while they are older than oldest or
+// more than maxRuns remain.
+func (d *dedupWindow) evictFrom(q *runQueue, oldest uint64, maxRuns int) {
+	for q.len() > 0 {
+		p := q.front()
+		if q.len() <= maxRuns && p.runs[p.head].lastTick() >= oldest {
+			return
 		}
-		if ok && e.done {
-			delete(d.entries, order[n])
+		q.pop()
+		if !p.dropOldest() {
+			delete(d.producers, p.key)
 		}
-		n++
 	}
-	if n > 0 {
-		order = append(order[:0], order[n:]...)
-	}
-	return order
+}
+
+// size returns the committed runs and the producer epochs they belong to.
+func (d *dedupWindow) size() (runs, producers int) {
+	return d.plain.len() + d.bcast.len(), len(d.producers)
 }
 
 // restore loads a checkpoint's snapshot.
@@ -112,16 +314,42 @@ func (d *dedupWindow) restore(entries []DedupEntry, now time.Time) {
 }
 
 // snapshot lists the committed keys, oldest first: the plain keys, then
-// the broadcast keys (restore sorts them into their lists again, each in
+// the broadcast keys (restore sorts them into their queues again, each in
 // its order).
 func (d *dedupWindow) snapshot() []DedupEntry {
-	out := make([]DedupEntry, 0, len(d.order)+len(d.bcastOrder))
-	for _, order := range [][]IdemKey{d.order, d.bcastOrder} {
-		for _, k := range order {
-			if e, ok := d.entries[k]; ok && e.done {
-				out = append(out, DedupEntry{Key: k, ID: e.id, TimeTick: e.tick})
-			}
+	var out []DedupEntry
+	d.eachRun(func(k producerEpoch, r dedupRun) {
+		for s := r.seq0; s < r.seq0+uint64(r.n); s++ {
+			id, tick := r.at(s)
+			out = append(out, DedupEntry{Key: IdemKey{Producer: k.producer, Epoch: k.epoch, Seq: s}, ID: id, TimeTick: tick})
+		}
+	})
+	return out
+}
+
+// eachRun calls fn for every committed run in commit order, plain runs
+// first, then broadcast runs: committing their keys in this order into an
+// empty window rebuilds this one.
+func (d *dedupWindow) eachRun(fn func(producerEpoch, dedupRun)) {
+	for _, q := range []*runQueue{&d.plain, &d.bcast} {
+		// The queue names a producer once per run, in commit order; each
+		// producer's runs are in commit order too, so the n-th time the
+		// queue names p is p's n-th live run.
+		seen := make(map[*producerRuns]int)
+		for _, p := range q.items() {
+			i := seen[p]
+			seen[p] = i + 1
+			fn(p.key, p.live()[i])
 		}
 	}
-	return out
+}
+
+// restoreRun commits a whole run, as eachRun gave it.
+func (d *dedupWindow) restoreRun(k producerEpoch, r dedupRun, now time.Time) {
+	key := IdemKey{Producer: k.producer, Epoch: k.epoch}
+	for i := range uint64(r.n) {
+		key.Seq = r.seq0 + i
+		id, tick := r.at(key.Seq)
+		d.commit(key, id, tick, now)
+	}
 }

@@ -1,6 +1,11 @@
 package segmentlog
 
-import "time"
+import (
+	"context"
+	"time"
+
+	"github.com/cairnlog/cairn/infra/objstore"
+)
 
 // Defaults of the idempotency window D (docs/protocol.md, "Parameters"); the
 // Writer's DedupWindow and DedupMaxKeys default to them.
@@ -43,3 +48,46 @@ func (f *DedupFold) Add(key IdemKey, id MessageID, tick uint64, now time.Time) {
 
 // Entries returns the window, oldest first: a checkpoint's Dedup.
 func (f *DedupFold) Entries() []DedupEntry { return f.w.snapshot() }
+
+// LoadDedupFold starts from the window of checkpoint cp: its dedup state
+// object (format 2; one GET), or its inline Dedup (format 1). A state
+// object that is gone fails with ErrDedupStateGone: the checkpoint moved on.
+func LoadDedupFold(ctx context.Context, store objstore.Store, cp Checkpoint, maxAge time.Duration, maxKeys int, now time.Time) (*DedupFold, error) {
+	f := NewDedupFold(maxAge, maxKeys, cp.Dedup, now)
+	if cp.DedupState == "" {
+		return f, nil
+	}
+	runs, err := readDedupState(ctx, store, cp.DedupState)
+	if err != nil {
+		return nil, err
+	}
+	f.w.restoreState(runs, now)
+	return f, nil
+}
+
+// State encodes the window as a dedup state object; nil when it holds no
+// key (a checkpoint then names no object).
+func (f *DedupFold) State() []byte {
+	if runs, _ := f.w.size(); runs == 0 {
+		return nil
+	}
+	return encodeDedupState(f.w)
+}
+
+// DecodeDedupState checks that b is a dedup state object and returns its
+// keys, oldest first, as a format-1 checkpoint would list them. Every
+// error wraps ErrCorrupt.
+func DecodeDedupState(b []byte) ([]DedupEntry, error) {
+	runs, err := decodeDedupState(b)
+	if err != nil {
+		return nil, err
+	}
+	var out []DedupEntry
+	for _, r := range runs {
+		for s := r.run.seq0; s < r.run.seq0+uint64(r.run.n); s++ {
+			id, tick := r.run.at(s)
+			out = append(out, DedupEntry{Key: IdemKey{Producer: r.key.producer, Epoch: r.key.epoch, Seq: s}, ID: id, TimeTick: tick})
+		}
+	}
+	return out, nil
+}

@@ -170,10 +170,13 @@
 // bucket. A decoder given a version it does not know fails with an error
 // that wraps ErrCorrupt and says "unsupported version N".
 //
-// # Checkpoint record, format 1
+// # Checkpoint record, format 2
 //
 // {prefix}/meta/checkpoints/{pchannel}.json, the JSON form of Checkpoint,
-// replaced only by CAS. Fields are only ever added, each omitted when
+// replaced only by CAS. Format 2 moved the idempotency window out of the
+// record ("dedup", inline keys) into a dedup state object the record
+// names ("dedup_state"; dedup_state.go draws its bytes), so the record's
+// size follows vchannels, not messages; format-1 records are still read. Fields are only ever added, each omitted when
 // empty, and CheckpointFormat changes only when a reader that ignores an
 // added field would lose or corrupt data. "retired" (a list of {key,
 // retired_at}) was added with segment compaction. A binary older than it

@@ -123,7 +123,9 @@ func OpenSharedWriter(ctx context.Context, cfg WriterConfig, store objstore.Stor
 			return nil, fmt.Errorf("open shared writer %s: %w", cfg.PChannel, err)
 		}
 		sw.openAt = grant.OpenAt
-		sw.resetTo(c)
+		if err := sw.resetTo(ctx, c); err != nil {
+			return nil, fmt.Errorf("open shared writer %s: %w", cfg.PChannel, err)
+		}
 	}
 	// Shared writers bound no timetick by tt_max: every tick they hand out
 	// is written in the log (Sync writes one), so the next term's recovery
@@ -163,18 +165,40 @@ func (sw *SharedWriter) publish() {
 	sw.pubMu.Unlock()
 }
 
-// resetTo makes the folded state the checkpoint's: the next catch-up
-// replays from cp.C.
-func (sw *SharedWriter) resetTo(cp Checkpoint) {
+// resetTo makes the folded state the checkpoint's — its idempotency
+// window (inline in format 1, the dedup state object it names in format
+// 2), last timetick and highest term: the next catch-up replays from cp.C.
+// A state object a newer flush deleted meanwhile means the checkpoint
+// moved on: it is read again.
+func (sw *SharedWriter) resetTo(ctx context.Context, cp Checkpoint) error {
 	core := sw.core
-	core.mu.Lock()
-	core.dedup = newDedupWindow(sw.cfg.DedupWindow, sw.cfg.DedupMaxKeys)
-	core.dedup.restore(cp.Dedup, sw.cfg.Now())
-	core.clock.last = max(core.clock.last, cp.LastTimeTick)
-	core.mu.Unlock()
-	sw.filter = TermFilter{Max: cp.MaxTerm}
-	sw.tail = cp.C
-	sw.fresh = time.Time{}
+	for round := 0; ; round++ {
+		var runs []stateRun
+		if cp.DedupState != "" {
+			var err error
+			runs, err = readDedupState(ctx, core.store, cp.DedupState)
+			if errors.Is(err, ErrDedupStateGone) && round < maxRecoverRounds {
+				if cp, err = core.readCheckpoint(ctx); err != nil {
+					return err
+				}
+				continue
+			}
+			if err != nil {
+				return err
+			}
+		}
+		now := sw.cfg.Now()
+		core.mu.Lock()
+		core.dedup = newDedupWindow(sw.cfg.DedupWindow, sw.cfg.DedupMaxKeys)
+		core.dedup.restore(cp.Dedup, now)
+		core.dedup.restoreState(runs, now)
+		core.clock.last = max(core.clock.last, cp.LastTimeTick)
+		core.mu.Unlock()
+		sw.filter = TermFilter{Max: cp.MaxTerm}
+		sw.tail = cp.C
+		sw.fresh = time.Time{}
+		return nil
+	}
 }
 
 // catchUp folds every slot from the tail to the first empty one, then
@@ -198,7 +222,9 @@ func (sw *SharedWriter) catchUp(ctx context.Context) error {
 		if f < cp.C {
 			sw.stats.Rebuilds++
 			sw.core.log.Info("shared writer fell below the checkpoint; folding again from it", "slot", f, "checkpoint", cp.C)
-			sw.resetTo(cp)
+			if err := sw.resetTo(ctx, cp); err != nil {
+				return err
+			}
 			continue
 		}
 		if f < sw.openAt {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,7 +32,9 @@ type countingStore struct {
 }
 
 func newCountingStore(base objstore.Store, layout sl.Layout, pch string) *countingStore {
-	return &countingStore{Store: base, walPrefix: layout.WALPrefix(pch)}
+	s := &countingStore{walPrefix: layout.WALPrefix(pch)}
+	s.Store = objstore.Observe(base, s.count)
+	return s
 }
 
 // requests is every request sent so far.
@@ -41,51 +42,22 @@ func (s *countingStore) requests() int64 {
 	return s.gets.Load() + s.heads.Load() + s.lists.Load() + s.puts.Load() + s.deletes.Load()
 }
 
-func (s *countingStore) Get(ctx context.Context, key string) (objstore.Object, error) {
-	s.countGet(key)
-	return s.Store.Get(ctx, key)
-}
-
-func (s *countingStore) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
-	s.countGet(key)
-	return s.Store.GetRange(ctx, key, off, n)
-}
-
-func (s *countingStore) countGet(key string) {
-	s.gets.Add(1)
-	if strings.HasPrefix(key, s.walPrefix) {
-		s.walGets.Add(1)
+func (s *countingStore) count(r objstore.Request) {
+	switch r.Op {
+	case objstore.OpGet, objstore.OpGetRange:
+		s.gets.Add(1)
+		if strings.HasPrefix(r.Key, s.walPrefix) {
+			s.walGets.Add(1)
+		}
+	case objstore.OpHead:
+		s.heads.Add(1)
+	case objstore.OpList:
+		s.lists.Add(1)
+	case objstore.OpPutIfAbsent, objstore.OpPutIfMatch, objstore.OpPut:
+		s.puts.Add(1)
+	case objstore.OpDelete:
+		s.deletes.Add(1)
 	}
-}
-
-func (s *countingStore) Head(ctx context.Context, key string) (objstore.Attrs, error) {
-	s.heads.Add(1)
-	return s.Store.Head(ctx, key)
-}
-
-func (s *countingStore) List(ctx context.Context, prefix, startAfter string, fn func(objstore.Attrs) error) error {
-	s.lists.Add(1)
-	return s.Store.List(ctx, prefix, startAfter, fn)
-}
-
-func (s *countingStore) PutIfAbsent(ctx context.Context, key string, body []byte, meta map[string]string) (string, error) {
-	s.puts.Add(1)
-	return s.Store.PutIfAbsent(ctx, key, body, meta)
-}
-
-func (s *countingStore) PutIfMatch(ctx context.Context, key string, body []byte, etag string) (string, error) {
-	s.puts.Add(1)
-	return s.Store.PutIfMatch(ctx, key, body, etag)
-}
-
-func (s *countingStore) Put(ctx context.Context, key string, body []byte) (string, error) {
-	s.puts.Add(1)
-	return s.Store.Put(ctx, key, body)
-}
-
-func (s *countingStore) Delete(ctx context.Context, key string) error {
-	s.deletes.Add(1)
-	return s.Store.Delete(ctx, key)
 }
 
 // parkedTail wraps the Tail a scanner waits on and hands the test, on

@@ -53,8 +53,11 @@ type WriterConfig struct {
 	PutRetryLimit time.Duration
 	// RenewInterval is how often the lease is renewed (I). Default 3 s.
 	RenewInterval time.Duration
-	// DedupWindow and DedupMaxKeys bound the idempotency window D.
-	// Defaults 10 min and 100,000 keys.
+	// DedupWindow and DedupMaxKeys bound the idempotency window D: keys
+	// are kept DedupWindow, and at most DedupMaxKeys runs of them (a run is
+	// one producer epoch's consecutive keys acked together in one batch,
+	// so an SDK producer's whole batch counts once). Defaults 10 min and
+	// 100,000 runs.
 	DedupWindow  time.Duration
 	DedupMaxKeys int
 	// ReadAhead bounds parallel GETs during recovery. Default 16.

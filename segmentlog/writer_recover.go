@@ -24,6 +24,7 @@ const maxRecoverRounds = 8
 // start lower; rule 4's re-read below catches a checkpoint that moved past
 // the fence meanwhile, as it does for one that moves during the replay.
 func (w *Writer) recover(ctx context.Context, first *checkpointRead) (uint64, error) {
+	gone := "" // a dedup state object found gone
 	for round := 0; round < maxRecoverRounds; round++ {
 		if round > 0 || first == nil {
 			first = w.readCheckpointAsync(ctx)
@@ -32,10 +33,12 @@ func (w *Writer) recover(ctx context.Context, first *checkpointRead) (uint64, er
 		if err != nil {
 			return 0, err
 		}
-		now := w.cfg.Now()
+		// The window as of c (the dedup state object the checkpoint names)
+		// is read while the replay folds what lies above c into a window
+		// of its own; the two are joined in commit order after both.
+		state := w.readDedupStateAsync(ctx, cp.DedupState)
 		w.mu.Lock()
 		w.dedup = newDedupWindow(w.cfg.DedupWindow, w.cfg.DedupMaxKeys)
-		w.dedup.restore(cp.Dedup, now)
 		w.clock.last = max(w.clock.last, cp.LastTimeTick)
 		w.mu.Unlock()
 
@@ -46,8 +49,28 @@ func (w *Writer) recover(ctx context.Context, first *checkpointRead) (uint64, er
 		// above it.
 		f, err := w.replay(ctx, cp.C, &filter)
 		if err != nil {
+			state.cancel()
 			return 0, err
 		}
+		runs, err := state.wait()
+		if errors.Is(err, ErrDedupStateGone) && cp.DedupState != gone {
+			// A newer flush deleted it: the checkpoint moved on. (If the
+			// checkpoint still names it next round, it is lost: an error.)
+			w.log.Info("dedup state gone during recovery; recovering again from the new checkpoint", "checkpoint", cp.C)
+			gone = cp.DedupState
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		now := w.cfg.Now()
+		w.mu.Lock()
+		joined := newDedupWindow(w.cfg.DedupWindow, w.cfg.DedupMaxKeys)
+		joined.restore(cp.Dedup, now) // format 1: inline
+		joined.restoreState(runs, now)
+		w.dedup.eachRun(func(k producerEpoch, r dedupRun) { joined.restoreRun(k, r, now) })
+		w.dedup = joined
+		w.mu.Unlock()
 		if f < w.grant.TailHint {
 			// Reading rule 3: a missing slot may have been flushed and
 			// collected while we replayed. Below the checkpoint: start
@@ -111,6 +134,47 @@ func (w *Writer) readCheckpointAsync(ctx context.Context) *checkpointRead {
 		r.cp, r.err = w.readCheckpoint(ctx)
 	}()
 	return r
+}
+
+// stateRead is a dedup state object read running in its own goroutine.
+type stateRead struct {
+	done   chan struct{}
+	cancel context.CancelFunc
+	runs   []stateRun
+	err    error
+}
+
+// readDedupStateAsync starts reading the dedup state object key ("" for
+// none), retrying transient failures.
+func (w *Writer) readDedupStateAsync(ctx context.Context, key string) *stateRead {
+	ctx, cancel := context.WithCancel(ctx)
+	r := &stateRead{done: make(chan struct{}), cancel: cancel}
+	if key == "" {
+		close(r.done)
+		return r
+	}
+	go func() {
+		defer close(r.done)
+		for attempt := 0; ; attempt++ {
+			actx, cancel := context.WithTimeout(ctx, w.cfg.GetTimeout)
+			r.runs, r.err = readDedupState(actx, w.store, key)
+			cancel()
+			if r.err == nil || ctx.Err() != nil || !objstore.IsRetryable(r.err) {
+				return
+			}
+			if !sleepCtx(ctx, backoff(attempt, 5*time.Millisecond, 200*time.Millisecond)) {
+				r.err = ctx.Err()
+				return
+			}
+		}
+	}()
+	return r
+}
+
+func (r *stateRead) wait() ([]stateRun, error) {
+	<-r.done
+	r.cancel()
+	return r.runs, r.err
 }
 
 func (r *checkpointRead) wait() (Checkpoint, error) {

@@ -383,7 +383,7 @@ func applicable(cur segmentlog.Checkpoint, merges []Merge) []Merge {
 
 // applyMerges returns cur with each merge's files replaced by its merged
 // file, at the position of the first, and recorded in Retired at now.
-// Everything else (C, MaxTerm, TermChanges, LastTimeTick, Dedup, FlushID)
+// Everything else (C, MaxTerm, TermChanges, LastTimeTick, Dedup, DedupState, FlushID)
 // stays; Version grows by one.
 func applyMerges(cur segmentlog.Checkpoint, merges []Merge, now time.Time) segmentlog.Checkpoint {
 	first := make(map[string]segmentlog.SegmentRef)

@@ -30,9 +30,15 @@
 // PutIfAbsent, then replaces the checkpoint with PutIfMatch on the ETag it
 // read (PutIfAbsent when there was none): C moves to the first slot not
 // read, MaxTerm and TermChanges record every higher term met (fence slots
-// included), LastTimeTick and the idempotency window Dedup are folded
-// exactly as Writer recovery folds them (segmentlog.DedupFold), and the
-// manifest gains the new files. Segments are reachable only through the
+// included), LastTimeTick and the idempotency window are folded exactly as
+// Writer recovery folds them (segmentlog.DedupFold), and the manifest gains
+// the new files. The window goes to a dedup state object
+// (Layout.DedupState, written with PutIfAbsent before the CAS) that the
+// record names in DedupState; the flusher keeps the window it committed in
+// memory and reads the object back only when another flusher wrote the
+// checkpoint it starts from, and folds a round's keys only when the round
+// commits, so a look that flushes nothing never touches it. After its CAS
+// it deletes the object the replaced record named. Segments are reachable only through the
 // manifest.
 //
 // Two flushers racing from one checkpoint both write their files (the keys
@@ -83,7 +89,7 @@
 // {first}-{last}-{compactionID}.arrow with PutIfAbsent, and at once
 // replaces the run in the checkpoint by PutIfMatch: the merged reference
 // takes the run's place, the run's keys go to Retired with the time, and
-// C, MaxTerm, TermChanges, LastTimeTick, Dedup and FlushID stay as they
+// C, MaxTerm, TermChanges, LastTimeTick, DedupState and FlushID stay as they
 // are (Version+1). Compaction is not a flush: it never moves C, so
 // "new c > current c" (docs/protocol.md "Flush, truncation, GC" rule 2), which
 // orders flushers, does not apply; the ETag condition alone makes it a CAS

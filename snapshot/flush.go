@@ -70,6 +70,14 @@ type FlushConfig struct {
 	// the next round that flushes the vchannel.
 	Positions PositionSink
 
+	// Tail, if set, is an in-process source of the pchannel's tail: every
+	// slot below it is acknowledged (the writer's ack frontier, in `cairn
+	// serve`), ok false when it does not know. Run then skips a look,
+	// sending no request, while the tail is at or below the first slot the
+	// previous look found empty and no round it read is due. Optional:
+	// without it every look reads the checkpoint and probes the WAL.
+	Tail func() (tail uint64, ok bool)
+
 	Now     func() time.Time // default time.Now
 	NewID   func() string    // flush IDs; default UUIDv7
 	Logger  *slog.Logger     // default slog.Default()
@@ -177,8 +185,12 @@ type Flusher struct {
 	store objstore.Store
 	log   *slog.Logger
 
-	mu      sync.Mutex // serialises rounds; guards pending
+	mu      sync.Mutex // serialises rounds; guards pending and dedup
 	pending *round     // WAL read by Run that did not reach a threshold yet
+	dedup   dedupCache // the window as of the checkpoint this flusher last wrote
+	// probed is the first slot the last look of Run found empty (it read
+	// everything below it); 0 before the first look.
+	probed uint64
 }
 
 // NewFlusher returns a Flusher for cfg.PChannel.
@@ -251,10 +263,19 @@ func (f *Flusher) Run(ctx context.Context) error {
 func (f *Flusher) poll(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.idle() {
+		return nil
+	}
 	for {
 		r, err := f.readRound(ctx, f.takePending())
-		if err != nil || r.slots == 0 {
+		if err != nil {
 			return err
+		}
+		if !r.full {
+			f.probed = r.next
+		}
+		if r.slots == 0 {
+			return nil
 		}
 		if !f.due(r) {
 			f.pending = r
@@ -279,6 +300,20 @@ func (f *Flusher) due(r *round) bool {
 		return false // only fences, fillers and garbage so far: nothing ages
 	}
 	return !f.cfg.Now().Before(segmentlog.TickTime(r.firstTick).Add(f.cfg.MaxAge))
+}
+
+// idle reports whether Run may skip a look: Tail says nothing was
+// acknowledged at or above the slot the last look found empty, and no
+// round read earlier is due.
+func (f *Flusher) idle() bool {
+	if f.cfg.Tail == nil || f.probed == 0 {
+		return false
+	}
+	tail, ok := f.cfg.Tail()
+	if !ok || tail > f.probed {
+		return false
+	}
+	return f.pending == nil || !f.due(f.pending)
 }
 
 func (f *Flusher) takePending() *round {

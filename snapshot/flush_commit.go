@@ -36,9 +36,19 @@ func (f *Flusher) commitRound(ctx context.Context, r *round) (Round, error) {
 	if err := g.Wait(); err != nil {
 		return Round{}, err
 	}
+	fold, err := f.writeDedupState(ctx, r, flushID)
+	if err != nil {
+		return Round{}, err
+	}
 	next, err := f.casCheckpoint(ctx, r, r.checkpoint(f.cfg.PChannel, flushID, refs, f.cfg.Now()), flushID, deadline)
 	if err != nil {
 		return Round{}, err
+	}
+	f.dedup = dedupCache{flushID: next.FlushID, c: next.C, fold: fold}
+	if old := r.base.DedupState; old != "" && old != r.dedupState {
+		// No checkpoint names it any more. A takeover that read the older
+		// checkpoint and meets it gone recovers again from the new one.
+		f.deleteQuietly(ctx, old)
 	}
 	res := Round{FlushID: flushID, From: r.base.C, To: next.C, Segments: refs, Messages: r.messages, WALBytes: r.walBytes, Version: next.Version}
 	f.log.Debug("flushed", "from", res.From, "to", res.To, "segments", len(refs), "messages", r.messages, "wal_bytes", r.walBytes)
@@ -254,4 +264,60 @@ func refsOf(cp segmentlog.Checkpoint, flushID string) []segmentlog.SegmentRef {
 		}
 	}
 	return out
+}
+
+// dedupCache is the idempotency window as of the checkpoint (C, FlushID)
+// this flusher last committed, so that its next round folds on from memory
+// instead of reading the dedup state object back.
+type dedupCache struct {
+	flushID string
+	c       uint64
+	fold    *segmentlog.DedupFold
+}
+
+// writeDedupState folds the round's keyed messages into the window as of
+// its base checkpoint and writes the result as the dedup state object the
+// round's checkpoint names (none when the window is empty). The window as
+// of the base comes from memory when this flusher wrote the base, else
+// from the base's object (or inline Dedup); it fails with ErrLostRace when
+// that object is gone, because the checkpoint moved on.
+func (f *Flusher) writeDedupState(ctx context.Context, r *round, flushID string) (*segmentlog.DedupFold, error) {
+	fold := f.dedup.fold
+	if fold == nil || f.dedup.flushID != r.base.FlushID || f.dedup.c != r.base.C {
+		err := retry(ctx, func(actx context.Context) error {
+			var err error
+			fold, err = segmentlog.LoadDedupFold(actx, f.store, r.base, f.cfg.DedupWindow, f.cfg.DedupMaxKeys, f.cfg.Now())
+			return err
+		}, f.cfg.GetTimeout)
+		if errors.Is(err, segmentlog.ErrDedupStateGone) {
+			return nil, fmt.Errorf("flush %s: %w: %w", f.cfg.PChannel, ErrLostRace, err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("flush %s: %w", f.cfg.PChannel, err)
+		}
+	}
+	// The fold is this round's from here on: if the round fails, the
+	// window in memory is no longer the committed one.
+	f.dedup = dedupCache{}
+	now := f.cfg.Now()
+	for _, k := range r.keyed {
+		fold.Add(k.key, k.id, k.tick, now)
+	}
+	r.dedupState = ""
+	if state := fold.State(); state != nil {
+		key := f.cfg.Layout.DedupState(f.cfg.PChannel, r.next, flushID)
+		if err := putImmutable(ctx, f.store, key, state, nil, f.cfg.PutTimeout); err != nil {
+			return nil, fmt.Errorf("flush %s: write dedup state: %w", f.cfg.PChannel, err)
+		}
+		r.dedupState = key
+	}
+	return fold, nil
+}
+
+// deleteQuietly deletes key, best effort: a failure leaves an object no
+// record names (logged).
+func (f *Flusher) deleteQuietly(ctx context.Context, key string) {
+	if err := retry(ctx, func(actx context.Context) error { return f.store.Delete(actx, key) }, f.cfg.GetTimeout); err != nil {
+		f.log.Warn("old dedup state not deleted", "key", key, "err", err)
+	}
 }

@@ -25,9 +25,14 @@ type round struct {
 	firstTick   uint64
 	lastTick    uint64
 	termChanges []segmentlog.TermChange
-	dedup       *segmentlog.DedupFold
-	groups      map[string][]segmentlog.Delivery // by vchannel; "" = pchannel-wide
-	messages    int64
+	// keyed lists the delivered keyed messages, in order: the window as
+	// of the new checkpoint is the base's with these folded in, computed
+	// only when the round commits (commitRound), so that a poll that
+	// flushes nothing never touches the window.
+	keyed      []keyedAck
+	dedupState string                           // the dedup state object the round's checkpoint names
+	groups     map[string][]segmentlog.Delivery // by vchannel; "" = pchannel-wide
+	messages   int64
 }
 
 // readRound reads the checkpoint and the WAL above it, up to the first empty
@@ -45,11 +50,10 @@ func (f *Flusher) readRound(ctx context.Context, prev *round) (*round, error) {
 			etag:   etag,
 			filter: segmentlog.TermFilter{Max: cp.MaxTerm},
 			next:   cp.C,
-			dedup:  segmentlog.NewDedupFold(f.cfg.DedupWindow, f.cfg.DedupMaxKeys, cp.Dedup, f.cfg.Now()),
 			groups: make(map[string][]segmentlog.Delivery),
 		}
 	}
-	sr := segmentlog.NewSlotReader(f.store, f.cfg.Layout, f.cfg.PChannel, r.next, f.cfg.ReadAhead, f.cfg.GetTimeout)
+	sr := segmentlog.NewSlotReader(f.store, f.cfg.Layout, f.cfg.PChannel, r.next, f.readAhead(r.next), f.cfg.GetTimeout)
 	defer sr.Close()
 	for {
 		if r.slots >= f.cfg.MaxSlots || r.walBytes >= f.cfg.MaxBytes {
@@ -63,14 +67,30 @@ func (f *Flusher) readRound(ctx context.Context, prev *round) (*round, error) {
 		if s.Missing {
 			return r, nil // the first empty slot: the checkpoint never passes it
 		}
-		r.take(&s, f.cfg.Now())
+		r.take(&s)
 	}
+}
+
+// readAhead is the read-ahead of a round reading from next: ReadAhead, cut
+// to the slots below the tail (and one probe) when Tail knows it, so that a
+// look at a short backlog does not GET a read-ahead's worth of empty slots
+// past the tail. A hint only: the round still reads to the first empty
+// slot.
+func (f *Flusher) readAhead(next uint64) int {
+	if f.cfg.Tail == nil {
+		return f.cfg.ReadAhead
+	}
+	tail, ok := f.cfg.Tail()
+	if !ok {
+		return f.cfg.ReadAhead
+	}
+	return int(min(max(tail, next)-next+1, uint64(f.cfg.ReadAhead)))
 }
 
 // take applies the reading rule (docs/protocol.md "Reading" 1 and 2, the one
 // TermFilter every reader uses) to the next slot and keeps what it
 // delivers.
-func (r *round) take(s *segmentlog.Slot, now time.Time) {
+func (r *round) take(s *segmentlog.Slot) {
 	before := r.filter.Max
 	deliver := r.filter.Observe(&s.Batch)
 	if r.filter.Max > before {
@@ -91,7 +111,9 @@ func (r *round) take(s *segmentlog.Slot, now time.Time) {
 		id := segmentlog.MessageID{Offset: b.Offset, Index: uint32(i)}
 		// The idempotency window and the last timetick fold every delivered
 		// message, exactly as Writer recovery does.
-		r.dedup.Add(m.Key, id, m.TimeTick, now)
+		if !m.Key.IsZero() {
+			r.keyed = append(r.keyed, keyedAck{m.Key, id, m.TimeTick})
+		}
 		r.lastTick = max(r.lastTick, m.TimeTick)
 		if r.firstTick == 0 {
 			r.firstTick = m.TimeTick
@@ -108,6 +130,13 @@ func (r *round) take(s *segmentlog.Slot, now time.Time) {
 		r.groups[m.VChannel] = append(r.groups[m.VChannel], segmentlog.Delivery{ID: id, Term: b.Term, Message: *m})
 		r.messages++
 	}
+}
+
+// keyedAck is one delivered keyed message.
+type keyedAck struct {
+	key  segmentlog.IdemKey
+	id   segmentlog.MessageID
+	tick uint64
 }
 
 // vchannels returns the round's groups in a fixed order.
@@ -130,7 +159,7 @@ func (r *round) checkpoint(p, flushID string, refs []segmentlog.SegmentRef, now 
 		MaxTerm:      r.filter.Max,
 		TermChanges:  append(slices.Clone(r.base.TermChanges), r.termChanges...),
 		LastTimeTick: max(r.base.LastTimeTick, r.lastTick),
-		Dedup:        r.dedup.Entries(),
+		DedupState:   r.dedupState,
 		Segments:     append(slices.Clone(r.base.Segments), refs...),
 		Retired:      slices.Clone(r.base.Retired), // compaction's, kept for GC
 		Trim:         r.base.Trim,                  // a trim's, kept for readers and GC

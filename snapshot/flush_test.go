@@ -64,8 +64,15 @@ func TestFlushThenCatchUp(t *testing.T) {
 		if cp.LastTimeTick != before[len(before)-1].TimeTick {
 			t.Errorf("last timetick %d, want %d", cp.LastTimeTick, before[len(before)-1].TimeTick)
 		}
-		if len(cp.Dedup) != 75 {
-			t.Errorf("dedup window holds %d keys, want the 75 keyed messages", len(cp.Dedup))
+		if len(cp.Dedup) != 0 || cp.Format != sl.CheckpointFormat {
+			t.Errorf("checkpoint format %d holds %d dedup keys inline, want format %d and none", cp.Format, len(cp.Dedup), sl.CheckpointFormat)
+		}
+		state, err := store.Get(ctx, cp.DedupState)
+		if err != nil {
+			t.Fatalf("dedup state %q: %v", cp.DedupState, err)
+		}
+		if keys, err := sl.DecodeDedupState(state.Body); err != nil || len(keys) != 75 {
+			t.Errorf("dedup state holds %d keys (%v), want the 75 keyed messages", len(keys), err)
 		}
 		// Nothing more to flush: a no-op, the checkpoint does not move.
 		if again, err := f.FlushNow(ctx); err != nil || len(again) != 0 {

@@ -132,6 +132,9 @@ func decodeRecord[T record](body []byte) (T, error) {
 		format, want = r.Format, restoreFormat
 	case *segmentlog.Checkpoint:
 		format, want = r.Format, segmentlog.CheckpointFormat
+		if segmentlog.KnownCheckpointFormat(format) {
+			want = format
+		}
 	case *PolicyRecord:
 		format, want = r.Format, policyFormat
 	}

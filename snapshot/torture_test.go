@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -672,6 +673,23 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 			t.Fatalf("I11: the final writer cannot open the pchannel: %v", err)
 		}
 		time.Sleep(tm.ttl / 4)
+	}
+	// I7 across every takeover and flush: the final writer, whose recovery
+	// rebuilt the idempotency window from the last checkpoint's dedup state
+	// object and the WAL above it, answers a retry of every acked key as a
+	// duplicate at the first copy's ID (writing nothing).
+	h.mu.Lock()
+	acked := maps.Clone(h.acked)
+	h.mu.Unlock()
+	for key, first := range acked {
+		acks, err := final.Append(context.Background(), sl.Message{Type: sl.TypeData, VChannel: fmt.Sprintf("v%d", key.Seq%3), Key: key,
+			Payload: fmt.Appendf(nil, "%s/%d", key.Producer, key.Seq)})
+		if err != nil {
+			t.Fatalf("retry of %+v on the final writer: %v", key, err)
+		}
+		if !acks[0].Duplicate || acks[0].ID != first.ID {
+			t.Errorf("I7: the final writer answered a retry of key %+v with %+v; the first copy was acked at %v", key, acks[0], first.ID)
+		}
 	}
 	if err := final.Close(context.Background()); err != nil {
 		t.Fatal(err)

@@ -34,7 +34,8 @@ func TestErrorReports(t *testing.T) {
 	}{
 		{"unknown vchannel", []string{"vchannel", "describe", "nosuch", "--server", url}, exitNotFound, "cairn: no such vchannel: nosuch\n"},
 		{"consume unknown vchannel", []string{"consume", "--vchannel", "nosuch", "--server", url}, exitNotFound, "cairn: no such vchannel: nosuch\n"},
-		{"consume unknown pchannel", []string{"consume", "--pchannel", "nosuch", "--server", url}, exitNotFound, "cairn: pchannel \"nosuch\" has never been written\n"},
+		{"consume unknown pchannel", []string{"consume", "--pchannel", "nosuch", "--server", url}, exitNotFound, "cairn: pchannel \"nosuch\" is not one of the configured pchannels (p0, p1, p2, p3)\n"},
+		{"consume unwritten pchannel", []string{"consume", "--pchannel", "p3", "--server", url}, exitNotFound, "cairn: pchannel \"p3\" has never been written\n"},
 		{"invalid name", []string{"vchannel", "create", "-bad", "--server", url}, exitUsage, ""},
 		{"bad flag value", []string{"consume", "--pchannel", "p0", "--max", "-1", "--server", url}, exitUsage, "cairn: --max must be ≥ 0 and --wait positive\nRun 'cairn consume --help' for usage.\n"},
 		{"unknown flag", []string{"consume", "--colour", "--server", url}, exitUsage, "cairn: unknown flag: --colour\nRun 'cairn consume --help' for usage.\n"},

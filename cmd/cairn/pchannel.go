@@ -36,8 +36,9 @@ func newPChannelCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "pchannel",
 		Short: "Inspect pchannels: list, describe, tail, sync, flush, trim, retention",
-		Long: `pchannel shows the pchannels of a Cairn server, flushes and trims them. A pchannel
-comes to exist with its first append.`,
+		Long: `pchannel shows the pchannels of a Cairn server, flushes and trims them. The
+pchannels are the server's configured set (serve --pchannels); each comes to
+exist with its first append.`,
 		Args: cobra.NoArgs,
 	}
 	addConnFlags(cmd, &o.conn)

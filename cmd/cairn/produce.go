@@ -39,8 +39,8 @@ func newProduceCmd() *cobra.Command {
 of --vchannel, whose payload is the line without its line ending. With
 --vchannel alone the vchannel must exist (cairn vchannel create) and the
 server appends to its pchannel; with --pchannel too, the messages go to that
-pchannel, tagged with --vchannel, whether or not the registry knows it (the
-pchannel is created by its first append). Messages
+pchannel, tagged with --vchannel, whether or not the registry knows it (one
+of the server's configured pchannels, created by its first append). Messages
 are batched and sent with the Go SDK's producer: each carries an idempotency
 key (--key-prefix, an epoch new on every run, and the line's sequence
 number), so a request retried after a timeout or lost reply lands once.
@@ -75,7 +75,7 @@ waits up to 10 s for the acks of the lines already sent.`,
 	addConnFlags(cmd, &o.conn)
 	addOutputFlag(cmd, &o.out, "one ack object per line")
 	f := cmd.Flags()
-	f.StringVar(&o.pchannel, "pchannel", "", "pchannel to append to (created by its first append); default: the vchannel's")
+	f.StringVar(&o.pchannel, "pchannel", "", "pchannel to append to (one of the server's configured set); default: the vchannel's")
 	f.StringVar(&o.vchannel, "vchannel", "", "vchannel of every message (required; without --pchannel, an existing vchannel)")
 	f.StringVar(&o.typ, "type", "data", "message type: data, insert or delete")
 	f.StringVar(&o.keyPrefix, "key-prefix", "", "producer part of the idempotency keys (producer, epoch, seq) (default go-<hostname>-<pid>)")

@@ -61,29 +61,37 @@ type system struct {
 // newSystem builds the parts for srv; nodeID is the node's ID (and must be
 // the pool's lease holder name), address where clients reach it.
 func newSystem(srv *api.Server, cfg coordinator.Config, opts systemOptions, nodeID, address string, log *slog.Logger) (*system, error) {
-	store := srv.Store()
-	bal, err := coordinator.NewBalancer(cfg, store, srv.Leases())
+	// Each part counts its store requests under its own component
+	// (cairn_store_requests_total); lease record requests, the writers'
+	// renewals included, count as "lease".
+	bal, err := coordinator.NewBalancer(cfg, srv.StoreFor("balancer"), srv.Leases())
 	if err != nil {
 		return nil, err
 	}
-	gc, err := snapshot.NewGC(snapshot.GCConfig{Layout: cfg.Layout, Reclaimer: srv.Registry(), Trims: srv.Registry(), Logger: log}, store)
+	gc, err := snapshot.NewGC(snapshot.GCConfig{Layout: cfg.Layout, Reclaimer: srv.Registry(), Trims: srv.Registry(), Logger: log}, srv.StoreFor("gc"))
 	if err != nil {
 		return nil, err
 	}
 	h := &flushingHolder{pool: srv.Pool(), log: log, newFlusher: func(p string) (*snapshot.Flusher, error) {
+		// The writer in this process knows the tail: an idle pchannel's
+		// flusher looks at the store only when something was appended.
+		tail := func() (uint64, bool) {
+			frontier, _, ok := srv.Pool().Frontier(p)
+			return frontier, ok
+		}
 		return snapshot.NewFlusher(snapshot.FlushConfig{PChannel: p, Layout: cfg.Layout, Interval: opts.flushInterval,
-			MaxAge: opts.flushMaxAge, Logger: log, Positions: srv.Registry()}, store)
+			MaxAge: opts.flushMaxAge, Logger: log, Positions: srv.Registry(), Tail: tail}, srv.StoreFor("flusher"))
 	}, running: map[string]*flusherRun{}}
 	if opts.compactMinRefs > 0 {
 		h.newCompactor = func(p string) (*snapshot.Compactor, error) {
-			return snapshot.NewCompactor(snapshot.CompactConfig{PChannel: p, Layout: cfg.Layout, MinRefs: opts.compactMinRefs, Interval: opts.compactInterval, Logger: log}, store)
+			return snapshot.NewCompactor(snapshot.CompactConfig{PChannel: p, Layout: cfg.Layout, MinRefs: opts.compactMinRefs, Interval: opts.compactInterval, Logger: log}, srv.StoreFor("compactor"))
 		}
 	}
-	node, err := coordinator.NewNode(cfg, store, nodeID, address, h)
+	node, err := coordinator.NewNode(cfg, srv.StoreFor("node"), nodeID, address, h)
 	if err != nil {
 		return nil, err
 	}
-	ret := api.NewRetention(cfg.Layout, store, srv.Registry(), time.Now, log)
+	ret := api.NewRetention(cfg.Layout, srv.StoreFor("retention"), srv.Registry(), time.Now, log)
 	return &system{srv: srv, cfg: cfg, opts: opts, node: node, balancer: bal, gc: gc, retention: ret, holder: h, log: log}, nil
 }
 

@@ -97,7 +97,7 @@ func TestBinaryBatchAppend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := ts.do("POST", "/v1/pchannels/pb/append", ContentTypeBatch, body)
+	r := ts.do("POST", "/v1/pchannels/p2/append", ContentTypeBatch, body)
 	if r.status != http.StatusOK {
 		t.Fatalf("binary append: %d %s", r.status, r.body)
 	}
@@ -106,7 +106,7 @@ func TestBinaryBatchAppend(t *testing.T) {
 	if ar.Term == 99 || len(ar.Acks) != 2 || ar.Acks[0].Offset == 12345 || ar.Acks[0].TimeTick <= 2 {
 		t.Fatalf("term, offset or ticks of the body were used: %+v", ar)
 	}
-	got := ts.mustRead("/v1/pchannels/pb/messages?from=earliest")
+	got := ts.mustRead("/v1/pchannels/p2/messages?from=earliest")
 	if len(got.Messages) != 2 || got.Messages[0].Type != "delete" || got.Messages[1].Properties["a"] != "b" {
 		t.Fatalf("read back %+v", got)
 	}
@@ -207,7 +207,10 @@ func TestStatusRoutes(t *testing.T) {
 	for _, want := range []string{
 		`cairn_http_requests_total{code="200",route="POST /v1/pchannels/{p}/append"} 2`,
 		`cairn_writer_frontier{pchannel="p1"}`,
-		`cairn_store_requests_total{op="put_if_absent",result="ok"}`,
+		`cairn_store_requests_total{component="writer",op="put_if_absent",result="ok"}`,
+		`cairn_store_requests_total{component="lease",op="put_if_absent",result="ok"} 2`,
+		`cairn_store_bytes_total{component="writer",op="put_if_absent"}`,
+		`cairn_store_request_duration_seconds_count{op="put_if_absent"}`,
 		`cairn_append_duration_seconds_count 2`,
 	} {
 		if !strings.Contains(string(r.body), want) {

@@ -76,7 +76,7 @@ type limits struct {
 
 func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) error {
 	p := r.PathValue("p")
-	if err := validName("pchannel", p); err != nil {
+	if err := s.configured(p); err != nil {
 		return err
 	}
 	queryExpect, err := parseAppendQuery(r.URL.Query())

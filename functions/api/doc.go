@@ -89,10 +89,14 @@
 //
 // # Decisions
 //
-// A pchannel comes to exist with its first append (its lease record is
-// created then; records are never deleted). Reads, tail and sync of a
-// pchannel that has no lease record answer 404 unknown_pchannel — an empty
-// read would hide a typo in the name.
+// The pchannels are the configured set (Config.PChannels): the data routes
+// (append, read, tail, sync, flush) answer 404 unknown_pchannel for any
+// other name before touching the store, so a typo never makes a permanent
+// pchannel with its lease, writer and flusher. A configured pchannel comes
+// to exist with its first append (its lease record is created then;
+// records are never deleted). Reads, tail and sync of one that has no
+// lease record answer 404 unknown_pchannel too — an empty read would hide
+// a typo in the name.
 //
 // expected_offset makes an append conditional. Once every earlier append
 // of this server to the pchannel has resolved (an append with an expected

@@ -9,38 +9,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
 )
-
-// writeCounter counts the writes that reach a store.
-type writeCounter struct {
-	objstore.Store
-	writes atomic.Int64
-}
-
-func (s *writeCounter) PutIfAbsent(ctx context.Context, key string, body []byte, meta map[string]string) (string, error) {
-	s.writes.Add(1)
-	return s.Store.PutIfAbsent(ctx, key, body, meta)
-}
-
-func (s *writeCounter) PutIfMatch(ctx context.Context, key string, body []byte, etag string) (string, error) {
-	s.writes.Add(1)
-	return s.Store.PutIfMatch(ctx, key, body, etag)
-}
-
-func (s *writeCounter) Put(ctx context.Context, key string, body []byte) (string, error) {
-	s.writes.Add(1)
-	return s.Store.Put(ctx, key, body)
-}
-
-func (s *writeCounter) Delete(ctx context.Context, key string) error {
-	s.writes.Add(1)
-	return s.Store.Delete(ctx, key)
-}
 
 // testLogger discards below warnings.
 func testLogger(t testing.TB) *slog.Logger {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cairnlog/cairn/infra/objstore"
@@ -17,7 +18,13 @@ import (
 // JSON error with the documented status, nothing reaches the store as a
 // write, and the server stays healthy.
 func TestHostileRequests(t *testing.T) {
-	store := &writeCounter{Store: objstore.NewMemory()}
+	var writes atomic.Int64
+	store := objstore.Observe(objstore.NewMemory(), func(r objstore.Request) {
+		switch r.Op {
+		case objstore.OpPutIfAbsent, objstore.OpPutIfMatch, objstore.OpPut, objstore.OpDelete:
+			writes.Add(1)
+		}
+	})
 	cfg := testConfig(t)
 	cfg.MaxBodyBytes = 8 << 10
 	cfg.MaxAppendMessages = 10
@@ -103,6 +110,11 @@ func TestHostileRequests(t *testing.T) {
 		{"unknown pchannel read", "GET", "/v1/pchannels/nowhere/messages?wait=5s", "", "", 404, CodeUnknownPChannel},
 		{"unknown pchannel tail", "GET", "/v1/pchannels/nowhere/tail", "", "", 404, CodeUnknownPChannel},
 		{"unknown pchannel sync", "POST", "/v1/pchannels/nowhere/sync", "", "", 404, CodeUnknownPChannel},
+		// Only the configured pchannels (p0…p3) exist: an append to any
+		// other name writes nothing and creates nothing (#16).
+		{"unknown pchannel append", "POST", "/v1/pchannels/p4/append", js, good, 404, CodeUnknownPChannel},
+		{"unknown pchannel binary append", "POST", "/v1/pchannels/typo/append", ContentTypeBatch, string(okBatch), 404, CodeUnknownPChannel},
+		{"unknown pchannel flush", "POST", "/v1/pchannels/p4/flush", "", "", 404, CodeUnknownPChannel},
 		{"negative offset", "GET", "/v1/pchannels/p0/messages?from=id:-1.0", "", "", 400, CodeMalformed},
 		{"huge offset", "GET", "/v1/pchannels/p0/messages?from=id:99999999999999999999999.0", "", "", 400, CodeMalformed},
 		{"offset past 2^53", "GET", "/v1/pchannels/p0/messages?from=id:9007199254740992.0", "", "", 400, CodeMalformed},
@@ -179,14 +191,14 @@ func TestHostileRequests(t *testing.T) {
 			}
 		})
 	}
-	if n := store.writes.Load(); n != 0 {
+	if n := writes.Load(); n != 0 {
 		t.Fatalf("hostile requests wrote %d objects", n)
 	}
 	if r := ts.get("/healthz"); r.status != http.StatusOK {
 		t.Fatalf("healthz after the hostile requests: %d", r.status)
 	}
 	ts.mustAppend("p0", msgs("v0", "still fine"))
-	if n := store.writes.Load(); n == 0 {
+	if n := writes.Load(); n == 0 {
 		t.Fatal("the write counter counts nothing")
 	}
 }

@@ -3,7 +3,7 @@ package api
 import (
 	"context"
 	"errors"
-	"io"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,8 +21,10 @@ type metrics struct {
 	duration      *prometheus.HistogramVec // route
 	appendLatency prometheus.Histogram
 	appended      prometheus.Counter
-	opens         *prometheus.CounterVec // result
-	storeOps      *prometheus.CounterVec // op, result
+	opens         *prometheus.CounterVec   // result
+	storeOps      *prometheus.CounterVec   // component, op, result
+	storeBytes    *prometheus.CounterVec   // component, op
+	storeLatency  *prometheus.HistogramVec // op
 	waiters       prometheus.Gauge
 }
 
@@ -47,8 +49,15 @@ func newMetrics(pool func() *Pool, pause *segmentlog.PauseGate) *metrics {
 			Name: "cairn_writer_opens_total", Help: "Writer opens by result (ok, busy, fenced, error, shutdown).",
 		}, []string{"result"}),
 		storeOps: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cairn_store_requests_total", Help: "Object-store requests by operation and result.",
-		}, []string{"op", "result"}),
+			Name: "cairn_store_requests_total", Help: "Object-store requests by component, operation and result.",
+		}, []string{"component", "op", "result"}),
+		storeBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_store_bytes_total", Help: "Object bodies read (get) or written (put*) by component and operation.",
+		}, []string{"component", "op"}),
+		storeLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "cairn_store_request_duration_seconds", Help: "Object-store request latency by operation.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"op"}),
 		waiters: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cairn_read_waiters", Help: "Reads waiting at the tail now.",
 		}),
@@ -67,7 +76,7 @@ func newMetrics(pool func() *Pool, pause *segmentlog.PauseGate) *metrics {
 	pauseSeconds := prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "cairn_scanner_pause_wait_seconds_total", Help: "Time reads spent held back by the startup delay.",
 	}, func() float64 { return pause.Stats().WaitTotal.Seconds() })
-	m.reg.MustRegister(m.requests, m.duration, m.appendLatency, m.appended, m.opens, m.storeOps, m.waiters,
+	m.reg.MustRegister(m.requests, m.duration, m.appendLatency, m.appended, m.opens, m.storeOps, m.storeBytes, m.storeLatency, m.waiters,
 		pauseOn, pauseWaiting, pauseSeconds,
 		newWriterCollector(pool),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -142,77 +151,35 @@ func (c *writerCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.cacheEvict, prometheus.CounterValue, float64(cs.Evictions))
 }
 
-// countingStore counts every request to the object store by operation and
-// result, for /metrics (what a handoff or an append costs in requests).
-type countingStore struct {
-	objstore.Store
-	ops *prometheus.CounterVec
+// storeFor returns store counting every request of component in the
+// store metrics: requests by operation and result, body bytes, latency.
+func (m *metrics) storeFor(store objstore.Store, component string) objstore.Store {
+	return objstore.Observe(store, func(r objstore.Request) {
+		op := strings.ReplaceAll(r.Op.String(), "-", "_")
+		m.storeOps.WithLabelValues(component, op, storeResult(r.Err)).Inc()
+		if r.Bytes > 0 {
+			m.storeBytes.WithLabelValues(component, op).Add(float64(r.Bytes))
+		}
+		m.storeLatency.WithLabelValues(op).Observe(r.Duration.Seconds())
+	})
 }
 
-func (s countingStore) count(op string, err error) {
-	r := "ok"
+// storeResult is the result label of a store request.
+func storeResult(err error) string {
 	switch {
 	case err == nil:
+		return "ok"
 	case errors.Is(err, objstore.ErrNotFound):
-		r = "not_found"
+		return "not_found"
 	case errors.Is(err, objstore.ErrExists):
-		r = "exists"
+		return "exists"
 	case errors.Is(err, objstore.ErrConflict):
-		r = "conflict"
+		return "conflict"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		r = "canceled"
+		return "canceled"
 	default:
-		r = "error"
+		return "error"
 	}
-	s.ops.WithLabelValues(op, r).Inc()
-}
-
-func (s countingStore) Get(ctx context.Context, key string) (objstore.Object, error) {
-	o, err := s.Store.Get(ctx, key)
-	s.count("get", err)
-	return o, err
-}
-
-func (s countingStore) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
-	r, err := s.Store.GetRange(ctx, key, off, n)
-	s.count("get_range", err)
-	return r, err
-}
-
-func (s countingStore) Head(ctx context.Context, key string) (objstore.Attrs, error) {
-	a, err := s.Store.Head(ctx, key)
-	s.count("head", err)
-	return a, err
-}
-
-func (s countingStore) PutIfAbsent(ctx context.Context, key string, body []byte, meta map[string]string) (string, error) {
-	e, err := s.Store.PutIfAbsent(ctx, key, body, meta)
-	s.count("put_if_absent", err)
-	return e, err
-}
-
-func (s countingStore) PutIfMatch(ctx context.Context, key string, body []byte, etag string) (string, error) {
-	e, err := s.Store.PutIfMatch(ctx, key, body, etag)
-	s.count("put_if_match", err)
-	return e, err
-}
-
-func (s countingStore) Put(ctx context.Context, key string, body []byte) (string, error) {
-	e, err := s.Store.Put(ctx, key, body)
-	s.count("put", err)
-	return e, err
-}
-
-func (s countingStore) List(ctx context.Context, prefix, startAfter string, fn func(objstore.Attrs) error) error {
-	err := s.Store.List(ctx, prefix, startAfter, fn)
-	s.count("list", err)
-	return err
-}
-
-func (s countingStore) Delete(ctx context.Context, key string) error {
-	err := s.Store.Delete(ctx, key)
-	s.count("delete", err)
-	return err
 }
 
 // observeAppend records a successful append.

@@ -214,7 +214,7 @@ func parseWait(v string, maxWait time.Duration) (time.Duration, error) {
 
 func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) error {
 	p := r.PathValue("p")
-	if err := validName("pchannel", p); err != nil {
+	if err := s.configured(p); err != nil {
 		return err
 	}
 	q, err := parseReadQuery(r.URL.Query(), s.cfg.MaxReadMessages, s.cfg.MaxWait)

@@ -45,7 +45,8 @@ const (
 // concurrent use.
 type Server struct {
 	cfg        Config
-	store      objstore.Store // counted
+	base       objstore.Store // not counted: StoreFor wraps it per component
+	store      objstore.Store // counted as component "api"
 	leases     *coordinator.Leases
 	registry   *coordinator.Registry
 	broadcasts *coordinator.Broadcaster // appends the copies through pool
@@ -58,6 +59,7 @@ type Server struct {
 	waiters    chan struct{}         // semaphore of reads waiting at the tail
 	pause      *segmentlog.PauseGate // the scanner startup delay
 	known      sync.Map              // pchannel → struct{}: has a lease record (records are never deleted)
+	pchannels  map[string]bool       // the configured set (Config.PChannels)
 	vchans     vchannelCache
 	restores   *restoreRuns
 }
@@ -71,32 +73,37 @@ func New(cfg Config, store objstore.Store) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, waiters: make(chan struct{}, cfg.MaxWaiters),
 		pause: segmentlog.NewPauseGate(cfg.ScannerStartupDelay)}
 	s.metrics = newMetrics(func() *Pool { return s.pool }, s.pause)
-	s.store = countingStore{Store: store, ops: s.metrics.storeOps}
-	leases, err := coordinator.NewLeases(s.store, cfg.Layout, cfg.leaseConfig(),
+	s.base = store
+	s.store = s.StoreFor("api")
+	leases, err := coordinator.NewLeases(s.StoreFor("lease"), cfg.Layout, cfg.leaseConfig(),
 		coordinator.WithClock(cfg.Now), coordinator.WithRequestTimeout(cfg.leaseRequestTimeout()))
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	s.leases = leases
-	s.pool, err = newPool(cfg, s.store, leases, func(r string) { s.metrics.opens.WithLabelValues(r).Inc() })
+	s.pool, err = newPool(cfg, s.StoreFor("writer"), leases, func(r string) { s.metrics.opens.WithLabelValues(r).Inc() })
 	if err != nil {
 		return nil, err
 	}
 	s.segs = snapshot.NewSegmentReader(s.store, 0)
-	s.registry, err = coordinator.NewRegistry(cfg.coordinatorConfig(), s.store, leases)
+	s.registry, err = coordinator.NewRegistry(cfg.coordinatorConfig(), s.StoreFor("registry"), leases)
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	s.broadcasts, err = coordinator.NewBroadcaster(cfg.broadcastConfig(), s.store, s.registry, s.pool)
+	s.broadcasts, err = coordinator.NewBroadcaster(cfg.broadcastConfig(), s.StoreFor("broadcast"), s.registry, s.pool)
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	s.snaps, err = snapshot.NewSnapshots(snapshot.SnapshotsConfig{Layout: cfg.Layout, Now: cfg.Now, Logger: cfg.Logger}, s.store, s.registry)
+	s.snaps, err = snapshot.NewSnapshots(snapshot.SnapshotsConfig{Layout: cfg.Layout, Now: cfg.Now, Logger: cfg.Logger}, s.StoreFor("snapshot"), s.registry)
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	s.vchans = vchannelCache{ttl: vchannelCacheTTL, now: cfg.Now, entries: map[string]vchannelEntry{}}
 	s.restores = newRestoreRuns()
+	s.pchannels = make(map[string]bool, len(cfg.PChannels))
+	for _, p := range cfg.PChannels {
+		s.pchannels[p] = true
+	}
 	s.routes = s.routeTable()
 	return s, nil
 }
@@ -105,9 +112,16 @@ func New(cfg Config, store objstore.Store) (*Server, error) {
 // it).
 func (s *Server) Leases() *coordinator.Leases { return s.leases }
 
-// Store is the server's object store, counted in its metrics: the
-// flushers, GC and balancer of `cairn serve` share it.
+// Store is the server's object store, counted in its metrics as component
+// "api".
 func (s *Server) Store() objstore.Store { return s.store }
+
+// StoreFor is the server's object store, counted in its metrics
+// (cairn_store_requests_total and the like) as component: the balancer,
+// node, flushers, compactors and GC of `cairn serve` each take their own.
+func (s *Server) StoreFor(component string) objstore.Store {
+	return s.metrics.storeFor(s.base, component)
+}
 
 // Registry is the server's vchannel registry.
 func (s *Server) Registry() *coordinator.Registry { return s.registry }
@@ -351,6 +365,19 @@ func (s *Server) isKnown(ctx context.Context, pchannel string) (bool, error) {
 	}
 	s.known.Store(pchannel, struct{}{})
 	return true, nil
+}
+
+// configured checks a pchannel named by a data route: a valid name (else
+// 400 invalid_name) of the configured set (else 404 unknown_pchannel),
+// before anything is read or written, so a typo never makes a pchannel.
+func (s *Server) configured(p string) error {
+	if err := validName("pchannel", p); err != nil {
+		return err
+	}
+	if !s.pchannels[p] {
+		return errorf(http.StatusNotFound, CodeUnknownPChannel, "pchannel %q is not one of the configured pchannels (%s)", p, strings.Join(s.cfg.PChannels, ", "))
+	}
+	return nil
 }
 
 // mustKnow fails with 404 unless pchannel was ever written.

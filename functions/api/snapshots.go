@@ -77,7 +77,7 @@ func snapshotOut(s snapshot.Snapshot) SnapshotOut {
 
 func (s *Server) handleFlush(w http.ResponseWriter, r *http.Request) error {
 	p := r.PathValue("p")
-	if err := validName("pchannel", p); err != nil {
+	if err := s.configured(p); err != nil {
 		return err
 	}
 	if err := noQuery(r); err != nil {

@@ -72,7 +72,7 @@ type StatusResponse struct {
 
 func (s *Server) handleTail(w http.ResponseWriter, r *http.Request) error {
 	p := r.PathValue("p")
-	if err := validName("pchannel", p); err != nil {
+	if err := s.configured(p); err != nil {
 		return err
 	}
 	if err := noQuery(r); err != nil {
@@ -120,7 +120,7 @@ func (s *Server) firstEmpty(ctx context.Context, p string, from uint64) (uint64,
 
 func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) error {
 	p := r.PathValue("p")
-	if err := validName("pchannel", p); err != nil {
+	if err := s.configured(p); err != nil {
 		return err
 	}
 	if err := noQuery(r); err != nil {

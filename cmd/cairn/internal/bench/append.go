@@ -19,6 +19,67 @@ func (r *runner) appendThroughput(ctx context.Context) error {
 			return fmt.Errorf("%s: %w", caseName(c.size, c.pchannels), err)
 		}
 	}
+	if err := r.appendKeyed(ctx); err != nil {
+		return fmt.Errorf("keyed: %w", err)
+	}
+	return nil
+}
+
+// keyedDedupLimit is the dedup window limit of the keyed case's writer,
+// lowered from the default so that 10 × it fits in a run.
+const keyedDedupLimit = 10_000
+
+// appendKeyed appends 1 KiB messages with idempotency keys, as every SDK
+// producer does (64 producers on one pchannel, each counting its seq up),
+// until 10 × the writer's dedup limit of keys are acked: the window is full
+// and evicting for nine tenths of the run. It compares the rate of the
+// last tenth with the first, and the whole with the unkeyed 1 KiB case.
+func (r *runner) appendKeyed(ctx context.Context) error {
+	total := int64(10 * keyedDedupLimit)
+	r.progress("append keyed: %d 1 KiB keyed messages, dedup limit %d", total, keyedDedupLimit)
+	w, err := r.openWriter(ctx, "tp-keyed", nil, func(c *segmentlog.WriterConfig) { c.DedupMaxKeys = keyedDedupLimit })
+	if err != nil {
+		return err
+	}
+	defer closeWriters(w)
+	payload := randomBytes(1 << 10)
+	var next atomic.Int64
+	var mu sync.Mutex
+	acked := make([]time.Time, 0, total)
+	var firstErr error
+	var errOnce sync.Once
+	var wg sync.WaitGroup
+	start := time.Now()
+	for p := range producers {
+		wg.Go(func() {
+			key := segmentlog.IdemKey{Producer: fmt.Sprintf("bench-%d", p), Epoch: uint64(start.UnixNano())}
+			for ; ctx.Err() == nil && next.Add(1) <= total; key.Seq++ {
+				m := segmentlog.Message{Type: segmentlog.TypeData, VChannel: "v", Payload: payload, Key: key}
+				if _, err := w.Append(ctx, m); err != nil {
+					errOnce.Do(func() { firstErr = err })
+					return
+				}
+				mu.Lock()
+				acked = append(acked, time.Now())
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(firstErr, ctx.Err()); err != nil {
+		return err
+	}
+	tenth := len(acked) / 10
+	first := float64(tenth) / acked[tenth-1].Sub(start).Seconds()
+	last := float64(tenth) / acked[len(acked)-1].Sub(acked[len(acked)-tenth-1]).Seconds()
+	all := float64(len(acked)) / acked[len(acked)-1].Sub(start).Seconds()
+	r.rep.set("append_keyed_1kib_1p_msgs_per_s", all)
+	r.rep.set("append_keyed_first_tenth_msgs_per_s", first)
+	r.rep.set("append_keyed_last_tenth_msgs_per_s", last)
+	r.rep.set("append_keyed_tenths_ratio", last/first)
+	if m, ok := r.rep.Metrics["append_1kib_1p_msgs_per_s"]; ok && m.Value > 0 {
+		r.rep.set("append_keyed_ratio", all/m.Value)
+	}
 	return nil
 }
 

@@ -23,7 +23,7 @@ import (
 // configured as the API's pool configures its writers, slice by slice.
 func (r *runner) httpAppend(ctx context.Context) error {
 	r.progress("http: %v through the HTTP API, %v through the library, 1 KiB, %d concurrent", r.cfg.Duration, r.cfg.Duration, producers)
-	srv, err := api.New(api.Config{Layout: r.layout, Holder: "bench-http", TimeTickInterval: -1, Logger: r.log}, r.store)
+	srv, err := api.New(api.Config{Layout: r.layout, Holder: "bench-http", PChannels: []string{"http"}, TimeTickInterval: -1, Logger: r.log}, r.store)
 	if err != nil {
 		return err
 	}

@@ -124,6 +124,11 @@ func buildFigures() []Figure {
 		add("append", "raw_put_"+n+"_cpu_ms_per_mb", unitCPUPerMB, "CPU time of this process per MB PUT raw (S3 client)")
 		add("append", "append_ratio_"+n, unitRatio, "append MB/s ÷ raw PUT MB/s")
 	}
+	add("append", "append_keyed_1kib_1p_msgs_per_s", unitMsgps, "1 KiB messages with idempotency keys, one pchannel × 64 producers counting up, 10 × the dedup limit (10,000): messages acked")
+	add("append", "append_keyed_first_tenth_msgs_per_s", unitMsgps, "the same: the first tenth of the messages")
+	add("append", "append_keyed_last_tenth_msgs_per_s", unitMsgps, "the same: the last tenth, the window full and evicting")
+	add("append", "append_keyed_tenths_ratio", unitRatio, "last tenth ÷ first tenth")
+	add("append", "append_keyed_ratio", unitRatio, "keyed msg/s ÷ append_1kib_1p_msgs_per_s (unkeyed, same run)")
 	add("latency", "append_p50_ms", unitMs, "one sequential producer, 1 KiB, linger 0: Append p50")
 	add("latency", "append_p99_ms", unitMs, "the same: Append p99")
 	add("latency", "raw_put_p50_ms", unitMs, "raw PutIfAbsent of the same one-message object: p50")
@@ -205,6 +210,8 @@ var targets = []target{
 	{key: "append_ratio_1kib_8p", limit: fixed(0.90)},
 	{key: "append_ratio_16kib_1p", limit: fixed(0.90)},
 	{key: "append_ratio_16kib_8p", limit: fixed(0.90)},
+	{key: "append_keyed_tenths_ratio", limit: fixed(0.90)},
+	{key: "append_keyed_ratio", limit: fixed(0.90)},
 	{key: "append_p50_overhead_ms", atMost: true, limit: fixed(2)},
 	{key: "tail_inproc_p99_ms", atMost: true, limit: fixed(5)},
 	{key: "tail_longpoll_p99_ms", atMost: true, text: "2 × raw_get_p99_ms + tail_poll_interval_ms",
