@@ -263,7 +263,7 @@ func TestReadmeOnLambda(t *testing.T) {
 		cmd := exec.Command(bin, "--stack", tourStack, "--region", lambdaRegion, "status")
 		cmd.Env = wrong
 		out, err := cmd.CombinedOutput()
-		if err == nil || !strings.Contains(string(out), "Forbidden") {
+		if string(out) != "cairn: "+msgForbidden+"\n" || cmd.ProcessState.ExitCode() != exitFailed {
 			t.Errorf("status signed with a wrong secret: %v\n%s", err, out)
 		}
 	})
