@@ -63,11 +63,11 @@ func buildStackBootstraps(t *testing.T) map[string]string {
 
 // startStack starts the emulated functions of one deployment under a
 // prefix of its own on the shared MinIO, with the environment
-// template.yaml gives them under its parameters' defaults (so the node
-// writes in shared mode), and returns the stack's
-// outputs: every output template.yaml declares, the Function URLs pointing
-// at the emulated functions. It fails if the template has a Function URL
-// the emulation lacks.
+// template.yaml gives them at its parameters' defaults (so the node writes
+// in shared mode), and returns the stack's outputs: every output
+// template.yaml declares, the Function URLs pointing at the emulated
+// functions. It fails if the template has a Function URL the emulation
+// lacks.
 func startStack(t *testing.T, bins map[string]string, name string) map[string]string {
 	t.Helper()
 	mc := miniotest.Get(t)
@@ -244,7 +244,7 @@ func TestReadmeOnLambda(t *testing.T) {
 		tourStack:   startStack(t, bins, tourStack),
 		deployStack: startStack(t, bins, deployStack),
 	}
-	_, endpoint := newFakeCloudFormation(t, stacks)
+	cf, endpoint := newFakeCloudFormation(t, stacks)
 	env := lambdaCLIEnv(t, bin, endpoint)
 
 	t.Run("unsigned", func(t *testing.T) {
@@ -273,6 +273,18 @@ func TestReadmeOnLambda(t *testing.T) {
 	})
 	t.Run("deploy", func(t *testing.T) {
 		runTour(t, deployCommands, env, func(line string) string { return line }, deployChecks)
+		// The saved profile signs the last command; the environment's
+		// key every one before.
+		forms, auths := cf.requests()
+		for i, auth := range auths {
+			key := lambdaEnvKey[0]
+			if i == len(auths)-1 {
+				key = lambdaProfKey[0]
+			}
+			if !strings.Contains(auth, "Credential="+key+"/") {
+				t.Errorf("DescribeStacks %d (%s) signed %q, want by %s", i, forms[i].Get("StackName"), auth, key)
+			}
+		}
 	})
 }
 
