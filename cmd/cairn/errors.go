@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -22,6 +23,9 @@ const (
 	exitUnavailable = 4 // the server cannot be reached, is busy, or an append's outcome is unknown
 	exitInternal    = 5 // the server failed (500)
 )
+
+// msgForbidden explains a Function URL's bare 403: it names no reason.
+const msgForbidden = "forbidden (403): the function URL refused the request: the AWS credentials are not accepted, the signature's region is not the function's, or the caller lacks lambda:InvokeFunctionUrl (check the credentials, --profile and --region)"
 
 // errUsage marks an error in how cairn was called.
 var errUsage = errors.New("usage")
@@ -60,6 +64,10 @@ func explain(err error) errorOut {
 		if ae.Earliest != "" {
 			e.Earliest = ae.Earliest
 			e.Message += "; read on with --from " + ae.Earliest
+		}
+		if ae.Status == http.StatusForbidden && ae.Code == "http_403" {
+			// A Function URL with AWS_IAM answers {"Message":"Forbidden"}.
+			e.Message = msgForbidden
 		}
 		var le lineError
 		if errors.As(err, &le) {

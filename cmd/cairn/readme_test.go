@@ -120,65 +120,92 @@ func all(errs ...error) error {
 // verbatim through sh, with that cairn first on PATH and CAIRN_SERVER set
 // to the server — the only change.
 func TestReadmeTour(t *testing.T) {
+	serve, commands := readmeTour(t)
+	if !hasCommand(serve, "cairn serve") {
+		t.Fatalf("the tour's first block does not run `cairn serve`:\n%s", serve)
+	}
+	dir := t.TempDir()
+	bin := tourCairn(t)
+	env := append(os.Environ(), "PATH="+filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"), "CAIRN_TOKEN=")
+	server := startServeChild(t, bin, filepath.Join(dir, "data"), env)
+	env = append(env, "CAIRN_SERVER="+server)
+	runTour(t, commands, env, func(line string) string { return line }, tourChecks)
+}
+
+// readmeTour returns README.md's five-minute tour: its first sh block
+// (starting the server) and the command lines of its second, comments and
+// blank lines left out.
+func readmeTour(t *testing.T) (serve string, commands []string) {
+	t.Helper()
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	blocks := tourBlocks(t, string(readme))
+	blocks := shBlocks(t, string(readme), "Five-minute tour")
 	if len(blocks) != 2 {
 		t.Fatalf("the tour has %d sh blocks; want 2: starting the server, then the commands", len(blocks))
 	}
-	if !hasCommand(blocks[0], "cairn serve") {
-		t.Fatalf("the tour's first block does not run `cairn serve`:\n%s", blocks[0])
-	}
+	return blocks[0], commandLines(blocks[1])
+}
 
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "bin")
-	if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, "cairn"), ".").CombinedOutput(); err != nil {
+// commandLines returns the lines of an sh block that are commands.
+func commandLines(block string) []string {
+	var lines []string
+	for _, line := range strings.Split(block, "\n") {
+		line = strings.TrimSpace(line)
+		if line != "" && !strings.HasPrefix(line, "#") {
+			lines = append(lines, line)
+		}
+	}
+	return lines
+}
+
+// tourCairn builds this command (without -race, as users run it) into a
+// directory of its own, for PATH, and returns the binary's path.
+func tourCairn(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "cairn")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	env := append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "CAIRN_TOKEN=")
-	server := startServeChild(t, filepath.Join(bin, "cairn"), filepath.Join(dir, "data"), env)
-	env = append(env, "CAIRN_SERVER="+server)
+	return bin
+}
 
-	work := filepath.Join(dir, "work")
-	if err := os.Mkdir(work, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ran := 0
-	for _, line := range strings.Split(blocks[1], "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		check, ok := tourChecks[line]
+// runTour runs each command line, rewritten by rewrite, through sh with
+// env in an empty directory, and checks its output with checks[line] (by
+// the README's line). A line without a check fails the test, so the tour
+// and the table change together.
+func runTour(t *testing.T, commands, env []string, rewrite func(string) string, checks map[string]func(stdout, stderr string) error) {
+	t.Helper()
+	work := t.TempDir()
+	for _, line := range commands {
+		check, ok := checks[line]
 		if !ok {
-			t.Fatalf("tour line %q has no check in tourChecks", line)
+			t.Fatalf("tour line %q has no check", line)
 		}
-		cmd := exec.Command("sh", "-c", line)
+		run := rewrite(line)
+		cmd := exec.Command("sh", "-c", run)
 		cmd.Dir, cmd.Env = work, env
 		var out, errOut bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errOut
 		if err := cmd.Run(); err != nil {
-			t.Fatalf("%s: %v\nstdout:\n%s\nstderr:\n%s", line, err, &out, &errOut)
+			t.Fatalf("%s: %v\nstdout:\n%s\nstderr:\n%s", run, err, &out, &errOut)
 		}
 		if err := check(out.String(), errOut.String()); err != nil {
-			t.Fatalf("%s: output %v\nstdout:\n%s\nstderr:\n%s", line, err, &out, &errOut)
+			t.Fatalf("%s: output %v\nstdout:\n%s\nstderr:\n%s", run, err, &out, &errOut)
 		}
-		ran++
 	}
-	if ran != len(tourChecks) {
-		t.Fatalf("ran %d tour commands; tourChecks has %d", ran, len(tourChecks))
+	if len(commands) != len(checks) {
+		t.Fatalf("ran %d tour commands; the checks cover %d", len(commands), len(checks))
 	}
 }
 
-// tourBlocks returns the ```sh blocks of README's "Five-minute tour"
-// section.
-func tourBlocks(t *testing.T, readme string) []string {
+// shBlocks returns the ```sh blocks of README's section "## heading".
+func shBlocks(t *testing.T, readme, heading string) []string {
 	t.Helper()
-	_, sec, ok := strings.Cut(readme, "\n## Five-minute tour\n")
+	_, sec, ok := strings.Cut(readme, "\n## "+heading+"\n")
 	if !ok {
-		t.Fatal(`README.md has no "## Five-minute tour" section`)
+		t.Fatalf("README.md has no %q section", "## "+heading)
 	}
 	sec, _, _ = strings.Cut(sec, "\n## ")
 	var blocks []string
@@ -189,7 +216,7 @@ func tourBlocks(t *testing.T, readme string) []string {
 		}
 		block, after, ok := strings.Cut(rest, "```")
 		if !ok {
-			t.Fatal("unterminated ```sh block in the tour")
+			t.Fatalf("unterminated ```sh block in %q", heading)
 		}
 		blocks = append(blocks, block)
 		sec = after
