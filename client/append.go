@@ -85,25 +85,38 @@ func (c *Client) appendTo(ctx context.Context, path, target string, msgs []Messa
 	if len(msgs) == 0 {
 		return nil, fmt.Errorf("client: append %s: %w: no messages", pchannel, ErrInvalid)
 	}
-	req := appendRequest{Messages: make([]messageIn, len(msgs)), ExpectedOffset: opts.ExpectedOffset}
 	keyed := true
-	for i, m := range msgs {
-		req.Messages[i] = messageIn{VChannel: m.VChannel, Type: m.Type, Payload: m.Payload, Properties: m.Properties, Key: m.Key}
+	for _, m := range msgs {
 		keyed = keyed && m.Key != nil && m.Key.Producer != ""
 	}
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, fmt.Errorf("client: append %s: %w: %w", pchannel, ErrInvalid, err)
-	}
-	var query url.Values
+	query := url.Values{}
 	if opts.AfterSeq != nil {
 		if opts.ExpectedOffset != nil {
 			return nil, fmt.Errorf("client: append %s: %w: AfterSeq and ExpectedOffset exclude each other", pchannel, ErrInvalid)
 		}
-		query = url.Values{"after_seq": {strconv.FormatUint(*opts.AfterSeq, 10)}}
+		query.Set("after_seq", strconv.FormatUint(*opts.AfterSeq, 10))
+	}
+	// The binary body when the messages fit it (the expected offset then
+	// goes in the query), else JSON.
+	body, isBinary := encodeBatch(nil, msgs)
+	contentType := contentTypeBatch
+	if isBinary {
+		if opts.ExpectedOffset != nil {
+			query.Set("expected_offset", strconv.FormatUint(*opts.ExpectedOffset, 10))
+		}
+	} else {
+		req := appendRequest{Messages: make([]messageIn, len(msgs)), ExpectedOffset: opts.ExpectedOffset}
+		for i, m := range msgs {
+			req.Messages[i] = messageIn{VChannel: m.VChannel, Type: m.Type, Payload: m.Payload, Properties: m.Properties, Key: m.Key}
+		}
+		var err error
+		if body, err = json.Marshal(req); err != nil {
+			return nil, fmt.Errorf("client: append %s: %w: %w", pchannel, ErrInvalid, err)
+		}
+		contentType = ""
 	}
 	var resp appendResponse
-	err = c.do(ctx, request{method: "POST", path: path, query: query, body: body, write: true,
+	err := c.do(ctx, request{method: "POST", path: path, query: query, body: body, contentType: contentType, write: true,
 		idempotent: keyed && opts.ExpectedOffset == nil}, &resp)
 	if err != nil {
 		return nil, err

@@ -37,6 +37,11 @@
 // sends it again). A batch that fails for good stops the Producer (see
 // Producer), so the log has no gap after a failure.
 //
+// Appends (the Producer's and Client.Append) go as the binary batch body,
+// application/x-cairn-batch, which spares both sides JSON and base64; a
+// message that body cannot carry (an unknown type, a string over 64 KiB or
+// not UTF-8) sends its append as JSON, whose answer names the fault.
+//
 // # Consuming
 //
 // A Consumer reads one pchannel from a position ("earliest", "latest",
