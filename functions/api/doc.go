@@ -114,8 +114,9 @@
 // idempotency key of one producer and epoch. The batch is written only if
 // the message keyed (producer, epoch, after_seq) is acked within the dedup
 // window or queued on the writer ahead of it (segmentlog.Writer.Holds), so
-// it lands behind that message or not at all; otherwise 412
-// out_of_sequence, nothing written. A client sends batch N+1 with the last
+// it lands behind that message or not at all; the server waits up to 100
+// ms for that (the message is usually in a request a moment behind on
+// another connection), then answers 412 out_of_sequence, nothing written. A client sends batch N+1 with the last
 // seq of batch N, and on 412 waits for batch N's outcome before it sends
 // N+1 again (without after_seq once N is acked: a key evicted from the
 // window also answers 412). after_seq and expected_offset exclude each

@@ -423,7 +423,7 @@ func (p *Pool) appendTo(ctx context.Context, e *poolEntry, msgs []segmentlog.Mes
 		msgs := append([]segmentlog.Message(nil), msgs...) // Append stamps its own copy; keep the caller's
 		var acks []segmentlog.Ack
 		var err error
-		if after != nil && !e.w.Holds(*after) {
+		if after != nil && !holdsWithin(ctx, e.w, *after) {
 			res <- appendResult{err: errorf(http.StatusPreconditionFailed, CodeOutOfSequence,
 				"the message keyed %s/%d/%d is neither acked nor queued on %s; nothing was written",
 				after.Producer, after.Epoch, after.Seq, e.pchannel)}
@@ -450,6 +450,35 @@ func (p *Pool) appendTo(ctx context.Context, e *poolEntry, msgs []segmentlog.Mes
 	case <-ctx.Done():
 		return appendResult{err: fmt.Errorf("%w: %w", segmentlog.ErrOutcomeUnknown, ctx.Err())}
 	}
+}
+
+// sequenceWait bounds how long an append with after_seq waits for the
+// message it must follow to reach the writer before it is refused: that
+// message is usually in a request a moment behind on another connection,
+// and waiting here spares the client sending the batch again.
+const sequenceWait = 100 * time.Millisecond
+
+// holdsWithin reports whether w holds key now or within sequenceWait,
+// checking at growing intervals (50 µs to 2 ms).
+func holdsWithin(ctx context.Context, w walWriter, key segmentlog.IdemKey) bool {
+	if w.Holds(key) {
+		return true
+	}
+	deadline := time.Now().Add(sequenceWait)
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for pause := 50 * time.Microsecond; time.Now().Before(deadline) && w.Err() == nil; pause = min(2*pause, 2*time.Millisecond) {
+		t.Reset(pause)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return false
+		}
+		if w.Holds(key) {
+			return true
+		}
+	}
+	return false
 }
 
 // Sync returns a timetick below which nothing more will be written to
