@@ -246,3 +246,49 @@ func TestProducerFailsBatchesBehindAFailedOne(t *testing.T) {
 		}
 	}
 }
+
+// TestVChannelProducerOrderAtWindow: a vchannel's Producer sends after_seq
+// on the vchannel append route too; with batches overtaking each other the
+// vchannel reads back in Send order.
+func TestVChannelProducerOrderAtWindow(t *testing.T) {
+	var n atomic.Int64
+	url := newServer(t, serverOptions{wrap: func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if isAppend(r) && r.URL.Query().Has("after_seq") && n.Add(1)%5 == 0 {
+				// Hold this batch past the server's wait for it, so that
+				// the next one meets 412 and is sent again.
+				time.Sleep(150 * time.Millisecond)
+			}
+			h.ServeHTTP(w, r)
+		})
+	}})
+	c, _ := newClient(t, url)
+	if _, err := c.CreateVChannel(t.Context(), "orders", "p1"); err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.VChannelProducer("orders", ProducerConfig{Window: 4, MaxBatchMessages: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const total = 150
+	for i := range total {
+		if _, err := p.SendAsync(t.Context(), Message{Payload: fmt.Appendf(nil, "m%03d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeProducer(t, p)
+	var got []Delivery
+	for _, d := range readAll(t, c, "p1") {
+		if d.VChannel == "orders" && d.Type == "data" {
+			got = append(got, d)
+		}
+	}
+	if len(got) != total {
+		t.Fatalf("read %d messages of orders, want %d", len(got), total)
+	}
+	for i, d := range got {
+		if string(d.Payload) != fmt.Sprintf("m%03d", i) {
+			t.Fatalf("position %d holds %q: out of Send order", i, d.Payload)
+		}
+	}
+}
