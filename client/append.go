@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
+	"strconv"
 )
 
 // AppendOptions are the options of one Client.Append.
@@ -15,6 +17,13 @@ type AppendOptions struct {
 	// that may have landed: that retry would meet a mismatch if the first
 	// try landed; the error then matches ErrOutcomeUnknown.
 	ExpectedOffset *uint64
+	// AfterSeq, if set, orders the append behind an earlier one of the
+	// same producer: every message must carry a Key of one producer and
+	// epoch, and the batch is written only if the message keyed (producer,
+	// epoch, *AfterSeq) is acked or queued ahead of it on the server, else
+	// the error matches ErrOutOfSequence and nothing was written. Retried
+	// like an append without it. Not with ExpectedOffset.
+	AfterSeq *uint64
 }
 
 // wire forms of the append route.
@@ -76,18 +85,38 @@ func (c *Client) appendTo(ctx context.Context, path, target string, msgs []Messa
 	if len(msgs) == 0 {
 		return nil, fmt.Errorf("client: append %s: %w: no messages", pchannel, ErrInvalid)
 	}
-	req := appendRequest{Messages: make([]messageIn, len(msgs)), ExpectedOffset: opts.ExpectedOffset}
 	keyed := true
-	for i, m := range msgs {
-		req.Messages[i] = messageIn{VChannel: m.VChannel, Type: m.Type, Payload: m.Payload, Properties: m.Properties, Key: m.Key}
+	for _, m := range msgs {
 		keyed = keyed && m.Key != nil && m.Key.Producer != ""
 	}
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, fmt.Errorf("client: append %s: %w: %w", pchannel, ErrInvalid, err)
+	query := url.Values{}
+	if opts.AfterSeq != nil {
+		if opts.ExpectedOffset != nil {
+			return nil, fmt.Errorf("client: append %s: %w: AfterSeq and ExpectedOffset exclude each other", pchannel, ErrInvalid)
+		}
+		query.Set("after_seq", strconv.FormatUint(*opts.AfterSeq, 10))
+	}
+	// The binary body when the messages fit it (the expected offset then
+	// goes in the query), else JSON.
+	body, isBinary := encodeBatch(nil, msgs)
+	contentType := contentTypeBatch
+	if isBinary {
+		if opts.ExpectedOffset != nil {
+			query.Set("expected_offset", strconv.FormatUint(*opts.ExpectedOffset, 10))
+		}
+	} else {
+		req := appendRequest{Messages: make([]messageIn, len(msgs)), ExpectedOffset: opts.ExpectedOffset}
+		for i, m := range msgs {
+			req.Messages[i] = messageIn{VChannel: m.VChannel, Type: m.Type, Payload: m.Payload, Properties: m.Properties, Key: m.Key}
+		}
+		var err error
+		if body, err = json.Marshal(req); err != nil {
+			return nil, fmt.Errorf("client: append %s: %w: %w", pchannel, ErrInvalid, err)
+		}
+		contentType = ""
 	}
 	var resp appendResponse
-	err = c.do(ctx, request{method: "POST", path: path, body: body, write: true,
+	err := c.do(ctx, request{method: "POST", path: path, query: query, body: body, contentType: contentType, write: true,
 		idempotent: keyed && opts.ExpectedOffset == nil}, &resp)
 	if err != nil {
 		return nil, err

@@ -88,8 +88,10 @@ type request struct {
 	method string
 	path   string // "/v1/...", path elements already escaped
 	query  url.Values
-	body   []byte        // JSON, or nil
-	wait   time.Duration // a read's long poll, added to the attempt timeout
+	body   []byte // JSON (or of contentType), or nil
+	// contentType is the body's media type; "" is JSON.
+	contentType string
+	wait        time.Duration // a read's long poll, added to the attempt timeout
 	// write: the request changes the log (an append), so a failure after
 	// it may have reached the server leaves its outcome unknown.
 	write bool
@@ -205,7 +207,11 @@ func (c *Client) attempt(ctx context.Context, req request, out any) (err error) 
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if req.body != nil {
-		hr.Header.Set("Content-Type", "application/json")
+		ct := req.contentType
+		if ct == "" {
+			ct = "application/json"
+		}
+		hr.Header.Set("Content-Type", ct)
 	}
 	hr.Header.Set("Accept", "application/json")
 	hr.Header.Set("User-Agent", "cairn-go-client")

@@ -30,11 +30,17 @@
 // MaxBatchMessages and MaxBatchBytes) and keeps up to Window append
 // requests in flight. Futures complete in Send order. Keys are (producer
 // name, epoch, seq): the epoch comes from a UUIDv7 when the Producer is
-// built, seq counts its messages. With Window 1 (the default) the log holds
-// the messages in Send order; with a larger window, batches in flight may
-// land in any order among themselves, because the server orders concurrent
-// requests by arrival. A batch that fails for good stops the Producer (see
+// built, seq counts its messages. At any Window the log holds the messages
+// in Send order: a batch sent while the one before it is unresolved names
+// that batch's last seq (AppendOptions.AfterSeq), and the server writes it
+// only behind that batch (412 out_of_sequence otherwise, and the Producer
+// sends it again). A batch that fails for good stops the Producer (see
 // Producer), so the log has no gap after a failure.
+//
+// Appends (the Producer's and Client.Append) go as the binary batch body,
+// application/x-cairn-batch, which spares both sides JSON and base64; a
+// message that body cannot carry (an unknown type, a string over 64 KiB or
+// not UTF-8) sends its append as JSON, whose answer names the fault.
 //
 // # Consuming
 //

@@ -41,6 +41,10 @@ var (
 	// ErrOffsetMismatch: a conditional append's expected offset was not the
 	// tail (412); nothing was written. Error.NextOffset has the tail.
 	ErrOffsetMismatch = errors.New("expected offset is not the tail")
+	// ErrOutOfSequence: an append with AppendOptions.AfterSeq came before
+	// the message it must follow was acked or queued (412
+	// out_of_sequence); nothing was written. A Producer handles it itself.
+	ErrOutOfSequence = errors.New("append out of sequence")
 	// ErrTooLarge: a message or request is over the server's limits (413),
 	// or a message is over ProducerConfig.MaxBatchBytes.
 	ErrTooLarge = errors.New("too large")
@@ -78,6 +82,7 @@ var (
 //	fenced                                                      ErrFenced
 //	truncated                                                   ErrTruncated
 //	offset_mismatch                                             ErrOffsetMismatch
+//	out_of_sequence                                             ErrOutOfSequence
 //	too_large                                                   ErrTooLarge
 //	too_many_waiters, lease_held, unavailable, no_holder        ErrUnavailable
 //	(and 502, 504)
@@ -140,6 +145,8 @@ func (e *Error) sentinel() error {
 		return ErrTruncated
 	case "offset_mismatch":
 		return ErrOffsetMismatch
+	case "out_of_sequence":
+		return ErrOutOfSequence
 	case "too_large":
 		return ErrTooLarge
 	case "too_many_waiters", "lease_held", "unavailable", "no_holder":

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -21,12 +22,16 @@ type ProducerConfig struct {
 	// VChannel is the vchannel of messages that name none. Default none:
 	// every message must name its vchannel.
 	VChannel string
-	// Window bounds the append requests in flight. Default 1, which keeps
-	// the order of the log equal to the order of Send. Above 1 the batches
-	// in flight are independent requests, and the server gives no order
-	// among them: they may land in any order (a retried batch after later
-	// ones). Acks are still delivered in Send order, and every message
-	// still lands once.
+	// Window bounds the append requests in flight. Default 1. At any
+	// window the log keeps the order of Send: a batch sent while the one
+	// before it is unresolved names that batch's last key
+	// (AppendOptions.AfterSeq), so the server writes it only behind that
+	// batch; when the server answers out of sequence (nothing written: the
+	// earlier batch had not arrived yet, or is being retried) the Producer
+	// sends it again after a pause of up to 20 ms, or without the
+	// condition once the earlier batch is acked; if the earlier batch
+	// failed, it fails unsent. Acks are delivered in Send order, and every
+	// message lands once.
 	Window int
 	// MaxBatchMessages and MaxBatchBytes bound one append request. Bytes
 	// are counted as the server counts them (payload, vchannel, producer
@@ -92,8 +97,10 @@ func (c ProducerConfig) Validate() error {
 // ErrInvalid or ErrFenced, or retries run out) fails each of its messages
 // with that error, and the Producer stops there, so the log never has a gap
 // after a failure: messages not yet sent fail with an error matching
-// ErrStopped (and the cause); batches already in flight complete with their
-// own outcome. Build a new Producer to go on.
+// ErrStopped (and the cause); a batch already in flight behind it lands only
+// if it was queued behind the failed one before the failure (as the server
+// checks, see Window), and fails unsent otherwise. Build a new Producer to
+// go on.
 //
 // A Producer is safe for concurrent use; messages sent concurrently are
 // ordered as their SendAsync calls take the Producer's lock.
@@ -117,6 +124,7 @@ type Producer struct {
 	seq      uint64
 	queue    []*Future // sent, not yet in a batch
 	order    []*batch  // batches not yet resolved, in Send order
+	sent     *batch    // the latest batch taken for sending
 	last     *Future   // the latest message sent
 	closing  bool
 	flushing int   // Flush calls waiting: no lingering
@@ -125,7 +133,11 @@ type Producer struct {
 
 // batch is one append request, or a run of messages failed without one.
 type batch struct {
-	futures  []*Future
+	futures []*Future
+	// prev is the batch sent before this one, until this one finishes
+	// (then nil, so that finished batches are not kept).
+	prev     *batch
+	done     chan struct{} // closed by finish
 	finished bool
 	acks     []Ack
 	err      error
@@ -358,18 +370,67 @@ func (p *Producer) dispatch() {
 		p.sends.Add(1)
 		go func() {
 			defer func() { <-p.window; p.sends.Done() }()
-			msgs := make([]Message, len(b.futures))
-			for i, f := range b.futures {
-				msgs[i] = f.msg
-			}
-			appendTo := p.c.Append
-			if p.byVChannel {
-				appendTo = p.c.AppendVChannel
-			}
-			acks, err := appendTo(p.ctx, p.pchannel, msgs, AppendOptions{})
+			acks, err := p.send(b)
 			p.finish(b, acks, err)
 		}()
 	}
+}
+
+// send sends batch b in order behind the batch before it (see Window).
+func (p *Producer) send(b *batch) ([]Ack, error) {
+	msgs := make([]Message, len(b.futures))
+	for i, f := range b.futures {
+		msgs[i] = f.msg
+	}
+	appendTo := p.c.Append
+	if p.byVChannel {
+		appendTo = p.c.AppendVChannel
+	}
+	prev := b.prev
+	var opts AppendOptions
+	if prev != nil {
+		p.mu.Lock()
+		finished, prevErr := prev.finished, prev.err
+		p.mu.Unlock()
+		switch {
+		case finished && prevErr != nil:
+			return nil, p.unsent(prevErr)
+		case !finished:
+			after := msgs[0].Key.Seq - 1
+			opts.AfterSeq = &after
+		}
+	}
+	for pause := time.Millisecond; ; pause = min(2*pause, outOfSequencePause) {
+		acks, err := appendTo(p.ctx, p.pchannel, msgs, opts)
+		if opts.AfterSeq == nil || !errors.Is(err, ErrOutOfSequence) {
+			return acks, err
+		}
+		// Nothing was written: the batch before has not reached the
+		// server's writer yet (it is on its way, or being retried). Try
+		// again shortly, or, once it is resolved, without the condition.
+		t := time.NewTimer(pause)
+		select {
+		case <-prev.done:
+			t.Stop()
+			if prev.err != nil {
+				return nil, p.unsent(prev.err)
+			}
+			opts.AfterSeq = nil
+		case <-t.C:
+		case <-p.ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("client: producer %s: %w before it was sent", p.pchannel, ErrClosed)
+		}
+	}
+}
+
+// outOfSequencePause bounds the pause before a batch refused out of
+// sequence is sent again while the batch before it is unresolved.
+const outOfSequencePause = 20 * time.Millisecond
+
+// unsent is the error of a batch not sent because an earlier one failed.
+func (p *Producer) unsent(cause error) error {
+	return fmt.Errorf("client: producer %s: %w: %w", p.pchannel, ErrStopped, cause)
 }
 
 // nextBatch waits for queued messages and takes the next batch, or returns
@@ -391,7 +452,8 @@ func (p *Producer) nextBatch() *batch {
 			full := n < len(p.queue) || n == p.cfg.MaxBatchMessages
 			wait = p.cfg.Linger - time.Since(p.queue[0].at)
 			if full || p.closing || p.flushing > 0 || wait <= 0 {
-				b := &batch{futures: p.queue[:n:n]}
+				b := &batch{futures: p.queue[:n:n], prev: p.sent, done: make(chan struct{})}
+				p.sent = b
 				p.queue = p.queue[n:]
 				p.order = append(p.order, b)
 				p.mu.Unlock()
@@ -420,7 +482,8 @@ func (p *Producer) nextBatch() *batch {
 func (p *Producer) finish(b *batch, acks []Ack, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	b.finished, b.acks, b.err = true, acks, err
+	b.finished, b.acks, b.err, b.prev = true, acks, err, nil
+	close(b.done)
 	if err != nil && p.err == nil {
 		p.err = err
 		p.c.log.Warn("cairn: producer stopped", "pchannel", p.pchannel, "producer", p.cfg.Name, "epoch", p.epoch, "err", err)

@@ -256,6 +256,17 @@ func (sw *SharedWriter) Append(ctx context.Context, msgs ...Message) ([]Ack, err
 	return sw.append(ctx, validateAppend, msgs, nil)
 }
 
+// Holds reports whether the folded log holds key (see Writer.Holds): its
+// message landed at a slot below every slot this writer fills later. It
+// does not fold first, so a key another writer landed since the last call
+// may read false.
+func (sw *SharedWriter) Holds(key IdemKey) bool {
+	sw.core.mu.Lock()
+	defer sw.core.mu.Unlock()
+	e, ok := sw.core.dedup.lookup(key)
+	return ok && e.done
+}
+
 // AppendAt is Append on a condition, as Writer.AppendAt: the batch lands at
 // slot offset or nothing is written (ErrOffsetMismatch).
 func (sw *SharedWriter) AppendAt(ctx context.Context, offset uint64, msgs ...Message) ([]Ack, error) {

@@ -327,6 +327,20 @@ func (w *Writer) LeaseDeadline() time.Time {
 	return w.grant.Deadline
 }
 
+// Holds reports whether key is taken on this writer: acked within the
+// idempotency window, or in an append already queued. The answer only ever
+// turns from false to true while the writer runs, and a queued append lands
+// only if every append queued before it does, so an append made after
+// Holds(k) returned true lands behind k's message or not at all: this is
+// how a caller keeps one producer's batches in order with several in flight.
+// False may also mean k was evicted from the window. Safe for concurrent use.
+func (w *Writer) Holds(key IdemKey) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e, ok := w.dedup.lookup(key)
+	return ok && e.err == nil
+}
+
 // Err returns why the writer stopped, or nil while it runs.
 func (w *Writer) Err() error {
 	w.mu.Lock()

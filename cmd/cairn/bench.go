@@ -65,7 +65,7 @@ itself fails.`,
 	f.BoolVar(&o.json, "json", false, "print the JSON report instead of the table")
 	f.StringVar(&o.out, "out", "bench.json", `also write the JSON report to this file ("" for none)`)
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
-	f.StringSliceVar(&o.only, "only", nil, "run only these phases: append, latency, tail, catchup, takeover, http, lambda (lambda needs --store minio and the source tree)")
+	f.StringSliceVar(&o.only, "only", nil, "run only these phases: append, latency, tail, catchup, takeover, http, producer, lambda (lambda needs --store minio and the source tree)")
 	return cmd
 }
 

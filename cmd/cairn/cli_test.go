@@ -149,7 +149,8 @@ func consumedAcks(t *testing.T, out string) []ackOut {
 }
 
 // TestCLIWindowedProduce: with several requests in flight every line still
-// lands exactly once, and acks are printed in input order.
+// lands exactly once and in input order, and acks are printed in input
+// order.
 func TestCLIWindowedProduce(t *testing.T) {
 	url := apiServer(t, "")
 	var in strings.Builder
@@ -169,15 +170,14 @@ func TestCLIWindowedProduce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seen := map[string]bool{}
-	for _, m := range consumed(t, out) {
-		if seen[string(m.Payload)] {
-			t.Fatalf("%q delivered twice", m.Payload)
-		}
-		seen[string(m.Payload)] = true
+	got := consumed(t, out)
+	if len(got) != 300 {
+		t.Fatalf("%d lines came back, want each of 300 once", len(got))
 	}
-	if len(seen) != 300 {
-		t.Fatalf("%d distinct lines came back, want 300", len(seen))
+	for i, m := range got {
+		if want := fmt.Sprintf("w%03d", i); string(m.Payload) != want {
+			t.Fatalf("log position %d holds %q, want %q: out of input order", i, m.Payload, want)
+		}
 	}
 }
 

@@ -22,9 +22,8 @@ var crashSeed = flag.Uint64("crash.seed", 0, "seed of TestServeCrash's kill time
 const crashKills = 5
 
 // crashProducers append during TestServeCrash: two pchannels, two
-// producers each. With Window 1 a producer's messages land in Send order;
-// the Window 4 one may land its batches in any order (client.ProducerConfig),
-// so only exactly-once is checked for it.
+// producers each, one of them with Window 4: every producer's messages
+// land in Send order at any window (client.ProducerConfig).
 var crashProducers = []struct {
 	name, pchannel string
 	window         int
@@ -39,8 +38,8 @@ var crashProducers = []struct {
 // SIGKILL at random points while SDK producers append to it, restarts it on
 // a new port each time, and after the last restart reads every pchannel
 // from the start with a Consumer: every acknowledged message is delivered
-// exactly once at its acknowledged ID, each Window 1 producer's messages in
-// Send order, IDs and timeticks strictly increasing, terms never
+// exactly once at its acknowledged ID, each producer's messages in Send
+// order (the Window 4 one's too), IDs and timeticks strictly increasing, terms never
 // decreasing, and nothing that failed for certain is delivered
 // (RELIABILITY.md, "A writer process dies mid-append"). A restarted
 // process takes the killed one's leases over at start (it is a dead
@@ -161,7 +160,6 @@ func TestServeCrash(t *testing.T) {
 // crashRecord is one message sent and what became of it.
 type crashRecord struct {
 	pchannel string
-	window   int
 	key      client.Key
 	f        *client.Future
 	ack      client.Ack
@@ -240,7 +238,7 @@ func (h *crashHistory) produce(ctx context.Context, t *testing.T, c *client.Clie
 			t.Errorf("%s: send: %v", name, err)
 			return
 		}
-		r := &crashRecord{pchannel: pchannel, window: window, key: f.Key(), f: f}
+		r := &crashRecord{pchannel: pchannel, key: f.Key(), f: f}
 		h.mu.Lock()
 		h.byPayload[payload] = r
 		h.sent = append(h.sent, r)
@@ -372,7 +370,7 @@ func (h *crashHistory) check(t *testing.T, delivered map[string][]client.Deliver
 				violate("I2 %s: key %+v failed (%v) yet is delivered at %v", p, r.key, r.err, d.ID)
 			}
 			pe := producerEpoch{r.key.Producer, r.key.Epoch}
-			if last, ok := lastSeq[pe]; ok && r.window == 1 && r.key.Seq <= last {
+			if last, ok := lastSeq[pe]; ok && r.key.Seq <= last {
 				violate("I3 %s: %s epoch %d seq %d delivered after seq %d", p, r.key.Producer, r.key.Epoch, r.key.Seq, last)
 			}
 			lastSeq[pe] = r.key.Seq

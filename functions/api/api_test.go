@@ -142,6 +142,60 @@ func TestExpectedOffset(t *testing.T) {
 	}
 }
 
+// TestAfterSeq: an append that names a predecessor key is written only
+// behind it; before the predecessor is in the log it is 412
+// out_of_sequence and writes nothing; it needs keys of one producer and
+// epoch and no expected_offset.
+func TestAfterSeq(t *testing.T) {
+	ts := newTestServer(t, testConfig(t), objstore.NewMemory())
+	keyed := func(seqs ...uint64) AppendRequest {
+		req := AppendRequest{}
+		for _, s := range seqs {
+			req.Messages = append(req.Messages, MessageIn{VChannel: "v0", Payload: fmt.Appendf(nil, "m%d", s), Key: &Key{Producer: "pr", Epoch: 7, Seq: s}})
+		}
+		return req
+	}
+	r := ts.postJSON("/v1/pchannels/p0/append?after_seq=1", keyed(2, 3))
+	if r.status != http.StatusPreconditionFailed || r.errorCode(t) != CodeOutOfSequence {
+		t.Fatalf("batch before its predecessor: %d %s", r.status, r.body)
+	}
+	ts.mustAppend("p0", keyed(0, 1))
+	r = ts.postJSON("/v1/pchannels/p0/append?after_seq=1", keyed(2, 3))
+	if r.status != http.StatusOK {
+		t.Fatalf("batch behind its predecessor: %d %s", r.status, r.body)
+	}
+	// A retry of a batch that landed is answered from the dedup window.
+	r = ts.postJSON("/v1/pchannels/p0/append?after_seq=1", keyed(2, 3))
+	var ar AppendResponse
+	r.decode(t, &ar)
+	if r.status != http.StatusOK || !ar.Acks[0].Duplicate {
+		t.Fatalf("retried batch: %d %s", r.status, r.body)
+	}
+	got := ts.mustRead("/v1/pchannels/p0/messages")
+	if len(got.Messages) != 4 {
+		t.Fatalf("read %d messages, want 4 (the 412 wrote nothing)", len(got.Messages))
+	}
+	for i, m := range got.Messages {
+		if m.Key == nil || m.Key.Seq != uint64(i) {
+			t.Fatalf("message %d has key %+v", i, m.Key)
+		}
+	}
+	for name, tc := range map[string]struct {
+		path string
+		req  AppendRequest
+		code string
+	}{
+		"unkeyed":         {"/v1/pchannels/p0/append?after_seq=3", msgs("v0", "x"), CodeInvalid},
+		"two producers":   {"/v1/pchannels/p0/append?after_seq=3", AppendRequest{Messages: append(keyed(4).Messages, MessageIn{VChannel: "v0", Key: &Key{Producer: "other", Epoch: 7, Seq: 5}})}, CodeInvalid},
+		"expected_offset": {"/v1/pchannels/p0/append?after_seq=3&expected_offset=9", keyed(4), CodeMalformed},
+		"not a number":    {"/v1/pchannels/p0/append?after_seq=x", keyed(4), CodeMalformed},
+	} {
+		if r := ts.postJSON(tc.path, tc.req); r.status != http.StatusBadRequest || r.errorCode(t) != tc.code {
+			t.Errorf("%s: %d %s, want 400 %s", name, r.status, r.body, tc.code)
+		}
+	}
+}
+
 func TestLongPoll(t *testing.T) {
 	ts := newTestServer(t, testConfig(t), objstore.NewMemory())
 	first := ts.mustAppend("p0", msgs("v0", "a"))
@@ -261,7 +315,7 @@ func TestShutdownReleasesLeases(t *testing.T) {
 	}
 	h := srv.Handler(RoleNode)
 	for _, p := range []string{"p0", "p1"} {
-		_, _, err := srv.Pool().Append(t.Context(), p, []segmentlog.Message{{Type: segmentlog.TypeData, VChannel: "v"}}, nil)
+		_, _, err := srv.Pool().Append(t.Context(), p, []segmentlog.Message{{Type: segmentlog.TypeData, VChannel: "v"}}, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

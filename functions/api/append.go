@@ -79,7 +79,7 @@ func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) error {
 	if err := s.configured(p); err != nil {
 		return err
 	}
-	queryExpect, err := parseAppendQuery(r.URL.Query())
+	q, err := parseAppendQuery(r.URL.Query())
 	if err != nil {
 		return err
 	}
@@ -94,20 +94,28 @@ func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkTags(r.Context(), p, in.msgs); err != nil {
 		return err
 	}
-	return s.appendAndAnswer(w, r, p, in, queryExpect)
+	return s.appendAndAnswer(w, r, p, in, q)
 }
 
 // appendAndAnswer appends a decoded, validated append to p and answers
 // with its acks: the one code of the pchannel and vchannel append routes.
-func (s *Server) appendAndAnswer(w http.ResponseWriter, r *http.Request, p string, in appendInput, queryExpect *uint64) error {
-	if queryExpect != nil {
+func (s *Server) appendAndAnswer(w http.ResponseWriter, r *http.Request, p string, in appendInput, q appendQuery) error {
+	if q.expect != nil {
 		if in.expect != nil {
 			return errorf(http.StatusBadRequest, CodeMalformed, "expected_offset given both in the body and in the query")
 		}
-		in.expect = queryExpect
+		in.expect = q.expect
+	}
+	var after *segmentlog.IdemKey
+	if q.afterSeq != nil {
+		k, err := predecessor(in, *q.afterSeq)
+		if err != nil {
+			return err
+		}
+		after = &k
 	}
 	start := time.Now()
-	term, acks, err := s.pool.Append(r.Context(), p, in.msgs, in.expect)
+	term, acks, err := s.pool.Append(r.Context(), p, in.msgs, in.expect, after)
 	if err != nil {
 		return err
 	}
@@ -121,25 +129,52 @@ func (s *Server) appendAndAnswer(w http.ResponseWriter, r *http.Request, p strin
 	return nil
 }
 
-// parseAppendQuery accepts only expected_offset.
-func parseAppendQuery(q url.Values) (*uint64, error) {
+// appendQuery is the query of an append route.
+type appendQuery struct {
+	expect   *uint64 // expected_offset
+	afterSeq *uint64 // after_seq
+}
+
+// parseAppendQuery accepts only expected_offset and after_seq.
+func parseAppendQuery(q url.Values) (appendQuery, error) {
+	var out appendQuery
 	for k := range q {
-		if k != "expected_offset" {
-			return nil, errorf(http.StatusBadRequest, CodeMalformed, "unknown query parameter %q", k)
+		if k != "expected_offset" && k != "after_seq" {
+			return appendQuery{}, errorf(http.StatusBadRequest, CodeMalformed, "unknown query parameter %q", k)
 		}
 	}
-	vs, ok := q["expected_offset"]
-	if !ok {
-		return nil, nil
+	for name, dst := range map[string]**uint64{"expected_offset": &out.expect, "after_seq": &out.afterSeq} {
+		vs, ok := q[name]
+		if !ok {
+			continue
+		}
+		if len(vs) != 1 {
+			return appendQuery{}, errorf(http.StatusBadRequest, CodeMalformed, "%s given more than once", name)
+		}
+		v, err := parseOffset(vs[0])
+		if err != nil {
+			return appendQuery{}, errorf(http.StatusBadRequest, CodeMalformed, "%s: %v", name, err)
+		}
+		*dst = &v
 	}
-	if len(vs) != 1 {
-		return nil, errorf(http.StatusBadRequest, CodeMalformed, "expected_offset given more than once")
+	return out, nil
+}
+
+// predecessor is the key after_seq names: the producer and epoch of the
+// append's messages, which must all carry keys of that one producer and
+// epoch, with seq afterSeq.
+func predecessor(in appendInput, afterSeq uint64) (segmentlog.IdemKey, error) {
+	if in.expect != nil {
+		return segmentlog.IdemKey{}, errorf(http.StatusBadRequest, CodeMalformed, "after_seq and expected_offset exclude each other")
 	}
-	off, err := parseOffset(vs[0])
-	if err != nil {
-		return nil, err
+	first := in.msgs[0].Key
+	for i := range in.msgs {
+		if k := in.msgs[i].Key; k.IsZero() || k.Producer != first.Producer || k.Epoch != first.Epoch {
+			return segmentlog.IdemKey{}, errorf(http.StatusBadRequest, CodeInvalid,
+				"message %d: after_seq needs every message keyed by one producer and epoch", i)
+		}
 	}
-	return &off, nil
+	return segmentlog.IdemKey{Producer: first.Producer, Epoch: first.Epoch, Seq: afterSeq}, nil
 }
 
 // decodeAppend parses and validates an append body of contentType. Every

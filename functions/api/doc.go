@@ -73,6 +73,7 @@
 //	                                       transaction
 //	410 truncated                          the position lies below a trim point ("earliest" in the body) or the flush checkpoint
 //	412 offset_mismatch                    expected_offset is not the tail; nothing written
+//	412 out_of_sequence                    after_seq's message is neither acked nor queued; nothing written
 //	413 too_large                          body over Config.MaxBodyBytes, batch over MaxBatchBytes
 //	415 unsupported_media_type
 //	429 too_many_waiters                   + Retry-After
@@ -111,6 +112,20 @@
 // and no expected_offset. Offsets above MaxOffset (2^53−1) are refused, so
 // that every offset is exact in any JSON client; timeticks, which pass
 // 2^53, are JSON strings.
+//
+// after_seq keeps one producer's batches in order with several in flight.
+// It names a sequence number; every message of the append must carry an
+// idempotency key of one producer and epoch. The batch is written only if
+// the message keyed (producer, epoch, after_seq) is acked within the dedup
+// window or queued on the writer ahead of it (segmentlog.Writer.Holds), so
+// it lands behind that message or not at all; the server waits up to 100
+// ms for that (the message is usually in a request a moment behind on
+// another connection), then answers 412 out_of_sequence, nothing written. A client sends batch N+1 with the last
+// seq of batch N, and on 412 waits for batch N's outcome before it sends
+// N+1 again (without after_seq once N is acked: a key evicted from the
+// window also answers 412). after_seq and expected_offset exclude each
+// other. A shared writer (Lambda) checks its folded log only, so a batch
+// racing one that another environment is writing meets 412.
 //
 // Reads go through segmentlog's Scanner with the pool's cache and the
 // snapshot package's segment reader, so a read below the flush checkpoint

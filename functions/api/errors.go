@@ -45,6 +45,7 @@ const (
 	CodeTxnExpired       = "txn_expired"            // 409: the transaction's keepalive lapsed; it was rolled back
 	CodeTruncated        = "truncated"              // 410: the position lies below a trim point ("earliest" says where to read) or the flush checkpoint
 	CodeOffsetMismatch   = "offset_mismatch"        // 412: expected_offset is not the tail
+	CodeOutOfSequence    = "out_of_sequence"        // 412: after_seq's message is neither acked nor queued
 	CodeTooLarge         = "too_large"              // 413
 	CodeUnsupportedType  = "unsupported_media_type" // 415
 	CodeTooManyWaiters   = "too_many_waiters"       // 429

@@ -57,6 +57,55 @@ func FuzzDecodeAppend(f *testing.F) {
 	})
 }
 
+// FuzzAppendQuery: an append's query and its after_seq never panic; a
+// refusal is a 400 *Error; what is accepted is in range, and after_seq
+// names the producer and epoch of every message.
+func FuzzAppendQuery(f *testing.F) {
+	f.Add("after_seq=3", "p", uint64(1), uint64(4), false)
+	f.Add("after_seq=3&expected_offset=2", "p", uint64(1), uint64(4), false)
+	f.Add("after_seq=9007199254740992", "p", uint64(1), uint64(4), false)
+	f.Add("after_seq=1&after_seq=2", "p", uint64(1), uint64(4), true)
+	f.Add("after_seq=01", "", uint64(0), uint64(0), false)
+	f.Fuzz(func(t *testing.T, raw, producer string, epoch, seq uint64, mixed bool) {
+		refused := func(err error) {
+			var ae *Error
+			if !errors.As(err, &ae) || ae.status != http.StatusBadRequest || ae.Code == "" {
+				t.Fatalf("refusal %v is not a 400 *Error", err)
+			}
+		}
+		vs, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		q, err := parseAppendQuery(vs)
+		if err != nil {
+			refused(err)
+			return
+		}
+		if (q.expect != nil && *q.expect > MaxOffset) || (q.afterSeq != nil && *q.afterSeq > MaxOffset) {
+			t.Fatalf("accepted %q as %+v", raw, q)
+		}
+		if q.afterSeq == nil {
+			return
+		}
+		in := appendInput{expect: q.expect, msgs: []segmentlog.Message{
+			{VChannel: "v", Key: segmentlog.IdemKey{Producer: producer, Epoch: epoch, Seq: seq}},
+			{VChannel: "v", Key: segmentlog.IdemKey{Producer: producer, Epoch: epoch, Seq: seq + 1}},
+		}}
+		if mixed {
+			in.msgs[1].Key.Producer += "x"
+		}
+		k, err := predecessor(in, *q.afterSeq)
+		if err != nil {
+			refused(err)
+			return
+		}
+		if mixed || q.expect != nil || in.msgs[0].Key.IsZero() || k != (segmentlog.IdemKey{Producer: producer, Epoch: epoch, Seq: *q.afterSeq}) {
+			t.Fatalf("after_seq %d of %+v accepted as %+v", *q.afterSeq, in, k)
+		}
+	})
+}
+
 // FuzzParsePosition: positions parse without panicking, and what parses is
 // canonical: it prints back to the same string; an after: position is the
 // next ID of the one it names, and that parses too.

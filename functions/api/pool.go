@@ -73,6 +73,7 @@ type walWriter interface {
 	Err() error
 	Append(ctx context.Context, msgs ...segmentlog.Message) ([]segmentlog.Ack, error)
 	AppendAt(ctx context.Context, offset uint64, msgs ...segmentlog.Message) ([]segmentlog.Ack, error)
+	Holds(key segmentlog.IdemKey) bool
 	AppendControl(ctx context.Context, msgs ...segmentlog.Message) ([]segmentlog.Ack, error)
 	Sync(ctx context.Context) (uint64, error)
 	Close(ctx context.Context) error
@@ -353,18 +354,22 @@ type appendResult struct {
 // Append appends msgs to pchannel as one batch. With expect set, the batch
 // must land at exactly that offset: it fails with a 412 Error, writing
 // nothing, unless the pchannel's tail is expect once every earlier append of
-// this process has resolved. An append that failed before anything of it
+// this process has resolved. With after set, the batch is written only if
+// the writer holds that key (segmentlog.Writer.Holds: acked, or queued
+// ahead of this batch), else it fails with a 412 out_of_sequence Error,
+// writing nothing; the check is made on every writer the append tries.
+// An append that failed before anything of it
 // could have landed (the writer was fenced or closing) is retried once on a
 // fresh writer; so is one whose lease lapsed if every message carries an
 // idempotency key.
-func (p *Pool) Append(ctx context.Context, pchannel string, msgs []segmentlog.Message, expect *uint64) (uint64, []segmentlog.Ack, error) {
+func (p *Pool) Append(ctx context.Context, pchannel string, msgs []segmentlog.Message, expect *uint64, after *segmentlog.IdemKey) (uint64, []segmentlog.Ack, error) {
 	var r appendResult
 	for attempt := 0; attempt < 2; attempt++ {
 		e, err := p.writer(ctx, pchannel)
 		if err != nil {
 			return 0, nil, err
 		}
-		r = p.appendTo(ctx, e, msgs, expect)
+		r = p.appendTo(ctx, e, msgs, expect, after)
 		if r.err == nil || !retryable(r.err, msgs) || ctx.Err() != nil {
 			break
 		}
@@ -399,7 +404,7 @@ func retryable(err error, msgs []segmentlog.Message) bool {
 
 // appendTo runs one append on e, detached from ctx once it enters the
 // writer.
-func (p *Pool) appendTo(ctx context.Context, e *poolEntry, msgs []segmentlog.Message, expect *uint64) appendResult {
+func (p *Pool) appendTo(ctx context.Context, e *poolEntry, msgs []segmentlog.Message, expect *uint64, after *segmentlog.IdemKey) appendResult {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -418,6 +423,12 @@ func (p *Pool) appendTo(ctx context.Context, e *poolEntry, msgs []segmentlog.Mes
 		msgs := append([]segmentlog.Message(nil), msgs...) // Append stamps its own copy; keep the caller's
 		var acks []segmentlog.Ack
 		var err error
+		if after != nil && !holdsWithin(ctx, e.w, *after) {
+			res <- appendResult{err: errorf(http.StatusPreconditionFailed, CodeOutOfSequence,
+				"the message keyed %s/%d/%d is neither acked nor queued on %s; nothing was written",
+				after.Producer, after.Epoch, after.Seq, e.pchannel)}
+			return
+		}
 		if expect != nil {
 			acks, err = e.w.AppendAt(context.WithoutCancel(ctx), *expect, msgs...)
 			if errors.Is(err, segmentlog.ErrOffsetMismatch) {
@@ -439,6 +450,35 @@ func (p *Pool) appendTo(ctx context.Context, e *poolEntry, msgs []segmentlog.Mes
 	case <-ctx.Done():
 		return appendResult{err: fmt.Errorf("%w: %w", segmentlog.ErrOutcomeUnknown, ctx.Err())}
 	}
+}
+
+// sequenceWait bounds how long an append with after_seq waits for the
+// message it must follow to reach the writer before it is refused: that
+// message is usually in a request a moment behind on another connection,
+// and waiting here spares the client sending the batch again.
+const sequenceWait = 100 * time.Millisecond
+
+// holdsWithin reports whether w holds key now or within sequenceWait,
+// checking at growing intervals (50 µs to 2 ms).
+func holdsWithin(ctx context.Context, w walWriter, key segmentlog.IdemKey) bool {
+	if w.Holds(key) {
+		return true
+	}
+	deadline := time.Now().Add(sequenceWait)
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for pause := 50 * time.Microsecond; time.Now().Before(deadline) && w.Err() == nil; pause = min(2*pause, 2*time.Millisecond) {
+		t.Reset(pause)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return false
+		}
+		if w.Holds(key) {
+			return true
+		}
+	}
+	return false
 }
 
 // Sync returns a timetick below which nothing more will be written to

@@ -29,7 +29,7 @@ func (s *Server) handleVChannelAppend(w http.ResponseWriter, r *http.Request) er
 	if err := validName("vchannel", name); err != nil {
 		return err
 	}
-	queryExpect, err := parseAppendQuery(r.URL.Query())
+	q, err := parseAppendQuery(r.URL.Query())
 	if err != nil {
 		return err
 	}
@@ -45,7 +45,7 @@ func (s *Server) handleVChannelAppend(w http.ResponseWriter, r *http.Request) er
 	if err != nil {
 		return err
 	}
-	return s.appendAndAnswer(w, r, v.PChannel, in, queryExpect)
+	return s.appendAndAnswer(w, r, v.PChannel, in, q)
 }
 
 // checkTags applies the vchannel rule of every append route to a raw

@@ -20,7 +20,7 @@ import (
 )
 
 // Phases are the parts of a run, in the order Run measures them.
-var Phases = []string{"append", "latency", "tail", "catchup", "takeover", "http", "lambda"}
+var Phases = []string{"append", "latency", "tail", "catchup", "takeover", "http", "producer", "lambda"}
 
 // DefaultDuration is Config.Duration's default.
 const DefaultDuration = 5 * time.Second
@@ -119,6 +119,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{"catchup", r.catchUp},
 		{"takeover", r.takeover},
 		{"http", r.httpAppend},
+		{"producer", r.httpProducer},
 		{"lambda", r.lambda},
 	}
 	for _, p := range phases {

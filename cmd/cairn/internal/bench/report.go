@@ -173,6 +173,20 @@ func buildFigures() []Figure {
 	add("http", "http_cpu_us_per_msg", unitCPU, "CPU time of this process (client, server, writer) per message over HTTP")
 	add("http", "http_lib_cpu_us_per_msg", unitCPU, "CPU time of this process per message through the library")
 
+	for _, size := range producerSizes {
+		n := fmt.Sprintf("%dkib", size>>10)
+		what := fmt.Sprintf("%d KiB keyed messages, 1 pchannel, %d in flight", size>>10, min(producerInflightMsgs, producerInflightBytes/size))
+		add("producer", "http_producer_"+n+"_msgs_per_s", unitMsgps, what+": SDK Producer (Window 8, binary batches) through the HTTP API, messages acked")
+		add("producer", "http_producer_lib_"+n+"_msgs_per_s", unitMsgps, what+": library Writer.Append calls in flight, interleaved")
+		add("producer", "http_producer_"+n+"_ratio", unitRatio, "Producer over HTTP msg/s ÷ library msg/s")
+		add("producer", "http_producer_"+n+"_cpu_us_per_msg", unitCPU, "CPU time of this process (SDK client, server, writer) per message through the Producer")
+		add("producer", "http_producer_lib_"+n+"_cpu_us_per_msg", unitCPU, "CPU time of this process per message through the library")
+	}
+	for _, w := range producerWindows {
+		add("producer", fmt.Sprintf("producer_window%d_msgs_per_s", w), unitMsgps, fmt.Sprintf("Producer as `cairn produce` builds it, --window %d, 1 KiB messages: messages acked", w))
+	}
+	add("producer", "producer_window4_ratio", unitRatio, "--window 4 msg/s ÷ --window 1 msg/s")
+
 	for _, c := range lambdaCases {
 		k := "lambda_" + c.key()
 		who := map[string]string{"serve": "cairn serve", "shared": "node function, shared write mode", "exclusive": "node function, exclusive write mode"}[c.mode]
@@ -223,6 +237,8 @@ var targets = []target{
 	{key: "catchup_segments_ratio", limit: fixed(2)},
 	{key: "takeover_round_trips", atMost: true, limit: fixed(5)},
 	{key: "http_append_ratio", limit: fixed(0.85)},
+	{key: "http_producer_1kib_ratio", limit: fixed(0.5)},
+	{key: "http_producer_16kib_ratio", limit: fixed(0.8)},
 	{key: "lambda_k16_1p_ratio", limit: fixed(0.5)},
 	{key: "lambda_k16_1p_p99_ratio", atMost: true, limit: fixed(3)},
 	{key: "lambda_shared_k16_1p_failed", atMost: true, limit: fixed(0)},
