@@ -214,7 +214,16 @@ func pipelineFor(ctx context.Context, w *segmentlog.Writer, keys *libKeys, paylo
 // store on a loopback port, and returns an SDK client of it and the
 // function that stops it.
 func (r *runner) serveAPI(holder string) (*client.Client, func(), error) {
-	srv, err := api.New(api.Config{Layout: r.layout, Holder: holder, TimeTickInterval: -1, Logger: r.log}, r.store)
+	// The API takes only its configured pchannels: the ones this phase
+	// appends to.
+	var pchannels []string
+	for _, size := range producerSizes {
+		pchannels = append(pchannels, fmt.Sprintf("prod-http-%dkib", size>>10))
+	}
+	for _, w := range producerWindows {
+		pchannels = append(pchannels, fmt.Sprintf("prod-window-%d", w))
+	}
+	srv, err := api.New(api.Config{Layout: r.layout, Holder: holder, PChannels: pchannels, TimeTickInterval: -1, Logger: r.log}, r.store)
 	if err != nil {
 		return nil, nil, err
 	}
