@@ -423,7 +423,10 @@ func (w *Writer) putSlot(ctx context.Context, off uint64, data []byte, fold stri
 				return true, nil, nil // our earlier attempt landed
 			}
 			return false, cur, nil
-		case objstore.IsRetryable(err):
+		case objstore.IsRetryable(err), errors.Is(err, context.Canceled) && ctx.Err() == nil:
+			// Only this attempt's own deadline ended it (HTTP clients
+			// report some of those as a cancellation): retried, and the
+			// outcome is unknown until one lands or is read back.
 			ambiguous = true
 			sleepCtx(ctx, backoff(attempt, 2*time.Millisecond, 100*time.Millisecond))
 		default:
