@@ -102,25 +102,30 @@ func (r *runner) httpAppend(ctx context.Context) error {
 // callFor runs call from producers goroutines for d and counts the calls
 // that succeeded; calls in flight at d are waited for and counted.
 func callFor(ctx context.Context, call func(context.Context) error, d time.Duration) (tally, error) {
+	return callForN(ctx, producers, call, d)
+}
+
+// callForN is callFor with n goroutines.
+func callForN(ctx context.Context, n int, call func(context.Context) error, d time.Duration) (tally, error) {
 	cpu0, _ := processCPU()
-	var n atomic.Int64
+	var calls atomic.Int64
 	var firstErr error
 	var errOnce sync.Once
 	var wg sync.WaitGroup
 	start := time.Now()
 	deadline := start.Add(d)
-	for range producers {
+	for range n {
 		wg.Go(func() {
 			for ctx.Err() == nil && time.Now().Before(deadline) {
 				if err := call(ctx); err != nil {
 					errOnce.Do(func() { firstErr = err })
 					return
 				}
-				n.Add(1)
+				calls.Add(1)
 			}
 		})
 	}
 	wg.Wait()
 	cpu1, _ := processCPU()
-	return tally{msgs: n.Load(), elapsed: time.Since(start), cpu: cpu1 - cpu0}, errors.Join(firstErr, ctx.Err())
+	return tally{msgs: calls.Load(), elapsed: time.Since(start), cpu: cpu1 - cpu0}, errors.Join(firstErr, ctx.Err())
 }

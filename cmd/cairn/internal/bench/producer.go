@@ -2,11 +2,9 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -184,30 +182,12 @@ func (k *libKeys) next() segmentlog.IdemKey {
 // pipelineFor keeps inflight keyed appends of one message each in flight
 // on w for d; appends in flight at d are waited for and counted.
 func pipelineFor(ctx context.Context, w *segmentlog.Writer, keys *libKeys, payload []byte, inflight int, d time.Duration) (tally, error) {
-	cpu0, _ := processCPU()
-	var n atomic.Int64
-	var firstErr error
-	var errOnce sync.Once
-	var wg sync.WaitGroup
-	start := time.Now()
-	deadline := start.Add(d)
-	for range inflight {
-		wg.Go(func() {
-			for ctx.Err() == nil && time.Now().Before(deadline) {
-				m := segmentlog.Message{Type: segmentlog.TypeData, VChannel: "v", Payload: payload, Key: keys.next()}
-				if _, err := w.Append(ctx, m); err != nil {
-					errOnce.Do(func() { firstErr = err })
-					return
-				}
-				n.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	cpu1, _ := processCPU()
-	t := tally{msgs: n.Load(), elapsed: time.Since(start), cpu: cpu1 - cpu0}
+	t, err := callForN(ctx, inflight, func(ctx context.Context) error {
+		_, err := w.Append(ctx, segmentlog.Message{Type: segmentlog.TypeData, VChannel: "v", Payload: payload, Key: keys.next()})
+		return err
+	}, d)
 	t.bytes = t.msgs * int64(len(payload))
-	return t, errors.Join(firstErr, ctx.Err())
+	return t, err
 }
 
 // serveAPI serves the HTTP API as `cairn serve` builds it, over the run's
