@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/functions/api"
+	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
 )
 
@@ -43,18 +44,20 @@ type serverOptions struct {
 // and returns its URL.
 func newServer(t *testing.T, o serverOptions) string {
 	t.Helper()
-	srv, err := api.New(api.Config{
-		Holder:              "test-" + t.Name(),
-		LeaseTTL:            4 * time.Second,
-		LeaseWait:           300 * time.Millisecond,
-		CacheBytes:          4 << 20,
-		MaxBatchBytes:       o.maxBatchBytes,
-		Token:               o.token,
-		ScannerStartupDelay: o.startupDelay,
-		Logger:              slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	sys, err := system.New(system.Config{
+		Holder:        "test-" + t.Name(),
+		LeaseTTL:      4 * time.Second,
+		LeaseWait:     300 * time.Millisecond,
+		CacheBytes:    4 << 20,
+		MaxBatchBytes: o.maxBatchBytes,
+		Logger:        slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		// No timetick batches: offsets stay exact on a slow machine.
 		TimeTickInterval: -1,
 	}, objstore.NewMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := api.New(api.Config{Token: o.token, ScannerStartupDelay: o.startupDelay}, sys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,4 +441,14 @@ func TestErrorCarriesRef(t *testing.T) {
 	if !errors.As(err, &ae) || ae.Code != "internal" || ae.Ref != "0a1b2c" {
 		t.Fatalf("append: %v (%+v), want an internal *Error with ref 0a1b2c", err, ae)
 	}
+}
+
+// newAPIServer builds the system of cfg over store and its HTTP API with
+// the API's defaults, as `cairn serve` does.
+func newAPIServer(cfg system.Config, store objstore.Store) (*api.Server, error) {
+	sys, err := system.New(cfg, store)
+	if err != nil {
+		return nil, err
+	}
+	return api.New(api.Config{}, sys)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/functions/api"
+	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
 )
 
@@ -19,7 +20,7 @@ import (
 // routes of every function to the node). A route added to the table with
 // a role the SDK does not know fails here.
 func TestRoleOfMatchesRouteTable(t *testing.T) {
-	srv, err := api.New(api.Config{Holder: "roles", LeaseTTL: 4 * time.Second, CacheBytes: 1 << 20,
+	srv, err := newAPIServer(system.Config{Holder: "roles", LeaseTTL: 4 * time.Second, CacheBytes: 1 << 20,
 		Logger: slog.New(slog.DiscardHandler)}, objstore.NewMemory())
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +54,7 @@ func TestRoleOfMatchesRouteTable(t *testing.T) {
 // NewEndpoints reaches every kind of call; a misrouted call would get the
 // other function's 404.
 func TestEndpointsRouteCalls(t *testing.T) {
-	srv, err := api.New(api.Config{Holder: "endpoints", LeaseTTL: 4 * time.Second, LeaseWait: 300 * time.Millisecond,
+	srv, err := newAPIServer(system.Config{Holder: "endpoints", LeaseTTL: 4 * time.Second, LeaseWait: 300 * time.Millisecond,
 		CacheBytes: 1 << 20, TimeTickInterval: -1, Logger: slog.New(slog.DiscardHandler)}, objstore.NewMemory())
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/functions/api"
+	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
 )
 
@@ -98,7 +99,7 @@ func (r *statusRecorder) WriteHeader(code int) {
 // newOrderServer is an API server over store (not closed at cleanup: the
 // test closes it, or it is closed at cleanup if the test did not).
 func newOrderServer(t *testing.T, holder string, store objstore.Store) *api.Server {
-	srv, err := api.New(api.Config{
+	srv, err := newAPIServer(system.Config{
 		Holder: holder, LeaseTTL: 4 * time.Second, LeaseWait: 2 * time.Second, CacheBytes: 4 << 20,
 		Logger:           slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError})),
 		TimeTickInterval: -1,

@@ -2,6 +2,7 @@ package infra
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -48,5 +49,59 @@ func TestLayering(t *testing.T) {
 	}
 	if checked < 3 {
 		t.Fatalf("go list returned only %d packages; the check would prove nothing", checked)
+	}
+}
+
+// TestForbiddenImports: the direct imports each layer must not make
+// (pebble's forbidden-imports lint is the model), checked with `go list`:
+//   - outside infra/, only cmd/ and the Lambda mains
+//     (functions/internal/lambdamain and the functions/* commands) import
+//     the S3 adapter in their code (tests that run against MinIO may);
+//   - functions/api and functions/system import no store adapter, not even
+//     in tests, so that the HTTP API and the runtime run over any
+//     objstore.Store they are given;
+//   - functions/system never imports functions/api: the runtime knows
+//     nothing of HTTP.
+func TestForbiddenImports(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f",
+		`{{.ImportPath}}|{{join .Imports " "}}|{{join .TestImports " "}} {{join .XTestImports " "}}`, module+"/...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	s3 := module + "/infra/objstore/s3store"
+	adapters := []string{s3, module + "/infra/miniotest"}
+	mains := map[string]bool{"functions/internal/lambdamain": true, "functions/node": true, "functions/coordinator": true,
+		"functions/snapshot": true, "functions/maintenance": true}
+	noAdapter := map[string]bool{"functions/api": true, "functions/system": true}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		parts := strings.SplitN(line, "|", 3)
+		if len(parts) != 3 {
+			t.Fatalf("go list line %q", line)
+		}
+		pkg, code, tests := parts[0], strings.Fields(parts[1]), strings.Fields(parts[2])
+		rel := strings.TrimPrefix(strings.TrimPrefix(pkg, module), "/")
+		seen[rel] = true
+		mayUseS3 := strings.HasPrefix(rel, "cmd/") || strings.HasPrefix(rel, "infra/") || mains[rel]
+		for _, d := range code {
+			if d == s3 && !mayUseS3 {
+				t.Errorf("%s imports the S3 adapter: only cmd/, infra/ and the Lambda mains may", pkg)
+			}
+			if rel == "functions/system" && (d == module+"/functions/api" || strings.HasPrefix(d, module+"/functions/api/")) {
+				t.Errorf("%s imports %s: the runtime knows nothing of HTTP", pkg, d)
+			}
+		}
+		if noAdapter[rel] {
+			for _, d := range append(code, tests...) {
+				if slices.Contains(adapters, d) {
+					t.Errorf("%s imports the store adapter %s: it must run over any objstore.Store", pkg, d)
+				}
+			}
+		}
+	}
+	for rel := range noAdapter {
+		if !seen[rel] {
+			t.Errorf("go list did not list %s: the check would prove nothing", rel)
+		}
 	}
 }

@@ -263,7 +263,7 @@ func TestHelperLongPollReader(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	store, err := s3store.New(ctx, s3store.ConfigFromEnv())
+	store, err := s3store.New(ctx, s3store.ConfigFromEnv(os.Getenv))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,7 +89,7 @@ const DefaultCommitWithin = DefaultOrphanAge / 3
 
 // DefaultMinAge is GCConfig.MinAge's default, docs/protocol.md's min_age: a
 // deployment's lease TTL and request timeouts must keep 2·TTL + 3R + skew
-// within it (api.Config.Validate checks).
+// within it (system.Config.Validate checks).
 const DefaultMinAge = time.Hour
 
 // Validate reports a configuration GC cannot run with.

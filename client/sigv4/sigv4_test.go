@@ -21,6 +21,7 @@ import (
 	"github.com/cairnlog/cairn/client"
 	"github.com/cairnlog/cairn/client/sigv4/sigv4test"
 	"github.com/cairnlog/cairn/functions/api"
+	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
 )
 
@@ -54,8 +55,12 @@ func (s *seen) all() []seenReq {
 // answer a verified request itself.
 func apiServer(t *testing.T, fail func(n int, w http.ResponseWriter) bool) (string, *seen) {
 	t.Helper()
-	srv, err := api.New(api.Config{Holder: "sigv4-" + t.Name(), LeaseTTL: 4 * time.Second, CacheBytes: 1 << 20,
+	sys, err := system.New(system.Config{Holder: "sigv4-" + t.Name(), LeaseTTL: 4 * time.Second, CacheBytes: 1 << 20,
 		TimeTickInterval: -1, Logger: slog.New(slog.DiscardHandler)}, objstore.NewMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := api.New(api.Config{}, sys)
 	if err != nil {
 		t.Fatal(err)
 	}

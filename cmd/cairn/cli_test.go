@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/functions/api"
+	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
 )
 
@@ -19,11 +20,15 @@ import (
 // until the test ends, and returns its URL.
 func apiServer(t *testing.T, token string) string {
 	t.Helper()
-	srv, err := api.New(api.Config{
+	sys, err := system.New(system.Config{
 		Holder: "cli-test", LeaseTTL: 4 * time.Second, LeaseWait: 300 * time.Millisecond,
-		CacheBytes: 4 << 20, Token: token, TimeTickInterval: -1,
+		CacheBytes: 4 << 20, TimeTickInterval: -1,
 		Logger: slog.New(slog.NewTextHandler(&lockedBuffer{}, &slog.HandlerOptions{Level: slog.LevelError})),
 	}, objstore.NewMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := api.New(api.Config{Token: token}, sys)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cairnlog/cairn/cmd/cairn/internal/export"
 	"github.com/cairnlog/cairn/functions/api"
+	"github.com/cairnlog/cairn/infra/objstore/s3store"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -104,11 +105,11 @@ func runExport(ctx context.Context, o exportOptions, getenv func(string) string,
 	if err != nil {
 		return err
 	}
-	store, _, err := openStore(ctx, serveOptions{store: o.store, dataDir: o.dataDir}, env.S3)
+	store, _, err := openStore(ctx, serveOptions{store: o.store, dataDir: o.dataDir}, s3store.ConfigFromEnv(getenv))
 	if err != nil {
 		return err
 	}
-	layout := env.Config.Layout
+	layout := env.System.Layout
 
 	tmp, err := os.CreateTemp(filepath.Dir(o.out), "."+filepath.Base(o.out)+".*.tmp")
 	if err != nil {

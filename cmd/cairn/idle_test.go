@@ -15,6 +15,7 @@ import (
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/functions/api"
+	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
 )
 
@@ -54,19 +55,23 @@ func storeRequests(t *testing.T, srv *api.Server) map[string]float64 {
 func TestIdleStoreRequests(t *testing.T) {
 	const period = 6 * time.Second
 	ctx := context.Background()
-	cfg := api.Config{Holder: defaultNodeID(), PChannels: []string{"p0", "p1", "p2", "p3"}, TimeTickInterval: -1,
+	cfg := system.Config{Holder: defaultNodeID(), PChannels: []string{"p0", "p1", "p2", "p3"}, TimeTickInterval: -1,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	store, err := objstore.NewFS(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := api.New(cfg, store)
+	sys0, err := system.New(cfg, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := api.New(api.Config{}, sys0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts := serveOptions{}.withDefaults()
 	opts.system.compactMinRefs = defaultCompactMinRefs
-	sys, err := newSystem(srv, cfg.CoordinatorConfig(), opts.system, cfg.Holder, "http://127.0.0.1:1", cfg.Logger)
+	sys, err := newLocal(sys0, sys0.Config().Coordinator(), opts.system, cfg.Holder, "http://127.0.0.1:1", cfg.Logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cairnlog/cairn/client"
-	"github.com/cairnlog/cairn/functions/api"
+	"github.com/cairnlog/cairn/functions/system"
 )
 
 type produceOptions struct {
@@ -123,7 +123,7 @@ func produce(ctx context.Context, cmd *cobra.Command, o produceOptions) error {
 	}
 	// A line may be as large as the server's default batch (the SDK's
 	// default batch is half that).
-	cfg := client.ProducerConfig{Name: o.keyPrefix, VChannel: o.vchannel, Window: o.window, MaxBatchBytes: api.DefaultMaxBatchBytes}
+	cfg := client.ProducerConfig{Name: o.keyPrefix, VChannel: o.vchannel, Window: o.window, MaxBatchBytes: system.DefaultMaxBatchBytes}
 	var p *client.Producer
 	target := o.pchannel
 	if o.pchannel == "" {

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cairnlog/cairn/functions/api"
+	"github.com/cairnlog/cairn/functions/system"
 )
 
 // reclaimDeadIncarnations takes back, at once, the pchannels whose live
@@ -20,11 +20,11 @@ import (
 // (docs/protocol.md, Acquire 4), so a mistaken guess costs a takeover, never
 // data. The balancer then hands the assignment to this node: the lease
 // holder is alive, the assigned node is not.
-func reclaimDeadIncarnations(ctx context.Context, srv *api.Server, nodeID string, alive func(pid int) bool, log *slog.Logger) []string {
+func reclaimDeadIncarnations(ctx context.Context, sys *system.System, nodeID string, alive func(pid int) bool, log *slog.Logger) []string {
 	prefix := nodeID[:strings.LastIndexByte(nodeID, '-')+1] // "serve-<host>-"
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	leases, err := srv.Leases().List(ctx)
+	leases, err := sys.Leases().List(ctx)
 	if err != nil {
 		log.Warn("cannot list leases to reclaim a dead incarnation's pchannels", "err", err)
 		return nil
@@ -41,7 +41,7 @@ func reclaimDeadIncarnations(ctx context.Context, srv *api.Server, nodeID string
 		}
 		wg.Go(func() { // the pchannels in parallel: each takeover is a few round trips
 			start := time.Now()
-			if err := srv.Pool().TakeOver(ctx, l.PChannel); err != nil {
+			if err := sys.Pool().TakeOver(ctx, l.PChannel); err != nil {
 				log.Warn("could not take a dead incarnation's pchannel back", "pchannel", l.PChannel, "holder", l.Holder, "err", err)
 				return
 			}

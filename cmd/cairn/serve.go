@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cairnlog/cairn/functions/api"
+	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/infra/objstore/s3store"
 )
@@ -28,7 +29,7 @@ type serveOptions struct {
 	dataDir      string
 	token        string
 	createBucket bool
-	pchannels    []string // the pchannel set; empty: CAIRN_PCHANNELS, else api.Config's default
+	pchannels    []string // the pchannel set; empty: CAIRN_PCHANNELS, else system.Config's default
 	system       systemOptions
 }
 
@@ -145,8 +146,8 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, out 
 		return usagef("--flush-interval, --gc-interval and --broadcast-interval must be positive, --flush-max-age and --compact-min-refs not negative")
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: env.LogLevel}))
-	cfg := env.Config
-	cfg.Logger, cfg.Token = log, o.token
+	cfg, apiCfg := env.System, env.API
+	cfg.Logger, apiCfg.Token = log, o.token
 	if len(o.pchannels) > 0 {
 		cfg.PChannels = o.pchannels // else CAIRN_PCHANNELS, else the default set
 	}
@@ -161,17 +162,19 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, out 
 		return err
 	}
 
-	store, where, err := openStore(ctx, o, env.S3)
+	s3cfg := s3store.ConfigFromEnv(getenv)
+	store, where, err := openStore(ctx, o, s3cfg)
 	if err != nil {
-		return storeAdvice(o, env.S3.Bucket, err)
+		return storeAdvice(o, s3cfg.Bucket, err)
 	}
-	probeCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = objstore.Probe(probeCtx, store, "probe")
-	cancel()
+	sys, err := system.New(cfg, store)
 	if err != nil {
-		return storeAdvice(o, env.S3.Bucket, fmt.Errorf("store %s: %w", where, err))
+		return err
 	}
-	srv, err := api.New(cfg, store)
+	if err := sys.Probe(ctx); err != nil {
+		return storeAdvice(o, s3cfg.Bucket, fmt.Errorf("store %s: %w", where, err))
+	}
+	srv, err := api.New(apiCfg, sys)
 	if err != nil {
 		return err
 	}
@@ -183,7 +186,7 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, out 
 	ln = srv.Listener(ln) // at most MaxConns connections
 	hs := srv.HTTPServer(srv.Handler(api.AllRoles), slog.NewLogLogger(log.Handler(), slog.LevelWarn))
 	address := "http://" + ln.Addr().String()
-	sys, err := newSystem(srv, cfg.CoordinatorConfig(), o.system, nodeID, address, log)
+	loc, err := newLocal(sys, cfg.Coordinator(), o.system, nodeID, address, log)
 	if err != nil {
 		ln.Close()
 		return err
@@ -197,14 +200,14 @@ func serve(ctx context.Context, o serveOptions, getenv func(string) string, out 
 		compaction = fmt.Sprintf("from %d files", o.system.compactMinRefs)
 	}
 	fmt.Fprintf(out, "cairn listening on %s (store: %s, auth: %s, node: %s, pchannels: %s, compaction: %s)\n",
-		address, where, auth, nodeID, strings.Join(cfg.CoordinatorConfig().PChannels, ","), compaction)
+		address, where, auth, nodeID, strings.Join(cfg.PChannels, ","), compaction)
 
-	reclaimDeadIncarnations(ctx, srv, nodeID, pidAlive, log)
+	reclaimDeadIncarnations(ctx, sys, nodeID, pidAlive, log)
 
 	sysCtx, stopSystem := context.WithCancel(context.Background())
 	defer stopSystem()
 	sysDone := make(chan struct{})
-	go func() { defer close(sysDone); sys.run(sysCtx) }()
+	go func() { defer close(sysDone); loc.run(sysCtx) }()
 
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

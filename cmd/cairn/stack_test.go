@@ -22,6 +22,7 @@ import (
 
 	"github.com/cairnlog/cairn/client/sigv4/sigv4test"
 	"github.com/cairnlog/cairn/functions/api"
+	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
 )
 
@@ -47,8 +48,12 @@ type roleServers struct {
 
 func newRoleServers(t *testing.T) *roleServers {
 	t.Helper()
-	srv, err := api.New(api.Config{Holder: "stack-test", LeaseTTL: 4 * time.Second, LeaseWait: 300 * time.Millisecond,
+	sys, err := system.New(system.Config{Holder: "stack-test", LeaseTTL: 4 * time.Second, LeaseWait: 300 * time.Millisecond,
 		CacheBytes: 4 << 20, TimeTickInterval: -1, Logger: slog.New(slog.DiscardHandler)}, objstore.NewMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := api.New(api.Config{}, sys)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/coordinator"
-	"github.com/cairnlog/cairn/functions/api"
+	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/snapshot"
 )
 
@@ -32,10 +32,10 @@ type systemOptions struct {
 
 // broadcastCollectInterval: the broadcast loop deletes finished tasks past
 // their retention once a minute (a round resumes the pending ones, cut at
-// api.BroadcastRoundBudget as the maintenance function's is).
+// system.BroadcastRoundBudget as the maintenance function's is).
 const broadcastCollectInterval = time.Minute
 
-// system is everything `cairn serve` runs beside the HTTP API, in one
+// local is everything `cairn serve` runs beside the HTTP API, in one
 // process: a Balancer (the coordinator's checker), a coordinator.Node whose
 // Holder is the API's writer pool (so the node takes the pchannels the
 // balancer assigns it, and appends to them land in the same writers), a
@@ -45,8 +45,8 @@ const broadcastCollectInterval = time.Minute
 // the API server. run stops it all when its
 // context ends: the node releases its pchannels (closing their writers,
 // which releases the leases) and marks its session stopped.
-type system struct {
-	srv      *api.Server
+type local struct {
+	sys      *system.System
 	cfg      coordinator.Config
 	opts     systemOptions
 	node     *coordinator.Node
@@ -58,9 +58,9 @@ type system struct {
 	log       *slog.Logger
 }
 
-// newSystem builds the parts for srv; nodeID is the node's ID (and must be
+// newLocal builds the parts for srv; nodeID is the node's ID (and must be
 // the pool's lease holder name), address where clients reach it.
-func newSystem(srv *api.Server, cfg coordinator.Config, opts systemOptions, nodeID, address string, log *slog.Logger) (*system, error) {
+func newLocal(srv *system.System, cfg coordinator.Config, opts systemOptions, nodeID, address string, log *slog.Logger) (*local, error) {
 	// Each part counts its store requests under its own component
 	// (cairn_store_requests_total); lease record requests, the writers'
 	// renewals included, count as "lease".
@@ -91,13 +91,13 @@ func newSystem(srv *api.Server, cfg coordinator.Config, opts systemOptions, node
 	if err != nil {
 		return nil, err
 	}
-	ret := api.NewRetention(cfg.Layout, srv.StoreFor("retention"), srv.Registry(), time.Now, log)
-	return &system{srv: srv, cfg: cfg, opts: opts, node: node, balancer: bal, gc: gc, retention: ret, holder: h, log: log}, nil
+	ret := srv.Retention()
+	return &local{sys: srv, cfg: cfg, opts: opts, node: node, balancer: bal, gc: gc, retention: ret, holder: h, log: log}, nil
 }
 
 // run runs the balancer, the node and GC until ctx ends, then waits for
 // the node to release its pchannels and for every flusher to stop.
-func (s *system) run(ctx context.Context) {
+func (s *local) run(ctx context.Context) {
 	h := s.holder
 	h.ctx = ctx
 	var wg sync.WaitGroup
@@ -143,8 +143,8 @@ func (s *system) run(ctx context.Context) {
 // broadcastInterval — those whose request stopped waiting, or whose
 // process died — and deletes the finished ones past their retention, until
 // ctx ends. Tasks another run holds are left to it.
-func (s *system) runBroadcasts(ctx context.Context) {
-	b := s.srv.Broadcaster()
+func (s *local) runBroadcasts(ctx context.Context) {
+	b := s.sys.Broadcaster()
 	t := time.NewTicker(s.opts.broadcastInterval)
 	defer t.Stop()
 	lastCollect := time.Now()
@@ -154,7 +154,7 @@ func (s *system) runBroadcasts(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		n, err := b.ResumeWithin(ctx, api.BroadcastRoundBudget)
+		n, err := b.ResumeWithin(ctx, system.BroadcastRoundBudget)
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -179,7 +179,7 @@ func (s *system) runBroadcasts(ctx context.Context) {
 // plus a flusher loop and (unless newCompactor is nil) a compactor loop for
 // every pchannel it holds.
 type flushingHolder struct {
-	pool         *api.Pool
+	pool         *system.Pool
 	newFlusher   func(pchannel string) (*snapshot.Flusher, error)
 	newCompactor func(pchannel string) (*snapshot.Compactor, error) // nil: no compaction
 	log          *slog.Logger

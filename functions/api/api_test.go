@@ -309,13 +309,13 @@ func TestStoreTail(t *testing.T) {
 func TestShutdownReleasesLeases(t *testing.T) {
 	store := objstore.NewMemory()
 	cfg := testConfig(t)
-	srv, err := New(cfg, store)
+	srv, err := newServer(t, cfg, store)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := srv.Handler(RoleNode)
 	for _, p := range []string{"p0", "p1"} {
-		_, _, err := srv.Pool().Append(t.Context(), p, []segmentlog.Message{{Type: segmentlog.TypeData, VChannel: "v"}}, nil, nil)
+		_, _, err := srv.pool.Append(t.Context(), p, []segmentlog.Message{{Type: segmentlog.TypeData, VChannel: "v"}}, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -87,7 +87,7 @@ func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err // *http.MaxBytesError: 413
 	}
-	in, err := decodeAppend(r.Header.Get("Content-Type"), body, limits{s.cfg.MaxAppendMessages, s.cfg.MaxBatchBytes})
+	in, err := decodeAppend(r.Header.Get("Content-Type"), body, limits{s.cfg.MaxAppendMessages, s.sc.MaxBatchBytes})
 	if err != nil {
 		return err
 	}

@@ -149,7 +149,7 @@ func (s *Server) handleBroadcast(w http.ResponseWriter, r *http.Request) error {
 	if err := noQuery(r); err != nil {
 		return err
 	}
-	in, err := decodeBroadcast(r, s.cfg.MaxBatchBytes, s.cfg.MaxWait)
+	in, err := decodeBroadcast(r, s.sc.MaxBatchBytes, s.cfg.MaxWait)
 	if err != nil {
 		return err
 	}

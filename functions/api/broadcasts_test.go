@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
 )
@@ -170,11 +171,11 @@ func TestBroadcastSyncAck(t *testing.T) {
 	}
 	cfg := testConfig(t)
 	cfg.Holder = "maintenance"
-	m, err := NewMaintenance(cfg, store)
+	m, err := system.New(cfg.Config, store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.RunMaintenance(t.Context(), time.Now()); err != nil {
+	if err := m.RunMaintenance(t.Context()); err != nil {
 		t.Fatalf("maintenance round: %v", err)
 	}
 	var d BroadcastOut
@@ -191,13 +192,13 @@ func TestBroadcastSyncAck(t *testing.T) {
 // pchannels at once.
 func TestMaintenanceResumesBroadcast(t *testing.T) {
 	store := objstore.NewMemory()
-	first, err := New(testConfig(t), store)
+	first, err := newServer(t, testConfig(t), store)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
 	for v, p := range map[string]string{"v0": "p0", "v1": "p1"} {
-		if _, err := first.Registry().Create(ctx, first.Pool(), v, p); err != nil {
+		if _, err := first.registry.Create(ctx, first.pool, v, p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -216,11 +217,11 @@ func TestMaintenanceResumesBroadcast(t *testing.T) {
 
 	cfg := testConfig(t)
 	cfg.Holder = "maintenance"
-	m, err := NewMaintenance(cfg, store)
+	m, err := system.New(cfg.Config, store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.RunMaintenance(ctx, time.Now()); err != nil {
+	if err := m.RunMaintenance(ctx); err != nil {
 		t.Fatalf("maintenance round: %v", err)
 	}
 

@@ -102,9 +102,9 @@ func TestClientGoneMidBody(t *testing.T) {
 
 // newServedTestServer serves store as `cairn serve` does: HTTPServer on a
 // Listener over a real loopback socket, with cfg's connection limits.
-func newServedTestServer(t *testing.T, cfg Config, store objstore.Store) *testServer {
+func newServedTestServer(t *testing.T, cfg testCfg, store objstore.Store) *testServer {
 	t.Helper()
-	srv, err := New(cfg, store)
+	srv, err := newServer(t, cfg, store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,10 +157,10 @@ func readUntilClosed(t *testing.T, conn net.Conn, what string) []byte {
 // longer than every timeout) are still answered.
 func TestConnectionTimeouts(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.HeaderTimeout = time.Second
-	cfg.BodyTimeout = time.Second
-	cfg.WriteTimeout = time.Second
-	cfg.IdleTimeout = time.Second
+	cfg.api.HeaderTimeout = time.Second
+	cfg.api.BodyTimeout = time.Second
+	cfg.api.WriteTimeout = time.Second
+	cfg.api.IdleTimeout = time.Second
 	ts := newServedTestServer(t, cfg, objstore.NewMemory())
 	host := strings.TrimPrefix(ts.url, "http://")
 
@@ -238,7 +238,7 @@ func TestConnectionTimeouts(t *testing.T) {
 // not served until another closes.
 func TestConnectionCap(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.MaxConns = 2
+	cfg.api.MaxConns = 2
 	ts := newServedTestServer(t, cfg, objstore.NewMemory())
 	host := strings.TrimPrefix(ts.url, "http://")
 	ask := func(conn net.Conn) *bufio.Reader {
@@ -317,7 +317,7 @@ func TestNetHTTPErrorsAsJSON(t *testing.T) {
 // over the limit still gets its 413, not a reset.
 func TestServedOversizedBody(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.MaxBodyBytes = 64 << 10
+	cfg.api.MaxBodyBytes = 64 << 10
 	ts := newServedTestServer(t, cfg, objstore.NewMemory())
 	body := `{"messages":[{"vchannel":"v0","payload":"` + strings.Repeat("A", 4<<20) + `"}]}`
 	r := ts.do("POST", "/v1/pchannels/p0/append", ContentTypeJSON, []byte(body))

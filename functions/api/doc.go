@@ -90,7 +90,7 @@
 //
 // # Decisions
 //
-// The pchannels are the configured set (Config.PChannels): the data routes
+// The pchannels are the configured set (system.Config.PChannels): the data routes
 // (append, read, tail, sync, flush) answer 404 unknown_pchannel for any
 // other name before touching the store, so a typo never makes a permanent
 // pchannel with its lease, writer and flusher. A configured pchannel comes
@@ -158,7 +158,7 @@
 // starts at the vchannel's create message. A node that does not hold the
 // pchannel does not redirect (a redirect would drop the bearer token at
 // another host and replay bodies): like the pchannel routes it takes the
-// lease if it is free, else waits Config.LeaseWait and answers 503
+// lease if it is free, else waits system.Config.LeaseWait and answers 503
 // lease_held with Retry-After; GET /v1/vchannels/{v}/location names the
 // holder's address for the client to go there. Create and drop append
 // their control message through this process's pool the same way, so in a
@@ -195,7 +195,7 @@
 // `cairn serve`'s broadcast loop and by the maintenance round, which also
 // delete finished tasks an hour old. A broadcast is checked up front
 // (coordinator.BroadcastRequest.Validate, and the size of each copy against
-// MaxBatchBytes), so that no task is saved with a copy the writers refuse;
+// system.Config.MaxBatchBytes), so that no task is saved with a copy the writers refuse;
 // a copy refused anyway fails its task.
 //
 // # Connections
@@ -213,29 +213,25 @@
 //
 // # Writers
 //
-// The node role keeps a Pool: one segmentlog.Writer per pchannel, opened
-// on first use and kept warm with a shared write-ahead cache, so that a
-// warm Lambda container keeps its writers, leases and cache across
-// invocations. A pchannel whose lease a live holder elsewhere has is never
-// taken over: the request waits up to Config.LeaseWait for a release or
-// expiry, then answers 503 lease_held with Retry-After. A stopped writer is
-// replaced on the next request; a thawed container whose lease lapsed but
-// was not taken renews and keeps its writer. The pool, not the writer,
-// persists the timetick batch after a quiet second, under the same gate as
-// conditional appends, so that it never slips between an expected_offset
-// check and its batch. Close (SIGTERM in Lambda and in cairn serve)
-// closes every writer, releasing its lease with its tail, so the next
-// holder needs no expiry.
+// The node role appends through its system's writer pool (system.Pool:
+// write modes, the lease wait, the retry of appends that did not land);
+// this package only maps its errors to answers (system.BusyError: 503
+// lease_held; system.OffsetMismatchError: 412 offset_mismatch;
+// system.ErrOutOfSequence: 412 out_of_sequence).
 //
 // # Concurrency
 //
-// Server, Pool and the handlers are safe for concurrent use. Config is read
-// once, by New.
+// Server and the handlers are safe for concurrent use. Config is read
+// once, by New. One Server per system.System: its HTTP metrics register on
+// the system's registry.
 //
 // # Example
 //
 //	store, _ := objstore.NewFS(".cairn-data")
-//	srv, err := api.New(api.Config{}, store)
+//	sys, err := system.New(system.Config{}, store)
+//	if err != nil { ... }
+//	if err := sys.Probe(ctx); err != nil { ... }
+//	srv, err := api.New(api.Config{}, sys)
 //	if err != nil { ... }
 //	defer srv.Close(context.Background()) // releases the leases
 //	http.ListenAndServe("127.0.0.1:7070", srv.Handler(api.AllRoles))

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/cache"
-	"github.com/cairnlog/cairn/infra/objstore/s3store"
+	"github.com/cairnlog/cairn/functions/system"
 )
 
 // EnvVar documents one environment variable the functions read.
@@ -21,7 +21,8 @@ type EnvVar struct {
 	LocalOnly bool
 }
 
-// EnvVars lists every CAIRN_* variable LoadEnv reads. template.yaml sets
+// EnvVars lists every CAIRN_* variable the functions read: LoadEnv's, and
+// the store's (s3store.ConfigFromEnv). template.yaml sets
 // each one that is not LocalOnly for every function (a test checks it, and
 // that no other CAIRN_* name appears in the code the functions link).
 var EnvVars = []EnvVar{
@@ -43,30 +44,35 @@ var EnvVars = []EnvVar{
 
 // Env is the configuration LoadEnv reads.
 type Env struct {
-	Config   Config
-	S3       s3store.Config
+	System   system.Config
+	API      Config
 	LogLevel slog.Level
 }
 
-// LoadEnv reads the functions' configuration from getenv (os.Getenv in
-// main). Unset variables take the defaults of Config; in a Lambda container
+// Validate applies the defaults of both configurations and reports values
+// they cannot run with (the serve command changes a few fields first).
+func (e *Env) Validate() error {
+	e.System.EnsureDefaults()
+	if err := e.System.Validate(); err != nil {
+		return err
+	}
+	e.API.EnsureDefaults(e.System)
+	return e.API.Validate()
+}
+
+// LoadEnv reads the functions' configuration but the store's from getenv
+// (os.Getenv in main). Unset variables take the defaults of system.Config
+// and Config, applied; in a Lambda container
 // (AWS_LAMBDA_FUNCTION_NAME set) the cache defaults to
 // cache.DefaultLambdaBytes and the lease holder is named after the
 // container's log stream, which is unique per container. Logs go to stderr
-// as JSON lines (CloudWatch keeps them), at CAIRN_LOG_LEVEL. Region and
-// credentials come from the standard AWS environment (s3store.New).
+// as JSON lines (CloudWatch keeps them), at CAIRN_LOG_LEVEL.
 func LoadEnv(getenv func(string) string) (Env, error) {
 	var e Env
-	e.S3 = s3store.Config{
-		Endpoint: getenv("CAIRN_S3_ENDPOINT"),
-		Bucket:   getenv("CAIRN_S3_BUCKET"),
-		Prefix:   getenv("CAIRN_S3_PREFIX"),
-	}
-	e.S3.PathStyle = e.S3.Endpoint != "" // as s3store.ConfigFromEnv
 	if getenv("AWS_LAMBDA_FUNCTION_NAME") != "" {
-		e.Config.CacheBytes = cache.DefaultLambdaBytes
+		e.System.CacheBytes = cache.DefaultLambdaBytes
 		if stream := getenv("AWS_LAMBDA_LOG_STREAM_NAME"); stream != "" {
-			e.Config.Holder = getenv("AWS_LAMBDA_FUNCTION_NAME") + "/" + stream
+			e.System.Holder = getenv("AWS_LAMBDA_FUNCTION_NAME") + "/" + stream
 		}
 	}
 	var errs []string
@@ -90,30 +96,30 @@ func LoadEnv(getenv func(string) string) (Env, error) {
 			*dst = n
 		}
 	}
-	duration("CAIRN_LEASE_TTL", &e.Config.LeaseTTL)
-	duration("CAIRN_LEASE_MARGIN", &e.Config.LeaseMargin)
-	duration("CAIRN_LEASE_WAIT", &e.Config.LeaseWait)
-	duration("CAIRN_MAX_WAIT", &e.Config.MaxWait)
+	duration("CAIRN_LEASE_TTL", &e.System.LeaseTTL)
+	duration("CAIRN_LEASE_MARGIN", &e.System.LeaseMargin)
+	duration("CAIRN_LEASE_WAIT", &e.System.LeaseWait)
+	duration("CAIRN_MAX_WAIT", &e.API.MaxWait)
 	if v := getenv("CAIRN_WRITE_MODE"); v != "" {
-		m, err := ParseWriteMode(v)
+		m, err := system.ParseWriteMode(v)
 		if err != nil {
 			errs = append(errs, "CAIRN_WRITE_MODE: "+err.Error())
 		}
-		e.Config.WriteMode = m
+		e.System.WriteMode = m
 	}
-	duration("CAIRN_SCANNER_STARTUP_DELAY", &e.Config.ScannerStartupDelay)
-	bytes("CAIRN_CACHE_BYTES", &e.Config.CacheBytes)
-	bytes("CAIRN_MAX_BODY_BYTES", &e.Config.MaxBodyBytes)
+	duration("CAIRN_SCANNER_STARTUP_DELAY", &e.API.ScannerStartupDelay)
+	bytes("CAIRN_CACHE_BYTES", &e.System.CacheBytes)
+	bytes("CAIRN_MAX_BODY_BYTES", &e.API.MaxBodyBytes)
 	switch v := getenv("CAIRN_COMPACTION"); v {
 	case "", "on":
 	case "off":
-		e.Config.NoCompaction = true
+		e.System.NoCompaction = true
 	default:
 		errs = append(errs, fmt.Sprintf("CAIRN_COMPACTION=%q: want on or off", v))
 	}
 	if v := getenv("CAIRN_PCHANNELS"); v != "" {
 		for _, p := range strings.Split(v, ",") {
-			e.Config.PChannels = append(e.Config.PChannels, strings.TrimSpace(p))
+			e.System.PChannels = append(e.System.PChannels, strings.TrimSpace(p))
 		}
 	}
 	if v := getenv("CAIRN_LOG_LEVEL"); v != "" {
@@ -124,8 +130,8 @@ func LoadEnv(getenv func(string) string) (Env, error) {
 	if len(errs) > 0 {
 		return Env{}, fmt.Errorf("api: environment: %s", strings.Join(errs, "; "))
 	}
-	e.Config.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: e.LogLevel}))
-	if err := e.Config.Validate(); err != nil {
+	e.System.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: e.LogLevel}))
+	if err := e.Validate(); err != nil {
 		return Env{}, err
 	}
 	return e, nil

@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
@@ -142,21 +143,6 @@ func validName(kind, name string) error {
 	return segmentlog.ValidateName(kind, name)
 }
 
-// BusyError is a pool's answer when another holder's lease is live and did
-// not lapse within Config.LeaseWait.
-type BusyError struct {
-	PChannel   string
-	Holder     string
-	RetryAfter time.Duration
-}
-
-func (e *BusyError) Error() string {
-	return fmt.Sprintf("pchannel %s: lease held by %q; retry after %v", e.PChannel, e.Holder, e.RetryAfter)
-}
-
-// ErrShuttingDown: the server is closing and takes no more writes.
-var ErrShuttingDown = errors.New("api: shutting down")
-
 // classify maps an error of a handler onto the answer. Sentinels of the
 // core are matched with errors.Is/As only.
 func classify(err error) *Error {
@@ -170,7 +156,13 @@ func classify(err error) *Error {
 		e.Earliest = segmentlog.AtID(te.Earliest).String()
 		return e
 	}
-	var busy *BusyError
+	var om *system.OffsetMismatchError
+	if errors.As(err, &om) {
+		e := errorf(http.StatusPreconditionFailed, CodeOffsetMismatch, "%v", om)
+		e.header = http.Header{"Cairn-Next-Offset": {strconv.FormatUint(om.Tail, 10)}}
+		return e
+	}
+	var busy *system.BusyError
 	var mbe *http.MaxBytesError
 	var cbe *clientBodyError
 	switch {
@@ -186,6 +178,10 @@ func classify(err error) *Error {
 		return e
 	case errors.As(err, &mbe):
 		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body over %d bytes", mbe.Limit)
+	case errors.Is(err, system.ErrOutOfSequence):
+		return errorf(http.StatusPreconditionFailed, CodeOutOfSequence, "%v", tidy(err, system.ErrOutOfSequence))
+	case errors.Is(err, system.ErrTxnShared):
+		return errorf(http.StatusConflict, CodeWrongState, "%v", tidy(err, system.ErrTxnShared))
 	case errors.Is(err, segmentlog.ErrInvalidName):
 		return errorf(http.StatusBadRequest, CodeInvalidName, "%v", tidy(err, segmentlog.ErrInvalidName))
 	case errors.Is(err, segmentlog.ErrTooLarge):
@@ -242,7 +238,7 @@ func classify(err error) *Error {
 		e := errorf(http.StatusServiceUnavailable, CodeUnavailable, "%v", tidy(err, coordinator.ErrBroadcastBusy))
 		e.retryAfter = time.Second
 		return e
-	case errors.Is(err, ErrShuttingDown), errors.Is(err, segmentlog.ErrClosed),
+	case errors.Is(err, system.ErrShuttingDown), errors.Is(err, segmentlog.ErrClosed),
 		errors.Is(err, segmentlog.ErrLeaseExpired), errors.Is(err, coordinator.ErrLeaseHeld):
 		e := errorf(http.StatusServiceUnavailable, CodeUnavailable, "%v", err)
 		e.retryAfter = time.Second

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
 )
@@ -161,7 +162,7 @@ func FuzzReadRequest(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	srv, err := New(Config{Holder: "fuzz", Logger: testLogger(f), MaxWait: 1}, objstore.NewMemory())
+	srv, err := newServer(f, testCfg{Config: system.Config{Holder: "fuzz", Logger: testLogger(f)}, api: Config{MaxWait: 1}}, objstore.NewMemory())
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -307,7 +308,7 @@ func FuzzJSONRequests(f *testing.F) {
 		f.Add(s.route, s.name, []byte(s.body), s.ctype)
 	}
 	store := objstore.NewMemory()
-	srv, err := New(Config{Holder: "fuzz", Logger: testLogger(f), MaxWait: 1, TimeTickInterval: -1, PChannels: []string{"p0", "p1"}}, store)
+	srv, err := newServer(f, testCfg{Config: system.Config{Holder: "fuzz", Logger: testLogger(f), TimeTickInterval: -1, PChannels: []string{"p0", "p1"}}, api: Config{MaxWait: 1}}, store)
 	if err != nil {
 		f.Fatal(err)
 	}

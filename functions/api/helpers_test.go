@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
 )
 
@@ -27,9 +28,16 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// testCfg is both configurations of a test server: the system's
+// (embedded) and the HTTP side's.
+type testCfg struct {
+	system.Config
+	api Config
+}
+
 // testConfig is a small, fast configuration.
-func testConfig(t testing.TB) Config {
-	return Config{
+func testConfig(t testing.TB) testCfg {
+	return testCfg{Config: system.Config{
 		Holder:     "test-" + t.Name(),
 		LeaseTTL:   4 * time.Second,
 		LeaseWait:  300 * time.Millisecond,
@@ -38,7 +46,18 @@ func testConfig(t testing.TB) Config {
 		// No timetick batches unless a test asks: offsets stay exact even
 		// when a loaded machine pauses a test for a second.
 		TimeTickInterval: -1,
+	}}
+}
+
+// newServer builds the system of cfg over store and its HTTP API; the
+// caller closes it.
+func newServer(t testing.TB, cfg testCfg, store objstore.Store) (*Server, error) {
+	t.Helper()
+	sys, err := system.New(cfg.Config, store)
+	if err != nil {
+		return nil, err
 	}
+	return New(cfg.api, sys)
 }
 
 // testServer serves store over HTTP with every role; it closes at cleanup.
@@ -48,9 +67,9 @@ type testServer struct {
 	url string
 }
 
-func newTestServer(t testing.TB, cfg Config, store objstore.Store) *testServer {
+func newTestServer(t testing.TB, cfg testCfg, store objstore.Store) *testServer {
 	t.Helper()
-	srv, err := New(cfg, store)
+	srv, err := newServer(t, cfg, store)
 	if err != nil {
 		t.Fatal(err)
 	}

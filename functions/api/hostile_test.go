@@ -26,8 +26,8 @@ func TestHostileRequests(t *testing.T) {
 		}
 	})
 	cfg := testConfig(t)
-	cfg.MaxBodyBytes = 8 << 10
-	cfg.MaxAppendMessages = 10
+	cfg.api.MaxBodyBytes = 8 << 10
+	cfg.api.MaxAppendMessages = 10
 	cfg.MaxBatchBytes = 4 << 10
 	ts := newTestServer(t, cfg, store)
 
@@ -207,8 +207,8 @@ func TestHostileRequests(t *testing.T) {
 // needs it.
 func TestBearerToken(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.Token = "s3cret-token"
-	srv, err := New(cfg, objstore.NewMemory())
+	cfg.api.Token = "s3cret-token"
+	srv, err := newServer(t, cfg, objstore.NewMemory())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,9 +3,9 @@ package api
 import (
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
@@ -21,18 +21,18 @@ func TestMaintenanceRound(t *testing.T) {
 	mustOK(t, "append", ts.postJSON("/v1/vchannels/v0/append", msgs("", "a", "b")), nil)
 	mustOK(t, "drop", ts.do("DELETE", "/v1/vchannels/gone", "", nil), nil)
 
-	m, err := NewMaintenance(testConfig(t), store)
+	m, err := system.New(testConfig(t).Config, store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.RunMaintenance(t.Context(), time.Now()); err != nil {
+	if err := m.RunMaintenance(t.Context()); err != nil {
 		t.Fatalf("maintenance round: %v", err)
 	}
 	cp, _, err := segmentlog.ReadCheckpoint(t.Context(), store, segmentlog.Layout{}, "p0")
 	if err != nil || cp.C == 0 {
 		t.Fatalf("checkpoint of p0 after the round: %+v, %v", cp, err)
 	}
-	v, err := ts.srv.Registry().Describe(t.Context(), "gone")
+	v, err := ts.srv.registry.Describe(t.Context(), "gone")
 	if err != nil || v.State != coordinator.VChannelReclaiming {
 		t.Fatalf("dropped vchannel after the round: %+v, %v; want reclaiming", v, err)
 	}
@@ -41,7 +41,7 @@ func TestMaintenanceRound(t *testing.T) {
 	if len(rr.Messages) != 2 {
 		t.Fatalf("read %q after the round", payloads(rr.Messages))
 	}
-	if _, err := NewMaintenance(Config{PChannels: []string{"p0", "p0"}}, store); err == nil {
+	if _, err := system.New(system.Config{PChannels: []string{"p0", "p0"}}, store); err == nil {
 		t.Fatal("maintenance with a pchannel listed twice: no error")
 	}
 }
@@ -68,11 +68,11 @@ func TestMaintenanceCompacts(t *testing.T) {
 	if err != nil || len(before.Segments) < rounds {
 		t.Fatalf("manifest before the round: %d refs, %v", len(before.Segments), err)
 	}
-	m, err := NewMaintenance(testConfig(t), store)
+	m, err := system.New(testConfig(t).Config, store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.RunMaintenance(t.Context(), time.Now()); err != nil {
+	if err := m.RunMaintenance(t.Context()); err != nil {
 		t.Fatalf("maintenance round: %v", err)
 	}
 	after, _, err := segmentlog.ReadCheckpoint(t.Context(), store, segmentlog.Layout{}, "p0")
@@ -82,14 +82,18 @@ func TestMaintenanceCompacts(t *testing.T) {
 	// Off (a rolling upgrade): no "compact" task.
 	off := testConfig(t)
 	off.NoCompaction = true
-	mOff, err := NewMaintenance(off, store)
+	mOff, err := system.New(off.Config, store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, task := range mOff.(Tasks).List {
-		if task.Name() == "compact" {
-			t.Fatal("maintenance with NoCompaction has a compact task")
-		}
+	if err := mOff.RunMaintenance(t.Context()); err != nil {
+		t.Fatalf("maintenance round without compaction: %v", err)
+	}
+	if n := storeRequests(t, mOff, "compactor"); n != 0 {
+		t.Fatalf("maintenance with NoCompaction made %v compactor store requests", n)
+	}
+	if n := storeRequests(t, mOff, "flusher"); n == 0 {
+		t.Fatal("maintenance with NoCompaction made no flusher store requests: the check above proves nothing")
 	}
 	var rr ReadResponse
 	mustOK(t, "read after the round", ts.get("/v1/vchannels/v0/messages?max=1000"), &rr)
@@ -122,11 +126,11 @@ func TestMaintenanceRetention(t *testing.T) {
 		}
 	}
 	mustOK(t, "retention", ts.do("PUT", "/v1/pchannels/p0/retention", ContentTypeJSON, []byte(`{"max_bytes":1}`)), nil)
-	m, err := NewMaintenance(testConfig(t), store)
+	m, err := system.New(testConfig(t).Config, store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.RunMaintenance(t.Context(), time.Now()); err != nil {
+	if err := m.RunMaintenance(t.Context()); err != nil {
 		t.Fatalf("maintenance round: %v", err)
 	}
 	cp, _, err := segmentlog.ReadCheckpoint(t.Context(), store, segmentlog.Layout{}, "p0")
@@ -138,4 +142,27 @@ func TestMaintenanceRetention(t *testing.T) {
 	if len(rr.Messages) != 0 {
 		t.Fatalf("read %q after retention trimmed everything flushed", payloads(rr.Messages))
 	}
+}
+
+// storeRequests is the store requests sys counted for component.
+func storeRequests(t *testing.T, sys *system.System, component string) float64 {
+	t.Helper()
+	mfs, err := sys.Metrics().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() != "cairn_store_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "component" && l.GetValue() == component {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
 }

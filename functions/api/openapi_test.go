@@ -32,7 +32,7 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 	if !strings.HasPrefix(doc.OpenAPI, "3.") {
 		t.Fatalf("openapi version %q, want 3.x", doc.OpenAPI)
 	}
-	srv, err := New(testConfig(t), objstore.NewMemory())
+	srv, err := newServer(t, testConfig(t), objstore.NewMemory())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 // TestHandlerRoles: each function mounts only its role's routes, plus the
 // common ones.
 func TestHandlerRoles(t *testing.T) {
-	srv, err := New(testConfig(t), objstore.NewMemory())
+	srv, err := newServer(t, testConfig(t), objstore.NewMemory())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,8 +20,9 @@ import (
 func TestLeaseHeldElsewhere(t *testing.T) {
 	store := objstore.NewMemory()
 	cfg := testConfig(t)
-	leases, err := coordinator.NewLeases(store, segmentlog.Layout{}, cfg.withDefaults().leaseConfig(),
-		coordinator.WithRequestTimeout(cfg.withDefaults().leaseRequestTimeout()))
+	d := cfg.Config
+	d.EnsureDefaults()
+	leases, err := coordinator.NewLeases(store, segmentlog.Layout{}, d.Lease(), coordinator.WithRequestTimeout(d.LeaseRequestTimeout()))
 	if err != nil {
 		t.Fatal(err)
 	}

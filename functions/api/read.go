@@ -271,7 +271,7 @@ func (s *Server) read(ctx context.Context, p string, q readQuery) (ReadResponse,
 		from = segmentlog.AtID(segmentlog.MessageID{Offset: t.NextOffset})
 	}
 	sc, err := segmentlog.NewScanner(ctx, segmentlog.ScannerConfig{
-		PChannel: p, Layout: s.cfg.Layout, From: from,
+		PChannel: p, Layout: s.sc.Layout, From: from,
 		VChannels: q.vchannels, Types: q.types, Trim: q.trim, EarliestID: q.earliestID,
 		Cache: s.pool.Cache(), NoWait: true, Segments: s.segs,
 	}, s.store)
@@ -281,7 +281,7 @@ func (s *Server) read(ctx context.Context, p string, q readQuery) (ReadResponse,
 	defer sc.Close()
 
 	resp := ReadResponse{PChannel: p, Messages: []MessageOut{}}
-	deadline := s.cfg.Now().Add(q.wait)
+	deadline := s.sc.Now().Add(q.wait)
 	waiting := false
 	defer func() {
 		if waiting {
@@ -295,7 +295,7 @@ func (s *Server) read(ctx context.Context, p string, q readQuery) (ReadResponse,
 		frontier, live := s.pool.Tail().Frontier(p)
 		d, err := sc.Next(ctx)
 		if errors.Is(err, segmentlog.ErrTail) {
-			if len(resp.Messages) > 0 || !s.cfg.Now().Before(deadline) {
+			if len(resp.Messages) > 0 || !s.sc.Now().Before(deadline) {
 				break
 			}
 			if !waiting {
@@ -333,7 +333,7 @@ func (s *Server) read(ctx context.Context, p string, q readQuery) (ReadResponse,
 // (5 ms doubling to 250 ms) before the scanner probes the next slot again.
 // It reports false when the wait is over.
 func (s *Server) awaitAppend(ctx context.Context, p string, frontier uint64, live bool, deadline time.Time, poll *time.Duration) bool {
-	left := deadline.Sub(s.cfg.Now())
+	left := deadline.Sub(s.sc.Now())
 	if left <= 0 || ctx.Err() != nil {
 		return false
 	}
@@ -349,7 +349,11 @@ func (s *Server) awaitAppend(ctx context.Context, p string, frontier uint64, liv
 		}
 		// The writer went away: fall back to polling the store.
 	}
-	if !sleepCtx(ctx, min(*poll, left)) {
+	t := time.NewTimer(min(*poll, left))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
 		return false
 	}
 	*poll = min(2**poll, 250*time.Millisecond)

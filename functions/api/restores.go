@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/snapshot"
 )
 
@@ -107,7 +108,7 @@ func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) error {
 		return s.runRestore(ctx, req.JobID, name, req.Targets)
 	})
 	if run == nil {
-		return fmt.Errorf("restore: %w", ErrShuttingDown)
+		return fmt.Errorf("restore: %w", system.ErrShuttingDown)
 	}
 	// Answer once the job's record exists, or the run ended.
 	deadline := time.Now().Add(restoreWait)

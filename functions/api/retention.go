@@ -2,12 +2,9 @@ package api
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"time"
 
-	"github.com/cairnlog/cairn/coordinator"
-	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
@@ -31,23 +28,6 @@ type RetentionOut struct {
 	// BytesHeld is the bytes of the segment files at or above it (the WAL
 	// not yet flushed is not counted).
 	BytesHeld int64 `json:"bytes_held"`
-}
-
-// NewRetention is the retention of a deployment: pchannel policies trim by
-// the checkpoint, vchannel policies through reg. The maintenance round and
-// cairn serve run its Apply before GC.
-func NewRetention(l segmentlog.Layout, store objstore.Store, reg *coordinator.Registry, now func() time.Time, log *slog.Logger) *snapshot.Retention {
-	return snapshot.NewRetention(snapshot.RetentionConfig{
-		Layout: l, Now: now, Logger: log,
-		TrimVChannel: func(ctx context.Context, v string, before segmentlog.MessageID) error {
-			_, err := reg.Trim(ctx, v, before)
-			return err
-		},
-		VChannelTrim: func(ctx context.Context, v string) (segmentlog.MessageID, error) {
-			rec, err := reg.Describe(ctx, v)
-			return rec.Trim, err
-		},
-	}, store)
 }
 
 func parseRetention(r *http.Request) (snapshot.Policy, error) {
@@ -75,7 +55,7 @@ func parseRetention(r *http.Request) (snapshot.Policy, error) {
 
 // pchannelRetention is the retention of pchannel p, whose checkpoint is cp.
 func (s *Server) pchannelRetention(ctx context.Context, p string, cp segmentlog.Checkpoint) (RetentionOut, error) {
-	pol, err := snapshot.ReadPolicy(ctx, s.store, s.cfg.Layout, snapshot.PolicyPChannel, p)
+	pol, err := snapshot.ReadPolicy(ctx, s.store, s.sc.Layout, snapshot.PolicyPChannel, p)
 	if err != nil {
 		return RetentionOut{}, err
 	}
@@ -95,7 +75,7 @@ func retentionOf(pol snapshot.Policy, pchannel, vchannel string, cp segmentlog.C
 // retentionOut shows policy p of pchannel (and vchannel, trimmed at
 // vtrim) with what it holds now.
 func (s *Server) retentionOut(ctx context.Context, p snapshot.Policy, pchannel, vchannel string, vtrim segmentlog.MessageID) (RetentionOut, error) {
-	cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.cfg.Layout, pchannel)
+	cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.sc.Layout, pchannel)
 	if err != nil {
 		return RetentionOut{}, err
 	}
@@ -115,7 +95,7 @@ func (s *Server) handlePChannelRetention(w http.ResponseWriter, r *http.Request)
 	if err := s.mustKnow(ctx, p); err != nil {
 		return err
 	}
-	if _, err := snapshot.SetPolicy(ctx, s.store, s.cfg.Layout, snapshot.PolicyPChannel, p, p, pol, s.cfg.Now()); err != nil {
+	if _, err := snapshot.SetPolicy(ctx, s.store, s.sc.Layout, snapshot.PolicyPChannel, p, p, pol, s.sc.Now()); err != nil {
 		return err
 	}
 	out, err := s.retentionOut(ctx, pol, p, "", segmentlog.MessageID{})
@@ -140,7 +120,7 @@ func (s *Server) handleVChannelRetention(w http.ResponseWriter, r *http.Request)
 	if err != nil {
 		return err
 	}
-	if _, err := snapshot.SetPolicy(ctx, s.store, s.cfg.Layout, snapshot.PolicyVChannel, name, v.PChannel, pol, s.cfg.Now()); err != nil {
+	if _, err := snapshot.SetPolicy(ctx, s.store, s.sc.Layout, snapshot.PolicyVChannel, name, v.PChannel, pol, s.sc.Now()); err != nil {
 		return err
 	}
 	out, err := s.retentionOut(ctx, pol, v.PChannel, name, v.Trim)

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
@@ -39,19 +40,20 @@ const (
 	AllRoles = RoleNode | RoleCoordinator | RoleSnapshot
 )
 
-// Server is the HTTP API over one object store: every route, the writer
-// pool, the lease service and the metrics. Build it once per process (a
-// Lambda container keeps it across invocations) and mount Handler. Safe for
-// concurrent use.
+// Server is the HTTP API over one system (system.System): every route,
+// its metrics (on the system's registry: one Server per System), restore
+// jobs in the background. Build it once per process (a Lambda container
+// keeps it across invocations) and mount Handler. Safe for concurrent use.
 type Server struct {
 	cfg        Config
-	base       objstore.Store // not counted: StoreFor wraps it per component
+	sc         system.Config // the system's
+	sys        *system.System
 	store      objstore.Store // counted as component "api"
 	leases     *coordinator.Leases
 	registry   *coordinator.Registry
 	broadcasts *coordinator.Broadcaster // appends the copies through pool
 	snaps      *snapshot.Snapshots
-	pool       *Pool
+	pool       *system.Pool
 	segs       *snapshot.SegmentReader // reads below the flush checkpoint, and restored histories
 	metrics    *metrics
 	log        *slog.Logger
@@ -59,92 +61,49 @@ type Server struct {
 	waiters    chan struct{}         // semaphore of reads waiting at the tail
 	pause      *segmentlog.PauseGate // the scanner startup delay
 	known      sync.Map              // pchannel → struct{}: has a lease record (records are never deleted)
-	pchannels  map[string]bool       // the configured set (Config.PChannels)
+	pchannels  map[string]bool       // the configured set (system.Config.PChannels)
 	vchans     vchannelCache
 	restores   *restoreRuns
 }
 
-// New builds a Server over store. It sends no request.
-func New(cfg Config, store objstore.Store) (*Server, error) {
+// New builds the HTTP API of sys: cfg's defaults applied, then checked. It
+// sends no request.
+func New(cfg Config, sys *system.System) (*Server, error) {
+	sc := sys.Config()
+	cfg.EnsureDefaults(sc)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
-	s := &Server{cfg: cfg, log: cfg.Logger, waiters: make(chan struct{}, cfg.MaxWaiters),
-		pause: segmentlog.NewPauseGate(cfg.ScannerStartupDelay)}
-	s.metrics = newMetrics(func() *Pool { return s.pool }, s.pause)
-	s.base = store
-	s.store = s.StoreFor("api")
-	leases, err := coordinator.NewLeases(s.StoreFor("lease"), cfg.Layout, cfg.leaseConfig(),
-		coordinator.WithClock(cfg.Now), coordinator.WithRequestTimeout(cfg.leaseRequestTimeout()))
-	if err != nil {
-		return nil, fmt.Errorf("api: %w", err)
-	}
-	s.leases = leases
-	s.pool, err = newPool(cfg, s.StoreFor("writer"), leases, func(r string) { s.metrics.opens.WithLabelValues(r).Inc() })
-	if err != nil {
-		return nil, err
-	}
-	s.segs = snapshot.NewSegmentReader(s.store, 0)
-	s.registry, err = coordinator.NewRegistry(cfg.coordinatorConfig(), s.StoreFor("registry"), leases)
-	if err != nil {
-		return nil, fmt.Errorf("api: %w", err)
-	}
-	s.broadcasts, err = coordinator.NewBroadcaster(cfg.broadcastConfig(), s.StoreFor("broadcast"), s.registry, s.pool)
-	if err != nil {
-		return nil, fmt.Errorf("api: %w", err)
-	}
-	s.snaps, err = snapshot.NewSnapshots(snapshot.SnapshotsConfig{Layout: cfg.Layout, Now: cfg.Now, Logger: cfg.Logger}, s.StoreFor("snapshot"), s.registry)
-	if err != nil {
-		return nil, fmt.Errorf("api: %w", err)
-	}
-	s.vchans = vchannelCache{ttl: vchannelCacheTTL, now: cfg.Now, entries: map[string]vchannelEntry{}}
+	s := &Server{cfg: cfg, sc: sc, sys: sys, log: sc.Logger, waiters: make(chan struct{}, cfg.MaxWaiters),
+		pause: segmentlog.NewPauseGate(cfg.ScannerStartupDelay),
+		store: sys.StoreFor("api"), leases: sys.Leases(), registry: sys.Registry(), broadcasts: sys.Broadcaster(),
+		snaps: sys.Snapshots(), pool: sys.Pool(), segs: sys.Segments()}
+	s.metrics = newMetrics(sys.Metrics(), s.pause)
+	s.vchans = vchannelCache{ttl: vchannelCacheTTL, now: sc.Now, entries: map[string]vchannelEntry{}}
 	s.restores = newRestoreRuns()
-	s.pchannels = make(map[string]bool, len(cfg.PChannels))
-	for _, p := range cfg.PChannels {
+	s.pchannels = make(map[string]bool, len(sc.PChannels))
+	for _, p := range sc.PChannels {
 		s.pchannels[p] = true
 	}
 	s.routes = s.routeTable()
 	return s, nil
 }
 
-// Leases is the server's lease service (a Balancer of `cairn serve` shares
-// it).
-func (s *Server) Leases() *coordinator.Leases { return s.leases }
-
-// Store is the server's object store, counted in its metrics as component
-// "api".
-func (s *Server) Store() objstore.Store { return s.store }
-
-// StoreFor is the server's object store, counted in its metrics
-// (cairn_store_requests_total and the like) as component: the balancer,
-// node, flushers, compactors and GC of `cairn serve` each take their own.
-func (s *Server) StoreFor(component string) objstore.Store {
-	return s.metrics.storeFor(s.base, component)
-}
-
-// Registry is the server's vchannel registry.
-func (s *Server) Registry() *coordinator.Registry { return s.registry }
-
-// Broadcaster runs the server's broadcast tasks; it appends through the
-// server's writer pool. `cairn serve` resumes pending tasks with it.
-func (s *Server) Broadcaster() *coordinator.Broadcaster { return s.broadcasts }
-
-// Pool is the server's writer pool.
-func (s *Server) Pool() *Pool { return s.pool }
+// System is the system the server serves.
+func (s *Server) System() *system.System { return s.sys }
 
 // Close stops the restore jobs running in the background (a later request
-// resumes them: they are idempotent), then closes every writer, releasing
-// its lease (see Pool.Close).
+// resumes them: they are idempotent), then closes the system's writers,
+// releasing their leases (see system.Pool.Close).
 func (s *Server) Close(ctx context.Context) error {
 	s.restores.stop(ctx)
-	return s.pool.Close(ctx)
+	return s.sys.Close(ctx)
 }
 
-// Shutdown closes the server within Config.ShutdownTimeout and logs the
-// outcome. It is the SIGTERM callback of the Lambda functions.
+// Shutdown closes the server within the system's ShutdownTimeout and logs
+// the outcome. It is the SIGTERM callback of the Lambda functions.
 func (s *Server) Shutdown() {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.sc.ShutdownTimeout)
 	defer cancel()
 	if err := s.Close(ctx); err != nil {
 		s.log.Warn("shutdown", "err", err)
@@ -331,7 +290,7 @@ func (e *clientBodyError) Unwrap() error { return e.err }
 // healthz answers 200 while the server takes requests.
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) error {
 	if s.pool.Closed() {
-		return fmt.Errorf("healthz: %w", ErrShuttingDown)
+		return fmt.Errorf("healthz: %w", system.ErrShuttingDown)
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	return nil
@@ -375,7 +334,7 @@ func (s *Server) configured(p string) error {
 		return err
 	}
 	if !s.pchannels[p] {
-		return errorf(http.StatusNotFound, CodeUnknownPChannel, "pchannel %q is not one of the configured pchannels (%s)", p, strings.Join(s.cfg.PChannels, ", "))
+		return errorf(http.StatusNotFound, CodeUnknownPChannel, "pchannel %q is not one of the configured pchannels (%s)", p, strings.Join(s.sc.PChannels, ", "))
 	}
 	return nil
 }

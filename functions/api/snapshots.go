@@ -91,7 +91,7 @@ func (s *Server) handleFlush(w http.ResponseWriter, r *http.Request) error {
 	if err := s.mustKnow(ctx, p); err != nil {
 		return err
 	}
-	f, err := snapshot.NewFlusher(snapshot.FlushConfig{PChannel: p, Layout: s.cfg.Layout, Now: s.cfg.Now, Logger: s.log,
+	f, err := snapshot.NewFlusher(snapshot.FlushConfig{PChannel: p, Layout: s.sc.Layout, Now: s.sc.Now, Logger: s.log,
 		Positions: s.registry}, s.store)
 	if err != nil {
 		return err
@@ -105,7 +105,7 @@ func (s *Server) handleFlush(w http.ResponseWriter, r *http.Request) error {
 		resp.Messages += rd.Messages
 		resp.Segments += len(rd.Segments)
 	}
-	cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.cfg.Layout, p)
+	cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.sc.Layout, p)
 	if err != nil {
 		return err
 	}

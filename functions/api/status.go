@@ -100,7 +100,7 @@ func (s *Server) tail(ctx context.Context, p string) (TailResponse, error) {
 	if err != nil {
 		return TailResponse{}, err
 	}
-	cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.cfg.Layout, p)
+	cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.sc.Layout, p)
 	if err != nil {
 		return TailResponse{}, err
 	}
@@ -115,7 +115,7 @@ func (s *Server) tail(ctx context.Context, p string) (TailResponse, error) {
 // gallops forward with HEADs, then bisects (holes exist only in the last W
 // slots, where PUTs may land out of order).
 func (s *Server) firstEmpty(ctx context.Context, p string, from uint64) (uint64, error) {
-	return segmentlog.FindTail(ctx, s.store, s.cfg.Layout, p, from, s.cfg.leaseRequestTimeout())
+	return segmentlog.FindTail(ctx, s.store, s.sc.Layout, p, from, s.sc.LeaseRequestTimeout())
 }
 
 func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) error {
@@ -148,7 +148,7 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) leaseOut(l coordinator.Lease) LeaseOut {
 	return LeaseOut{
 		PChannel: l.PChannel, Term: l.Term, Holder: l.Holder, Expires: l.Expires, Released: l.Released,
-		Live:     !l.Released && s.cfg.Now().Before(l.Expires),
+		Live:     !l.Released && s.sc.Now().Before(l.Expires),
 		TailHint: l.Tail, AcquiredAt: l.AcquiredAt, Version: l.Version,
 	}
 }
@@ -208,7 +208,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) error {
 			if f, _, ok := s.pool.Frontier(l.PChannel); ok {
 				row.Tail, row.TailSource = f, "writer"
 			}
-			cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.cfg.Layout, l.PChannel)
+			cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.sc.Layout, l.PChannel)
 			row.Checkpoint = cp.C
 			if err == nil {
 				row.Retention, err = s.pchannelRetention(ctx, l.PChannel, cp)

@@ -65,7 +65,7 @@ func (s *Server) handlePChannelTrim(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	cp, err := snapshot.Trim(ctx, s.store, s.cfg.Layout, p, before, s.cfg.Now())
+	cp, err := snapshot.Trim(ctx, s.store, s.sc.Layout, p, before, s.sc.Now())
 	if err != nil {
 		return err
 	}
@@ -102,7 +102,7 @@ func (s *Server) handleVChannelTrim(w http.ResponseWriter, r *http.Request) erro
 // earliest is the earliest readable ID of vchannel v: the higher of its
 // trim point and its pchannel's.
 func (s *Server) earliest(r *http.Request, v coordinator.VChannel) (segmentlog.MessageID, error) {
-	cp, _, err := segmentlog.ReadCheckpoint(r.Context(), s.store, s.cfg.Layout, v.PChannel)
+	cp, _, err := segmentlog.ReadCheckpoint(r.Context(), s.store, s.sc.Layout, v.PChannel)
 	if err != nil {
 		return segmentlog.MessageID{}, err
 	}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
 )
@@ -112,7 +111,7 @@ func TestRetentionRoutes(t *testing.T) {
 	if len(st.PChannels) != 1 || st.PChannels[0].Retention != out {
 		t.Fatalf("status row %+v, want retention %+v", st.PChannels, out)
 	}
-	ret := NewRetention(ts.srv.cfg.Layout, ts.srv.store, ts.srv.Registry(), time.Now, testLogger(t))
+	ret := ts.srv.sys.Retention()
 	if res, err := ret.Apply(t.Context()); err != nil || res.Trimmed != 1 {
 		t.Fatalf("apply: %+v, %v", res, err)
 	}

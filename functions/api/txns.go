@@ -128,7 +128,7 @@ func (s *Server) handleTxnAppend(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	in, err := decodeAppendFor(r.Header.Get("Content-Type"), body, limits{s.cfg.MaxAppendMessages, s.cfg.MaxBatchBytes}, h.vchannel)
+	in, err := decodeAppendFor(r.Header.Get("Content-Type"), body, limits{s.cfg.MaxAppendMessages, s.sc.MaxBatchBytes}, h.vchannel)
 	if err != nil {
 		return err
 	}

@@ -37,7 +37,7 @@ func (s *Server) handleVChannelAppend(w http.ResponseWriter, r *http.Request) er
 	if err != nil {
 		return err
 	}
-	in, err := decodeAppendFor(r.Header.Get("Content-Type"), body, limits{s.cfg.MaxAppendMessages, s.cfg.MaxBatchBytes}, name)
+	in, err := decodeAppendFor(r.Header.Get("Content-Type"), body, limits{s.cfg.MaxAppendMessages, s.sc.MaxBatchBytes}, name)
 	if err != nil {
 		return err
 	}
@@ -215,7 +215,7 @@ func (s *Server) liveStart(ctx context.Context, v coordinator.VChannel) (segment
 	if start.Kind != segmentlog.StartAtID {
 		return start, nil
 	}
-	cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.cfg.Layout, v.PChannel)
+	cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.sc.Layout, v.PChannel)
 	if err != nil {
 		return segmentlog.Position{}, err
 	}
@@ -319,7 +319,7 @@ func (s *Server) restoreOf(ctx context.Context, v coordinator.VChannel) (string,
 		return id, nil
 	}
 	var ids []string
-	err := s.store.List(ctx, snapshot.RestoresPrefix(s.cfg.Layout), "", func(a objstore.Attrs) error {
+	err := s.store.List(ctx, snapshot.RestoresPrefix(s.sc.Layout), "", func(a objstore.Attrs) error {
 		if id, ok := strings.CutSuffix(path.Base(a.Key), ".json"); ok {
 			ids = append(ids, id)
 		}

@@ -180,7 +180,7 @@ func (s *Server) handleVChannelDescribe(w http.ResponseWriter, r *http.Request) 
 	}
 	s.vchans.put(v)
 	out := vchannelOut(v)
-	pol, err := snapshot.ReadPolicy(r.Context(), s.store, s.cfg.Layout, snapshot.PolicyVChannel, name)
+	pol, err := snapshot.ReadPolicy(r.Context(), s.store, s.sc.Layout, snapshot.PolicyVChannel, name)
 	if err != nil {
 		return err
 	}

@@ -96,7 +96,7 @@ func TestVChannelRegistryRoutes(t *testing.T) {
 	// The create appended through this server's pool, which holds p0 now.
 	var loc LocationOut
 	mustOK(t, "locate", ts.get("/v1/vchannels/v0/location"), &loc)
-	if loc.PChannel != "p0" || loc.Node != ts.srv.cfg.Holder || loc.Term == 0 {
+	if loc.PChannel != "p0" || loc.Node != ts.srv.sc.Holder || loc.Term == 0 {
 		t.Fatalf("location %+v", loc)
 	}
 	wantError(t, "locate unknown", ts.get("/v1/vchannels/nope/location"), 404, CodeUnknownVChannel)

@@ -35,7 +35,7 @@
 //
 // Example:
 //
-//	cfg := s3store.ConfigFromEnv()
+//	cfg := s3store.ConfigFromEnv(os.Getenv)
 //	s, err := s3store.New(ctx, cfg)
 //	if err != nil { ... }
 //	if err := objstore.Probe(ctx, s, "probe"); err != nil { ... }

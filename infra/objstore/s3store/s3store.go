@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -84,15 +83,15 @@ func (c Config) Validate() error {
 }
 
 // ConfigFromEnv reads CAIRN_S3_ENDPOINT, CAIRN_S3_BUCKET and
-// CAIRN_S3_PREFIX. Region and credentials are left to New, which reads the
+// CAIRN_S3_PREFIX from getenv (os.Getenv in a main). Region and credentials are left to New, which reads the
 // standard AWS environment (AWS_REGION, AWS_ACCESS_KEY_ID, AWS_PROFILE, ...)
 // through config.LoadDefaultConfig. Path-style addressing is on whenever
 // an endpoint is set, as S3-compatible servers expect.
-func ConfigFromEnv() Config {
+func ConfigFromEnv(getenv func(string) string) Config {
 	c := Config{
-		Endpoint: os.Getenv("CAIRN_S3_ENDPOINT"),
-		Bucket:   os.Getenv("CAIRN_S3_BUCKET"),
-		Prefix:   os.Getenv("CAIRN_S3_PREFIX"),
+		Endpoint: getenv("CAIRN_S3_ENDPOINT"),
+		Bucket:   getenv("CAIRN_S3_BUCKET"),
+		Prefix:   getenv("CAIRN_S3_PREFIX"),
 	}
 	c.PathStyle = c.Endpoint != ""
 	return c

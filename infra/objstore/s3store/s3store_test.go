@@ -125,12 +125,12 @@ func TestConfigFromEnv(t *testing.T) {
 	t.Setenv("CAIRN_S3_ENDPOINT", "http://minio:9000")
 	t.Setenv("CAIRN_S3_BUCKET", "logs")
 	t.Setenv("CAIRN_S3_PREFIX", "cairn")
-	c := s3store.ConfigFromEnv()
+	c := s3store.ConfigFromEnv(os.Getenv)
 	if c.Endpoint != "http://minio:9000" || c.Bucket != "logs" || c.Prefix != "cairn" || !c.PathStyle {
 		t.Fatalf("ConfigFromEnv = %+v", c)
 	}
 	t.Setenv("CAIRN_S3_ENDPOINT", "")
-	if c := s3store.ConfigFromEnv(); c.PathStyle {
+	if c := s3store.ConfigFromEnv(os.Getenv); c.PathStyle {
 		t.Fatal("path-style without an endpoint")
 	}
 }

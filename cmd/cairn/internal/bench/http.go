@@ -13,6 +13,8 @@ import (
 	"github.com/cairnlog/cairn/cache"
 	"github.com/cairnlog/cairn/client"
 	"github.com/cairnlog/cairn/functions/api"
+	"github.com/cairnlog/cairn/functions/system"
+	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -23,7 +25,7 @@ import (
 // configured as the API's pool configures its writers, slice by slice.
 func (r *runner) httpAppend(ctx context.Context) error {
 	r.progress("http: %v through the HTTP API, %v through the library, 1 KiB, %d concurrent", r.cfg.Duration, r.cfg.Duration, producers)
-	srv, err := api.New(api.Config{Layout: r.layout, Holder: "bench-http", PChannels: []string{"http"}, TimeTickInterval: -1, Logger: r.log}, r.store)
+	srv, err := newServer(system.Config{Layout: r.layout, Holder: "bench-http", PChannels: []string{"http"}, TimeTickInterval: -1, Logger: r.log}, r.store)
 	if err != nil {
 		return err
 	}
@@ -50,7 +52,7 @@ func (r *runner) httpAppend(ctx context.Context) error {
 	}
 	defer c.Close()
 	lib, err := r.openWriter(ctx, "http-lib", nil, func(cfg *segmentlog.WriterConfig) {
-		cfg.MaxBatchBytes, cfg.Cache, cfg.Tail = api.DefaultMaxBatchBytes, c, &cache.Tail{}
+		cfg.MaxBatchBytes, cfg.Cache, cfg.Tail = system.DefaultMaxBatchBytes, c, &cache.Tail{}
 	})
 	if err != nil {
 		return err
@@ -128,4 +130,15 @@ func callForN(ctx context.Context, n int, call func(context.Context) error, d ti
 	wg.Wait()
 	cpu1, _ := processCPU()
 	return tally{msgs: calls.Load(), elapsed: time.Since(start), cpu: cpu1 - cpu0}, errors.Join(firstErr, ctx.Err())
+}
+
+// newServer is the system of cfg over store with its HTTP API, as `cairn
+// serve` assembles them (without the store probe: the bench's stores are
+// known).
+func newServer(cfg system.Config, store objstore.Store) (*api.Server, error) {
+	sys, err := system.New(cfg, store)
+	if err != nil {
+		return nil, err
+	}
+	return api.New(api.Config{}, sys)
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cairnlog/cairn/client"
 	"github.com/cairnlog/cairn/functions/api"
+	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/lambdaemu"
 	"github.com/cairnlog/cairn/infra/objstore/s3store"
 )
@@ -111,7 +112,7 @@ func (r *runner) lambdaCase(ctx context.Context, t *LambdaTarget, proxy *countin
 		if err != nil {
 			return lambdaResult{}, err
 		}
-		srv, err := api.New(api.Config{Holder: "bench-serve", Logger: r.log}, store)
+		srv, err := newServer(system.Config{Holder: "bench-serve", Logger: r.log}, store)
 		if err != nil {
 			return lambdaResult{}, err
 		}

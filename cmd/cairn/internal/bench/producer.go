@@ -11,6 +11,7 @@ import (
 	"github.com/cairnlog/cairn/cache"
 	"github.com/cairnlog/cairn/client"
 	"github.com/cairnlog/cairn/functions/api"
+	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -54,14 +55,14 @@ func (r *runner) httpProducer(ctx context.Context) error {
 		name := fmt.Sprintf("%dkib", size>>10)
 		inflight := min(producerInflightMsgs, producerInflightBytes/size)
 		lib, err := r.openWriter(ctx, "prod-lib-"+name, nil, func(cfg *segmentlog.WriterConfig) {
-			cfg.MaxBatchBytes, cfg.Cache, cfg.Tail = api.DefaultMaxBatchBytes, c, &cache.Tail{}
+			cfg.MaxBatchBytes, cfg.Cache, cfg.Tail = system.DefaultMaxBatchBytes, c, &cache.Tail{}
 		})
 		if err != nil {
 			return err
 		}
 		p, err := cl.Producer("prod-http-"+name, client.ProducerConfig{
 			VChannel: "v", Window: 8, MaxBatchMessages: api.DefaultMaxAppendMessages,
-			MaxBatchBytes: api.DefaultMaxBatchBytes, MaxPending: inflight,
+			MaxBatchBytes: system.DefaultMaxBatchBytes, MaxPending: inflight,
 		})
 		if err != nil {
 			closeWriters(lib)
@@ -122,7 +123,7 @@ func (r *runner) compareWindows(ctx context.Context, cl *client.Client) error {
 		}
 	}()
 	for i, w := range producerWindows {
-		p, err := cl.Producer(fmt.Sprintf("prod-window-%d", w), client.ProducerConfig{VChannel: "v", Window: w, MaxBatchBytes: api.DefaultMaxBatchBytes})
+		p, err := cl.Producer(fmt.Sprintf("prod-window-%d", w), client.ProducerConfig{VChannel: "v", Window: w, MaxBatchBytes: system.DefaultMaxBatchBytes})
 		if err != nil {
 			return err
 		}
@@ -203,7 +204,7 @@ func (r *runner) serveAPI(holder string) (*client.Client, func(), error) {
 	for _, w := range producerWindows {
 		pchannels = append(pchannels, fmt.Sprintf("prod-window-%d", w))
 	}
-	srv, err := api.New(api.Config{Layout: r.layout, Holder: holder, PChannels: pchannels, TimeTickInterval: -1, Logger: r.log}, r.store)
+	srv, err := newServer(system.Config{Layout: r.layout, Holder: holder, PChannels: pchannels, TimeTickInterval: -1, Logger: r.log}, r.store)
 	if err != nil {
 		return nil, nil, err
 	}

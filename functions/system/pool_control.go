@@ -1,9 +1,8 @@
-package api
+package system
 
 import (
 	"context"
 	"errors"
-	"net/http"
 	"time"
 
 	"github.com/cairnlog/cairn/coordinator"
@@ -14,11 +13,10 @@ import (
 // registry (coordinator.ControlWAL), transactions, and the Holder a
 // coordinator.Node drives in `cairn serve`.
 
-// errTxnShared answers a transaction begin in shared write mode: a
+// ErrTxnShared answers a transaction begin in shared write mode: a
 // transaction lives in one process's writer until its commit, and a shared
 // writer's process may not see the next call.
-var errTxnShared = errorf(http.StatusConflict, CodeWrongState,
-	"transactions need a pchannel writer that holds a lease: this process appends in shared write mode (CAIRN_WRITE_MODE=shared), where transactions are not available")
+var ErrTxnShared = errors.New("system: transactions need a pchannel writer that holds a lease: this process appends in shared write mode (CAIRN_WRITE_MODE=shared), where transactions are not available")
 
 var (
 	_ coordinator.ControlWAL = (*Pool)(nil)
@@ -56,7 +54,7 @@ func (p *Pool) BeginTxn(ctx context.Context, pchannel, vchannel string, keepaliv
 		return 0, 0, err
 	}
 	if e.ex == nil {
-		return 0, 0, errTxnShared
+		return 0, 0, ErrTxnShared
 	}
 	id, err = e.ex.BeginTxn(ctx, vchannel, keepalive)
 	return e.w.Term(), id, err

@@ -1,71 +1,25 @@
-package api
+package system
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/cairnlog/cairn/coordinator"
-	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/snapshot"
 )
 
-// Maintenance is the periodic work of the scheduled maintenance function
-// (functions/maintenance, an EventBridge schedule): the coordinator's
-// stuck-assignment check, a flush and a compaction of every pchannel, the
-// pending broadcast tasks, and snapshot GC.
-type Maintenance interface {
-	// RunMaintenance runs one round at now. It returns the tasks' errors
-	// joined; a failed task does not stop the others.
-	RunMaintenance(ctx context.Context, now time.Time) error
+// task is one job of a maintenance round.
+type task struct {
+	name string
+	run  func(ctx context.Context) error
 }
 
-// Task is one periodic job of a maintenance round.
-type Task interface {
-	Name() string
-	Run(ctx context.Context, now time.Time) error
-}
-
-// Tasks runs its tasks in order, each under the round's context. Safe for
-// concurrent use if its tasks are.
-type Tasks struct {
-	List   []Task
-	Logger *slog.Logger
-}
-
-// RunMaintenance implements Maintenance.
-func (m Tasks) RunMaintenance(ctx context.Context, now time.Time) error {
-	log := m.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	var errs []error
-	for _, t := range m.List {
-		start := time.Now()
-		err := t.Run(ctx, now)
-		log.Info("maintenance task", "task", t.Name(), "took_ms", time.Since(start).Milliseconds(), "err", err)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", t.Name(), err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// TaskFunc adapts a function to Task.
-type TaskFunc struct {
-	TaskName string
-	Func     func(ctx context.Context, now time.Time) error
-}
-
-// Name implements Task.
-func (t TaskFunc) Name() string { return t.TaskName }
-
-// Run implements Task.
-func (t TaskFunc) Run(ctx context.Context, now time.Time) error { return t.Func(ctx, now) }
-
-// NewMaintenance returns the maintenance round over store, in this order:
+// RunMaintenance runs one round of the periodic work of the scheduled
+// maintenance function (functions/maintenance, an EventBridge schedule).
+// It returns the tasks' errors joined; a failed task does not stop the
+// others. The tasks, in this order:
 //
 //   - "stuck-assignment check": one coordinator.Balancer round, which
 //     reassigns a pchannel stuck in assigning or whose lease expired (in a
@@ -74,7 +28,7 @@ func (t TaskFunc) Run(ctx context.Context, now time.Time) error { return t.Func(
 //   - "flush": snapshot.Flusher.FlushNow on every pchannel with a lease
 //     record (every pchannel ever written), so the schedule is the flush
 //     cadence of an idle deployment;
-//   - "compact" (unless cfg.NoCompaction): snapshot.Compactor.Compact on
+//   - "compact" (unless Config.NoCompaction): snapshot.Compactor.Compact on
 //     the same pchannels: a
 //     manifest naming 64 or more segment files has its runs of small files
 //     merged (up to 16 merges a round, each into a file of at most
@@ -83,8 +37,8 @@ func (t TaskFunc) Run(ctx context.Context, now time.Time) error { return t.Func(
 //     hour for readers of older manifests, then "gc" deletes them;
 //   - "broadcasts": coordinator.Broadcaster.Resume runs every pending
 //     broadcast task (left by a request that stopped waiting, or by a
-//     process that died), for at most BroadcastRoundBudget, with a
-//     writer pool of the round's own: after the flush, so that a sync-ack
+//     process that died), for at most BroadcastRoundBudget, through the
+//     system's pool (in the maintenance function, the round's own): after the flush, so that a sync-ack
 //     task whose copies the flush passed finishes in the same round. The
 //     writers it opened are closed at the end of the task, releasing their
 //     leases for the node functions. Then Broadcaster.Collect deletes the
@@ -97,37 +51,18 @@ func (t TaskFunc) Run(ctx context.Context, now time.Time) error { return t.Func(
 //     dropped, unpinned vchannels through the registry and retiring the
 //     segment files wholly below a trim point (the vchannels' through the
 //     registry).
-func NewMaintenance(cfg Config, store objstore.Store) (Maintenance, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	cfg = cfg.withDefaults()
-	leases, err := coordinator.NewLeases(store, cfg.Layout, cfg.leaseConfig(),
-		coordinator.WithClock(cfg.Now), coordinator.WithRequestTimeout(cfg.leaseRequestTimeout()))
+func (s *System) RunMaintenance(ctx context.Context) error {
+	cfg := s.cfg
+	bal, err := coordinator.NewBalancer(cfg.Coordinator(), s.StoreFor("balancer"), s.leases)
 	if err != nil {
-		return nil, fmt.Errorf("api: maintenance: %w", err)
+		return fmt.Errorf("system: maintenance: %w", err)
 	}
-	bal, err := coordinator.NewBalancer(cfg.coordinatorConfig(), store, leases)
+	gc, err := snapshot.NewGC(snapshot.GCConfig{Layout: cfg.Layout, Reclaimer: s.registry, Trims: s.registry, Now: cfg.Now, Logger: cfg.Logger}, s.StoreFor("gc"))
 	if err != nil {
-		return nil, fmt.Errorf("api: maintenance: %w", err)
+		return fmt.Errorf("system: maintenance: %w", err)
 	}
-	reg, err := coordinator.NewRegistry(cfg.coordinatorConfig(), store, leases)
-	if err != nil {
-		return nil, fmt.Errorf("api: maintenance: %w", err)
-	}
-	pool, err := newPool(cfg, store, leases, func(string) {})
-	if err != nil {
-		return nil, fmt.Errorf("api: maintenance: %w", err)
-	}
-	bc, err := coordinator.NewBroadcaster(cfg.broadcastConfig(), store, reg, pool)
-	if err != nil {
-		return nil, fmt.Errorf("api: maintenance: %w", err)
-	}
-	gc, err := snapshot.NewGC(snapshot.GCConfig{Layout: cfg.Layout, Reclaimer: reg, Trims: reg, Now: cfg.Now, Logger: cfg.Logger}, store)
-	if err != nil {
-		return nil, fmt.Errorf("api: maintenance: %w", err)
-	}
-	retention := NewRetention(cfg.Layout, store, reg, cfg.Now, cfg.Logger)
+	retention := s.Retention()
+	leases, reg, flushStore, compactStore := s.leases, s.registry, s.StoreFor("flusher"), s.StoreFor("compactor")
 	// eachWritten runs op on every pchannel with a lease record (every
 	// pchannel ever written), going on past failures.
 	eachWritten := func(ctx context.Context, what string, op func(ctx context.Context, pchannel string) error) error {
@@ -143,20 +78,20 @@ func NewMaintenance(cfg Config, store objstore.Store) (Maintenance, error) {
 		}
 		return errors.Join(errs...)
 	}
-	flush := func(ctx context.Context, _ time.Time) error {
+	flush := func(ctx context.Context) error {
 		return eachWritten(ctx, "flush", func(ctx context.Context, p string) error {
 			f, err := snapshot.NewFlusher(snapshot.FlushConfig{PChannel: p, Layout: cfg.Layout, Now: cfg.Now, Logger: cfg.Logger,
-				Positions: reg}, store)
+				Positions: reg}, flushStore)
 			if err == nil {
 				_, err = f.FlushNow(ctx)
 			}
 			return err
 		})
 	}
-	compact := func(ctx context.Context, _ time.Time) error {
+	compact := func(ctx context.Context) error {
 		return eachWritten(ctx, "compact", func(ctx context.Context, p string) error {
 			c, err := snapshot.NewCompactor(snapshot.CompactConfig{PChannel: p, Layout: cfg.Layout, TargetBytes: MaintenanceCompactBytes,
-				Now: cfg.Now, Logger: cfg.Logger}, store)
+				Now: cfg.Now, Logger: cfg.Logger}, compactStore)
 			if err != nil {
 				return err
 			}
@@ -167,30 +102,37 @@ func NewMaintenance(cfg Config, store objstore.Store) (Maintenance, error) {
 			return err
 		})
 	}
-	tasks := []Task{
-		TaskFunc{TaskName: "stuck-assignment check", Func: func(ctx context.Context, _ time.Time) error {
+	tasks := []task{
+		{"stuck-assignment check", func(ctx context.Context) error {
 			changed, err := bal.Check(ctx)
 			if len(changed) > 0 {
 				cfg.Logger.Info("assignments changed", "count", len(changed))
 			}
 			return err
 		}},
-		TaskFunc{TaskName: "flush", Func: flush},
+		{"flush", flush},
 	}
 	if !cfg.NoCompaction {
-		tasks = append(tasks, TaskFunc{TaskName: "compact", Func: compact})
+		tasks = append(tasks, task{"compact", compact})
 	}
 	tasks = append(tasks,
-		TaskFunc{TaskName: "broadcasts", Func: func(ctx context.Context, _ time.Time) error {
-			return maintainBroadcasts(ctx, bc, pool, cfg.Logger)
-		}},
-		TaskFunc{TaskName: "retention", Func: func(ctx context.Context, _ time.Time) error {
+		task{"broadcasts", func(ctx context.Context) error { return s.maintainBroadcasts(ctx) }},
+		task{"retention", func(ctx context.Context) error {
 			_, err := retention.Apply(ctx)
 			return err
 		}},
-		TaskFunc{TaskName: "gc", Func: func(ctx context.Context, _ time.Time) error { return gc.Collect(ctx) }},
+		task{"gc", gc.Collect},
 	)
-	return Tasks{Logger: cfg.Logger, List: tasks}, nil
+	var errs []error
+	for _, t := range tasks {
+		start := time.Now()
+		err := t.run(ctx)
+		cfg.Logger.Info("maintenance task", "task", t.name, "took_ms", time.Since(start).Milliseconds(), "err", err)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", t.name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // MaintenanceCompactBytes bounds the files one merge of the maintenance
@@ -208,7 +150,8 @@ const BroadcastRoundBudget = 30 * time.Second
 // maintainBroadcasts is the round's "broadcasts" task: resume the pending
 // tasks within BroadcastRoundBudget, close the writers it opened
 // (releasing their leases), and collect the finished tasks.
-func maintainBroadcasts(ctx context.Context, bc *coordinator.Broadcaster, pool *Pool, log *slog.Logger) error {
+func (s *System) maintainBroadcasts(ctx context.Context) error {
+	bc, pool, log := s.broadcasts, s.pool, s.cfg.Logger
 	resumed, err := bc.ResumeWithin(ctx, BroadcastRoundBudget)
 	rel, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()

@@ -1,12 +1,10 @@
-package api
+package system
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -115,7 +113,7 @@ type openCall struct {
 func newPool(cfg Config, store objstore.Store, leases segmentlog.Leases, opens func(string)) (*Pool, error) {
 	c, err := cache.New[*segmentlog.Batch](cache.Config{MaxBytes: cfg.CacheBytes})
 	if err != nil {
-		return nil, fmt.Errorf("api: cache: %w", err)
+		return nil, fmt.Errorf("system: cache: %w", err)
 	}
 	return &Pool{
 		cfg: cfg, store: store, leases: leases, cache: c, tail: &cache.Tail{},
@@ -214,7 +212,7 @@ func (p *Pool) openingLocked(pchannel string, takeover bool) *openCall {
 // its term and cache if nobody acquired meanwhile. It reports whether the
 // lease was renewed.
 func (p *Pool) awaitRenew(ctx context.Context, e *poolEntry, dl time.Time) bool {
-	limit := p.cfg.Now().Add(2*p.cfg.leaseRequestTimeout() + p.cfg.RenewInterval)
+	limit := p.cfg.Now().Add(2*p.cfg.LeaseRequestTimeout() + p.cfg.RenewInterval)
 	for p.cfg.Now().Before(limit) {
 		if e.w.Err() != nil {
 			return false
@@ -317,7 +315,7 @@ func (p *Pool) openOnce(ctx context.Context, pchannel string, takeover bool) (*p
 	if p.cfg.WriteMode == WriteShared {
 		shared, ok := p.leases.(segmentlog.SharedLeases)
 		if !ok {
-			return nil, fmt.Errorf("api: write mode %s: the lease service has no shared terms", WriteShared)
+			return nil, fmt.Errorf("system: write mode %s: the lease service has no shared terms", WriteShared)
 		}
 		sw, err := segmentlog.OpenSharedWriter(ctx, cfg, p.store, shared)
 		if err != nil {
@@ -352,12 +350,12 @@ type appendResult struct {
 }
 
 // Append appends msgs to pchannel as one batch. With expect set, the batch
-// must land at exactly that offset: it fails with a 412 Error, writing
+// must land at exactly that offset: it fails with an *OffsetMismatchError, writing
 // nothing, unless the pchannel's tail is expect once every earlier append of
 // this process has resolved. With after set, the batch is written only if
 // the writer holds that key (segmentlog.Writer.Holds: acked, or queued
-// ahead of this batch), else it fails with a 412 out_of_sequence Error,
-// writing nothing; the check is made on every writer the append tries.
+// ahead of this batch), else it fails with ErrOutOfSequence, writing
+// nothing; the check is made on every writer the append tries.
 // An append that failed before anything of it
 // could have landed (the writer was fenced or closing) is retried once on a
 // fresh writer; so is one whose lease lapsed if every message carries an
@@ -424,19 +422,14 @@ func (p *Pool) appendTo(ctx context.Context, e *poolEntry, msgs []segmentlog.Mes
 		var acks []segmentlog.Ack
 		var err error
 		if after != nil && !holdsWithin(ctx, e.w, *after) {
-			res <- appendResult{err: errorf(http.StatusPreconditionFailed, CodeOutOfSequence,
-				"the message keyed %s/%d/%d is neither acked nor queued on %s; nothing was written",
-				after.Producer, after.Epoch, after.Seq, e.pchannel)}
+			res <- appendResult{err: fmt.Errorf("%w: the message keyed %s/%d/%d is neither acked nor queued on %s; nothing was written",
+				ErrOutOfSequence, after.Producer, after.Epoch, after.Seq, e.pchannel)}
 			return
 		}
 		if expect != nil {
 			acks, err = e.w.AppendAt(context.WithoutCancel(ctx), *expect, msgs...)
 			if errors.Is(err, segmentlog.ErrOffsetMismatch) {
-				tail := e.stats().Frontier
-				ae := errorf(http.StatusPreconditionFailed, CodeOffsetMismatch,
-					"expected_offset %d, but the tail of %s is %d; nothing was written", *expect, e.pchannel, tail)
-				ae.header = http.Header{"Cairn-Next-Offset": {strconv.FormatUint(tail, 10)}}
-				res <- appendResult{err: ae}
+				res <- appendResult{err: &OffsetMismatchError{PChannel: e.pchannel, Expected: *expect, Tail: e.stats().Frontier}}
 				return
 			}
 		} else {
