@@ -500,7 +500,7 @@ func TestSnapshotConcurrentWithCompaction(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			it, err := snaps.OpenRestored(ctx, job.ID, "ra"+name)
+			it, err := snaps.OpenRestored(ctx, job.ID, "ra"+name, sl.MessageID{})
 			got := drainIter(t, it, err)
 			wantVA := onlyVChannel(scanAll(t, store, pch, sl.Earliest(), snapshot.NewSegmentReader(store, 0), nil), "va")
 			if len(got) != len(wantVA) {

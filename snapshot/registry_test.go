@@ -100,7 +100,7 @@ func TestSnapshotsWithRegistry(t *testing.T) {
 			t.Fatal(err)
 		}
 		var restored []sl.Delivery // the data; the segments hold va's create message too
-		for _, d := range drain(t)(snaps.OpenRestored(ctx, "back", "va-back")) {
+		for _, d := range drain(t)(snaps.OpenRestored(ctx, "back", "va-back", sl.MessageID{})) {
 			if d.Type.IsData() {
 				restored = append(restored, d)
 			}
@@ -129,7 +129,7 @@ func TestSnapshotsWithRegistry(t *testing.T) {
 		if n := vaFiles(); n != len(job.Segments) {
 			t.Errorf("%d segment files of the reclaimed va left, want the %d the restored va-back reads", n, len(job.Segments))
 		}
-		if again := drain(t)(snaps.OpenRestored(ctx, "back", "va-back")); len(again) != len(restored)+1 {
+		if again := drain(t)(snaps.OpenRestored(ctx, "back", "va-back", sl.MessageID{})); len(again) != len(restored)+1 {
 			t.Errorf("va-back reads %d messages after va was reclaimed, want %d", len(again), len(restored)+1)
 		}
 		if v, err := reg.Describe(ctx, "va"); err != nil || v.State != coordinator.VChannelReclaiming {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"path"
 	"slices"
+	"strings"
 
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
@@ -171,9 +173,11 @@ func (s *Snapshots) RestoreStatus(ctx context.Context, id string) (RestoreJob, e
 }
 
 // OpenRestored iterates the restored history of target vchannel from a
-// finished job, in the source's ID order; deliveries carry the target's
-// name. IDs and terms are those of the snapshot's source pchannel.
-func (s *Snapshots) OpenRestored(ctx context.Context, id, target string) (segmentlog.SegmentIterator, error) {
+// finished job, in the source's ID order, from ID from on (the zero ID:
+// from its start); deliveries carry the target's name. IDs and terms are
+// those of the snapshot's source pchannel. A job not done fails with
+// ErrState, a target the job does not name with ErrNotFound.
+func (s *Snapshots) OpenRestored(ctx context.Context, id, target string, from segmentlog.MessageID) (segmentlog.SegmentIterator, error) {
 	job, err := s.RestoreStatus(ctx, id)
 	if err != nil {
 		return nil, err
@@ -190,11 +194,50 @@ func (s *Snapshots) OpenRestored(ctx context.Context, id, target string) (segmen
 	if source == "" {
 		return nil, fmt.Errorf("restore job %s: %w: no target %s", id, ErrNotFound, target)
 	}
-	it, err := s.reader.open(ctx, job.Segments, ^uint64(0), job.Starts[source], []string{source})
+	if start := job.Starts[source]; from.Less(start) {
+		from = start // the snapshot holds the source's messages from there
+	}
+	it, err := s.reader.open(ctx, job.Segments, ^uint64(0), from, []string{source})
 	if err != nil {
 		return nil, err
 	}
 	return renamed{it, target}, nil
+}
+
+// RestoredFrom returns the ID of the done restore job whose targets name
+// vchannel, or "" if none does: one LIST of the restore jobs and a GET per
+// job, in ID order. Should two done jobs name it, the lowest ID wins. A
+// caller may keep the answer once it is not "": a job creates its target
+// vchannels only after it is done, and a done job never changes.
+func (s *Snapshots) RestoredFrom(ctx context.Context, vchannel string) (string, error) {
+	var ids []string
+	err := s.store.List(ctx, RestoresPrefix(s.cfg.Layout), "", func(a objstore.Attrs) error {
+		if id, ok := strings.CutSuffix(path.Base(a.Key), ".json"); ok {
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	for _, id := range ids { // listed in key order: the lowest ID first
+		j, err := s.RestoreStatus(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		if j.State != JobDone {
+			continue
+		}
+		for _, t := range j.Targets {
+			if t == vchannel {
+				return id, nil
+			}
+		}
+	}
+	return "", nil
 }
 
 // renamed delivers an iterator's messages under another vchannel name.

@@ -222,7 +222,18 @@ func TestSnapshotLifecycle(t *testing.T) {
 		for i := range want {
 			want[i].VChannel = "ra"
 		}
-		sameDeliveries(t, "restored ra after the drop", drain(t)(snaps.OpenRestored(ctx, "job1", "ra")), want)
+		sameDeliveries(t, "restored ra after the drop", drain(t)(snaps.OpenRestored(ctx, "job1", "ra", sl.MessageID{})), want)
+		// From an ID inside the history: the rest of it, nothing before.
+		sameDeliveries(t, "restored ra from its third message", drain(t)(snaps.OpenRestored(ctx, "job1", "ra", want[2].ID)), want[2:])
+		if id, err := snaps.RestoredFrom(ctx, "ra"); err != nil || id != "job1" {
+			t.Errorf("RestoredFrom(ra) = %q, %v; want job1", id, err)
+		}
+		if id, err := snaps.RestoredFrom(ctx, "va"); err != nil || id != "" {
+			t.Errorf("RestoredFrom(va), a source, = %q, %v; want none", id, err)
+		}
+		if _, err := snaps.OpenRestored(ctx, "job1", "va", sl.MessageID{}); !errors.Is(err, snapshot.ErrNotFound) {
+			t.Errorf("OpenRestored of a vchannel the job does not target: %v, want ErrNotFound", err)
+		}
 		if _, err := snaps.Restore(ctx, "job3", "snap1", targets); !errors.Is(err, snapshot.ErrNotFound) {
 			t.Errorf("restore of a dropped snapshot: %v, want ErrNotFound", err)
 		}
@@ -390,7 +401,7 @@ func TestRestoreKilledHalfwayResumes(t *testing.T) {
 		}
 		for src, dst := range targets {
 			want := drain(t)(snaps.Open(ctx, "s", src))
-			got := drain(t)(snaps.OpenRestored(ctx, "j", dst))
+			got := drain(t)(snaps.OpenRestored(ctx, "j", dst, sl.MessageID{}))
 			if len(got) != len(want) || len(want) == 0 {
 				t.Fatalf("restored %s: %d messages, want the snapshot's %d", dst, len(got), len(want))
 			}

@@ -738,7 +738,7 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 				for i := range want {
 					want[i].VChannel = "r1" // a restored history is read under its target's name
 				}
-				sameDeliveries(t, "I10/I12: restored r1 after trims, a dropped snapshot and GC", drain(t)(snap.snaps.OpenRestored(context.Background(), "r-mid", "r1")), want)
+				sameDeliveries(t, "I10/I12: restored r1 after trims, a dropped snapshot and GC", drain(t)(snap.snaps.OpenRestored(context.Background(), "r-mid", "r1", sl.MessageID{})), want)
 			}
 		}
 		// The tailing reader read from the start: the final read is its

@@ -273,15 +273,12 @@ func (s *Server) read(ctx context.Context, p string, q readQuery) (ReadResponse,
 	sc, err := segmentlog.NewScanner(ctx, segmentlog.ScannerConfig{
 		PChannel: p, Layout: s.sc.Layout, From: from,
 		VChannels: q.vchannels, Types: q.types, Trim: q.trim, EarliestID: q.earliestID,
-		Cache: s.pool.Cache(), NoWait: true, Segments: s.segs,
+		Cache: s.pool.Cache(), Tail: s.pool.Tail(), NoWait: true, Segments: s.segs,
 	}, s.store)
 	if err != nil {
 		return ReadResponse{}, err
 	}
 	defer sc.Close()
-
-	resp := ReadResponse{PChannel: p, Messages: []MessageOut{}}
-	deadline := s.sc.Now().Add(q.wait)
 	waiting := false
 	defer func() {
 		if waiting {
@@ -289,75 +286,27 @@ func (s *Server) read(ctx context.Context, p string, q readQuery) (ReadResponse,
 			s.metrics.waiters.Dec()
 		}
 	}()
-	poll := 5 * time.Millisecond
-	size := 0
-	for len(resp.Messages) < q.max && size < s.cfg.MaxReadBytes {
-		frontier, live := s.pool.Tail().Frontier(p)
-		d, err := sc.Next(ctx)
-		if errors.Is(err, segmentlog.ErrTail) {
-			if len(resp.Messages) > 0 || !s.sc.Now().Before(deadline) {
-				break
+	page, err := sc.Page(ctx, segmentlog.PageLimits{Max: q.max, MaxBytes: s.cfg.MaxReadBytes, Wait: q.wait,
+		BeforeWait: func() error {
+			select {
+			case s.waiters <- struct{}{}:
+				waiting = true
+				s.metrics.waiters.Inc()
+				return nil
+			default:
+				e := errorf(http.StatusTooManyRequests, CodeTooManyWaiters, "%d reads are waiting at the tail already", s.cfg.MaxWaiters)
+				e.retryAfter = time.Second
+				return e
 			}
-			if !waiting {
-				select {
-				case s.waiters <- struct{}{}:
-					waiting = true
-					s.metrics.waiters.Inc()
-				default:
-					e := errorf(http.StatusTooManyRequests, CodeTooManyWaiters, "%d reads are waiting at the tail already", s.cfg.MaxWaiters)
-					e.retryAfter = time.Second
-					return ReadResponse{}, e
-				}
-			}
-			if !s.awaitAppend(ctx, p, frontier, live, deadline, &poll) {
-				break
-			}
-			continue
-		}
-		if err != nil {
-			if len(resp.Messages) > 0 || (ctx.Err() != nil && errors.Is(err, ctx.Err())) {
-				break // return what was read; the client resumes from next
-			}
-			return ReadResponse{}, err
-		}
-		resp.Messages = append(resp.Messages, messageOut(d))
-		size += len(d.Payload)
+		}})
+	if err != nil {
+		return ReadResponse{}, err
 	}
-	resp.Next = sc.Resume().String()
+	resp := ReadResponse{PChannel: p, Messages: make([]MessageOut, len(page)), Next: sc.Resume().String()}
+	for i, d := range page {
+		resp.Messages[i] = messageOut(d)
+	}
 	return resp, nil
-}
-
-// awaitAppend waits, at most until deadline, for something new at the tail
-// of p: woken by the in-process writer when there is one (frontier and live
-// read before the scanner met the tail), else after a backoff of *poll
-// (5 ms doubling to 250 ms) before the scanner probes the next slot again.
-// It reports false when the wait is over.
-func (s *Server) awaitAppend(ctx context.Context, p string, frontier uint64, live bool, deadline time.Time, poll *time.Duration) bool {
-	left := deadline.Sub(s.sc.Now())
-	if left <= 0 || ctx.Err() != nil {
-		return false
-	}
-	if live {
-		wctx, cancel := context.WithTimeout(ctx, left)
-		_, err := s.pool.Tail().Wait(wctx, p, frontier)
-		cancel()
-		if err == nil {
-			return true
-		}
-		if ctx.Err() != nil || wctx.Err() != nil {
-			return false
-		}
-		// The writer went away: fall back to polling the store.
-	}
-	t := time.NewTimer(min(*poll, left))
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-		return false
-	}
-	*poll = min(2**poll, 250*time.Millisecond)
-	return true
 }
 
 func messageOut(d segmentlog.Delivery) MessageOut {

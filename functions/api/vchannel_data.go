@@ -5,15 +5,11 @@ import (
 	"context"
 	"errors"
 	"io"
-	"math"
 	"net/http"
-	"path"
 	"strings"
 
 	"github.com/cairnlog/cairn/coordinator"
-	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
-	"github.com/cairnlog/cairn/snapshot"
 )
 
 // The data path by vchannel (node role): the registry names the pchannel,
@@ -233,23 +229,7 @@ func (s *Server) liveStart(ctx context.Context, v coordinator.VChannel) (segment
 // last message, or, once the history is exhausted, where v's own messages
 // begin.
 func (s *Server) readRestored(ctx context.Context, job string, v coordinator.VChannel, from segmentlog.MessageID, minTick uint64, q readQuery) (ReadResponse, error) {
-	j, err := s.snaps.RestoreStatus(ctx, job)
-	if err != nil {
-		return ReadResponse{}, err
-	}
-	source := ""
-	for src, t := range j.Targets {
-		if t == v.Name {
-			source = src
-		}
-	}
-	if j.State != snapshot.JobDone || source == "" {
-		return ReadResponse{}, errorf(http.StatusConflict, CodeWrongState, "restore job %s of %s is %s", job, v.Name, j.State)
-	}
-	if start := j.Starts[source]; from.Less(start) {
-		from = start // the snapshot holds the source's messages from there
-	}
-	it, err := s.segs.Open(ctx, segmentlog.Checkpoint{C: math.MaxUint64, Segments: j.Segments}, from, []string{source})
+	it, err := s.snaps.OpenRestored(ctx, job, v.Name, from)
 	if err != nil {
 		return ReadResponse{}, err
 	}
@@ -273,7 +253,6 @@ func (s *Server) readRestored(ctx context.Context, job string, v coordinator.VCh
 		if !wantType(d.Type, q.types) || d.TimeTick < minTick {
 			continue
 		}
-		d.VChannel = v.Name
 		m := messageOut(d)
 		m.Restored = true
 		resp.Messages = append(resp.Messages, m)
@@ -307,10 +286,9 @@ func wantType(t segmentlog.MessageType, types []segmentlog.MessageType) bool {
 }
 
 // restoreOf returns the ID of the restore job whose history v has, or ""
-// if v was not restored. The answer is looked up once per process, among
-// the done restore jobs (one LIST and a GET per job), and kept: restore
-// creates a target vchannel only after its job is done. Should two done
-// jobs name v, the lowest ID wins.
+// if v was not restored (snapshot.Snapshots.RestoredFrom), looked up once
+// per process and kept: restore creates a target vchannel only after its
+// job is done.
 func (s *Server) restoreOf(ctx context.Context, v coordinator.VChannel) (string, error) {
 	if v.Created == nil {
 		return "", nil // not even created: no restore has finished with it
@@ -318,36 +296,9 @@ func (s *Server) restoreOf(ctx context.Context, v coordinator.VChannel) (string,
 	if id, ok := s.vchans.restoredFrom(v.Name); ok {
 		return id, nil
 	}
-	var ids []string
-	err := s.store.List(ctx, snapshot.RestoresPrefix(s.sc.Layout), "", func(a objstore.Attrs) error {
-		if id, ok := strings.CutSuffix(path.Base(a.Key), ".json"); ok {
-			ids = append(ids, id)
-		}
-		return nil
-	})
+	found, err := s.snaps.RestoredFrom(ctx, v.Name)
 	if err != nil {
 		return "", err
-	}
-	found := ""
-	for _, id := range ids { // listed in key order: the lowest ID first
-		j, err := s.snaps.RestoreStatus(ctx, id)
-		if errors.Is(err, snapshot.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return "", err
-		}
-		if j.State != snapshot.JobDone {
-			continue
-		}
-		for _, t := range j.Targets {
-			if t == v.Name {
-				found = id
-			}
-		}
-		if found != "" {
-			break
-		}
 	}
 	s.vchans.setRestored(v.Name, found)
 	return found, nil
