@@ -180,6 +180,8 @@ func classify(err error) *Error {
 		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body over %d bytes", mbe.Limit)
 	case errors.Is(err, system.ErrOutOfSequence):
 		return errorf(http.StatusPreconditionFailed, CodeOutOfSequence, "%v", tidy(err, system.ErrOutOfSequence))
+	case errors.Is(err, system.ErrInvalidRestore):
+		return errorf(http.StatusBadRequest, CodeInvalid, "%v", tidy(err, system.ErrInvalidRestore))
 	case errors.Is(err, system.ErrTxnShared):
 		return errorf(http.StatusConflict, CodeWrongState, "%v", tidy(err, system.ErrTxnShared))
 	case errors.Is(err, segmentlog.ErrInvalidName):

@@ -63,7 +63,6 @@ type Server struct {
 	known      sync.Map              // pchannel → struct{}: has a lease record (records are never deleted)
 	pchannels  map[string]bool       // the configured set (system.Config.PChannels)
 	vchans     vchannelCache
-	restores   *restoreRuns
 }
 
 // New builds the HTTP API of sys: cfg's defaults applied, then checked. It
@@ -80,7 +79,6 @@ func New(cfg Config, sys *system.System) (*Server, error) {
 		snaps: sys.Snapshots(), pool: sys.Pool(), segs: sys.Segments()}
 	s.metrics = newMetrics(sys.Metrics(), s.pause)
 	s.vchans = vchannelCache{ttl: vchannelCacheTTL, now: sc.Now, entries: map[string]vchannelEntry{}}
-	s.restores = newRestoreRuns()
 	s.pchannels = make(map[string]bool, len(sc.PChannels))
 	for _, p := range sc.PChannels {
 		s.pchannels[p] = true
@@ -92,13 +90,9 @@ func New(cfg Config, sys *system.System) (*Server, error) {
 // System is the system the server serves.
 func (s *Server) System() *system.System { return s.sys }
 
-// Close stops the restore jobs running in the background (a later request
-// resumes them: they are idempotent), then closes the system's writers,
-// releasing their leases (see system.Pool.Close).
-func (s *Server) Close(ctx context.Context) error {
-	s.restores.stop(ctx)
-	return s.sys.Close(ctx)
-}
+// Close closes the system (system.System.Close): restore jobs stopped,
+// writers closed, leases released.
+func (s *Server) Close(ctx context.Context) error { return s.sys.Close(ctx) }
 
 // Shutdown closes the server within the system's ShutdownTimeout and logs
 // the outcome. It is the SIGTERM callback of the Lambda functions.

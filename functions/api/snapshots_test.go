@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
 )
 
@@ -48,7 +49,7 @@ func (ts *testServer) restoreUntilDone(id string) RestoreOut {
 	for {
 		var out RestoreOut
 		mustOK(ts.t.(*testing.T), "restore status", ts.get("/v1/restores/"+id), &out)
-		if out.State != RestoreRunning {
+		if out.State != string(system.RestoreRunning) {
 			return out
 		}
 		if time.Now().After(deadline) {
@@ -140,7 +141,7 @@ func TestRestoreRoutes(t *testing.T) {
 		t.Fatalf("restore answer %+v", job)
 	}
 	job = ts.restoreUntilDone("job-1")
-	if job.State != RestoreDone || job.Done != job.Total || job.Total < 2 || job.TimeTick == 0 {
+	if job.State != string(system.RestoreDone) || job.Done != job.Total || job.Total < 2 || job.TimeTick == 0 {
 		t.Fatalf("restore finished %+v", job)
 	}
 
@@ -180,7 +181,7 @@ func TestRestoreRoutes(t *testing.T) {
 
 	// Idempotent by job ID.
 	mustOK(t, "restore again", ts.postJSON("/v1/snapshots/s1/restore", req), &job)
-	if job.State != RestoreDone {
+	if job.State != string(system.RestoreDone) {
 		t.Fatalf("restore again %+v", job)
 	}
 	wantError(t, "job ID of another restore", ts.postJSON("/v1/snapshots/s1/restore", RestoreRequest{JobID: "job-1", Targets: map[string]string{"v0": "r1"}}), 409, CodeExists)

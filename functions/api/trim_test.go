@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
 )
 
@@ -168,7 +169,7 @@ func TestSnapshotScope(t *testing.T) {
 			t.Fatalf("restore %s: %d %s", name, r.status, r.body)
 		}
 		r.decode(t, &job)
-		if job = ts.restoreUntilDone(job.ID); job.State != RestoreDone {
+		if job = ts.restoreUntilDone(job.ID); job.State != string(system.RestoreDone) {
 			t.Fatalf("restore %s: %+v", name, job)
 		}
 		if got := read("/v1/vchannels/r-" + name + "/messages"); !slices.Equal(got, want) {

@@ -32,6 +32,7 @@ type System struct {
 	snaps      *snapshot.Snapshots
 	segs       *snapshot.SegmentReader
 	pool       *Pool
+	restores   *restoreRuns
 
 	probeMu  sync.Mutex
 	probedOK bool
@@ -66,6 +67,7 @@ func New(cfg Config, store objstore.Store) (*System, error) {
 		return nil, fmt.Errorf("system: %w", err)
 	}
 	s.segs = snapshot.NewSegmentReader(s.StoreFor("reader"), 0)
+	s.restores = newRestoreRuns()
 	return s, nil
 }
 
@@ -145,5 +147,10 @@ func (s *System) Probe(ctx context.Context) error {
 	return nil
 }
 
-// Close closes every writer, releasing its lease (see Pool.Close).
-func (s *System) Close(ctx context.Context) error { return s.pool.Close(ctx) }
+// Close stops the restore jobs running in the background (a later
+// StartRestore or RestoreProgress resumes them: they are idempotent), then
+// closes every writer, releasing its lease (see Pool.Close).
+func (s *System) Close(ctx context.Context) error {
+	s.restores.stop(ctx)
+	return s.pool.Close(ctx)
+}
