@@ -15,6 +15,7 @@ import (
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/functions/api"
+	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/infra/miniotest"
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
@@ -49,9 +50,9 @@ func lambdaEnv(t *testing.T) (map[string]string, objstore.Store) {
 func getReq(path string) urlRequest { return urlRequest{method: "GET", path: path} }
 
 func appendJSON(p string, payloads ...string) urlRequest {
-	var req api.AppendRequest
+	var req wire.AppendRequest
 	for _, pl := range payloads {
-		req.Messages = append(req.Messages, api.MessageIn{VChannel: "v0", Payload: []byte(pl)})
+		req.Messages = append(req.Messages, wire.MessageIn{VChannel: "v0", Payload: []byte(pl)})
 	}
 	b, _ := json.Marshal(req)
 	return urlRequest{method: "POST", path: "/v1/pchannels/" + p + "/append",
@@ -82,7 +83,7 @@ func TestFunctionURLs(t *testing.T) {
 
 	r := node.mustCall(appendJSON("p0", "one", "two"))
 	wantStatus(t, "JSON append", r, 200)
-	ack := decode[api.AppendResponse](t, r)
+	ack := decode[wire.AppendResponse](t, r)
 	if ack.PChannel != "p0" || len(ack.Acks) != 2 || ack.Acks[1].Index != 1 {
 		t.Fatalf("acks %+v", ack)
 	}
@@ -98,7 +99,7 @@ func TestFunctionURLs(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = node.mustCall(urlRequest{method: "POST", path: "/v1/pchannels/p0/append", base64: true,
-		header: map[string]string{"Content-Type": api.ContentTypeBatch}, body: batch})
+		header: map[string]string{"Content-Type": wire.ContentTypeBatch}, body: batch})
 	wantStatus(t, "binary append", r, 200)
 	// JSON may arrive base64-encoded too.
 	jr := appendJSON("p0", "three")
@@ -107,7 +108,7 @@ func TestFunctionURLs(t *testing.T) {
 
 	r = node.mustCall(urlRequest{method: "GET", path: "/v1/pchannels/p0/messages", query: "from=earliest&type=data&type=insert"})
 	wantStatus(t, "read", r, 200)
-	read := decode[api.ReadResponse](t, r)
+	read := decode[wire.ReadResponse](t, r)
 	var got []string
 	for _, m := range read.Messages {
 		got = append(got, string(m.Payload))
@@ -117,10 +118,10 @@ func TestFunctionURLs(t *testing.T) {
 	}
 	r = node.mustCall(urlRequest{method: "GET", path: "/v1/pchannels/p0/messages", query: "from=" + read.Next + "&wait=200ms"})
 	wantStatus(t, "empty long poll", r, 200)
-	if rr := decode[api.ReadResponse](t, r); len(rr.Messages) != 0 || rr.Next != read.Next {
+	if rr := decode[wire.ReadResponse](t, r); len(rr.Messages) != 0 || rr.Next != read.Next {
 		t.Fatalf("long poll past the tail: %+v", rr)
 	}
-	tail := decode[api.TailResponse](t, node.mustCall(getReq("/v1/pchannels/p0/tail")))
+	tail := decode[wire.TailResponse](t, node.mustCall(getReq("/v1/pchannels/p0/tail")))
 	// Three batches, and perhaps timetick batches after quiet seconds.
 	if tail.Source != "writer" || tail.NextOffset < ack.Acks[0].Offset+3 {
 		t.Fatalf("tail %+v", tail)
@@ -132,7 +133,7 @@ func TestFunctionURLs(t *testing.T) {
 	r = node.mustCall(urlRequest{method: "POST", path: "/v1/pchannels/p0/append",
 		header: map[string]string{"Content-Type": "application/json"}, body: []byte(`{"messages":[{"vchannel":"../x"}]}`)})
 	wantStatus(t, "bad vchannel", r, 400)
-	if e := decode[api.Error](t, r); e.Code != api.CodeInvalidName {
+	if e := decode[api.Error](t, r); e.Code != wire.CodeInvalidName {
 		t.Fatalf("error %+v", e)
 	}
 	wantStatus(t, "unknown pchannel", node.mustCall(getReq("/v1/pchannels/nope/messages")), 404)
@@ -144,11 +145,11 @@ func TestFunctionURLs(t *testing.T) {
 	}
 
 	coord := startContainer(t, "coordinator", "coordinator-1", env)
-	leases := decode[api.LeasesResponse](t, coord.mustCall(getReq("/v1/leases")))
+	leases := decode[wire.LeasesResponse](t, coord.mustCall(getReq("/v1/leases")))
 	if len(leases.Leases) != 1 || leases.Leases[0].Holder != "cairn-node/2026/11/21/[$LATEST]node-1" || !leases.Leases[0].Live {
 		t.Fatalf("leases %+v", leases)
 	}
-	st := decode[api.StatusResponse](t, coord.mustCall(getReq("/v1/pchannels")))
+	st := decode[wire.StatusResponse](t, coord.mustCall(getReq("/v1/pchannels")))
 	if len(st.PChannels) != 1 || st.PChannels[0].TailSource != "hint" {
 		t.Fatalf("status %+v", st)
 	}
@@ -285,7 +286,7 @@ func TestNodeHandoff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tailA := decode[api.TailResponse](t, a.mustCall(getReq("/v1/pchannels/p0/tail")))
+	tailA := decode[wire.TailResponse](t, a.mustCall(getReq("/v1/pchannels/p0/tail")))
 	termA := tailA.Term
 
 	// 1. Graceful handoff: Lambda sends SIGTERM before it shuts a container
@@ -314,7 +315,7 @@ func TestNodeHandoff(t *testing.T) {
 	_, steadyB := prod.send(b, p)
 	t.Logf("graceful handoff (SIGTERM → release → next holder): release took %.1f ms; B's first append %.1f ms and %.0f store requests [%s] (acquire, replay from the checkpoint, fence window of 8, the batch) over a WAL of %d slots; B's next append %.1f ms",
 		ms(released), ms(handoff), afterB.total()-beforeB.total(), afterB.minus(beforeB), tailA.NextOffset, ms(steadyB))
-	termB := decode[api.TailResponse](t, b.mustCall(getReq("/v1/pchannels/p0/tail"))).Term
+	termB := decode[wire.TailResponse](t, b.mustCall(getReq("/v1/pchannels/p0/tail"))).Term
 	if termB != termA+1 {
 		t.Fatalf("B's term %d, A's %d", termB, termA)
 	}
@@ -335,7 +336,7 @@ func TestNodeHandoff(t *testing.T) {
 			break
 		}
 		wantStatus(t, "append on C while B is frozen", r, 503)
-		if e := decode[api.Error](t, r); e.Code != api.CodeLeaseHeld || r.header["Retry-After"] == "" {
+		if e := decode[api.Error](t, r); e.Code != wire.CodeLeaseHeld || r.header["Retry-After"] == "" {
 			t.Fatalf("503 %+v without lease_held and Retry-After: %v", e, r.header)
 		}
 		if d < 1500*time.Millisecond {
@@ -356,19 +357,19 @@ func TestNodeHandoff(t *testing.T) {
 	b.thaw()
 	r, _ = prod.send(b, p)
 	wantStatus(t, "append on B after thawing behind C", r, 503)
-	if e := decode[api.Error](t, r); e.Code != api.CodeLeaseHeld {
+	if e := decode[api.Error](t, r); e.Code != wire.CodeLeaseHeld {
 		t.Fatalf("thawed B: %+v", e)
 	}
 
 	// 3. A holder that thaws with nobody else around renews and keeps its
 	// term, writer and cache.
-	termC := decode[api.TailResponse](t, c.mustCall(getReq("/v1/pchannels/p0/tail"))).Term
+	termC := decode[wire.TailResponse](t, c.mustCall(getReq("/v1/pchannels/p0/tail"))).Term
 	c.freeze()
 	time.Sleep(6 * time.Second) // past TTL + margin
 	c.thaw()
 	r, thawed := prod.send(c, p)
 	wantStatus(t, "append on C after thawing alone", r, 200)
-	if got := decode[api.AppendResponse](t, r).Term; got != termC {
+	if got := decode[wire.AppendResponse](t, r).Term; got != termC {
 		t.Fatalf("C's term after thawing alone: %d, before %d", got, termC)
 	}
 	t.Logf("thaw with the lease expired but not taken: first append %.1f ms, same term %d (renewed, no re-fence)", ms(thawed), termC)
@@ -379,7 +380,7 @@ func TestNodeHandoff(t *testing.T) {
 	for {
 		r := c.mustCall(urlRequest{method: "GET", path: "/v1/pchannels/p0/messages", query: "from=" + from + "&max=1000"})
 		wantStatus(t, "read back", r, 200)
-		rr := decode[api.ReadResponse](t, r)
+		rr := decode[wire.ReadResponse](t, r)
 		for _, m := range rr.Messages {
 			delivered = append(delivered, string(m.Payload))
 		}

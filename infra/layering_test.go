@@ -61,7 +61,9 @@ func TestLayering(t *testing.T) {
 //     in tests, so that the HTTP API and the runtime run over any
 //     objstore.Store they are given;
 //   - functions/system never imports functions/api: the runtime knows
-//     nothing of HTTP.
+//     nothing of HTTP;
+//   - functions/api/wire, the API's contract, imports the standard library
+//     only, so that any Go client can use it without the server.
 func TestForbiddenImports(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f",
 		`{{.ImportPath}}|{{join .Imports " "}}|{{join .TestImports " "}} {{join .XTestImports " "}}`, module+"/...").CombinedOutput()
@@ -91,6 +93,13 @@ func TestForbiddenImports(t *testing.T) {
 				t.Errorf("%s imports %s: the runtime knows nothing of HTTP", pkg, d)
 			}
 		}
+		if rel == "functions/api/wire" {
+			for _, d := range code {
+				if strings.Contains(strings.Split(d, "/")[0], ".") {
+					t.Errorf("%s imports %s: the wire contract imports the standard library only", pkg, d)
+				}
+			}
+		}
 		if noAdapter[rel] {
 			for _, d := range append(code, tests...) {
 				if slices.Contains(adapters, d) {
@@ -99,7 +108,7 @@ func TestForbiddenImports(t *testing.T) {
 			}
 		}
 	}
-	for rel := range noAdapter {
+	for _, rel := range []string{"functions/api", "functions/system", "functions/api/wire"} {
 		if !seen[rel] {
 			t.Errorf("go list did not list %s: the check would prove nothing", rel)
 		}

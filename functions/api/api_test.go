@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
@@ -17,9 +18,9 @@ import (
 func TestAppendAndRead(t *testing.T) {
 	ts := newTestServer(t, testConfig(t), objstore.NewMemory())
 
-	first := ts.mustAppend("p0", AppendRequest{Messages: []MessageIn{
+	first := ts.mustAppend("p0", wire.AppendRequest{Messages: []wire.MessageIn{
 		{VChannel: "v0", Type: "insert", Payload: []byte("one"), Properties: map[string]string{"k": "v"},
-			Key: &Key{Producer: "prod", Epoch: 1, Seq: 1}},
+			Key: &wire.Key{Producer: "prod", Epoch: 1, Seq: 1}},
 		{VChannel: "v1", Payload: []byte("two")},
 	}})
 	if first.Term == 0 || first.Acks[0].Offset != first.Acks[1].Offset || first.Acks[1].Index != 1 {
@@ -34,8 +35,8 @@ func TestAppendAndRead(t *testing.T) {
 	}
 
 	// A retry with the same key is a duplicate with the first copy's ID.
-	dup := ts.mustAppend("p0", AppendRequest{Messages: []MessageIn{{VChannel: "v0", Type: "insert", Payload: []byte("one"),
-		Key: &Key{Producer: "prod", Epoch: 1, Seq: 1}}}})
+	dup := ts.mustAppend("p0", wire.AppendRequest{Messages: []wire.MessageIn{{VChannel: "v0", Type: "insert", Payload: []byte("one"),
+		Key: &wire.Key{Producer: "prod", Epoch: 1, Seq: 1}}}})
 	if !dup.Acks[0].Duplicate || dup.Acks[0].Offset != first.Acks[0].Offset || dup.Acks[0].TimeTick != first.Acks[0].TimeTick {
 		t.Fatalf("duplicate ack %+v, first %+v", dup.Acks[0], first.Acks[0])
 	}
@@ -46,7 +47,7 @@ func TestAppendAndRead(t *testing.T) {
 	}
 	m := all.Messages[0]
 	if m.Type != "insert" || m.VChannel != "v0" || string(m.Payload) != "one" || m.Properties["k"] != "v" ||
-		m.Key == nil || *m.Key != (Key{"prod", 1, 1}) || m.TimeTick != first.Acks[0].TimeTick || m.Term != first.Term {
+		m.Key == nil || *m.Key != (wire.Key{Producer: "prod", Epoch: 1, Seq: 1}) || m.TimeTick != first.Acks[0].TimeTick || m.Term != first.Term {
 		t.Fatalf("first message %+v", m)
 	}
 	if want := fmt.Sprintf("id:%d.1", second.Acks[0].Offset); all.Next != want {
@@ -70,12 +71,12 @@ func TestAppendAndRead(t *testing.T) {
 		t.Fatalf("from timetick: %+v", byTick)
 	}
 
-	var tail TailResponse
+	var tail wire.TailResponse
 	ts.get("/v1/pchannels/p0/tail").decode(t, &tail)
 	if tail.NextOffset != second.Acks[0].Offset+1 || tail.Source != "writer" || tail.Term != first.Term {
 		t.Fatalf("tail %+v", tail)
 	}
-	var sync SyncResponse
+	var sync wire.SyncResponse
 	r := ts.do("POST", "/v1/pchannels/p0/sync", "", nil)
 	r.decode(t, &sync)
 	if r.status != http.StatusOK || sync.TimeTick <= second.Acks[0].TimeTick {
@@ -97,11 +98,11 @@ func TestBinaryBatchAppend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := ts.do("POST", "/v1/pchannels/p2/append", ContentTypeBatch, body)
+	r := ts.do("POST", "/v1/pchannels/p2/append", wire.ContentTypeBatch, body)
 	if r.status != http.StatusOK {
 		t.Fatalf("binary append: %d %s", r.status, r.body)
 	}
-	var ar AppendResponse
+	var ar wire.AppendResponse
 	r.decode(t, &ar)
 	if ar.Term == 99 || len(ar.Acks) != 2 || ar.Acks[0].Offset == 12345 || ar.Acks[0].TimeTick <= 2 {
 		t.Fatalf("term, offset or ticks of the body were used: %+v", ar)
@@ -121,7 +122,7 @@ func TestExpectedOffset(t *testing.T) {
 	stale := first.Acks[0].Offset
 	req.ExpectedOffset = &stale
 	r := ts.postJSON("/v1/pchannels/p0/append", req)
-	if r.status != http.StatusPreconditionFailed || r.errorCode(t) != CodeOffsetMismatch {
+	if r.status != http.StatusPreconditionFailed || r.errorCode(t) != wire.CodeOffsetMismatch {
 		t.Fatalf("stale expected_offset: %d %s", r.status, r.body)
 	}
 	if h := r.header.Get("Cairn-Next-Offset"); h != strconv.FormatUint(next, 10) {
@@ -148,15 +149,15 @@ func TestExpectedOffset(t *testing.T) {
 // epoch and no expected_offset.
 func TestAfterSeq(t *testing.T) {
 	ts := newTestServer(t, testConfig(t), objstore.NewMemory())
-	keyed := func(seqs ...uint64) AppendRequest {
-		req := AppendRequest{}
+	keyed := func(seqs ...uint64) wire.AppendRequest {
+		req := wire.AppendRequest{}
 		for _, s := range seqs {
-			req.Messages = append(req.Messages, MessageIn{VChannel: "v0", Payload: fmt.Appendf(nil, "m%d", s), Key: &Key{Producer: "pr", Epoch: 7, Seq: s}})
+			req.Messages = append(req.Messages, wire.MessageIn{VChannel: "v0", Payload: fmt.Appendf(nil, "m%d", s), Key: &wire.Key{Producer: "pr", Epoch: 7, Seq: s}})
 		}
 		return req
 	}
 	r := ts.postJSON("/v1/pchannels/p0/append?after_seq=1", keyed(2, 3))
-	if r.status != http.StatusPreconditionFailed || r.errorCode(t) != CodeOutOfSequence {
+	if r.status != http.StatusPreconditionFailed || r.errorCode(t) != wire.CodeOutOfSequence {
 		t.Fatalf("batch before its predecessor: %d %s", r.status, r.body)
 	}
 	ts.mustAppend("p0", keyed(0, 1))
@@ -166,7 +167,7 @@ func TestAfterSeq(t *testing.T) {
 	}
 	// A retry of a batch that landed is answered from the dedup window.
 	r = ts.postJSON("/v1/pchannels/p0/append?after_seq=1", keyed(2, 3))
-	var ar AppendResponse
+	var ar wire.AppendResponse
 	r.decode(t, &ar)
 	if r.status != http.StatusOK || !ar.Acks[0].Duplicate {
 		t.Fatalf("retried batch: %d %s", r.status, r.body)
@@ -182,13 +183,13 @@ func TestAfterSeq(t *testing.T) {
 	}
 	for name, tc := range map[string]struct {
 		path string
-		req  AppendRequest
+		req  wire.AppendRequest
 		code string
 	}{
-		"unkeyed":         {"/v1/pchannels/p0/append?after_seq=3", msgs("v0", "x"), CodeInvalid},
-		"two producers":   {"/v1/pchannels/p0/append?after_seq=3", AppendRequest{Messages: append(keyed(4).Messages, MessageIn{VChannel: "v0", Key: &Key{Producer: "other", Epoch: 7, Seq: 5}})}, CodeInvalid},
-		"expected_offset": {"/v1/pchannels/p0/append?after_seq=3&expected_offset=9", keyed(4), CodeMalformed},
-		"not a number":    {"/v1/pchannels/p0/append?after_seq=x", keyed(4), CodeMalformed},
+		"unkeyed":         {"/v1/pchannels/p0/append?after_seq=3", msgs("v0", "x"), wire.CodeInvalid},
+		"two producers":   {"/v1/pchannels/p0/append?after_seq=3", wire.AppendRequest{Messages: append(keyed(4).Messages, wire.MessageIn{VChannel: "v0", Key: &wire.Key{Producer: "other", Epoch: 7, Seq: 5}})}, wire.CodeInvalid},
+		"expected_offset": {"/v1/pchannels/p0/append?after_seq=3&expected_offset=9", keyed(4), wire.CodeMalformed},
+		"not a number":    {"/v1/pchannels/p0/append?after_seq=x", keyed(4), wire.CodeMalformed},
 	} {
 		if r := ts.postJSON(tc.path, tc.req); r.status != http.StatusBadRequest || r.errorCode(t) != tc.code {
 			t.Errorf("%s: %d %s, want 400 %s", name, r.status, r.body, tc.code)
@@ -210,7 +211,7 @@ func TestLongPoll(t *testing.T) {
 		t.Fatalf("wait=100ms returned after %v", d)
 	}
 
-	done := make(chan ReadResponse, 1)
+	done := make(chan wire.ReadResponse, 1)
 	go func() { done <- ts.mustRead("/v1/pchannels/p0/messages?from=" + empty.Next + "&wait=10s") }()
 	time.Sleep(50 * time.Millisecond)
 	ts.mustAppend("p0", msgs("v0", "b"))
@@ -229,7 +230,7 @@ func TestStatusRoutes(t *testing.T) {
 	ar := ts.mustAppend("p1", msgs("v0", "a"))
 	ts.mustAppend("p0", msgs("v0", "a"))
 
-	var lease LeaseOut
+	var lease wire.LeaseOut
 	r := ts.get("/v1/pchannels/p1/lease")
 	r.decode(t, &lease)
 	if r.status != http.StatusOK || lease.PChannel != "p1" || lease.Term != ar.Term || !lease.Live || lease.Holder != "test-"+t.Name() {
@@ -238,17 +239,17 @@ func TestStatusRoutes(t *testing.T) {
 	if strings.Contains(string(r.body), "nonce") {
 		t.Fatalf("lease answer shows the nonce: %s", r.body)
 	}
-	var leases LeasesResponse
+	var leases wire.LeasesResponse
 	ts.get("/v1/leases").decode(t, &leases)
 	if len(leases.Leases) != 2 || leases.Leases[0].PChannel != "p0" {
 		t.Fatalf("leases %+v", leases)
 	}
-	var st StatusResponse
+	var st wire.StatusResponse
 	ts.get("/v1/pchannels").decode(t, &st)
 	if len(st.PChannels) != 2 || st.PChannels[1].Tail != ar.Acks[0].Offset+1 || st.PChannels[1].TailSource != "writer" {
 		t.Fatalf("status %+v", st)
 	}
-	if r := ts.get("/v1/pchannels/nope/lease"); r.status != http.StatusNotFound || r.errorCode(t) != CodeUnknownPChannel {
+	if r := ts.get("/v1/pchannels/nope/lease"); r.status != http.StatusNotFound || r.errorCode(t) != wire.CodeUnknownPChannel {
 		t.Fatalf("lease of unknown: %d %s", r.status, r.body)
 	}
 	if r := ts.get("/healthz"); r.status != http.StatusOK {
@@ -276,13 +277,13 @@ func TestStatusRoutes(t *testing.T) {
 func TestStoreTail(t *testing.T) {
 	store := objstore.NewMemory()
 	a := newTestServer(t, testConfig(t), store)
-	var last AppendResponse
+	var last wire.AppendResponse
 	for i := range 5 {
 		last = a.mustAppend("p0", msgs("v0", strconv.Itoa(i)))
 	}
 	// Another server, without the writer, finds the tail in the store.
 	b := newTestServer(t, testConfig(t), store)
-	var tail TailResponse
+	var tail wire.TailResponse
 	b.get("/v1/pchannels/p0/tail").decode(t, &tail)
 	if tail.Source != "store" || tail.NextOffset != last.Acks[0].Offset+1 {
 		t.Fatalf("store tail %+v, want %d", tail, last.Acks[0].Offset+1)
@@ -292,7 +293,7 @@ func TestStoreTail(t *testing.T) {
 		t.Fatalf("other server read %d messages", len(got.Messages))
 	}
 	// Its long poll falls back to probing the store.
-	done := make(chan ReadResponse, 1)
+	done := make(chan wire.ReadResponse, 1)
 	go func() { done <- b.mustRead("/v1/pchannels/p0/messages?from=" + got.Next + "&wait=5s") }()
 	time.Sleep(30 * time.Millisecond)
 	a.mustAppend("p0", msgs("v0", "late"))
@@ -331,7 +332,7 @@ func TestShutdownReleasesLeases(t *testing.T) {
 	}
 	// After Close: 503, and healthz says so.
 	rec := newRecorder()
-	h.ServeHTTP(rec, mustRequest(t, "POST", "/v1/pchannels/p0/append", ContentTypeJSON, `{"messages":[{"vchannel":"v"}]}`))
+	h.ServeHTTP(rec, mustRequest(t, "POST", "/v1/pchannels/p0/append", wire.ContentTypeJSON, `{"messages":[{"vchannel":"v"}]}`))
 	if rec.Code != http.StatusServiceUnavailable {
 		t.Fatalf("append after Close: %d %s", rec.Code, rec.Body)
 	}
@@ -352,7 +353,7 @@ func TestTimeTickBatch(t *testing.T) {
 	first := ts.mustAppend("p0", msgs("v0", "a"))
 	want := first.Acks[0].Offset + 2
 	deadline := time.Now().Add(5 * time.Second)
-	var tail TailResponse
+	var tail wire.TailResponse
 	for {
 		ts.get("/v1/pchannels/p0/tail").decode(t, &tail)
 		if tail.NextOffset == want || time.Now().After(deadline) {

@@ -12,55 +12,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/segmentlog"
 )
-
-// Media types of an append body.
-const (
-	ContentTypeJSON  = "application/json"
-	ContentTypeBatch = "application/x-cairn-batch" // segmentlog's binary batch encoding
-)
-
-// AppendRequest is the JSON body of POST /v1/pchannels/{p}/append.
-type AppendRequest struct {
-	Messages []MessageIn `json:"messages"`
-	// ExpectedOffset, if set, makes the append conditional: the batch lands
-	// at exactly this offset or nothing is written (412). See doc.go.
-	ExpectedOffset *uint64 `json:"expected_offset,omitempty"`
-}
-
-// MessageIn is one message to append.
-type MessageIn struct {
-	VChannel   string            `json:"vchannel"`
-	Type       string            `json:"type,omitempty"`    // data (default), insert or delete
-	Payload    []byte            `json:"payload,omitempty"` // base64 in JSON
-	Properties map[string]string `json:"properties,omitempty"`
-	Key        *Key              `json:"key,omitempty"`
-}
-
-// Key is an idempotency key (segmentlog.IdemKey).
-type Key struct {
-	Producer string `json:"producer"`
-	Epoch    uint64 `json:"epoch"`
-	Seq      uint64 `json:"seq"`
-}
-
-// AppendResponse answers an append: one ack per message, in order.
-type AppendResponse struct {
-	PChannel string `json:"pchannel"`
-	Term     uint64 `json:"term"`
-	Acks     []Ack  `json:"acks"`
-}
-
-// Ack is where one message landed.
-type Ack struct {
-	Offset   uint64 `json:"offset"`
-	Index    uint32 `json:"index"`
-	TimeTick uint64 `json:"timetick,string"` // a string: timeticks pass 2^53
-	// Duplicate: the idempotency key was acked before; the ack is the
-	// first copy's.
-	Duplicate bool `json:"duplicate,omitempty"`
-}
 
 // appendInput is a decoded, validated append.
 type appendInput struct {
@@ -102,7 +56,7 @@ func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) appendAndAnswer(w http.ResponseWriter, r *http.Request, p string, in appendInput, q appendQuery) error {
 	if q.expect != nil {
 		if in.expect != nil {
-			return errorf(http.StatusBadRequest, CodeMalformed, "expected_offset given both in the body and in the query")
+			return errorf(http.StatusBadRequest, wire.CodeMalformed, "expected_offset given both in the body and in the query")
 		}
 		in.expect = q.expect
 	}
@@ -121,9 +75,9 @@ func (s *Server) appendAndAnswer(w http.ResponseWriter, r *http.Request, p strin
 	}
 	s.known.Store(p, struct{}{})
 	s.metrics.observeAppend(time.Since(start), len(acks))
-	resp := AppendResponse{PChannel: p, Term: term, Acks: make([]Ack, len(acks))}
+	resp := wire.AppendResponse{PChannel: p, Term: term, Acks: make([]wire.Ack, len(acks))}
 	for i, a := range acks {
-		resp.Acks[i] = Ack{Offset: a.ID.Offset, Index: a.ID.Index, TimeTick: a.TimeTick, Duplicate: a.Duplicate}
+		resp.Acks[i] = wire.Ack{Offset: a.ID.Offset, Index: a.ID.Index, TimeTick: a.TimeTick, Duplicate: a.Duplicate}
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
@@ -140,7 +94,7 @@ func parseAppendQuery(q url.Values) (appendQuery, error) {
 	var out appendQuery
 	for k := range q {
 		if k != "expected_offset" && k != "after_seq" {
-			return appendQuery{}, errorf(http.StatusBadRequest, CodeMalformed, "unknown query parameter %q", k)
+			return appendQuery{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "unknown query parameter %q", k)
 		}
 	}
 	for name, dst := range map[string]**uint64{"expected_offset": &out.expect, "after_seq": &out.afterSeq} {
@@ -149,11 +103,11 @@ func parseAppendQuery(q url.Values) (appendQuery, error) {
 			continue
 		}
 		if len(vs) != 1 {
-			return appendQuery{}, errorf(http.StatusBadRequest, CodeMalformed, "%s given more than once", name)
+			return appendQuery{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "%s given more than once", name)
 		}
 		v, err := parseOffset(vs[0])
 		if err != nil {
-			return appendQuery{}, errorf(http.StatusBadRequest, CodeMalformed, "%s: %v", name, err)
+			return appendQuery{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "%s: %v", name, err)
 		}
 		*dst = &v
 	}
@@ -165,12 +119,12 @@ func parseAppendQuery(q url.Values) (appendQuery, error) {
 // epoch, with seq afterSeq.
 func predecessor(in appendInput, afterSeq uint64) (segmentlog.IdemKey, error) {
 	if in.expect != nil {
-		return segmentlog.IdemKey{}, errorf(http.StatusBadRequest, CodeMalformed, "after_seq and expected_offset exclude each other")
+		return segmentlog.IdemKey{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "after_seq and expected_offset exclude each other")
 	}
 	first := in.msgs[0].Key
 	for i := range in.msgs {
 		if k := in.msgs[i].Key; k.IsZero() || k.Producer != first.Producer || k.Epoch != first.Epoch {
-			return segmentlog.IdemKey{}, errorf(http.StatusBadRequest, CodeInvalid,
+			return segmentlog.IdemKey{}, errorf(http.StatusBadRequest, wire.CodeInvalid,
 				"message %d: after_seq needs every message keyed by one producer and epoch", i)
 		}
 	}
@@ -190,26 +144,26 @@ func decodeAppend(contentType string, body []byte, lim limits) (appendInput, err
 func decodeAppendFor(contentType string, body []byte, lim limits, vchannel string) (appendInput, error) {
 	mt, params, err := mime.ParseMediaType(contentType)
 	if err != nil {
-		return appendInput{}, errorf(http.StatusUnsupportedMediaType, CodeUnsupportedType,
-			"Content-Type %q: want %s or %s", contentType, ContentTypeJSON, ContentTypeBatch)
+		return appendInput{}, errorf(http.StatusUnsupportedMediaType, wire.CodeUnsupportedType,
+			"Content-Type %q: want %s or %s", contentType, wire.ContentTypeJSON, wire.ContentTypeBatch)
 	}
 	var in appendInput
 	switch mt {
-	case ContentTypeJSON:
+	case wire.ContentTypeJSON:
 		for k, v := range params {
 			if k != "charset" || !strings.EqualFold(v, "utf-8") {
-				return appendInput{}, errorf(http.StatusUnsupportedMediaType, CodeUnsupportedType, "Content-Type parameter %s=%s: only charset=utf-8", k, v)
+				return appendInput{}, errorf(http.StatusUnsupportedMediaType, wire.CodeUnsupportedType, "Content-Type parameter %s=%s: only charset=utf-8", k, v)
 			}
 		}
 		in, err = decodeAppendJSON(body)
-	case ContentTypeBatch:
+	case wire.ContentTypeBatch:
 		if len(params) > 0 {
-			return appendInput{}, errorf(http.StatusUnsupportedMediaType, CodeUnsupportedType, "%s takes no parameters", ContentTypeBatch)
+			return appendInput{}, errorf(http.StatusUnsupportedMediaType, wire.CodeUnsupportedType, "%s takes no parameters", wire.ContentTypeBatch)
 		}
 		in, err = decodeAppendBatch(body)
 	default:
-		return appendInput{}, errorf(http.StatusUnsupportedMediaType, CodeUnsupportedType,
-			"Content-Type %q: want %s or %s", mt, ContentTypeJSON, ContentTypeBatch)
+		return appendInput{}, errorf(http.StatusUnsupportedMediaType, wire.CodeUnsupportedType,
+			"Content-Type %q: want %s or %s", mt, wire.ContentTypeJSON, wire.ContentTypeBatch)
 	}
 	if err != nil {
 		return appendInput{}, err
@@ -221,7 +175,7 @@ func decodeAppendFor(contentType string, body []byte, lim limits, vchannel strin
 				m.VChannel = vchannel
 			case vchannel:
 			default:
-				return appendInput{}, errorf(http.StatusBadRequest, CodeInvalid, "message %d names vchannel %q on the append route of %q", i, m.VChannel, vchannel)
+				return appendInput{}, errorf(http.StatusBadRequest, wire.CodeInvalid, "message %d names vchannel %q on the append route of %q", i, m.VChannel, vchannel)
 			}
 		}
 	}
@@ -234,19 +188,19 @@ func decodeAppendFor(contentType string, body []byte, lim limits, vchannel strin
 func decodeAppendJSON(body []byte) (appendInput, error) {
 	// encoding/json would turn invalid UTF-8 into U+FFFD silently.
 	if !utf8.Valid(body) {
-		return appendInput{}, errorf(http.StatusBadRequest, CodeMalformed, "body is not valid UTF-8")
+		return appendInput{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "body is not valid UTF-8")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	var req AppendRequest
+	var req wire.AppendRequest
 	if err := dec.Decode(&req); err != nil {
-		return appendInput{}, errorf(http.StatusBadRequest, CodeMalformed, "append body: %v", err)
+		return appendInput{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "append body: %v", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return appendInput{}, errorf(http.StatusBadRequest, CodeMalformed, "append body: data after the JSON object")
+		return appendInput{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "append body: data after the JSON object")
 	}
-	if req.ExpectedOffset != nil && *req.ExpectedOffset > MaxOffset {
-		return appendInput{}, errorf(http.StatusBadRequest, CodeMalformed, "expected_offset %d above the largest offset %d", *req.ExpectedOffset, uint64(MaxOffset))
+	if req.ExpectedOffset != nil && *req.ExpectedOffset > wire.MaxOffset {
+		return appendInput{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "expected_offset %d above the largest offset %d", *req.ExpectedOffset, uint64(wire.MaxOffset))
 	}
 	in := appendInput{msgs: make([]segmentlog.Message, len(req.Messages)), expect: req.ExpectedOffset}
 	for i, m := range req.Messages {
@@ -254,7 +208,7 @@ func decodeAppendJSON(body []byte) (appendInput, error) {
 		if m.Type != "" {
 			var err error
 			if t, err = segmentlog.ParseMessageType(m.Type); err != nil {
-				return appendInput{}, errorf(http.StatusBadRequest, CodeInvalid, "message %d: %v", i, err)
+				return appendInput{}, errorf(http.StatusBadRequest, wire.CodeInvalid, "message %d: %v", i, err)
 			}
 		}
 		msg := segmentlog.Message{Type: t, VChannel: m.VChannel, Payload: m.Payload, Properties: m.Properties}
@@ -273,12 +227,12 @@ func decodeAppendBatch(body []byte) (appendInput, error) {
 	b, err := segmentlog.DecodeBatch(body)
 	if err != nil {
 		if errors.Is(err, segmentlog.ErrTooLarge) {
-			return appendInput{}, errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "batch: %v", err)
+			return appendInput{}, errorf(http.StatusRequestEntityTooLarge, wire.CodeTooLarge, "batch: %v", err)
 		}
-		return appendInput{}, errorf(http.StatusBadRequest, CodeMalformed, "batch: %v", err)
+		return appendInput{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "batch: %v", err)
 	}
 	if b.Kind != segmentlog.KindData {
-		return appendInput{}, errorf(http.StatusBadRequest, CodeInvalid, "batch kind %v: only data batches can be appended", b.Kind)
+		return appendInput{}, errorf(http.StatusBadRequest, wire.CodeInvalid, "batch kind %v: only data batches can be appended", b.Kind)
 	}
 	for i := range b.Messages {
 		b.Messages[i].TimeTick = 0
@@ -286,32 +240,26 @@ func decodeAppendBatch(body []byte) (appendInput, error) {
 	return appendInput{msgs: b.Messages}, nil
 }
 
-// ReservedPropertyPrefix starts the property keys Cairn sets itself (such
-// as segmentlog.BroadcastDeadlineProperty on a broadcast's copies): every
-// write route (appends, transaction appends, broadcasts) refuses them, so
-// that a reader can trust them.
-const ReservedPropertyPrefix = "cairn."
-
 // validateMessages applies the writer's rules for user appends up front, so
 // that a bad request is a 400 (or 413) that touched nothing.
 func validateMessages(msgs []segmentlog.Message, lim limits) error {
 	if len(msgs) == 0 {
-		return errorf(http.StatusBadRequest, CodeInvalid, "an append needs at least one message")
+		return errorf(http.StatusBadRequest, wire.CodeInvalid, "an append needs at least one message")
 	}
 	if len(msgs) > lim.maxMessages {
-		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "%d messages; at most %d per append", len(msgs), lim.maxMessages)
+		return errorf(http.StatusRequestEntityTooLarge, wire.CodeTooLarge, "%d messages; at most %d per append", len(msgs), lim.maxMessages)
 	}
 	size := 0
 	for i := range msgs {
 		m := &msgs[i]
 		bad := func(format string, args ...any) error {
-			return errorf(http.StatusBadRequest, CodeInvalid, "message %d: "+format, append([]any{i}, args...)...)
+			return errorf(http.StatusBadRequest, wire.CodeInvalid, "message %d: "+format, append([]any{i}, args...)...)
 		}
 		if !m.Type.IsData() {
 			return bad("type %v cannot be appended: only data, insert and delete", m.Type)
 		}
 		if err := validName("vchannel", m.VChannel); err != nil {
-			return errorf(http.StatusBadRequest, CodeInvalidName, "message %d: %v", i, err)
+			return errorf(http.StatusBadRequest, wire.CodeInvalidName, "message %d: %v", i, err)
 		}
 		if m.TxnID != 0 || m.BroadcastID != "" {
 			return bad("transaction and broadcast messages have their own calls")
@@ -328,14 +276,14 @@ func validateMessages(msgs []segmentlog.Message, lim limits) error {
 				!utf8.ValidString(k) || !utf8.ValidString(v) {
 				return bad("property %q: keys must be 1..%d bytes and values at most %d, in UTF-8", k, segmentlog.MaxStringLen, segmentlog.MaxStringLen)
 			}
-			if strings.HasPrefix(k, ReservedPropertyPrefix) {
-				return bad("property %q: keys starting with %q are reserved for Cairn", k, ReservedPropertyPrefix)
+			if strings.HasPrefix(k, wire.ReservedPropertyPrefix) {
+				return bad("property %q: keys starting with %q are reserved for Cairn", k, wire.ReservedPropertyPrefix)
 			}
 			size += len(k) + len(v) + 2
 		}
 	}
 	if size > lim.maxBytes {
-		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "messages take %d bytes; at most %d per append", size, lim.maxBytes)
+		return errorf(http.StatusRequestEntityTooLarge, wire.CodeTooLarge, "messages take %d bytes; at most %d per append", size, lim.maxBytes)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -27,66 +28,15 @@ const (
 	DefaultBroadcastWait = 10 * time.Second
 )
 
-// BroadcastRequest is the body of POST /v1/broadcasts.
-type BroadcastRequest struct {
-	// ID names the broadcast: sending it again returns the same task, and
-	// each vchannel gets one copy however often it is sent.
-	ID         string            `json:"id"`
-	VChannels  []string          `json:"vchannels"`
-	Payload    []byte            `json:"payload,omitempty"` // base64 in JSON
-	Properties map[string]string `json:"properties,omitempty"`
-	// Ack is "fast" (default: a copy counts once it is in the WAL) or
-	// "sync" (once its pchannel's flush checkpoint has passed it).
-	Ack string `json:"ack,omitempty"`
-	// Resources are more resource locks to hold while appending (names).
-	Resources []string `json:"resources,omitempty"`
-	// Wait bounds how long the route runs the task before it answers with
-	// the task pending: a Go duration, default DefaultBroadcastWait,
-	// capped at Config.MaxWait; "0s" only persists the task.
-	Wait string `json:"wait,omitempty"`
-}
-
-// BroadcastOut is a broadcast task as the API shows it (without its
-// payload and properties, which only the copies carry).
-type BroadcastOut struct {
-	ID         string               `json:"id"`
-	State      string               `json:"state"` // pending, done or failed
-	Ack        string               `json:"ack"`   // fast or sync
-	Targets    []BroadcastTargetOut `json:"targets"`
-	Error      string               `json:"error,omitempty"` // why it failed
-	CreatedAt  time.Time            `json:"created_at"`
-	FinishedAt *time.Time           `json:"finished_at,omitempty"`
-	Version    uint64               `json:"version"`
-}
-
-// BroadcastTargetOut is one vchannel of a broadcast and how far its copy
-// got.
-type BroadcastTargetOut struct {
-	VChannel string `json:"vchannel"`
-	PChannel string `json:"pchannel"`
-	// Appended is where the copy landed; null until it is acknowledged.
-	Appended *MarkOut `json:"appended"`
-	// Synced: the pchannel's flush checkpoint has passed the copy.
-	Synced bool `json:"synced"`
-	// Skipped says why no copy was appended ("dropped": the vchannel was
-	// dropped before its copy was sent).
-	Skipped string `json:"skipped,omitempty"`
-}
-
-// BroadcastsResponse answers GET /v1/broadcasts.
-type BroadcastsResponse struct {
-	Broadcasts []BroadcastOut `json:"broadcasts"`
-}
-
-func broadcastOut(b coordinator.Broadcast) BroadcastOut {
-	out := BroadcastOut{ID: b.ID, State: string(b.State), Ack: string(b.Ack), Error: b.Error,
-		CreatedAt: b.CreatedAt, Version: b.Version, Targets: make([]BroadcastTargetOut, len(b.Targets))}
+func broadcastOut(b coordinator.Broadcast) wire.BroadcastOut {
+	out := wire.BroadcastOut{ID: b.ID, State: string(b.State), Ack: string(b.Ack), Error: b.Error,
+		CreatedAt: b.CreatedAt, Version: b.Version, Targets: make([]wire.BroadcastTargetOut, len(b.Targets))}
 	if !b.FinishedAt.IsZero() {
 		t := b.FinishedAt
 		out.FinishedAt = &t
 	}
 	for i, t := range b.Targets {
-		out.Targets[i] = BroadcastTargetOut{VChannel: t.VChannel, PChannel: t.PChannel, Appended: markOut(t.Appended),
+		out.Targets[i] = wire.BroadcastTargetOut{VChannel: t.VChannel, PChannel: t.PChannel, Appended: markOut(t.Appended),
 			Synced: t.Synced, Skipped: t.Skipped}
 	}
 	return out
@@ -104,7 +54,7 @@ type broadcastInput struct {
 // never saved with a copy no writer takes. Every failure is an *Error
 // (400, 413 or 415); the wait is capped at maxWait.
 func decodeBroadcast(r *http.Request, maxBatchBytes int, maxWait time.Duration) (broadcastInput, error) {
-	var body BroadcastRequest
+	var body wire.BroadcastRequest
 	if err := readJSON(r, &body, false); err != nil {
 		return broadcastInput{}, err
 	}
@@ -116,8 +66,8 @@ func decodeBroadcast(r *http.Request, maxBatchBytes int, maxWait time.Duration) 
 		return broadcastInput{}, classify(err)
 	}
 	for k := range body.Properties {
-		if strings.HasPrefix(k, ReservedPropertyPrefix) {
-			return broadcastInput{}, errorf(http.StatusBadRequest, CodeInvalid, "property %q: keys starting with %q are reserved for Cairn", k, ReservedPropertyPrefix)
+		if strings.HasPrefix(k, wire.ReservedPropertyPrefix) {
+			return broadcastInput{}, errorf(http.StatusBadRequest, wire.CodeInvalid, "property %q: keys starting with %q are reserved for Cairn", k, wire.ReservedPropertyPrefix)
 		}
 	}
 	if body.Wait != "" {
@@ -136,7 +86,7 @@ func decodeBroadcast(r *http.Request, maxBatchBytes int, maxWait time.Duration) 
 	}
 	size := segmentlog.BroadcastCopyBytes(body.ID, longest, body.Payload, body.Properties)
 	if size > maxBatchBytes {
-		return broadcastInput{}, errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "a copy takes %d bytes; at most %d", size, maxBatchBytes)
+		return broadcastInput{}, errorf(http.StatusRequestEntityTooLarge, wire.CodeTooLarge, "a copy takes %d bytes; at most %d", size, maxBatchBytes)
 	}
 	return in, nil
 }
@@ -209,13 +159,13 @@ func (s *Server) handleBroadcastList(w http.ResponseWriter, r *http.Request) err
 	switch state {
 	case "", coordinator.BroadcastPending, coordinator.BroadcastDone, coordinator.BroadcastFailed:
 	default:
-		return errorf(http.StatusBadRequest, CodeMalformed, "state %q: want pending, done or failed", state)
+		return errorf(http.StatusBadRequest, wire.CodeMalformed, "state %q: want pending, done or failed", state)
 	}
 	all, err := s.broadcasts.List(r.Context())
 	if err != nil {
 		return err
 	}
-	resp := BroadcastsResponse{Broadcasts: []BroadcastOut{}}
+	resp := wire.BroadcastsResponse{Broadcasts: []wire.BroadcastOut{}}
 	for _, t := range all {
 		if state == "" || t.State == state {
 			resp.Broadcasts = append(resp.Broadcasts, broadcastOut(t))

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
@@ -14,11 +15,11 @@ import (
 
 // broadcastCopies reads vchannel v over HTTP and returns its broadcast
 // copies.
-func (ts *testServer) broadcastCopies(v string) []MessageOut {
+func (ts *testServer) broadcastCopies(v string) []wire.MessageOut {
 	ts.t.Helper()
-	var rr ReadResponse
+	var rr wire.ReadResponse
 	mustOK(ts.t.(*testing.T), "read "+v, ts.get("/v1/vchannels/"+v+"/messages?max=1000"), &rr)
-	var out []MessageOut
+	var out []wire.MessageOut
 	for _, m := range rr.Messages {
 		if m.Type == "broadcast" {
 			out = append(out, m)
@@ -29,20 +30,20 @@ func (ts *testServer) broadcastCopies(v string) []MessageOut {
 
 // postBroadcast sends a broadcast and decodes the task, failing unless the
 // answer is want (200 or 202).
-func (ts *testServer) postBroadcast(req BroadcastRequest, want int) BroadcastOut {
+func (ts *testServer) postBroadcast(req wire.BroadcastRequest, want int) wire.BroadcastOut {
 	ts.t.Helper()
 	r := ts.postJSON("/v1/broadcasts", req)
 	if r.status != want {
 		ts.t.Fatalf("broadcast %s: %d %s, want %d", req.ID, r.status, r.body, want)
 	}
-	var out BroadcastOut
+	var out wire.BroadcastOut
 	r.decode(ts.t, &out)
 	return out
 }
 
 // checkOneCopy checks that each target of task has exactly one copy on its
 // vchannel, where the task says it landed, with the payload.
-func (ts *testServer) checkOneCopy(task BroadcastOut, payload string) {
+func (ts *testServer) checkOneCopy(task wire.BroadcastOut, payload string) {
 	ts.t.Helper()
 	for _, tg := range task.Targets {
 		cs := ts.broadcastCopies(tg.VChannel)
@@ -68,7 +69,7 @@ func TestBroadcastRoutes(t *testing.T) {
 	ts.createVChannel("v2", "p0")
 	mustOK(t, "append", ts.postJSON("/v1/vchannels/v0/append", msgs("", "before")), nil)
 
-	req := BroadcastRequest{ID: "ddl-1", VChannels: []string{"v1", "v0"}, Payload: []byte("create index"),
+	req := wire.BroadcastRequest{ID: "ddl-1", VChannels: []string{"v1", "v0"}, Payload: []byte("create index"),
 		Properties: map[string]string{"kind": "ddl"}}
 	task := ts.postBroadcast(req, http.StatusOK)
 	if task.ID != "ddl-1" || task.State != "done" || task.Ack != "fast" || task.FinishedAt == nil || task.Error != "" ||
@@ -81,7 +82,7 @@ func TestBroadcastRoutes(t *testing.T) {
 	if c.Properties["kind"] != "ddl" || c.Properties[segmentlog.BroadcastDeadlineProperty] == "" || c.VChannel != "v1" {
 		t.Fatalf("copy %+v", c)
 	}
-	var rr ReadResponse
+	var rr wire.ReadResponse
 	mustOK(t, "read v0", ts.get("/v1/vchannels/v0/messages"), &rr)
 	if got := payloads(rr.Messages); !slices.Equal(got, []string{"before", "create index"}) {
 		t.Fatalf("v0 reads %q: the data, then the copy", got)
@@ -98,32 +99,32 @@ func TestBroadcastRoutes(t *testing.T) {
 	ts.checkOneCopy(task, "create index")
 	other := req
 	other.Payload = []byte("drop index")
-	wantError(t, "same ID, other payload", ts.postJSON("/v1/broadcasts", other), 409, CodeExists)
+	wantError(t, "same ID, other payload", ts.postJSON("/v1/broadcasts", other), 409, wire.CodeExists)
 	other = req
 	other.VChannels = []string{"v0"}
-	wantError(t, "same ID, other vchannels", ts.postJSON("/v1/broadcasts", other), 409, CodeExists)
+	wantError(t, "same ID, other vchannels", ts.postJSON("/v1/broadcasts", other), 409, wire.CodeExists)
 
-	wantError(t, "unknown vchannel", ts.postJSON("/v1/broadcasts", BroadcastRequest{ID: "b2", VChannels: []string{"v0", "nope"}}), 404, CodeUnknownVChannel)
+	wantError(t, "unknown vchannel", ts.postJSON("/v1/broadcasts", wire.BroadcastRequest{ID: "b2", VChannels: []string{"v0", "nope"}}), 404, wire.CodeUnknownVChannel)
 	mustOK(t, "drop v2", ts.do("DELETE", "/v1/vchannels/v2", "", nil), nil)
-	wantError(t, "dropped vchannel", ts.postJSON("/v1/broadcasts", BroadcastRequest{ID: "b2", VChannels: []string{"v2"}}), 409, CodeVChannelDropped)
-	wantError(t, "refused broadcast persisted", ts.get("/v1/broadcasts/b2"), 404, CodeUnknownBroadcast)
+	wantError(t, "dropped vchannel", ts.postJSON("/v1/broadcasts", wire.BroadcastRequest{ID: "b2", VChannels: []string{"v2"}}), 409, wire.CodeVChannelDropped)
+	wantError(t, "refused broadcast persisted", ts.get("/v1/broadcasts/b2"), 404, wire.CodeUnknownBroadcast)
 
 	// wait 0s persists the task only; sending it again runs it.
-	queued := ts.postBroadcast(BroadcastRequest{ID: "b3", VChannels: []string{"v0"}, Payload: []byte("x"), Wait: "0s"}, http.StatusAccepted)
+	queued := ts.postBroadcast(wire.BroadcastRequest{ID: "b3", VChannels: []string{"v0"}, Payload: []byte("x"), Wait: "0s"}, http.StatusAccepted)
 	if queued.State != "pending" || queued.Targets[0].Appended != nil || queued.FinishedAt != nil {
 		t.Fatalf("queued %+v", queued)
 	}
-	var d BroadcastOut
+	var d wire.BroadcastOut
 	mustOK(t, "describe pending", ts.get("/v1/broadcasts/b3"), &d)
 	if d.State != "pending" {
 		t.Fatalf("describe %+v", d)
 	}
-	var list BroadcastsResponse
+	var list wire.BroadcastsResponse
 	mustOK(t, "list pending", ts.get("/v1/broadcasts?state=pending"), &list)
 	if len(list.Broadcasts) != 1 || list.Broadcasts[0].ID != "b3" {
 		t.Fatalf("pending: %+v", list)
 	}
-	done := ts.postBroadcast(BroadcastRequest{ID: "b3", VChannels: []string{"v0"}, Payload: []byte("x")}, http.StatusOK)
+	done := ts.postBroadcast(wire.BroadcastRequest{ID: "b3", VChannels: []string{"v0"}, Payload: []byte("x")}, http.StatusOK)
 	if done.State != "done" {
 		t.Fatalf("b3 sent again: %+v", done)
 	}
@@ -140,9 +141,9 @@ func TestBroadcastRoutes(t *testing.T) {
 	if d.ID != "ddl-1" || d.Version != task.Version || d.Targets[1].Appended == nil {
 		t.Fatalf("describe %+v", d)
 	}
-	wantError(t, "describe unknown", ts.get("/v1/broadcasts/nope"), 404, CodeUnknownBroadcast)
-	wantError(t, "list bad state", ts.get("/v1/broadcasts?state=gone"), 400, CodeMalformed)
-	wantError(t, "describe bad ID", ts.get("/v1/broadcasts/-x"), 400, CodeInvalidName)
+	wantError(t, "describe unknown", ts.get("/v1/broadcasts/nope"), 404, wire.CodeUnknownBroadcast)
+	wantError(t, "list bad state", ts.get("/v1/broadcasts?state=gone"), 400, wire.CodeMalformed)
+	wantError(t, "describe bad ID", ts.get("/v1/broadcasts/-x"), 400, wire.CodeInvalidName)
 }
 
 // TestBroadcastSyncAck: with ack sync the route answers 202 while no flush
@@ -154,7 +155,7 @@ func TestBroadcastSyncAck(t *testing.T) {
 	ts.createVChannel("v0", "p0")
 	ts.createVChannel("v1", "p1")
 
-	task := ts.postBroadcast(BroadcastRequest{ID: "trunc", VChannels: []string{"v0", "v1"}, Payload: []byte("t"),
+	task := ts.postBroadcast(wire.BroadcastRequest{ID: "trunc", VChannels: []string{"v0", "v1"}, Payload: []byte("t"),
 		Ack: "sync", Wait: "300ms"}, http.StatusAccepted)
 	if task.State != "pending" || task.Ack != "sync" {
 		t.Fatalf("task %+v", task)
@@ -178,7 +179,7 @@ func TestBroadcastSyncAck(t *testing.T) {
 	if err := m.RunMaintenance(t.Context()); err != nil {
 		t.Fatalf("maintenance round: %v", err)
 	}
-	var d BroadcastOut
+	var d wire.BroadcastOut
 	mustOK(t, "describe", ts.get("/v1/broadcasts/trunc"), &d)
 	if d.State != "done" || !d.Targets[0].Synced || !d.Targets[1].Synced || d.FinishedAt == nil {
 		t.Fatalf("after the flushes and a round: %+v", d)
@@ -204,7 +205,7 @@ func TestMaintenanceResumesBroadcast(t *testing.T) {
 	}
 	h := first.Handler(AllRoles)
 	rec := newRecorder()
-	h.ServeHTTP(rec, mustRequest(t, "POST", "/v1/broadcasts", ContentTypeJSON,
+	h.ServeHTTP(rec, mustRequest(t, "POST", "/v1/broadcasts", wire.ContentTypeJSON,
 		`{"id":"left","vchannels":["v0","v1"],"payload":"bGVmdA==","wait":"0s"}`))
 	if rec.Code != http.StatusAccepted {
 		t.Fatalf("submit: %d %s", rec.Code, rec.Body)
@@ -228,7 +229,7 @@ func TestMaintenanceResumesBroadcast(t *testing.T) {
 	next := testConfig(t)
 	next.Holder = "next"
 	ts := newTestServer(t, next, store)
-	var d BroadcastOut
+	var d wire.BroadcastOut
 	mustOK(t, "describe", ts.get("/v1/broadcasts/left"), &d)
 	if d.State != "done" {
 		t.Fatalf("after the round: %+v", d)

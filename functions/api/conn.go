@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/net/netutil"
+
+	"github.com/cairnlog/cairn/functions/api/wire"
 )
 
 // HTTPServer is an http.Server for h with the connection timeouts of the
@@ -104,12 +106,12 @@ func (c *jsonErrorConn) Write(b []byte) (int, error) {
 		return c.Conn.Write(b)
 	}
 	status, _ := strconv.Atoi(string(m[1]))
-	code := CodeMalformed
+	code := wire.CodeMalformed
 	switch status {
 	case http.StatusRequestHeaderFieldsTooLarge:
-		code = CodeHeadersTooLarge
+		code = wire.CodeHeadersTooLarge
 	case http.StatusNotImplemented:
-		code = CodeNotImplemented
+		code = wire.CodeNotImplemented
 	}
 	msg := strings.TrimPrefix(string(m[3]), string(m[1])+" ")
 	body, _ := json.Marshal(Error{Code: code, Message: msg})

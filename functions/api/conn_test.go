@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/infra/objstore"
 )
 
@@ -227,7 +228,7 @@ func TestConnectionTimeouts(t *testing.T) {
 		ts.createVChannel("b0", "p1")
 		// A sync ack waits for a flush that never comes here: pending after
 		// the whole wait, with the body read long before.
-		r := ts.postJSON("/v1/broadcasts", BroadcastRequest{ID: "slow", VChannels: []string{"b0"}, Ack: "sync", Wait: "3s"})
+		r := ts.postJSON("/v1/broadcasts", wire.BroadcastRequest{ID: "slow", VChannels: []string{"b0"}, Ack: "sync", Wait: "3s"})
 		if r.status != http.StatusAccepted {
 			t.Fatalf("broadcast waiting 3 s: %d %s", r.status, r.body)
 		}
@@ -283,11 +284,11 @@ func TestNetHTTPErrorsAsJSON(t *testing.T) {
 		status        int
 		code          string
 	}{
-		{"header over the limit", "GET /healthz HTTP/1.1\r\nHost: " + host + "\r\nX-Big: " + huge + "\r\n\r\n", 431, CodeHeadersTooLarge},
-		{"bad header name", "GET /healthz HTTP/1.1\r\nHost: " + host + "\r\nBad Name: x\r\n\r\n", 400, CodeMalformed},
-		{"no Host", "GET /healthz HTTP/1.1\r\n\r\n", 400, CodeMalformed},
-		{"bad request line", "GET\r\n\r\n", 400, CodeMalformed},
-		{"unknown transfer encoding", "POST /v1/vchannels HTTP/1.1\r\nHost: " + host + "\r\nTransfer-Encoding: rot13\r\n\r\n", 501, CodeNotImplemented},
+		{"header over the limit", "GET /healthz HTTP/1.1\r\nHost: " + host + "\r\nX-Big: " + huge + "\r\n\r\n", 431, wire.CodeHeadersTooLarge},
+		{"bad header name", "GET /healthz HTTP/1.1\r\nHost: " + host + "\r\nBad Name: x\r\n\r\n", 400, wire.CodeMalformed},
+		{"no Host", "GET /healthz HTTP/1.1\r\n\r\n", 400, wire.CodeMalformed},
+		{"bad request line", "GET\r\n\r\n", 400, wire.CodeMalformed},
+		{"unknown transfer encoding", "POST /v1/vchannels HTTP/1.1\r\nHost: " + host + "\r\nTransfer-Encoding: rot13\r\n\r\n", 501, wire.CodeNotImplemented},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			conn := ts.dial(t)
@@ -320,8 +321,8 @@ func TestServedOversizedBody(t *testing.T) {
 	cfg.api.MaxBodyBytes = 64 << 10
 	ts := newServedTestServer(t, cfg, objstore.NewMemory())
 	body := `{"messages":[{"vchannel":"v0","payload":"` + strings.Repeat("A", 4<<20) + `"}]}`
-	r := ts.do("POST", "/v1/pchannels/p0/append", ContentTypeJSON, []byte(body))
-	if r.status != http.StatusRequestEntityTooLarge || r.errorCode(t) != CodeTooLarge {
+	r := ts.do("POST", "/v1/pchannels/p0/append", wire.ContentTypeJSON, []byte(body))
+	if r.status != http.StatusRequestEntityTooLarge || r.errorCode(t) != wire.CodeTooLarge {
 		t.Fatalf("oversized body: %d %s", r.status, r.body)
 	}
 }

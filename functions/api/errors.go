@@ -16,48 +16,11 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
-)
-
-// Error codes: the "code" of every error body. Clients switch on the code,
-// never on the message. The table in doc.go gives each code's status.
-const (
-	CodeMalformed        = "malformed"              // 400: unparsable body, query or position
-	CodeInvalidName      = "invalid_name"           // 400: a pchannel or vchannel name fails ValidateName
-	CodeInvalid          = "invalid"                // 400: well-formed but not allowed (e.g. a control message type)
-	CodeUnauthorized     = "unauthorized"           // 401
-	CodeNotFound         = "not_found"              // 404: no such route
-	CodeUnknownPChannel  = "unknown_pchannel"       // 404
-	CodeUnknownVChannel  = "unknown_vchannel"       // 404
-	CodeUnknownSnapshot  = "unknown_snapshot"       // 404: no snapshot of that name (or it was dropped)
-	CodeUnknownRestore   = "unknown_restore"        // 404: no restore job of that ID
-	CodeUnknownTxn       = "unknown_txn"            // 404: rolled back, expired, aborted by a failover, or never begun
-	CodeUnknownBroadcast = "unknown_broadcast"      // 404: no broadcast of that ID (or it was collected)
-	CodeMethodNotAllowed = "method_not_allowed"     // 405
-	CodeRequestTimeout   = "request_timeout"        // 408: the body did not arrive within Config.BodyTimeout
-	CodeFenced           = "fenced"                 // 409: a newer term took the pchannel
-	CodeExists           = "exists"                 // 409: the name is taken (snapshot, restore job, restore target, broadcast ID with other content)
-	CodeVChannelDropped  = "vchannel_dropped"       // 409: the vchannel is dropped (names are never reused)
-	CodeBindingConflict  = "binding_conflict"       // 409: the vchannel exists bound to another pchannel
-	CodeWrongState       = "wrong_state"            // 409: e.g. restoring a snapshot that is not committed
-	CodeTxnExpired       = "txn_expired"            // 409: the transaction's keepalive lapsed; it was rolled back
-	CodeTruncated        = "truncated"              // 410: the position lies below a trim point ("earliest" says where to read) or the flush checkpoint
-	CodeOffsetMismatch   = "offset_mismatch"        // 412: expected_offset is not the tail
-	CodeOutOfSequence    = "out_of_sequence"        // 412: after_seq's message is neither acked nor queued
-	CodeTooLarge         = "too_large"              // 413
-	CodeUnsupportedType  = "unsupported_media_type" // 415
-	CodeTooManyWaiters   = "too_many_waiters"       // 429
-	CodeHeadersTooLarge  = "headers_too_large"      // 431: request headers over net/http's limit (1 MiB)
-	CodeInternal         = "internal"               // 500
-	CodeCorrupt          = "corrupt"                // 500: a stored batch does not decode
-	CodeNotImplemented   = "not_implemented"        // 501: a transfer encoding net/http does not know
-	CodeLeaseHeld        = "lease_held"             // 503: another holder's lease is live
-	CodeOutcomeUnknown   = "outcome_unknown"        // 503: the append may or may not have landed
-	CodeUnavailable      = "unavailable"            // 503: store or lease trouble, or shutting down
-	CodeNoHolder         = "no_holder"              // 503: the vchannel's pchannel has no live lease holder (locate)
 )
 
 // Error is the JSON body of every error answer.
@@ -152,13 +115,13 @@ func classify(err error) *Error {
 	}
 	var te *segmentlog.TruncatedError
 	if errors.As(err, &te) {
-		e := errorf(http.StatusGone, CodeTruncated, "position id:%v was trimmed; the earliest readable position is id:%v", te.From, te.Earliest)
+		e := errorf(http.StatusGone, wire.CodeTruncated, "position id:%v was trimmed; the earliest readable position is id:%v", te.From, te.Earliest)
 		e.Earliest = segmentlog.AtID(te.Earliest).String()
 		return e
 	}
 	var om *system.OffsetMismatchError
 	if errors.As(err, &om) {
-		e := errorf(http.StatusPreconditionFailed, CodeOffsetMismatch, "%v", om)
+		e := errorf(http.StatusPreconditionFailed, wire.CodeOffsetMismatch, "%v", om)
 		e.header = http.Header{"Cairn-Next-Offset": {strconv.FormatUint(om.Tail, 10)}}
 		return e
 	}
@@ -167,90 +130,90 @@ func classify(err error) *Error {
 	var cbe *clientBodyError
 	switch {
 	case errors.As(err, &cbe) && errors.Is(err, os.ErrDeadlineExceeded):
-		return errorf(http.StatusRequestTimeout, CodeRequestTimeout, "the request body did not arrive within the body timeout")
+		return errorf(http.StatusRequestTimeout, wire.CodeRequestTimeout, "the request body did not arrive within the body timeout")
 	case errors.As(err, &cbe):
-		e := errorf(http.StatusBadRequest, CodeMalformed, "the request body ended before its length: the client stopped sending")
+		e := errorf(http.StatusBadRequest, wire.CodeMalformed, "the request body ended before its length: the client stopped sending")
 		e.metricCode = MetricClientClosed
 		return e
 	case errors.As(err, &busy):
-		e := errorf(http.StatusServiceUnavailable, CodeLeaseHeld, "%v", busy)
+		e := errorf(http.StatusServiceUnavailable, wire.CodeLeaseHeld, "%v", busy)
 		e.retryAfter = busy.RetryAfter
 		return e
 	case errors.As(err, &mbe):
-		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body over %d bytes", mbe.Limit)
+		return errorf(http.StatusRequestEntityTooLarge, wire.CodeTooLarge, "request body over %d bytes", mbe.Limit)
 	case errors.Is(err, system.ErrOutOfSequence):
-		return errorf(http.StatusPreconditionFailed, CodeOutOfSequence, "%v", tidy(err, system.ErrOutOfSequence))
+		return errorf(http.StatusPreconditionFailed, wire.CodeOutOfSequence, "%v", tidy(err, system.ErrOutOfSequence))
 	case errors.Is(err, system.ErrInvalidRestore):
-		return errorf(http.StatusBadRequest, CodeInvalid, "%v", tidy(err, system.ErrInvalidRestore))
+		return errorf(http.StatusBadRequest, wire.CodeInvalid, "%v", tidy(err, system.ErrInvalidRestore))
 	case errors.Is(err, system.ErrTxnShared):
-		return errorf(http.StatusConflict, CodeWrongState, "%v", tidy(err, system.ErrTxnShared))
+		return errorf(http.StatusConflict, wire.CodeWrongState, "%v", tidy(err, system.ErrTxnShared))
 	case errors.Is(err, segmentlog.ErrInvalidName):
-		return errorf(http.StatusBadRequest, CodeInvalidName, "%v", tidy(err, segmentlog.ErrInvalidName))
+		return errorf(http.StatusBadRequest, wire.CodeInvalidName, "%v", tidy(err, segmentlog.ErrInvalidName))
 	case errors.Is(err, segmentlog.ErrTooLarge):
-		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "%v", tidy(err, segmentlog.ErrTooLarge))
+		return errorf(http.StatusRequestEntityTooLarge, wire.CodeTooLarge, "%v", tidy(err, segmentlog.ErrTooLarge))
 	case errors.Is(err, segmentlog.ErrOutcomeUnknown):
 		// Checked before ErrFenced: an unknown outcome may wrap either.
-		e := generic(http.StatusServiceUnavailable, CodeOutcomeUnknown, "the append may or may not have landed; retry with the same idempotency keys to learn the IDs", err)
+		e := generic(http.StatusServiceUnavailable, wire.CodeOutcomeUnknown, "the append may or may not have landed; retry with the same idempotency keys to learn the IDs", err)
 		e.retryAfter = time.Second
 		return e
 	case errors.Is(err, segmentlog.ErrFenced), errors.Is(err, coordinator.ErrLeaseLost):
-		return errorf(http.StatusConflict, CodeFenced, "%v", err)
+		return errorf(http.StatusConflict, wire.CodeFenced, "%v", err)
 	case errors.Is(err, coordinator.ErrNoVChannel):
-		return errorf(http.StatusNotFound, CodeUnknownVChannel, "%v", tidy(err, coordinator.ErrNoVChannel))
+		return errorf(http.StatusNotFound, wire.CodeUnknownVChannel, "%v", tidy(err, coordinator.ErrNoVChannel))
 	case errors.Is(err, coordinator.ErrUnknownPChannel):
-		return errorf(http.StatusNotFound, CodeUnknownPChannel, "%v", tidy(err, coordinator.ErrUnknownPChannel))
+		return errorf(http.StatusNotFound, wire.CodeUnknownPChannel, "%v", tidy(err, coordinator.ErrUnknownPChannel))
 	case errors.Is(err, coordinator.ErrVChannelDropped):
-		return errorf(http.StatusConflict, CodeVChannelDropped, "%v", tidy(err, coordinator.ErrVChannelDropped))
+		return errorf(http.StatusConflict, wire.CodeVChannelDropped, "%v", tidy(err, coordinator.ErrVChannelDropped))
 	case errors.Is(err, coordinator.ErrBindingConflict):
-		return errorf(http.StatusConflict, CodeBindingConflict, "%v", tidy(err, coordinator.ErrBindingConflict))
+		return errorf(http.StatusConflict, wire.CodeBindingConflict, "%v", tidy(err, coordinator.ErrBindingConflict))
 	case errors.Is(err, coordinator.ErrNoHolder):
-		e := errorf(http.StatusServiceUnavailable, CodeNoHolder, "%v", tidy(err, coordinator.ErrNoHolder))
+		e := errorf(http.StatusServiceUnavailable, wire.CodeNoHolder, "%v", tidy(err, coordinator.ErrNoHolder))
 		e.retryAfter = time.Second
 		return e
 	case errors.Is(err, coordinator.ErrNoBroadcast):
-		return errorf(http.StatusNotFound, CodeUnknownBroadcast, "%v", tidy(err, coordinator.ErrNoBroadcast))
+		return errorf(http.StatusNotFound, wire.CodeUnknownBroadcast, "%v", tidy(err, coordinator.ErrNoBroadcast))
 	case errors.Is(err, coordinator.ErrBroadcastConflict):
-		return errorf(http.StatusConflict, CodeExists, "%v", tidy(err, coordinator.ErrBroadcastConflict))
+		return errorf(http.StatusConflict, wire.CodeExists, "%v", tidy(err, coordinator.ErrBroadcastConflict))
 	case errors.Is(err, coordinator.ErrInvalidBroadcast):
-		return errorf(http.StatusBadRequest, CodeInvalid, "%v", tidy(err, coordinator.ErrInvalidBroadcast))
+		return errorf(http.StatusBadRequest, wire.CodeInvalid, "%v", tidy(err, coordinator.ErrInvalidBroadcast))
 	case errors.Is(err, coordinator.ErrVChannelNotReady):
-		return errorf(http.StatusConflict, CodeWrongState, "%v", tidy(err, coordinator.ErrVChannelNotReady))
+		return errorf(http.StatusConflict, wire.CodeWrongState, "%v", tidy(err, coordinator.ErrVChannelNotReady))
 	case errors.Is(err, segmentlog.ErrTxnNotFound):
-		return errorf(http.StatusNotFound, CodeUnknownTxn, "%v", tidy(err, segmentlog.ErrTxnNotFound))
+		return errorf(http.StatusNotFound, wire.CodeUnknownTxn, "%v", tidy(err, segmentlog.ErrTxnNotFound))
 	case errors.Is(err, segmentlog.ErrTxnExpired):
-		return errorf(http.StatusConflict, CodeTxnExpired, "%v", tidy(err, segmentlog.ErrTxnExpired))
+		return errorf(http.StatusConflict, wire.CodeTxnExpired, "%v", tidy(err, segmentlog.ErrTxnExpired))
 	case errors.Is(err, segmentlog.ErrTxnInvalid):
-		return errorf(http.StatusBadRequest, CodeInvalid, "%v", tidy(err, segmentlog.ErrTxnInvalid))
+		return errorf(http.StatusBadRequest, wire.CodeInvalid, "%v", tidy(err, segmentlog.ErrTxnInvalid))
 	case errors.Is(err, snapshot.ErrInvalidPolicy):
-		return errorf(http.StatusBadRequest, CodeInvalid, "%v", tidy(err, snapshot.ErrInvalidPolicy))
+		return errorf(http.StatusBadRequest, wire.CodeInvalid, "%v", tidy(err, snapshot.ErrInvalidPolicy))
 	case errors.Is(err, snapshot.ErrNotFound):
-		return errorf(http.StatusNotFound, CodeUnknownSnapshot, "%v", tidy(err, snapshot.ErrNotFound))
+		return errorf(http.StatusNotFound, wire.CodeUnknownSnapshot, "%v", tidy(err, snapshot.ErrNotFound))
 	case errors.Is(err, snapshot.ErrExists):
-		return errorf(http.StatusConflict, CodeExists, "%v", tidy(err, snapshot.ErrExists))
+		return errorf(http.StatusConflict, wire.CodeExists, "%v", tidy(err, snapshot.ErrExists))
 	case errors.Is(err, snapshot.ErrState):
-		return errorf(http.StatusConflict, CodeWrongState, "%v", tidy(err, snapshot.ErrState))
+		return errorf(http.StatusConflict, wire.CodeWrongState, "%v", tidy(err, snapshot.ErrState))
 	case errors.Is(err, snapshot.ErrCorrupt), errors.Is(err, snapshot.ErrMissingSegment):
-		return errorf(http.StatusInternalServerError, CodeCorrupt, "%v", err)
+		return errorf(http.StatusInternalServerError, wire.CodeCorrupt, "%v", err)
 	case errors.Is(err, segmentlog.ErrTruncated):
-		return errorf(http.StatusGone, CodeTruncated, "%v", tidy(err, segmentlog.ErrTruncated))
+		return errorf(http.StatusGone, wire.CodeTruncated, "%v", tidy(err, segmentlog.ErrTruncated))
 	case errors.Is(err, segmentlog.ErrCorrupt), errors.Is(err, segmentlog.ErrInvariant),
 		errors.Is(err, coordinator.ErrCorrupt), errors.Is(err, objstore.ErrCorrupt):
-		return errorf(http.StatusInternalServerError, CodeCorrupt, "%v", err)
+		return errorf(http.StatusInternalServerError, wire.CodeCorrupt, "%v", err)
 	case errors.Is(err, coordinator.ErrBroadcastBusy):
-		e := errorf(http.StatusServiceUnavailable, CodeUnavailable, "%v", tidy(err, coordinator.ErrBroadcastBusy))
+		e := errorf(http.StatusServiceUnavailable, wire.CodeUnavailable, "%v", tidy(err, coordinator.ErrBroadcastBusy))
 		e.retryAfter = time.Second
 		return e
 	case errors.Is(err, system.ErrShuttingDown), errors.Is(err, segmentlog.ErrClosed),
 		errors.Is(err, segmentlog.ErrLeaseExpired), errors.Is(err, coordinator.ErrLeaseHeld):
-		e := errorf(http.StatusServiceUnavailable, CodeUnavailable, "%v", err)
+		e := errorf(http.StatusServiceUnavailable, wire.CodeUnavailable, "%v", err)
 		e.retryAfter = time.Second
 		return e
 	case objstore.IsRetryable(err), errors.Is(err, context.DeadlineExceeded):
-		e := generic(http.StatusServiceUnavailable, CodeUnavailable, "the object store failed or did not answer in time; retry", err)
+		e := generic(http.StatusServiceUnavailable, wire.CodeUnavailable, "the object store failed or did not answer in time; retry", err)
 		e.retryAfter = time.Second
 		return e
 	}
-	return generic(http.StatusInternalServerError, CodeInternal, "internal error", err)
+	return generic(http.StatusInternalServerError, wire.CodeInternal, "internal error", err)
 }
 
 // tidy is err's text from its sentinel on, without the sentinel's package

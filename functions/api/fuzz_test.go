@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
@@ -21,14 +22,14 @@ import (
 // with a 4xx *Error, and whatever it accepts passes the writer's own rules
 // (encodes as a batch).
 func FuzzDecodeAppend(f *testing.F) {
-	f.Add(ContentTypeJSON, []byte(`{"messages":[{"vchannel":"v0","type":"insert","payload":"aGk=","properties":{"a":"b"},"key":{"producer":"p","epoch":1,"seq":2}}],"expected_offset":3}`))
-	f.Add(ContentTypeJSON+"; charset=UTF-8", []byte(`{"messages":[{"vchannel":"v0"}]}`))
-	f.Add(ContentTypeJSON, []byte(`{"messages":[{"vchannel":"v0","key":{"producer":"","seq":1}}]}`))
-	f.Add(ContentTypeJSON, []byte("{\"messages\":[{\"vchannel\":\"\xff\"}]}"))
-	f.Add(ContentTypeBatch, []byte("CWAL\x01\x01"))
+	f.Add(wire.ContentTypeJSON, []byte(`{"messages":[{"vchannel":"v0","type":"insert","payload":"aGk=","properties":{"a":"b"},"key":{"producer":"p","epoch":1,"seq":2}}],"expected_offset":3}`))
+	f.Add(wire.ContentTypeJSON+"; charset=UTF-8", []byte(`{"messages":[{"vchannel":"v0"}]}`))
+	f.Add(wire.ContentTypeJSON, []byte(`{"messages":[{"vchannel":"v0","key":{"producer":"","seq":1}}]}`))
+	f.Add(wire.ContentTypeJSON, []byte("{\"messages\":[{\"vchannel\":\"\xff\"}]}"))
+	f.Add(wire.ContentTypeBatch, []byte("CWAL\x01\x01"))
 	b, _ := (&segmentlog.Batch{Kind: segmentlog.KindData, Messages: []segmentlog.Message{
 		{Type: segmentlog.TypeData, VChannel: "v0", TimeTick: 1, Payload: []byte("x")}}}).Encode()
-	f.Add(ContentTypeBatch, b)
+	f.Add(wire.ContentTypeBatch, b)
 	lim := limits{maxMessages: 100, maxBytes: 64 << 10}
 	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
 		in, err := decodeAppend(contentType, body, lim)
@@ -42,7 +43,7 @@ func FuzzDecodeAppend(f *testing.F) {
 		if len(in.msgs) == 0 || len(in.msgs) > lim.maxMessages {
 			t.Fatalf("accepted %d messages", len(in.msgs))
 		}
-		if in.expect != nil && *in.expect > MaxOffset {
+		if in.expect != nil && *in.expect > wire.MaxOffset {
 			t.Fatalf("accepted expected_offset %d", *in.expect)
 		}
 		batch := segmentlog.Batch{Kind: segmentlog.KindData, Term: 1, Messages: append([]segmentlog.Message(nil), in.msgs...)}
@@ -83,7 +84,7 @@ func FuzzAppendQuery(f *testing.F) {
 			refused(err)
 			return
 		}
-		if (q.expect != nil && *q.expect > MaxOffset) || (q.afterSeq != nil && *q.afterSeq > MaxOffset) {
+		if (q.expect != nil && *q.expect > wire.MaxOffset) || (q.afterSeq != nil && *q.afterSeq > wire.MaxOffset) {
 			t.Fatalf("accepted %q as %+v", raw, q)
 		}
 		if q.afterSeq == nil {
@@ -138,7 +139,7 @@ func FuzzParsePosition(f *testing.F) {
 		if pos.String() != s {
 			t.Fatalf("%q parsed as %v, which prints as %q", s, pos, pos.String())
 		}
-		if pos.Kind == segmentlog.StartAtID && pos.ID.Offset > MaxOffset {
+		if pos.Kind == segmentlog.StartAtID && pos.ID.Offset > wire.MaxOffset {
 			t.Fatalf("%q: offset above MaxOffset", s)
 		}
 	})
@@ -206,7 +207,7 @@ func FuzzDecodeBroadcast(f *testing.F) {
 	const maxBatch, maxWait = 4 << 10, 20 * time.Second
 	f.Fuzz(func(t *testing.T, body string) {
 		r := httptest.NewRequest("POST", "/v1/broadcasts", strings.NewReader(body))
-		r.Header.Set("Content-Type", ContentTypeJSON)
+		r.Header.Set("Content-Type", wire.ContentTypeJSON)
 		in, err := decodeBroadcast(r, maxBatch, maxWait)
 		if err != nil {
 			var ae *Error
@@ -291,15 +292,15 @@ func FuzzJSONRequests(f *testing.F) {
 		name, body string
 		ctype      string
 	}{
-		{0, "", `{"name":"v1","pchannel":"p0"}`, ContentTypeJSON},
-		{0, "", `{"name":"../x"}`, ContentTypeJSON},
-		{1, "v0", `{"ttl":"1s"}`, ContentTypeJSON},
-		{2, "1", `{"messages":[{"payload":"aGk="}]}`, ContentTypeJSON},
+		{0, "", `{"name":"v1","pchannel":"p0"}`, wire.ContentTypeJSON},
+		{0, "", `{"name":"../x"}`, wire.ContentTypeJSON},
+		{1, "v0", `{"ttl":"1s"}`, wire.ContentTypeJSON},
+		{2, "1", `{"messages":[{"payload":"aGk="}]}`, wire.ContentTypeJSON},
 		{3, "18446744073709551615", ``, ""},
-		{5, "p0", `{}`, ContentTypeJSON},
+		{5, "p0", `{}`, wire.ContentTypeJSON},
 		{6, "p0", ``, ""},
-		{7, "", `{"name":"s1","vchannels":["v0"]}`, ContentTypeJSON},
-		{8, "s0", `{"id":"r1","targets":{"v0":"v9"}}`, ContentTypeJSON},
+		{7, "", `{"name":"s1","vchannels":["v0"]}`, wire.ContentTypeJSON},
+		{8, "s0", `{"id":"r1","targets":{"v0":"v9"}}`, wire.ContentTypeJSON},
 		{9, "v0", ``, ""},
 		{10, "s0", ``, ""},
 		{7, "", "{\"name\":\"\xff\"}", "text/plain"},
@@ -328,7 +329,7 @@ func FuzzJSONRequests(f *testing.F) {
 		{"POST", "/v1/snapshots", `{"name":"s0","vchannels":["v0"]}`},
 		{"POST", "/v1/vchannels/v0/txns", `{}`},
 	} {
-		if rec := serve(setup.method, setup.path, ContentTypeJSON, []byte(setup.body)); rec.Code >= 300 {
+		if rec := serve(setup.method, setup.path, wire.ContentTypeJSON, []byte(setup.body)); rec.Code >= 300 {
 			f.Fatalf("setup %s %s: %d %s", setup.method, setup.path, rec.Code, rec.Body)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
 )
@@ -140,17 +141,17 @@ func (ts *testServer) postJSON(path string, v any) response {
 	if err != nil {
 		ts.t.Fatal(err)
 	}
-	return ts.do("POST", path, ContentTypeJSON, b)
+	return ts.do("POST", path, wire.ContentTypeJSON, b)
 }
 
 // mustAppend appends msgs to p and returns the answer, failing on non-200.
-func (ts *testServer) mustAppend(p string, req AppendRequest) AppendResponse {
+func (ts *testServer) mustAppend(p string, req wire.AppendRequest) wire.AppendResponse {
 	ts.t.Helper()
 	r := ts.postJSON("/v1/pchannels/"+p+"/append", req)
 	if r.status != http.StatusOK {
 		ts.t.Fatalf("append to %s: %d %s", p, r.status, r.body)
 	}
-	var ar AppendResponse
+	var ar wire.AppendResponse
 	r.decode(ts.t, &ar)
 	if len(ar.Acks) != len(req.Messages) {
 		ts.t.Fatalf("append to %s: %d acks for %d messages", p, len(ar.Acks), len(req.Messages))
@@ -158,21 +159,21 @@ func (ts *testServer) mustAppend(p string, req AppendRequest) AppendResponse {
 	return ar
 }
 
-func (ts *testServer) mustRead(path string) ReadResponse {
+func (ts *testServer) mustRead(path string) wire.ReadResponse {
 	ts.t.Helper()
 	r := ts.get(path)
 	if r.status != http.StatusOK {
 		ts.t.Fatalf("GET %s: %d %s", path, r.status, r.body)
 	}
-	var rr ReadResponse
+	var rr wire.ReadResponse
 	r.decode(ts.t, &rr)
 	return rr
 }
 
-func msgs(vchannel string, payloads ...string) AppendRequest {
-	var req AppendRequest
+func msgs(vchannel string, payloads ...string) wire.AppendRequest {
+	var req wire.AppendRequest
 	for _, p := range payloads {
-		req.Messages = append(req.Messages, MessageIn{VChannel: vchannel, Payload: []byte(p)})
+		req.Messages = append(req.Messages, wire.MessageIn{VChannel: vchannel, Payload: []byte(p)})
 	}
 	return req
 }

@@ -8,6 +8,8 @@ import (
 	"mime"
 	"net/http"
 	"unicode/utf8"
+
+	"github.com/cairnlog/cairn/functions/api/wire"
 )
 
 // readJSON decodes the JSON body of r into v as strictly as an append body:
@@ -23,23 +25,23 @@ func readJSON(r *http.Request, v any, optional bool) error {
 		if optional {
 			return nil
 		}
-		return errorf(http.StatusBadRequest, CodeMalformed, "%s %s needs a JSON body", r.Method, r.URL.Path)
+		return errorf(http.StatusBadRequest, wire.CodeMalformed, "%s %s needs a JSON body", r.Method, r.URL.Path)
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != ContentTypeJSON {
-			return errorf(http.StatusUnsupportedMediaType, CodeUnsupportedType, "Content-Type %q: want %s", ct, ContentTypeJSON)
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != wire.ContentTypeJSON {
+			return errorf(http.StatusUnsupportedMediaType, wire.CodeUnsupportedType, "Content-Type %q: want %s", ct, wire.ContentTypeJSON)
 		}
 	}
 	if !utf8.Valid(body) {
-		return errorf(http.StatusBadRequest, CodeMalformed, "body is not valid UTF-8")
+		return errorf(http.StatusBadRequest, wire.CodeMalformed, "body is not valid UTF-8")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return errorf(http.StatusBadRequest, CodeMalformed, "body: %v", err)
+		return errorf(http.StatusBadRequest, wire.CodeMalformed, "body: %v", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errorf(http.StatusBadRequest, CodeMalformed, "body: data after the JSON object")
+		return errorf(http.StatusBadRequest, wire.CodeMalformed, "body: data after the JSON object")
 	}
 	return nil
 }
@@ -53,10 +55,10 @@ func onlyQuery(r *http.Request, allowed ...string) error {
 			ok = ok || k == a
 		}
 		if !ok {
-			return errorf(http.StatusBadRequest, CodeMalformed, "unknown query parameter %q", k)
+			return errorf(http.StatusBadRequest, wire.CodeMalformed, "unknown query parameter %q", k)
 		}
 		if len(vs) != 1 {
-			return errorf(http.StatusBadRequest, CodeMalformed, "%s given more than once", k)
+			return errorf(http.StatusBadRequest, wire.CodeMalformed, "%s given more than once", k)
 		}
 	}
 	return nil

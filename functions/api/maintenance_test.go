@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
@@ -36,7 +37,7 @@ func TestMaintenanceRound(t *testing.T) {
 	if err != nil || v.State != coordinator.VChannelReclaiming {
 		t.Fatalf("dropped vchannel after the round: %+v, %v; want reclaiming", v, err)
 	}
-	var rr ReadResponse
+	var rr wire.ReadResponse
 	mustOK(t, "read after the round", ts.get("/v1/vchannels/v0/messages"), &rr)
 	if len(rr.Messages) != 2 {
 		t.Fatalf("read %q after the round", payloads(rr.Messages))
@@ -95,7 +96,7 @@ func TestMaintenanceCompacts(t *testing.T) {
 	if n := storeRequests(t, mOff, "flusher"); n == 0 {
 		t.Fatal("maintenance with NoCompaction made no flusher store requests: the check above proves nothing")
 	}
-	var rr ReadResponse
+	var rr wire.ReadResponse
 	mustOK(t, "read after the round", ts.get("/v1/vchannels/v0/messages?max=1000"), &rr)
 	got := payloads(rr.Messages)
 	if len(got) != rounds {
@@ -125,7 +126,7 @@ func TestMaintenanceRetention(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mustOK(t, "retention", ts.do("PUT", "/v1/pchannels/p0/retention", ContentTypeJSON, []byte(`{"max_bytes":1}`)), nil)
+	mustOK(t, "retention", ts.do("PUT", "/v1/pchannels/p0/retention", wire.ContentTypeJSON, []byte(`{"max_bytes":1}`)), nil)
 	m, err := system.New(testConfig(t).Config, store)
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +138,7 @@ func TestMaintenanceRetention(t *testing.T) {
 	if err != nil || cp.Trim.Offset == 0 || len(cp.Segments) != 0 || len(cp.Retired) == 0 {
 		t.Fatalf("after the round: trim %v, %d files, %d retired, %v; want everything flushed trimmed and retired", cp.Trim, len(cp.Segments), len(cp.Retired), err)
 	}
-	var rr ReadResponse
+	var rr wire.ReadResponse
 	mustOK(t, "read after the round", ts.get("/v1/vchannels/v0/messages"), &rr)
 	if len(rr.Messages) != 0 {
 		t.Fatalf("read %q after retention trimmed everything flushed", payloads(rr.Messages))

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/infra/objstore"
 )
 
@@ -30,7 +31,7 @@ func TestScannerStartupDelay(t *testing.T) {
 
 	for _, path := range []string{"/v1/pchannels/p0/messages?wait=100ms", "/v1/vchannels/v0/messages?wait=100ms", "/v1/vchannels/v0/messages?wait=100ms&from=earliest"} {
 		gets := store.gets.Load()
-		var rr ReadResponse
+		var rr wire.ReadResponse
 		mustOK(t, "paused read", ts.get(path), &rr)
 		if !rr.Paused || len(rr.Messages) != 0 || rr.Next == "" {
 			t.Fatalf("%s during the pause: %+v", path, rr)
@@ -39,12 +40,12 @@ func TestScannerStartupDelay(t *testing.T) {
 			t.Fatalf("%s during the pause read the store %d times; a held read touches nothing", path, n)
 		}
 	}
-	var rr ReadResponse
+	var rr wire.ReadResponse
 	mustOK(t, "read ignoring the pause", ts.get("/v1/vchannels/v0/messages?ignore_pause=true"), &rr)
 	if rr.Paused || !slices.Equal(payloads(rr.Messages), []string{"a", "b"}) {
 		t.Fatalf("read ignoring the pause: %+v", rr)
 	}
-	wantError(t, "bad ignore_pause", ts.get("/v1/vchannels/v0/messages?ignore_pause=maybe"), 400, CodeMalformed)
+	wantError(t, "bad ignore_pause", ts.get("/v1/vchannels/v0/messages?ignore_pause=maybe"), 400, wire.CodeMalformed)
 
 	metrics := string(ts.get("/metrics").body)
 	if !regexp.MustCompile(`(?m)^cairn_scanner_pause_active 1$`).MatchString(metrics) {

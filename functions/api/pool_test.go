@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
 )
@@ -36,7 +37,7 @@ func TestLeaseHeldElsewhere(t *testing.T) {
 	start := time.Now()
 	r := ts.postJSON("/v1/pchannels/p0/append", msgs("v0", "a"))
 	took := time.Since(start)
-	if r.status != http.StatusServiceUnavailable || r.errorCode(t) != CodeLeaseHeld {
+	if r.status != http.StatusServiceUnavailable || r.errorCode(t) != wire.CodeLeaseHeld {
 		t.Fatalf("append under a live lease: %d %s", r.status, r.body)
 	}
 	if ra, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || ra < 1 {
@@ -81,7 +82,7 @@ func TestFencedWriterReopens(t *testing.T) {
 	}
 
 	r := a.postJSON("/v1/pchannels/p0/append", msgs("v0", "c"))
-	if r.status != http.StatusServiceUnavailable || r.errorCode(t) != CodeLeaseHeld {
+	if r.status != http.StatusServiceUnavailable || r.errorCode(t) != wire.CodeLeaseHeld {
 		t.Fatalf("append on A after B took over: %d %s", r.status, r.body)
 	}
 	if err := b.srv.Close(t.Context()); err != nil {

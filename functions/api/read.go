@@ -10,39 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/segmentlog"
 )
-
-// ReadResponse answers GET /v1/pchannels/{p}/messages.
-type ReadResponse struct {
-	PChannel string       `json:"pchannel"`
-	VChannel string       `json:"vchannel,omitempty"` // on GET /v1/vchannels/{v}/messages
-	Messages []MessageOut `json:"messages"`
-	Next     string       `json:"next"` // the position to read from next
-	// Paused: the server's scanner startup delay held this read back for
-	// its whole wait; nothing was read. Read again from next (or with
-	// ignore_pause=true).
-	Paused bool `json:"paused,omitempty"`
-}
-
-// MessageOut is one delivered message.
-type MessageOut struct {
-	Offset     uint64            `json:"offset"`
-	Index      uint32            `json:"index"`
-	Term       uint64            `json:"term"`
-	TimeTick   uint64            `json:"timetick,string"`
-	Type       string            `json:"type"`
-	VChannel   string            `json:"vchannel,omitempty"`
-	Payload    []byte            `json:"payload,omitempty"`
-	Properties map[string]string `json:"properties,omitempty"`
-	Key        *Key              `json:"key,omitempty"`
-	// BroadcastID names the broadcast a broadcast copy belongs to.
-	BroadcastID string `json:"broadcast_id,omitempty"`
-	// Restored: the message is part of a restored vchannel's history, read
-	// from the snapshot's segments; Offset, Index and Term are those of the
-	// snapshot's source pchannel, and its position is restored:OFFSET.INDEX.
-	Restored bool `json:"restored,omitempty"`
-}
 
 // readQuery is a parsed read request.
 type readQuery struct {
@@ -66,7 +36,7 @@ type readQuery struct {
 // segmentlog.MaxMessages.
 func parsePosition(s string) (segmentlog.Position, error) {
 	bad := func(why string) error {
-		return errorf(http.StatusBadRequest, CodeMalformed, "position %q: %s (want earliest, latest, id:OFFSET.INDEX, after:id:OFFSET.INDEX or timetick:T)", s, why)
+		return errorf(http.StatusBadRequest, wire.CodeMalformed, "position %q: %s (want earliest, latest, id:OFFSET.INDEX, after:id:OFFSET.INDEX or timetick:T)", s, why)
 	}
 	if rest, ok := strings.CutPrefix(s, "after:"); ok {
 		if !strings.HasPrefix(rest, "id:") {
@@ -109,9 +79,9 @@ func parsePosition(s string) (segmentlog.Position, error) {
 
 // parseOffset parses a WAL offset: decimal, at most MaxOffset.
 func parseOffset(s string) (uint64, error) {
-	off, err := parseDecimal(s, MaxOffset)
+	off, err := parseDecimal(s, wire.MaxOffset)
 	if err != nil {
-		return 0, errorf(http.StatusBadRequest, CodeMalformed, "offset %q: %v", s, err)
+		return 0, errorf(http.StatusBadRequest, wire.CodeMalformed, "offset %q: %v", s, err)
 	}
 	return off, nil
 }
@@ -143,7 +113,7 @@ func parseDecimal(s string, limit uint64) (uint64, error) {
 func parseReadQuery(q url.Values, maxMessages int, maxWait time.Duration) (readQuery, error) {
 	rq := readQuery{from: segmentlog.Earliest(), max: min(DefaultReadMessages, maxMessages)}
 	bad := func(format string, args ...any) (readQuery, error) {
-		return readQuery{}, errorf(http.StatusBadRequest, CodeMalformed, format, args...)
+		return readQuery{}, errorf(http.StatusBadRequest, wire.CodeMalformed, format, args...)
 	}
 	for k, vs := range q {
 		switch k {
@@ -207,7 +177,7 @@ func parseReadQuery(q url.Values, maxMessages int, maxWait time.Duration) (readQ
 func parseWait(v string, maxWait time.Duration) (time.Duration, error) {
 	d, err := time.ParseDuration(v)
 	if err != nil || d < 0 {
-		return 0, errorf(http.StatusBadRequest, CodeMalformed, "wait %q: want a non-negative Go duration such as 500ms or 10s", v)
+		return 0, errorf(http.StatusBadRequest, wire.CodeMalformed, "wait %q: want a non-negative Go duration such as 500ms or 10s", v)
 	}
 	return min(d, maxWait), nil
 }
@@ -256,9 +226,9 @@ func (s *Server) holdForPause(ctx context.Context, q readQuery) (bool, error) {
 // read runs one read: it delivers what is there from q.from (up to q.max
 // messages and MaxReadBytes of payload), and if nothing is, waits up to
 // q.wait for the first message to arrive.
-func (s *Server) read(ctx context.Context, p string, q readQuery) (ReadResponse, error) {
+func (s *Server) read(ctx context.Context, p string, q readQuery) (wire.ReadResponse, error) {
 	if paused, err := s.holdForPause(ctx, q); err != nil || paused {
-		return ReadResponse{PChannel: p, Messages: []MessageOut{}, Next: q.from.String(), Paused: paused}, err
+		return wire.ReadResponse{PChannel: p, Messages: []wire.MessageOut{}, Next: q.from.String(), Paused: paused}, err
 	}
 	from := q.from
 	if from.Kind == segmentlog.StartLatest {
@@ -266,7 +236,7 @@ func (s *Server) read(ctx context.Context, p string, q readQuery) (ReadResponse,
 		// nothing arrives: a poll loop then misses nothing between polls.
 		t, err := s.tail(ctx, p)
 		if err != nil {
-			return ReadResponse{}, err
+			return wire.ReadResponse{}, err
 		}
 		from = segmentlog.AtID(segmentlog.MessageID{Offset: t.NextOffset})
 	}
@@ -276,7 +246,7 @@ func (s *Server) read(ctx context.Context, p string, q readQuery) (ReadResponse,
 		Cache: s.pool.Cache(), Tail: s.pool.Tail(), NoWait: true, Segments: s.segs,
 	}, s.store)
 	if err != nil {
-		return ReadResponse{}, err
+		return wire.ReadResponse{}, err
 	}
 	defer sc.Close()
 	waiting := false
@@ -294,29 +264,29 @@ func (s *Server) read(ctx context.Context, p string, q readQuery) (ReadResponse,
 				s.metrics.waiters.Inc()
 				return nil
 			default:
-				e := errorf(http.StatusTooManyRequests, CodeTooManyWaiters, "%d reads are waiting at the tail already", s.cfg.MaxWaiters)
+				e := errorf(http.StatusTooManyRequests, wire.CodeTooManyWaiters, "%d reads are waiting at the tail already", s.cfg.MaxWaiters)
 				e.retryAfter = time.Second
 				return e
 			}
 		}})
 	if err != nil {
-		return ReadResponse{}, err
+		return wire.ReadResponse{}, err
 	}
-	resp := ReadResponse{PChannel: p, Messages: make([]MessageOut, len(page)), Next: sc.Resume().String()}
+	resp := wire.ReadResponse{PChannel: p, Messages: make([]wire.MessageOut, len(page)), Next: sc.Resume().String()}
 	for i, d := range page {
 		resp.Messages[i] = messageOut(d)
 	}
 	return resp, nil
 }
 
-func messageOut(d segmentlog.Delivery) MessageOut {
-	m := MessageOut{
+func messageOut(d segmentlog.Delivery) wire.MessageOut {
+	m := wire.MessageOut{
 		Offset: d.ID.Offset, Index: d.ID.Index, Term: d.Term, TimeTick: d.TimeTick,
 		Type: d.Type.String(), VChannel: d.VChannel, Payload: d.Payload, Properties: d.Properties,
 		BroadcastID: d.BroadcastID,
 	}
 	if !d.Key.IsZero() {
-		m.Key = &Key{Producer: d.Key.Producer, Epoch: d.Key.Epoch, Seq: d.Key.Seq}
+		m.Key = &wire.Key{Producer: d.Key.Producer, Epoch: d.Key.Epoch, Seq: d.Key.Seq}
 	}
 	return m
 }

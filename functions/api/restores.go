@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/snapshot"
 )
@@ -15,29 +16,6 @@ import (
 // while it runs); GET /v1/restores/{id} reports state and progress and
 // resumes a job no process runs.
 
-// RestoreRequest is the body of POST /v1/snapshots/{name}/restore.
-type RestoreRequest struct {
-	// JobID makes the request idempotent; default a fresh UUIDv7.
-	JobID string `json:"job_id,omitempty"`
-	// Targets maps every vchannel of the snapshot to the new vchannel
-	// whose history it becomes. No target may exist yet.
-	Targets map[string]string `json:"targets"`
-}
-
-// RestoreOut is a restore job as the API shows it. Progress is Done of
-// Total steps: one per segment file checked, one per target vchannel
-// created.
-type RestoreOut struct {
-	ID       string            `json:"id"`
-	Snapshot string            `json:"snapshot"`
-	Targets  map[string]string `json:"targets"`
-	State    string            `json:"state"`
-	Done     int               `json:"done"`
-	Total    int               `json:"total"`
-	TimeTick uint64            `json:"timetick,string"` // the snapshot's
-	Error    string            `json:"error,omitempty"`
-}
-
 func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) error {
 	name, err := snapshotName(r)
 	if err != nil {
@@ -46,7 +24,7 @@ func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) error {
 	if err := noQuery(r); err != nil {
 		return err
 	}
-	var req RestoreRequest
+	var req wire.RestoreRequest
 	if err := readJSON(r, &req, false); err != nil {
 		return err
 	}
@@ -57,7 +35,7 @@ func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if len(req.Targets) == 0 {
-		return errorf(http.StatusBadRequest, CodeInvalid, "targets must map every vchannel of the snapshot to a new vchannel")
+		return errorf(http.StatusBadRequest, wire.CodeInvalid, "targets must map every vchannel of the snapshot to a new vchannel")
 	}
 	for src, t := range req.Targets {
 		if err := validName("vchannel", src); err != nil {
@@ -89,7 +67,7 @@ func (s *Server) handleRestoreStatus(w http.ResponseWriter, r *http.Request) err
 	}
 	p, err := s.sys.RestoreProgress(r.Context(), id)
 	if errors.Is(err, snapshot.ErrNotFound) {
-		return errorf(http.StatusNotFound, CodeUnknownRestore, "no restore job %q", id)
+		return errorf(http.StatusNotFound, wire.CodeUnknownRestore, "no restore job %q", id)
 	}
 	if err != nil {
 		return err
@@ -99,7 +77,7 @@ func (s *Server) handleRestoreStatus(w http.ResponseWriter, r *http.Request) err
 }
 
 // restoreOut is a restore job's progress as the API shows it.
-func restoreOut(p system.RestoreProgress) RestoreOut {
-	return RestoreOut{ID: p.Job.ID, Snapshot: p.Job.Snapshot, Targets: p.Job.Targets, State: string(p.State),
+func restoreOut(p system.RestoreProgress) wire.RestoreOut {
+	return wire.RestoreOut{ID: p.Job.ID, Snapshot: p.Job.Snapshot, Targets: p.Job.Targets, State: string(p.State),
 		Done: p.Done, Total: p.Total, TimeTick: p.Job.TimeTick, Error: p.Error}
 }

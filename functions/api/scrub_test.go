@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/infra/objstore"
 )
 
@@ -82,8 +83,8 @@ func TestStoreFailuresAnswerWithoutInternals(t *testing.T) {
 		// writer that gave up on retries logs the store's text on its own).
 		causeInLog bool
 	}{
-		{"retryable", fmt.Errorf("put %s: %w", marker, objstore.ErrTransient), []string{CodeUnavailable, CodeOutcomeUnknown}, false},
-		{"unexpected", fmt.Errorf("put %s: access denied", marker), []string{CodeInternal}, true},
+		{"retryable", fmt.Errorf("put %s: %w", marker, objstore.ErrTransient), []string{wire.CodeUnavailable, wire.CodeOutcomeUnknown}, false},
+		{"unexpected", fmt.Errorf("put %s: access denied", marker), []string{wire.CodeInternal}, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -93,13 +94,13 @@ func TestStoreFailuresAnswerWithoutInternals(t *testing.T) {
 			store := &breakableStore{Store: objstore.NewMemory()}
 			ts := newTestServer(t, cfg, store)
 			body := []byte(`{"messages":[{"vchannel":"v","payload":"aGk="}]}`)
-			if r := ts.do("POST", "/v1/pchannels/p0/append", ContentTypeJSON, body); r.status != http.StatusOK {
+			if r := ts.do("POST", "/v1/pchannels/p0/append", wire.ContentTypeJSON, body); r.status != http.StatusOK {
 				t.Fatalf("append before the failure: %d %s", r.status, r.body)
 			}
 			store.fail.Store(&tc.err)
 			var r response
 			for range 3 { // the open writer fails on its first PUT; later calls meet the store again
-				if r = ts.do("POST", "/v1/pchannels/p0/append", ContentTypeJSON, body); r.status >= 500 {
+				if r = ts.do("POST", "/v1/pchannels/p0/append", wire.ContentTypeJSON, body); r.status >= 500 {
 					break
 				}
 			}
@@ -107,7 +108,7 @@ func TestStoreFailuresAnswerWithoutInternals(t *testing.T) {
 			if err := json.Unmarshal(r.body, &e); err != nil {
 				t.Fatalf("answer %d %s: %v", r.status, r.body, err)
 			}
-			if e.Code == CodeCorrupt || r.status < 500 {
+			if e.Code == wire.CodeCorrupt || r.status < 500 {
 				t.Fatalf("answer %d %s, want a 5xx", r.status, r.body)
 			}
 			ok := false
@@ -140,7 +141,7 @@ func TestStoreFailuresAnswerWithoutInternals(t *testing.T) {
 // retry, never a 500.
 func TestClassifyBroadcastBusy(t *testing.T) {
 	e := classify(fmt.Errorf("broadcast b: %w", coordinator.ErrBroadcastBusy))
-	if e.status != http.StatusServiceUnavailable || e.Code != CodeUnavailable || e.retryAfter <= 0 {
+	if e.status != http.StatusServiceUnavailable || e.Code != wire.CodeUnavailable || e.retryAfter <= 0 {
 		t.Fatalf("busy broadcast answered %d %s (retry after %v)", e.status, e.Code, e.retryAfter)
 	}
 }

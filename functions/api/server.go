@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
@@ -139,9 +140,9 @@ func (s *Server) Handler(roles Role) http.Handler {
 	}
 	mux.Handle("/", s.wrap(Route{Path: "unmatched", handle: func(w http.ResponseWriter, r *http.Request) error {
 		if _, pat := paths.Handler(r); pat != "" {
-			return errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path)
+			return errorf(http.StatusMethodNotAllowed, wire.CodeMethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path)
 		}
-		return errorf(http.StatusNotFound, CodeNotFound, "no route for %s %s", r.Method, r.URL.Path)
+		return errorf(http.StatusNotFound, wire.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path)
 	}}))
 	return s.guard(mux)
 }
@@ -155,7 +156,7 @@ func (s *Server) guard(next http.Handler) http.Handler {
 		p := r.URL.Path
 		if !strings.HasPrefix(p, "/") || strings.Contains(p, "//") || strings.Contains(p, "/./") ||
 			strings.Contains(p, "/../") || strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..") {
-			s.countError(w, r, "invalid_path", errorf(http.StatusBadRequest, CodeInvalidName, "path %q has an empty, '.' or '..' element", p))
+			s.countError(w, r, "invalid_path", errorf(http.StatusBadRequest, wire.CodeInvalidName, "path %q has an empty, '.' or '..' element", p))
 			return
 		}
 		// HEAD is GET without a body (the mux serves GET routes to HEAD too):
@@ -167,7 +168,7 @@ func (s *Server) guard(next http.Handler) http.Handler {
 				subtle.ConstantTimeCompare([]byte(h[len(prefix):]), []byte(s.cfg.Token)) == 1
 			if !ok {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="cairn"`)
-				s.countError(w, r, "unauthorized", errorf(http.StatusUnauthorized, CodeUnauthorized, "missing or wrong bearer token"))
+				s.countError(w, r, "unauthorized", errorf(http.StatusUnauthorized, wire.CodeUnauthorized, "missing or wrong bearer token"))
 				return
 			}
 		}
@@ -221,7 +222,7 @@ func (s *Server) wrap(rt Route) http.Handler {
 				}
 				s.log.Error("handler panic", "route", label, "panic", v)
 				if sw.status == 0 {
-					writeError(sw, errorf(http.StatusInternalServerError, CodeInternal, "internal error"))
+					writeError(sw, errorf(http.StatusInternalServerError, wire.CodeInternal, "internal error"))
 				}
 			}
 			code := strconv.Itoa(sw.status)
@@ -328,7 +329,7 @@ func (s *Server) configured(p string) error {
 		return err
 	}
 	if !s.pchannels[p] {
-		return errorf(http.StatusNotFound, CodeUnknownPChannel, "pchannel %q is not one of the configured pchannels (%s)", p, strings.Join(s.sc.PChannels, ", "))
+		return errorf(http.StatusNotFound, wire.CodeUnknownPChannel, "pchannel %q is not one of the configured pchannels (%s)", p, strings.Join(s.sc.PChannels, ", "))
 	}
 	return nil
 }
@@ -340,7 +341,7 @@ func (s *Server) mustKnow(ctx context.Context, pchannel string) error {
 		return err
 	}
 	if !ok {
-		return errorf(http.StatusNotFound, CodeUnknownPChannel, "pchannel %q has never been written", pchannel)
+		return errorf(http.StatusNotFound, wire.CodeUnknownPChannel, "pchannel %q has never been written", pchannel)
 	}
 	return nil
 }

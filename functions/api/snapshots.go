@@ -3,71 +3,22 @@ package api
 import (
 	"errors"
 	"net/http"
-	"time"
 
+	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
 
 // Flush and snapshots (snapshot role).
 
-// FlushResponse answers POST /v1/pchannels/{p}/flush.
-type FlushResponse struct {
-	PChannel string `json:"pchannel"`
-	// Rounds committed by this call (0 if the checkpoint was at the tail
-	// already, or another flusher got there first).
-	Rounds   int   `json:"rounds"`
-	Messages int64 `json:"messages"` // written to segments by this call
-	Segments int   `json:"segments"` // files written by this call
-	// Checkpoint: the WAL offset below which the pchannel is in segments,
-	// after the call.
-	Checkpoint uint64 `json:"checkpoint"`
-}
-
-// SnapshotCreateRequest is the body of POST /v1/snapshots.
-type SnapshotCreateRequest struct {
-	Name      string   `json:"name"`
-	VChannels []string `json:"vchannels"`
-}
-
-// SnapshotOut is a snapshot record as the API shows it (the manifest's
-// files are counted, not listed).
-type SnapshotOut struct {
-	Name      string   `json:"name"`
-	State     string   `json:"state"` // pending, committed or deleting
-	VChannels []string `json:"vchannels"`
-	Cuts      []CutOut `json:"cuts"`
-	// TimeTick: every message of its vchannels with a timetick ≤ it is in
-	// the snapshot.
-	TimeTick  uint64    `json:"timetick,string"`
-	Segments  int       `json:"segments"`
-	Messages  int64     `json:"messages"`
-	Bytes     int64     `json:"bytes"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
-	Version   uint64    `json:"version"`
-}
-
-// CutOut is where a snapshot cut one pchannel.
-type CutOut struct {
-	PChannel   string `json:"pchannel"`
-	Checkpoint uint64 `json:"checkpoint"`
-	TimeTick   uint64 `json:"timetick,string"`
-}
-
-// SnapshotsResponse answers GET /v1/snapshots.
-type SnapshotsResponse struct {
-	Snapshots []SnapshotOut `json:"snapshots"`
-}
-
-func snapshotOut(s snapshot.Snapshot) SnapshotOut {
-	out := SnapshotOut{
-		Name: s.Name, State: string(s.State), VChannels: s.VChannels, Cuts: make([]CutOut, len(s.Cuts)),
+func snapshotOut(s snapshot.Snapshot) wire.SnapshotOut {
+	out := wire.SnapshotOut{
+		Name: s.Name, State: string(s.State), VChannels: s.VChannels, Cuts: make([]wire.CutOut, len(s.Cuts)),
 		TimeTick: s.TimeTick, Segments: len(s.Segments), Messages: s.Messages, Bytes: s.Bytes,
 		CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt, Version: s.Version,
 	}
 	for i, c := range s.Cuts {
-		out.Cuts[i] = CutOut{PChannel: c.PChannel, Checkpoint: c.C, TimeTick: c.TimeTick}
+		out.Cuts[i] = wire.CutOut{PChannel: c.PChannel, Checkpoint: c.C, TimeTick: c.TimeTick}
 	}
 	if out.VChannels == nil {
 		out.VChannels = []string{}
@@ -100,7 +51,7 @@ func (s *Server) handleFlush(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	resp := FlushResponse{PChannel: p, Rounds: len(rounds)}
+	resp := wire.FlushResponse{PChannel: p, Rounds: len(rounds)}
 	for _, rd := range rounds {
 		resp.Messages += rd.Messages
 		resp.Segments += len(rd.Segments)
@@ -118,7 +69,7 @@ func (s *Server) handleSnapshotCreate(w http.ResponseWriter, r *http.Request) er
 	if err := noQuery(r); err != nil {
 		return err
 	}
-	var req SnapshotCreateRequest
+	var req wire.SnapshotCreateRequest
 	if err := readJSON(r, &req, false); err != nil {
 		return err
 	}
@@ -126,7 +77,7 @@ func (s *Server) handleSnapshotCreate(w http.ResponseWriter, r *http.Request) er
 		return err
 	}
 	if len(req.VChannels) == 0 {
-		return errorf(http.StatusBadRequest, CodeInvalid, "a snapshot needs at least one vchannel")
+		return errorf(http.StatusBadRequest, wire.CodeInvalid, "a snapshot needs at least one vchannel")
 	}
 	for _, v := range req.VChannels {
 		if err := validName("vchannel", v); err != nil {
@@ -163,7 +114,7 @@ func (s *Server) handleSnapshotList(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	resp := SnapshotsResponse{Snapshots: make([]SnapshotOut, len(snaps))}
+	resp := wire.SnapshotsResponse{Snapshots: make([]wire.SnapshotOut, len(snaps))}
 	for i, snap := range snaps {
 		resp.Snapshots[i] = snapshotOut(snap)
 	}

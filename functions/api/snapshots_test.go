@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
 )
@@ -15,17 +16,17 @@ import (
 // flushed part come from segments, unchanged.
 func TestFlushRoute(t *testing.T) {
 	ts := newTestServer(t, testConfig(t), objstore.NewMemory())
-	wantError(t, "flush unknown", ts.do("POST", "/v1/pchannels/p7/flush", "", nil), 404, CodeUnknownPChannel)
+	wantError(t, "flush unknown", ts.do("POST", "/v1/pchannels/p7/flush", "", nil), 404, wire.CodeUnknownPChannel)
 	ts.createVChannel("v0", "p0")
 	mustOK(t, "append", ts.postJSON("/v1/vchannels/v0/append", msgs("", "a", "b", "c")), nil)
 
-	var fr FlushResponse
+	var fr wire.FlushResponse
 	mustOK(t, "flush", ts.do("POST", "/v1/pchannels/p0/flush", "", nil), &fr)
 	if fr.PChannel != "p0" || fr.Rounds < 1 || fr.Messages < 3 || fr.Segments < 1 || fr.Checkpoint == 0 {
 		t.Fatalf("flush %+v", fr)
 	}
 	// The vchannel's record shows how far it is flushed.
-	var v VChannelOut
+	var v wire.VChannelOut
 	mustOK(t, "describe v0", ts.get("/v1/vchannels/v0"), &v)
 	if v.Position.Offset != fr.Checkpoint || v.Position.TimeTick == 0 || v.Position.Done {
 		t.Fatalf("v0 position %+v after a flush to %d", v.Position, fr.Checkpoint)
@@ -34,20 +35,20 @@ func TestFlushRoute(t *testing.T) {
 	if fr.Rounds != 0 || fr.Checkpoint == 0 {
 		t.Fatalf("second flush %+v: want nothing to do", fr)
 	}
-	var rr ReadResponse
+	var rr wire.ReadResponse
 	mustOK(t, "read flushed", ts.get("/v1/vchannels/v0/messages"), &rr)
 	if got := payloads(rr.Messages); !slices.Equal(got, []string{"a", "b", "c"}) {
 		t.Fatalf("read after flush %q", got)
 	}
-	wantError(t, "flush with a body", ts.do("POST", "/v1/pchannels/p0/flush", ContentTypeJSON, []byte(`{"x":1}`)), 400, CodeMalformed)
+	wantError(t, "flush with a body", ts.do("POST", "/v1/pchannels/p0/flush", wire.ContentTypeJSON, []byte(`{"x":1}`)), 400, wire.CodeMalformed)
 }
 
 // restoreUntilDone polls a restore job until it is no longer running.
-func (ts *testServer) restoreUntilDone(id string) RestoreOut {
+func (ts *testServer) restoreUntilDone(id string) wire.RestoreOut {
 	ts.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		var out RestoreOut
+		var out wire.RestoreOut
 		mustOK(ts.t.(*testing.T), "restore status", ts.get("/v1/restores/"+id), &out)
 		if out.State != string(system.RestoreRunning) {
 			return out
@@ -67,24 +68,24 @@ func TestSnapshotRoutes(t *testing.T) {
 	ts.createVChannel("v1", "p1")
 	mustOK(t, "append", ts.postJSON("/v1/vchannels/v0/append", msgs("", "a", "b")), nil)
 
-	var s1 SnapshotOut
-	mustOK(t, "create", ts.postJSON("/v1/snapshots", SnapshotCreateRequest{Name: "s1", VChannels: []string{"v0"}}), &s1)
+	var s1 wire.SnapshotOut
+	mustOK(t, "create", ts.postJSON("/v1/snapshots", wire.SnapshotCreateRequest{Name: "s1", VChannels: []string{"v0"}}), &s1)
 	if s1.Name != "s1" || s1.State != "committed" || !slices.Equal(s1.VChannels, []string{"v0"}) ||
 		s1.Messages < 2 || s1.Segments < 1 || len(s1.Cuts) != 1 || s1.Cuts[0].PChannel != "p0" || s1.TimeTick == 0 {
 		t.Fatalf("snapshot %+v", s1)
 	}
-	var again SnapshotOut
-	mustOK(t, "create again", ts.postJSON("/v1/snapshots", SnapshotCreateRequest{Name: "s1", VChannels: []string{"v0"}}), &again)
+	var again wire.SnapshotOut
+	mustOK(t, "create again", ts.postJSON("/v1/snapshots", wire.SnapshotCreateRequest{Name: "s1", VChannels: []string{"v0"}}), &again)
 	if again.Version != s1.Version {
 		t.Fatalf("create again changed the snapshot: %+v", again)
 	}
-	wantError(t, "name taken", ts.postJSON("/v1/snapshots", SnapshotCreateRequest{Name: "s1", VChannels: []string{"v1"}}), 409, CodeExists)
-	wantError(t, "bad name", ts.postJSON("/v1/snapshots", SnapshotCreateRequest{Name: "s/1", VChannels: []string{"v0"}}), 400, CodeInvalidName)
-	wantError(t, "no vchannels", ts.postJSON("/v1/snapshots", SnapshotCreateRequest{Name: "s2"}), 400, CodeInvalid)
-	wantError(t, "unknown vchannel", ts.postJSON("/v1/snapshots", SnapshotCreateRequest{Name: "s2", VChannels: []string{"nope"}}), 404, CodeUnknownVChannel)
-	mustOK(t, "create s2", ts.postJSON("/v1/snapshots", SnapshotCreateRequest{Name: "s2", VChannels: []string{"v0", "v1"}}), nil)
+	wantError(t, "name taken", ts.postJSON("/v1/snapshots", wire.SnapshotCreateRequest{Name: "s1", VChannels: []string{"v1"}}), 409, wire.CodeExists)
+	wantError(t, "bad name", ts.postJSON("/v1/snapshots", wire.SnapshotCreateRequest{Name: "s/1", VChannels: []string{"v0"}}), 400, wire.CodeInvalidName)
+	wantError(t, "no vchannels", ts.postJSON("/v1/snapshots", wire.SnapshotCreateRequest{Name: "s2"}), 400, wire.CodeInvalid)
+	wantError(t, "unknown vchannel", ts.postJSON("/v1/snapshots", wire.SnapshotCreateRequest{Name: "s2", VChannels: []string{"nope"}}), 404, wire.CodeUnknownVChannel)
+	mustOK(t, "create s2", ts.postJSON("/v1/snapshots", wire.SnapshotCreateRequest{Name: "s2", VChannels: []string{"v0", "v1"}}), nil)
 
-	var list SnapshotsResponse
+	var list wire.SnapshotsResponse
 	mustOK(t, "list", ts.get("/v1/snapshots"), &list)
 	if len(list.Snapshots) != 2 || list.Snapshots[0].Name != "s1" || list.Snapshots[1].Name != "s2" {
 		t.Fatalf("list %+v", list)
@@ -93,16 +94,16 @@ func TestSnapshotRoutes(t *testing.T) {
 	if len(list.Snapshots) != 1 || list.Snapshots[0].Name != "s2" {
 		t.Fatalf("list of v1 %+v", list)
 	}
-	wantError(t, "list bad", ts.get("/v1/snapshots?vchannel=../x"), 400, CodeInvalidName)
+	wantError(t, "list bad", ts.get("/v1/snapshots?vchannel=../x"), 400, wire.CodeInvalidName)
 
-	var d SnapshotOut
+	var d wire.SnapshotOut
 	mustOK(t, "describe", ts.get("/v1/snapshots/s1"), &d)
 	if d.Name != "s1" || d.Version != s1.Version {
 		t.Fatalf("describe %+v", d)
 	}
-	wantError(t, "describe unknown", ts.get("/v1/snapshots/nope"), 404, CodeUnknownSnapshot)
+	wantError(t, "describe unknown", ts.get("/v1/snapshots/nope"), 404, wire.CodeUnknownSnapshot)
 
-	var v VChannelOut
+	var v wire.VChannelOut
 	mustOK(t, "pinned", ts.get("/v1/vchannels/v0"), &v)
 	if !slices.Equal(v.Pins, []string{"s1", "s2"}) {
 		t.Fatalf("v0 pins %v, want s1 and s2", v.Pins)
@@ -110,14 +111,14 @@ func TestSnapshotRoutes(t *testing.T) {
 	if r := ts.do("DELETE", "/v1/snapshots/s1", "", nil); r.status != 204 {
 		t.Fatalf("drop: %d %s", r.status, r.body)
 	}
-	wantError(t, "drop again", ts.do("DELETE", "/v1/snapshots/s1", "", nil), 404, CodeUnknownSnapshot)
-	wantError(t, "describe dropped", ts.get("/v1/snapshots/s1"), 404, CodeUnknownSnapshot)
+	wantError(t, "drop again", ts.do("DELETE", "/v1/snapshots/s1", "", nil), 404, wire.CodeUnknownSnapshot)
+	wantError(t, "describe dropped", ts.get("/v1/snapshots/s1"), 404, wire.CodeUnknownSnapshot)
 	mustOK(t, "unpinned", ts.get("/v1/vchannels/v0"), &v)
 	if !slices.Equal(v.Pins, []string{"s2"}) {
 		t.Fatalf("v0 pins %v after dropping s1", v.Pins)
 	}
 	// A dropped name may be used again.
-	mustOK(t, "create s1 anew", ts.postJSON("/v1/snapshots", SnapshotCreateRequest{Name: "s1", VChannels: []string{"v1"}}), nil)
+	mustOK(t, "create s1 anew", ts.postJSON("/v1/snapshots", wire.SnapshotCreateRequest{Name: "s1", VChannels: []string{"v1"}}), nil)
 }
 
 // TestRestoreRoutes: a restore job creates the target vchannel with the
@@ -127,15 +128,15 @@ func TestRestoreRoutes(t *testing.T) {
 	ts := newTestServer(t, testConfig(t), objstore.NewMemory())
 	ts.createVChannel("v0", "p0")
 	mustOK(t, "append", ts.postJSON("/v1/vchannels/v0/append", msgs("", "a", "b", "c")), nil)
-	mustOK(t, "snapshot", ts.postJSON("/v1/snapshots", SnapshotCreateRequest{Name: "s1", VChannels: []string{"v0"}}), nil)
+	mustOK(t, "snapshot", ts.postJSON("/v1/snapshots", wire.SnapshotCreateRequest{Name: "s1", VChannels: []string{"v0"}}), nil)
 	mustOK(t, "append after the snapshot", ts.postJSON("/v1/vchannels/v0/append", msgs("", "d")), nil)
 
-	req := RestoreRequest{JobID: "job-1", Targets: map[string]string{"v0": "r0"}}
+	req := wire.RestoreRequest{JobID: "job-1", Targets: map[string]string{"v0": "r0"}}
 	r := ts.postJSON("/v1/snapshots/s1/restore", req)
 	if r.status != 200 && r.status != 202 {
 		t.Fatalf("restore: %d %s", r.status, r.body)
 	}
-	var job RestoreOut
+	var job wire.RestoreOut
 	r.decode(t, &job)
 	if job.ID != "job-1" || job.Snapshot != "s1" || job.Targets["v0"] != "r0" {
 		t.Fatalf("restore answer %+v", job)
@@ -145,13 +146,13 @@ func TestRestoreRoutes(t *testing.T) {
 		t.Fatalf("restore finished %+v", job)
 	}
 
-	var rv VChannelOut
+	var rv wire.VChannelOut
 	mustOK(t, "describe target", ts.get("/v1/vchannels/r0"), &rv)
 	if rv.State != "active" || rv.Created == nil {
 		t.Fatalf("target %+v", rv)
 	}
 	// The restored history, a page at a time, then the target's own.
-	var rr ReadResponse
+	var rr wire.ReadResponse
 	mustOK(t, "read restored", ts.get("/v1/vchannels/r0/messages?max=2"), &rr)
 	if got := payloads(rr.Messages); !slices.Equal(got, []string{"a", "b"}) || !rr.Messages[0].Restored || rr.Messages[0].VChannel != "r0" ||
 		!strings.HasPrefix(rr.Next, "restored:") {
@@ -184,17 +185,17 @@ func TestRestoreRoutes(t *testing.T) {
 	if job.State != string(system.RestoreDone) {
 		t.Fatalf("restore again %+v", job)
 	}
-	wantError(t, "job ID of another restore", ts.postJSON("/v1/snapshots/s1/restore", RestoreRequest{JobID: "job-1", Targets: map[string]string{"v0": "r1"}}), 409, CodeExists)
-	wantError(t, "target exists", ts.postJSON("/v1/snapshots/s1/restore", RestoreRequest{Targets: map[string]string{"v0": "r0"}}), 409, CodeExists)
-	wantError(t, "unknown snapshot", ts.postJSON("/v1/snapshots/nope/restore", RestoreRequest{Targets: map[string]string{"v0": "r2"}}), 404, CodeUnknownSnapshot)
-	wantError(t, "targets miss a vchannel", ts.postJSON("/v1/snapshots/s1/restore", RestoreRequest{Targets: map[string]string{"zz": "r2"}}), 400, CodeInvalid)
-	wantError(t, "no targets", ts.postJSON("/v1/snapshots/s1/restore", RestoreRequest{}), 400, CodeInvalid)
-	wantError(t, "bad target", ts.postJSON("/v1/snapshots/s1/restore", RestoreRequest{Targets: map[string]string{"v0": "../r"}}), 400, CodeInvalidName)
-	wantError(t, "bad job ID", ts.postJSON("/v1/snapshots/s1/restore", RestoreRequest{JobID: "a/b", Targets: map[string]string{"v0": "r2"}}), 400, CodeInvalidName)
-	wantError(t, "unknown job", ts.get("/v1/restores/nope"), 404, CodeUnknownRestore)
+	wantError(t, "job ID of another restore", ts.postJSON("/v1/snapshots/s1/restore", wire.RestoreRequest{JobID: "job-1", Targets: map[string]string{"v0": "r1"}}), 409, wire.CodeExists)
+	wantError(t, "target exists", ts.postJSON("/v1/snapshots/s1/restore", wire.RestoreRequest{Targets: map[string]string{"v0": "r0"}}), 409, wire.CodeExists)
+	wantError(t, "unknown snapshot", ts.postJSON("/v1/snapshots/nope/restore", wire.RestoreRequest{Targets: map[string]string{"v0": "r2"}}), 404, wire.CodeUnknownSnapshot)
+	wantError(t, "targets miss a vchannel", ts.postJSON("/v1/snapshots/s1/restore", wire.RestoreRequest{Targets: map[string]string{"zz": "r2"}}), 400, wire.CodeInvalid)
+	wantError(t, "no targets", ts.postJSON("/v1/snapshots/s1/restore", wire.RestoreRequest{}), 400, wire.CodeInvalid)
+	wantError(t, "bad target", ts.postJSON("/v1/snapshots/s1/restore", wire.RestoreRequest{Targets: map[string]string{"v0": "../r"}}), 400, wire.CodeInvalidName)
+	wantError(t, "bad job ID", ts.postJSON("/v1/snapshots/s1/restore", wire.RestoreRequest{JobID: "a/b", Targets: map[string]string{"v0": "r2"}}), 400, wire.CodeInvalidName)
+	wantError(t, "unknown job", ts.get("/v1/restores/nope"), 404, wire.CodeUnknownRestore)
 
 	// Without a job ID the server picks one.
-	r = ts.postJSON("/v1/snapshots/s1/restore", RestoreRequest{Targets: map[string]string{"v0": "r3"}})
+	r = ts.postJSON("/v1/snapshots/s1/restore", wire.RestoreRequest{Targets: map[string]string{"v0": "r3"}})
 	if r.status != 200 && r.status != 202 {
 		t.Fatalf("restore without job ID: %d %s", r.status, r.body)
 	}
@@ -212,7 +213,7 @@ func TestRestoreRoutes(t *testing.T) {
 	if got := payloads(rr.Messages); !slices.Equal(got, []string{"a", "b", "c"}) {
 		t.Fatalf("restored history after drop %q", got)
 	}
-	wantError(t, "restore a dropped snapshot", ts.postJSON("/v1/snapshots/s1/restore", RestoreRequest{Targets: map[string]string{"v0": "r4"}}), 404, CodeUnknownSnapshot)
+	wantError(t, "restore a dropped snapshot", ts.postJSON("/v1/snapshots/s1/restore", wire.RestoreRequest{Targets: map[string]string{"v0": "r4"}}), 404, wire.CodeUnknownSnapshot)
 }
 
 // TestStatusShowsCheckpoint: the status table's checkpoint column is the
@@ -220,9 +221,9 @@ func TestRestoreRoutes(t *testing.T) {
 func TestStatusShowsCheckpoint(t *testing.T) {
 	ts := newTestServer(t, testConfig(t), objstore.NewMemory())
 	ts.mustAppend("p0", msgs("v0", "a"))
-	var fr FlushResponse
+	var fr wire.FlushResponse
 	mustOK(t, "flush", ts.do("POST", "/v1/pchannels/p0/flush", "", nil), &fr)
-	var st StatusResponse
+	var st wire.StatusResponse
 	mustOK(t, "status", ts.get("/v1/pchannels"), &st)
 	if len(st.PChannels) != 1 || st.PChannels[0].Checkpoint != fr.Checkpoint || fr.Checkpoint == 0 {
 		t.Fatalf("status %+v after a flush to %d", st, fr.Checkpoint)

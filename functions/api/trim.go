@@ -4,26 +4,10 @@ import (
 	"net/http"
 
 	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
-
-// TrimRequest is the body of POST /v1/pchannels/{p}/trim and POST
-// /v1/vchannels/{v}/trim.
-type TrimRequest struct {
-	// Before is id:OFFSET.INDEX: every message with an ID below it is no
-	// longer readable. It may not lie beyond the pchannel's tail.
-	Before string `json:"before"`
-}
-
-// TrimResponse answers a trim: the earliest readable position after it
-// (a lower trim point than the current one changes nothing and answers
-// the current one).
-type TrimResponse struct {
-	PChannel string `json:"pchannel"`
-	VChannel string `json:"vchannel,omitempty"`
-	Earliest string `json:"earliest"` // id:OFFSET.INDEX
-}
 
 // trimPoint reads a trim request's body and checks its point against the
 // tail of pchannel p.
@@ -31,7 +15,7 @@ func (s *Server) trimPoint(r *http.Request, p string) (segmentlog.MessageID, err
 	if err := noQuery(r); err != nil {
 		return segmentlog.MessageID{}, err
 	}
-	var req TrimRequest
+	var req wire.TrimRequest
 	if err := readJSON(r, &req, false); err != nil {
 		return segmentlog.MessageID{}, err
 	}
@@ -40,14 +24,14 @@ func (s *Server) trimPoint(r *http.Request, p string) (segmentlog.MessageID, err
 		return segmentlog.MessageID{}, err
 	}
 	if pos.Kind != segmentlog.StartAtID {
-		return segmentlog.MessageID{}, errorf(http.StatusBadRequest, CodeInvalid, "before %q: a trim point is a message ID, id:OFFSET.INDEX", req.Before)
+		return segmentlog.MessageID{}, errorf(http.StatusBadRequest, wire.CodeInvalid, "before %q: a trim point is a message ID, id:OFFSET.INDEX", req.Before)
 	}
 	t, err := s.tail(r.Context(), p)
 	if err != nil {
 		return segmentlog.MessageID{}, err
 	}
 	if pos.ID.Offset > t.NextOffset {
-		return segmentlog.MessageID{}, errorf(http.StatusBadRequest, CodeInvalid, "before %s lies beyond the tail of pchannel %q (next offset %d)", pos, p, t.NextOffset)
+		return segmentlog.MessageID{}, errorf(http.StatusBadRequest, wire.CodeInvalid, "before %s lies beyond the tail of pchannel %q (next offset %d)", pos, p, t.NextOffset)
 	}
 	return pos.ID, nil
 }
@@ -69,7 +53,7 @@ func (s *Server) handlePChannelTrim(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, TrimResponse{PChannel: p, Earliest: segmentlog.AtID(cp.Trim).String()})
+	writeJSON(w, http.StatusOK, wire.TrimResponse{PChannel: p, Earliest: segmentlog.AtID(cp.Trim).String()})
 	return nil
 }
 
@@ -95,7 +79,7 @@ func (s *Server) handleVChannelTrim(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, TrimResponse{PChannel: v.PChannel, VChannel: name, Earliest: segmentlog.AtID(earliest).String()})
+	writeJSON(w, http.StatusOK, wire.TrimResponse{PChannel: v.PChannel, VChannel: name, Earliest: segmentlog.AtID(earliest).String()})
 	return nil
 }
 

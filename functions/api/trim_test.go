@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
 )
@@ -26,17 +27,17 @@ func TestTrimRoutes(t *testing.T) {
 	ts.mustAppend("p0", msgs("v0", "6"))
 	resumed := ts.mustRead("/v1/pchannels/p0/messages?from=" + ids[4] + "&max=1") // a reader past the point to come
 
-	var tr TrimResponse
-	mustOK(t, "trim p0", ts.postJSON("/v1/pchannels/p0/trim", TrimRequest{Before: ids[2]}), &tr)
+	var tr wire.TrimResponse
+	mustOK(t, "trim p0", ts.postJSON("/v1/pchannels/p0/trim", wire.TrimRequest{Before: ids[2]}), &tr)
 	if tr.PChannel != "p0" || tr.Earliest != ids[2] {
 		t.Fatalf("trim p0: %+v, want earliest %s", tr, ids[2])
 	}
-	mustOK(t, "trim p0 lower", ts.postJSON("/v1/pchannels/p0/trim", TrimRequest{Before: ids[1]}), &tr)
+	mustOK(t, "trim p0 lower", ts.postJSON("/v1/pchannels/p0/trim", wire.TrimRequest{Before: ids[1]}), &tr)
 	if tr.Earliest != ids[2] {
 		t.Fatalf("a lower trim moved the point: %+v", tr)
 	}
 	r := ts.get("/v1/pchannels/p0/messages?from=" + ids[0])
-	wantError(t, "read below the trim point", r, 410, CodeTruncated)
+	wantError(t, "read below the trim point", r, 410, wire.CodeTruncated)
 	var e Error
 	r.decode(t, &e)
 	if e.Earliest != ids[2] {
@@ -57,7 +58,7 @@ func TestTrimRoutes(t *testing.T) {
 	}
 
 	// v0's own point, above the pchannel's: v1 is unaffected.
-	mustOK(t, "trim v0", ts.postJSON("/v1/vchannels/v0/trim", TrimRequest{Before: ids[4]}), &tr)
+	mustOK(t, "trim v0", ts.postJSON("/v1/vchannels/v0/trim", wire.TrimRequest{Before: ids[4]}), &tr)
 	if tr.VChannel != "v0" || tr.Earliest != ids[4] {
 		t.Fatalf("trim v0: %+v, want earliest %s", tr, ids[4])
 	}
@@ -68,7 +69,7 @@ func TestTrimRoutes(t *testing.T) {
 		t.Fatalf("v1 from earliest: %q", got)
 	}
 	r = ts.get("/v1/vchannels/v0/messages?from=" + ids[2])
-	wantError(t, "read v0 below its trim point", r, 410, CodeTruncated)
+	wantError(t, "read v0 below its trim point", r, 410, wire.CodeTruncated)
 	r.decode(t, &e)
 	if e.Earliest != ids[4] {
 		t.Fatalf("410 body %s: want earliest %s", r.body, ids[4])
@@ -77,17 +78,17 @@ func TestTrimRoutes(t *testing.T) {
 	if got := payloads(ts.mustRead("/v1/vchannels/v0/messages?from=" + ids[3]).Messages); !slices.Equal(got, []string{"4", "6"}) {
 		t.Fatalf("v0 from %s, where only v1's messages lie below its trim point: %q", ids[3], got)
 	}
-	mustOK(t, "trim v0 lower", ts.postJSON("/v1/vchannels/v0/trim", TrimRequest{Before: ids[0]}), &tr)
+	mustOK(t, "trim v0 lower", ts.postJSON("/v1/vchannels/v0/trim", wire.TrimRequest{Before: ids[0]}), &tr)
 	if tr.Earliest != ids[4] {
 		t.Fatalf("a lower vchannel trim moved the point: %+v", tr)
 	}
 
-	wantError(t, "beyond the tail", ts.postJSON("/v1/pchannels/p0/trim", TrimRequest{Before: "id:99999.0"}), 400, CodeInvalid)
-	wantError(t, "not an ID", ts.postJSON("/v1/pchannels/p0/trim", TrimRequest{Before: "latest"}), 400, CodeInvalid)
-	wantError(t, "malformed", ts.postJSON("/v1/pchannels/p0/trim", TrimRequest{Before: "id:x"}), 400, CodeMalformed)
-	wantError(t, "no body", ts.do("POST", "/v1/pchannels/p0/trim", "", nil), 400, CodeMalformed)
-	wantError(t, "unknown pchannel", ts.postJSON("/v1/pchannels/p9/trim", TrimRequest{Before: "id:0.0"}), 404, CodeUnknownPChannel)
-	wantError(t, "unknown vchannel", ts.postJSON("/v1/vchannels/nope/trim", TrimRequest{Before: "id:0.0"}), 404, CodeUnknownVChannel)
+	wantError(t, "beyond the tail", ts.postJSON("/v1/pchannels/p0/trim", wire.TrimRequest{Before: "id:99999.0"}), 400, wire.CodeInvalid)
+	wantError(t, "not an ID", ts.postJSON("/v1/pchannels/p0/trim", wire.TrimRequest{Before: "latest"}), 400, wire.CodeInvalid)
+	wantError(t, "malformed", ts.postJSON("/v1/pchannels/p0/trim", wire.TrimRequest{Before: "id:x"}), 400, wire.CodeMalformed)
+	wantError(t, "no body", ts.do("POST", "/v1/pchannels/p0/trim", "", nil), 400, wire.CodeMalformed)
+	wantError(t, "unknown pchannel", ts.postJSON("/v1/pchannels/p9/trim", wire.TrimRequest{Before: "id:0.0"}), 404, wire.CodeUnknownPChannel)
+	wantError(t, "unknown vchannel", ts.postJSON("/v1/vchannels/nope/trim", wire.TrimRequest{Before: "id:0.0"}), 404, wire.CodeUnknownVChannel)
 }
 
 // TestRetentionRoutes: policies are set per pchannel and vchannel, shown
@@ -102,12 +103,12 @@ func TestRetentionRoutes(t *testing.T) {
 	}
 	last := ts.mustAppend("p0", msgs("v0", "3")) // in the WAL only
 
-	var out RetentionOut
-	mustOK(t, "set p0", ts.do("PUT", "/v1/pchannels/p0/retention", ContentTypeJSON, []byte(`{"max_bytes":1}`)), &out)
+	var out wire.RetentionOut
+	mustOK(t, "set p0", ts.do("PUT", "/v1/pchannels/p0/retention", wire.ContentTypeJSON, []byte(`{"max_bytes":1}`)), &out)
 	if out.PChannel != "p0" || out.MaxBytes != 1 || out.BytesHeld == 0 || out.Earliest != "id:0.0" {
 		t.Fatalf("set p0: %+v", out)
 	}
-	var st StatusResponse
+	var st wire.StatusResponse
 	mustOK(t, "status", ts.get("/v1/pchannels"), &st)
 	if len(st.PChannels) != 1 || st.PChannels[0].Retention != out {
 		t.Fatalf("status row %+v, want retention %+v", st.PChannels, out)
@@ -124,16 +125,16 @@ func TestRetentionRoutes(t *testing.T) {
 		t.Fatalf("read after retention trimmed every flushed file: %q (last ack %+v)", got, last.Acks[0])
 	}
 
-	mustOK(t, "set v0", ts.do("PUT", "/v1/vchannels/v0/retention", ContentTypeJSON, []byte(`{"max_age":"1h"}`)), &out)
-	var v VChannelOut
+	mustOK(t, "set v0", ts.do("PUT", "/v1/vchannels/v0/retention", wire.ContentTypeJSON, []byte(`{"max_age":"1h"}`)), &out)
+	var v wire.VChannelOut
 	mustOK(t, "describe v0", ts.get("/v1/vchannels/v0"), &v)
 	if v.Retention == nil || v.Retention.MaxAge != "1h0m0s" || v.Retention.VChannel != "v0" {
 		t.Fatalf("describe v0: %+v", v.Retention)
 	}
-	wantError(t, "negative age", ts.do("PUT", "/v1/pchannels/p0/retention", ContentTypeJSON, []byte(`{"max_age":"-1s"}`)), 400, CodeMalformed)
-	wantError(t, "negative bytes", ts.do("PUT", "/v1/vchannels/v0/retention", ContentTypeJSON, []byte(`{"max_bytes":-1}`)), 400, CodeMalformed)
-	wantError(t, "unknown field", ts.do("PUT", "/v1/pchannels/p0/retention", ContentTypeJSON, []byte(`{"age":"1h"}`)), 400, CodeMalformed)
-	wantError(t, "unknown pchannel", ts.do("PUT", "/v1/pchannels/p9/retention", ContentTypeJSON, []byte(`{}`)), 404, CodeUnknownPChannel)
+	wantError(t, "negative age", ts.do("PUT", "/v1/pchannels/p0/retention", wire.ContentTypeJSON, []byte(`{"max_age":"-1s"}`)), 400, wire.CodeMalformed)
+	wantError(t, "negative bytes", ts.do("PUT", "/v1/vchannels/v0/retention", wire.ContentTypeJSON, []byte(`{"max_bytes":-1}`)), 400, wire.CodeMalformed)
+	wantError(t, "unknown field", ts.do("PUT", "/v1/pchannels/p0/retention", wire.ContentTypeJSON, []byte(`{"age":"1h"}`)), 400, wire.CodeMalformed)
+	wantError(t, "unknown pchannel", ts.do("PUT", "/v1/pchannels/p9/retention", wire.ContentTypeJSON, []byte(`{}`)), 404, wire.CodeUnknownPChannel)
 }
 
 // TestSnapshotScope: a snapshot of a vchannel holds what a reader of it
@@ -152,19 +153,19 @@ func TestSnapshotScope(t *testing.T) {
 	if got := read("/v1/vchannels/s1v/messages"); !slices.Equal(got, []string{"a", "b", "c"}) {
 		t.Fatalf("s1v reads %q", got)
 	}
-	var s SnapshotOut
-	mustOK(t, "snapshot", ts.postJSON("/v1/snapshots", SnapshotCreateRequest{Name: "all", VChannels: []string{"s1v"}}), &s)
+	var s wire.SnapshotOut
+	mustOK(t, "snapshot", ts.postJSON("/v1/snapshots", wire.SnapshotCreateRequest{Name: "all", VChannels: []string{"s1v"}}), &s)
 	if s.Messages != 4 { // a, b, c and s1v's create message
 		t.Fatalf("snapshot of s1v counts %d messages, want 4 (early is not s1v's)", s.Messages)
 	}
-	mustOK(t, "trim s1v", ts.postJSON("/v1/vchannels/s1v/trim", TrimRequest{Before: ids[1]}), nil)
-	mustOK(t, "snapshot after the trim", ts.postJSON("/v1/snapshots", SnapshotCreateRequest{Name: "trimmed", VChannels: []string{"s1v"}}), &s)
+	mustOK(t, "trim s1v", ts.postJSON("/v1/vchannels/s1v/trim", wire.TrimRequest{Before: ids[1]}), nil)
+	mustOK(t, "snapshot after the trim", ts.postJSON("/v1/snapshots", wire.SnapshotCreateRequest{Name: "trimmed", VChannels: []string{"s1v"}}), &s)
 	if s.Messages != 2 {
 		t.Fatalf("snapshot of s1v after its trim counts %d messages, want 2 (b, c)", s.Messages)
 	}
 	for name, want := range map[string][]string{"all": {"a", "b", "c"}, "trimmed": {"b", "c"}} {
-		var job RestoreOut
-		r := ts.postJSON("/v1/snapshots/"+name+"/restore", RestoreRequest{Targets: map[string]string{"s1v": "r-" + name}})
+		var job wire.RestoreOut
+		r := ts.postJSON("/v1/snapshots/"+name+"/restore", wire.RestoreRequest{Targets: map[string]string{"s1v": "r-" + name}})
 		if r.status != 200 && r.status != 202 {
 			t.Fatalf("restore %s: %d %s", name, r.status, r.body)
 		}

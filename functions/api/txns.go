@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -24,39 +25,6 @@ import (
 // DefaultTxnKeepalive is a transaction's keepalive when begin names none.
 const DefaultTxnKeepalive = time.Minute
 
-// TxnBeginRequest is the (optional) body of POST /v1/vchannels/{v}/txns.
-type TxnBeginRequest struct {
-	// Keepalive: the transaction is rolled back when no call touches it
-	// this long (a Go duration, at most 10m). Default 1m.
-	Keepalive string `json:"keepalive,omitempty"`
-}
-
-// TxnOut answers a begin.
-type TxnOut struct {
-	Txn       string `json:"txn"` // the handle of the other calls
-	PChannel  string `json:"pchannel"`
-	VChannel  string `json:"vchannel"`
-	Term      uint64 `json:"term"`
-	Keepalive string `json:"keepalive"`
-}
-
-// TxnAppendResponse answers POST /v1/txns/{txn}/append: the messages are
-// buffered, to be written by the commit.
-type TxnAppendResponse struct {
-	Txn      string `json:"txn"`
-	Appended int    `json:"appended"`
-}
-
-// TxnCommitResponse answers a commit: one ack per body message, then the
-// commit's own. A retried commit whose first try landed gets only the
-// commit's ack, marked duplicate.
-type TxnCommitResponse struct {
-	Txn      string `json:"txn"`
-	PChannel string `json:"pchannel"`
-	Term     uint64 `json:"term"`
-	Acks     []Ack  `json:"acks"`
-}
-
 // txnHandle is a parsed "txn" token.
 type txnHandle struct {
 	pchannel, vchannel string
@@ -69,7 +37,7 @@ func (h txnHandle) String() string {
 
 func parseTxn(s string) (txnHandle, error) {
 	parts := strings.Split(s, ":")
-	bad := errorf(http.StatusBadRequest, CodeMalformed, "txn %q: want the token begin returned, PCHANNEL:VCHANNEL:ID", s)
+	bad := errorf(http.StatusBadRequest, wire.CodeMalformed, "txn %q: want the token begin returned, PCHANNEL:VCHANNEL:ID", s)
 	if len(parts) != 3 {
 		return txnHandle{}, bad
 	}
@@ -89,7 +57,7 @@ func (s *Server) handleTxnBegin(w http.ResponseWriter, r *http.Request) error {
 	if err := noQuery(r); err != nil {
 		return err
 	}
-	var req TxnBeginRequest
+	var req wire.TxnBeginRequest
 	if err := readJSON(r, &req, true); err != nil {
 		return err
 	}
@@ -97,7 +65,7 @@ func (s *Server) handleTxnBegin(w http.ResponseWriter, r *http.Request) error {
 	if req.Keepalive != "" {
 		d, err := time.ParseDuration(req.Keepalive)
 		if err != nil || d <= 0 || d > segmentlog.MaxTxnKeepalive {
-			return errorf(http.StatusBadRequest, CodeInvalid, "keepalive %q: want a Go duration in (0, %v]", req.Keepalive, segmentlog.MaxTxnKeepalive)
+			return errorf(http.StatusBadRequest, wire.CodeInvalid, "keepalive %q: want a Go duration in (0, %v]", req.Keepalive, segmentlog.MaxTxnKeepalive)
 		}
 		keepalive = d
 	}
@@ -112,7 +80,7 @@ func (s *Server) handleTxnBegin(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.known.Store(v.PChannel, struct{}{})
 	h := txnHandle{pchannel: v.PChannel, vchannel: name, id: id}
-	writeJSON(w, http.StatusOK, TxnOut{Txn: h.String(), PChannel: v.PChannel, VChannel: name, Term: term, Keepalive: keepalive.String()})
+	writeJSON(w, http.StatusOK, wire.TxnOut{Txn: h.String(), PChannel: v.PChannel, VChannel: name, Term: term, Keepalive: keepalive.String()})
 	return nil
 }
 
@@ -133,17 +101,17 @@ func (s *Server) handleTxnAppend(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if in.expect != nil {
-		return errorf(http.StatusBadRequest, CodeInvalid, "a transaction's messages take no expected_offset")
+		return errorf(http.StatusBadRequest, wire.CodeInvalid, "a transaction's messages take no expected_offset")
 	}
 	for i := range in.msgs {
 		if !in.msgs[i].Key.IsZero() {
-			return errorf(http.StatusBadRequest, CodeInvalid, "message %d: a transaction's messages take no idempotency key (the commit has one)", i)
+			return errorf(http.StatusBadRequest, wire.CodeInvalid, "message %d: a transaction's messages take no idempotency key (the commit has one)", i)
 		}
 	}
 	if err := s.pool.AppendTxn(r.Context(), h.pchannel, h.id, in.msgs); err != nil {
 		return fmt.Errorf("txn %s: %w", h, err)
 	}
-	writeJSON(w, http.StatusOK, TxnAppendResponse{Txn: h.String(), Appended: len(in.msgs)})
+	writeJSON(w, http.StatusOK, wire.TxnAppendResponse{Txn: h.String(), Appended: len(in.msgs)})
 	return nil
 }
 
@@ -156,9 +124,9 @@ func (s *Server) handleTxnCommit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("txn %s: %w", h, err)
 	}
-	resp := TxnCommitResponse{Txn: h.String(), PChannel: h.pchannel, Term: term, Acks: make([]Ack, len(acks))}
+	resp := wire.TxnCommitResponse{Txn: h.String(), PChannel: h.pchannel, Term: term, Acks: make([]wire.Ack, len(acks))}
 	for i, a := range acks {
-		resp.Acks[i] = Ack{Offset: a.ID.Offset, Index: a.ID.Index, TimeTick: a.TimeTick, Duplicate: a.Duplicate}
+		resp.Acks[i] = wire.Ack{Offset: a.ID.Offset, Index: a.ID.Index, TimeTick: a.TimeTick, Duplicate: a.Duplicate}
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil

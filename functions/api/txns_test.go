@@ -6,13 +6,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/infra/objstore"
 )
 
-func (ts *testServer) beginTxn(vchannel, keepalive string) TxnOut {
+func (ts *testServer) beginTxn(vchannel, keepalive string) wire.TxnOut {
 	ts.t.Helper()
-	var tx TxnOut
-	mustOK(ts.t.(*testing.T), "begin", ts.postJSON("/v1/vchannels/"+vchannel+"/txns", TxnBeginRequest{Keepalive: keepalive}), &tx)
+	var tx wire.TxnOut
+	mustOK(ts.t.(*testing.T), "begin", ts.postJSON("/v1/vchannels/"+vchannel+"/txns", wire.TxnBeginRequest{Keepalive: keepalive}), &tx)
 	return tx
 }
 
@@ -26,19 +27,19 @@ func TestTxnRoutes(t *testing.T) {
 	if tx.PChannel != "p0" || tx.VChannel != "v0" || tx.Term == 0 || tx.Keepalive != "1m0s" || !strings.HasPrefix(tx.Txn, "p0:v0:") {
 		t.Fatalf("begin %+v", tx)
 	}
-	var ta TxnAppendResponse
+	var ta wire.TxnAppendResponse
 	mustOK(t, "txn append", ts.postJSON("/v1/txns/"+tx.Txn+"/append", msgs("", "t1", "t2")), &ta)
 	if ta.Appended != 2 || ta.Txn != tx.Txn {
 		t.Fatalf("txn append %+v", ta)
 	}
 	mustOK(t, "txn append 3", ts.postJSON("/v1/txns/"+tx.Txn+"/append", msgs("v0", "t3")), nil)
-	var rr ReadResponse
+	var rr wire.ReadResponse
 	mustOK(t, "read before commit", ts.get("/v1/vchannels/v0/messages"), &rr)
 	if len(rr.Messages) != 0 {
 		t.Fatalf("read before commit: %q", payloads(rr.Messages))
 	}
 
-	var cr TxnCommitResponse
+	var cr wire.TxnCommitResponse
 	mustOK(t, "commit", ts.postJSON("/v1/txns/"+tx.Txn+"/commit", struct{}{}), &cr)
 	if len(cr.Acks) != 4 || cr.PChannel != "p0" || cr.Acks[0].Offset != cr.Acks[3].Offset {
 		t.Fatalf("commit %+v: want 3 message acks and the commit's, in one batch", cr)
@@ -47,23 +48,23 @@ func TestTxnRoutes(t *testing.T) {
 	if got := payloads(rr.Messages); !slices.Equal(got, []string{"t1", "t2", "t3"}) {
 		t.Fatalf("read after commit %q", got)
 	}
-	var again TxnCommitResponse
+	var again wire.TxnCommitResponse
 	mustOK(t, "commit again", ts.do("POST", "/v1/txns/"+tx.Txn+"/commit", "", nil), &again)
-	if len(again.Acks) != 1 || !again.Acks[0].Duplicate || again.Acks[0] != (Ack{Offset: cr.Acks[3].Offset, Index: cr.Acks[3].Index, TimeTick: cr.Acks[3].TimeTick, Duplicate: true}) {
+	if len(again.Acks) != 1 || !again.Acks[0].Duplicate || again.Acks[0] != (wire.Ack{Offset: cr.Acks[3].Offset, Index: cr.Acks[3].Index, TimeTick: cr.Acks[3].TimeTick, Duplicate: true}) {
 		t.Fatalf("commit again %+v, want the commit's ack %+v marked duplicate", again, cr.Acks[3])
 	}
 	reserved := msgs("", "x")
 	reserved.Messages[0].Properties = map[string]string{"cairn.broadcast.deadline": "1"}
-	wantError(t, "reserved property", ts.postJSON("/v1/txns/"+ts.beginTxn("v0", "30s").Txn+"/append", reserved), 400, CodeInvalid)
-	wantError(t, "append after commit", ts.postJSON("/v1/txns/"+tx.Txn+"/append", msgs("", "late")), 404, CodeUnknownTxn)
+	wantError(t, "reserved property", ts.postJSON("/v1/txns/"+ts.beginTxn("v0", "30s").Txn+"/append", reserved), 400, wire.CodeInvalid)
+	wantError(t, "append after commit", ts.postJSON("/v1/txns/"+tx.Txn+"/append", msgs("", "late")), 404, wire.CodeUnknownTxn)
 
 	rb := ts.beginTxn("v0", "30s")
 	mustOK(t, "rb append", ts.postJSON("/v1/txns/"+rb.Txn+"/append", msgs("", "never")), nil)
 	if r := ts.do("POST", "/v1/txns/"+rb.Txn+"/rollback", "", nil); r.status != 204 {
 		t.Fatalf("rollback: %d %s", r.status, r.body)
 	}
-	wantError(t, "rollback again", ts.do("POST", "/v1/txns/"+rb.Txn+"/rollback", "", nil), 404, CodeUnknownTxn)
-	wantError(t, "commit rolled back", ts.do("POST", "/v1/txns/"+rb.Txn+"/commit", "", nil), 404, CodeUnknownTxn)
+	wantError(t, "rollback again", ts.do("POST", "/v1/txns/"+rb.Txn+"/rollback", "", nil), 404, wire.CodeUnknownTxn)
+	wantError(t, "commit rolled back", ts.do("POST", "/v1/txns/"+rb.Txn+"/commit", "", nil), 404, wire.CodeUnknownTxn)
 	mustOK(t, "read after rollback", ts.get("/v1/vchannels/v0/messages"), &rr)
 	if len(rr.Messages) != 3 {
 		t.Fatalf("read after rollback %q", payloads(rr.Messages))
@@ -72,20 +73,20 @@ func TestTxnRoutes(t *testing.T) {
 	// Expiry.
 	ex := ts.beginTxn("v0", "20ms")
 	time.Sleep(50 * time.Millisecond)
-	wantError(t, "append to expired", ts.postJSON("/v1/txns/"+ex.Txn+"/append", msgs("", "x")), 409, CodeTxnExpired)
+	wantError(t, "append to expired", ts.postJSON("/v1/txns/"+ex.Txn+"/append", msgs("", "x")), 409, wire.CodeTxnExpired)
 
 	// A handle of another term finds nothing (and opens no writer).
-	wantError(t, "other term", ts.do("POST", "/v1/txns/p0:v0:"+"85899345921/append", ContentTypeJSON, []byte(`{"messages":[{"payload":"eA=="}]}`)), 404, CodeUnknownTxn)
+	wantError(t, "other term", ts.do("POST", "/v1/txns/p0:v0:"+"85899345921/append", wire.ContentTypeJSON, []byte(`{"messages":[{"payload":"eA=="}]}`)), 404, wire.CodeUnknownTxn)
 
 	// Refusals.
-	wantError(t, "bad handle", ts.do("POST", "/v1/txns/garbage/commit", "", nil), 400, CodeMalformed)
-	wantError(t, "handle with a bad name", ts.do("POST", "/v1/txns/p0:-v:1/commit", "", nil), 400, CodeMalformed)
-	wantError(t, "keepalive too long", ts.postJSON("/v1/vchannels/v0/txns", TxnBeginRequest{Keepalive: "1h"}), 400, CodeInvalid)
-	wantError(t, "keepalive not a duration", ts.postJSON("/v1/vchannels/v0/txns", TxnBeginRequest{Keepalive: "soon"}), 400, CodeInvalid)
-	wantError(t, "begin on unknown", ts.postJSON("/v1/vchannels/nope/txns", TxnBeginRequest{}), 404, CodeUnknownVChannel)
+	wantError(t, "bad handle", ts.do("POST", "/v1/txns/garbage/commit", "", nil), 400, wire.CodeMalformed)
+	wantError(t, "handle with a bad name", ts.do("POST", "/v1/txns/p0:-v:1/commit", "", nil), 400, wire.CodeMalformed)
+	wantError(t, "keepalive too long", ts.postJSON("/v1/vchannels/v0/txns", wire.TxnBeginRequest{Keepalive: "1h"}), 400, wire.CodeInvalid)
+	wantError(t, "keepalive not a duration", ts.postJSON("/v1/vchannels/v0/txns", wire.TxnBeginRequest{Keepalive: "soon"}), 400, wire.CodeInvalid)
+	wantError(t, "begin on unknown", ts.postJSON("/v1/vchannels/nope/txns", wire.TxnBeginRequest{}), 404, wire.CodeUnknownVChannel)
 	tx2 := ts.beginTxn("v0", "")
-	wantError(t, "other vchannel", ts.postJSON("/v1/txns/"+tx2.Txn+"/append", msgs("v1", "x")), 400, CodeInvalid)
-	keyed := AppendRequest{Messages: []MessageIn{{Payload: []byte("k"), Key: &Key{Producer: "p", Seq: 1}}}}
-	wantError(t, "keyed message", ts.postJSON("/v1/txns/"+tx2.Txn+"/append", keyed), 400, CodeInvalid)
-	wantError(t, "commit with a body", ts.do("POST", "/v1/txns/"+tx2.Txn+"/commit", ContentTypeJSON, []byte(`{"x":1}`)), 400, CodeMalformed)
+	wantError(t, "other vchannel", ts.postJSON("/v1/txns/"+tx2.Txn+"/append", msgs("v1", "x")), 400, wire.CodeInvalid)
+	keyed := wire.AppendRequest{Messages: []wire.MessageIn{{Payload: []byte("k"), Key: &wire.Key{Producer: "p", Seq: 1}}}}
+	wantError(t, "keyed message", ts.postJSON("/v1/txns/"+tx2.Txn+"/append", keyed), 400, wire.CodeInvalid)
+	wantError(t, "commit with a body", ts.do("POST", "/v1/txns/"+tx2.Txn+"/commit", wire.ContentTypeJSON, []byte(`{"x":1}`)), 400, wire.CodeMalformed)
 }

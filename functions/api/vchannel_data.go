@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -68,9 +69,9 @@ func (s *Server) checkTags(ctx context.Context, p string, msgs []segmentlog.Mess
 		case err != nil:
 			return err
 		case v.State != coordinator.VChannelActive:
-			return errorf(http.StatusConflict, CodeVChannelDropped, "vchannel %q is %s: it takes no more messages", name, v.State)
+			return errorf(http.StatusConflict, wire.CodeVChannelDropped, "vchannel %q is %s: it takes no more messages", name, v.State)
 		case v.PChannel != p:
-			return errorf(http.StatusConflict, CodeBindingConflict, "vchannel %q is bound to pchannel %q, not %q", name, v.PChannel, p)
+			return errorf(http.StatusConflict, wire.CodeBindingConflict, "vchannel %q is bound to pchannel %q, not %q", name, v.PChannel, p)
 		}
 	}
 	return nil
@@ -83,7 +84,7 @@ func (s *Server) activeVChannel(ctx context.Context, name string) (coordinator.V
 		return v, err
 	}
 	if v.State != coordinator.VChannelActive {
-		return v, errorf(http.StatusConflict, CodeVChannelDropped, "vchannel %q is %s", name, v.State)
+		return v, errorf(http.StatusConflict, wire.CodeVChannelDropped, "vchannel %q is %s", name, v.State)
 	}
 	return v, nil
 }
@@ -95,7 +96,7 @@ func (s *Server) handleVChannelRead(w http.ResponseWriter, r *http.Request) erro
 	}
 	q := r.URL.Query()
 	if _, ok := q["vchannel"]; ok {
-		return errorf(http.StatusBadRequest, CodeMalformed, "the route names the vchannel; no vchannel parameter")
+		return errorf(http.StatusBadRequest, wire.CodeMalformed, "the route names the vchannel; no vchannel parameter")
 	}
 	// restored:OFFSET.INDEX is a position of this route only.
 	from := q.Get("from") // as given, for a paused answer's next
@@ -103,7 +104,7 @@ func (s *Server) handleVChannelRead(w http.ResponseWriter, r *http.Request) erro
 	if f := q["from"]; len(f) == 1 && strings.HasPrefix(f[0], restoredPrefix) {
 		pos, err := parsePosition("id:" + f[0][len(restoredPrefix):])
 		if err != nil {
-			return errorf(http.StatusBadRequest, CodeMalformed, "position %q: want restored:OFFSET.INDEX", f[0])
+			return errorf(http.StatusBadRequest, wire.CodeMalformed, "position %q: want restored:OFFSET.INDEX", f[0])
 		}
 		fromRestored = &pos.ID
 		q.Del("from")
@@ -119,14 +120,14 @@ func (s *Server) handleVChannelRead(w http.ResponseWriter, r *http.Request) erro
 		return err
 	}
 	if v.State == coordinator.VChannelReclaiming {
-		return errorf(http.StatusConflict, CodeVChannelDropped, "vchannel %q was dropped and its data is being reclaimed", name)
+		return errorf(http.StatusConflict, wire.CodeVChannelDropped, "vchannel %q was dropped and its data is being reclaimed", name)
 	}
 	rq.vchannels = []string{name}
 	if paused, err := s.holdForPause(ctx, rq); err != nil || paused {
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, ReadResponse{PChannel: v.PChannel, VChannel: name, Messages: []MessageOut{}, Next: cmp.Or(from, rq.from.String()), Paused: true})
+		writeJSON(w, http.StatusOK, wire.ReadResponse{PChannel: v.PChannel, VChannel: name, Messages: []wire.MessageOut{}, Next: cmp.Or(from, rq.from.String()), Paused: true})
 		return nil
 	}
 	job, err := s.restoreOf(ctx, v)
@@ -134,7 +135,7 @@ func (s *Server) handleVChannelRead(w http.ResponseWriter, r *http.Request) erro
 		return err
 	}
 	if fromRestored != nil && job == "" {
-		return errorf(http.StatusBadRequest, CodeInvalid, "vchannel %q has no restored history", name)
+		return errorf(http.StatusBadRequest, wire.CodeInvalid, "vchannel %q has no restored history", name)
 	}
 	if job != "" && v.Trim != (segmentlog.MessageID{}) {
 		// A trim point is an ID of v's own pchannel, and the restored
@@ -228,13 +229,13 @@ func (s *Server) liveStart(ctx context.Context, v coordinator.VChannel) (segment
 // It never waits: the history is complete. Next is the position after the
 // last message, or, once the history is exhausted, where v's own messages
 // begin.
-func (s *Server) readRestored(ctx context.Context, job string, v coordinator.VChannel, from segmentlog.MessageID, minTick uint64, q readQuery) (ReadResponse, error) {
+func (s *Server) readRestored(ctx context.Context, job string, v coordinator.VChannel, from segmentlog.MessageID, minTick uint64, q readQuery) (wire.ReadResponse, error) {
 	it, err := s.snaps.OpenRestored(ctx, job, v.Name, from)
 	if err != nil {
-		return ReadResponse{}, err
+		return wire.ReadResponse{}, err
 	}
 	defer it.Close()
-	resp := ReadResponse{PChannel: v.PChannel, VChannel: v.Name, Messages: []MessageOut{}}
+	resp := wire.ReadResponse{PChannel: v.PChannel, VChannel: v.Name, Messages: []wire.MessageOut{}}
 	size := 0
 	var last segmentlog.MessageID
 	exhausted := false
@@ -248,7 +249,7 @@ func (s *Server) readRestored(ctx context.Context, job string, v coordinator.VCh
 			if len(resp.Messages) > 0 {
 				break
 			}
-			return ReadResponse{}, err
+			return wire.ReadResponse{}, err
 		}
 		if !wantType(d.Type, q.types) || d.TimeTick < minTick {
 			continue
@@ -262,7 +263,7 @@ func (s *Server) readRestored(ctx context.Context, job string, v coordinator.VCh
 	if exhausted {
 		start, err := s.liveStart(ctx, v)
 		if err != nil {
-			return ReadResponse{}, err
+			return wire.ReadResponse{}, err
 		}
 		resp.Next = start.String()
 	} else {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
@@ -15,82 +16,11 @@ import (
 // drop and locate. Create and drop append a control message to the
 // vchannel's pchannel through this process's writer pool, like an append.
 
-// VChannelCreateRequest is the body of POST /v1/vchannels.
-type VChannelCreateRequest struct {
-	Name string `json:"name"`
-	// PChannel binds the vchannel to this pchannel of the set; empty: the
-	// one with the fewest active vchannels.
-	PChannel string `json:"pchannel,omitempty"`
-}
-
-// VChannelOut is a vchannel record as the API shows it.
-type VChannelOut struct {
-	Name      string     `json:"name"`
-	PChannel  string     `json:"pchannel"`
-	State     string     `json:"state"` // active, dropped or reclaiming
-	CreatedAt time.Time  `json:"created_at"`
-	Created   *MarkOut   `json:"created,omitempty"` // where the create message landed
-	DroppedAt *time.Time `json:"dropped_at,omitempty"`
-	Dropped   *MarkOut   `json:"dropped,omitempty"` // where the drop message landed
-	// Position is the flushed position: every message of the vchannel
-	// below it is in segments. Done once dropped.
-	Position PositionOut `json:"position"`
-	Pins     []string    `json:"pins"` // snapshots (and restore jobs) pinning its data
-	Version  uint64      `json:"version"`
-	// Trim is the vchannel's own trim point (id:OFFSET.INDEX), if any.
-	Trim string `json:"trim,omitempty"`
-	// Retention (describe only): its policy, the earliest readable
-	// position and the bytes its segment files hold.
-	Retention *RetentionOut `json:"retention,omitempty"`
-}
-
-// MarkOut is where a control message landed.
-type MarkOut struct {
-	Offset   uint64 `json:"offset"`
-	Index    uint32 `json:"index"`
-	TimeTick uint64 `json:"timetick,string"`
-}
-
-// PositionOut is a vchannel's flushed position.
-type PositionOut struct {
-	Offset   uint64 `json:"offset"`
-	Index    uint32 `json:"index"`
-	TimeTick uint64 `json:"timetick,string"`
-	Done     bool   `json:"done"`
-}
-
-// VChannelsResponse answers GET /v1/vchannels.
-type VChannelsResponse struct {
-	VChannels []VChannelOut `json:"vchannels"`
-}
-
-// LocationOut answers GET /v1/vchannels/{v}/location: where to send the
-// vchannel's appends.
-type LocationOut struct {
-	VChannel string `json:"vchannel"`
-	PChannel string `json:"pchannel"`
-	// Node holds the pchannel's lease; Address is its session address, ""
-	// when the holder is not a registered node (a Lambda container).
-	Node    string    `json:"node"`
-	Address string    `json:"address"`
-	Term    uint64    `json:"term"`
-	Expires time.Time `json:"expires"`
-	// Assignment is the balancer's record of the pchannel: where it is
-	// going, if it is moving.
-	Assignment AssignmentOut `json:"assignment"`
-}
-
-// AssignmentOut is a pchannel's assignment record, in short.
-type AssignmentOut struct {
-	State string `json:"state"`
-	Node  string `json:"node,omitempty"`
-}
-
-func vchannelOut(v coordinator.VChannel) VChannelOut {
-	out := VChannelOut{
+func vchannelOut(v coordinator.VChannel) wire.VChannelOut {
+	out := wire.VChannelOut{
 		Name: v.Name, PChannel: v.PChannel, State: string(v.State), CreatedAt: v.CreatedAt,
 		Created: markOut(v.Created), Dropped: markOut(v.Dropped), Pins: v.Pins, Version: v.Version,
-		Position: PositionOut{Offset: v.Position.ID.Offset, Index: v.Position.ID.Index, TimeTick: v.Position.TimeTick, Done: v.Position.Done},
+		Position: wire.PositionOut{Offset: v.Position.ID.Offset, Index: v.Position.ID.Index, TimeTick: v.Position.TimeTick, Done: v.Position.Done},
 	}
 	if !v.DroppedAt.IsZero() {
 		t := v.DroppedAt
@@ -105,18 +35,18 @@ func vchannelOut(v coordinator.VChannel) VChannelOut {
 	return out
 }
 
-func markOut(m *coordinator.WALMark) *MarkOut {
+func markOut(m *coordinator.WALMark) *wire.MarkOut {
 	if m == nil {
 		return nil
 	}
-	return &MarkOut{Offset: m.ID.Offset, Index: m.ID.Index, TimeTick: m.TimeTick}
+	return &wire.MarkOut{Offset: m.ID.Offset, Index: m.ID.Index, TimeTick: m.TimeTick}
 }
 
 func (s *Server) handleVChannelCreate(w http.ResponseWriter, r *http.Request) error {
 	if err := noQuery(r); err != nil {
 		return err
 	}
-	var req VChannelCreateRequest
+	var req wire.VChannelCreateRequest
 	if err := readJSON(r, &req, false); err != nil {
 		return err
 	}
@@ -152,13 +82,13 @@ func (s *Server) handleVChannelList(w http.ResponseWriter, r *http.Request) erro
 	switch f.State {
 	case "", coordinator.VChannelActive, coordinator.VChannelDropped, coordinator.VChannelReclaiming:
 	default:
-		return errorf(http.StatusBadRequest, CodeMalformed, "state %q: want active, dropped or reclaiming", f.State)
+		return errorf(http.StatusBadRequest, wire.CodeMalformed, "state %q: want active, dropped or reclaiming", f.State)
 	}
 	vs, err := s.registry.List(r.Context(), f)
 	if err != nil {
 		return err
 	}
-	resp := VChannelsResponse{VChannels: make([]VChannelOut, len(vs))}
+	resp := wire.VChannelsResponse{VChannels: make([]wire.VChannelOut, len(vs))}
 	for i, v := range vs {
 		resp.VChannels[i] = vchannelOut(v)
 	}
@@ -223,10 +153,10 @@ func (s *Server) handleVChannelLocate(w http.ResponseWriter, r *http.Request) er
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, LocationOut{
+	writeJSON(w, http.StatusOK, wire.LocationOut{
 		VChannel: loc.VChannel, PChannel: loc.PChannel, Node: loc.Node, Address: loc.Address,
 		Term: loc.Term, Expires: loc.Expires,
-		Assignment: AssignmentOut{State: string(loc.Assignment.State), Node: loc.Assignment.Node},
+		Assignment: wire.AssignmentOut{State: string(loc.Assignment.State), Node: loc.Assignment.Node},
 	})
 	return nil
 }
