@@ -45,7 +45,7 @@ func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.checkTags(r.Context(), p, in.msgs); err != nil {
+	if err := s.sys.CheckTags(r.Context(), p, in.msgs); err != nil {
 		return err
 	}
 	return s.appendAndAnswer(w, r, p, in, q)
@@ -73,7 +73,7 @@ func (s *Server) appendAndAnswer(w http.ResponseWriter, r *http.Request, p strin
 	if err != nil {
 		return err
 	}
-	s.known.Store(p, struct{}{})
+	s.sys.NoteWritten(p)
 	s.metrics.observeAppend(time.Since(start), len(acks))
 	resp := wire.AppendResponse{PChannel: p, Term: term, Acks: make([]wire.Ack, len(acks))}
 	for i, a := range acks {

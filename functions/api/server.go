@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -61,9 +60,7 @@ type Server struct {
 	routes     []Route
 	waiters    chan struct{}         // semaphore of reads waiting at the tail
 	pause      *segmentlog.PauseGate // the scanner startup delay
-	known      sync.Map              // pchannel → struct{}: has a lease record (records are never deleted)
 	pchannels  map[string]bool       // the configured set (system.Config.PChannels)
-	vchans     vchannelCache
 }
 
 // New builds the HTTP API of sys: cfg's defaults applied, then checked. It
@@ -79,7 +76,6 @@ func New(cfg Config, sys *system.System) (*Server, error) {
 		store: sys.StoreFor("api"), leases: sys.Leases(), registry: sys.Registry(), broadcasts: sys.Broadcaster(),
 		snaps: sys.Snapshots(), pool: sys.Pool(), segs: sys.Segments()}
 	s.metrics = newMetrics(sys.Metrics(), s.pause)
-	s.vchans = vchannelCache{ttl: vchannelCacheTTL, now: sc.Now, entries: map[string]vchannelEntry{}}
 	s.pchannels = make(map[string]bool, len(sc.PChannels))
 	for _, p := range sc.PChannels {
 		s.pchannels[p] = true
@@ -300,27 +296,6 @@ func (s *Server) metricsHandler() func(http.ResponseWriter, *http.Request) error
 	}
 }
 
-// isKnown reports whether pchannel has a lease record, i.e. was ever
-// written: a pchannel comes to exist with its first append.
-func (s *Server) isKnown(ctx context.Context, pchannel string) (bool, error) {
-	if _, ok := s.known.Load(pchannel); ok {
-		return true, nil
-	}
-	if _, _, ok := s.pool.Frontier(pchannel); ok {
-		s.known.Store(pchannel, struct{}{})
-		return true, nil
-	}
-	_, err := s.leases.Describe(ctx, pchannel)
-	switch {
-	case errors.Is(err, coordinator.ErrNoLease):
-		return false, nil
-	case err != nil:
-		return false, err
-	}
-	s.known.Store(pchannel, struct{}{})
-	return true, nil
-}
-
 // configured checks a pchannel named by a data route: a valid name (else
 // 400 invalid_name) of the configured set (else 404 unknown_pchannel),
 // before anything is read or written, so a typo never makes a pchannel.
@@ -336,7 +311,7 @@ func (s *Server) configured(p string) error {
 
 // mustKnow fails with 404 unless pchannel was ever written.
 func (s *Server) mustKnow(ctx context.Context, pchannel string) error {
-	ok, err := s.isKnown(ctx, pchannel)
+	ok, err := s.sys.Written(ctx, pchannel)
 	if err != nil {
 		return err
 	}

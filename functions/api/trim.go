@@ -74,7 +74,7 @@ func (s *Server) handleVChannelTrim(w http.ResponseWriter, r *http.Request) erro
 	if v, err = s.registry.Trim(ctx, name, before); err != nil {
 		return err
 	}
-	s.vchans.put(v) // this process's reads see the point at once
+	s.sys.NoteVChannel(v) // this process's reads see the point at once
 	earliest, err := s.earliest(r, v)
 	if err != nil {
 		return err

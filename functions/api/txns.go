@@ -78,7 +78,7 @@ func (s *Server) handleTxnBegin(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.known.Store(v.PChannel, struct{}{})
+	s.sys.NoteWritten(v.PChannel)
 	h := txnHandle{pchannel: v.PChannel, vchannel: name, id: id}
 	writeJSON(w, http.StatusOK, wire.TxnOut{Txn: h.String(), PChannel: v.PChannel, VChannel: name, Term: term, Keepalive: keepalive.String()})
 	return nil

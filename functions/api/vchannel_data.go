@@ -45,48 +45,13 @@ func (s *Server) handleVChannelAppend(w http.ResponseWriter, r *http.Request) er
 	return s.appendAndAnswer(w, r, v.PChannel, in, q)
 }
 
-// checkTags applies the vchannel rule of every append route to a raw
-// pchannel append: a message may name a vchannel the registry does not
-// know (a raw tag), but a registered vchannel only if it is active and
-// bound to p — what the vchannel append route enforces by routing. So a
-// dropped vchannel takes no message on either route (409
-// vchannel_dropped), and no message of a vchannel lands on another
-// pchannel (409 binding_conflict). Records, and the absence of one, are
-// cached as for the vchannel routes (vchannelCacheTTL).
-func (s *Server) checkTags(ctx context.Context, p string, msgs []segmentlog.Message) error {
-	var seen string // batches usually carry one vchannel
-	for _, m := range msgs {
-		name := m.VChannel
-		if name == seen || s.vchans.isAbsent(name) {
-			continue
-		}
-		seen = name
-		v, err := s.vchannel(ctx, name)
-		switch {
-		case errors.Is(err, coordinator.ErrNoVChannel):
-			s.vchans.putAbsent(name)
-			continue
-		case err != nil:
-			return err
-		case v.State != coordinator.VChannelActive:
-			return errorf(http.StatusConflict, wire.CodeVChannelDropped, "vchannel %q is %s: it takes no more messages", name, v.State)
-		case v.PChannel != p:
-			return errorf(http.StatusConflict, wire.CodeBindingConflict, "vchannel %q is bound to pchannel %q, not %q", name, v.PChannel, p)
-		}
-	}
-	return nil
-}
-
-// activeVChannel returns the record of name if it takes appends.
+// activeVChannel returns the record of name if it takes appends
+// (system.System.ActiveVChannel) once the name is valid.
 func (s *Server) activeVChannel(ctx context.Context, name string) (coordinator.VChannel, error) {
-	v, err := s.vchannel(ctx, name)
-	if err != nil {
-		return v, err
+	if err := validName("vchannel", name); err != nil {
+		return coordinator.VChannel{}, err
 	}
-	if v.State != coordinator.VChannelActive {
-		return v, errorf(http.StatusConflict, wire.CodeVChannelDropped, "vchannel %q is %s", name, v.State)
-	}
-	return v, nil
+	return s.sys.ActiveVChannel(ctx, name)
 }
 
 func (s *Server) handleVChannelRead(w http.ResponseWriter, r *http.Request) error {
@@ -130,7 +95,7 @@ func (s *Server) handleVChannelRead(w http.ResponseWriter, r *http.Request) erro
 		writeJSON(w, http.StatusOK, wire.ReadResponse{PChannel: v.PChannel, VChannel: name, Messages: []wire.MessageOut{}, Next: cmp.Or(from, rq.from.String()), Paused: true})
 		return nil
 	}
-	job, err := s.restoreOf(ctx, v)
+	job, err := s.sys.RestoredFrom(ctx, v)
 	if err != nil {
 		return err
 	}
@@ -171,7 +136,7 @@ func (s *Server) handleVChannelRead(w http.ResponseWriter, r *http.Request) erro
 			if minTick == 0 {
 				// A concrete position, which the answer's next repeats
 				// when nothing of v's own is there yet.
-				if live, err = s.liveStart(ctx, v); err != nil {
+				if live, err = s.sys.LiveStart(ctx, v); err != nil {
 					return err
 				}
 			}
@@ -193,35 +158,6 @@ func (s *Server) handleVChannelRead(w http.ResponseWriter, r *http.Request) erro
 	resp.VChannel = name
 	writeJSON(w, http.StatusOK, resp)
 	return nil
-}
-
-// liveStart is where the messages appended to v begin: its create message
-// (nothing of v lands before it), or the pchannel's start if that is not
-// known yet.
-func liveStart(v coordinator.VChannel) segmentlog.Position {
-	if v.Created != nil {
-		return segmentlog.AtID(v.Created.ID)
-	}
-	return segmentlog.Earliest()
-}
-
-// liveStart is liveStart(v), moved up to the trim points of v and its
-// pchannel when they lie above it.
-func (s *Server) liveStart(ctx context.Context, v coordinator.VChannel) (segmentlog.Position, error) {
-	start := liveStart(v)
-	if start.Kind != segmentlog.StartAtID {
-		return start, nil
-	}
-	cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.sc.Layout, v.PChannel)
-	if err != nil {
-		return segmentlog.Position{}, err
-	}
-	for _, t := range []segmentlog.MessageID{cp.Trim, v.Trim} {
-		if start.ID.Less(t) {
-			start.ID = t
-		}
-	}
-	return start, nil
 }
 
 // readRestored reads the restored history of v (restore job) from ID from
@@ -261,7 +197,7 @@ func (s *Server) readRestored(ctx context.Context, job string, v coordinator.VCh
 		last = d.ID
 	}
 	if exhausted {
-		start, err := s.liveStart(ctx, v)
+		start, err := s.sys.LiveStart(ctx, v)
 		if err != nil {
 			return wire.ReadResponse{}, err
 		}
@@ -284,23 +220,4 @@ func wantType(t segmentlog.MessageType, types []segmentlog.MessageType) bool {
 		}
 	}
 	return false
-}
-
-// restoreOf returns the ID of the restore job whose history v has, or ""
-// if v was not restored (snapshot.Snapshots.RestoredFrom), looked up once
-// per process and kept: restore creates a target vchannel only after its
-// job is done.
-func (s *Server) restoreOf(ctx context.Context, v coordinator.VChannel) (string, error) {
-	if v.Created == nil {
-		return "", nil // not even created: no restore has finished with it
-	}
-	if id, ok := s.vchans.restoredFrom(v.Name); ok {
-		return id, nil
-	}
-	found, err := s.snaps.RestoredFrom(ctx, v.Name)
-	if err != nil {
-		return "", err
-	}
-	s.vchans.setRestored(v.Name, found)
-	return found, nil
 }

@@ -3,8 +3,6 @@ package api
 import (
 	"context"
 	"net/http"
-	"sync"
-	"time"
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/functions/api/wire"
@@ -62,8 +60,7 @@ func (s *Server) handleVChannelCreate(w http.ResponseWriter, r *http.Request) er
 	if err != nil {
 		return err
 	}
-	s.vchans.put(v)
-	s.known.Store(v.PChannel, struct{}{})
+	s.sys.NoteVChannel(v)
 	writeJSON(w, http.StatusOK, vchannelOut(v))
 	return nil
 }
@@ -108,7 +105,7 @@ func (s *Server) handleVChannelDescribe(w http.ResponseWriter, r *http.Request) 
 	if err != nil {
 		return err
 	}
-	s.vchans.put(v)
+	s.sys.NoteVChannel(v)
 	out := vchannelOut(v)
 	pol, err := snapshot.ReadPolicy(r.Context(), s.store, s.sc.Layout, snapshot.PolicyVChannel, name)
 	if err != nil {
@@ -131,9 +128,9 @@ func (s *Server) handleVChannelDrop(w http.ResponseWriter, r *http.Request) erro
 	if err := noQuery(r); err != nil {
 		return err
 	}
-	s.vchans.forget(name)
+	s.sys.ForgetVChannel(name)
 	v, err := s.registry.Drop(r.Context(), s.pool, name)
-	s.vchans.forget(name)
+	s.sys.ForgetVChannel(name)
 	if err != nil {
 		return err
 	}
@@ -161,119 +158,11 @@ func (s *Server) handleVChannelLocate(w http.ResponseWriter, r *http.Request) er
 	return nil
 }
 
-// vchannelCacheTTL bounds how long a vchannel record read by this process
-// answers for the registry on the data path (appends and reads by
-// vchannel). The binding never changes; the state may, so an append within
-// this long after a drop by another process may still land (after the
-// drop message, where no reader of the vchannel looks). A drop through this
-// server forgets the record at once.
-const vchannelCacheTTL = time.Second
-
-// maxAbsentEntries bounds the names the cache remembers as unregistered.
-const maxAbsentEntries = 4096
-
-// vchannelCache keeps recently read vchannel records, and for each
-// vchannel whose create message has landed, the restore job whose history
-// it has ("" for none): restore creates a target vchannel only after its
-// job is done, so that answer never changes once the vchannel exists.
-// Safe for concurrent use.
-type vchannelCache struct {
-	ttl time.Duration
-	now func() time.Time
-
-	mu       sync.Mutex
-	entries  map[string]vchannelEntry
-	absent   map[string]time.Time // vchannel → when the registry had no record of it
-	restored map[string]string    // vchannel → restore job ID, "" for none
-}
-
-type vchannelEntry struct {
-	v  coordinator.VChannel
-	at time.Time
-}
-
-func (c *vchannelCache) put(v coordinator.VChannel) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.entries[v.Name] = vchannelEntry{v: v, at: c.now()}
-	delete(c.absent, v.Name)
-}
-
-func (c *vchannelCache) forget(name string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.entries, name)
-	delete(c.absent, name)
-}
-
-// putAbsent notes that the registry has no record of name.
-func (c *vchannelCache) putAbsent(name string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.absent == nil {
-		c.absent = map[string]time.Time{}
-	}
-	if len(c.absent) >= maxAbsentEntries {
-		clear(c.absent) // many raw names: forget them all rather than grow
-	}
-	c.absent[name] = c.now()
-}
-
-// isAbsent reports whether the registry had no record of name within the
-// TTL.
-func (c *vchannelCache) isAbsent(name string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	at, ok := c.absent[name]
-	return ok && c.now().Sub(at) < c.ttl
-}
-
-func (c *vchannelCache) get(name string) (coordinator.VChannel, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.entries[name]
-	if !ok || c.now().Sub(e.at) >= c.ttl {
-		return coordinator.VChannel{}, false
-	}
-	return e.v, true
-}
-
-func (c *vchannelCache) restoredFrom(name string) (string, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	id, ok := c.restored[name]
-	return id, ok
-}
-
-func (c *vchannelCache) setRestored(name, job string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.restored == nil {
-		c.restored = map[string]string{}
-	}
-	c.restored[name] = job
-}
-
-// vchannel returns the record of vchannel name, from the cache if fresh.
-// If its create message has not landed yet (a create cut short), it
-// finishes the create first, so that nothing of the vchannel lands before
-// its create message.
+// vchannel returns the record of vchannel name (system.System.VChannel)
+// once the name is valid.
 func (s *Server) vchannel(ctx context.Context, name string) (coordinator.VChannel, error) {
 	if err := validName("vchannel", name); err != nil {
 		return coordinator.VChannel{}, err
 	}
-	if v, ok := s.vchans.get(name); ok {
-		return v, nil
-	}
-	v, err := s.registry.Describe(ctx, name)
-	if err != nil {
-		return coordinator.VChannel{}, err
-	}
-	if v.State == coordinator.VChannelActive && v.Created == nil {
-		if v, err = s.registry.Create(ctx, s.pool, name, v.PChannel); err != nil {
-			return coordinator.VChannel{}, err
-		}
-	}
-	s.vchans.put(v)
-	return v, nil
+	return s.sys.VChannel(ctx, name)
 }

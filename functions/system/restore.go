@@ -150,6 +150,7 @@ func (s *System) runRestore(ctx context.Context, id, name string, targets map[st
 		if err := s.pool.RaiseTickFloor(ctx, v.PChannel, job.TimeTick); err != nil {
 			return fmt.Errorf("restore job %s: raise the timetick floor of %s: %w", id, v.PChannel, err)
 		}
+		s.NoteVChannel(v)
 	}
 	return nil
 }

@@ -33,6 +33,8 @@ type System struct {
 	segs       *snapshot.SegmentReader
 	pool       *Pool
 	restores   *restoreRuns
+	vchans     vchannelCache
+	written    sync.Map // pchannel → struct{}: has a lease record (records are never deleted)
 
 	probeMu  sync.Mutex
 	probedOK bool
@@ -68,6 +70,7 @@ func New(cfg Config, store objstore.Store) (*System, error) {
 	}
 	s.segs = snapshot.NewSegmentReader(s.StoreFor("reader"), 0)
 	s.restores = newRestoreRuns()
+	s.vchans = vchannelCache{ttl: vchannelCacheTTL, now: cfg.Now, entries: map[string]vchannelEntry{}}
 	return s, nil
 }
 
