@@ -110,7 +110,6 @@ func (c *vchannelCache) setRestored(name, job string) {
 	c.restored[name] = job
 }
 
-
 // VChannel returns the record of vchannel name, from the cache if fresh.
 // If its create message has not landed yet (a create cut short), it
 // finishes the create first, so that nothing of the vchannel lands before
