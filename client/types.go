@@ -140,8 +140,8 @@ type Lease struct {
 type PChannelStatus struct {
 	Lease
 	// Tail is the next offset: the writer's ack frontier if the answering
-	// server holds the lease (TailSource "writer"), else the lease record's
-	// tail hint ("hint").
+	// server writes the pchannel (TailSource "writer"), else the first
+	// empty slot probed from the store ("store"), as Tail answers.
 	Tail       uint64 `json:"tail"`
 	TailSource string `json:"tail_source"`
 	// Checkpoint: the offset below which the pchannel is flushed to

@@ -150,7 +150,7 @@ func TestFunctionURLs(t *testing.T) {
 		t.Fatalf("leases %+v", leases)
 	}
 	st := decode[wire.StatusResponse](t, coord.mustCall(getReq("/v1/pchannels")))
-	if len(st.PChannels) != 1 || st.PChannels[0].TailSource != "hint" {
+	if len(st.PChannels) != 1 || st.PChannels[0].TailSource != "store" || st.PChannels[0].Tail < tail.NextOffset {
 		t.Fatalf("status %+v", st)
 	}
 	wantStatus(t, "lease", coord.mustCall(getReq("/v1/pchannels/p0/lease")), 200)

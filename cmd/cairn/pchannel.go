@@ -58,8 +58,8 @@ func newPChannelListCmd(o *adminOptions, use string) *cobra.Command {
   HOLDER      the process holding (or that last held) its lease
   TERM        the lease term: it grows at every change of holder
   LIVE        yes while the lease is neither released nor expired
-  TAIL        the next offset: the writer's if the server holds the lease,
-              else the lease record's hint
+  TAIL        the next offset: the writer's if the server writes the
+              pchannel, else the first empty slot probed from the store
   CHECKPOINT  the offset below which it is flushed to segments
   EXPIRES     when the lease expires unless renewed
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/functions/api/wire"
+	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
@@ -414,5 +415,32 @@ func TestReadBelowCheckpoint(t *testing.T) {
 		if string(m.Payload) != strconv.Itoa(i) {
 			t.Fatalf("message %d is %q", i, m.Payload)
 		}
+	}
+}
+
+// TestStatusTailInSharedMode: a shared term writes no tail hint into the
+// lease record, so a process that does not write the pchannel (another
+// Lambda environment, the coordinator function) probes the store for the
+// status table's tail: it is the next offset after the last ack, not the
+// lease record's 0.
+func TestStatusTailInSharedMode(t *testing.T) {
+	store := objstore.NewMemory()
+	cfg := testConfig(t)
+	cfg.WriteMode = system.WriteShared
+	writer := newTestServer(t, cfg, store)
+	var last wire.AppendResponse
+	for i := range 3 {
+		last = writer.mustAppend("p0", msgs("v0", fmt.Sprint(i)))
+	}
+	cfg.Holder += "-other"
+	other := newTestServer(t, cfg, store)
+	var st wire.StatusResponse
+	mustOK(t, "status", other.get("/v1/pchannels"), &st)
+	want := last.Acks[0].Offset + 1
+	if len(st.PChannels) != 1 || st.PChannels[0].TailSource != "store" || st.PChannels[0].Tail != want {
+		t.Fatalf("status from a process that does not write p0: %+v, want tail %d from the store", st.PChannels, want)
+	}
+	if st.PChannels[0].TailHint == want {
+		t.Fatalf("the lease record's tail hint is %d: the test no longer shows the probe is needed", want)
 	}
 }

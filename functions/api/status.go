@@ -132,7 +132,9 @@ func (s *Server) handleLeases(w http.ResponseWriter, r *http.Request) error {
 }
 
 // handleStatus is the pchannel status table: every pchannel with a lease
-// record, its holder, term, tail and flush checkpoint.
+// record, its holder, term, tail (the writer's frontier if this process
+// writes it, else the first empty slot probed from the store) and flush
+// checkpoint.
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) error {
 	if err := noQuery(r); err != nil {
 		return err
@@ -147,15 +149,22 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) error {
 	g.SetLimit(8)
 	for i, l := range ls {
 		g.Go(func() error {
-			row := wire.PChannelStatus{LeaseOut: s.leaseOut(l), Tail: l.Tail, TailSource: "hint"}
+			row := wire.PChannelStatus{LeaseOut: s.leaseOut(l)}
+			cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.sc.Layout, l.PChannel)
+			if err != nil {
+				return err
+			}
+			row.Checkpoint = cp.C
 			if f, _, ok := s.pool.Frontier(l.PChannel); ok {
 				row.Tail, row.TailSource = f, "writer"
+			} else if row.Tail, err = s.firstEmpty(ctx, l.PChannel, max(l.Tail, cp.C)); err != nil {
+				// The lease's tail hint is only as fresh as its last renew
+				// or release, and shared terms never write it: probe.
+				return err
+			} else {
+				row.TailSource = "store"
 			}
-			cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.sc.Layout, l.PChannel)
-			row.Checkpoint = cp.C
-			if err == nil {
-				row.Retention, err = s.pchannelRetention(ctx, l.PChannel, cp)
-			}
+			row.Retention, err = s.pchannelRetention(ctx, l.PChannel, cp)
 			rows[i] = row
 			return err
 		})

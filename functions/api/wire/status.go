@@ -44,8 +44,9 @@ type LeasesResponse struct {
 // PChannelStatus is one row of GET /v1/pchannels.
 type PChannelStatus struct {
 	LeaseOut
-	// Tail is the writer's ack frontier if this process holds the lease
-	// (TailSource "writer"), else the lease record's tail hint ("hint").
+	// Tail is the writer's ack frontier if this process writes the
+	// pchannel (TailSource "writer"), else the first empty slot probed from
+	// the store ("store").
 	Tail       uint64 `json:"tail"`
 	TailSource string `json:"tail_source"`
 	Checkpoint uint64 `json:"checkpoint"`
