@@ -182,10 +182,11 @@ type Writer struct {
 	nonce  string
 	nonceB [16]byte
 
-	wake      chan struct{} // batcher wake-up, capacity 1
-	done      chan struct{} // closed when the batcher has exited
-	stopRenew context.CancelFunc
-	renewDone chan struct{}
+	wake       chan struct{} // batcher wake-up, capacity 1
+	encodeBufs sync.Pool     // *[]byte: batch encodings of landed PUTs, to reuse
+	done       chan struct{} // closed when the batcher has exited
+	stopRenew  context.CancelFunc
+	renewDone  chan struct{}
 
 	mu       sync.Mutex
 	grant    LeaseGrant

@@ -512,9 +512,17 @@ func (w *Writer) failQueueLocked(cause error) {
 	w.queue, w.queued = nil, 0
 }
 
-// put sends one batch and resolves it.
+// put sends one batch and resolves it. The encoding buffer goes back to
+// the writer's pool only after a PUT that landed: an attempt that timed out
+// may still be sending it (an HTTP client can read a request body after it
+// returned), and a late send of changed bytes to a slot that holds ours is
+// refused by the store, while one to a slot we did not fill would not be.
 func (w *Writer) put(job *putJob) {
-	data, err := job.batch.Encode()
+	buf, _ := w.encodeBufs.Get().(*[]byte)
+	if buf == nil {
+		buf = new([]byte)
+	}
+	data, err := job.batch.AppendEncode((*buf)[:0])
 	if err == nil {
 		job.size = len(data)
 		var landed bool
@@ -522,6 +530,10 @@ func (w *Writer) put(job *putJob) {
 		landed, existing, err = w.putSlot(context.Background(), job.batch.Offset, data, summarize(&job.batch))
 		if err == nil && !landed {
 			err = w.classifyTaken(job.batch.Offset, existing)
+		}
+		if landed {
+			*buf = data[:0]
+			w.encodeBufs.Put(buf)
 		}
 	}
 	w.resolve(job, err)
