@@ -177,7 +177,7 @@ func buildFigures() []Figure {
 		n := fmt.Sprintf("%dkib", size>>10)
 		what := fmt.Sprintf("%d KiB keyed messages, 1 pchannel, %d in flight", size>>10, min(producerInflightMsgs, producerInflightBytes/size))
 		add("producer", "http_producer_"+n+"_msgs_per_s", unitMsgps, what+": SDK Producer (Window 8, binary batches) through the HTTP API, messages acked")
-		add("producer", "http_producer_lib_"+n+"_msgs_per_s", unitMsgps, what+": library Writer.Append calls in flight, interleaved")
+		add("producer", "http_producer_lib_"+n+"_msgs_per_s", unitMsgps, what+": library Writer.AppendBatch calls (8 in flight), interleaved")
 		add("producer", "http_producer_"+n+"_ratio", unitRatio, "Producer over HTTP msg/s ÷ library msg/s")
 		add("producer", "http_producer_"+n+"_cpu_us_per_msg", unitCPU, "CPU time of this process (SDK client, server, writer) per message through the Producer")
 		add("producer", "http_producer_lib_"+n+"_cpu_us_per_msg", unitCPU, "CPU time of this process per message through the library")
