@@ -237,6 +237,8 @@ var targets = []target{
 	{key: "catchup_segments_ratio", limit: fixed(2)},
 	{key: "takeover_round_trips", atMost: true, limit: fixed(5)},
 	{key: "http_append_ratio", limit: fixed(0.85)},
+	{key: "http_producer_lib_1kib_msgs_per_s", limit: fixed(150_000)},
+	{key: "http_producer_lib_1kib_cpu_us_per_msg", atMost: true, limit: fixed(8)},
 	{key: "http_producer_1kib_ratio", limit: fixed(0.5)},
 	{key: "http_producer_16kib_ratio", limit: fixed(0.8)},
 	{key: "lambda_k16_1p_ratio", limit: fixed(0.5)},
