@@ -247,15 +247,24 @@ func TestAppendBatchFailsAfterAPrefix(t *testing.T) {
 // beside plain Appends on a store that fails, loses replies and applies
 // writes late. Each call's acks are in offset order; every acked key is
 // delivered once, at its ack; a failed call's messages are retried with
-// their keys until acked, and none is delivered twice.
+// their keys until acked, and none is delivered twice. In "retried", the
+// writer retries every failed PUT until it lands; in "writers stop", a
+// slot that does not land within 20 ms stops the writer, and calls fail
+// part way (the producers go on with a new writer).
 func TestAppendBatchConcurrentOnFaults(t *testing.T) {
+	t.Run("retried", func(t *testing.T) { appendBatchOnFaults(t, 0.1, 0) })
+	t.Run("writers stop", func(t *testing.T) { appendBatchOnFaults(t, 0.3, 20*time.Millisecond) })
+}
+
+func appendBatchOnFaults(t *testing.T, errorRate float64, retryLimit time.Duration) {
 	ctx := context.Background()
 	mem := objstore.NewMemory()
-	fault := objstore.NewFault(mem, objstore.FaultConfig{Seed: 22, ErrorRates: map[objstore.Op]float64{objstore.OpPutIfAbsent: 0.1},
+	fault := objstore.NewFault(mem, objstore.FaultConfig{Seed: 22, ErrorRates: map[objstore.Op]float64{objstore.OpPutIfAbsent: errorRate},
 		LostReplyRate: 0.05, DelayedApplyRate: 0.05, DelayedApply: 20 * time.Millisecond})
+	mod := func(c *sl.WriterConfig) { c.MaxBatchBytes, c.PutRetryLimit = 8*batchMsgBytes, retryLimit }
 	fault.SetEnabled(false)
 	var wmu sync.Mutex
-	w := openWriter(t, fault, "faults", func(c *sl.WriterConfig) { c.MaxBatchBytes = 8 * batchMsgBytes })
+	w := openWriter(t, fault, "faults", mod)
 	fault.SetEnabled(true)
 	current := func() *sl.Writer { wmu.Lock(); defer wmu.Unlock(); return w }
 	reopen := func(failed *sl.Writer) {
@@ -264,9 +273,9 @@ func TestAppendBatchConcurrentOnFaults(t *testing.T) {
 		if w != failed || w.Err() == nil {
 			return
 		}
-		_ = w.Close(ctx) // stopped: it says why, and releases if it can
-		fault.SetEnabled(false)
-		w = openWriter(t, fault, "faults", func(c *sl.WriterConfig) { c.MaxBatchBytes = 8 * batchMsgBytes })
+		fault.SetEnabled(false) // the release and the open see no faults
+		_ = w.Close(ctx)        // stopped: it says why
+		w = openWriter(t, fault, "faults", mod)
 		fault.SetEnabled(true)
 	}
 
@@ -360,5 +369,8 @@ func TestAppendBatchConcurrentOnFaults(t *testing.T) {
 		len(got), failedCalls.Load(), st.Injected[objstore.OpPutIfAbsent], st.LostReplies, st.DelayedWrites)
 	if st.Injected[objstore.OpPutIfAbsent] == 0 || st.LostReplies == 0 {
 		t.Fatal("no fault was injected: the test tested nothing")
+	}
+	if retryLimit > 0 && failedCalls.Load() == 0 {
+		t.Fatal("no AppendBatch call failed: the failure path was not tested")
 	}
 }
