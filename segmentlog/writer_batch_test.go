@@ -253,7 +253,7 @@ func TestAppendBatchFailsAfterAPrefix(t *testing.T) {
 // part way (the producers go on with a new writer).
 func TestAppendBatchConcurrentOnFaults(t *testing.T) {
 	t.Run("retried", func(t *testing.T) { appendBatchOnFaults(t, 0.1, 0) })
-	t.Run("writers stop", func(t *testing.T) { appendBatchOnFaults(t, 0.3, 20*time.Millisecond) })
+	t.Run("writers stop", func(t *testing.T) { appendBatchOnFaults(t, 0.5, 20*time.Millisecond) })
 }
 
 func appendBatchOnFaults(t *testing.T, errorRate float64, retryLimit time.Duration) {
