@@ -20,10 +20,14 @@
 // through the reading rule, and claims a window of W slots: a fence and
 // W−1 fillers; its checkpoint reads overlap the lease acquire and the
 // window's PUTs, so a takeover at the tail costs five sequential store round
-// trips to its first ack). Append, AppendAt, AppendControl, Sync and the transaction
-// calls are safe for concurrent use; concurrent appends are group-committed
-// into one batch object each, at most W beyond the ack frontier, and
-// acknowledged strictly in offset order. AppendAt lands at one given slot
+// trips to its first ack). Append, AppendBatch, AppendAt, AppendControl,
+// Sync and the transaction calls are safe for concurrent use; concurrent
+// appends are group-committed into one batch object each, at most W beyond
+// the ack frontier, and acknowledged strictly in offset order. An Append's
+// messages land together in one batch; AppendBatch takes any number of
+// messages in one call and one wake-up, as if each were its own Append,
+// so group commit may cut them between batches (the way to pipeline many
+// messages without a goroutine each). AppendAt lands at one given slot
 // or writes nothing. A writer that stops by itself (its lease lapsed, a
 // slot it cannot fill) releases its lease once its batches resolved; a
 // fenced one leaves it to the newer term. An Ack names the message's ID (offset, index)

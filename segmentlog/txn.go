@@ -159,7 +159,7 @@ func (w *Writer) CommitTxn(ctx context.Context, id uint64) ([]Ack, error) {
 	batch = append(batch, Message{Type: TypeTxnBegin, VChannel: t.vchannel, TxnID: id, Properties: map[string]string{"keepalive_ms": ka}})
 	batch = append(batch, t.msgs...)
 	batch = append(batch, Message{Type: TypeTxnCommit, VChannel: t.vchannel, TxnID: id, Key: txnKey(id)})
-	acks, err := w.appendChecked(ctx, func(*Message) error { return nil }, batch, nil)
+	acks, err := w.appendChecked(ctx, func(*Message) error { return nil }, batch, nil, false)
 	if err != nil {
 		return nil, fmt.Errorf("commit txn %d: %w", id, err)
 	}

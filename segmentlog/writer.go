@@ -37,7 +37,8 @@ type WriterConfig struct {
 	// Holder names this process in the lease record. Default: host-pid.
 	Holder string
 	// MaxBatchBytes bounds the payload bytes group commit puts in one batch
-	// object. Default 1 MiB. One Append larger than this is refused.
+	// object. Default 1 MiB. One Append larger than this is refused;
+	// AppendBatch refuses only a single message larger than this.
 	MaxBatchBytes int
 	// Linger is how long group commit waits for more appends before sending
 	// a batch that is not full. 0 (the default) sends at once.
@@ -182,10 +183,11 @@ type Writer struct {
 	nonce  string
 	nonceB [16]byte
 
-	wake      chan struct{} // batcher wake-up, capacity 1
-	done      chan struct{} // closed when the batcher has exited
-	stopRenew context.CancelFunc
-	renewDone chan struct{}
+	wake       chan struct{} // batcher wake-up, capacity 1
+	encodeBufs sync.Pool     // *[]byte: batch encodings of landed PUTs, to reuse
+	done       chan struct{} // closed when the batcher has exited
+	stopRenew  context.CancelFunc
+	renewDone  chan struct{}
 
 	mu       sync.Mutex
 	grant    LeaseGrant

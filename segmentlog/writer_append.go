@@ -18,21 +18,36 @@ type Ack struct {
 	Duplicate bool
 }
 
-// appendReq is one Append call's fresh messages on their way to a batch.
+// appendReq is one append call's fresh messages on their way to batches.
+// An Append's messages go into one batch; an AppendBatch's (split) may be
+// spread over consecutive batches, each message acked where it landed.
 type appendReq struct {
 	msgs  []Message
-	bytes int
+	bytes int // what msgs[sent:] count against MaxBatchBytes
 	enq   time.Time
-	done  chan struct{} // closed when acks or err is set
-	acks  []Ack
-	err   error
 	at    *uint64 // AppendAt: the only slot this append may land in
+	split bool    // AppendBatch: may be cut between any two messages
+
+	// Guarded by Writer.mu until done is closed, then read-only.
+	acks  []Ack // acks[i] is set once msgs[i] is placed in a batch
+	sent  int   // msgs[:sent] are placed in batches (or failed unplaced)
+	acked int   // msgs[:acked] are acknowledged
+	parts int   // batches holding some of msgs that are not resolved yet
+	err   error // the first failure; msgs[acked:] did not get an ack
+	done  chan struct{}
+}
+
+// reqPart is the messages msgs[from:to] of one append in one batch.
+type reqPart struct {
+	req      *appendReq
+	from, to int
+	bytes    int // what they count against MaxBatchBytes
 }
 
 // putJob is one batch object from assignment of its slot to its ack.
 type putJob struct {
 	batch    Batch
-	reqs     []*appendReq
+	parts    []reqPart
 	size     int
 	resolved bool
 	landed   bool
@@ -56,7 +71,28 @@ func messageBytes(m *Message) int {
 // cancelled ctx) the messages may still be delivered; retry with the same
 // keys to learn their IDs. Safe for concurrent use.
 func (w *Writer) Append(ctx context.Context, msgs ...Message) ([]Ack, error) {
-	return w.appendChecked(ctx, validateAppend, msgs, nil)
+	return w.appendChecked(ctx, validateAppend, msgs, nil, false)
+}
+
+// AppendBatch appends msgs as if each were appended by its own Append call,
+// one after another in this order, but in one call with one wake-up: group
+// commit packs them into as few batch objects as the batch limits allow,
+// cutting between any two messages (with other callers' appends before and
+// after them), so msgs may be any number of messages, each within
+// MaxBatchBytes. Each Ack says where its message landed; acks are in
+// offset order within the call. It returns when every message is
+// acknowledged or a failure decided the rest.
+//
+// On an error, the returned acks are those of msgs[:len(acks)], which were
+// acknowledged; the other messages were not, and err says why: an error
+// wrapping ErrOutcomeUnknown (including a cancelled ctx, which returns no
+// acks) means they may still be delivered, so retry them with the same
+// idempotency keys to learn their IDs; ErrFenced and the writer's other
+// terminal errors mean they never will be. A message whose idempotency key
+// was already acked within the window is not appended again: its Ack names
+// the first copy. Safe for concurrent use.
+func (w *Writer) AppendBatch(ctx context.Context, msgs []Message) ([]Ack, error) {
+	return w.appendChecked(ctx, validateAppend, msgs, nil, true)
 }
 
 // AppendAt is Append on a condition: the messages land as one batch at slot
@@ -65,7 +101,7 @@ func (w *Writer) Append(ctx context.Context, msgs ...Message) ([]Ack, error) {
 // an error wrapping ErrOffsetMismatch and writes nothing. The check and the
 // slot assignment happen together, so no other batch can slip between them.
 func (w *Writer) AppendAt(ctx context.Context, offset uint64, msgs ...Message) ([]Ack, error) {
-	return w.appendChecked(ctx, validateAppend, msgs, &offset)
+	return w.appendChecked(ctx, validateAppend, msgs, &offset, false)
 }
 
 // AppendControl appends control messages (create or drop vchannel, flush,
@@ -73,11 +109,14 @@ func (w *Writer) AppendAt(ctx context.Context, offset uint64, msgs ...Message) (
 // components (the coordinator, the flusher); transactions have their own
 // calls.
 func (w *Writer) AppendControl(ctx context.Context, msgs ...Message) ([]Ack, error) {
-	return w.appendChecked(ctx, validateControl, msgs, nil)
+	return w.appendChecked(ctx, validateControl, msgs, nil, false)
 }
 
-func (w *Writer) appendChecked(ctx context.Context, validate func(*Message) error, msgs []Message, at *uint64) ([]Ack, error) {
-	msgs, size, err := checkMessages(w.cfg.PChannel, validate, msgs, w.cfg.MaxBatchBytes)
+// appendChecked validates msgs, answers the keys already in the idempotency
+// window, queues the rest as one appendReq (split: AppendBatch's) and waits
+// for them. Without split, an error returns no acks.
+func (w *Writer) appendChecked(ctx context.Context, validate func(*Message) error, msgs []Message, at *uint64, split bool) ([]Ack, error) {
+	msgs, size, err := checkAppend(w.cfg.PChannel, validate, msgs, w.cfg.MaxBatchBytes, split)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +127,7 @@ func (w *Writer) appendChecked(ctx context.Context, validate func(*Message) erro
 		e *dedupEntry
 	}
 	var dups []dup
-	var fresh []Message
+	var fresh []Message // in msgs' own array: a fresh message is never behind its index
 	var freshIdx []int
 
 	w.mu.Lock()
@@ -105,6 +144,7 @@ func (w *Writer) appendChecked(ctx context.Context, validate func(*Message) erro
 				} else {
 					dups = append(dups, dup{i, e})
 				}
+				size -= messageBytes(&m)
 				continue
 			}
 			if m.Type == TypeBroadcast {
@@ -112,8 +152,8 @@ func (w *Writer) appendChecked(ctx context.Context, validate func(*Message) erro
 					// Nothing of this call is written: free the keys the
 					// earlier messages took (under the lock that guards
 					// the window).
-					for _, f := range freshIdx {
-						if k := msgs[f].Key; !k.IsZero() {
+					for _, f := range fresh {
+						if k := f.Key; !k.IsZero() {
 							w.dedup.fail(k, ErrDeadlinePassed)
 						}
 					}
@@ -124,13 +164,17 @@ func (w *Writer) appendChecked(ctx context.Context, validate func(*Message) erro
 			}
 			w.dedup.begin(m.Key)
 		}
+		if fresh == nil {
+			fresh, freshIdx = msgs[:0], make([]int, 0, len(msgs)-i)
+		}
 		m.TimeTick = 0
 		fresh = append(fresh, m)
 		freshIdx = append(freshIdx, i)
 	}
 	var req *appendReq
 	if len(fresh) > 0 {
-		req = &appendReq{msgs: fresh, bytes: size, enq: w.cfg.Now(), done: make(chan struct{}), at: at}
+		req = &appendReq{msgs: fresh, bytes: size, enq: w.cfg.Now(), at: at, split: split,
+			acks: make([]Ack, len(fresh)), done: make(chan struct{})}
 		w.queue = append(w.queue, req)
 		w.queued += size
 		w.signalLocked()
@@ -143,11 +187,15 @@ func (w *Writer) appendChecked(ctx context.Context, validate func(*Message) erro
 		case <-ctx.Done():
 			return nil, fmt.Errorf("append %s: %w: %w", w.cfg.PChannel, ErrOutcomeUnknown, ctx.Err())
 		}
-		if req.err != nil {
-			return nil, fmt.Errorf("append %s: %w", w.cfg.PChannel, req.err)
-		}
-		for k, i := range freshIdx {
+		for k, i := range freshIdx[:req.acked] {
 			acks[i] = req.acks[k]
+		}
+		if req.err != nil {
+			err := fmt.Errorf("append %s: %w", w.cfg.PChannel, req.err)
+			if !split {
+				return nil, err
+			}
+			return ackedPrefix(acks), err
 		}
 	}
 	for _, d := range dups {
@@ -157,17 +205,37 @@ func (w *Writer) appendChecked(ctx context.Context, validate func(*Message) erro
 			return nil, fmt.Errorf("append %s: %w: %w", w.cfg.PChannel, ErrOutcomeUnknown, ctx.Err())
 		}
 		if d.e.err != nil {
-			return nil, fmt.Errorf("append %s: first copy of idempotency key: %w", w.cfg.PChannel, d.e.err)
+			err := fmt.Errorf("append %s: first copy of idempotency key: %w", w.cfg.PChannel, d.e.err)
+			if !split {
+				return nil, err
+			}
+			return ackedPrefix(acks), err
 		}
 		acks[d.i] = Ack{ID: d.e.id, TimeTick: d.e.tick, Duplicate: true}
 	}
 	return acks, nil
 }
 
+// ackedPrefix is the leading acks that are set (a set Ack has a timetick).
+func ackedPrefix(acks []Ack) []Ack {
+	for i := range acks {
+		if acks[i].TimeTick == 0 {
+			return acks[:i]
+		}
+	}
+	return acks
+}
+
 // checkMessages validates a copy of msgs (validate may fill in fields; the
 // caller's slice stays as it was) and returns it with its size, refusing
 // what does not fit in one batch of maxBytes.
 func checkMessages(pchannel string, validate func(*Message) error, msgs []Message, maxBytes int) ([]Message, int, error) {
+	return checkAppend(pchannel, validate, msgs, maxBytes, false)
+}
+
+// checkAppend is checkMessages for all of msgs in one batch, or, if split,
+// for each message alone.
+func checkAppend(pchannel string, validate func(*Message) error, msgs []Message, maxBytes int, split bool) ([]Message, int, error) {
 	if len(msgs) == 0 {
 		return nil, 0, errors.New("segmentlog: append of no messages")
 	}
@@ -180,9 +248,13 @@ func checkMessages(pchannel string, validate func(*Message) error, msgs []Messag
 			}
 			return nil, 0, fmt.Errorf("append %s: message %d: %w", pchannel, i, err)
 		}
-		size += messageBytes(&msgs[i])
+		n := messageBytes(&msgs[i])
+		if split && n > maxBytes {
+			return nil, 0, fmt.Errorf("append %s: message %d: %w: %d bytes, the batch limit is %d", pchannel, i, ErrTooLarge, n, maxBytes)
+		}
+		size += n
 	}
-	if size > maxBytes {
+	if !split && size > maxBytes {
 		return nil, 0, fmt.Errorf("append %s: %w: %d bytes, the batch limit is %d", pchannel, ErrTooLarge, size, maxBytes)
 	}
 	return msgs, size, nil
@@ -357,33 +429,64 @@ func (w *Writer) batcher() {
 	}
 }
 
-// buildLocked takes queued appends up to MaxBatchBytes into one batch at the
-// next slot and stamps their timeticks.
+// buildLocked takes queued appends up to MaxBatchBytes and MaxMessages into
+// one batch at the next slot and stamps their timeticks. An append is taken
+// whole, except a split one, which is cut where the batch is full (its
+// first message always fits); a conditional append is alone in its batch.
+// On an error nothing is taken.
 func (w *Writer) buildLocked() (*putJob, error) {
 	now := w.cfg.Now()
 	job := &putJob{batch: Batch{Kind: KindData, Term: w.grant.Term, Offset: w.next, Nonce: w.nonceB}}
-	total, n := 0, 0
-	for n < len(w.queue) && (n == 0 || total+w.queue[n].bytes <= w.cfg.MaxBatchBytes && w.queue[n].at == nil) &&
-		len(job.batch.Messages)+len(w.queue[n].msgs) <= MaxMessages {
-		req := w.queue[n]
-		req.acks = make([]Ack, len(req.msgs))
-		for i := range req.msgs {
+	total, whole, count := 0, 0, 0
+	for whole < len(w.queue) {
+		req := w.queue[whole]
+		if count > 0 && req.at != nil {
+			break
+		}
+		from, to, bytes := req.sent, len(req.msgs), req.bytes
+		if req.split {
+			bytes = 0
+			for to = from; to < len(req.msgs) && count+to-from < MaxMessages; to++ {
+				n := messageBytes(&req.msgs[to])
+				if count+to-from > 0 && total+bytes+n > w.cfg.MaxBatchBytes {
+					break
+				}
+				bytes += n
+			}
+			if to == from {
+				break
+			}
+		} else if count > 0 && (total+bytes > w.cfg.MaxBatchBytes || count+to-from > MaxMessages) {
+			break
+		}
+		for i := from; i < to; i++ {
 			t, err := w.clock.next(now)
 			if err != nil {
 				return nil, err
 			}
 			req.msgs[i].TimeTick = t
-			req.acks[i] = Ack{ID: MessageID{Offset: w.next, Index: uint32(len(job.batch.Messages))}, TimeTick: t}
-			job.batch.Messages = append(job.batch.Messages, req.msgs[i])
+			req.acks[i] = Ack{ID: MessageID{Offset: w.next, Index: uint32(count + i - from)}, TimeTick: t}
 		}
-		job.reqs = append(job.reqs, req)
-		total += req.bytes
-		n++
+		job.batch.Messages = append(job.batch.Messages, req.msgs[from:to]...)
+		job.parts = append(job.parts, reqPart{req: req, from: from, to: to, bytes: bytes})
+		total += bytes
+		count += to - from
+		if to < len(req.msgs) {
+			break // the batch is full
+		}
+		whole++
 		if req.at != nil {
-			break // a conditional append is alone in its batch
+			break
 		}
 	}
-	w.queue = w.queue[n:]
+	// Nothing failed: take the parts.
+	for _, p := range job.parts {
+		p.req.sent = p.to
+		p.req.parts++
+		p.req.bytes -= p.bytes
+	}
+	clear(w.queue[:whole])
+	w.queue = w.queue[whole:]
 	w.queued -= total
 	w.next++
 	w.lastActivity = now
@@ -397,21 +500,29 @@ func (w *Writer) failMisplacedLocked() {
 		req := w.queue[0]
 		w.queue = w.queue[1:]
 		w.queued -= req.bytes
-		w.finishLocked(req, fmt.Errorf("%w: expected offset %d, the next slot is %d; nothing was written", ErrOffsetMismatch, *req.at, w.next))
+		w.failUnsentLocked(req, fmt.Errorf("%w: expected offset %d, the next slot is %d; nothing was written", ErrOffsetMismatch, *req.at, w.next))
 	}
 }
 
-// failQueueLocked fails every append that was never sent.
+// failQueueLocked fails every queued message that was never sent.
 func (w *Writer) failQueueLocked(cause error) {
 	for _, req := range w.queue {
-		w.finishLocked(req, fmt.Errorf("writer stopped, nothing was written: %w", cause))
+		w.failUnsentLocked(req, fmt.Errorf("writer stopped, nothing was written: %w", cause))
 	}
 	w.queue, w.queued = nil, 0
 }
 
-// put sends one batch and resolves it.
+// put sends one batch and resolves it. The encoding buffer goes back to
+// the writer's pool only after a PUT that landed: an attempt that timed out
+// may still be sending it (an HTTP client can read a request body after it
+// returned), and a late send of changed bytes to a slot that holds ours is
+// refused by the store, while one to a slot we did not fill would not be.
 func (w *Writer) put(job *putJob) {
-	data, err := job.batch.Encode()
+	buf, _ := w.encodeBufs.Get().(*[]byte)
+	if buf == nil {
+		buf = new([]byte)
+	}
+	data, err := job.batch.AppendEncode((*buf)[:0])
 	if err == nil {
 		job.size = len(data)
 		var landed bool
@@ -419,6 +530,10 @@ func (w *Writer) put(job *putJob) {
 		landed, existing, err = w.putSlot(context.Background(), job.batch.Offset, data, summarize(&job.batch))
 		if err == nil && !landed {
 			err = w.classifyTaken(job.batch.Offset, existing)
+		}
+		if landed {
+			*buf = data[:0]
+			w.encodeBufs.Put(buf)
 		}
 	}
 	w.resolve(job, err)
@@ -493,31 +608,53 @@ func (w *Writer) ackLocked(j *putJob) {
 		b := j.batch
 		w.cfg.Cache.Put(w.cfg.PChannel, b.Offset, b.Term, &b, int64(j.size))
 	}
-	for _, req := range j.reqs {
-		for i, m := range req.msgs {
-			if !m.Key.IsZero() {
-				w.dedup.commit(m.Key, req.acks[i].ID, req.acks[i].TimeTick, now)
+	for _, p := range j.parts {
+		req := p.req
+		for i := p.from; i < p.to; i++ {
+			if k := req.msgs[i].Key; !k.IsZero() {
+				w.dedup.commit(k, req.acks[i].ID, req.acks[i].TimeTick, now)
 			}
 		}
-		close(req.done)
+		req.acked = p.to // parts are acked in offset order
+		req.parts--
+		w.settleLocked(req)
 	}
 }
 
 func (w *Writer) failJobLocked(j *putJob, err error) {
-	for _, req := range j.reqs {
-		w.finishLocked(req, err)
+	for _, p := range j.parts {
+		w.failMsgsLocked(p.req, p.from, p.to, err)
+		p.req.parts--
+		w.settleLocked(p.req)
 	}
 }
 
-// finishLocked fails one append and frees its idempotency keys.
-func (w *Writer) finishLocked(req *appendReq, err error) {
-	for _, m := range req.msgs {
-		if !m.Key.IsZero() {
-			w.dedup.fail(m.Key, err)
+// failUnsentLocked fails the messages of req not placed in a batch.
+func (w *Writer) failUnsentLocked(req *appendReq, err error) {
+	w.failMsgsLocked(req, req.sent, len(req.msgs), err)
+	req.sent = len(req.msgs)
+	w.settleLocked(req)
+}
+
+// failMsgsLocked records that req's msgs[from:to] failed with err and
+// frees their idempotency keys.
+func (w *Writer) failMsgsLocked(req *appendReq, from, to int, err error) {
+	for i := from; i < to; i++ {
+		if k := req.msgs[i].Key; !k.IsZero() {
+			w.dedup.fail(k, err)
 		}
 	}
-	req.acks, req.err = nil, err
-	close(req.done)
+	if req.err == nil {
+		req.err = err
+	}
+}
+
+// settleLocked ends req's call once each of its messages is in a batch
+// that resolved, or failed unplaced.
+func (w *Writer) settleLocked(req *appendReq) {
+	if req.parts == 0 && req.sent == len(req.msgs) {
+		close(req.done)
+	}
 }
 
 // Close stops taking appends, waits for those already taken to resolve, and

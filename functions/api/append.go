@@ -37,7 +37,7 @@ func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	body, err := io.ReadAll(r.Body)
+	body, err := s.readAppendBody(r)
 	if err != nil {
 		return err // *http.MaxBytesError: 413
 	}
@@ -49,6 +49,25 @@ func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return s.appendAndAnswer(w, r, p, in, q)
+}
+
+// readAppendBody reads r's body into one buffer of its declared length: a
+// batch body of a MiB read through io.ReadAll's growing buffer was copied
+// and cleared several times over (6 % of the process's CPU in the bench's
+// producer phase). A Content-Length above MaxBodyBytes is not trusted with
+// an allocation: the MaxBytesReader around the body refuses it anyway.
+func (s *Server) readAppendBody(r *http.Request) ([]byte, error) {
+	n := r.ContentLength
+	if n < 0 || n > s.cfg.MaxBodyBytes {
+		return io.ReadAll(r.Body)
+	}
+	// One byte more than declared, so that a body longer than its
+	// Content-Length (which net/http does not pass) still ends in EOF here.
+	buf := bytes.NewBuffer(make([]byte, 0, n+bytes.MinRead))
+	if _, err := buf.ReadFrom(r.Body); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // appendAndAnswer appends a decoded, validated append to p and answers

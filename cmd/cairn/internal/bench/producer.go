@@ -2,9 +2,11 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,9 +34,9 @@ var producerWindows = []int{1, 4}
 
 // httpProducer measures the user's path: an SDK Producer (binary batch
 // bodies, Window 8) through the HTTP API as `cairn serve` builds it,
-// against the library's pipelined appends — as many Writer.Append calls in
-// flight as the Producer has messages pending — on a Writer configured as
-// the API's pool configures its writers, slice by slice, keyed messages on
+// against the library's pipelined appends — as many messages in flight, in
+// Writer.AppendBatch calls, as the Producer has pending — on a Writer
+// configured as the API's pool configures its writers, slice by slice, keyed messages on
 // both sides. Then Window 1 against Window 4 with `cairn produce`'s
 // Producer configuration.
 func (r *runner) httpProducer(ctx context.Context) error {
@@ -176,19 +178,47 @@ type libKeys struct {
 	seq   atomic.Uint64
 }
 
-func (k *libKeys) next() segmentlog.IdemKey {
-	return segmentlog.IdemKey{Producer: "bench-lib", Epoch: k.epoch, Seq: k.seq.Add(1)}
+// take reserves n consecutive keys: the ones after the key it returns.
+func (k *libKeys) take(n int) segmentlog.IdemKey {
+	return segmentlog.IdemKey{Producer: "bench-lib", Epoch: k.epoch, Seq: k.seq.Add(uint64(n)) - uint64(n)}
 }
 
-// pipelineFor keeps inflight keyed appends of one message each in flight
-// on w for d; appends in flight at d are waited for and counted.
+// pipelineFor keeps inflight keyed messages in flight on w for d, as the
+// library pipelines them: window goroutines each calling
+// Writer.AppendBatch with inflight/window messages (as the Producer keeps
+// its Window batches in flight). Calls in flight at d are waited for and
+// counted.
 func pipelineFor(ctx context.Context, w *segmentlog.Writer, keys *libKeys, payload []byte, inflight int, d time.Duration) (tally, error) {
-	t, err := callForN(ctx, inflight, func(ctx context.Context) error {
-		_, err := w.Append(ctx, segmentlog.Message{Type: segmentlog.TypeData, VChannel: "v", Payload: payload, Key: keys.next()})
-		return err
-	}, d)
-	t.bytes = t.msgs * int64(len(payload))
-	return t, err
+	per := max(1, inflight/window)
+	cpu0, _ := processCPU()
+	var acked atomic.Int64
+	var firstErr error
+	var errOnce sync.Once
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(d)
+	for range window {
+		wg.Go(func() {
+			msgs := make([]segmentlog.Message, per)
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				first := keys.take(per) // consecutive, as a Producer's batch
+				for i := range msgs {
+					first.Seq = first.Seq + 1
+					msgs[i] = segmentlog.Message{Type: segmentlog.TypeData, VChannel: "v", Payload: payload, Key: first}
+				}
+				acks, err := w.AppendBatch(ctx, msgs)
+				acked.Add(int64(len(acks)))
+				if err != nil {
+					errOnce.Do(func() { firstErr = err })
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	cpu1, _ := processCPU()
+	n := acked.Load()
+	return tally{msgs: n, bytes: n * int64(len(payload)), elapsed: time.Since(start), cpu: cpu1 - cpu0}, errors.Join(firstErr, ctx.Err())
 }
 
 // serveAPI serves the HTTP API as `cairn serve` builds it, over the run's
