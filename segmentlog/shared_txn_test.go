@@ -3,6 +3,7 @@ package segmentlog_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -358,4 +359,175 @@ func TestSharedTxnTooLarge(t *testing.T) {
 	if err != nil || len(acks) != n+1 {
 		t.Fatalf("commit: %v, %d acks, want %d", err, len(acks), n+1)
 	}
+}
+
+// txnOutcome is what the calls of one transaction were answered.
+type txnOutcome struct {
+	id                       uint64
+	acked, unknown, refused  []string
+	committed                bool
+	commitID                 sl.MessageID
+	commitAnswers, notCommit int
+}
+
+// Transactions whose begin, appends and commits go to environments at
+// random, through stores that fail calls, lose replies and apply writes
+// late, with appends racing the commit and commits retried elsewhere:
+// every acknowledged append of a committed transaction is delivered once,
+// in its one batch; nothing of a transaction answered not committed, and
+// nothing refused, is delivered (I8); a retried commit names the landed
+// commit (I7).
+func TestSharedTxnFaults(t *testing.T) {
+	ctx := context.Background()
+	mem := objstore.NewMemory()
+	var faults []*objstore.Fault
+	var envs []*sl.SharedWriter
+	for i := range 3 {
+		f := objstore.NewFault(mem, objstore.FaultConfig{Seed: uint64(i + 1), ErrorRate: 0.05, LostReplyRate: 0.1,
+			DelayedApplyRate: 0.05, DelayedApply: 3 * time.Millisecond})
+		f.SetEnabled(false)
+		cfg := sharedCfg("p1", fmt.Sprintf("env-%d", i))
+		sw, err := sl.OpenSharedWriter(ctx, cfg, f, newLeases(t, mem))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.SetEnabled(true)
+		faults, envs = append(faults, f), append(envs, sw)
+	}
+	const txns, appends = 12, 6
+	outcomes := make([]*txnOutcome, txns)
+	var wg sync.WaitGroup
+	for n := range txns {
+		o := &txnOutcome{}
+		outcomes[n] = o
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			env := func(k int) *sl.SharedWriter { return envs[(n+k)%len(envs)] }
+			for k := 0; o.id == 0; k++ {
+				id, err := env(k).BeginTxn(ctx, "vt", time.Minute)
+				if err == nil {
+					o.id = id
+				} else if k > 20 {
+					t.Errorf("begin: %v", err)
+					return
+				}
+			}
+			var mu sync.Mutex
+			appendOne := func(k int, p string) {
+				err := env(k).AppendTxn(ctx, o.id, dataMsg("vt", p))
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					o.acked = append(o.acked, p)
+				case errors.Is(err, sl.ErrTxnSealed), errors.Is(err, sl.ErrTxnNotFound):
+					o.refused = append(o.refused, p)
+				default:
+					o.unknown = append(o.unknown, p) // transient, outcome unknown: not retried (appends carry no key)
+				}
+			}
+			var inner sync.WaitGroup
+			for a := range appends {
+				inner.Add(1)
+				go func() { defer inner.Done(); appendOne(a, fmt.Sprintf("t%d-a%d", n, a)) }()
+			}
+			inner.Wait()
+			inner.Add(1)
+			go func() { defer inner.Done(); appendOne(appends, fmt.Sprintf("t%d-racing", n)) }()
+			for k := 0; ; k++ {
+				acks, err := env(k+1).CommitTxn(ctx, o.id)
+				if err == nil {
+					c := acks[len(acks)-1]
+					if o.committed && c.ID != o.commitID {
+						t.Errorf("I7: txn %d: commit answered %v, earlier %v", o.id, c.ID, o.commitID)
+					}
+					o.committed, o.commitID = true, c.ID
+					o.commitAnswers++
+					if o.commitAnswers == 2 {
+						break // one retry after the first success
+					}
+					continue
+				}
+				if errors.Is(err, sl.ErrTxnNotFound) || errors.Is(err, sl.ErrTxnExpired) {
+					if o.committed {
+						t.Errorf("I8: txn %d: a retried commit answered %v after a success", o.id, err)
+					}
+					o.notCommit++
+					break
+				}
+				if k > 50 {
+					t.Errorf("txn %d: commit never answered: %v", o.id, err)
+					break
+				}
+			}
+			inner.Wait()
+		}()
+	}
+	wg.Wait()
+	for _, f := range faults {
+		f.SetEnabled(false)
+		f.Drain()
+	}
+	if t.Failed() {
+		return
+	}
+	got := scanAll(t, mem, testLayout, "p1", sl.Earliest(), time.Second)
+	committed, raced := 0, 0
+	for _, o := range outcomes {
+		delivered := txnPayloads(t, got, o.id)
+		if !o.committed {
+			if len(delivered) > 0 {
+				t.Errorf("I8: txn %d answered not committed, delivered %q", o.id, delivered)
+			}
+			continue
+		}
+		committed++
+		seen := map[string]int{}
+		for _, p := range delivered {
+			seen[p]++
+		}
+		for _, p := range o.acked {
+			if seen[p] != 1 {
+				t.Errorf("I8: txn %d: acked append %s delivered %d times (delivered %q)", o.id, p, seen[p], delivered)
+			}
+		}
+		for _, p := range o.refused {
+			if seen[p] != 0 {
+				t.Errorf("I8: txn %d: refused append %s delivered", o.id, p)
+			}
+			raced++
+		}
+		for _, p := range o.unknown {
+			if seen[p] > 1 {
+				t.Errorf("I8: txn %d: append %s delivered %d times", o.id, p, seen[p])
+			}
+		}
+		if len(delivered) != len(o.acked)+countIn(delivered, o.unknown) {
+			t.Errorf("I8: txn %d delivered %q; acked %q, unknown %q", o.id, delivered, o.acked, o.unknown)
+		}
+	}
+	var st objstore.FaultStats
+	for _, f := range faults {
+		s := f.Stats()
+		st.LostReplies += s.LostReplies
+		st.DelayedWrites += s.DelayedWrites
+	}
+	t.Logf("%d of %d transactions committed; %d appends refused after the seal; %d lost replies, %d delayed writes",
+		committed, txns, raced, st.LostReplies, st.DelayedWrites)
+	if committed == 0 || st.LostReplies == 0 || st.DelayedWrites == 0 {
+		t.Fatalf("the run met none of: a commit, a lost reply, a delayed write")
+	}
+}
+
+func countIn(delivered, set []string) int {
+	n := 0
+	for _, p := range delivered {
+		for _, s := range set {
+			if p == s {
+				n++
+			}
+		}
+	}
+	return n
 }
