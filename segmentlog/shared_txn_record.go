@@ -13,27 +13,37 @@ import (
 	"github.com/cairnlog/cairn/infra/objstore"
 )
 
-// The transaction record of shared write mode: one JSON object per open
-// transaction, {prefix}/txns/{pchannel}/{id:020d}.json, created with
+// The transaction record of shared write mode: one JSON object per
+// transaction, {prefix}/meta/txns/{pchannel}/{id:020d}.json, created with
 // PutIfAbsent and changed only with PutIfMatch (docs/protocol.md,
 // "Shared transactions"). It holds the messages appended so far, as an
 // encoded data batch (the WAL format of doc.go, timeticks 1…n standing in
-// for the real ones), so the commit needs nothing but the record.
+// for the real ones), so the commit needs nothing but the record. The calls
+// never delete it — it ends committed or aborted, without its messages —
+// and CollectTxns (the maintenance round) deletes it later; so a node needs
+// no delete permission.
 
 // txnRecordFormat is the format number of the transaction record.
 const txnRecordFormat = 1
 
 // Transaction record states.
 const (
-	txnOpen    = "open"    // takes appends
-	txnSealed  = "sealed"  // a commit took it: no more appends; its batch may be written until Sealed + TxnSealWindow
-	txnAborted = "aborted" // rolled back or expired (Reason): never written
+	txnOpen      = "open"      // takes appends
+	txnSealed    = "sealed"    // a commit took it: no more appends; its batch may be written until Sealed + TxnSealWindow
+	txnCommitted = "committed" // its batch landed (Commit names the commit's ack)
+	txnAborted   = "aborted"   // rolled back, expired, or sealed and never written (Reason): never written
 )
+
+// TxnRetention is how long CollectTxns keeps a committed or aborted record
+// after it ended: a retried call within it is answered from the record;
+// later a retried commit is answered from the idempotency window.
+const TxnRetention = time.Hour
 
 // Reasons of an aborted record.
 const (
 	txnRolledBack = "rolled_back"
 	txnExpired    = "expired"
+	txnNotWritten = "not_written" // sealed, but no try sent its batch within the seal window
 )
 
 // TxnSealWindow bounds how long after its seal a shared transaction's
@@ -60,11 +70,11 @@ var errTxnGone = errors.New("segmentlog: transaction record gone")
 var errIDTaken = errors.New("segmentlog: transaction ID taken")
 
 // TxnPrefix is the prefix of every shared transaction record.
-func (l Layout) TxnPrefix() string { return l.join("txns") + "/" }
+func (l Layout) TxnPrefix() string { return l.join("meta", "txns") + "/" }
 
 // Txn is the key of shared transaction id of pchannel p.
 func (l Layout) Txn(p string, id uint64) string {
-	return l.join("txns", p, fmt.Sprintf("%020d.json", id))
+	return l.join("meta", "txns", p, fmt.Sprintf("%020d.json", id))
 }
 
 // parseTxnKey returns the pchannel and ID a transaction record key names.
@@ -95,12 +105,34 @@ type txnRecord struct {
 	Created     time.Time `json:"created"`
 	Touched     time.Time `json:"touched"` // the last begin or append: the keepalive runs from it
 	Sealed      time.Time `json:"sealed,omitzero"`
+	Ended       time.Time `json:"ended,omitzero"` // committed or aborted then
+	Commit      *txnAck   `json:"commit,omitempty"`
 	// Appends names every append the record holds (a nonce each), so that
 	// an append whose CAS reply was lost finds out whether it landed.
 	Appends  []string `json:"appends,omitempty"`
 	Messages int      `json:"messages"`
 	Bytes    int      `json:"bytes"`          // messageBytes of the messages, for the batch limit
 	Body     []byte   `json:"body,omitempty"` // the messages: an encoded data batch; none when empty
+}
+
+// txnAck is the ack of a committed transaction's commit message.
+type txnAck struct {
+	Offset   uint64 `json:"offset"`
+	Index    uint32 `json:"index"`
+	TimeTick uint64 `json:"timetick"`
+}
+
+// end makes r final: committed with the commit's ack, or aborted for
+// reason; its messages are dropped.
+func (r *txnRecord) end(now time.Time, commit *Ack, reason string) {
+	r.Body, r.Messages, r.Bytes, r.Appends = nil, 0, 0, nil
+	r.Ended = now.UTC().Round(0)
+	if commit != nil {
+		r.State, r.Reason = txnCommitted, ""
+		r.Commit = &txnAck{Offset: commit.ID.Offset, Index: commit.ID.Index, TimeTick: commit.TimeTick}
+		return
+	}
+	r.State, r.Reason = txnAborted, reason
 }
 
 func (r *txnRecord) keepalive() time.Duration { return time.Duration(r.KeepaliveMS) * time.Millisecond }
@@ -164,8 +196,12 @@ func decodeTxnRecord(key string, p string, id uint64, data []byte) (txnRecord, e
 		return bad("format %d, this build reads %d", r.Format, txnRecordFormat)
 	case r.PChannel != p || r.ID != id:
 		return bad("names %s/%d", r.PChannel, r.ID)
-	case r.State != txnOpen && r.State != txnSealed && r.State != txnAborted:
+	case r.State != txnOpen && r.State != txnSealed && r.State != txnCommitted && r.State != txnAborted:
 		return bad("state %q", r.State)
+	case (r.State == txnCommitted) != (r.Commit != nil):
+		return bad("state %s with commit %v", r.State, r.Commit)
+	case (r.State == txnCommitted || r.State == txnAborted) && (r.Ended.IsZero() || len(r.Body) > 0):
+		return bad("ended without an end time, or with its messages")
 	case r.KeepaliveMS <= 0 || r.keepalive() > MaxTxnKeepalive:
 		return bad("keepalive %d ms", r.KeepaliveMS)
 	case r.State == txnSealed && r.Sealed.IsZero():
@@ -314,8 +350,7 @@ func (ts txnStore) update(ctx context.Context, id uint64, decide func(r *txnReco
 	}
 }
 
-// remove deletes record id, best effort: a record left behind is collected
-// by CollectTxns.
+// remove deletes record id (CollectTxns only).
 func (ts txnStore) remove(ctx context.Context, id uint64) error {
 	actx, cancel := context.WithTimeout(ctx, ts.put)
 	defer cancel()
@@ -325,16 +360,16 @@ func (ts txnStore) remove(ctx context.Context, id uint64) error {
 // TxnCollectStats counts what one CollectTxns round found and did.
 type TxnCollectStats struct {
 	Records int // transaction records listed
-	Open    int // left alone: open and alive, or sealed within their window
-	Expired int // open past their keepalive: aborted, then deleted
-	Deleted int // records deleted (expired, aborted, sealed past their window and settle time)
+	Open    int // left alone: open and alive, sealed within their window, ended within TxnRetention
+	Expired int // open past their keepalive: marked aborted
+	Deleted int // records deleted
 	Corrupt int // records that do not decode: left for an operator
 }
 
-// CollectTxns collects the shared transaction records of every pchannel
-// that no call will finish: an open one whose keepalive lapsed is first
-// marked aborted by CAS (an append racing the collection then fails, never
-// lands unseen), then deleted; aborted ones are deleted; a sealed one is
+// CollectTxns is the maintenance of shared transaction records: an open
+// one whose keepalive lapsed is marked aborted by CAS (an append racing it
+// then fails, never lands unseen); a committed or aborted one is deleted
+// TxnRetention after it ended; a sealed one whose commit never finished is
 // deleted once TxnSealWindow + 30 s passed its seal, when no PUT of its
 // commit can still land (a retried commit then answers from the
 // idempotency window). It costs one LIST when there are none. Errors on
@@ -365,13 +400,13 @@ func CollectTxns(ctx context.Context, store objstore.Store, layout Layout, now t
 			drop, expired = false, false
 			switch {
 			case r.expired(now):
-				r.State, r.Reason = txnAborted, txnExpired
-				drop, expired = true, true
+				r.end(now, nil, txnExpired)
+				expired = true
 				return true, nil
-			case r.State == txnAborted:
-				drop = true
-			case r.State == txnSealed && now.After(r.writeBy().Add(txnSettle)):
-				drop = true
+			case r.State == txnCommitted || r.State == txnAborted:
+				drop = now.After(r.Ended.Add(TxnRetention))
+			case r.State == txnSealed:
+				drop = now.After(r.writeBy().Add(txnSettle))
 			}
 			return false, nil
 		})
@@ -385,12 +420,12 @@ func CollectTxns(ctx context.Context, store objstore.Store, layout Layout, now t
 		case err != nil:
 			errs = append(errs, err)
 			continue
+		case expired:
+			st.Expired++
+			continue
 		case !drop:
 			st.Open++
 			continue
-		}
-		if expired {
-			st.Expired++
 		}
 		if err := ts.remove(ctx, it.id); err != nil {
 			errs = append(errs, err)

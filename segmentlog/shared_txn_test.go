@@ -35,7 +35,8 @@ func txnPayloads(t *testing.T, got []sl.Delivery, id uint64) []string {
 // A transaction begun in one environment, appended to in two others and
 // committed in a fourth is written as one batch at its commit, with plain
 // appends of every environment around it; a commit retried in yet another
-// environment is a duplicate, and nothing is left in the store.
+// environment is a duplicate, from the record and, once maintenance
+// collected that, from the idempotency window.
 func TestSharedTxnAcrossEnvironments(t *testing.T) {
 	onStores(t, func(t *testing.T, store objstore.Store) {
 		ctx := context.Background()
@@ -80,9 +81,6 @@ func TestSharedTxnAcrossEnvironments(t *testing.T) {
 		if len(got) != 4 || string(got[0].Payload) != "plain" || got[1].ID != acks[0].ID || got[3].TimeTick != acks[2].TimeTick {
 			t.Fatalf("I1: delivered %+v, acks %+v", got, acks)
 		}
-		if n := countTxnRecords(t, store); n != 0 {
-			t.Fatalf("%d transaction records left after the commit", n)
-		}
 
 		// A rollback in one environment ends the transaction for every other.
 		id2, err := envs[2].BeginTxn(ctx, "vt", time.Minute)
@@ -100,6 +98,17 @@ func TestSharedTxnAcrossEnvironments(t *testing.T) {
 		}
 		if got := scanAll(t, store, testLayout, "p1", sl.Earliest(), time.Second); len(got) != 4 {
 			t.Fatalf("I8: a rolled-back transaction delivered: %d messages", len(got))
+		}
+		st, err := sl.CollectTxns(ctx, store, testLayout, time.Now().Add(sl.TxnRetention+time.Minute))
+		if err != nil || st.Deleted != 2 || countTxnRecords(t, store) != 0 {
+			t.Fatalf("collection after the retention: %+v %v, want both records deleted", st, err)
+		}
+		again, err = envs[2].CommitTxn(ctx, id)
+		if err != nil || len(again) != 1 || again[0].ID != acks[3].ID {
+			t.Fatalf("I8: commit retried after its record was collected: %v %+v, want the commit %v from the window", err, again, acks[3].ID)
+		}
+		if _, err := envs[2].CommitTxn(ctx, id2); !errors.Is(err, sl.ErrTxnNotFound) {
+			t.Fatalf("commit of a collected rolled-back transaction: %v, want ErrTxnNotFound", err)
 		}
 	})
 }
@@ -281,11 +290,14 @@ func TestSharedTxnExpiryAndCollection(t *testing.T) {
 		t.Fatalf("commit of an expired transaction: %v, want it refused", err)
 	}
 	st, err := sl.CollectTxns(ctx, store, testLayout, clock())
-	if err != nil || st.Expired != 1 || st.Open != 1 || st.Deleted != 1 {
-		t.Fatalf("collection: %+v %v, want the untouched one expired and deleted, the live one left", st, err)
+	if err != nil || st.Expired != 1 || st.Open != 2 || st.Deleted != 0 {
+		t.Fatalf("collection: %+v %v, want the untouched one expired, the live and the ended ones left", st, err)
 	}
-	if _, err := b.CommitTxn(ctx, collected); !errors.Is(err, sl.ErrTxnNotFound) {
-		t.Fatalf("commit of a collected transaction: %v, want ErrTxnNotFound", err)
+	if err := b.AppendTxn(ctx, collected, dataMsg("vt", "x")); !errors.Is(err, sl.ErrTxnExpired) {
+		t.Fatalf("append to a transaction the collection expired: %v, want ErrTxnExpired", err)
+	}
+	if _, err := b.CommitTxn(ctx, collected); !errors.Is(err, sl.ErrTxnExpired) {
+		t.Fatalf("commit of a transaction the collection expired: %v, want ErrTxnExpired", err)
 	}
 	acks, err := b.CommitTxn(ctx, alive)
 	if err != nil || len(acks) != 4 {
@@ -324,8 +336,12 @@ func TestSharedTxnExpiryAndCollection(t *testing.T) {
 			t.Fatalf("I8: a transaction answered not committed was delivered: %+v", d)
 		}
 	}
-	if n := countTxnRecords(t, store); n != 0 {
-		t.Fatalf("%d records left", n)
+	if _, err := b.CommitTxn(ctx, sealed); !errors.Is(err, sl.ErrTxnNotFound) {
+		t.Fatalf("second retry after the settle time: %v, want ErrTxnNotFound", err)
+	}
+	st, err = sl.CollectTxns(ctx, store, testLayout, clock().Add(sl.TxnRetention+time.Minute))
+	if err != nil || st.Deleted != 4 || countTxnRecords(t, store) != 0 {
+		t.Fatalf("collection after the retention: %+v %v, want all 4 records deleted", st, err)
 	}
 }
 
