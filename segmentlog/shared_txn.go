@@ -142,14 +142,14 @@ func (sw *SharedWriter) AppendTxn(ctx context.Context, id uint64, msgs ...Messag
 // errExpiredNow: decide found an open record past its keepalive.
 var errExpiredNow = errors.New("segmentlog: keepalive lapsed")
 
-// txnWritable says whether r takes an append or a rollback.
+// txnWritable says whether r takes an append, a rollback or a seal.
 func (sw *SharedWriter) txnWritable(r *txnRecord) error {
 	switch {
 	case r.State == txnSealed:
 		return ErrTxnSealed
 	case r.State == txnAborted && r.Reason == txnExpired:
 		return fmt.Errorf("%w after %v without activity", ErrTxnExpired, r.keepalive())
-	case r.State == txnAborted:
+	case r.State == txnAborted, r.State == txnCommitted:
 		return ErrTxnNotFound
 	case r.expired(sw.cfg.Now()):
 		return errExpiredNow
@@ -165,7 +165,7 @@ func (sw *SharedWriter) expire(ctx context.Context, id uint64) error {
 		if r.State != txnOpen {
 			return false, nil
 		}
-		r.State, r.Reason = txnAborted, txnExpired
+		r.end(sw.cfg.Now(), nil, txnExpired)
 		return true, nil
 	})
 	switch {
@@ -175,15 +175,15 @@ func (sw *SharedWriter) expire(ctx context.Context, id uint64) error {
 		return fmt.Errorf("txn %d: %w", id, err)
 	case r.State == txnSealed:
 		return fmt.Errorf("txn %d: %w", id, ErrTxnSealed)
+	case r.State == txnAborted && r.Reason == txnExpired:
+		return fmt.Errorf("txn %d: %w after %v without activity", id, ErrTxnExpired, r.keepalive())
 	}
-	_ = sw.txns().remove(ctx, id) // best effort: CollectTxns deletes what is left
-	return fmt.Errorf("txn %d: %w after %v without activity", id, ErrTxnExpired, r.keepalive())
+	return fmt.Errorf("txn %d: %w", id, ErrTxnNotFound)
 }
 
 // RollbackTxn aborts an open transaction: nothing of it is written. It
 // fails with ErrTxnSealed once a commit sealed it. A retried rollback whose
-// first try landed succeeds while the record is there, then answers
-// ErrTxnNotFound.
+// first try landed succeeds while the record is kept (TxnRetention).
 func (sw *SharedWriter) RollbackTxn(ctx context.Context, id uint64) error {
 	_, sent, err := sw.txns().update(ctx, id, func(r *txnRecord) (bool, error) {
 		if r.State == txnAborted && r.Reason == txnRolledBack {
@@ -192,7 +192,7 @@ func (sw *SharedWriter) RollbackTxn(ctx context.Context, id uint64) error {
 		if err := sw.txnWritable(r); err != nil {
 			return false, err
 		}
-		r.State, r.Reason = txnAborted, txnRolledBack
+		r.end(sw.cfg.Now(), nil, txnRolledBack)
 		return true, nil
 	})
 	switch {
@@ -205,22 +205,23 @@ func (sw *SharedWriter) RollbackTxn(ctx context.Context, id uint64) error {
 	case err != nil:
 		return fmt.Errorf("txn %d: %w", id, err)
 	}
-	_ = sw.txns().remove(ctx, id)
 	return nil
 }
 
 // CommitTxn seals the transaction, then writes it as one batch and returns
 // the acks of its body messages (the commit's own ack last). Any
 // SharedWriter of the pchannel may commit, or retry a commit: one whose
-// first try landed gets only the commit's ack, marked Duplicate, while the
-// idempotency window holds it; one that never landed gets ErrTxnNotFound
-// once TxnSealWindow and a settle time passed its seal (no PUT of it can
-// land after), and an error wrapping ErrOutcomeUnknown in between. A
-// transaction past its keepalive is aborted: ErrTxnExpired.
+// first try landed gets only the commit's ack, marked Duplicate (from the
+// record while it is kept, else from the idempotency window); one that
+// never landed gets ErrTxnNotFound once TxnSealWindow and a settle time
+// passed its seal (no PUT of it can land after), and an error wrapping
+// ErrOutcomeUnknown in between. A transaction past its keepalive is
+// aborted: ErrTxnExpired.
 func (sw *SharedWriter) CommitTxn(ctx context.Context, id uint64) ([]Ack, error) {
 	r, _, err := sw.txns().update(ctx, id, func(r *txnRecord) (bool, error) {
-		if r.State == txnSealed {
-			return false, nil // sealed by an earlier try: write it (again)
+		switch r.State {
+		case txnSealed, txnCommitted:
+			return false, nil // sealed by an earlier try: write it (again), or answer it
 		}
 		if err := sw.txnWritable(r); err != nil {
 			return false, err
@@ -230,14 +231,16 @@ func (sw *SharedWriter) CommitTxn(ctx context.Context, id uint64) ([]Ack, error)
 	})
 	switch {
 	case errors.Is(err, errTxnGone):
-		// Committed and deleted, rolled back, collected, or never begun:
-		// the idempotency window knows whether its commit landed.
-		// No record means no PUT of the commit is still to come.
+		// Never begun, or collected: the idempotency window knows
+		// whether a commit landed, and none can land any more.
 		return sw.committed(ctx, id, true)
 	case errors.Is(err, errExpiredNow):
 		return nil, sw.expire(ctx, id)
 	case err != nil:
 		return nil, fmt.Errorf("commit txn %d: %w", id, err)
+	case r.State == txnCommitted:
+		c := r.Commit
+		return []Ack{{ID: MessageID{Offset: c.Offset, Index: c.Index}, TimeTick: c.TimeTick, Duplicate: true}}, nil
 	}
 	body, err := r.messages()
 	if err != nil {
@@ -257,33 +260,46 @@ func (sw *SharedWriter) CommitTxn(ctx context.Context, id uint64) ([]Ack, error)
 	case err != nil:
 		return nil, fmt.Errorf("commit txn %d: %w", id, err)
 	}
-	_ = sw.txns().remove(ctx, id) // best effort: CollectTxns deletes what is left
+	sw.endTxn(ctx, id, &acks[len(acks)-1], "")
 	if len(acks) == 1 && acks[0].Duplicate {
 		return acks, nil
 	}
 	return acks[1:], nil
 }
 
+// endTxn records how a sealed transaction ended — committed with the
+// commit's ack, or aborted for reason — best effort: the WAL decides, the
+// record only answers retries sooner.
+func (sw *SharedWriter) endTxn(ctx context.Context, id uint64, commit *Ack, reason string) {
+	_, _, err := sw.txns().update(ctx, id, func(r *txnRecord) (bool, error) {
+		if r.State != txnSealed {
+			return false, nil
+		}
+		r.end(sw.cfg.Now(), commit, reason)
+		return true, nil
+	})
+	if err != nil && !errors.Is(err, errTxnGone) {
+		sw.core.log.Info("transaction record not updated; maintenance collects it", "txn", id, "err", err)
+	}
+}
+
 // committed answers a commit that will send nothing from the idempotency
-// window, folded up to the tail: the commit's ack (Duplicate) if it landed,
-// else ErrTxnNotFound if settled (no PUT of the commit can land any more;
-// the record, if any, is deleted), else ErrOutcomeUnknown.
+// window, folded up to the tail: the commit's ack (Duplicate) if it landed;
+// else, if settled (no PUT of the commit can land any more),
+// ErrTxnNotFound, and the record ends aborted; else ErrOutcomeUnknown.
 func (sw *SharedWriter) committed(ctx context.Context, id uint64, settled bool) ([]Ack, error) {
 	ack, ok, err := sw.lookupCommit(ctx, id)
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("commit txn %d: %w", id, err)
 	case ok:
-		_ = sw.txns().remove(ctx, id)
+		sw.endTxn(ctx, id, &ack, "")
 		return []Ack{ack}, nil
 	case settled:
-		_ = sw.txns().remove(ctx, id)
-		return nil, fmt.Errorf("commit txn %d: %w: its seal window closed before the batch was written", id, ErrTxnNotFound)
-	default:
-		// A sealed record inside its settle time: a retry after it gets
-		// the final answer.
-		return nil, fmt.Errorf("commit txn %d: %w: its seal window closed; a batch sent inside it may still land (retry after %v)", id, ErrOutcomeUnknown, txnSettle)
+		sw.endTxn(ctx, id, nil, txnNotWritten)
+		return nil, fmt.Errorf("commit txn %d: %w", id, ErrTxnNotFound)
 	}
+	return nil, fmt.Errorf("commit txn %d: %w: its seal window closed; a batch sent inside it may still land (retry after %v)", id, ErrOutcomeUnknown, txnSettle)
 }
 
 // lookupCommit folds the log up to its first empty slot and looks the
