@@ -9,6 +9,7 @@ import (
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
 
@@ -92,6 +93,10 @@ func (t TaskFunc) Run(ctx context.Context, now time.Time) error { return t.Func(
 //     the budget ends is logged, not an error: the next round resumes it;
 //   - "retention": snapshot.Retention.Apply trims every pchannel and
 //     vchannel that has a retention policy (max age, max bytes) down to it;
+//   - "txns": segmentlog.CollectTxns deletes the records of shared-mode
+//     transactions no call will finish (open past their keepalive, after
+//     marking them aborted by CAS; rolled back; sealed past their seal
+//     window): one LIST when there are none;
 //   - "gc": snapshot.GC.Collect with its defaults (WAL min_age and orphan
 //     age 1 h, the grace of retired segment files too), reclaiming
 //     dropped, unpinned vchannels through the registry and retiring the
@@ -186,6 +191,13 @@ func NewMaintenance(cfg Config, store objstore.Store) (Maintenance, error) {
 		}},
 		TaskFunc{TaskName: "retention", Func: func(ctx context.Context, _ time.Time) error {
 			_, err := retention.Apply(ctx)
+			return err
+		}},
+		TaskFunc{TaskName: "txns", Func: func(ctx context.Context, now time.Time) error {
+			st, err := segmentlog.CollectTxns(ctx, store, cfg.Layout, now)
+			if st.Deleted > 0 {
+				cfg.Logger.Info("shared transactions collected", "deleted", st.Deleted, "expired", st.Expired, "left", st.Open)
+			}
 			return err
 		}},
 		TaskFunc{TaskName: "gc", Func: func(ctx context.Context, _ time.Time) error { return gc.Collect(ctx) }},
