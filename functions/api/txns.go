@@ -248,11 +248,18 @@ func (s *Server) sharedTxnWriter(ctx context.Context, pchannel string) (*segment
 }
 
 // sharedTxnError maps a shared transaction call's error: a sealed
-// transaction is 409 wrong_state; the rest as any error.
+// transaction is 409 wrong_state, a commit that lost every race for the
+// tail 503 unavailable (nothing written: retry it); the rest as any error.
 func sharedTxnError(h txnHandle, err error) error {
-	if errors.Is(err, segmentlog.ErrTxnSealed) {
+	switch {
+	case errors.Is(err, segmentlog.ErrTxnSealed):
 		return errorf(http.StatusConflict, CodeWrongState,
 			"txn %s is being committed: it takes no more appends and cannot be rolled back; nothing of this call was written", h)
+	case errors.Is(err, segmentlog.ErrContended) && !errors.Is(err, segmentlog.ErrOutcomeUnknown):
+		e := errorf(http.StatusServiceUnavailable, CodeUnavailable,
+			"txn %s: other writers kept filling the tail; nothing was written, retry the commit", h)
+		e.retryAfter = time.Second
+		return e
 	}
 	return fmt.Errorf("txn %s: %w", h, err)
 }

@@ -172,6 +172,9 @@ func TestSharedTxnErrorMapping(t *testing.T) {
 	if !errors.As(sharedTxnError(h, fmt.Errorf("txn: %w", segmentlog.ErrTxnSealed)), &e) || e.status != 409 || e.Code != CodeWrongState {
 		t.Fatalf("sealed: %+v, want 409 %s", e, CodeWrongState)
 	}
+	if !errors.As(sharedTxnError(h, fmt.Errorf("commit: %w", segmentlog.ErrContended)), &e) || e.status != 503 || e.Code != CodeUnavailable {
+		t.Fatalf("contended: %+v, want 503 %s", e, CodeUnavailable)
+	}
 	if err := sharedTxnError(h, segmentlog.ErrTxnNotFound); !errors.Is(err, segmentlog.ErrTxnNotFound) {
 		t.Fatalf("not found: %v, want it wrapped for the usual mapping", err)
 	}
