@@ -14,11 +14,12 @@ import (
 // registry (coordinator.ControlWAL), transactions, and the Holder a
 // coordinator.Node drives in `cairn serve`.
 
-// errTxnShared answers a transaction begin in shared write mode: a
-// transaction lives in one process's writer until its commit, and a shared
-// writer's process may not see the next call.
+// errTxnShared answers a pool transaction call in shared write mode: the
+// pool's calls keep a transaction in one process's writer, which a shared
+// writer's next call may not reach; the HTTP routes send shared-mode
+// transactions to the SharedWriter's calls instead (txns.go).
 var errTxnShared = errorf(http.StatusConflict, CodeWrongState,
-	"transactions need a pchannel writer that holds a lease: this process appends in shared write mode (CAIRN_WRITE_MODE=shared), where transactions are not available")
+	"this process appends in shared write mode (CAIRN_WRITE_MODE=shared): its transactions are kept in the bucket by the shared writer, not in the pool")
 
 var (
 	_ coordinator.ControlWAL = (*Pool)(nil)
