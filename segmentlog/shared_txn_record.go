@@ -123,16 +123,18 @@ type txnAck struct {
 }
 
 // end makes r final: committed with the commit's ack, or aborted for
-// reason; its messages are dropped.
+// reason; its messages are dropped. A committed record keeps the nonces of
+// its appends: an append whose reply was lost and that reads the record
+// only now learns that it is in the commit.
 func (r *txnRecord) end(now time.Time, commit *Ack, reason string) {
-	r.Body, r.Messages, r.Bytes, r.Appends = nil, 0, 0, nil
+	r.Body, r.Messages, r.Bytes = nil, 0, 0
 	r.Ended = now.UTC().Round(0)
 	if commit != nil {
 		r.State, r.Reason = txnCommitted, ""
 		r.Commit = &txnAck{Offset: commit.ID.Offset, Index: commit.ID.Index, TimeTick: commit.TimeTick}
 		return
 	}
-	r.State, r.Reason = txnAborted, reason
+	r.State, r.Reason, r.Appends = txnAborted, reason, nil
 }
 
 func (r *txnRecord) keepalive() time.Duration { return time.Duration(r.KeepaliveMS) * time.Millisecond }
