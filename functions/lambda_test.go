@@ -171,7 +171,7 @@ func TestFunctionURLs(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	for _, task := range []string{"stuck-assignment check", "flush", "compact", "retention", "gc"} {
+	for _, task := range []string{"stuck-assignment check", "flush", "compact", "broadcasts", "retention", "txns", "gc"} {
 		if !maint.waitLog(ctx, `"task":"`+task+`"`) {
 			t.Fatalf("maintenance logged no %s task:\n%s", task, maint.log())
 		}

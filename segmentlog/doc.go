@@ -49,7 +49,12 @@
 // user metadata — and writes its batch at the first empty slot, losing
 // races to other writers' batches, which it folds before it tries the next
 // slot. Nothing runs between calls, which suits a process frozen between
-// requests (a Lambda environment). WriterConfig.Takeover makes OpenWriter
+// requests (a Lambda environment). Its transactions live in the bucket, in
+// a record per transaction (meta/txns/{pchannel}/{id}.json) that any
+// SharedWriter of the pchannel, in any process, appends to by CAS; the
+// commit seals the record by CAS, then writes it as one batch like
+// Writer.CommitTxn, and CollectTxns (the maintenance round) deletes
+// records no call will finish. WriterConfig.Takeover makes OpenWriter
 // take a live lease over; the old holder is fenced.
 //
 // Timeticks are physical_ms<<18 | logical, strictly increasing along the

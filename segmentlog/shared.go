@@ -302,6 +302,14 @@ func (sw *SharedWriter) RaiseTickFloor(ctx context.Context, t uint64) error {
 }
 
 func (sw *SharedWriter) append(ctx context.Context, validate func(*Message) error, msgs []Message, at *uint64) ([]Ack, error) {
+	return sw.appendBy(ctx, validate, msgs, at, time.Time{})
+}
+
+// appendBy is append with a time by which every PUT attempt must have
+// started (zero for none): past it the call fails with errPastWriteBy,
+// nothing written. A shared transaction's commit writes only inside its
+// seal window (shared_txn.go).
+func (sw *SharedWriter) appendBy(ctx context.Context, validate func(*Message) error, msgs []Message, at *uint64, writeBy time.Time) ([]Ack, error) {
 	pch := sw.cfg.PChannel
 	msgs, _, err := checkMessages(pch, validate, msgs, sw.cfg.MaxBatchBytes)
 	if err != nil {
@@ -318,6 +326,12 @@ func (sw *SharedWriter) append(ctx context.Context, validate func(*Message) erro
 		return nil, fmt.Errorf("append %s: shared writer stopped, nothing was written: %w", pch, sw.err)
 	}
 	giveUp := sw.cfg.Now().Add(sw.cfg.PutRetryLimit)
+	if !writeBy.IsZero() {
+		if !sw.cfg.Now().Before(writeBy) {
+			return nil, fmt.Errorf("append %s: %w", pch, errPastWriteBy)
+		}
+		giveUp = earliest(giveUp, writeBy)
+	}
 	// Every store request of the call ends by then: a call never holds
 	// the writer longer than its retry limit (real time, not the clock's).
 	ctx, cancel := context.WithTimeout(ctx, sw.cfg.PutRetryLimit+sw.cfg.GetTimeout)
@@ -364,6 +378,8 @@ func (sw *SharedWriter) append(ctx context.Context, validate func(*Message) erro
 			return nil, fmt.Errorf("append %s: %w", pch, err)
 		case err != nil && errors.Is(err, ErrLeaseExpired) && sw.cfg.Now().Before(giveUp):
 			continue // the proof of the tail ran out before a PUT went out: catch up
+		case err != nil && errors.Is(err, ErrLeaseExpired) && !writeBy.IsZero() && !sw.cfg.Now().Before(writeBy):
+			return nil, fmt.Errorf("append %s: %w: slot %d", pch, errPastWriteBy, b.Offset)
 		case err != nil && errors.Is(err, ErrLeaseExpired):
 			return nil, fmt.Errorf("append %s: %w: slot %d: nothing was written", pch, ErrContended, b.Offset)
 		case err != nil:
@@ -379,6 +395,9 @@ func (sw *SharedWriter) append(ctx context.Context, validate func(*Message) erro
 			return nil, fmt.Errorf("append %s: %w: expected offset %d was taken by another writer; nothing was written", pch, ErrOffsetMismatch, *at)
 		}
 		if !sw.cfg.Now().Before(giveUp) {
+			if !writeBy.IsZero() && !sw.cfg.Now().Before(writeBy) {
+				return nil, fmt.Errorf("append %s: %w: slot %d", pch, errPastWriteBy, b.Offset)
+			}
 			return nil, fmt.Errorf("append %s: %w: slot %d", pch, ErrContended, b.Offset)
 		}
 		// Others are ahead: fold their slots (in parallel) before the
@@ -391,15 +410,24 @@ func (sw *SharedWriter) append(ctx context.Context, validate func(*Message) erro
 
 // build makes the batch for the tail slot out of the messages whose keys the
 // folded log does not hold, and the acks it will earn; acks of messages
-// already in the log are filled in (Duplicate). sent is the time taken
-// before the PUT.
+// already in the log are filled in (Duplicate). A transaction (msgs ending
+// with its commit) whose commit key the log holds is left out whole, with
+// the commit's ack alone. sent is the time taken before the PUT.
 func (sw *SharedWriter) build(msgs []Message) (Batch, []Ack, time.Time, error) {
 	core := sw.core
 	core.mu.Lock()
 	defer core.mu.Unlock()
 	now := sw.cfg.Now()
-	acks := make([]Ack, len(msgs))
 	b := Batch{Kind: KindData, Term: core.grant.Term, Offset: sw.tail, Nonce: core.nonceB}
+	if n := len(msgs); msgs[n-1].Type == TypeTxnCommit {
+		// A transaction is one unit: once its commit's key is in the log,
+		// none of its messages is written again (shared_txn.go).
+		if e, ok := core.dedup.lookup(msgs[n-1].Key); ok && e.done {
+			sw.stats.DedupHits++
+			return b, []Ack{{ID: e.id, TimeTick: e.tick, Duplicate: true}}, now, nil
+		}
+	}
+	acks := make([]Ack, len(msgs))
 	inCall := map[IdemKey]int{} // a key twice in one call: the second copy is a duplicate of the first
 	var repeats [][2]int
 	for i := range msgs {

@@ -70,7 +70,7 @@
 //	    txn_expired                        vchannel; another binding; a snapshot not
 //	                                       committed, or a broadcast target whose create
 //	                                       message is not in the WAL yet; a lapsed
-//	                                       transaction
+//	                                       transaction, or one its commit sealed
 //	410 truncated                          the position lies below a trim point ("earliest" in the body) or the flush checkpoint
 //	412 offset_mismatch                    expected_offset is not the tail; nothing written
 //	412 out_of_sequence                    after_seq's message is neither acked nor queued; nothing written
@@ -169,7 +169,10 @@
 // "{pchannel}:{vchannel}:{id}" routes the later calls without the
 // registry, and the ID's high 32 bits (the term) tell a handle of an
 // earlier writer at once (404 unknown_txn), except for a retried commit,
-// which the idempotency window answers on any term.
+// which the idempotency window answers on any term. In shared write mode
+// it lives in a record in the bucket instead (segmentlog.SharedWriter's
+// transaction calls), so any environment serves any call; a call after the
+// commit's seal answers 409 wrong_state.
 //
 // Snapshot create pins, flushes and commits synchronously. A restore runs
 // in the background of the process that took it (snapshot.Restore, then

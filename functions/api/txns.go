@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,15 +13,24 @@ import (
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
-// Transactions (node role). A transaction lives in the warm writer of its
-// vchannel's pchannel, in the process that began it; it is written at
-// commit as one batch, so readers see all of it or nothing. Its handle, the
-// opaque "txn" token, is "{pchannel}:{vchannel}:{id}" (':' is in no name),
-// so the later calls find the pchannel without the registry; the ID's high
-// 32 bits are the writer's term. A transaction does not survive its
-// writer: after a failover or a restart the calls answer 404 unknown_txn,
-// except a retried commit that had landed, which is answered from the
-// idempotency window by whichever writer holds the pchannel.
+// Transactions (node role). A transaction is written at commit as one
+// batch, so readers see all of it or nothing. Its handle, the opaque "txn"
+// token, is "{pchannel}:{vchannel}:{id}" (':' is in no name), so the later
+// calls find the pchannel without the registry.
+//
+// In exclusive and takeover write modes it lives in the warm writer of its
+// vchannel's pchannel, in the process that began it; the ID's high 32 bits
+// are the writer's term. It does not survive its writer: after a failover
+// or a restart the calls answer 404 unknown_txn, except a retried commit
+// that had landed, which is answered from the idempotency window by
+// whichever writer holds the pchannel.
+//
+// In shared write mode (Lambda) it lives in the store, in a record any
+// environment reads and changes by CAS (segmentlog.SharedWriter.BeginTxn):
+// begin, appends and commit may each reach another environment, and the
+// handle names no term. The commit seals the record before it writes, so an
+// append after the seal answers 409 wrong_state and is never acknowledged
+// and then left out; a rollback during a commit answers the same.
 
 // DefaultTxnKeepalive is a transaction's keepalive when begin names none.
 const DefaultTxnKeepalive = time.Minute
@@ -74,7 +84,15 @@ func (s *Server) handleTxnBegin(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	term, id, err := s.pool.BeginTxn(ctx, v.PChannel, name, keepalive)
+	var term, id uint64
+	if sw, serr := s.pool.SharedWriter(ctx, v.PChannel); serr != nil {
+		return serr
+	} else if sw != nil {
+		term = sw.Term()
+		id, err = sw.BeginTxn(ctx, name, keepalive)
+	} else {
+		term, id, err = s.pool.BeginTxn(ctx, v.PChannel, name, keepalive)
+	}
 	if err != nil {
 		return err
 	}
@@ -108,7 +126,14 @@ func (s *Server) handleTxnAppend(w http.ResponseWriter, r *http.Request) error {
 			return errorf(http.StatusBadRequest, wire.CodeInvalid, "message %d: a transaction's messages take no idempotency key (the commit has one)", i)
 		}
 	}
-	if err := s.pool.AppendTxn(r.Context(), h.pchannel, h.id, in.msgs); err != nil {
+	if sw, err := s.pool.SharedWriter(r.Context(), h.pchannel); err != nil {
+		return err
+	} else if sw != nil {
+		err = sw.AppendTxn(r.Context(), h.id, in.msgs...)
+		if err != nil {
+			return sharedTxnError(h, err)
+		}
+	} else if err := s.pool.AppendTxn(r.Context(), h.pchannel, h.id, in.msgs); err != nil {
 		return fmt.Errorf("txn %s: %w", h, err)
 	}
 	writeJSON(w, http.StatusOK, wire.TxnAppendResponse{Txn: h.String(), Appended: len(in.msgs)})
@@ -120,8 +145,16 @@ func (s *Server) handleTxnCommit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	term, acks, err := s.pool.CommitTxn(r.Context(), h.pchannel, h.id)
-	if err != nil {
+	var term uint64
+	var acks []segmentlog.Ack
+	if sw, serr := s.pool.SharedWriter(r.Context(), h.pchannel); serr != nil {
+		return serr
+	} else if sw != nil {
+		term = sw.Term()
+		if acks, err = sw.CommitTxn(r.Context(), h.id); err != nil {
+			return sharedTxnError(h, err)
+		}
+	} else if term, acks, err = s.pool.CommitTxn(r.Context(), h.pchannel, h.id); err != nil {
 		return fmt.Errorf("txn %s: %w", h, err)
 	}
 	resp := wire.TxnCommitResponse{Txn: h.String(), PChannel: h.pchannel, Term: term, Acks: make([]wire.Ack, len(acks))}
@@ -137,7 +170,13 @@ func (s *Server) handleTxnRollback(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	if err := s.pool.RollbackTxn(r.Context(), h.pchannel, h.id); err != nil {
+	if sw, err := s.pool.SharedWriter(r.Context(), h.pchannel); err != nil {
+		return err
+	} else if sw != nil {
+		if err := sw.RollbackTxn(r.Context(), h.id); err != nil {
+			return sharedTxnError(h, err)
+		}
+	} else if err := s.pool.RollbackTxn(r.Context(), h.pchannel, h.id); err != nil {
 		return fmt.Errorf("txn %s: %w", h, err)
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -159,4 +198,21 @@ func (s *Server) txnNoBody(r *http.Request) (txnHandle, error) {
 		return txnHandle{}, err
 	}
 	return h, nil
+}
+
+// sharedTxnError maps a shared transaction call's error: a sealed
+// transaction is 409 wrong_state, a commit that lost every race for the
+// tail 503 unavailable (nothing written: retry it); the rest as any error.
+func sharedTxnError(h txnHandle, err error) error {
+	switch {
+	case errors.Is(err, segmentlog.ErrTxnSealed):
+		return errorf(http.StatusConflict, wire.CodeWrongState,
+			"txn %s is being committed: it takes no more appends and cannot be rolled back; nothing of this call was written", h)
+	case errors.Is(err, segmentlog.ErrContended) && !errors.Is(err, segmentlog.ErrOutcomeUnknown):
+		e := errorf(http.StatusServiceUnavailable, wire.CodeUnavailable,
+			"txn %s: other writers kept filling the tail; nothing was written, retry the commit", h)
+		e.retryAfter = time.Second
+		return e
+	}
+	return fmt.Errorf("txn %s: %w", h, err)
 }

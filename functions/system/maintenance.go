@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
 
@@ -46,6 +47,10 @@ type task struct {
 //     the budget ends is logged, not an error: the next round resumes it;
 //   - "retention": snapshot.Retention.Apply trims every pchannel and
 //     vchannel that has a retention policy (max age, max bytes) down to it;
+//   - "txns": segmentlog.CollectTxns deletes the records of shared-mode
+//     transactions no call will finish (open past their keepalive, after
+//     marking them aborted by CAS; rolled back; sealed past their seal
+//     window): one LIST when there are none;
 //   - "gc": snapshot.GC.Collect with its defaults (WAL min_age and orphan
 //     age 1 h, the grace of retired segment files too), reclaiming
 //     dropped, unpinned vchannels through the registry and retiring the
@@ -62,7 +67,7 @@ func (s *System) RunMaintenance(ctx context.Context) error {
 		return fmt.Errorf("system: maintenance: %w", err)
 	}
 	retention := s.Retention()
-	leases, reg, flushStore, compactStore := s.leases, s.registry, s.StoreFor("flusher"), s.StoreFor("compactor")
+	leases, reg, flushStore, compactStore, txnStore := s.leases, s.registry, s.StoreFor("flusher"), s.StoreFor("compactor"), s.StoreFor("txns")
 	// eachWritten runs op on every pchannel with a lease record (every
 	// pchannel ever written), going on past failures.
 	eachWritten := func(ctx context.Context, what string, op func(ctx context.Context, pchannel string) error) error {
@@ -119,6 +124,13 @@ func (s *System) RunMaintenance(ctx context.Context) error {
 		task{"broadcasts", func(ctx context.Context) error { return s.maintainBroadcasts(ctx) }},
 		task{"retention", func(ctx context.Context) error {
 			_, err := retention.Apply(ctx)
+			return err
+		}},
+		task{"txns", func(ctx context.Context) error {
+			st, err := segmentlog.CollectTxns(ctx, txnStore, cfg.Layout, cfg.Now())
+			if st.Deleted > 0 {
+				cfg.Logger.Info("shared transactions collected", "deleted", st.Deleted, "expired", st.Expired, "left", st.Open)
+			}
 			return err
 		}},
 		task{"gc", gc.Collect},

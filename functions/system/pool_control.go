@@ -13,10 +13,11 @@ import (
 // registry (coordinator.ControlWAL), transactions, and the Holder a
 // coordinator.Node drives in `cairn serve`.
 
-// ErrTxnShared answers a transaction begin in shared write mode: a
-// transaction lives in one process's writer until its commit, and a shared
-// writer's process may not see the next call.
-var ErrTxnShared = errors.New("system: transactions need a pchannel writer that holds a lease: this process appends in shared write mode (CAIRN_WRITE_MODE=shared), where transactions are not available")
+// ErrTxnShared answers a pool transaction call in shared write mode: the
+// pool's calls keep a transaction in one process's writer, which a shared
+// writer's next call may not reach; the HTTP routes send shared-mode
+// transactions to the SharedWriter's calls instead (functions/api/txns.go).
+var ErrTxnShared = errors.New("system: this process appends in shared write mode (CAIRN_WRITE_MODE=shared): its transactions are kept in the bucket by the shared writer, not in the pool")
 
 var (
 	_ coordinator.ControlWAL = (*Pool)(nil)
@@ -150,4 +151,18 @@ func (p *Pool) Release(ctx context.Context, pchannel string) error {
 	}
 	p.log.Info("writer closed, lease released", "pchannel", pchannel)
 	return nil
+}
+
+// SharedWriter returns the shared writer of pchannel in shared write mode
+// (opening it if needed), whose transaction calls keep transactions in the
+// store; nil in the other modes, whose transactions are the pool's calls.
+func (p *Pool) SharedWriter(ctx context.Context, pchannel string) (*segmentlog.SharedWriter, error) {
+	if p.cfg.WriteMode != WriteShared {
+		return nil, nil
+	}
+	e, err := p.writer(ctx, pchannel)
+	if err != nil {
+		return nil, err
+	}
+	return e.sh, nil
 }
