@@ -2,6 +2,7 @@ package segmentlog
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -93,6 +94,17 @@ func (t MessageType) IsData() bool { return t >= TypeData && t <= TypeDelete }
 // messages of type t: the data types and broadcast copies, the messages a
 // consumer of a vchannel acts on (ScannerConfig.Types).
 func (t MessageType) ReadByDefault() bool { return t.IsData() || t == TypeBroadcast }
+
+// Wanted reports whether a reader asking for types reads messages of type
+// t: those of ReadByDefault when types is empty. It is the Scanner's type
+// filter (ScannerConfig.Types), for readers of other sources (a restored
+// history) to apply the same rule.
+func (t MessageType) Wanted(types []MessageType) bool {
+	if len(types) == 0 {
+		return t.ReadByDefault()
+	}
+	return slices.Contains(types, t)
+}
 
 func (t MessageType) valid() bool {
 	return t.IsData() || (t >= firstControlMessage && t <= lastControlMessage)

@@ -184,15 +184,10 @@ func NewScanner(ctx context.Context, cfg ScannerConfig, store objstore.Store) (*
 		cfg.PollMax = 250 * time.Millisecond
 	}
 	s := &Scanner{cfg: cfg, store: store, types: map[MessageType]bool{}, vchans: map[string]bool{}}
-	if len(cfg.Types) == 0 {
-		for t := range MessageType(math.MaxUint8) {
-			if t.ReadByDefault() {
-				s.types[t] = true
-			}
+	for t := range MessageType(math.MaxUint8) {
+		if t.Wanted(cfg.Types) {
+			s.types[t] = true
 		}
-	}
-	for _, t := range cfg.Types {
-		s.types[t] = true
 	}
 	for _, v := range cfg.VChannels {
 		if err := ValidateName("vchannel", v); err != nil {

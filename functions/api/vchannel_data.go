@@ -187,7 +187,7 @@ func (s *Server) readRestored(ctx context.Context, job string, v coordinator.VCh
 			}
 			return wire.ReadResponse{}, err
 		}
-		if !wantType(d.Type, q.types) || d.TimeTick < minTick {
+		if !d.Type.Wanted(q.types) || d.TimeTick < minTick {
 			continue
 		}
 		m := messageOut(d)
@@ -208,16 +208,3 @@ func (s *Server) readRestored(ctx context.Context, job string, v coordinator.VCh
 	return resp, nil
 }
 
-// wantType reports whether a message of type t passes the read's type
-// filter (default: MessageType.ReadByDefault, as a Scanner's).
-func wantType(t segmentlog.MessageType, types []segmentlog.MessageType) bool {
-	if len(types) == 0 {
-		return t.ReadByDefault()
-	}
-	for _, w := range types {
-		if w == t {
-			return true
-		}
-	}
-	return false
-}
