@@ -1,0 +1,31 @@
+// Package testkit holds the helpers Cairn's tests share, beside
+// objstoretest (the store acceptance suite and the process model):
+//
+//   - ScanToTail and Scan read a pchannel to segmentlog.ErrTail, the loop
+//     every read-back check needs;
+//   - MinIOStore gives a test a store of its own on the test binary's real
+//     MinIO (infra/miniotest);
+//   - Eventually and EventuallyNil wait for a condition with a deadline,
+//     polling, instead of a sleep that hopes the condition holds by then.
+//
+// Usage:
+//
+//	func TestMain(m *testing.M) { os.Exit(miniotest.RunMain(m)) }
+//
+//	func TestReadBack(t *testing.T) {
+//		store := testkit.MinIOStore(t, "segmentlog")
+//		...
+//		got := testkit.Scan(t, t.Context(), store, segmentlog.ScannerConfig{PChannel: "p1", From: segmentlog.Earliest()})
+//		testkit.Eventually(t, 5*time.Second, "the lease lapses", func() bool { ... })
+//	}
+//
+// The package imports segmentlog, objstore and miniotest, so only tests of
+// packages those do not import can use it: segmentlog's external tests
+// (package segmentlog_test), and any test of coordinator, snapshot, cache,
+// client, infra and the outer packages.
+//
+// Every function fails the test it is given with t.Fatalf, so it must be
+// called from the test's goroutine. A test that waits for a goroutine to
+// reach a point (a long poll that parks) waits on a hook the code under
+// test calls there, not on Eventually.
+package testkit

@@ -1,0 +1,54 @@
+package testkit
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+// pollMax is the longest pause between two looks of Eventually.
+const pollMax = 20 * time.Millisecond
+
+// Eventually calls cond until it returns true and fails tb if it has not
+// within the deadline, naming what it waited for. It looks at once, then
+// after pauses that grow from 1 ms to 20 ms, and stops early when the test
+// ends. The deadline bounds a wait; it is never a test's pass condition.
+func Eventually(tb testing.TB, within time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	EventuallyNil(tb, within, what, func() error {
+		if cond() {
+			return nil
+		}
+		return errNotYet
+	})
+}
+
+// EventuallyNil calls f until it returns nil and fails tb if it has not
+// within the deadline, with what it waited for and f's last error (so f
+// can describe the state it saw). It polls as Eventually does.
+func EventuallyNil(tb testing.TB, within time.Duration, what string, f func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	pause := time.Millisecond
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if !time.Now().Before(deadline) {
+			if errors.Is(err, errNotYet) {
+				tb.Fatalf("%s: not within %v", what, within)
+			}
+			tb.Fatalf("%s: not within %v: %v", what, within, err)
+		}
+		select {
+		case <-time.After(min(pause, time.Until(deadline))):
+		case <-tb.Context().Done():
+			tb.Fatalf("%s: the test ended while waiting", what)
+		}
+		pause = min(2*pause, pollMax)
+	}
+}
+
+// errNotYet is Eventually's condition not holding yet.
+var errNotYet = errors.New("not yet")
