@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairnlog/cairn/infra/miniotest"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -66,25 +66,13 @@ func copies(t *testing.T, store objstore.Store, pchannels ...string) map[string]
 	ctx := context.Background()
 	out := map[string]map[string][]segmentlog.Delivery{}
 	for _, p := range pchannels {
-		sc, err := segmentlog.NewScanner(ctx, segmentlog.ScannerConfig{PChannel: p, Layout: testLayout, NoWait: true,
-			Types: []segmentlog.MessageType{segmentlog.TypeBroadcast}}, store)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for {
-			d, err := sc.Next(ctx)
-			if errors.Is(err, segmentlog.ErrTail) {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+		for _, d := range testkit.Scan(t, ctx, store, segmentlog.ScannerConfig{PChannel: p, Layout: testLayout,
+			Types: []segmentlog.MessageType{segmentlog.TypeBroadcast}}) {
 			if out[d.BroadcastID] == nil {
 				out[d.BroadcastID] = map[string][]segmentlog.Delivery{}
 			}
 			out[d.BroadcastID][d.VChannel] = append(out[d.BroadcastID][d.VChannel], d)
 		}
-		sc.Close()
 	}
 	return out
 }
@@ -497,10 +485,7 @@ func (h *hangingWAL) AppendControl(ctx context.Context, p string, msgs ...segmen
 // the broadcast once, where the task says.
 func TestBroadcastCoordinatorKilledMinIO(t *testing.T) {
 	ctx := context.Background()
-	st, err := miniotest.Get(t).NewStore(ctx, "coordinator", fmt.Sprintf("bcast-killed-%d", time.Now().UnixNano()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := testkit.MinIOStore(t, "coordinator")
 	f := newBroadcastFixtureOn(t, st, []string{"p0", "p1"}, 4)
 	short := func(c *BroadcastConfig) { c.LockTTL, c.LockMargin = time.Second, 250*time.Millisecond }
 	req := BroadcastRequest{ID: "create-collection-7", VChannels: f.vchans, Payload: []byte(`{"schema":1}`)}
@@ -519,6 +504,7 @@ func TestBroadcastCoordinatorKilledMinIO(t *testing.T) {
 	b := f.broadcaster(t, nil, short)
 	start := time.Now()
 	var task Broadcast
+	var err error
 	for {
 		if _, err := b.Resume(ctx); err != nil {
 			t.Fatal(err)

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairnlog/cairn/infra/miniotest"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -39,11 +39,7 @@ func TestBroadcastTorture(t *testing.T) {
 			for r := range *bcastRounds {
 				var base objstore.Store = objstore.NewMemory()
 				if kind == "minio" {
-					st, err := miniotest.Get(t).NewStore(context.Background(), "coordinator", fmt.Sprintf("bcast-%d-%d", seed, r))
-					if err != nil {
-						t.Fatal(err)
-					}
-					base = st
+					base = testkit.MinIOStore(t, "coordinator")
 				}
 				s := seed + uint64(r)
 				t.Logf("round %d: -bcast.seed=%d", r, s)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/miniotest"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -19,7 +20,7 @@ import (
 // append is delivered exactly once afterwards.
 func TestStoreOutage(t *testing.T) {
 	srv := miniotest.Get(t)
-	store := minioStore(t)
+	store := testkit.MinIOStore(t, "segmentlog")
 	ctx := context.Background()
 	leases, err := coordinator.NewLeases(store, testLayout, coordinator.LeaseConfig{TTL: time.Second, Margin: 350 * time.Millisecond},
 		coordinator.WithRequestTimeout(200*time.Millisecond))

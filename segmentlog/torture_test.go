@@ -15,6 +15,7 @@ import (
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -734,23 +735,7 @@ func checkInvariants(t *testing.T, h *history, all []sl.Delivery, totals *tortur
 
 func scanAll(t *testing.T, store objstore.Store, layout sl.Layout, pch string, from sl.Position, get time.Duration) []sl.Delivery {
 	t.Helper()
-	ctx := context.Background()
-	sc, err := sl.NewScanner(ctx, sl.ScannerConfig{PChannel: pch, Layout: layout, From: from, NoWait: true, GetTimeout: get * 4}, store)
-	if err != nil {
-		t.Fatalf("scan %v: %v", from, err)
-	}
-	defer sc.Close()
-	var out []sl.Delivery
-	for {
-		d, err := sc.Next(ctx)
-		if errors.Is(err, sl.ErrTail) {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("scan %v: %v", from, err)
-		}
-		out = append(out, d)
-	}
+	return testkit.Scan(t, context.Background(), store, sl.ScannerConfig{PChannel: pch, Layout: layout, From: from, GetTimeout: get * 4})
 }
 
 func isPrefix(a, b []sl.Delivery) bool {
@@ -812,6 +797,6 @@ func TestTortureMinIO(t *testing.T) {
 			put: 200 * time.Millisecond, get: 200 * time.Millisecond, skew: 50 * time.Millisecond,
 			round: 5 * time.Second,
 		},
-		store: func(t *testing.T) objstore.Store { return minioStore(t) },
+		store: func(t *testing.T) objstore.Store { return testkit.MinIOStore(t, "segmentlog") },
 	})
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -88,23 +89,8 @@ func TestWriterAppendAndScan(t *testing.T) {
 
 func scanFiltered(t *testing.T, store objstore.Store, pch string, cfg sl.ScannerConfig) []sl.Delivery {
 	t.Helper()
-	cfg.PChannel, cfg.Layout, cfg.NoWait = pch, testLayout, true
-	sc, err := sl.NewScanner(context.Background(), cfg, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
-	var out []sl.Delivery
-	for {
-		d, err := sc.Next(context.Background())
-		if errors.Is(err, sl.ErrTail) {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, d)
-	}
+	cfg.PChannel, cfg.Layout = pch, testLayout
+	return testkit.Scan(t, context.Background(), store, cfg)
 }
 
 func TestWriterGroupCommit(t *testing.T) {

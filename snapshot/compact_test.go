@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
@@ -409,16 +410,7 @@ func TestScannerAcrossRetirement(t *testing.T) {
 		if err != nil || orphans.Deleted == 0 {
 			t.Fatalf("collect: %+v, %v", orphans, err)
 		}
-		for {
-			d, err := sc.Next(ctx)
-			if errors.Is(err, sl.ErrTail) {
-				break
-			}
-			if err != nil {
-				t.Fatalf("after %d messages: %v", len(got), err)
-			}
-			got = append(got, d)
-		}
+		got = append(got, testkit.ScanToTail(t, ctx, sc)...)
 		sameDeliveries(t, "stale scanner", got, want)
 		checkNoGapNoDup(t, got, acks)
 	})

@@ -2,7 +2,6 @@ package snapshot_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/infra/objstore/objstoretest"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
@@ -196,19 +196,10 @@ func TestTortureNoWaitBehindGC(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sc.Close()
-	var got []sl.Delivery
-	next := func() bool {
-		d, err := sc.Next(ctx)
-		if errors.Is(err, sl.ErrTail) {
-			return false
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, d)
-		return true
+	first, err := sc.Next(ctx) // the scan is under way in the segments of the first flush
+	if err != nil {
+		t.Fatal(err)
 	}
-	next() // the scan is under way in the segments of the first flush
 	if _, err := flusher.FlushNow(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -216,8 +207,7 @@ func TestTortureNoWaitBehindGC(t *testing.T) {
 	if res, err := gc.CollectWAL(ctx, pch); err != nil || res.Deleted == 0 {
 		t.Fatalf("schedule: GC deleted %+v, %v; the state was not reached", res, err)
 	}
-	for next() {
-	}
+	got := append([]sl.Delivery{first}, testkit.ScanToTail(t, ctx, sc)...)
 	delivered := make(map[sl.MessageID]bool)
 	for _, d := range got {
 		delivered[d.ID] = true

@@ -17,6 +17,7 @@ import (
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/infra/objstore/objstoretest"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
@@ -70,7 +71,7 @@ func TestFlushTortureTrimMemory(t *testing.T) {
 
 func TestFlushTortureMinIO(t *testing.T) {
 	runFlushTorture(t, "minio", 1, ftTimings{ttl: time.Second, put: 200 * time.Millisecond, round: 4 * time.Second, minAge: 2600 * time.Millisecond},
-		func(t *testing.T) objstore.Store { return minioStore(t) })
+		func(t *testing.T) objstore.Store { return testkit.MinIOStore(t, "snapshot") })
 }
 
 func runFlushTorture(t *testing.T, name string, rounds int, tm ftTimings, newStore func(*testing.T) objstore.Store) {
