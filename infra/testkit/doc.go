@@ -6,7 +6,10 @@
 //   - MinIOStore gives a test a store of its own on the test binary's real
 //     MinIO (infra/miniotest);
 //   - Eventually and EventuallyNil wait for a condition with a deadline,
-//     polling, instead of a sleep that hopes the condition holds by then.
+//     polling, instead of a sleep that hopes the condition holds by then;
+//   - Await waits, with a deadline, for a channel a hook closes when the
+//     code under test reaches a point (a goroutine parks, a long poll
+//     starts waiting), so a test knows it is there instead of sleeping.
 //
 // Usage:
 //
@@ -25,7 +28,5 @@
 // client, infra and the outer packages.
 //
 // Every function fails the test it is given with t.Fatalf, so it must be
-// called from the test's goroutine. A test that waits for a goroutine to
-// reach a point (a long poll that parks) waits on a hook the code under
-// test calls there, not on Eventually.
+// called from the test's goroutine.
 package testkit

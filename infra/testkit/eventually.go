@@ -52,3 +52,18 @@ func EventuallyNil(tb testing.TB, within time.Duration, what string, f func() er
 
 // errNotYet is Eventually's condition not holding yet.
 var errNotYet = errors.New("not yet")
+
+// Await waits until ch is closed (or receives) and fails tb if it has not
+// within the deadline, naming what it waited for. A test waits so for a
+// hook the code under test fires when it reaches a point: a goroutine
+// that parks, a long poll that starts waiting.
+func Await[T any](tb testing.TB, within time.Duration, what string, ch <-chan T) {
+	tb.Helper()
+	select {
+	case <-ch:
+	case <-time.After(within):
+		tb.Fatalf("%s: not within %v", what, within)
+	case <-tb.Context().Done():
+		tb.Fatalf("%s: the test ended while waiting", what)
+	}
+}

@@ -140,3 +140,15 @@ func TestEventually(t *testing.T) {
 		t.Fatalf("failed with %q", msg)
 	}
 }
+
+func TestAwait(t *testing.T) {
+	parked := make(chan struct{})
+	go close(parked)
+	testkit.Await(t, 5*time.Second, "the goroutine parks", parked)
+	msg := failure(t, func(tb testing.TB) {
+		testkit.Await(tb, 30*time.Millisecond, "the goroutine parks", make(chan struct{}))
+	})
+	if msg != "the goroutine parks: not within 30ms" {
+		t.Fatalf("failed with %q", msg)
+	}
+}
