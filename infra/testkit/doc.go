@@ -6,7 +6,8 @@
 //   - MinIOStore gives a test a store of its own on the test binary's real
 //     MinIO (infra/miniotest);
 //   - Eventually and EventuallyNil wait for a condition with a deadline,
-//     polling, instead of a sleep that hopes the condition holds by then;
+//     polling, instead of a sleep that hopes the condition holds by then
+//     (Within, for a test that accepts either outcome, fails nothing);
 //   - Await waits, with a deadline, for a channel a hook closes when the
 //     code under test reaches a point (a goroutine parks, a long poll
 //     starts waiting), so a test knows it is there instead of sleeping.

@@ -28,30 +28,54 @@ func Eventually(tb testing.TB, within time.Duration, what string, cond func() bo
 // can describe the state it saw). It polls as Eventually does.
 func EventuallyNil(tb testing.TB, within time.Duration, what string, f func() error) {
 	tb.Helper()
+	err := poll(tb, within, f)
+	switch {
+	case err == nil:
+	case errors.Is(err, errNotYet):
+		tb.Fatalf("%s: not within %v", what, within)
+	case errors.Is(err, errEnded):
+		tb.Fatalf("%s: the test ended while waiting", what)
+	default:
+		tb.Fatalf("%s: not within %v: %v", what, within, err)
+	}
+}
+
+// Within polls cond as Eventually does and reports whether it held within
+// the deadline, failing nothing: for a test that accepts either outcome
+// (a zombie that stops, or else must keep its promises).
+func Within(tb testing.TB, within time.Duration, cond func() bool) bool {
+	tb.Helper()
+	return poll(tb, within, func() error {
+		if cond() {
+			return nil
+		}
+		return errNotYet
+	}) == nil
+}
+
+// poll calls f until it returns nil, the deadline passes or the test ends;
+// it returns f's last error (errEnded if the test ended).
+func poll(tb testing.TB, within time.Duration, f func() error) error {
 	deadline := time.Now().Add(within)
 	pause := time.Millisecond
 	for {
 		err := f()
-		if err == nil {
-			return
-		}
-		if !time.Now().Before(deadline) {
-			if errors.Is(err, errNotYet) {
-				tb.Fatalf("%s: not within %v", what, within)
-			}
-			tb.Fatalf("%s: not within %v: %v", what, within, err)
+		if err == nil || !time.Now().Before(deadline) {
+			return err
 		}
 		select {
 		case <-time.After(min(pause, time.Until(deadline))):
 		case <-tb.Context().Done():
-			tb.Fatalf("%s: the test ended while waiting", what)
+			return errEnded
 		}
 		pause = min(2*pause, pollMax)
 	}
 }
 
-// errNotYet is Eventually's condition not holding yet.
-var errNotYet = errors.New("not yet")
+var (
+	errNotYet = errors.New("not yet")            // a condition does not hold yet
+	errEnded  = errors.New("the test has ended") // tb's context is done
+)
 
 // Await waits until ch is closed (or receives) and fails tb if it has not
 // within the deadline, naming what it waited for. A test waits so for a

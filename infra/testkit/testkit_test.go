@@ -127,6 +127,12 @@ func TestEventually(t *testing.T) {
 	if n != 3 {
 		t.Fatalf("looked %d times, want 3", n)
 	}
+	if !testkit.Within(t, 5*time.Second, func() bool { n++; return n == 5 }) {
+		t.Fatal("Within: a condition that holds at the fifth look did not hold")
+	}
+	if testkit.Within(t, 30*time.Millisecond, func() bool { return false }) {
+		t.Fatal("Within: a condition that never holds held")
+	}
 	msg := failure(t, func(tb testing.TB) {
 		testkit.Eventually(tb, 30*time.Millisecond, "never", func() bool { return false })
 	})
