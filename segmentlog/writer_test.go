@@ -316,17 +316,13 @@ func TestStoppedWriterReleasesLease(t *testing.T) {
 	}
 	faulty.SetEnabled(false)
 	leases := newLeases(t, mem)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testkit.EventuallyNil(t, 5*time.Second, "the stopped writer releases its lease", func() error {
 		l, err := leases.Describe(ctx, "p1")
-		if err == nil && l.Released {
-			break
+		if err == nil && !l.Released {
+			err = fmt.Errorf("lease %+v", l)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stopped writer still holds its lease: %+v %v", l, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	})
 	w2 := openWriter(t, mem, "p1", nil)
 	defer w2.Close(ctx)
 	w.Close(ctx)
