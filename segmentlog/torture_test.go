@@ -143,17 +143,15 @@ func (rl *readerLog) failure() error {
 	return rl.err
 }
 
-// reached waits up to timeout for the reader to deliver id.
-func (rl *readerLog) reached(id sl.MessageID, timeout time.Duration) bool {
-	for end := time.Now().Add(timeout); ; time.Sleep(5 * time.Millisecond) {
+// reached waits up to timeout for the reader to deliver id (or fail).
+func (rl *readerLog) reached(t *testing.T, id sl.MessageID, timeout time.Duration) bool {
+	ok := func() bool {
 		rl.mu.Lock()
-		ok := len(rl.got) > 0 && !rl.got[len(rl.got)-1].ID.Less(id)
-		failed := rl.err != nil
-		rl.mu.Unlock()
-		if ok || failed || time.Now().After(end) {
-			return ok
-		}
+		defer rl.mu.Unlock()
+		return len(rl.got) > 0 && !rl.got[len(rl.got)-1].ID.Less(id)
 	}
+	testkit.Within(t, timeout, func() bool { return ok() || rl.failure() != nil })
+	return ok()
 }
 
 // finalLiveness is what openFinal measured for I11.
@@ -453,7 +451,7 @@ func (r *round) endWithFinalWriter(ctx context.Context, readers []*readerLog) (f
 	// tailing readers must reach the final writer's message; a reader
 	// stuck below a fence or filler would never get there.
 	for i, rl := range readers {
-		if !rl.reached(ack.ID, 10*time.Second) {
+		if !rl.reached(t, ack.ID, 10*time.Second) {
 			t.Errorf("I11: concurrent reader %d did not reach %v, the final writer's first ack, within 10s", i, ack.ID)
 		}
 	}

@@ -352,10 +352,7 @@ func TestCompactConcurrentFlush(t *testing.T) {
 			acks = append(acks, appendN(t, w, "p", i*4, 4, "va", "vb", "vc")...)
 			time.Sleep(5 * time.Millisecond)
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for merges.Load() < 3 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
+		testkit.Within(t, 10*time.Second, func() bool { return merges.Load() >= 3 }) // the check below asks for one
 		cancel()
 		bg.Wait()
 		if _, err := newFlusher(t, store, pch, nil).FlushNow(context.Background()); err != nil {
