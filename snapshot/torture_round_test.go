@@ -44,7 +44,8 @@ type flushRound struct {
 	// (docs/protocol.md "Flush" rule 9: S ≥ 2 × the longest flush, kept by
 	// construction even on a loaded machine).
 	commitWithin time.Duration
-	zarng        *rand.Rand // the zombies' freeze lengths
+	zarngMu      sync.Mutex // zombies of several actors draw at once
+	zarng        *rand.Rand // the zombies' freeze lengths, under zarngMu
 
 	cancel context.CancelFunc // ends the background steps
 	bg     sync.WaitGroup     // every background step
@@ -556,13 +557,14 @@ func (r *flushRound) writerActor(ctx context.Context, a int, arng *rand.Rand, pr
 		fz.Freeze()
 		atomic.AddInt64(&r.st.zombies, 1)
 		zwg.Add(1)
+		first := turn == 1 // read here: the actor's next turn changes turn
 		go func() {
 			defer zwg.Done()
 			// Past min_age and a TTL, or twice that: long enough
 			// that GC may have emptied the slots its PUTs aim at,
 			// were it not for the W slots it keeps from every term
 			// change.
-			long := turn == 1 || r.zarng.IntN(2) == 1
+			long := first || r.longFreeze()
 			time.Sleep(freeze * time.Duration(1+b2i(long)))
 			if _, writes := fz.Thaw(4 * tm.put); writes > 0 && long {
 				r.longInFlight.Add(1)
@@ -572,6 +574,13 @@ func (r *flushRound) writerActor(ctx context.Context, a int, arng *rand.Rand, pr
 		}()
 		pwg.Wait() // its producers are stuck until the thaw
 	}
+}
+
+// longFreeze draws whether a zombie freezes for twice the usual time.
+func (r *flushRound) longFreeze() bool {
+	r.zarngMu.Lock()
+	defer r.zarngMu.Unlock()
+	return r.zarng.IntN(2) == 1
 }
 
 // checkTailReachesLastAck checks I11: the tailing reader is never stuck:
