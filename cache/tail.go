@@ -29,6 +29,11 @@ var ErrNoWriter = errors.New("cache: no in-process writer")
 type Tail struct {
 	mu    sync.Mutex
 	chans map[string]*tailState // guarded by mu
+
+	// onPark, when set (only this package's tests set it, before any
+	// Wait), is called with +1 as a Wait blocks and -1 as it wakes, so a
+	// test knows a waiter is parked instead of sleeping and hoping.
+	onPark func(delta int)
 }
 
 // tailState is one pchannel's notification state; guarded by Tail.mu.
@@ -104,11 +109,21 @@ func (t *Tail) Wait(ctx context.Context, pchannel string, after uint64) (uint64,
 		case !live:
 			return frontier, fmt.Errorf("tail %s after %d: %w", pchannel, after, ErrNoWriter)
 		}
+		t.parked(1)
 		select {
 		case <-changed:
+			t.parked(-1)
 		case <-ctx.Done():
+			t.parked(-1)
 			return frontier, ctx.Err()
 		}
+	}
+}
+
+// parked calls the test hook onPark, if set.
+func (t *Tail) parked(delta int) {
+	if t.onPark != nil {
+		t.onPark(delta)
 	}
 }
 

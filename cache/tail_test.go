@@ -3,9 +3,13 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cairnlog/cairn/infra/testkit"
 )
 
 // waitResult is what a Tail.Wait returned.
@@ -24,14 +28,30 @@ func startWait(ctx context.Context, tl *Tail, p string, after uint64) <-chan wai
 	return ch
 }
 
-// blocked fails if the waiter has already returned. It cannot prove a waiter
-// is parked, only catch one that returned too early.
-func blocked(t *testing.T, ch <-chan waitResult) {
+// countParked makes tl count its parked waiters (the onPark hook).
+func countParked(tl *Tail) *atomic.Int64 {
+	var n atomic.Int64
+	tl.onPark = func(delta int) { n.Add(int64(delta)) }
+	return &n
+}
+
+// blocked waits until n waiters are parked in tl and checks that the one
+// of ch has not returned: a waiter that returns too early never parks (or
+// leaves), so this fails on it instead of sleeping past it.
+func blocked(t *testing.T, ch <-chan waitResult, parked *atomic.Int64, n int64) {
 	t.Helper()
-	select {
-	case r := <-ch:
-		t.Fatalf("Wait returned early: %+v", r)
-	case <-time.After(20 * time.Millisecond):
+	var early *waitResult
+	testkit.Eventually(t, 10*time.Second, fmt.Sprintf("%d waiters parked", n), func() bool {
+		select {
+		case r := <-ch:
+			early = &r
+			return true
+		default:
+			return parked.Load() == n
+		}
+	})
+	if early != nil {
+		t.Fatalf("Wait returned early: %+v", *early)
 	}
 }
 
@@ -48,14 +68,15 @@ func result(t *testing.T, ch <-chan waitResult) waitResult {
 
 func TestTailPublishWakesWaiter(t *testing.T) {
 	var tl Tail
+	parked := countParked(&tl)
 	tl.Publish("p", 5) // offsets 0..4 acked
 	if f, err := tl.Wait(context.Background(), "p", 4); err != nil || f != 5 {
 		t.Fatalf("Wait(after 4) = %d, %v; want 5 at once", f, err)
 	}
 	ch := startWait(context.Background(), &tl, "p", 5)
-	blocked(t, ch)
+	blocked(t, ch, parked, 1)
 	tl.Publish("p", 5) // not above 5: no wakeup that returns
-	blocked(t, ch)
+	blocked(t, ch, parked, 1)
 	tl.Publish("p", 6)
 	if r := result(t, ch); r.err != nil || r.frontier != 6 {
 		t.Fatalf("Wait(after 5) = %+v, want frontier 6", r)
@@ -67,14 +88,15 @@ func TestTailPublishWakesWaiter(t *testing.T) {
 
 func TestTailManyWaiters(t *testing.T) {
 	var tl Tail
+	parked := countParked(&tl)
 	tl.Publish("p", 0)
 	const n = 200
 	chans := make([]<-chan waitResult, n)
 	for i := range chans {
 		chans[i] = startWait(context.Background(), &tl, "p", uint64(i%10))
 	}
+	tl.Publish("q", 0) // q live but not above 0 (before the waiter: on a q with no writer it would return at once)
 	other := startWait(context.Background(), &tl, "q", 0)
-	tl.Publish("q", 0) // q now live but not above 0
 	for f := uint64(1); f <= 10; f++ {
 		tl.Publish("p", f)
 	}
@@ -84,7 +106,7 @@ func TestTailManyWaiters(t *testing.T) {
 			t.Fatalf("waiter %d (after %d) = %+v", i, i%10, r)
 		}
 	}
-	blocked(t, other) // another pchannel's waiter is not woken for good
+	blocked(t, other, parked, 1) // another pchannel's waiter is not woken for good
 	tl.Forget("q")
 	if r := result(t, other); !errors.Is(r.err, ErrNoWriter) {
 		t.Fatalf("q waiter after Forget = %+v, want ErrNoWriter", r)
@@ -93,10 +115,11 @@ func TestTailManyWaiters(t *testing.T) {
 
 func TestTailContext(t *testing.T) {
 	var tl Tail
+	parked := countParked(&tl)
 	tl.Publish("p", 3)
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := startWait(ctx, &tl, "p", 3)
-	blocked(t, ch)
+	blocked(t, ch, parked, 1)
 	cancel()
 	if r := result(t, ch); !errors.Is(r.err, context.Canceled) || r.frontier != 3 {
 		t.Fatalf("Wait after cancel = %+v, want frontier 3 and context.Canceled", r)
@@ -133,6 +156,7 @@ func TestTailMonotone(t *testing.T) {
 
 func TestTailForget(t *testing.T) {
 	var tl Tail
+	parked := countParked(&tl)
 	if f, err := tl.Wait(context.Background(), "never", 0); !errors.Is(err, ErrNoWriter) || f != 0 {
 		t.Fatalf("Wait on an unpublished pchannel = %d, %v; want 0, ErrNoWriter", f, err)
 	}
@@ -145,7 +169,7 @@ func TestTailForget(t *testing.T) {
 	for range 20 {
 		chans = append(chans, startWait(context.Background(), &tl, "p", 3))
 	}
-	blocked(t, chans[0])
+	blocked(t, chans[0], parked, 20)
 	tl.Forget("p")
 	for _, ch := range chans {
 		if r := result(t, ch); !errors.Is(r.err, ErrNoWriter) || r.frontier != 3 {
@@ -172,7 +196,7 @@ func TestTailForget(t *testing.T) {
 	}
 	tl.Publish("p", 3)
 	ch = startWait(context.Background(), &tl, "p", 3)
-	blocked(t, ch)
+	blocked(t, ch, parked, 1)
 	tl.Publish("p", 4)
 	if r := result(t, ch); r.err != nil || r.frontier != 4 {
 		t.Fatalf("Wait with the new writer = %+v, want 4", r)

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairnlog/cairn/infra/miniotest"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -66,25 +66,13 @@ func copies(t *testing.T, store objstore.Store, pchannels ...string) map[string]
 	ctx := context.Background()
 	out := map[string]map[string][]segmentlog.Delivery{}
 	for _, p := range pchannels {
-		sc, err := segmentlog.NewScanner(ctx, segmentlog.ScannerConfig{PChannel: p, Layout: testLayout, NoWait: true,
-			Types: []segmentlog.MessageType{segmentlog.TypeBroadcast}}, store)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for {
-			d, err := sc.Next(ctx)
-			if errors.Is(err, segmentlog.ErrTail) {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+		for _, d := range testkit.Scan(t, ctx, store, segmentlog.ScannerConfig{PChannel: p, Layout: testLayout,
+			Types: []segmentlog.MessageType{segmentlog.TypeBroadcast}}) {
 			if out[d.BroadcastID] == nil {
 				out[d.BroadcastID] = map[string][]segmentlog.Delivery{}
 			}
 			out[d.BroadcastID][d.VChannel] = append(out[d.BroadcastID][d.VChannel], d)
 		}
-		sc.Close()
 	}
 	return out
 }
@@ -233,21 +221,16 @@ func TestBroadcastResumedAfterCrash(t *testing.T) {
 	lossy := &crashingWAL{inner: f.wal, lostAt: 2}
 	b := f.broadcaster(t, lossy, short)
 	var task Broadcast
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testkit.EventuallyNil(t, 30*time.Second, "both tasks resumed and done", func() error {
 		if _, err := b.Resume(ctx); err != nil {
 			t.Fatal(err)
 		}
+		var oerr error
+		var o Broadcast
 		task, err = b.Describe(ctx, "bc")
-		o, oerr := b.Describe(ctx, "other")
-		if err == nil && oerr == nil && task.State == BroadcastDone && o.State == BroadcastDone {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the task was not resumed")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		o, oerr = b.Describe(ctx, "other")
+		return errors.Join(err, oerr, doneOr(task), doneOr(o))
+	})
 	got := copies(t, f.store, "p0", "p1", "p2")
 	checkOnce(t, task, got["bc"])
 	// The other task (persisted when it was refused, resumed with the
@@ -354,16 +337,13 @@ func TestBroadcastLockTakeover(t *testing.T) {
 	}
 	takeable := frozen.deadline.Add(2 * 200 * time.Millisecond)
 	var done Broadcast
-	for {
+	testkit.EventuallyNil(t, 30*time.Second, "the frozen run's locks lapse", func() error {
 		done, err = b.Run(ctx, "bc")
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, ErrBroadcastBusy) {
+		if err != nil && !errors.Is(err, ErrBroadcastBusy) {
 			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	})
 	if now := time.Now(); now.Before(takeable) {
 		t.Fatalf("locks taken over at %v, before the frozen run's deadline + 2m (%v)", now, takeable)
 	}
@@ -479,11 +459,14 @@ type hangingWAL struct {
 	inner   ControlWAL
 	n       atomic.Int64
 	release chan struct{}
+	parked  chan struct{} // closed when the first call hangs
+	once    sync.Once
 }
 
 func (h *hangingWAL) AppendControl(ctx context.Context, p string, msgs ...segmentlog.Message) ([]segmentlog.Ack, error) {
 	acks, err := h.inner.AppendControl(ctx, p, msgs...)
 	if h.n.Add(-1) < 0 {
+		h.once.Do(func() { close(h.parked) })
 		<-h.release
 		return nil, errors.New("the process is gone")
 	}
@@ -497,43 +480,33 @@ func (h *hangingWAL) AppendControl(ctx context.Context, p string, msgs ...segmen
 // the broadcast once, where the task says.
 func TestBroadcastCoordinatorKilledMinIO(t *testing.T) {
 	ctx := context.Background()
-	st, err := miniotest.Get(t).NewStore(ctx, "coordinator", fmt.Sprintf("bcast-killed-%d", time.Now().UnixNano()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := testkit.MinIOStore(t, "coordinator")
 	f := newBroadcastFixtureOn(t, st, []string{"p0", "p1"}, 4)
 	short := func(c *BroadcastConfig) { c.LockTTL, c.LockMargin = time.Second, 250*time.Millisecond }
 	req := BroadcastRequest{ID: "create-collection-7", VChannels: f.vchans, Payload: []byte(`{"schema":1}`)}
 	if _, err := f.broadcaster(t, nil, short).Submit(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	hang := &hangingWAL{inner: f.wal, release: make(chan struct{})}
+	hang := &hangingWAL{inner: f.wal, release: make(chan struct{}), parked: make(chan struct{})}
 	hang.n.Store(1)
 	dead := make(chan error, 1)
 	go func() { _, err := f.broadcaster(t, hang, short).Run(ctx, req.ID); dead <- err }()
 	defer close(hang.release)
-	for hang.n.Load() >= 0 {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Await(t, 30*time.Second, "the second coordinator hangs in a copy", hang.parked)
 
 	b := f.broadcaster(t, nil, short)
 	start := time.Now()
 	var task Broadcast
-	for {
+	testkit.EventuallyNil(t, 30*time.Second, "the task resumed and done", func() error {
 		if _, err := b.Resume(ctx); err != nil {
 			t.Fatal(err)
 		}
+		var err error
 		if task, err = b.Describe(ctx, req.ID); err != nil {
 			t.Fatal(err)
 		}
-		if task.State == BroadcastDone {
-			break
-		}
-		if time.Since(start) > 30*time.Second {
-			t.Fatalf("not resumed: %+v", task)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return doneOr(task)
+	})
 	t.Logf("resumed %v after the second coordinator died", time.Since(start).Round(time.Millisecond))
 	checkOnce(t, task, copies(t, f.store, "p0", "p1")[req.ID])
 }
@@ -666,4 +639,12 @@ func TestBroadcastReadsEachVChannelOnce(t *testing.T) {
 	if got := store.n.Load(); got != int64(len(f.vchans)) {
 		t.Fatalf("a broadcast to %d vchannels read their records %d times, want once each", len(f.vchans), got)
 	}
+}
+
+// doneOr is nil once task is done, else an error that shows it.
+func doneOr(task Broadcast) error {
+	if task.State != BroadcastDone {
+		return fmt.Errorf("task %s: %+v", task.ID, task)
+	}
+	return nil
 }

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairnlog/cairn/infra/miniotest"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -39,11 +39,7 @@ func TestBroadcastTorture(t *testing.T) {
 			for r := range *bcastRounds {
 				var base objstore.Store = objstore.NewMemory()
 				if kind == "minio" {
-					st, err := miniotest.Get(t).NewStore(context.Background(), "coordinator", fmt.Sprintf("bcast-%d-%d", seed, r))
-					if err != nil {
-						t.Fatal(err)
-					}
-					base = st
+					base = testkit.MinIOStore(t, "coordinator")
 				}
 				s := seed + uint64(r)
 				t.Logf("round %d: -bcast.seed=%d", r, s)
@@ -250,8 +246,7 @@ func runBroadcastTorture(t *testing.T, base objstore.Store, seed uint64) {
 		t.Fatal(err)
 	}
 	fault.SetEnabled(false)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testkit.EventuallyNil(t, 60*time.Second, "every broadcast done", func() error {
 		for _, req := range reqs {
 			if _, err := clean.Submit(ctx, req); err != nil {
 				t.Fatal(err) // a submission that never got persisted is persisted now
@@ -270,14 +265,11 @@ func runBroadcastTorture(t *testing.T, base objstore.Store, seed uint64) {
 				pending++
 			}
 		}
-		if pending == 0 {
-			break
+		if pending > 0 {
+			return fmt.Errorf("%d broadcasts still pending", pending)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d broadcasts still pending after a minute", pending)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	wal.close()
 
 	got := copies(t, base, pchannels...)

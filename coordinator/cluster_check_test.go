@@ -2,7 +2,6 @@ package coordinator_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -196,23 +196,7 @@ func (c *cluster) checkDelivery(t *testing.T, producers []*producer) (acked, del
 // (nil: data).
 func scan(t *testing.T, store objstore.Store, layout sl.Layout, p string, types []sl.MessageType) []sl.Delivery {
 	t.Helper()
-	ctx := context.Background()
-	sc, err := sl.NewScanner(ctx, sl.ScannerConfig{PChannel: p, Layout: layout, NoWait: true, Types: types, GetTimeout: 5 * time.Second}, store)
-	if err != nil {
-		t.Fatalf("scan %s: %v", p, err)
-	}
-	defer sc.Close()
-	var out []sl.Delivery
-	for {
-		d, err := sc.Next(ctx)
-		if errors.Is(err, sl.ErrTail) {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("scan %s: %v", p, err)
-		}
-		out = append(out, d)
-	}
+	return testkit.Scan(t, context.Background(), store, sl.ScannerConfig{PChannel: p, Layout: layout, Types: types, GetTimeout: 5 * time.Second})
 }
 
 // opCounts snapshots the calls of a counting store.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -210,18 +211,13 @@ func (c *cluster) stop() {
 func (c *cluster) waitFor(what string, timeout time.Duration, cond func() (bool, string)) time.Duration {
 	c.t.Helper()
 	start := time.Now()
-	var last string
-	for {
-		ok, state := cond()
-		if ok {
-			return time.Since(start)
+	testkit.EventuallyNil(c.t, timeout, what, func() error {
+		if ok, state := cond(); !ok {
+			return fmt.Errorf("last state:\n%s\n%s", state, c.describe())
 		}
-		last = state
-		if time.Since(start) > timeout {
-			c.t.Fatalf("%s: not reached within %v; last state:\n%s\n%s", what, timeout, last, c.describe())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
+	return time.Since(start)
 }
 
 // holders returns, for every pchannel, the live lease holder whose writer is

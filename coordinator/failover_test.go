@@ -11,6 +11,7 @@ import (
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -41,7 +42,7 @@ var clusterDefaults = flag.Bool("cluster.defaults", false, "run TestClusterMinIO
 
 func TestClusterMinIO(t *testing.T) {
 	if *clusterDefaults {
-		runCluster(t, minioStore(t), clusterTimings{
+		runCluster(t, testkit.MinIOStore(t, "coordinator"), clusterTimings{
 			ttl: coordinator.DefaultLeaseTTL, margin: coordinator.DefaultLeaseMargin,
 			renew: 3 * time.Second, put: sl.DefaultPutTimeout, get: coordinator.DefaultRequestTimeout,
 			heartbeat: coordinator.DefaultHeartbeatInterval, sessionTTL: coordinator.DefaultSessionTTL,
@@ -54,7 +55,7 @@ func TestClusterMinIO(t *testing.T) {
 	// docs/protocol.md, "Parameters": R ≤ m − skew (one clock here, skew 0;
 	// 100ms to spare for a loaded machine) and I + 2R ≤ TTL − m:
 	// 150ms + 2×250ms ≤ 1s − 350ms.
-	runCluster(t, minioStore(t), clusterTimings{
+	runCluster(t, testkit.MinIOStore(t, "coordinator"), clusterTimings{
 		ttl: time.Second, margin: 350 * time.Millisecond,
 		renew: 150 * time.Millisecond, put: 250 * time.Millisecond, get: 250 * time.Millisecond,
 		heartbeat: 200 * time.Millisecond, sessionTTL: time.Second, poll: 200 * time.Millisecond,

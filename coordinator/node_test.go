@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -76,13 +77,7 @@ func setAssignment(t *testing.T, store objstore.Store, a Assignment) {
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: timed out", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.Eventually(t, 10*time.Second, what, cond)
 }
 
 // TestNodeFollowsAssignments: a node holds what targets it (retrying when

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -87,24 +88,8 @@ func newRegistryFixtureOn(t *testing.T, store objstore.Store, pchannels ...strin
 // controlMessages scans pchannel p for create and drop messages.
 func controlMessages(t *testing.T, store objstore.Store, p string) []segmentlog.Delivery {
 	t.Helper()
-	ctx := context.Background()
-	sc, err := segmentlog.NewScanner(ctx, segmentlog.ScannerConfig{PChannel: p, Layout: testLayout, NoWait: true,
-		Types: []segmentlog.MessageType{segmentlog.TypeCreateVChannel, segmentlog.TypeDropVChannel}}, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
-	var out []segmentlog.Delivery
-	for {
-		d, err := sc.Next(ctx)
-		if errors.Is(err, segmentlog.ErrTail) {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, d)
-	}
+	return testkit.Scan(t, context.Background(), store, segmentlog.ScannerConfig{PChannel: p, Layout: testLayout,
+		Types: []segmentlog.MessageType{segmentlog.TypeCreateVChannel, segmentlog.TypeDropVChannel}})
 }
 
 func TestRegistryCreate(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -21,7 +22,7 @@ import (
 func BenchmarkAppend(b *testing.B) {
 	for _, size := range []int{1 << 10, 16 << 10} {
 		b.Run(fmt.Sprintf("msg=%dKiB", size>>10), func(b *testing.B) {
-			store := minioStore(b)
+			store := testkit.MinIOStore(b, "segmentlog")
 			w := openWriter(b, store, "bench", nil)
 			defer w.Close(context.Background())
 			payload := make([]byte, size)
@@ -98,7 +99,7 @@ func rawPutThroughput(b *testing.B, store objstore.Store, n, size, inflight int)
 //	go test -run '^$' -bench AppendKeyed ./segmentlog/
 func BenchmarkAppendKeyed(b *testing.B) {
 	const limit, producers = 10_000, 64
-	store := minioStore(b)
+	store := testkit.MinIOStore(b, "segmentlog")
 	w := openWriter(b, store, "bench-keyed", func(c *sl.WriterConfig) { c.DedupMaxKeys = limit })
 	defer w.Close(context.Background())
 	payload := make([]byte, 1<<10)

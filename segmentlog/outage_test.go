@@ -10,6 +10,7 @@ import (
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/miniotest"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -19,7 +20,7 @@ import (
 // append is delivered exactly once afterwards.
 func TestStoreOutage(t *testing.T) {
 	srv := miniotest.Get(t)
-	store := minioStore(t)
+	store := testkit.MinIOStore(t, "segmentlog")
 	ctx := context.Background()
 	leases, err := coordinator.NewLeases(store, testLayout, coordinator.LeaseConfig{TTL: time.Second, Margin: 350 * time.Millisecond},
 		coordinator.WithRequestTimeout(200*time.Millisecond))
@@ -86,11 +87,16 @@ func TestStoreOutage(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(500 * time.Millisecond)
+	// The load is under way before the outage.
+	testkit.Eventually(t, 30*time.Second, "20 appends acked before the outage", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked) >= 20
+	})
 	if err := srv.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3 * time.Second)
+	time.Sleep(3 * time.Second) // the outage: three lease TTLs, so the writer stops
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
@@ -98,19 +104,14 @@ func TestStoreOutage(t *testing.T) {
 	mu.Lock()
 	before := len(acked)
 	mu.Unlock()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testkit.EventuallyNil(t, 60*time.Second, "50 acks after MinIO came back", func() error {
 		mu.Lock()
-		n := len(acked)
-		mu.Unlock()
-		if n >= before+50 {
-			break
+		defer mu.Unlock()
+		if n := len(acked); n < before+50 {
+			return fmt.Errorf("%d acks before, %d now", before, n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no progress after MinIO came back: %d acks before, %d now", before, n)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	close(stop)
 	wg.Wait()
 	current().Close(ctx)

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -59,17 +61,23 @@ func TestScannerPause(t *testing.T) {
 func TestIdleTimeTicks(t *testing.T) {
 	ctx := context.Background()
 	store := objstore.NewMemory()
-	w := openWriter(t, store, "p1", func(c *sl.WriterConfig) { c.TimeTickInterval = 20 * time.Millisecond })
+	// The timetick loop looks at the writer's clock twice an interval:
+	// counting the looks tells how long the writer has been idle.
+	var looks atomic.Int64
+	w := openWriter(t, store, "p1", func(c *sl.WriterConfig) {
+		c.TimeTickInterval = 20 * time.Millisecond
+		c.Now = func() time.Time { looks.Add(1); return time.Now() }
+	})
 	defer w.Close(ctx)
 	a, err := w.Append(ctx, dataMsg("v", "x"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for w.Stats().TimeTickBatches == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(300 * time.Millisecond) // 15 intervals of idleness
+	testkit.Eventually(t, 5*time.Second, "a timetick batch after the data", func() bool { return w.Stats().TimeTickBatches > 0 })
+	// 15 intervals of idleness: 30 looks of the timetick loop (the renew
+	// loop's few looks come on top, hence 40).
+	since := looks.Load()
+	testkit.Eventually(t, 10*time.Second, "40 looks at the clock", func() bool { return looks.Load() >= since+40 })
 	st := w.Stats()
 	if st.TimeTickBatches != 1 || st.BatchesAcked != 2 {
 		t.Fatalf("idle pchannel after one append: %d batches, %d timetick-only; want 2 and 1 (runs of empty ticks are not persisted)", st.BatchesAcked, st.TimeTickBatches)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -68,17 +69,7 @@ func TestScannerSegmentsThenWAL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var out []sl.Delivery
-		for {
-			d, err := sc.Next(ctx)
-			if errors.Is(err, sl.ErrTail) {
-				return out, sc
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, d)
-		}
+		return testkit.ScanToTail(t, ctx, sc), sc
 	}
 	if got, _ := scan(sl.Earliest()); !sameDeliveries(got, full) {
 		t.Fatalf("segments then WAL: %d messages, want the %d of the full WAL, no gap or duplicate", len(got), len(full))
@@ -180,16 +171,7 @@ func TestScannerNoWaitReadsPastCollectedSlots(t *testing.T) {
 		got = append(got, d)
 	}
 	putCP(18, 2) // flushed to 18 and collected, behind the scanner's back
-	for {
-		d, err := sc.Next(ctx)
-		if errors.Is(err, sl.ErrTail) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, d)
-	}
+	got = append(got, testkit.ScanToTail(t, ctx, sc)...)
 	if !sameDeliveries(got, full) {
 		t.Fatalf("NoWait scanner reported the tail after %d of %d messages", len(got), len(full))
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/infra/objstore/objstoretest"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -131,14 +132,10 @@ func TestTortureScenarios(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for end := time.Now().Add(4 * ttl); ; time.Sleep(time.Millisecond) {
-			if l, err := leases.Describe(ctx, "p"); err == nil && l.Version > l0.Version {
-				break
-			}
-			if time.Now().After(end) {
-				t.Fatal("A never renewed its lease")
-			}
-		}
+		testkit.Eventually(t, 4*ttl, "A renews its lease", func() bool {
+			l, err := leases.Describe(ctx, "p")
+			return err == nil && l.Version > l0.Version
+		})
 		pa.Freeze()
 		b := openWhenFree(t, func() (*sl.Writer, error) {
 			leases, err := coordinator.NewLeases(store, testLayout, coordinator.LeaseConfig{TTL: ttl, Margin: margin},
@@ -154,11 +151,9 @@ func TestTortureScenarios(t *testing.T) {
 		pa.Thaw(time.Second)
 		// A's renew goes out at the thaw: it must fail and stop A. Wait
 		// for either outcome.
-		for end := time.Now().Add(4 * ttl); a.Err() == nil && !a.LeaseDeadline().After(ahead()); time.Sleep(5 * time.Millisecond) {
-			if time.Now().After(end) {
-				t.Fatal("the thawed zombie neither renewed nor stopped")
-			}
-		}
+		testkit.Eventually(t, 4*ttl, "the thawed zombie renews or stops", func() bool {
+			return a.Err() != nil || a.LeaseDeadline().After(ahead())
+		})
 		tick, err := a.Sync(ctx)
 		if err != nil {
 			return // fenced, as it must be
@@ -173,15 +168,10 @@ func TestTortureScenarios(t *testing.T) {
 // limit.
 func openWhenFree(t *testing.T, open func() (*sl.Writer, error), limit time.Duration) *sl.Writer {
 	t.Helper()
-	end := time.Now().Add(limit)
-	for {
-		w, err := open()
-		if err == nil {
-			return w
-		}
-		if time.Now().After(end) {
-			t.Fatalf("I11: no writer could take the pchannel in %v: %v", limit, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var w *sl.Writer
+	testkit.EventuallyNil(t, limit, "I11: no writer could take the pchannel", func() (err error) {
+		w, err = open()
+		return err
+	})
+	return w
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -246,13 +247,9 @@ func TestFencedHolderPromisesNothing(t *testing.T) {
 	}
 	b := openWriter(t, store, "p1", func(c *sl.WriterConfig) { c.Takeover, c.Holder = true, "b" })
 	defer b.Close(ctx)
-	takeover := time.Now()
 	// a renews every 100 ms: it stops at its first renew, or (were the
 	// renew to pass) keeps running past a TTL after the takeover.
-	for a.Err() == nil && time.Since(takeover) < ttl+500*time.Millisecond {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if a.Err() == nil {
+	if !testkit.Within(t, ttl+500*time.Millisecond, func() bool { return a.Err() != nil }) {
 		if promised, err := a.Sync(ctx); err == nil {
 			acks, err := b.Append(ctx, dataMsg("v", "b"))
 			if err != nil {

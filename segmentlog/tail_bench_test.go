@@ -19,6 +19,7 @@ import (
 	"github.com/cairnlog/cairn/cache"
 	"github.com/cairnlog/cairn/infra/miniotest"
 	"github.com/cairnlog/cairn/infra/objstore/s3store"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -64,7 +65,7 @@ func BenchmarkTailLatencyInProcess(b *testing.B) {
 		b.Run(fmt.Sprintf("pace=%v", pace), func(b *testing.B) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			store := minioStore(b)
+			store := testkit.MinIOStore(b, "segmentlog")
 			c := newBatchCache(b, cache.Config{Metrics: true})
 			tail := &cache.Tail{}
 			w := openTailWriter(b, store, "tail", func(cfg *sl.WriterConfig) { cfg.Cache, cfg.Tail = c, tail })
@@ -146,11 +147,7 @@ const (
 func BenchmarkTailLatencyLongPoll(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	store := minioStore(b)
-	s3, ok := store.(*s3store.Store)
-	if !ok {
-		b.Fatalf("minioStore returned a %T, want *s3store.Store", store)
-	}
+	store := testkit.MinIOStore(b, "segmentlog")
 	srv := miniotest.Get(b)
 	user, password := srv.Credentials()
 	w := openTailWriter(b, store, "tail", nil)
@@ -161,8 +158,8 @@ func BenchmarkTailLatencyLongPoll(b *testing.B) {
 		helperEnv+"=1",
 		helperPChannelEnv+"=tail",
 		"CAIRN_S3_ENDPOINT="+srv.Endpoint(),
-		"CAIRN_S3_BUCKET="+s3.Bucket(),
-		"CAIRN_S3_PREFIX="+s3.Prefix(),
+		"CAIRN_S3_BUCKET="+store.Bucket(),
+		"CAIRN_S3_PREFIX="+store.Prefix(),
 		"AWS_ACCESS_KEY_ID="+user,
 		"AWS_SECRET_ACCESS_KEY="+password,
 		"AWS_REGION="+s3store.DefaultRegion,
@@ -297,7 +294,7 @@ func BenchmarkCatchUp(b *testing.B) {
 		size    = 64 << 10
 	)
 	ctx := context.Background()
-	store := minioStore(b)
+	store := testkit.MinIOStore(b, "segmentlog")
 	// One message per batch (a second one would not fit), and no timetick
 	// batch after them.
 	w := openTailWriter(b, store, "catchup", func(c *sl.WriterConfig) {
@@ -363,17 +360,7 @@ func BenchmarkCatchUp(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				n := 0
-				for {
-					_, err := sc.Next(ctx)
-					if errors.Is(err, sl.ErrTail) {
-						break
-					}
-					if err != nil {
-						b.Fatal(err)
-					}
-					n++
-				}
+				n := len(testkit.ScanToTail(b, ctx, sc))
 				sc.Close()
 				if n != batches {
 					b.Fatalf("scanned %d messages, want %d", n, batches)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -142,17 +143,15 @@ func (rl *readerLog) failure() error {
 	return rl.err
 }
 
-// reached waits up to timeout for the reader to deliver id.
-func (rl *readerLog) reached(id sl.MessageID, timeout time.Duration) bool {
-	for end := time.Now().Add(timeout); ; time.Sleep(5 * time.Millisecond) {
+// reached waits up to timeout for the reader to deliver id (or fail).
+func (rl *readerLog) reached(t *testing.T, id sl.MessageID, timeout time.Duration) bool {
+	ok := func() bool {
 		rl.mu.Lock()
-		ok := len(rl.got) > 0 && !rl.got[len(rl.got)-1].ID.Less(id)
-		failed := rl.err != nil
-		rl.mu.Unlock()
-		if ok || failed || time.Now().After(end) {
-			return ok
-		}
+		defer rl.mu.Unlock()
+		return len(rl.got) > 0 && !rl.got[len(rl.got)-1].ID.Less(id)
 	}
+	testkit.Within(t, timeout, func() bool { return ok() || rl.failure() != nil })
+	return ok()
 }
 
 // finalLiveness is what openFinal measured for I11.
@@ -317,22 +316,52 @@ type runState struct {
 	returned                  []turnEnd // ends whose turn never started
 }
 
+// tortureRound runs one round: readers tail the pchannel while actors
+// write through the schedule's dangerous states; a last clean writer ends
+// it and checks I11; then every read path is checked against the oracle.
 func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string, run *runState) tortureTotals {
 	t.Helper()
-	base := tc.store(t)
-	tm := tc.timings
-	layout := sl.Layout{Prefix: "t"}
-	leaseCfg := coordinator.LeaseConfig{TTL: tm.ttl, Margin: tm.margin}
-	rng := rand.New(rand.NewPCG(seed, 0x7071))
-	hist := &history{msgs: make(map[sl.IdemKey]*msgRecord), txns: make(map[uint64]*txnRecord)}
-	var totals tortureTotals
-
+	r := newRound(t, tc, seed, pch)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	deadline := time.Now().Add(tm.round)
+	readers, stopReaders := r.startTailingReaders(ctx)
+	if violated := r.runActors(ctx, tc.mixed, run); violated {
+		stopReaders()
+		return r.totals // an invariant broke already; the end of the round would only wait on it
+	}
+	frontier := r.endWithFinalWriter(ctx, readers)
+	stopReaders()
+	all, garbage := r.checkAgainstOracle(frontier, readers)
+	r.checkReadPathsFrom(all, garbage)
+	return r.totals
+}
 
-	// Concurrent readers, tailing from the start; compared at the end.
-	readers := make([]*readerLog, 2)
+// round is the state one torture round's steps share.
+type round struct {
+	t        *testing.T
+	tm       tortureTimings
+	base     objstore.Store
+	layout   sl.Layout
+	leaseCfg coordinator.LeaseConfig
+	pch      string
+	rng      *rand.Rand
+	hist     *history
+	deadline time.Time // the end of the actors' contention
+	totals   tortureTotals
+}
+
+func newRound(t *testing.T, tc tortureConfig, seed uint64, pch string) *round {
+	base := tc.store(t)
+	tm := tc.timings
+	return &round{t: t, tm: tm, base: base, layout: sl.Layout{Prefix: "t"}, leaseCfg: coordinator.LeaseConfig{TTL: tm.ttl, Margin: tm.margin}, pch: pch,
+		rng:  rand.New(rand.NewPCG(seed, 0x7071)),
+		hist: &history{msgs: make(map[sl.IdemKey]*msgRecord), txns: make(map[uint64]*txnRecord)}, deadline: time.Now().Add(tm.round)}
+}
+
+// startTailingReaders starts two concurrent readers tailing the pchannel
+// from the start, compared with the oracle at the end; stop ends them.
+func (r *round) startTailingReaders(ctx context.Context) (readers []*readerLog, stop func()) {
+	readers = make([]*readerLog, 2)
 	var rwg sync.WaitGroup
 	rctx, rcancel := context.WithCancel(ctx)
 	for i := range readers {
@@ -340,7 +369,7 @@ func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string, run *
 		rwg.Add(1)
 		go func(rl *readerLog) {
 			defer rwg.Done()
-			sc, err := sl.NewScanner(rctx, sl.ScannerConfig{PChannel: pch, Layout: layout, From: sl.Earliest(), GetTimeout: tm.get, PollMax: 20 * time.Millisecond}, base)
+			sc, err := sl.NewScanner(rctx, sl.ScannerConfig{PChannel: r.pch, Layout: r.layout, From: sl.Earliest(), GetTimeout: r.tm.get, PollMax: 20 * time.Millisecond}, r.base)
 			if err != nil {
 				rl.fail(err)
 				return
@@ -358,13 +387,19 @@ func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string, run *
 			}
 		}(readers[i])
 	}
+	return readers, func() { rcancel(); rwg.Wait() }
+}
 
+// runActors lets three actors contend for the pchannel until the round's
+// deadline (torture_actors_test.go) and reports whether the fence watch
+// already saw an invariant break.
+func (r *round) runActors(ctx context.Context, mixed bool, run *runState) (violated bool) {
 	const actors = 3
-	env := &actorEnv{t: t, tm: tm, pch: pch, layout: layout, leaseCfg: leaseCfg, watch: &fenceWatch{Store: base, t: t},
-		hist: hist, deadline: deadline, run: run, mixed: tc.mixed}
+	env := &actorEnv{t: r.t, tm: r.tm, pch: r.pch, layout: r.layout, leaseCfg: r.leaseCfg, watch: &fenceWatch{Store: r.base, t: r.t},
+		hist: r.hist, deadline: r.deadline, run: run, mixed: mixed}
 	var awg sync.WaitGroup
 	for a := 0; a < actors; a++ {
-		aseed := rng.Uint64()
+		aseed := r.rng.Uint64()
 		awg.Add(1)
 		go func() {
 			defer awg.Done()
@@ -373,69 +408,71 @@ func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string, run *
 	}
 	awg.Wait()
 	env.drain()
-	totals = env.totals
-	totals.schedule = env.schedule
-	if env.watch.violated.Load() {
-		rcancel()
-		rwg.Wait()
-		return totals // an invariant broke already; the end of the round would only wait on it
-	}
+	r.totals = env.totals
+	r.totals.schedule = env.schedule
+	return env.watch.violated.Load()
+}
 
-	// A last clean writer fences whatever the actors left behind, and its
-	// first ack checks I11 (liveness): every actor has stopped by now, so
-	// the lease must be takeable within TTL + m (+ the actors' clock skew,
-	// whose expiry times the record holds) and the first ack follow after
-	// the fence time. I11 is a bound in time, so this one check has a
-	// timing as its pass condition; its slack of one more TTL covers polling
-	// and a loaded machine's scheduling, and a lease that never lapses, or
-	// lapses only after a second renewal period, still fails it.
-	// So that the check always covers a holder that stops without
-	// releasing, a victim writer takes the lease first, appends, and
-	// freezes; it thaws as a zombie once the final writer holds the lease.
-	vz := newProcess(base)
-	victim, _, _ := openFinal(ctx, t, vz, layout, pch, "victim", tm, leaseCfg, hist)
+// endWithFinalWriter lets a last clean writer fence whatever the actors
+// left behind; its first ack checks I11 (liveness): every actor has
+// stopped by now, so the lease must be takeable within TTL + m (+ the
+// actors' clock skew, whose expiry times the record holds) and the first
+// ack follow after the fence time. I11 is a bound in time, so this one
+// check has a timing as its pass condition; its slack of one more TTL
+// covers polling and a loaded machine's scheduling, and a lease that never
+// lapses, or lapses only after a second renewal period, still fails it.
+// So that the check always covers a holder that stops without releasing,
+// a victim writer takes the lease first, appends, and freezes; it thaws as
+// a zombie once the final writer holds the lease. It returns the final
+// writer's frontier (0 if it could not open).
+func (r *round) endWithFinalWriter(ctx context.Context, readers []*readerLog) (frontier uint64) {
+	t, tm := r.t, r.tm
+	vz := newProcess(r.base)
+	victim, _, _ := openFinal(ctx, t, vz, r.layout, r.pch, "victim", tm, r.leaseCfg, r.hist)
 	vz.Freeze()
 	stopped := time.Now()
-	final, ack, live := openFinal(ctx, t, base, layout, pch, "final", tm, leaseCfg, hist)
+	final, ack, live := openFinal(ctx, t, r.base, r.layout, r.pch, "final", tm, r.leaseCfg, r.hist)
 	vz.Thaw(4 * tm.put)
 	if victim != nil {
 		_ = victim.Close(ctx)
 	}
-	var frontier uint64
-	if final != nil {
-		if bound := 2*tm.ttl + tm.margin + tm.skew; live.takeable > bound {
-			t.Errorf("I11: the lease became takeable %v after the last holder stopped, want ≤ %v (TTL + m + skew + a TTL of slack)", live.takeable, bound)
-		}
-		if err := final.Close(ctx); err != nil {
-			t.Errorf("final close: %v", err)
-		}
-		frontier = final.Stats().Frontier
-		totals.liveness, totals.takeable = live.acked.Sub(stopped), live.takeable
-		// I11's other half: no reader waits forever below a fence. Both
-		// tailing readers must reach the final writer's message; a reader
-		// stuck below a fence or filler would never get there.
-		for i, rl := range readers {
-			if !rl.reached(ack.ID, 10*time.Second) {
-				t.Errorf("I11: concurrent reader %d did not reach %v, the final writer's first ack, within 10s", i, ack.ID)
-			}
+	if final == nil {
+		return 0
+	}
+	if bound := 2*tm.ttl + tm.margin + tm.skew; live.takeable > bound {
+		t.Errorf("I11: the lease became takeable %v after the last holder stopped, want ≤ %v (TTL + m + skew + a TTL of slack)", live.takeable, bound)
+	}
+	if err := final.Close(ctx); err != nil {
+		t.Errorf("final close: %v", err)
+	}
+	frontier = final.Stats().Frontier
+	r.totals.liveness, r.totals.takeable = live.acked.Sub(stopped), live.takeable
+	// I11's other half: no reader waits forever below a fence. Both
+	// tailing readers must reach the final writer's message; a reader
+	// stuck below a fence or filler would never get there.
+	for i, rl := range readers {
+		if !rl.reached(t, ack.ID, 10*time.Second) {
+			t.Errorf("I11: concurrent reader %d did not reach %v, the final writer's first ack, within 10s", i, ack.ID)
 		}
 	}
-	rcancel()
-	rwg.Wait()
-	tail := max(frontier, lastSlot(t, base, layout, pch)+1)
+	return frontier
+}
 
-	// Read everything back and check: the oracle reads every slot itself
-	// and says what must be delivered; every read path of the product must
-	// deliver exactly that, and the history checks run on the oracle's
-	// result.
-	oracle := oracleRead(t, base, layout, pch, 0, tail, 0)
-	all := oracle.delivered
-	totals.garbage = int64(len(oracle.garbage))
-	if err := sameAsOracle(scanAll(t, base, layout, pch, sl.Earliest(), tm.get), all); err != nil {
+// checkAgainstOracle reads everything back: the oracle reads every slot
+// itself and says what must be delivered; the full scan and the tailing
+// readers must deliver exactly that, and the history checks run on the
+// oracle's result. It returns the oracle's deliveries and garbage slots.
+func (r *round) checkAgainstOracle(frontier uint64, readers []*readerLog) (all []sl.Delivery, garbage []uint64) {
+	t := r.t
+	tail := max(frontier, lastSlot(t, r.base, r.layout, r.pch)+1)
+	oracle := oracleRead(t, r.base, r.layout, r.pch, 0, tail, 0)
+	all = oracle.delivered
+	r.totals.garbage = int64(len(oracle.garbage))
+	if err := sameAsOracle(scanAll(t, r.base, r.layout, r.pch, sl.Earliest(), r.tm.get), all); err != nil {
 		t.Errorf("I1/I2: full scan against the oracle: %v", err)
 	}
-	checkInvariants(t, hist, all, &totals)
-	totals.txns = int64(checkTxns(t, hist, all))
+	checkInvariants(t, r.hist, all, &r.totals)
+	r.totals.txns = int64(checkTxns(t, r.hist, all))
 	for i, rl := range readers {
 		if err := rl.failure(); err != nil {
 			t.Errorf("I1: concurrent reader %d: %v", i, err)
@@ -446,21 +483,26 @@ func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string, run *
 			t.Errorf("I1/I2: concurrent reader %d against the oracle: %v", i, err)
 		}
 	}
-	// Other read paths: from IDs and from timeticks, at random and at the
-	// first message of every term (where the reading rule is seeded from the
-	// W slots before the start).
+	return all, oracle.garbage
+}
+
+// checkReadPathsFrom checks the other read paths against the oracle: from
+// IDs and from timeticks, at random and at the first message of every term
+// (where the reading rule is seeded from the W slots before the start),
+// and from every garbage slot itself (seeded from the W slots before it,
+// which hold the newer term's fence).
+func (r *round) checkReadPathsFrom(all []sl.Delivery, garbage []uint64) {
+	t := r.t
 	starts := map[int]bool{}
 	for k := 0; k < 4 && len(all) > 0; k++ {
-		starts[rng.IntN(len(all))] = true
+		starts[r.rng.IntN(len(all))] = true
 	}
 	for i := range all {
 		if i > 0 && all[i].Term != all[i-1].Term {
 			starts[i] = true
 		}
 	}
-	// From every garbage slot itself: the reading rule is seeded from the
-	// W slots before it, which hold the newer term's fence.
-	for _, off := range oracle.garbage {
+	for _, off := range garbage {
 		from := sl.MessageID{Offset: off}
 		i, _ := slices.BinarySearchFunc(all, from, func(d sl.Delivery, id sl.MessageID) int {
 			if d.ID.Less(id) {
@@ -471,20 +513,19 @@ func tortureRound(t *testing.T, tc tortureConfig, seed uint64, pch string, run *
 			}
 			return 0
 		})
-		if err := sameAsOracle(scanAll(t, base, layout, pch, sl.AtID(from), tm.get), all[i:]); err != nil {
+		if err := sameAsOracle(scanAll(t, r.base, r.layout, r.pch, sl.AtID(from), r.tm.get), all[i:]); err != nil {
 			t.Errorf("I2: scan from garbage slot %d against the oracle: %v", off, err)
 		}
 	}
 	for i := range starts {
-		if err := sameAsOracle(scanAll(t, base, layout, pch, sl.AtID(all[i].ID), tm.get), all[i:]); err != nil {
+		if err := sameAsOracle(scanAll(t, r.base, r.layout, r.pch, sl.AtID(all[i].ID), r.tm.get), all[i:]); err != nil {
 			t.Errorf("I1/I2: scan from ID %v against the oracle: %v", all[i].ID, err)
 		}
 		tick := all[i].TimeTick
-		if err := sameAsOracle(scanAll(t, base, layout, pch, sl.AtTimeTick(tick), tm.get), all[i:]); err != nil {
+		if err := sameAsOracle(scanAll(t, r.base, r.layout, r.pch, sl.AtTimeTick(tick), r.tm.get), all[i:]); err != nil {
 			t.Errorf("I1/I2: scan from timetick %d against the oracle: %v", tick, err)
 		}
 	}
-	return totals
 }
 
 // producer sends sequential appends with idempotency keys; an append whose
@@ -734,23 +775,7 @@ func checkInvariants(t *testing.T, h *history, all []sl.Delivery, totals *tortur
 
 func scanAll(t *testing.T, store objstore.Store, layout sl.Layout, pch string, from sl.Position, get time.Duration) []sl.Delivery {
 	t.Helper()
-	ctx := context.Background()
-	sc, err := sl.NewScanner(ctx, sl.ScannerConfig{PChannel: pch, Layout: layout, From: from, NoWait: true, GetTimeout: get * 4}, store)
-	if err != nil {
-		t.Fatalf("scan %v: %v", from, err)
-	}
-	defer sc.Close()
-	var out []sl.Delivery
-	for {
-		d, err := sc.Next(ctx)
-		if errors.Is(err, sl.ErrTail) {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("scan %v: %v", from, err)
-		}
-		out = append(out, d)
-	}
+	return testkit.Scan(t, context.Background(), store, sl.ScannerConfig{PChannel: pch, Layout: layout, From: from, GetTimeout: get * 4})
 }
 
 func isPrefix(a, b []sl.Delivery) bool {
@@ -812,6 +837,6 @@ func TestTortureMinIO(t *testing.T) {
 			put: 200 * time.Millisecond, get: 200 * time.Millisecond, skew: 50 * time.Millisecond,
 			round: 5 * time.Second,
 		},
-		store: func(t *testing.T) objstore.Store { return minioStore(t) },
+		store: func(t *testing.T) objstore.Store { return testkit.MinIOStore(t, "segmentlog") },
 	})
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -88,23 +89,8 @@ func TestWriterAppendAndScan(t *testing.T) {
 
 func scanFiltered(t *testing.T, store objstore.Store, pch string, cfg sl.ScannerConfig) []sl.Delivery {
 	t.Helper()
-	cfg.PChannel, cfg.Layout, cfg.NoWait = pch, testLayout, true
-	sc, err := sl.NewScanner(context.Background(), cfg, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
-	var out []sl.Delivery
-	for {
-		d, err := sc.Next(context.Background())
-		if errors.Is(err, sl.ErrTail) {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, d)
-	}
+	cfg.PChannel, cfg.Layout = pch, testLayout
+	return testkit.Scan(t, context.Background(), store, cfg)
 }
 
 func TestWriterGroupCommit(t *testing.T) {
@@ -330,17 +316,13 @@ func TestStoppedWriterReleasesLease(t *testing.T) {
 	}
 	faulty.SetEnabled(false)
 	leases := newLeases(t, mem)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testkit.EventuallyNil(t, 5*time.Second, "the stopped writer releases its lease", func() error {
 		l, err := leases.Describe(ctx, "p1")
-		if err == nil && l.Released {
-			break
+		if err == nil && !l.Released {
+			err = fmt.Errorf("lease %+v", l)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stopped writer still holds its lease: %+v %v", l, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	})
 	w2 := openWriter(t, mem, "p1", nil)
 	defer w2.Close(ctx)
 	w.Close(ctx)

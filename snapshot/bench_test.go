@@ -2,7 +2,6 @@ package snapshot_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
@@ -62,7 +62,7 @@ func fillWAL(b *testing.B, store objstore.Store, pch string, total int) (int, in
 // same 16 MiB of WAL from an empty checkpoint.
 func BenchmarkFlushMinIO(b *testing.B) {
 	ctx := context.Background()
-	store := minioStore(b)
+	store := testkit.MinIOStore(b, "snapshot")
 	const pch = "bench-flush"
 	msgs, walBytes := fillWAL(b, store, pch, benchWALBytes)
 	f := newFlusher(b, store, pch, nil)
@@ -95,7 +95,7 @@ func BenchmarkFlushMinIO(b *testing.B) {
 // start, from the WAL (before any flush) and from segments (after one).
 func BenchmarkCatchUpMinIO(b *testing.B) {
 	ctx := context.Background()
-	store := minioStore(b)
+	store := testkit.MinIOStore(b, "snapshot")
 	const pch = "bench-catchup"
 	msgs, walBytes := fillWAL(b, store, pch, benchWALBytes)
 	read := func(b *testing.B, segs sl.SegmentReader) {
@@ -105,17 +105,7 @@ func BenchmarkCatchUpMinIO(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			n := 0
-			for {
-				_, err := sc.Next(ctx)
-				if errors.Is(err, sl.ErrTail) {
-					break
-				}
-				if err != nil {
-					b.Fatal(err)
-				}
-				n++
-			}
+			n := len(testkit.ScanToTail(b, ctx, sc))
 			sc.Close()
 			if n != msgs {
 				b.Fatalf("read %d messages, want %d", n, msgs)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
@@ -351,10 +352,7 @@ func TestCompactConcurrentFlush(t *testing.T) {
 			acks = append(acks, appendN(t, w, "p", i*4, 4, "va", "vb", "vc")...)
 			time.Sleep(5 * time.Millisecond)
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for merges.Load() < 3 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
+		testkit.Within(t, 10*time.Second, func() bool { return merges.Load() >= 3 }) // the check below asks for one
 		cancel()
 		bg.Wait()
 		if _, err := newFlusher(t, store, pch, nil).FlushNow(context.Background()); err != nil {
@@ -409,16 +407,7 @@ func TestScannerAcrossRetirement(t *testing.T) {
 		if err != nil || orphans.Deleted == 0 {
 			t.Fatalf("collect: %+v, %v", orphans, err)
 		}
-		for {
-			d, err := sc.Next(ctx)
-			if errors.Is(err, sl.ErrTail) {
-				break
-			}
-			if err != nil {
-				t.Fatalf("after %d messages: %v", len(got), err)
-			}
-			got = append(got, d)
-		}
+		got = append(got, testkit.ScanToTail(t, ctx, sc)...)
 		sameDeliveries(t, "stale scanner", got, want)
 		checkNoGapNoDup(t, got, acks)
 	})

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
@@ -158,20 +159,16 @@ func TestFlusherIdleWithTailSendsNothing(t *testing.T) {
 	go f.Run(runCtx)
 	flushedTo := func(c uint64) {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
+		testkit.EventuallyNil(t, 20*time.Second, fmt.Sprintf("flushed to %d", c), func() error {
 			cp, _, err := sl.ReadCheckpoint(ctx, base, testLayout, pch)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if cp.C >= c {
-				return
+			if cp.C < c {
+				return fmt.Errorf("checkpoint %d", cp.C)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("checkpoint %d, want %d: not flushed", cp.C, c)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	appendN(t, w, "prod", 0, 3, "v")
 	flushedTo(w.Stats().Frontier)
@@ -179,13 +176,7 @@ func TestFlusherIdleWithTailSendsNothing(t *testing.T) {
 	waitLooks := func(n int64) {
 		t.Helper()
 		target := looks.Load() + n
-		deadline := time.Now().Add(20 * time.Second)
-		for looks.Load() < target {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d looks in 20 s", looks.Load()-target+n)
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
+		testkit.Eventually(t, 20*time.Second, fmt.Sprintf("%d looks", n), func() bool { return looks.Load() >= target })
 	}
 	waitLooks(5)
 	before := requests.Load()

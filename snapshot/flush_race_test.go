@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
@@ -271,7 +272,15 @@ func TestConcurrentFlushers(t *testing.T) {
 			}()
 		}
 		awg.Wait()
-		time.Sleep(100 * time.Millisecond) // a persisted timetick, and a few more looks
+		// A timetick persisted after the appends, and flushed with them.
+		ticks := w.Stats().TimeTickBatches
+		testkit.Eventually(t, 20*time.Second, "a timetick after the appends, flushed", func() bool {
+			if w.Stats().TimeTickBatches <= ticks {
+				return false
+			}
+			cp, _, err := sl.ReadCheckpoint(ctx, store, testLayout, pch)
+			return err == nil && cp.C >= w.Stats().Frontier
+		})
 		cancel()
 		fwg.Wait()
 		if err := w.Close(context.Background()); err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
@@ -130,7 +131,16 @@ func TestRunThresholds(t *testing.T) {
 	defer w.Close(context.Background())
 	var skew atomic.Int64
 	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
-	f := newFlusher(t, store, pch, func(c *snapshot.FlushConfig) {
+	// Every look of Run reads the checkpoint first: counting those reads
+	// tells when Run has looked at the pchannel since a point.
+	var looks atomic.Int64
+	cpKey := testLayout.Checkpoint(pch)
+	looked := objstore.Observe(store, func(r objstore.Request) {
+		if r.Op == objstore.OpGet && r.Key == cpKey {
+			looks.Add(1)
+		}
+	})
+	f := newFlusher(t, looked, pch, func(c *snapshot.FlushConfig) {
 		c.MinBytes, c.MaxAge, c.Interval, c.Now = 64<<10, time.Minute, 5*time.Millisecond, now
 	})
 	go f.Run(ctx)
@@ -143,16 +153,14 @@ func TestRunThresholds(t *testing.T) {
 	}
 	waitFor := func(what string, ok func(sl.Checkpoint) bool) {
 		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); !ok(checkpoint()); {
-			if time.Now().After(deadline) {
-				t.Fatalf("Run never flushed %s", what)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		testkit.Eventually(t, 5*time.Second, "Run flushes "+what, func() bool { return ok(checkpoint()) })
 	}
 
 	appendN(t, w, "p", 0, 5, "va")
-	time.Sleep(100 * time.Millisecond)
+	// Two looks begun after the append: the first has ended, having seen
+	// the backlog.
+	since := looks.Load()
+	testkit.Eventually(t, 5*time.Second, "Run looks twice after the append", func() bool { return looks.Load() >= since+2 })
 	if cp := checkpoint(); cp.C != 0 {
 		t.Fatalf("Run flushed a young backlog of 5 small messages (checkpoint %d)", cp.C)
 	}

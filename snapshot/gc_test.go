@@ -11,6 +11,7 @@ import (
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/infra/objstore/objstoretest"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
@@ -84,24 +85,21 @@ func TestGCFrozenWriter(t *testing.T) {
 				lates <- late{ack, err}
 			}()
 		}
-		time.Sleep(50 * time.Millisecond)
+		testkit.Eventually(t, 5*time.Second, "a PUT of the frozen writer blocks in the store", func() bool { return fz.BlockedWrites() > 0 })
 		if w1.Stats().PutAttempts <= 20 {
 			t.Fatalf("no PUT of the frozen writer is on its way (%d attempts)", w1.Stats().PutAttempts)
 		}
 
 		// W2 takes over once W1's lease expired, fences at a, appends.
 		var w2 *sl.Writer
-		for deadline := time.Now().Add(10 * ttl); ; {
+		testkit.EventuallyNil(t, 10*ttl, "a second writer opens once W1's lease expired", func() error {
 			w2, err = sl.OpenWriter(ctx, sl.WriterConfig{PChannel: pch, Layout: testLayout, Holder: "w2", Logger: quietLog,
 				PutTimeout: time.Second, GetTimeout: time.Second, RenewInterval: ttl / 6, TimeTickInterval: -1}, store, newLeases(t, store, ttl))
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, coordinator.ErrLeaseHeld) || time.Now().After(deadline) {
+			if err != nil && !errors.Is(err, coordinator.ErrLeaseHeld) {
 				t.Fatalf("second writer: %v", err)
 			}
-			time.Sleep(ttl / 4)
-		}
+			return err
+		})
 		if fence := w2.Stats().FenceOffset; fence != a {
 			t.Fatalf("second writer fenced at %d, want W1's frontier %d", fence, a)
 		}

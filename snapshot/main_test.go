@@ -2,18 +2,17 @@ package snapshot_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/miniotest"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
@@ -23,26 +22,14 @@ import (
 func TestMain(m *testing.M) { os.Exit(miniotest.RunMain(m)) }
 
 var (
-	minioSeq   atomic.Int64
 	quietLog   = slog.New(slog.NewTextHandler(io.Discard, nil))
 	testLayout = sl.Layout{Prefix: "unit"}
 )
 
-// minioStore returns a store on the package's MinIO under a prefix of its
-// own, so tests never see each other's objects.
-func minioStore(tb testing.TB) objstore.Store {
-	tb.Helper()
-	st, err := miniotest.Get(tb).NewStore(context.Background(), "snapshot", fmt.Sprintf("t%d-%d", os.Getpid(), minioSeq.Add(1)))
-	if err != nil {
-		tb.Fatalf("minio store: %v", err)
-	}
-	return st
-}
-
 // stores runs f against memory and MinIO.
 func stores(t *testing.T, f func(t *testing.T, store objstore.Store)) {
 	t.Run("memory", func(t *testing.T) { f(t, objstore.NewMemory()) })
-	t.Run("minio", func(t *testing.T) { f(t, minioStore(t)) })
+	t.Run("minio", func(t *testing.T) { f(t, testkit.MinIOStore(t, "snapshot")) })
 }
 
 func newLeases(tb testing.TB, store objstore.Store, ttl time.Duration) *coordinator.Leases {
@@ -110,27 +97,11 @@ func appendN(tb testing.TB, w *sl.Writer, producer string, from, n int, vchannel
 // checkpoint (when segs is set), then the WAL.
 func scanAll(tb testing.TB, store objstore.Store, pch string, from sl.Position, segs sl.SegmentReader, mod func(*sl.ScannerConfig)) []sl.Delivery {
 	tb.Helper()
-	ctx := context.Background()
-	cfg := sl.ScannerConfig{PChannel: pch, Layout: testLayout, From: from, NoWait: true, Segments: segs}
+	cfg := sl.ScannerConfig{PChannel: pch, Layout: testLayout, From: from, Segments: segs}
 	if mod != nil {
 		mod(&cfg)
 	}
-	sc, err := sl.NewScanner(ctx, cfg, store)
-	if err != nil {
-		tb.Fatalf("scan %v: %v", from, err)
-	}
-	defer sc.Close()
-	var out []sl.Delivery
-	for {
-		d, err := sc.Next(ctx)
-		if errors.Is(err, sl.ErrTail) {
-			return out
-		}
-		if err != nil {
-			tb.Fatalf("scan %v: %v", from, err)
-		}
-		out = append(out, d)
-	}
+	return testkit.Scan(tb, context.Background(), store, cfg)
 }
 
 // sameDeliveries compares two streams message by message, every field.

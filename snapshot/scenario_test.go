@@ -2,7 +2,6 @@ package snapshot_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/infra/objstore/objstoretest"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
@@ -66,16 +66,13 @@ func TestTortureStaleRecovery(t *testing.T) {
 	_ = a.Close(ctx)
 
 	// A's lease runs out.
-	for deadline := time.Now().Add(10 * ttl); ; {
+	testkit.EventuallyNil(t, 10*ttl, "A's lease lapses", func() error {
 		l, err := newLeases(t, base, ttl).Describe(ctx, pch)
-		if err == nil && time.Now().After(l.Expires.Add(ttl/4)) {
-			break
+		if err == nil && !time.Now().After(l.Expires.Add(ttl/4)) {
+			err = fmt.Errorf("lease %+v", l)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("A's lease did not lapse: %+v %v", l, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err
+	})
 
 	// B's process reads the checkpoint and freezes with the answer unread;
 	// its acquire, a moment slower, goes out only at the thaw.
@@ -196,19 +193,10 @@ func TestTortureNoWaitBehindGC(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sc.Close()
-	var got []sl.Delivery
-	next := func() bool {
-		d, err := sc.Next(ctx)
-		if errors.Is(err, sl.ErrTail) {
-			return false
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, d)
-		return true
+	first, err := sc.Next(ctx) // the scan is under way in the segments of the first flush
+	if err != nil {
+		t.Fatal(err)
 	}
-	next() // the scan is under way in the segments of the first flush
 	if _, err := flusher.FlushNow(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -216,8 +204,7 @@ func TestTortureNoWaitBehindGC(t *testing.T) {
 	if res, err := gc.CollectWAL(ctx, pch); err != nil || res.Deleted == 0 {
 		t.Fatalf("schedule: GC deleted %+v, %v; the state was not reached", res, err)
 	}
-	for next() {
-	}
+	got := append([]sl.Delivery{first}, testkit.ScanToTail(t, ctx, sc)...)
 	delivered := make(map[sl.MessageID]bool)
 	for _, d := range got {
 		delivered[d.ID] = true

@@ -97,6 +97,15 @@ func (c restColumns) decode(i int, m *segmentlog.Message) error {
 		epochA := c.key.Field(1).(*array.Uint64)
 		seqA := c.key.Field(2).(*array.Uint64)
 		m.Key = segmentlog.IdemKey{Producer: prodA.Value(i), Epoch: epochA.Value(i), Seq: seqA.Value(i)}
+		switch {
+		case !m.Key.IsZero():
+		case m.Key.Epoch != 0 || m.Key.Seq != 0:
+			// Found by FuzzDecodeSegment: a key is its producer's; the
+			// encoder writes none (null) for an unkeyed message.
+			return fmt.Errorf("%w: row %d: idempotency key %+v has no producer", ErrCorrupt, i, m.Key)
+		default:
+			m.Key = segmentlog.IdemKey{} // present but empty decodes as none, as the encoder writes it
+		}
 	}
 	if c.properties.IsValid(i) {
 		pkA := c.properties.Keys().(*array.String)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/lambdaemu"
+	"github.com/cairnlog/cairn/infra/testkit"
 )
 
 // TestTimeout checks that an invocation past the function timeout
@@ -91,10 +92,7 @@ func TestReapIdle(t *testing.T) {
 			want(t, "request", get(t, f.URL()+"/"), 200)
 			e := ev.wait(t, "exited", 1)
 			// The log pipe may lag the exit a little.
-			deadline := time.Now().Add(5 * time.Second)
-			for tc.sigterm && !strings.Contains(e.Log(), "probe: SIGTERM") && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond)
-			}
+			testkit.Within(t, 5*time.Second, func() bool { return !tc.sigterm || strings.Contains(e.Log(), "probe: SIGTERM") })
 			if got := strings.Contains(e.Log(), "probe: SIGTERM"); got != tc.sigterm {
 				t.Fatalf("runtime got SIGTERM: %v, want %v:\n%s", got, tc.sigterm, e.Log())
 			}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cairnlog/cairn/infra/lambdaemu"
 	"github.com/cairnlog/cairn/infra/miniotest"
+	"github.com/cairnlog/cairn/infra/testkit"
 )
 
 // nodeEnv returns the node function's variables for a deployment on the
@@ -153,13 +154,13 @@ func TestNodeExample(t *testing.T) {
 	}
 
 	env1.Reap()
-	deadline := time.Now().Add(5 * time.Second) // the log pipe may lag the exit
-	for !strings.Contains(env1.Log(), "shutdown complete") && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if !strings.Contains(env1.Log(), "shutdown complete") {
-		t.Fatalf("env 1 did not shut down on SIGTERM:\n%s", env1.Log())
-	}
+	// The log pipe may lag the exit.
+	testkit.EventuallyNil(t, 5*time.Second, "env 1 shuts down on SIGTERM", func() error {
+		if log := env1.Log(); !strings.Contains(log, "shutdown complete") {
+			return fmt.Errorf("log:\n%s", log)
+		}
+		return nil
+	})
 	s := f.Stats()
 	if s.Total.ColdStarts != 2 || s.Total.ReapsGraceful != 1 || s.Envs[0].State != lambdaemu.StateDead || s.Total.Thaws < 2 {
 		t.Fatalf("stats %+v", s)

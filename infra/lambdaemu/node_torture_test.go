@@ -2,7 +2,6 @@ package lambdaemu_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"github.com/cairnlog/cairn/client"
 	"github.com/cairnlog/cairn/infra/lambdaemu"
 	"github.com/cairnlog/cairn/infra/miniotest"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -134,20 +134,9 @@ func TestNodeSharedTorture(t *testing.T) {
 	}
 	delivered := map[string]sl.Delivery{}
 	for _, p := range pchannels {
-		sc, err := sl.NewScanner(ctx, sl.ScannerConfig{PChannel: p, NoWait: true}, store)
-		if err != nil {
-			t.Fatal(err)
-		}
 		var prev sl.Delivery
 		lastSeq := map[string]uint64{}
-		for i := 0; ; i++ {
-			d, err := sc.Next(ctx)
-			if errors.Is(err, sl.ErrTail) {
-				break
-			}
-			if err != nil {
-				t.Fatalf("scan %s: %v", p, err)
-			}
+		for i, d := range testkit.Scan(t, ctx, store, sl.ScannerConfig{PChannel: p}) {
 			if i > 0 && (d.TimeTick <= prev.TimeTick || d.Term < prev.Term) {
 				t.Errorf("I4/I5: %s: %v tick %d term %d after %v tick %d term %d", p, d.ID, d.TimeTick, d.Term, prev.ID, prev.TimeTick, prev.Term)
 			}
@@ -162,7 +151,6 @@ func TestNodeSharedTorture(t *testing.T) {
 			}
 			lastSeq[d.Key.Producer] = d.Key.Seq
 		}
-		sc.Close()
 	}
 	for payload, s := range acked {
 		d, ok := delivered[payload]

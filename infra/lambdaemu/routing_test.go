@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/lambdaemu"
+	"github.com/cairnlog/cairn/infra/testkit"
 )
 
 // TestFreezeBetweenInvocations checks that an environment is stopped
@@ -179,13 +180,8 @@ func TestManualFreeze(t *testing.T) {
 		t.Fatalf("after Freeze: state %c", s)
 	}
 	e.Thaw()
-	deadline := time.Now().Add(5 * time.Second) // SIGCONT lands asynchronously
-	for procState(t, e.PID()) == 'T' && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	if procState(t, e.PID()) == 'T' {
-		t.Fatal("still stopped after Thaw")
-	}
+	// SIGCONT lands asynchronously.
+	testkit.Eventually(t, 5*time.Second, "running again after Thaw", func() bool { return procState(t, e.PID()) != 'T' })
 	e.Freeze()
 	ev.wait(t, "frozen", 2)
 	r := get(t, f.URL()+"/") // routing thaws a frozen idle environment

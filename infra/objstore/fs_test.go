@@ -16,6 +16,7 @@ import (
 
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/infra/objstore/objstoretest"
+	"github.com/cairnlog/cairn/infra/testkit"
 )
 
 func newFS(t *testing.T, root string) *objstore.FS {
@@ -217,17 +218,12 @@ func TestFSCrossProcess(t *testing.T) {
 	}
 	// Release the children together once all of them are ready, so that
 	// their writes overlap instead of running one process after another.
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		ready, _ := filepath.Glob(filepath.Join(barrier, "ready-*"))
-		if len(ready) == fsChildren {
-			break
+	testkit.EventuallyNil(t, 2*time.Minute, "every child ready", func() error {
+		if ready, _ := filepath.Glob(filepath.Join(barrier, "ready-*")); len(ready) < fsChildren {
+			return fmt.Errorf("%d of %d ready", len(ready), fsChildren)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d children became ready", len(ready), fsChildren)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 	if err := os.WriteFile(filepath.Join(barrier, fsChildStart), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -295,12 +291,10 @@ func TestFSCrossProcessChild(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(barrier, "ready-"+id), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(barrier, fsChildStart)); err == nil {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testkit.Eventually(t, 2*time.Minute, "the parent releases the children", func() bool {
+		_, err := os.Stat(filepath.Join(barrier, fsChildStart))
+		return err == nil
+	})
 	body := []byte("child " + id)
 	outcome := func(err error, lose error) string {
 		switch {

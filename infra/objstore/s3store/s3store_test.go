@@ -3,35 +3,22 @@ package s3store_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
-	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/cairnlog/cairn/infra/miniotest"
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/infra/objstore/objstoretest"
 	"github.com/cairnlog/cairn/infra/objstore/s3store"
+	"github.com/cairnlog/cairn/infra/testkit"
 )
 
 func TestMain(m *testing.M) { os.Exit(miniotest.RunMain(m)) }
 
 const bucket = "cairn-test"
 
-// prefixes makes every store of this binary a fresh, empty prefix of one
-// bucket.
-var prefixes atomic.Int64
-
-func newStore(t *testing.T) *s3store.Store {
-	t.Helper()
-	prefix := fmt.Sprintf("t%03d-%s", prefixes.Add(1), strings.ReplaceAll(t.Name(), "/", "-"))
-	s, err := miniotest.Get(t).NewStore(t.Context(), bucket, prefix)
-	if err != nil {
-		t.Fatalf("NewStore: %v", err)
-	}
-	return s
-}
+// newStore is a fresh, empty prefix of the bucket.
+func newStore(t *testing.T) *s3store.Store { return testkit.MinIOStore(t, bucket) }
 
 func TestAcceptance(t *testing.T) {
 	objstoretest.Run(t, func(t *testing.T) objstore.Store { return newStore(t) })
