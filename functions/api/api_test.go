@@ -12,6 +12,7 @@ import (
 	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
@@ -214,7 +215,7 @@ func TestLongPoll(t *testing.T) {
 
 	done := make(chan wire.ReadResponse, 1)
 	go func() { done <- ts.mustRead("/v1/pchannels/p0/messages?from=" + empty.Next + "&wait=10s") }()
-	time.Sleep(50 * time.Millisecond)
+	ts.awaitWaiting(1) // else the append could land before the read, which would not wait
 	ts.mustAppend("p0", msgs("v0", "b"))
 	select {
 	case got := <-done:
@@ -296,7 +297,7 @@ func TestStoreTail(t *testing.T) {
 	// Its long poll falls back to probing the store.
 	done := make(chan wire.ReadResponse, 1)
 	go func() { done <- b.mustRead("/v1/pchannels/p0/messages?from=" + got.Next + "&wait=5s") }()
-	time.Sleep(30 * time.Millisecond)
+	b.awaitWaiting(1)
 	a.mustAppend("p0", msgs("v0", "late"))
 	select {
 	case r := <-done:
@@ -353,18 +354,11 @@ func TestTimeTickBatch(t *testing.T) {
 	ts := newTestServer(t, cfg, objstore.NewMemory())
 	first := ts.mustAppend("p0", msgs("v0", "a"))
 	want := first.Acks[0].Offset + 2
-	deadline := time.Now().Add(5 * time.Second)
 	var tail wire.TailResponse
-	for {
+	testkit.Eventually(t, 5*time.Second, "one timetick batch after the data", func() bool {
 		ts.get("/v1/pchannels/p0/tail").decode(t, &tail)
-		if tail.NextOffset == want || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if tail.NextOffset != want {
-		t.Fatalf("tail %d, want %d (one timetick batch after the data)", tail.NextOffset, want)
-	}
+		return tail.NextOffset == want
+	})
 	time.Sleep(150 * time.Millisecond) // quiet: no more timetick batches without data
 	ts.get("/v1/pchannels/p0/tail").decode(t, &tail)
 	if tail.NextOffset != want {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 )
 
 // syncBuffer is a log destination safe for the server's goroutines.
@@ -49,18 +50,6 @@ func (ts *testServer) metricValue(sample string) string {
 	return ""
 }
 
-// waitFor polls cond until it holds or 10 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestClientGoneMidBody: a client that sends half a body and hangs up is
 // the client's fault: counted under code client_closed, never as a 5xx,
 // and logged below warning level.
@@ -87,7 +76,7 @@ func TestClientGoneMidBody(t *testing.T) {
 	}
 	for _, route := range []string{"POST /v1/pchannels/{p}/append", "POST /v1/vchannels"} {
 		sample := fmt.Sprintf(`cairn_http_requests_total{code=%q,route=%q}`, MetricClientClosed, route)
-		waitFor(t, sample, func() bool { return ts.metricValue(sample) == "1" })
+		testkit.Eventually(t, 10*time.Second, sample, func() bool { return ts.metricValue(sample) == "1" })
 	}
 	metrics := string(ts.get("/metrics").body)
 	if strings.Contains(metrics, `code="500"`) || strings.Contains(metrics, `code="400"`) {

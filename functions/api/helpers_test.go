@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 )
 
 // testLogger discards below warnings.
@@ -187,4 +189,12 @@ func mustRequest(t testing.TB, method, path, contentType, body string) *http.Req
 		r.Header.Set("Content-Type", contentType)
 	}
 	return r
+}
+
+// awaitWaiting waits until n reads of the server wait at the tail (their
+// scanner met the tail and holds a waiter slot): a test that appends after
+// it knows the read was parked, not yet to arrive.
+func (ts *testServer) awaitWaiting(n int) {
+	ts.t.Helper()
+	testkit.Eventually(ts.t, 10*time.Second, fmt.Sprintf("%d reads waiting at the tail", n), func() bool { return len(ts.srv.waiters) >= n })
 }

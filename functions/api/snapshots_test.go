@@ -10,6 +10,7 @@ import (
 	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 )
 
 // TestFlushRoute: flush moves the checkpoint to the tail; reads of the
@@ -46,18 +47,12 @@ func TestFlushRoute(t *testing.T) {
 // restoreUntilDone polls a restore job until it is no longer running.
 func (ts *testServer) restoreUntilDone(id string) wire.RestoreOut {
 	ts.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var out wire.RestoreOut
+	var out wire.RestoreOut
+	testkit.Eventually(ts.t, 30*time.Second, "restore "+id+" no longer running", func() bool {
 		mustOK(ts.t.(*testing.T), "restore status", ts.get("/v1/restores/"+id), &out)
-		if out.State != string(system.RestoreRunning) {
-			return out
-		}
-		if time.Now().After(deadline) {
-			ts.t.Fatalf("restore %s still running: %+v", id, out)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return out.State != string(system.RestoreRunning)
+	})
+	return out
 }
 
 // TestSnapshotRoutes: create (idempotent; the name taken with other

@@ -207,4 +207,3 @@ func (s *Server) readRestored(ctx context.Context, job string, v coordinator.VCh
 	}
 	return resp, nil
 }
-
