@@ -62,8 +62,8 @@ type Pool struct {
 	// the tail it released; an open or a Release forgets them.
 	parked map[string]uint64
 	closed bool
-	quit   chan struct{} // closed by Close: stops the idle release loop
-	bg      sync.WaitGroup // detached appends, opens and retirements; Add under mu while !closed
+	quit   chan struct{}  // closed by Close: stops the idle release loop
+	bg     sync.WaitGroup // detached appends, opens and retirements; Add under mu while !closed
 }
 
 // poolEntry is one warm writer: an exclusive segmentlog.Writer (ex) or a
@@ -215,8 +215,15 @@ func (p *Pool) Cache() *cache.Cache[*segmentlog.Batch] { return p.cache }
 // Tail is the pool's tail notification, shared with readers.
 func (p *Pool) Tail() *cache.Tail { return p.tail }
 
-// writer returns the warm writer of pchannel, opening one if needed.
+// writer returns the warm writer of pchannel, opening one if needed, for
+// a request: the writer counts as used (Config.IdleRelease).
 func (p *Pool) writer(ctx context.Context, pchannel string) (*poolEntry, error) {
+	return p.entry(ctx, pchannel, true)
+}
+
+// entry is writer; use false (Hold's watchdog) leaves the writer's idle
+// time running.
+func (p *Pool) entry(ctx context.Context, pchannel string, use bool) (*poolEntry, error) {
 	for {
 		p.mu.Lock()
 		if p.closed {
@@ -240,7 +247,9 @@ func (p *Pool) writer(ctx context.Context, pchannel string) (*poolEntry, error) 
 				continue
 			} else {
 				p.mu.Unlock()
-				e.touch(p.cfg.Now())
+				if use {
+					e.touch(p.cfg.Now())
+				}
 				return e, nil
 			}
 		}
@@ -251,8 +260,7 @@ func (p *Pool) writer(ctx context.Context, pchannel string) (*poolEntry, error) 
 			if call.err != nil {
 				return nil, call.err
 			}
-			call.e.touch(p.cfg.Now())
-			return call.e, nil
+			return call.e, nil // an open counts as a use
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}

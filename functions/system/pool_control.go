@@ -122,7 +122,7 @@ func (p *Pool) Hold(ctx context.Context, pchannel string) error {
 	if parked {
 		return nil
 	}
-	_, err := p.writer(ctx, pchannel)
+	_, err := p.entry(ctx, pchannel, false)
 	var busy *BusyError
 	if errors.As(err, &busy) {
 		return &coordinator.HeldError{PChannel: pchannel, Holder: busy.Holder, RetryAfter: busy.RetryAfter}
