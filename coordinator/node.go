@@ -356,6 +356,12 @@ func (w *watcher) reconcile(ctx context.Context, polled bool) {
 		}
 		mine, held := a.targets(n.id), n.isHeld(p)
 		switch {
+		case mine && held && a.State == PChannelAssigning && w.acted[p] != a.Version:
+			// Only a live lease confirms an assignment, and the Holder may
+			// hold the pchannel parked (its lease released; see
+			// docs/protocol.md, "Broadcast and coordinator" rule 4): let go
+			// first, so that the Hold below takes the lease again.
+			w.start(ctx, p, true, 0)
 		case mine && (!held || w.acted[p] != a.Version || polled) && !now.Before(w.retryAt[p]):
 			w.start(ctx, p, false, a.Version)
 		case !mine:
