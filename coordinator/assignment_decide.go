@@ -47,6 +47,49 @@ func leaseHolder(l *Lease, now time.Time, margin time.Duration) string {
 	return l.Holder
 }
 
+// parkedBy reports whether node released l while keeping its pchannel:
+// a `cairn serve` pool closes an idle writer (system.Config.IdleRelease),
+// which releases the lease with its tail, and retakes the lease on the
+// next append. Counted as parked only while node's session is alive.
+func parkedBy(l *Lease, node string) bool {
+	return l != nil && l.Released && l.Holder == node && node != ""
+}
+
+// keeper returns the node that keeps l's pchannel at now for a balancer
+// that cached l: its live holder, or the holder that parked it; "" if
+// neither.
+func keeper(l *Lease, now time.Time, margin time.Duration) string {
+	if h := leaseHolder(l, now, margin); h != "" {
+		return h
+	}
+	if l != nil && l.Released {
+		return l.Holder
+	}
+	return ""
+}
+
+// settled reports whether nothing in v waits on time passing: every
+// pchannel is assigned to a live node that holds its lease or parked it.
+// Only another process's write (a node joining or leaving, a lease taken)
+// or a session lapsing changes what such a view decides, so a balancer
+// may look less often (Config.MaxCheckInterval).
+func settled(v clusterView, now time.Time, pol assignPolicy) bool {
+	alive := make(map[string]bool)
+	for _, s := range v.Sessions {
+		if s.Alive(now, pol.SessionTTL) {
+			alive[s.Node] = true
+		}
+	}
+	for _, a := range v.Assignments {
+		l := v.Leases[a.PChannel]
+		if a.State != PChannelAssigned || !alive[a.Node] ||
+			(leaseHolder(l, now, pol.LeaseMargin) != a.Node && !parkedBy(l, a.Node)) {
+			return false
+		}
+	}
+	return true
+}
+
 // freeSince is when l became free: its release, or its expiry plus the
 // margin. The zero time if there is no lease.
 func freeSince(l *Lease, margin time.Duration) time.Time {
@@ -71,6 +114,9 @@ func freeSince(l *Lease, margin time.Duration) time.Time {
 //   - assigned(N) → assigning(M) when the lease is free (expired plus the
 //     margin, or released): an expired session alone moves nothing while
 //     its lease is live (docs/protocol.md, "Broadcast and coordinator" rule 4);
+//     a lease N released while its session is alive and not stopped is
+//     parked (parkedBy): N keeps the pchannel and retakes the lease on
+//     demand, and balancing may move it like a held one;
 //   - unassigning(N→M) → assigning(M) once N's lease is free;
 //   - any of these → unassigned when no node is alive to take it;
 //   - when nothing is in transit, assigned(N) → unassigning(N→M) moves one
@@ -164,7 +210,7 @@ func decideAssignments(v clusterView, now time.Time, pol assignPolicy) []Assignm
 			}
 		case PChannelAssigned:
 			switch {
-			case holder == a.Node:
+			case holder == a.Node, parkedBy(l, a.Node) && alive[a.Node]:
 				count(a.Node)
 				if alive[a.Node] {
 					movable[a.Node] = append(movable[a.Node], a)

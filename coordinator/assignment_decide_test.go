@@ -90,14 +90,42 @@ func TestDecideAssignments(t *testing.T) {
 			want: []string{"p0: assigning(b) avoid= lease of a expired (term 3)"},
 		},
 		{
-			name: "assigned node alive, lease released: reassigned elsewhere, not quarantined",
+			name: "assigned node alive, lease released by it: parked, it keeps the pchannel",
 			view: clusterView{
 				Assignments: []Assignment{asg("p0", PChannelAssigned, "a", "", t0), asg("p1", PChannelAssigned, "b", "", t0)},
 				Sessions:    alive("a", "b"),
+				Leases: map[string]*Lease{"p0": releasedLease("p0", "a", 3, now.Add(-time.Hour)),
+					"p1": liveLease("p1", "b", 1, now.Add(time.Second))},
+			},
+		},
+		{
+			name: "parked pchannels balance like held ones",
+			view: clusterView{
+				Assignments: []Assignment{asg("p0", PChannelAssigned, "a", "", t0), asg("p1", PChannelAssigned, "a", "", t0)},
+				Sessions:    alive("a", "b"),
+				Leases: map[string]*Lease{"p0": releasedLease("p0", "a", 3, now.Add(-time.Hour)),
+					"p1": releasedLease("p1", "a", 1, now.Add(-time.Hour))},
+			},
+			want: []string{"p1: unassigning(b) from=a avoid= balance: a holds 2, b holds 0"},
+		},
+		{
+			name: "lease released by a node that is not alive: reassigned elsewhere, not quarantined",
+			view: clusterView{
+				Assignments: []Assignment{asg("p0", PChannelAssigned, "a", "", t0), asg("p1", PChannelAssigned, "b", "", t0)},
+				Sessions:    append(alive("b"), expired),
 				Leases: map[string]*Lease{"p0": releasedLease("p0", "a", 3, now.Add(-time.Second)),
 					"p1": liveLease("p1", "b", 1, now.Add(time.Second))},
 			},
 			want: []string{"p0: assigning(b) avoid= a released the lease (term 3)"},
+		},
+		{
+			name: "lease released by another node than the assigned one: reassigned",
+			view: clusterView{
+				Assignments: []Assignment{asg("p0", PChannelAssigned, "a", "", t0)},
+				Sessions:    alive("a", "b"),
+				Leases:      map[string]*Lease{"p0": releasedLease("p0", "b", 3, now.Add(-time.Second))},
+			},
+			want: []string{"p0: assigning(b) avoid= b released the lease (term 3)"},
 		},
 		{
 			name: "assigning confirmed by the lease",
@@ -269,5 +297,54 @@ func TestLeastLoaded(t *testing.T) {
 		if got := leastLoaded(tc.live, load, tc.quarantined, tc.failed); got != tc.want {
 			t.Errorf("leastLoaded(%v, quarantined %v, failed %q) = %q, want %q", tc.live, tc.quarantined, tc.failed, got, tc.want)
 		}
+	}
+}
+
+// TestSettled: a balancer backs off only while every pchannel is assigned
+// to a live node that holds or parked its lease.
+func TestSettled(t *testing.T) {
+	now := t0.Add(time.Hour)
+	a, b := sess("a", now.Add(-time.Second)), sess("b", now.Add(-time.Second))
+	dead := sess("a", now.Add(-testPolicy.SessionTTL-time.Millisecond))
+	held := func(p string) *Lease { return liveLease(p, "a", 1, now.Add(5*time.Second)) }
+	parked := func(p string) *Lease { return releasedLease(p, "a", 1, now.Add(-time.Hour)) }
+	assigned := []Assignment{asg("p0", PChannelAssigned, "a", "", t0), asg("p1", PChannelAssigned, "a", "", t0)}
+	tests := []struct {
+		name string
+		view clusterView
+		want bool
+	}{
+		{"held and parked by a live node", clusterView{assigned, []Session{a, b}, map[string]*Lease{"p0": held("p0"), "p1": parked("p1")}}, true},
+		{"the node's session lapsed", clusterView{assigned, []Session{dead, b}, map[string]*Lease{"p0": held("p0"), "p1": parked("p1")}}, false},
+		{"a lease expired", clusterView{assigned, []Session{a}, map[string]*Lease{"p0": liveLease("p0", "a", 1, now.Add(-time.Minute)), "p1": parked("p1")}}, false},
+		{"a lease another node released", clusterView{assigned, []Session{a, b}, map[string]*Lease{"p0": held("p0"), "p1": releasedLease("p1", "b", 1, now)}}, false},
+		{"in transit", clusterView{[]Assignment{asg("p0", PChannelAssigning, "a", "", now)}, []Session{a}, map[string]*Lease{"p0": parked("p0")}}, false},
+		{"no lease", clusterView{assigned[:1], []Session{a}, map[string]*Lease{}}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := settled(tc.view, now, testPolicy); got != tc.want {
+				t.Errorf("settled = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestNextCheck: the balancer's pause doubles to MaxCheckInterval while
+// rounds are quiet and drops back to CheckInterval after one that is not.
+func TestNextCheck(t *testing.T) {
+	cfg := Config{}.withDefaults()
+	wait := cfg.CheckInterval
+	var got []time.Duration
+	for range 6 {
+		wait = nextCheck(wait, true, cfg)
+		got = append(got, wait)
+	}
+	want := []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 16 * time.Second, 16 * time.Second}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("quiet pauses %v, want %v", got, want)
+	}
+	if w := nextCheck(wait, false, cfg); w != cfg.CheckInterval {
+		t.Fatalf("pause after a busy round %v, want %v", w, cfg.CheckInterval)
 	}
 }

@@ -34,7 +34,11 @@ type Balancer struct {
 	// so a steady pchannel's lease is read again only after that, or when
 	// its state or its node's session asks for a fresh look.
 	known map[string]*Lease
-	stats BalancerStats
+	// settled: the last round's view was settled (see settled); Run then
+	// backs off toward MaxCheckInterval.
+	settled bool
+	stats   BalancerStats
+	changes chan struct{} // Changes
 }
 
 // BalancerStats counts what a Balancer did.
@@ -67,18 +71,29 @@ func NewBalancer(cfg Config, store objstore.Store, leases *Leases) (*Balancer, e
 		assigns: newMirror(assignmentCodec(cfg.Layout)),
 		nodes:   newMirror(sessionCodec(cfg.Layout)),
 		known:   make(map[string]*Lease),
+		changes: make(chan struct{}, 1),
 	}, nil
 }
 
-// Run runs a round every CheckInterval until ctx ends, then returns nil; a
-// failed round is logged and the next one tries again.
+// Run runs rounds until ctx ends, then returns nil; a failed round is
+// logged and the next one tries again. Rounds come every CheckInterval
+// while anything is in transit; once a round changed nothing and found
+// every pchannel assigned to a live node that holds or parked its lease,
+// the pause doubles up to MaxCheckInterval, and falls back to
+// CheckInterval as soon as a round sees otherwise. An idle balancer then
+// costs a round (two LISTs and a GET of each live node's session) every
+// MaxCheckInterval.
 func (b *Balancer) Run(ctx context.Context) error {
-	t := time.NewTicker(b.cfg.CheckInterval)
+	wait := b.cfg.CheckInterval
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {
-		if _, err := b.Check(ctx); err != nil && ctx.Err() == nil {
+		changed, err := b.Check(ctx)
+		if err != nil && ctx.Err() == nil {
 			b.log.Warn("balancer round failed", "err", err)
 		}
+		wait = nextCheck(wait, err == nil && len(changed) == 0 && b.isSettled(), b.cfg)
+		t.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -86,6 +101,28 @@ func (b *Balancer) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// nextCheck is the pause after a round that waited wait before it:
+// doubled up to MaxCheckInterval after a settled round that changed
+// nothing, CheckInterval otherwise.
+func nextCheck(wait time.Duration, quiet bool, cfg Config) time.Duration {
+	if !quiet {
+		return cfg.CheckInterval
+	}
+	return min(2*wait, cfg.MaxCheckInterval)
+}
+
+func (b *Balancer) isSettled() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.settled
+}
+
+// Changes receives after a round that wrote an assignment change (one
+// pending signal at most; the balancer never waits for a receiver): a
+// node in the same process polls at once on it (Node.Kick) instead of at
+// its backed-off pace.
+func (b *Balancer) Changes() <-chan struct{} { return b.changes }
 
 // Check runs one round: it refreshes its view of assignments and sessions,
 // reads the leases it needs, decides, and writes the changes. It returns
@@ -96,6 +133,12 @@ func (b *Balancer) Check(ctx context.Context) ([]Assignment, error) {
 	defer b.mu.Unlock()
 	b.stats.Rounds++
 	changed, err := b.round(ctx)
+	if len(changed) > 0 {
+		select {
+		case b.changes <- struct{}{}:
+		default:
+		}
+	}
 	if err != nil {
 		b.stats.Errors++
 		return changed, fmt.Errorf("coordinator: balancer round: %w", err)
@@ -104,6 +147,7 @@ func (b *Balancer) Check(ctx context.Context) ([]Assignment, error) {
 }
 
 func (b *Balancer) round(ctx context.Context) ([]Assignment, error) {
+	b.settled = false
 	if err := b.assigns.refresh(ctx, b.rec); err != nil {
 		return nil, err
 	}
@@ -127,6 +171,7 @@ func (b *Balancer) round(ctx context.Context) ([]Assignment, error) {
 		view.Leases[a.PChannel] = l
 	}
 	next := decideAssignments(view, now, b.policy())
+	b.settled = len(next) == 0 && settled(view, now, b.policy())
 	var applied []Assignment
 	for _, a := range next {
 		e, ok := b.assigns.get(a.PChannel)
@@ -164,16 +209,17 @@ func (b *Balancer) policy() assignPolicy {
 }
 
 // lease returns the lease record of a's pchannel for this round: a fresh
-// read unless the one known is still live, held by the assigned node, and
-// nothing asks for a fresh look (a steady pchannel whose node has not
-// stopped). An unassigned pchannel needs no lease.
+// read unless the one known is still live and held by the assigned node,
+// or was parked by it, and nothing asks for a fresh look (a steady
+// pchannel whose node has not stopped). An unassigned pchannel needs no
+// lease.
 func (b *Balancer) lease(ctx context.Context, a Assignment, now time.Time) (*Lease, error) {
 	if a.State == PChannelUnassigned {
 		return nil, nil
 	}
 	cached, ok := b.known[a.PChannel]
 	fresh := !ok || a.State != PChannelAssigned ||
-		leaseHolder(cached, now, b.leases.cfg.Margin) != a.Node || b.stopped(a.Node)
+		keeper(cached, now, b.leases.cfg.Margin) != a.Node || b.stopped(a.Node)
 	if !fresh {
 		return cached, nil
 	}

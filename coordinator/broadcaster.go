@@ -116,6 +116,8 @@ type Broadcaster struct {
 	wal   ControlWAL
 	log   *slog.Logger
 
+	submitted chan struct{} // Submitted
+
 	mu    sync.Mutex
 	tasks *mirror[Broadcast]
 }
@@ -134,16 +136,36 @@ func NewBroadcaster(cfg BroadcastConfig, store objstore.Store, reg *Registry, wa
 		return nil, fmt.Errorf("coordinator: new broadcaster: layout %+v differs from the registry's %+v", cfg.Layout, reg.cfg.Layout)
 	}
 	return &Broadcaster{
-		cfg:   cfg,
-		store: store,
-		rec:   records{store: store, timeout: cfg.RequestTimeout, now: cfg.Now},
-		bc:    broadcastCodec(cfg.Layout),
-		lc:    lockCodec(cfg.Layout),
-		reg:   reg,
-		wal:   wal,
-		log:   cfg.Logger.With("component", "broadcaster"),
-		tasks: newMirror(broadcastCodec(cfg.Layout)),
+		cfg:       cfg,
+		store:     store,
+		rec:       records{store: store, timeout: cfg.RequestTimeout, now: cfg.Now},
+		bc:        broadcastCodec(cfg.Layout),
+		lc:        lockCodec(cfg.Layout),
+		reg:       reg,
+		wal:       wal,
+		log:       cfg.Logger.With("component", "broadcaster"),
+		tasks:     newMirror(broadcastCodec(cfg.Layout)),
+		submitted: make(chan struct{}, 1),
 	}, nil
+}
+
+// Submitted receives after this Broadcaster persisted a new task (one
+// pending signal at most; Submit never waits for a receiver): a resume
+// loop in the same process that slowed down while no task was pending
+// looks again at once.
+func (b *Broadcaster) Submitted() <-chan struct{} { return b.submitted }
+
+// Pending reports whether the tasks as last listed (List, Resume, Collect)
+// included one not finished. It sends no request.
+func (b *Broadcaster) Pending() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, t := range b.tasks.all() {
+		if !t.finished() {
+			return true
+		}
+	}
+	return false
 }
 
 // Submit persists req as a pending task and returns it, without appending
@@ -189,6 +211,10 @@ func (b *Broadcaster) submit(ctx context.Context, req BroadcastRequest) (_ Broad
 		return Broadcast{}, false, wrapBroadcast(req.ID, err)
 	}
 	b.log.Info("broadcast submitted", "id", t.ID, "vchannels", len(t.Targets), "ack", t.Ack)
+	select {
+	case b.submitted <- struct{}{}:
+	default:
+	}
 	return t, true, nil
 }
 

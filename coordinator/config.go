@@ -23,8 +23,15 @@ const (
 	// DefaultPollInterval: a node lists the assignment records this often
 	// (one LIST; records are read only when their ETag changed).
 	DefaultPollInterval = 2 * time.Second
-	// DefaultCheckInterval: a balancer runs a round this often.
+	// DefaultCheckInterval: a balancer runs a round this often while
+	// anything is in transit.
 	DefaultCheckInterval = time.Second
+	// DefaultMaxCheckInterval: a balancer whose rounds find everything
+	// settled backs off to a round this often.
+	DefaultMaxCheckInterval = 16 * time.Second
+	// DefaultMaxPollInterval: a node whose polls find no change backs off
+	// to a poll this often.
+	DefaultMaxPollInterval = 16 * time.Second
 	// DefaultStuckTimeout: an assignment that stays in "assigning" this long
 	// after its lease became free is moved to another node.
 	DefaultStuckTimeout = 30 * time.Second
@@ -50,11 +57,20 @@ type Config struct {
 	// (and it is not stopped). At least 2 × HeartbeatInterval. An expired
 	// session alone never moves a pchannel whose lease is live. Default 10s.
 	SessionTTL time.Duration
-	// PollInterval: how often a node looks for changed assignments.
-	// Default 2s.
+	// PollInterval: how often a node looks for changed assignments while
+	// they change (or a Hold is due). Default 2s.
 	PollInterval time.Duration
-	// CheckInterval: how often Balancer.Run runs a round. Default 1s.
+	// MaxPollInterval: a node's pause between polls doubles from
+	// PollInterval up to this while polls find no change; a change, or
+	// Node.Kick, brings it back. At least PollInterval. Default 16s.
+	MaxPollInterval time.Duration
+	// CheckInterval: how often Balancer.Run runs a round while anything
+	// is in transit. Default 1s.
 	CheckInterval time.Duration
+	// MaxCheckInterval: Balancer.Run's pause doubles from CheckInterval up
+	// to this while rounds find every pchannel settled. At least
+	// CheckInterval. Default 16s.
+	MaxCheckInterval time.Duration
 	// StuckTimeout: an assignment in "assigning" whose node has not taken
 	// the lease this long after the lease became free is reassigned, and
 	// balancing sends that node nothing for 4 × StuckTimeout. Default 30s.
@@ -90,6 +106,12 @@ func (c Config) withDefaults() Config {
 	if c.CheckInterval == 0 {
 		c.CheckInterval = DefaultCheckInterval
 	}
+	if c.MaxPollInterval == 0 {
+		c.MaxPollInterval = max(DefaultMaxPollInterval, c.PollInterval)
+	}
+	if c.MaxCheckInterval == 0 {
+		c.MaxCheckInterval = max(DefaultMaxCheckInterval, c.CheckInterval)
+	}
 	if c.StuckTimeout == 0 {
 		c.StuckTimeout = DefaultStuckTimeout
 	}
@@ -124,6 +146,8 @@ func (c Config) Validate() error {
 	case c.HeartbeatInterval <= 0 || c.PollInterval <= 0 || c.CheckInterval <= 0 ||
 		c.StuckTimeout <= 0 || c.RequestTimeout <= 0:
 		return errors.New("coordinator: config: intervals and timeouts must be > 0")
+	case c.MaxPollInterval < c.PollInterval || c.MaxCheckInterval < c.CheckInterval:
+		return errors.New("coordinator: config: a max interval is below its interval")
 	case c.SessionTTL < 2*c.HeartbeatInterval:
 		return fmt.Errorf("coordinator: config: session TTL %v is below 2 × heartbeat interval %v", c.SessionTTL, c.HeartbeatInterval)
 	case c.Now == nil || c.Logger == nil:

@@ -113,7 +113,9 @@
 // A Node registers a session with a fresh incarnation, heartbeats it every
 // HeartbeatInterval (one conditional PUT), and polls the assignment records
 // every PollInterval (one LIST; a record is read only when its ETag
-// changed). It calls its Holder to open a writer for every pchannel
+// changed), doubling the pause up to MaxPollInterval while nothing changes
+// (Kick polls at once: a Balancer in the same process signals its changes
+// on Changes). It calls its Holder to open a writer for every pchannel
 // assigned to it (Hold: segmentlog.OpenWriter, whose lease acquire is the
 // only confirmation and the only thing that bumps a term) and to close the
 // writer of one that moved away (Release: Writer.Close releases the lease).
@@ -129,6 +131,7 @@
 //	assigning(N) → assigned(N)     N holds the lease
 //	assigning(N) → assigning(M)    N is dead and does not hold it, or N left it free StuckTimeout
 //	assigned(N) → assigning(M)     the lease is free: released, or expired + margin
+//	                               (a lease N released while alive is parked: N keeps it)
 //	assigned(N) → unassigning(N→M) balancing, when nothing is in transit
 //	unassigning(N→M) → assigning(M) N's lease is free
 //	… → unassigned                 no live node (the remaining pool)
@@ -138,15 +141,21 @@
 // but it does not take the free lease it was given) is avoided by balancing
 // for 4 × StuckTimeout.
 //
+// Balancer.Run runs a round every CheckInterval while anything is in
+// transit, doubling the pause up to MaxCheckInterval while every pchannel
+// is assigned to a live node that holds or parked its lease.
+//
 // Failover time after a holder stops (defaults): its lease lapses at most
 // TTL after its last renew and may be taken Margin later, 9.5–12.5 s; then
-// up to one CheckInterval (1 s) for a balancer to reassign, one
-// PollInterval (2 s) for the node to see it, and the writer's recovery.
+// up to one MaxCheckInterval (16 s; 1 s once a round saw the session
+// lapse) for a balancer to reassign, one PollInterval (2 s) for the node to
+// see it, and the writer's recovery. A dead node's parked pchannels move
+// once its session lapses (SessionTTL), with no lease to wait for.
 //
-// Requests when idle (defaults): a node 1 LIST / 2 s + 1 PUT / 3 s ≈ 0.83/s
-// (its writers add a GET and a PUT per RenewInterval per held pchannel); a
-// balancer 2 LIST/s + one GET per node heartbeat (N/3 per s) + one lease GET
-// per pchannel about every TTL + Margin (P/12 per s).
+// Requests at rest (defaults): a node 1 PUT / 3 s + 1 LIST / 16 s ≈ 0.4/s
+// (its writers add a GET and a PUT per RenewInterval per held pchannel
+// until parked); a settled balancer 2 LISTs + one GET per node heartbeat
+// every 16 s, and no lease GET for a parked pchannel.
 //
 // # Broadcasts (docs/protocol.md, "Broadcast and coordinator")
 //

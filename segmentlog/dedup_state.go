@@ -52,6 +52,10 @@ func (l Layout) DedupState(p string, c uint64, flushID string) string {
 // DedupStatePrefix is the prefix of every dedup state object of p.
 func (l Layout) DedupStatePrefix(p string) string { return l.join("meta", "dedup", p) + "/" }
 
+// DedupStatesPrefix is the prefix of every dedup state object of every
+// pchannel (GC lists it for orphans).
+func (l Layout) DedupStatesPrefix() string { return l.join("meta", "dedup") + "/" }
+
 type stateRun struct {
 	key producerEpoch
 	run dedupRun

@@ -53,6 +53,22 @@ type txnState struct {
 
 func txnKey(id uint64) IdemKey { return IdemKey{Producer: txnProducer, Seq: id} }
 
+// OpenTxns returns how many transactions are open: begun, neither
+// committed nor rolled back, and within their keepalive. A writer closed
+// with one open aborts it (a pool keeps such a writer warm).
+func (w *Writer) OpenTxns() int {
+	now := w.cfg.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, t := range w.txns {
+		if !now.After(t.deadline) {
+			n++
+		}
+	}
+	return n
+}
+
 // BeginTxn opens a transaction on vchannel. It expires when no call touches
 // it for keepalive. Nothing is written until CommitTxn.
 func (w *Writer) BeginTxn(ctx context.Context, vchannel string, keepalive time.Duration) (uint64, error) {

@@ -37,6 +37,14 @@ type CompactConfig struct {
 	MaxRuns int
 	// Interval is how often Run looks at the manifest. Default 1 min.
 	Interval time.Duration
+	// Flushes, if set, counts the flush rounds committed on the pchannel
+	// (in `cairn serve`, by the flusher in the same process): Run skips a
+	// look, sending no request, while the count is what it was at the
+	// previous look, since only a flush adds files to the manifest — but
+	// looks at least every idleLooks Intervals (10 min by default), for
+	// flushes the count does not see (`cairn pchannel flush`, another
+	// process). Optional: without it every look reads the checkpoint.
+	Flushes func() uint64
 	// GetTimeout bounds one checkpoint GET or CAS attempt. Default 1 s.
 	GetTimeout time.Duration
 	// PutTimeout bounds one segment GET or PUT attempt. Default 30 s.
@@ -242,18 +250,38 @@ func (c *Compactor) commit(ctx context.Context, m Merge, deadline time.Time) (se
 	return stored, err
 }
 
+// idleLooks: with CompactConfig.Flushes, Run looks at least once every
+// idleLooks Intervals.
+const idleLooks = 10
+
 // Run compacts every Interval until ctx ends (then it returns ctx's
-// error). Errors of one look are logged and the next look tries again.
+// error), skipping looks while Flushes says nothing was flushed since a
+// look that found nothing to do. Errors of one look are logged and the
+// next look tries again.
 func (c *Compactor) Run(ctx context.Context) error {
 	t := time.NewTicker(c.cfg.Interval)
 	defer t.Stop()
+	var seen uint64
+	looked, skipped := false, 0
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
 		}
-		if _, err := c.Compact(ctx); err != nil && ctx.Err() == nil {
+		if c.cfg.Flushes != nil {
+			n := c.cfg.Flushes()
+			if looked && n == seen && skipped < idleLooks-1 {
+				skipped++
+				continue
+			}
+			seen, looked, skipped = n, true, 0
+		}
+		done, err := c.Compact(ctx)
+		if err != nil || len(done.Merges) > 0 || done.Abandoned > 0 {
+			looked = false // look again next time: a failure, or more may be left to merge
+		}
+		if err != nil && ctx.Err() == nil {
 			c.log.Warn("compaction failed; trying again", "pchannel", c.cfg.PChannel, "err", err)
 		}
 	}

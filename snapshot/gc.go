@@ -108,7 +108,8 @@ func (c *GCConfig) Validate() error {
 // change (so a zombie's late PUT always meets an object), and segment files
 // that no manifest names once they are older than OrphanAge (a file
 // compaction retired counts as named until OrphanAge after its
-// retirement). Any number of
+// retirement), and dedup state objects no checkpoint names, at the same
+// age. Any number of
 // GCs may run at once, with flushers and writers: its only writes are
 // conditional (a tombstone over garbage, a checkpoint without a reclaimed
 // vchannel's references). Safe for concurrent use.
@@ -249,9 +250,12 @@ func (g *GC) shrink(ctx context.Context, key string, off, windowTerm uint64) (bo
 
 // OrphanResult says what one CollectOrphans did.
 type OrphanResult struct {
-	Referenced int // segment keys named by a manifest or a snapshot
+	Referenced int // segment keys named by a manifest or a snapshot, and dedup state objects named by a checkpoint
 	Deleted    int // orphan files deleted
 	Young      int // orphan files younger than OrphanAge
+	// DedupDeleted counts the orphan dedup state objects deleted (among
+	// Deleted; DedupYoung among Young).
+	DedupDeleted, DedupYoung int
 }
 
 // CollectOrphans deletes segment files that no checkpoint manifest, no
@@ -263,12 +267,29 @@ type OrphanResult struct {
 // and reads the references after, so a file committed to a manifest before
 // the references are read is never taken for an orphan; a file listed but
 // committed later would have to belong to a flush longer than OrphanAge.
+//
+// Dedup state objects (meta/dedup/{p}/…) follow the same rule: one that
+// its pchannel's checkpoint does not name is deleted once OrphanAge old. A
+// flusher writes it after the time its commit deadline counts from
+// (FlushConfig.CommitWithin < OrphanAge) and deletes the one the record it
+// replaced named, so such an object is left by a round that lost its race
+// or crashed before its CAS, or by a delete that failed: no checkpoint
+// will name it again.
 func (g *GC) CollectOrphans(ctx context.Context) (OrphanResult, error) {
 	var res OrphanResult
 	now := g.cfg.Now()
 	var candidates []objstore.Attrs
 	if err := g.list(ctx, SegmentsPrefix(g.cfg.Layout), func(a objstore.Attrs) error {
 		if strings.HasSuffix(a.Key, ".arrow") {
+			candidates = append(candidates, a)
+		}
+		return nil
+	}); err != nil {
+		return res, fmt.Errorf("gc orphans: %w", err)
+	}
+	dedupPrefix := g.cfg.Layout.DedupStatesPrefix()
+	if err := g.list(ctx, dedupPrefix, func(a objstore.Attrs) error {
+		if strings.HasSuffix(a.Key, ".bin") {
 			candidates = append(candidates, a)
 		}
 		return nil
@@ -284,14 +305,21 @@ func (g *GC) CollectOrphans(ctx context.Context) (OrphanResult, error) {
 		if refs[a.Key] {
 			continue
 		}
+		dedup := strings.HasPrefix(a.Key, dedupPrefix)
 		if now.Sub(a.LastModified) < g.cfg.OrphanAge {
 			res.Young++
+			if dedup {
+				res.DedupYoung++
+			}
 			continue
 		}
 		if err := g.delete(ctx, a.Key); err != nil {
 			return res, fmt.Errorf("gc orphans: %w", err)
 		}
 		res.Deleted++
+		if dedup {
+			res.DedupDeleted++
+		}
 	}
 	return res, nil
 }
@@ -299,7 +327,7 @@ func (g *GC) CollectOrphans(ctx context.Context) (OrphanResult, error) {
 // Collect reclaims dropped vchannels' segments, retires the segments
 // wholly below a trim point, truncates the WAL and
 // prunes the expired Retired entries of every pchannel with a checkpoint,
-// then deletes orphan segment files. It goes on past a pchannel that fails
+// then deletes orphan segment files and dedup state objects. It goes on past a pchannel that fails
 // and returns the errors joined.
 func (g *GC) Collect(ctx context.Context) error {
 	var errs []error
@@ -360,7 +388,8 @@ func (g *GC) delete(ctx context.Context, key string) error {
 	return retry(ctx, func(actx context.Context) error { return g.store.Delete(actx, key) }, g.cfg.Timeout)
 }
 
-// references returns every segment key that must stay: those named by a
+// references returns every segment key that must stay, and the dedup
+// state object each checkpoint names: those named by a
 // checkpoint manifest of any pchannel or retired from one by compaction
 // less than OrphanAge before now, by a snapshot not yet released, or by a
 // restore job that is running or done (docs/protocol.md "Snapshots" rules 1 and
@@ -378,6 +407,9 @@ func (g *GC) references(ctx context.Context, now time.Time) (map[string]bool, er
 		}
 		for _, ref := range cp.Segments {
 			refs[ref.Key] = true
+		}
+		if cp.DedupState != "" {
+			refs[cp.DedupState] = true
 		}
 		for _, ret := range cp.Retired {
 			if !g.expired(ret, now) {

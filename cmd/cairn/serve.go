@@ -79,8 +79,10 @@ orphan segments older than an hour, and segments compaction retired or a
 trim point passed an hour after their retirement) after applying the
 retention policies (cairn pchannel retention, vchannel retention), and a loop that
 resumes pending broadcasts (--broadcast-interval: those whose request
-stopped waiting, or whose process stopped) and deletes finished ones an
-hour old.
+stopped waiting, or whose process stopped; every minute while none is
+pending) and deletes finished ones an hour old. A pchannel left without
+requests for a minute is parked: its writer closes and releases the lease
+(no renewals at rest), and the next request takes it back at once.
 
 It opens the object store — a local directory by default (--store fs), or
 S3/MinIO (--store s3, configured by CAIRN_S3_BUCKET, CAIRN_S3_PREFIX,

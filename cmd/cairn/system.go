@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairnlog/cairn/coordinator"
@@ -31,9 +32,39 @@ type systemOptions struct {
 }
 
 // broadcastCollectInterval: the broadcast loop deletes finished tasks past
-// their retention once a minute (a round resumes the pending ones, cut at
-// system.BroadcastRoundBudget as the maintenance function's is).
-const broadcastCollectInterval = time.Minute
+// their retention (an hour) every ten minutes (a round resumes the pending
+// ones, cut at system.BroadcastRoundBudget as the maintenance function's
+// is).
+const broadcastCollectInterval = 10 * time.Minute
+
+// broadcastIdleInterval: while its last round saw no pending task, the
+// broadcast loop looks this often (a LIST), and at once when this process
+// submits one; broadcastInterval applies while a task is pending.
+const broadcastIdleInterval = time.Minute
+
+// parkedLook: the flusher of a pchannel whose idle writer the pool parked
+// (system.Config.IdleRelease) takes the parked tail for the tail, and
+// looks at the store itself (a checkpoint GET and a probe of the next
+// slot) this often, in case another process wrote meanwhile.
+const parkedLook = 5 * time.Minute
+
+// flushCounts counts the flush rounds committed per pchannel by this
+// process's flushers: a compactor looks at its manifest only after one.
+type flushCounts struct {
+	mu sync.Mutex
+	m  map[string]*atomic.Uint64
+}
+
+func (c *flushCounts) of(p string) *atomic.Uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.m[p]
+	if n == nil {
+		n = new(atomic.Uint64)
+		c.m[p] = n
+	}
+	return n
+}
 
 // local is everything `cairn serve` runs beside the HTTP API, in one
 // process: a Balancer (the coordinator's checker), a coordinator.Node whose
@@ -72,19 +103,34 @@ func newLocal(srv *system.System, cfg coordinator.Config, opts systemOptions, no
 	if err != nil {
 		return nil, err
 	}
+	flushes := &flushCounts{m: map[string]*atomic.Uint64{}}
 	h := &flushingHolder{pool: srv.Pool(), log: log, newFlusher: func(p string) (*snapshot.Flusher, error) {
 		// The writer in this process knows the tail: an idle pchannel's
 		// flusher looks at the store only when something was appended.
+		// A parked pchannel's tail is the one its writer released, but
+		// another process may take the released lease: every parkedLook
+		// the flusher looks for itself.
+		var lastLook time.Time
 		tail := func() (uint64, bool) {
-			frontier, _, ok := srv.Pool().Frontier(p)
-			return frontier, ok
+			if frontier, _, ok := srv.Pool().Frontier(p); ok {
+				return frontier, true
+			}
+			parked, ok := srv.Pool().ParkedTail(p)
+			if now := time.Now(); !ok || now.Sub(lastLook) >= parkedLook {
+				lastLook = now
+				return 0, false
+			}
+			return parked, true
 		}
+		n := flushes.of(p)
 		return snapshot.NewFlusher(snapshot.FlushConfig{PChannel: p, Layout: cfg.Layout, Interval: opts.flushInterval,
-			MaxAge: opts.flushMaxAge, Logger: log, Positions: srv.Registry(), Tail: tail}, srv.StoreFor("flusher"))
+			MaxAge: opts.flushMaxAge, Logger: log, Positions: srv.Registry(), Tail: tail,
+			OnRound: func(snapshot.Round) { n.Add(1) }}, srv.StoreFor("flusher"))
 	}, running: map[string]*flusherRun{}}
 	if opts.compactMinRefs > 0 {
 		h.newCompactor = func(p string) (*snapshot.Compactor, error) {
-			return snapshot.NewCompactor(snapshot.CompactConfig{PChannel: p, Layout: cfg.Layout, MinRefs: opts.compactMinRefs, Interval: opts.compactInterval, Logger: log}, srv.StoreFor("compactor"))
+			return snapshot.NewCompactor(snapshot.CompactConfig{PChannel: p, Layout: cfg.Layout, MinRefs: opts.compactMinRefs, Interval: opts.compactInterval,
+				Flushes: flushes.of(p).Load, Logger: log}, srv.StoreFor("compactor"))
 		}
 	}
 	node, err := coordinator.NewNode(cfg, srv.StoreFor("node"), nodeID, address, h)
@@ -101,10 +147,23 @@ func (s *local) run(ctx context.Context) {
 	h := s.holder
 	h.ctx = ctx
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
 	go func() {
 		defer wg.Done()
 		_ = s.balancer.Run(ctx)
+	}()
+	go func() {
+		// The node polls its assignments at a backed-off pace; a change
+		// the balancer of this process wrote makes it look at once.
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.balancer.Changes():
+				s.node.Kick()
+			}
+		}
 	}()
 	go func() {
 		defer wg.Done()
@@ -139,19 +198,26 @@ func (s *local) run(ctx context.Context) {
 	h.stopAll()
 }
 
-// runBroadcasts resumes the pending broadcast tasks every
-// broadcastInterval — those whose request stopped waiting, or whose
-// process died — and deletes the finished ones past their retention, until
-// ctx ends. Tasks another run holds are left to it.
+// runBroadcasts resumes the pending broadcast tasks — those whose request
+// stopped waiting, or whose process died — every broadcastInterval while
+// its last round saw one pending, every broadcastIdleInterval otherwise
+// and at once when this process submits one, and deletes the finished ones
+// past their retention, until ctx ends. Tasks another run holds are left
+// to it.
 func (s *local) runBroadcasts(ctx context.Context) {
 	b := s.sys.Broadcaster()
-	t := time.NewTicker(s.opts.broadcastInterval)
+	t := time.NewTimer(s.opts.broadcastInterval)
 	defer t.Stop()
 	lastCollect := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-b.Submitted():
+			// Submitted, maybe run to the end by its request: the next
+			// round, a broadcastInterval away, resumes it if not.
+			t.Reset(s.opts.broadcastInterval)
+			continue
 		case <-t.C:
 		}
 		n, err := b.ResumeWithin(ctx, system.BroadcastRoundBudget)
@@ -171,6 +237,11 @@ func (s *local) runBroadcasts(ctx context.Context) {
 			} else if n > 0 {
 				s.log.Info("broadcasts collected", "deleted", n)
 			}
+		}
+		if b.Pending() || err != nil {
+			t.Reset(s.opts.broadcastInterval)
+		} else {
+			t.Reset(max(broadcastIdleInterval, s.opts.broadcastInterval))
 		}
 	}
 }

@@ -53,6 +53,13 @@ type Config struct {
 	// OpenTimeout bounds opening a writer (acquire, recovery, fence) once
 	// the lease is granted. Default 30 s.
 	OpenTimeout time.Duration
+	// IdleRelease: an exclusive writer that took no request for this long
+	// (and holds no open transaction) is closed, which releases its lease
+	// with its tail, so that an idle pchannel costs no renewals; the next
+	// request opens a writer again, at once (a released lease needs no
+	// expiry wait). The pool checks every IdleRelease/4. Default 1 min
+	// (DefaultIdleRelease); negative keeps writers open.
+	IdleRelease time.Duration
 
 	// CacheBytes is the write-ahead cache budget shared by every writer and
 	// reader of the process. Default cache.DefaultLocalBytes (256 MiB);
@@ -79,6 +86,7 @@ type Config struct {
 const (
 	DefaultLeaseWait       = 2 * time.Second
 	DefaultOpenTimeout     = 30 * time.Second
+	DefaultIdleRelease     = time.Minute
 	DefaultMaxBatchBytes   = 1 << 20
 	DefaultShutdownTimeout = 400 * time.Millisecond
 
@@ -141,6 +149,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.OpenTimeout == 0 {
 		c.OpenTimeout = DefaultOpenTimeout
+	}
+	if c.IdleRelease == 0 {
+		c.IdleRelease = DefaultIdleRelease
 	}
 	if c.CacheBytes == 0 {
 		c.CacheBytes = cache.DefaultLocalBytes

@@ -36,8 +36,11 @@
 // lease lapsed if every message carries an idempotency key; any other
 // failure is returned as it is, an unknown outcome wrapped in
 // segmentlog.ErrOutcomeUnknown. Appends run detached from the caller's
-// context once handed to a writer. Close closes every writer, releasing
-// its lease with its tail, so the next holder needs no expiry.
+// context once handed to a writer. An exclusive writer idle for
+// Config.IdleRelease (1 min) with no open transaction is closed the same
+// way (the pchannel is parked: no renewals; Hold of it sends nothing) and
+// the next request opens one again at once. Close closes every writer,
+// releasing its lease with its tail, so the next holder needs no expiry.
 //
 // # Maintenance
 //

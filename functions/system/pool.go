@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairnlog/cairn/cache"
@@ -33,6 +34,11 @@ const heldPoll = 250 * time.Millisecond
 //   - A writer whose lease deadline passed without a renew (a Lambda
 //     container thawed after a long freeze) gets a moment for its renew
 //     loop to renew; if that fails it is replaced.
+//   - An exclusive writer that took no request for Config.IdleRelease
+//     (and holds no open transaction) is closed, releasing its lease with
+//     its tail: the pchannel is parked. An idle pchannel then costs no
+//     store request; the next request opens a writer again without an
+//     expiry wait, and Hold of a parked pchannel costs nothing.
 //   - Close closes every writer, releasing its lease with its tail.
 //
 // Appends run detached from the caller's context: a client that goes away
@@ -52,8 +58,12 @@ type Pool struct {
 	mu      sync.Mutex
 	entries map[string]*poolEntry // live writers, by pchannel
 	opening map[string]*openCall  // opens in progress, by pchannel
-	closed  bool
-	bg      sync.WaitGroup // detached appends, opens and retirements; Add under mu while !closed
+	// parked holds the pchannels whose idle writer the pool closed, with
+	// the tail it released; an open or a Release forgets them.
+	parked map[string]uint64
+	closed bool
+	quit   chan struct{}  // closed by Close: stops the idle release loop
+	bg     sync.WaitGroup // detached appends, opens and retirements; Add under mu while !closed
 }
 
 // poolEntry is one warm writer: an exclusive segmentlog.Writer (ex) or a
@@ -63,6 +73,15 @@ type poolEntry struct {
 	w        walWriter
 	ex       *segmentlog.Writer
 	sh       *segmentlog.SharedWriter
+	lastUse  atomic.Int64 // when a request last took this writer (Config.Now, unix ns)
+}
+
+func (e *poolEntry) touch(now time.Time) { e.lastUse.Store(now.UnixNano()) }
+
+// idleSince reports whether the entry's writer took no request since t
+// and holds no open transaction: the pool may park it.
+func (e *poolEntry) idleSince(t time.Time) bool {
+	return e.ex != nil && e.w.Err() == nil && e.lastUse.Load() <= t.UnixNano() && e.ex.OpenTxns() == 0
 }
 
 // walWriter is what both kinds of writer offer.
@@ -115,11 +134,79 @@ func newPool(cfg Config, store objstore.Store, leases segmentlog.Leases, opens f
 	if err != nil {
 		return nil, fmt.Errorf("system: cache: %w", err)
 	}
-	return &Pool{
+	p := &Pool{
 		cfg: cfg, store: store, leases: leases, cache: c, tail: &cache.Tail{},
 		log: cfg.Logger, opens: opens,
-		entries: map[string]*poolEntry{}, opening: map[string]*openCall{},
-	}, nil
+		entries: map[string]*poolEntry{}, opening: map[string]*openCall{}, parked: map[string]uint64{},
+		quit: make(chan struct{}),
+	}
+	if cfg.IdleRelease > 0 {
+		p.bg.Add(1)
+		go p.releaseIdleLoop()
+	}
+	return p, nil
+}
+
+// releaseIdleLoop parks idle writers every IdleRelease/4 until Close.
+func (p *Pool) releaseIdleLoop() {
+	defer p.bg.Done()
+	t := time.NewTicker(p.cfg.IdleRelease / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.quit:
+			return
+		case <-t.C:
+			p.releaseIdle()
+		}
+	}
+}
+
+// releaseIdle parks every writer idle for IdleRelease: it leaves the pool
+// at once (a request that took it just before gets ErrClosed and retries
+// on a fresh writer) and is closed in the background, which releases its
+// lease with its tail.
+func (p *Pool) releaseIdle() {
+	before := p.cfg.Now().Add(-p.cfg.IdleRelease)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	for pchannel, e := range p.entries {
+		if !e.idleSince(before) {
+			continue
+		}
+		delete(p.entries, pchannel)
+		p.parked[pchannel] = e.stats().Frontier
+		p.bg.Add(1)
+		go func() {
+			defer p.bg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), p.cfg.OpenTimeout)
+			defer cancel()
+			err := e.w.Close(ctx)
+			p.mu.Lock()
+			if _, ok := p.parked[pchannel]; ok {
+				p.parked[pchannel] = e.stats().Frontier // an append that was in flight may have moved it
+			}
+			p.mu.Unlock()
+			if err != nil && !errors.Is(err, segmentlog.ErrFenced) {
+				p.log.Warn("idle writer closed with an error", "pchannel", pchannel, "err", err)
+				return
+			}
+			p.log.Info("idle writer closed, lease released", "pchannel", pchannel, "tail", e.stats().Frontier)
+		}()
+	}
+}
+
+// ParkedTail returns the tail the idle writer of pchannel released when
+// the pool parked it; ok is false unless the pchannel is parked (no writer
+// opened since, no Release).
+func (p *Pool) ParkedTail(pchannel string) (tail uint64, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	tail, ok = p.parked[pchannel]
+	return tail, ok
 }
 
 // Cache is the pool's write-ahead cache, shared with readers.
@@ -128,8 +215,15 @@ func (p *Pool) Cache() *cache.Cache[*segmentlog.Batch] { return p.cache }
 // Tail is the pool's tail notification, shared with readers.
 func (p *Pool) Tail() *cache.Tail { return p.tail }
 
-// writer returns the warm writer of pchannel, opening one if needed.
+// writer returns the warm writer of pchannel, opening one if needed, for
+// a request: the writer counts as used (Config.IdleRelease).
 func (p *Pool) writer(ctx context.Context, pchannel string) (*poolEntry, error) {
+	return p.entry(ctx, pchannel, true)
+}
+
+// entry is writer; use false (Hold's watchdog) leaves the writer's idle
+// time running.
+func (p *Pool) entry(ctx context.Context, pchannel string, use bool) (*poolEntry, error) {
 	for {
 		p.mu.Lock()
 		if p.closed {
@@ -153,6 +247,9 @@ func (p *Pool) writer(ctx context.Context, pchannel string) (*poolEntry, error) 
 				continue
 			} else {
 				p.mu.Unlock()
+				if use {
+					e.touch(p.cfg.Now())
+				}
 				return e, nil
 			}
 		}
@@ -163,7 +260,7 @@ func (p *Pool) writer(ctx context.Context, pchannel string) (*poolEntry, error) 
 			if call.err != nil {
 				return nil, call.err
 			}
-			return call.e, nil
+			return call.e, nil // an open counts as a use
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -290,7 +387,9 @@ func (p *Pool) open(pchannel string, call *openCall) {
 		call.err = ErrShuttingDown
 	default:
 		p.opens("ok")
+		e.touch(p.cfg.Now())
 		p.entries[pchannel] = e
+		delete(p.parked, pchannel)
 		call.e = e
 		p.log.Info("writer opened", "pchannel", pchannel, "term", e.w.Term(), "took_ms", p.cfg.Now().Sub(start).Milliseconds())
 	}
@@ -551,6 +650,7 @@ func (p *Pool) Close(ctx context.Context) error {
 		return nil
 	}
 	p.closed = true
+	close(p.quit)
 	entries := p.entries
 	p.entries = map[string]*poolEntry{}
 	p.mu.Unlock()

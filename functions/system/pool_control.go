@@ -110,11 +110,19 @@ func (p *Pool) txnWriter(ctx context.Context, pchannel string, id uint64) (*pool
 
 // Hold makes sure the pool has a running writer of pchannel: a warm one
 // costs no request, a stopped one is replaced. While another holder's
-// lease is live it fails with a *coordinator.HeldError. Together with
+// lease is live it fails with a *coordinator.HeldError. A parked pchannel
+// (its idle writer closed, Config.IdleRelease) counts as held and costs
+// no request either: the next append opens its writer. Together with
 // Release it is the coordinator.Holder of a `cairn serve` node, whose
 // Config.Holder must then be the node's ID.
 func (p *Pool) Hold(ctx context.Context, pchannel string) error {
-	_, err := p.writer(ctx, pchannel)
+	p.mu.Lock()
+	_, parked := p.parked[pchannel]
+	p.mu.Unlock()
+	if parked {
+		return nil
+	}
+	_, err := p.entry(ctx, pchannel, false)
 	var busy *BusyError
 	if errors.As(err, &busy) {
 		return &coordinator.HeldError{PChannel: pchannel, Holder: busy.Holder, RetryAfter: busy.RetryAfter}
@@ -141,6 +149,7 @@ func (p *Pool) Release(ctx context.Context, pchannel string) error {
 	if e != nil {
 		delete(p.entries, pchannel)
 	}
+	delete(p.parked, pchannel)
 	p.mu.Unlock()
 	if e == nil {
 		return nil
