@@ -137,9 +137,21 @@ func TestIdleCoordinationBacksOff(t *testing.T) {
 		setAssignment(t, store, next)
 		node.Kick()
 		synctest.Wait()
-		time.Sleep(17 * time.Second) // the balancer's backed-off pause
-		synctest.Wait()
-		if as, _ := b.Assignments(ctx); as[0].State != PChannelAssigned || as[0].Node != "n1" {
+		// Within the balancer's backed-off pause (16 s). Looked at every
+		// second: this holder never renews, so the lease it takes lapses
+		// after its TTL (10 s) and the balancer would then rightly move p0
+		// back to assigning.
+		var confirmed Assignment
+		for range 17 {
+			time.Sleep(time.Second)
+			synctest.Wait()
+			if as, _ := b.Assignments(ctx); as[0].State == PChannelAssigned && as[0].Node == "n1" {
+				confirmed = as[0]
+				break
+			}
+		}
+		if confirmed.State != PChannelAssigned {
+			as, _ := b.Assignments(ctx)
 			t.Fatalf("assigning(n1) of a parked pchannel, 17 s on: %+v, want assigned again", as[0])
 		}
 		if l, err := leases.Describe(ctx, "p0"); err != nil || l.Released || l.Holder != "n1" {
