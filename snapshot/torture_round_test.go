@@ -72,6 +72,11 @@ type flushRound struct {
 	trimmed                               atomic.Pointer[sl.MessageID] // the highest point a Trim call returned
 	trims, truncatedScans, retentionTrims atomic.Int64
 	snap                                  snapshotAt // written by the snapshot step until stopBackground
+
+	// Reclaims (tm.reclaim): the registry whose v2 the round drops, and the
+	// segment refs GC.ReclaimDropped took out of the manifest.
+	reg           *fakeRegistry
+	reclaimedRefs atomic.Int64
 }
 
 func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimings) ftStats {
@@ -89,6 +94,9 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 		r.startTrimActors(ctx)
 	}
 	r.startNoWaitScans(ctx)
+	if tm.reclaim {
+		r.startDrop(ctx)
+	}
 	r.runWriterActors(ctx)
 	r.checkTailReachesLastAck()
 	if tm.trim {
@@ -109,6 +117,7 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	r.st.merges, r.st.abandoned, r.st.orphans, r.st.i10checks = r.merges.Load(), r.abandoned.Load(), r.orphans.Load(), r.i10checks.Load()
 	r.st.maintFreezes, r.st.maintCrashes, r.st.fenceChecks = r.maintFreezes.Load(), r.maintCrashes.Load(), r.fenceChecks.Load()
 	r.st.noWaitScans, r.st.longInFlight, r.st.staleOpens = r.noWaitScans.Load(), r.longInFlight.Load(), r.staleOpens.Load()
+	r.st.reclaimedRefs = r.reclaimedRefs.Load()
 	return r.st
 }
 
@@ -123,6 +132,7 @@ func newFlushRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimings)
 		leaseCfg: coordinator.LeaseConfig{TTL: tm.ttl, Margin: tm.ttl / 3},
 		minAge:   minAge, freeze: minAge + tm.ttl, commitWithin: tm.round / 4,
 		zarng: rand.New(rand.NewPCG(rng.Uint64(), 7)),
+		reg:   newFakeRegistry(map[string]string{"v0": flushTorturePChannel, "v1": flushTorturePChannel, reclaimedVChannel: flushTorturePChannel}),
 	}
 }
 
@@ -192,13 +202,23 @@ func (r *flushRound) startMaintenance(ctx context.Context) {
 			}
 		}()
 	}
-	orphanGC := newGC(t, r.maintFault(), func(c *snapshot.GCConfig) { c.OrphanAge, c.Timeout = tm.round/2, tm.put })
+	orphanGC := newGC(t, r.maintFault(), func(c *snapshot.GCConfig) {
+		c.OrphanAge, c.Timeout = tm.round/2, tm.put
+		if tm.reclaim {
+			c.Reclaimer = r.reg
+		}
+	})
 	r.bg.Add(1)
 	go func() {
 		defer r.bg.Done()
 		for ctx.Err() == nil {
 			if tm.trim {
 				_, _ = orphanGC.RetireTrimmed(ctx, pch)
+			}
+			if tm.reclaim {
+				if n, err := orphanGC.ReclaimDropped(ctx, pch); err == nil {
+					r.reclaimedRefs.Add(int64(n))
+				}
 			}
 			_, _ = orphanGC.PruneRetired(ctx, pch)
 			if res, err := orphanGC.CollectOrphans(ctx); err == nil {
@@ -420,9 +440,15 @@ func (r *flushRound) startNoWaitScans(ctx context.Context) {
 		for ctx.Err() == nil {
 			h.mu.Lock()
 			want := h.maxAcked
+			var vchans []string
+			if tm.reclaim {
+				// v2's segments may be reclaimed under it: the promise is
+				// about the others.
+				want, vchans = h.maxKept, []string{"v0", "v1"}
+			}
 			h.mu.Unlock()
 			sc, err := sl.NewScanner(ctx, sl.ScannerConfig{PChannel: pch, Layout: testLayout, From: sl.Earliest(), GetTimeout: tm.put,
-				NoWait: true, Segments: snapshot.NewSegmentReader(base, 0)}, base)
+				NoWait: true, Segments: snapshot.NewSegmentReader(base, 0), VChannels: vchans}, base)
 			if err != nil {
 				continue
 			}
@@ -589,6 +615,9 @@ func (r *flushRound) longFreeze() bool {
 func (r *flushRound) checkTailReachesLastAck() {
 	r.h.mu.Lock()
 	lastAck := r.h.maxAcked
+	if r.tm.reclaim {
+		lastAck = r.h.maxKept
+	}
 	r.h.mu.Unlock()
 	reached := func() bool { got := r.tailLast.Load(); return got != nil && !got.Less(lastAck) }
 	if !testkit.Within(r.t, 10*time.Second, reached) {
@@ -690,14 +719,23 @@ func (r *flushRound) checkFinalState(cp sl.Checkpoint) []sl.Delivery {
 	t, tm, base, pch := r.t, r.tm, r.base, flushTorturePChannel
 	// Run flushers stop at the end of the round, perhaps before learning
 	// that a last CAS landed: gaps in the reports are allowed.
-	checkRounds(t, compactedAway(t, r.committed, cp, tm.trim), cp, true)
+	rounds := r.committed
+	if tm.reclaim {
+		// Any file of the dropped vchannel may have been reclaimed.
+		rounds = withoutVChannel(rounds, reclaimedVChannel)
+	}
+	checkRounds(t, compactedAway(t, rounds, cp, tm.trim), cp, true)
 	for _, ref := range cp.Segments {
 		if _, err := base.Head(context.Background(), ref.Key); err != nil {
 			t.Errorf("I10: manifest names %s: %v", ref.Key, err)
 		}
 	}
 	got := scanAll(t, base, pch, sl.Earliest(), snapshot.NewSegmentReader(base, 0), nil)
-	checkFlushTorture(t, r.h, got, cp.Trim)
+	gone := ""
+	if tm.reclaim {
+		gone = reclaimedVChannel
+	}
+	checkFlushTorture(t, r.h, got, cp.Trim, gone)
 	if r.tailErr != nil {
 		t.Errorf("I1/I12: tailing reader: %v", r.tailErr)
 	}
@@ -712,6 +750,11 @@ func (r *flushRound) checkFinalState(cp sl.Checkpoint) []sl.Delivery {
 	}
 	if testing.Verbose() {
 		t.Logf("round: %d acked, %d delivered, the tailing reader got %d", len(r.h.acked), len(got), len(tail))
+	}
+	if tm.reclaim {
+		// The dropped vchannel's messages may be in one read and reclaimed
+		// before the other: compare the others.
+		tail, got = kept(tail), kept(got)
 	}
 	if len(tail) > len(got) {
 		t.Errorf("I1: the tailing reader got %d messages, the final read %d", len(tail), len(got))
@@ -753,4 +796,52 @@ func (r *flushRound) checkTrims(cp sl.Checkpoint) {
 	if testing.Verbose() {
 		t.Logf("trims: %d, by retention %d, final point %v, %d NoWait scans and the tailing reader %d times told truncated", r.trims.Load(), r.retentionTrims.Load(), cp.Trim, r.truncatedScans.Load(), r.tailTruncated.Load())
 	}
+}
+
+// startDrop drops the reclaimed vchannel a third into the round: from then
+// on the orphan GC takes its segments out of the manifest (while flushes,
+// compactions, the WAL GC and the chaos race it) and deletes the files
+// once orphaned; the writers keep tagging messages with it, as a stale
+// client of a dropped vchannel would, so flushes keep writing its files.
+func (r *flushRound) startDrop(ctx context.Context) {
+	r.bg.Add(1)
+	go func() {
+		defer r.bg.Done()
+		t := time.NewTimer(r.tm.round / 3)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+		r.reg.mu.Lock()
+		r.reg.dropped[reclaimedVChannel] = true
+		r.reg.mu.Unlock()
+	}()
+}
+
+// kept is ds without the reclaimed vchannel's messages.
+func kept(ds []sl.Delivery) []sl.Delivery {
+	out := make([]sl.Delivery, 0, len(ds))
+	for _, d := range ds {
+		if d.VChannel != reclaimedVChannel {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// withoutVChannel is rounds with vchannel's segment files taken out.
+func withoutVChannel(rounds []snapshot.Round, vchannel string) []snapshot.Round {
+	out := make([]snapshot.Round, len(rounds))
+	for i, r := range rounds {
+		out[i] = r
+		out[i].Segments = nil
+		for _, ref := range r.Segments {
+			if ref.VChannel != vchannel {
+				out[i].Segments = append(out[i].Segments, ref)
+			}
+		}
+	}
+	return out
 }
