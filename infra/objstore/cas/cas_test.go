@@ -79,7 +79,9 @@ type action func(ctx context.Context, do func(context.Context) (string, error)) 
 var transient = fmt.Errorf("scripted: reply lost: %w", objstore.ErrTransient)
 
 // pass forwards the write.
-func pass(ctx context.Context, do func(context.Context) (string, error)) (string, error) { return do(ctx) }
+func pass(ctx context.Context, do func(context.Context) (string, error)) (string, error) {
+	return do(ctx)
+}
 
 // lost applies the write and loses the reply.
 func lost(ctx context.Context, do func(context.Context) (string, error)) (string, error) {
@@ -88,7 +90,9 @@ func lost(ctx context.Context, do func(context.Context) (string, error)) (string
 }
 
 // drop fails without reaching the store.
-func drop(context.Context, func(context.Context) (string, error)) (string, error) { return "", transient }
+func drop(context.Context, func(context.Context) (string, error)) (string, error) {
+	return "", transient
+}
 
 func newScripted(script ...action) *scripted {
 	return &scripted{Memory: objstore.NewMemory(), script: script}
