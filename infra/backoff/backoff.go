@@ -15,12 +15,13 @@ type Policy struct {
 	Min, Max time.Duration
 }
 
-// Start returns the pauses of one retry loop.
-func (p Policy) Start() *Pauses {
+// Start returns the pauses of one retry loop: a value, so that a loop that
+// never fails allocates nothing.
+func (p Policy) Start() Pauses {
 	hi := max(p.Max, p.Min)
 	// The library draws from [c·(1−f), c·(1+f)] around c = InitialInterval·
 	// Multiplierⁿ, c capped at MaxInterval: c = 3d/4 with f = 1/3 is [d/2, d].
-	return &Pauses{max: hi, b: cbackoff.ExponentialBackOff{
+	return Pauses{max: hi, b: cbackoff.ExponentialBackOff{
 		InitialInterval:     p.Min * 3 / 4,
 		RandomizationFactor: 1.0 / 3,
 		Multiplier:          2,
@@ -29,7 +30,8 @@ func (p Policy) Start() *Pauses {
 }
 
 // Pauses is the sequence of pauses of one retry loop, drawn from its
-// Policy. It is not safe for concurrent use: each loop starts its own.
+// Policy. It is not safe for concurrent use: each loop starts its own (and
+// uses it through a pointer or an addressable variable).
 type Pauses struct {
 	b   cbackoff.ExponentialBackOff
 	max time.Duration
