@@ -56,10 +56,13 @@ type Policy struct {
 }
 
 // Decide computes the next value of a record from the current one (cur.Exists
-// is false when there is none). It must be a pure function of cur and the
-// caller's intent: Update calls it again after every lost race or write of
-// unknown outcome, on what it read then. It returns ErrUnchanged (with the
-// value Update should report) to write nothing, any other error to stop.
+// is false when there is none). It must do no I/O and depend only on cur,
+// the caller's intent and a clock reading: Update calls it again after every
+// lost race or write of unknown outcome, on what it read then. It returns
+// ErrUnchanged (with the value Update should report) to write nothing, any
+// other error to stop. A deadline for the whole update is better a deadline
+// of ctx than a check in Decide: then no write goes out after it and an
+// unsettled write is still read back (rule 4 of Update).
 type Decide[T any] func(cur Record[T]) (T, error)
 
 // An Option adds to one Update.
