@@ -12,6 +12,7 @@ import (
 
 	"github.com/cairnlog/cairn/infra/backoff"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/objstore/objstoretest"
 )
 
 // tally is the test record: a version every write raises by one, and the
@@ -506,5 +507,33 @@ func TestFaults(t *testing.T) {
 	}
 	if lateLanded == 0 {
 		t.Fatal("no late write landed in any run: the settling of late writes was not exercised")
+	}
+}
+
+// TestFrozenAfterRead: an updater's process freezes with a read answered
+// but unseen (objstoretest.Process), others update the record meanwhile,
+// and it thaws to decide on that stale read: its write, conditional on an
+// ETag the record has left, loses, and it decides again on what it reads
+// then. Nothing is lost or applied twice.
+func TestFrozenAfterRead(t *testing.T) {
+	mem := objstore.NewMemory()
+	foreign(t, mem, "x")
+	proc := &objstoretest.Process{Store: mem}
+	froze := proc.FreezeAfterReply(func(k string) bool { return k == key })
+	done := make(chan error, 1)
+	decided := 0
+	go func() {
+		_, err := Update(context.Background(), proc, key, codec, policy, counting("a", &decided))
+		done <- err
+	}()
+	<-froze
+	foreign(t, mem, "y")
+	foreign(t, mem, "z")
+	proc.Thaw(time.Second)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := stored(t, mem); !slices.Equal(got.Applied, []string{"x", "y", "z", "a"}) || got.Version != 4 || decided != 2 {
+		t.Fatalf("stored %+v after %d decisions; want x, y, z, a at version 4 after 2 decisions (one stale)", got, decided)
 	}
 }
