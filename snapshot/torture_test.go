@@ -183,7 +183,6 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 	// longer than that.
 	minAge := max(tm.minAge, 2*tm.ttl+3*tm.put)
 	freeze := minAge + tm.ttl
-	zarng := rand.New(rand.NewPCG(rng.Uint64(), 7))
 
 	// The orphan GC below deletes unnamed files half a round old; flushes
 	// and merges commit within a quarter round of their first PUT or give
@@ -605,13 +604,14 @@ func flushTortureRound(t *testing.T, base objstore.Store, seed uint64, tm ftTimi
 				fz.Freeze()
 				atomic.AddInt64(&st.zombies, 1)
 				zwg.Add(1)
+				// Past min_age and a TTL, or twice that: long enough that GC
+				// may have emptied the slots its PUTs aim at, were it not
+				// for the W slots it keeps from every term change. Drawn
+				// here, by the actor: turn moves on once the producers are
+				// done, and the zombies of three actors run at once.
+				long := turn == 1 || arng.IntN(2) == 1
 				go func() {
 					defer zwg.Done()
-					// Past min_age and a TTL, or twice that: long enough
-					// that GC may have emptied the slots its PUTs aim at,
-					// were it not for the W slots it keeps from every term
-					// change.
-					long := turn == 1 || zarng.IntN(2) == 1
 					time.Sleep(freeze * time.Duration(1+b2i(long)))
 					if _, writes := fz.Thaw(4 * tm.put); writes > 0 && long {
 						longInFlight.Add(1)
