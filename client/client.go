@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cairnlog/cairn/infra/backoff"
 )
 
 // Client talks to one Cairn server (cairn serve, or a Lambda Function URL
@@ -60,7 +62,12 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{base: u, now: time.Now, sleep: sleepCtx}
+	c := &Client{base: u, now: time.Now, sleep: func(ctx context.Context, d time.Duration) error {
+		if backoff.Sleep(ctx, d) != nil {
+			return context.Cause(ctx) // the caller's reason, as every error of the package says it
+		}
+		return nil
+	}}
 	for _, o := range opts {
 		o(c)
 	}
@@ -109,6 +116,7 @@ type request struct {
 func (c *Client) do(ctx context.Context, req request, out any) error {
 	unsure := false // an attempt of a write may have landed
 	var last error
+	pauses := c.retry.pauses()
 	attempt := 1
 	for ; ; attempt++ {
 		if ctx.Err() != nil {
@@ -139,7 +147,7 @@ func (c *Client) do(ctx context.Context, req request, out any) error {
 		if c.retry.MaxAttempts > 0 && attempt >= c.retry.MaxAttempts {
 			break
 		}
-		delay = max(delay, c.retry.backoff(attempt))
+		delay = max(delay, pauses.Next())
 		c.log.DebugContext(ctx, "cairn: retrying", "method", req.method, "path", req.path,
 			"attempt", attempt, "delay", delay, "err", err)
 		_ = c.sleep(ctx, delay) // a cancelled ctx is reported at the top of the loop
@@ -295,20 +303,6 @@ func namePath(what, prefix, name, suffix string) (string, error) {
 // vchannelPath is "/v1/vchannels/{v}" + suffix, with v escaped.
 func vchannelPath(v, suffix string) (string, error) {
 	return namePath("vchannel", "/v1/vchannels", v, suffix)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
 }
 
 // isDialError reports a failure to connect: the request was never sent.

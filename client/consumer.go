@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/cairnlog/cairn/infra/backoff"
 )
 
 // ConsumerConfig configures a Consumer. Zero fields take the defaults
@@ -22,7 +24,7 @@ type ConsumerConfig struct {
 	// Wait is how long each read long-polls at the tail. Default 10 s (the
 	// server caps it, at 20 s by default). Negative: reads answer at once;
 	// Poll then returns nothing at the tail, and Next pauses between empty
-	// reads (100 ms doubling to 1 s).
+	// reads (100 ms doubling to 1 s, jittered: idleBackoff).
 	Wait time.Duration
 	// Max bounds the messages of one read; default the server's (100).
 	Max int
@@ -46,15 +48,19 @@ type Consumer struct {
 	// first (Restored deliveries), then the vchannel's own messages.
 	byVChannel bool
 
-	buf     []Delivery // read, not yet delivered
-	bufNext string     // the read's next: the position once buf is drained
-	idle    time.Duration
+	buf     []Delivery     // read, not yet delivered
+	bufNext string         // the read's next: the position once buf is drained
+	idle    backoff.Pauses // between empty reads, with Wait < 0
 
 	mu   sync.Mutex
 	pos  string   // right after the last message delivered
 	last Delivery // the last message delivered
 	any  bool     // a message was delivered
 }
+
+// idleBackoff is the pause between empty reads of a Consumer whose reads
+// do not long-poll.
+var idleBackoff = backoff.Policy{Min: 100 * time.Millisecond, Max: time.Second}
 
 // Consumer returns a consumer of pchannel. It sends nothing until the first
 // Next or Poll.
@@ -71,7 +77,7 @@ func (c *Client) Consumer(pchannel string, cfg ConsumerConfig) (*Consumer, error
 	if cfg.Wait == 0 {
 		cfg.Wait = 10 * time.Second
 	}
-	return &Consumer{c: c, pchannel: pchannel, cfg: cfg, pos: cfg.From}, nil
+	return &Consumer{c: c, pchannel: pchannel, cfg: cfg, pos: cfg.From, idle: idleBackoff.Start()}, nil
 }
 
 // VChannelConsumer returns a consumer of vchannel: the server finds its
@@ -112,13 +118,12 @@ func (co *Consumer) Next(ctx context.Context) (Delivery, error) {
 			return Delivery{}, err
 		}
 		if len(co.buf) == 0 && co.cfg.Wait < 0 {
-			co.idle = min(max(2*co.idle, 100*time.Millisecond), time.Second)
-			if err := co.c.sleep(ctx, co.idle); err != nil {
+			if err := co.c.sleep(ctx, co.idle.Next()); err != nil {
 				return Delivery{}, err
 			}
 		}
 	}
-	co.idle = 0
+	co.idle.Reset()
 	d := co.buf[0]
 	co.buf = co.buf[1:]
 	co.delivered(d)

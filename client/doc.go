@@ -9,7 +9,8 @@
 // under the Client's RetryPolicy:
 //
 //   - busy answers (429, 502, 503, 504) are retried after the server's
-//     Retry-After at least, and after a jittered exponential backoff;
+//     Retry-After at least, and after a jittered exponential backoff
+//     (infra/backoff, the one the server's retries use too);
 //   - a timeout, a lost reply or 503 outcome_unknown means an append may
 //     have landed. It is retried only when that is safe — every message
 //     carries an idempotency key and there is no expected offset — and then

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cairnlog/cairn/infra/backoff"
 	"github.com/google/uuid"
 )
 
@@ -400,7 +401,8 @@ func (p *Producer) send(b *batch) ([]Ack, error) {
 			opts.AfterSeq = &after
 		}
 	}
-	for pause := time.Millisecond; ; pause = min(2*pause, outOfSequencePause) {
+	pauses := outOfSequenceBackoff.Start()
+	for {
 		acks, err := appendTo(p.ctx, p.pchannel, msgs, opts)
 		if opts.AfterSeq == nil || !errors.Is(err, ErrOutOfSequence) {
 			return acks, err
@@ -408,7 +410,7 @@ func (p *Producer) send(b *batch) ([]Ack, error) {
 		// Nothing was written: the batch before has not reached the
 		// server's writer yet (it is on its way, or being retried). Try
 		// again shortly, or, once it is resolved, without the condition.
-		t := time.NewTimer(pause)
+		t := time.NewTimer(pauses.Next())
 		select {
 		case <-prev.done:
 			t.Stop()
@@ -424,9 +426,10 @@ func (p *Producer) send(b *batch) ([]Ack, error) {
 	}
 }
 
-// outOfSequencePause bounds the pause before a batch refused out of
-// sequence is sent again while the batch before it is unresolved.
-const outOfSequencePause = 20 * time.Millisecond
+// outOfSequenceBackoff is the pause before a batch refused out of sequence
+// is sent again while the batch before it is unresolved: 1 ms doubling up
+// to 20 ms, jittered.
+var outOfSequenceBackoff = backoff.Policy{Min: time.Millisecond, Max: 20 * time.Millisecond}
 
 // unsent is the error of a batch not sent because an earlier one failed.
 func (p *Producer) unsent(cause error) error {

@@ -2,8 +2,9 @@ package client
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"time"
+
+	"github.com/cairnlog/cairn/infra/backoff"
 )
 
 // RetryPolicy says how a call is retried. Which failures are retried is not
@@ -17,7 +18,7 @@ type RetryPolicy struct {
 	MaxAttempts int
 	// MinBackoff is the pause after the first failed attempt; it doubles
 	// after each one, up to MaxBackoff, with jitter (each pause is drawn
-	// from [d/2, d]). A Retry-After from the server is a floor: the pause
+	// from [d/2, d]; infra/backoff). A Retry-After from the server is a floor: the pause
 	// is never shorter. Defaults 100 ms and 5 s.
 	MinBackoff time.Duration
 	MaxBackoff time.Duration
@@ -66,15 +67,7 @@ func (p RetryPolicy) Validate() error {
 	return nil
 }
 
-// backoff is the pause after the attempt-th failed attempt (from 1).
-func (p RetryPolicy) backoff(attempt int) time.Duration {
-	d := p.MinBackoff
-	for i := 1; i < attempt && d < p.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, p.MaxBackoff)
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2+1)
+// pauses returns the pauses of one call's retries.
+func (p RetryPolicy) pauses() backoff.Pauses {
+	return backoff.Policy{Min: p.MinBackoff, Max: p.MaxBackoff}.Start()
 }

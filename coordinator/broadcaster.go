@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cairnlog/cairn/infra/backoff"
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/google/uuid"
@@ -523,9 +524,10 @@ func (b *Broadcaster) start(ctx context.Context, r *run) error {
 // sending it again would fail the same way for a day, holding the locks),
 // and an error when the run must stop (ctx, lost locks).
 func (b *Broadcaster) send(ctx context.Context, r *run, tg BroadcastTarget) (WALMark, string, error) {
+	pauses := retryBackoff.Start()
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
-			if err := sleep(ctx, min(backoff(attempt), time.Second)); err != nil {
+			if err := pauses.Wait(ctx); err != nil {
 				return WALMark{}, "", err
 			}
 		}
@@ -615,7 +617,7 @@ func (b *Broadcaster) syncAll(ctx context.Context, t Broadcast, wait bool) (Broa
 		if !waiting || !wait {
 			return t, !waiting, nil
 		}
-		if err := sleep(ctx, b.cfg.SyncPoll); err != nil {
+		if err := backoff.Sleep(ctx, b.cfg.SyncPoll); err != nil {
 			return t, false, err
 		}
 	}

@@ -11,9 +11,10 @@
 // pure function of records and a clock reading, with no I/O
 // (lease_decide.go, vchannel_decide.go, assignment_decide.go). Thin drivers
 // read the records, decide, and write the result with PutIfAbsent (no
-// record yet) or PutIfMatch (the ETag they read). On a lost race they read
-// and decide again; a write whose reply was lost is resolved by reading the
-// record back, never by a blind resend. Correctness therefore never depends
+// record yet) or PutIfMatch (the ETag they read), through the one CAS loop
+// cas.Update (record.go: updateRecord). On a lost race they read and decide
+// again; a write whose reply was lost is resolved by reading the record
+// back, never by a blind resend (cas.Update states the policy). Correctness therefore never depends
 // on there being a single coordinator: any number of Registries and
 // Balancers may run at once, and only a lease acquire makes a holder.
 //

@@ -1,11 +1,9 @@
 package coordinator
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -16,11 +14,6 @@ import (
 // DefaultRequestTimeout bounds each GET and CAS request of a lease operation
 // (docs/protocol.md, "Parameters": R for CAS/GET).
 const DefaultRequestTimeout = time.Second
-
-// maxAttempts bounds the read–decide–write rounds of one operation. A round
-// is lost only to a concurrent writer (which made progress) or to a
-// transient store failure.
-const maxAttempts = 16
 
 // Leases hands out pchannel leases over lease records in an object store
 // (see the package documentation). It implements segmentlog.Leases.
@@ -35,6 +28,7 @@ type Leases struct {
 	cfg     LeaseConfig
 	now     func() time.Time
 	timeout time.Duration
+	codec   codec[Lease]
 }
 
 var _ segmentlog.Leases = (*Leases)(nil)
@@ -68,6 +62,14 @@ func NewLeases(store objstore.Store, layout segmentlog.Layout, cfg LeaseConfig, 
 	// docs/protocol.md, "Parameters": skew + drift·TTL + R ≤ m.
 	if l.timeout <= 0 || l.timeout >= l.cfg.Margin {
 		return nil, fmt.Errorf("coordinator: new leases: request timeout %v must be in (0, margin %v)", l.timeout, l.cfg.Margin)
+	}
+	l.codec = codec[Lease]{
+		kind:    "lease",
+		key:     layout.Lease,
+		prefix:  layout.LeasePrefix(),
+		encode:  encodeLease,
+		decode:  decodeLease,
+		version: func(rec Lease) uint64 { return rec.Version },
 	}
 	return l, nil
 }
@@ -180,25 +182,14 @@ func (l *Leases) Describe(ctx context.Context, pchannel string) (Lease, error) {
 	if err := segmentlog.ValidateName("pchannel", pchannel); err != nil {
 		return Lease{}, fmt.Errorf("coordinator: describe: %w", err)
 	}
-	var err error
-	for attempt := range maxAttempts {
-		if attempt > 0 {
-			if err := sleep(ctx, backoff(attempt)); err != nil {
-				return Lease{}, fmt.Errorf("coordinator: describe %s: %w", pchannel, err)
-			}
-		}
-		var cur *Lease
-		cur, _, err = l.read(ctx, pchannel)
-		switch {
-		case err == nil && cur == nil:
-			return Lease{}, fmt.Errorf("coordinator: describe %s: %w", pchannel, ErrNoLease)
-		case err == nil:
-			return *cur, nil
-		case !objstore.IsRetryable(err) || ctx.Err() != nil:
-			return Lease{}, fmt.Errorf("coordinator: describe %s: %w", pchannel, err)
-		}
+	rec, err := describeRecord(ctx, l.records(), l.codec, pchannel)
+	switch {
+	case err != nil:
+		return Lease{}, fmt.Errorf("coordinator: describe %s: %w", pchannel, err)
+	case rec == nil:
+		return Lease{}, fmt.Errorf("coordinator: describe %s: %w", pchannel, ErrNoLease)
 	}
-	return Lease{}, fmt.Errorf("coordinator: describe %s: gave up after %d attempts: %w", pchannel, maxAttempts, err)
+	return *rec, nil
 }
 
 // List returns every lease record, in pchannel order.
@@ -229,105 +220,15 @@ func (l *Leases) List(ctx context.Context) ([]Lease, error) {
 	return out, nil
 }
 
-// update runs read–decide–write rounds on the record of pchannel until a
-// decision is stored, needs no write, or fails.
-//
-// A write whose reply is lost (a retryable error: it may or may not have
-// been applied) is remembered; if a later read finds exactly the bytes of one
-// of those writes, it landed and its record is the outcome. Otherwise the
-// next round decides again from what it read, never resending a stale
-// decision blindly.
+// update changes the record of pchannel by compare-and-swap (updateRecord,
+// over cas.Update): read, decide, write conditional on the version read,
+// until a decision is stored, needs no write, or fails. A write whose reply
+// is lost is never resent blindly: a later read that finds its exact bytes
+// takes it as landed, else the next round decides again from what it read.
 func (l *Leases) update(ctx context.Context, pchannel string, decide func(cur *Lease, now time.Time) (Lease, error)) (Lease, error) {
-	key := l.layout.Lease(pchannel)
-	var unknown [][]byte // bodies of writes with an unknown outcome
-	var lastErr error
-	for attempt := range maxAttempts {
-		if attempt > 0 {
-			if err := sleep(ctx, backoff(attempt)); err != nil {
-				return Lease{}, err
-			}
-		}
-		cur, obj, err := l.read(ctx, pchannel)
-		if err != nil {
-			if objstore.IsRetryable(err) && ctx.Err() == nil {
-				lastErr = err
-				continue
-			}
-			return Lease{}, err
-		}
-		if cur != nil {
-			for _, body := range unknown {
-				if bytes.Equal(obj.Body, body) {
-					return *cur, nil // our write landed after all
-				}
-			}
-		}
-		next, err := decide(cur, l.now())
-		if err != nil {
-			return Lease{}, err
-		}
-		if cur != nil && next.Version == cur.Version {
-			return next, nil // nothing to change: an idempotent retry
-		}
-		body, err := encodeLease(next)
-		if err != nil {
-			return Lease{}, err
-		}
-		rctx, cancel := context.WithTimeout(ctx, l.timeout)
-		if cur == nil {
-			_, err = l.store.PutIfAbsent(rctx, key, body, nil)
-		} else {
-			_, err = l.store.PutIfMatch(rctx, key, body, obj.ETag)
-		}
-		cancel()
-		switch {
-		case err == nil:
-			return next, nil
-		case errors.Is(err, objstore.ErrExists) || errors.Is(err, objstore.ErrConflict):
-			lastErr = err // another writer won this round: read and decide again
-		case objstore.IsRetryable(err) && ctx.Err() == nil:
-			unknown = append(unknown, body)
-			lastErr = err
-		default:
-			return Lease{}, err
-		}
-	}
-	return Lease{}, fmt.Errorf("gave up after %d attempts: %w", maxAttempts, lastErr)
+	rec, _, err := updateRecord(ctx, l.records(), l.codec, pchannel, decide)
+	return rec, err
 }
 
-// read returns the record of pchannel and the object it came from; a nil
-// record if there is none.
-func (l *Leases) read(ctx context.Context, pchannel string) (*Lease, objstore.Object, error) {
-	rctx, cancel := context.WithTimeout(ctx, l.timeout)
-	defer cancel()
-	obj, err := l.store.Get(rctx, l.layout.Lease(pchannel))
-	if errors.Is(err, objstore.ErrNotFound) {
-		return nil, objstore.Object{}, nil
-	}
-	if err != nil {
-		return nil, objstore.Object{}, err
-	}
-	rec, err := decodeLease(pchannel, obj.Body)
-	if err != nil {
-		return nil, objstore.Object{}, err
-	}
-	return &rec, obj, nil
-}
-
-// backoff is a jittered pause before round attempt (≥ 1): up to 2ms, 4ms, …
-// 64ms, so racing coordinators spread out.
-func backoff(attempt int) time.Duration {
-	ceiling := 2 * time.Millisecond << min(attempt-1, 5)
-	return time.Duration(rand.Int64N(int64(ceiling))) + time.Millisecond/2
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+// records is the store with the timeout and clock of lease operations.
+func (l *Leases) records() records { return records{store: l.store, timeout: l.timeout, now: l.now} }

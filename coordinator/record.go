@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,14 +8,24 @@ import (
 	"sort"
 	"time"
 
+	"github.com/cairnlog/cairn/infra/backoff"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/objstore/cas"
 )
+
+// maxAttempts bounds the rounds of one record operation (a read, or a
+// read–decide–write). A round is lost only to a concurrent writer (which
+// made progress) or to a transient store failure.
+const maxAttempts = 16
+
+// retryBackoff is the pause between those rounds: up to 2ms, 4ms, … 64ms,
+// so racing coordinators spread out.
+var retryBackoff = backoff.Policy{Min: 2 * time.Millisecond, Max: 64 * time.Millisecond}
 
 // The registry, session and assignment records share one way of being
 // stored: a JSON object per name with a "format" number and a monotone
 // "version", created with PutIfAbsent and changed only with PutIfMatch
-// (docs/protocol.md, "Records"). Leases (leases.go) predates these helpers and
-// keeps its own copy of the same loop.
+// (docs/protocol.md, "Records"); leases (leases.go) too.
 
 // ErrCorrupt: a stored record (lease, vchannel, node, assignment,
 // broadcast, lock) is not JSON of its kind, has no or an unknown "format",
@@ -109,10 +118,11 @@ func describeRecord[T any](ctx context.Context, r records, c codec[T], name stri
 // retryTransient runs op until it succeeds, fails for good, or has failed
 // maxAttempts times with transient errors (backing off between attempts).
 func retryTransient(ctx context.Context, op func() error) error {
+	pauses := retryBackoff.Start()
 	var err error
 	for attempt := range maxAttempts {
 		if attempt > 0 {
-			if err := sleep(ctx, backoff(attempt)); err != nil {
+			if err := pauses.Wait(ctx); err != nil {
 				return err
 			}
 		}
@@ -123,67 +133,33 @@ func retryTransient(ctx context.Context, op func() error) error {
 	return fmt.Errorf("gave up after %d attempts: %w", maxAttempts, err)
 }
 
-// updateRecord runs read–decide–write rounds on the record name until a
-// decision is stored, needs no write (same version), or fails; it returns
-// the record as stored and its ETag. Like Leases.update, a write whose reply
-// was lost is recognised by reading back its exact bytes, never resent
-// blindly.
+// updateRecord changes the record name by compare-and-swap (cas.Update,
+// whose policy settles a write whose reply was lost) until a decision is
+// stored, needs no write (same version), or fails; it returns the record as
+// stored and its ETag.
 func updateRecord[T any](ctx context.Context, r records, c codec[T], name string,
 	decide func(cur *T, now time.Time) (T, error)) (T, string, error) {
-	var zero T
-	key := c.key(name)
-	var unknown [][]byte
-	var lastErr error
-	for attempt := range maxAttempts {
-		if attempt > 0 {
-			if err := sleep(ctx, backoff(attempt)); err != nil {
-				return zero, "", err
-			}
+	codec := cas.Codec[T]{Encode: c.encode, Decode: func(b []byte) (T, error) { return c.decode(name, b) }}
+	policy := cas.Policy{Timeout: r.timeout, MaxAttempts: maxAttempts, Backoff: retryBackoff}
+	rec, err := cas.Update(ctx, r.store, c.key(name), codec, policy, func(cur cas.Record[T]) (T, error) {
+		var p *T
+		if cur.Exists {
+			p = &cur.Value
 		}
-		cur, obj, err := readRecord(ctx, r, c, name)
-		if err != nil {
-			if objstore.IsRetryable(err) && ctx.Err() == nil {
-				lastErr = err
-				continue
-			}
-			return zero, "", err
+		next, err := decide(p, r.now())
+		if err == nil && cur.Exists && c.version(next) == c.version(cur.Value) {
+			return next, cas.ErrUnchanged // nothing to change: an idempotent retry
 		}
-		if cur != nil {
-			for _, body := range unknown {
-				if bytes.Equal(obj.Body, body) {
-					return *cur, obj.ETag, nil // our write landed after all
-				}
-			}
-		}
-		next, err := decide(cur, r.now())
-		if err != nil {
-			return zero, "", err
-		}
-		if cur != nil && c.version(next) == c.version(*cur) {
-			return next, obj.ETag, nil // nothing to change
-		}
-		body, err := c.encode(next)
-		if err != nil {
-			return zero, "", err
-		}
-		etag, err := putRecord(ctx, r, key, body, obj.ETag, cur == nil)
-		switch {
-		case err == nil:
-			return next, etag, nil
-		case errors.Is(err, objstore.ErrExists) || errors.Is(err, objstore.ErrConflict):
-			lastErr = err
-		case objstore.IsRetryable(err) && ctx.Err() == nil:
-			unknown = append(unknown, body)
-			lastErr = err
-		default:
-			return zero, "", err
-		}
-	}
-	return zero, "", fmt.Errorf("gave up after %d attempts: %w", maxAttempts, lastErr)
+		return next, err
+	})
+	return rec.Value, rec.ETag, err
 }
 
 // putRecord makes one conditional write: create if absent, else replace if
-// the ETag still matches.
+// the ETag still matches. The balancer and the heartbeat use it where a
+// periodic round is the loop: they write what they decided from their
+// mirror or last write in one request, and a conflict or an unknown outcome
+// makes the next round read the record (the heartbeat: updateRecord).
 func putRecord(ctx context.Context, r records, key string, body []byte, etag string, create bool) (string, error) {
 	rctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()

@@ -33,7 +33,9 @@
 // fenced one leaves it to the newer term. An Ack names the message's ID (offset, index)
 // and timetick; an error wrapping ErrOutcomeUnknown means the message may
 // still be delivered, so retry it with the same idempotency key, whose
-// window survives failover. ErrFenced means it never will be.
+// window survives failover. ErrFenced means it never will be. Transient
+// store failures of slot PUTs and reads are retried with the jittered
+// pauses of infra/backoff.
 //
 // A transaction (BeginTxn, AppendTxn, CommitTxn, RollbackTxn) is buffered
 // by the writer and written at commit as one batch object — begin, bodies,

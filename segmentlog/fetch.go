@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cairnlog/cairn/infra/backoff"
 	"github.com/cairnlog/cairn/infra/objstore"
 )
 
@@ -26,7 +27,8 @@ type slotResult struct {
 // fold summary (foldMetaKey), and whole otherwise.
 func headSlot(ctx context.Context, store objstore.Store, layout Layout, p string, offset uint64, timeout time.Duration) slotResult {
 	key := layout.WAL(p, offset)
-	for attempt := 0; ; attempt++ {
+	pauses := readBackoff.Start()
+	for {
 		actx, cancel := context.WithTimeout(ctx, timeout)
 		attrs, err := store.Head(actx, key)
 		cancel()
@@ -44,7 +46,7 @@ func headSlot(ctx context.Context, store objstore.Store, layout Layout, p string
 		case ctx.Err() != nil:
 			return slotResult{offset: offset, err: fmt.Errorf("head %s: %w", key, ctx.Err())}
 		case objstore.IsRetryable(err):
-			if !sleepCtx(ctx, backoff(attempt, 5*time.Millisecond, 500*time.Millisecond)) {
+			if pauses.Wait(ctx) != nil {
 				return slotResult{offset: offset, err: fmt.Errorf("head %s: %w", key, ctx.Err())}
 			}
 		default:
@@ -60,7 +62,8 @@ func headSlot(ctx context.Context, store objstore.Store, layout Layout, p string
 func readSlot(ctx context.Context, store objstore.Store, layout Layout, p string, offset uint64, timeout time.Duration) slotResult {
 	key := layout.WAL(p, offset)
 	res := slotResult{offset: offset}
-	for attempt := 0; ; attempt++ {
+	pauses := readBackoff.Start()
+	for {
 		actx, cancel := context.WithTimeout(ctx, timeout)
 		obj, err := store.Get(actx, key)
 		cancel()
@@ -83,7 +86,7 @@ func readSlot(ctx context.Context, store objstore.Store, layout Layout, p string
 			res.err = fmt.Errorf("read %s: %w", key, ctx.Err())
 			return res
 		case objstore.IsRetryable(err):
-			if !sleepCtx(ctx, backoff(attempt, 5*time.Millisecond, 500*time.Millisecond)) {
+			if pauses.Wait(ctx) != nil {
 				res.err = fmt.Errorf("read %s: %w", key, ctx.Err())
 				return res
 			}
@@ -181,23 +184,11 @@ func (f *prefetcher) fill(ctx context.Context) {
 	}
 }
 
-// backoff is the delay before retry attempt n (0-based): base·2ⁿ capped.
-func backoff(n int, base, limit time.Duration) time.Duration {
-	d := base
-	for i := 0; i < n && d < limit; i++ {
-		d *= 2
-	}
-	return min(d, limit)
-}
-
-// sleepCtx sleeps d or until ctx ends; it reports whether it slept fully.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
+// The pauses between retries of a store request (infra/backoff): reads of
+// slots and the tail 5–500 ms, recovery's reads 5–200 ms, slot PUTs and
+// their read-backs 2–100 ms (they race a lease deadline).
+var (
+	readBackoff    = backoff.Policy{Min: 5 * time.Millisecond, Max: 500 * time.Millisecond}
+	recoverBackoff = backoff.Policy{Min: 5 * time.Millisecond, Max: 200 * time.Millisecond}
+	putBackoff     = backoff.Policy{Min: 2 * time.Millisecond, Max: 100 * time.Millisecond}
+)

@@ -17,7 +17,8 @@ import (
 // Transient failures are retried with per-attempt timeouts until ctx ends.
 func FindTail(ctx context.Context, store objstore.Store, layout Layout, p string, from uint64, timeout time.Duration) (uint64, error) {
 	exists := func(off uint64) (bool, error) {
-		for attempt := 0; ; attempt++ {
+		pauses := readBackoff.Start()
+		for {
 			actx, cancel := context.WithTimeout(ctx, timeout)
 			_, err := store.Head(actx, layout.WAL(p, off))
 			cancel()
@@ -27,7 +28,7 @@ func FindTail(ctx context.Context, store objstore.Store, layout Layout, p string
 			case errors.Is(err, objstore.ErrNotFound):
 				return false, nil
 			case ctx.Err() == nil && objstore.IsRetryable(err):
-				if !sleepCtx(ctx, backoff(attempt, 5*time.Millisecond, 500*time.Millisecond)) {
+				if pauses.Wait(ctx) != nil {
 					return false, ctx.Err()
 				}
 			default:

@@ -8,6 +8,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/cairnlog/cairn/infra/backoff"
 	"github.com/cairnlog/cairn/infra/objstore"
 )
 
@@ -555,8 +556,8 @@ func (s *Scanner) waitTail(ctx context.Context) error {
 		}
 	}
 	s.stats.TailProbes++
-	if !sleepCtx(ctx, s.pollWait) {
-		return ctx.Err()
+	if err := backoff.Sleep(ctx, s.pollWait); err != nil {
+		return err
 	}
 	s.pollWait = min(s.cfg.PollMax, s.pollWait*2)
 	return nil

@@ -244,7 +244,8 @@ func (sw *SharedWriter) txns() txnStore {
 func (ts txnStore) read(ctx context.Context, id uint64) (txnRecord, string, error) {
 	key := ts.layout.Txn(ts.pchannel, id)
 	giveUp := ts.now().Add(ts.retryFor)
-	for attempt := 0; ; attempt++ {
+	pauses := recoverBackoff.Start()
+	for {
 		actx, cancel := context.WithTimeout(ctx, ts.get)
 		obj, err := ts.store.Get(actx, key)
 		cancel()
@@ -255,7 +256,7 @@ func (ts txnStore) read(ctx context.Context, id uint64) (txnRecord, string, erro
 		case errors.Is(err, objstore.ErrNotFound):
 			return txnRecord{}, "", errTxnGone
 		case ctx.Err() == nil && objstore.IsRetryable(err) && ts.now().Before(giveUp):
-			if !sleepCtx(ctx, backoff(attempt, 5*time.Millisecond, 200*time.Millisecond)) {
+			if pauses.Wait(ctx) != nil {
 				return txnRecord{}, "", ctx.Err()
 			}
 		default:
@@ -274,7 +275,8 @@ func (ts txnStore) create(ctx context.Context, r txnRecord) error {
 		return err
 	}
 	giveUp := ts.now().Add(ts.retryFor)
-	for attempt := 0; ; attempt++ {
+	pauses := recoverBackoff.Start()
+	for {
 		actx, cancel := context.WithTimeout(ctx, ts.put)
 		_, err := ts.store.PutIfAbsent(actx, key, body, nil)
 		cancel()
@@ -300,7 +302,7 @@ func (ts txnStore) create(ctx context.Context, r txnRecord) error {
 		if ctx.Err() != nil || !(objstore.IsRetryable(err) || errors.Is(err, objstore.ErrExists) || errors.Is(err, objstore.ErrNotFound)) || !ts.now().Before(giveUp) {
 			return fmt.Errorf("create %s: %w", key, err)
 		}
-		if !sleepCtx(ctx, backoff(attempt, 5*time.Millisecond, 200*time.Millisecond)) {
+		if pauses.Wait(ctx) != nil {
 			return ctx.Err()
 		}
 	}
@@ -316,6 +318,7 @@ func (ts txnStore) create(ctx context.Context, r txnRecord) error {
 func (ts txnStore) update(ctx context.Context, id uint64, decide func(r *txnRecord) (bool, error)) (r txnRecord, sent bool, err error) {
 	key := ts.layout.Txn(ts.pchannel, id)
 	giveUp := ts.now().Add(ts.retryFor)
+	pauses := putBackoff.Start()
 	for attempt := 0; ; attempt++ {
 		r, etag, err := ts.read(ctx, id)
 		if err != nil {
@@ -346,7 +349,7 @@ func (ts txnStore) update(ctx context.Context, id uint64, decide func(r *txnReco
 		if !ts.now().Before(giveUp) {
 			return r, sent, fmt.Errorf("update %s: %w: still conflicting after %v: %w", key, ErrOutcomeUnknown, ts.retryFor, err)
 		}
-		if attempt > 0 && !sleepCtx(ctx, backoff(attempt, 2*time.Millisecond, 100*time.Millisecond)) {
+		if attempt > 0 && pauses.Wait(ctx) != nil {
 			return r, sent, ctx.Err()
 		}
 	}

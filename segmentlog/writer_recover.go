@@ -155,14 +155,15 @@ func (w *Writer) readDedupStateAsync(ctx context.Context, key string) *stateRead
 	}
 	go func() {
 		defer close(r.done)
-		for attempt := 0; ; attempt++ {
+		pauses := recoverBackoff.Start()
+		for {
 			actx, cancel := context.WithTimeout(ctx, w.cfg.GetTimeout)
 			r.runs, r.err = readDedupState(actx, w.store, key)
 			cancel()
 			if r.err == nil || ctx.Err() != nil || !objstore.IsRetryable(r.err) {
 				return
 			}
-			if !sleepCtx(ctx, backoff(attempt, 5*time.Millisecond, 200*time.Millisecond)) {
+			if pauses.Wait(ctx) != nil {
 				r.err = ctx.Err()
 				return
 			}
@@ -184,7 +185,8 @@ func (r *checkpointRead) wait() (Checkpoint, error) {
 }
 
 func (w *Writer) readCheckpoint(ctx context.Context) (Checkpoint, error) {
-	for attempt := 0; ; attempt++ {
+	pauses := recoverBackoff.Start()
+	for {
 		actx, cancel := context.WithTimeout(ctx, w.cfg.GetTimeout)
 		cp, _, err := ReadCheckpoint(actx, w.store, w.cfg.Layout, w.cfg.PChannel)
 		cancel()
@@ -194,7 +196,7 @@ func (w *Writer) readCheckpoint(ctx context.Context) (Checkpoint, error) {
 		if ctx.Err() != nil || !objstore.IsRetryable(err) {
 			return Checkpoint{}, err
 		}
-		if !sleepCtx(ctx, backoff(attempt, 5*time.Millisecond, 200*time.Millisecond)) {
+		if pauses.Wait(ctx) != nil {
 			return Checkpoint{}, ctx.Err()
 		}
 	}
@@ -389,7 +391,8 @@ func (w *Writer) putSlot(ctx context.Context, off uint64, data []byte, fold stri
 	}
 	ambiguous := false
 	giveUp := w.cfg.Now().Add(w.cfg.PutRetryLimit)
-	for attempt := 0; ; attempt++ {
+	pauses := putBackoff.Start()
+	for {
 		w.mu.Lock()
 		deadline := earliest(w.grant.Deadline, giveUp)
 		w.stats.PutAttempts++
@@ -428,7 +431,7 @@ func (w *Writer) putSlot(ctx context.Context, off uint64, data []byte, fold stri
 			// report some of those as a cancellation): retried, and the
 			// outcome is unknown until one lands or is read back.
 			ambiguous = true
-			sleepCtx(ctx, backoff(attempt, 2*time.Millisecond, 100*time.Millisecond))
+			pauses.Wait(ctx)
 		default:
 			if ambiguous {
 				return false, nil, fmt.Errorf("%w: slot %d: %w", ErrOutcomeUnknown, off, err)
@@ -441,7 +444,8 @@ func (w *Writer) putSlot(ctx context.Context, off uint64, data []byte, fold stri
 // readBack reads an existing slot's bytes, retrying transient errors until
 // deadline; nil bytes mean the slot is empty again.
 func (w *Writer) readBack(ctx context.Context, key string, deadline time.Time) ([]byte, error) {
-	for attempt := 0; ; attempt++ {
+	pauses := putBackoff.Start()
+	for {
 		now := w.cfg.Now()
 		actx, cancel := context.WithDeadline(ctx, earliest(now.Add(w.cfg.GetTimeout), deadline.Add(w.cfg.GetTimeout)))
 		obj, err := w.store.Get(actx, key)
@@ -452,7 +456,7 @@ func (w *Writer) readBack(ctx context.Context, key string, deadline time.Time) (
 		case errors.Is(err, objstore.ErrNotFound):
 			return nil, nil
 		case objstore.IsRetryable(err) && now.Before(deadline):
-			sleepCtx(ctx, backoff(attempt, 2*time.Millisecond, 100*time.Millisecond))
+			pauses.Wait(ctx)
 		default:
 			return nil, err
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/objstore/cas"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -228,14 +229,14 @@ func (c *Compactor) commit(ctx context.Context, m Merge, deadline time.Time) (se
 	defer cancel()
 	stored, err := update(dctx, c.store, c.cfg.Layout.Checkpoint(c.cfg.PChannel), c.cfg.GetTimeout, func(cur segmentlog.Checkpoint, exists bool) (segmentlog.Checkpoint, error) {
 		if !exists {
-			return cur, errUnchanged
+			return cur, cas.ErrUnchanged
 		}
 		todo := applicable(cur, []Merge{m})
 		if len(todo) == 0 {
-			return cur, errUnchanged // landed (a lost reply) or abandoned
+			return cur, cas.ErrUnchanged // landed (a lost reply) or abandoned
 		}
 		if time.Now().After(deadline) {
-			return cur, errUnchanged
+			return cur, cas.ErrUnchanged
 		}
 		return applyMerges(cur, todo, now), nil
 	})

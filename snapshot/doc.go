@@ -47,7 +47,10 @@
 // repeats or goes back. A CAS whose reply is lost is resolved by reading the
 // record back and looking for this flush's segment keys; the identical
 // conditional write is resent only while the record still has the ETag the
-// flush started from.
+// flush started from. This CAS and every other record update of the package
+// (records.go: update) go through cas.Update, whose policy for a write of
+// unknown outcome docs/protocol.md ("Records") states; retries pause through
+// infra/backoff.
 //
 // # Truncation and GC
 //

@@ -3,13 +3,13 @@ package snapshot
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/objstore/cas"
 	"github.com/cairnlog/cairn/segmentlog"
 	"golang.org/x/sync/errgroup"
 )
@@ -132,94 +132,70 @@ func putImmutable(ctx context.Context, store objstore.Store, key string, data []
 }
 
 // casCheckpoint writes next over the round's base checkpoint (docs/protocol.md
-// "Flush, truncation, GC" rule 2): PutIfMatch with the base's ETag, or
-// PutIfAbsent when there was no record. A reply that never came is resolved
-// by re-reading the record and looking for this flush's segment IDs, never
-// by a blind retry: only while the record still has the base ETag (so the
-// lost write has not applied and, being conditional on that ETag, can never
-// apply after a resend lands) is the identical write sent again. A record
-// that moved only by manifest edits (compaction, GC), with no flush in
-// between, takes the round on top of it. No attempt goes out after
-// deadline (FlushConfig.CommitWithin): the round is then given up as a lost
-// race, unless the record shows an earlier attempt landed. It returns the
-// record written.
+// "Flush, truncation, GC" rule 2) through cas.Update: PutIfMatch with the
+// base's ETag, or PutIfAbsent when there was no record, the first time
+// without reading the record again. A conflict or a reply that never came
+// is settled by re-reading the record and looking for this flush's segment
+// IDs (holdsFlush, as cas.Landed), never by a blind retry: only while the
+// record still has the base ETag (so a lost write has not applied and,
+// being conditional on that ETag, can never apply after a resend lands) is
+// the identical write sent again. A record that moved only by manifest
+// edits (compaction, GC), with no flush in between, takes the round on top
+// of it. No attempt goes out after deadline (FlushConfig.CommitWithin): the
+// round is then given up as a lost race, unless the record shows an
+// earlier attempt landed (cas.Update reads it once more, even after ctx
+// ended, for up to four request timeouts). It returns the record written.
 func (f *Flusher) casCheckpoint(ctx context.Context, r *round, next segmentlog.Checkpoint, flushID string, deadline time.Time) (segmentlog.Checkpoint, error) {
+	p := f.cfg.PChannel
 	if next.C <= r.base.C {
-		return segmentlog.Checkpoint{}, fmt.Errorf("flush %s: internal error: new checkpoint %d not above %d", f.cfg.PChannel, next.C, r.base.C)
+		return segmentlog.Checkpoint{}, fmt.Errorf("flush %s: internal error: new checkpoint %d not above %d", p, next.C, r.base.C)
 	}
-	body, err := json.Marshal(next)
-	if err != nil {
-		return segmentlog.Checkpoint{}, fmt.Errorf("flush %s: encode checkpoint: %w", f.cfg.PChannel, err)
+	tooLate := func() error {
+		// Too late to name the files: GC may have taken them for orphans.
+		return fmt.Errorf("flush %s: checkpoint %d→%d: %w (its files were written more than %v ago; left to GC)", p, r.base.C, next.C, ErrLostRace, f.cfg.CommitWithin)
 	}
-	key := f.cfg.Layout.Checkpoint(f.cfg.PChannel)
 	rebases := 0
-	for attempt := 0; ; attempt++ {
-		if time.Now().After(deadline) {
-			// Too late to name the files: GC may have taken them for
-			// orphans. An attempt sent earlier may still have landed.
-			if cur, _, err := f.readBack(ctx); err == nil && holdsFlush(cur, flushID, next, len(next.Segments) > len(r.base.Segments)) {
-				return next, nil
-			}
-			return segmentlog.Checkpoint{}, fmt.Errorf("flush %s: checkpoint %d→%d: %w (its files were written more than %v ago; left to GC)", f.cfg.PChannel, r.base.C, next.C, ErrLostRace, f.cfg.CommitWithin)
-		}
-		actx, cancel := context.WithTimeout(ctx, f.cfg.GetTimeout)
-		if r.etag == "" {
-			_, err = f.store.PutIfAbsent(actx, key, body, nil)
-		} else {
-			_, err = f.store.PutIfMatch(actx, key, body, r.etag)
-		}
-		cancel()
-		if err == nil {
-			return next, nil
-		}
-		// A cancelled or timed-out call may have landed too.
-		unknown := objstore.IsRetryable(err) || ctx.Err() != nil
-		if !unknown && !errors.Is(err, objstore.ErrConflict) && !errors.Is(err, objstore.ErrExists) {
-			return segmentlog.Checkpoint{}, fmt.Errorf("flush %s: checkpoint CAS: %w", f.cfg.PChannel, err)
-		}
-		// Conflict, or an outcome we did not hear: look at the record, even
-		// if the caller gave up meanwhile, so that what we report is true.
-		cur, etag, rerr := f.readBack(ctx)
-		if rerr != nil {
-			return segmentlog.Checkpoint{}, fmt.Errorf("flush %s: checkpoint CAS outcome unknown (%v) and the record cannot be read: %w", f.cfg.PChannel, err, rerr)
-		}
+	decide := func(cur cas.Record[segmentlog.Checkpoint]) (segmentlog.Checkpoint, error) {
 		switch {
-		case holdsFlush(cur, flushID, next, len(next.Segments) > len(r.base.Segments)):
-			return next, nil // ours landed; the reply was lost
-		case ctx.Err() != nil:
-			return segmentlog.Checkpoint{}, fmt.Errorf("flush %s: checkpoint CAS: %w", f.cfg.PChannel, ctx.Err())
-		case etag == r.etag && unknown:
-			// Not applied (yet): resend the identical conditional write.
-			if !sleep(ctx, backoff(attempt)) {
-				return segmentlog.Checkpoint{}, fmt.Errorf("flush %s: checkpoint CAS: %w", f.cfg.PChannel, ctx.Err())
-			}
-		case etag != r.etag && sameFlushState(cur, r.base) && rebases < f.cfg.MaxRounds:
+		case time.Now().After(deadline):
+			return segmentlog.Checkpoint{}, tooLate()
+		case cur.ETag == r.etag:
+			// The base still (or the first round): send the round; after a
+			// write of unknown outcome, the identical write again.
+			return next, nil
+		case cur.Exists && sameFlushState(cur.Value, r.base) && rebases < f.cfg.MaxRounds:
 			// Only the manifest changed (compaction, a reclaimed vchannel,
 			// GC pruning Retired): no flush came between, so the round's
 			// WAL range and folded state still follow on from cur. Our
-			// write, conditional on an ETag the record has left, can never
-			// apply; commit the round on top of cur instead.
+			// earlier writes, conditional on an ETag the record has left,
+			// can never apply; commit the round on top of cur instead.
 			rebases++
-			r.base, r.etag = cur, etag
-			next = r.checkpoint(f.cfg.PChannel, flushID, refsOf(next, flushID), next.UpdatedAt)
-			if body, err = json.Marshal(next); err != nil {
-				return segmentlog.Checkpoint{}, fmt.Errorf("flush %s: encode checkpoint: %w", f.cfg.PChannel, err)
-			}
+			r.base, r.etag = cur.Value, cur.ETag
+			next = r.checkpoint(p, flushID, refsOf(next, flushID), next.UpdatedAt)
+			return next, nil
 		default:
-			return segmentlog.Checkpoint{}, fmt.Errorf("flush %s: checkpoint %d→%d: %w (now at %d, version %d)", f.cfg.PChannel, r.base.C, next.C, ErrLostRace, cur.C, cur.Version)
+			return segmentlog.Checkpoint{}, fmt.Errorf("flush %s: checkpoint %d→%d: %w (now at %d, version %d)", p, r.base.C, next.C, ErrLostRace, cur.Value.C, cur.Value.Version)
 		}
 	}
-}
-
-// readBack reads the checkpoint to settle a CAS outcome; once ctx has
-// ended it still tries for a few request timeouts.
-func (f *Flusher) readBack(ctx context.Context) (segmentlog.Checkpoint, string, error) {
-	if ctx.Err() != nil {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 4*f.cfg.GetTimeout)
-		defer cancel()
+	landed := func(cur cas.Record[segmentlog.Checkpoint]) bool {
+		return holdsFlush(cur.Value, flushID, next, len(next.Segments) > len(r.base.Segments))
 	}
-	return f.readCheckpoint(ctx)
+	// The deadline ends the update as a cancellation would: no write after it.
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	policy := cas.Policy{Timeout: f.cfg.GetTimeout, Settle: 4 * f.cfg.GetTimeout, Backoff: storeBackoff}
+	base := cas.Record[segmentlog.Checkpoint]{Value: r.base, ETag: r.etag, Exists: r.etag != ""}
+	rec, err := cas.Update(dctx, f.store, f.cfg.Layout.Checkpoint(p), recordCodec[segmentlog.Checkpoint](), policy, decide,
+		cas.From(base), cas.Landed(landed))
+	switch {
+	case err == nil:
+		return rec.Value, nil
+	case errors.Is(err, ErrLostRace):
+		return segmentlog.Checkpoint{}, err
+	case dctx.Err() != nil && ctx.Err() == nil:
+		return segmentlog.Checkpoint{}, fmt.Errorf("%w: %w", tooLate(), err)
+	}
+	return segmentlog.Checkpoint{}, fmt.Errorf("flush %s: checkpoint CAS: %w", p, err)
 }
 
 // holdsFlush reports whether cp contains the flush that wrote next: the

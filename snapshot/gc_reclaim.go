@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cairnlog/cairn/infra/objstore/cas"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -63,7 +64,7 @@ func (g *GC) dropRefs(ctx context.Context, pchannel string, vchannels []string) 
 		})
 		removed = len(cp.Segments) - len(keep)
 		if !exists || removed == 0 {
-			return cp, errUnchanged
+			return cp, cas.ErrUnchanged
 		}
 		cp.Segments, cp.Version, cp.UpdatedAt = keep, cp.Version+1, g.cfg.Now().UTC()
 		return cp, nil
@@ -95,7 +96,7 @@ func (g *GC) PruneRetired(ctx context.Context, pchannel string) (int, error) {
 		keep := slices.DeleteFunc(slices.Clone(cp.Retired), func(r segmentlog.RetiredSegment) bool { return g.expired(r, now) })
 		pruned = len(cp.Retired) - len(keep)
 		if !exists || pruned == 0 {
-			return cp, errUnchanged
+			return cp, cas.ErrUnchanged
 		}
 		if len(keep) == 0 {
 			keep = nil

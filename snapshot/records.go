@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,15 +8,11 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/objstore/cas"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
-// errUnchanged, returned by a decide function, ends an update without a
-// write: the record already says what the caller wants.
-var errUnchanged = errors.New("snapshot: record unchanged")
-
-// maxUpdateRounds bounds how often update reads and decides again after
-// losing a CAS race.
+// maxUpdateRounds bounds the rounds (read, decide, write) of one update.
 const maxUpdateRounds = 32
 
 // record is a JSON record changed only by CAS, whose Version grows by one
@@ -27,72 +22,38 @@ type record interface {
 	Snapshot | RestoreJob | segmentlog.Checkpoint | PolicyRecord
 }
 
-// update reads the record at key (exists=false when there is none), lets
-// decide compute its next value, and writes it with PutIfAbsent or
-// PutIfMatch on the ETag read. A lost race reads and decides again. A write
-// whose outcome is unknown is resolved by reading the record back: our
-// exact bytes mean it landed; the same ETag as before means it did not (and,
-// being conditional on that ETag, never can after a resend), so the
-// identical write is sent again; anything else is a lost race. It returns
-// the record as stored.
+// update changes the record at key by compare-and-swap (cas.Update): it
+// reads the record (exists=false when there is none), lets decide compute
+// its next value, and writes it with PutIfAbsent or PutIfMatch on the ETag
+// read. A lost race reads and decides again; a write whose outcome is
+// unknown is settled by reading the record back (cas.Update states the
+// policy). decide returns cas.ErrUnchanged to write nothing. It returns the
+// record as stored; an error of decide comes back as it is.
 func update[T record](ctx context.Context, store objstore.Store, key string, timeout time.Duration, decide func(cur T, exists bool) (T, error)) (T, error) {
-	var zero T
-	for round := 0; round < maxUpdateRounds; round++ {
-		cur, etag, exists, err := readRecord[T](ctx, store, key, timeout)
-		if err != nil {
-			return zero, err
-		}
-		next, err := decide(cur, exists)
-		if errors.Is(err, errUnchanged) {
-			return cur, nil
-		}
-		if err != nil {
-			return zero, err
-		}
-		body, err := json.Marshal(next)
-		if err != nil {
-			return zero, fmt.Errorf("encode %s: %w", key, err)
-		}
-		for attempt := 0; ; attempt++ {
-			actx, cancel := context.WithTimeout(ctx, timeout)
-			if exists {
-				_, err = store.PutIfMatch(actx, key, body, etag)
-			} else {
-				_, err = store.PutIfAbsent(actx, key, body, nil)
-			}
-			cancel()
-			if err == nil {
-				return next, nil
-			}
-			if !objstore.IsRetryable(err) {
-				break // a lost race (or a real failure, caught below)
-			}
-			var obj objstore.Object
-			gerr := retry(ctx, func(actx context.Context) error {
-				var err error
-				obj, err = store.Get(actx, key)
-				return err
-			}, timeout)
-			switch {
-			case gerr == nil && bytes.Equal(obj.Body, body):
-				return next, nil // ours landed; the reply was lost
-			case gerr == nil && exists && obj.ETag == etag,
-				errors.Is(gerr, objstore.ErrNotFound) && !exists:
-				if !sleep(ctx, backoff(attempt)) {
-					return zero, ctx.Err()
-				}
-				continue // not applied: resend the identical conditional write
-			case gerr != nil && !errors.Is(gerr, objstore.ErrNotFound):
-				return zero, fmt.Errorf("write %s: outcome unknown (%v) and the record cannot be read: %w", key, err, gerr)
-			}
-			err = objstore.ErrConflict // someone else wrote: decide again
-			break
-		}
-		if !errors.Is(err, objstore.ErrConflict) && !errors.Is(err, objstore.ErrExists) {
-			return zero, fmt.Errorf("write %s: %w", key, err)
-		}
+	decided := false // the last decide failed: its error ends the update
+	rec, err := cas.Update(ctx, store, key, recordCodec[T](), recordPolicy(timeout), func(cur cas.Record[T]) (T, error) {
+		next, err := decide(cur.Value, cur.Exists)
+		decided = err != nil
+		return next, err
+	})
+	switch {
+	case err == nil:
+		return rec.Value, nil
+	case decided:
+		return rec.Value, err
 	}
-	return zero, fmt.Errorf("write %s: lost the CAS race %d times", key, maxUpdateRounds)
+	return rec.Value, fmt.Errorf("update %s: %w", key, err)
+}
+
+// recordCodec stores a record as JSON.
+func recordCodec[T record]() cas.Codec[T] {
+	return cas.Codec[T]{Encode: func(v T) ([]byte, error) { return json.Marshal(v) }, Decode: decodeRecord[T]}
+}
+
+// recordPolicy is how update tries: up to maxUpdateRounds rounds, each
+// request bounded by timeout, with storeBackoff between them.
+func recordPolicy(timeout time.Duration) cas.Policy {
+	return cas.Policy{Timeout: timeout, MaxAttempts: maxUpdateRounds, Backoff: storeBackoff}
 }
 
 // readRecord reads and decodes the record at key.

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/objstore/cas"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -80,7 +81,7 @@ func (s *Snapshots) Restore(ctx context.Context, id, name string, targets map[st
 			if cur.Snapshot != name || !maps.Equal(cur.Targets, targets) {
 				return cur, fmt.Errorf("restore job %s restores %s to %v: %w", id, cur.Snapshot, cur.Targets, ErrExists)
 			}
-			return cur, errUnchanged
+			return cur, cas.ErrUnchanged
 		}
 		snap, err := s.Describe(ctx, name)
 		if err != nil {
@@ -104,7 +105,7 @@ func (s *Snapshots) Restore(ctx context.Context, id, name string, targets map[st
 	if err := s.runRestore(ctx, job); err != nil {
 		rolled, rerr := update(context.WithoutCancel(ctx), s.store, key, s.cfg.Timeout, func(cur RestoreJob, exists bool) (RestoreJob, error) {
 			if !exists || cur.State != JobRunning {
-				return cur, errUnchanged
+				return cur, cas.ErrUnchanged
 			}
 			next := cur
 			next.State, next.Segments, next.Error, next.Version = JobRolledBack, nil, err.Error(), cur.Version+1
@@ -140,7 +141,7 @@ func (s *Snapshots) runRestore(ctx context.Context, job RestoreJob) error {
 		}
 		if _, err := update(ctx, s.store, key, s.cfg.Timeout, func(cur RestoreJob, exists bool) (RestoreJob, error) {
 			if !exists || cur.State != JobRunning || cur.Done > i {
-				return cur, errUnchanged
+				return cur, cas.ErrUnchanged
 			}
 			next := cur
 			next.Done, next.Version = i+1, cur.Version+1
@@ -151,7 +152,7 @@ func (s *Snapshots) runRestore(ctx context.Context, job RestoreJob) error {
 	}
 	_, err := update(ctx, s.store, key, s.cfg.Timeout, func(cur RestoreJob, exists bool) (RestoreJob, error) {
 		if !exists || cur.State != JobRunning {
-			return cur, errUnchanged
+			return cur, cas.ErrUnchanged
 		}
 		next := cur
 		next.State, next.Done, next.Version = JobDone, len(cur.Segments), cur.Version+1

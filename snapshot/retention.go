@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/objstore/cas"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -82,7 +83,7 @@ func SetPolicy(ctx context.Context, store objstore.Store, l segmentlog.Layout, k
 	}
 	rec, err := update(ctx, store, policyKey(l, kind, name), TrimTimeout, func(cur PolicyRecord, exists bool) (PolicyRecord, error) {
 		if exists && cur.Policy == p && cur.PChannel == pchannel {
-			return cur, errUnchanged
+			return cur, cas.ErrUnchanged
 		}
 		return PolicyRecord{Format: policyFormat, Kind: kind, Name: name, PChannel: pchannel, Policy: p,
 			Version: cur.Version + 1, UpdatedAt: now.UTC()}, nil

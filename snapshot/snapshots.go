@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/objstore/cas"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -176,7 +177,7 @@ func (s *Snapshots) Create(ctx context.Context, name string, vchannels []string)
 			if !slices.Equal(cur.VChannels, vs) {
 				return cur, fmt.Errorf("snapshot %s over %v: %w", name, cur.VChannels, ErrExists)
 			}
-			return cur, errUnchanged
+			return cur, cas.ErrUnchanged
 		}
 		now := s.cfg.Now().UTC()
 		return Snapshot{Format: snapshotFormat, Name: name, State: Pending, VChannels: vs, CreatedAt: now, UpdatedAt: now, Version: cur.Version + 1}, nil
@@ -252,7 +253,7 @@ func (s *Snapshots) fill(ctx context.Context, snap Snapshot) (Snapshot, error) {
 		case !exists || cur.State == Released:
 			return cur, fmt.Errorf("%w: the pending record is gone", ErrState)
 		case cur.State == Committed:
-			return cur, errUnchanged // another Create of the same snapshot finished first
+			return cur, cas.ErrUnchanged // another Create of the same snapshot finished first
 		case cur.State != Pending:
 			return cur, fmt.Errorf("%w: it is %s", ErrState, cur.State)
 		}
@@ -317,7 +318,7 @@ func (s *Snapshots) release(ctx context.Context, name string) error {
 	key := SnapshotKey(s.cfg.Layout, name)
 	snap, err := update(ctx, s.store, key, s.cfg.Timeout, func(cur Snapshot, exists bool) (Snapshot, error) {
 		if !exists || cur.State == Released || cur.State == Deleting {
-			return cur, errUnchanged
+			return cur, cas.ErrUnchanged
 		}
 		next := cur
 		next.State, next.UpdatedAt, next.Version = Deleting, s.cfg.Now().UTC(), cur.Version+1
@@ -336,7 +337,7 @@ func (s *Snapshots) release(ctx context.Context, name string) error {
 	}
 	_, err = update(ctx, s.store, key, s.cfg.Timeout, func(cur Snapshot, exists bool) (Snapshot, error) {
 		if !exists || cur.State != Deleting {
-			return cur, errUnchanged
+			return cur, cas.ErrUnchanged
 		}
 		next := cur
 		next.State, next.Segments, next.UpdatedAt, next.Version = Released, nil, s.cfg.Now().UTC(), cur.Version+1

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/objstore/cas"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -31,7 +32,7 @@ func Trim(ctx context.Context, store objstore.Store, l segmentlog.Layout, p stri
 		}
 		next, changed := cur.Trimmed(before)
 		if !changed {
-			return cur, errUnchanged
+			return cur, cas.ErrUnchanged
 		}
 		next.UpdatedAt = now.UTC()
 		return next, nil
@@ -46,7 +47,7 @@ func Trim(ctx context.Context, store objstore.Store, l segmentlog.Layout, p stri
 }
 
 // stored tells a stored record from the zero value update returns for an
-// absent one with errUnchanged.
+// absent one with cas.ErrUnchanged.
 func stored(cp segmentlog.Checkpoint) bool { return cp.Format != 0 }
 
 // TrimPoints gives GC the vchannels' own trim points (the coordinator's
@@ -85,7 +86,7 @@ func (g *GC) RetireTrimmed(ctx context.Context, pchannel string) (int, error) {
 	_, err := update(ctx, g.store, g.cfg.Layout.Checkpoint(pchannel), g.cfg.Timeout, func(cp segmentlog.Checkpoint, exists bool) (segmentlog.Checkpoint, error) {
 		retired = 0
 		if !exists {
-			return cp, errUnchanged
+			return cp, cas.ErrUnchanged
 		}
 		keep := make([]segmentlog.SegmentRef, 0, len(cp.Segments))
 		next := cp
@@ -99,7 +100,7 @@ func (g *GC) RetireTrimmed(ctx context.Context, pchannel string) (int, error) {
 			keep = append(keep, ref)
 		}
 		if retired == 0 {
-			return cp, errUnchanged
+			return cp, cas.ErrUnchanged
 		}
 		if len(keep) == 0 {
 			keep = nil

@@ -11,9 +11,13 @@ import (
 
 	"github.com/cairnlog/cairn/cache"
 	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/infra/backoff"
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
 )
+
+// openBackoff paces the retries of an open that failed on the store.
+var openBackoff = backoff.Policy{Min: 50 * time.Millisecond, Max: 500 * time.Millisecond}
 
 // heldPoll bounds the pause between two acquire attempts while another
 // holder's lease is live, so that a release is noticed within it (each
@@ -317,7 +321,7 @@ func (p *Pool) awaitRenew(ctx context.Context, e *poolEntry, dl time.Time) bool 
 		if cur, _ := e.leaseDeadline(); cur.After(dl) && p.cfg.Now().Before(cur) {
 			return true
 		}
-		if !sleepCtx(ctx, 5*time.Millisecond) {
+		if backoff.Sleep(ctx, 5*time.Millisecond) != nil {
 			return false
 		}
 	}
@@ -351,7 +355,8 @@ func (p *Pool) open(pchannel string, call *openCall) {
 	defer cancel()
 	var e *poolEntry
 	var err error
-	for attempt := 0; ; attempt++ {
+	pauses := openBackoff.Start()
+	for {
 		e, err = p.openOnce(ctx, pchannel, call.takeover)
 		if err == nil {
 			break
@@ -363,11 +368,11 @@ func (p *Pool) open(pchannel string, call *openCall) {
 				err = &BusyError{PChannel: pchannel, Holder: held.Holder, RetryAfter: max(held.RetryAfter, time.Second)}
 				break
 			}
-			sleepCtx(ctx, min(max(held.RetryAfter, time.Millisecond), heldPoll, giveUp.Sub(now)))
+			_ = backoff.Sleep(ctx, min(max(held.RetryAfter, time.Millisecond), heldPoll, giveUp.Sub(now)))
 			continue
 		}
 		if objstore.IsRetryable(err) && now.Before(giveUp) && ctx.Err() == nil {
-			sleepCtx(ctx, min(time.Duration(attempt+1)*50*time.Millisecond, giveUp.Sub(now)))
+			_ = backoff.Sleep(ctx, min(pauses.Next(), giveUp.Sub(now)))
 			continue
 		}
 		break
@@ -679,16 +684,4 @@ func (p *Pool) Close(ctx context.Context) error {
 	}
 	p.cache.Close()
 	return <-errs // nil once drained
-}
-
-// sleepCtx sleeps d or until ctx ends; it reports whether it slept fully.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/cairnlog/cairn/infra/backoff"
 )
 
 // Op names a Store operation, for per-operation fault rates and counters.
@@ -216,12 +218,8 @@ func (f *Fault) plan(op Op) faultPlan {
 func (f *Fault) begin(ctx context.Context, op Op, key string) (faultPlan, error) {
 	p := f.plan(op)
 	if p.delay > 0 {
-		t := time.NewTimer(p.delay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return p, fmt.Errorf("fault: %s %s: %w", op, key, ctx.Err())
+		if err := backoff.Sleep(ctx, p.delay); err != nil {
+			return p, fmt.Errorf("fault: %s %s: %w", op, key, err)
 		}
 	}
 	if p.fail {

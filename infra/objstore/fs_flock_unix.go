@@ -8,6 +8,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/cairnlog/cairn/infra/backoff"
 )
 
 // flockExclusive takes an exclusive flock(2) on file. It polls with a
@@ -15,7 +17,7 @@ import (
 // holding the lock must not wedge its peers beyond their deadlines.
 func flockExclusive(ctx context.Context, file *os.File) error {
 	fd := int(file.Fd())
-	wait := 50 * time.Microsecond
+	pauses := flockBackoff.Start()
 	for {
 		err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
 		switch {
@@ -26,13 +28,12 @@ func flockExclusive(ctx context.Context, file *os.File) error {
 		case !errors.Is(err, syscall.EWOULDBLOCK):
 			return err
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
+		if err := pauses.Wait(ctx); err != nil {
+			return err
 		}
-		wait = min(2*wait, 5*time.Millisecond)
 	}
 }
+
+// flockBackoff is the pause between tries of a taken lock: 50 µs doubling
+// up to 5 ms, jittered so that waiting processes do not retry in step.
+var flockBackoff = backoff.Policy{Min: 50 * time.Microsecond, Max: 5 * time.Millisecond}
