@@ -126,17 +126,7 @@ func (sw *SharedWriter) AppendTxn(ctx context.Context, id uint64, msgs ...Messag
 		r.Touched = sw.cfg.Now().UTC().Round(0)
 		return true, nil
 	})
-	switch {
-	case errors.Is(err, errTxnGone) && sent:
-		return fmt.Errorf("txn %d: %w: the transaction ended while the append's reply was lost", id, ErrOutcomeUnknown)
-	case errors.Is(err, errTxnGone):
-		return fmt.Errorf("txn %d: %w", id, ErrTxnNotFound)
-	case errors.Is(err, errExpiredNow):
-		return sw.expire(ctx, id)
-	case err != nil:
-		return fmt.Errorf("txn %d: %w", id, err)
-	}
-	return nil
+	return sw.txnCallErr(ctx, id, "append", err, sent)
 }
 
 // errExpiredNow: decide found an open record past its keepalive.
@@ -195,9 +185,17 @@ func (sw *SharedWriter) RollbackTxn(ctx context.Context, id uint64) error {
 		r.end(sw.cfg.Now(), nil, txnRolledBack)
 		return true, nil
 	})
+	return sw.txnCallErr(ctx, id, "rollback", err, sent)
+}
+
+// txnCallErr is the answer of an append or rollback (call) to txn id whose
+// record update ended with err: the transaction gone is ErrTxnNotFound,
+// or outcome-unknown when one of the call's writes may have landed (sent)
+// before it went; one found past its keepalive is expired now.
+func (sw *SharedWriter) txnCallErr(ctx context.Context, id uint64, call string, err error, sent bool) error {
 	switch {
 	case errors.Is(err, errTxnGone) && sent:
-		return fmt.Errorf("txn %d: %w: the transaction ended while the rollback's reply was lost", id, ErrOutcomeUnknown)
+		return fmt.Errorf("txn %d: %w: the transaction ended while the %s's reply was lost", id, ErrOutcomeUnknown, call)
 	case errors.Is(err, errTxnGone):
 		return fmt.Errorf("txn %d: %w", id, ErrTxnNotFound)
 	case errors.Is(err, errExpiredNow):

@@ -1,6 +1,7 @@
 package system
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -132,36 +133,16 @@ func (c *Config) EnsureDefaults() {
 			c.PChannels = append(c.PChannels, "p"+strconv.Itoa(i))
 		}
 	}
-	if c.LeaseTTL == 0 {
-		c.LeaseTTL = coordinator.DefaultLeaseTTL
-	}
-	if c.LeaseMargin == 0 {
-		c.LeaseMargin = min(coordinator.DefaultLeaseMargin, c.LeaseTTL/4)
-	}
-	if c.RenewInterval == 0 {
-		c.RenewInterval = min(3*time.Second, (c.LeaseTTL-c.LeaseMargin)/3)
-	}
-	if c.LeaseWait == 0 {
-		c.LeaseWait = DefaultLeaseWait
-	}
-	if c.TimeTickInterval == 0 {
-		c.TimeTickInterval = time.Second
-	}
-	if c.OpenTimeout == 0 {
-		c.OpenTimeout = DefaultOpenTimeout
-	}
-	if c.IdleRelease == 0 {
-		c.IdleRelease = DefaultIdleRelease
-	}
-	if c.CacheBytes == 0 {
-		c.CacheBytes = cache.DefaultLocalBytes
-	}
-	if c.MaxBatchBytes == 0 {
-		c.MaxBatchBytes = DefaultMaxBatchBytes
-	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = DefaultShutdownTimeout
-	}
+	c.LeaseTTL = cmp.Or(c.LeaseTTL, coordinator.DefaultLeaseTTL)
+	c.LeaseMargin = cmp.Or(c.LeaseMargin, min(coordinator.DefaultLeaseMargin, c.LeaseTTL/4))
+	c.RenewInterval = cmp.Or(c.RenewInterval, min(3*time.Second, (c.LeaseTTL-c.LeaseMargin)/3))
+	c.LeaseWait = cmp.Or(c.LeaseWait, DefaultLeaseWait)
+	c.TimeTickInterval = cmp.Or(c.TimeTickInterval, time.Second)
+	c.OpenTimeout = cmp.Or(c.OpenTimeout, DefaultOpenTimeout)
+	c.IdleRelease = cmp.Or(c.IdleRelease, DefaultIdleRelease)
+	c.CacheBytes = cmp.Or(c.CacheBytes, cache.DefaultLocalBytes)
+	c.MaxBatchBytes = cmp.Or(c.MaxBatchBytes, DefaultMaxBatchBytes)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
