@@ -10,6 +10,7 @@ import (
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/objstore/objstoretest"
 	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 )
@@ -262,5 +263,46 @@ func TestFencedHolderPromisesNothing(t *testing.T) {
 	}
 	if err := a.Err(); !errors.Is(err, sl.ErrFenced) {
 		t.Fatalf("the taken-over holder did not stop fenced at its renew: %v", err)
+	}
+}
+
+// TestSharedAdoptWaitsForTheWindow: Shared rule 1 — a writer adopts a
+// shared term only once its window landed. Writer A takes the pchannel
+// with a new shared term and stops (its WAL store frozen) before its
+// fence window lands; writer B, opening meanwhile, must not adopt A's
+// unopened term: it is told the pchannel is held (until A's deadline,
+// after which it would take over with a term of its own) and never writes
+// data inside A's window.
+func TestSharedAdoptWaitsForTheWindow(t *testing.T) {
+	ctx := context.Background()
+	base := objstore.NewMemory()
+	frozenA := &objstoretest.Process{Store: base}
+	frozenA.Freeze() // A's lease service writes to base: its grant lands, its recovery and fence do not
+	leasesA := newLeases(t, base)
+	openedA := make(chan error, 1)
+	go func() {
+		_, err := sl.OpenSharedWriter(ctx, sharedCfg("adopt", "A"), frozenA, leasesA)
+		openedA <- err
+	}()
+	defer func() {
+		frozenA.Thaw(time.Second)
+		<-openedA // whatever A's outcome, its goroutine ends
+	}()
+	testkit.Eventually(t, 10*time.Second, "A's shared term granted, not yet open", func() bool {
+		l, err := leasesA.Describe(ctx, "adopt")
+		return err == nil && l.Shared && l.OpenAt == 0 && !l.Released
+	})
+
+	sw, err := sl.OpenSharedWriter(ctx, sharedCfg("adopt", "B"), base, newLeases(t, base))
+	if err == nil {
+		acks, aerr := sw.Append(ctx, dataMsg("v", "from B"))
+		if aerr == nil && acks[0].ID.Offset < sl.FenceWindow {
+			t.Fatalf("I6: B adopted term %d before its window landed and wrote data at slot %d, inside the window [0, %d)",
+				sw.Term(), acks[0].ID.Offset, sl.FenceWindow)
+		}
+		t.Fatalf("B opened the pchannel while A's shared term was being opened (append: %v, %v); want it held", acks, aerr)
+	}
+	if !errors.Is(err, coordinator.ErrLeaseHeld) {
+		t.Fatalf("B's open while A's term is being opened: %v, want the lease held", err)
 	}
 }
