@@ -31,6 +31,7 @@ type System struct {
 	broadcasts *coordinator.Broadcaster
 	snaps      *snapshot.Snapshots
 	segs       *snapshot.SegmentReader
+	reader     objstore.Store // counted as "reader": segment and checkpoint reads of the data path
 	pool       *Pool
 	restores   *restoreRuns
 	vchans     vchannelCache
@@ -68,7 +69,8 @@ func New(cfg Config, store objstore.Store) (*System, error) {
 		s.StoreFor("snapshot"), s.registry); err != nil {
 		return nil, fmt.Errorf("system: %w", err)
 	}
-	s.segs = snapshot.NewSegmentReader(s.StoreFor("reader"), 0)
+	s.reader = s.StoreFor("reader")
+	s.segs = snapshot.NewSegmentReader(s.reader, 0)
 	s.restores = newRestoreRuns()
 	s.vchans = vchannelCache{ttl: vchannelCacheTTL, now: cfg.Now, entries: map[string]vchannelEntry{}}
 	return s, nil
