@@ -145,8 +145,6 @@ func classify(err error) *Error {
 		return errorf(http.StatusPreconditionFailed, wire.CodeOutOfSequence, "%v", tidy(err, system.ErrOutOfSequence))
 	case errors.Is(err, system.ErrInvalidRestore):
 		return errorf(http.StatusBadRequest, wire.CodeInvalid, "%v", tidy(err, system.ErrInvalidRestore))
-	case errors.Is(err, system.ErrTxnShared):
-		return errorf(http.StatusConflict, wire.CodeWrongState, "%v", tidy(err, system.ErrTxnShared))
 	case errors.Is(err, segmentlog.ErrInvalidName):
 		return errorf(http.StatusBadRequest, wire.CodeInvalidName, "%v", tidy(err, segmentlog.ErrInvalidName))
 	case errors.Is(err, segmentlog.ErrTooLarge):
@@ -180,6 +178,16 @@ func classify(err error) *Error {
 		return errorf(http.StatusConflict, wire.CodeWrongState, "%v", tidy(err, coordinator.ErrVChannelNotReady))
 	case errors.Is(err, segmentlog.ErrTxnNotFound):
 		return errorf(http.StatusNotFound, wire.CodeUnknownTxn, "%v", tidy(err, segmentlog.ErrTxnNotFound))
+	case errors.Is(err, segmentlog.ErrTxnSealed):
+		// A shared-mode transaction being committed: it takes no more
+		// appends and cannot be rolled back; nothing of this call was written.
+		return errorf(http.StatusConflict, wire.CodeWrongState, "%v", tidy(err, segmentlog.ErrTxnSealed))
+	case errors.Is(err, segmentlog.ErrContended):
+		// Other writers kept filling the tail (a shared-mode commit):
+		// nothing was written, retry.
+		e := errorf(http.StatusServiceUnavailable, wire.CodeUnavailable, "%v", tidy(err, segmentlog.ErrContended))
+		e.retryAfter = time.Second
+		return e
 	case errors.Is(err, segmentlog.ErrTxnExpired):
 		return errorf(http.StatusConflict, wire.CodeTxnExpired, "%v", tidy(err, segmentlog.ErrTxnExpired))
 	case errors.Is(err, segmentlog.ErrTxnInvalid):

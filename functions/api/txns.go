@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -84,15 +83,7 @@ func (s *Server) handleTxnBegin(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var term, id uint64
-	if sw, serr := s.pool.SharedWriter(ctx, v.PChannel); serr != nil {
-		return serr
-	} else if sw != nil {
-		term = sw.Term()
-		id, err = sw.BeginTxn(ctx, name, keepalive)
-	} else {
-		term, id, err = s.pool.BeginTxn(ctx, v.PChannel, name, keepalive)
-	}
+	term, id, err := s.pool.BeginTxn(ctx, v.PChannel, name, keepalive)
 	if err != nil {
 		return err
 	}
@@ -126,14 +117,7 @@ func (s *Server) handleTxnAppend(w http.ResponseWriter, r *http.Request) error {
 			return errorf(http.StatusBadRequest, wire.CodeInvalid, "message %d: a transaction's messages take no idempotency key (the commit has one)", i)
 		}
 	}
-	if sw, err := s.pool.SharedWriter(r.Context(), h.pchannel); err != nil {
-		return err
-	} else if sw != nil {
-		err = sw.AppendTxn(r.Context(), h.id, in.msgs...)
-		if err != nil {
-			return sharedTxnError(h, err)
-		}
-	} else if err := s.pool.AppendTxn(r.Context(), h.pchannel, h.id, in.msgs); err != nil {
+	if err := s.pool.AppendTxn(r.Context(), h.pchannel, h.id, in.msgs); err != nil {
 		return fmt.Errorf("txn %s: %w", h, err)
 	}
 	writeJSON(w, http.StatusOK, wire.TxnAppendResponse{Txn: h.String(), Appended: len(in.msgs)})
@@ -145,16 +129,8 @@ func (s *Server) handleTxnCommit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var term uint64
-	var acks []segmentlog.Ack
-	if sw, serr := s.pool.SharedWriter(r.Context(), h.pchannel); serr != nil {
-		return serr
-	} else if sw != nil {
-		term = sw.Term()
-		if acks, err = sw.CommitTxn(r.Context(), h.id); err != nil {
-			return sharedTxnError(h, err)
-		}
-	} else if term, acks, err = s.pool.CommitTxn(r.Context(), h.pchannel, h.id); err != nil {
+	term, acks, err := s.pool.CommitTxn(r.Context(), h.pchannel, h.id)
+	if err != nil {
 		return fmt.Errorf("txn %s: %w", h, err)
 	}
 	resp := wire.TxnCommitResponse{Txn: h.String(), PChannel: h.pchannel, Term: term, Acks: make([]wire.Ack, len(acks))}
@@ -170,13 +146,7 @@ func (s *Server) handleTxnRollback(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	if sw, err := s.pool.SharedWriter(r.Context(), h.pchannel); err != nil {
-		return err
-	} else if sw != nil {
-		if err := sw.RollbackTxn(r.Context(), h.id); err != nil {
-			return sharedTxnError(h, err)
-		}
-	} else if err := s.pool.RollbackTxn(r.Context(), h.pchannel, h.id); err != nil {
+	if err := s.pool.RollbackTxn(r.Context(), h.pchannel, h.id); err != nil {
 		return fmt.Errorf("txn %s: %w", h, err)
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -198,21 +168,4 @@ func (s *Server) txnNoBody(r *http.Request) (txnHandle, error) {
 		return txnHandle{}, err
 	}
 	return h, nil
-}
-
-// sharedTxnError maps a shared transaction call's error: a sealed
-// transaction is 409 wrong_state, a commit that lost every race for the
-// tail 503 unavailable (nothing written: retry it); the rest as any error.
-func sharedTxnError(h txnHandle, err error) error {
-	switch {
-	case errors.Is(err, segmentlog.ErrTxnSealed):
-		return errorf(http.StatusConflict, wire.CodeWrongState,
-			"txn %s is being committed: it takes no more appends and cannot be rolled back; nothing of this call was written", h)
-	case errors.Is(err, segmentlog.ErrContended) && !errors.Is(err, segmentlog.ErrOutcomeUnknown):
-		e := errorf(http.StatusServiceUnavailable, wire.CodeUnavailable,
-			"txn %s: other writers kept filling the tail; nothing was written, retry the commit", h)
-		e.retryAfter = time.Second
-		return e
-	}
-	return fmt.Errorf("txn %s: %w", h, err)
 }

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -169,17 +168,19 @@ func TestTxnRoutesShared(t *testing.T) {
 }
 
 // A call refused because a commit sealed the transaction answers 409
-// wrong_state; other errors keep their own mapping.
+// wrong_state, a commit that lost every race for the tail 503 unavailable
+// (unless its outcome is unknown); other errors keep their own mapping.
 func TestSharedTxnErrorMapping(t *testing.T) {
-	h := txnHandle{pchannel: "p0", vchannel: "v0", id: 1 << 63}
-	var e *Error
-	if !errors.As(sharedTxnError(h, fmt.Errorf("txn: %w", segmentlog.ErrTxnSealed)), &e) || e.status != 409 || e.Code != wire.CodeWrongState {
+	if e := classify(fmt.Errorf("txn: %w", segmentlog.ErrTxnSealed)); e.status != 409 || e.Code != wire.CodeWrongState {
 		t.Fatalf("sealed: %+v, want 409 %s", e, wire.CodeWrongState)
 	}
-	if !errors.As(sharedTxnError(h, fmt.Errorf("commit: %w", segmentlog.ErrContended)), &e) || e.status != 503 || e.Code != wire.CodeUnavailable {
-		t.Fatalf("contended: %+v, want 503 %s", e, wire.CodeUnavailable)
+	if e := classify(fmt.Errorf("commit: %w", segmentlog.ErrContended)); e.status != 503 || e.Code != wire.CodeUnavailable || e.retryAfter <= 0 {
+		t.Fatalf("contended: %+v, want 503 %s with Retry-After", e, wire.CodeUnavailable)
 	}
-	if err := sharedTxnError(h, segmentlog.ErrTxnNotFound); !errors.Is(err, segmentlog.ErrTxnNotFound) {
-		t.Fatalf("not found: %v, want it wrapped for the usual mapping", err)
+	if e := classify(fmt.Errorf("commit: %w: %w", segmentlog.ErrOutcomeUnknown, segmentlog.ErrContended)); e.Code != wire.CodeOutcomeUnknown {
+		t.Fatalf("contended with an unknown outcome: %+v, want %s", e, wire.CodeOutcomeUnknown)
+	}
+	if e := classify(fmt.Errorf("txn p0:v0:1: %w", segmentlog.ErrTxnNotFound)); e.status != 404 || e.Code != wire.CodeUnknownTxn {
+		t.Fatalf("not found: %+v, want 404 %s", e, wire.CodeUnknownTxn)
 	}
 }

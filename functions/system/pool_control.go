@@ -13,11 +13,6 @@ import (
 // registry (coordinator.ControlWAL), transactions, and the Holder a
 // coordinator.Node drives in `cairn serve`.
 
-// ErrTxnShared answers a pool transaction call in shared write mode: the
-// pool's calls keep a transaction in one process's writer, which a shared
-// writer's next call may not reach; the HTTP routes send shared-mode
-// transactions to the SharedWriter's calls instead (functions/api/txns.go).
-var ErrTxnShared = errors.New("system: this process appends in shared write mode (CAIRN_WRITE_MODE=shared): its transactions are kept in the bucket by the shared writer, not in the pool")
 
 var (
 	_ coordinator.ControlWAL = (*Pool)(nil)
@@ -47,17 +42,21 @@ func (p *Pool) AppendControl(ctx context.Context, pchannel string, msgs ...segme
 
 // BeginTxn opens a transaction on vchannel in pchannel's warm writer
 // (opening one if needed) and returns the writer's term and the
-// transaction's ID, whose high 32 bits are that term. The transaction
-// lives in this process's writer: it is aborted if the writer stops.
+// transaction's ID. An exclusive writer keeps the transaction in memory
+// (the ID's high 32 bits are its term; it is aborted if the writer
+// stops); a shared writer keeps it in a record in the bucket that any
+// process's shared writer serves (docs/protocol.md, "Shared
+// transactions").
 func (p *Pool) BeginTxn(ctx context.Context, pchannel, vchannel string, keepalive time.Duration) (term, id uint64, err error) {
 	e, err := p.writer(ctx, pchannel)
 	if err != nil {
 		return 0, 0, err
 	}
-	if e.ex == nil {
-		return 0, 0, ErrTxnShared
+	if e.sh != nil {
+		id, err = e.sh.BeginTxn(ctx, vchannel, keepalive)
+	} else {
+		id, err = e.ex.BeginTxn(ctx, vchannel, keepalive)
 	}
-	id, err = e.ex.BeginTxn(ctx, vchannel, keepalive)
 	return e.w.Term(), id, err
 }
 
@@ -67,21 +66,26 @@ func (p *Pool) AppendTxn(ctx context.Context, pchannel string, id uint64, msgs [
 	if err != nil {
 		return err
 	}
+	if e.sh != nil {
+		return e.sh.AppendTxn(ctx, id, msgs...)
+	}
 	return e.ex.AppendTxn(ctx, id, msgs...)
 }
 
 // CommitTxn writes transaction id of pchannel as one batch. A retried
 // commit is answered from the idempotency window by whichever writer holds
-// the pchannel now (segmentlog.Writer.CommitTxn).
+// the pchannel now (segmentlog.Writer.CommitTxn, SharedWriter.CommitTxn).
 func (p *Pool) CommitTxn(ctx context.Context, pchannel string, id uint64) (uint64, []segmentlog.Ack, error) {
 	e, err := p.writer(ctx, pchannel)
 	if err != nil {
 		return 0, nil, err
 	}
-	if e.ex == nil {
-		return 0, nil, segmentlog.ErrTxnNotFound
+	var acks []segmentlog.Ack
+	if e.sh != nil {
+		acks, err = e.sh.CommitTxn(ctx, id)
+	} else {
+		acks, err = e.ex.CommitTxn(ctx, id)
 	}
-	acks, err := e.ex.CommitTxn(ctx, id)
 	return e.w.Term(), acks, err
 }
 
@@ -91,14 +95,21 @@ func (p *Pool) RollbackTxn(ctx context.Context, pchannel string, id uint64) erro
 	if err != nil {
 		return err
 	}
+	if e.sh != nil {
+		return e.sh.RollbackTxn(ctx, id)
+	}
 	return e.ex.RollbackTxn(ctx, id)
 }
 
-// txnWriter returns the writer that may hold transaction id: the warm
-// writer of pchannel, if its term is the one in the ID's high 32 bits. A
-// transaction of another term was aborted when its writer stopped, so no
-// writer is opened for it.
+// txnWriter returns the writer that may hold transaction id. In shared
+// mode that is any shared writer of pchannel (the record is in the
+// bucket). Otherwise it is the warm writer of pchannel if its term is the
+// one in the ID's high 32 bits: a transaction of another term was aborted
+// when its writer stopped, so no writer is opened for it.
 func (p *Pool) txnWriter(ctx context.Context, pchannel string, id uint64) (*poolEntry, error) {
+	if p.cfg.WriteMode == WriteShared {
+		return p.writer(ctx, pchannel)
+	}
 	p.mu.Lock()
 	e := p.entries[pchannel]
 	p.mu.Unlock()
@@ -160,18 +171,4 @@ func (p *Pool) Release(ctx context.Context, pchannel string) error {
 	}
 	p.log.Info("writer closed, lease released", "pchannel", pchannel)
 	return nil
-}
-
-// SharedWriter returns the shared writer of pchannel in shared write mode
-// (opening it if needed), whose transaction calls keep transactions in the
-// store; nil in the other modes, whose transactions are the pool's calls.
-func (p *Pool) SharedWriter(ctx context.Context, pchannel string) (*segmentlog.SharedWriter, error) {
-	if p.cfg.WriteMode != WriteShared {
-		return nil, nil
-	}
-	e, err := p.writer(ctx, pchannel)
-	if err != nil {
-		return nil, err
-	}
-	return e.sh, nil
 }
