@@ -13,7 +13,6 @@ import (
 // registry (coordinator.ControlWAL), transactions, and the Holder a
 // coordinator.Node drives in `cairn serve`.
 
-
 var (
 	_ coordinator.ControlWAL = (*Pool)(nil)
 	_ coordinator.Holder     = (*Pool)(nil)
