@@ -209,6 +209,8 @@ type Writer struct {
 	dataSinceTick bool
 	lastActivity  time.Time
 	stats         WriterStats
+	// recoverTimes: where the open's recovery spent its time (logged).
+	recoverTimes struct{ replay, window time.Duration }
 }
 
 // WriterStats counts what a Writer did. Read with Writer.Stats.
@@ -248,7 +250,9 @@ func OpenWriter(ctx context.Context, cfg WriterConfig, store objstore.Store, lea
 		}
 		acquire = taker.Takeover
 	}
+	began := w.cfg.Now()
 	grant, err := acquire(ctx, cfg.PChannel, cfg.Holder, w.nonce)
+	acquired := w.cfg.Now()
 	if err != nil {
 		cp.cancel()
 		return nil, fmt.Errorf("open writer %s: %w", cfg.PChannel, err)
@@ -281,7 +285,9 @@ func OpenWriter(ctx context.Context, cfg WriterConfig, store objstore.Store, lea
 	if cfg.TimeTickInterval > 0 {
 		go w.timeTickLoop(renewCtx)
 	}
-	w.log.Info("writer open", "term", grant.Term, "fence", w.stats.FenceOffset, "first_data_slot", start)
+	w.log.Info("writer open", "term", grant.Term, "fence", w.stats.FenceOffset, "first_data_slot", start,
+		"acquire_ms", acquired.Sub(began).Milliseconds(), "recover_ms", w.cfg.Now().Sub(acquired).Milliseconds(),
+		"replay_ms", w.recoverTimes.replay.Milliseconds(), "replayed_slots", w.stats.RecoveredSlots, "window_ms", w.recoverTimes.window.Milliseconds())
 	return w, nil
 }
 

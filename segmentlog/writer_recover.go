@@ -47,7 +47,9 @@ func (w *Writer) recover(ctx context.Context, first *checkpointRead) (uint64, er
 		// bounds where the first empty slot may be: we replay from c because
 		// the idempotency window and the last timetick need every batch
 		// above it.
+		replayed := w.cfg.Now()
 		f, err := w.replay(ctx, cp.C, &filter)
+		w.recoverTimes.replay += w.cfg.Now().Sub(replayed)
 		if err != nil {
 			state.cancel()
 			return 0, err
@@ -94,7 +96,9 @@ func (w *Writer) recover(ctx context.Context, first *checkpointRead) (uint64, er
 		// flush can pass f before our fence lands there, and a batch that
 		// beats our fence to f moves the window up, never down.
 		recheck := w.readCheckpointAsync(ctx)
+		claimed := w.cfg.Now()
 		s, err := w.claimWindow(ctx, f, &filter)
+		w.recoverTimes.window += w.cfg.Now().Sub(claimed)
 		if err != nil {
 			recheck.cancel()
 			return 0, err

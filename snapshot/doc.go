@@ -188,7 +188,7 @@
 //
 //	f, err := snapshot.NewFlusher(snapshot.FlushConfig{PChannel: "p0", Layout: layout}, store)
 //	if err != nil { ... }
-//	go f.Run(ctx) // flushes at MinBytes / MaxAge / MaxSlots
+//	go f.Run(ctx) // flushes at MinBytes / MinSlots / MaxAge / MaxSlots
 //	rounds, err := f.FlushNow(ctx) // or on demand
 //
 //	sc, err := segmentlog.NewScanner(ctx, segmentlog.ScannerConfig{

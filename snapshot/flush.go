@@ -14,6 +14,10 @@ import (
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
+// DefaultMinSlots is FlushConfig.MinSlots's default: a takeover replays at
+// most about this many unflushed slots.
+const DefaultMinSlots = 256
+
 // FlushConfig configures a Flusher. Zero fields take the documented
 // defaults.
 type FlushConfig struct {
@@ -22,6 +26,12 @@ type FlushConfig struct {
 	// MinBytes: Run flushes once at least this many bytes of WAL batch
 	// objects sit above the checkpoint. Default 8 MiB.
 	MinBytes int64
+	// MinSlots: Run flushes once at least this many WAL slots sit above the
+	// checkpoint, however small. It bounds a takeover: the new writer reads
+	// every slot above the checkpoint before its first append
+	// (docs/protocol.md "Fence"), so a backlog of small batches would
+	// otherwise make a restart after a crash slow. Default DefaultMinSlots.
+	MinSlots int
 	// MaxAge: Run flushes once the oldest unflushed message is this old (by
 	// its timetick), however little there is. Default 10 min.
 	MaxAge time.Duration
@@ -91,6 +101,9 @@ func (c *FlushConfig) withDefaults() {
 	if c.MaxAge == 0 {
 		c.MaxAge = 10 * time.Minute
 	}
+	if c.MinSlots == 0 {
+		c.MinSlots = DefaultMinSlots
+	}
 	if c.MaxSlots == 0 {
 		c.MaxSlots = 4096
 	}
@@ -141,7 +154,7 @@ func (c *FlushConfig) Validate() error {
 		return err
 	}
 	switch {
-	case c.MinBytes < 0 || c.MaxAge < 0:
+	case c.MinBytes < 0 || c.MaxAge < 0 || c.MinSlots < 0:
 		return errors.New("snapshot: flush thresholds must be ≥ 0")
 	case c.MaxSlots < 1 || c.MaxBytes < 1:
 		return errors.New("snapshot: max slots and max bytes must be ≥ 1")
@@ -240,7 +253,7 @@ func (f *Flusher) FlushNow(ctx context.Context) ([]Round, error) {
 }
 
 // Run flushes whenever the WAL above the checkpoint reaches MinBytes or
-// MaxSlots, or its oldest message MaxAge, looking every Interval, until ctx
+// MinSlots, or its oldest message MaxAge, looking every Interval, until ctx
 // ends (then it returns ctx's error). Errors of one look are logged and the
 // next look tries again.
 func (f *Flusher) Run(ctx context.Context) error {
@@ -293,7 +306,7 @@ func (f *Flusher) poll(ctx context.Context) error {
 
 // due reports whether a round read by Run reached a threshold.
 func (f *Flusher) due(r *round) bool {
-	if r.full || r.walBytes >= f.cfg.MinBytes {
+	if r.full || r.walBytes >= f.cfg.MinBytes || r.slots >= f.cfg.MinSlots {
 		return true
 	}
 	if r.firstTick == 0 {

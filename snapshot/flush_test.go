@@ -121,7 +121,7 @@ func TestFlushThenCatchUp(t *testing.T) {
 
 // TestRunThresholds: Run leaves a small, young backlog alone, flushes it
 // once its oldest message is MaxAge old, and flushes at once when MinBytes
-// is reached.
+// or MinSlots is reached.
 func TestRunThresholds(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -141,7 +141,7 @@ func TestRunThresholds(t *testing.T) {
 		}
 	})
 	f := newFlusher(t, looked, pch, func(c *snapshot.FlushConfig) {
-		c.MinBytes, c.MaxAge, c.Interval, c.Now = 64<<10, time.Minute, 5*time.Millisecond, now
+		c.MinBytes, c.MinSlots, c.MaxAge, c.Interval, c.Now = 64<<10, 30, time.Minute, 5*time.Millisecond, now
 	})
 	go f.Run(ctx)
 	checkpoint := func() sl.Checkpoint {
@@ -176,6 +176,25 @@ func TestRunThresholds(t *testing.T) {
 		}
 	}
 	waitFor("a backlog past MinBytes", func(cp sl.Checkpoint) bool { return cp.C == c1+4 })
+
+	// 29 small batches, one slot each, stay young and below MinBytes...
+	c2 := checkpoint().C
+	for i := 0; i < 29; i++ {
+		if _, err := w.Append(context.Background(), sl.Message{Type: sl.TypeData, VChannel: "vc", Payload: []byte("small")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	since = looks.Load()
+	testkit.Eventually(t, 5*time.Second, "Run looks twice after 29 slots", func() bool { return looks.Load() >= since+2 })
+	if cp := checkpoint(); cp.C != c2 {
+		t.Fatalf("Run flushed a young backlog of 29 small slots, below MinSlots 30 (checkpoint %d → %d)", c2, cp.C)
+	}
+	// ...and the 30th makes the backlog due: a takeover never replays more
+	// than MinSlots (and a look's worth) of slots above the checkpoint.
+	if _, err := w.Append(context.Background(), sl.Message{Type: sl.TypeData, VChannel: "vc", Payload: []byte("small")}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("a backlog of MinSlots slots", func(cp sl.Checkpoint) bool { return cp.C == c2+30 })
 }
 
 // positionLog is a PositionSink that keeps the vchannels it is told of.

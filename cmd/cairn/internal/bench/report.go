@@ -165,6 +165,8 @@ func buildFigures() []Figure {
 	add("takeover", "takeover_window_put", unitRequests, "fence-window PUTs (fence + W−1 fillers)")
 	add("takeover", "takeover_append_put", unitRequests, "data PUTs of the first append")
 	add("takeover", "takeover_other", unitRequests, "any other request")
+	add("takeover", "takeover_backlog_ms", unitMs, "a live lease taken over at once (a restart after kill -9) with 256 unflushed slots → first acked append")
+	add("takeover", "takeover_backlog_slot_get", unitRequests, "WAL slot GETs of that takeover's replay")
 
 	add("http", "http_append_mbps", unitMBps, "1 KiB appends through the HTTP API (Go SDK, 64 concurrent clients, 1 pchannel)")
 	add("http", "http_append_msgs_per_s", unitMsgps, "the same: messages acked")
@@ -236,6 +238,7 @@ var targets = []target{
 		}},
 	{key: "catchup_segments_ratio", limit: fixed(2)},
 	{key: "takeover_round_trips", atMost: true, limit: fixed(5)},
+	{key: "takeover_backlog_ms", atMost: true, limit: fixed(1000)},
 	{key: "http_append_ratio", limit: fixed(0.85)},
 	{key: "http_producer_lib_1kib_msgs_per_s", limit: fixed(150_000)},
 	{key: "http_producer_lib_1kib_cpu_us_per_msg", atMost: true, limit: fixed(8)},

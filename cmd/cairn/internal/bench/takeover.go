@@ -98,6 +98,10 @@ func (r *runner) takeover(ctx context.Context) error {
 		closeWriters(holder) // dead: its release fails, and that is the point
 		holder, holderLeases = w, nextLeases
 	}
+	backlog, err := r.takeoverBacklog(ctx, holder, holderLeases, newLeases, writerCfg(runs+1))
+	if err != nil {
+		return err
+	}
 
 	times := make([]time.Duration, len(results))
 	for i, res := range results {
@@ -121,7 +125,51 @@ func (r *runner) takeover(ctx context.Context) error {
 	r.rep.set("takeover_window_put", float64(c.windowPut))
 	r.rep.set("takeover_append_put", float64(c.appendPut))
 	r.rep.set("takeover_other", float64(c.other))
+	r.rep.set("takeover_backlog_ms", ms(backlog.took))
+	r.rep.set("takeover_backlog_slot_get", float64(backlog.count.slotGet))
 	return nil
+}
+
+// takeoverBacklog measures what a restart after kill -9 costs `cairn
+// serve` at its worst: the holder leaves snapshot.DefaultMinSlots slots of
+// small batches unflushed (the most its flusher lets pile up before it
+// flushes) and dies holding its lease, and a new holder takes the live
+// lease over at once (WriterConfig.Takeover, as a restarted process does
+// for its dead incarnation's pchannels), replays the backlog, and appends.
+// The holder is closed (dead) when it returns.
+func (r *runner) takeoverBacklog(ctx context.Context, holder *segmentlog.Writer, holderLeases *killableLeases,
+	newLeases func(objstore.Store) (*killableLeases, *coordinator.Leases, error), cfg segmentlog.WriterConfig) (takeoverRun, error) {
+	defer closeWriters(holder)
+	payload := randomBytes(1 << 10)
+	for i := range snapshot.DefaultMinSlots {
+		// One at a time: each append is a batch of its own, a slot.
+		m := segmentlog.Message{Type: segmentlog.TypeData, VChannel: "v", Payload: payload,
+			Key: segmentlog.IdemKey{Producer: "backlog", Epoch: 1, Seq: uint64(i + 1)}}
+		if _, err := holder.Append(ctx, m); err != nil {
+			return takeoverRun{}, err
+		}
+	}
+	holderLeases.kill()
+	counting := newCountingStore(r.store, r.layout, cfg.PChannel)
+	leases, _, err := newLeases(counting)
+	if err != nil {
+		return takeoverRun{}, err
+	}
+	cfg.Takeover = true
+	counting.start()
+	t0 := time.Now()
+	w, err := segmentlog.OpenWriter(ctx, cfg, counting, leases)
+	if err != nil {
+		return takeoverRun{}, fmt.Errorf("backlog: take over: %w", err)
+	}
+	defer closeWriters(w)
+	_, err = w.Append(ctx, segmentlog.Message{Type: segmentlog.TypeData, VChannel: "v", Payload: []byte("first")})
+	took := time.Since(t0)
+	count := counting.stop(w.Stats().FenceOffset + window)
+	if err != nil {
+		return takeoverRun{}, fmt.Errorf("backlog: first append: %w", err)
+	}
+	return takeoverRun{took, count}, nil
 }
 
 // appendAndFlush appends takeoverMessages keyed 1 KiB messages to w from 8
