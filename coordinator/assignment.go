@@ -15,9 +15,9 @@ type AssignmentState string
 const (
 	// PChannelUnassigned: the remaining pool; no node was alive to take it.
 	PChannelUnassigned AssignmentState = "unassigned"
-	// PChannelAssigning: Node should take the lease. The assignment is
-	// confirmed only by the lease: when Node holds it, a balancer moves the
-	// record to assigned.
+	// PChannelAssigning: Node should take the lease (with TakeOver, even
+	// from a live holder). The assignment is confirmed only by the lease:
+	// when Node holds it, a balancer moves the record to assigned.
 	PChannelAssigning AssignmentState = "assigning"
 	// PChannelAssigned: Node holds the lease.
 	PChannelAssigned AssignmentState = "assigned"
@@ -45,8 +45,14 @@ type Assignment struct {
 	// Node is the node that should hold the pchannel (assigning, assigned)
 	// or take it once From has let go (unassigning). Empty when unassigned.
 	Node string `json:"node,omitempty"`
-	// From is, while unassigning, the node that must release the lease.
+	// From is, while unassigning, the node that must release the lease;
+	// while assigning with TakeOver, the node it is taken from.
 	From string `json:"from,omitempty"`
+	// TakeOver, while assigning: Node takes the lease over even from a
+	// live holder (a forced takeover; the new term fences the old writer,
+	// docs/protocol.md "Acquire" 4) instead of waiting for it to be free.
+	// Balancing moves set it; a node acts on it once per Version.
+	TakeOver bool `json:"takeover,omitempty"`
 	// Since is when the record entered its state (deciding clock).
 	Since time.Time `json:"since"`
 	// Reason says why it entered its state, for operators.

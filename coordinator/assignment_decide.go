@@ -117,11 +117,14 @@ func freeSince(l *Lease, margin time.Duration) time.Time {
 //     a lease N released while its session is alive and not stopped is
 //     parked (parkedBy): N keeps the pchannel and retakes the lease on
 //     demand, and balancing may move it like a held one;
-//   - unassigning(N→M) → assigning(M) once N's lease is free;
+//   - unassigning(N→M) → assigning(M) once N's lease is free (records of
+//     older balancers; balancing no longer writes unassigning);
 //   - any of these → unassigned when no node is alive to take it;
-//   - when nothing is in transit, assigned(N) → unassigning(N→M) moves one
-//     pchannel at a time from the most to the least loaded live node until
-//     their counts differ by at most one.
+//   - when nothing is in transit, assigned(N) → assigning(M) with
+//     TakeOver moves one pchannel at a time from the most to the least
+//     loaded live node until their counts differ by at most one; M takes
+//     the live lease over (a forced takeover), and is stuck if it has not
+//     StuckTimeout after the move.
 //
 // M is the live node with the fewest pchannels (counting assigning and
 // unassigning targets), the first by ID on a tie, avoiding the node that
@@ -178,6 +181,7 @@ func decideAssignments(v clusterView, now time.Time, pol assignPolicy) []Assignm
 	change := func(a Assignment, state AssignmentState, node, from, reason string) Assignment {
 		next := a
 		next.State, next.Node, next.From, next.Reason = state, node, from, reason
+		next.TakeOver = false
 		next.Since = now
 		next.Version = a.Version + 1
 		return next
@@ -191,19 +195,26 @@ func decideAssignments(v clusterView, now time.Time, pol assignPolicy) []Assignm
 			needs = append(needs, need{a: a, because: "taken from the remaining pool"})
 		case PChannelAssigning:
 			stuckAt := later(a.Since, freeSince(l, pol.LeaseMargin)).Add(pol.StuckTimeout)
+			if a.TakeOver {
+				stuckAt = a.Since.Add(pol.StuckTimeout) // it need not wait for the lease
+			}
 			switch {
 			case holder == a.Node:
 				out = append(out, change(a, PChannelAssigned, a.Node, "", fmt.Sprintf("%s took the lease (term %d)", a.Node, l.Term)))
 				count(a.Node)
-			case holder != "":
+			case holder != "" && !a.TakeOver:
 				// The previous holder still has it: wait for its release or expiry.
 				count(a.Node)
 				inTransit = true
 			case !alive[a.Node]:
 				needs = append(needs, need{a: a, avoid: a.Node, because: fmt.Sprintf("%s is not alive and did not take the lease", a.Node)})
 			case now.After(stuckAt):
+				what := "take the free lease"
+				if a.TakeOver {
+					what = "take the lease over"
+				}
 				needs = append(needs, need{a: a, avoid: a.Node, quarantine: true,
-					because: fmt.Sprintf("stuck: %s did not take the free lease within %v", a.Node, pol.StuckTimeout)})
+					because: fmt.Sprintf("stuck: %s did not %s within %v", a.Node, what, pol.StuckTimeout)})
 			default:
 				count(a.Node)
 				inTransit = true
@@ -281,7 +292,10 @@ func decideAssignments(v clusterView, now time.Time, pol assignPolicy) []Assignm
 // balance moves steady pchannels, one by one, from the most loaded live
 // node (the first by ID on a tie) to the least loaded one that is not
 // quarantined until the counts differ by at most one. It moves the last
-// pchannel by name of a node.
+// pchannel by name of a node. A move is assigning(M) with TakeOver: M takes
+// the lease over from N at once, fencing N's writer, rather than waiting
+// for N to notice and release (docs/protocol.md, "Broadcast and
+// coordinator" rule 4).
 func balance(live []string, load map[string]int, quarantined map[string]bool, movable map[string][]Assignment,
 	change func(Assignment, AssignmentState, string, string, string) Assignment) []Assignment {
 	var out []Assignment
@@ -301,8 +315,10 @@ func balance(live []string, load map[string]int, quarantined map[string]bool, mo
 		ms := movable[hi]
 		a := ms[len(ms)-1]
 		movable[hi] = ms[:len(ms)-1]
-		out = append(out, change(a, PChannelUnassigning, lo, hi,
-			fmt.Sprintf("balance: %s holds %d, %s holds %d", hi, load[hi], lo, load[lo])))
+		next := change(a, PChannelAssigning, lo, hi,
+			fmt.Sprintf("balance: %s holds %d, %s holds %d", hi, load[hi], lo, load[lo]))
+		next.TakeOver = true
+		out = append(out, next)
 		load[hi]--
 		load[lo]++
 	}

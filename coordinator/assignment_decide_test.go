@@ -23,6 +23,12 @@ func liveLease(p, holder string, term uint64, expires time.Time) *Lease {
 	return &Lease{PChannel: p, Term: term, Holder: holder, Nonce: fmt.Sprint(holder, term), Expires: expires, Version: term}
 }
 
+// takeOver marks a as a balancing move.
+func takeOver(a Assignment) Assignment {
+	a.TakeOver = true
+	return a
+}
+
 func releasedLease(p, holder string, term uint64, at time.Time) *Lease {
 	l := liveLease(p, holder, term, at)
 	l.Released = true
@@ -106,7 +112,7 @@ func TestDecideAssignments(t *testing.T) {
 				Leases: map[string]*Lease{"p0": releasedLease("p0", "a", 3, now.Add(-time.Hour)),
 					"p1": releasedLease("p1", "a", 1, now.Add(-time.Hour))},
 			},
-			want: []string{"p1: unassigning(b) from=a avoid= balance: a holds 2, b holds 0"},
+			want: []string{"p1: assigning(b) from=a takeover avoid= balance: a holds 2, b holds 0"},
 		},
 		{
 			name: "lease released by a node that is not alive: reassigned elsewhere, not quarantined",
@@ -185,6 +191,32 @@ func TestDecideAssignments(t *testing.T) {
 			want: []string{"p0: assigned(a) avoid= a took the lease (term 2)"},
 		},
 		{
+			name: "assigning with TakeOver: in transit while the old holder's lease is live",
+			view: clusterView{
+				Assignments: []Assignment{takeOver(asg("p0", PChannelAssigning, "b", "a", now.Add(-time.Second)))},
+				Sessions:    alive("a", "b"),
+				Leases:      map[string]*Lease{"p0": liveLease("p0", "a", 3, now.Add(5*time.Second))},
+			},
+		},
+		{
+			name: "assigning with TakeOver: stuck StuckTimeout after the move, though the old lease never lapsed",
+			view: clusterView{
+				Assignments: []Assignment{takeOver(asg("p0", PChannelAssigning, "b", "a", now.Add(-testPolicy.StuckTimeout-time.Millisecond)))},
+				Sessions:    alive("a", "b", "c"),
+				Leases:      map[string]*Lease{"p0": liveLease("p0", "a", 3, now.Add(5*time.Second))},
+			},
+			want: []string{"p0: assigning(a) avoid=b stuck: b did not take the lease over within 30s"},
+		},
+		{
+			name: "assigning with TakeOver: confirmed once the target holds the lease",
+			view: clusterView{
+				Assignments: []Assignment{takeOver(asg("p0", PChannelAssigning, "b", "a", now.Add(-time.Second)))},
+				Sessions:    alive("a", "b"),
+				Leases:      map[string]*Lease{"p0": liveLease("p0", "b", 4, now.Add(5*time.Second))},
+			},
+			want: []string{"p0: assigned(b) avoid= b took the lease (term 4)"},
+		},
+		{
 			name: "unassigning: wait while the old holder holds",
 			view: clusterView{
 				Assignments: []Assignment{asg("p0", PChannelUnassigning, "b", "a", now.Add(-time.Second))},
@@ -231,8 +263,8 @@ func TestDecideAssignments(t *testing.T) {
 				Leases: map[string]*Lease{"p0": liveLease("p0", "a", 1, now), "p1": liveLease("p1", "a", 1, now),
 					"p2": liveLease("p2", "a", 1, now), "p3": liveLease("p3", "a", 1, now)},
 			},
-			want: []string{"p2: unassigning(c) from=a avoid= balance: a holds 3, c holds 1",
-				"p3: unassigning(c) from=a avoid=b balance: a holds 4, c holds 0"},
+			want: []string{"p2: assigning(c) from=a takeover avoid= balance: a holds 3, c holds 1",
+				"p3: assigning(c) from=a takeover avoid=b balance: a holds 4, c holds 0"},
 		},
 		{
 			name: "balanced within one: nothing moves",
@@ -268,6 +300,9 @@ func TestDecideAssignments(t *testing.T) {
 				}
 				if a.From != "" {
 					line += " from=" + a.From
+				}
+				if a.TakeOver {
+					line += " takeover"
 				}
 				lines = append(lines, fmt.Sprintf("%s avoid=%s %s", line, a.Avoid, a.Reason))
 			}

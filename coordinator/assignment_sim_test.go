@@ -51,6 +51,7 @@ type assignSim struct {
 	sessions map[string]Session
 	modes    map[string]simNodeMode
 	leases   map[string]*Lease
+	tookOver map[string]uint64 // pchannel → the TakeOver assignment version a node acted on
 	nonce    int
 	out      *bytes.Buffer
 }
@@ -66,6 +67,7 @@ func newAssignSim(out *bytes.Buffer) *assignSim {
 		assigns:  map[string]Assignment{},
 		sessions: map[string]Session{},
 		modes:    map[string]simNodeMode{},
+		tookOver: map[string]uint64{},
 		leases:   map[string]*Lease{},
 		out:      out,
 	}
@@ -165,6 +167,16 @@ func (s *assignSim) nodesAct(t *testing.T) {
 					t.Fatal(err)
 				}
 				s.leases[p] = &ren
+			case a.targets(n) && mode != nodeStuck && a.State == PChannelAssigning && a.TakeOver && s.tookOver[p] != a.Version:
+				// A balancing move: Node.watch calls Holder.TakeOver once
+				// for the version.
+				s.nonce++
+				got, err := decideTakeover(l, p, n, fmt.Sprintf("n%d", s.nonce), s.now, s.leaseCfg)
+				if err == nil {
+					s.leases[p] = &got
+					s.tookOver[p] = a.Version
+					fmt.Fprintf(s.out, "%s %s: %s takes the lease over, term %d\n", s.at(), p, n, got.Term)
+				}
 			case a.targets(n) && mode != nodeStuck:
 				s.nonce++
 				got, err := decideAcquire(l, p, n, fmt.Sprintf("n%d", s.nonce), s.now, s.leaseCfg)
@@ -201,6 +213,11 @@ func stateOf(a Assignment) string {
 		return "unassigned"
 	case PChannelUnassigning:
 		return fmt.Sprintf("unassigning(%s->%s)", a.From, a.Node)
+	case PChannelAssigning:
+		if a.TakeOver {
+			return fmt.Sprintf("assigning(%s, take over from %s)", a.Node, a.From)
+		}
+		return fmt.Sprintf("assigning(%s)", a.Node)
 	default:
 		return fmt.Sprintf("%s(%s)", a.State, a.Node)
 	}

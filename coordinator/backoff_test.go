@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/segmentlog"
 )
 
 // parkingHolder acquires the lease on Hold, as a node's writer pool does;
@@ -25,13 +26,21 @@ type parkingHolder struct {
 }
 
 func (h *parkingHolder) Hold(ctx context.Context, p string) error {
+	return h.hold(ctx, p, h.leases.Acquire)
+}
+
+func (h *parkingHolder) TakeOver(ctx context.Context, p string) error {
+	return h.hold(ctx, p, h.leases.Takeover)
+}
+
+func (h *parkingHolder) hold(ctx context.Context, p string, acquire func(context.Context, string, string, string) (segmentlog.LeaseGrant, error)) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, ok := h.held[p]; ok || h.parked[p] {
 		return nil
 	}
 	h.seq++
-	g, err := h.leases.Acquire(ctx, p, h.node, fmt.Sprintf("%s-%s-%d", h.node, p, h.seq))
+	g, err := acquire(ctx, p, h.node, fmt.Sprintf("%s-%s-%d", h.node, p, h.seq))
 	if err != nil {
 		return err
 	}

@@ -287,7 +287,11 @@ func (h *writerHolder) writer(p string) *sl.Writer {
 	return h.writers[p]
 }
 
-func (h *writerHolder) Hold(ctx context.Context, p string) error {
+func (h *writerHolder) Hold(ctx context.Context, p string) error { return h.hold(ctx, p, false) }
+
+func (h *writerHolder) TakeOver(ctx context.Context, p string) error { return h.hold(ctx, p, true) }
+
+func (h *writerHolder) hold(ctx context.Context, p string, takeover bool) error {
 	if w := h.writer(p); w != nil {
 		if w.Err() == nil {
 			return nil
@@ -297,7 +301,7 @@ func (h *writerHolder) Hold(ctx context.Context, p string) error {
 	tm := h.c.tm
 	w, err := sl.OpenWriter(ctx, sl.WriterConfig{
 		PChannel: p, Layout: h.c.layout, Holder: h.id, Logger: h.c.log.With("node", h.id),
-		PutTimeout: tm.put, GetTimeout: tm.get, RenewInterval: tm.renew,
+		PutTimeout: tm.put, GetTimeout: tm.get, RenewInterval: tm.renew, Takeover: takeover,
 	}, h.store, h.leases)
 	if err != nil {
 		return err

@@ -72,7 +72,7 @@
 //	{prefix}/meta/nodes/{node}.json       Session: node, address, incarnation, started,
 //	                                      heartbeat, stopped, version (written by the node only)
 //	{prefix}/meta/assignments/{p}.json    Assignment: pchannel, state unassigned|assigning|
-//	                                      assigned|unassigning, node, from, since, reason,
+//	                                      assigned|unassigning, node, from, takeover, since, reason,
 //	                                      avoid, avoid_until, version (written by balancers only)
 //
 //	{prefix}/meta/broadcast/{id}.json     Broadcast: id, payload, properties, ack fast|sync,
@@ -122,7 +122,12 @@
 // writer of one that moved away (Release: Writer.Close releases the lease).
 // Every poll it calls Hold again for what it holds, as a watchdog: a writer
 // that stopped by itself keeps renewing its lease until closed, so the
-// Holder must close and replace it.
+// Holder must close and replace it. An assignment with TakeOver (a
+// balancing move) is taken with Holder.TakeOver instead, once per
+// assignment version: the lease is taken from its live holder, whose
+// writer the new term fences. Only that call takes a live lease; the
+// watchdog's Holds acquire, so two nodes that disagree about an
+// assignment never take it from each other in turn.
 //
 // A Balancer round reads the assignment and session records the same way,
 // the lease records it needs (Leases.Describe; a lease known to be live is
@@ -133,12 +138,14 @@
 //	assigning(N) → assigning(M)    N is dead and does not hold it, or N left it free StuckTimeout
 //	assigned(N) → assigning(M)     the lease is free: released, or expired + margin
 //	                               (a lease N released while alive is parked: N keeps it)
-//	assigned(N) → unassigning(N→M) balancing, when nothing is in transit
-//	unassigning(N→M) → assigning(M) N's lease is free
+//	assigned(N) → assigning(M)     balancing, when nothing is in transit, with TakeOver:
+//	                               M takes the live lease over (stuck after StuckTimeout)
+//	unassigning(N→M) → assigning(M) N's lease is free (records of older balancers)
 //	… → unassigned                 no live node (the remaining pool)
 //
 // An expired session alone never moves a pchannel whose lease is live
-// (docs/protocol.md, "Broadcast and coordinator" rule 4). A stuck node (alive,
+// (docs/protocol.md, "Broadcast and coordinator" rule 4): the holder may
+// be a working writer whose heartbeats are late. A stuck node (alive,
 // but it does not take the free lease it was given) is avoided by balancing
 // for 4 × StuckTimeout.
 //

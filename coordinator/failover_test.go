@@ -192,7 +192,7 @@ func runCluster(t *testing.T, store objstore.Store, tm clusterTimings, balancers
 	})
 	c.stop()
 
-	terms := c.grants.checkExclusive(t)
+	terms, takeovers, overlapped := c.grants.checkExclusive(t)
 	acked, delivered := c.checkDelivery(t, producers)
 	if acked == 0 {
 		t.Fatal("no append was acked")
@@ -224,8 +224,11 @@ func runCluster(t *testing.T, store objstore.Store, tm clusterTimings, balancers
 			t.Errorf("session %s not stopped after a graceful shutdown", s.Node)
 		}
 	}
-	t.Logf("%d appends acked, %d messages delivered, each acked one exactly once; %d append retries; %d lease terms, none overlapping; balancer stats %+v",
-		acked, delivered, retries, terms, bal.Stats())
+	if takeovers == 0 {
+		t.Error("node-d's share came with no forced takeover: balancing moves do not take the lease over")
+	}
+	t.Logf("%d appends acked, %d messages delivered, each acked one exactly once; %d append retries; %d lease terms, %d taken over by balancing moves (%d of them while the old term was live), no other overlap; balancer stats %+v",
+		acked, delivered, retries, terms, takeovers, overlapped, bal.Stats())
 	timings := "test"
 	if *clusterDefaults {
 		timings = "default"

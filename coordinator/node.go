@@ -34,6 +34,12 @@ type Holder interface {
 	// closed, so nobody else would take the pchannel over. Hold must
 	// therefore cost no store request while the writer runs.
 	Hold(ctx context.Context, pchannel string) error
+	// TakeOver is Hold for a balancing move (an assignment with TakeOver):
+	// it opens the writer taking the lease over even from a live holder
+	// (segmentlog.WriterConfig.Takeover), whose writer the new term fences.
+	// A running writer is kept. Node calls it once per assignment version,
+	// never as the watchdog.
+	TakeOver(ctx context.Context, pchannel string) error
 	// Release closes the writer of pchannel, if there is one: Writer.Close
 	// releases the lease, so the next node may take it at once.
 	Release(ctx context.Context, pchannel string) error
@@ -333,10 +339,19 @@ type watcher struct {
 	wg      sync.WaitGroup
 }
 
-// holdResult is the outcome of one Hold (release false) or Release.
+// holdKind is what one call of the watcher's does.
+type holdKind int
+
+const (
+	holdAcquire  holdKind = iota // Holder.Hold
+	holdTakeOver                 // Holder.TakeOver
+	holdRelease                  // Holder.Release
+)
+
+// holdResult is the outcome of one Hold, TakeOver or Release.
 type holdResult struct {
 	p       string
-	release bool
+	kind    holdKind
 	version uint64
 	err     error
 }
@@ -355,26 +370,31 @@ func (w *watcher) reconcile(ctx context.Context, polled bool) {
 			continue
 		}
 		mine, held := a.targets(n.id), n.isHeld(p)
+		fresh := w.acted[p] != a.Version // an assignment version this node has not acted on
 		switch {
-		case mine && held && a.State == PChannelAssigning && w.acted[p] != a.Version:
+		case mine && held && a.State == PChannelAssigning && fresh && !a.TakeOver:
 			// Only a live lease confirms an assignment, and the Holder may
 			// hold the pchannel parked (its lease released; see
 			// docs/protocol.md, "Broadcast and coordinator" rule 4): let go
 			// first, so that the Hold below takes the lease again.
-			w.start(ctx, p, true, 0)
-		case mine && (!held || w.acted[p] != a.Version || polled) && !now.Before(w.retryAt[p]):
-			w.start(ctx, p, false, a.Version)
+			w.start(ctx, p, holdRelease, 0)
+		case mine && fresh && a.State == PChannelAssigning && a.TakeOver && !now.Before(w.retryAt[p]):
+			// A balancing move: take the live lease over, once per version
+			// (a failed attempt is retried while the version stands).
+			w.start(ctx, p, holdTakeOver, a.Version)
+		case mine && (!held || fresh || polled) && !now.Before(w.retryAt[p]):
+			w.start(ctx, p, holdAcquire, a.Version)
 		case !mine:
 			delete(w.acted, p)
 			delete(w.retryAt, p)
 			if held {
-				w.start(ctx, p, true, 0)
+				w.start(ctx, p, holdRelease, 0)
 			}
 		}
 	}
 	for _, p := range n.Held() {
 		if !listed[p] && !w.busy[p] && ctx.Err() == nil {
-			w.start(ctx, p, true, 0)
+			w.start(ctx, p, holdRelease, 0)
 		}
 	}
 }
@@ -382,16 +402,16 @@ func (w *watcher) reconcile(ctx context.Context, polled bool) {
 // start runs one Hold or Release in a goroutine. The goroutine records the
 // held state itself, so that a Hold that completes during shutdown is
 // still released by Run.
-func (w *watcher) start(ctx context.Context, p string, release bool, version uint64) {
+func (w *watcher) start(ctx context.Context, p string, kind holdKind, version uint64) {
 	w.busy[p] = true
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
-		r := holdResult{p: p, release: release, version: version}
-		if release {
+		r := holdResult{p: p, kind: kind, version: version}
+		if kind == holdRelease {
 			w.n.release(ctx, p)
 		} else {
-			r.err = w.n.hold(ctx, p)
+			r.err = w.n.hold(ctx, p, kind == holdTakeOver)
 		}
 		w.results <- r
 	}()
@@ -402,7 +422,7 @@ func (w *watcher) settle(r holdResult) {
 	n := w.n
 	w.busy[r.p] = false
 	switch {
-	case r.release:
+	case r.kind == holdRelease:
 	case r.err == nil:
 		w.acted[r.p] = r.version
 		delete(w.retryAt, r.p)
@@ -429,10 +449,14 @@ func (w *watcher) drain() {
 	}
 }
 
-// hold calls Holder.Hold and records the outcome.
-func (n *Node) hold(ctx context.Context, p string) error {
+// hold calls Holder.Hold (or Holder.TakeOver) and records the outcome.
+func (n *Node) hold(ctx context.Context, p string, takeover bool) error {
 	wasHeld := n.isHeld(p)
-	err := n.holder.Hold(ctx, p)
+	hold := n.holder.Hold
+	if takeover {
+		hold = n.holder.TakeOver
+	}
+	err := hold(ctx, p)
 	n.setHeld(p, err == nil)
 	if err != nil {
 		n.count(func(s *NodeStats) { s.HoldFailures++ })
@@ -440,7 +464,7 @@ func (n *Node) hold(ctx context.Context, p string) error {
 	}
 	if !wasHeld {
 		n.count(func(s *NodeStats) { s.Holds++ })
-		n.log.Info("holding pchannel", "pchannel", p)
+		n.log.Info("holding pchannel", "pchannel", p, "takeover", takeover)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -39,6 +40,15 @@ func (h *fakeHolder) Hold(_ context.Context, p string) error {
 		h.calls = append(h.calls, "replace "+p)
 		delete(h.dead, p)
 	}
+	h.held[p] = true
+	return nil
+}
+
+func (h *fakeHolder) TakeOver(_ context.Context, p string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls = append(h.calls, "take over "+p)
+	delete(h.dead, p)
 	h.held[p] = true
 	return nil
 }
@@ -131,6 +141,47 @@ func TestNodeFollowsAssignments(t *testing.T) {
 	}
 	if st := n.Stats(); st.Heartbeats == 0 || st.Polls == 0 || st.HoldFailures != 2 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestNodeTakesOverOncePerMove: an assignment with TakeOver (a balancing
+// move) is taken with Holder.TakeOver once for its version; the polls
+// after it check the writer with Hold (the watchdog), which never takes a
+// live lease — so a node whose writer the move's new term fenced, polling
+// an older view, cannot take the pchannel back. Another move to the node
+// (a new version) takes it over again.
+func TestNodeTakesOverOncePerMove(t *testing.T) {
+	store := objstore.NewMemory()
+	h := &fakeHolder{held: map[string]bool{}, dead: map[string]bool{}}
+	n, err := NewNode(fastNodeCfg, store, "n1", "http://n1", h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+
+	setAssignment(t, store, Assignment{PChannel: "p0", State: PChannelAssigning, Node: "n1", From: "n2", TakeOver: true})
+	waitUntil(t, "hold p0", func() bool { return fmt.Sprint(n.Held()) == "[p0]" })
+	before := n.Stats().Polls
+	waitUntil(t, "three more polls", func() bool { return n.Stats().Polls >= before+3 })
+	// The writer stops (fenced by someone's newer term): the watchdog
+	// replaces it with Hold, an acquire.
+	h.mu.Lock()
+	h.dead["p0"] = true
+	h.mu.Unlock()
+	waitUntil(t, "the watchdog replaces p0's writer", func() bool { return slices.Contains(h.log(), "replace p0") })
+	// A second move to n1 (moved away and back, say): a new version.
+	setAssignment(t, store, Assignment{PChannel: "p0", State: PChannelAssigning, Node: "n1", From: "n2", TakeOver: true})
+	waitUntil(t, "a second take-over", func() bool {
+		return strings.Count(strings.Join(h.log(), ","), "take over p0") == 2
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got, want := fmt.Sprint(h.log()), "[take over p0 replace p0 take over p0 release p0]"; got != want {
+		t.Fatalf("calls %s, want %s", got, want)
 	}
 }
 

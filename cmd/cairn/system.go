@@ -271,6 +271,20 @@ func (h *flushingHolder) Hold(ctx context.Context, pchannel string) error {
 	if err := h.pool.Hold(ctx, pchannel); err != nil {
 		return err
 	}
+	return h.startFlusher(pchannel)
+}
+
+// TakeOver is Hold for a balancing move: the pool takes the lease over
+// from its live holder.
+func (h *flushingHolder) TakeOver(ctx context.Context, pchannel string) error {
+	if err := h.pool.TakeOver(ctx, pchannel); err != nil {
+		return err
+	}
+	return h.startFlusher(pchannel)
+}
+
+// startFlusher makes sure the pchannel's flusher (and compactor) runs.
+func (h *flushingHolder) startFlusher(pchannel string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.running[pchannel] != nil || h.ctx.Err() != nil {
