@@ -165,6 +165,9 @@ func TestNodeTakesOverOncePerMove(t *testing.T) {
 	waitUntil(t, "hold p0", func() bool { return fmt.Sprint(n.Held()) == "[p0]" })
 	before := n.Stats().Polls
 	waitUntil(t, "three more polls", func() bool { return n.Stats().Polls >= before+3 })
+	if got := fmt.Sprint(h.log()); got != "[take over p0]" {
+		t.Fatalf("I11: calls %s after three polls of one move; want one take-over (a node that takes a live lease on every poll takes it back from the node a later move chose)", got)
+	}
 	// The writer stops (fenced by someone's newer term): the watchdog
 	// replaces it with Hold, an acquire.
 	h.mu.Lock()
@@ -181,7 +184,7 @@ func TestNodeTakesOverOncePerMove(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 	if got, want := fmt.Sprint(h.log()), "[take over p0 replace p0 take over p0 release p0]"; got != want {
-		t.Fatalf("calls %s, want %s", got, want)
+		t.Fatalf("I11: calls %s, want %s", got, want)
 	}
 }
 

@@ -19,7 +19,7 @@ import (
 // plain acquire and fails with a *coordinator.HeldError: only TakeOver
 // takes a live lease, so two nodes that disagree about an assignment never
 // take it from each other in turn (docs/protocol.md, "Broadcast and
-// coordinator" rule 5).
+// coordinator" rule 5; a failure is an I11 liveness violation).
 func TestPoolHoldNeverTakesOver(t *testing.T) {
 	ctx := context.Background()
 	store := objstore.NewMemory()
@@ -57,7 +57,7 @@ func TestPoolHoldNeverTakesOver(t *testing.T) {
 	err = a.Hold(ctx, "p0")
 	var held *coordinator.HeldError
 	if !errors.As(err, &held) || held.Holder != "node-b" {
-		t.Fatalf("node-a's watchdog Hold after the move: %v; want a *coordinator.HeldError naming node-b", err)
+		t.Fatalf("I11: node-a's watchdog Hold after the move: %v; want a *coordinator.HeldError naming node-b (a watchdog that takes the lease back stops the node the move chose)", err)
 	}
 	l, err := coordinator.NewLeases(store, segmentlog.Layout{}, coordinator.LeaseConfig{})
 	if err != nil {
@@ -65,7 +65,7 @@ func TestPoolHoldNeverTakesOver(t *testing.T) {
 	}
 	rec, err := l.Describe(ctx, "p0")
 	if err != nil || rec.Holder != "node-b" || rec.Term != termB {
-		t.Fatalf("lease after node-a's watchdog: %+v, %v; want node-b's term %d", rec, err, termB)
+		t.Fatalf("I11: lease after node-a's watchdog: %+v, %v; want node-b's term %d", rec, err, termB)
 	}
 	if _, _, err := b.Append(ctx, "p0", msg, nil, nil); err != nil {
 		t.Fatalf("node-b's append after node-a's watchdog: %v", err)
