@@ -20,7 +20,13 @@ import (
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
-func TestMain(m *testing.M) { os.Exit(miniotest.RunMain(m)) }
+// TestMain runs one MinIO for the package and removes the bootstraps
+// TestReadmeOnLambda built.
+func TestMain(m *testing.M) {
+	code := miniotest.RunMain(m)
+	_ = stackBootstraps.Remove()
+	os.Exit(code)
+}
 
 // lockedBuffer is an io.Writer safe to read while serve writes.
 type lockedBuffer struct {
