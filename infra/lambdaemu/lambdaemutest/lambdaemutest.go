@@ -54,6 +54,8 @@ func (b *Bootstraps) build() {
 	paths, err := lambdaemu.Build(context.Background(), b.dir, b.out, b.pkgs...)
 	if err != nil {
 		b.err = err
+		_ = os.RemoveAll(b.out) // nothing to keep: Remove has nothing to do
+		b.out = ""
 		return
 	}
 	b.bins = map[string]string{}

@@ -84,6 +84,7 @@ func TestBootstraps(t *testing.T) {
 
 	r = &recordTB{TB: t}
 	bad := lambdaemutest.NewBootstraps("..", "./testdata/no-such-function")
+	t.Cleanup(func() { _ = bad.Remove() })
 	r.run(func(tb testing.TB) { bad.Path(tb, "no-such-function") })
 	if !strings.HasPrefix(r.fatal, "build the bootstraps: ") || !strings.Contains(r.fatal, "no-such-function") {
 		t.Fatalf("Path of a package that does not build failed with %q", r.fatal)
