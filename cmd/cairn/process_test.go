@@ -136,13 +136,8 @@ func (c *child) stop(t *testing.T) error {
 	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		t.Fatalf("SIGTERM pid %d: %v", c.cmd.Process.Pid, err)
 	}
-	select {
-	case <-c.exited:
-		return c.err
-	case <-time.After(30 * time.Second):
-		t.Fatalf("cairn pid %d did not stop within 30 s of SIGTERM", c.cmd.Process.Pid)
-		return nil
-	}
+	testkit.Await(t, 30*time.Second, fmt.Sprintf("cairn pid %d stops after SIGTERM", c.cmd.Process.Pid), c.exited)
+	return c.err
 }
 
 // badOutput returns the first sign in the output that the child went wrong
