@@ -3,7 +3,8 @@
 // every record goes through (infra/objstore/cas), the one retry pause
 // (infra/backoff), the MinIO test harness (infra/miniotest), the helpers
 // tests share (infra/testkit), the Lambda
-// emulator tests run the functions in (infra/lambdaemu), configuration,
+// emulator tests run the functions in (infra/lambdaemu, with its test
+// helpers in infra/lambdaemu/lambdaemutest), configuration,
 // metrics and logging. It is the only part of Cairn that may import the AWS
 // SDK; layering_test.go keeps it so.
 package infra

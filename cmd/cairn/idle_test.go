@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"regexp"
@@ -17,6 +18,7 @@ import (
 	"github.com/cairnlog/cairn/functions/api"
 	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 )
 
 var storeRequestLine = regexp.MustCompile(`^cairn_store_requests_total\{component="([a-z]+)",op="([a-z_]+)",result="[a-z_]+"\} ([0-9.e+]+)$`)
@@ -130,15 +132,12 @@ func TestIdleStoreRequests(t *testing.T) {
 			}
 			return n, assigned
 		}
-		for start := time.Now(); ; time.Sleep(time.Second) {
-			if n, assigned := held(); n == 4 && assigned == 4 {
-				break
+		testkit.EventuallyNil(t, time.Minute, "the node holds the 4 pchannels, all assigned", func() error {
+			if n, assigned := held(); n != 4 || assigned != 4 {
+				return fmt.Errorf("the node holds %d of 4 pchannels, %d assigned", n, assigned)
 			}
-			if time.Since(start) > time.Minute {
-				n, assigned := held()
-				t.Fatalf("the node holds %d of 4 pchannels, %d assigned, after a minute", n, assigned)
-			}
-		}
+			return nil
+		})
 		time.Sleep(idleSettleMinutes * time.Minute)
 		synctest.Wait()
 		for _, p := range cfg.PChannels {

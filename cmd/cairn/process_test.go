@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/client"
+	"github.com/cairnlog/cairn/infra/testkit"
 )
 
 // This file runs the real cairn binary as a child process, for the tests
@@ -100,20 +102,21 @@ func startChild(t *testing.T, bin string, args, env []string) *child {
 			t.Logf("--- cairn pid %d output (tail) ---\n%s", c.cmd.Process.Pid, lastLines(c.out.String(), 40))
 		}
 	})
-	deadline := time.After(90 * time.Second) // a -race build probing a loaded MinIO
-	for {
-		if m := listening.FindStringSubmatch(c.out.String()); m != nil {
-			c.addr = strings.TrimPrefix(m[1], "http://")
-			return c
-		}
+	// 90 s: a -race build probing a loaded MinIO.
+	testkit.EventuallyNil(t, 90*time.Second, "cairn "+strings.Join(args, " ")+" prints its address", func() error {
 		select {
 		case <-c.exited:
 			t.Fatalf("cairn %s exited before listening: %v\n%s", strings.Join(args, " "), c.err, c.out)
-		case <-deadline:
-			t.Fatalf("cairn %s printed no address within 90 s:\n%s", strings.Join(args, " "), c.out)
-		case <-time.After(10 * time.Millisecond):
+		default:
 		}
-	}
+		m := listening.FindStringSubmatch(c.out.String())
+		if m == nil {
+			return fmt.Errorf("its output so far:\n%s", c.out)
+		}
+		c.addr = strings.TrimPrefix(m[1], "http://")
+		return nil
+	})
+	return c
 }
 
 // kill ends the process with SIGKILL: no shutdown, no lease release, its
@@ -133,13 +136,8 @@ func (c *child) stop(t *testing.T) error {
 	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		t.Fatalf("SIGTERM pid %d: %v", c.cmd.Process.Pid, err)
 	}
-	select {
-	case <-c.exited:
-		return c.err
-	case <-time.After(30 * time.Second):
-		t.Fatalf("cairn pid %d did not stop within 30 s of SIGTERM", c.cmd.Process.Pid)
-		return nil
-	}
+	testkit.Await(t, 30*time.Second, fmt.Sprintf("cairn pid %d stops after SIGTERM", c.cmd.Process.Pid), c.exited)
+	return c.err
 }
 
 // badOutput returns the first sign in the output that the child went wrong

@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/cairnlog/cairn/infra/lambdaemu"
+	"github.com/cairnlog/cairn/infra/lambdaemu/lambdaemutest"
 	"github.com/cairnlog/cairn/infra/miniotest"
 )
 
@@ -42,24 +43,15 @@ var (
 // their directory under functions/.
 var stackFunctions = map[string]string{"NodeFunction": "node", "CoordinatorFunction": "coordinator", "SnapshotFunction": "snapshot"}
 
-// buildStackBootstraps builds the three bootstraps once for the test that
-// calls it, into its temporary directory; it returns directory → binary.
-func buildStackBootstraps(t *testing.T) map[string]string {
-	t.Helper()
+// stackBootstraps are the three bootstraps, built once for the test
+// binary at the first test that runs them (TestMain removes them).
+var stackBootstraps = func() *lambdaemutest.Bootstraps {
 	var pkgs []string
 	for _, dir := range stackFunctions {
 		pkgs = append(pkgs, "github.com/cairnlog/cairn/functions/"+dir)
 	}
-	bins, err := lambdaemu.Build(t.Context(), ".", t.TempDir(), pkgs...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]string{}
-	for i, p := range pkgs {
-		out[filepath.Base(p)] = bins[i]
-	}
-	return out
-}
+	return lambdaemutest.NewBootstraps(".", pkgs...)
+}()
 
 // startStack starts the emulated functions of one deployment under a
 // prefix of its own on the shared MinIO, with the environment
@@ -68,7 +60,7 @@ func buildStackBootstraps(t *testing.T) map[string]string {
 // template.yaml declares, the Function URLs pointing at the emulated
 // functions. It fails if the template has a Function URL the emulation
 // lacks.
-func startStack(t *testing.T, bins map[string]string, name string) map[string]string {
+func startStack(t *testing.T, name string) map[string]string {
 	t.Helper()
 	mc := miniotest.Get(t)
 	bucket, prefix := "lambda-tour", name+"-"+strings.ToLower(rand.Text()[:8]) // -count=N runs apart
@@ -83,23 +75,9 @@ func startStack(t *testing.T, bins map[string]string, name string) map[string]st
 		lambdaEnvKey[0]: lambdaEnvKey[1], lambdaProfKey[0]: lambdaProfKey[1]}}
 	urls := map[string]string{}
 	for id, dir := range stackFunctions {
-		f, err := lambdaemu.Start(lambdaemu.Config{
-			Name: name + "-" + id, Bootstrap: bins[dir], Env: env, Region: lambdaRegion,
+		f := lambdaemutest.Start(t, lambdaemu.Config{
+			Name: name + "-" + id, Bootstrap: stackBootstraps.Path(t, dir), Env: env, Region: lambdaRegion,
 			Timeout: 30 * time.Second, ReservedConcurrency: 2, Auth: auth,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			envs := f.Envs()
-			if err := f.Close(); err != nil {
-				t.Error(err)
-			}
-			if t.Failed() {
-				for _, e := range envs {
-					t.Logf("--- %s env %v log ---\n%s", id, e, e.Log())
-				}
-			}
 		})
 		urls[id] = f.URL() + "/" // Function URLs end in a slash
 	}
@@ -237,12 +215,11 @@ func withStack(stack string) func(string) string {
 // get the Function URL's 403.
 func TestReadmeOnLambda(t *testing.T) {
 	bin := tourCairn(t)
-	bins := buildStackBootstraps(t)
 	const tourStack = "cairn-tour"
 	deployStack, deployCommands := readmeDeploy(t)
 	stacks := map[string]map[string]string{
-		tourStack:   startStack(t, bins, tourStack),
-		deployStack: startStack(t, bins, deployStack),
+		tourStack:   startStack(t, tourStack),
+		deployStack: startStack(t, deployStack),
 	}
 	cf, endpoint := newFakeCloudFormation(t, stacks)
 	env := lambdaCLIEnv(t, bin, endpoint)

@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/cairnlog/cairn/infra/testkit"
 )
 
 // A killed process that its parent has not reaped yet (a zombie) is dead
@@ -28,12 +30,7 @@ func TestPIDAlive(t *testing.T) {
 	}
 	// Not waited for yet: a zombie, which kill(pid, 0) still finds. The
 	// state may take a moment to change after SIGKILL.
-	for deadline := time.Now().Add(5 * time.Second); pidAlive(pid) && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond)
-	}
-	if pidAlive(pid) {
-		t.Fatal("a killed, unreaped child reads as alive")
-	}
+	testkit.Eventually(t, 5*time.Second, "a killed, unreaped child reads as dead", func() bool { return !pidAlive(pid) })
 	_ = cmd.Wait()
 	if pidAlive(pid) {
 		t.Fatal("a reaped child reads as alive")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/miniotest"
+	"github.com/cairnlog/cairn/infra/testkit"
 )
 
 // TestServeLogsNoSecrets runs the cairn binary at debug level with a bearer
@@ -107,16 +109,12 @@ func TestServeLogsNoSecrets(t *testing.T) {
 	if err := mc.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(60 * time.Second); ; {
-		status, body := send("POST", appendPath, bearerToken, goodAppend)
-		if status == 200 {
-			break
+	testkit.EventuallyNil(t, 60*time.Second, "an append once the store is back", func() error {
+		if status, body := send("POST", appendPath, bearerToken, goodAppend); status != 200 {
+			return fmt.Errorf("%d %s", status, body)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("append 60 s after the store came back: %d %s", status, body)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 	if err := srv.stop(t); err != nil {
 		t.Fatalf("cairn serve after SIGTERM: %v", err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -37,8 +38,7 @@ func TestServeRunsTheSystem(t *testing.T) {
 			Live             bool
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testkit.EventuallyNil(t, 30*time.Second, "the node holds pa and pb", func() error {
 		code, body := call(t, "GET", base+"/v1/leases", "", "")
 		if code != 200 || json.Unmarshal(body, &leases) != nil {
 			t.Fatalf("leases: %d %s", code, body)
@@ -49,14 +49,11 @@ func TestServeRunsTheSystem(t *testing.T) {
 				live++
 			}
 		}
-		if live == 2 {
-			break
+		if live != 2 {
+			return fmt.Errorf("the node holds %+v", leases)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the node holds %+v after 30 s; want pa and pb", leases)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 
 	code, body := call(t, "POST", base+"/v1/vchannels", "", `{"name":"v0","pchannel":"pb"}`)
 	if code != 200 {
@@ -75,7 +72,7 @@ func TestServeRunsTheSystem(t *testing.T) {
 		t.Fatalf("append: %d %s", code, body)
 	}
 	// pb's flusher flushes it (max age 1 ms) without being asked.
-	for {
+	testkit.EventuallyNil(t, 30*time.Second, "pb flushed", func() error {
 		code, body := call(t, "GET", base+"/v1/pchannels", "", "")
 		var st struct {
 			PChannels []struct {
@@ -92,14 +89,11 @@ func TestServeRunsTheSystem(t *testing.T) {
 		}) bool {
 			return p.PChannel == "pb"
 		})
-		if i >= 0 && st.PChannels[i].Checkpoint > 0 {
-			break
+		if i < 0 || st.PChannels[i].Checkpoint == 0 {
+			return fmt.Errorf("pb not flushed: %s", body)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pb not flushed: %s", body)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 
 	// A sync-ack broadcast only persisted by its request (wait 0s): the
 	// broadcast loop appends its copy, pb's flusher passes it, and the loop
@@ -108,7 +102,7 @@ func TestServeRunsTheSystem(t *testing.T) {
 	if code != 202 || !strings.Contains(string(body), `"state":"pending"`) {
 		t.Fatalf("broadcast: %d %s", code, body)
 	}
-	for {
+	testkit.EventuallyNil(t, 30*time.Second, "the broadcast loop finishes b1", func() error {
 		code, body := call(t, "GET", base+"/v1/broadcasts/b1", "", "")
 		var task struct {
 			State   string
@@ -117,14 +111,11 @@ func TestServeRunsTheSystem(t *testing.T) {
 		if code != 200 || json.Unmarshal(body, &task) != nil {
 			t.Fatalf("describe broadcast: %d %s", code, body)
 		}
-		if task.State == "done" && len(task.Targets) == 1 && task.Targets[0].Synced {
-			break
+		if task.State != "done" || len(task.Targets) != 1 || !task.Targets[0].Synced {
+			return fmt.Errorf("broadcast not finished by the loop: %s", body)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("broadcast not finished by the loop: %s", body)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	code, body = call(t, "GET", base+"/v1/vchannels/v0/messages?type=broadcast", "", "")
 	if code != 200 || strings.Count(string(body), `"broadcast_id":"b1"`) != 1 {
 		t.Fatalf("v0's broadcast copies: %d %s", code, body)
@@ -172,45 +163,43 @@ func TestServeCompacts(t *testing.T) {
 	base, _, _ := startServe(t, serveOptions{addr: "127.0.0.1:0", store: "fs", dataDir: dir,
 		pchannels: []string{"pa"}, system: systemOptions{flushInterval: 20 * time.Millisecond, flushMaxAge: time.Millisecond,
 			compactMinRefs: 8, compactInterval: 50 * time.Millisecond}}, nil)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		code, body := call(t, "POST", base+"/v1/vchannels", "", `{"name":"v0","pchannel":"pa"}`)
-		if code == 200 {
-			break
+	testkit.EventuallyNil(t, 60*time.Second, "create vchannel v0", func() error {
+		if code, body := call(t, "POST", base+"/v1/vchannels", "", `{"name":"v0","pchannel":"pa"}`); code != 200 {
+			return fmt.Errorf("%d %s", code, body)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("create vchannel: %d %s", code, body)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	store, err := objstore.NewFS(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// One message at a time, each flushed on its own: a manifest of many
+	// one-message files, until the compactor has merged some. Each look
+	// appends the next message and waits until pa's checkpoint passes it.
 	sent := 0
-	for {
-		// One message at a time, each flushed on its own: a manifest of
-		// many one-message files, until the compactor has merged some.
-		for {
+	testkit.EventuallyNil(t, 60*time.Second, "a compaction", func() error {
+		var res struct{ Acks []struct{ Offset uint64 } }
+		testkit.EventuallyNil(t, 60*time.Second, fmt.Sprintf("append %d", sent), func() error {
 			code, body := call(t, "POST", base+"/v1/vchannels/v0/append", "", fmt.Sprintf(`{"messages":[{"payload":%q}]}`, base64.StdEncoding.EncodeToString([]byte(fmt.Sprint(sent)))))
-			if code == 200 {
-				break
+			if code != 200 || json.Unmarshal(body, &res) != nil || len(res.Acks) != 1 {
+				return fmt.Errorf("%d %s", code, body)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("append %d: %d %s", sent, code, body)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return nil
+		})
 		sent++
-		time.Sleep(30 * time.Millisecond)
-		cp, _, err := segmentlog.ReadCheckpoint(t.Context(), store, segmentlog.Layout{}, "pa")
-		if err == nil && len(cp.Retired) > 0 {
-			break
+		var cp segmentlog.Checkpoint
+		testkit.EventuallyNil(t, 60*time.Second, fmt.Sprintf("message %d flushed", sent-1), func() (err error) {
+			cp, _, err = segmentlog.ReadCheckpoint(t.Context(), store, segmentlog.Layout{}, "pa")
+			if err == nil && cp.C <= res.Acks[0].Offset {
+				err = fmt.Errorf("pa's checkpoint is at %d, the message at %d", cp.C, res.Acks[0].Offset)
+			}
+			return err
+		})
+		if len(cp.Retired) == 0 {
+			return fmt.Errorf("no compaction after %d flushed appends: %+v", sent, cp.Segments)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no compaction after %d flushed appends: %+v, %v", sent, cp.Segments, err)
-		}
-	}
+		return nil
+	})
 	code, body := call(t, "GET", base+"/v1/vchannels/v0/messages?max=10000", "", "")
 	var rr struct{ Messages []struct{ Payload []byte } }
 	if code != 200 || json.Unmarshal(body, &rr) != nil {

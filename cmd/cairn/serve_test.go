@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -15,10 +16,17 @@ import (
 
 	"github.com/cairnlog/cairn/infra/miniotest"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
-func TestMain(m *testing.M) { os.Exit(miniotest.RunMain(m)) }
+// TestMain runs one MinIO for the package and removes the bootstraps
+// TestReadmeOnLambda built.
+func TestMain(m *testing.M) {
+	code := miniotest.RunMain(m)
+	_ = stackBootstraps.Remove()
+	os.Exit(code)
+}
 
 // lockedBuffer is an io.Writer safe to read while serve writes.
 type lockedBuffer struct {
@@ -47,31 +55,28 @@ func startServe(t *testing.T, o serveOptions, env map[string]string) (string, st
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &lockedBuffer{}
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, o, func(k string) string { return env[k] }, out) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if m := listening.FindStringSubmatch(out.String()); m != nil {
-			var once sync.Once
-			var err error
-			stop := func() error {
-				once.Do(func() { cancel(); err = <-done })
-				return err
-			}
-			t.Cleanup(func() { _ = stop() })
-			return m[1], out.String(), stop
-		}
-		select {
-		case err := <-done:
-			cancel()
-			t.Fatalf("serve exited before listening: %v\n%s", err, out)
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("serve did not print its address:\n%s", out)
-		}
+	exited := make(chan struct{})
+	var serveErr error
+	go func() { defer close(exited); serveErr = serve(ctx, o, func(k string) string { return env[k] }, out) }()
+	var once sync.Once
+	stop := func() error {
+		once.Do(func() { cancel(); <-exited })
+		return serveErr
 	}
+	t.Cleanup(func() { _ = stop() })
+	var addr []string
+	testkit.EventuallyNil(t, 30*time.Second, "serve prints its address", func() error {
+		select {
+		case <-exited:
+			t.Fatalf("serve exited before listening: %v\n%s", serveErr, out)
+		default:
+		}
+		if addr = listening.FindStringSubmatch(out.String()); addr == nil {
+			return fmt.Errorf("its output so far:\n%s", out)
+		}
+		return nil
+	})
+	return addr[1], out.String(), stop
 }
 
 func call(t *testing.T, method, url, token, body string) (int, []byte) {

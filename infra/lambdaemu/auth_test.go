@@ -16,13 +16,14 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 
 	"github.com/cairnlog/cairn/infra/lambdaemu"
+	"github.com/cairnlog/cairn/infra/lambdaemu/lambdaemutest"
 )
 
 // TestIAMAuth checks the AWS_IAM Function URL: a request signed (SigV4,
 // service lambda) with configured credentials passes and its caller
 // reaches the event; unsigned, wrongly signed or altered ones get 403.
 func TestIAMAuth(t *testing.T) {
-	f := start(t, lambdaemu.Config{Bootstrap: bootstrap(t, "probe"), Region: "eu-west-1",
+	f := lambdaemutest.Start(t, lambdaemu.Config{Bootstrap: bootstraps.Path(t, "probe"), Region: "eu-west-1",
 		Auth: &lambdaemu.IAMAuth{Region: "eu-west-1", Credentials: map[string]string{"AKIDTEST": "secret"}}})
 	send := func(key, secret, region string, body, sent []byte) (int, string) {
 		t.Helper()

@@ -91,4 +91,7 @@
 //	defer f.Close()
 //	resp, err := http.Post(f.URL()+"/v1/pchannels/p0/append", "application/json", body)
 //	fmt.Println(f.Stats().Total.ColdStarts)
+//
+// Tests build and start bootstraps with lambdaemutest (Bootstraps, built
+// once per test binary; Start, closed at the test's cleanup).
 package lambdaemu

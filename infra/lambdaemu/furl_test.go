@@ -12,13 +12,14 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/cairnlog/cairn/infra/lambdaemu"
+	"github.com/cairnlog/cairn/infra/lambdaemu/lambdaemutest"
 )
 
 // TestFunctionURLEvent checks the event a request becomes (payload 2.0:
 // lower-case headers, cookies apart, query parameters joined, text bodies
 // as text and binary ones base64) and how a buffered answer maps back.
 func TestFunctionURLEvent(t *testing.T) {
-	f := start(t, lambdaemu.Config{Bootstrap: bootstrap(t, "probe")})
+	f := lambdaemutest.Start(t, lambdaemu.Config{Bootstrap: bootstraps.Path(t, "probe")})
 
 	req, _ := http.NewRequestWithContext(t.Context(), "POST", f.URL()+"/echo?x=1&x=2&y=%2F", strings.NewReader(`{"a":1}`))
 	req.Header.Set("Content-Type", "application/json")
@@ -77,7 +78,7 @@ func TestFunctionURLEvent(t *testing.T) {
 // cuts the client's response.
 func TestStreamedResponse(t *testing.T) {
 	ev := newEvents()
-	f := start(t, lambdaemu.Config{Bootstrap: bootstrap(t, "probe"), Hooks: ev.hooks()})
+	f := lambdaemutest.Start(t, lambdaemu.Config{Bootstrap: bootstraps.Path(t, "probe"), Hooks: ev.hooks()})
 	r := get(t, f.URL()+"/stream")
 	want(t, "stream", r, 202)
 	if r.body != "streamed body\n" || r.header.Get("Content-Type") != "text/plain" || r.header.Get("X-Pid") == "" {
@@ -104,7 +105,7 @@ func TestStreamedResponse(t *testing.T) {
 // JSON body and keeps the environment warm, and that Invoke reports it.
 func TestFunctionError(t *testing.T) {
 	ev := newEvents()
-	f := start(t, lambdaemu.Config{Bootstrap: bootstrap(t, "probe"), Hooks: ev.hooks()})
+	f := lambdaemutest.Start(t, lambdaemu.Config{Bootstrap: bootstraps.Path(t, "probe"), Hooks: ev.hooks()})
 	r := get(t, f.URL()+"/error")
 	want(t, "function error", r, 502)
 	if r.body != `{"Message":"Internal Server Error"}` || r.header.Get("Content-Type") != "application/json" {
@@ -125,7 +126,7 @@ func TestFunctionError(t *testing.T) {
 
 // TestRequestTooLarge checks the 6 MB request limit.
 func TestRequestTooLarge(t *testing.T) {
-	f := start(t, lambdaemu.Config{Bootstrap: bootstrap(t, "probe")})
+	f := lambdaemutest.Start(t, lambdaemu.Config{Bootstrap: bootstraps.Path(t, "probe")})
 	r := do(t, "POST", f.URL()+"/echo", "application/octet-stream", make([]byte, lambdaemu.MaxRequestBytes+1))
 	want(t, "7 MB request", r, 413)
 	if s := f.Stats(); s.Total.Invocations != 0 {
@@ -136,7 +137,7 @@ func TestRequestTooLarge(t *testing.T) {
 // TestEventHook checks Hooks.Event: here it sends a JSON body
 // base64-encoded, which the function gets decoded by aws-lambda-go.
 func TestEventHook(t *testing.T) {
-	f := start(t, lambdaemu.Config{Bootstrap: bootstrap(t, "probe"), Hooks: lambdaemu.Hooks{
+	f := lambdaemutest.Start(t, lambdaemu.Config{Bootstrap: bootstraps.Path(t, "probe"), Hooks: lambdaemu.Hooks{
 		Event: func(ev *events.LambdaFunctionURLRequest) {
 			ev.Body, ev.IsBase64Encoded = base64.StdEncoding.EncodeToString([]byte(ev.Body)), true
 		},

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/lambdaemu"
+	"github.com/cairnlog/cairn/infra/lambdaemu/lambdaemutest"
 	"github.com/cairnlog/cairn/infra/testkit"
 )
 
@@ -19,7 +20,7 @@ import (
 // starts a new one.
 func TestTimeout(t *testing.T) {
 	ev := newEvents()
-	f := start(t, lambdaemu.Config{Bootstrap: bootstrap(t, "probe"), Timeout: 300 * time.Millisecond, Hooks: ev.hooks()})
+	f := lambdaemutest.Start(t, lambdaemu.Config{Bootstrap: bootstraps.Path(t, "probe"), Timeout: 300 * time.Millisecond, Hooks: ev.hooks()})
 	r := get(t, f.URL()+"/sleep?d=1h")
 	want(t, "request past the timeout", r, 502)
 	if r.body != `{"Message":"Internal Server Error"}` {
@@ -55,7 +56,7 @@ func TestInitErrors(t *testing.T) {
 		{"hang", "Sandbox.Timedout"},
 	} {
 		t.Run(tc.init, func(t *testing.T) {
-			f := start(t, lambdaemu.Config{Bootstrap: bootstrap(t, "probe"), InitTimeout: 300 * time.Millisecond,
+			f := lambdaemutest.Start(t, lambdaemu.Config{Bootstrap: bootstraps.Path(t, "probe"), InitTimeout: 300 * time.Millisecond,
 				Env: map[string]string{"PROBE_INIT": tc.init}})
 			want(t, "request", get(t, f.URL()+"/"), 502)
 			_, err := f.Invoke(t.Context(), []byte(`{}`))
@@ -88,7 +89,7 @@ func TestReapIdle(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ev := newEvents()
-			f := start(t, lambdaemu.Config{Bootstrap: bootstrap(t, "probe"), IdleTimeout: 100 * time.Millisecond, Reap: tc.mode, Env: tc.env, Hooks: ev.hooks()})
+			f := lambdaemutest.Start(t, lambdaemu.Config{Bootstrap: bootstraps.Path(t, "probe"), IdleTimeout: 100 * time.Millisecond, Reap: tc.mode, Env: tc.env, Hooks: ev.hooks()})
 			want(t, "request", get(t, f.URL()+"/"), 200)
 			e := ev.wait(t, "exited", 1)
 			// The log pipe may lag the exit a little.
@@ -106,7 +107,7 @@ func TestReapIdle(t *testing.T) {
 // TestKillInsideInvocation uses the Invoked hook to SIGKILL an environment
 // while it runs an invocation: the client gets 502, and nothing is left.
 func TestKillInsideInvocation(t *testing.T) {
-	f := start(t, lambdaemu.Config{Bootstrap: bootstrap(t, "probe"), Hooks: lambdaemu.Hooks{
+	f := lambdaemutest.Start(t, lambdaemu.Config{Bootstrap: bootstraps.Path(t, "probe"), Hooks: lambdaemu.Hooks{
 		Invoked: func(e *lambdaemu.Env, _ string) { e.Kill() },
 	}})
 	want(t, "request whose environment is killed", get(t, f.URL()+"/sleep?d=1h"), 502)
@@ -123,7 +124,7 @@ func TestKillInsideInvocation(t *testing.T) {
 // 502 and counts a crash.
 func TestCrash(t *testing.T) {
 	ev := newEvents()
-	f := start(t, lambdaemu.Config{Bootstrap: bootstrap(t, "probe"), Hooks: ev.hooks()})
+	f := lambdaemutest.Start(t, lambdaemu.Config{Bootstrap: bootstraps.Path(t, "probe"), Hooks: ev.hooks()})
 	want(t, "request whose runtime exits", get(t, f.URL()+"/exit"), 502)
 	ev.wait(t, "exited", 1)
 	if s := f.Stats(); s.Total.Crashes != 1 || s.Total.ReapsKilled != 0 {
@@ -136,7 +137,7 @@ func TestCrash(t *testing.T) {
 // the reserved concurrency.
 func TestFreezeForever(t *testing.T) {
 	ev := newEvents()
-	f := start(t, lambdaemu.Config{Bootstrap: bootstrap(t, "probe"), ReservedConcurrency: 1, Hooks: ev.hooks()})
+	f := lambdaemutest.Start(t, lambdaemu.Config{Bootstrap: bootstraps.Path(t, "probe"), ReservedConcurrency: 1, Hooks: ev.hooks()})
 	r := get(t, f.URL()+"/")
 	want(t, "first", r, 200)
 	lost := ev.wait(t, "frozen", 1)
@@ -164,7 +165,7 @@ func TestFreezeForeverAfterInvocation(t *testing.T) {
 	ev := newEvents()
 	hooks := ev.hooks()
 	hooks.Invoked = func(e *lambdaemu.Env, _ string) { e.FreezeForever() }
-	f := start(t, lambdaemu.Config{Bootstrap: bootstrap(t, "probe"), Hooks: hooks})
+	f := lambdaemutest.Start(t, lambdaemu.Config{Bootstrap: bootstraps.Path(t, "probe"), Hooks: hooks})
 	want(t, "request", get(t, f.URL()+"/"), 200)
 	e := ev.wait(t, "frozen", 1)
 	if e.State() != lambdaemu.StateLost || procState(t, e.PID()) != 'T' {
@@ -176,14 +177,14 @@ func TestFreezeForeverAfterInvocation(t *testing.T) {
 // with each invocation, SHUTDOWN when the environment is reaped, and may
 // exit within the grace period.
 func TestExternalExtension(t *testing.T) {
-	probe := bootstrap(t, "probe")
+	probe := bootstraps.Path(t, "probe")
 	ext := filepath.Join(t.TempDir(), "ext-watch")
 	copyFile(t, probe, ext)
 	ev := newEvents()
 	ids := make(chan string, 1)
 	hooks := ev.hooks()
 	hooks.Invoked = func(_ *lambdaemu.Env, id string) { ids <- id }
-	f := start(t, lambdaemu.Config{Bootstrap: probe, Extensions: []string{ext}, Hooks: hooks})
+	f := lambdaemutest.Start(t, lambdaemu.Config{Bootstrap: probe, Extensions: []string{ext}, Hooks: hooks})
 	want(t, "request", get(t, f.URL()+"/"), 200)
 	e := ev.wait(t, "frozen", 1)
 	id := <-ids

@@ -2,7 +2,6 @@ package lambdaemu_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,45 +13,20 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/lambdaemu"
+	"github.com/cairnlog/cairn/infra/lambdaemu/lambdaemutest"
 	"github.com/cairnlog/cairn/infra/miniotest"
 )
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
-	bins      map[string]string // "probe", "node" → bootstrap path
-)
+// bootstraps are the functions these tests run: "probe" (this package's
+// test function) and "node" (Cairn's node function).
+var bootstraps = lambdaemutest.NewBootstraps(".", "./testdata/probe", "github.com/cairnlog/cairn/functions/node")
 
 // TestMain runs one MinIO for the package (the node function needs S3)
 // and removes the built bootstraps.
 func TestMain(m *testing.M) {
 	code := miniotest.RunMain(m)
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
+	_ = bootstraps.Remove()
 	os.Exit(code)
-}
-
-// bootstrap returns the path of a bootstrap built with -tags lambda.norpc
-// for this machine, building them all once per test binary: "probe" (this
-// package's test function) and "node" (Cairn's node function).
-func bootstrap(t *testing.T, name string) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		if buildDir, buildErr = os.MkdirTemp("", "lambdaemu-bootstraps-"); buildErr != nil {
-			return
-		}
-		var paths []string
-		paths, buildErr = lambdaemu.Build(context.Background(), ".", buildDir, "./testdata/probe", "github.com/cairnlog/cairn/functions/node")
-		if buildErr == nil {
-			bins = map[string]string{"probe": paths[0], "node": paths[1]}
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return bins[name]
 }
 
 // hookLog counts hook calls so that a test can wait for the n-th one
@@ -106,28 +80,6 @@ func (ev *hookLog) wait(t *testing.T, kind string, n int) *lambdaemu.Env {
 			t.Fatalf("no %d× %s within 30 s (%d so far)", n, kind, ev.counts[kind])
 		}
 	}
-}
-
-// start starts a function; it is closed, and its environments' logs shown
-// on failure, at the end of the test.
-func start(t *testing.T, cfg lambdaemu.Config) *lambdaemu.Function {
-	t.Helper()
-	f, err := lambdaemu.Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		envs := f.Envs()
-		if err := f.Close(); err != nil {
-			t.Error(err)
-		}
-		if t.Failed() {
-			for _, e := range envs {
-				t.Logf("--- %v log ---\n%s", e, e.Log())
-			}
-		}
-	})
-	return f
 }
 
 // reply is an HTTP answer read to the end.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/lambdaemu"
+	"github.com/cairnlog/cairn/infra/lambdaemu/lambdaemutest"
 )
 
 // storeCounter is a reverse proxy in front of MinIO that counts the S3
@@ -60,8 +61,8 @@ func TestNodeIdleMakesNoStoreRequests(t *testing.T) {
 			env["CAIRN_S3_ENDPOINT"] = store.url
 			env["CAIRN_WRITE_MODE"] = tc.mode
 			ev := newEvents()
-			f := start(t, lambdaemu.Config{
-				Name: "cairn-node", Bootstrap: bootstrap(t, "node"), Env: env,
+			f := lambdaemutest.Start(t, lambdaemu.Config{
+				Name: "cairn-node", Bootstrap: bootstraps.Path(t, "node"), Env: env,
 				Timeout: 30 * time.Second, ReservedConcurrency: 1, Policy: lambdaemu.MostRecent(), Hooks: ev.hooks(),
 			})
 			seq := &sequential{t: t, f: f, ev: ev}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/lambdaemu"
+	"github.com/cairnlog/cairn/infra/lambdaemu/lambdaemutest"
 	"github.com/cairnlog/cairn/infra/miniotest"
 	"github.com/cairnlog/cairn/infra/testkit"
 )
@@ -112,8 +113,8 @@ func (s *sequential) readAll(p string) ([]string, string) {
 // environment, and a graceful reap that releases the lease.
 func TestNodeExample(t *testing.T) {
 	ev := newEvents()
-	f := start(t, lambdaemu.Config{
-		Name: "cairn-node", Bootstrap: bootstrap(t, "node"), Env: nodeEnv(t),
+	f := lambdaemutest.Start(t, lambdaemu.Config{
+		Name: "cairn-node", Bootstrap: bootstraps.Path(t, "node"), Env: nodeEnv(t),
 		Timeout: 30 * time.Second, ReservedConcurrency: 2, Policy: lambdaemu.RoundRobin(), Hooks: ev.hooks(),
 	})
 
@@ -191,8 +192,8 @@ func TestNodeAppendsSpread(t *testing.T) {
 			ev := newEvents()
 			env := nodeEnv(t)
 			env["CAIRN_WRITE_MODE"] = tc.mode
-			f := start(t, lambdaemu.Config{
-				Name: "cairn-node", Bootstrap: bootstrap(t, "node"), Env: env,
+			f := lambdaemutest.Start(t, lambdaemu.Config{
+				Name: "cairn-node", Bootstrap: bootstraps.Path(t, "node"), Env: env,
 				Timeout: 30 * time.Second, ReservedConcurrency: 2, Policy: tc.policy, Hooks: ev.hooks(),
 			})
 			// Warm two environments: a long poll on p1 holds the first
@@ -265,8 +266,8 @@ func mean(ds []time.Duration) time.Duration {
 // (kept, or a new one with a re-fence) is a figure.
 func TestNodeThawAfterLeaseExpiry(t *testing.T) {
 	ev := newEvents()
-	f := start(t, lambdaemu.Config{
-		Name: "cairn-node", Bootstrap: bootstrap(t, "node"), Env: nodeEnv(t),
+	f := lambdaemutest.Start(t, lambdaemu.Config{
+		Name: "cairn-node", Bootstrap: bootstraps.Path(t, "node"), Env: nodeEnv(t),
 		Timeout: 30 * time.Second, ReservedConcurrency: 1, Hooks: ev.hooks(),
 	})
 	seq := &sequential{t: t, f: f, ev: ev}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cairnlog/cairn/client"
 	"github.com/cairnlog/cairn/infra/lambdaemu"
+	"github.com/cairnlog/cairn/infra/lambdaemu/lambdaemutest"
 	"github.com/cairnlog/cairn/infra/miniotest"
 	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
@@ -32,8 +33,8 @@ func TestNodeSharedTorture(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 14))
-	f := start(t, lambdaemu.Config{
-		Name: "cairn-node", Bootstrap: bootstrap(t, "node"), Env: env,
+	f := lambdaemutest.Start(t, lambdaemu.Config{
+		Name: "cairn-node", Bootstrap: bootstraps.Path(t, "node"), Env: env,
 		Timeout: 10 * time.Second, ReservedConcurrency: 6, Policy: lambdaemu.Random(seed),
 		IdleTimeout: 1500 * time.Millisecond,
 	})

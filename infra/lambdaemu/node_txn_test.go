@@ -11,6 +11,7 @@ import (
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/infra/lambdaemu"
+	"github.com/cairnlog/cairn/infra/lambdaemu/lambdaemutest"
 	"github.com/cairnlog/cairn/infra/miniotest"
 	"github.com/cairnlog/cairn/segmentlog"
 )
@@ -62,8 +63,8 @@ func TestNodeSharedTxn(t *testing.T) {
 	ev := newEvents()
 	env := nodeEnv(t)
 	env["CAIRN_WRITE_MODE"] = "shared"
-	f := start(t, lambdaemu.Config{
-		Name: "cairn-node", Bootstrap: bootstrap(t, "node"), Env: env,
+	f := lambdaemutest.Start(t, lambdaemu.Config{
+		Name: "cairn-node", Bootstrap: bootstraps.Path(t, "node"), Env: env,
 		Timeout: 30 * time.Second, ReservedConcurrency: 3, Policy: lambdaemu.RoundRobin(), Hooks: ev.hooks(),
 	})
 	createVChannel(t, env, "v0", "p0")

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/lambdaemu"
+	"github.com/cairnlog/cairn/infra/lambdaemu/lambdaemutest"
 	"github.com/cairnlog/cairn/infra/testkit"
 )
 
@@ -18,7 +19,7 @@ import (
 // which it serves warm.
 func TestFreezeBetweenInvocations(t *testing.T) {
 	ev := newEvents()
-	f := start(t, lambdaemu.Config{Bootstrap: bootstrap(t, "probe"), Hooks: ev.hooks()})
+	f := lambdaemutest.Start(t, lambdaemu.Config{Bootstrap: bootstraps.Path(t, "probe"), Hooks: ev.hooks()})
 	r1 := get(t, f.URL()+"/")
 	want(t, "first", r1, 200)
 	e := ev.wait(t, "frozen", 1)
@@ -65,7 +66,7 @@ func TestFreezeWaitsForExtensions(t *testing.T) {
 		mu.Unlock()
 		ev.note("frozen", e)
 	}
-	f := start(t, lambdaemu.Config{Bootstrap: bootstrap(t, "probe"), Hooks: hooks,
+	f := lambdaemutest.Start(t, lambdaemu.Config{Bootstrap: bootstraps.Path(t, "probe"), Hooks: hooks,
 		Env: map[string]string{"PROBE_EXTENSION": "invoke", "PROBE_EXTENSION_DELAY": "200ms", "PROBE_EXTENSION_MARKS": marks}})
 	for i := 1; i <= 2; i++ {
 		want(t, "request", get(t, f.URL()+"/"), 200)
@@ -116,7 +117,7 @@ func TestRoutingPolicies(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ev := newEvents()
-			f := start(t, lambdaemu.Config{Bootstrap: bootstrap(t, "probe"), Policy: tc.policy, ReservedConcurrency: 3, Hooks: ev.hooks()})
+			f := lambdaemutest.Start(t, lambdaemu.Config{Bootstrap: bootstraps.Path(t, "probe"), Policy: tc.policy, ReservedConcurrency: 3, Hooks: ev.hooks()})
 			warm(t, f, ev, 3)
 			last := 0 // the environment that went idle last
 			var lastAt time.Time
@@ -146,7 +147,7 @@ func TestRoutingPolicies(t *testing.T) {
 // request is answered 429 as a Function URL does, never queued.
 func TestThrottle(t *testing.T) {
 	ev := newEvents()
-	f := start(t, lambdaemu.Config{Bootstrap: bootstrap(t, "probe"), ReservedConcurrency: 1, Hooks: ev.hooks()})
+	f := lambdaemutest.Start(t, lambdaemu.Config{Bootstrap: bootstraps.Path(t, "probe"), ReservedConcurrency: 1, Hooks: ev.hooks()})
 	path, open := gate(t)
 	done := goGet(f.URL() + "/block?file=" + path)
 	ev.wait(t, "invoked", 1)
@@ -168,7 +169,7 @@ func TestManualFreeze(t *testing.T) {
 	ev := newEvents()
 	hooks := ev.hooks()
 	hooks.Idle = func(e *lambdaemu.Env) { ev.note("idle", e) }
-	f := start(t, lambdaemu.Config{Bootstrap: bootstrap(t, "probe"), NoFreeze: true, Hooks: hooks})
+	f := lambdaemutest.Start(t, lambdaemu.Config{Bootstrap: bootstraps.Path(t, "probe"), NoFreeze: true, Hooks: hooks})
 	want(t, "first", get(t, f.URL()+"/"), 200)
 	e := ev.wait(t, "idle", 1)
 	if s := procState(t, e.PID()); s == 'T' {

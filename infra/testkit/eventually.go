@@ -13,6 +13,9 @@ const pollMax = 20 * time.Millisecond
 // within the deadline, naming what it waited for. It looks at once, then
 // after pauses that grow from 1 ms to 20 ms, and stops early when the test
 // ends. The deadline bounds a wait; it is never a test's pass condition.
+//
+// cond runs on the caller's goroutine, so it may fail tb itself, at once,
+// when the wait has become hopeless (the server it waits for exited).
 func Eventually(tb testing.TB, within time.Duration, what string, cond func() bool) {
 	tb.Helper()
 	EventuallyNil(tb, within, what, func() error {
@@ -25,7 +28,8 @@ func Eventually(tb testing.TB, within time.Duration, what string, cond func() bo
 
 // EventuallyNil calls f until it returns nil and fails tb if it has not
 // within the deadline, with what it waited for and f's last error (so f
-// can describe the state it saw). It polls as Eventually does.
+// can describe the state it saw). It polls as Eventually does, and f,
+// like Eventually's cond, may fail tb itself.
 func EventuallyNil(tb testing.TB, within time.Duration, what string, f func() error) {
 	tb.Helper()
 	err := poll(tb, within, f)

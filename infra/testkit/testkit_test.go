@@ -145,6 +145,20 @@ func TestEventually(t *testing.T) {
 	if msg != "the lease lapses: not within 30ms: held by a until 12:00" {
 		t.Fatalf("failed with %q", msg)
 	}
+	// A condition that fails the test ends the wait at once, not at the
+	// deadline: were it to wait, this test would not end.
+	looks := 0
+	msg = failure(t, func(tb testing.TB) {
+		testkit.EventuallyNil(tb, time.Hour, "the server listens", func() error {
+			if looks++; looks == 2 {
+				tb.Fatalf("the server exited")
+			}
+			return errors.New("no address yet")
+		})
+	})
+	if msg != "the server exited" || looks != 2 {
+		t.Fatalf("failed with %q after %d looks, want the condition's own failure at the second", msg, looks)
+	}
 }
 
 func TestAwait(t *testing.T) {
