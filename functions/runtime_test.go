@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +17,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/cairnlog/cairn/infra/lambdaemu"
+	"github.com/cairnlog/cairn/infra/lambdaemu/lambdaemutest"
 	"github.com/cairnlog/cairn/infra/miniotest"
 )
 
@@ -28,42 +28,18 @@ import (
 // would freeze it after every answer; infra/lambdaemu's own node tests
 // measure that.
 
-var functionNames = []string{"node", "coordinator", "snapshot", "maintenance"}
-
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
-)
+// bootstraps are every function as Lambda would run it (linux, static,
+// -tags lambda.norpc), for this machine's architecture, built once per test
+// binary.
+var bootstraps = lambdaemutest.NewBootstraps(".", "./node", "./coordinator", "./snapshot", "./maintenance")
 
 // TestMain runs one MinIO for the package and removes the built binaries.
 func TestMain(m *testing.M) {
 	code := miniotest.RunMain(m)
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
+	if err := bootstraps.Remove(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 	}
 	os.Exit(code)
-}
-
-// bootstraps builds every function as Lambda would run it (linux, static,
-// -tags lambda.norpc), for this machine's architecture, once per test
-// binary; it returns the directory holding one binary per function.
-func bootstraps(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		if buildDir, buildErr = os.MkdirTemp("", "cairn-bootstraps-"); buildErr != nil {
-			return
-		}
-		pkgs := make([]string, len(functionNames))
-		for i, f := range functionNames {
-			pkgs[i] = "./" + f
-		}
-		_, buildErr = lambdaemu.Build(context.Background(), ".", buildDir, pkgs...)
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return buildDir
 }
 
 // result is a container's answer to one invocation, as posted to
@@ -103,7 +79,7 @@ func startContainer(t *testing.T, fn, name string, env map[string]string) *conta
 	}
 	f, err := lambdaemu.Start(lambdaemu.Config{
 		Name:                "cairn-" + fn,
-		Bootstrap:           filepath.Join(bootstraps(t), fn),
+		Bootstrap:           bootstraps.Path(t, fn),
 		Env:                 env,
 		MemoryMB:            512,
 		Region:              "us-east-1",
