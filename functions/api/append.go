@@ -28,6 +28,9 @@ type limits struct {
 	maxBytes    int
 }
 
+// limits are this server's append limits.
+func (s *Server) limits() limits { return limits{s.cfg.MaxAppendMessages, s.sc.MaxBatchBytes} }
+
 func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) error {
 	p := r.PathValue("p")
 	if err := s.configured(p); err != nil {
@@ -41,7 +44,7 @@ func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err // *http.MaxBytesError: 413
 	}
-	in, err := decodeAppend(r.Header.Get("Content-Type"), body, limits{s.cfg.MaxAppendMessages, s.sc.MaxBatchBytes})
+	in, err := decodeAppend(r.Header.Get("Content-Type"), body, s.limits())
 	if err != nil {
 		return err
 	}
@@ -94,12 +97,16 @@ func (s *Server) appendAndAnswer(w http.ResponseWriter, r *http.Request, p strin
 	}
 	s.sys.NoteWritten(p)
 	s.metrics.observeAppend(time.Since(start), len(acks))
-	resp := wire.AppendResponse{PChannel: p, Term: term, Acks: make([]wire.Ack, len(acks))}
-	for i, a := range acks {
-		resp.Acks[i] = wire.Ack{Offset: a.ID.Offset, Index: a.ID.Index, TimeTick: a.TimeTick, Duplicate: a.Duplicate}
-	}
-	writeJSON(w, http.StatusOK, resp)
+	writeJSON(w, http.StatusOK, wire.AppendResponse{PChannel: p, Term: term, Acks: acksOut(acks)})
 	return nil
+}
+
+func acksOut(acks []segmentlog.Ack) []wire.Ack {
+	out := make([]wire.Ack, len(acks))
+	for i, a := range acks {
+		out[i] = wire.Ack{Offset: a.ID.Offset, Index: a.ID.Index, TimeTick: a.TimeTick, Duplicate: a.Duplicate}
+	}
+	return out
 }
 
 // appendQuery is the query of an append route.

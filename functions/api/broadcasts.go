@@ -151,19 +151,19 @@ func (s *Server) handleBroadcast(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) handleBroadcastList(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) handleBroadcastList(r *http.Request) (wire.BroadcastsResponse, error) {
 	if err := onlyQuery(r, "state"); err != nil {
-		return err
+		return wire.BroadcastsResponse{}, err
 	}
 	state := coordinator.BroadcastState(r.URL.Query().Get("state"))
 	switch state {
 	case "", coordinator.BroadcastPending, coordinator.BroadcastDone, coordinator.BroadcastFailed:
 	default:
-		return errorf(http.StatusBadRequest, wire.CodeMalformed, "state %q: want pending, done or failed", state)
+		return wire.BroadcastsResponse{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "state %q: want pending, done or failed", state)
 	}
 	all, err := s.broadcasts.List(r.Context())
 	if err != nil {
-		return err
+		return wire.BroadcastsResponse{}, err
 	}
 	resp := wire.BroadcastsResponse{Broadcasts: []wire.BroadcastOut{}}
 	for _, t := range all {
@@ -171,22 +171,5 @@ func (s *Server) handleBroadcastList(w http.ResponseWriter, r *http.Request) err
 			resp.Broadcasts = append(resp.Broadcasts, broadcastOut(t))
 		}
 	}
-	writeJSON(w, http.StatusOK, resp)
-	return nil
-}
-
-func (s *Server) handleBroadcastDescribe(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
-	if err := validName("broadcast ID", id); err != nil {
-		return err
-	}
-	if err := noQuery(r); err != nil {
-		return err
-	}
-	t, err := s.broadcasts.Describe(r.Context(), id)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, broadcastOut(t))
-	return nil
+	return resp, nil
 }

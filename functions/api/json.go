@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -63,3 +64,74 @@ func onlyQuery(r *http.Request, allowed ...string) error {
 	}
 	return nil
 }
+
+// handler is a route's handler: it answers through w, or returns the
+// error that Server.wrap answers.
+type handler = func(http.ResponseWriter, *http.Request) error
+
+// answer adapts h, which returns its answer, to a route's handler: 200
+// with the answer as JSON.
+func answer[Out any](h func(*http.Request) (Out, error)) handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		out, err := h(r)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	}
+}
+
+// pathName opens a route on one named thing: the path's {param} checked as
+// a name of kind (400 invalid_name), then no query parameters (400
+// malformed).
+func pathName(r *http.Request, param, kind string) (string, error) {
+	name := r.PathValue(param)
+	if err := validName(kind, name); err != nil {
+		return "", err
+	}
+	if err := noQuery(r); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// describe is a route that answers one named thing: pathName, then get,
+// shown by out.
+func describe[T, Out any](param, kind string, get func(context.Context, string) (T, error), out func(T) Out) handler {
+	return answer(func(r *http.Request) (Out, error) {
+		var zero Out
+		name, err := pathName(r, param, kind)
+		if err != nil {
+			return zero, err
+		}
+		v, err := get(r.Context(), name)
+		if err != nil {
+			return zero, err
+		}
+		return out(v), nil
+	})
+}
+
+// jsonBody opens a route that takes a JSON body after whatever its path
+// names: no query parameters, then the body decoded into an In (readJSON;
+// optional: an empty body leaves In's zero value).
+func jsonBody[In any](r *http.Request, optional bool) (In, error) {
+	var in In
+	if err := noQuery(r); err != nil {
+		return in, err
+	}
+	err := readJSON(r, &in, optional)
+	return in, err
+}
+
+// noQuery refuses query parameters on routes that take none.
+func noQuery(r *http.Request) error {
+	if r.URL.RawQuery != "" {
+		return errorf(http.StatusBadRequest, wire.CodeMalformed, "%s takes no query parameters", r.URL.Path)
+	}
+	return nil
+}
+
+// asIs is describe's out for a get that returns the answer itself.
+func asIs[T any](v T) T { return v }

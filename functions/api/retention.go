@@ -11,11 +11,8 @@ import (
 )
 
 func parseRetention(r *http.Request) (snapshot.Policy, error) {
-	if err := noQuery(r); err != nil {
-		return snapshot.Policy{}, err
-	}
-	var in wire.RetentionIn
-	if err := readJSON(r, &in, false); err != nil {
+	in, err := jsonBody[wire.RetentionIn](r, false)
+	if err != nil {
 		return snapshot.Policy{}, err
 	}
 	var p snapshot.Policy
@@ -62,51 +59,41 @@ func (s *Server) retentionOut(ctx context.Context, p snapshot.Policy, pchannel, 
 	return retentionOf(p, pchannel, vchannel, cp, vtrim), nil
 }
 
-func (s *Server) handlePChannelRetention(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) handlePChannelRetention(r *http.Request) (wire.RetentionOut, error) {
 	p := r.PathValue("p")
 	if err := validName("pchannel", p); err != nil {
-		return err
+		return wire.RetentionOut{}, err
 	}
 	pol, err := parseRetention(r)
 	if err != nil {
-		return err
+		return wire.RetentionOut{}, err
 	}
 	ctx := r.Context()
 	if err := s.mustKnow(ctx, p); err != nil {
-		return err
+		return wire.RetentionOut{}, err
 	}
 	if _, err := snapshot.SetPolicy(ctx, s.store, s.sc.Layout, snapshot.PolicyPChannel, p, p, pol, s.sc.Now()); err != nil {
-		return err
+		return wire.RetentionOut{}, err
 	}
-	out, err := s.retentionOut(ctx, pol, p, "", segmentlog.MessageID{})
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return s.retentionOut(ctx, pol, p, "", segmentlog.MessageID{})
 }
 
-func (s *Server) handleVChannelRetention(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) handleVChannelRetention(r *http.Request) (wire.RetentionOut, error) {
 	name := r.PathValue("v")
 	if err := validName("vchannel", name); err != nil {
-		return err
+		return wire.RetentionOut{}, err
 	}
 	pol, err := parseRetention(r)
 	if err != nil {
-		return err
+		return wire.RetentionOut{}, err
 	}
 	ctx := r.Context()
 	v, err := s.registry.Describe(ctx, name)
 	if err != nil {
-		return err
+		return wire.RetentionOut{}, err
 	}
 	if _, err := snapshot.SetPolicy(ctx, s.store, s.sc.Layout, snapshot.PolicyVChannel, name, v.PChannel, pol, s.sc.Now()); err != nil {
-		return err
+		return wire.RetentionOut{}, err
 	}
-	out, err := s.retentionOut(ctx, pol, v.PChannel, name, v.Trim)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return s.retentionOut(ctx, pol, v.PChannel, name, v.Trim)
 }

@@ -108,7 +108,7 @@ type Route struct {
 	Method string // "GET", "POST"
 	Path   string // a net/http pattern path: "/v1/pchannels/{p}/append"
 	Role   Role   // the function that serves it; 0: every function
-	handle func(http.ResponseWriter, *http.Request) error
+	handle handler
 }
 
 // Pattern is the route's net/http pattern, "METHOD /path".

@@ -13,20 +13,15 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-func (s *Server) handleTail(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) handleTail(r *http.Request) (wire.TailResponse, error) {
 	p := r.PathValue("p")
 	if err := s.configured(p); err != nil {
-		return err
+		return wire.TailResponse{}, err
 	}
 	if err := noQuery(r); err != nil {
-		return err
+		return wire.TailResponse{}, err
 	}
-	t, err := s.tail(r.Context(), p)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, t)
-	return nil
+	return s.tail(r.Context(), p)
 }
 
 // tail finds the next offset of p: from the writer in this process, else by
@@ -61,31 +56,27 @@ func (s *Server) firstEmpty(ctx context.Context, p string, from uint64) (uint64,
 	return segmentlog.FindTail(ctx, s.store, s.sc.Layout, p, from, s.sc.LeaseRequestTimeout())
 }
 
-func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) handleSync(r *http.Request) (wire.SyncResponse, error) {
 	p := r.PathValue("p")
 	if err := s.configured(p); err != nil {
-		return err
+		return wire.SyncResponse{}, err
 	}
 	if err := noQuery(r); err != nil {
-		return err
+		return wire.SyncResponse{}, err
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		return err
+		return wire.SyncResponse{}, err
 	}
 	if b := bytes.TrimSpace(body); len(b) > 0 && !bytes.Equal(b, []byte("{}")) {
-		return errorf(http.StatusBadRequest, wire.CodeMalformed, "sync takes no body (or {})")
+		return wire.SyncResponse{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "sync takes no body (or {})")
 	}
 	ctx := r.Context()
 	if err := s.mustKnow(ctx, p); err != nil {
-		return err
+		return wire.SyncResponse{}, err
 	}
 	term, t, err := s.pool.Sync(ctx, p)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, wire.SyncResponse{PChannel: p, Term: term, TimeTick: t})
-	return nil
+	return wire.SyncResponse{PChannel: p, Term: term, TimeTick: t}, err
 }
 
 func (s *Server) leaseOut(l coordinator.Lease) wire.LeaseOut {
@@ -96,53 +87,42 @@ func (s *Server) leaseOut(l coordinator.Lease) wire.LeaseOut {
 	}
 }
 
-func (s *Server) handleLease(w http.ResponseWriter, r *http.Request) error {
-	p := r.PathValue("p")
-	if err := validName("pchannel", p); err != nil {
-		return err
-	}
-	if err := noQuery(r); err != nil {
-		return err
-	}
-	l, err := s.leases.Describe(r.Context(), p)
+// lease is a pchannel's lease record; 404 unknown_pchannel if it has none.
+func (s *Server) lease(ctx context.Context, p string) (coordinator.Lease, error) {
+	l, err := s.leases.Describe(ctx, p)
 	if errors.Is(err, coordinator.ErrNoLease) {
-		return errorf(http.StatusNotFound, wire.CodeUnknownPChannel, "pchannel %q has no lease record", p)
+		return l, errorf(http.StatusNotFound, wire.CodeUnknownPChannel, "pchannel %q has no lease record", p)
 	}
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, s.leaseOut(l))
-	return nil
+	return l, err
 }
 
-func (s *Server) handleLeases(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) handleLeases(r *http.Request) (wire.LeasesResponse, error) {
 	if err := noQuery(r); err != nil {
-		return err
+		return wire.LeasesResponse{}, err
 	}
 	ls, err := s.leases.List(r.Context())
 	if err != nil {
-		return err
+		return wire.LeasesResponse{}, err
 	}
 	resp := wire.LeasesResponse{Leases: make([]wire.LeaseOut, len(ls))}
 	for i, l := range ls {
 		resp.Leases[i] = s.leaseOut(l)
 	}
-	writeJSON(w, http.StatusOK, resp)
-	return nil
+	return resp, nil
 }
 
 // handleStatus is the pchannel status table: every pchannel with a lease
 // record, its holder, term, tail (the writer's frontier if this process
 // writes it, else the first empty slot probed from the store) and flush
 // checkpoint.
-func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) handleStatus(r *http.Request) (wire.StatusResponse, error) {
 	if err := noQuery(r); err != nil {
-		return err
+		return wire.StatusResponse{}, err
 	}
 	ctx := r.Context()
 	ls, err := s.leases.List(ctx)
 	if err != nil {
-		return err
+		return wire.StatusResponse{}, err
 	}
 	rows := make([]wire.PChannelStatus, len(ls))
 	var g errgroup.Group
@@ -170,16 +150,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) error {
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return err
+		return wire.StatusResponse{}, err
 	}
-	writeJSON(w, http.StatusOK, wire.StatusResponse{PChannels: rows})
-	return nil
-}
-
-// noQuery refuses query parameters on routes that take none.
-func noQuery(r *http.Request) error {
-	if r.URL.RawQuery != "" {
-		return errorf(http.StatusBadRequest, wire.CodeMalformed, "%s takes no query parameters", r.URL.Path)
-	}
-	return nil
+	return wire.StatusResponse{PChannels: rows}, nil
 }

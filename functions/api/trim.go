@@ -12,11 +12,8 @@ import (
 // trimPoint reads a trim request's body and checks its point against the
 // tail of pchannel p.
 func (s *Server) trimPoint(r *http.Request, p string) (segmentlog.MessageID, error) {
-	if err := noQuery(r); err != nil {
-		return segmentlog.MessageID{}, err
-	}
-	var req wire.TrimRequest
-	if err := readJSON(r, &req, false); err != nil {
+	req, err := jsonBody[wire.TrimRequest](r, false)
+	if err != nil {
 		return segmentlog.MessageID{}, err
 	}
 	pos, err := parsePosition(req.Before)
@@ -36,51 +33,49 @@ func (s *Server) trimPoint(r *http.Request, p string) (segmentlog.MessageID, err
 	return pos.ID, nil
 }
 
-func (s *Server) handlePChannelTrim(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) handlePChannelTrim(r *http.Request) (wire.TrimResponse, error) {
 	p := r.PathValue("p")
 	if err := validName("pchannel", p); err != nil {
-		return err
+		return wire.TrimResponse{}, err
 	}
 	ctx := r.Context()
 	if err := s.mustKnow(ctx, p); err != nil {
-		return err
+		return wire.TrimResponse{}, err
 	}
 	before, err := s.trimPoint(r, p)
 	if err != nil {
-		return err
+		return wire.TrimResponse{}, err
 	}
 	cp, err := snapshot.Trim(ctx, s.store, s.sc.Layout, p, before, s.sc.Now())
 	if err != nil {
-		return err
+		return wire.TrimResponse{}, err
 	}
-	writeJSON(w, http.StatusOK, wire.TrimResponse{PChannel: p, Earliest: segmentlog.AtID(cp.Trim).String()})
-	return nil
+	return wire.TrimResponse{PChannel: p, Earliest: segmentlog.AtID(cp.Trim).String()}, nil
 }
 
-func (s *Server) handleVChannelTrim(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) handleVChannelTrim(r *http.Request) (wire.TrimResponse, error) {
 	name := r.PathValue("v")
 	if err := validName("vchannel", name); err != nil {
-		return err
+		return wire.TrimResponse{}, err
 	}
 	ctx := r.Context()
 	v, err := s.registry.Describe(ctx, name)
 	if err != nil {
-		return err
+		return wire.TrimResponse{}, err
 	}
 	before, err := s.trimPoint(r, v.PChannel)
 	if err != nil {
-		return err
+		return wire.TrimResponse{}, err
 	}
 	if v, err = s.registry.Trim(ctx, name, before); err != nil {
-		return err
+		return wire.TrimResponse{}, err
 	}
 	s.sys.NoteVChannel(v) // this process's reads see the point at once
 	earliest, err := s.earliest(r, v)
 	if err != nil {
-		return err
+		return wire.TrimResponse{}, err
 	}
-	writeJSON(w, http.StatusOK, wire.TrimResponse{PChannel: v.PChannel, VChannel: name, Earliest: segmentlog.AtID(earliest).String()})
-	return nil
+	return wire.TrimResponse{PChannel: v.PChannel, VChannel: name, Earliest: segmentlog.AtID(earliest).String()}, nil
 }
 
 // earliest is the earliest readable ID of vchannel v: the higher of its

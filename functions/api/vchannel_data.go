@@ -34,7 +34,7 @@ func (s *Server) handleVChannelAppend(w http.ResponseWriter, r *http.Request) er
 	if err != nil {
 		return err
 	}
-	in, err := decodeAppendFor(r.Header.Get("Content-Type"), body, limits{s.cfg.MaxAppendMessages, s.sc.MaxBatchBytes}, name)
+	in, err := decodeAppendFor(r.Header.Get("Content-Type"), body, s.limits(), name)
 	if err != nil {
 		return err
 	}
