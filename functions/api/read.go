@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/functions/api/wire"
+	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -230,53 +231,45 @@ func (s *Server) read(ctx context.Context, p string, q readQuery) (wire.ReadResp
 	if paused, err := s.holdForPause(ctx, q); err != nil || paused {
 		return wire.ReadResponse{PChannel: p, Messages: []wire.MessageOut{}, Next: q.from.String(), Paused: paused}, err
 	}
-	from := q.from
-	if from.Kind == segmentlog.StartLatest {
-		// Resolved here, so that "next" names a concrete slot even when
-		// nothing arrives: a poll loop then misses nothing between polls.
-		t, err := s.tail(ctx, p)
-		if err != nil {
-			return wire.ReadResponse{}, err
-		}
-		from = segmentlog.AtID(segmentlog.MessageID{Offset: t.NextOffset})
-	}
-	sc, err := segmentlog.NewScanner(ctx, segmentlog.ScannerConfig{
-		PChannel: p, Layout: s.sc.Layout, From: from,
-		VChannels: q.vchannels, Types: q.types, Trim: q.trim, EarliestID: q.earliestID,
-		Cache: s.pool.Cache(), Tail: s.pool.Tail(), NoWait: true, Segments: s.segs,
-	}, s.store)
+	var w waiter
+	defer w.release(s)
+	lim := segmentlog.PageLimits{Max: q.max, MaxBytes: s.cfg.MaxReadBytes, Wait: q.wait, BeforeWait: func() error { return w.take(s) }}
+	page, next, err := s.sys.Read(ctx, p, system.ReadRequest{From: q.from, VChannels: q.vchannels, Types: q.types,
+		Trim: q.trim, EarliestID: q.earliestID, Limits: lim})
 	if err != nil {
-		return wire.ReadResponse{}, err
+		return wire.ReadResponse{}, neverWritten(p, err)
 	}
-	defer sc.Close()
-	waiting := false
-	defer func() {
-		if waiting {
-			<-s.waiters
-			s.metrics.waiters.Dec()
-		}
-	}()
-	page, err := sc.Page(ctx, segmentlog.PageLimits{Max: q.max, MaxBytes: s.cfg.MaxReadBytes, Wait: q.wait,
-		BeforeWait: func() error {
-			select {
-			case s.waiters <- struct{}{}:
-				waiting = true
-				s.metrics.waiters.Inc()
-				return nil
-			default:
-				e := errorf(http.StatusTooManyRequests, wire.CodeTooManyWaiters, "%d reads are waiting at the tail already", s.cfg.MaxWaiters)
-				e.retryAfter = time.Second
-				return e
-			}
-		}})
-	if err != nil {
-		return wire.ReadResponse{}, err
-	}
-	resp := wire.ReadResponse{PChannel: p, Messages: make([]wire.MessageOut, len(page)), Next: sc.Resume().String()}
+	resp := wire.ReadResponse{PChannel: p, Messages: make([]wire.MessageOut, len(page)), Next: next.String()}
 	for i, d := range page {
 		resp.Messages[i] = messageOut(d)
 	}
 	return resp, nil
+}
+
+// waiter is a read's place among those waiting at the tail, at most
+// Config.MaxWaiters.
+type waiter struct{ taken bool }
+
+// take takes a place, or answers 429 with Retry-After.
+func (w *waiter) take(s *Server) error {
+	select {
+	case s.waiters <- struct{}{}:
+		w.taken = true
+		s.metrics.waiters.Inc()
+		return nil
+	default:
+		e := errorf(http.StatusTooManyRequests, wire.CodeTooManyWaiters, "%d reads are waiting at the tail already", s.cfg.MaxWaiters)
+		e.retryAfter = time.Second
+		return e
+	}
+}
+
+// release gives the place back if it was taken.
+func (w *waiter) release(s *Server) {
+	if w.taken {
+		<-s.waiters
+		s.metrics.waiters.Dec()
+	}
 }
 
 func messageOut(d segmentlog.Delivery) wire.MessageOut {

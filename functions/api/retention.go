@@ -30,15 +30,6 @@ func parseRetention(r *http.Request) (snapshot.Policy, error) {
 	return p, nil
 }
 
-// pchannelRetention is the retention of pchannel p, whose checkpoint is cp.
-func (s *Server) pchannelRetention(ctx context.Context, p string, cp segmentlog.Checkpoint) (wire.RetentionOut, error) {
-	pol, err := snapshot.ReadPolicy(ctx, s.store, s.sc.Layout, snapshot.PolicyPChannel, p)
-	if err != nil {
-		return wire.RetentionOut{}, err
-	}
-	return retentionOf(pol, p, "", cp, segmentlog.MessageID{}), nil
-}
-
 func retentionOf(pol snapshot.Policy, pchannel, vchannel string, cp segmentlog.Checkpoint, vtrim segmentlog.MessageID) wire.RetentionOut {
 	h := snapshot.HeldBy(cp, vchannel, vtrim)
 	out := wire.RetentionOut{PChannel: pchannel, VChannel: vchannel, MaxBytes: pol.MaxBytes,

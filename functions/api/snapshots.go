@@ -5,7 +5,6 @@ import (
 	"net/http"
 
 	"github.com/cairnlog/cairn/functions/api/wire"
-	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
 
@@ -38,23 +37,8 @@ func (s *Server) handleFlush(r *http.Request) (wire.FlushResponse, error) {
 	if err := s.mustKnow(ctx, p); err != nil {
 		return wire.FlushResponse{}, err
 	}
-	f, err := snapshot.NewFlusher(snapshot.FlushConfig{PChannel: p, Layout: s.sc.Layout, Now: s.sc.Now, Logger: s.log,
-		Positions: s.registry}, s.store)
-	if err != nil {
-		return wire.FlushResponse{}, err
-	}
-	rounds, err := f.FlushNow(ctx)
-	if err != nil {
-		return wire.FlushResponse{}, err
-	}
-	resp := wire.FlushResponse{PChannel: p, Rounds: len(rounds)}
-	for _, rd := range rounds {
-		resp.Messages += rd.Messages
-		resp.Segments += len(rd.Segments)
-	}
-	cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.sc.Layout, p)
-	resp.Checkpoint = cp.C
-	return resp, err
+	f, err := s.sys.Flush(ctx, p)
+	return wire.FlushResponse{PChannel: p, Rounds: f.Rounds, Messages: f.Messages, Segments: f.Segments, Checkpoint: f.Checkpoint}, err
 }
 
 func (s *Server) handleSnapshotCreate(r *http.Request) (wire.SnapshotOut, error) {

@@ -10,7 +10,6 @@ import (
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/segmentlog"
-	"golang.org/x/sync/errgroup"
 )
 
 func (s *Server) handleTail(r *http.Request) (wire.TailResponse, error) {
@@ -24,36 +23,23 @@ func (s *Server) handleTail(r *http.Request) (wire.TailResponse, error) {
 	return s.tail(r.Context(), p)
 }
 
-// tail finds the next offset of p: from the writer in this process, else by
-// probing the store from max(lease tail hint, checkpoint). 404 for a
-// pchannel never written.
+// tail is the next offset of p (system.System.Tail): 404 for a pchannel
+// never written.
 func (s *Server) tail(ctx context.Context, p string) (wire.TailResponse, error) {
-	if f, term, ok := s.pool.Frontier(p); ok {
-		return wire.TailResponse{PChannel: p, NextOffset: f, Term: term, Source: "writer"}, nil
-	}
-	lease, err := s.leases.Describe(ctx, p)
-	if errors.Is(err, coordinator.ErrNoLease) {
-		return wire.TailResponse{}, errorf(http.StatusNotFound, wire.CodeUnknownPChannel, "pchannel %q has never been written", p)
-	}
+	t, err := s.sys.Tail(ctx, p)
 	if err != nil {
-		return wire.TailResponse{}, err
+		return wire.TailResponse{}, neverWritten(p, err)
 	}
-	cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.sc.Layout, p)
-	if err != nil {
-		return wire.TailResponse{}, err
-	}
-	next, err := s.firstEmpty(ctx, p, max(lease.Tail, cp.C))
-	if err != nil {
-		return wire.TailResponse{}, err
-	}
-	return wire.TailResponse{PChannel: p, NextOffset: next, Term: lease.Term, Source: "store"}, nil
+	return wire.TailResponse{PChannel: p, NextOffset: t.NextOffset, Term: t.Term, Source: t.Source}, nil
 }
 
-// firstEmpty returns the first empty slot of p at or after from: it
-// gallops forward with HEADs, then bisects (holes exist only in the last W
-// slots, where PUTs may land out of order).
-func (s *Server) firstEmpty(ctx context.Context, p string, from uint64) (uint64, error) {
-	return segmentlog.FindTail(ctx, s.store, s.sc.Layout, p, from, s.sc.LeaseRequestTimeout())
+// neverWritten answers 404 unknown_pchannel for err about pchannel p
+// without a lease record (coordinator.ErrNoLease).
+func neverWritten(p string, err error) error {
+	if errors.Is(err, coordinator.ErrNoLease) {
+		return errorf(http.StatusNotFound, wire.CodeUnknownPChannel, "pchannel %q has never been written", p)
+	}
+	return err
 }
 
 func (s *Server) handleSync(r *http.Request) (wire.SyncResponse, error) {
@@ -111,46 +97,20 @@ func (s *Server) handleLeases(r *http.Request) (wire.LeasesResponse, error) {
 	return resp, nil
 }
 
-// handleStatus is the pchannel status table: every pchannel with a lease
-// record, its holder, term, tail (the writer's frontier if this process
-// writes it, else the first empty slot probed from the store) and flush
-// checkpoint.
+// handleStatus is the pchannel status table (system.System.Status).
 func (s *Server) handleStatus(r *http.Request) (wire.StatusResponse, error) {
 	if err := noQuery(r); err != nil {
 		return wire.StatusResponse{}, err
 	}
-	ctx := r.Context()
-	ls, err := s.leases.List(ctx)
+	rows, err := s.sys.Status(r.Context())
 	if err != nil {
 		return wire.StatusResponse{}, err
 	}
-	rows := make([]wire.PChannelStatus, len(ls))
-	var g errgroup.Group
-	g.SetLimit(8)
-	for i, l := range ls {
-		g.Go(func() error {
-			row := wire.PChannelStatus{LeaseOut: s.leaseOut(l)}
-			cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.sc.Layout, l.PChannel)
-			if err != nil {
-				return err
-			}
-			row.Checkpoint = cp.C
-			if f, _, ok := s.pool.Frontier(l.PChannel); ok {
-				row.Tail, row.TailSource = f, "writer"
-			} else if row.Tail, err = s.firstEmpty(ctx, l.PChannel, max(l.Tail, cp.C)); err != nil {
-				// The lease's tail hint is only as fresh as its last renew
-				// or release, and shared terms never write it: probe.
-				return err
-			} else {
-				row.TailSource = "store"
-			}
-			row.Retention, err = s.pchannelRetention(ctx, l.PChannel, cp)
-			rows[i] = row
-			return err
-		})
+	resp := wire.StatusResponse{PChannels: make([]wire.PChannelStatus, len(rows))}
+	for i, row := range rows {
+		resp.PChannels[i] = wire.PChannelStatus{LeaseOut: s.leaseOut(row.Lease), Checkpoint: row.Checkpoint.C,
+			Tail: row.Tail, TailSource: row.TailSource,
+			Retention: retentionOf(row.Retention, row.Lease.PChannel, "", row.Checkpoint, segmentlog.MessageID{})}
 	}
-	if err := g.Wait(); err != nil {
-		return wire.StatusResponse{}, err
-	}
-	return wire.StatusResponse{PChannels: rows}, nil
+	return resp, nil
 }

@@ -32,6 +32,7 @@ type System struct {
 	snaps      *snapshot.Snapshots
 	segs       *snapshot.SegmentReader
 	reader     objstore.Store // counted as "reader": segment and checkpoint reads of the data path
+	api        objstore.Store // counted as "api": tail, status, flush and reads (pchannels.go)
 	pool       *Pool
 	restores   *restoreRuns
 	vchans     vchannelCache
@@ -70,6 +71,7 @@ func New(cfg Config, store objstore.Store) (*System, error) {
 		return nil, fmt.Errorf("system: %w", err)
 	}
 	s.reader = s.StoreFor("reader")
+	s.api = s.StoreFor("api")
 	s.segs = snapshot.NewSegmentReader(s.reader, 0)
 	s.restores = newRestoreRuns()
 	s.vchans = vchannelCache{ttl: vchannelCacheTTL, now: cfg.Now, entries: map[string]vchannelEntry{}}
