@@ -1,8 +1,6 @@
 package api
 
 import (
-	"context"
-	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -104,42 +102,7 @@ func (s *Server) handleBroadcast(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.extendWrite(w, in.wait)
-	ctx := r.Context()
-	_, err = s.broadcasts.Describe(ctx, in.req.ID)
-	switch {
-	case errors.Is(err, coordinator.ErrNoBroadcast):
-		// A new task: its vchannels must exist and be active, and a
-		// vchannel whose create was cut short gets its create message
-		// first, so that no copy lands before it.
-		for _, v := range in.req.VChannels {
-			if _, err := s.activeVChannel(ctx, v); err != nil {
-				return err
-			}
-		}
-	case err != nil:
-		return err
-	}
-	var t coordinator.Broadcast
-	if in.wait == 0 {
-		t, err = s.broadcasts.Submit(ctx, in.req)
-	} else {
-		wctx, cancel := context.WithTimeout(ctx, in.wait)
-		t, err = s.broadcasts.Broadcast(wctx, in.req)
-		waited := wctx.Err() != nil && ctx.Err() == nil // the wait ran out, not the request
-		cancel()
-		if errors.Is(err, coordinator.ErrBroadcastFailed) {
-			err = nil // a finished task: its state and error say how it ended
-		}
-		if errors.Is(err, coordinator.ErrBroadcastBusy) || (err != nil && waited) {
-			// Still pending: answer the task as the run last saw it, or
-			// as it is now if the run never read it.
-			if t.ID != "" {
-				err = nil
-			} else if cur, derr := s.broadcasts.Describe(ctx, in.req.ID); derr == nil {
-				t, err = cur, nil
-			}
-		}
-	}
+	t, err := s.sys.Broadcast(r.Context(), in.req, in.wait)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package api
 import (
 	"cmp"
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -161,48 +160,24 @@ func (s *Server) handleVChannelRead(w http.ResponseWriter, r *http.Request) erro
 }
 
 // readRestored reads the restored history of v (restore job) from ID from
-// on, keeping messages with a timetick ≥ minTick, within the read's limits.
-// It never waits: the history is complete. Next is the position after the
-// last message, or, once the history is exhausted, where v's own messages
+// on, keeping messages with a timetick ≥ minTick, within the read's limits
+// (system.System.ReadRestored). Next is the position after the last
+// message, or, once the history is exhausted, where v's own messages
 // begin.
 func (s *Server) readRestored(ctx context.Context, job string, v coordinator.VChannel, from segmentlog.MessageID, minTick uint64, q readQuery) (wire.ReadResponse, error) {
-	it, err := s.snaps.OpenRestored(ctx, job, v.Name, from)
+	page, live, err := s.sys.ReadRestored(ctx, job, v, from, minTick, q.types, q.max, s.cfg.MaxReadBytes)
 	if err != nil {
 		return wire.ReadResponse{}, err
 	}
-	defer it.Close()
-	resp := wire.ReadResponse{PChannel: v.PChannel, VChannel: v.Name, Messages: []wire.MessageOut{}}
-	size := 0
-	var last segmentlog.MessageID
-	exhausted := false
-	for len(resp.Messages) < q.max && size < s.cfg.MaxReadBytes {
-		d, err := it.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			exhausted = true
-			break
-		}
-		if err != nil {
-			if len(resp.Messages) > 0 {
-				break
-			}
-			return wire.ReadResponse{}, err
-		}
-		if !d.Type.Wanted(q.types) || d.TimeTick < minTick {
-			continue
-		}
-		m := messageOut(d)
-		m.Restored = true
-		resp.Messages = append(resp.Messages, m)
-		size += len(d.Payload)
-		last = d.ID
+	resp := wire.ReadResponse{PChannel: v.PChannel, VChannel: v.Name, Messages: make([]wire.MessageOut, len(page))}
+	for i, d := range page {
+		resp.Messages[i] = messageOut(d)
+		resp.Messages[i].Restored = true
 	}
-	if exhausted {
-		start, err := s.sys.LiveStart(ctx, v)
-		if err != nil {
-			return wire.ReadResponse{}, err
-		}
-		resp.Next = start.String()
+	if live != nil {
+		resp.Next = live.String()
 	} else {
+		last := page[len(page)-1].ID
 		resp.Next = restoredPrefix + segmentlog.MessageID{Offset: last.Offset, Index: last.Index + 1}.String()
 	}
 	return resp, nil

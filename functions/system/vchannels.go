@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -254,3 +255,42 @@ func (s *System) Written(ctx context.Context, pchannel string) (bool, error) {
 // NoteWritten notes that pchannel has a lease record (an append through
 // this process made one).
 func (s *System) NoteWritten(pchannel string) { s.written.Store(pchannel, struct{}{}) }
+
+// ReadRestored reads the restored history of vchannel v (restore job) from
+// ID from on: messages of types (segmentlog.MessageType.Wanted) with a
+// timetick ≥ minTick, up to maxMessages messages and maxBytes of payload
+// (at least one message). It never waits: the history is complete. Once
+// the history is exhausted, live is where v's own messages begin
+// (LiveStart); until then live is nil, the page holds at least one message
+// and the history goes on after its last.
+func (s *System) ReadRestored(ctx context.Context, job string, v coordinator.VChannel, from segmentlog.MessageID, minTick uint64,
+	types []segmentlog.MessageType, maxMessages, maxBytes int) (page []segmentlog.Delivery, live *segmentlog.Position, err error) {
+	it, err := s.snaps.OpenRestored(ctx, job, v.Name, from)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer it.Close()
+	size := 0
+	for len(page) < maxMessages && size < maxBytes {
+		d, err := it.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			start, err := s.LiveStart(ctx, v)
+			if err != nil {
+				return nil, nil, err
+			}
+			return page, &start, nil
+		}
+		if err != nil {
+			if len(page) > 0 {
+				break
+			}
+			return nil, nil, err
+		}
+		if !d.Type.Wanted(types) || d.TimeTick < minTick {
+			continue
+		}
+		page = append(page, d)
+		size += len(d.Payload)
+	}
+	return page, nil, nil
+}
