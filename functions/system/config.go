@@ -64,7 +64,7 @@ type Config struct {
 
 	// CacheBytes is the write-ahead cache budget shared by every writer and
 	// reader of the process. Default cache.DefaultLocalBytes (256 MiB);
-	// api.LoadEnv sets cache.DefaultLambdaBytes in a Lambda container.
+	// ConfigFromEnv sets cache.DefaultLambdaBytes in a Lambda container.
 	CacheBytes int64
 	// MaxBatchBytes bounds the payload bytes of one batch object
 	// (segmentlog.WriterConfig.MaxBatchBytes) and of one append request.
