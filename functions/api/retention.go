@@ -1,11 +1,11 @@
 package api
 
 import (
-	"context"
 	"net/http"
 	"time"
 
 	"github.com/cairnlog/cairn/functions/api/wire"
+	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
@@ -30,24 +30,13 @@ func parseRetention(r *http.Request) (snapshot.Policy, error) {
 	return p, nil
 }
 
-func retentionOf(pol snapshot.Policy, pchannel, vchannel string, cp segmentlog.Checkpoint, vtrim segmentlog.MessageID) wire.RetentionOut {
-	h := snapshot.HeldBy(cp, vchannel, vtrim)
-	out := wire.RetentionOut{PChannel: pchannel, VChannel: vchannel, MaxBytes: pol.MaxBytes,
-		Earliest: segmentlog.AtID(h.Earliest).String(), BytesHeld: h.Bytes}
-	if pol.MaxAge > 0 {
-		out.MaxAge = pol.MaxAge.String()
+func retentionOut(r system.Retained) wire.RetentionOut {
+	out := wire.RetentionOut{PChannel: r.PChannel, VChannel: r.VChannel, MaxBytes: r.Policy.MaxBytes,
+		Earliest: segmentlog.AtID(r.Held.Earliest).String(), BytesHeld: r.Held.Bytes}
+	if r.Policy.MaxAge > 0 {
+		out.MaxAge = r.Policy.MaxAge.String()
 	}
 	return out
-}
-
-// retentionOut shows policy p of pchannel (and vchannel, trimmed at
-// vtrim) with what it holds now.
-func (s *Server) retentionOut(ctx context.Context, p snapshot.Policy, pchannel, vchannel string, vtrim segmentlog.MessageID) (wire.RetentionOut, error) {
-	cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.sc.Layout, pchannel)
-	if err != nil {
-		return wire.RetentionOut{}, err
-	}
-	return retentionOf(p, pchannel, vchannel, cp, vtrim), nil
 }
 
 func (s *Server) handlePChannelRetention(r *http.Request) (wire.RetentionOut, error) {
@@ -63,10 +52,8 @@ func (s *Server) handlePChannelRetention(r *http.Request) (wire.RetentionOut, er
 	if err := s.mustKnow(ctx, p); err != nil {
 		return wire.RetentionOut{}, err
 	}
-	if _, err := snapshot.SetPolicy(ctx, s.store, s.sc.Layout, snapshot.PolicyPChannel, p, p, pol, s.sc.Now()); err != nil {
-		return wire.RetentionOut{}, err
-	}
-	return s.retentionOut(ctx, pol, p, "", segmentlog.MessageID{})
+	ret, err := s.sys.SetPChannelRetention(ctx, p, pol)
+	return retentionOut(ret), err
 }
 
 func (s *Server) handleVChannelRetention(r *http.Request) (wire.RetentionOut, error) {
@@ -78,13 +65,10 @@ func (s *Server) handleVChannelRetention(r *http.Request) (wire.RetentionOut, er
 	if err != nil {
 		return wire.RetentionOut{}, err
 	}
-	ctx := r.Context()
-	v, err := s.registry.Describe(ctx, name)
+	v, err := s.registry.Describe(r.Context(), name)
 	if err != nil {
 		return wire.RetentionOut{}, err
 	}
-	if _, err := snapshot.SetPolicy(ctx, s.store, s.sc.Layout, snapshot.PolicyVChannel, name, v.PChannel, pol, s.sc.Now()); err != nil {
-		return wire.RetentionOut{}, err
-	}
-	return s.retentionOut(ctx, pol, v.PChannel, name, v.Trim)
+	ret, err := s.sys.SetVChannelRetention(r.Context(), v, pol)
+	return retentionOut(ret), err
 }

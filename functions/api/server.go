@@ -17,7 +17,6 @@ import (
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/functions/system"
-	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
@@ -48,13 +47,11 @@ type Server struct {
 	cfg        Config
 	sc         system.Config // the system's
 	sys        *system.System
-	store      objstore.Store // counted as component "api"
 	leases     *coordinator.Leases
 	registry   *coordinator.Registry
 	broadcasts *coordinator.Broadcaster // appends the copies through pool
 	snaps      *snapshot.Snapshots
 	pool       *system.Pool
-	segs       *snapshot.SegmentReader // reads below the flush checkpoint, and restored histories
 	metrics    *metrics
 	log        *slog.Logger
 	routes     []Route
@@ -72,9 +69,8 @@ func New(cfg Config, sys *system.System) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, sc: sc, sys: sys, log: sc.Logger, waiters: make(chan struct{}, cfg.MaxWaiters),
-		pause: segmentlog.NewPauseGate(cfg.ScannerStartupDelay),
-		store: sys.StoreFor("api"), leases: sys.Leases(), registry: sys.Registry(), broadcasts: sys.Broadcaster(),
-		snaps: sys.Snapshots(), pool: sys.Pool(), segs: sys.Segments()}
+		pause:  segmentlog.NewPauseGate(cfg.ScannerStartupDelay),
+		leases: sys.Leases(), registry: sys.Registry(), broadcasts: sys.Broadcaster(), snaps: sys.Snapshots(), pool: sys.Pool()}
 	s.metrics = newMetrics(sys.Metrics(), s.pause)
 	s.pchannels = make(map[string]bool, len(sc.PChannels))
 	for _, p := range sc.PChannels {

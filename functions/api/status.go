@@ -9,7 +9,6 @@ import (
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/functions/api/wire"
-	"github.com/cairnlog/cairn/segmentlog"
 )
 
 func (s *Server) handleTail(r *http.Request) (wire.TailResponse, error) {
@@ -110,7 +109,7 @@ func (s *Server) handleStatus(r *http.Request) (wire.StatusResponse, error) {
 	for i, row := range rows {
 		resp.PChannels[i] = wire.PChannelStatus{LeaseOut: s.leaseOut(row.Lease), Checkpoint: row.Checkpoint.C,
 			Tail: row.Tail, TailSource: row.TailSource,
-			Retention: retentionOf(row.Retention, row.Lease.PChannel, "", row.Checkpoint, segmentlog.MessageID{})}
+			Retention: retentionOut(row.Retention)}
 	}
 	return resp, nil
 }

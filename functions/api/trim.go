@@ -3,10 +3,8 @@ package api
 import (
 	"net/http"
 
-	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/segmentlog"
-	"github.com/cairnlog/cairn/snapshot"
 )
 
 // trimPoint reads a trim request's body and checks its point against the
@@ -46,11 +44,11 @@ func (s *Server) handlePChannelTrim(r *http.Request) (wire.TrimResponse, error) 
 	if err != nil {
 		return wire.TrimResponse{}, err
 	}
-	cp, err := snapshot.Trim(ctx, s.store, s.sc.Layout, p, before, s.sc.Now())
+	earliest, err := s.sys.TrimPChannel(ctx, p, before)
 	if err != nil {
 		return wire.TrimResponse{}, err
 	}
-	return wire.TrimResponse{PChannel: p, Earliest: segmentlog.AtID(cp.Trim).String()}, nil
+	return wire.TrimResponse{PChannel: p, Earliest: segmentlog.AtID(earliest).String()}, nil
 }
 
 func (s *Server) handleVChannelTrim(r *http.Request) (wire.TrimResponse, error) {
@@ -67,26 +65,9 @@ func (s *Server) handleVChannelTrim(r *http.Request) (wire.TrimResponse, error) 
 	if err != nil {
 		return wire.TrimResponse{}, err
 	}
-	if v, err = s.registry.Trim(ctx, name, before); err != nil {
-		return wire.TrimResponse{}, err
-	}
-	s.sys.NoteVChannel(v) // this process's reads see the point at once
-	earliest, err := s.earliest(r, v)
+	v, earliest, err := s.sys.TrimVChannel(ctx, name, before)
 	if err != nil {
 		return wire.TrimResponse{}, err
 	}
 	return wire.TrimResponse{PChannel: v.PChannel, VChannel: name, Earliest: segmentlog.AtID(earliest).String()}, nil
-}
-
-// earliest is the earliest readable ID of vchannel v: the higher of its
-// trim point and its pchannel's.
-func (s *Server) earliest(r *http.Request, v coordinator.VChannel) (segmentlog.MessageID, error) {
-	cp, _, err := segmentlog.ReadCheckpoint(r.Context(), s.store, s.sc.Layout, v.PChannel)
-	if err != nil {
-		return segmentlog.MessageID{}, err
-	}
-	if cp.Trim.Less(v.Trim) {
-		return v.Trim, nil
-	}
-	return cp.Trim, nil
 }

@@ -7,7 +7,6 @@ import (
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/segmentlog"
-	"github.com/cairnlog/cairn/snapshot"
 )
 
 // The vchannel registry routes (coordinator role): create, list, describe,
@@ -96,15 +95,12 @@ func (s *Server) describeVChannel(ctx context.Context, name string) (wire.VChann
 	}
 	s.sys.NoteVChannel(v)
 	out := vchannelOut(v)
-	pol, err := snapshot.ReadPolicy(ctx, s.store, s.sc.Layout, snapshot.PolicyVChannel, name)
+	ret, err := s.sys.VChannelRetention(ctx, v)
 	if err != nil {
 		return wire.VChannelOut{}, err
 	}
-	ret, err := s.retentionOut(ctx, pol, v.PChannel, name, v.Trim)
-	if err != nil {
-		return wire.VChannelOut{}, err
-	}
-	out.Retention = &ret
+	rout := retentionOut(ret)
+	out.Retention = &rout
 	return out, nil
 }
 

@@ -11,7 +11,7 @@ import (
 )
 
 // The pchannel operations the HTTP API serves beside appends — tail,
-// status, flush, a page read — with what they read and decide. They read
+// status, flush, a page read, retention — with what they read and decide. They read
 // through the store counted as component "api".
 
 // Tail is where the next message of a pchannel goes.
@@ -60,7 +60,7 @@ type PChannelStatus struct {
 	Checkpoint segmentlog.Checkpoint
 	Tail       uint64 // as Tail finds it, from the lease record's tail hint
 	TailSource string // as Tail.Source
-	Retention  snapshot.Policy
+	Retention  Retained
 }
 
 // Status is every pchannel with a lease record: its lease, flush
@@ -90,7 +90,8 @@ func (s *System) Status(ctx context.Context) ([]PChannelStatus, error) {
 			} else {
 				row.TailSource = "store"
 			}
-			row.Retention, err = snapshot.ReadPolicy(ctx, s.api, s.cfg.Layout, snapshot.PolicyPChannel, l.PChannel)
+			pol, err := snapshot.ReadPolicy(ctx, s.api, s.cfg.Layout, snapshot.PolicyPChannel, l.PChannel)
+			row.Retention = Retained{PChannel: l.PChannel, Policy: pol, Held: snapshot.HeldBy(cp, "", segmentlog.MessageID{})}
 			rows[i] = row
 			return err
 		})
@@ -172,4 +173,76 @@ func (s *System) Read(ctx context.Context, p string, req ReadRequest) ([]segment
 		return nil, segmentlog.Position{}, err
 	}
 	return page, sc.Resume(), nil
+}
+
+// Retained is a retention policy with what it holds now.
+type Retained struct {
+	PChannel string
+	VChannel string // "" for a pchannel's policy
+	Policy   snapshot.Policy
+	// Held is what the segment files hold above the trim points, and the
+	// earliest readable ID.
+	Held snapshot.Held
+}
+
+// SetPChannelRetention sets the retention policy of pchannel p.
+func (s *System) SetPChannelRetention(ctx context.Context, p string, pol snapshot.Policy) (Retained, error) {
+	if _, err := snapshot.SetPolicy(ctx, s.api, s.cfg.Layout, snapshot.PolicyPChannel, p, p, pol, s.cfg.Now()); err != nil {
+		return Retained{}, err
+	}
+	return s.retained(ctx, pol, p, "", segmentlog.MessageID{})
+}
+
+// SetVChannelRetention sets the retention policy of vchannel v.
+func (s *System) SetVChannelRetention(ctx context.Context, v coordinator.VChannel, pol snapshot.Policy) (Retained, error) {
+	if _, err := snapshot.SetPolicy(ctx, s.api, s.cfg.Layout, snapshot.PolicyVChannel, v.Name, v.PChannel, pol, s.cfg.Now()); err != nil {
+		return Retained{}, err
+	}
+	return s.retained(ctx, pol, v.PChannel, v.Name, v.Trim)
+}
+
+// VChannelRetention is the retention policy of vchannel v.
+func (s *System) VChannelRetention(ctx context.Context, v coordinator.VChannel) (Retained, error) {
+	pol, err := snapshot.ReadPolicy(ctx, s.api, s.cfg.Layout, snapshot.PolicyVChannel, v.Name)
+	if err != nil {
+		return Retained{}, err
+	}
+	return s.retained(ctx, pol, v.PChannel, v.Name, v.Trim)
+}
+
+// retained shows policy pol of pchannel (and vchannel, trimmed at vtrim)
+// with what it holds now.
+func (s *System) retained(ctx context.Context, pol snapshot.Policy, pchannel, vchannel string, vtrim segmentlog.MessageID) (Retained, error) {
+	cp, _, err := segmentlog.ReadCheckpoint(ctx, s.api, s.cfg.Layout, pchannel)
+	if err != nil {
+		return Retained{}, err
+	}
+	return Retained{PChannel: pchannel, VChannel: vchannel, Policy: pol, Held: snapshot.HeldBy(cp, vchannel, vtrim)}, nil
+}
+
+// TrimPChannel trims pchannel p below before (snapshot.Trim) and returns
+// its earliest readable ID.
+func (s *System) TrimPChannel(ctx context.Context, p string, before segmentlog.MessageID) (segmentlog.MessageID, error) {
+	cp, err := snapshot.Trim(ctx, s.api, s.cfg.Layout, p, before, s.cfg.Now())
+	return cp.Trim, err
+}
+
+// TrimVChannel trims vchannel name below before through the registry
+// (this process's reads see the point at once) and returns its record and
+// its earliest readable ID: the higher of its trim point and its
+// pchannel's.
+func (s *System) TrimVChannel(ctx context.Context, name string, before segmentlog.MessageID) (coordinator.VChannel, segmentlog.MessageID, error) {
+	v, err := s.registry.Trim(ctx, name, before)
+	if err != nil {
+		return v, segmentlog.MessageID{}, err
+	}
+	s.NoteVChannel(v)
+	cp, _, err := segmentlog.ReadCheckpoint(ctx, s.api, s.cfg.Layout, v.PChannel)
+	if err != nil {
+		return v, segmentlog.MessageID{}, err
+	}
+	if cp.Trim.Less(v.Trim) {
+		return v, v.Trim, nil
+	}
+	return v, cp.Trim, nil
 }
