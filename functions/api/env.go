@@ -11,13 +11,12 @@ import (
 type EnvVar = system.EnvVar
 
 // EnvVars lists every CAIRN_* variable the functions read: the runtime's
-// and the store's (system.EnvVars), then the HTTP API's. template.yaml sets
+// and the store's (system.EnvVars), then the HTTP API's two. template.yaml sets
 // each one that is not LocalOnly for every function (a test checks it, and
 // that no other CAIRN_* name appears in the code the functions link).
 var EnvVars = append(append([]EnvVar(nil), system.EnvVars...),
 	EnvVar{Name: "CAIRN_MAX_BODY_BYTES", Doc: "request body limit in bytes (default 2 MiB + 64 KiB)"},
 	EnvVar{Name: "CAIRN_MAX_WAIT", Doc: "longest read long-poll and broadcast wait, a Go duration (default 20s; below the function timeout)"},
-	EnvVar{Name: "CAIRN_SCANNER_STARTUP_DELAY", Doc: "hold reads back this long after start (write-only recovery), a Go duration (default 0: none)"},
 )
 
 // Env is the configuration LoadEnv reads.
@@ -47,7 +46,6 @@ func LoadEnv(getenv func(string) string) (Env, error) {
 	env := system.NewEnv(getenv)
 	e.System, e.LogLevel = system.ConfigFromEnv(env)
 	env.Duration("CAIRN_MAX_WAIT", &e.API.MaxWait)
-	env.Duration("CAIRN_SCANNER_STARTUP_DELAY", &e.API.ScannerStartupDelay)
 	env.Bytes("CAIRN_MAX_BODY_BYTES", &e.API.MaxBodyBytes)
 	if err := env.Err(); err != nil {
 		return Env{}, fmt.Errorf("api: environment: %w", err)

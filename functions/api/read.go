@@ -205,23 +205,13 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// holdForPause holds a read back while the startup delay (write-only
-// recovery) lasts, at most the read's wait, before the read touches the
-// store. It reports whether the pause still holds; then nothing is read.
+// holdForPause holds a read back while the startup delay lasts
+// (system.System.HoldReads), unless it asked to ignore it.
 func (s *Server) holdForPause(ctx context.Context, q readQuery) (bool, error) {
-	if q.ignorePause || !s.pause.Paused() {
+	if q.ignorePause {
 		return false, nil
 	}
-	pctx, cancel := context.WithTimeout(ctx, q.wait)
-	err := s.pause.Wait(pctx)
-	cancel()
-	switch {
-	case err == nil:
-		return false, nil
-	case ctx.Err() != nil:
-		return false, ctx.Err()
-	}
-	return true, nil
+	return s.sys.HoldReads(ctx, q.wait)
 }
 
 // read runs one read: it delivers what is there from q.from (up to q.max

@@ -17,7 +17,6 @@ import (
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/functions/system"
-	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
 
@@ -55,9 +54,8 @@ type Server struct {
 	metrics    *metrics
 	log        *slog.Logger
 	routes     []Route
-	waiters    chan struct{}         // semaphore of reads waiting at the tail
-	pause      *segmentlog.PauseGate // the scanner startup delay
-	pchannels  map[string]bool       // the configured set (system.Config.PChannels)
+	waiters    chan struct{}   // semaphore of reads waiting at the tail
+	pchannels  map[string]bool // the configured set (system.Config.PChannels)
 }
 
 // New builds the HTTP API of sys: cfg's defaults applied, then checked. It
@@ -69,9 +67,8 @@ func New(cfg Config, sys *system.System) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, sc: sc, sys: sys, log: sc.Logger, waiters: make(chan struct{}, cfg.MaxWaiters),
-		pause:  segmentlog.NewPauseGate(cfg.ScannerStartupDelay),
 		leases: sys.Leases(), registry: sys.Registry(), broadcasts: sys.Broadcaster(), snaps: sys.Snapshots(), pool: sys.Pool()}
-	s.metrics = newMetrics(sys.Metrics(), s.pause)
+	s.metrics = newMetrics(sys.Metrics())
 	s.pchannels = make(map[string]bool, len(sc.PChannels))
 	for _, p := range sc.PChannels {
 		s.pchannels[p] = true

@@ -35,6 +35,7 @@ var EnvVars = []EnvVar{
 	{Name: "CAIRN_CACHE_BYTES", Doc: "write-ahead cache budget in bytes (default 64 MiB in Lambda, 256 MiB elsewhere)"},
 	{Name: "CAIRN_COMPACTION", Doc: "on or off: whether maintenance merges small segment files (default on; off during a rolling upgrade from a version without compaction)"},
 	{Name: "CAIRN_PCHANNELS", Doc: "the pchannel set, comma-separated names (default p0,p1,p2,p3); every function of a deployment must see the same set"},
+	{Name: "CAIRN_SCANNER_STARTUP_DELAY", Doc: "hold reads back this long after start (write-only recovery), a Go duration (default 0: none)"},
 	{Name: "CAIRN_LOG_LEVEL", Doc: "debug, info, warn or error (default info)"},
 }
 
@@ -107,6 +108,7 @@ func ConfigFromEnv(env *Env) (Config, slog.Level) {
 	env.Duration("CAIRN_LEASE_TTL", &c.LeaseTTL)
 	env.Duration("CAIRN_LEASE_MARGIN", &c.LeaseMargin)
 	env.Duration("CAIRN_LEASE_WAIT", &c.LeaseWait)
+	env.Duration("CAIRN_SCANNER_STARTUP_DELAY", &c.ScannerStartupDelay)
 	if v := env.Get("CAIRN_WRITE_MODE"); v != "" {
 		m, err := ParseWriteMode(v)
 		if err != nil {

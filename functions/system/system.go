@@ -35,6 +35,7 @@ type System struct {
 	api        objstore.Store // counted as "api": tail, status, flush and reads (pchannels.go)
 	pool       *Pool
 	restores   *restoreRuns
+	pause      *segmentlog.PauseGate // Config.ScannerStartupDelay
 	vchans     vchannelCache
 	written    sync.Map // pchannel → struct{}: has a lease record (records are never deleted)
 
@@ -49,8 +50,9 @@ func New(cfg Config, store objstore.Store) (*System, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &System{cfg: cfg, base: store}
+	s := &System{cfg: cfg, base: store, pause: segmentlog.NewPauseGate(cfg.ScannerStartupDelay)}
 	s.metrics = newMetrics(func() *Pool { return s.pool })
+	registerPause(s.metrics.reg, s.pause)
 	leases, err := coordinator.NewLeases(s.StoreFor("lease"), cfg.Layout, cfg.Lease(),
 		coordinator.WithClock(cfg.Now), coordinator.WithRequestTimeout(cfg.LeaseRequestTimeout()))
 	if err != nil {
