@@ -24,9 +24,6 @@ type readQuery struct {
 	wait      time.Duration
 	// ignorePause reads through the server's scanner startup delay.
 	ignorePause bool
-	// trim and earliestID are a vchannel read's own trim point and the
-	// start of its messages (segmentlog.ScannerConfig.Trim, EarliestID).
-	trim, earliestID segmentlog.MessageID
 }
 
 // parsePosition parses "earliest", "latest", "id:OFFSET.INDEX",
@@ -223,9 +220,7 @@ func (s *Server) read(ctx context.Context, p string, q readQuery) (wire.ReadResp
 	}
 	var w waiter
 	defer w.release(s)
-	lim := segmentlog.PageLimits{Max: q.max, MaxBytes: s.cfg.MaxReadBytes, Wait: q.wait, BeforeWait: func() error { return w.take(s) }}
-	page, next, err := s.sys.Read(ctx, p, system.ReadRequest{From: q.from, VChannels: q.vchannels, Types: q.types,
-		Trim: q.trim, EarliestID: q.earliestID, Limits: lim})
+	page, next, err := s.sys.Read(ctx, p, system.ReadRequest{From: q.from, VChannels: q.vchannels, Types: q.types, Limits: s.pageLimits(q, &w)})
 	if err != nil {
 		return wire.ReadResponse{}, neverWritten(p, err)
 	}
@@ -234,6 +229,12 @@ func (s *Server) read(ctx context.Context, p string, q readQuery) (wire.ReadResp
 		resp.Messages[i] = messageOut(d)
 	}
 	return resp, nil
+}
+
+// pageLimits are q's limits; a read that waits takes a place w among
+// the waiting reads first.
+func (s *Server) pageLimits(q readQuery, w *waiter) segmentlog.PageLimits {
+	return segmentlog.PageLimits{Max: q.max, MaxBytes: s.cfg.MaxReadBytes, Wait: q.wait, BeforeWait: func() error { return w.take(s) }}
 }
 
 // waiter is a read's place among those waiting at the tail, at most

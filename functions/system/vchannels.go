@@ -256,14 +256,14 @@ func (s *System) Written(ctx context.Context, pchannel string) (bool, error) {
 // this process made one).
 func (s *System) NoteWritten(pchannel string) { s.written.Store(pchannel, struct{}{}) }
 
-// ReadRestored reads the restored history of vchannel v (restore job) from
+// readRestored reads the restored history of vchannel v (restore job) from
 // ID from on: messages of types (segmentlog.MessageType.Wanted) with a
 // timetick ≥ minTick, up to maxMessages messages and maxBytes of payload
 // (at least one message). It never waits: the history is complete. Once
 // the history is exhausted, live is where v's own messages begin
 // (LiveStart); until then live is nil, the page holds at least one message
 // and the history goes on after its last.
-func (s *System) ReadRestored(ctx context.Context, job string, v coordinator.VChannel, from segmentlog.MessageID, minTick uint64,
+func (s *System) readRestored(ctx context.Context, job string, v coordinator.VChannel, from segmentlog.MessageID, minTick uint64,
 	types []segmentlog.MessageType, maxMessages, maxBytes int) (page []segmentlog.Delivery, live *segmentlog.Position, err error) {
 	it, err := s.snaps.OpenRestored(ctx, job, v.Name, from)
 	if err != nil {
