@@ -45,7 +45,7 @@ func (s *Server) routeTable() []Route {
 		{Method: "POST", Path: "/v1/vchannels", Role: RoleCoordinator, handle: answer(s.handleVChannelCreate)},
 		{Method: "GET", Path: "/v1/vchannels", Role: RoleCoordinator, handle: answer(s.handleVChannelList)},
 		{Method: "GET", Path: "/v1/vchannels/{v}", Role: RoleCoordinator, handle: describe("v", "vchannel", s.describeVChannel, asIs)},
-		{Method: "DELETE", Path: "/v1/vchannels/{v}", Role: RoleCoordinator, handle: describe("v", "vchannel", s.dropVChannel, vchannelOut)},
+		{Method: "DELETE", Path: "/v1/vchannels/{v}", Role: RoleCoordinator, handle: describe("v", "vchannel", s.sys.DropVChannel, vchannelOut)},
 		{Method: "GET", Path: "/v1/vchannels/{v}/location", Role: RoleCoordinator, handle: describe("v", "vchannel", s.registry.Locate, locationOut)},
 		{Method: "POST", Path: "/v1/vchannels/{v}/trim", Role: RoleCoordinator, handle: answer(s.handleVChannelTrim)},
 		{Method: "PUT", Path: "/v1/vchannels/{v}/retention", Role: RoleCoordinator, handle: answer(s.handleVChannelRetention)},

@@ -75,16 +75,10 @@ func (s *Server) handleTxnBegin(r *http.Request) (wire.TxnOut, error) {
 		}
 		keepalive = d
 	}
-	ctx := r.Context()
-	v, err := s.activeVChannel(ctx, name)
+	v, term, id, err := s.sys.BeginTxn(r.Context(), name, keepalive)
 	if err != nil {
 		return wire.TxnOut{}, err
 	}
-	term, id, err := s.pool.BeginTxn(ctx, v.PChannel, name, keepalive)
-	if err != nil {
-		return wire.TxnOut{}, err
-	}
-	s.sys.NoteWritten(v.PChannel)
 	h := txnHandle{pchannel: v.PChannel, vchannel: name, id: id}
 	return wire.TxnOut{Txn: h.String(), PChannel: v.PChannel, VChannel: name, Term: term, Keepalive: keepalive.String()}, nil
 }

@@ -52,12 +52,8 @@ func (s *Server) handleVChannelCreate(r *http.Request) (wire.VChannelOut, error)
 			return wire.VChannelOut{}, err
 		}
 	}
-	v, err := s.registry.Create(r.Context(), s.pool, req.Name, req.PChannel)
-	if err != nil {
-		return wire.VChannelOut{}, err
-	}
-	s.sys.NoteVChannel(v)
-	return vchannelOut(v), nil
+	v, err := s.sys.CreateVChannel(r.Context(), req.Name, req.PChannel)
+	return vchannelOut(v), err
 }
 
 func (s *Server) handleVChannelList(r *http.Request) (wire.VChannelsResponse, error) {
@@ -102,15 +98,6 @@ func (s *Server) describeVChannel(ctx context.Context, name string) (wire.VChann
 	rout := retentionOut(ret)
 	out.Retention = &rout
 	return out, nil
-}
-
-// dropVChannel drops a vchannel, forgetting this process's copy of its
-// record before and after.
-func (s *Server) dropVChannel(ctx context.Context, name string) (coordinator.VChannel, error) {
-	s.sys.ForgetVChannel(name)
-	v, err := s.registry.Drop(ctx, s.pool, name)
-	s.sys.ForgetVChannel(name)
-	return v, err
 }
 
 func locationOut(loc coordinator.Location) wire.LocationOut {

@@ -294,3 +294,37 @@ func (s *System) readRestored(ctx context.Context, job string, v coordinator.VCh
 	}
 	return page, nil, nil
 }
+
+// CreateVChannel creates vchannel name bound to pchannel ("" for the least
+// loaded), appending its create message through the pool
+// (coordinator.Registry.Create), and keeps its record.
+func (s *System) CreateVChannel(ctx context.Context, name, pchannel string) (coordinator.VChannel, error) {
+	v, err := s.registry.Create(ctx, s.pool, name, pchannel)
+	if err != nil {
+		return v, err
+	}
+	s.NoteVChannel(v)
+	return v, nil
+}
+
+// DropVChannel drops vchannel name, appending its drop message through the
+// pool, and forgets this process's copy of its record before and after.
+func (s *System) DropVChannel(ctx context.Context, name string) (coordinator.VChannel, error) {
+	s.ForgetVChannel(name)
+	v, err := s.registry.Drop(ctx, s.pool, name)
+	s.ForgetVChannel(name)
+	return v, err
+}
+
+// BeginTxn begins a transaction on vchannel name, which must take appends
+// (ActiveVChannel), in the writer of its pchannel (Pool.BeginTxn).
+func (s *System) BeginTxn(ctx context.Context, name string, keepalive time.Duration) (v coordinator.VChannel, term, id uint64, err error) {
+	if v, err = s.ActiveVChannel(ctx, name); err != nil {
+		return v, 0, 0, err
+	}
+	if term, id, err = s.pool.BeginTxn(ctx, v.PChannel, name, keepalive); err != nil {
+		return v, 0, 0, err
+	}
+	s.NoteWritten(v.PChannel)
+	return v, term, id, nil
+}
