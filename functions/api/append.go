@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
 	"mime"
@@ -212,18 +211,9 @@ func decodeAppendFor(contentType string, body []byte, lim limits, vchannel strin
 }
 
 func decodeAppendJSON(body []byte) (appendInput, error) {
-	// encoding/json would turn invalid UTF-8 into U+FFFD silently.
-	if !utf8.Valid(body) {
-		return appendInput{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "body is not valid UTF-8")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
 	var req wire.AppendRequest
-	if err := dec.Decode(&req); err != nil {
-		return appendInput{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "append body: %v", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return appendInput{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "append body: data after the JSON object")
+	if err := decodeStrict(body, &req, "append body"); err != nil {
+		return appendInput{}, err
 	}
 	if req.ExpectedOffset != nil && *req.ExpectedOffset > wire.MaxOffset {
 		return appendInput{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "expected_offset %d above the largest offset %d", *req.ExpectedOffset, uint64(wire.MaxOffset))

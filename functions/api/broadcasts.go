@@ -11,12 +11,8 @@ import (
 )
 
 // Broadcasts (coordinator role): one message on several vchannels, a copy
-// on each, as a coordinator.Broadcaster task. The server's Broadcaster
-// appends the copies through this process's writer pool, like vchannel
-// create and drop. A task is idempotent by ID: the POST of an ID again
-// returns its task (and resumes it if it is pending); a pending task left
-// by a request that stopped waiting, or by a process that died, is resumed
-// by `cairn serve`'s broadcast loop and by the maintenance function.
+// on each, as a coordinator.Broadcaster task that system.System.Broadcast
+// runs (docs/http.md, "Broadcasts").
 
 // Defaults of the broadcast route's wait.
 const (

@@ -33,16 +33,23 @@ func readJSON(r *http.Request, v any, optional bool) error {
 			return errorf(http.StatusUnsupportedMediaType, wire.CodeUnsupportedType, "Content-Type %q: want %s", ct, wire.ContentTypeJSON)
 		}
 	}
+	return decodeStrict(body, v, "body")
+}
+
+// decodeStrict decodes body into v: valid UTF-8 (encoding/json would turn
+// invalid UTF-8 into U+FFFD silently), no unknown fields, nothing after
+// the value. what names the body in the messages of its 400s.
+func decodeStrict(body []byte, v any, what string) error {
 	if !utf8.Valid(body) {
 		return errorf(http.StatusBadRequest, wire.CodeMalformed, "body is not valid UTF-8")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return errorf(http.StatusBadRequest, wire.CodeMalformed, "body: %v", err)
+		return errorf(http.StatusBadRequest, wire.CodeMalformed, "%s: %v", what, err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errorf(http.StatusBadRequest, wire.CodeMalformed, "body: data after the JSON object")
+		return errorf(http.StatusBadRequest, wire.CodeMalformed, "%s: data after the JSON object", what)
 	}
 	return nil
 }

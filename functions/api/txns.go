@@ -12,24 +12,9 @@ import (
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
-// Transactions (node role). A transaction is written at commit as one
-// batch, so readers see all of it or nothing. Its handle, the opaque "txn"
-// token, is "{pchannel}:{vchannel}:{id}" (':' is in no name), so the later
-// calls find the pchannel without the registry.
-//
-// In exclusive and takeover write modes it lives in the warm writer of its
-// vchannel's pchannel, in the process that began it; the ID's high 32 bits
-// are the writer's term. It does not survive its writer: after a failover
-// or a restart the calls answer 404 unknown_txn, except a retried commit
-// that had landed, which is answered from the idempotency window by
-// whichever writer holds the pchannel.
-//
-// In shared write mode (Lambda) it lives in the store, in a record any
-// environment reads and changes by CAS (segmentlog.SharedWriter.BeginTxn):
-// begin, appends and commit may each reach another environment, and the
-// handle names no term. The commit seals the record before it writes, so an
-// append after the seal answers 409 wrong_state and is never acknowledged
-// and then left out; a rollback during a commit answers the same.
+// Transactions (node role): begin, append, commit and rollback through the
+// writer pool, with the handle that routes them (docs/http.md,
+// "Transactions", says where a transaction lives in each write mode).
 
 // DefaultTxnKeepalive is a transaction's keepalive when begin names none.
 const DefaultTxnKeepalive = time.Minute
