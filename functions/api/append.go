@@ -116,19 +116,14 @@ type appendQuery struct {
 
 // parseAppendQuery accepts only expected_offset and after_seq.
 func parseAppendQuery(q url.Values) (appendQuery, error) {
-	var out appendQuery
-	for k := range q {
-		if k != "expected_offset" && k != "after_seq" {
-			return appendQuery{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "unknown query parameter %q", k)
-		}
+	if err := onlyQuery(q, "expected_offset", "after_seq"); err != nil {
+		return appendQuery{}, err
 	}
+	var out appendQuery
 	for name, dst := range map[string]**uint64{"expected_offset": &out.expect, "after_seq": &out.afterSeq} {
 		vs, ok := q[name]
 		if !ok {
 			continue
-		}
-		if len(vs) != 1 {
-			return appendQuery{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "%s given more than once", name)
 		}
 		v, err := parseOffset(vs[0])
 		if err != nil {

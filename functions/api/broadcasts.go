@@ -111,7 +111,7 @@ func (s *Server) handleBroadcast(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) handleBroadcastList(r *http.Request) (wire.BroadcastsResponse, error) {
-	if err := onlyQuery(r, "state"); err != nil {
+	if err := onlyQuery(r.URL.Query(), "state"); err != nil {
 		return wire.BroadcastsResponse{}, err
 	}
 	state := coordinator.BroadcastState(r.URL.Query().Get("state"))

@@ -8,6 +8,8 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
+	"slices"
 	"unicode/utf8"
 
 	"github.com/cairnlog/cairn/functions/api/wire"
@@ -54,17 +56,15 @@ func decodeStrict(body []byte, v any, what string) error {
 	return nil
 }
 
-// onlyQuery refuses query parameters other than allowed, and any given
+// onlyQuery refuses query parameters other than allowed, then any given
 // more than once.
-func onlyQuery(r *http.Request, allowed ...string) error {
-	for k, vs := range r.URL.Query() {
-		ok := false
-		for _, a := range allowed {
-			ok = ok || k == a
-		}
-		if !ok {
+func onlyQuery(q url.Values, allowed ...string) error {
+	for k := range q {
+		if !slices.Contains(allowed, k) {
 			return errorf(http.StatusBadRequest, wire.CodeMalformed, "unknown query parameter %q", k)
 		}
+	}
+	for k, vs := range q {
 		if len(vs) != 1 {
 			return errorf(http.StatusBadRequest, wire.CodeMalformed, "%s given more than once", k)
 		}

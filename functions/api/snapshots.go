@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/cairnlog/cairn/functions/api/wire"
@@ -62,7 +61,7 @@ func (s *Server) handleSnapshotCreate(r *http.Request) (wire.SnapshotOut, error)
 }
 
 func (s *Server) handleSnapshotList(r *http.Request) (wire.SnapshotsResponse, error) {
-	if err := onlyQuery(r, "vchannel"); err != nil {
+	if err := onlyQuery(r.URL.Query(), "vchannel"); err != nil {
 		return wire.SnapshotsResponse{}, err
 	}
 	v := r.URL.Query().Get("vchannel")
@@ -82,18 +81,14 @@ func (s *Server) handleSnapshotList(r *http.Request) (wire.SnapshotsResponse, er
 	return resp, nil
 }
 
-// handleSnapshotDrop drops a snapshot: 204, or 404 if there is none. Files
-// that a restored vchannel uses stay.
+// handleSnapshotDrop drops a snapshot (system.System.DropSnapshot): 204,
+// or 404 if there is none.
 func (s *Server) handleSnapshotDrop(w http.ResponseWriter, r *http.Request) error {
 	name, err := pathName(r, "name", "snapshot")
 	if err != nil {
 		return err
 	}
-	ctx := r.Context()
-	if _, err := s.snaps.Describe(ctx, name); err != nil {
-		return err
-	}
-	if err := s.snaps.Drop(ctx, name); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
+	if err := s.sys.DropSnapshot(r.Context(), name); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

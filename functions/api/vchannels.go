@@ -57,7 +57,7 @@ func (s *Server) handleVChannelCreate(r *http.Request) (wire.VChannelOut, error)
 }
 
 func (s *Server) handleVChannelList(r *http.Request) (wire.VChannelsResponse, error) {
-	if err := onlyQuery(r, "pchannel", "state"); err != nil {
+	if err := onlyQuery(r.URL.Query(), "pchannel", "state"); err != nil {
 		return wire.VChannelsResponse{}, err
 	}
 	q := r.URL.Query()

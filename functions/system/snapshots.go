@@ -2,6 +2,7 @@ package system
 
 import (
 	"context"
+	"errors"
 
 	"github.com/cairnlog/cairn/snapshot"
 )
@@ -17,4 +18,17 @@ func (s *System) CreateSnapshot(ctx context.Context, name string, vchannels []st
 		}
 	}
 	return s.snaps.Create(ctx, name, vchannels)
+}
+
+// DropSnapshot drops snapshot name: snapshot.ErrNotFound if there is none,
+// but not if a drop running beside this one removed it first. Files that a
+// restored vchannel uses stay.
+func (s *System) DropSnapshot(ctx context.Context, name string) error {
+	if _, err := s.snaps.Describe(ctx, name); err != nil {
+		return err
+	}
+	if err := s.snaps.Drop(ctx, name); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
+		return err
+	}
+	return nil
 }
