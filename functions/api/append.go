@@ -96,16 +96,12 @@ func (s *Server) appendAndAnswer(w http.ResponseWriter, r *http.Request, p strin
 	}
 	s.sys.NoteWritten(p)
 	s.metrics.observeAppend(time.Since(start), len(acks))
-	writeJSON(w, http.StatusOK, wire.AppendResponse{PChannel: p, Term: term, Acks: acksOut(acks)})
+	writeJSON(w, http.StatusOK, wire.AppendResponse{PChannel: p, Term: term, Acks: mapped(acks, ackOut)})
 	return nil
 }
 
-func acksOut(acks []segmentlog.Ack) []wire.Ack {
-	out := make([]wire.Ack, len(acks))
-	for i, a := range acks {
-		out[i] = wire.Ack{Offset: a.ID.Offset, Index: a.ID.Index, TimeTick: a.TimeTick, Duplicate: a.Duplicate}
-	}
-	return out
+func ackOut(a segmentlog.Ack) wire.Ack {
+	return wire.Ack{Offset: a.ID.Offset, Index: a.ID.Index, TimeTick: a.TimeTick, Duplicate: a.Duplicate}
 }
 
 // appendQuery is the query of an append route.

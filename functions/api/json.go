@@ -142,3 +142,12 @@ func noQuery(r *http.Request) error {
 
 // asIs is describe's out for a get that returns the answer itself.
 func asIs[T any](v T) T { return v }
+
+// mapped is f of every element of in, never nil: a JSON list, [] when empty.
+func mapped[T, U any](in []T, f func(T) U) []U {
+	out := make([]U, len(in))
+	for i, v := range in {
+		out[i] = f(v)
+	}
+	return out
+}

@@ -224,11 +224,7 @@ func (s *Server) read(ctx context.Context, p string, q readQuery) (wire.ReadResp
 	if err != nil {
 		return wire.ReadResponse{}, neverWritten(p, err)
 	}
-	resp := wire.ReadResponse{PChannel: p, Messages: make([]wire.MessageOut, len(page)), Next: next.String()}
-	for i, d := range page {
-		resp.Messages[i] = messageOut(d)
-	}
-	return resp, nil
+	return wire.ReadResponse{PChannel: p, Messages: mapped(page, messageOut), Next: next.String()}, nil
 }
 
 // pageLimits are q's limits; a read that waits takes a place w among

@@ -74,11 +74,7 @@ func (s *Server) handleSnapshotList(r *http.Request) (wire.SnapshotsResponse, er
 	if err != nil {
 		return wire.SnapshotsResponse{}, err
 	}
-	resp := wire.SnapshotsResponse{Snapshots: make([]wire.SnapshotOut, len(snaps))}
-	for i, snap := range snaps {
-		resp.Snapshots[i] = snapshotOut(snap)
-	}
-	return resp, nil
+	return wire.SnapshotsResponse{Snapshots: mapped(snaps, snapshotOut)}, nil
 }
 
 // handleSnapshotDrop drops a snapshot (system.System.DropSnapshot): 204,

@@ -89,11 +89,7 @@ func (s *Server) handleLeases(r *http.Request) (wire.LeasesResponse, error) {
 	if err != nil {
 		return wire.LeasesResponse{}, err
 	}
-	resp := wire.LeasesResponse{Leases: make([]wire.LeaseOut, len(ls))}
-	for i, l := range ls {
-		resp.Leases[i] = s.leaseOut(l)
-	}
-	return resp, nil
+	return wire.LeasesResponse{Leases: mapped(ls, s.leaseOut)}, nil
 }
 
 // handleStatus is the pchannel status table (system.System.Status).

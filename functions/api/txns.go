@@ -107,7 +107,7 @@ func (s *Server) handleTxnCommit(r *http.Request) (wire.TxnCommitResponse, error
 	if err != nil {
 		return wire.TxnCommitResponse{}, fmt.Errorf("txn %s: %w", h, err)
 	}
-	return wire.TxnCommitResponse{Txn: h.String(), PChannel: h.pchannel, Term: term, Acks: acksOut(acks)}, nil
+	return wire.TxnCommitResponse{Txn: h.String(), PChannel: h.pchannel, Term: term, Acks: mapped(acks, ackOut)}, nil
 }
 
 func (s *Server) handleTxnRollback(w http.ResponseWriter, r *http.Request) error {

@@ -76,11 +76,7 @@ func (s *Server) handleVChannelList(r *http.Request) (wire.VChannelsResponse, er
 	if err != nil {
 		return wire.VChannelsResponse{}, err
 	}
-	resp := wire.VChannelsResponse{VChannels: make([]wire.VChannelOut, len(vs))}
-	for i, v := range vs {
-		resp.VChannels[i] = vchannelOut(v)
-	}
-	return resp, nil
+	return wire.VChannelsResponse{VChannels: mapped(vs, vchannelOut)}, nil
 }
 
 // describeVChannel is a vchannel's record with its retention.
