@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -38,9 +39,8 @@ const (
 	AllRoles = RoleNode | RoleCoordinator | RoleSnapshot
 )
 
-// Server is the HTTP API over one system (system.System): every route,
-// its metrics (on the system's registry: one Server per System), restore
-// jobs in the background. Build it once per process (a Lambda container
+// Server is the HTTP API over one system (system.System): every route and
+// its metrics (on the system's registry: one Server per System). Build it once per process (a Lambda container
 // keeps it across invocations) and mount Handler. Safe for concurrent use.
 type Server struct {
 	cfg        Config
@@ -54,8 +54,7 @@ type Server struct {
 	metrics    *metrics
 	log        *slog.Logger
 	routes     []Route
-	waiters    chan struct{}   // semaphore of reads waiting at the tail
-	pchannels  map[string]bool // the configured set (system.Config.PChannels)
+	waiters    chan struct{} // semaphore of reads waiting at the tail
 }
 
 // New builds the HTTP API of sys: cfg's defaults applied, then checked. It
@@ -69,10 +68,6 @@ func New(cfg Config, sys *system.System) (*Server, error) {
 	s := &Server{cfg: cfg, sc: sc, sys: sys, log: sc.Logger, waiters: make(chan struct{}, cfg.MaxWaiters),
 		leases: sys.Leases(), registry: sys.Registry(), broadcasts: sys.Broadcaster(), snaps: sys.Snapshots(), pool: sys.Pool()}
 	s.metrics = newMetrics(sys.Metrics())
-	s.pchannels = make(map[string]bool, len(sc.PChannels))
-	for _, p := range sc.PChannels {
-		s.pchannels[p] = true
-	}
 	s.routes = s.routeTable()
 	return s, nil
 }
@@ -296,7 +291,7 @@ func (s *Server) configured(p string) error {
 	if err := validName("pchannel", p); err != nil {
 		return err
 	}
-	if !s.pchannels[p] {
+	if !slices.Contains(s.sc.PChannels, p) {
 		return errorf(http.StatusNotFound, wire.CodeUnknownPChannel, "pchannel %q is not one of the configured pchannels (%s)", p, strings.Join(s.sc.PChannels, ", "))
 	}
 	return nil
