@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+
+	"github.com/cairnlog/cairn/functions/api/wire"
 )
 
 // AppendOptions are the options of one Client.Append.
@@ -25,30 +27,6 @@ type AppendOptions struct {
 	// like an append without it. Not with ExpectedOffset.
 	AfterSeq *uint64
 }
-
-// wire forms of the append route.
-type (
-	appendRequest struct {
-		Messages       []messageIn `json:"messages"`
-		ExpectedOffset *uint64     `json:"expected_offset,omitempty"`
-	}
-	messageIn struct {
-		VChannel   string            `json:"vchannel"`
-		Type       string            `json:"type,omitempty"`
-		Payload    []byte            `json:"payload,omitempty"`
-		Properties map[string]string `json:"properties,omitempty"`
-		Key        *Key              `json:"key,omitempty"`
-	}
-	appendResponse struct {
-		Term uint64 `json:"term"`
-		Acks []struct {
-			Offset    uint64 `json:"offset"`
-			Index     uint32 `json:"index"`
-			TimeTick  uint64 `json:"timetick,string"`
-			Duplicate bool   `json:"duplicate"`
-		} `json:"acks"`
-	}
-)
 
 // Append appends msgs to pchannel as one batch, in order, and returns one
 // ack per message. It is a single request: for many messages, pipelining
@@ -105,9 +83,9 @@ func (c *Client) appendTo(ctx context.Context, path, target string, msgs []Messa
 			query.Set("expected_offset", strconv.FormatUint(*opts.ExpectedOffset, 10))
 		}
 	} else {
-		req := appendRequest{Messages: make([]messageIn, len(msgs)), ExpectedOffset: opts.ExpectedOffset}
+		req := wire.AppendRequest{Messages: make([]wire.MessageIn, len(msgs)), ExpectedOffset: opts.ExpectedOffset}
 		for i, m := range msgs {
-			req.Messages[i] = messageIn{VChannel: m.VChannel, Type: m.Type, Payload: m.Payload, Properties: m.Properties, Key: m.Key}
+			req.Messages[i] = wire.MessageIn{VChannel: m.VChannel, Type: m.Type, Payload: m.Payload, Properties: m.Properties, Key: m.Key}
 		}
 		var err error
 		if body, err = json.Marshal(req); err != nil {
@@ -115,7 +93,7 @@ func (c *Client) appendTo(ctx context.Context, path, target string, msgs []Messa
 		}
 		contentType = ""
 	}
-	var resp appendResponse
+	var resp wire.AppendResponse
 	err := c.do(ctx, request{method: "POST", path: path, query: query, body: body, contentType: contentType, write: true,
 		idempotent: keyed && opts.ExpectedOffset == nil}, &resp)
 	if err != nil {

@@ -6,13 +6,15 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/cairnlog/cairn/functions/api/wire"
 )
 
 // contentTypeBatch is the binary append body: a batch object in the WAL's
 // own encoding (format v1, drawn in the segmentlog package documentation).
 // The server uses only its messages; term, offset, nonce and timeticks are
 // its own. It costs the server no JSON or base64 and the client no base64.
-const contentTypeBatch = "application/x-cairn-batch"
+const contentTypeBatch = wire.ContentTypeBatch
 
 // The numbers of batch format v1 (segmentlog/codec.go; a test decodes what
 // encodeBatch writes with segmentlog.DecodeBatch).

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/url"
 	"time"
+
+	"github.com/cairnlog/cairn/functions/api/wire"
 )
 
 // Broadcasts: one message on several vchannels, a copy on each, as a task
@@ -65,15 +67,11 @@ type BroadcastTask struct {
 }
 
 // BroadcastTarget is one vchannel of a broadcast and how far its copy got.
-type BroadcastTarget struct {
-	VChannel string   `json:"vchannel"`
-	PChannel string   `json:"pchannel"`
-	Appended *WALMark `json:"appended"` // where the copy landed; nil until acknowledged
-	Synced   bool     `json:"synced"`   // the pchannel's flush checkpoint passed the copy
-	// Skipped says why no copy was appended: "dropped" when the vchannel
-	// was dropped before its copy was sent.
-	Skipped string `json:"skipped,omitempty"`
-}
+// Appended is where the copy landed (nil until acknowledged); Synced says
+// the pchannel's flush checkpoint passed it; Skipped says why no copy was
+// appended: "dropped" when the vchannel was dropped before its copy was
+// sent.
+type BroadcastTarget = wire.BroadcastTargetOut
 
 // Finished reports whether the task is done or failed.
 func (t BroadcastTask) Finished() bool { return t.State != BroadcastPending }
@@ -97,7 +95,8 @@ func (c *Client) Broadcast(ctx context.Context, req BroadcastRequest) (Broadcast
 	case req.Wait > 0:
 		wait = req.Wait.String()
 	}
-	body, err := json.Marshal(broadcastBody{req.ID, req.VChannels, req.Payload, req.Properties, req.Ack, req.Resources, wait})
+	body, err := json.Marshal(wire.BroadcastRequest{ID: req.ID, VChannels: req.VChannels, Payload: req.Payload,
+		Properties: req.Properties, Ack: req.Ack, Resources: req.Resources, Wait: wait})
 	if err != nil {
 		return BroadcastTask{}, err
 	}

@@ -52,12 +52,13 @@ func newServer(t *testing.T, o serverOptions) string {
 		MaxBatchBytes: o.maxBatchBytes,
 		Logger:        slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		// No timetick batches: offsets stay exact on a slow machine.
-		TimeTickInterval: -1,
+		TimeTickInterval:    -1,
+		ScannerStartupDelay: o.startupDelay,
 	}, objstore.NewMemory())
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := api.New(api.Config{Token: o.token, ScannerStartupDelay: o.startupDelay}, sys)
+	srv, err := api.New(api.Config{Token: o.token}, sys)
 	if err != nil {
 		t.Fatal(err)
 	}

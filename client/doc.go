@@ -1,7 +1,9 @@
 // Package client is the Go SDK of Cairn: a Producer, a Consumer and the
 // admin calls, over the HTTP API only (openapi.yaml in functions/api is the
-// reference). It imports nothing of the server: a program that uses it
-// pulls in net/http, log/slog and google/uuid, not the log's core.
+// reference). Of the server it imports only functions/api/wire, the API's
+// bodies and codes (standard library only; most answer types here are its
+// types under the SDK's names): a program that uses it pulls in net/http,
+// log/slog and google/uuid, not the log's core.
 //
 // # Calls
 //

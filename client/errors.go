@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/cairnlog/cairn/functions/api/wire"
 )
 
 // Sentinel errors. Every error of the SDK that comes from the server is an
@@ -131,29 +133,29 @@ func (e *Error) Is(target error) bool { return target == e.sentinel() }
 
 func (e *Error) sentinel() error {
 	switch e.Code {
-	case "malformed", "invalid_name", "invalid", "unsupported_media_type":
+	case wire.CodeMalformed, wire.CodeInvalidName, wire.CodeInvalid, wire.CodeUnsupportedType:
 		return ErrInvalid
-	case "unauthorized":
+	case wire.CodeUnauthorized:
 		return ErrUnauthorized
-	case "not_found", "unknown_pchannel", "unknown_vchannel", "unknown_snapshot", "unknown_restore", "unknown_txn", "unknown_broadcast", "method_not_allowed":
+	case wire.CodeNotFound, wire.CodeUnknownPChannel, wire.CodeUnknownVChannel, wire.CodeUnknownSnapshot, wire.CodeUnknownRestore, wire.CodeUnknownTxn, wire.CodeUnknownBroadcast, wire.CodeMethodNotAllowed:
 		return ErrNotFound
-	case "exists", "vchannel_dropped", "binding_conflict", "wrong_state", "txn_expired":
+	case wire.CodeExists, wire.CodeVChannelDropped, wire.CodeBindingConflict, wire.CodeWrongState, wire.CodeTxnExpired:
 		return ErrConflict
-	case "fenced":
+	case wire.CodeFenced:
 		return ErrFenced
-	case "truncated":
+	case wire.CodeTruncated:
 		return ErrTruncated
-	case "offset_mismatch":
+	case wire.CodeOffsetMismatch:
 		return ErrOffsetMismatch
-	case "out_of_sequence":
+	case wire.CodeOutOfSequence:
 		return ErrOutOfSequence
-	case "too_large":
+	case wire.CodeTooLarge:
 		return ErrTooLarge
-	case "too_many_waiters", "lease_held", "unavailable", "no_holder":
+	case wire.CodeTooManyWaiters, wire.CodeLeaseHeld, wire.CodeUnavailable, wire.CodeNoHolder:
 		return ErrUnavailable
-	case "outcome_unknown":
+	case wire.CodeOutcomeUnknown:
 		return ErrOutcomeUnknown
-	case "internal", "corrupt":
+	case wire.CodeInternal, wire.CodeCorrupt:
 		return ErrInternal
 	}
 	switch {
@@ -186,7 +188,7 @@ func (e *Error) retryable() bool {
 // request had an effect: lease_held and too_many_waiters prove it had none.
 func (e *Error) mayHaveLanded() bool {
 	switch e.Code {
-	case "lease_held", "too_many_waiters":
+	case wire.CodeLeaseHeld, wire.CodeTooManyWaiters:
 		return false
 	}
 	return e.retryable()

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/cairnlog/cairn/functions/api/wire"
 )
 
 // ReadOptions are the options of one Client.Read.
@@ -36,24 +38,6 @@ type ReadResult struct {
 	// Paused: the server's startup delay held the read back for its whole
 	// wait; nothing was read. Read again from Next.
 	Paused bool
-}
-
-type readResponse struct {
-	Messages []struct {
-		Offset      uint64            `json:"offset"`
-		Index       uint32            `json:"index"`
-		Term        uint64            `json:"term"`
-		TimeTick    uint64            `json:"timetick,string"`
-		Type        string            `json:"type"`
-		VChannel    string            `json:"vchannel"`
-		Payload     []byte            `json:"payload"`
-		Properties  map[string]string `json:"properties"`
-		Key         *Key              `json:"key"`
-		BroadcastID string            `json:"broadcast_id"`
-		Restored    bool              `json:"restored"`
-	} `json:"messages"`
-	Next   string `json:"next"`
-	Paused bool   `json:"paused"`
 }
 
 // Read reads pchannel once: what is there from opts.From (up to Max
@@ -104,7 +88,7 @@ func (c *Client) read(ctx context.Context, path string, opts ReadOptions) (ReadR
 	if opts.IgnorePause {
 		q.Set("ignore_pause", "true")
 	}
-	var resp readResponse
+	var resp wire.ReadResponse
 	if err := c.do(ctx, request{method: "GET", path: path, query: q, wait: opts.Wait, idempotent: true}, &resp); err != nil {
 		return ReadResult{}, err
 	}

@@ -8,44 +8,23 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/cairnlog/cairn/functions/api/wire"
 )
 
 // Flush, snapshots and restore jobs.
 
 // FlushResult is what a flush did.
-type FlushResult struct {
-	PChannel string `json:"pchannel"`
-	Rounds   int    `json:"rounds"`   // committed by this call; 0 if there was nothing to flush
-	Messages int64  `json:"messages"` // written to segments by this call
-	Segments int    `json:"segments"` // files written by this call
-	// Checkpoint: the offset below which the pchannel is in segments.
-	Checkpoint uint64 `json:"checkpoint"`
-}
+type FlushResult = wire.FlushResponse
 
 // Snapshot is a snapshot's record: an immutable manifest over the
 // segments of a set of vchannels.
-type Snapshot struct {
-	Name      string   `json:"name"`
-	State     string   `json:"state"` // "pending", "committed" or "deleting"
-	VChannels []string `json:"vchannels"`
-	Cuts      []Cut    `json:"cuts"`
-	// TimeTick: every message of its vchannels with a timetick at most
-	// this is in the snapshot.
-	TimeTick  uint64    `json:"timetick,string"`
-	Segments  int       `json:"segments"` // files in the manifest
-	Messages  int64     `json:"messages"`
-	Bytes     int64     `json:"bytes"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
-	Version   uint64    `json:"version"`
-}
+// Its State is "pending", "committed" or "deleting"; every message of its
+// vchannels with a timetick at most TimeTick is in it.
+type Snapshot = wire.SnapshotOut
 
 // Cut is where a snapshot cut one pchannel.
-type Cut struct {
-	PChannel   string `json:"pchannel"`
-	Checkpoint uint64 `json:"checkpoint"`
-	TimeTick   uint64 `json:"timetick,string"`
-}
+type Cut = wire.CutOut
 
 // Restore job states.
 const (
@@ -92,7 +71,7 @@ func (c *Client) CreateSnapshot(ctx context.Context, name string, vchannels []st
 	if name == "" || len(vchannels) == 0 {
 		return Snapshot{}, fmt.Errorf("client: create snapshot: %w: a name and at least one vchannel", ErrInvalid)
 	}
-	body, err := json.Marshal(snapshotCreateBody{name, vchannels})
+	body, err := json.Marshal(wire.SnapshotCreateRequest{Name: name, VChannels: vchannels})
 	if err != nil {
 		return Snapshot{}, err
 	}
@@ -164,7 +143,7 @@ func (c *Client) Restore(ctx context.Context, name string, opts RestoreOptions) 
 	if opts.JobID == "" {
 		opts.JobID = uuid.Must(uuid.NewV7()).String()
 	}
-	body, err := json.Marshal(restoreBody{opts.JobID, opts.Targets})
+	body, err := json.Marshal(wire.RestoreRequest{JobID: opts.JobID, Targets: opts.Targets})
 	if err != nil {
 		return RestoreJob{}, err
 	}

@@ -5,15 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/cairnlog/cairn/functions/api/wire"
 )
 
 // TrimResult is the answer of a trim: the earliest readable position after
 // it.
-type TrimResult struct {
-	PChannel string `json:"pchannel"`
-	VChannel string `json:"vchannel,omitempty"`
-	Earliest string `json:"earliest"` // id:OFFSET.INDEX
-}
+type TrimResult = wire.TrimResponse
 
 // TrimPChannel trims pchannel before position before (id:OFFSET.INDEX, as
 // AtID makes): no message with a lower ID is readable any more, and the
@@ -44,9 +42,7 @@ func (c *Client) trim(ctx context.Context, path, before string) (TrimResult, err
 	if before == "" {
 		return TrimResult{}, fmt.Errorf("client: trim: %w: no position", ErrInvalid)
 	}
-	body, err := json.Marshal(struct {
-		Before string `json:"before"`
-	}{before})
+	body, err := json.Marshal(wire.TrimRequest{Before: before})
 	if err != nil {
 		return TrimResult{}, err
 	}
@@ -56,17 +52,11 @@ func (c *Client) trim(ctx context.Context, path, before string) (TrimResult, err
 }
 
 // Retention is a retention policy and what it holds now.
-type Retention struct {
-	PChannel string `json:"pchannel"`
-	VChannel string `json:"vchannel,omitempty"`
-	MaxAge   string `json:"max_age,omitempty"` // a Go duration; "" for no age bound
-	MaxBytes int64  `json:"max_bytes,omitempty"`
-	// Earliest is the earliest readable position (id:OFFSET.INDEX).
-	Earliest string `json:"earliest"`
-	// BytesHeld is the bytes of the segment files at or above Earliest
-	// (the WAL not yet flushed is not counted).
-	BytesHeld int64 `json:"bytes_held"`
-}
+// MaxAge is a Go duration ("" for no age bound); Earliest is the earliest
+// readable position (id:OFFSET.INDEX); BytesHeld is the bytes of the
+// segment files at or above Earliest (the WAL not yet flushed is not
+// counted).
+type Retention = wire.RetentionOut
 
 // RetentionPolicy bounds what a pchannel or vchannel keeps; a zero field
 // sets no bound, and the zero policy keeps everything.

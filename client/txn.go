@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/url"
 	"time"
+
+	"github.com/cairnlog/cairn/functions/api/wire"
 )
 
 // Txn is an open transaction on one vchannel: its messages are buffered by
@@ -36,7 +38,7 @@ func (c *Client) BeginTxn(ctx context.Context, vchannel string, keepalive time.D
 	if err != nil {
 		return nil, err
 	}
-	var req txnBeginBody
+	var req wire.TxnBeginRequest
 	if keepalive > 0 {
 		req.Keepalive = keepalive.String()
 	}
@@ -44,7 +46,7 @@ func (c *Client) BeginTxn(ctx context.Context, vchannel string, keepalive time.D
 	if err != nil {
 		return nil, err
 	}
-	var resp txnOut
+	var resp wire.TxnOut
 	if err := c.do(ctx, request{method: "POST", path: path, body: body}, &resp); err != nil {
 		return nil, err
 	}
@@ -63,12 +65,12 @@ func (t *Txn) Append(ctx context.Context, msgs ...Message) error {
 	if len(msgs) == 0 {
 		return fmt.Errorf("client: txn %s: %w: no messages", t.handle, ErrInvalid)
 	}
-	req := appendRequest{Messages: make([]messageIn, len(msgs))}
+	req := wire.AppendRequest{Messages: make([]wire.MessageIn, len(msgs))}
 	for i, m := range msgs {
 		if m.Key != nil {
 			return fmt.Errorf("client: txn %s: %w: message %d has a key", t.handle, ErrInvalid, i)
 		}
-		req.Messages[i] = messageIn{VChannel: m.VChannel, Type: m.Type, Payload: m.Payload, Properties: m.Properties}
+		req.Messages[i] = wire.MessageIn{VChannel: m.VChannel, Type: m.Type, Payload: m.Payload, Properties: m.Properties}
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -82,7 +84,7 @@ func (t *Txn) Append(ctx context.Context, msgs ...Message) error {
 // landed answers again with only the commit's ack, marked Duplicate (also
 // after a failover); one that did not fails with ErrNotFound.
 func (t *Txn) Commit(ctx context.Context) ([]Ack, error) {
-	var resp appendResponse
+	var resp wire.TxnCommitResponse
 	if err := t.c.do(ctx, request{method: "POST", path: t.path("/commit"), body: []byte("{}"), write: true, idempotent: true}, &resp); err != nil {
 		return nil, err
 	}

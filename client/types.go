@@ -2,7 +2,8 @@ package client
 
 import (
 	"strconv"
-	"time"
+
+	"github.com/cairnlog/cairn/functions/api/wire"
 )
 
 // MessageID is where a message lies in its pchannel: the offset of its
@@ -58,11 +59,7 @@ func AtTimeTick(t uint64) string { return "timetick:" + strconv.FormatUint(t, 10
 // failovers) is not written again; its ack is the first copy's, marked
 // Duplicate. A Producer assigns keys itself: Producer is its name, Epoch
 // changes at every start, Seq counts its messages.
-type Key struct {
-	Producer string `json:"producer"`
-	Epoch    uint64 `json:"epoch"`
-	Seq      uint64 `json:"seq"`
-}
+type Key = wire.Key
 
 // Message is a message to append.
 type Message struct {
@@ -123,18 +120,8 @@ func (d Delivery) after() string {
 }
 
 // Lease is the lease record of a pchannel: who writes it, in which term.
-type Lease struct {
-	PChannel string    `json:"pchannel"`
-	Term     uint64    `json:"term"`
-	Holder   string    `json:"holder"`
-	Expires  time.Time `json:"expires"`
-	Released bool      `json:"released"`
-	// Live: neither released nor expired, by the server's clock.
-	Live       bool      `json:"live"`
-	TailHint   uint64    `json:"tail_hint"`
-	AcquiredAt time.Time `json:"acquired_at"`
-	Version    uint64    `json:"version"`
-}
+// Live says it is neither released nor expired, by the server's clock.
+type Lease = wire.LeaseOut
 
 // PChannelStatus is one row of the pchannel status table.
 type PChannelStatus struct {
@@ -153,21 +140,12 @@ type PChannelStatus struct {
 }
 
 // Tail is the next offset of a pchannel.
-type Tail struct {
-	PChannel   string `json:"pchannel"`
-	NextOffset uint64 `json:"next_offset"`
-	Term       uint64 `json:"term"`
-	// Source: "writer", the ack frontier of the writer in the answering
-	// server; "store", the first empty slot found in the store, which may
-	// sit below a remote writer's frontier while its last PUTs land.
-	Source string `json:"source"`
-}
+// Source is "writer", the ack frontier of the writer in the answering
+// server, or "store", the first empty slot found in the store, which may
+// sit below a remote writer's frontier while its last PUTs land.
+type Tail = wire.TailResponse
 
 // SyncResult is a timetick below which nothing more will be written to a
 // pchannel: every message appended later gets a larger timetick, and every
 // message with a smaller one is acknowledged.
-type SyncResult struct {
-	PChannel string `json:"pchannel"`
-	Term     uint64 `json:"term"`
-	TimeTick uint64 `json:"timetick,string"`
-}
+type SyncResult = wire.SyncResponse

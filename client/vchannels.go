@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"time"
+
+	"github.com/cairnlog/cairn/functions/api/wire"
 )
 
 // The vchannel registry: create, list, describe, drop, locate. A vchannel
@@ -13,41 +14,18 @@ import (
 // used again once dropped.
 
 // VChannel is a vchannel's registry record.
-type VChannel struct {
-	Name     string `json:"name"`
-	PChannel string `json:"pchannel"` // the binding; never changes
-	// State is "active", "dropped" or "reclaiming" (GC is deleting its
-	// data).
-	State     string     `json:"state"`
-	CreatedAt time.Time  `json:"created_at"`
-	Created   *WALMark   `json:"created,omitempty"` // where its create message landed
-	DroppedAt *time.Time `json:"dropped_at,omitempty"`
-	Dropped   *WALMark   `json:"dropped,omitempty"` // where its drop message landed
-	// Position is the flushed position: every message of the vchannel
-	// below it is in segments.
-	Position VChannelPosition `json:"position"`
-	Pins     []string         `json:"pins"` // snapshots (and restore jobs) that keep its data
-	Version  uint64           `json:"version"`
-	// Trim is the vchannel's own trim point (id:OFFSET.INDEX); "" if none.
-	Trim string `json:"trim,omitempty"`
-	// Retention is set by VChannel (describe) only.
-	Retention *Retention `json:"retention,omitempty"`
-}
+// Its PChannel (the binding) never changes; State is "active", "dropped"
+// or "reclaiming" (GC is deleting its data); Position is the flushed
+// position (every message of the vchannel below it is in segments); Trim
+// is its own trim point (id:OFFSET.INDEX), "" if none; Retention is set by
+// VChannel (describe) only.
+type VChannel = wire.VChannelOut
 
 // WALMark is where a control message landed in the vchannel's pchannel.
-type WALMark struct {
-	Offset   uint64 `json:"offset"`
-	Index    uint32 `json:"index"`
-	TimeTick uint64 `json:"timetick,string"`
-}
+type WALMark = wire.MarkOut
 
 // VChannelPosition is a vchannel's flushed position; Done once dropped.
-type VChannelPosition struct {
-	Offset   uint64 `json:"offset"`
-	Index    uint32 `json:"index"`
-	TimeTick uint64 `json:"timetick,string"`
-	Done     bool   `json:"done"`
-}
+type VChannelPosition = wire.PositionOut
 
 // VChannelFilter selects vchannels in VChannels; zero fields select all.
 type VChannelFilter struct {
@@ -58,18 +36,7 @@ type VChannelFilter struct {
 // Location is where a vchannel's appends go: its pchannel, the node
 // holding the pchannel's lease and that node's address ("" when the holder
 // is not a registered node).
-type Location struct {
-	VChannel   string    `json:"vchannel"`
-	PChannel   string    `json:"pchannel"`
-	Node       string    `json:"node"`
-	Address    string    `json:"address"`
-	Term       uint64    `json:"term"`
-	Expires    time.Time `json:"expires"`
-	Assignment struct {
-		State string `json:"state"`
-		Node  string `json:"node,omitempty"`
-	} `json:"assignment"`
-}
+type Location = wire.LocationOut
 
 // CreateVChannel creates vchannel name, bound to pchannel (one of the
 // server's pchannel set) or, if pchannel is "", to the least loaded one.
@@ -80,7 +47,7 @@ func (c *Client) CreateVChannel(ctx context.Context, name, pchannel string) (VCh
 	if name == "" {
 		return VChannel{}, fmt.Errorf("client: create vchannel: %w: empty name", ErrInvalid)
 	}
-	body, err := json.Marshal(vchannelCreateBody{name, pchannel})
+	body, err := json.Marshal(wire.VChannelCreateRequest{Name: name, PChannel: pchannel})
 	if err != nil {
 		return VChannel{}, err
 	}

@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
 	"mime"
@@ -28,6 +27,9 @@ type limits struct {
 	maxBytes    int
 }
 
+// limits are this server's append limits.
+func (s *Server) limits() limits { return limits{s.cfg.MaxAppendMessages, s.sc.MaxBatchBytes} }
+
 func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) error {
 	p := r.PathValue("p")
 	if err := s.configured(p); err != nil {
@@ -41,7 +43,7 @@ func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err // *http.MaxBytesError: 413
 	}
-	in, err := decodeAppend(r.Header.Get("Content-Type"), body, limits{s.cfg.MaxAppendMessages, s.sc.MaxBatchBytes})
+	in, err := decodeAppend(r.Header.Get("Content-Type"), body, s.limits())
 	if err != nil {
 		return err
 	}
@@ -94,12 +96,12 @@ func (s *Server) appendAndAnswer(w http.ResponseWriter, r *http.Request, p strin
 	}
 	s.sys.NoteWritten(p)
 	s.metrics.observeAppend(time.Since(start), len(acks))
-	resp := wire.AppendResponse{PChannel: p, Term: term, Acks: make([]wire.Ack, len(acks))}
-	for i, a := range acks {
-		resp.Acks[i] = wire.Ack{Offset: a.ID.Offset, Index: a.ID.Index, TimeTick: a.TimeTick, Duplicate: a.Duplicate}
-	}
-	writeJSON(w, http.StatusOK, resp)
+	writeJSON(w, http.StatusOK, wire.AppendResponse{PChannel: p, Term: term, Acks: mapped(acks, ackOut)})
 	return nil
+}
+
+func ackOut(a segmentlog.Ack) wire.Ack {
+	return wire.Ack{Offset: a.ID.Offset, Index: a.ID.Index, TimeTick: a.TimeTick, Duplicate: a.Duplicate}
 }
 
 // appendQuery is the query of an append route.
@@ -110,19 +112,14 @@ type appendQuery struct {
 
 // parseAppendQuery accepts only expected_offset and after_seq.
 func parseAppendQuery(q url.Values) (appendQuery, error) {
-	var out appendQuery
-	for k := range q {
-		if k != "expected_offset" && k != "after_seq" {
-			return appendQuery{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "unknown query parameter %q", k)
-		}
+	if err := onlyQuery(q, "expected_offset", "after_seq"); err != nil {
+		return appendQuery{}, err
 	}
+	var out appendQuery
 	for name, dst := range map[string]**uint64{"expected_offset": &out.expect, "after_seq": &out.afterSeq} {
 		vs, ok := q[name]
 		if !ok {
 			continue
-		}
-		if len(vs) != 1 {
-			return appendQuery{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "%s given more than once", name)
 		}
 		v, err := parseOffset(vs[0])
 		if err != nil {
@@ -205,18 +202,9 @@ func decodeAppendFor(contentType string, body []byte, lim limits, vchannel strin
 }
 
 func decodeAppendJSON(body []byte) (appendInput, error) {
-	// encoding/json would turn invalid UTF-8 into U+FFFD silently.
-	if !utf8.Valid(body) {
-		return appendInput{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "body is not valid UTF-8")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
 	var req wire.AppendRequest
-	if err := dec.Decode(&req); err != nil {
-		return appendInput{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "append body: %v", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return appendInput{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "append body: data after the JSON object")
+	if err := decodeStrict(body, &req, "append body"); err != nil {
+		return appendInput{}, err
 	}
 	if req.ExpectedOffset != nil && *req.ExpectedOffset > wire.MaxOffset {
 		return appendInput{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "expected_offset %d above the largest offset %d", *req.ExpectedOffset, uint64(wire.MaxOffset))

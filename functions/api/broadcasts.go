@@ -1,8 +1,6 @@
 package api
 
 import (
-	"context"
-	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -13,12 +11,8 @@ import (
 )
 
 // Broadcasts (coordinator role): one message on several vchannels, a copy
-// on each, as a coordinator.Broadcaster task. The server's Broadcaster
-// appends the copies through this process's writer pool, like vchannel
-// create and drop. A task is idempotent by ID: the POST of an ID again
-// returns its task (and resumes it if it is pending); a pending task left
-// by a request that stopped waiting, or by a process that died, is resumed
-// by `cairn serve`'s broadcast loop and by the maintenance function.
+// on each, as a coordinator.Broadcaster task that system.System.Broadcast
+// runs (docs/http.md, "Broadcasts").
 
 // Defaults of the broadcast route's wait.
 const (
@@ -104,42 +98,7 @@ func (s *Server) handleBroadcast(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.extendWrite(w, in.wait)
-	ctx := r.Context()
-	_, err = s.broadcasts.Describe(ctx, in.req.ID)
-	switch {
-	case errors.Is(err, coordinator.ErrNoBroadcast):
-		// A new task: its vchannels must exist and be active, and a
-		// vchannel whose create was cut short gets its create message
-		// first, so that no copy lands before it.
-		for _, v := range in.req.VChannels {
-			if _, err := s.activeVChannel(ctx, v); err != nil {
-				return err
-			}
-		}
-	case err != nil:
-		return err
-	}
-	var t coordinator.Broadcast
-	if in.wait == 0 {
-		t, err = s.broadcasts.Submit(ctx, in.req)
-	} else {
-		wctx, cancel := context.WithTimeout(ctx, in.wait)
-		t, err = s.broadcasts.Broadcast(wctx, in.req)
-		waited := wctx.Err() != nil && ctx.Err() == nil // the wait ran out, not the request
-		cancel()
-		if errors.Is(err, coordinator.ErrBroadcastFailed) {
-			err = nil // a finished task: its state and error say how it ended
-		}
-		if errors.Is(err, coordinator.ErrBroadcastBusy) || (err != nil && waited) {
-			// Still pending: answer the task as the run last saw it, or
-			// as it is now if the run never read it.
-			if t.ID != "" {
-				err = nil
-			} else if cur, derr := s.broadcasts.Describe(ctx, in.req.ID); derr == nil {
-				t, err = cur, nil
-			}
-		}
-	}
+	t, err := s.sys.Broadcast(r.Context(), in.req, in.wait)
 	if err != nil {
 		return err
 	}
@@ -151,19 +110,19 @@ func (s *Server) handleBroadcast(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) handleBroadcastList(w http.ResponseWriter, r *http.Request) error {
-	if err := onlyQuery(r, "state"); err != nil {
-		return err
+func (s *Server) handleBroadcastList(r *http.Request) (wire.BroadcastsResponse, error) {
+	if err := onlyQuery(r.URL.Query(), "state"); err != nil {
+		return wire.BroadcastsResponse{}, err
 	}
 	state := coordinator.BroadcastState(r.URL.Query().Get("state"))
 	switch state {
 	case "", coordinator.BroadcastPending, coordinator.BroadcastDone, coordinator.BroadcastFailed:
 	default:
-		return errorf(http.StatusBadRequest, wire.CodeMalformed, "state %q: want pending, done or failed", state)
+		return wire.BroadcastsResponse{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "state %q: want pending, done or failed", state)
 	}
 	all, err := s.broadcasts.List(r.Context())
 	if err != nil {
-		return err
+		return wire.BroadcastsResponse{}, err
 	}
 	resp := wire.BroadcastsResponse{Broadcasts: []wire.BroadcastOut{}}
 	for _, t := range all {
@@ -171,22 +130,5 @@ func (s *Server) handleBroadcastList(w http.ResponseWriter, r *http.Request) err
 			resp.Broadcasts = append(resp.Broadcasts, broadcastOut(t))
 		}
 	}
-	writeJSON(w, http.StatusOK, resp)
-	return nil
-}
-
-func (s *Server) handleBroadcastDescribe(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
-	if err := validName("broadcast ID", id); err != nil {
-		return err
-	}
-	if err := noQuery(r); err != nil {
-		return err
-	}
-	t, err := s.broadcasts.Describe(r.Context(), id)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, broadcastOut(t))
-	return nil
+	return resp, nil
 }

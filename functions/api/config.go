@@ -14,8 +14,8 @@ import (
 // connection limits of `cairn serve` and its token. Each field says its
 // default; EnsureDefaults fills the zero fields, Validate (after it)
 // reports values the server cannot run with. What is not HTTP — leases,
-// writers, the cache, the pchannel set — is the system's
-// (system.Config); LoadEnv reads both.
+// writers, the cache, the pchannel set, the scanner startup delay — is the
+// system's (system.Config); LoadEnv reads both.
 type Config struct {
 	// MaxBodyBytes bounds a request body. Default 2 × the system's
 	// MaxBatchBytes + 64 KiB: room for a full batch in base64 JSON. Lambda
@@ -36,12 +36,6 @@ type Config struct {
 	// of a broadcast request. Default 20 s; a Lambda function's timeout
 	// must exceed it.
 	MaxWait time.Duration
-	// ScannerStartupDelay holds reads back for this long after the server
-	// starts, so that a node in a crash loop spends its short lives
-	// persisting fences, not serving reads (write-only recovery, Milvus's
-	// scanner startup delay). Appends are never held back; a read with
-	// ignore_pause=true is served at once. Default 0: no pause.
-	ScannerStartupDelay time.Duration
 	// MaxWaiters bounds the reads waiting at the tail at once; more are
 	// answered 429 with Retry-After. Default 1,024.
 	MaxWaiters int
@@ -107,7 +101,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("api: max body bytes %d must be positive", c.MaxBodyBytes)
 	case c.MaxAppendMessages < 1 || c.MaxAppendMessages > segmentlog.MaxMessages:
 		return fmt.Errorf("api: max append messages %d out of range 1..%d", c.MaxAppendMessages, segmentlog.MaxMessages)
-	case c.MaxReadMessages < 1 || c.MaxReadBytes < 1 || c.MaxWait < 0 || c.MaxWaiters < 1 || c.MaxConns < 1 || c.ScannerStartupDelay < 0:
+	case c.MaxReadMessages < 1 || c.MaxReadBytes < 1 || c.MaxWait < 0 || c.MaxWaiters < 1 || c.MaxConns < 1:
 		return errors.New("api: read limits must be positive (max wait ≥ 0)")
 	}
 	return nil

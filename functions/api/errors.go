@@ -141,87 +141,91 @@ func classify(err error) *Error {
 		return e
 	case errors.As(err, &mbe):
 		return errorf(http.StatusRequestEntityTooLarge, wire.CodeTooLarge, "request body over %d bytes", mbe.Limit)
-	case errors.Is(err, system.ErrOutOfSequence):
-		return errorf(http.StatusPreconditionFailed, wire.CodeOutOfSequence, "%v", tidy(err, system.ErrOutOfSequence))
-	case errors.Is(err, system.ErrInvalidRestore):
-		return errorf(http.StatusBadRequest, wire.CodeInvalid, "%v", tidy(err, system.ErrInvalidRestore))
-	case errors.Is(err, segmentlog.ErrInvalidName):
-		return errorf(http.StatusBadRequest, wire.CodeInvalidName, "%v", tidy(err, segmentlog.ErrInvalidName))
-	case errors.Is(err, segmentlog.ErrTooLarge):
-		return errorf(http.StatusRequestEntityTooLarge, wire.CodeTooLarge, "%v", tidy(err, segmentlog.ErrTooLarge))
-	case errors.Is(err, segmentlog.ErrOutcomeUnknown):
-		// Checked before ErrFenced: an unknown outcome may wrap either.
-		e := generic(http.StatusServiceUnavailable, wire.CodeOutcomeUnknown, "the append may or may not have landed; retry with the same idempotency keys to learn the IDs", err)
-		e.retryAfter = time.Second
-		return e
-	case errors.Is(err, segmentlog.ErrFenced), errors.Is(err, coordinator.ErrLeaseLost):
-		return errorf(http.StatusConflict, wire.CodeFenced, "%v", err)
-	case errors.Is(err, coordinator.ErrNoVChannel):
-		return errorf(http.StatusNotFound, wire.CodeUnknownVChannel, "%v", tidy(err, coordinator.ErrNoVChannel))
-	case errors.Is(err, coordinator.ErrUnknownPChannel):
-		return errorf(http.StatusNotFound, wire.CodeUnknownPChannel, "%v", tidy(err, coordinator.ErrUnknownPChannel))
-	case errors.Is(err, coordinator.ErrVChannelDropped):
-		return errorf(http.StatusConflict, wire.CodeVChannelDropped, "%v", tidy(err, coordinator.ErrVChannelDropped))
-	case errors.Is(err, coordinator.ErrBindingConflict):
-		return errorf(http.StatusConflict, wire.CodeBindingConflict, "%v", tidy(err, coordinator.ErrBindingConflict))
-	case errors.Is(err, coordinator.ErrNoHolder):
-		e := errorf(http.StatusServiceUnavailable, wire.CodeNoHolder, "%v", tidy(err, coordinator.ErrNoHolder))
-		e.retryAfter = time.Second
-		return e
-	case errors.Is(err, coordinator.ErrNoBroadcast):
-		return errorf(http.StatusNotFound, wire.CodeUnknownBroadcast, "%v", tidy(err, coordinator.ErrNoBroadcast))
-	case errors.Is(err, coordinator.ErrBroadcastConflict):
-		return errorf(http.StatusConflict, wire.CodeExists, "%v", tidy(err, coordinator.ErrBroadcastConflict))
-	case errors.Is(err, coordinator.ErrInvalidBroadcast):
-		return errorf(http.StatusBadRequest, wire.CodeInvalid, "%v", tidy(err, coordinator.ErrInvalidBroadcast))
-	case errors.Is(err, coordinator.ErrVChannelNotReady):
-		return errorf(http.StatusConflict, wire.CodeWrongState, "%v", tidy(err, coordinator.ErrVChannelNotReady))
-	case errors.Is(err, segmentlog.ErrTxnNotFound):
-		return errorf(http.StatusNotFound, wire.CodeUnknownTxn, "%v", tidy(err, segmentlog.ErrTxnNotFound))
-	case errors.Is(err, segmentlog.ErrTxnSealed):
-		// A shared-mode transaction being committed: it takes no more
-		// appends and cannot be rolled back; nothing of this call was written.
-		return errorf(http.StatusConflict, wire.CodeWrongState, "%v", tidy(err, segmentlog.ErrTxnSealed))
-	case errors.Is(err, segmentlog.ErrContended):
-		// Other writers kept filling the tail (a shared-mode commit):
-		// nothing was written, retry.
-		e := errorf(http.StatusServiceUnavailable, wire.CodeUnavailable, "%v", tidy(err, segmentlog.ErrContended))
-		e.retryAfter = time.Second
-		return e
-	case errors.Is(err, segmentlog.ErrTxnExpired):
-		return errorf(http.StatusConflict, wire.CodeTxnExpired, "%v", tidy(err, segmentlog.ErrTxnExpired))
-	case errors.Is(err, segmentlog.ErrTxnInvalid):
-		return errorf(http.StatusBadRequest, wire.CodeInvalid, "%v", tidy(err, segmentlog.ErrTxnInvalid))
-	case errors.Is(err, snapshot.ErrInvalidPolicy):
-		return errorf(http.StatusBadRequest, wire.CodeInvalid, "%v", tidy(err, snapshot.ErrInvalidPolicy))
-	case errors.Is(err, snapshot.ErrNotFound):
-		return errorf(http.StatusNotFound, wire.CodeUnknownSnapshot, "%v", tidy(err, snapshot.ErrNotFound))
-	case errors.Is(err, snapshot.ErrExists):
-		return errorf(http.StatusConflict, wire.CodeExists, "%v", tidy(err, snapshot.ErrExists))
-	case errors.Is(err, snapshot.ErrState):
-		return errorf(http.StatusConflict, wire.CodeWrongState, "%v", tidy(err, snapshot.ErrState))
-	case errors.Is(err, snapshot.ErrCorrupt), errors.Is(err, snapshot.ErrMissingSegment):
-		return errorf(http.StatusInternalServerError, wire.CodeCorrupt, "%v", err)
-	case errors.Is(err, segmentlog.ErrTruncated):
-		return errorf(http.StatusGone, wire.CodeTruncated, "%v", tidy(err, segmentlog.ErrTruncated))
-	case errors.Is(err, segmentlog.ErrCorrupt), errors.Is(err, segmentlog.ErrInvariant),
-		errors.Is(err, coordinator.ErrCorrupt), errors.Is(err, objstore.ErrCorrupt):
-		return errorf(http.StatusInternalServerError, wire.CodeCorrupt, "%v", err)
-	case errors.Is(err, coordinator.ErrBroadcastBusy):
-		e := errorf(http.StatusServiceUnavailable, wire.CodeUnavailable, "%v", tidy(err, coordinator.ErrBroadcastBusy))
-		e.retryAfter = time.Second
-		return e
-	case errors.Is(err, system.ErrShuttingDown), errors.Is(err, segmentlog.ErrClosed),
-		errors.Is(err, segmentlog.ErrLeaseExpired), errors.Is(err, coordinator.ErrLeaseHeld):
-		e := errorf(http.StatusServiceUnavailable, wire.CodeUnavailable, "%v", err)
-		e.retryAfter = time.Second
-		return e
-	case objstore.IsRetryable(err), errors.Is(err, context.DeadlineExceeded):
+	}
+	for _, row := range sentinelAnswers {
+		for _, sentinel := range row.errs {
+			if errors.Is(err, sentinel) {
+				return row.answer(err, sentinel)
+			}
+		}
+	}
+	if objstore.IsRetryable(err) || errors.Is(err, context.DeadlineExceeded) {
 		e := generic(http.StatusServiceUnavailable, wire.CodeUnavailable, "the object store failed or did not answer in time; retry", err)
 		e.retryAfter = time.Second
 		return e
 	}
 	return generic(http.StatusInternalServerError, wire.CodeInternal, "internal error", err)
+}
+
+// sentinelAnswer is the answer to an error wrapping one of errs.
+type sentinelAnswer struct {
+	errs   []error
+	status int
+	code   string
+	// message: tidied (the text from the sentinel on), whole (err's text:
+	// fenced, corrupt and shutdown errors say where), or, if hidden is
+	// set, hidden and a ref (generic).
+	whole  bool
+	hidden string
+	retry  bool // Retry-After: 1 s
+}
+
+func (a sentinelAnswer) answer(err, sentinel error) *Error {
+	var e *Error
+	switch {
+	case a.hidden != "":
+		e = generic(a.status, a.code, a.hidden, err)
+	case a.whole:
+		e = errorf(a.status, a.code, "%v", err)
+	default:
+		e = errorf(a.status, a.code, "%v", tidy(err, sentinel))
+	}
+	if a.retry {
+		e.retryAfter = time.Second
+	}
+	return e
+}
+
+// sentinelAnswers are the answers to the core's sentinels, the first row
+// that matches wins (so order matters: an unknown outcome may wrap
+// ErrFenced). Read only.
+var sentinelAnswers = []sentinelAnswer{
+	{errs: []error{system.ErrOutOfSequence}, status: http.StatusPreconditionFailed, code: wire.CodeOutOfSequence},
+	{errs: []error{system.ErrInvalidRestore}, status: http.StatusBadRequest, code: wire.CodeInvalid},
+	{errs: []error{segmentlog.ErrInvalidName}, status: http.StatusBadRequest, code: wire.CodeInvalidName},
+	{errs: []error{segmentlog.ErrTooLarge}, status: http.StatusRequestEntityTooLarge, code: wire.CodeTooLarge},
+	{errs: []error{segmentlog.ErrOutcomeUnknown}, status: http.StatusServiceUnavailable, code: wire.CodeOutcomeUnknown, retry: true,
+		hidden: "the append may or may not have landed; retry with the same idempotency keys to learn the IDs"},
+	{errs: []error{segmentlog.ErrFenced, coordinator.ErrLeaseLost}, status: http.StatusConflict, code: wire.CodeFenced, whole: true},
+	{errs: []error{coordinator.ErrNoVChannel}, status: http.StatusNotFound, code: wire.CodeUnknownVChannel},
+	{errs: []error{coordinator.ErrUnknownPChannel}, status: http.StatusNotFound, code: wire.CodeUnknownPChannel},
+	{errs: []error{coordinator.ErrVChannelDropped}, status: http.StatusConflict, code: wire.CodeVChannelDropped},
+	{errs: []error{coordinator.ErrBindingConflict}, status: http.StatusConflict, code: wire.CodeBindingConflict},
+	{errs: []error{coordinator.ErrNoHolder}, status: http.StatusServiceUnavailable, code: wire.CodeNoHolder, retry: true},
+	{errs: []error{coordinator.ErrNoBroadcast}, status: http.StatusNotFound, code: wire.CodeUnknownBroadcast},
+	{errs: []error{coordinator.ErrBroadcastConflict}, status: http.StatusConflict, code: wire.CodeExists},
+	{errs: []error{coordinator.ErrInvalidBroadcast}, status: http.StatusBadRequest, code: wire.CodeInvalid},
+	{errs: []error{coordinator.ErrVChannelNotReady}, status: http.StatusConflict, code: wire.CodeWrongState},
+	{errs: []error{segmentlog.ErrTxnNotFound}, status: http.StatusNotFound, code: wire.CodeUnknownTxn},
+	// A shared-mode transaction being committed: it takes no more appends
+	// and cannot be rolled back; nothing of this call was written.
+	{errs: []error{segmentlog.ErrTxnSealed}, status: http.StatusConflict, code: wire.CodeWrongState},
+	// Other writers kept filling the tail (a shared-mode commit): nothing
+	// was written, retry.
+	{errs: []error{segmentlog.ErrContended}, status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, retry: true},
+	{errs: []error{segmentlog.ErrTxnExpired}, status: http.StatusConflict, code: wire.CodeTxnExpired},
+	{errs: []error{segmentlog.ErrTxnInvalid}, status: http.StatusBadRequest, code: wire.CodeInvalid},
+	{errs: []error{snapshot.ErrInvalidPolicy}, status: http.StatusBadRequest, code: wire.CodeInvalid},
+	{errs: []error{snapshot.ErrNotFound}, status: http.StatusNotFound, code: wire.CodeUnknownSnapshot},
+	{errs: []error{snapshot.ErrExists}, status: http.StatusConflict, code: wire.CodeExists},
+	{errs: []error{snapshot.ErrState}, status: http.StatusConflict, code: wire.CodeWrongState},
+	{errs: []error{snapshot.ErrCorrupt, snapshot.ErrMissingSegment}, status: http.StatusInternalServerError, code: wire.CodeCorrupt, whole: true},
+	{errs: []error{segmentlog.ErrTruncated}, status: http.StatusGone, code: wire.CodeTruncated},
+	{errs: []error{segmentlog.ErrCorrupt, segmentlog.ErrInvariant, coordinator.ErrCorrupt, objstore.ErrCorrupt},
+		status: http.StatusInternalServerError, code: wire.CodeCorrupt, whole: true},
+	{errs: []error{coordinator.ErrBroadcastBusy}, status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, retry: true},
+	{errs: []error{system.ErrShuttingDown, segmentlog.ErrClosed, segmentlog.ErrLeaseExpired, coordinator.ErrLeaseHeld},
+		status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, whole: true, retry: true},
 }
 
 // tidy is err's text from its sentinel on, without the sentinel's package

@@ -4,8 +4,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/cairnlog/cairn/segmentlog"
 )
 
 // metrics are one Server's HTTP collectors, registered on its system's
@@ -19,7 +17,7 @@ type metrics struct {
 	waiters       prometheus.Gauge
 }
 
-func newMetrics(reg *prometheus.Registry, pause *segmentlog.PauseGate) *metrics {
+func newMetrics(reg *prometheus.Registry) *metrics {
 	m := &metrics{
 		reg: reg,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -40,21 +38,7 @@ func newMetrics(reg *prometheus.Registry, pause *segmentlog.PauseGate) *metrics 
 			Name: "cairn_read_waiters", Help: "Reads waiting at the tail now.",
 		}),
 	}
-	pauseOn := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "cairn_scanner_pause_active", Help: "1 while the scanner startup delay holds reads back, else 0.",
-	}, func() float64 {
-		if pause.Paused() {
-			return 1
-		}
-		return 0
-	})
-	pauseWaiting := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "cairn_scanner_pause_waiting", Help: "Reads held back by the startup delay now.",
-	}, func() float64 { return float64(pause.Stats().Waiting) })
-	pauseSeconds := prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "cairn_scanner_pause_wait_seconds_total", Help: "Time reads spent held back by the startup delay.",
-	}, func() float64 { return pause.Stats().WaitTotal.Seconds() })
-	m.reg.MustRegister(m.requests, m.duration, m.appendLatency, m.appended, m.waiters, pauseOn, pauseWaiting, pauseSeconds)
+	m.reg.MustRegister(m.requests, m.duration, m.appendLatency, m.appended, m.waiters)
 	return m
 }
 

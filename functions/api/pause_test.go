@@ -21,7 +21,7 @@ import (
 // held back. Once the delay ends, a waiting read delivers.
 func TestScannerStartupDelay(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.api.ScannerStartupDelay = 1500 * time.Millisecond
+	cfg.ScannerStartupDelay = 1500 * time.Millisecond
 	started := time.Now()
 	store := &getCounter{Store: objstore.NewMemory()}
 	ts := newTestServer(t, cfg, store)
@@ -64,8 +64,8 @@ func TestScannerStartupDelay(t *testing.T) {
 	if rr.Paused || !slices.Equal(payloads(rr.Messages), []string{"a", "b"}) {
 		t.Fatalf("read across the end of the pause: %+v", rr)
 	}
-	if since := time.Since(started); since < cfg.api.ScannerStartupDelay {
-		t.Fatalf("delivered %v after start, within the %v delay", since, cfg.api.ScannerStartupDelay)
+	if since := time.Since(started); since < cfg.ScannerStartupDelay {
+		t.Fatalf("delivered %v after start, within the %v delay", since, cfg.ScannerStartupDelay)
 	}
 	metrics = string(ts.get("/metrics").body)
 	if !regexp.MustCompile(`(?m)^cairn_scanner_pause_active 0$`).MatchString(metrics) {

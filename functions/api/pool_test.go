@@ -1,8 +1,10 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -50,12 +52,22 @@ func TestLeaseHeldElsewhere(t *testing.T) {
 		t.Fatalf("the live lease changed: %+v", l)
 	}
 
-	// Released during a longer wait: the request gets the lease.
+	// Released during a longer wait, once the request's first acquire has
+	// read the live record (and been refused): the request gets the lease.
 	cfg.LeaseWait = 3 * time.Second
-	patient := newTestServer(t, cfg, store)
+	refused := make(chan struct{})
+	var once sync.Once
+	patient := newTestServer(t, cfg, objstore.Observe(store, func(r objstore.Request) {
+		if r.Op == objstore.OpGet && r.Key == (segmentlog.Layout{}).Lease("p0") && r.Err == nil {
+			once.Do(func() { close(refused) })
+		}
+	}))
 	go func() {
-		time.Sleep(200 * time.Millisecond)
-		_ = leases.Release(t.Context(), "p0", g.Term, nonce, 0, 0)
+		select {
+		case <-refused:
+			_ = leases.Release(context.Background(), "p0", g.Term, nonce, 0, 0)
+		case <-t.Context().Done():
+		}
 	}()
 	ar := patient.mustAppend("p0", msgs("v0", "b"))
 	if ar.Term != g.Term+1 {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/functions/api/wire"
+	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -23,9 +24,6 @@ type readQuery struct {
 	wait      time.Duration
 	// ignorePause reads through the server's scanner startup delay.
 	ignorePause bool
-	// trim and earliestID are a vchannel read's own trim point and the
-	// start of its messages (segmentlog.ScannerConfig.Trim, EarliestID).
-	trim, earliestID segmentlog.MessageID
 }
 
 // parsePosition parses "earliest", "latest", "id:OFFSET.INDEX",
@@ -204,23 +202,13 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// holdForPause holds a read back while the startup delay (write-only
-// recovery) lasts, at most the read's wait, before the read touches the
-// store. It reports whether the pause still holds; then nothing is read.
+// holdForPause holds a read back while the startup delay lasts
+// (system.System.HoldReads), unless it asked to ignore it.
 func (s *Server) holdForPause(ctx context.Context, q readQuery) (bool, error) {
-	if q.ignorePause || !s.pause.Paused() {
+	if q.ignorePause {
 		return false, nil
 	}
-	pctx, cancel := context.WithTimeout(ctx, q.wait)
-	err := s.pause.Wait(pctx)
-	cancel()
-	switch {
-	case err == nil:
-		return false, nil
-	case ctx.Err() != nil:
-		return false, ctx.Err()
-	}
-	return true, nil
+	return s.sys.HoldReads(ctx, q.wait)
 }
 
 // read runs one read: it delivers what is there from q.from (up to q.max
@@ -230,53 +218,45 @@ func (s *Server) read(ctx context.Context, p string, q readQuery) (wire.ReadResp
 	if paused, err := s.holdForPause(ctx, q); err != nil || paused {
 		return wire.ReadResponse{PChannel: p, Messages: []wire.MessageOut{}, Next: q.from.String(), Paused: paused}, err
 	}
-	from := q.from
-	if from.Kind == segmentlog.StartLatest {
-		// Resolved here, so that "next" names a concrete slot even when
-		// nothing arrives: a poll loop then misses nothing between polls.
-		t, err := s.tail(ctx, p)
-		if err != nil {
-			return wire.ReadResponse{}, err
-		}
-		from = segmentlog.AtID(segmentlog.MessageID{Offset: t.NextOffset})
-	}
-	sc, err := segmentlog.NewScanner(ctx, segmentlog.ScannerConfig{
-		PChannel: p, Layout: s.sc.Layout, From: from,
-		VChannels: q.vchannels, Types: q.types, Trim: q.trim, EarliestID: q.earliestID,
-		Cache: s.pool.Cache(), Tail: s.pool.Tail(), NoWait: true, Segments: s.segs,
-	}, s.store)
+	var w waiter
+	defer w.release(s)
+	page, next, err := s.sys.Read(ctx, p, system.ReadRequest{From: q.from, VChannels: q.vchannels, Types: q.types, Limits: s.pageLimits(q, &w)})
 	if err != nil {
-		return wire.ReadResponse{}, err
+		return wire.ReadResponse{}, neverWritten(p, err)
 	}
-	defer sc.Close()
-	waiting := false
-	defer func() {
-		if waiting {
-			<-s.waiters
-			s.metrics.waiters.Dec()
-		}
-	}()
-	page, err := sc.Page(ctx, segmentlog.PageLimits{Max: q.max, MaxBytes: s.cfg.MaxReadBytes, Wait: q.wait,
-		BeforeWait: func() error {
-			select {
-			case s.waiters <- struct{}{}:
-				waiting = true
-				s.metrics.waiters.Inc()
-				return nil
-			default:
-				e := errorf(http.StatusTooManyRequests, wire.CodeTooManyWaiters, "%d reads are waiting at the tail already", s.cfg.MaxWaiters)
-				e.retryAfter = time.Second
-				return e
-			}
-		}})
-	if err != nil {
-		return wire.ReadResponse{}, err
+	return wire.ReadResponse{PChannel: p, Messages: mapped(page, messageOut), Next: next.String()}, nil
+}
+
+// pageLimits are q's limits; a read that waits takes a place w among
+// the waiting reads first.
+func (s *Server) pageLimits(q readQuery, w *waiter) segmentlog.PageLimits {
+	return segmentlog.PageLimits{Max: q.max, MaxBytes: s.cfg.MaxReadBytes, Wait: q.wait, BeforeWait: func() error { return w.take(s) }}
+}
+
+// waiter is a read's place among those waiting at the tail, at most
+// Config.MaxWaiters.
+type waiter struct{ taken bool }
+
+// take takes a place, or answers 429 with Retry-After.
+func (w *waiter) take(s *Server) error {
+	select {
+	case s.waiters <- struct{}{}:
+		w.taken = true
+		s.metrics.waiters.Inc()
+		return nil
+	default:
+		e := errorf(http.StatusTooManyRequests, wire.CodeTooManyWaiters, "%d reads are waiting at the tail already", s.cfg.MaxWaiters)
+		e.retryAfter = time.Second
+		return e
 	}
-	resp := wire.ReadResponse{PChannel: p, Messages: make([]wire.MessageOut, len(page)), Next: sc.Resume().String()}
-	for i, d := range page {
-		resp.Messages[i] = messageOut(d)
+}
+
+// release gives the place back if it was taken.
+func (w *waiter) release(s *Server) {
+	if w.taken {
+		<-s.waiters
+		s.metrics.waiters.Dec()
 	}
-	return resp, nil
 }
 
 func messageOut(d segmentlog.Delivery) wire.MessageOut {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -17,15 +18,12 @@ import (
 // resumes a job no process runs.
 
 func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) error {
-	name, err := snapshotName(r)
+	name := r.PathValue("name")
+	if err := validName("snapshot", name); err != nil {
+		return err
+	}
+	req, err := jsonBody[wire.RestoreRequest](r, false)
 	if err != nil {
-		return err
-	}
-	if err := noQuery(r); err != nil {
-		return err
-	}
-	var req wire.RestoreRequest
-	if err := readJSON(r, &req, false); err != nil {
 		return err
 	}
 	if req.JobID == "" {
@@ -57,23 +55,14 @@ func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) handleRestoreStatus(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
-	if err := validName("restore job", id); err != nil {
-		return err
-	}
-	if err := noQuery(r); err != nil {
-		return err
-	}
-	p, err := s.sys.RestoreProgress(r.Context(), id)
+// restoreProgress is a restore job's progress; 404 unknown_restore if
+// there is no such job.
+func (s *Server) restoreProgress(ctx context.Context, id string) (system.RestoreProgress, error) {
+	p, err := s.sys.RestoreProgress(ctx, id)
 	if errors.Is(err, snapshot.ErrNotFound) {
-		return errorf(http.StatusNotFound, wire.CodeUnknownRestore, "no restore job %q", id)
+		return p, errorf(http.StatusNotFound, wire.CodeUnknownRestore, "no restore job %q", id)
 	}
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, restoreOut(p))
-	return nil
+	return p, err
 }
 
 // restoreOut is a restore job's progress as the API shows it.

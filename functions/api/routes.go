@@ -15,7 +15,8 @@ var openAPI []byte
 func OpenAPI() []byte { return append([]byte(nil), openAPI...) }
 
 // routeTable is the API. A new route is one row here, one handler, and its
-// entry in openapi.yaml.
+// entry in openapi.yaml. A handler that returns its answer is adapted by
+// answer (200, JSON); one that answers a named thing, by describe.
 func (s *Server) routeTable() []Route {
 	return []Route{
 		// Every function.
@@ -26,42 +27,42 @@ func (s *Server) routeTable() []Route {
 		// Node: the data path of a pchannel.
 		{Method: "POST", Path: "/v1/pchannels/{p}/append", Role: RoleNode, handle: s.handleAppend},
 		{Method: "GET", Path: "/v1/pchannels/{p}/messages", Role: RoleNode, handle: s.handleRead},
-		{Method: "GET", Path: "/v1/pchannels/{p}/tail", Role: RoleNode, handle: s.handleTail},
-		{Method: "POST", Path: "/v1/pchannels/{p}/sync", Role: RoleNode, handle: s.handleSync},
+		{Method: "GET", Path: "/v1/pchannels/{p}/tail", Role: RoleNode, handle: answer(s.handleTail)},
+		{Method: "POST", Path: "/v1/pchannels/{p}/sync", Role: RoleNode, handle: answer(s.handleSync)},
 
 		// Node: the data path by vchannel, and transactions.
 		{Method: "POST", Path: "/v1/vchannels/{v}/append", Role: RoleNode, handle: s.handleVChannelAppend},
 		{Method: "GET", Path: "/v1/vchannels/{v}/messages", Role: RoleNode, handle: s.handleVChannelRead},
-		{Method: "POST", Path: "/v1/vchannels/{v}/txns", Role: RoleNode, handle: s.handleTxnBegin},
-		{Method: "POST", Path: "/v1/txns/{txn}/append", Role: RoleNode, handle: s.handleTxnAppend},
-		{Method: "POST", Path: "/v1/txns/{txn}/commit", Role: RoleNode, handle: s.handleTxnCommit},
+		{Method: "POST", Path: "/v1/vchannels/{v}/txns", Role: RoleNode, handle: answer(s.handleTxnBegin)},
+		{Method: "POST", Path: "/v1/txns/{txn}/append", Role: RoleNode, handle: answer(s.handleTxnAppend)},
+		{Method: "POST", Path: "/v1/txns/{txn}/commit", Role: RoleNode, handle: answer(s.handleTxnCommit)},
 		{Method: "POST", Path: "/v1/txns/{txn}/rollback", Role: RoleNode, handle: s.handleTxnRollback},
 
 		// Coordinator: leases, status, the vchannel registry and broadcasts.
-		{Method: "GET", Path: "/v1/pchannels", Role: RoleCoordinator, handle: s.handleStatus},
-		{Method: "GET", Path: "/v1/pchannels/{p}/lease", Role: RoleCoordinator, handle: s.handleLease},
-		{Method: "GET", Path: "/v1/leases", Role: RoleCoordinator, handle: s.handleLeases},
-		{Method: "POST", Path: "/v1/vchannels", Role: RoleCoordinator, handle: s.handleVChannelCreate},
-		{Method: "GET", Path: "/v1/vchannels", Role: RoleCoordinator, handle: s.handleVChannelList},
-		{Method: "GET", Path: "/v1/vchannels/{v}", Role: RoleCoordinator, handle: s.handleVChannelDescribe},
-		{Method: "DELETE", Path: "/v1/vchannels/{v}", Role: RoleCoordinator, handle: s.handleVChannelDrop},
-		{Method: "GET", Path: "/v1/vchannels/{v}/location", Role: RoleCoordinator, handle: s.handleVChannelLocate},
-		{Method: "POST", Path: "/v1/vchannels/{v}/trim", Role: RoleCoordinator, handle: s.handleVChannelTrim},
-		{Method: "PUT", Path: "/v1/vchannels/{v}/retention", Role: RoleCoordinator, handle: s.handleVChannelRetention},
+		{Method: "GET", Path: "/v1/pchannels", Role: RoleCoordinator, handle: answer(s.handleStatus)},
+		{Method: "GET", Path: "/v1/pchannels/{p}/lease", Role: RoleCoordinator, handle: describe("p", "pchannel", s.lease, s.leaseOut)},
+		{Method: "GET", Path: "/v1/leases", Role: RoleCoordinator, handle: answer(s.handleLeases)},
+		{Method: "POST", Path: "/v1/vchannels", Role: RoleCoordinator, handle: answer(s.handleVChannelCreate)},
+		{Method: "GET", Path: "/v1/vchannels", Role: RoleCoordinator, handle: answer(s.handleVChannelList)},
+		{Method: "GET", Path: "/v1/vchannels/{v}", Role: RoleCoordinator, handle: describe("v", "vchannel", s.describeVChannel, asIs)},
+		{Method: "DELETE", Path: "/v1/vchannels/{v}", Role: RoleCoordinator, handle: describe("v", "vchannel", s.sys.DropVChannel, vchannelOut)},
+		{Method: "GET", Path: "/v1/vchannels/{v}/location", Role: RoleCoordinator, handle: describe("v", "vchannel", s.registry.Locate, locationOut)},
+		{Method: "POST", Path: "/v1/vchannels/{v}/trim", Role: RoleCoordinator, handle: answer(s.handleVChannelTrim)},
+		{Method: "PUT", Path: "/v1/vchannels/{v}/retention", Role: RoleCoordinator, handle: answer(s.handleVChannelRetention)},
 		{Method: "POST", Path: "/v1/broadcasts", Role: RoleCoordinator, handle: s.handleBroadcast},
-		{Method: "GET", Path: "/v1/broadcasts", Role: RoleCoordinator, handle: s.handleBroadcastList},
-		{Method: "GET", Path: "/v1/broadcasts/{id}", Role: RoleCoordinator, handle: s.handleBroadcastDescribe},
+		{Method: "GET", Path: "/v1/broadcasts", Role: RoleCoordinator, handle: answer(s.handleBroadcastList)},
+		{Method: "GET", Path: "/v1/broadcasts/{id}", Role: RoleCoordinator, handle: describe("id", "broadcast ID", s.broadcasts.Describe, broadcastOut)},
 
 		// Snapshot: flush, snapshots and restores.
-		{Method: "POST", Path: "/v1/pchannels/{p}/flush", Role: RoleSnapshot, handle: s.handleFlush},
-		{Method: "POST", Path: "/v1/pchannels/{p}/trim", Role: RoleSnapshot, handle: s.handlePChannelTrim},
-		{Method: "PUT", Path: "/v1/pchannels/{p}/retention", Role: RoleSnapshot, handle: s.handlePChannelRetention},
-		{Method: "POST", Path: "/v1/snapshots", Role: RoleSnapshot, handle: s.handleSnapshotCreate},
-		{Method: "GET", Path: "/v1/snapshots", Role: RoleSnapshot, handle: s.handleSnapshotList},
-		{Method: "GET", Path: "/v1/snapshots/{name}", Role: RoleSnapshot, handle: s.handleSnapshotDescribe},
+		{Method: "POST", Path: "/v1/pchannels/{p}/flush", Role: RoleSnapshot, handle: answer(s.handleFlush)},
+		{Method: "POST", Path: "/v1/pchannels/{p}/trim", Role: RoleSnapshot, handle: answer(s.handlePChannelTrim)},
+		{Method: "PUT", Path: "/v1/pchannels/{p}/retention", Role: RoleSnapshot, handle: answer(s.handlePChannelRetention)},
+		{Method: "POST", Path: "/v1/snapshots", Role: RoleSnapshot, handle: answer(s.handleSnapshotCreate)},
+		{Method: "GET", Path: "/v1/snapshots", Role: RoleSnapshot, handle: answer(s.handleSnapshotList)},
+		{Method: "GET", Path: "/v1/snapshots/{name}", Role: RoleSnapshot, handle: describe("name", "snapshot", s.snaps.Describe, snapshotOut)},
 		{Method: "DELETE", Path: "/v1/snapshots/{name}", Role: RoleSnapshot, handle: s.handleSnapshotDrop},
 		{Method: "POST", Path: "/v1/snapshots/{name}/restore", Role: RoleSnapshot, handle: s.handleRestore},
-		{Method: "GET", Path: "/v1/restores/{id}", Role: RoleSnapshot, handle: s.handleRestoreStatus},
+		{Method: "GET", Path: "/v1/restores/{id}", Role: RoleSnapshot, handle: describe("id", "restore job", s.restoreProgress, restoreOut)},
 	}
 }
 

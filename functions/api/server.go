@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,8 +18,6 @@ import (
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/functions/system"
-	"github.com/cairnlog/cairn/infra/objstore"
-	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
 
@@ -40,27 +39,22 @@ const (
 	AllRoles = RoleNode | RoleCoordinator | RoleSnapshot
 )
 
-// Server is the HTTP API over one system (system.System): every route,
-// its metrics (on the system's registry: one Server per System), restore
-// jobs in the background. Build it once per process (a Lambda container
+// Server is the HTTP API over one system (system.System): every route and
+// its metrics (on the system's registry: one Server per System). Build it once per process (a Lambda container
 // keeps it across invocations) and mount Handler. Safe for concurrent use.
 type Server struct {
 	cfg        Config
 	sc         system.Config // the system's
 	sys        *system.System
-	store      objstore.Store // counted as component "api"
 	leases     *coordinator.Leases
 	registry   *coordinator.Registry
 	broadcasts *coordinator.Broadcaster // appends the copies through pool
 	snaps      *snapshot.Snapshots
 	pool       *system.Pool
-	segs       *snapshot.SegmentReader // reads below the flush checkpoint, and restored histories
 	metrics    *metrics
 	log        *slog.Logger
 	routes     []Route
-	waiters    chan struct{}         // semaphore of reads waiting at the tail
-	pause      *segmentlog.PauseGate // the scanner startup delay
-	pchannels  map[string]bool       // the configured set (system.Config.PChannels)
+	waiters    chan struct{} // semaphore of reads waiting at the tail
 }
 
 // New builds the HTTP API of sys: cfg's defaults applied, then checked. It
@@ -72,14 +66,8 @@ func New(cfg Config, sys *system.System) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, sc: sc, sys: sys, log: sc.Logger, waiters: make(chan struct{}, cfg.MaxWaiters),
-		pause: segmentlog.NewPauseGate(cfg.ScannerStartupDelay),
-		store: sys.StoreFor("api"), leases: sys.Leases(), registry: sys.Registry(), broadcasts: sys.Broadcaster(),
-		snaps: sys.Snapshots(), pool: sys.Pool(), segs: sys.Segments()}
-	s.metrics = newMetrics(sys.Metrics(), s.pause)
-	s.pchannels = make(map[string]bool, len(sc.PChannels))
-	for _, p := range sc.PChannels {
-		s.pchannels[p] = true
-	}
+		leases: sys.Leases(), registry: sys.Registry(), broadcasts: sys.Broadcaster(), snaps: sys.Snapshots(), pool: sys.Pool()}
+	s.metrics = newMetrics(sys.Metrics())
 	s.routes = s.routeTable()
 	return s, nil
 }
@@ -108,7 +96,7 @@ type Route struct {
 	Method string // "GET", "POST"
 	Path   string // a net/http pattern path: "/v1/pchannels/{p}/append"
 	Role   Role   // the function that serves it; 0: every function
-	handle func(http.ResponseWriter, *http.Request) error
+	handle handler
 }
 
 // Pattern is the route's net/http pattern, "METHOD /path".
@@ -303,7 +291,7 @@ func (s *Server) configured(p string) error {
 	if err := validName("pchannel", p); err != nil {
 		return err
 	}
-	if !s.pchannels[p] {
+	if !slices.Contains(s.sc.PChannels, p) {
 		return errorf(http.StatusNotFound, wire.CodeUnknownPChannel, "pchannel %q is not one of the configured pchannels (%s)", p, strings.Join(s.sc.PChannels, ", "))
 	}
 	return nil

@@ -9,83 +9,59 @@ import (
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/functions/api/wire"
-	"github.com/cairnlog/cairn/segmentlog"
-	"golang.org/x/sync/errgroup"
 )
 
-func (s *Server) handleTail(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) handleTail(r *http.Request) (wire.TailResponse, error) {
 	p := r.PathValue("p")
 	if err := s.configured(p); err != nil {
-		return err
+		return wire.TailResponse{}, err
 	}
 	if err := noQuery(r); err != nil {
-		return err
+		return wire.TailResponse{}, err
 	}
-	t, err := s.tail(r.Context(), p)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, t)
-	return nil
+	return s.tail(r.Context(), p)
 }
 
-// tail finds the next offset of p: from the writer in this process, else by
-// probing the store from max(lease tail hint, checkpoint). 404 for a
-// pchannel never written.
+// tail is the next offset of p (system.System.Tail): 404 for a pchannel
+// never written.
 func (s *Server) tail(ctx context.Context, p string) (wire.TailResponse, error) {
-	if f, term, ok := s.pool.Frontier(p); ok {
-		return wire.TailResponse{PChannel: p, NextOffset: f, Term: term, Source: "writer"}, nil
+	t, err := s.sys.Tail(ctx, p)
+	if err != nil {
+		return wire.TailResponse{}, neverWritten(p, err)
 	}
-	lease, err := s.leases.Describe(ctx, p)
+	return wire.TailResponse{PChannel: p, NextOffset: t.NextOffset, Term: t.Term, Source: t.Source}, nil
+}
+
+// neverWritten answers 404 unknown_pchannel for err about pchannel p
+// without a lease record (coordinator.ErrNoLease).
+func neverWritten(p string, err error) error {
 	if errors.Is(err, coordinator.ErrNoLease) {
-		return wire.TailResponse{}, errorf(http.StatusNotFound, wire.CodeUnknownPChannel, "pchannel %q has never been written", p)
+		return errorf(http.StatusNotFound, wire.CodeUnknownPChannel, "pchannel %q has never been written", p)
 	}
-	if err != nil {
-		return wire.TailResponse{}, err
-	}
-	cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.sc.Layout, p)
-	if err != nil {
-		return wire.TailResponse{}, err
-	}
-	next, err := s.firstEmpty(ctx, p, max(lease.Tail, cp.C))
-	if err != nil {
-		return wire.TailResponse{}, err
-	}
-	return wire.TailResponse{PChannel: p, NextOffset: next, Term: lease.Term, Source: "store"}, nil
+	return err
 }
 
-// firstEmpty returns the first empty slot of p at or after from: it
-// gallops forward with HEADs, then bisects (holes exist only in the last W
-// slots, where PUTs may land out of order).
-func (s *Server) firstEmpty(ctx context.Context, p string, from uint64) (uint64, error) {
-	return segmentlog.FindTail(ctx, s.store, s.sc.Layout, p, from, s.sc.LeaseRequestTimeout())
-}
-
-func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) handleSync(r *http.Request) (wire.SyncResponse, error) {
 	p := r.PathValue("p")
 	if err := s.configured(p); err != nil {
-		return err
+		return wire.SyncResponse{}, err
 	}
 	if err := noQuery(r); err != nil {
-		return err
+		return wire.SyncResponse{}, err
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		return err
+		return wire.SyncResponse{}, err
 	}
 	if b := bytes.TrimSpace(body); len(b) > 0 && !bytes.Equal(b, []byte("{}")) {
-		return errorf(http.StatusBadRequest, wire.CodeMalformed, "sync takes no body (or {})")
+		return wire.SyncResponse{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "sync takes no body (or {})")
 	}
 	ctx := r.Context()
 	if err := s.mustKnow(ctx, p); err != nil {
-		return err
+		return wire.SyncResponse{}, err
 	}
 	term, t, err := s.pool.Sync(ctx, p)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, wire.SyncResponse{PChannel: p, Term: term, TimeTick: t})
-	return nil
+	return wire.SyncResponse{PChannel: p, Term: term, TimeTick: t}, err
 }
 
 func (s *Server) leaseOut(l coordinator.Lease) wire.LeaseOut {
@@ -96,90 +72,40 @@ func (s *Server) leaseOut(l coordinator.Lease) wire.LeaseOut {
 	}
 }
 
-func (s *Server) handleLease(w http.ResponseWriter, r *http.Request) error {
-	p := r.PathValue("p")
-	if err := validName("pchannel", p); err != nil {
-		return err
-	}
-	if err := noQuery(r); err != nil {
-		return err
-	}
-	l, err := s.leases.Describe(r.Context(), p)
+// lease is a pchannel's lease record; 404 unknown_pchannel if it has none.
+func (s *Server) lease(ctx context.Context, p string) (coordinator.Lease, error) {
+	l, err := s.leases.Describe(ctx, p)
 	if errors.Is(err, coordinator.ErrNoLease) {
-		return errorf(http.StatusNotFound, wire.CodeUnknownPChannel, "pchannel %q has no lease record", p)
+		return l, errorf(http.StatusNotFound, wire.CodeUnknownPChannel, "pchannel %q has no lease record", p)
 	}
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, s.leaseOut(l))
-	return nil
+	return l, err
 }
 
-func (s *Server) handleLeases(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) handleLeases(r *http.Request) (wire.LeasesResponse, error) {
 	if err := noQuery(r); err != nil {
-		return err
+		return wire.LeasesResponse{}, err
 	}
 	ls, err := s.leases.List(r.Context())
 	if err != nil {
-		return err
+		return wire.LeasesResponse{}, err
 	}
-	resp := wire.LeasesResponse{Leases: make([]wire.LeaseOut, len(ls))}
-	for i, l := range ls {
-		resp.Leases[i] = s.leaseOut(l)
-	}
-	writeJSON(w, http.StatusOK, resp)
-	return nil
+	return wire.LeasesResponse{Leases: mapped(ls, s.leaseOut)}, nil
 }
 
-// handleStatus is the pchannel status table: every pchannel with a lease
-// record, its holder, term, tail (the writer's frontier if this process
-// writes it, else the first empty slot probed from the store) and flush
-// checkpoint.
-func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) error {
+// handleStatus is the pchannel status table (system.System.Status).
+func (s *Server) handleStatus(r *http.Request) (wire.StatusResponse, error) {
 	if err := noQuery(r); err != nil {
-		return err
+		return wire.StatusResponse{}, err
 	}
-	ctx := r.Context()
-	ls, err := s.leases.List(ctx)
+	rows, err := s.sys.Status(r.Context())
 	if err != nil {
-		return err
+		return wire.StatusResponse{}, err
 	}
-	rows := make([]wire.PChannelStatus, len(ls))
-	var g errgroup.Group
-	g.SetLimit(8)
-	for i, l := range ls {
-		g.Go(func() error {
-			row := wire.PChannelStatus{LeaseOut: s.leaseOut(l)}
-			cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.sc.Layout, l.PChannel)
-			if err != nil {
-				return err
-			}
-			row.Checkpoint = cp.C
-			if f, _, ok := s.pool.Frontier(l.PChannel); ok {
-				row.Tail, row.TailSource = f, "writer"
-			} else if row.Tail, err = s.firstEmpty(ctx, l.PChannel, max(l.Tail, cp.C)); err != nil {
-				// The lease's tail hint is only as fresh as its last renew
-				// or release, and shared terms never write it: probe.
-				return err
-			} else {
-				row.TailSource = "store"
-			}
-			row.Retention, err = s.pchannelRetention(ctx, l.PChannel, cp)
-			rows[i] = row
-			return err
-		})
+	resp := wire.StatusResponse{PChannels: make([]wire.PChannelStatus, len(rows))}
+	for i, row := range rows {
+		resp.PChannels[i] = wire.PChannelStatus{LeaseOut: s.leaseOut(row.Lease), Checkpoint: row.Checkpoint.C,
+			Tail: row.Tail, TailSource: row.TailSource,
+			Retention: retentionOut(row.Retention)}
 	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, wire.StatusResponse{PChannels: rows})
-	return nil
-}
-
-// noQuery refuses query parameters on routes that take none.
-func noQuery(r *http.Request) error {
-	if r.URL.RawQuery != "" {
-		return errorf(http.StatusBadRequest, wire.CodeMalformed, "%s takes no query parameters", r.URL.Path)
-	}
-	return nil
+	return resp, nil
 }

@@ -3,20 +3,15 @@ package api
 import (
 	"net/http"
 
-	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/segmentlog"
-	"github.com/cairnlog/cairn/snapshot"
 )
 
 // trimPoint reads a trim request's body and checks its point against the
 // tail of pchannel p.
 func (s *Server) trimPoint(r *http.Request, p string) (segmentlog.MessageID, error) {
-	if err := noQuery(r); err != nil {
-		return segmentlog.MessageID{}, err
-	}
-	var req wire.TrimRequest
-	if err := readJSON(r, &req, false); err != nil {
+	req, err := jsonBody[wire.TrimRequest](r, false)
+	if err != nil {
 		return segmentlog.MessageID{}, err
 	}
 	pos, err := parsePosition(req.Before)
@@ -36,62 +31,43 @@ func (s *Server) trimPoint(r *http.Request, p string) (segmentlog.MessageID, err
 	return pos.ID, nil
 }
 
-func (s *Server) handlePChannelTrim(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) handlePChannelTrim(r *http.Request) (wire.TrimResponse, error) {
 	p := r.PathValue("p")
 	if err := validName("pchannel", p); err != nil {
-		return err
+		return wire.TrimResponse{}, err
 	}
 	ctx := r.Context()
 	if err := s.mustKnow(ctx, p); err != nil {
-		return err
+		return wire.TrimResponse{}, err
 	}
 	before, err := s.trimPoint(r, p)
 	if err != nil {
-		return err
+		return wire.TrimResponse{}, err
 	}
-	cp, err := snapshot.Trim(ctx, s.store, s.sc.Layout, p, before, s.sc.Now())
+	earliest, err := s.sys.TrimPChannel(ctx, p, before)
 	if err != nil {
-		return err
+		return wire.TrimResponse{}, err
 	}
-	writeJSON(w, http.StatusOK, wire.TrimResponse{PChannel: p, Earliest: segmentlog.AtID(cp.Trim).String()})
-	return nil
+	return wire.TrimResponse{PChannel: p, Earliest: segmentlog.AtID(earliest).String()}, nil
 }
 
-func (s *Server) handleVChannelTrim(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) handleVChannelTrim(r *http.Request) (wire.TrimResponse, error) {
 	name := r.PathValue("v")
 	if err := validName("vchannel", name); err != nil {
-		return err
+		return wire.TrimResponse{}, err
 	}
 	ctx := r.Context()
 	v, err := s.registry.Describe(ctx, name)
 	if err != nil {
-		return err
+		return wire.TrimResponse{}, err
 	}
 	before, err := s.trimPoint(r, v.PChannel)
 	if err != nil {
-		return err
+		return wire.TrimResponse{}, err
 	}
-	if v, err = s.registry.Trim(ctx, name, before); err != nil {
-		return err
-	}
-	s.sys.NoteVChannel(v) // this process's reads see the point at once
-	earliest, err := s.earliest(r, v)
+	v, earliest, err := s.sys.TrimVChannel(ctx, name, before)
 	if err != nil {
-		return err
+		return wire.TrimResponse{}, err
 	}
-	writeJSON(w, http.StatusOK, wire.TrimResponse{PChannel: v.PChannel, VChannel: name, Earliest: segmentlog.AtID(earliest).String()})
-	return nil
-}
-
-// earliest is the earliest readable ID of vchannel v: the higher of its
-// trim point and its pchannel's.
-func (s *Server) earliest(r *http.Request, v coordinator.VChannel) (segmentlog.MessageID, error) {
-	cp, _, err := segmentlog.ReadCheckpoint(r.Context(), s.store, s.sc.Layout, v.PChannel)
-	if err != nil {
-		return segmentlog.MessageID{}, err
-	}
-	if cp.Trim.Less(v.Trim) {
-		return v.Trim, nil
-	}
-	return cp.Trim, nil
+	return wire.TrimResponse{PChannel: v.PChannel, VChannel: name, Earliest: segmentlog.AtID(earliest).String()}, nil
 }

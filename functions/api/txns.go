@@ -12,24 +12,9 @@ import (
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
-// Transactions (node role). A transaction is written at commit as one
-// batch, so readers see all of it or nothing. Its handle, the opaque "txn"
-// token, is "{pchannel}:{vchannel}:{id}" (':' is in no name), so the later
-// calls find the pchannel without the registry.
-//
-// In exclusive and takeover write modes it lives in the warm writer of its
-// vchannel's pchannel, in the process that began it; the ID's high 32 bits
-// are the writer's term. It does not survive its writer: after a failover
-// or a restart the calls answer 404 unknown_txn, except a retried commit
-// that had landed, which is answered from the idempotency window by
-// whichever writer holds the pchannel.
-//
-// In shared write mode (Lambda) it lives in the store, in a record any
-// environment reads and changes by CAS (segmentlog.SharedWriter.BeginTxn):
-// begin, appends and commit may each reach another environment, and the
-// handle names no term. The commit seals the record before it writes, so an
-// append after the seal answers 409 wrong_state and is never acknowledged
-// and then left out; a rollback during a commit answers the same.
+// Transactions (node role): begin, append, commit and rollback through the
+// writer pool, with the handle that routes them (docs/http.md,
+// "Transactions", says where a transaction lives in each write mode).
 
 // DefaultTxnKeepalive is a transaction's keepalive when begin names none.
 const DefaultTxnKeepalive = time.Minute
@@ -58,91 +43,75 @@ func parseTxn(s string) (txnHandle, error) {
 	return txnHandle{pchannel: parts[0], vchannel: parts[1], id: id}, nil
 }
 
-func (s *Server) handleTxnBegin(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) handleTxnBegin(r *http.Request) (wire.TxnOut, error) {
 	name := r.PathValue("v")
 	if err := validName("vchannel", name); err != nil {
-		return err
+		return wire.TxnOut{}, err
 	}
-	if err := noQuery(r); err != nil {
-		return err
-	}
-	var req wire.TxnBeginRequest
-	if err := readJSON(r, &req, true); err != nil {
-		return err
+	req, err := jsonBody[wire.TxnBeginRequest](r, true)
+	if err != nil {
+		return wire.TxnOut{}, err
 	}
 	keepalive := DefaultTxnKeepalive
 	if req.Keepalive != "" {
 		d, err := time.ParseDuration(req.Keepalive)
 		if err != nil || d <= 0 || d > segmentlog.MaxTxnKeepalive {
-			return errorf(http.StatusBadRequest, wire.CodeInvalid, "keepalive %q: want a Go duration in (0, %v]", req.Keepalive, segmentlog.MaxTxnKeepalive)
+			return wire.TxnOut{}, errorf(http.StatusBadRequest, wire.CodeInvalid, "keepalive %q: want a Go duration in (0, %v]", req.Keepalive, segmentlog.MaxTxnKeepalive)
 		}
 		keepalive = d
 	}
-	ctx := r.Context()
-	v, err := s.activeVChannel(ctx, name)
+	v, term, id, err := s.sys.BeginTxn(r.Context(), name, keepalive)
 	if err != nil {
-		return err
+		return wire.TxnOut{}, err
 	}
-	term, id, err := s.pool.BeginTxn(ctx, v.PChannel, name, keepalive)
-	if err != nil {
-		return err
-	}
-	s.sys.NoteWritten(v.PChannel)
 	h := txnHandle{pchannel: v.PChannel, vchannel: name, id: id}
-	writeJSON(w, http.StatusOK, wire.TxnOut{Txn: h.String(), PChannel: v.PChannel, VChannel: name, Term: term, Keepalive: keepalive.String()})
-	return nil
+	return wire.TxnOut{Txn: h.String(), PChannel: v.PChannel, VChannel: name, Term: term, Keepalive: keepalive.String()}, nil
 }
 
-func (s *Server) handleTxnAppend(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) handleTxnAppend(r *http.Request) (wire.TxnAppendResponse, error) {
 	h, err := parseTxn(r.PathValue("txn"))
 	if err != nil {
-		return err
+		return wire.TxnAppendResponse{}, err
 	}
 	if err := noQuery(r); err != nil {
-		return err
+		return wire.TxnAppendResponse{}, err
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		return err
+		return wire.TxnAppendResponse{}, err
 	}
-	in, err := decodeAppendFor(r.Header.Get("Content-Type"), body, limits{s.cfg.MaxAppendMessages, s.sc.MaxBatchBytes}, h.vchannel)
+	in, err := decodeAppendFor(r.Header.Get("Content-Type"), body, s.limits(), h.vchannel)
 	if err != nil {
-		return err
+		return wire.TxnAppendResponse{}, err
 	}
 	if in.expect != nil {
-		return errorf(http.StatusBadRequest, wire.CodeInvalid, "a transaction's messages take no expected_offset")
+		return wire.TxnAppendResponse{}, errorf(http.StatusBadRequest, wire.CodeInvalid, "a transaction's messages take no expected_offset")
 	}
 	for i := range in.msgs {
 		if !in.msgs[i].Key.IsZero() {
-			return errorf(http.StatusBadRequest, wire.CodeInvalid, "message %d: a transaction's messages take no idempotency key (the commit has one)", i)
+			return wire.TxnAppendResponse{}, errorf(http.StatusBadRequest, wire.CodeInvalid, "message %d: a transaction's messages take no idempotency key (the commit has one)", i)
 		}
 	}
 	if err := s.pool.AppendTxn(r.Context(), h.pchannel, h.id, in.msgs); err != nil {
-		return fmt.Errorf("txn %s: %w", h, err)
+		return wire.TxnAppendResponse{}, fmt.Errorf("txn %s: %w", h, err)
 	}
-	writeJSON(w, http.StatusOK, wire.TxnAppendResponse{Txn: h.String(), Appended: len(in.msgs)})
-	return nil
+	return wire.TxnAppendResponse{Txn: h.String(), Appended: len(in.msgs)}, nil
 }
 
-func (s *Server) handleTxnCommit(w http.ResponseWriter, r *http.Request) error {
-	h, err := s.txnNoBody(r)
+func (s *Server) handleTxnCommit(r *http.Request) (wire.TxnCommitResponse, error) {
+	h, err := txnNoBody(r)
 	if err != nil {
-		return err
+		return wire.TxnCommitResponse{}, err
 	}
 	term, acks, err := s.pool.CommitTxn(r.Context(), h.pchannel, h.id)
 	if err != nil {
-		return fmt.Errorf("txn %s: %w", h, err)
+		return wire.TxnCommitResponse{}, fmt.Errorf("txn %s: %w", h, err)
 	}
-	resp := wire.TxnCommitResponse{Txn: h.String(), PChannel: h.pchannel, Term: term, Acks: make([]wire.Ack, len(acks))}
-	for i, a := range acks {
-		resp.Acks[i] = wire.Ack{Offset: a.ID.Offset, Index: a.ID.Index, TimeTick: a.TimeTick, Duplicate: a.Duplicate}
-	}
-	writeJSON(w, http.StatusOK, resp)
-	return nil
+	return wire.TxnCommitResponse{Txn: h.String(), PChannel: h.pchannel, Term: term, Acks: mapped(acks, ackOut)}, nil
 }
 
 func (s *Server) handleTxnRollback(w http.ResponseWriter, r *http.Request) error {
-	h, err := s.txnNoBody(r)
+	h, err := txnNoBody(r)
 	if err != nil {
 		return err
 	}
@@ -155,17 +124,11 @@ func (s *Server) handleTxnRollback(w http.ResponseWriter, r *http.Request) error
 
 // txnNoBody parses the handle of a commit or rollback, which take no query
 // and no body (or {}).
-func (s *Server) txnNoBody(r *http.Request) (txnHandle, error) {
+func txnNoBody(r *http.Request) (txnHandle, error) {
 	h, err := parseTxn(r.PathValue("txn"))
 	if err != nil {
 		return txnHandle{}, err
 	}
-	if err := noQuery(r); err != nil {
-		return txnHandle{}, err
-	}
-	var empty struct{}
-	if err := readJSON(r, &empty, true); err != nil {
-		return txnHandle{}, err
-	}
-	return h, nil
+	_, err = jsonBody[struct{}](r, true)
+	return h, err
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/functions/api/wire"
+	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -34,7 +35,7 @@ func (s *Server) handleVChannelAppend(w http.ResponseWriter, r *http.Request) er
 	if err != nil {
 		return err
 	}
-	in, err := decodeAppendFor(r.Header.Get("Content-Type"), body, limits{s.cfg.MaxAppendMessages, s.sc.MaxBatchBytes}, name)
+	in, err := decodeAppendFor(r.Header.Get("Content-Type"), body, s.limits(), name)
 	if err != nil {
 		return err
 	}
@@ -95,115 +96,23 @@ func (s *Server) handleVChannelRead(w http.ResponseWriter, r *http.Request) erro
 		writeJSON(w, http.StatusOK, wire.ReadResponse{PChannel: v.PChannel, VChannel: name, Messages: []wire.MessageOut{}, Next: cmp.Or(from, rq.from.String()), Paused: true})
 		return nil
 	}
-	job, err := s.sys.RestoredFrom(ctx, v)
-	if err != nil {
-		return err
-	}
-	if fromRestored != nil && job == "" {
+	var wt waiter
+	defer wt.release(s)
+	page, err := s.sys.ReadVChannel(ctx, v, rq.from, fromRestored, rq.types, s.pageLimits(rq, &wt))
+	switch {
+	case errors.Is(err, system.ErrNoHistory):
 		return errorf(http.StatusBadRequest, wire.CodeInvalid, "vchannel %q has no restored history", name)
+	case err != nil:
+		return neverWritten(v.PChannel, err)
 	}
-	if job != "" && v.Trim != (segmentlog.MessageID{}) {
-		// A trim point is an ID of v's own pchannel, and the restored
-		// history reads before all of those: any trim drops all of it.
-		if fromRestored != nil {
-			return &segmentlog.TruncatedError{PChannel: v.PChannel, From: *fromRestored, Earliest: v.Trim}
-		}
-		job = ""
+	resp := wire.ReadResponse{PChannel: v.PChannel, VChannel: name, Messages: make([]wire.MessageOut, len(page.Messages)), Next: page.Next.String()}
+	for i, d := range page.Messages {
+		resp.Messages[i] = messageOut(d)
+		resp.Messages[i].Restored = page.Restored
 	}
-	rq.trim = v.Trim
-
-	live := rq.from
-	if job != "" {
-		var start *segmentlog.MessageID
-		var minTick uint64
-		switch {
-		case fromRestored != nil:
-			start = fromRestored
-		case rq.from.Kind == segmentlog.StartEarliest:
-			start = &segmentlog.MessageID{}
-		case rq.from.Kind == segmentlog.StartAtTimeTick:
-			start, minTick = &segmentlog.MessageID{}, rq.from.TimeTick
-		}
-		if start != nil {
-			resp, err := s.readRestored(ctx, job, v, *start, minTick, rq)
-			if err != nil {
-				return err
-			}
-			if len(resp.Messages) > 0 {
-				writeJSON(w, http.StatusOK, resp)
-				return nil
-			}
-			if minTick == 0 {
-				// A concrete position, which the answer's next repeats
-				// when nothing of v's own is there yet.
-				if live, err = s.sys.LiveStart(ctx, v); err != nil {
-					return err
-				}
-			}
-		}
+	if page.NextRestored != nil {
+		resp.Next = restoredPrefix + page.NextRestored.String()
 	}
-	if v.Created != nil {
-		// Earliest and timetick reads start at its create message (nothing
-		// of v lands before it), or at the trim points above it.
-		rq.earliestID = v.Created.ID
-	}
-	rq.from = live
-	if err := s.mustKnow(ctx, v.PChannel); err != nil {
-		return err
-	}
-	resp, err := s.read(ctx, v.PChannel, rq)
-	if err != nil {
-		return err
-	}
-	resp.VChannel = name
 	writeJSON(w, http.StatusOK, resp)
 	return nil
-}
-
-// readRestored reads the restored history of v (restore job) from ID from
-// on, keeping messages with a timetick ≥ minTick, within the read's limits.
-// It never waits: the history is complete. Next is the position after the
-// last message, or, once the history is exhausted, where v's own messages
-// begin.
-func (s *Server) readRestored(ctx context.Context, job string, v coordinator.VChannel, from segmentlog.MessageID, minTick uint64, q readQuery) (wire.ReadResponse, error) {
-	it, err := s.snaps.OpenRestored(ctx, job, v.Name, from)
-	if err != nil {
-		return wire.ReadResponse{}, err
-	}
-	defer it.Close()
-	resp := wire.ReadResponse{PChannel: v.PChannel, VChannel: v.Name, Messages: []wire.MessageOut{}}
-	size := 0
-	var last segmentlog.MessageID
-	exhausted := false
-	for len(resp.Messages) < q.max && size < s.cfg.MaxReadBytes {
-		d, err := it.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			exhausted = true
-			break
-		}
-		if err != nil {
-			if len(resp.Messages) > 0 {
-				break
-			}
-			return wire.ReadResponse{}, err
-		}
-		if !d.Type.Wanted(q.types) || d.TimeTick < minTick {
-			continue
-		}
-		m := messageOut(d)
-		m.Restored = true
-		resp.Messages = append(resp.Messages, m)
-		size += len(d.Payload)
-		last = d.ID
-	}
-	if exhausted {
-		start, err := s.sys.LiveStart(ctx, v)
-		if err != nil {
-			return wire.ReadResponse{}, err
-		}
-		resp.Next = start.String()
-	} else {
-		resp.Next = restoredPrefix + segmentlog.MessageID{Offset: last.Offset, Index: last.Index + 1}.String()
-	}
-	return resp, nil
 }

@@ -7,7 +7,6 @@ import (
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/segmentlog"
-	"github.com/cairnlog/cairn/snapshot"
 )
 
 // The vchannel registry routes (coordinator role): create, list, describe,
@@ -40,122 +39,69 @@ func markOut(m *coordinator.WALMark) *wire.MarkOut {
 	return &wire.MarkOut{Offset: m.ID.Offset, Index: m.ID.Index, TimeTick: m.TimeTick}
 }
 
-func (s *Server) handleVChannelCreate(w http.ResponseWriter, r *http.Request) error {
-	if err := noQuery(r); err != nil {
-		return err
-	}
-	var req wire.VChannelCreateRequest
-	if err := readJSON(r, &req, false); err != nil {
-		return err
+func (s *Server) handleVChannelCreate(r *http.Request) (wire.VChannelOut, error) {
+	req, err := jsonBody[wire.VChannelCreateRequest](r, false)
+	if err != nil {
+		return wire.VChannelOut{}, err
 	}
 	if err := validName("vchannel", req.Name); err != nil {
-		return err
+		return wire.VChannelOut{}, err
 	}
 	if req.PChannel != "" {
 		if err := validName("pchannel", req.PChannel); err != nil {
-			return err
+			return wire.VChannelOut{}, err
 		}
 	}
-	v, err := s.registry.Create(r.Context(), s.pool, req.Name, req.PChannel)
-	if err != nil {
-		return err
-	}
-	s.sys.NoteVChannel(v)
-	writeJSON(w, http.StatusOK, vchannelOut(v))
-	return nil
+	v, err := s.sys.CreateVChannel(r.Context(), req.Name, req.PChannel)
+	return vchannelOut(v), err
 }
 
-func (s *Server) handleVChannelList(w http.ResponseWriter, r *http.Request) error {
-	if err := onlyQuery(r, "pchannel", "state"); err != nil {
-		return err
+func (s *Server) handleVChannelList(r *http.Request) (wire.VChannelsResponse, error) {
+	if err := onlyQuery(r.URL.Query(), "pchannel", "state"); err != nil {
+		return wire.VChannelsResponse{}, err
 	}
 	q := r.URL.Query()
 	f := coordinator.VChannelFilter{PChannel: q.Get("pchannel"), State: coordinator.VChannelState(q.Get("state"))}
 	if f.PChannel != "" {
 		if err := validName("pchannel", f.PChannel); err != nil {
-			return err
+			return wire.VChannelsResponse{}, err
 		}
 	}
 	switch f.State {
 	case "", coordinator.VChannelActive, coordinator.VChannelDropped, coordinator.VChannelReclaiming:
 	default:
-		return errorf(http.StatusBadRequest, wire.CodeMalformed, "state %q: want active, dropped or reclaiming", f.State)
+		return wire.VChannelsResponse{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "state %q: want active, dropped or reclaiming", f.State)
 	}
 	vs, err := s.registry.List(r.Context(), f)
 	if err != nil {
-		return err
+		return wire.VChannelsResponse{}, err
 	}
-	resp := wire.VChannelsResponse{VChannels: make([]wire.VChannelOut, len(vs))}
-	for i, v := range vs {
-		resp.VChannels[i] = vchannelOut(v)
-	}
-	writeJSON(w, http.StatusOK, resp)
-	return nil
+	return wire.VChannelsResponse{VChannels: mapped(vs, vchannelOut)}, nil
 }
 
-func (s *Server) handleVChannelDescribe(w http.ResponseWriter, r *http.Request) error {
-	name := r.PathValue("v")
-	if err := validName("vchannel", name); err != nil {
-		return err
-	}
-	if err := noQuery(r); err != nil {
-		return err
-	}
-	v, err := s.registry.Describe(r.Context(), name)
+// describeVChannel is a vchannel's record with its retention.
+func (s *Server) describeVChannel(ctx context.Context, name string) (wire.VChannelOut, error) {
+	v, err := s.registry.Describe(ctx, name)
 	if err != nil {
-		return err
+		return wire.VChannelOut{}, err
 	}
 	s.sys.NoteVChannel(v)
 	out := vchannelOut(v)
-	pol, err := snapshot.ReadPolicy(r.Context(), s.store, s.sc.Layout, snapshot.PolicyVChannel, name)
+	ret, err := s.sys.VChannelRetention(ctx, v)
 	if err != nil {
-		return err
+		return wire.VChannelOut{}, err
 	}
-	ret, err := s.retentionOut(r.Context(), pol, v.PChannel, name, v.Trim)
-	if err != nil {
-		return err
-	}
-	out.Retention = &ret
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	rout := retentionOut(ret)
+	out.Retention = &rout
+	return out, nil
 }
 
-func (s *Server) handleVChannelDrop(w http.ResponseWriter, r *http.Request) error {
-	name := r.PathValue("v")
-	if err := validName("vchannel", name); err != nil {
-		return err
-	}
-	if err := noQuery(r); err != nil {
-		return err
-	}
-	s.sys.ForgetVChannel(name)
-	v, err := s.registry.Drop(r.Context(), s.pool, name)
-	s.sys.ForgetVChannel(name)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, vchannelOut(v))
-	return nil
-}
-
-func (s *Server) handleVChannelLocate(w http.ResponseWriter, r *http.Request) error {
-	name := r.PathValue("v")
-	if err := validName("vchannel", name); err != nil {
-		return err
-	}
-	if err := noQuery(r); err != nil {
-		return err
-	}
-	loc, err := s.registry.Locate(r.Context(), name)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, wire.LocationOut{
+func locationOut(loc coordinator.Location) wire.LocationOut {
+	return wire.LocationOut{
 		VChannel: loc.VChannel, PChannel: loc.PChannel, Node: loc.Node, Address: loc.Address,
 		Term: loc.Term, Expires: loc.Expires,
 		Assignment: wire.AssignmentOut{State: string(loc.Assignment.State), Node: loc.Assignment.Node},
-	})
-	return nil
+	}
 }
 
 // vchannel returns the record of vchannel name (system.System.VChannel)

@@ -64,7 +64,7 @@ type Config struct {
 
 	// CacheBytes is the write-ahead cache budget shared by every writer and
 	// reader of the process. Default cache.DefaultLocalBytes (256 MiB);
-	// api.LoadEnv sets cache.DefaultLambdaBytes in a Lambda container.
+	// ConfigFromEnv sets cache.DefaultLambdaBytes in a Lambda container.
 	CacheBytes int64
 	// MaxBatchBytes bounds the payload bytes of one batch object
 	// (segmentlog.WriterConfig.MaxBatchBytes) and of one append request.
@@ -78,6 +78,11 @@ type Config struct {
 	// ShutdownTimeout bounds Shutdown (the Lambda SIGTERM callback): Lambda
 	// kills the process about 500 ms after SIGTERM. Default 400 ms.
 	ShutdownTimeout time.Duration
+	// ScannerStartupDelay holds reads back for this long after New, so
+	// that a node in a crash loop spends its short lives persisting fences,
+	// not serving reads (write-only recovery, Milvus's scanner startup
+	// delay; HoldReads). Appends are never held back. Default 0: no pause.
+	ScannerStartupDelay time.Duration
 
 	Logger *slog.Logger     // default slog.Default()
 	Now    func() time.Time // default time.Now
@@ -181,8 +186,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("system: max batch bytes %d out of range 1..%d", c.MaxBatchBytes, segmentlog.MaxBatchBytes/2)
 	case c.WriteMode != WriteExclusive && c.WriteMode != WriteTakeover && c.WriteMode != WriteShared:
 		return fmt.Errorf("system: write mode %q: want exclusive, takeover or shared", c.WriteMode)
-	case c.ShutdownTimeout < 0:
-		return errors.New("system: shutdown timeout must not be negative")
+	case c.ShutdownTimeout < 0 || c.ScannerStartupDelay < 0:
+		return errors.New("system: shutdown timeout and scanner startup delay must not be negative")
 	}
 	seen := map[string]bool{}
 	for _, p := range c.PChannels {

@@ -42,6 +42,17 @@
 // the next request opens one again at once. Close closes every writer,
 // releasing its lease with its tail, so the next holder needs no expiry.
 //
+// # Routes' operations
+//
+// What the HTTP API (functions/api) runs beside appends is here, without
+// HTTP: Tail, Status, Flush and Read of a pchannel; ReadVChannel (a
+// vchannel's restored history, then its own messages); HoldReads (the
+// scanner startup delay, Config.ScannerStartupDelay); Broadcast (a task
+// run for a wait); retention policies and trims; vchannel create and drop,
+// BeginTxn, snapshot create and drop. They read through a store counted as
+// component "api". ConfigFromEnv reads the runtime's environment
+// variables (EnvVars).
+//
 // # Maintenance
 //
 // RunMaintenance is one round of the scheduled maintenance function: the

@@ -32,8 +32,10 @@ type System struct {
 	snaps      *snapshot.Snapshots
 	segs       *snapshot.SegmentReader
 	reader     objstore.Store // counted as "reader": segment and checkpoint reads of the data path
+	api        objstore.Store // counted as "api": tail, status, flush and reads (pchannels.go)
 	pool       *Pool
 	restores   *restoreRuns
+	pause      *segmentlog.PauseGate // Config.ScannerStartupDelay
 	vchans     vchannelCache
 	written    sync.Map // pchannel → struct{}: has a lease record (records are never deleted)
 
@@ -48,8 +50,9 @@ func New(cfg Config, store objstore.Store) (*System, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &System{cfg: cfg, base: store}
+	s := &System{cfg: cfg, base: store, pause: segmentlog.NewPauseGate(cfg.ScannerStartupDelay)}
 	s.metrics = newMetrics(func() *Pool { return s.pool })
+	registerPause(s.metrics.reg, s.pause)
 	leases, err := coordinator.NewLeases(s.StoreFor("lease"), cfg.Layout, cfg.Lease(),
 		coordinator.WithClock(cfg.Now), coordinator.WithRequestTimeout(cfg.LeaseRequestTimeout()))
 	if err != nil {
@@ -70,6 +73,7 @@ func New(cfg Config, store objstore.Store) (*System, error) {
 		return nil, fmt.Errorf("system: %w", err)
 	}
 	s.reader = s.StoreFor("reader")
+	s.api = s.StoreFor("api")
 	s.segs = snapshot.NewSegmentReader(s.reader, 0)
 	s.restores = newRestoreRuns()
 	s.vchans = vchannelCache{ttl: vchannelCacheTTL, now: cfg.Now, entries: map[string]vchannelEntry{}}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -254,3 +255,76 @@ func (s *System) Written(ctx context.Context, pchannel string) (bool, error) {
 // NoteWritten notes that pchannel has a lease record (an append through
 // this process made one).
 func (s *System) NoteWritten(pchannel string) { s.written.Store(pchannel, struct{}{}) }
+
+// readRestored reads the restored history of vchannel v (restore job) from
+// ID from on: messages of types (segmentlog.MessageType.Wanted) with a
+// timetick ≥ minTick, up to maxMessages messages and maxBytes of payload
+// (at least one message). It never waits: the history is complete. Once
+// the history is exhausted, live is where v's own messages begin
+// (LiveStart); until then live is nil, the page holds at least one message
+// and the history goes on after its last.
+func (s *System) readRestored(ctx context.Context, job string, v coordinator.VChannel, from segmentlog.MessageID, minTick uint64,
+	types []segmentlog.MessageType, maxMessages, maxBytes int) (page []segmentlog.Delivery, live *segmentlog.Position, err error) {
+	it, err := s.snaps.OpenRestored(ctx, job, v.Name, from)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer it.Close()
+	size := 0
+	for len(page) < maxMessages && size < maxBytes {
+		d, err := it.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			start, err := s.LiveStart(ctx, v)
+			if err != nil {
+				return nil, nil, err
+			}
+			return page, &start, nil
+		}
+		if err != nil {
+			if len(page) > 0 {
+				break
+			}
+			return nil, nil, err
+		}
+		if !d.Type.Wanted(types) || d.TimeTick < minTick {
+			continue
+		}
+		page = append(page, d)
+		size += len(d.Payload)
+	}
+	return page, nil, nil
+}
+
+// CreateVChannel creates vchannel name bound to pchannel ("" for the least
+// loaded), appending its create message through the pool
+// (coordinator.Registry.Create), and keeps its record.
+func (s *System) CreateVChannel(ctx context.Context, name, pchannel string) (coordinator.VChannel, error) {
+	v, err := s.registry.Create(ctx, s.pool, name, pchannel)
+	if err != nil {
+		return v, err
+	}
+	s.NoteVChannel(v)
+	return v, nil
+}
+
+// DropVChannel drops vchannel name, appending its drop message through the
+// pool, and forgets this process's copy of its record before and after.
+func (s *System) DropVChannel(ctx context.Context, name string) (coordinator.VChannel, error) {
+	s.ForgetVChannel(name)
+	v, err := s.registry.Drop(ctx, s.pool, name)
+	s.ForgetVChannel(name)
+	return v, err
+}
+
+// BeginTxn begins a transaction on vchannel name, which must take appends
+// (ActiveVChannel), in the writer of its pchannel (Pool.BeginTxn).
+func (s *System) BeginTxn(ctx context.Context, name string, keepalive time.Duration) (v coordinator.VChannel, term, id uint64, err error) {
+	if v, err = s.ActiveVChannel(ctx, name); err != nil {
+		return v, 0, 0, err
+	}
+	if term, id, err = s.pool.BeginTxn(ctx, v.PChannel, name, keepalive); err != nil {
+		return v, 0, 0, err
+	}
+	s.NoteWritten(v.PChannel)
+	return v, term, id, nil
+}
