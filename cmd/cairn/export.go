@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -65,7 +62,7 @@ complete; the last line says how many messages it holds.`,
 	f.StringVar(&o.dataDir, "data-dir", ".cairn-data", "directory of the filesystem store (--store fs)")
 	f.StringVar(&o.pchannel, "pchannel", "", "the pchannel to export")
 	f.StringVar(&o.vchannel, "vchannel", "", "only this vchannel of --pchannel")
-	f.StringVar(&o.from, "from", "earliest", "first position: earliest, id:OFFSET.INDEX or timetick:T")
+	f.StringVar(&o.from, "from", "earliest", "first position: earliest, id:OFFSET.INDEX, after:id:OFFSET.INDEX or timetick:T")
 	f.StringVar(&o.to, "to", "", "end before this position, id:OFFSET.INDEX (default: the tail)")
 	f.StringVar(&o.snapshot, "snapshot", "", "export this committed snapshot instead of a range")
 	f.StringVar(&o.out, "out", "", "the Parquet file to write (required)")
@@ -183,25 +180,12 @@ func exportProgress(errOut io.Writer) *progressbar.ProgressBar {
 	)
 }
 
-// parseExportPosition parses earliest, id:OFFSET.INDEX or timetick:T.
+// parseExportPosition parses a position (segmentlog.ParsePosition) where
+// an export may start or end: not latest, which holds nothing yet.
 func parseExportPosition(s string) (segmentlog.Position, error) {
-	switch {
-	case s == "earliest":
-		return segmentlog.Earliest(), nil
-	case strings.HasPrefix(s, "id:"):
-		o, i, ok := strings.Cut(s[len("id:"):], ".")
-		off, err1 := strconv.ParseUint(o, 10, 64)
-		idx, err2 := strconv.ParseUint(i, 10, 32)
-		if !ok || errors.Join(err1, err2) != nil {
-			return segmentlog.Position{}, fmt.Errorf("position %q: an ID is id:OFFSET.INDEX", s)
-		}
-		return segmentlog.AtID(segmentlog.MessageID{Offset: off, Index: uint32(idx)}), nil
-	case strings.HasPrefix(s, "timetick:"):
-		t, err := strconv.ParseUint(s[len("timetick:"):], 10, 64)
-		if err != nil {
-			return segmentlog.Position{}, fmt.Errorf("position %q: %v", s, err)
-		}
-		return segmentlog.AtTimeTick(t), nil
+	pos, err := segmentlog.ParsePosition(s)
+	if err == nil && pos.Kind == segmentlog.StartLatest {
+		return segmentlog.Position{}, fmt.Errorf("position %q: an export of the messages from latest is empty; give earliest, id:OFFSET.INDEX or timetick:T", s)
 	}
-	return segmentlog.Position{}, fmt.Errorf("position %q: want earliest, id:OFFSET.INDEX or timetick:T", s)
+	return pos, err
 }

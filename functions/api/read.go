@@ -2,12 +2,10 @@ package api
 
 import (
 	"context"
-	"errors"
 	"math"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/cairnlog/cairn/functions/api/wire"
@@ -26,84 +24,26 @@ type readQuery struct {
 	ignorePause bool
 }
 
-// parsePosition parses "earliest", "latest", "id:OFFSET.INDEX",
-// "after:id:OFFSET.INDEX" or "timetick:T", the form Position.String prints
-// (but after:, which is the next ID: the index one up, or the next offset's
-// first after the last index a batch can have). Numbers are decimal without
-// sign or leading zeros; offsets are at most MaxOffset and indexes below
-// segmentlog.MaxMessages.
+// parsePosition is segmentlog.ParsePosition, with offsets up to MaxOffset
+// and a refusal as a 400.
 func parsePosition(s string) (segmentlog.Position, error) {
-	bad := func(why string) error {
-		return errorf(http.StatusBadRequest, wire.CodeMalformed, "position %q: %s (want earliest, latest, id:OFFSET.INDEX, after:id:OFFSET.INDEX or timetick:T)", s, why)
+	pos, err := segmentlog.ParsePosition(s)
+	if err != nil {
+		return segmentlog.Position{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "position %v", err)
 	}
-	if rest, ok := strings.CutPrefix(s, "after:"); ok {
-		if !strings.HasPrefix(rest, "id:") {
-			return segmentlog.Position{}, bad("after: takes an ID")
-		}
-		pos, err := parsePosition(rest)
-		if err != nil {
-			return segmentlog.Position{}, err
-		}
-		return segmentlog.AtID(segmentlog.NextID(pos.ID)), nil
+	if pos.Kind == segmentlog.StartAtID && pos.ID.Offset > wire.MaxOffset {
+		return segmentlog.Position{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "position %q: offset over %d", s, wire.MaxOffset)
 	}
-	switch {
-	case s == "earliest":
-		return segmentlog.Earliest(), nil
-	case s == "latest":
-		return segmentlog.Latest(), nil
-	case strings.HasPrefix(s, "id:"):
-		o, i, ok := strings.Cut(s[len("id:"):], ".")
-		if !ok {
-			return segmentlog.Position{}, bad("an ID is OFFSET.INDEX")
-		}
-		off, err := parseOffset(o)
-		if err != nil {
-			return segmentlog.Position{}, err
-		}
-		idx, err := parseDecimal(i, segmentlog.MaxMessages-1)
-		if err != nil {
-			return segmentlog.Position{}, bad("index: " + err.Error())
-		}
-		return segmentlog.AtID(segmentlog.MessageID{Offset: off, Index: uint32(idx)}), nil
-	case strings.HasPrefix(s, "timetick:"):
-		t, err := parseDecimal(s[len("timetick:"):], math.MaxUint64)
-		if err != nil {
-			return segmentlog.Position{}, bad("timetick: " + err.Error())
-		}
-		return segmentlog.AtTimeTick(t), nil
-	}
-	return segmentlog.Position{}, bad("unknown form")
+	return pos, nil
 }
 
 // parseOffset parses a WAL offset: decimal, at most MaxOffset.
 func parseOffset(s string) (uint64, error) {
-	off, err := parseDecimal(s, wire.MaxOffset)
+	off, err := segmentlog.ParseDecimal(s, wire.MaxOffset)
 	if err != nil {
 		return 0, errorf(http.StatusBadRequest, wire.CodeMalformed, "offset %q: %v", s, err)
 	}
 	return off, nil
-}
-
-var (
-	errNotDecimal = errors.New("not a decimal number without sign or leading zeros")
-	errOutOfRange = errors.New("out of range")
-)
-
-// parseDecimal parses a canonical unsigned decimal up to limit.
-func parseDecimal(s string, limit uint64) (uint64, error) {
-	if s == "" || len(s) > 20 || (len(s) > 1 && s[0] == '0') {
-		return 0, errNotDecimal
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, errNotDecimal
-		}
-	}
-	v, err := strconv.ParseUint(s, 10, 64)
-	if err != nil || v > limit {
-		return 0, errOutOfRange
-	}
-	return v, nil
 }
 
 // parseReadQuery parses from, vchannel (repeatable), type (repeatable), max,
@@ -148,7 +88,7 @@ func parseReadQuery(q url.Values, maxMessages int, maxWait time.Duration) (readQ
 			}
 			rq.from = pos
 		case "max":
-			n, err := parseDecimal(v, math.MaxInt32)
+			n, err := segmentlog.ParseDecimal(v, math.MaxInt32)
 			if err != nil || n < 1 {
 				return bad("max %q: want a whole number ≥ 1", v)
 			}

@@ -35,7 +35,7 @@ func parseTxn(s string) (txnHandle, error) {
 	if len(parts) != 3 {
 		return txnHandle{}, bad
 	}
-	id, err := parseDecimal(parts[2], 1<<64-1)
+	id, err := segmentlog.ParseDecimal(parts[2], 1<<64-1)
 	if err != nil || id == 0 ||
 		validName("pchannel", parts[0]) != nil || validName("vchannel", parts[1]) != nil {
 		return txnHandle{}, bad
