@@ -175,17 +175,38 @@ func (s *Store) Prefix() string { return s.prefix }
 func sendOnce(o *s3.Options) { o.Retryer = retry.AddWithMaxAttempts(o.Retryer, 1) }
 
 func (s *Store) Get(ctx context.Context, key string) (objstore.Object, error) {
+	return s.get(ctx, "get", key, "")
+}
+
+// GetIfNoneMatch sends If-None-Match: etag. S3 answers 304 Not Modified,
+// with no body, when the object's ETag is etag; the SDK reports that as an
+// error carrying the status (and the code "NotModified"), which becomes
+// objstore.ErrNotModified.
+func (s *Store) GetIfNoneMatch(ctx context.Context, key, etag string) (objstore.Object, error) {
+	return s.get(ctx, "get-if-none-match", key, etag)
+}
+
+// get reads a whole object, only if its ETag is not ifNoneMatch when that
+// is set.
+func (s *Store) get(ctx context.Context, op, key, ifNoneMatch string) (objstore.Object, error) {
 	if err := objstore.ValidateKey(key); err != nil {
 		return objstore.Object{}, err
 	}
-	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.prefix + key)})
+	in := &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.prefix + key)}
+	if ifNoneMatch != "" {
+		in.IfNoneMatch = aws.String(ifNoneMatch)
+	}
+	out, err := s.client.GetObject(ctx, in)
 	if err != nil {
-		return objstore.Object{}, fmt.Errorf("s3store: get %s: %w", key, classify(err, nil, objstore.ErrNotFound))
+		if ifNoneMatch != "" && (statusOf(err) == http.StatusNotModified || codeOf(err) == "NotModified") {
+			return objstore.Object{}, fmt.Errorf("s3store: %s %s: %w: %w", op, key, objstore.ErrNotModified, err)
+		}
+		return objstore.Object{}, fmt.Errorf("s3store: %s %s: %w", op, key, classify(err, nil, objstore.ErrNotFound))
 	}
 	defer out.Body.Close()
 	body, err := io.ReadAll(out.Body)
 	if err != nil {
-		return objstore.Object{}, fmt.Errorf("s3store: get %s: read body: %w", key, classify(err, nil, nil))
+		return objstore.Object{}, fmt.Errorf("s3store: %s %s: read body: %w", op, key, classify(err, nil, nil))
 	}
 	a := objstore.Attrs{
 		Key:          key,
