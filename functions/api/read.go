@@ -243,7 +243,7 @@ func (s *Server) read(ctx context.Context, p string, q readQuery) (wire.ReadResp
 	sc, err := segmentlog.NewScanner(ctx, segmentlog.ScannerConfig{
 		PChannel: p, Layout: s.sc.Layout, From: from,
 		VChannels: q.vchannels, Types: q.types, Trim: q.trim, EarliestID: q.earliestID,
-		Cache: s.pool.Cache(), Tail: s.pool.Tail(), NoWait: true, Segments: s.segs,
+		Cache: s.pool.Cache(), Tail: s.pool.Tail(), NoWait: true, Segments: s.segs, Checkpoints: s.checkpoints,
 	}, s.store)
 	if err != nil {
 		return wire.ReadResponse{}, err

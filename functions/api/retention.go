@@ -55,7 +55,7 @@ func retentionOf(pol snapshot.Policy, pchannel, vchannel string, cp segmentlog.C
 // retentionOut shows policy p of pchannel (and vchannel, trimmed at
 // vtrim) with what it holds now.
 func (s *Server) retentionOut(ctx context.Context, p snapshot.Policy, pchannel, vchannel string, vtrim segmentlog.MessageID) (wire.RetentionOut, error) {
-	cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.sc.Layout, pchannel)
+	cp, _, err := s.checkpoints.Read(ctx, pchannel)
 	if err != nil {
 		return wire.RetentionOut{}, err
 	}

@@ -5,7 +5,6 @@ import (
 	"net/http"
 
 	"github.com/cairnlog/cairn/functions/api/wire"
-	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
 
@@ -56,7 +55,7 @@ func (s *Server) handleFlush(w http.ResponseWriter, r *http.Request) error {
 		resp.Messages += rd.Messages
 		resp.Segments += len(rd.Segments)
 	}
-	cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.sc.Layout, p)
+	cp, _, err := s.checkpoints.Read(ctx, p)
 	if err != nil {
 		return err
 	}

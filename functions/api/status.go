@@ -43,7 +43,7 @@ func (s *Server) tail(ctx context.Context, p string) (wire.TailResponse, error) 
 	if err != nil {
 		return wire.TailResponse{}, err
 	}
-	cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.sc.Layout, p)
+	cp, _, err := s.checkpoints.Read(ctx, p)
 	if err != nil {
 		return wire.TailResponse{}, err
 	}
@@ -150,7 +150,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) error {
 	for i, l := range ls {
 		g.Go(func() error {
 			row := wire.PChannelStatus{LeaseOut: s.leaseOut(l)}
-			cp, _, err := segmentlog.ReadCheckpoint(ctx, s.store, s.sc.Layout, l.PChannel)
+			cp, _, err := s.checkpoints.Read(ctx, l.PChannel)
 			if err != nil {
 				return err
 			}

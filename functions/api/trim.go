@@ -86,7 +86,7 @@ func (s *Server) handleVChannelTrim(w http.ResponseWriter, r *http.Request) erro
 // earliest is the earliest readable ID of vchannel v: the higher of its
 // trim point and its pchannel's.
 func (s *Server) earliest(r *http.Request, v coordinator.VChannel) (segmentlog.MessageID, error) {
-	cp, _, err := segmentlog.ReadCheckpoint(r.Context(), s.store, s.sc.Layout, v.PChannel)
+	cp, _, err := s.checkpoints.Read(r.Context(), v.PChannel)
 	if err != nil {
 		return segmentlog.MessageID{}, err
 	}

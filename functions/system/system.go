@@ -32,10 +32,12 @@ type System struct {
 	snaps      *snapshot.Snapshots
 	segs       *snapshot.SegmentReader
 	reader     objstore.Store // counted as "reader": segment and checkpoint reads of the data path
-	pool       *Pool
-	restores   *restoreRuns
-	vchans     vchannelCache
-	written    sync.Map // pchannel → struct{}: has a lease record (records are never deleted)
+	// checkpoints keeps the checkpoint records LiveStart read, over reader.
+	checkpoints *segmentlog.CheckpointCache
+	pool        *Pool
+	restores    *restoreRuns
+	vchans      vchannelCache
+	written     sync.Map // pchannel → struct{}: has a lease record (records are never deleted)
 
 	probeMu  sync.Mutex
 	probedOK bool
@@ -71,6 +73,7 @@ func New(cfg Config, store objstore.Store) (*System, error) {
 	}
 	s.reader = s.StoreFor("reader")
 	s.segs = snapshot.NewSegmentReader(s.reader, 0)
+	s.checkpoints = segmentlog.NewCheckpointCache(s.reader, cfg.Layout)
 	s.restores = newRestoreRuns()
 	s.vchans = vchannelCache{ttl: vchannelCacheTTL, now: cfg.Now, entries: map[string]vchannelEntry{}}
 	return s, nil
