@@ -114,9 +114,10 @@ func (c *GCConfig) Validate() error {
 // conditional (a tombstone over garbage, a checkpoint without a reclaimed
 // vchannel's references). Safe for concurrent use.
 type GC struct {
-	cfg         GCConfig
-	store       objstore.Store
-	log         *slog.Logger
+	cfg   GCConfig
+	store objstore.Store
+	log   *slog.Logger
+
 	checkpoints *segmentlog.CheckpointCache // the records the last pass read
 }
 

@@ -185,8 +185,9 @@ type RetentionConfig struct {
 // deletes anything itself: GC does, after the retirement grace, and never
 // what a snapshot pins). Safe for concurrent use.
 type Retention struct {
-	cfg         RetentionConfig
-	store       objstore.Store
+	cfg   RetentionConfig
+	store objstore.Store
+
 	checkpoints *segmentlog.CheckpointCache // the records the last Apply read
 }
 

@@ -45,25 +45,26 @@ const (
 // jobs in the background. Build it once per process (a Lambda container
 // keeps it across invocations) and mount Handler. Safe for concurrent use.
 type Server struct {
-	cfg   Config
-	sc    system.Config // the system's
-	sys   *system.System
-	store objstore.Store // counted as component "api"
+	cfg        Config
+	sc         system.Config // the system's
+	sys        *system.System
+	store      objstore.Store // counted as component "api"
+	leases     *coordinator.Leases
+	registry   *coordinator.Registry
+	broadcasts *coordinator.Broadcaster // appends the copies through pool
+	snaps      *snapshot.Snapshots
+	pool       *system.Pool
+	segs       *snapshot.SegmentReader // reads below the flush checkpoint, and restored histories
+	metrics    *metrics
+	log        *slog.Logger
+	routes     []Route
+	waiters    chan struct{}         // semaphore of reads waiting at the tail
+	pause      *segmentlog.PauseGate // the scanner startup delay
+	pchannels  map[string]bool       // the configured set (system.Config.PChannels)
+
 	// checkpoints keeps the checkpoint records the routes read (reads,
 	// status, trims): an unchanged one is not downloaded again.
 	checkpoints *segmentlog.CheckpointCache
-	leases      *coordinator.Leases
-	registry    *coordinator.Registry
-	broadcasts  *coordinator.Broadcaster // appends the copies through pool
-	snaps       *snapshot.Snapshots
-	pool        *system.Pool
-	segs        *snapshot.SegmentReader // reads below the flush checkpoint, and restored histories
-	metrics     *metrics
-	log         *slog.Logger
-	routes      []Route
-	waiters     chan struct{}         // semaphore of reads waiting at the tail
-	pause       *segmentlog.PauseGate // the scanner startup delay
-	pchannels   map[string]bool       // the configured set (system.Config.PChannels)
 }
 
 // New builds the HTTP API of sys: cfg's defaults applied, then checked. It

@@ -32,12 +32,13 @@ type System struct {
 	snaps      *snapshot.Snapshots
 	segs       *snapshot.SegmentReader
 	reader     objstore.Store // counted as "reader": segment and checkpoint reads of the data path
+	pool       *Pool
+	restores   *restoreRuns
+	vchans     vchannelCache
+	written    sync.Map // pchannel → struct{}: has a lease record (records are never deleted)
+
 	// checkpoints keeps the checkpoint records LiveStart read, over reader.
 	checkpoints *segmentlog.CheckpointCache
-	pool        *Pool
-	restores    *restoreRuns
-	vchans      vchannelCache
-	written     sync.Map // pchannel → struct{}: has a lease record (records are never deleted)
 
 	probeMu  sync.Mutex
 	probedOK bool
