@@ -53,6 +53,10 @@ func (s *freezeStore) Get(ctx context.Context, key string) (objstore.Object, err
 	return s.Store.Get(s.f.gate(ctx), key)
 }
 
+func (s *freezeStore) GetIfNoneMatch(ctx context.Context, key, etag string) (objstore.Object, error) {
+	return s.Store.GetIfNoneMatch(s.f.gate(ctx), key, etag)
+}
+
 func (s *freezeStore) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
 	return s.Store.GetRange(s.f.gate(ctx), key, off, n)
 }

@@ -80,6 +80,9 @@
 // or ScannerConfig.Trim, a vchannel's) fails with a TruncatedError naming
 // the earliest readable position, and so does a scan that a trim passed
 // when it re-reads the checkpoint; earliest starts at that position.
+// Every checkpoint read of a Scanner goes through a CheckpointCache (its
+// own, or ScannerConfig.Checkpoints shared by a node's scanners): a
+// conditional GET that downloads the record only when it changed.
 //
 //	w, err := segmentlog.OpenWriter(ctx, segmentlog.WriterConfig{PChannel: "p0"}, store, leases)
 //	acks, err := w.Append(ctx, segmentlog.Message{Type: segmentlog.TypeData, VChannel: "v1", Payload: p})

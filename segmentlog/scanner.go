@@ -80,6 +80,11 @@ type ScannerConfig struct {
 	// the writer is in this process. Both optional.
 	Cache BatchCache
 	Tail  TailWaiter
+	// Checkpoints reads the checkpoint record (a conditional GET: a
+	// record unchanged since it last read it is not downloaded again);
+	// scanners of one node share one. Default: a cache of the scanner's
+	// own.
+	Checkpoints *CheckpointCache
 	// NoWait makes Next return ErrTail at the tail instead of waiting.
 	NoWait bool
 	// Segments serves positions below the flush checkpoint. Without it such
@@ -184,6 +189,9 @@ func NewScanner(ctx context.Context, cfg ScannerConfig, store objstore.Store) (*
 	if cfg.PollMax == 0 {
 		cfg.PollMax = 250 * time.Millisecond
 	}
+	if cfg.Checkpoints == nil {
+		cfg.Checkpoints = NewCheckpointCache(store, cfg.Layout)
+	}
 	s := &Scanner{cfg: cfg, store: store, types: map[MessageType]bool{}, vchans: map[string]bool{}}
 	for t := range MessageType(math.MaxUint8) {
 		if t.Wanted(cfg.Types) {
@@ -196,7 +204,7 @@ func NewScanner(ctx context.Context, cfg ScannerConfig, store objstore.Store) (*
 		}
 		s.vchans[v] = true
 	}
-	cp, _, err := ReadCheckpoint(ctx, store, cfg.Layout, cfg.PChannel)
+	cp, _, err := cfg.Checkpoints.Read(ctx, cfg.PChannel)
 	if err != nil {
 		return nil, err
 	}
@@ -288,7 +296,7 @@ const maxSegmentRefresh = 8
 // names the merged file. The same checkpoint means the manifest itself is
 // broken (invariant I10), which is reported.
 func (s *Scanner) refresh(ctx context.Context, old Checkpoint, missing error) (Checkpoint, error) {
-	cp, _, err := ReadCheckpoint(ctx, s.store, s.cfg.Layout, s.cfg.PChannel)
+	cp, _, err := s.cfg.Checkpoints.Read(ctx, s.cfg.PChannel)
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("scan %s: segments: %w (and the checkpoint cannot be re-read: %v)", s.cfg.PChannel, missing, err)
 	}
@@ -530,7 +538,7 @@ func (s *Scanner) waitTail(ctx context.Context) error {
 		// slot found empty with the checkpoint at or below it cannot be
 		// collected between two probes (PollMax, or a NoWait caller's
 		// long poll, is far below min_age).
-		cp, _, err := ReadCheckpoint(ctx, s.store, s.cfg.Layout, s.cfg.PChannel)
+		cp, _, err := s.cfg.Checkpoints.Read(ctx, s.cfg.PChannel)
 		if err != nil {
 			return err
 		}

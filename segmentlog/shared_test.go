@@ -109,10 +109,23 @@ func TestSharedWriterRetryElsewhereIsDuplicate(t *testing.T) {
 }
 
 // A shared writer idle past FreshFor reads the tail and the checkpoint
-// again before it writes (rule Shared 3); within FreshFor it does not.
+// again before it writes (rule Shared 3); within FreshFor it does not. The
+// checkpoint, unchanged since the writer last read it, comes back without
+// its body (a conditional GET).
 func TestSharedWriterProvesTailAfterPause(t *testing.T) {
 	ctx := context.Background()
-	store := objstore.NewMemory()
+	mem := objstore.NewMemory()
+	cp := sl.Checkpoint{Format: sl.CheckpointFormat, PChannel: "p1", Version: 1}
+	for i := range 40 {
+		cp.Retired = append(cp.Retired, sl.RetiredSegment{Key: fmt.Sprintf("segments/p1/v/%08d.arrow", i)})
+	}
+	putCheckpoint(t, mem, cp)
+	var reads storeTally
+	store := objstore.Observe(mem, func(r objstore.Request) {
+		if r.Key == testLayout.Checkpoint("p1") {
+			reads.observe(r)
+		}
+	})
 	now := time.Now()
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
@@ -135,11 +148,15 @@ func TestSharedWriterProvesTailAfterPause(t *testing.T) {
 	mu.Lock()
 	now = now.Add(6 * time.Second)
 	mu.Unlock()
+	reads.take()
 	if _, err := sw.Append(ctx, dataMsg("v", "3")); err != nil {
 		t.Fatal(err)
 	}
 	if got := sw.Stats().Probes; got != probes+1 {
 		t.Fatalf("append after a pause past FreshFor: %d probes, want %d", got, probes+1)
+	}
+	if n, b := reads.take(); n != 1 || b != 0 {
+		t.Fatalf("append after a pause past FreshFor: %d checkpoint reads of %d bytes, want one read without a body", n, b)
 	}
 }
 

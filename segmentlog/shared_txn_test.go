@@ -126,7 +126,7 @@ func countTxnRecords(t *testing.T, store objstore.Store) int {
 type hookStore struct {
 	objstore.Store
 	mu        sync.Mutex
-	afterGet  func(key string) // after a Get returned, before its caller sees it
+	afterGet  func(key string) // after a Get (conditional or not) returned, before its caller sees it
 	beforePut func(key string) // before a PutIfAbsent goes out
 }
 
@@ -138,6 +138,14 @@ func (h *hookStore) take(f *func(string)) func(string) {
 
 func (h *hookStore) Get(ctx context.Context, key string) (objstore.Object, error) {
 	o, err := h.Store.Get(ctx, key)
+	if f := h.take(&h.afterGet); f != nil {
+		f(key)
+	}
+	return o, err
+}
+
+func (h *hookStore) GetIfNoneMatch(ctx context.Context, key, etag string) (objstore.Object, error) {
+	o, err := h.Store.GetIfNoneMatch(ctx, key, etag)
 	if f := h.take(&h.afterGet); f != nil {
 		f(key)
 	}

@@ -45,7 +45,7 @@ func (s *countingStore) requests() int64 {
 
 func (s *countingStore) count(r objstore.Request) {
 	switch r.Op {
-	case objstore.OpGet, objstore.OpGetRange:
+	case objstore.OpGet, objstore.OpGetIfNoneMatch, objstore.OpGetRange:
 		s.gets.Add(1)
 		if strings.HasPrefix(r.Key, s.walPrefix) {
 			s.walGets.Add(1)

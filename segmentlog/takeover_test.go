@@ -49,6 +49,11 @@ func (s *roundTripStore) Get(ctx context.Context, key string) (objstore.Object, 
 	return s.Store.Get(ctx, key)
 }
 
+func (s *roundTripStore) GetIfNoneMatch(ctx context.Context, key, etag string) (objstore.Object, error) {
+	defer s.begin()()
+	return s.Store.GetIfNoneMatch(ctx, key, etag)
+}
+
 func (s *roundTripStore) PutIfAbsent(ctx context.Context, key string, body []byte, meta map[string]string) (string, error) {
 	defer s.begin()()
 	return s.Store.PutIfAbsent(ctx, key, body, meta)

@@ -182,6 +182,9 @@ type Writer struct {
 	log    *slog.Logger
 	nonce  string
 	nonceB [16]byte
+	// checkpoints keeps the record recovery and a shared writer's
+	// catch-ups read: a re-read finding it unchanged downloads nothing.
+	checkpoints *CheckpointCache
 
 	wake       chan struct{} // batcher wake-up, capacity 1
 	encodeBufs sync.Pool     // *[]byte: batch encodings of landed PUTs, to reuse
@@ -300,6 +303,7 @@ func newWriter(cfg WriterConfig, store objstore.Store, leases Leases) *Writer {
 		dedup:    newDedupWindow(cfg.DedupWindow, cfg.DedupMaxKeys),
 		txns:     make(map[uint64]*txnState),
 	}
+	w.checkpoints = NewCheckpointCache(store, cfg.Layout)
 	w.setNonce(cfg.NewNonce())
 	return w
 }

@@ -192,7 +192,7 @@ func (w *Writer) readCheckpoint(ctx context.Context) (Checkpoint, error) {
 	pauses := recoverBackoff.Start()
 	for {
 		actx, cancel := context.WithTimeout(ctx, w.cfg.GetTimeout)
-		cp, _, err := ReadCheckpoint(actx, w.store, w.cfg.Layout, w.cfg.PChannel)
+		cp, _, err := w.checkpoints.Read(actx, w.cfg.PChannel)
 		cancel()
 		if err == nil {
 			return cp, nil

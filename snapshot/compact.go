@@ -150,6 +150,9 @@ type Compactor struct {
 	store  objstore.Store
 	reader *SegmentReader
 	log    *slog.Logger
+	// checkpoints keeps the record the last look read: an idle look
+	// downloads nothing.
+	checkpoints *segmentlog.CheckpointCache
 }
 
 // NewCompactor returns a Compactor over store.
@@ -158,7 +161,8 @@ func NewCompactor(cfg CompactConfig, store objstore.Store) (*Compactor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Compactor{cfg: cfg, store: store, reader: NewSegmentReader(store, cfg.PutTimeout), log: cfg.Logger}, nil
+	return &Compactor{cfg: cfg, store: store, reader: NewSegmentReader(store, cfg.PutTimeout), log: cfg.Logger,
+		checkpoints: segmentlog.NewCheckpointCache(store, cfg.Layout)}, nil
 }
 
 // Compact reads the checkpoint, plans up to MaxRuns merges (planRuns), and
@@ -173,7 +177,7 @@ func NewCompactor(cfg CompactConfig, store objstore.Store) (*Compactor, error) {
 // with nothing to merge, is left alone (a zero Version).
 func (c *Compactor) Compact(ctx context.Context) (Compaction, error) {
 	p := c.cfg.PChannel
-	cp, _, err := readCheckpoint(ctx, c.store, c.cfg.Layout, p, c.cfg.GetTimeout)
+	cp, _, err := readCheckpoint(ctx, c.checkpoints, p, c.cfg.GetTimeout)
 	if err != nil {
 		return Compaction{}, fmt.Errorf("compact %s: %w", p, err)
 	}
@@ -214,7 +218,7 @@ func (c *Compactor) Compact(ctx context.Context) (Compaction, error) {
 // stale reports whether the checkpoint no longer names every file of run:
 // a missing file of a stale plan is not a broken manifest.
 func (c *Compactor) stale(ctx context.Context, run []segmentlog.SegmentRef) bool {
-	cp, _, err := readCheckpoint(ctx, c.store, c.cfg.Layout, c.cfg.PChannel, c.cfg.GetTimeout)
+	cp, _, err := readCheckpoint(ctx, c.checkpoints, c.cfg.PChannel, c.cfg.GetTimeout)
 	return err == nil && len(applicable(cp, []Merge{{Replaced: run}})) == 0
 }
 
@@ -243,7 +247,7 @@ func (c *Compactor) commit(ctx context.Context, m Merge, deadline time.Time) (se
 	if err != nil && dctx.Err() != nil && ctx.Err() == nil {
 		// The deadline cut the CAS short; an attempt sent before it may
 		// have landed. The record tells (Compact looks for the merged file).
-		stored, _, err = readCheckpoint(ctx, c.store, c.cfg.Layout, c.cfg.PChannel, c.cfg.GetTimeout)
+		stored, _, err = readCheckpoint(ctx, c.checkpoints, c.cfg.PChannel, c.cfg.GetTimeout)
 	}
 	if err == nil && !slices.ContainsFunc(stored.Segments, func(r segmentlog.SegmentRef) bool { return r.Key == m.Merged.Key }) && time.Now().After(deadline) {
 		c.log.Warn("merge abandoned: its file was written too long ago to commit safely", "pchannel", c.cfg.PChannel, "file", m.Merged.Key)

@@ -19,7 +19,7 @@ func TestCompactorLooksAfterFlushes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var gets, flushes atomic.Uint64
 		store := objstore.Observe(objstore.NewMemory(), func(r objstore.Request) {
-			if r.Op == objstore.OpGet {
+			if r.Op == objstore.OpGet || r.Op == objstore.OpGetIfNoneMatch {
 				gets.Add(1)
 			}
 		})

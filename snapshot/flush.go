@@ -197,6 +197,9 @@ type Flusher struct {
 	cfg   FlushConfig
 	store objstore.Store
 	log   *slog.Logger
+	// checkpoints keeps the last checkpoint a look read: a look that
+	// finds it unchanged downloads nothing (the CAS still decides).
+	checkpoints *segmentlog.CheckpointCache
 
 	mu      sync.Mutex // serialises rounds; guards pending and dedup
 	pending *round     // WAL read by Run that did not reach a threshold yet
@@ -212,7 +215,8 @@ func NewFlusher(cfg FlushConfig, store objstore.Store) (*Flusher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Flusher{cfg: cfg, store: store, log: cfg.Logger.With("pchannel", cfg.PChannel)}, nil
+	return &Flusher{cfg: cfg, store: store, log: cfg.Logger.With("pchannel", cfg.PChannel),
+		checkpoints: segmentlog.NewCheckpointCache(store, cfg.Layout)}, nil
 }
 
 // FlushNow flushes everything that landed above the checkpoint up to the

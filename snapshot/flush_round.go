@@ -6,7 +6,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -173,15 +172,18 @@ func (r *round) checkpoint(p, flushID string, refs []segmentlog.SegmentRef, now 
 // readCheckpoint reads the checkpoint with per-attempt timeouts, retrying
 // transient failures until ctx ends.
 func (f *Flusher) readCheckpoint(ctx context.Context) (segmentlog.Checkpoint, string, error) {
-	return readCheckpoint(ctx, f.store, f.cfg.Layout, f.cfg.PChannel, f.cfg.GetTimeout)
+	return readCheckpoint(ctx, f.checkpoints, f.cfg.PChannel, f.cfg.GetTimeout)
 }
 
-func readCheckpoint(ctx context.Context, store objstore.Store, l segmentlog.Layout, p string, timeout time.Duration) (segmentlog.Checkpoint, string, error) {
+// readCheckpoint reads p's checkpoint through cache (a conditional GET:
+// an unchanged record is not downloaded again) with per-attempt timeouts,
+// retrying transient failures until ctx ends.
+func readCheckpoint(ctx context.Context, cache *segmentlog.CheckpointCache, p string, timeout time.Duration) (segmentlog.Checkpoint, string, error) {
 	var cp segmentlog.Checkpoint
 	var etag string
 	err := retry(ctx, func(actx context.Context) error {
 		var err error
-		cp, etag, err = segmentlog.ReadCheckpoint(actx, store, l, p)
+		cp, etag, err = cache.Read(actx, p)
 		return err
 	}, timeout)
 	return cp, etag, err

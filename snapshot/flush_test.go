@@ -136,7 +136,7 @@ func TestRunThresholds(t *testing.T) {
 	var looks atomic.Int64
 	cpKey := testLayout.Checkpoint(pch)
 	looked := objstore.Observe(store, func(r objstore.Request) {
-		if r.Op == objstore.OpGet && r.Key == cpKey {
+		if (r.Op == objstore.OpGet || r.Op == objstore.OpGetIfNoneMatch) && r.Key == cpKey {
 			looks.Add(1)
 		}
 	})

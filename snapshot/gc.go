@@ -117,6 +117,8 @@ type GC struct {
 	cfg   GCConfig
 	store objstore.Store
 	log   *slog.Logger
+
+	checkpoints *segmentlog.CheckpointCache // the records the last pass read
 }
 
 // NewGC returns a GC over store.
@@ -125,7 +127,7 @@ func NewGC(cfg GCConfig, store objstore.Store) (*GC, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &GC{cfg: cfg, store: store, log: cfg.Logger}, nil
+	return &GC{cfg: cfg, store: store, log: cfg.Logger, checkpoints: segmentlog.NewCheckpointCache(store, cfg.Layout)}, nil
 }
 
 // WALResult says what one CollectWAL did.
@@ -140,7 +142,7 @@ type WALResult struct {
 // CollectWAL truncates the WAL of pchannel (docs/protocol.md "Flush,
 // truncation, GC" rules 4 and 6).
 func (g *GC) CollectWAL(ctx context.Context, pchannel string) (WALResult, error) {
-	cp, _, err := readCheckpoint(ctx, g.store, g.cfg.Layout, pchannel, g.cfg.Timeout)
+	cp, _, err := readCheckpoint(ctx, g.checkpoints, pchannel, g.cfg.Timeout)
 	if err != nil {
 		return WALResult{}, fmt.Errorf("gc %s: %w", pchannel, err)
 	}
@@ -401,7 +403,7 @@ func (g *GC) references(ctx context.Context, now time.Time) (map[string]bool, er
 		return nil, err
 	}
 	for _, p := range pchannels {
-		cp, _, err := readCheckpoint(ctx, g.store, g.cfg.Layout, p, g.cfg.Timeout)
+		cp, _, err := readCheckpoint(ctx, g.checkpoints, p, g.cfg.Timeout)
 		if err != nil {
 			return nil, err
 		}

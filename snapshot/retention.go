@@ -187,6 +187,8 @@ type RetentionConfig struct {
 type Retention struct {
 	cfg   RetentionConfig
 	store objstore.Store
+
+	checkpoints *segmentlog.CheckpointCache // the records the last Apply read
 }
 
 // NewRetention returns a Retention over store.
@@ -200,7 +202,7 @@ func NewRetention(cfg RetentionConfig, store objstore.Store) *Retention {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Retention{cfg: cfg, store: store}
+	return &Retention{cfg: cfg, store: store, checkpoints: segmentlog.NewCheckpointCache(store, cfg.Layout)}
 }
 
 // RetentionResult says what one Apply did.
@@ -211,7 +213,7 @@ type RetentionResult struct {
 
 // Apply reads every policy record and trims each pchannel and vchannel to
 // its policy at now: one LIST of the policies, then per policy a
-// checkpoint GET, a LIST of the segment directories involved (for
+// checkpoint GET (conditional: an unchanged record sends no body), a LIST of the segment directories involved (for
 // MaxAge) and at most one CAS. It goes on past a policy that fails and
 // returns the errors joined.
 func (r *Retention) Apply(ctx context.Context) (RetentionResult, error) {
@@ -238,7 +240,7 @@ func (r *Retention) apply(ctx context.Context, rec PolicyRecord) (bool, error) {
 	if rec.Policy.IsZero() || (rec.Kind == PolicyVChannel && r.cfg.TrimVChannel == nil) {
 		return false, nil
 	}
-	cp, _, err := readCheckpoint(ctx, r.store, r.cfg.Layout, rec.PChannel, r.cfg.Timeout)
+	cp, _, err := readCheckpoint(ctx, r.checkpoints, rec.PChannel, r.cfg.Timeout)
 	if err != nil {
 		return false, err
 	}

@@ -89,6 +89,11 @@ func (c *countingStore) Get(ctx context.Context, key string) (objstore.Object, e
 	return c.Store.Get(ctx, key)
 }
 
+func (c *countingStore) GetIfNoneMatch(ctx context.Context, key, etag string) (objstore.Object, error) {
+	c.n.Add(1)
+	return c.Store.GetIfNoneMatch(ctx, key, etag)
+}
+
 func (c *countingStore) PutIfAbsent(ctx context.Context, key string, body []byte, meta map[string]string) (string, error) {
 	c.n.Add(1)
 	return c.Store.PutIfAbsent(ctx, key, body, meta)

@@ -166,6 +166,13 @@ func (s *slowGet) Get(ctx context.Context, key string) (objstore.Object, error) 
 	return s.Store.Get(ctx, key)
 }
 
+func (s *slowGet) GetIfNoneMatch(ctx context.Context, key, etag string) (objstore.Object, error) {
+	if key == s.key && !s.done.Swap(true) {
+		time.Sleep(s.delay)
+	}
+	return s.Store.GetIfNoneMatch(ctx, key, etag)
+}
+
 // TestTortureNoWaitBehindGC: a NoWait scan (the HTTP read path, `cairn
 // consume`) reads segments below the checkpoint it opened with while a
 // flush moves the checkpoint and GC empties the WAL slots in between; at

@@ -141,6 +141,8 @@ type Snapshots struct {
 	vchans VChannels
 	reader *SegmentReader
 	log    *slog.Logger
+	// checkpoints keeps the records cuts read.
+	checkpoints *segmentlog.CheckpointCache
 }
 
 // NewSnapshots returns Snapshots over store and the vchannel registry.
@@ -152,7 +154,8 @@ func NewSnapshots(cfg SnapshotsConfig, store objstore.Store, vchannels VChannels
 	if vchannels == nil {
 		return nil, errors.New("snapshot: no vchannel registry")
 	}
-	return &Snapshots{cfg: cfg, store: store, vchans: vchannels, reader: NewSegmentReader(store, 0), log: cfg.Logger}, nil
+	return &Snapshots{cfg: cfg, store: store, vchans: vchannels, reader: NewSegmentReader(store, 0), log: cfg.Logger,
+		checkpoints: segmentlog.NewCheckpointCache(store, cfg.Layout)}, nil
 }
 
 // Create takes a snapshot of vchannels: record pending → pin every
@@ -225,7 +228,7 @@ func (s *Snapshots) fill(ctx context.Context, snap Snapshot) (Snapshot, error) {
 		if _, err := f.FlushNow(ctx); err != nil {
 			return Snapshot{}, fmt.Errorf("flush %s: %w", p, err)
 		}
-		cp, _, err := readCheckpoint(ctx, s.store, s.cfg.Layout, p, s.cfg.Timeout)
+		cp, _, err := readCheckpoint(ctx, s.checkpoints, p, s.cfg.Timeout)
 		if err != nil {
 			return Snapshot{}, err
 		}

@@ -37,9 +37,10 @@ func newBenchCmd() *cobra.Command {
 		Short: "Measure Cairn against the raw object store it runs on",
 		Long: `bench measures, in one run, append throughput and latency, tail latency
 (in-process and long-poll), catch-up reads from the WAL and from Arrow
-segments, lease takeover and appends over the HTTP API — each next to the
-raw object store doing the same work with the same object sizes and
-concurrency — and checks every figure against its target.
+segments, lease takeover (also with a full idempotency window) and appends
+over the HTTP API — each next to the raw object store doing the same work
+with the same object sizes and concurrency — and checks every figure
+against its target.
 
 --store minio starts a private MinIO (the pinned binary: $CAIRN_MINIO_BIN,
 or where 'make minio' puts it) and removes it afterwards; --store fs uses a
@@ -65,7 +66,7 @@ itself fails.`,
 	f.BoolVar(&o.json, "json", false, "print the JSON report instead of the table")
 	f.StringVar(&o.out, "out", "bench.json", `also write the JSON report to this file ("" for none)`)
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
-	f.StringSliceVar(&o.only, "only", nil, "run only these phases: append, latency, tail, catchup, takeover, http, producer, lambda (lambda needs --store minio and the source tree)")
+	f.StringSliceVar(&o.only, "only", nil, "run only these phases: append, latency, tail, catchup, takeover, window, http, producer, lambda (lambda needs --store minio and the source tree)")
 	return cmd
 }
 

@@ -93,6 +93,11 @@ func (s *getCounter) Get(ctx context.Context, key string) (objstore.Object, erro
 	return s.Store.Get(ctx, key)
 }
 
+func (s *getCounter) GetIfNoneMatch(ctx context.Context, key, etag string) (objstore.Object, error) {
+	s.gets.Add(1)
+	return s.Store.GetIfNoneMatch(ctx, key, etag)
+}
+
 func (s *getCounter) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
 	s.gets.Add(1)
 	return s.Store.GetRange(ctx, key, off, n)

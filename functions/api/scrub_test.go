@@ -37,6 +37,13 @@ func (s *breakableStore) Get(ctx context.Context, key string) (objstore.Object, 
 	return s.Store.Get(ctx, key)
 }
 
+func (s *breakableStore) GetIfNoneMatch(ctx context.Context, key, etag string) (objstore.Object, error) {
+	if err := s.err(); err != nil {
+		return objstore.Object{}, err
+	}
+	return s.Store.GetIfNoneMatch(ctx, key, etag)
+}
+
 func (s *breakableStore) PutIfAbsent(ctx context.Context, key string, body []byte, meta map[string]string) (string, error) {
 	if err := s.err(); err != nil {
 		return "", err

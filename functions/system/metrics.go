@@ -138,6 +138,8 @@ func storeResult(err error) string {
 		return "exists"
 	case errors.Is(err, objstore.ErrConflict):
 		return "conflict"
+	case errors.Is(err, objstore.ErrNotModified):
+		return "not_modified"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return "canceled"
 	default:

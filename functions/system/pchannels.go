@@ -36,7 +36,7 @@ func (s *System) Tail(ctx context.Context, p string) (Tail, error) {
 	if err != nil {
 		return Tail{}, err
 	}
-	cp, _, err := segmentlog.ReadCheckpoint(ctx, s.api, s.cfg.Layout, p)
+	cp, _, err := s.apiCheckpoints.Read(ctx, p)
 	if err != nil {
 		return Tail{}, err
 	}
@@ -76,7 +76,7 @@ func (s *System) Status(ctx context.Context) ([]PChannelStatus, error) {
 	for i, l := range ls {
 		g.Go(func() error {
 			row := PChannelStatus{Lease: l}
-			cp, _, err := segmentlog.ReadCheckpoint(ctx, s.api, s.cfg.Layout, l.PChannel)
+			cp, _, err := s.apiCheckpoints.Read(ctx, l.PChannel)
 			if err != nil {
 				return err
 			}
@@ -128,7 +128,7 @@ func (s *System) Flush(ctx context.Context, p string) (Flushed, error) {
 		out.Messages += rd.Messages
 		out.Segments += len(rd.Segments)
 	}
-	cp, _, err := segmentlog.ReadCheckpoint(ctx, s.api, s.cfg.Layout, p)
+	cp, _, err := s.apiCheckpoints.Read(ctx, p)
 	out.Checkpoint = cp.C
 	return out, err
 }
@@ -162,7 +162,7 @@ func (s *System) Read(ctx context.Context, p string, req ReadRequest) ([]segment
 	sc, err := segmentlog.NewScanner(ctx, segmentlog.ScannerConfig{
 		PChannel: p, Layout: s.cfg.Layout, From: from,
 		VChannels: req.VChannels, Types: req.Types, Trim: req.Trim, EarliestID: req.EarliestID,
-		Cache: s.pool.Cache(), Tail: s.pool.Tail(), NoWait: true, Segments: s.segs,
+		Cache: s.pool.Cache(), Tail: s.pool.Tail(), NoWait: true, Segments: s.segs, Checkpoints: s.apiCheckpoints,
 	}, s.api)
 	if err != nil {
 		return nil, segmentlog.Position{}, err
@@ -213,7 +213,7 @@ func (s *System) VChannelRetention(ctx context.Context, v coordinator.VChannel) 
 // retained shows policy pol of pchannel (and vchannel, trimmed at vtrim)
 // with what it holds now.
 func (s *System) retained(ctx context.Context, pol snapshot.Policy, pchannel, vchannel string, vtrim segmentlog.MessageID) (Retained, error) {
-	cp, _, err := segmentlog.ReadCheckpoint(ctx, s.api, s.cfg.Layout, pchannel)
+	cp, _, err := s.apiCheckpoints.Read(ctx, pchannel)
 	if err != nil {
 		return Retained{}, err
 	}
@@ -237,7 +237,7 @@ func (s *System) TrimVChannel(ctx context.Context, name string, before segmentlo
 		return v, segmentlog.MessageID{}, err
 	}
 	s.NoteVChannel(v)
-	cp, _, err := segmentlog.ReadCheckpoint(ctx, s.api, s.cfg.Layout, v.PChannel)
+	cp, _, err := s.apiCheckpoints.Read(ctx, v.PChannel)
 	if err != nil {
 		return v, segmentlog.MessageID{}, err
 	}

@@ -39,6 +39,12 @@ type System struct {
 	vchans     vchannelCache
 	written    sync.Map // pchannel → struct{}: has a lease record (records are never deleted)
 
+	// checkpoints keeps the checkpoint records LiveStart read, over reader;
+	// apiCheckpoints those of the routes' reads, status, trims and flushes,
+	// over api: an unchanged record is not downloaded again.
+	checkpoints    *segmentlog.CheckpointCache
+	apiCheckpoints *segmentlog.CheckpointCache
+
 	probeMu  sync.Mutex
 	probedOK bool
 }
@@ -75,6 +81,8 @@ func New(cfg Config, store objstore.Store) (*System, error) {
 	s.reader = s.StoreFor("reader")
 	s.api = s.StoreFor("api")
 	s.segs = snapshot.NewSegmentReader(s.reader, 0)
+	s.checkpoints = segmentlog.NewCheckpointCache(s.reader, cfg.Layout)
+	s.apiCheckpoints = segmentlog.NewCheckpointCache(s.api, cfg.Layout)
 	s.restores = newRestoreRuns()
 	s.vchans = vchannelCache{ttl: vchannelCacheTTL, now: cfg.Now, entries: map[string]vchannelEntry{}}
 	return s, nil

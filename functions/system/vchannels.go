@@ -199,7 +199,7 @@ func (s *System) LiveStart(ctx context.Context, v coordinator.VChannel) (segment
 		return segmentlog.Earliest(), nil
 	}
 	start := segmentlog.AtID(v.Created.ID)
-	cp, _, err := segmentlog.ReadCheckpoint(ctx, s.reader, s.cfg.Layout, v.PChannel)
+	cp, _, err := s.checkpoints.Read(ctx, v.PChannel)
 	if err != nil {
 		return segmentlog.Position{}, err
 	}

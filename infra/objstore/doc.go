@@ -10,6 +10,9 @@
 //     (fs_format.go); MigrateFS converts a directory of the older layout.
 //   - Fault: wraps any Store and injects transient errors, latency, lost
 //     replies and writes that land after their caller timed out.
+//   - WithPrefix and Observe: wrappers for concerns every store shares, a
+//     key prefix (several deployments in one bucket) and counting
+//     requests.
 //   - s3store (a sub-package): S3 and MinIO, the only code that imports the
 //     AWS SDK.
 //

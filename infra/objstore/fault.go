@@ -25,10 +25,11 @@ const (
 	OpPut
 	OpList
 	OpDelete
+	OpGetIfNoneMatch
 	numOps
 )
 
-var opNames = [numOps]string{"get", "get-range", "head", "put-if-absent", "put-if-match", "put", "list", "delete"}
+var opNames = [numOps]string{"get", "get-range", "head", "put-if-absent", "put-if-match", "put", "list", "delete", "get-if-none-match"}
 
 func (o Op) String() string {
 	if o < numOps {
@@ -282,6 +283,13 @@ func (f *Fault) Get(ctx context.Context, key string) (Object, error) {
 		return Object{}, err
 	}
 	return f.inner.Get(ctx, key)
+}
+
+func (f *Fault) GetIfNoneMatch(ctx context.Context, key, etag string) (Object, error) {
+	if _, err := f.begin(ctx, OpGetIfNoneMatch, key); err != nil {
+		return Object{}, err
+	}
+	return f.inner.GetIfNoneMatch(ctx, key, etag)
 }
 
 func (f *Fault) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {

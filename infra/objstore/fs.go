@@ -114,6 +114,24 @@ func (f *FS) Get(ctx context.Context, key string) (Object, error) {
 	return Object{Attrs: h.attrs(key), Body: body}, nil
 }
 
+// GetIfNoneMatch compares the ETag in the object's sidecar before reading
+// its bytes; an object at another ETag is then read as by Get (whatever
+// version is current by then).
+func (f *FS) GetIfNoneMatch(ctx context.Context, key, etag string) (Object, error) {
+	if etag == "" {
+		return f.Get(ctx, key)
+	}
+	file, h, _, err := f.open(ctx, "get-if-none-match", key, false)
+	if err != nil {
+		return Object{}, err
+	}
+	file.Close()
+	if h.ETag == etag {
+		return Object{}, fmt.Errorf("objstore fs: get-if-none-match %s: %w", key, ErrNotModified)
+	}
+	return f.Get(ctx, key)
+}
+
 func (f *FS) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
 	if off < 0 {
 		return nil, fmt.Errorf("objstore fs: get range %s: negative offset %d", key, off)

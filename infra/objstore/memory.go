@@ -43,6 +43,17 @@ func (m *Memory) Get(ctx context.Context, key string) (Object, error) {
 	return Object{Attrs: o.attrs(key), Body: bytes.Clone(o.body)}, nil
 }
 
+func (m *Memory) GetIfNoneMatch(ctx context.Context, key, etag string) (Object, error) {
+	o, err := m.lookup(ctx, key)
+	if err != nil {
+		return Object{}, err
+	}
+	if etag != "" && o.etag == etag {
+		return Object{}, fmt.Errorf("%s: %w", key, ErrNotModified)
+	}
+	return Object{Attrs: o.attrs(key), Body: bytes.Clone(o.body)}, nil
+}
+
 func (m *Memory) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
 	o, err := m.lookup(ctx, key)
 	if err != nil {

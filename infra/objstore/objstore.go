@@ -10,8 +10,12 @@ import (
 // Sentinel errors. Adapters wrap them with the key and the operation; callers
 // test with errors.Is.
 var (
-	// ErrNotFound: the key does not exist (Get, GetRange, Head).
+	// ErrNotFound: the key does not exist (Get, GetIfNoneMatch, GetRange,
+	// Head).
 	ErrNotFound = errors.New("objstore: not found")
+	// ErrNotModified: GetIfNoneMatch found the object still at the ETag the
+	// caller holds (S3 304 Not Modified); no body was sent.
+	ErrNotModified = errors.New("objstore: not modified")
 	// ErrExists: PutIfAbsent found the key already present (S3 412).
 	ErrExists = errors.New("objstore: already exists")
 	// ErrConflict: PutIfMatch found another ETag, or no object at all
@@ -83,6 +87,13 @@ type Object struct {
 type Store interface {
 	// Get reads a whole object. ErrNotFound if absent.
 	Get(ctx context.Context, key string) (Object, error)
+	// GetIfNoneMatch reads a whole object unless its current ETag is etag
+	// (If-None-Match): then it returns ErrNotModified and transfers no
+	// body, so a caller that keeps the last version it read re-reads it
+	// only when it changed. It is as fresh as Get: ErrNotModified means
+	// etag is the current ETag at that instant. ErrNotFound if absent; an
+	// empty etag (no object has one) makes it a plain Get.
+	GetIfNoneMatch(ctx context.Context, key, etag string) (Object, error)
 	// GetRange reads n bytes from offset off (fewer at the end of the
 	// object; n < 0 reads to the end). ErrNotFound if absent.
 	GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error)

@@ -10,7 +10,7 @@ import (
 type Request struct {
 	Op  Op
 	Key string // the key; the prefix for List
-	// Bytes is the body read (Get) or written (Put, PutIfAbsent,
+	// Bytes is the body read (Get, GetIfNoneMatch: 0 when not modified) or written (Put, PutIfAbsent,
 	// PutIfMatch); 0 for the others (GetRange's reader is the caller's).
 	Bytes    int64
 	Duration time.Duration
@@ -37,6 +37,13 @@ func (o observed) Get(ctx context.Context, key string) (Object, error) {
 	start := time.Now()
 	obj, err := o.s.Get(ctx, key)
 	o.report(OpGet, key, int64(len(obj.Body)), start, err)
+	return obj, err
+}
+
+func (o observed) GetIfNoneMatch(ctx context.Context, key, etag string) (Object, error) {
+	start := time.Now()
+	obj, err := o.s.GetIfNoneMatch(ctx, key, etag)
+	o.report(OpGetIfNoneMatch, key, int64(len(obj.Body)), start, err)
 	return obj, err
 }
 

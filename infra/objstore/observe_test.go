@@ -36,6 +36,13 @@ func TestObserveReportsEveryCall(t *testing.T) {
 	if _, err := s.Get(ctx, "none"); !errors.Is(err, objstore.ErrNotFound) {
 		t.Fatalf("get of a missing key: %v", err)
 	}
+	obj, err := s.GetIfNoneMatch(ctx, "a", etag) // the ETag PutIfMatch replaced
+	if err != nil || string(obj.Body) != "123" {
+		t.Fatalf("get-if-none-match of a changed object: %q %v", obj.Body, err)
+	}
+	if _, err := s.GetIfNoneMatch(ctx, "a", obj.ETag); !errors.Is(err, objstore.ErrNotModified) {
+		t.Fatalf("get-if-none-match of an unchanged object: %v", err)
+	}
 	if _, err := s.Head(ctx, "b"); err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +64,8 @@ func TestObserveReportsEveryCall(t *testing.T) {
 		err   error
 	}{
 		{objstore.OpPutIfAbsent, "a", 5, nil}, {objstore.OpPutIfMatch, "a", 3, nil}, {objstore.OpPut, "b", 1, nil},
-		{objstore.OpGet, "a", 3, nil}, {objstore.OpGet, "none", 0, objstore.ErrNotFound}, {objstore.OpHead, "b", 0, nil},
+		{objstore.OpGet, "a", 3, nil}, {objstore.OpGet, "none", 0, objstore.ErrNotFound},
+		{objstore.OpGetIfNoneMatch, "a", 3, nil}, {objstore.OpGetIfNoneMatch, "a", 0, objstore.ErrNotModified}, {objstore.OpHead, "b", 0, nil},
 		{objstore.OpGetRange, "a", 0, nil}, {objstore.OpList, "", 0, nil}, {objstore.OpDelete, "b", 0, nil},
 	}
 	if len(got) != len(want) {

@@ -37,6 +37,7 @@ func Run(t *testing.T, newStore func(t *testing.T) objstore.Store) {
 		{"PutIfMatchRace", testPutIfMatchRace},
 		{"StaleETag", testStaleETag},
 		{"PutIfMatchMissing", testPutIfMatchMissing},
+		{"GetIfNoneMatch", testGetIfNoneMatch},
 		{"Metadata", testMetadata},
 		{"GetRange", testGetRange},
 		{"LargeObject", testLargeObject},
@@ -480,10 +481,57 @@ func testDelete(t *testing.T, ctx context.Context, s objstore.Store) {
 	}
 }
 
+// testGetIfNoneMatch checks the conditional read: the body comes back
+// exactly when the object is not at the ETag the caller holds.
+func testGetIfNoneMatch(t *testing.T, ctx context.Context, s objstore.Store) {
+	for _, etag := range []string{"", `"0123456789abcdef"`} {
+		if _, err := s.GetIfNoneMatch(ctx, "inm/k", etag); !errors.Is(err, objstore.ErrNotFound) {
+			t.Fatalf("GetIfNoneMatch(%q) of a missing key: err = %v, want ErrNotFound", etag, err)
+		}
+	}
+	e1 := mustPutIfAbsent(t, ctx, s, "inm/k", []byte("v1"), map[string]string{"term": "7"})
+	o, err := s.GetIfNoneMatch(ctx, "inm/k", e1)
+	if !errors.Is(err, objstore.ErrNotModified) {
+		t.Fatalf("GetIfNoneMatch with the current ETag: err = %v, want ErrNotModified", err)
+	}
+	if len(o.Body) != 0 {
+		t.Fatalf("GetIfNoneMatch with the current ETag returned a body %q", o.Body)
+	}
+	for _, etag := range []string{"", `"0123456789abcdef"`} {
+		o, err := s.GetIfNoneMatch(ctx, "inm/k", etag)
+		if err != nil {
+			t.Fatalf("GetIfNoneMatch(%q): %v", etag, err)
+		}
+		if string(o.Body) != "v1" || o.Key != "inm/k" || o.ETag != e1 || o.Size != 2 || o.Meta["term"] != "7" || o.LastModified.IsZero() {
+			t.Fatalf("GetIfNoneMatch(%q) = %q {Key %q, ETag %s, Size %d, Meta %v}, want v1 {inm/k, %s, 2, term=7}", etag, o.Body, o.Key, o.ETag, o.Size, o.Meta, e1)
+		}
+	}
+	// A write moves the ETag: the old one reads the new version, the new
+	// one reads nothing.
+	e2, err := s.PutIfMatch(ctx, "inm/k", []byte("v2, longer"), e1)
+	if err != nil {
+		t.Fatalf("PutIfMatch: %v", err)
+	}
+	if o, err := s.GetIfNoneMatch(ctx, "inm/k", e1); err != nil || string(o.Body) != "v2, longer" || o.ETag != e2 {
+		t.Fatalf("GetIfNoneMatch with the replaced ETag = %q (ETag %s, err %v), want the new version (ETag %s)", o.Body, o.ETag, err, e2)
+	}
+	if _, err := s.GetIfNoneMatch(ctx, "inm/k", e2); !errors.Is(err, objstore.ErrNotModified) {
+		t.Fatalf("GetIfNoneMatch with the new ETag: err = %v, want ErrNotModified", err)
+	}
+	// A deleted object is not found, whatever ETag it had.
+	if err := s.Delete(ctx, "inm/k"); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if _, err := s.GetIfNoneMatch(ctx, "inm/k", e2); !errors.Is(err, objstore.ErrNotFound) {
+		t.Fatalf("GetIfNoneMatch with the ETag of a deleted object: err = %v, want ErrNotFound", err)
+	}
+}
+
 func testInvalidKeys(t *testing.T, ctx context.Context, s objstore.Store) {
 	for _, key := range []string{"", "/abs", "a/../b", "a\x00b", "a//b", "./a", "a/", "..", "a\\b"} {
 		errs := map[string]error{}
 		_, errs["Get"] = s.Get(ctx, key)
+		_, errs["GetIfNoneMatch"] = s.GetIfNoneMatch(ctx, key, `"e"`)
 		_, errs["Head"] = s.Head(ctx, key)
 		_, errs["PutIfAbsent"] = s.PutIfAbsent(ctx, key, []byte("x"), nil)
 		_, errs["PutIfMatch"] = s.PutIfMatch(ctx, key, []byte("x"), `"e"`)
@@ -516,6 +564,9 @@ func testCanceledContext(t *testing.T, ctx context.Context, s objstore.Store) {
 	cancel()
 	if _, err := s.Get(canceled, "ctx/k"); !errors.Is(err, context.Canceled) {
 		t.Errorf("Get with a canceled context: err = %v, want context.Canceled", err)
+	}
+	if _, err := s.GetIfNoneMatch(canceled, "ctx/k", `"e"`); !errors.Is(err, context.Canceled) {
+		t.Errorf("GetIfNoneMatch with a canceled context: err = %v, want context.Canceled", err)
 	}
 	if _, err := s.PutIfAbsent(canceled, "ctx/new", []byte("x"), nil); !errors.Is(err, context.Canceled) {
 		t.Errorf("PutIfAbsent with a canceled context: err = %v, want context.Canceled", err)

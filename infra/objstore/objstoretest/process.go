@@ -54,7 +54,7 @@ func (p *Process) Freeze() {
 }
 
 // FreezeAfterReply arms a one-shot freeze: the first Get of a key match
-// accepts is sent and answered by the store, and then the process freezes
+// accepts (or GetIfNoneMatch) is sent and answered by the store, and then the process freezes
 // before its caller sees the answer, which it gets only at Thaw — by then
 // it may be stale, as a reply is that waited in a stopped process's socket.
 // The returned channel is closed when the freeze has happened.
@@ -157,6 +157,17 @@ func (p *Process) Get(ctx context.Context, key string) (objstore.Object, error) 
 		return objstore.Object{}, ErrDying
 	}
 	obj, err := p.Store.Get(ctx, key)
+	p.afterGet(key)
+	return obj, err
+}
+
+func (p *Process) GetIfNoneMatch(ctx context.Context, key, etag string) (objstore.Object, error) {
+	ctx, send, lost, release := p.gate(ctx, "")
+	defer release()
+	if lost || !send {
+		return objstore.Object{}, ErrDying
+	}
+	obj, err := p.Store.GetIfNoneMatch(ctx, key, etag)
 	p.afterGet(key)
 	return obj, err
 }

@@ -28,6 +28,14 @@
 // 1.91 ms hashed over HTTP and 1.92 ms unsigned over TLS on a 2-core
 // machine: TLS's encryption costs what the hash did).
 //
+// Conditional reads: GetIfNoneMatch sends If-None-Match: <etag>; S3's 304
+// Not Modified, which the SDK reports as an error carrying the status,
+// becomes objstore.ErrNotModified.
+//
+// Prefix. The adapter itself maps keys to object names one to one;
+// Config.Prefix is applied by objstore.WithPrefix around it (New does
+// that), the same wrapper any store can use.
+//
 // ETags are S3's: for single-part PUTs, the MD5 of the body. Unlike the
 // filesystem and memory stores, writing the same bytes again therefore
 // yields the same ETag; Cairn's CAS records carry a monotone version, so

@@ -44,8 +44,9 @@ type Config struct {
 	// Bucket is required.
 	Bucket string
 	// Prefix, if set, is prepended to every key as Prefix + "/" + key and
-	// stripped from listed keys, so several deployments can share a bucket.
-	// A trailing "/" is ignored. Default: none.
+	// stripped from listed keys (objstore.WithPrefix), so several
+	// deployments can share a bucket. A trailing "/" is ignored. Default:
+	// none.
 	Prefix string
 	// PathStyle addresses the bucket as endpoint/bucket/key instead of
 	// bucket.endpoint/key; MinIO needs it. Default: false.
@@ -97,12 +98,20 @@ func ConfigFromEnv(getenv func(string) string) Config {
 	return c
 }
 
-// Store is an objstore.Store over one bucket and prefix. Safe for
-// concurrent use.
+// Store is an objstore.Store over one bucket and prefix: the S3 adapter
+// (bucket) seen through objstore.WithPrefix, which alone handles the
+// prefix. Safe for concurrent use.
 type Store struct {
-	client *s3.Client
+	objstore.Store
 	bucket string
 	prefix string // "" or ending in "/"
+}
+
+// bucket is the S3 adapter proper: keys are object names in the bucket as
+// they are. Safe for concurrent use.
+type bucket struct {
+	client *s3.Client
+	name   string
 }
 
 // New connects to the bucket cfg names, creating it if cfg.CreateBucket.
@@ -139,27 +148,32 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		// Range reads carry no whole-object checksum; don't log that.
 		o.DisableLogOutputChecksumValidationSkipped = true
 	})
-	s := &Store{client: client, bucket: cfg.Bucket}
-	if p := strings.TrimSuffix(cfg.Prefix, "/"); p != "" {
-		s.prefix = p + "/"
-	}
+	b := &bucket{client: client, name: cfg.Bucket}
 	if cfg.CreateBucket {
-		if err := s.createBucket(ctx, awsCfg.Region); err != nil {
+		if err := b.create(ctx, awsCfg.Region); err != nil {
 			return nil, err
 		}
+	}
+	prefixed, err := objstore.WithPrefix(b, cfg.Prefix)
+	if err != nil {
+		return nil, fmt.Errorf("s3store: %w", err) // Validate refused it already
+	}
+	s := &Store{Store: prefixed, bucket: cfg.Bucket}
+	if p := strings.TrimSuffix(cfg.Prefix, "/"); p != "" {
+		s.prefix = p + "/"
 	}
 	return s, nil
 }
 
-func (s *Store) createBucket(ctx context.Context, region string) error {
-	in := &s3.CreateBucketInput{Bucket: aws.String(s.bucket)}
+func (s *bucket) create(ctx context.Context, region string) error {
+	in := &s3.CreateBucketInput{Bucket: aws.String(s.name)}
 	if region != DefaultRegion {
 		in.CreateBucketConfiguration = &types.CreateBucketConfiguration{LocationConstraint: types.BucketLocationConstraint(region)}
 	}
 	_, err := s.client.CreateBucket(ctx, in)
 	var owned *types.BucketAlreadyOwnedByYou
 	if err != nil && !errors.As(err, &owned) {
-		return fmt.Errorf("s3store: create bucket %s: %w", s.bucket, classify(err, nil, nil))
+		return fmt.Errorf("s3store: create bucket %s: %w", s.name, classify(err, nil, nil))
 	}
 	return nil
 }
@@ -174,18 +188,39 @@ func (s *Store) Prefix() string { return s.prefix }
 // documentation on retries).
 func sendOnce(o *s3.Options) { o.Retryer = retry.AddWithMaxAttempts(o.Retryer, 1) }
 
-func (s *Store) Get(ctx context.Context, key string) (objstore.Object, error) {
+func (s *bucket) Get(ctx context.Context, key string) (objstore.Object, error) {
+	return s.get(ctx, "get", key, "")
+}
+
+// GetIfNoneMatch sends If-None-Match: etag. S3 answers 304 Not Modified,
+// with no body, when the object's ETag is etag; the SDK reports that as an
+// error carrying the status (and the code "NotModified"), which becomes
+// objstore.ErrNotModified.
+func (s *bucket) GetIfNoneMatch(ctx context.Context, key, etag string) (objstore.Object, error) {
+	return s.get(ctx, "get-if-none-match", key, etag)
+}
+
+// get reads a whole object, only if its ETag is not ifNoneMatch when that
+// is set.
+func (s *bucket) get(ctx context.Context, op, key, ifNoneMatch string) (objstore.Object, error) {
 	if err := objstore.ValidateKey(key); err != nil {
 		return objstore.Object{}, err
 	}
-	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.prefix + key)})
+	in := &s3.GetObjectInput{Bucket: aws.String(s.name), Key: aws.String(key)}
+	if ifNoneMatch != "" {
+		in.IfNoneMatch = aws.String(ifNoneMatch)
+	}
+	out, err := s.client.GetObject(ctx, in)
 	if err != nil {
-		return objstore.Object{}, fmt.Errorf("s3store: get %s: %w", key, classify(err, nil, objstore.ErrNotFound))
+		if ifNoneMatch != "" && (statusOf(err) == http.StatusNotModified || codeOf(err) == "NotModified") {
+			return objstore.Object{}, fmt.Errorf("s3store: %s %s: %w: %w", op, key, objstore.ErrNotModified, err)
+		}
+		return objstore.Object{}, fmt.Errorf("s3store: %s %s: %w", op, key, classify(err, nil, objstore.ErrNotFound))
 	}
 	defer out.Body.Close()
 	body, err := io.ReadAll(out.Body)
 	if err != nil {
-		return objstore.Object{}, fmt.Errorf("s3store: get %s: read body: %w", key, classify(err, nil, nil))
+		return objstore.Object{}, fmt.Errorf("s3store: %s %s: read body: %w", op, key, classify(err, nil, nil))
 	}
 	a := objstore.Attrs{
 		Key:          key,
@@ -201,7 +236,7 @@ func (s *Store) Get(ctx context.Context, key string) (objstore.Object, error) {
 // past the end of the object yields an empty reader, as in the other
 // stores (S3 answers 416). Errors while reading the body wrap
 // objstore.ErrTransient.
-func (s *Store) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+func (s *bucket) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
 	if err := objstore.ValidateKey(key); err != nil {
 		return nil, err
 	}
@@ -219,7 +254,7 @@ func (s *Store) GetRange(ctx context.Context, key string, off, n int64) (io.Read
 	if n > 0 && off+n-1 >= off { // else n reaches past any object: to the end
 		rng = fmt.Sprintf("bytes=%d-%d", off, off+n-1)
 	}
-	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.prefix + key), Range: aws.String(rng)})
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.name), Key: aws.String(key), Range: aws.String(rng)})
 	if err != nil {
 		if statusOf(err) == 416 { // InvalidRange: the object exists, off >= size
 			return io.NopCloser(bytes.NewReader(nil)), nil
@@ -229,11 +264,11 @@ func (s *Store) GetRange(ctx context.Context, key string, off, n int64) (io.Read
 	return &transientBody{ReadCloser: out.Body, key: key}, nil
 }
 
-func (s *Store) Head(ctx context.Context, key string) (objstore.Attrs, error) {
+func (s *bucket) Head(ctx context.Context, key string) (objstore.Attrs, error) {
 	if err := objstore.ValidateKey(key); err != nil {
 		return objstore.Attrs{}, err
 	}
-	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.prefix + key)})
+	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.name), Key: aws.String(key)})
 	if err != nil {
 		return objstore.Attrs{}, fmt.Errorf("s3store: head %s: %w", key, classify(err, nil, objstore.ErrNotFound))
 	}
@@ -249,7 +284,7 @@ func (s *Store) Head(ctx context.Context, key string) (objstore.Attrs, error) {
 // PutIfAbsent sends If-None-Match: *, once. Metadata travels in HTTP
 // headers: keys are sent lower-cased (S3 does not preserve their case), and
 // keys and values must be printable ASCII.
-func (s *Store) PutIfAbsent(ctx context.Context, key string, body []byte, meta map[string]string) (string, error) {
+func (s *bucket) PutIfAbsent(ctx context.Context, key string, body []byte, meta map[string]string) (string, error) {
 	if err := objstore.ValidateKey(key); err != nil {
 		return "", err
 	}
@@ -268,7 +303,7 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, body []byte, meta m
 
 // PutIfMatch sends If-Match: etag, once. S3 answers 404 when the key is
 // absent; both that and 412 yield objstore.ErrConflict.
-func (s *Store) PutIfMatch(ctx context.Context, key string, body []byte, etag string) (string, error) {
+func (s *bucket) PutIfMatch(ctx context.Context, key string, body []byte, etag string) (string, error) {
 	if err := objstore.ValidateKey(key); err != nil {
 		return "", err
 	}
@@ -286,7 +321,7 @@ func (s *Store) PutIfMatch(ctx context.Context, key string, body []byte, etag st
 	return aws.ToString(out.ETag), nil
 }
 
-func (s *Store) Put(ctx context.Context, key string, body []byte) (string, error) {
+func (s *bucket) Put(ctx context.Context, key string, body []byte) (string, error) {
 	if err := objstore.ValidateKey(key); err != nil {
 		return "", err
 	}
@@ -297,10 +332,10 @@ func (s *Store) Put(ctx context.Context, key string, body []byte) (string, error
 	return aws.ToString(out.ETag), nil
 }
 
-func (s *Store) putInput(key string, body []byte) *s3.PutObjectInput {
+func (s *bucket) putInput(key string, body []byte) *s3.PutObjectInput {
 	return &s3.PutObjectInput{
-		Bucket:        aws.String(s.bucket),
-		Key:           aws.String(s.prefix + key),
+		Bucket:        aws.String(s.name),
+		Key:           aws.String(key),
 		Body:          bytes.NewReader(body),
 		ContentLength: aws.Int64(int64(len(body))),
 	}
@@ -309,13 +344,13 @@ func (s *Store) putInput(key string, body []byte) *s3.PutObjectInput {
 // List pages through ListObjectsV2 (1,000 keys a page). Listed Attrs carry
 // Key, Size, ETag and LastModified but no user metadata, which S3 does not
 // list.
-func (s *Store) List(ctx context.Context, prefix, startAfter string, fn func(objstore.Attrs) error) error {
+func (s *bucket) List(ctx context.Context, prefix, startAfter string, fn func(objstore.Attrs) error) error {
 	if err := objstore.ValidatePrefix(prefix); err != nil {
 		return err
 	}
-	in := &s3.ListObjectsV2Input{Bucket: aws.String(s.bucket), Prefix: aws.String(s.prefix + prefix)}
+	in := &s3.ListObjectsV2Input{Bucket: aws.String(s.name), Prefix: aws.String(prefix)}
 	if startAfter != "" {
-		in.StartAfter = aws.String(s.prefix + startAfter)
+		in.StartAfter = aws.String(startAfter)
 	}
 	pages := s3.NewListObjectsV2Paginator(s.client, in)
 	for pages.HasMorePages() {
@@ -324,12 +359,8 @@ func (s *Store) List(ctx context.Context, prefix, startAfter string, fn func(obj
 			return fmt.Errorf("s3store: list %q after %q: %w", prefix, startAfter, classify(err, nil, nil))
 		}
 		for _, o := range page.Contents {
-			key, ok := strings.CutPrefix(aws.ToString(o.Key), s.prefix)
-			if !ok {
-				continue // cannot happen: the request named the prefix
-			}
 			err := fn(objstore.Attrs{
-				Key:          key,
+				Key:          aws.ToString(o.Key),
 				Size:         aws.ToInt64(o.Size),
 				ETag:         aws.ToString(o.ETag),
 				LastModified: aws.ToTime(o.LastModified),
@@ -345,11 +376,11 @@ func (s *Store) List(ctx context.Context, prefix, startAfter string, fn func(obj
 	return nil
 }
 
-func (s *Store) Delete(ctx context.Context, key string) error {
+func (s *bucket) Delete(ctx context.Context, key string) error {
 	if err := objstore.ValidateKey(key); err != nil {
 		return err
 	}
-	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.prefix + key)})
+	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(s.name), Key: aws.String(key)})
 	if err != nil {
 		return fmt.Errorf("s3store: delete %s: %w", key, classify(err, nil, nil))
 	}

@@ -24,6 +24,18 @@ func TestAcceptance(t *testing.T) {
 	objstoretest.Run(t, func(t *testing.T) objstore.Store { return newStore(t) })
 }
 
+// TestPrefixAcceptance runs the suite through objstore.WithPrefix over
+// MinIO: the wrapper, not the adapter, owns the prefix.
+func TestPrefixAcceptance(t *testing.T) {
+	objstoretest.Run(t, func(t *testing.T) objstore.Store {
+		s, err := objstore.WithPrefix(newStore(t), "tenant/a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
 func TestProbe(t *testing.T) {
 	if err := objstore.Probe(t.Context(), newStore(t), "probe/"); err != nil {
 		t.Fatalf("Probe against MinIO: %v", err)

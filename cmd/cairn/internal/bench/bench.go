@@ -20,7 +20,7 @@ import (
 )
 
 // Phases are the parts of a run, in the order Run measures them.
-var Phases = []string{"append", "latency", "tail", "catchup", "takeover", "http", "producer", "lambda"}
+var Phases = []string{"append", "latency", "tail", "catchup", "takeover", "window", "http", "producer", "lambda"}
 
 // DefaultDuration is Config.Duration's default.
 const DefaultDuration = 5 * time.Second
@@ -118,6 +118,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{"tail", r.tail},
 		{"catchup", r.catchUp},
 		{"takeover", r.takeover},
+		{"window", r.window},
 		{"http", r.httpAppend},
 		{"producer", r.httpProducer},
 		{"lambda", r.lambda},

@@ -18,6 +18,9 @@
 //     Arrow segments after a flush, against raw parallel GETs of the WAL;
 //   - takeover: from the moment a dead holder's lease is takeable to the
 //     new holder's first acked append, with every store request counted;
+//   - window: a million keyed lines on one vchannel (a full idempotency
+//     window), read before and after a flush, and a takeover that rebuilds
+//     the window against one that has little to rebuild;
 //   - http: appends through the HTTP API (functions/api served on a
 //     loopback port, the Go SDK as client) against the library.
 //

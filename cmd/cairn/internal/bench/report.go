@@ -168,6 +168,16 @@ func buildFigures() []Figure {
 	add("takeover", "takeover_backlog_ms", unitMs, "a live lease taken over at once (a restart after kill -9) with 256 unflushed slots → first acked append")
 	add("takeover", "takeover_backlog_slot_get", unitRequests, "WAL slot GETs of that takeover's replay")
 
+	add("window", "window_messages", unitMessages, "keyed lines appended to one vchannel as `cairn produce` sends a file (one producer counting up, 1,000 a request, 8 requests in flight): 200,000 per second of duration, at most 1,000,000")
+	add("window", "window_dedup_state_bytes", unitBytes, "the dedup state object the flush wrote: the idempotency window, full (100,000 keys)")
+	add("window", "window_consume_wal_mbps", unitMBps, "scanner of that vchannel from the start, before the flush (from the WAL), WAL bytes per second")
+	add("window", "window_consume_segments_mbps", unitMBps, "the same after the flush (from segments), WAL bytes per second")
+	add("window", "window_consume_ratio", unitRatio, "after the flush ÷ before the flush")
+	add("window", "window_flush_mbps", unitMBps, "snapshot.Flusher flushing those lines, window folded, WAL bytes per second")
+	add("window", "window_takeover_ms", unitMs, "lease takeable → new holder's first acked append, the full window to rebuild")
+	add("window", "window_takeover_base_ms", unitMs, "the same for a pchannel with the takeover phase's 256 messages")
+	add("window", "window_takeover_ratio", unitRatio, "full-window takeover ÷ small-window takeover")
+
 	add("http", "http_append_mbps", unitMBps, "1 KiB appends through the HTTP API (Go SDK, 64 concurrent clients, 1 pchannel)")
 	add("http", "http_append_msgs_per_s", unitMsgps, "the same: messages acked")
 	add("http", "http_lib_append_mbps", unitMBps, "the same appends through the library Writer, interleaved")

@@ -336,6 +336,11 @@ func (s *countingStore) Get(ctx context.Context, key string) (objstore.Object, e
 	return s.Store.Get(ctx, key)
 }
 
+func (s *countingStore) GetIfNoneMatch(ctx context.Context, key, etag string) (objstore.Object, error) {
+	defer s.begin("get", key)()
+	return s.Store.GetIfNoneMatch(ctx, key, etag)
+}
+
 func (s *countingStore) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
 	defer s.begin("get", key)()
 	return s.Store.GetRange(ctx, key, off, n)
