@@ -70,6 +70,9 @@ func messageBytes(m *Message) int {
 // their Ack names the first copy. On ErrOutcomeUnknown (including a
 // cancelled ctx) the messages may still be delivered; retry with the same
 // keys to learn their IDs. Safe for concurrent use.
+//
+// The Writer keeps the payloads of msgs, not copies, in its Cache (if
+// any) once acked: the caller must not change their bytes after the call.
 func (w *Writer) Append(ctx context.Context, msgs ...Message) ([]Ack, error) {
 	return w.appendChecked(ctx, validateAppend, msgs, nil, false)
 }
@@ -90,7 +93,8 @@ func (w *Writer) Append(ctx context.Context, msgs ...Message) ([]Ack, error) {
 // idempotency keys to learn their IDs; ErrFenced and the writer's other
 // terminal errors mean they never will be. A message whose idempotency key
 // was already acked within the window is not appended again: its Ack names
-// the first copy. Safe for concurrent use.
+// the first copy. Safe for concurrent use. The payloads are kept as
+// Append keeps them.
 func (w *Writer) AppendBatch(ctx context.Context, msgs []Message) ([]Ack, error) {
 	return w.appendChecked(ctx, validateAppend, msgs, nil, true)
 }
