@@ -243,8 +243,9 @@ func decodeAppendJSON(body []byte) (appendInput, error) {
 // decodeAppendBatch takes the messages of a binary batch object; its kind
 // must be data, and its term, offset, nonce and timeticks are ignored (the
 // writer stamps its own). The payloads are body itself, not a copy: body
-// is given up (readAppendBody reads each request into a buffer of its
-// own, which nothing reuses; the writer keeps the payloads in its cache).
+// is given up (every route reads each request into a buffer of its own,
+// with readAppendBody or io.ReadAll, which nothing reuses; the writer
+// keeps the payloads in its cache).
 func decodeAppendBatch(body []byte) (appendInput, error) {
 	b, err := segmentlog.DecodeBatchAliasing(body)
 	if err != nil {
