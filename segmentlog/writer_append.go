@@ -127,8 +127,9 @@ func (w *Writer) appendChecked(ctx context.Context, validate func(*Message) erro
 
 	acks := make([]Ack, len(msgs))
 	type dup struct {
-		i int
-		e *dedupEntry
+		i    int
+		e    *dedupEntry
+		wait <-chan struct{}
 	}
 	var dups []dup
 	var fresh []Message // in msgs' own array: a fresh message is never behind its index
@@ -146,7 +147,7 @@ func (w *Writer) appendChecked(ctx context.Context, validate func(*Message) erro
 					acks[i] = Ack{ID: e.id, TimeTick: e.tick, Duplicate: true}
 					w.stats.DedupHits++
 				} else {
-					dups = append(dups, dup{i, e})
+					dups = append(dups, dup{i, e, w.dedup.waitFor(e)})
 				}
 				size -= messageBytes(&m)
 				continue
@@ -204,7 +205,7 @@ func (w *Writer) appendChecked(ctx context.Context, validate func(*Message) erro
 	}
 	for _, d := range dups {
 		select {
-		case <-d.e.wait:
+		case <-d.wait:
 		case <-ctx.Done():
 			return nil, fmt.Errorf("append %s: %w: %w", w.cfg.PChannel, ErrOutcomeUnknown, ctx.Err())
 		}
