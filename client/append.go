@@ -76,13 +76,19 @@ func (c *Client) appendTo(ctx context.Context, path, target string, msgs []Messa
 	}
 	// The binary body when the messages fit it (the expected offset then
 	// goes in the query), else JSON.
-	body, isBinary := encodeBatch(nil, msgs)
+	buf := c.bodies.get()
+	body, isBinary := encodeBatch((*buf)[:0], msgs)
 	contentType := contentTypeBatch
+	var shared *sharedBody
 	if isBinary {
+		*buf = body
+		shared = newSharedBody(&c.bodies, buf)
+		defer shared.release()
 		if opts.ExpectedOffset != nil {
 			query.Set("expected_offset", strconv.FormatUint(*opts.ExpectedOffset, 10))
 		}
 	} else {
+		c.bodies.put(buf)
 		req := wire.AppendRequest{Messages: make([]wire.MessageIn, len(msgs)), ExpectedOffset: opts.ExpectedOffset}
 		for i, m := range msgs {
 			req.Messages[i] = wire.MessageIn{VChannel: m.VChannel, Type: m.Type, Payload: m.Payload, Properties: m.Properties, Key: m.Key}
@@ -94,7 +100,7 @@ func (c *Client) appendTo(ctx context.Context, path, target string, msgs []Messa
 		contentType = ""
 	}
 	var resp wire.AppendResponse
-	err := c.do(ctx, request{method: "POST", path: path, query: query, body: body, contentType: contentType, write: true,
+	err := c.do(ctx, request{method: "POST", path: path, query: query, body: body, shared: shared, contentType: contentType, write: true,
 		idempotent: keyed && opts.ExpectedOffset == nil}, &resp)
 	if err != nil {
 		return nil, err

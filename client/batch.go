@@ -37,9 +37,14 @@ var messageTypes = map[string]byte{"": 1, "data": 1, "insert": 2, "delete": 3}
 // producer): such an append goes as JSON, so that the server's answer names
 // the fault as it does for JSON. Timeticks are 1, 2, 3...: the format wants
 // them increasing, the server stamps its own.
+//
+// dst grows once, by the exact size of the body (batchSize): growing it
+// message by message copied a MiB body several times over (8.8 % of the
+// CPU of the bench's producer phase).
 func encodeBatch(dst []byte, msgs []Message) ([]byte, bool) {
 	start := len(dst)
-	out := append(dst, make([]byte, batchHeaderSize)...)
+	out := slices.Grow(dst, batchSize(msgs))
+	out = append(out, make([]byte, batchHeaderSize)...)
 	var props []string
 	for i := range msgs {
 		m := &msgs[i]
@@ -87,6 +92,36 @@ func encodeBatch(dst []byte, msgs []Message) ([]byte, bool) {
 	binary.LittleEndian.PutUint32(h[56:], uint32(len(msgs)))
 	binary.LittleEndian.PutUint32(h[60:], uint32(len(out)-start-batchHeaderSize))
 	return binary.LittleEndian.AppendUint32(out, crc32.Checksum(out[start:], castagnoli)), true
+}
+
+// batchSize is the size of the body encodeBatch writes for msgs, if it
+// writes one.
+func batchSize(msgs []Message) int {
+	n := batchHeaderSize + 4 // the CRC32C trailer
+	for i := range msgs {
+		m := &msgs[i]
+		n += 1 + 1 + 8 + stringSize(m.VChannel) // type, flags, timetick, vchannel
+		if m.Key != nil && *m.Key != (Key{}) {
+			n += stringSize(m.Key.Producer) + uvarintSize(m.Key.Epoch) + uvarintSize(m.Key.Seq)
+		}
+		n += uvarintSize(uint64(len(m.Properties)))
+		for k, v := range m.Properties {
+			n += stringSize(k) + stringSize(v)
+		}
+		n += uvarintSize(uint64(len(m.Payload))) + len(m.Payload)
+	}
+	return n
+}
+
+func stringSize(s string) int { return uvarintSize(uint64(len(s))) + len(s) }
+
+// uvarintSize is the length of the uvarint encoding of v.
+func uvarintSize(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
 }
 
 func encodable(s string) bool { return len(s) <= batchMaxString && utf8.ValidString(s) }

@@ -32,6 +32,8 @@ type Client struct {
 
 	now   func() time.Time
 	sleep func(ctx context.Context, d time.Duration) error // tests record the waits
+
+	bodies bodyPool // binary append bodies, reused (sharedBody says when)
 }
 
 // Option configures a Client.
@@ -96,6 +98,10 @@ type request struct {
 	path   string // "/v1/...", path elements already escaped
 	query  url.Values
 	body   []byte // JSON (or of contentType), or nil
+	// shared, if set, holds body (a pooled buffer): each attempt reads it
+	// through a reader of its own, so that the buffer is reused only once
+	// every attempt is done with it.
+	shared *sharedBody
 	// contentType is the body's media type; "" is JSON.
 	contentType string
 	wait        time.Duration // a read's long poll, added to the attempt timeout
@@ -207,12 +213,25 @@ func (c *Client) attempt(ctx context.Context, req request, out any) (err error) 
 		u.RawQuery = req.query.Encode()
 	}
 	var body io.Reader
-	if req.body != nil {
+	switch {
+	case req.shared != nil:
+		body = req.shared.open()
+	case req.body != nil:
 		body = bytes.NewReader(req.body)
 	}
 	hr, err := http.NewRequestWithContext(ctx, req.method, u.String(), body)
 	if err != nil {
+		if rc, ok := body.(io.Closer); ok {
+			rc.Close()
+		}
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if req.shared != nil {
+		// Set for the known reader types only (bytes.Reader...): without
+		// them the body would go chunked, and a redirect or a retry on a
+		// fresh connection could not send it again.
+		hr.ContentLength = int64(len(req.body))
+		hr.GetBody = func() (io.ReadCloser, error) { return req.shared.open(), nil }
 	}
 	if req.body != nil {
 		ct := req.contentType
@@ -228,6 +247,9 @@ func (c *Client) attempt(ctx context.Context, req request, out any) (err error) 
 	}
 	if c.sign != nil {
 		if err := c.sign(hr); err != nil {
+			if hr.Body != nil {
+				hr.Body.Close() // never sent: no transport closes it
+			}
 			return fmt.Errorf("%s %s: sign: %w: %w", req.method, req.path, ErrUnauthorized, err)
 		}
 	}

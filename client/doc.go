@@ -43,7 +43,11 @@
 // Appends (the Producer's and Client.Append) go as the binary batch body,
 // application/x-cairn-batch, which spares both sides JSON and base64; a
 // message that body cannot carry (an unknown type, a string over 64 KiB or
-// not UTF-8) sends its append as JSON, whose answer names the fault.
+// not UTF-8) sends its append as JSON, whose answer names the fault. The
+// Client reuses the buffers of binary bodies, each once every attempt's
+// request body was closed by the transport (as http.RoundTripper
+// promises): a custom transport must close request bodies, or the SDK
+// allocates a new buffer per append.
 //
 // # Consuming
 //

@@ -148,8 +148,9 @@ type batch struct {
 // or failed, and only after every message sent before it is.
 type Future struct {
 	msg  Message
+	key  Key // msg.Key points here: one allocation per message, not two
 	size int
-	at   time.Time // when it was sent, for Linger
+	at   time.Time // when it was sent, for Linger (zero without)
 
 	done chan struct{}
 	ack  Ack
@@ -265,9 +266,17 @@ func (p *Producer) SendAsync(ctx context.Context, m Message) (*Future, error) {
 		return nil, err
 	}
 	select {
-	case p.slots <- struct{}{}:
-	case <-ctx.Done():
-		return nil, context.Cause(ctx)
+	case p.slots <- struct{}{}: // no select over ctx while there is room
+	default:
+		select {
+		case p.slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+	}
+	var at time.Time
+	if p.cfg.Linger > 0 {
+		at = time.Now()
 	}
 	p.mu.Lock()
 	if err := p.refusalLocked(); err != nil {
@@ -275,9 +284,9 @@ func (p *Producer) SendAsync(ctx context.Context, m Message) (*Future, error) {
 		<-p.slots
 		return nil, err
 	}
-	m.Key = &Key{Producer: p.cfg.Name, Epoch: p.epoch, Seq: p.seq}
+	f := &Future{msg: m, key: Key{Producer: p.cfg.Name, Epoch: p.epoch, Seq: p.seq}, size: size, at: at, done: make(chan struct{})}
+	f.msg.Key = &f.key
 	p.seq++
-	f := &Future{msg: m, size: size, at: time.Now(), done: make(chan struct{})}
 	p.queue = append(p.queue, f)
 	p.last = f
 	p.mu.Unlock()

@@ -405,6 +405,22 @@ func checkHeader(h *Header, bodyLen int) error {
 // backing array (each sliced with its own capacity). Empty Properties,
 // Payload and Messages decode as nil.
 func DecodeBatch(data []byte) (Batch, error) {
+	return decodeBatch(data, false)
+}
+
+// DecodeBatchAliasing is DecodeBatch for a caller that gives data up: the
+// payloads of the result are slices of data itself (each with its own
+// capacity), not of a copy, so data must not change, nor its buffer be
+// reused, while the batch or any message of it is in use — a Writer keeps
+// appended payloads in its cache. It spares a copy of the batch where data
+// is a fresh buffer of its own, as an HTTP append body is. Strings never
+// alias data.
+func DecodeBatchAliasing(data []byte) (Batch, error) {
+	return decodeBatch(data, true)
+}
+
+// decodeBatch is DecodeBatch, with payloads in data itself if alias.
+func decodeBatch(data []byte, alias bool) (Batch, error) {
 	h, bodyLen, err := decodeHeader(data)
 	if err != nil {
 		return Batch{}, err
@@ -421,6 +437,9 @@ func DecodeBatch(data []byte) (Batch, error) {
 		return b, nil
 	}
 	d := decoder{buf: data[HeaderSize:crcAt]}
+	if alias {
+		d.arena = d.buf
+	}
 	b.Messages = make([]Message, h.Count) // Count*minMessageSize <= bodyLen, checked
 	for i := range b.Messages {
 		m := &b.Messages[i]
@@ -453,7 +472,7 @@ func DecodeBatch(data []byte) (Batch, error) {
 type decoder struct {
 	buf   []byte
 	pos   int
-	arena []byte // a copy of buf, made at the first non-empty payload
+	arena []byte // what payloads slice: a copy of buf, made at the first non-empty payload, or buf itself
 }
 
 func (d *decoder) left() int { return len(d.buf) - d.pos }

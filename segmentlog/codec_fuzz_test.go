@@ -5,12 +5,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 )
 
 // FuzzDecodeBatch checks that DecodeBatch and DecodeHeader never panic, that
-// every failure wraps ErrCorrupt, and that whatever decodes re-encodes to
-// the very same bytes (the encoding is canonical).
+// every failure wraps ErrCorrupt, that whatever decodes re-encodes to the
+// very same bytes (the encoding is canonical), and that DecodeBatchAliasing
+// decodes what DecodeBatch does.
 //
 // Mutated inputs almost never carry a valid CRC, so each input is also tried
 // "resealed": with body_len and the CRC recomputed, which lets the fuzzer
@@ -64,6 +66,9 @@ func checkDecode(t *testing.T, data []byte) {
 		t.Fatalf("DecodeHeader error does not wrap ErrCorrupt: %v", herr)
 	}
 	b, err := DecodeBatch(data)
+	if ab, aerr := DecodeBatchAliasing(data); (aerr == nil) != (err == nil) || !reflect.DeepEqual(ab, b) {
+		t.Fatalf("DecodeBatchAliasing = %+v, %v; DecodeBatch = %+v, %v", ab, aerr, b, err)
+	}
 	if err != nil {
 		if !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("DecodeBatch error does not wrap ErrCorrupt: %v", err)

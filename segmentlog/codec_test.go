@@ -165,6 +165,35 @@ func TestCodecDecodedPayloadIsACopy(t *testing.T) {
 	}
 }
 
+// TestCodecAliasingDecodeSharesThePayloads: DecodeBatchAliasing's payloads
+// are data itself (a change of data shows through, so its caller must give
+// data up), each capped so that appending to one does not overwrite the next.
+func TestCodecAliasingDecodeSharesThePayloads(t *testing.T) {
+	b := Batch{Kind: KindData, Messages: []Message{
+		{Type: TypeData, VChannel: "v", TimeTick: 1, Payload: []byte("one")},
+		{Type: TypeData, VChannel: "v", TimeTick: 2, Payload: []byte("two")},
+	}}
+	enc, err := b.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeBatchAliasing(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Messages, b.Messages) {
+		t.Fatalf("decoded %+v, want %+v", got.Messages, b.Messages)
+	}
+	enc[bytes.Index(enc, []byte("two"))] = 'T'
+	if string(got.Messages[1].Payload) != "Two" {
+		t.Fatalf("payload 1 is %q after its byte in data changed: not data itself", got.Messages[1].Payload)
+	}
+	_ = append(got.Messages[0].Payload, 'X')
+	if string(got.Messages[1].Payload) != "Two" {
+		t.Fatalf("append to payload 0 overwrote payload 1: %q", got.Messages[1].Payload)
+	}
+}
+
 func TestCodecMessageTypeNames(t *testing.T) {
 	for _, typ := range allMessageTypes() {
 		got, err := ParseMessageType(typ.String())

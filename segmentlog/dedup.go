@@ -47,8 +47,11 @@ type dedupEntry struct {
 	id   MessageID
 	tick uint64
 	done bool
-	err  error         // set when the pending append failed
-	wait chan struct{} // closed when the outcome is known
+	err  error // set when the pending append failed
+	// wait is closed when the outcome is known; made by waitFor only when
+	// someone waits (a retry meeting the key in flight), not for every key
+	// (a channel per keyed message was 1 % of an append's CPU).
+	wait chan struct{}
 }
 
 type producerEpoch struct {
@@ -209,7 +212,7 @@ func (d *dedupWindow) lookup(key IdemKey) (*dedupEntry, bool) {
 		return e, true
 	}
 	if id, tick, ok := d.committed(key); ok {
-		return &dedupEntry{id: id, tick: tick, done: true, wait: d.closed}, true
+		return &dedupEntry{id: id, tick: tick, done: true}, true
 	}
 	return nil, false
 }
@@ -230,9 +233,29 @@ func (d *dedupWindow) committed(key IdemKey) (MessageID, uint64, bool) {
 
 // begin marks key pending and returns its entry.
 func (d *dedupWindow) begin(key IdemKey) *dedupEntry {
-	e := &dedupEntry{wait: make(chan struct{})}
+	e := &dedupEntry{}
 	d.pending[key] = e
 	return e
+}
+
+// waitFor returns a channel closed once e's outcome is known: at once for
+// a committed entry or a failed one. It is called under the lock that
+// guards the window, like commit and fail, which close what it made.
+func (d *dedupWindow) waitFor(e *dedupEntry) <-chan struct{} {
+	if e.done || e.err != nil {
+		return d.closed
+	}
+	if e.wait == nil {
+		e.wait = make(chan struct{})
+	}
+	return e.wait
+}
+
+// resolved closes e's wait, if anyone asked for it.
+func (e *dedupEntry) resolved() {
+	if e.wait != nil {
+		close(e.wait)
+	}
 }
 
 // commit records that key was acked at id with tick, waking waiters. A key
@@ -241,7 +264,7 @@ func (d *dedupWindow) commit(key IdemKey, id MessageID, tick uint64, now time.Ti
 	if e, ok := d.pending[key]; ok {
 		delete(d.pending, key)
 		e.id, e.tick, e.done = id, tick, true
-		close(e.wait)
+		e.resolved()
 	}
 	pk := producerEpoch{key.Producer, key.Epoch}
 	p, ok := d.producers[pk]
@@ -275,7 +298,7 @@ func (d *dedupWindow) fail(key IdemKey, err error) {
 		return
 	}
 	e.err = err
-	close(e.wait)
+	e.resolved()
 	delete(d.pending, key)
 }
 

@@ -2,7 +2,6 @@ package segmentlog
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -54,15 +53,29 @@ func (l Layout) Checkpoint(p string) string { return l.join("meta", "checkpoints
 // MaxNameLen is the longest pchannel or vchannel name.
 const MaxNameLen = 128
 
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
-
 // ValidateName checks a pchannel or vchannel name: 1 to MaxNameLen bytes of
 // ASCII letters, digits, '_', '-' and '.', starting with a letter or digit.
-// The error wraps ErrInvalidName.
+// The error wraps ErrInvalidName. Every message appended is checked, so it
+// is a loop over the bytes, not a regexp (a third of the CPU of decoding an
+// append body); a test holds it to ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$.
 func ValidateName(kind, name string) error {
-	if len(name) == 0 || len(name) > MaxNameLen || !nameRE.MatchString(name) || strings.Contains(name, "..") {
+	if len(name) == 0 || len(name) > MaxNameLen || !validNameBytes(name) || strings.Contains(name, "..") {
 		return fmt.Errorf("%w: %s %q: want 1-%d of [A-Za-z0-9_.-], starting with a letter or digit, no '..'",
 			ErrInvalidName, kind, name, MaxNameLen)
 	}
 	return nil
+}
+
+// validNameBytes: name (not empty) is ASCII letters, digits, '_', '.' and
+// '-', starting with a letter or digit.
+func validNameBytes(name string) bool {
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case i > 0 && (c == '_' || c == '.' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -148,12 +148,16 @@ func (w *Writer) CommitTxn(ctx context.Context, id uint64) ([]Ack, error) {
 	t, ok := w.txns[id]
 	if !ok {
 		e, known := w.dedup.lookup(txnKey(id))
+		var wait <-chan struct{}
+		if known {
+			wait = w.dedup.waitFor(e)
+		}
 		w.mu.Unlock()
 		if !known {
 			return nil, fmt.Errorf("commit txn %d: %w", id, ErrTxnNotFound)
 		}
 		select {
-		case <-e.wait:
+		case <-wait:
 		case <-ctx.Done():
 			return nil, fmt.Errorf("commit txn %d: %w: %w", id, ErrOutcomeUnknown, ctx.Err())
 		}

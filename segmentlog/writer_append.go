@@ -70,6 +70,9 @@ func messageBytes(m *Message) int {
 // their Ack names the first copy. On ErrOutcomeUnknown (including a
 // cancelled ctx) the messages may still be delivered; retry with the same
 // keys to learn their IDs. Safe for concurrent use.
+//
+// The Writer keeps the payloads of msgs, not copies, in its Cache (if
+// any) once acked: the caller must not change their bytes after the call.
 func (w *Writer) Append(ctx context.Context, msgs ...Message) ([]Ack, error) {
 	return w.appendChecked(ctx, validateAppend, msgs, nil, false)
 }
@@ -90,7 +93,8 @@ func (w *Writer) Append(ctx context.Context, msgs ...Message) ([]Ack, error) {
 // idempotency keys to learn their IDs; ErrFenced and the writer's other
 // terminal errors mean they never will be. A message whose idempotency key
 // was already acked within the window is not appended again: its Ack names
-// the first copy. Safe for concurrent use.
+// the first copy. Safe for concurrent use. The payloads are kept as
+// Append keeps them.
 func (w *Writer) AppendBatch(ctx context.Context, msgs []Message) ([]Ack, error) {
 	return w.appendChecked(ctx, validateAppend, msgs, nil, true)
 }
@@ -123,8 +127,9 @@ func (w *Writer) appendChecked(ctx context.Context, validate func(*Message) erro
 
 	acks := make([]Ack, len(msgs))
 	type dup struct {
-		i int
-		e *dedupEntry
+		i    int
+		e    *dedupEntry
+		wait <-chan struct{}
 	}
 	var dups []dup
 	var fresh []Message // in msgs' own array: a fresh message is never behind its index
@@ -142,7 +147,7 @@ func (w *Writer) appendChecked(ctx context.Context, validate func(*Message) erro
 					acks[i] = Ack{ID: e.id, TimeTick: e.tick, Duplicate: true}
 					w.stats.DedupHits++
 				} else {
-					dups = append(dups, dup{i, e})
+					dups = append(dups, dup{i, e, w.dedup.waitFor(e)})
 				}
 				size -= messageBytes(&m)
 				continue
@@ -200,7 +205,7 @@ func (w *Writer) appendChecked(ctx context.Context, validate func(*Message) erro
 	}
 	for _, d := range dups {
 		select {
-		case <-d.e.wait:
+		case <-d.wait:
 		case <-ctx.Done():
 			return nil, fmt.Errorf("append %s: %w: %w", w.cfg.PChannel, ErrOutcomeUnknown, ctx.Err())
 		}

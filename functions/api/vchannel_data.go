@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"strings"
 
@@ -31,7 +30,7 @@ func (s *Server) handleVChannelAppend(w http.ResponseWriter, r *http.Request) er
 	if err != nil {
 		return err
 	}
-	body, err := io.ReadAll(r.Body)
+	body, err := s.readAppendBody(r)
 	if err != nil {
 		return err
 	}

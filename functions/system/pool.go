@@ -463,7 +463,8 @@ type appendResult struct {
 // An append that failed before anything of it
 // could have landed (the writer was fenced or closing) is retried once on a
 // fresh writer; so is one whose lease lapsed if every message carries an
-// idempotency key.
+// idempotency key. The append may outlive a cancelled ctx: msgs (and
+// their payloads) must not change after the call.
 func (p *Pool) Append(ctx context.Context, pchannel string, msgs []segmentlog.Message, expect *uint64, after *segmentlog.IdemKey) (uint64, []segmentlog.Ack, error) {
 	var r appendResult
 	for attempt := 0; attempt < 2; attempt++ {
@@ -522,7 +523,8 @@ func (p *Pool) appendTo(ctx context.Context, e *poolEntry, msgs []segmentlog.Mes
 			return
 		}
 		term := e.w.Term()
-		msgs := append([]segmentlog.Message(nil), msgs...) // Append stamps its own copy; keep the caller's
+		// No copy of msgs: both writers validate and stamp a copy of their
+		// own (checkAppend), and leave the caller's as it was.
 		var acks []segmentlog.Ack
 		var err error
 		if after != nil && !holdsWithin(ctx, e.w, *after) {

@@ -170,10 +170,13 @@ func (s *System) CheckTags(ctx context.Context, p string, msgs []segmentlog.Mess
 	var seen string // batches usually carry one vchannel
 	for _, m := range msgs {
 		name := m.VChannel
-		if name == seen || s.vchans.isAbsent(name) {
+		if name == seen {
 			continue
 		}
-		seen = name
+		seen = name // an absent name too: a lookup (lock, map, clock) per message was 1 % of an append's CPU
+		if s.vchans.isAbsent(name) {
+			continue
+		}
 		v, err := s.VChannel(ctx, name)
 		switch {
 		case errors.Is(err, coordinator.ErrNoVChannel):
