@@ -168,8 +168,9 @@ func buildFigures() []Figure {
 	add("takeover", "takeover_backlog_ms", unitMs, "a live lease taken over at once (a restart after kill -9) with 256 unflushed slots → first acked append")
 	add("takeover", "takeover_backlog_slot_get", unitRequests, "WAL slot GETs of that takeover's replay")
 
-	add("window", "window_messages", unitMessages, "keyed lines appended to one vchannel as `cairn produce` sends a file (one producer counting up, 1,000 a request, 8 requests in flight): 200,000 per second of duration, at most 1,000,000")
-	add("window", "window_dedup_state_bytes", unitBytes, "the dedup state object the flush wrote: the idempotency window, full (100,000 keys)")
+	add("window", "window_messages", unitMessages, "keyed 1 KiB messages appended to one vchannel as `cairn produce` sends a file (8 producers counting up, 900 a request, one request of each in flight): 200,000 per second of duration, at most 1,000,000")
+	add("window", "window_dedup_state_bytes", unitBytes, "the dedup state object the flush wrote: the idempotency window, every key of the run (about 1,100 runs of up to 900 keys, within the 100,000-run limit)")
+	add("window", "window_checkpoint_bytes", unitBytes, "the checkpoint record after that flush")
 	add("window", "window_consume_wal_mbps", unitMBps, "scanner of that vchannel from the start, before the flush (from the WAL), WAL bytes per second")
 	add("window", "window_consume_segments_mbps", unitMBps, "the same after the flush (from segments), WAL bytes per second")
 	add("window", "window_consume_ratio", unitRatio, "after the flush ÷ before the flush")
@@ -249,6 +250,9 @@ var targets = []target{
 	{key: "catchup_segments_ratio", limit: fixed(2)},
 	{key: "takeover_round_trips", atMost: true, limit: fixed(5)},
 	{key: "takeover_backlog_ms", atMost: true, limit: fixed(1000)},
+	{key: "window_consume_ratio", limit: fixed(0.9)},
+	{key: "window_checkpoint_bytes", atMost: true, limit: fixed(64 << 10)},
+	{key: "window_takeover_ratio", atMost: true, limit: fixed(2)},
 	{key: "http_append_ratio", limit: fixed(0.85)},
 	{key: "http_producer_lib_1kib_msgs_per_s", limit: fixed(150_000)},
 	{key: "http_producer_lib_1kib_cpu_us_per_msg", atMost: true, limit: fixed(8)},

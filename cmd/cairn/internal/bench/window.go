@@ -13,18 +13,19 @@ import (
 	"github.com/cairnlog/cairn/snapshot"
 )
 
-// The window phase (issue #16): a million keyed lines on one vchannel, as
-// `cairn produce` sends a file (one producer counting its seq up, many
-// lines per request), so that the idempotency window is full; then reads
-// before and after a flush, and a takeover that must rebuild that window.
+// The window phase (issue #16): a million keyed 1 KiB messages on one
+// vchannel, as `cairn produce` sends a file (one producer counting its seq
+// up, many per request), so that the idempotency window is full; then
+// reads before and after a flush, and a takeover that must rebuild that
+// window.
 const (
 	// windowMessagesPerSecond of Duration are appended, at most
 	// windowMessages: a million at the default Duration.
 	windowMessagesPerSecond = 200_000
 	windowMessages          = 1_000_000
-	windowPerAppend         = 1000 // lines per request, as `cairn produce` batches them
+	windowPerAppend         = 900  // messages per request: about as many 1 KiB messages as a 1 MiB batch holds, as `cairn produce` batches them
 	windowAppenders         = 8    // requests in flight: the writer's W
-	windowPayloadSize       = 64   // a short line
+	windowPayloadSize       = 1024 // the issue's 1 KiB messages
 	windowVChannel          = "lines"
 )
 
@@ -66,6 +67,10 @@ func (r *runner) window(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	cpObj, err := r.store.Get(ctx, r.layout.Checkpoint(pch)) // its size
+	if err != nil {
+		return err
+	}
 	var stateBytes int64
 	if cp.DedupState != "" {
 		a, err := r.store.Head(ctx, cp.DedupState)
@@ -104,6 +109,7 @@ func (r *runner) window(ctx context.Context) error {
 
 	r.rep.set("window_messages", float64(want.msgs))
 	r.rep.set("window_dedup_state_bytes", float64(stateBytes))
+	r.rep.set("window_checkpoint_bytes", float64(len(cpObj.Body)))
 	r.rep.set("window_consume_wal_mbps", before.mbps())
 	r.rep.set("window_consume_segments_mbps", after.mbps())
 	r.rep.set("window_consume_ratio", after.mbps()/before.mbps())
@@ -155,23 +161,27 @@ func (r *runner) timeTakeover(ctx context.Context, pch string, holder *killableL
 	return time.Since(t0), w, nil
 }
 
-// fillLines appends total keyed lines to w, windowPerAppend per call and
-// windowAppenders calls in flight, all of one producer whose seq counts up
-// over the whole file.
+// fillLines appends total keyed messages to w, windowPerAppend per call
+// and windowAppenders calls in flight, one producer per caller whose seq
+// counts up over its calls: each producer's batches land in seq order, as
+// an SDK Producer orders them at any window. (Batches of one producer
+// landing out of seq order cost the window an index entry per key.)
 func (r *runner) fillLines(ctx context.Context, w *segmentlog.Writer, total int) error {
 	var next atomic.Int64
 	var firstErr error
 	var errOnce sync.Once
 	var wg sync.WaitGroup
-	for range windowAppenders {
+	for g := range windowAppenders {
 		wg.Go(func() {
+			producer := fmt.Sprintf("cli-produce-%d", g)
+			var seq uint64
 			for c := next.Add(1) - 1; c*windowPerAppend < int64(total); c = next.Add(1) - 1 {
 				msgs := make([]segmentlog.Message, min(windowPerAppend, int64(total)-c*windowPerAppend))
 				for i := range msgs {
-					seq := uint64(c*windowPerAppend) + uint64(i)
 					msgs[i] = segmentlog.Message{Type: segmentlog.TypeData, VChannel: windowVChannel,
-						Payload: fmt.Appendf(nil, "%0*d", windowPayloadSize, seq),
-						Key:     segmentlog.IdemKey{Producer: "cli-produce", Epoch: 1, Seq: seq}}
+						Payload: fmt.Appendf(nil, "%0*d", windowPayloadSize, uint64(c*windowPerAppend)+uint64(i)),
+						Key:     segmentlog.IdemKey{Producer: producer, Epoch: 1, Seq: seq}}
+					seq++
 				}
 				if _, err := w.Append(ctx, msgs...); err != nil {
 					errOnce.Do(func() { firstErr = err })
