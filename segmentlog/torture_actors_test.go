@@ -245,6 +245,12 @@ func (e *actorEnv) runActor(ctx context.Context, a int, seed uint64) {
 		case kind >= 0:
 		case turn == 0:
 			kind = kindShared // every actor starts in the shared term: adoptions and lost races in every round
+		case e.run.liveTakeovers.Load() == 0 && e.leaseLive(ctx, leases, now()):
+			// Until a takeover met a live lease, a live one is taken over
+			// at once: shared turns, whose open terms do not count, would
+			// otherwise leave a run of three rounds without one now and
+			// then (1 run in 4-8).
+			kind = kindTakeover
 		default:
 			kind = e.nextKind(arng)
 			if kind == kindShared && end == endZombie && e.run.garbageSeen.Load() == 0 {
@@ -290,6 +296,7 @@ func (e *actorEnv) runActor(ctx context.Context, a int, seed uint64) {
 			sc.kinds[kind]++
 			if live {
 				sc.liveTakeover++
+				e.run.liveTakeovers.Add(1)
 			}
 			if sw != nil && !sw.Stats().Opened {
 				sc.sharedAdopts++

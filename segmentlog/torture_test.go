@@ -308,6 +308,8 @@ func (h *history) record(key sl.IdemKey, f func(*msgRecord)) {
 type runState struct {
 	thaws atomic.Int64
 	kinds atomic.Int64 // turns that took a write kind from kindCycle
+	// liveTakeovers counts the forced takeovers of a live lease so far.
+	liveTakeovers atomic.Int64
 	// crashPending counts crashes that caught slot PUTs in flight so far;
 	// garbageSeen the garbage slots writers met in their windows.
 	crashPending, garbageSeen atomic.Int64
