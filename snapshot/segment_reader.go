@@ -62,10 +62,13 @@ func (r *SegmentReader) open(ctx context.Context, refs []segmentlog.SegmentRef, 
 		byV[ref.VChannel] = append(byV[ref.VChannel], ref)
 	}
 	it := &segmentIter{r: r, from: from, limit: limit}
+	// Read-ahead outlives the call that starts it (Next's ctx); Close ends it.
+	it.ctx, it.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	for _, rs := range byV {
 		slices.SortFunc(rs, func(a, b segmentlog.SegmentRef) int { return cmpUint(a.FirstOffset, b.FirstOffset) })
 		s := &stream{refs: rs}
 		if err := it.fill(ctx, s); err != nil {
+			it.Close()
 			return nil, err
 		}
 		if s.pos < len(s.rows) {
@@ -88,19 +91,47 @@ func cmpUint(a, b uint64) int {
 
 // segmentIter merges one stream per vchannel by message ID.
 type segmentIter struct {
-	r     *SegmentReader
-	from  segmentlog.MessageID
-	limit uint64
-	heads streamHeap
-	last  segmentlog.MessageID
-	any   bool
+	r      *SegmentReader
+	from   segmentlog.MessageID
+	limit  uint64
+	heads  streamHeap
+	last   segmentlog.MessageID
+	any    bool
+	ctx    context.Context // the read-ahead's, until Close
+	cancel context.CancelFunc
 }
 
-// stream is one vchannel's segments, read one file at a time.
+// stream is one vchannel's segments, read one file at a time; the next
+// file loads while the second half of the current one is delivered (a
+// reader that takes a page and closes costs no extra GET).
 type stream struct {
 	refs []segmentlog.SegmentRef // not yet loaded, ascending
+	next *segmentLoad            // refs' first, loading; nil if none
 	rows []segmentlog.Delivery   // the current file
 	pos  int
+}
+
+// segmentLoad is one segment file read and decoded in its own goroutine.
+type segmentLoad struct {
+	done chan struct{}
+	rows []segmentlog.Delivery
+	err  error
+}
+
+// startLoad starts loading s's next file, if any, on the iterator's
+// read-ahead context.
+func (it *segmentIter) startLoad(s *stream) {
+	if s.next != nil || len(s.refs) == 0 {
+		return
+	}
+	ref := s.refs[0]
+	s.refs = s.refs[1:]
+	l := &segmentLoad{done: make(chan struct{})}
+	s.next = l
+	go func() {
+		defer close(l.done)
+		l.rows, l.err = it.r.load(it.ctx, ref)
+	}()
 }
 
 func (s *stream) head() segmentlog.MessageID { return s.rows[s.pos].ID }
@@ -108,13 +139,19 @@ func (s *stream) head() segmentlog.MessageID { return s.rows[s.pos].ID }
 // fill loads files until s has a row at or after the iterator's start, or
 // runs out of files.
 func (it *segmentIter) fill(ctx context.Context, s *stream) error {
-	for s.pos >= len(s.rows) && len(s.refs) > 0 {
-		ref := s.refs[0]
-		s.refs = s.refs[1:]
-		rows, err := it.r.load(ctx, ref)
-		if err != nil {
-			return err
+	for s.pos >= len(s.rows) && (s.next != nil || len(s.refs) > 0) {
+		it.startLoad(s)
+		l := s.next
+		select {
+		case <-l.done:
+		case <-ctx.Done():
+			return ctx.Err() // the load goes on; the next call waits for it again
 		}
+		s.next = nil
+		if l.err != nil {
+			return l.err
+		}
+		rows := l.rows
 		lo, _ := slices.BinarySearchFunc(rows, it.from, func(d segmentlog.Delivery, id segmentlog.MessageID) int {
 			if d.ID.Less(id) {
 				return -1
@@ -141,6 +178,9 @@ func (it *segmentIter) Next(ctx context.Context) (segmentlog.Delivery, error) {
 	s := it.heads[0]
 	d := s.rows[s.pos]
 	s.pos++
+	if s.pos >= len(s.rows)/2 {
+		it.startLoad(s)
+	}
 	if err := it.fill(ctx, s); err != nil {
 		return segmentlog.Delivery{}, err
 	}
@@ -156,8 +196,9 @@ func (it *segmentIter) Next(ctx context.Context) (segmentlog.Delivery, error) {
 	return d, nil
 }
 
-// Close releases the iterator.
+// Close releases the iterator and stops its read-ahead.
 func (it *segmentIter) Close() error {
+	it.cancel()
 	it.heads = nil
 	return nil
 }
