@@ -85,6 +85,26 @@ func setAssignment(t *testing.T, store objstore.Store, a Assignment) {
 	}
 }
 
+// runNode runs node n1 over store and h until stop, which fails the test
+// if Run returned an error.
+func runNode(t *testing.T, store objstore.Store, h Holder) (n *Node, stop func()) {
+	t.Helper()
+	n, err := NewNode(fastNodeCfg, store, "n1", "http://n1", h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	return n, func() {
+		t.Helper()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	}
+}
+
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	testkit.Eventually(t, 10*time.Second, what, cond)
@@ -96,13 +116,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 func TestNodeFollowsAssignments(t *testing.T) {
 	store := objstore.NewMemory()
 	h := &fakeHolder{refuse: map[string]int{"p1": 2}, held: map[string]bool{}}
-	n, err := NewNode(fastNodeCfg, store, "n1", "http://n1", h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
+	n, stop := runNode(t, store, h)
 
 	setAssignment(t, store, Assignment{PChannel: "p0", State: PChannelAssigning, Node: "n1"})
 	setAssignment(t, store, Assignment{PChannel: "p1", State: PChannelAssigned, Node: "n1"})
@@ -114,10 +128,7 @@ func TestNodeFollowsAssignments(t *testing.T) {
 	waitUntil(t, "release both", func() bool { return len(n.Held()) == 0 })
 	setAssignment(t, store, Assignment{PChannel: "p2", State: PChannelAssigning, Node: "n1"})
 	waitUntil(t, "hold p2", func() bool { return fmt.Sprint(n.Held()) == "[p2]" })
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run: %v", err)
-	}
+	stop()
 	// Calls of different pchannels may interleave; per pchannel they are
 	// in order, and p1's refusals are retried.
 	want := map[string]string{
@@ -153,13 +164,7 @@ func TestNodeFollowsAssignments(t *testing.T) {
 func TestNodeTakesOverOncePerMove(t *testing.T) {
 	store := objstore.NewMemory()
 	h := &fakeHolder{held: map[string]bool{}, dead: map[string]bool{}}
-	n, err := NewNode(fastNodeCfg, store, "n1", "http://n1", h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
+	n, stop := runNode(t, store, h)
 
 	setAssignment(t, store, Assignment{PChannel: "p0", State: PChannelAssigning, Node: "n1", From: "n2", TakeOver: true})
 	waitUntil(t, "hold p0", func() bool { return fmt.Sprint(n.Held()) == "[p0]" })
@@ -179,10 +184,7 @@ func TestNodeTakesOverOncePerMove(t *testing.T) {
 	waitUntil(t, "a second take-over", func() bool {
 		return strings.Count(strings.Join(h.log(), ","), "take over p0") == 2
 	})
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run: %v", err)
-	}
+	stop()
 	if got, want := fmt.Sprint(h.log()), "[take over p0 replace p0 take over p0 release p0]"; got != want {
 		t.Fatalf("I11: calls %s, want %s", got, want)
 	}
@@ -261,22 +263,13 @@ func TestNodeWatchdog(t *testing.T) {
 	store := objstore.NewMemory()
 	setAssignment(t, store, Assignment{PChannel: "p0", State: PChannelAssigned, Node: "n1"})
 	h := &fakeHolder{held: map[string]bool{}, dead: map[string]bool{}}
-	n, err := NewNode(fastNodeCfg, store, "n1", "http://n1", h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
+	n, stop := runNode(t, store, h)
 	waitUntil(t, "hold p0", func() bool { return len(n.Held()) == 1 })
 	h.mu.Lock()
 	h.dead["p0"] = true
 	h.mu.Unlock()
 	waitUntil(t, "replace p0", func() bool { return slices.Contains(h.log(), "replace p0") })
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	if got := fmt.Sprint(h.log()); got != "[hold p0 replace p0 release p0]" {
 		t.Fatalf("calls %s", got)
 	}

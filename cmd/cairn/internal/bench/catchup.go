@@ -156,11 +156,12 @@ func (r *runner) fill(ctx context.Context, pch string, volume int) (walFill, err
 	return walFill{msgs: int(st.MessagesAcked), bytes: st.BytesAcked, frontier: st.Frontier}, nil
 }
 
-// scanPass reads pch from the start to the tail with a scanner (from
-// segments when segs is set) and counts the WAL bytes the messages came in.
-func (r *runner) scanPass(ctx context.Context, pch string, segs segmentlog.SegmentReader, want walFill) (tally, error) {
+// scanPass reads pch (only vchannels, if any) from the start to the tail
+// with a scanner (from segments when segs is set) and counts the WAL bytes
+// the messages came in.
+func (r *runner) scanPass(ctx context.Context, pch string, segs segmentlog.SegmentReader, want walFill, vchannels ...string) (tally, error) {
 	start := time.Now()
-	cfg := segmentlog.ScannerConfig{PChannel: pch, Layout: r.layout, From: segmentlog.Earliest(), NoWait: true, Segments: segs}
+	cfg := segmentlog.ScannerConfig{PChannel: pch, Layout: r.layout, From: segmentlog.Earliest(), NoWait: true, Segments: segs, VChannels: vchannels}
 	sc, err := segmentlog.NewScanner(ctx, cfg, r.store)
 	if err != nil {
 		return tally{}, err

@@ -49,7 +49,7 @@ func (r *runner) window(ctx context.Context) error {
 	want := walFill{msgs: int(st.MessagesAcked), bytes: st.BytesAcked, frontier: st.Frontier}
 
 	r.progress("window: scanning %s from the WAL", windowVChannel)
-	before, err := r.scanVChannel(ctx, pch, nil, want)
+	before, err := r.scanPass(ctx, pch, nil, want, windowVChannel)
 	if err != nil {
 		return fmt.Errorf("WAL scan: %w", err)
 	}
@@ -80,7 +80,7 @@ func (r *runner) window(ctx context.Context) error {
 		stateBytes = a.Size
 	}
 	r.progress("window: scanning %s from segments", windowVChannel)
-	after, err := r.scanVChannel(ctx, pch, snapshot.NewSegmentReader(r.store, 0), want)
+	after, err := r.scanPass(ctx, pch, snapshot.NewSegmentReader(r.store, 0), want, windowVChannel)
 	if err != nil {
 		return fmt.Errorf("segment scan: %w", err)
 	}
@@ -192,31 +192,4 @@ func (r *runner) fillLines(ctx context.Context, w *segmentlog.Writer, total int)
 	}
 	wg.Wait()
 	return errors.Join(firstErr, ctx.Err())
-}
-
-// scanVChannel reads windowVChannel of pch from the start to the tail
-// (from segments when segs is set) and counts the WAL bytes it came in.
-func (r *runner) scanVChannel(ctx context.Context, pch string, segs segmentlog.SegmentReader, want walFill) (tally, error) {
-	start := time.Now()
-	sc, err := segmentlog.NewScanner(ctx, segmentlog.ScannerConfig{PChannel: pch, Layout: r.layout, From: segmentlog.Earliest(),
-		VChannels: []string{windowVChannel}, NoWait: true, Segments: segs}, r.store)
-	if err != nil {
-		return tally{}, err
-	}
-	defer sc.Close()
-	n := 0
-	for {
-		_, err := sc.Next(ctx)
-		if errors.Is(err, segmentlog.ErrTail) {
-			break
-		}
-		if err != nil {
-			return tally{}, err
-		}
-		n++
-	}
-	if n != want.msgs {
-		return tally{}, fmt.Errorf("read %d messages of %s, want %d", n, pch, want.msgs)
-	}
-	return tally{bytes: want.bytes, msgs: int64(n), elapsed: time.Since(start)}, nil
 }
