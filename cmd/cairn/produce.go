@@ -52,13 +52,13 @@ ack is a JSON object on its own line. A summary goes to standard error.
 
 The messages land in input order at any --window: a request sent while the
 one before it is unresolved is written by the server only behind it. A
-larger window keeps several requests in flight. That can pay only where a
-request's round trip, not the server, bounds the rate (a distant server).
-Against a local cairn serve it is not faster: make bench measures both
-(producer_window1_msgs_per_s, producer_window4_msgs_per_s), and in its runs
-on a 2-core machine --window 4 made 0.72 to 0.94 times the messages a second
-of --window 1, since the producer batches the lines queued behind a request
-anyway.
+larger window keeps several requests in flight, which pays where a
+request's round trip or the server's work per request, not the store,
+bounds the rate. make bench measures both (producer_window1_msgs_per_s,
+producer_window4_msgs_per_s): against a local cairn serve on a quiet 2-core
+machine --window 4 made 1.8 times the messages a second of --window 1 (0.72
+to 0.94 times on a loaded machine, before the HTTP path lost a copy of
+every body).
 
 A line may be up to 1 MiB (the server's batch limit, less 32 bytes and the
 vchannel's and producer's names). It stops at the first line refused (too
