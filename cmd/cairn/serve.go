@@ -130,7 +130,7 @@ another node takes the pchannels over at once.`,
 	f.BoolVar(&o.createBucket, "create-bucket", false, "create the bucket if it does not exist (--store s3)")
 	f.StringSliceVar(&o.pchannels, "pchannels", nil, "the pchannel set: vchannels bind to these, and this node holds those assigned to it (default $CAIRN_PCHANNELS, else p0,p1,p2,p3)")
 	f.DurationVar(&o.system.flushInterval, "flush-interval", defaultFlushInterval, "how often the flusher of a held pchannel looks at its WAL")
-	f.DurationVar(&o.system.flushMaxAge, "flush-max-age", defaultFlushMaxAge, "flush a pchannel once its oldest unflushed message is this old (or 8 MiB or 256 batches are waiting)")
+	f.DurationVar(&o.system.flushMaxAge, "flush-max-age", defaultFlushMaxAge, "flush a pchannel once its oldest unflushed message is this old (or 8 MiB or 512 batches are waiting)")
 	f.DurationVar(&o.system.gcInterval, "gc-interval", defaultGCInterval, "how often snapshot GC runs")
 	f.IntVar(&o.system.compactMinRefs, "compact-min-refs", defaultCompactMinRefs, "compact a held pchannel's segment manifest once it names this many files (0: no compaction)")
 	f.DurationVar(&o.system.broadcastInterval, "broadcast-interval", defaultBroadcastInterval, "how often pending broadcasts are resumed")

@@ -165,7 +165,7 @@ func buildFigures() []Figure {
 	add("takeover", "takeover_window_put", unitRequests, "fence-window PUTs (fence + W−1 fillers)")
 	add("takeover", "takeover_append_put", unitRequests, "data PUTs of the first append")
 	add("takeover", "takeover_other", unitRequests, "any other request")
-	add("takeover", "takeover_backlog_ms", unitMs, "a live lease taken over at once (a restart after kill -9) with 256 unflushed slots → first acked append")
+	add("takeover", "takeover_backlog_ms", unitMs, "a live lease taken over at once (a restart after kill -9) with 512 unflushed slots → first acked append")
 	add("takeover", "takeover_backlog_slot_get", unitRequests, "WAL slot GETs of that takeover's replay")
 
 	add("window", "window_messages", unitMessages, "keyed 1 KiB messages appended to one vchannel as `cairn produce` sends a file (8 producers counting up, 900 a request, one request of each in flight): 200,000 per second of duration, at most 1,000,000")
