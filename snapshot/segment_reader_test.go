@@ -2,8 +2,6 @@ package snapshot_test
 
 import (
 	"context"
-	"errors"
-	"io"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -59,28 +57,13 @@ func TestSegmentReaderReadsAheadOnlyPastHalf(t *testing.T) {
 	}
 
 	gets.Store(0)
-	it, err := r.Open(ctx, cp, sl.MessageID{}, []string{"va"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer it.Close()
-	var got []sl.MessageID
-	for {
-		d, err := it.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, d.ID)
-	}
+	got := drain(t)(r.Open(ctx, cp, sl.MessageID{}, []string{"va"}))
 	if len(got) != len(acks) {
 		t.Fatalf("read %d messages, want %d", len(got), len(acks))
 	}
 	for i, a := range acks {
-		if got[i] != a.ID {
-			t.Fatalf("message %d at %v, want %v", i, got[i], a.ID)
+		if got[i].ID != a.ID {
+			t.Fatalf("message %d at %v, want %v", i, got[i].ID, a.ID)
 		}
 	}
 	if n := gets.Load(); n != 4 {
