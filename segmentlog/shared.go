@@ -80,6 +80,7 @@ func OpenSharedWriter(ctx context.Context, cfg WriterConfig, store objstore.Stor
 		return nil, errors.New("segmentlog: FreshFor must be > 0")
 	}
 	core := newWriter(cfg, store, nil)
+	core.takenUnread = true
 	cp := core.readCheckpointAsync(ctx)
 	grant, err := leases.OpenShared(ctx, cfg.PChannel, cfg.Holder, core.nonce)
 	if err != nil {
@@ -388,7 +389,7 @@ func (sw *SharedWriter) appendBy(ctx context.Context, validate func(*Message) er
 			sw.landed(&b, len(data), sent)
 			return acks, nil
 		}
-		if err := sw.lost(b.Offset, existing); err != nil {
+		if err := sw.lost(ctx, b.Offset, existing); err != nil {
 			return nil, sw.fail(err)
 		}
 		if at != nil {
@@ -488,19 +489,33 @@ func (sw *SharedWriter) landed(b *Batch, size int, sent time.Time) {
 	}
 }
 
-// lost folds the batch another writer landed at off, where ours was to go.
-func (sw *SharedWriter) lost(off uint64, existing []byte) error {
+// lost folds the batch another writer landed at off, where ours was to go:
+// from existing, its bytes when the PUT read them back, else from a HEAD
+// (its fold summary; the whole batch when it has none), as a catch-up does.
+// A slot found empty again was deleted meanwhile: the tail stays and the
+// slot is tried again.
+func (sw *SharedWriter) lost(ctx context.Context, off uint64, existing []byte) error {
 	sw.stats.LostRaces++
-	ob, err := DecodeBatch(existing)
-	switch {
-	case err != nil:
-		return fmt.Errorf("%w: slot %d: %w", ErrInvariant, off, err)
-	case ob.Term > sw.core.grant.Term:
-		return fmt.Errorf("%w: slot %d holds term %d", ErrFenced, off, ob.Term)
-	case ob.Term < sw.core.grant.Term:
-		return fmt.Errorf("%w: slot %d, past the shared term's window, holds older term %d", ErrInvariant, off, ob.Term)
+	r := slotResult{offset: off}
+	if existing != nil {
+		b, err := DecodeBatch(existing)
+		r.batch, r.err = b, err
+	} else {
+		r = headSlot(ctx, sw.core.store, sw.cfg.Layout, sw.cfg.PChannel, off, sw.cfg.GetTimeout)
 	}
-	if err := sw.core.fold(&ob, &sw.filter); err != nil {
+	switch {
+	case r.err != nil && (existing != nil || errors.Is(r.err, ErrCorrupt)):
+		return fmt.Errorf("%w: slot %d: %w", ErrInvariant, off, r.err)
+	case r.err != nil:
+		return r.err // store trouble: the writer stays usable
+	case r.missing:
+		return nil
+	case r.batch.Term > sw.core.grant.Term:
+		return fmt.Errorf("%w: slot %d holds term %d", ErrFenced, off, r.batch.Term)
+	case r.batch.Term < sw.core.grant.Term:
+		return fmt.Errorf("%w: slot %d, past the shared term's window, holds older term %d", ErrInvariant, off, r.batch.Term)
+	}
+	if err := sw.core.foldSlot(&r.batch, r.summary, &sw.filter); err != nil {
 		return err
 	}
 	sw.stats.Folded++

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -321,5 +322,82 @@ func TestSharedAdoptWaitsForTheWindow(t *testing.T) {
 	}
 	if !errors.Is(err, coordinator.ErrLeaseHeld) {
 		t.Fatalf("B's open while A's term is being opened: %v, want the lease held", err)
+	}
+}
+
+// beforeFirstPut runs hook once, before the first PutIfAbsent it passes on:
+// another writer's batch lands in the slot this one is about to take.
+type beforeFirstPut struct {
+	objstore.Store
+	once sync.Once
+	hook func()
+}
+
+func (s *beforeFirstPut) PutIfAbsent(ctx context.Context, key string, body []byte, meta map[string]string) (string, error) {
+	s.once.Do(s.hook)
+	return s.Store.PutIfAbsent(ctx, key, body, meta)
+}
+
+// A shared writer that loses its slot folds the winner's batch from a HEAD
+// (its fold summary) without downloading it (rule Shared 2): the winner's
+// keys make the loser's copy of a key a duplicate, and the loser's new
+// message lands at the next slot.
+func TestSharedWriterFoldsLostSlotFromHead(t *testing.T) {
+	ctx := context.Background()
+	mem := objstore.NewMemory()
+	a := openShared(t, mem, "p1", "a")
+	key := sl.IdemKey{Producer: "prod", Epoch: 1, Seq: 3}
+	keyed := sl.Message{Type: sl.TypeData, VChannel: "v", Key: key, Payload: []byte("k")}
+	var first []sl.Ack
+	racer := &beforeFirstPut{Store: mem, hook: func() {
+		var err error
+		if first, err = a.Append(ctx, keyed); err != nil {
+			t.Errorf("a's append: %v", err)
+		}
+	}}
+	var walGets, walHeads int
+	var mu sync.Mutex
+	store := objstore.Observe(racer, func(r objstore.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if strings.HasPrefix(r.Key, testLayout.WALPrefix("p1")) {
+			switch r.Op {
+			case objstore.OpGet, objstore.OpGetRange:
+				walGets++
+			case objstore.OpHead:
+				walHeads++
+			}
+		}
+	})
+	b, err := sl.OpenSharedWriter(ctx, sharedCfg("p1", "b"), store, newLeases(t, mem))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	walGets, walHeads = 0, 0
+	mu.Unlock()
+	acks, err := b.Append(ctx, keyed, dataMsg("v", "b's own"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first == nil {
+		t.Fatal("the hook did not run: b never raced a")
+	}
+	if !acks[0].Duplicate || acks[0].ID != first[0].ID || acks[0].TimeTick != first[0].TimeTick {
+		t.Fatalf("b's copy of a's key: %+v, a's ack %+v", acks[0], first[0])
+	}
+	if acks[1].ID.Offset != first[0].ID.Offset+1 || acks[1].TimeTick <= first[0].TimeTick {
+		t.Fatalf("b's own message at %v tick %d, a's batch at %v tick %d", acks[1].ID, acks[1].TimeTick, first[0].ID, first[0].TimeTick)
+	}
+	if s := b.Stats(); s.LostRaces != 1 {
+		t.Fatalf("b lost %d races, want 1", s.LostRaces)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if walGets != 0 || walHeads == 0 {
+		t.Fatalf("b read WAL slots with %d GETs and %d HEADs; want HEADs only", walGets, walHeads)
+	}
+	if got := scanAll(t, mem, testLayout, "p1", sl.Earliest(), time.Second); len(got) != 2 {
+		t.Fatalf("delivered %d messages, want 2 (b's copy of the key is not written)", len(got))
 	}
 }

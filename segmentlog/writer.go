@@ -185,6 +185,10 @@ type Writer struct {
 	// checkpoints keeps the record recovery and a shared writer's
 	// catch-ups read: a re-read finding it unchanged downloads nothing.
 	checkpoints *CheckpointCache
+	// takenUnread: a PUT that met another writer's object, with no attempt
+	// of ours that may have landed, returns without reading it back (a
+	// SharedWriter folds the slot from its HEAD instead, rule Shared 2).
+	takenUnread bool
 
 	wake       chan struct{} // batcher wake-up, capacity 1
 	encodeBufs sync.Pool     // *[]byte: batch encodings of landed PUTs, to reuse

@@ -418,6 +418,11 @@ func (w *Writer) putSlot(ctx context.Context, off uint64, data []byte, fold stri
 		switch {
 		case err == nil:
 			return true, nil, nil
+		case errors.Is(err, objstore.ErrExists) && w.takenUnread && !ambiguous:
+			// Every attempt so far was refused or failed before it was
+			// sent: the object is another writer's, and the caller reads
+			// what it needs of it.
+			return false, nil, nil
 		case errors.Is(err, objstore.ErrExists):
 			cur, gerr := w.readBack(ctx, key, deadline)
 			if gerr != nil {
