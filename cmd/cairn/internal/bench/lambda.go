@@ -1,15 +1,18 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,16 +41,21 @@ const lambdaMaxPending = 2000
 
 // lambdaCase is one measured configuration of the lambda phase.
 type lambdaCase struct {
-	mode      string // "serve", or a node write mode on the emulator
-	producers int    // SDK Producers, each with its own client
-	pchannels int    // producers are spread over p0…p{n-1}
+	// mode is "serve", a node write mode on the emulator, or "affinity":
+	// takeover write mode with reserved concurrency 1, one environment for
+	// the pchannel (a function per pchannel group, the deployment the
+	// shared mode was measured against).
+	mode      string
+	producers int // SDK Producers, each with its own client
+	pchannels int // producers are spread over p0…p{n-1}
 }
 
 func (c lambdaCase) key() string { return fmt.Sprintf("%s_k%d_%dp", c.mode, c.producers, c.pchannels) }
 
 // lambdaCases: shared write mode (the template's) and `cairn serve` at k =
 // 1, 4, 16 producers on one pchannel and on four; exclusive mode at k = 4
-// on one pchannel, to show what shared terms fix.
+// on one pchannel, to show what shared terms fix; affinity at k = 16 on
+// one pchannel, the other design measured for it.
 var lambdaCases = func() []lambdaCase {
 	var cs []lambdaCase
 	for _, np := range []int{1, 4} {
@@ -55,7 +63,7 @@ var lambdaCases = func() []lambdaCase {
 			cs = append(cs, lambdaCase{"serve", k, np}, lambdaCase{"shared", k, np})
 		}
 	}
-	return append(cs, lambdaCase{"exclusive", 4, 1})
+	return append(cs, lambdaCase{"exclusive", 4, 1}, lambdaCase{"affinity", 16, 1})
 }()
 
 // lambda runs SDK Producers (1 KiB messages, Window 1, default retries)
@@ -135,9 +143,13 @@ func (r *runner) lambdaCase(ctx context.Context, t *LambdaTarget, proxy *countin
 			"CAIRN_S3_ENDPOINT": proxy.url, "CAIRN_S3_BUCKET": t.S3.Bucket, "CAIRN_S3_PREFIX": prefix,
 			"CAIRN_WRITE_MODE": c.mode, "CAIRN_LOG_LEVEL": "error",
 		}
+		concurrency := 32
+		if c.mode == "affinity" {
+			concurrency, env["CAIRN_WRITE_MODE"] = 1, "takeover"
+		}
 		f, err := lambdaemu.Start(lambdaemu.Config{
 			Name: "cairn-node", Bootstrap: t.Bootstrap, Env: env, Timeout: 30 * time.Second,
-			ReservedConcurrency: 32, Policy: lambdaemu.Random(uint64(n) + 1),
+			ReservedConcurrency: concurrency, Policy: lambdaemu.Random(uint64(n) + 1),
 		})
 		if err != nil {
 			return lambdaResult{}, err
@@ -192,6 +204,7 @@ func (r *runner) lambdaCase(ctx context.Context, t *LambdaTarget, proxy *countin
 		return lambdaResult{}, err
 	}
 	tr.reset()
+	proxy.kinds()
 	reqs0 := proxy.requests.Load()
 	start := time.Now()
 	acked, failed, err := run(r.cfg.Duration)
@@ -213,8 +226,8 @@ func (r *runner) lambdaCase(ctx context.Context, t *LambdaTarget, proxy *countin
 	if appends > 0 {
 		res.storePerAppend = float64(proxy.requests.Load()-reqs0) / float64(appends)
 	}
-	r.progress("lambda %s: %.0f msg/s, append p50 %.1f ms p99 %.1f ms, %.1f store requests per append, %d × 429/503, %d failed",
-		c.key(), res.msgsPerS, res.p50, res.p99, res.storePerAppend, res.throttled, res.failed)
+	r.progress("lambda %s: %.0f msg/s, append p50 %.1f ms p99 %.1f ms, %.1f store requests per append (%s), %d × 429/503, %d failed",
+		c.key(), res.msgsPerS, res.p50, res.p99, res.storePerAppend, proxy.kinds(), res.throttled, res.failed)
 	return res, nil
 }
 
@@ -266,6 +279,27 @@ type countingProxy struct {
 	url      string
 	requests atomic.Int64
 	srv      *http.Server
+
+	mu     sync.Mutex
+	byKind map[string]int64 // "PUT 412", "HEAD 200", …: where the requests go
+}
+
+// kinds returns the requests counted by method and status since the last
+// call, most frequent first, as "PUT 200 ×120, HEAD 200 ×80".
+func (p *countingProxy) kinds() string {
+	p.mu.Lock()
+	m := p.byKind
+	p.byKind = nil
+	p.mu.Unlock()
+	ks := slices.SortedFunc(maps.Keys(m), func(a, b string) int { return cmp.Compare(m[b], m[a]) })
+	var b strings.Builder
+	for i, k := range ks {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s ×%d", k, m[k])
+	}
+	return b.String()
 }
 
 func startCountingProxy(endpoint string) (*countingProxy, error) {
@@ -282,6 +316,14 @@ func startCountingProxy(endpoint string) (*countingProxy, error) {
 		pr.SetURL(target)
 		pr.Out.Host = pr.In.Host
 		p.requests.Add(1)
+	}, ModifyResponse: func(res *http.Response) error {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.byKind == nil {
+			p.byKind = map[string]int64{}
+		}
+		p.byKind[res.Request.Method+" "+strconv.Itoa(res.StatusCode)]++
+		return nil
 	}}
 	p.srv = &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = p.srv.Serve(ln) }()

@@ -202,7 +202,7 @@ func buildFigures() []Figure {
 
 	for _, c := range lambdaCases {
 		k := "lambda_" + c.key()
-		who := map[string]string{"serve": "cairn serve", "shared": "node function, shared write mode", "exclusive": "node function, exclusive write mode"}[c.mode]
+		who := map[string]string{"serve": "cairn serve", "shared": "node function, shared write mode", "exclusive": "node function, exclusive write mode", "affinity": "node function, takeover write mode, reserved concurrency 1"}[c.mode]
 		what := fmt.Sprintf("%s, %d SDK producer(s) on %d pchannel(s)", who, c.producers, c.pchannels)
 		add("lambda", k+"_msgs_per_s", unitMsgps, what+": 1 KiB messages acked")
 		add("lambda", k+"_p50_ms", unitMs, what+": append request p50")
