@@ -2,6 +2,7 @@ package segmentlog
 
 import (
 	"math"
+	"slices"
 	"sort"
 	"time"
 )
@@ -16,8 +17,9 @@ import (
 // producer counting up (what the SDK Producer sends, and what group commit
 // makes of its concurrent single-message appends) is one run whatever its
 // size. Keys that do not follow on (another batch, a gap) start a new run;
-// a producer whose runs stop ascending in seq (keys chosen by hand, out of
-// order) also gets an index of its keys, so a lookup never scans.
+// a producer whose runs stop ascending in seq (batches in flight together
+// landing out of seq order, keys chosen by hand) also gets its runs listed
+// in seq order (bySeq), one entry per run, not per key.
 //
 // Committed runs leave in commit order, oldest first, from one FIFO per
 // retention class: at most maxKeys runs (an entry counts one run) and
@@ -27,7 +29,11 @@ import (
 // attempt ("Broadcast and coordinator" rule 1). Transaction commit keys
 // (txnKey) share the producer "@txn" and ascend with the term, so they form
 // runs like any producer's. Every ack and every eviction is O(1)
-// amortized; a lookup is O(log runs) of its producer.
+// amortized for a producer whose runs ascend; for one whose runs do not, an
+// ack or eviction also moves the bySeq entries between its run and the
+// nearer end of the list (a few when batches land near seq order, up to
+// half the producer's runs for keys in random order); a lookup is
+// O(log runs) of its producer.
 //
 // A key in flight is pending: a retry waits for the first outcome. Not safe
 // for concurrent use; the Writer guards it.
@@ -89,21 +95,23 @@ type producerRuns struct {
 	key  producerEpoch
 	runs []dedupRun // runs[head:] are live, oldest first
 	head int
-	// index maps every live seq to its run's position in runs, once the
-	// runs stopped ascending; nil while they ascend (binary search).
-	index map[uint64]int
+	// bySeq lists the positions in runs of the live runs, ascending by
+	// seq0, once the runs stopped ascending; nil while they ascend (runs
+	// is then in seq order itself). Runs never overlap, so a binary search
+	// finds the one run that may hold a seq.
+	bySeq []int
 }
 
 func (p *producerRuns) live() []dedupRun { return p.runs[p.head:] }
 
 // find returns the run holding seq.
 func (p *producerRuns) find(seq uint64) (*dedupRun, bool) {
-	if p.index != nil {
-		i, ok := p.index[seq]
-		if !ok {
-			return nil, false
+	if p.bySeq != nil {
+		i := sort.Search(len(p.bySeq), func(i int) bool { return p.runs[p.bySeq[i]].seq0 > seq }) - 1
+		if i >= 0 && p.runs[p.bySeq[i]].holds(seq) {
+			return &p.runs[p.bySeq[i]], true
 		}
-		return &p.runs[i], true
+		return nil, false
 	}
 	live := p.live()
 	i := sort.Search(len(live), func(i int) bool { return live[i].seq0+uint64(live[i].n) > seq })
@@ -117,60 +125,55 @@ func (p *producerRuns) find(seq uint64) (*dedupRun, bool) {
 // holds seq already (with ascending runs, a key that follows the newest run
 // is above every run).
 func (p *producerRuns) holdsOutOfOrder(seq uint64) bool {
-	_, held := p.index[seq]
+	if p.bySeq == nil {
+		return false
+	}
+	_, held := p.find(seq)
 	return held
 }
 
-// add appends a new run (the caller checked seq is not held).
+// add appends a new run (the caller checked none of its seqs is held).
+// Batches of one producer that land a little out of seq order (several in
+// flight) insert near the end of bySeq, so an add moves few entries.
 func (p *producerRuns) add(r dedupRun) {
 	live := p.live()
-	if p.index == nil && len(live) > 0 && r.seq0 < live[len(live)-1].seq0+uint64(live[len(live)-1].n) {
-		p.index = make(map[uint64]int)
+	if p.bySeq == nil && len(live) > 0 && r.seq0 < live[len(live)-1].seq0+uint64(live[len(live)-1].n) {
+		p.bySeq = make([]int, 0, 2*len(live))
 		for i := p.head; i < len(p.runs); i++ {
-			p.indexRun(i)
+			p.bySeq = append(p.bySeq, i)
 		}
 	}
 	if p.head > 0 && p.head >= len(p.runs)/2 {
 		// Reclaim the evicted front (amortized O(1) per run).
 		p.runs = append(p.runs[:0], p.runs[p.head:]...)
-		if p.index != nil {
-			for seq, i := range p.index {
-				p.index[seq] = i - p.head
-			}
+		for i := range p.bySeq {
+			p.bySeq[i] -= p.head
 		}
 		p.head = 0
 	}
 	p.runs = append(p.runs, r)
-	if p.index != nil {
-		p.indexRun(len(p.runs) - 1)
+	if p.bySeq != nil {
+		i := sort.Search(len(p.bySeq), func(i int) bool { return p.runs[p.bySeq[i]].seq0 > r.seq0 })
+		p.bySeq = slices.Insert(p.bySeq, i, len(p.runs)-1)
 	}
 }
 
-// extend grows the newest run by the key that follows it.
-func (p *producerRuns) extend() {
-	i := len(p.runs) - 1
-	p.runs[i].n++
-	if p.index != nil {
-		r := &p.runs[i]
-		p.index[r.seq0+uint64(r.n)-1] = i
-	}
-}
+// extend grows the newest run by the key that follows it (the caller
+// checked no other run holds it, so bySeq stays in order).
+func (p *producerRuns) extend() { p.runs[len(p.runs)-1].n++ }
 
-func (p *producerRuns) indexRun(i int) {
-	r := &p.runs[i]
-	for k := range uint64(r.n) {
-		p.index[r.seq0+k] = i
-	}
-}
-
-// dropOldest removes the oldest run; it reports whether any are left.
+// dropOldest removes the oldest run; it reports whether any are left. The
+// oldest run is near the front of bySeq when batches land near seq order;
+// the entries on its shorter side move.
 func (p *producerRuns) dropOldest() bool {
-	if p.index != nil {
-		r := &p.runs[p.head]
-		for k := range uint64(r.n) {
-			if p.index[r.seq0+k] == p.head {
-				delete(p.index, r.seq0+k)
-			}
+	if p.bySeq != nil {
+		seq0 := p.runs[p.head].seq0
+		i := sort.Search(len(p.bySeq), func(i int) bool { return p.runs[p.bySeq[i]].seq0 >= seq0 })
+		if i < len(p.bySeq)/2 {
+			copy(p.bySeq[1:i+1], p.bySeq[:i])
+			p.bySeq = p.bySeq[1:]
+		} else {
+			p.bySeq = slices.Delete(p.bySeq, i, i+1)
 		}
 	}
 	p.runs[p.head] = dedupRun{}
@@ -398,7 +401,7 @@ func (d *dedupWindow) restoreWhole(k producerEpoch, r dedupRun, now time.Time) b
 	if ok {
 		last := &p.runs[len(p.runs)-1]
 		switch {
-		case p.index != nil || r.seq0 < last.seq0+uint64(last.n):
+		case p.bySeq != nil || r.seq0 < last.seq0+uint64(last.n):
 			return false // some key may be held: it keeps its first ID
 		case last.follows(r.seq0, r.id0, r.tick0) && uint64(last.n)+uint64(r.n) < math.MaxUint32:
 			last.n += r.n

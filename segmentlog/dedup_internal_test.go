@@ -92,6 +92,50 @@ func TestDedupOutOfOrderKeys(t *testing.T) {
 	}
 }
 
+// TestDedupOutOfOrderBatches: batches of one producer landing out of seq
+// order — blocks of keys handed out in order, committed shuffled eight at a
+// time, as batches in flight together land; or single keys in random order
+// — are one run each, listed in seq order with one entry per run (not per
+// key), and after many evictions exactly the newest limit batches are
+// found, each key at its own ID.
+func TestDedupOutOfOrderBatches(t *testing.T) {
+	for _, shape := range []struct {
+		name        string
+		size, group int
+	}{{"interleaved batches", 50, 8}, {"random single keys", 1, 4096}} {
+		t.Run(shape.name, func(t *testing.T) {
+			const batches, limit = 6000, 500
+			t0 := time.Now()
+			rng := rand.New(rand.NewPCG(1, uint64(shape.size)))
+			order := make([]uint64, batches) // batch numbers in commit order
+			for i := range order {
+				order[i] = uint64(i)
+			}
+			for g := 0; g < batches; g += shape.group {
+				grp := order[g:min(g+shape.group, batches)]
+				rng.Shuffle(len(grp), func(i, j int) { grp[i], grp[j] = grp[j], grp[i] })
+			}
+			d := newDedupWindow(time.Hour, limit)
+			for i, b := range order {
+				commitBatch(d, "p", 1, b*uint64(shape.size), shape.size, uint64(i), TickOf(t0)+uint64(i)*1000, t0)
+			}
+			p := d.producers[producerEpoch{"p", 1}]
+			if runs, _ := d.size(); runs != limit || p == nil || len(p.bySeq) != limit {
+				t.Fatalf("%d runs, %v listed in seq order; want %d of each", runs, p != nil && p.bySeq != nil, limit)
+			}
+			for i, b := range order {
+				for j := range uint64(shape.size) {
+					e, ok := d.lookup(IdemKey{Producer: "p", Epoch: 1, Seq: b*uint64(shape.size) + j})
+					live := i >= batches-limit
+					if ok != live || live && (e.id != MessageID{Offset: uint64(i), Index: uint32(j)}) {
+						t.Fatalf("batch %d (committed %d of %d) key %d: found %t at %+v, want found %t", b, i, batches, j, ok, e, live)
+					}
+				}
+			}
+		})
+	}
+}
+
 // TestDedupEvictsByAgeAndCount: runs leave oldest first once older than
 // the window by their last tick or beyond the limit, and a producer with
 // no run left is forgotten.
