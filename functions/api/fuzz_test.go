@@ -192,11 +192,12 @@ func FuzzReadRequest(f *testing.F) {
 	})
 }
 
-// FuzzDecodeBroadcast: the broadcast body decoder never panics, answers
-// every refusal with a 4xx *Error, and what it accepts is a task whose
-// every copy a writer takes: valid names, distinct vchannels, a known ack
-// mode, a wait within the cap, and copies that encode as a batch within
-// the batch limit.
+// FuzzDecodeBroadcast: the broadcast body decoder and the system's check
+// of the request (system.CheckBroadcast, the first thing the route's
+// Broadcast does) never panic, answer every refusal with a 4xx, and what
+// they accept is a task whose every copy a writer takes: valid names,
+// distinct vchannels, a known ack mode, a wait within the cap, and copies
+// that encode as a batch within the batch limit.
 func FuzzDecodeBroadcast(f *testing.F) {
 	f.Add(`{"id":"ddl-1","vchannels":["v0","v1"],"payload":"aGk=","properties":{"k":"v"},"ack":"sync","resources":["db.1"],"wait":"2s"}`)
 	f.Add(`{"id":"b","vchannels":["v0"],"wait":"0s"}`)
@@ -208,11 +209,13 @@ func FuzzDecodeBroadcast(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body string) {
 		r := httptest.NewRequest("POST", "/v1/broadcasts", strings.NewReader(body))
 		r.Header.Set("Content-Type", wire.ContentTypeJSON)
-		in, err := decodeBroadcast(r, maxBatch, maxWait)
+		in, err := decodeBroadcast(r, maxWait)
+		if err == nil {
+			err = system.CheckBroadcast(&in.req, maxBatch)
+		}
 		if err != nil {
-			var ae *Error
-			if !errors.As(err, &ae) || ae.status < 400 || ae.status >= 500 || ae.Code == "" {
-				t.Fatalf("refusal %v is not a 4xx *Error", err)
+			if ae := classify(err); ae.status < 400 || ae.status >= 500 || ae.Code == "" {
+				t.Fatalf("refusal %v is answered %d %s, not a 4xx", err, ae.status, ae.Code)
 			}
 			return
 		}

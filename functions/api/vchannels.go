@@ -44,14 +44,6 @@ func (s *Server) handleVChannelCreate(r *http.Request) (wire.VChannelOut, error)
 	if err != nil {
 		return wire.VChannelOut{}, err
 	}
-	if err := validName("vchannel", req.Name); err != nil {
-		return wire.VChannelOut{}, err
-	}
-	if req.PChannel != "" {
-		if err := validName("pchannel", req.PChannel); err != nil {
-			return wire.VChannelOut{}, err
-		}
-	}
 	v, err := s.sys.CreateVChannel(r.Context(), req.Name, req.PChannel)
 	return vchannelOut(v), err
 }
