@@ -318,7 +318,7 @@ func TestShutdownReleasesLeases(t *testing.T) {
 	}
 	h := srv.Handler(RoleNode)
 	for _, p := range []string{"p0", "p1"} {
-		_, _, err := srv.pool.Append(t.Context(), p, []segmentlog.Message{{Type: segmentlog.TypeData, VChannel: "v"}}, nil, nil)
+		_, _, err := srv.sys.Pool().Append(t.Context(), p, []segmentlog.Message{{Type: segmentlog.TypeData, VChannel: "v"}}, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -327,7 +327,7 @@ func TestShutdownReleasesLeases(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"p0", "p1"} {
-		l, err := srv.leases.Describe(t.Context(), p)
+		l, err := srv.sys.Leases().Describe(t.Context(), p)
 		if err != nil || !l.Released {
 			t.Fatalf("lease of %s after Close: %+v, %v", p, l, err)
 		}

@@ -103,7 +103,7 @@ func (s *Server) handleBroadcastList(r *http.Request) (wire.BroadcastsResponse, 
 	default:
 		return wire.BroadcastsResponse{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "state %q: want pending, done or failed", state)
 	}
-	all, err := s.broadcasts.List(r.Context())
+	all, err := s.sys.Broadcaster().List(r.Context())
 	if err != nil {
 		return wire.BroadcastsResponse{}, err
 	}

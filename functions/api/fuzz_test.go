@@ -59,9 +59,10 @@ func FuzzDecodeAppend(f *testing.F) {
 	})
 }
 
-// FuzzAppendQuery: an append's query and its after_seq never panic; a
-// refusal is a 400 *Error; what is accepted is in range, and after_seq
-// names the producer and epoch of every message.
+// FuzzAppendQuery: an append's query and its after_seq key
+// (system.Predecessor) never panic; a refusal is answered 400; what is
+// accepted is in range, and after_seq names the producer and epoch of
+// every message.
 func FuzzAppendQuery(f *testing.F) {
 	f.Add("after_seq=3", "p", uint64(1), uint64(4), false)
 	f.Add("after_seq=3&expected_offset=2", "p", uint64(1), uint64(4), false)
@@ -87,23 +88,23 @@ func FuzzAppendQuery(f *testing.F) {
 		if (q.expect != nil && *q.expect > wire.MaxOffset) || (q.afterSeq != nil && *q.afterSeq > wire.MaxOffset) {
 			t.Fatalf("accepted %q as %+v", raw, q)
 		}
-		if q.afterSeq == nil {
-			return
+		if q.afterSeq == nil || q.expect != nil {
+			return // after_seq with expected_offset: appendAndAnswer's 400, before any key is looked at
 		}
-		in := appendInput{expect: q.expect, msgs: []segmentlog.Message{
+		msgs := []segmentlog.Message{
 			{VChannel: "v", Key: segmentlog.IdemKey{Producer: producer, Epoch: epoch, Seq: seq}},
 			{VChannel: "v", Key: segmentlog.IdemKey{Producer: producer, Epoch: epoch, Seq: seq + 1}},
-		}}
-		if mixed {
-			in.msgs[1].Key.Producer += "x"
 		}
-		k, err := predecessor(in, *q.afterSeq)
+		if mixed {
+			msgs[1].Key.Producer += "x"
+		}
+		k, err := system.Predecessor(msgs, *q.afterSeq)
 		if err != nil {
-			refused(err)
+			refused(classify(err))
 			return
 		}
-		if mixed || q.expect != nil || in.msgs[0].Key.IsZero() || k != (segmentlog.IdemKey{Producer: producer, Epoch: epoch, Seq: *q.afterSeq}) {
-			t.Fatalf("after_seq %d of %+v accepted as %+v", *q.afterSeq, in, k)
+		if mixed || msgs[0].Key.IsZero() || k != (segmentlog.IdemKey{Producer: producer, Epoch: epoch, Seq: *q.afterSeq}) {
+			t.Fatalf("after_seq %d of %+v accepted as %+v", *q.afterSeq, msgs, k)
 		}
 	})
 }

@@ -59,7 +59,7 @@ func (s *Server) handleSnapshotList(r *http.Request) (wire.SnapshotsResponse, er
 			return wire.SnapshotsResponse{}, err
 		}
 	}
-	snaps, err := s.snaps.List(r.Context(), v)
+	snaps, err := s.sys.Snapshots().List(r.Context(), v)
 	if err != nil {
 		return wire.SnapshotsResponse{}, err
 	}

@@ -2,11 +2,9 @@ package api
 
 import (
 	"cmp"
-	"context"
 	"net/http"
 	"strings"
 
-	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/segmentlog"
 )
@@ -36,20 +34,11 @@ func (s *Server) handleVChannelAppend(w http.ResponseWriter, r *http.Request) er
 	if err != nil {
 		return err
 	}
-	v, err := s.activeVChannel(r.Context(), name)
+	v, err := s.sys.ActiveVChannel(r.Context(), name)
 	if err != nil {
 		return err
 	}
 	return s.appendAndAnswer(w, r, v.PChannel, in, q)
-}
-
-// activeVChannel returns the record of name if it takes appends
-// (system.System.ActiveVChannel) once the name is valid.
-func (s *Server) activeVChannel(ctx context.Context, name string) (coordinator.VChannel, error) {
-	if err := validName("vchannel", name); err != nil {
-		return coordinator.VChannel{}, err
-	}
-	return s.sys.ActiveVChannel(ctx, name)
 }
 
 func (s *Server) handleVChannelRead(w http.ResponseWriter, r *http.Request) error {
@@ -78,7 +67,7 @@ func (s *Server) handleVChannelRead(w http.ResponseWriter, r *http.Request) erro
 	}
 	s.extendWrite(w, rq.wait)
 	ctx := r.Context()
-	v, err := s.vchannel(ctx, name)
+	v, err := s.sys.VChannel(ctx, name)
 	if err != nil {
 		return err
 	}
