@@ -18,6 +18,7 @@ import (
 	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/infra/miniotest"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -365,7 +366,18 @@ func TestNodeHandoff(t *testing.T) {
 	// term, writer and cache.
 	termC := decode[wire.TailResponse](t, c.mustCall(getReq("/v1/pchannels/p0/tail"))).Term
 	c.freeze()
-	time.Sleep(6 * time.Second) // past TTL + margin
+	// Frozen past its lease: the record's expiry and the margin behind us
+	// (a renew sent just before the freeze may still land, so read again).
+	testkit.EventuallyNil(t, 15*time.Second, "C's lease expired while frozen", func() error {
+		l, err := leases.Describe(t.Context(), p)
+		if err != nil {
+			return err
+		}
+		if left := time.Until(l.Expires.Add(time.Second)); left > 0 {
+			return fmt.Errorf("term %d live for %v more", l.Term, left)
+		}
+		return nil
+	})
 	c.thaw()
 	r, thawed := prod.send(c, p)
 	wantStatus(t, "append on C after thawing alone", r, 200)

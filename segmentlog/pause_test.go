@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,23 +60,16 @@ func TestScannerPause(t *testing.T) {
 func TestIdleTimeTicks(t *testing.T) {
 	ctx := context.Background()
 	store := objstore.NewMemory()
-	// The timetick loop looks at the writer's clock twice an interval:
-	// counting the looks tells how long the writer has been idle.
-	var looks atomic.Int64
-	w := openWriter(t, store, "p1", func(c *sl.WriterConfig) {
-		c.TimeTickInterval = 20 * time.Millisecond
-		c.Now = func() time.Time { looks.Add(1); return time.Now() }
-	})
+	w := openWriter(t, store, "p1", func(c *sl.WriterConfig) { c.TimeTickInterval = 20 * time.Millisecond })
 	defer w.Close(ctx)
 	a, err := w.Append(ctx, dataMsg("v", "x"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, 5*time.Second, "a timetick batch after the data", func() bool { return w.Stats().TimeTickBatches > 0 })
-	// 15 intervals of idleness: 30 looks of the timetick loop (the renew
-	// loop's few looks come on top, hence 40).
-	since := looks.Load()
-	testkit.Eventually(t, 10*time.Second, "40 looks at the clock", func() bool { return looks.Load() >= since+40 })
+	// 15 intervals of idleness: 30 rounds of the timetick loop, none due.
+	since := w.Stats().TimeTickChecks
+	testkit.Eventually(t, 10*time.Second, "30 more rounds of the timetick loop", func() bool { return w.Stats().TimeTickChecks >= since+30 })
 	st := w.Stats()
 	if st.TimeTickBatches != 1 || st.BatchesAcked != 2 {
 		t.Fatalf("idle pchannel after one append: %d batches, %d timetick-only; want 2 and 1 (runs of empty ticks are not persisted)", st.BatchesAcked, st.TimeTickBatches)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/objstore/cas"
 )
 
 // The transaction record of shared write mode: one JSON object per
@@ -224,140 +225,97 @@ func decodeTxnRecord(key string, p string, id uint64, data []byte) (txnRecord, e
 	return r, nil
 }
 
-// txnStore reads and changes one pchannel's transaction records.
+// txnStore reads and changes one pchannel's transaction records, each
+// change a cas.Update.
 type txnStore struct {
 	store    objstore.Store
 	layout   Layout
 	pchannel string
-	put, get time.Duration // per-attempt timeouts
-	retryFor time.Duration // how long transient failures are retried
-	now      func() time.Time
+	timeout  time.Duration // each request
+	retryFor time.Duration // each create or update, retries included
 }
 
 func (sw *SharedWriter) txns() txnStore {
 	c := sw.cfg
 	return txnStore{store: sw.core.store, layout: c.Layout, pchannel: c.PChannel,
-		put: c.PutTimeout, get: c.GetTimeout, retryFor: c.PutRetryLimit, now: c.Now}
+		timeout: max(c.PutTimeout, c.GetTimeout), retryFor: c.PutRetryLimit}
 }
 
-// read returns the record of id and its ETag; errTxnGone if there is none.
-func (ts txnStore) read(ctx context.Context, id uint64) (txnRecord, string, error) {
-	key := ts.layout.Txn(ts.pchannel, id)
-	giveUp := ts.now().Add(ts.retryFor)
-	pauses := recoverBackoff.Start()
-	for {
-		actx, cancel := context.WithTimeout(ctx, ts.get)
-		obj, err := ts.store.Get(actx, key)
-		cancel()
-		switch {
-		case err == nil:
-			r, err := decodeTxnRecord(key, ts.pchannel, id, obj.Body)
-			return r, obj.ETag, err
-		case errors.Is(err, objstore.ErrNotFound):
-			return txnRecord{}, "", errTxnGone
-		case ctx.Err() == nil && objstore.IsRetryable(err) && ts.now().Before(giveUp):
-			if pauses.Wait(ctx) != nil {
-				return txnRecord{}, "", ctx.Err()
-			}
-		default:
-			return txnRecord{}, "", fmt.Errorf("read %s: %w", key, err)
-		}
-	}
-}
-
-// create writes a new record. A retry after a lost reply that finds the
-// key taken reads it back: its own bytes are success, others' ErrExists
-// (an ID drawn twice).
+// create writes the new record r. A reply lost after it landed is
+// recognised by cas.Update's next read, and so is a record that holds
+// exactly r after a conditional write refused as a duplicate (a retry
+// inside the store's client); a record there that is not r is another
+// transaction's: errIDTaken (an ID drawn twice).
 func (ts txnStore) create(ctx context.Context, r txnRecord) error {
-	key := ts.layout.Txn(ts.pchannel, r.ID)
 	body, err := r.encode()
 	if err != nil {
 		return err
 	}
-	giveUp := ts.now().Add(ts.retryFor)
-	pauses := recoverBackoff.Start()
-	for {
-		actx, cancel := context.WithTimeout(ctx, ts.put)
-		_, err := ts.store.PutIfAbsent(actx, key, body, nil)
-		cancel()
-		switch {
-		case err == nil:
-			return nil
-		case errors.Is(err, objstore.ErrExists):
-			actx, cancel := context.WithTimeout(ctx, ts.get)
-			obj, gerr := ts.store.Get(actx, key)
-			cancel()
-			if gerr == nil && bytes.Equal(obj.Body, body) {
-				return nil // an earlier attempt landed
-			}
-			if gerr != nil && !errors.Is(gerr, objstore.ErrNotFound) {
-				err = gerr
-				break
-			}
-			if gerr == nil {
-				return fmt.Errorf("create %s: %w", key, errIDTaken)
-			}
-			// Gone again (collected): try once more.
+	_, _, err = ts.cas(ctx, r.ID, func(cur cas.Record[txnRecord]) (txnRecord, error) {
+		if !cur.Exists {
+			return r, nil
 		}
-		if ctx.Err() != nil || !(objstore.IsRetryable(err) || errors.Is(err, objstore.ErrExists) || errors.Is(err, objstore.ErrNotFound)) || !ts.now().Before(giveUp) {
-			return fmt.Errorf("create %s: %w", key, err)
+		if there, err := cur.Value.encode(); err == nil && bytes.Equal(there, body) {
+			return r, cas.ErrUnchanged
 		}
-		if pauses.Wait(ctx) != nil {
-			return ctx.Err()
-		}
-	}
+		return cur.Value, errIDTaken
+	}, cas.From(cas.Record[txnRecord]{})) // a new ID: write at once, read only after a refusal
+	return err
 }
 
-// update reads record id, lets decide change it (decide returns whether
-// to write it back, or an error to stop with) and writes it back by CAS on
-// the ETag it read. A lost race or a lost reply is settled by reading again
-// and deciding afresh: decide must recognise its own change already made
-// (an append its nonce, a seal or abort the state), so a change lands at
-// most once. It returns the record as decided last. On errTxnGone, sent
-// reports whether one of its writes may have landed before the record went.
+// update changes record id: decide changes the record read (it returns
+// whether to write it back, or an error to stop with), and the write
+// raises its version. A lost race or a lost reply is settled by
+// cas.Update's policy, deciding afresh on what it reads: decide must
+// recognise its own change already made (an append its nonce, a seal or
+// abort the state), so a change lands at most once. It returns the record
+// as decided last. A record not there is errTxnGone; sent reports whether
+// one of its writes got no answer, and so may have landed before the
+// record went.
 func (ts txnStore) update(ctx context.Context, id uint64, decide func(r *txnRecord) (bool, error)) (r txnRecord, sent bool, err error) {
-	key := ts.layout.Txn(ts.pchannel, id)
-	giveUp := ts.now().Add(ts.retryFor)
-	pauses := putBackoff.Start()
-	for attempt := 0; ; attempt++ {
-		r, etag, err := ts.read(ctx, id)
-		if err != nil {
-			return r, sent, err
+	return ts.cas(ctx, id, func(cur cas.Record[txnRecord]) (txnRecord, error) {
+		if !cur.Exists {
+			return txnRecord{}, errTxnGone
 		}
-		write, err := decide(&r)
-		if err != nil || !write {
-			return r, sent, err
-		}
-		r.Version++
-		body, err := r.encode()
-		if err != nil {
-			return r, sent, err
-		}
-		actx, cancel := context.WithTimeout(ctx, ts.put)
-		_, err = ts.store.PutIfMatch(actx, key, body, etag)
-		cancel()
+		next := cur.Value
+		write, err := decide(&next)
 		switch {
-		case err == nil:
-			return r, sent, nil
-		case errors.Is(err, objstore.ErrConflict):
-			// Changed, or gone, since the read: decide again.
-		case objstore.IsRetryable(err) && ctx.Err() == nil:
-			sent = true // it may have landed: the next read tells
-		default:
-			return r, sent, fmt.Errorf("update %s: %w", key, err)
+		case err != nil:
+			return next, err
+		case !write:
+			return next, cas.ErrUnchanged
 		}
-		if !ts.now().Before(giveUp) {
-			return r, sent, fmt.Errorf("update %s: %w: still conflicting after %v: %w", key, ErrOutcomeUnknown, ts.retryFor, err)
-		}
-		if attempt > 0 && pauses.Wait(ctx) != nil {
-			return r, sent, ctx.Err()
-		}
+		next.Version++
+		return next, nil
+	})
+}
+
+// cas runs cas.Update on record id (with opts) for at most retryFor, and
+// reports whether one of its writes got no answer. An outcome it leaves
+// unknown is segmentlog's ErrOutcomeUnknown as well as cas's.
+func (ts txnStore) cas(ctx context.Context, id uint64, decide cas.Decide[txnRecord], opts ...cas.Option[txnRecord]) (txnRecord, bool, error) {
+	key := ts.layout.Txn(ts.pchannel, id)
+	codec := cas.Codec[txnRecord]{
+		Encode: func(r txnRecord) ([]byte, error) { return r.encode() },
+		Decode: func(b []byte) (txnRecord, error) { return decodeTxnRecord(key, ts.pchannel, id, b) },
 	}
+	uctx, cancel := context.WithTimeout(ctx, ts.retryFor)
+	defer cancel()
+	sent := false
+	opts = append(opts, cas.OnUnknown[txnRecord](func() { sent = true }))
+	rec, err := cas.Update(uctx, ts.store, key, codec, cas.Policy{Timeout: ts.timeout, Backoff: putBackoff}, decide, opts...)
+	switch {
+	case errors.Is(err, cas.ErrOutcomeUnknown):
+		err = fmt.Errorf("%s: %w: %w", key, ErrOutcomeUnknown, err)
+	case err != nil && ctx.Err() == nil && uctx.Err() != nil:
+		err = fmt.Errorf("%s: gave up after %v: %w", key, ts.retryFor, err)
+	}
+	return rec.Value, sent, err
 }
 
 // remove deletes record id (CollectTxns only).
 func (ts txnStore) remove(ctx context.Context, id uint64) error {
-	actx, cancel := context.WithTimeout(ctx, ts.put)
+	actx, cancel := context.WithTimeout(ctx, ts.timeout)
 	defer cancel()
 	return ts.store.Delete(actx, ts.layout.Txn(ts.pchannel, id))
 }
@@ -398,8 +356,7 @@ func CollectTxns(ctx context.Context, store objstore.Store, layout Layout, now t
 	var errs []error
 	for _, it := range items {
 		st.Records++
-		ts := txnStore{store: store, layout: layout, pchannel: it.p, put: DefaultPutTimeout, get: time.Second,
-			retryFor: 10 * time.Second, now: func() time.Time { return now }}
+		ts := txnStore{store: store, layout: layout, pchannel: it.p, timeout: DefaultPutTimeout, retryFor: 10 * time.Second}
 		drop, expired := false, false
 		_, _, err := ts.update(ctx, it.id, func(r *txnRecord) (bool, error) {
 			drop, expired = false, false

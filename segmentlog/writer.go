@@ -227,6 +227,7 @@ type WriterStats struct {
 	Frontier        uint64
 	BatchesAcked    int64
 	TimeTickBatches int64 // timetick-only batches persisted
+	TimeTickChecks  int64 // rounds of the timetick loop (TimeTickInterval/2 apart), due or not
 	MessagesAcked   int64
 	BytesAcked      int64
 	PutAttempts     int64

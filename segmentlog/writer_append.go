@@ -736,6 +736,7 @@ func (w *Writer) timeTickLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		w.mu.Lock()
+		w.stats.TimeTickChecks++
 		now := w.cfg.Now()
 		// Not past the lease deadline: a thawed process's tick would pass
 		// tt_max and stop the writer before its renew lands.

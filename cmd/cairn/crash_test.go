@@ -118,7 +118,8 @@ func TestServeCrash(t *testing.T) {
 			}
 			if k > crashKills {
 				t.Logf("crash: process %d acked its first message %v after it started; no more kills", k, took.Round(time.Millisecond))
-				time.Sleep(time.Second)
+				since := h.acked.Load()
+				testkit.Eventually(t, 30*time.Second, fmt.Sprintf("process %d acks 100 more messages", k), func() bool { return h.acked.Load() >= since+100 })
 				break
 			}
 			delay = 200*time.Millisecond + time.Duration(rng.Int64N(int64(1300*time.Millisecond)))
@@ -127,7 +128,7 @@ func TestServeCrash(t *testing.T) {
 			delay = time.Duration(rng.Int64N(int64(3500 * time.Millisecond)))
 			what = fmt.Sprintf("killed %v after it started, in its takeover window", delay.Round(time.Millisecond))
 		}
-		time.Sleep(delay)
+		time.Sleep(delay) // the experiment: a kill at a random moment of the process's life, not a wait for a goroutine
 		srv.kill(t)
 		if h.ackedAt.Load() <= srv.started.UnixNano() {
 			what += ", having acked nothing"
@@ -247,7 +248,7 @@ func (h *crashHistory) produce(ctx context.Context, t *testing.T, c *client.Clie
 		h.sent = append(h.sent, r)
 		h.mu.Unlock()
 		futures <- r
-		time.Sleep(time.Duration(pace.IntN(4000)) * time.Microsecond)
+		time.Sleep(time.Duration(pace.IntN(4000)) * time.Microsecond) // the workload's pace: sends spread over time, not a wait
 	}
 }
 
@@ -262,12 +263,9 @@ func (h *crashHistory) note(format string, args ...any) {
 // none is within 60 s: the process did not take the pchannels over.
 func (h *crashHistory) awaitAck(t *testing.T, srv *child, n int) time.Duration {
 	t.Helper()
-	for h.ackedAt.Load() <= srv.started.UnixNano() {
-		if time.Since(srv.started) > 60*time.Second {
-			t.Fatalf("process %d acked nothing within 60 s of starting", n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.Eventually(t, time.Until(srv.started.Add(60*time.Second)), fmt.Sprintf("process %d acks a message within 60 s of starting", n), func() bool {
+		return h.ackedAt.Load() > srv.started.UnixNano()
+	})
 	return time.Unix(0, h.ackedAt.Load()).Sub(srv.started)
 }
 

@@ -138,7 +138,7 @@ func TestIdleStoreRequests(t *testing.T) {
 			}
 			return nil
 		})
-		time.Sleep(idleSettleMinutes * time.Minute)
+		time.Sleep(idleSettleMinutes * time.Minute) // synctest's clock: the loops run, no real time passes
 		synctest.Wait()
 		for _, p := range cfg.PChannels {
 			if _, parked := sys0.Pool().ParkedTail(p); !parked {

@@ -318,7 +318,7 @@ func TestShutdownReleasesLeases(t *testing.T) {
 	}
 	h := srv.Handler(RoleNode)
 	for _, p := range []string{"p0", "p1"} {
-		_, _, err := srv.pool.Append(t.Context(), p, []segmentlog.Message{{Type: segmentlog.TypeData, VChannel: "v"}}, nil, nil)
+		_, _, err := srv.sys.Pool().Append(t.Context(), p, []segmentlog.Message{{Type: segmentlog.TypeData, VChannel: "v"}}, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -327,7 +327,7 @@ func TestShutdownReleasesLeases(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"p0", "p1"} {
-		l, err := srv.leases.Describe(t.Context(), p)
+		l, err := srv.sys.Leases().Describe(t.Context(), p)
 		if err != nil || !l.Released {
 			t.Fatalf("lease of %s after Close: %+v, %v", p, l, err)
 		}
@@ -345,7 +345,7 @@ func TestShutdownReleasesLeases(t *testing.T) {
 	}
 }
 
-// TestTimeTickBatch: after a quiet interval the pool persists one
+// TestTimeTickBatch: after a quiet interval the pool's writer persists one
 // timetick-only batch (readers elsewhere see time pass), which takes an
 // offset: a conditional append must name the tail after it.
 func TestTimeTickBatch(t *testing.T) {
@@ -359,7 +359,19 @@ func TestTimeTickBatch(t *testing.T) {
 		ts.get("/v1/pchannels/p0/tail").decode(t, &tail)
 		return tail.NextOffset == want
 	})
-	time.Sleep(150 * time.Millisecond) // quiet: no more timetick batches without data
+	// Quiet: the writer's timetick loop looks again and again, and writes
+	// no more timetick batches without data.
+	checks := func() int64 {
+		for _, w := range ts.srv.sys.Pool().Writers() {
+			if w.PChannel == "p0" {
+				return w.Stats.TimeTickChecks
+			}
+		}
+		t.Fatal("no writer of p0")
+		return 0
+	}
+	since := checks()
+	testkit.Eventually(t, 5*time.Second, "three more rounds of the timetick loop", func() bool { return checks() >= since+3 })
 	ts.get("/v1/pchannels/p0/tail").decode(t, &tail)
 	if tail.NextOffset != want {
 		t.Fatalf("an idle pchannel kept writing: tail %d, want %d", tail.NextOffset, want)

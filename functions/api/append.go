@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cairnlog/cairn/functions/api/wire"
+	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -84,14 +85,17 @@ func (s *Server) appendAndAnswer(w http.ResponseWriter, r *http.Request, p strin
 	}
 	var after *segmentlog.IdemKey
 	if q.afterSeq != nil {
-		k, err := predecessor(in, *q.afterSeq)
+		if in.expect != nil {
+			return errorf(http.StatusBadRequest, wire.CodeMalformed, "after_seq and expected_offset exclude each other")
+		}
+		k, err := system.Predecessor(in.msgs, *q.afterSeq)
 		if err != nil {
 			return err
 		}
 		after = &k
 	}
 	start := time.Now()
-	term, acks, err := s.pool.Append(r.Context(), p, in.msgs, in.expect, after)
+	term, acks, err := s.sys.Pool().Append(r.Context(), p, in.msgs, in.expect, after)
 	if err != nil {
 		return err
 	}
@@ -129,23 +133,6 @@ func parseAppendQuery(q url.Values) (appendQuery, error) {
 		*dst = &v
 	}
 	return out, nil
-}
-
-// predecessor is the key after_seq names: the producer and epoch of the
-// append's messages, which must all carry keys of that one producer and
-// epoch, with seq afterSeq.
-func predecessor(in appendInput, afterSeq uint64) (segmentlog.IdemKey, error) {
-	if in.expect != nil {
-		return segmentlog.IdemKey{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "after_seq and expected_offset exclude each other")
-	}
-	first := in.msgs[0].Key
-	for i := range in.msgs {
-		if k := in.msgs[i].Key; k.IsZero() || k.Producer != first.Producer || k.Epoch != first.Epoch {
-			return segmentlog.IdemKey{}, errorf(http.StatusBadRequest, wire.CodeInvalid,
-				"message %d: after_seq needs every message keyed by one producer and epoch", i)
-		}
-	}
-	return segmentlog.IdemKey{Producer: first.Producer, Epoch: first.Epoch, Seq: afterSeq}, nil
 }
 
 // decodeAppend parses and validates an append body of contentType. Every

@@ -7,7 +7,6 @@ import (
 
 	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/functions/api/wire"
-	"github.com/cairnlog/cairn/segmentlog"
 )
 
 // Broadcasts (coordinator role): one message on several vchannels, a copy
@@ -36,18 +35,16 @@ func broadcastOut(b coordinator.Broadcast) wire.BroadcastOut {
 	return out
 }
 
-// broadcastInput is a decoded, validated broadcast request.
+// broadcastInput is a decoded broadcast request.
 type broadcastInput struct {
 	req  coordinator.BroadcastRequest
 	wait time.Duration
 }
 
-// decodeBroadcast reads the body of POST /v1/broadcasts and checks it
-// with coordinator.BroadcastRequest.Validate, then against this server's
-// writers: every copy must fit a batch (maxBatchBytes), so that a task is
-// never saved with a copy no writer takes. Every failure is an *Error
-// (400, 413 or 415); the wait is capped at maxWait.
-func decodeBroadcast(r *http.Request, maxBatchBytes int, maxWait time.Duration) (broadcastInput, error) {
+// decodeBroadcast reads the body of POST /v1/broadcasts, refusing
+// properties Cairn reserves; system.System.Broadcast checks the rest.
+// Every failure is an *Error (400 or 415); the wait is capped at maxWait.
+func decodeBroadcast(r *http.Request, maxWait time.Duration) (broadcastInput, error) {
 	var body wire.BroadcastRequest
 	if err := readJSON(r, &body, false); err != nil {
 		return broadcastInput{}, err
@@ -56,9 +53,6 @@ func decodeBroadcast(r *http.Request, maxBatchBytes int, maxWait time.Duration) 
 		ID: body.ID, VChannels: body.VChannels, Payload: body.Payload, Properties: body.Properties,
 		Ack: coordinator.AckMode(body.Ack), Resources: body.Resources,
 	}}
-	if err := in.req.Validate(); err != nil {
-		return broadcastInput{}, classify(err)
-	}
 	for k := range body.Properties {
 		if strings.HasPrefix(k, wire.ReservedPropertyPrefix) {
 			return broadcastInput{}, errorf(http.StatusBadRequest, wire.CodeInvalid, "property %q: keys starting with %q are reserved for Cairn", k, wire.ReservedPropertyPrefix)
@@ -71,17 +65,6 @@ func decodeBroadcast(r *http.Request, maxBatchBytes int, maxWait time.Duration) 
 		}
 		in.wait = d
 	}
-	// The copy of the longest vchannel is the largest.
-	longest := ""
-	for _, v := range body.VChannels {
-		if len(v) > len(longest) {
-			longest = v
-		}
-	}
-	size := segmentlog.BroadcastCopyBytes(body.ID, longest, body.Payload, body.Properties)
-	if size > maxBatchBytes {
-		return broadcastInput{}, errorf(http.StatusRequestEntityTooLarge, wire.CodeTooLarge, "a copy takes %d bytes; at most %d", size, maxBatchBytes)
-	}
 	return in, nil
 }
 
@@ -93,7 +76,7 @@ func (s *Server) handleBroadcast(w http.ResponseWriter, r *http.Request) error {
 	if err := noQuery(r); err != nil {
 		return err
 	}
-	in, err := decodeBroadcast(r, s.sc.MaxBatchBytes, s.cfg.MaxWait)
+	in, err := decodeBroadcast(r, s.cfg.MaxWait)
 	if err != nil {
 		return err
 	}
@@ -120,7 +103,7 @@ func (s *Server) handleBroadcastList(r *http.Request) (wire.BroadcastsResponse, 
 	default:
 		return wire.BroadcastsResponse{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "state %q: want pending, done or failed", state)
 	}
-	all, err := s.broadcasts.List(r.Context())
+	all, err := s.sys.Broadcaster().List(r.Context())
 	if err != nil {
 		return wire.BroadcastsResponse{}, err
 	}

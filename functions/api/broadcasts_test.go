@@ -199,7 +199,7 @@ func TestMaintenanceResumesBroadcast(t *testing.T) {
 	}
 	ctx := t.Context()
 	for v, p := range map[string]string{"v0": "p0", "v1": "p1"} {
-		if _, err := first.registry.Create(ctx, first.pool, v, p); err != nil {
+		if _, err := first.sys.Registry().Create(ctx, first.sys.Pool(), v, p); err != nil {
 			t.Fatal(err)
 		}
 	}

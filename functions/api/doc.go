@@ -7,8 +7,11 @@
 // codes, the pchannel set, conditional and ordered appends, long polls,
 // vchannels, transactions, restores, broadcasts and connection limits.
 //
-// Handlers only decode, check and answer; what the node decides (the writer
-// pool, leases, vchannel bindings, restores) is functions/system's.
+// Handlers only decode, check the request's form and answer; what the node
+// decides (the writer pool, leases, vchannel bindings, restores) and what
+// any caller's request must pass (trim points, broadcast copies, restore
+// targets, ordered-append keys) is functions/system's, whose sentinels
+// classify maps onto answers.
 //
 // # Concurrency
 //

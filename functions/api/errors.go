@@ -191,7 +191,7 @@ func (a sentinelAnswer) answer(err, sentinel error) *Error {
 // ErrFenced). Read only.
 var sentinelAnswers = []sentinelAnswer{
 	{errs: []error{system.ErrOutOfSequence}, status: http.StatusPreconditionFailed, code: wire.CodeOutOfSequence},
-	{errs: []error{system.ErrInvalidRestore}, status: http.StatusBadRequest, code: wire.CodeInvalid},
+	{errs: []error{system.ErrInvalid, system.ErrNoHistory}, status: http.StatusBadRequest, code: wire.CodeInvalid},
 	{errs: []error{segmentlog.ErrInvalidName}, status: http.StatusBadRequest, code: wire.CodeInvalidName},
 	{errs: []error{segmentlog.ErrTooLarge}, status: http.StatusRequestEntityTooLarge, code: wire.CodeTooLarge},
 	{errs: []error{segmentlog.ErrOutcomeUnknown}, status: http.StatusServiceUnavailable, code: wire.CodeOutcomeUnknown, retry: true,

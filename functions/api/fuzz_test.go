@@ -59,9 +59,10 @@ func FuzzDecodeAppend(f *testing.F) {
 	})
 }
 
-// FuzzAppendQuery: an append's query and its after_seq never panic; a
-// refusal is a 400 *Error; what is accepted is in range, and after_seq
-// names the producer and epoch of every message.
+// FuzzAppendQuery: an append's query and its after_seq key
+// (system.Predecessor) never panic; a refusal is answered 400; what is
+// accepted is in range, and after_seq names the producer and epoch of
+// every message.
 func FuzzAppendQuery(f *testing.F) {
 	f.Add("after_seq=3", "p", uint64(1), uint64(4), false)
 	f.Add("after_seq=3&expected_offset=2", "p", uint64(1), uint64(4), false)
@@ -87,23 +88,23 @@ func FuzzAppendQuery(f *testing.F) {
 		if (q.expect != nil && *q.expect > wire.MaxOffset) || (q.afterSeq != nil && *q.afterSeq > wire.MaxOffset) {
 			t.Fatalf("accepted %q as %+v", raw, q)
 		}
-		if q.afterSeq == nil {
-			return
+		if q.afterSeq == nil || q.expect != nil {
+			return // after_seq with expected_offset: appendAndAnswer's 400, before any key is looked at
 		}
-		in := appendInput{expect: q.expect, msgs: []segmentlog.Message{
+		msgs := []segmentlog.Message{
 			{VChannel: "v", Key: segmentlog.IdemKey{Producer: producer, Epoch: epoch, Seq: seq}},
 			{VChannel: "v", Key: segmentlog.IdemKey{Producer: producer, Epoch: epoch, Seq: seq + 1}},
-		}}
-		if mixed {
-			in.msgs[1].Key.Producer += "x"
 		}
-		k, err := predecessor(in, *q.afterSeq)
+		if mixed {
+			msgs[1].Key.Producer += "x"
+		}
+		k, err := system.Predecessor(msgs, *q.afterSeq)
 		if err != nil {
-			refused(err)
+			refused(classify(err))
 			return
 		}
-		if mixed || q.expect != nil || in.msgs[0].Key.IsZero() || k != (segmentlog.IdemKey{Producer: producer, Epoch: epoch, Seq: *q.afterSeq}) {
-			t.Fatalf("after_seq %d of %+v accepted as %+v", *q.afterSeq, in, k)
+		if mixed || msgs[0].Key.IsZero() || k != (segmentlog.IdemKey{Producer: producer, Epoch: epoch, Seq: *q.afterSeq}) {
+			t.Fatalf("after_seq %d of %+v accepted as %+v", *q.afterSeq, msgs, k)
 		}
 	})
 }
@@ -192,11 +193,12 @@ func FuzzReadRequest(f *testing.F) {
 	})
 }
 
-// FuzzDecodeBroadcast: the broadcast body decoder never panics, answers
-// every refusal with a 4xx *Error, and what it accepts is a task whose
-// every copy a writer takes: valid names, distinct vchannels, a known ack
-// mode, a wait within the cap, and copies that encode as a batch within
-// the batch limit.
+// FuzzDecodeBroadcast: the broadcast body decoder and the system's check
+// of the request (system.CheckBroadcast, the first thing the route's
+// Broadcast does) never panic, answer every refusal with a 4xx, and what
+// they accept is a task whose every copy a writer takes: valid names,
+// distinct vchannels, a known ack mode, a wait within the cap, and copies
+// that encode as a batch within the batch limit.
 func FuzzDecodeBroadcast(f *testing.F) {
 	f.Add(`{"id":"ddl-1","vchannels":["v0","v1"],"payload":"aGk=","properties":{"k":"v"},"ack":"sync","resources":["db.1"],"wait":"2s"}`)
 	f.Add(`{"id":"b","vchannels":["v0"],"wait":"0s"}`)
@@ -208,11 +210,13 @@ func FuzzDecodeBroadcast(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body string) {
 		r := httptest.NewRequest("POST", "/v1/broadcasts", strings.NewReader(body))
 		r.Header.Set("Content-Type", wire.ContentTypeJSON)
-		in, err := decodeBroadcast(r, maxBatch, maxWait)
+		in, err := decodeBroadcast(r, maxWait)
+		if err == nil {
+			err = system.CheckBroadcast(&in.req, maxBatch)
+		}
 		if err != nil {
-			var ae *Error
-			if !errors.As(err, &ae) || ae.status < 400 || ae.status >= 500 || ae.Code == "" {
-				t.Fatalf("refusal %v is not a 4xx *Error", err)
+			if ae := classify(err); ae.status < 400 || ae.status >= 500 || ae.Code == "" {
+				t.Fatalf("refusal %v is answered %d %s, not a 4xx", err, ae.status, ae.Code)
 			}
 			return
 		}

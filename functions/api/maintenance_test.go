@@ -33,7 +33,7 @@ func TestMaintenanceRound(t *testing.T) {
 	if err != nil || cp.C == 0 {
 		t.Fatalf("checkpoint of p0 after the round: %+v, %v", cp, err)
 	}
-	v, err := ts.srv.registry.Describe(t.Context(), "gone")
+	v, err := ts.srv.sys.Registry().Describe(t.Context(), "gone")
 	if err != nil || v.State != coordinator.VChannelReclaiming {
 		t.Fatalf("dropped vchannel after the round: %+v, %v; want reclaiming", v, err)
 	}

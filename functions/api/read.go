@@ -134,43 +134,33 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) error {
 	if err := s.mustKnow(ctx, p); err != nil {
 		return err
 	}
-	resp, err := s.read(ctx, p, q)
-	if err != nil {
+	resp := wire.ReadResponse{PChannel: p, Messages: []wire.MessageOut{}, Next: q.from.String()}
+	resp.Paused, err = s.poll(ctx, q, func(lim segmentlog.PageLimits) error {
+		page, next, err := s.sys.Read(ctx, p, system.ReadRequest{From: q.from, VChannels: q.vchannels, Types: q.types, Limits: lim})
+		resp.Messages, resp.Next = mapped(page, messageOut), next.String()
 		return err
+	})
+	if err != nil {
+		return neverWritten(p, err)
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
 }
 
-// holdForPause holds a read back while the startup delay lasts
-// (system.System.HoldReads), unless it asked to ignore it.
-func (s *Server) holdForPause(ctx context.Context, q readQuery) (bool, error) {
-	if q.ignorePause {
-		return false, nil
-	}
-	return s.sys.HoldReads(ctx, q.wait)
-}
-
-// read runs one read: it delivers what is there from q.from (up to q.max
-// messages and MaxReadBytes of payload), and if nothing is, waits up to
-// q.wait for the first message to arrive.
-func (s *Server) read(ctx context.Context, p string, q readQuery) (wire.ReadResponse, error) {
-	if paused, err := s.holdForPause(ctx, q); err != nil || paused {
-		return wire.ReadResponse{PChannel: p, Messages: []wire.MessageOut{}, Next: q.from.String(), Paused: paused}, err
+// poll runs one read of a read route: held back while the scanner startup
+// delay lasts (system.System.HoldReads; paused), unless q ignores it, else
+// read with q's limits (up to q.max messages and MaxReadBytes of payload,
+// waiting up to q.wait for the first if there is none), a read that waits
+// taking a place among the waiting reads first.
+func (s *Server) poll(ctx context.Context, q readQuery, read func(segmentlog.PageLimits) error) (paused bool, err error) {
+	if !q.ignorePause {
+		if paused, err := s.sys.HoldReads(ctx, q.wait); err != nil || paused {
+			return paused, err
+		}
 	}
 	var w waiter
 	defer w.release(s)
-	page, next, err := s.sys.Read(ctx, p, system.ReadRequest{From: q.from, VChannels: q.vchannels, Types: q.types, Limits: s.pageLimits(q, &w)})
-	if err != nil {
-		return wire.ReadResponse{}, neverWritten(p, err)
-	}
-	return wire.ReadResponse{PChannel: p, Messages: mapped(page, messageOut), Next: next.String()}, nil
-}
-
-// pageLimits are q's limits; a read that waits takes a place w among
-// the waiting reads first.
-func (s *Server) pageLimits(q readQuery, w *waiter) segmentlog.PageLimits {
-	return segmentlog.PageLimits{Max: q.max, MaxBytes: s.cfg.MaxReadBytes, Wait: q.wait, BeforeWait: func() error { return w.take(s) }}
+	return false, read(segmentlog.PageLimits{Max: q.max, MaxBytes: s.cfg.MaxReadBytes, Wait: q.wait, BeforeWait: func() error { return w.take(s) }})
 }
 
 // waiter is a read's place among those waiting at the tail, at most

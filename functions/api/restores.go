@@ -5,8 +5,6 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/google/uuid"
-
 	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/snapshot"
@@ -25,23 +23,6 @@ func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) error {
 	req, err := jsonBody[wire.RestoreRequest](r, false)
 	if err != nil {
 		return err
-	}
-	if req.JobID == "" {
-		req.JobID = uuid.Must(uuid.NewV7()).String()
-	}
-	if err := validName("restore job", req.JobID); err != nil {
-		return err
-	}
-	if len(req.Targets) == 0 {
-		return errorf(http.StatusBadRequest, wire.CodeInvalid, "targets must map every vchannel of the snapshot to a new vchannel")
-	}
-	for src, t := range req.Targets {
-		if err := validName("vchannel", src); err != nil {
-			return err
-		}
-		if err := validName("vchannel", t); err != nil {
-			return err
-		}
 	}
 	p, err := s.sys.StartRestore(r.Context(), req.JobID, name, req.Targets)
 	if err != nil {

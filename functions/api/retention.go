@@ -65,7 +65,7 @@ func (s *Server) handleVChannelRetention(r *http.Request) (wire.RetentionOut, er
 	if err != nil {
 		return wire.RetentionOut{}, err
 	}
-	v, err := s.registry.Describe(r.Context(), name)
+	v, err := s.sys.Registry().Describe(r.Context(), name)
 	if err != nil {
 		return wire.RetentionOut{}, err
 	}

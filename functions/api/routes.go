@@ -46,12 +46,12 @@ func (s *Server) routeTable() []Route {
 		{Method: "GET", Path: "/v1/vchannels", Role: RoleCoordinator, handle: answer(s.handleVChannelList)},
 		{Method: "GET", Path: "/v1/vchannels/{v}", Role: RoleCoordinator, handle: describe("v", "vchannel", s.describeVChannel, asIs)},
 		{Method: "DELETE", Path: "/v1/vchannels/{v}", Role: RoleCoordinator, handle: describe("v", "vchannel", s.sys.DropVChannel, vchannelOut)},
-		{Method: "GET", Path: "/v1/vchannels/{v}/location", Role: RoleCoordinator, handle: describe("v", "vchannel", s.registry.Locate, locationOut)},
+		{Method: "GET", Path: "/v1/vchannels/{v}/location", Role: RoleCoordinator, handle: describe("v", "vchannel", s.sys.Registry().Locate, locationOut)},
 		{Method: "POST", Path: "/v1/vchannels/{v}/trim", Role: RoleCoordinator, handle: answer(s.handleVChannelTrim)},
 		{Method: "PUT", Path: "/v1/vchannels/{v}/retention", Role: RoleCoordinator, handle: answer(s.handleVChannelRetention)},
 		{Method: "POST", Path: "/v1/broadcasts", Role: RoleCoordinator, handle: s.handleBroadcast},
 		{Method: "GET", Path: "/v1/broadcasts", Role: RoleCoordinator, handle: answer(s.handleBroadcastList)},
-		{Method: "GET", Path: "/v1/broadcasts/{id}", Role: RoleCoordinator, handle: describe("id", "broadcast ID", s.broadcasts.Describe, broadcastOut)},
+		{Method: "GET", Path: "/v1/broadcasts/{id}", Role: RoleCoordinator, handle: describe("id", "broadcast ID", s.sys.Broadcaster().Describe, broadcastOut)},
 
 		// Snapshot: flush, snapshots and restores.
 		{Method: "POST", Path: "/v1/pchannels/{p}/flush", Role: RoleSnapshot, handle: answer(s.handleFlush)},
@@ -59,7 +59,7 @@ func (s *Server) routeTable() []Route {
 		{Method: "PUT", Path: "/v1/pchannels/{p}/retention", Role: RoleSnapshot, handle: answer(s.handlePChannelRetention)},
 		{Method: "POST", Path: "/v1/snapshots", Role: RoleSnapshot, handle: answer(s.handleSnapshotCreate)},
 		{Method: "GET", Path: "/v1/snapshots", Role: RoleSnapshot, handle: answer(s.handleSnapshotList)},
-		{Method: "GET", Path: "/v1/snapshots/{name}", Role: RoleSnapshot, handle: describe("name", "snapshot", s.snaps.Describe, snapshotOut)},
+		{Method: "GET", Path: "/v1/snapshots/{name}", Role: RoleSnapshot, handle: describe("name", "snapshot", s.sys.Snapshots().Describe, snapshotOut)},
 		{Method: "DELETE", Path: "/v1/snapshots/{name}", Role: RoleSnapshot, handle: s.handleSnapshotDrop},
 		{Method: "POST", Path: "/v1/snapshots/{name}/restore", Role: RoleSnapshot, handle: s.handleRestore},
 		{Method: "GET", Path: "/v1/restores/{id}", Role: RoleSnapshot, handle: describe("id", "restore job", s.restoreProgress, restoreOut)},

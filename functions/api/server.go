@@ -15,10 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/functions/system"
-	"github.com/cairnlog/cairn/snapshot"
 )
 
 // Role says which function serves a route. A Lambda function mounts its own
@@ -43,18 +41,13 @@ const (
 // its metrics (on the system's registry: one Server per System). Build it once per process (a Lambda container
 // keeps it across invocations) and mount Handler. Safe for concurrent use.
 type Server struct {
-	cfg        Config
-	sc         system.Config // the system's
-	sys        *system.System
-	leases     *coordinator.Leases
-	registry   *coordinator.Registry
-	broadcasts *coordinator.Broadcaster // appends the copies through pool
-	snaps      *snapshot.Snapshots
-	pool       *system.Pool
-	metrics    *metrics
-	log        *slog.Logger
-	routes     []Route
-	waiters    chan struct{} // semaphore of reads waiting at the tail
+	cfg     Config
+	sc      system.Config // the system's
+	sys     *system.System
+	metrics *metrics
+	log     *slog.Logger
+	routes  []Route
+	waiters chan struct{} // semaphore of reads waiting at the tail
 }
 
 // New builds the HTTP API of sys: cfg's defaults applied, then checked. It
@@ -65,8 +58,7 @@ func New(cfg Config, sys *system.System) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, sc: sc, sys: sys, log: sc.Logger, waiters: make(chan struct{}, cfg.MaxWaiters),
-		leases: sys.Leases(), registry: sys.Registry(), broadcasts: sys.Broadcaster(), snaps: sys.Snapshots(), pool: sys.Pool()}
+	s := &Server{cfg: cfg, sc: sc, sys: sys, log: sc.Logger, waiters: make(chan struct{}, cfg.MaxWaiters)}
 	s.metrics = newMetrics(sys.Metrics())
 	s.routes = s.routeTable()
 	return s, nil
@@ -268,7 +260,7 @@ func (e *clientBodyError) Unwrap() error { return e.err }
 
 // healthz answers 200 while the server takes requests.
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) error {
-	if s.pool.Closed() {
+	if s.sys.Pool().Closed() {
 		return fmt.Errorf("healthz: %w", system.ErrShuttingDown)
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

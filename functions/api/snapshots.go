@@ -45,17 +45,6 @@ func (s *Server) handleSnapshotCreate(r *http.Request) (wire.SnapshotOut, error)
 	if err != nil {
 		return wire.SnapshotOut{}, err
 	}
-	if err := validName("snapshot", req.Name); err != nil {
-		return wire.SnapshotOut{}, err
-	}
-	if len(req.VChannels) == 0 {
-		return wire.SnapshotOut{}, errorf(http.StatusBadRequest, wire.CodeInvalid, "a snapshot needs at least one vchannel")
-	}
-	for _, v := range req.VChannels {
-		if err := validName("vchannel", v); err != nil {
-			return wire.SnapshotOut{}, err
-		}
-	}
 	snap, err := s.sys.CreateSnapshot(r.Context(), req.Name, req.VChannels)
 	return snapshotOut(snap), err
 }
@@ -70,7 +59,7 @@ func (s *Server) handleSnapshotList(r *http.Request) (wire.SnapshotsResponse, er
 			return wire.SnapshotsResponse{}, err
 		}
 	}
-	snaps, err := s.snaps.List(r.Context(), v)
+	snaps, err := s.sys.Snapshots().List(r.Context(), v)
 	if err != nil {
 		return wire.SnapshotsResponse{}, err
 	}

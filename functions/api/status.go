@@ -19,13 +19,7 @@ func (s *Server) handleTail(r *http.Request) (wire.TailResponse, error) {
 	if err := noQuery(r); err != nil {
 		return wire.TailResponse{}, err
 	}
-	return s.tail(r.Context(), p)
-}
-
-// tail is the next offset of p (system.System.Tail): 404 for a pchannel
-// never written.
-func (s *Server) tail(ctx context.Context, p string) (wire.TailResponse, error) {
-	t, err := s.sys.Tail(ctx, p)
+	t, err := s.sys.Tail(r.Context(), p)
 	if err != nil {
 		return wire.TailResponse{}, neverWritten(p, err)
 	}
@@ -60,7 +54,7 @@ func (s *Server) handleSync(r *http.Request) (wire.SyncResponse, error) {
 	if err := s.mustKnow(ctx, p); err != nil {
 		return wire.SyncResponse{}, err
 	}
-	term, t, err := s.pool.Sync(ctx, p)
+	term, t, err := s.sys.Pool().Sync(ctx, p)
 	return wire.SyncResponse{PChannel: p, Term: term, TimeTick: t}, err
 }
 
@@ -74,7 +68,7 @@ func (s *Server) leaseOut(l coordinator.Lease) wire.LeaseOut {
 
 // lease is a pchannel's lease record; 404 unknown_pchannel if it has none.
 func (s *Server) lease(ctx context.Context, p string) (coordinator.Lease, error) {
-	l, err := s.leases.Describe(ctx, p)
+	l, err := s.sys.Leases().Describe(ctx, p)
 	if errors.Is(err, coordinator.ErrNoLease) {
 		return l, errorf(http.StatusNotFound, wire.CodeUnknownPChannel, "pchannel %q has no lease record", p)
 	}
@@ -85,7 +79,7 @@ func (s *Server) handleLeases(r *http.Request) (wire.LeasesResponse, error) {
 	if err := noQuery(r); err != nil {
 		return wire.LeasesResponse{}, err
 	}
-	ls, err := s.leases.List(r.Context())
+	ls, err := s.sys.Leases().List(r.Context())
 	if err != nil {
 		return wire.LeasesResponse{}, err
 	}

@@ -7,9 +7,9 @@ import (
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
-// trimPoint reads a trim request's body and checks its point against the
-// tail of pchannel p.
-func (s *Server) trimPoint(r *http.Request, p string) (segmentlog.MessageID, error) {
+// trimPoint reads a trim request's body: its point, a message ID (the
+// system checks it against the tail).
+func trimPoint(r *http.Request) (segmentlog.MessageID, error) {
 	req, err := jsonBody[wire.TrimRequest](r, false)
 	if err != nil {
 		return segmentlog.MessageID{}, err
@@ -20,13 +20,6 @@ func (s *Server) trimPoint(r *http.Request, p string) (segmentlog.MessageID, err
 	}
 	if pos.Kind != segmentlog.StartAtID {
 		return segmentlog.MessageID{}, errorf(http.StatusBadRequest, wire.CodeInvalid, "before %q: a trim point is a message ID, id:OFFSET.INDEX", req.Before)
-	}
-	t, err := s.tail(r.Context(), p)
-	if err != nil {
-		return segmentlog.MessageID{}, err
-	}
-	if pos.ID.Offset > t.NextOffset {
-		return segmentlog.MessageID{}, errorf(http.StatusBadRequest, wire.CodeInvalid, "before %s lies beyond the tail of pchannel %q (next offset %d)", pos, p, t.NextOffset)
 	}
 	return pos.ID, nil
 }
@@ -40,7 +33,7 @@ func (s *Server) handlePChannelTrim(r *http.Request) (wire.TrimResponse, error) 
 	if err := s.mustKnow(ctx, p); err != nil {
 		return wire.TrimResponse{}, err
 	}
-	before, err := s.trimPoint(r, p)
+	before, err := trimPoint(r)
 	if err != nil {
 		return wire.TrimResponse{}, err
 	}
@@ -56,18 +49,13 @@ func (s *Server) handleVChannelTrim(r *http.Request) (wire.TrimResponse, error) 
 	if err := validName("vchannel", name); err != nil {
 		return wire.TrimResponse{}, err
 	}
-	ctx := r.Context()
-	v, err := s.registry.Describe(ctx, name)
+	before, err := trimPoint(r)
 	if err != nil {
 		return wire.TrimResponse{}, err
 	}
-	before, err := s.trimPoint(r, v.PChannel)
+	v, earliest, err := s.sys.TrimVChannel(r.Context(), name, before)
 	if err != nil {
-		return wire.TrimResponse{}, err
-	}
-	v, earliest, err := s.sys.TrimVChannel(ctx, name, before)
-	if err != nil {
-		return wire.TrimResponse{}, err
+		return wire.TrimResponse{}, neverWritten(v.PChannel, err)
 	}
 	return wire.TrimResponse{PChannel: v.PChannel, VChannel: name, Earliest: segmentlog.AtID(earliest).String()}, nil
 }

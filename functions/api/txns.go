@@ -92,7 +92,7 @@ func (s *Server) handleTxnAppend(r *http.Request) (wire.TxnAppendResponse, error
 			return wire.TxnAppendResponse{}, errorf(http.StatusBadRequest, wire.CodeInvalid, "message %d: a transaction's messages take no idempotency key (the commit has one)", i)
 		}
 	}
-	if err := s.pool.AppendTxn(r.Context(), h.pchannel, h.id, in.msgs); err != nil {
+	if err := s.sys.Pool().AppendTxn(r.Context(), h.pchannel, h.id, in.msgs); err != nil {
 		return wire.TxnAppendResponse{}, fmt.Errorf("txn %s: %w", h, err)
 	}
 	return wire.TxnAppendResponse{Txn: h.String(), Appended: len(in.msgs)}, nil
@@ -103,7 +103,7 @@ func (s *Server) handleTxnCommit(r *http.Request) (wire.TxnCommitResponse, error
 	if err != nil {
 		return wire.TxnCommitResponse{}, err
 	}
-	term, acks, err := s.pool.CommitTxn(r.Context(), h.pchannel, h.id)
+	term, acks, err := s.sys.Pool().CommitTxn(r.Context(), h.pchannel, h.id)
 	if err != nil {
 		return wire.TxnCommitResponse{}, fmt.Errorf("txn %s: %w", h, err)
 	}
@@ -115,7 +115,7 @@ func (s *Server) handleTxnRollback(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	if err := s.pool.RollbackTxn(r.Context(), h.pchannel, h.id); err != nil {
+	if err := s.sys.Pool().RollbackTxn(r.Context(), h.pchannel, h.id); err != nil {
 		return fmt.Errorf("txn %s: %w", h, err)
 	}
 	w.WriteHeader(http.StatusNoContent)

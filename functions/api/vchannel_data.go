@@ -2,14 +2,10 @@ package api
 
 import (
 	"cmp"
-	"context"
-	"errors"
 	"net/http"
 	"strings"
 
-	"github.com/cairnlog/cairn/coordinator"
 	"github.com/cairnlog/cairn/functions/api/wire"
-	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -38,20 +34,11 @@ func (s *Server) handleVChannelAppend(w http.ResponseWriter, r *http.Request) er
 	if err != nil {
 		return err
 	}
-	v, err := s.activeVChannel(r.Context(), name)
+	v, err := s.sys.ActiveVChannel(r.Context(), name)
 	if err != nil {
 		return err
 	}
 	return s.appendAndAnswer(w, r, v.PChannel, in, q)
-}
-
-// activeVChannel returns the record of name if it takes appends
-// (system.System.ActiveVChannel) once the name is valid.
-func (s *Server) activeVChannel(ctx context.Context, name string) (coordinator.VChannel, error) {
-	if err := validName("vchannel", name); err != nil {
-		return coordinator.VChannel{}, err
-	}
-	return s.sys.ActiveVChannel(ctx, name)
 }
 
 func (s *Server) handleVChannelRead(w http.ResponseWriter, r *http.Request) error {
@@ -80,37 +67,24 @@ func (s *Server) handleVChannelRead(w http.ResponseWriter, r *http.Request) erro
 	}
 	s.extendWrite(w, rq.wait)
 	ctx := r.Context()
-	v, err := s.vchannel(ctx, name)
+	v, err := s.sys.VChannel(ctx, name)
 	if err != nil {
 		return err
 	}
-	if v.State == coordinator.VChannelReclaiming {
-		return errorf(http.StatusConflict, wire.CodeVChannelDropped, "vchannel %q was dropped and its data is being reclaimed", name)
-	}
-	rq.vchannels = []string{name}
-	if paused, err := s.holdForPause(ctx, rq); err != nil || paused {
-		if err != nil {
-			return err
+	resp := wire.ReadResponse{PChannel: v.PChannel, VChannel: name, Messages: []wire.MessageOut{}, Next: cmp.Or(from, rq.from.String())}
+	resp.Paused, err = s.poll(ctx, rq, func(lim segmentlog.PageLimits) error {
+		page, err := s.sys.ReadVChannel(ctx, v, rq.from, fromRestored, rq.types, lim)
+		resp.Messages, resp.Next = mapped(page.Messages, messageOut), page.Next.String()
+		for i := range resp.Messages {
+			resp.Messages[i].Restored = page.Restored
 		}
-		writeJSON(w, http.StatusOK, wire.ReadResponse{PChannel: v.PChannel, VChannel: name, Messages: []wire.MessageOut{}, Next: cmp.Or(from, rq.from.String()), Paused: true})
-		return nil
-	}
-	var wt waiter
-	defer wt.release(s)
-	page, err := s.sys.ReadVChannel(ctx, v, rq.from, fromRestored, rq.types, s.pageLimits(rq, &wt))
-	switch {
-	case errors.Is(err, system.ErrNoHistory):
-		return errorf(http.StatusBadRequest, wire.CodeInvalid, "vchannel %q has no restored history", name)
-	case err != nil:
+		if page.NextRestored != nil {
+			resp.Next = restoredPrefix + page.NextRestored.String()
+		}
+		return err
+	})
+	if err != nil {
 		return neverWritten(v.PChannel, err)
-	}
-	resp := wire.ReadResponse{PChannel: v.PChannel, VChannel: name, Messages: make([]wire.MessageOut, len(page.Messages)), Next: page.Next.String()}
-	for i, d := range page.Messages {
-		resp.Messages[i] = messageOut(d)
-		resp.Messages[i].Restored = page.Restored
-	}
-	if page.NextRestored != nil {
-		resp.Next = restoredPrefix + page.NextRestored.String()
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil

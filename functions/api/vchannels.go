@@ -44,14 +44,6 @@ func (s *Server) handleVChannelCreate(r *http.Request) (wire.VChannelOut, error)
 	if err != nil {
 		return wire.VChannelOut{}, err
 	}
-	if err := validName("vchannel", req.Name); err != nil {
-		return wire.VChannelOut{}, err
-	}
-	if req.PChannel != "" {
-		if err := validName("pchannel", req.PChannel); err != nil {
-			return wire.VChannelOut{}, err
-		}
-	}
 	v, err := s.sys.CreateVChannel(r.Context(), req.Name, req.PChannel)
 	return vchannelOut(v), err
 }
@@ -72,7 +64,7 @@ func (s *Server) handleVChannelList(r *http.Request) (wire.VChannelsResponse, er
 	default:
 		return wire.VChannelsResponse{}, errorf(http.StatusBadRequest, wire.CodeMalformed, "state %q: want active, dropped or reclaiming", f.State)
 	}
-	vs, err := s.registry.List(r.Context(), f)
+	vs, err := s.sys.Registry().List(r.Context(), f)
 	if err != nil {
 		return wire.VChannelsResponse{}, err
 	}
@@ -81,7 +73,7 @@ func (s *Server) handleVChannelList(r *http.Request) (wire.VChannelsResponse, er
 
 // describeVChannel is a vchannel's record with its retention.
 func (s *Server) describeVChannel(ctx context.Context, name string) (wire.VChannelOut, error) {
-	v, err := s.registry.Describe(ctx, name)
+	v, err := s.sys.Registry().Describe(ctx, name)
 	if err != nil {
 		return wire.VChannelOut{}, err
 	}
@@ -102,13 +94,4 @@ func locationOut(loc coordinator.Location) wire.LocationOut {
 		Term: loc.Term, Expires: loc.Expires,
 		Assignment: wire.AssignmentOut{State: string(loc.Assignment.State), Node: loc.Assignment.Node},
 	}
-}
-
-// vchannel returns the record of vchannel name (system.System.VChannel)
-// once the name is valid.
-func (s *Server) vchannel(ctx context.Context, name string) (coordinator.VChannel, error) {
-	if err := validName("vchannel", name); err != nil {
-		return coordinator.VChannel{}, err
-	}
-	return s.sys.VChannel(ctx, name)
 }

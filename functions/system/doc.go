@@ -50,7 +50,10 @@
 // scanner startup delay, Config.ScannerStartupDelay); Broadcast (a task
 // run for a wait); retention policies and trims; vchannel create and drop,
 // BeginTxn, snapshot create and drop. They read through a store counted as
-// component "api". ConfigFromEnv reads the runtime's environment
+// component "api". Each checks what a caller could get wrong before it
+// writes anything — a trim point beyond the tail, a broadcast copy no
+// writer takes (CheckBroadcast), a restore or snapshot naming nothing —
+// and refuses it with an error wrapping ErrInvalid or a core sentinel. ConfigFromEnv reads the runtime's environment
 // variables (EnvVars).
 //
 // # Maintenance

@@ -11,6 +11,13 @@ import (
 // ErrShuttingDown: the system is closing and takes no more writes.
 var ErrShuttingDown = errors.New("system: shutting down")
 
+// ErrInvalid: a request the runtime refuses before it writes anything
+// (beyond what the core's own checks refuse): a restore whose targets do
+// not map exactly the snapshot's vchannels, a snapshot of no vchannels, a
+// trim point beyond the tail, an ordered append whose messages are not
+// keyed by one producer.
+var ErrInvalid = errors.New("system: invalid request")
+
 // ErrOutOfSequence: an append that must follow a message (Pool.Append's
 // after) found that message neither acked nor queued; nothing was written.
 var ErrOutOfSequence = errors.New("system: out of sequence")

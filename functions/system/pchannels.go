@@ -2,6 +2,7 @@ package system
 
 import (
 	"context"
+	"fmt"
 
 	"golang.org/x/sync/errgroup"
 
@@ -221,8 +222,12 @@ func (s *System) retained(ctx context.Context, pol snapshot.Policy, pchannel, vc
 }
 
 // TrimPChannel trims pchannel p below before (snapshot.Trim) and returns
-// its earliest readable ID.
+// its earliest readable ID. A point beyond p's tail fails with ErrInvalid,
+// and one of a pchannel never written wrapping coordinator.ErrNoLease.
 func (s *System) TrimPChannel(ctx context.Context, p string, before segmentlog.MessageID) (segmentlog.MessageID, error) {
+	if err := s.checkTrimPoint(ctx, p, before); err != nil {
+		return segmentlog.MessageID{}, err
+	}
 	cp, err := snapshot.Trim(ctx, s.api, s.cfg.Layout, p, before, s.cfg.Now())
 	return cp.Trim, err
 }
@@ -230,12 +235,22 @@ func (s *System) TrimPChannel(ctx context.Context, p string, before segmentlog.M
 // TrimVChannel trims vchannel name below before through the registry
 // (this process's reads see the point at once) and returns its record and
 // its earliest readable ID: the higher of its trim point and its
-// pchannel's.
+// pchannel's. The point is checked as TrimPChannel's against the tail of
+// the vchannel's pchannel; on every failure after the vchannel's record
+// was read, that record is returned.
 func (s *System) TrimVChannel(ctx context.Context, name string, before segmentlog.MessageID) (coordinator.VChannel, segmentlog.MessageID, error) {
-	v, err := s.registry.Trim(ctx, name, before)
+	v, err := s.registry.Describe(ctx, name)
 	if err != nil {
 		return v, segmentlog.MessageID{}, err
 	}
+	if err := s.checkTrimPoint(ctx, v.PChannel, before); err != nil {
+		return v, segmentlog.MessageID{}, err
+	}
+	trimmed, err := s.registry.Trim(ctx, name, before)
+	if err != nil {
+		return v, segmentlog.MessageID{}, err
+	}
+	v = trimmed
 	s.NoteVChannel(v)
 	cp, _, err := s.apiCheckpoints.Read(ctx, v.PChannel)
 	if err != nil {
@@ -245,4 +260,16 @@ func (s *System) TrimVChannel(ctx context.Context, name string, before segmentlo
 		return v, v.Trim, nil
 	}
 	return v, cp.Trim, nil
+}
+
+// checkTrimPoint refuses a trim point beyond the tail of pchannel p.
+func (s *System) checkTrimPoint(ctx context.Context, p string, before segmentlog.MessageID) error {
+	t, err := s.Tail(ctx, p)
+	if err != nil {
+		return err
+	}
+	if before.Offset > t.NextOffset {
+		return fmt.Errorf("%w: before %s lies beyond the tail of pchannel %q (next offset %d)", ErrInvalid, segmentlog.AtID(before), p, t.NextOffset)
+	}
+	return nil
 }

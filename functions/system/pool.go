@@ -485,6 +485,19 @@ func (p *Pool) Append(ctx context.Context, pchannel string, msgs []segmentlog.Me
 	return r.term, r.acks, r.err
 }
 
+// Predecessor is the key an ordered append (Append's after) names by the
+// seq afterSeq of its predecessor: the producer and epoch of msgs, which
+// must all carry keys of that one producer and epoch (else ErrInvalid).
+func Predecessor(msgs []segmentlog.Message, afterSeq uint64) (segmentlog.IdemKey, error) {
+	first := msgs[0].Key
+	for i := range msgs {
+		if k := msgs[i].Key; k.IsZero() || k.Producer != first.Producer || k.Epoch != first.Epoch {
+			return segmentlog.IdemKey{}, fmt.Errorf("%w: message %d: after_seq needs every message keyed by one producer and epoch", ErrInvalid, i)
+		}
+	}
+	return segmentlog.IdemKey{Producer: first.Producer, Epoch: first.Epoch, Seq: afterSeq}, nil
+}
+
 // retryable reports whether an append that failed with err certainly did
 // not land, or carries keys that make a second try safe.
 func retryable(err error, msgs []segmentlog.Message) bool {

@@ -38,7 +38,8 @@ func TestPoolParksIdleWriters(t *testing.T) {
 			t.Fatalf("frontier %d (ok %v) after the ack at %v", tail, ok, acks[0].ID)
 		}
 
-		// Still in use at 59 s: nothing parked.
+		// Still in use at 59 s: nothing parked. (Sleeps here move the
+		// bubble's fake clock: the pool's loop runs, no real time passes.)
 		time.Sleep(59 * time.Second)
 		if _, parked := pool.ParkedTail("p0"); parked {
 			t.Fatal("parked before IdleRelease passed")
@@ -117,7 +118,7 @@ func TestPoolKeepsWritersWithOpenTxns(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(3 * time.Minute)
+		time.Sleep(3 * time.Minute) // the bubble's fake clock, as above
 		synctest.Wait()
 		if _, parked := pool.ParkedTail("p0"); parked {
 			t.Fatal("a writer with an open transaction was parked")

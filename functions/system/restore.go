@@ -9,7 +9,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/cairnlog/cairn/coordinator"
+	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
 
@@ -20,10 +23,6 @@ import (
 // runs in the background of the process that started it; everything is
 // idempotent by job ID, so starting it again (or asking for its progress,
 // if no process runs it) resumes a job cut short.
-
-// ErrInvalidRestore: a restore request whose targets do not map exactly
-// the snapshot's vchannels, or name a target twice.
-var ErrInvalidRestore = errors.New("system: invalid restore")
 
 // RestoreState is a restore job's state as the system reports it.
 type RestoreState string
@@ -48,16 +47,24 @@ type RestoreProgress struct {
 // restoreWait bounds how long StartRestore waits for the job's record.
 const restoreWait = 5 * time.Second
 
-// StartRestore starts (or resumes) restore job id of snapshot name to
-// targets (source vchannel → new vchannel) in the background and returns
-// its progress once its record exists, or its first progress if that
-// takes longer than a few seconds. A new job is checked first: an unknown
+// StartRestore starts (or resumes) restore job id ("" for a new UUIDv7)
+// of snapshot name to targets (source vchannel → new vchannel) in the
+// background and returns its progress once its record exists, or its
+// first progress if that takes longer than a few seconds. Invalid names
+// fail wrapping segmentlog.ErrInvalidName and no targets with ErrInvalid,
+// before any request. A new job is checked first: an unknown
 // snapshot fails with snapshot.ErrNotFound, one not committed with
 // snapshot.ErrState, a target that exists with snapshot.ErrExists, targets
-// that do not map exactly its vchannels with ErrInvalidRestore; an
+// that do not map exactly its vchannels with ErrInvalid; an
 // existing job id with another snapshot or targets fails with
 // snapshot.ErrExists.
 func (s *System) StartRestore(ctx context.Context, id, name string, targets map[string]string) (RestoreProgress, error) {
+	if id == "" {
+		id = uuid.Must(uuid.NewV7()).String()
+	}
+	if err := checkRestoreNames(id, targets); err != nil {
+		return RestoreProgress{}, err
+	}
 	job, err := s.snaps.RestoreStatus(ctx, id)
 	switch {
 	case err == nil:
@@ -98,6 +105,26 @@ func (s *System) StartRestore(ctx context.Context, id, name string, targets map[
 	}
 }
 
+// checkRestoreNames refuses a restore request whose job ID or vchannel
+// names are not valid, or that names no targets.
+func checkRestoreNames(id string, targets map[string]string) error {
+	if err := segmentlog.ValidateName("restore job", id); err != nil {
+		return err
+	}
+	if len(targets) == 0 {
+		return fmt.Errorf("%w: targets must map every vchannel of the snapshot to a new vchannel", ErrInvalid)
+	}
+	for src, t := range targets {
+		if err := segmentlog.ValidateName("vchannel", src); err != nil {
+			return err
+		}
+		if err := segmentlog.ValidateName("vchannel", t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // checkRestore refuses a new restore of snapshot name to targets.
 func (s *System) checkRestore(ctx context.Context, name string, targets map[string]string) error {
 	snap, err := s.snaps.Describe(ctx, name)
@@ -110,12 +137,12 @@ func (s *System) checkRestore(ctx context.Context, name string, targets map[stri
 	seen := map[string]bool{}
 	for _, t := range targets {
 		if seen[t] {
-			return fmt.Errorf("%w: target vchannel %q named twice", ErrInvalidRestore, t)
+			return fmt.Errorf("%w: target vchannel %q named twice", ErrInvalid, t)
 		}
 		seen[t] = true
 	}
 	if got := slices.Sorted(maps.Keys(targets)); !slices.Equal(got, snap.VChannels) {
-		return fmt.Errorf("%w: targets map %v; they must map exactly the snapshot's vchannels %v", ErrInvalidRestore, got, snap.VChannels)
+		return fmt.Errorf("%w: targets map %v; they must map exactly the snapshot's vchannels %v", ErrInvalid, got, snap.VChannels)
 	}
 	for _, t := range targets {
 		_, err := s.registry.Describe(ctx, t)

@@ -3,15 +3,24 @@ package system
 import (
 	"context"
 	"errors"
+	"fmt"
 
+	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
 
 // CreateSnapshot creates snapshot name of vchannels (snapshot.Snapshots.
-// Create: pinned, flushed and committed before it returns). An unknown
-// vchannel is refused before the snapshot's record is written: a create
-// that fails later leaves the name to a rollback.
+// Create: pinned, flushed and committed before it returns). An invalid
+// name (segmentlog.ErrInvalidName), no vchannels (ErrInvalid) and an
+// unknown vchannel are refused before the snapshot's record is written: a
+// create that fails later leaves the name to a rollback.
 func (s *System) CreateSnapshot(ctx context.Context, name string, vchannels []string) (snapshot.Snapshot, error) {
+	if err := segmentlog.ValidateName("snapshot", name); err != nil {
+		return snapshot.Snapshot{}, err
+	}
+	if len(vchannels) == 0 {
+		return snapshot.Snapshot{}, fmt.Errorf("%w: a snapshot needs at least one vchannel", ErrInvalid)
+	}
 	for _, v := range vchannels {
 		if _, err := s.registry.Describe(ctx, v); err != nil {
 			return snapshot.Snapshot{}, err

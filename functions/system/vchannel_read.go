@@ -33,15 +33,20 @@ type VChannelPage struct {
 // the history); fromRestored, if set, an ID in the history instead, which
 // fails with ErrNoHistory if v has none and with a
 // *segmentlog.TruncatedError if a trim dropped it. The live read fails
-// wrapping coordinator.ErrNoLease if v's pchannel was never written.
+// wrapping coordinator.ErrNoLease if v's pchannel was never written. A
+// vchannel whose data is being reclaimed (dropped) is not read: an error
+// wrapping coordinator.ErrVChannelDropped.
 func (s *System) ReadVChannel(ctx context.Context, v coordinator.VChannel, from segmentlog.Position, fromRestored *segmentlog.MessageID,
 	types []segmentlog.MessageType, lim segmentlog.PageLimits) (VChannelPage, error) {
+	if v.State == coordinator.VChannelReclaiming {
+		return VChannelPage{}, fmt.Errorf("%w: vchannel %q was dropped and its data is being reclaimed", coordinator.ErrVChannelDropped, v.Name)
+	}
 	job, err := s.RestoredFrom(ctx, v)
 	if err != nil {
 		return VChannelPage{}, err
 	}
 	if fromRestored != nil && job == "" {
-		return VChannelPage{}, fmt.Errorf("vchannel %s: %w", v.Name, ErrNoHistory)
+		return VChannelPage{}, fmt.Errorf("%w: vchannel %q has none", ErrNoHistory, v.Name)
 	}
 	if job != "" && v.Trim != (segmentlog.MessageID{}) {
 		if fromRestored != nil {

@@ -85,15 +85,26 @@ func Landed[T any](landed func(cur Record[T]) bool) Option[T] {
 	return func(u *update[T]) { u.landed = landed }
 }
 
+// OnUnknown has Update call f each time one of its writes gets no answer
+// (its outcome is unknown), before it settles it. It is for a caller
+// whose record may be deleted: a write that landed and was then deleted
+// leaves nothing any read could recognise (rule 3 of Update takes it for
+// a lost race), so only the caller, told it was sent, can answer that its
+// change may have been made.
+func OnUnknown[T any](f func()) Option[T] {
+	return func(u *update[T]) { u.onUnknown = f }
+}
+
 type update[T any] struct {
-	store   objstore.Store
-	key     string
-	codec   Codec[T]
-	p       Policy
-	decide  Decide[T]
-	from    *Record[T]
-	landed  func(Record[T]) bool
-	pending []sent[T] // writes whose outcome is unknown, oldest first
+	store     objstore.Store
+	key       string
+	codec     Codec[T]
+	p         Policy
+	decide    Decide[T]
+	from      *Record[T]
+	landed    func(Record[T]) bool
+	onUnknown func()
+	pending   []sent[T] // writes whose outcome is unknown, oldest first
 }
 
 // sent is a write whose reply never came.
@@ -207,6 +218,9 @@ func (u *update[T]) run(ctx context.Context) (Record[T], error) {
 			lastErr = err // another writer won this round: read and decide again
 		case objstore.IsRetryable(err) || ctx.Err() != nil:
 			u.pending = append(u.pending, sent[T]{value: next, body: body, create: !cur.Exists, etag: cur.ETag})
+			if u.onUnknown != nil {
+				u.onUnknown()
+			}
 			lastErr = err
 		default:
 			return Record[T]{}, err

@@ -284,6 +284,46 @@ func TestLandedThenOverwritten(t *testing.T) {
 	}
 }
 
+// TestOnUnknownLandedThenDeleted: our write landed, its reply was lost,
+// and the record was deleted before we read. No read can tell (the
+// decision on no record refuses, and Update reports just that), so
+// OnUnknown is the caller's only sign that its change may have been made;
+// a write that lost a race outright does not trigger it.
+func TestOnUnknownLandedThenDeleted(t *testing.T) {
+	errGone := errors.New("record gone")
+	onlyIfThere := func(cur Record[tally]) (tally, error) {
+		if !cur.Exists {
+			return tally{}, errGone
+		}
+		return apply("a")(cur)
+	}
+	var s *scripted
+	s = newScripted(func(ctx context.Context, do func(context.Context) (string, error)) (string, error) {
+		do(ctx)
+		if err := s.Memory.Delete(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		return "", transient
+	})
+	foreign(t, s.Memory, "x")
+	unknown := 0
+	_, err := Update(t.Context(), s, key, codec, policy, onlyIfThere, OnUnknown[tally](func() { unknown++ }))
+	if !errors.Is(err, errGone) || errors.Is(err, ErrOutcomeUnknown) || unknown != 1 {
+		t.Fatalf("update: %v after %d unknown outcomes; want the decision's refusal alone, and one unknown outcome reported", err, unknown)
+	}
+
+	var raced *scripted
+	raced = newScripted(func(ctx context.Context, do func(context.Context) (string, error)) (string, error) {
+		foreign(t, raced.Memory, "y")
+		return do(ctx)
+	})
+	foreign(t, raced.Memory, "x")
+	unknown = 0
+	if _, err := Update(t.Context(), raced, key, codec, policy, onlyIfThere, OnUnknown[tally](func() { unknown++ })); err != nil || unknown != 0 {
+		t.Fatalf("update after a lost race: %v, %d unknown outcomes; want success and none", err, unknown)
+	}
+}
+
 // TestUnchangedWritesNothing: ErrUnchanged ends the update with decide's
 // value and the ETag read.
 func TestUnchangedWritesNothing(t *testing.T) {

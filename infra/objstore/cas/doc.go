@@ -5,7 +5,8 @@
 // the record back, never by a blind resend. Every CAS-updated record of Cairn
 // goes through it: leases and the other coordinator records
 // (coordinator/record.go), the snapshot package's records and the checkpoint
-// (snapshot/records.go, the flusher's commit in snapshot/flush_commit.go).
+// (snapshot/records.go, the flusher's commit in snapshot/flush_commit.go),
+// and the shared transaction records (segmentlog/shared_txn_record.go).
 // Update's documentation states the policy for unknown outcomes; the
 // protocol (docs/protocol.md, "Records") depends on it.
 //
