@@ -19,6 +19,7 @@ import (
 	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/objstore/cas"
 	"github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
@@ -196,6 +197,8 @@ var sentinelAnswers = []sentinelAnswer{
 	{errs: []error{segmentlog.ErrTooLarge}, status: http.StatusRequestEntityTooLarge, code: wire.CodeTooLarge},
 	{errs: []error{segmentlog.ErrOutcomeUnknown}, status: http.StatusServiceUnavailable, code: wire.CodeOutcomeUnknown, retry: true,
 		hidden: "the append may or may not have landed; retry with the same idempotency keys to learn the IDs"},
+	{errs: []error{cas.ErrOutcomeUnknown}, status: http.StatusServiceUnavailable, code: wire.CodeOutcomeUnknown, retry: true,
+		hidden: "the change may or may not have been made; read the record back, or retry"},
 	{errs: []error{segmentlog.ErrFenced, coordinator.ErrLeaseLost}, status: http.StatusConflict, code: wire.CodeFenced, whole: true},
 	{errs: []error{coordinator.ErrNoVChannel}, status: http.StatusNotFound, code: wire.CodeUnknownVChannel},
 	{errs: []error{coordinator.ErrUnknownPChannel}, status: http.StatusNotFound, code: wire.CodeUnknownPChannel},

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/objstore/cas"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -183,6 +185,11 @@ func TestSharedTxnErrorMapping(t *testing.T) {
 	}
 	if e := classify(fmt.Errorf("commit: %w: %w", segmentlog.ErrOutcomeUnknown, segmentlog.ErrContended)); e.Code != wire.CodeOutcomeUnknown {
 		t.Fatalf("contended with an unknown outcome: %+v, want %s", e, wire.CodeOutcomeUnknown)
+	}
+	// A coordinator or snapshot record's CAS that stopped with a write in
+	// flight: 503, as an append's unknown outcome, not a 500.
+	if e := classify(fmt.Errorf("create vchannel v: %w (%w: an earlier write may still land)", context.DeadlineExceeded, cas.ErrOutcomeUnknown)); e.status != 503 || e.Code != wire.CodeOutcomeUnknown || e.retryAfter <= 0 {
+		t.Fatalf("record write of unknown outcome: %+v, want 503 %s with Retry-After", e, wire.CodeOutcomeUnknown)
 	}
 	if e := classify(fmt.Errorf("txn p0:v0:1: %w", segmentlog.ErrTxnNotFound)); e.status != 404 || e.Code != wire.CodeUnknownTxn {
 		t.Fatalf("not found: %+v, want 404 %s", e, wire.CodeUnknownTxn)
