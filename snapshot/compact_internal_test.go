@@ -1,11 +1,13 @@
 package snapshot
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -124,5 +126,32 @@ func TestHoldsFlushRetired(t *testing.T) {
 	}
 	if holdsFlush(cp, "other", segmentlog.Checkpoint{}, true) {
 		t.Error("holdsFlush finds a round that never landed")
+	}
+}
+
+// TestRetiredHoldsFlush: a flusher whose CAS reply was lost recognises its
+// round after compaction merged its files away, through the merge's
+// retired list, written since the round began; a list written before
+// (beyond the skew allowed) or naming other flushes' files does not count.
+func TestRetiredHoldsFlush(t *testing.T) {
+	ctx := context.Background()
+	store := objstore.NewMemory()
+	l := segmentlog.Layout{Prefix: "t"}
+	mine := ref("va", 0, 0, "mine", 1)
+	if _, err := writeRetiredList(ctx, store, l, "p", []string{ref("va", 1, 1, "other", 1).Key, mine.Key}, time.Now(), "c1-0", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().Add(-time.Minute)
+	if !retiredHoldsFlush(ctx, store, l, "p", "mine", start, time.Second) {
+		t.Error("a round whose files a retired list names is not recognised")
+	}
+	if retiredHoldsFlush(ctx, store, l, "p", "lost", start, time.Second) {
+		t.Error("a round no list names is recognised")
+	}
+	if retiredHoldsFlush(ctx, store, l, "q", "mine", start, time.Second) {
+		t.Error("another pchannel's list is read")
+	}
+	if retiredHoldsFlush(ctx, store, l, "p", "mine", time.Now().Add(retiredSkew+time.Minute), time.Second) {
+		t.Error("a list written before the round began is read")
 	}
 }
