@@ -165,8 +165,9 @@ func (f *Flusher) casCheckpoint(ctx context.Context, r *round, next segmentlog.C
 			return next, nil
 		case cur.Exists && sameFlushState(cur.Value, r.base) && rebases < f.cfg.MaxRounds:
 			// Only the manifest changed (compaction, a reclaimed vchannel,
-			// GC pruning Retired): no flush came between, so the round's
-			// WAL range and folded state still follow on from cur. Our
+			// GC retiring trimmed files or pruning inline Retired): no
+			// flush came between, so the round's WAL range and folded
+			// state still follow on from cur. Our
 			// earlier writes, conditional on an ETag the record has left,
 			// can never apply; commit the round on top of cur instead.
 			rebases++
