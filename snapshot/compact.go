@@ -143,9 +143,9 @@ type Compaction struct {
 // (RetiredList), so GC keeps them for OrphanAge more for readers that hold
 // an older manifest (see the package documentation, "Compaction"). It
 // never moves C nor changes anything but the manifest, Version and
-// UpdatedAt. Any number of
-// Compactors may run with flushers, GCs and each other: the checkpoint CAS
-// is the only synchronisation. Safe for concurrent use.
+// UpdatedAt. Any number of Compactors may run with flushers, GCs and each
+// other: the checkpoint CAS is the only synchronisation. Safe for
+// concurrent use.
 type Compactor struct {
 	cfg    CompactConfig
 	store  objstore.Store
