@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -240,4 +241,75 @@ func TestGCHonoursInlineRetired(t *testing.T) {
 	if len(got) == 0 || got[len(got)-1].ID != acks[len(acks)-1].ID {
 		t.Errorf("read %d messages after GC, the last acked %v missing", len(got), acks[len(acks)-1].ID)
 	}
+}
+
+// lostReplyHook applies the first checkpoint CAS through it, runs hook, and
+// then loses the reply (the caller sees a retryable timeout).
+type lostReplyHook struct {
+	objstore.Store
+	once sync.Once
+	hook func()
+}
+
+func (l *lostReplyHook) PutIfMatch(ctx context.Context, key string, body []byte, etag string) (string, error) {
+	tag, err := l.Store.PutIfMatch(ctx, key, body, etag)
+	lost := false
+	if err == nil && key == testLayout.Checkpoint("lostmerged") {
+		l.once.Do(func() { l.hook(); lost = true })
+	}
+	if lost {
+		return "", objstore.ErrTransient
+	}
+	return tag, err
+}
+
+// TestFlushLostReplyAfterCompaction: a flush round's CAS lands but its
+// reply is lost; before the flusher reads the record back, another flusher
+// commits a round and a compaction merges the first round's files away.
+// The record then names neither its flush ID nor its files: the flusher
+// finds them in the merge's retired list and reports its round committed,
+// not a lost race.
+func TestFlushLostReplyAfterCompaction(t *testing.T) {
+	store := objstore.NewMemory()
+	ctx := context.Background()
+	const pch = "lostmerged"
+	w := openWriter(t, store, pch, nil)
+	defer w.Close(ctx)
+	acks := flushedRounds(t, store, w, newFlusher(t, store, pch, nil), 3, 2, "va", "vb")
+	acks = append(acks, appendN(t, w, "mine", 0, 2, "va", "vb")...)
+	merges := 0
+	hooked := &lostReplyHook{Store: store, hook: func() {
+		acks = append(acks, appendN(t, w, "other", 0, 2, "va", "vb")...)
+		if _, err := newFlusher(t, store, pch, nil).FlushNow(ctx); err != nil {
+			t.Error(err)
+		}
+		merges = compactAll(t, newCompactor(t, store, pch, nil))
+	}}
+	rounds, err := newFlusher(t, hooked, pch, nil).FlushNow(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if merges == 0 {
+		t.Fatal("nothing was compacted under the lost reply: the test proves nothing")
+	}
+	cp, _ := checkpointSize(t, store, pch)
+	for _, ref := range cp.Segments {
+		if len(rounds) == 1 && strings.Contains(ref.Key, rounds[0].FlushID) {
+			t.Fatalf("the round's file %s is still in the manifest: the test proves nothing", ref.Key)
+		}
+	}
+	if len(rounds) != 1 || len(rounds[0].Segments) != 2 {
+		t.Fatalf("flush rounds %+v: want the one round whose reply was lost, reported committed", rounds)
+	}
+	found := 0
+	for _, ret := range retiredFiles(t, store, pch) {
+		if strings.Contains(ret.Key, rounds[0].FlushID) {
+			found++
+		}
+	}
+	if found == 0 {
+		t.Errorf("no retired list names a file of round %s", rounds[0].FlushID)
+	}
+	checkManifestFiles(t, store, cp)
+	checkNoGapNoDup(t, scanAll(t, store, pch, sl.Earliest(), snapshot.NewSegmentReader(store, 0), nil), acks)
 }
