@@ -58,8 +58,11 @@ type Checkpoint struct {
 	// (their messages are in a merged file the manifest names instead). GC
 	// keeps each one until RetiredAt plus its orphan age, for readers and
 	// snapshots that still hold an older manifest, then drops the entry.
-	// Added after format 1 shipped; see the package documentation,
-	// "Checkpoint record".
+	// Only earlier binaries append to it (it grew with the flush rate);
+	// retired files now go to retired list objects outside the record
+	// (package snapshot, RetiredList). Every writer carries it over. Added
+	// after format 1 shipped; see the package documentation, "Checkpoint
+	// record".
 	Retired []RetiredSegment `json:"retired,omitempty"`
 	// Trim is the pchannel's trim point: no reader delivers a message with
 	// an ID below it (a Scanner asked for one fails with a TruncatedError

@@ -202,7 +202,16 @@
 // older manifest is lost. Enable compaction once no older binary flushes
 // or collects the bucket. "trim" ({offset, index}, the trim point) was
 // added with trims: an older binary drops it on its next write, which
-// makes trimmed messages readable again but loses nothing.
+// makes trimmed messages readable again but loses nothing. "retired" is
+// no longer written: it grew with the flush rate (every file compaction
+// took out stayed listed for the orphan age), so retired files now go to
+// retired list objects of their own (package snapshot, RetiredList) and
+// the record stays the size of its manifest, whatever the message rate.
+// A record that still carries "retired" is read, its entries are carried
+// over by every writer and honoured by GC until they expire; the format
+// stays 2, since no field changed meaning. A binary that writes "retired"
+// does not know the lists: its GC deletes the files they protect once
+// they are old, the loss of grace described above.
 //
 // # Example
 //

@@ -139,12 +139,13 @@ type Compaction struct {
 
 // Compactor keeps one pchannel's manifest bounded: it merges runs of a
 // vchannel's consecutive small segment files into one file and replaces
-// them in the checkpoint by CAS, recording them under Retired, so GC keeps
-// them for OrphanAge more for readers that hold an older manifest (see the
-// package documentation, "Compaction"). It never moves C nor changes
-// anything but the manifest, Retired, Version and UpdatedAt. Any number of
-// Compactors may run with flushers, GCs and each other: the checkpoint CAS
-// is the only synchronisation. Safe for concurrent use.
+// them in the checkpoint by CAS, after recording them in a retired list
+// (RetiredList), so GC keeps them for OrphanAge more for readers that hold
+// an older manifest (see the package documentation, "Compaction"). It
+// never moves C nor changes anything but the manifest, Version and
+// UpdatedAt. Any number of Compactors may run with flushers, GCs and each
+// other: the checkpoint CAS is the only synchronisation. Safe for
+// concurrent use.
 type Compactor struct {
 	cfg    CompactConfig
 	store  objstore.Store
@@ -185,7 +186,7 @@ func (c *Compactor) Compact(ctx context.Context) (Compaction, error) {
 	if len(cp.Segments) < c.cfg.MinRefs {
 		return res, nil
 	}
-	for _, run := range planRuns(cp, c.cfg.Layout, c.cfg.TargetBytes, c.cfg.MinFiles, c.cfg.MaxFiles, c.cfg.MaxRuns) {
+	for i, run := range planRuns(cp, c.cfg.Layout, c.cfg.TargetBytes, c.cfg.MinFiles, c.cfg.MaxFiles, c.cfg.MaxRuns) {
 		written := time.Now() // real time: it bounds the time from PUT to CAS
 		merged, err := c.merge(ctx, run, res.ID)
 		if errors.Is(err, ErrMissingSegment) && c.stale(ctx, run) {
@@ -196,9 +197,9 @@ func (c *Compactor) Compact(ctx context.Context) (Compaction, error) {
 			return res, fmt.Errorf("compact %s: %w", p, err)
 		}
 		m := Merge{Merged: merged, Replaced: run}
-		stored, err := c.commit(ctx, m, written.Add(c.cfg.CommitWithin))
+		stored, err := c.commit(ctx, m, fmt.Sprintf("%s-%d", res.ID, i), written.Add(c.cfg.CommitWithin))
 		if err != nil {
-			return res, fmt.Errorf("compact %s: checkpoint CAS: %w", p, err)
+			return res, fmt.Errorf("compact %s: %w", p, err)
 		}
 		res.RefsAfter = len(stored.Segments)
 		if !slices.ContainsFunc(stored.Segments, func(r segmentlog.SegmentRef) bool { return r.Key == merged.Key }) {
@@ -224,10 +225,17 @@ func (c *Compactor) stale(ctx context.Context, run []segmentlog.SegmentRef) bool
 
 // commit replaces m's run by its merged file in the checkpoint and returns
 // the record as stored (without the merged file if the merge was
-// abandoned). No CAS goes out after deadline: by then GC may take the
-// merged file, unnamed so far, for an orphan (docs/protocol.md "Flush" rules 3 and 9).
-func (c *Compactor) commit(ctx context.Context, m Merge, deadline time.Time) (segmentlog.Checkpoint, error) {
+// abandoned). First it writes the run's keys as a retired list (id in its
+// key), which keeps them for readers of older manifests from the moment
+// the CAS may take them out (docs/protocol.md "Flush" rule 8); an
+// abandoned merge leaves its list to expire. No CAS goes out after
+// deadline: by then GC may take the merged file, unnamed so far, for an
+// orphan (docs/protocol.md "Flush" rules 3 and 9).
+func (c *Compactor) commit(ctx context.Context, m Merge, id string, deadline time.Time) (segmentlog.Checkpoint, error) {
 	now := c.cfg.Now().UTC()
+	if _, err := writeRetiredList(ctx, c.store, c.cfg.Layout, c.cfg.PChannel, segmentKeys(m.Replaced), now, id, c.cfg.PutTimeout); err != nil {
+		return segmentlog.Checkpoint{}, err
+	}
 	// Resends of one CAS stop at the deadline too.
 	dctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
@@ -249,10 +257,13 @@ func (c *Compactor) commit(ctx context.Context, m Merge, deadline time.Time) (se
 		// have landed. The record tells (Compact looks for the merged file).
 		stored, _, err = readCheckpoint(ctx, c.checkpoints, c.cfg.PChannel, c.cfg.GetTimeout)
 	}
-	if err == nil && !slices.ContainsFunc(stored.Segments, func(r segmentlog.SegmentRef) bool { return r.Key == m.Merged.Key }) && time.Now().After(deadline) {
+	if err != nil {
+		return stored, fmt.Errorf("checkpoint CAS: %w", err)
+	}
+	if !slices.ContainsFunc(stored.Segments, func(r segmentlog.SegmentRef) bool { return r.Key == m.Merged.Key }) && time.Now().After(deadline) {
 		c.log.Warn("merge abandoned: its file was written too long ago to commit safely", "pchannel", c.cfg.PChannel, "file", m.Merged.Key)
 	}
-	return stored, err
+	return stored, nil
 }
 
 // idleLooks: with CompactConfig.Flushes, Run looks at least once every
@@ -415,19 +426,18 @@ func applicable(cur segmentlog.Checkpoint, merges []Merge) []Merge {
 }
 
 // applyMerges returns cur with each merge's files replaced by its merged
-// file, at the position of the first, and recorded in Retired at now.
-// Everything else (C, MaxTerm, TermChanges, LastTimeTick, Dedup, DedupState, FlushID)
-// stays; Version grows by one.
+// file, at the position of the first (the files are in the merge's
+// retired list, not in the record). Everything else (C, MaxTerm,
+// TermChanges, LastTimeTick, Dedup, DedupState, Retired, Trim, FlushID)
+// stays; Version grows by one and UpdatedAt is now.
 func applyMerges(cur segmentlog.Checkpoint, merges []Merge, now time.Time) segmentlog.Checkpoint {
 	first := make(map[string]segmentlog.SegmentRef)
 	gone := make(map[string]bool)
 	next := cur
-	next.Retired = slices.Clone(cur.Retired)
 	for _, m := range merges {
 		first[m.Replaced[0].Key] = m.Merged
 		for _, r := range m.Replaced {
 			gone[r.Key] = true
-			next.Retired = append(next.Retired, segmentlog.RetiredSegment{Key: r.Key, RetiredAt: now})
 		}
 	}
 	next.Segments = make([]segmentlog.SegmentRef, 0, len(cur.Segments))

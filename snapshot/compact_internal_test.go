@@ -1,11 +1,13 @@
 package snapshot
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -74,15 +76,17 @@ func TestPlanRuns(t *testing.T) {
 	}
 }
 
-// TestApplyMerges: the merged file takes the run's place, the run goes to
-// Retired, other vchannels' references keep their order, and nothing but
-// the manifest, Retired, Version and UpdatedAt changes. A merge whose files
+// TestApplyMerges: the merged file takes the run's place (the run goes to
+// its retired list, not to the record), other vchannels' references keep
+// their order, and nothing but the manifest, Version and UpdatedAt
+// changes: an older compactor's inline Retired entries stay for GC. A merge whose files
 // are not all named any more, or that is applied already, is not
 // applicable.
 func TestApplyMerges(t *testing.T) {
 	a0, b0, a1, b1, a2 := ref("va", 0, 0, "f0", 1), ref("vb", 1, 1, "f0", 1), ref("va", 2, 2, "f1", 1), ref("vb", 3, 3, "f1", 1), ref("va", 4, 4, "f2", 1)
+	old := []segmentlog.RetiredSegment{{Key: ref("va", 0, 0, "old", 1).Key, RetiredAt: time.Date(2026, 11, 22, 0, 30, 0, 0, time.UTC)}}
 	cur := segmentlog.Checkpoint{Format: 1, PChannel: "p", C: 5, MaxTerm: 3, LastTimeTick: 9, FlushID: "f2", Version: 7,
-		TermChanges: []segmentlog.TermChange{{Offset: 0, Term: 3}}, Segments: []segmentlog.SegmentRef{a0, b0, a1, b1, a2}}
+		TermChanges: []segmentlog.TermChange{{Offset: 0, Term: 3}}, Segments: []segmentlog.SegmentRef{a0, b0, a1, b1, a2}, Retired: old}
 	merged := ref("va", 0, 2, "c1", 2)
 	m := Merge{Merged: merged, Replaced: []segmentlog.SegmentRef{a0, a1}}
 	if got := applicable(cur, []Merge{m}); len(got) != 1 {
@@ -93,8 +97,8 @@ func TestApplyMerges(t *testing.T) {
 	if want := []segmentlog.SegmentRef{merged, b0, b1, a2}; !slices.Equal(next.Segments, want) {
 		t.Errorf("manifest %v, want %v", next.Segments, want)
 	}
-	if want := []segmentlog.RetiredSegment{{Key: a0.Key, RetiredAt: now}, {Key: a1.Key, RetiredAt: now}}; !slices.Equal(next.Retired, want) {
-		t.Errorf("retired %v, want %v", next.Retired, want)
+	if !slices.Equal(next.Retired, old) {
+		t.Errorf("retired %v, want the inline entries as they were, %v", next.Retired, old)
 	}
 	if next.C != cur.C || next.MaxTerm != cur.MaxTerm || next.LastTimeTick != cur.LastTimeTick || next.FlushID != cur.FlushID ||
 		!slices.Equal(next.TermChanges, cur.TermChanges) || next.Version != cur.Version+1 || !next.UpdatedAt.Equal(now) {
@@ -111,7 +115,8 @@ func TestApplyMerges(t *testing.T) {
 }
 
 // TestHoldsFlushRetired: a flusher whose CAS reply was lost recognises its
-// round after compaction merged its files away, through Retired.
+// round after compaction merged its files away, through a record's inline
+// Retired list (written before retired lists).
 func TestHoldsFlushRetired(t *testing.T) {
 	mine := ref("va", 0, 0, "mine", 1)
 	cp := segmentlog.Checkpoint{FlushID: "later", Segments: []segmentlog.SegmentRef{ref("va", 0, 1, "c1", 2)},
@@ -121,5 +126,32 @@ func TestHoldsFlushRetired(t *testing.T) {
 	}
 	if holdsFlush(cp, "other", segmentlog.Checkpoint{}, true) {
 		t.Error("holdsFlush finds a round that never landed")
+	}
+}
+
+// TestRetiredHoldsFlush: a flusher whose CAS reply was lost recognises its
+// round after compaction merged its files away, through the merge's
+// retired list, written since the round began; a list written before
+// (beyond the skew allowed) or naming other flushes' files does not count.
+func TestRetiredHoldsFlush(t *testing.T) {
+	ctx := context.Background()
+	store := objstore.NewMemory()
+	l := segmentlog.Layout{Prefix: "t"}
+	mine := ref("va", 0, 0, "mine", 1)
+	if _, err := writeRetiredList(ctx, store, l, "p", []string{ref("va", 1, 1, "other", 1).Key, mine.Key}, time.Now(), "c1-0", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().Add(-time.Minute)
+	if !retiredHoldsFlush(ctx, store, l, "p", "mine", start, time.Second) {
+		t.Error("a round whose files a retired list names is not recognised")
+	}
+	if retiredHoldsFlush(ctx, store, l, "p", "lost", start, time.Second) {
+		t.Error("a round no list names is recognised")
+	}
+	if retiredHoldsFlush(ctx, store, l, "q", "mine", start, time.Second) {
+		t.Error("another pchannel's list is read")
+	}
+	if retiredHoldsFlush(ctx, store, l, "p", "mine", time.Now().Add(retiredSkew+time.Minute), time.Second) {
+		t.Error("a list written before the round began is read")
 	}
 }

@@ -64,9 +64,24 @@
 // refused. Garbage inside those windows may shrink to a tombstone
 // (PutIfMatch). Segment files named by no checkpoint manifest, no snapshot
 // that is not released and no restore job that is running or done are
-// deleted once older than OrphanAge; a file a checkpoint lists as Retired
-// counts as named until OrphanAge after its RetiredAt, and PruneRetired
-// then drops the entry by CAS (re-reading on a lost race).
+// deleted once older than OrphanAge; a file a retired list names (or a
+// record written before retired lists, in its inline Retired) counts as
+// named until OrphanAge after its RetiredAt, and PruneRetired then deletes
+// the list (and drops the inline entry by CAS, re-reading on a lost race).
+//
+// # Retired lists
+//
+// A file compaction or RetireTrimmed takes out of the manifest is not
+// recorded in the checkpoint, which would then grow with the flush rate:
+// each such commit first writes a RetiredList,
+// {prefix}/meta/retired/{pchannel}/{written:020d}-{id}.json, with
+// PutIfAbsent, and then makes its CAS. GC finds the lists by listing that
+// prefix, always after reading every checkpoint: a manifest read without a
+// file was written after the file's list, so the listing sees it. A list
+// only protects: GC deletes a file only as an orphan no checkpoint,
+// snapshot or restore job names, so the list of a merge whose CAS lost
+// (its files still in the manifest) never costs a live file; it expires
+// like the others. Lists are immutable, and a GC reads each once.
 //
 // # Trim and retention
 //
@@ -74,8 +89,8 @@
 // idempotent, monotone); readers refuse positions below it
 // (segmentlog.TruncatedError). GC.RetireTrimmed moves the manifest's files
 // wholly below it, or below their vchannel's point (GCConfig.Trims), to
-// Retired, so the retirement grace and the snapshot roots above decide when
-// they go. Retention applies the stored policies (SetPolicy: max age by the
+// a retired list, so the retirement grace and the snapshot roots above
+// decide when they go. Retention applies the stored policies (SetPolicy: max age by the
 // files' write times, max bytes of files) by trimming; HeldBy says what a
 // pchannel or vchannel holds. A snapshot holds, per vchannel, what a reader
 // of it gets from earliest (Snapshot.Starts).
@@ -90,16 +105,17 @@
 // at most log2(TargetBytes/smallest file) times). It decodes the run's
 // files, checks them against their references, writes one merged file
 // {first}-{last}-{compactionID}.arrow with PutIfAbsent, and at once
-// replaces the run in the checkpoint by PutIfMatch: the merged reference
-// takes the run's place, the run's keys go to Retired with the time, and
-// C, MaxTerm, TermChanges, LastTimeTick, DedupState and FlushID stay as they
-// are (Version+1). Compaction is not a flush: it never moves C, so
+// replaces the run in the checkpoint by PutIfMatch, after writing the
+// run's keys, with the time, as a retired list: the merged reference
+// takes the run's place, and C, MaxTerm, TermChanges, LastTimeTick,
+// DedupState, Retired, Trim and FlushID stay as they are (Version+1). Compaction is not a flush: it never moves C, so
 // "new c > current c" (docs/protocol.md "Flush, truncation, GC" rule 2), which
 // orders flushers, does not apply; the ETag condition alone makes it a CAS
 // on one exact version.
 //
 // It never takes the files of the current FlushID (a flusher whose CAS
-// reply was lost looks for them, holdsFlush; it also looks in Retired),
+// reply was lost looks for them, holdsFlush; it also looks in the retired
+// lists written since its round began),
 // nor files outside this pchannel's directory for the vchannel. A lost
 // race re-reads the record: the merge is applied again if all its files
 // are still named, else abandoned (its file is an orphan). An unknown

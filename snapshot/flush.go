@@ -31,9 +31,9 @@ type FlushConfig struct {
 	// every slot above the checkpoint before its first append
 	// (docs/protocol.md "Fence"), so a backlog of small batches would
 	// otherwise make a restart after a crash slow. Lower is not free: each
-	// round writes a segment file per vchannel, and each file, once
-	// compaction merged it, stays named in the checkpoint's Retired list
-	// for GC's OrphanAge. Default DefaultMinSlots.
+	// round writes a segment file per vchannel, which compaction later
+	// reads and rewrites, and which stays in the bucket, named by a
+	// retired list, for GC's OrphanAge after that. Default DefaultMinSlots.
 	MinSlots int
 	// MaxAge: Run flushes once the oldest unflushed message is this old (by
 	// its timetick), however little there is. Default 10 min.

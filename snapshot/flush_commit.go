@@ -165,8 +165,9 @@ func (f *Flusher) casCheckpoint(ctx context.Context, r *round, next segmentlog.C
 			return next, nil
 		case cur.Exists && sameFlushState(cur.Value, r.base) && rebases < f.cfg.MaxRounds:
 			// Only the manifest changed (compaction, a reclaimed vchannel,
-			// GC pruning Retired): no flush came between, so the round's
-			// WAL range and folded state still follow on from cur. Our
+			// GC retiring trimmed files or pruning inline Retired): no
+			// flush came between, so the round's WAL range and folded
+			// state still follow on from cur. Our
 			// earlier writes, conditional on an ETag the record has left,
 			// can never apply; commit the round on top of cur instead.
 			rebases++
@@ -178,7 +179,20 @@ func (f *Flusher) casCheckpoint(ctx context.Context, r *round, next segmentlog.C
 		}
 	}
 	landed := func(cur cas.Record[segmentlog.Checkpoint]) bool {
-		return holdsFlush(cur.Value, flushID, next, len(next.Segments) > len(r.base.Segments))
+		wrote := len(next.Segments) > len(r.base.Segments)
+		if holdsFlush(cur.Value, flushID, next, wrote) {
+			return true
+		}
+		if !wrote || cur.Value.C < next.C {
+			return false // no record below the round's c holds it
+		}
+		// Compaction may have merged the round's files away since (it
+		// never merges the current FlushID's, but a later flush may have
+		// come first): their retired list tells. It runs when ctx may
+		// have ended (cas.Update settles after it), so on its own clock.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 4*f.cfg.GetTimeout)
+		defer cancel()
+		return retiredHoldsFlush(lctx, f.store, f.cfg.Layout, p, flushID, deadline.Add(-f.cfg.CommitWithin), f.cfg.GetTimeout)
 	}
 	// The deadline ends the update as a cancellation would: no write after it.
 	dctx, cancel := context.WithDeadline(ctx, deadline)
@@ -200,9 +214,10 @@ func (f *Flusher) casCheckpoint(ctx context.Context, r *round, next segmentlog.C
 
 // holdsFlush reports whether cp contains the flush that wrote next: the
 // record names it (FlushID), or, once later flushes moved on, its segment
-// files are in the manifest. A flush with no segment files that a later
-// flush already passed cannot be told from a lost race; it is reported as
-// one, and no data depends on it.
+// files are in the manifest or in the record's inline Retired list (the
+// retired lists, which replaced it, casCheckpoint reads itself). A flush
+// with no segment files that a later flush already passed cannot be told
+// from a lost race; it is reported as one, and no data depends on it.
 func holdsFlush(cp segmentlog.Checkpoint, flushID string, next segmentlog.Checkpoint, wroteSegments bool) bool {
 	if cp.FlushID == flushID {
 		return true
@@ -213,8 +228,8 @@ func holdsFlush(cp segmentlog.Checkpoint, flushID string, next segmentlog.Checkp
 				return true
 			}
 		}
-		// Compaction may have merged them away since (it never merges the
-		// current FlushID's files, but a later flush may have come first).
+		// Compaction may have merged them away since: a record written
+		// before retired lists names them inline.
 		for _, ret := range cp.Retired {
 			if flushIDOf(ret.Key) == flushID {
 				return true

@@ -160,7 +160,7 @@ func (r *round) checkpoint(p, flushID string, refs []segmentlog.SegmentRef, now 
 		LastTimeTick: max(r.base.LastTimeTick, r.lastTick),
 		DedupState:   r.dedupState,
 		Segments:     append(slices.Clone(r.base.Segments), refs...),
-		Retired:      slices.Clone(r.base.Retired), // compaction's, kept for GC
+		Retired:      slices.Clone(r.base.Retired), // an older compactor's inline list, kept for GC
 		Trim:         r.base.Trim,                  // a trim's, kept for readers and GC
 		FlushID:      flushID,
 		Version:      r.base.Version + 1,

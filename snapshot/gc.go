@@ -119,6 +119,7 @@ type GC struct {
 	log   *slog.Logger
 
 	checkpoints *segmentlog.CheckpointCache // the records the last pass read
+	retired     retiredCache                // the retired lists read so far
 }
 
 // NewGC returns a GC over store.
@@ -262,13 +263,14 @@ type OrphanResult struct {
 
 // CollectOrphans deletes segment files that no checkpoint manifest, no
 // snapshot and no restored vchannel names, once older than OrphanAge
-// (docs/protocol.md "Flush, truncation, GC" rule 3). A file a checkpoint lists
-// as Retired is kept until OrphanAge after its RetiredAt, whatever its own
-// age: compaction took it out of the manifest, but a reader or a snapshot
-// being created may still hold a manifest that names it. It lists the files first
-// and reads the references after, so a file committed to a manifest before
-// the references are read is never taken for an orphan; a file listed but
-// committed later would have to belong to a flush longer than OrphanAge.
+// (docs/protocol.md "Flush, truncation, GC" rule 3). A file a retired list
+// (or a record's inline Retired) names is kept until OrphanAge after its
+// RetiredAt, whatever its own age: compaction took it out of the manifest,
+// but a reader or a snapshot being created may still hold a manifest that
+// names it. It lists the files first and reads the references after, so a
+// file committed to a manifest before the references are read is never
+// taken for an orphan; a file listed but committed later would have to
+// belong to a flush longer than OrphanAge.
 //
 // Dedup state objects (meta/dedup/{p}/…) follow the same rule: one that
 // its pchannel's checkpoint does not name is deleted once OrphanAge old. A
@@ -328,7 +330,7 @@ func (g *GC) CollectOrphans(ctx context.Context) (OrphanResult, error) {
 
 // Collect reclaims dropped vchannels' segments, retires the segments
 // wholly below a trim point, truncates the WAL and
-// prunes the expired Retired entries of every pchannel with a checkpoint,
+// prunes the expired retired lists of every pchannel with a checkpoint,
 // then deletes orphan segment files and dedup state objects. It goes on past a pchannel that fails
 // and returns the errors joined.
 func (g *GC) Collect(ctx context.Context) error {
@@ -392,10 +394,10 @@ func (g *GC) delete(ctx context.Context, key string) error {
 
 // references returns every segment key that must stay, and the dedup
 // state object each checkpoint names: those named by a
-// checkpoint manifest of any pchannel or retired from one by compaction
-// less than OrphanAge before now, by a snapshot not yet released, or by a
-// restore job that is running or done (docs/protocol.md "Snapshots" rules 1 and
-// 2).
+// checkpoint manifest of any pchannel or retired from one (a retired
+// list, or a record's inline Retired) less than OrphanAge before now, by a
+// snapshot not yet released, or by a restore job that is running or done
+// (docs/protocol.md "Flush" rules 3 and 8, "Snapshots" rules 1 and 2).
 func (g *GC) references(ctx context.Context, now time.Time) (map[string]bool, error) {
 	refs := make(map[string]bool)
 	pchannels, err := g.pchannels(ctx)
@@ -414,8 +416,24 @@ func (g *GC) references(ctx context.Context, now time.Time) (map[string]bool, er
 			refs[cp.DedupState] = true
 		}
 		for _, ret := range cp.Retired {
-			if !g.expired(ret, now) {
+			if !g.expired(ret.RetiredAt, now) {
 				refs[ret.Key] = true
+			}
+		}
+	}
+	// The retired lists only after every checkpoint: a compaction writes
+	// its list before the CAS that takes the files out of the manifest,
+	// so a manifest read without them was written after their list, which
+	// this listing then finds. Listed first, a list written after it
+	// could belong to a CAS that lands before the checkpoint read.
+	lists, err := g.retired.load(ctx, g.store, RetiredListsPrefix(g.cfg.Layout), g.cfg.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	for _, rl := range lists {
+		if !g.expired(rl.RetiredAt, now) {
+			for _, key := range rl.Keys {
+				refs[key] = true
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package snapshot
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -78,22 +79,54 @@ func (g *GC) dropRefs(ctx context.Context, pchannel string, vchannels []string) 
 	return removed, nil
 }
 
-// expired reports whether a retired file's grace is over at now.
-func (g *GC) expired(ret segmentlog.RetiredSegment, now time.Time) bool {
-	return !now.Before(ret.RetiredAt.Add(g.cfg.OrphanAge))
+// expired reports whether the grace of a file retired at retiredAt is over
+// at now.
+func (g *GC) expired(retiredAt, now time.Time) bool {
+	return !now.Before(retiredAt.Add(g.cfg.OrphanAge))
 }
 
-// PruneRetired drops from pchannel's checkpoint the Retired entries whose
-// grace (OrphanAge after RetiredAt) is over; their files are then ordinary
-// orphans, which CollectOrphans deletes. The CAS is conflict-safe: after a
+// PruneRetired ends the retirement of pchannel's files whose grace
+// (OrphanAge after RetiredAt) is over: it deletes their retired lists, and
+// drops such entries from the checkpoint's inline Retired list (records
+// written before retired lists existed) by CAS. Their files are then
+// ordinary orphans, which CollectOrphans deletes unless a manifest, a
+// snapshot or a restore job names them. The CAS is conflict-safe: after a
 // lost race or an unknown outcome, update reads the record and filters it
-// again. C and the manifest stay as they are. It returns how many entries
-// it dropped.
+// again; C and the manifest stay as they are, and a record with no expired
+// entry is not written. It returns how many files' retirement it ended.
 func (g *GC) PruneRetired(ctx context.Context, pchannel string) (int, error) {
 	now := g.cfg.Now()
+	lists, err := g.retired.load(ctx, g.store, retiredListPrefix(g.cfg.Layout, pchannel), g.cfg.Timeout)
+	if err != nil {
+		return 0, fmt.Errorf("gc %s: prune retired: %w", pchannel, err)
+	}
+	ended := 0
+	for _, key := range slices.Sorted(maps.Keys(lists)) {
+		if !g.expired(lists[key].RetiredAt, now) {
+			continue
+		}
+		if err := g.delete(ctx, key); err != nil {
+			return ended, fmt.Errorf("gc %s: prune retired: %w", pchannel, err)
+		}
+		g.retired.forget(key)
+		ended += len(lists[key].Keys)
+	}
+	pruned, err := g.pruneInline(ctx, pchannel, now)
+	return ended + pruned, err
+}
+
+// pruneInline drops the expired entries of pchannel's inline Retired list.
+func (g *GC) pruneInline(ctx context.Context, pchannel string, now time.Time) (int, error) {
+	cp, _, err := readCheckpoint(ctx, g.checkpoints, pchannel, g.cfg.Timeout)
+	if err != nil {
+		return 0, fmt.Errorf("gc %s: prune retired: %w", pchannel, err)
+	}
+	if !slices.ContainsFunc(cp.Retired, func(r segmentlog.RetiredSegment) bool { return g.expired(r.RetiredAt, now) }) {
+		return 0, nil // the usual case: nothing inline, no write
+	}
 	pruned := 0
-	_, err := update(ctx, g.store, g.cfg.Layout.Checkpoint(pchannel), g.cfg.Timeout, func(cp segmentlog.Checkpoint, exists bool) (segmentlog.Checkpoint, error) {
-		keep := slices.DeleteFunc(slices.Clone(cp.Retired), func(r segmentlog.RetiredSegment) bool { return g.expired(r, now) })
+	_, err = update(ctx, g.store, g.cfg.Layout.Checkpoint(pchannel), g.cfg.Timeout, func(cp segmentlog.Checkpoint, exists bool) (segmentlog.Checkpoint, error) {
+		keep := slices.DeleteFunc(slices.Clone(cp.Retired), func(r segmentlog.RetiredSegment) bool { return g.expired(r.RetiredAt, now) })
 		pruned = len(cp.Retired) - len(keep)
 		if !exists || pruned == 0 {
 			return cp, cas.ErrUnchanged

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cairnlog/cairn/segmentlog"
 )
@@ -82,3 +83,24 @@ func RestoreKey(l segmentlog.Layout, id string) string {
 
 // RestoresPrefix is the prefix of every restore job record.
 func RestoresPrefix(l segmentlog.Layout) string { return join(l, "meta", "restores") + "/" }
+
+// RetiredListsPrefix is the prefix of every retired list (RetiredList).
+func RetiredListsPrefix(l segmentlog.Layout) string { return join(l, "meta", "retired") + "/" }
+
+// retiredListPrefix is the prefix of pchannel p's retired lists.
+func retiredListPrefix(l segmentlog.Layout, p string) string {
+	return join(l, "meta", "retired", p) + "/"
+}
+
+// retiredListKey is the key of a retired list of pchannel p:
+// {prefix}/meta/retired/{pchannel}/{written:020d}-{id}.json, written being
+// the Unix milliseconds of the writer's real clock when it wrote the list,
+// so that the keys list in the order the lists were written.
+func retiredListKey(l segmentlog.Layout, p string, written time.Time, id string) string {
+	return retiredListPrefix(l, p) + retiredListStart(written) + "-" + id + ".json"
+}
+
+// retiredListStart is the part of a retired list's key that orders it: a
+// listing that starts after retiredListPrefix+retiredListStart(t) finds
+// every list written from t on.
+func retiredListStart(t time.Time) string { return fmt.Sprintf("%020d", t.UnixMilli()) }

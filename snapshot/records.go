@@ -17,9 +17,9 @@ const maxUpdateRounds = 32
 
 // record is a JSON record changed only by CAS, whose Version grows by one
 // on every write: this package's, and the checkpoint (which GC edits when
-// it reclaims a dropped vchannel).
+// it reclaims a dropped vchannel); or an immutable one (RetiredList).
 type record interface {
-	Snapshot | RestoreJob | segmentlog.Checkpoint | PolicyRecord
+	Snapshot | RestoreJob | segmentlog.Checkpoint | PolicyRecord | RetiredList
 }
 
 // update changes the record at key by compare-and-swap (cas.Update): it
@@ -98,6 +98,8 @@ func decodeRecord[T record](body []byte) (T, error) {
 		}
 	case *PolicyRecord:
 		format, want = r.Format, policyFormat
+	case *RetiredList:
+		format, want = r.Format, retiredListFormat
 	}
 	if format != want {
 		return v, fmt.Errorf("%w: unsupported format %d", ErrCorrupt, format)

@@ -11,7 +11,8 @@ import (
 )
 
 // FuzzDecodeRecords feeds this package's record decoder (snapshot, restore
-// job, and the checkpoint as GC and the flusher read it) arbitrary bytes.
+// job, the checkpoint as GC and the flusher read it, and retired list)
+// arbitrary bytes.
 // It never panics, fails only with ErrCorrupt, and a record it accepts
 // re-encodes, as update writes it, to bytes that decode to the same record.
 // The first byte picks the record kind.
@@ -28,6 +29,7 @@ func FuzzDecodeRecords(f *testing.F) {
 			State: JobRunning, Done: 1, Total: 2, TimeTick: 99, Segments: []segmentlog.SegmentRef{ref}, Version: 2},
 		segmentlog.Checkpoint{Format: segmentlog.CheckpointFormat, PChannel: "p-1", C: 42, Segments: []segmentlog.SegmentRef{ref},
 			Retired: []segmentlog.RetiredSegment{{Key: "seg/p-1/v/0-9.arrow", RetiredAt: at}}, Version: 5, UpdatedAt: at},
+		RetiredList{Format: retiredListFormat, PChannel: "p-1", RetiredAt: at, Keys: []string{"seg/p-1/v/0-9.arrow", "seg/p-1/v/10-19.arrow"}},
 	} {
 		data, err := json.Marshal(rec)
 		if err != nil {
@@ -37,11 +39,13 @@ func FuzzDecodeRecords(f *testing.F) {
 	}
 	f.Add(byte(0), []byte(`{"format":2}`))
 	f.Fuzz(func(t *testing.T, kind byte, data []byte) {
-		switch kind % 3 {
+		switch kind % 4 {
 		case 0:
 			checkRecordRoundTrip[Snapshot](t, data)
 		case 1:
 			checkRecordRoundTrip[RestoreJob](t, data)
+		case 3:
+			checkRecordRoundTrip[RetiredList](t, data)
 		default:
 			checkRecordRoundTrip[segmentlog.Checkpoint](t, data)
 		}

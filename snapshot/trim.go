@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/infra/objstore/cas"
 	"github.com/cairnlog/cairn/segmentlog"
@@ -67,12 +69,14 @@ func whollyTrimmed(ref segmentlog.SegmentRef, trim segmentlog.MessageID) bool {
 
 // RetireTrimmed moves the segment files of pchannel's manifest that lie
 // wholly below a trim point (the pchannel's, or their vchannel's through
-// GCConfig.Trims) to Retired, by CAS (docs/protocol.md "Trim and retention"
-// rule 3). From there the retirement grace protects them for readers and
-// snapshots cut from an older manifest, and CollectOrphans deletes them
-// after it unless a snapshot or a restore job names them: snapshots always
-// win. C and the rest of the record stay as they are. It returns how many
-// references it retired.
+// GCConfig.Trims) out of the manifest, by CAS (docs/protocol.md "Trim and
+// retention" rule 4). It writes them as a retired list first, so that from
+// there the retirement grace protects them for readers and snapshots cut
+// from an older manifest; CollectOrphans deletes them after it unless a
+// snapshot or a restore job names them: snapshots always win. A file the
+// list does not name (trimmed after the record was read) stays for the
+// next pass. C and the rest of the record stay as they are. It returns how
+// many references it retired.
 func (g *GC) RetireTrimmed(ctx context.Context, pchannel string) (int, error) {
 	var vtrims map[string]segmentlog.MessageID
 	if g.cfg.Trims != nil {
@@ -81,19 +85,37 @@ func (g *GC) RetireTrimmed(ctx context.Context, pchannel string) (int, error) {
 			return 0, fmt.Errorf("gc %s: vchannel trim points: %w", pchannel, err)
 		}
 	}
+	trimmed := func(cp segmentlog.Checkpoint, ref segmentlog.SegmentRef) bool {
+		return whollyTrimmed(ref, cp.Trim) || (ref.VChannel != "" && whollyTrimmed(ref, vtrims[ref.VChannel]))
+	}
+	cp, _, err := readCheckpoint(ctx, g.checkpoints, pchannel, g.cfg.Timeout)
+	if err != nil {
+		return 0, fmt.Errorf("gc %s: retire trimmed: %w", pchannel, err)
+	}
+	listed := make(map[string]bool)
+	var keys []string
+	for _, ref := range cp.Segments {
+		if trimmed(cp, ref) {
+			listed[ref.Key] = true
+			keys = append(keys, ref.Key)
+		}
+	}
+	if len(keys) == 0 {
+		return 0, nil
+	}
 	now := g.cfg.Now()
+	if _, err := writeRetiredList(ctx, g.store, g.cfg.Layout, pchannel, keys, now, uuid.Must(uuid.NewV7()).String(), g.cfg.Timeout); err != nil {
+		return 0, fmt.Errorf("gc %s: retire trimmed: %w", pchannel, err)
+	}
 	retired := 0
-	_, err := update(ctx, g.store, g.cfg.Layout.Checkpoint(pchannel), g.cfg.Timeout, func(cp segmentlog.Checkpoint, exists bool) (segmentlog.Checkpoint, error) {
+	_, err = update(ctx, g.store, g.cfg.Layout.Checkpoint(pchannel), g.cfg.Timeout, func(cp segmentlog.Checkpoint, exists bool) (segmentlog.Checkpoint, error) {
 		retired = 0
 		if !exists {
 			return cp, cas.ErrUnchanged
 		}
 		keep := make([]segmentlog.SegmentRef, 0, len(cp.Segments))
-		next := cp
-		next.Retired = append([]segmentlog.RetiredSegment(nil), cp.Retired...)
 		for _, ref := range cp.Segments {
-			if whollyTrimmed(ref, cp.Trim) || (ref.VChannel != "" && whollyTrimmed(ref, vtrims[ref.VChannel])) {
-				next.Retired = append(next.Retired, segmentlog.RetiredSegment{Key: ref.Key, RetiredAt: now.UTC()})
+			if listed[ref.Key] && trimmed(cp, ref) {
 				retired++
 				continue
 			}
@@ -105,6 +127,7 @@ func (g *GC) RetireTrimmed(ctx context.Context, pchannel string) (int, error) {
 		if len(keep) == 0 {
 			keep = nil
 		}
+		next := cp
 		next.Segments, next.Version, next.UpdatedAt = keep, cp.Version+1, now.UTC()
 		return next, nil
 	})

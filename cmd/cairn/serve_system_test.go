@@ -14,6 +14,7 @@ import (
 	"github.com/cairnlog/cairn/infra/objstore"
 	"github.com/cairnlog/cairn/infra/testkit"
 	"github.com/cairnlog/cairn/segmentlog"
+	"github.com/cairnlog/cairn/snapshot"
 )
 
 // TestServeRunsTheSystem: serve's node takes every pchannel of the set (its
@@ -195,8 +196,8 @@ func TestServeCompacts(t *testing.T) {
 			}
 			return err
 		})
-		if len(cp.Retired) == 0 {
-			return fmt.Errorf("no compaction after %d flushed appends: %+v", sent, cp.Segments)
+		if retired, err := snapshot.RetiredFiles(t.Context(), store, segmentlog.Layout{}, "pa"); err != nil || len(retired) == 0 {
+			return fmt.Errorf("no compaction after %d flushed appends (%v): %+v", sent, err, cp.Segments)
 		}
 		return nil
 	})
