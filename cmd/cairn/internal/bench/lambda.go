@@ -284,6 +284,15 @@ type countingProxy struct {
 	byKind map[string]int64 // "PUT 412", "HEAD 200", …: where the requests go
 }
 
+func (p *countingProxy) count(kind string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.byKind == nil {
+		p.byKind = map[string]int64{}
+	}
+	p.byKind[kind]++
+}
+
 // kinds returns the requests counted by method and status since the last
 // call, most frequent first, as "PUT 200 ×120, HEAD 200 ×80".
 func (p *countingProxy) kinds() string {
@@ -317,13 +326,13 @@ func startCountingProxy(endpoint string) (*countingProxy, error) {
 		pr.Out.Host = pr.In.Host
 		p.requests.Add(1)
 	}, ModifyResponse: func(res *http.Response) error {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if p.byKind == nil {
-			p.byKind = map[string]int64{}
-		}
-		p.byKind[res.Request.Method+" "+strconv.Itoa(res.StatusCode)]++
+		p.count(res.Request.Method + " " + strconv.Itoa(res.StatusCode))
 		return nil
+	}, ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+		// Mostly a client that gave up (an attempt's timeout, a case
+		// ending): counted with the others, not logged.
+		p.count(r.Method + " unanswered")
+		w.WriteHeader(http.StatusBadGateway)
 	}}
 	p.srv = &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = p.srv.Serve(ln) }()
