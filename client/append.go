@@ -100,10 +100,15 @@ func (c *Client) appendTo(ctx context.Context, path, target string, msgs []Messa
 		contentType = ""
 	}
 	var resp wire.AppendResponse
-	err := c.do(ctx, request{method: "POST", path: path, query: query, body: body, shared: shared, contentType: contentType, write: true,
-		idempotent: keyed && opts.ExpectedOffset == nil}, &resp)
+	err := c.do(ctx, request{method: "POST", path: path, query: query, body: body, shared: shared, contentType: contentType,
+		prefer: wire.PreferAckRuns, write: true, idempotent: keyed && opts.ExpectedOffset == nil}, &resp)
 	if err != nil {
 		return nil, err
+	}
+	if resp.AckRuns != nil { // asked for; a server without them sends Acks
+		if resp.Acks, err = wire.ExpandAckRuns(resp.AckRuns, len(msgs)); err != nil {
+			return nil, fmt.Errorf("client: append %s: %w: %w", pchannel, ErrInternal, err)
+		}
 	}
 	if len(resp.Acks) != len(msgs) {
 		return nil, fmt.Errorf("client: append %s: %w: %d acks for %d messages", pchannel, ErrInternal, len(resp.Acks), len(msgs))

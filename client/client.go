@@ -104,7 +104,9 @@ type request struct {
 	shared *sharedBody
 	// contentType is the body's media type; "" is JSON.
 	contentType string
-	wait        time.Duration // a read's long poll, added to the attempt timeout
+	// prefer is the Prefer header (RFC 7240), if any.
+	prefer string
+	wait   time.Duration // a read's long poll, added to the attempt timeout
 	// write: the request changes the log (an append), so a failure after
 	// it may have reached the server leaves its outcome unknown.
 	write bool
@@ -241,6 +243,9 @@ func (c *Client) attempt(ctx context.Context, req request, out any) (err error) 
 		hr.Header.Set("Content-Type", ct)
 	}
 	hr.Header.Set("Accept", "application/json")
+	if req.prefer != "" {
+		hr.Header.Set("Prefer", req.prefer)
+	}
 	hr.Header.Set("User-Agent", "cairn-go-client")
 	if c.token != "" {
 		hr.Header.Set("Authorization", "Bearer "+c.token)

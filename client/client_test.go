@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/functions/api"
+	"github.com/cairnlog/cairn/functions/api/wire"
 	"github.com/cairnlog/cairn/functions/system"
 	"github.com/cairnlog/cairn/infra/objstore"
 )
@@ -257,13 +258,12 @@ func TestProducerRetriesLostReplyWithSameKeys(t *testing.T) {
 	}
 	closeProducer(t, p)
 
-	var lost struct {
-		Acks []struct {
-			Offset uint64
-			Index  uint32
-		}
+	var lost wire.AppendResponse
+	err = json.Unmarshal(tr.body, &lost)
+	if err == nil && lost.AckRuns != nil { // the SDK asks for its acks as runs
+		lost.Acks, err = wire.ExpandAckRuns(lost.AckRuns, len(fs))
 	}
-	if err := json.Unmarshal(tr.body, &lost); err != nil || len(lost.Acks) == 0 {
+	if err != nil || len(lost.Acks) == 0 {
 		t.Fatalf("the lost reply %q: %v", tr.body, err)
 	}
 	if tr.appends.Load() < 2 {
@@ -452,4 +452,52 @@ func newAPIServer(cfg system.Config, store objstore.Store) (*api.Server, error) 
 		return nil, err
 	}
 	return api.New(api.Config{}, sys)
+}
+
+// TestAppendReadsAcksOrRuns: the SDK prefers its acks as runs, and reads
+// whichever form a server answers — runs, or one ack per message from a
+// server that does not know them — to the same acks; runs that do not
+// stand for the messages sent are ErrInternal, never wrong IDs.
+func TestAppendReadsAcksOrRuns(t *testing.T) {
+	acks := []wire.Ack{{Offset: 4, Index: 0, TimeTick: 10}, {Offset: 4, Index: 1, TimeTick: 11}, {Offset: 2, Index: 7, TimeTick: 3, Duplicate: true}}
+	for name, c := range map[string]struct {
+		answer  wire.AppendResponse
+		wantErr error
+	}{
+		"runs":            {wire.AppendResponse{PChannel: "p0", Term: 3, AckRuns: wire.AckRunsOf(acks)}, nil},
+		"one per message": {wire.AppendResponse{PChannel: "p0", Term: 3, Acks: acks}, nil},
+		"runs short":      {wire.AppendResponse{PChannel: "p0", Term: 3, AckRuns: wire.AckRunsOf(acks[:2])}, ErrInternal},
+		"runs of no acks": {wire.AppendResponse{PChannel: "p0", Term: 3, AckRuns: []wire.AckRun{{Offset: 4, Count: 0}}}, ErrInternal},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var prefer string
+			hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				prefer = r.Header.Get("Prefer")
+				_, _ = io.Copy(io.Discard, r.Body)
+				w.Header().Set("Content-Type", "application/json")
+				_ = json.NewEncoder(w).Encode(c.answer)
+			}))
+			defer hs.Close()
+			cl, _ := newClient(t, hs.URL)
+			msgs := []Message{{VChannel: "v", Payload: []byte("a")}, {VChannel: "v", Payload: []byte("b")}, {VChannel: "v", Payload: []byte("c")}}
+			got, err := cl.Append(t.Context(), "p0", msgs, AppendOptions{})
+			if prefer != wire.PreferAckRuns {
+				t.Fatalf("Prefer %q, want %q", prefer, wire.PreferAckRuns)
+			}
+			if c.wantErr != nil {
+				if !errors.Is(err, c.wantErr) {
+					t.Fatalf("%v, want %v", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil || len(got) != len(acks) {
+				t.Fatalf("%v, %d acks", err, len(got))
+			}
+			for i, a := range acks {
+				if got[i].ID != (MessageID{Offset: a.Offset, Index: a.Index}) || got[i].TimeTick != a.TimeTick || got[i].Duplicate != a.Duplicate || got[i].Term != 3 {
+					t.Fatalf("ack %d: %+v, want %+v", i, got[i], a)
+				}
+			}
+		})
+	}
 }

@@ -101,7 +101,12 @@ func (s *Server) appendAndAnswer(w http.ResponseWriter, r *http.Request, p strin
 	}
 	s.sys.NoteWritten(p)
 	s.metrics.observeAppend(time.Since(start), len(acks))
-	writeJSON(w, http.StatusOK, wire.AppendResponse{PChannel: p, Term: term, Acks: mapped(acks, ackOut)})
+	resp := wire.AppendResponse{PChannel: p, Term: term, Acks: mapped(acks, ackOut)}
+	if strings.Contains(r.Header.Get("Prefer"), wire.PreferAckRuns) {
+		resp.Acks, resp.AckRuns = nil, wire.AckRunsOf(resp.Acks)
+		w.Header().Set("Preference-Applied", wire.PreferAckRuns)
+	}
+	writeJSON(w, http.StatusOK, resp)
 	return nil
 }
 
