@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 )
 
@@ -556,42 +557,22 @@ func countIn(delivered, set []string) int {
 	return n
 }
 
-// lostReplyStore applies the first PutIfMatch of a transaction record,
-// runs then before its caller hears anything, and answers with a timeout:
-// a lost reply.
-type lostReplyStore struct {
-	objstore.Store
-	once sync.Once
-	then func()
-}
-
-func (s *lostReplyStore) PutIfMatch(ctx context.Context, key string, body []byte, etag string) (string, error) {
-	tag, err := s.Store.PutIfMatch(ctx, key, body, etag)
-	lost := false
-	if err == nil && strings.Contains(key, "/txns/") {
-		s.once.Do(func() { s.then(); lost = true })
-	}
-	if lost {
-		return "", fmt.Errorf("put %s: reply lost: %w", key, objstore.ErrTransient)
-	}
-	return tag, err
-}
-
 // An append whose reply was lost, and whose transaction was committed
 // before it read the record again, learns from the committed record that
 // it is in the commit: it is answered acked, not refused.
 func TestSharedTxnAppendReplyLostAcrossCommit(t *testing.T) {
 	ctx := context.Background()
 	mem := objstore.NewMemory()
-	lossy := &lostReplyStore{Store: mem}
+	var commitErr error
+	var commit func()
+	lossy := testkit.LoseFirstReply(mem, func(key string) bool { return strings.Contains(key, "/txns/") }, func() { commit() })
 	appender := openShared(t, lossy, "p1", "env-append")
 	committer := openShared(t, mem, "p1", "env-commit")
 	id, err := committer.BeginTxn(ctx, "vt", time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var commitErr error
-	lossy.then = func() { _, commitErr = committer.CommitTxn(ctx, id) }
+	commit = func() { _, commitErr = committer.CommitTxn(ctx, id) }
 	if err := appender.AppendTxn(ctx, id, dataMsg("vt", "a")); err != nil {
 		t.Fatalf("I8: an append in the commit answered %v", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/infra/objstore"
+	"github.com/cairnlog/cairn/infra/testkit"
 	sl "github.com/cairnlog/cairn/segmentlog"
 	"github.com/cairnlog/cairn/snapshot"
 )
@@ -243,26 +244,6 @@ func TestGCHonoursInlineRetired(t *testing.T) {
 	}
 }
 
-// lostReplyHook applies the first checkpoint CAS through it, runs hook, and
-// then loses the reply (the caller sees a retryable timeout).
-type lostReplyHook struct {
-	objstore.Store
-	once sync.Once
-	hook func()
-}
-
-func (l *lostReplyHook) PutIfMatch(ctx context.Context, key string, body []byte, etag string) (string, error) {
-	tag, err := l.Store.PutIfMatch(ctx, key, body, etag)
-	lost := false
-	if err == nil && key == testLayout.Checkpoint("lostmerged") {
-		l.once.Do(func() { l.hook(); lost = true })
-	}
-	if lost {
-		return "", objstore.ErrTransient
-	}
-	return tag, err
-}
-
 // TestFlushLostReplyAfterCompaction: a flush round's CAS lands but its
 // reply is lost; before the flusher reads the record back, another flusher
 // commits a round and a compaction merges the first round's files away.
@@ -278,13 +259,13 @@ func TestFlushLostReplyAfterCompaction(t *testing.T) {
 	acks := flushedRounds(t, store, w, newFlusher(t, store, pch, nil), 3, 2, "va", "vb")
 	acks = append(acks, appendN(t, w, "mine", 0, 2, "va", "vb")...)
 	merges := 0
-	hooked := &lostReplyHook{Store: store, hook: func() {
+	hooked := testkit.LoseFirstReply(store, func(key string) bool { return key == testLayout.Checkpoint(pch) }, func() {
 		acks = append(acks, appendN(t, w, "other", 0, 2, "va", "vb")...)
 		if _, err := newFlusher(t, store, pch, nil).FlushNow(ctx); err != nil {
 			t.Error(err)
 		}
 		merges = compactAll(t, newCompactor(t, store, pch, nil))
-	}}
+	})
 	rounds, err := newFlusher(t, hooked, pch, nil).FlushNow(ctx)
 	if err != nil {
 		t.Fatal(err)

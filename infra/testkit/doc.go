@@ -10,7 +10,9 @@
 //     (Within, for a test that accepts either outcome, fails nothing);
 //   - Await waits, with a deadline, for a channel a hook closes when the
 //     code under test reaches a point (a goroutine parks, a long poll
-//     starts waiting), so a test knows it is there instead of sleeping.
+//     starts waiting), so a test knows it is there instead of sleeping;
+//   - LoseFirstReply wraps a store so that one conditional write lands but
+//     its caller hears a retryable error, after a hook ran in between.
 //
 // Usage:
 //
