@@ -99,6 +99,16 @@ func checkManifestFiles(tb testing.TB, store objstore.Store, cp sl.Checkpoint) {
 	}
 }
 
+// checkIntact checks pch after a test's rounds: every file its manifest
+// names exists (I10), and a read from the start delivers every ack once, in
+// order, from segments and WAL.
+func checkIntact(tb testing.TB, store objstore.Store, pch string, acks []sl.Ack) {
+	tb.Helper()
+	cp, _ := checkpointSize(tb, store, pch)
+	checkManifestFiles(tb, store, cp)
+	checkNoGapNoDup(tb, scanAll(tb, store, pch, sl.Earliest(), snapshot.NewSegmentReader(store, 0), nil), acks)
+}
+
 // flushedRounds appends rounds×perRound messages over vchannels, flushing
 // after each round: one manifest reference per vchannel per round. Each
 // call is a producer of its own (a repeated key would be a duplicate).
@@ -639,9 +649,7 @@ func TestCompactStalePlan(t *testing.T) {
 	if other == 0 || res.Abandoned == 0 || len(res.Merges) != 0 {
 		t.Errorf("the other compactor merged %d runs; this one %+v: want every run abandoned", other, res)
 	}
-	cp, _ := checkpointSize(t, store, pch)
-	checkManifestFiles(t, store, cp)
-	checkNoGapNoDup(t, scanAll(t, store, pch, sl.Earliest(), snapshot.NewSegmentReader(store, 0), nil), acks)
+	checkIntact(t, store, pch, acks)
 }
 
 // TestCommitDeadlines: a merge or a flush round whose files were written
